@@ -1,0 +1,798 @@
+//! The table itself: the schema before `create()`, the shared region after it, and every
+//! operation on rows. The protocol is described in the crate documentation (lib.rs); the
+//! comments here say why each step is where it is.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{fence, AtomicU64, Ordering::*};
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::TableError;
+use crate::schema::{
+    bucket_count, check_conflict_proportion, check_size, memory_size, row_bytes, Column,
+    ColumnType, Value, HEADER_BYTES, KEY_BYTES, KEY_MAX, STRING_MAX,
+};
+use crate::shm::Mapping;
+use crate::sync::{chain_head, chain_version, read_stable, Backoff, BucketGuard, RowGuard};
+
+// Words of the header.
+const H_MAGIC: usize = 0;
+const H_SEED: usize = 1;
+const H_COUNT: usize = 2;
+const H_FREE: usize = 3;
+const H_UNUSED: usize = 4;
+const H_FULL: usize = 5;
+const MAGIC: u64 = u64::from_be_bytes(*b"SURGETB1");
+
+// Words of a row.
+const SEQ: usize = 0;
+const NEXT: usize = 1;
+const KEY: usize = 2;
+const KEY_WORDS: usize = KEY_BYTES / 8;
+const FIRST_COLUMN: usize = KEY + KEY_WORDS;
+
+/// A fixed-capacity table of typed rows in shared memory. See the crate documentation.
+pub struct Table {
+    size: usize,
+    conflict_proportion: f64,
+    pending: Mutex<Vec<Column>>,
+    created: OnceLock<Shared>,
+}
+
+/// A row found by iteration: where it is, its key and its values in column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The row's slot; pass `slot + 1` to [`Table::next_entry`] to go on.
+    pub slot: usize,
+    pub key: Vec<u8>,
+    pub values: Vec<Value>,
+}
+
+/// A snapshot of the table's counters. Chain figures come from a walk of the index, so they
+/// cost O(buckets) and are approximate while other processes insert or delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Live rows (including inserts under way).
+    pub rows: usize,
+    /// Rows the table can hold: exactly the size given to `new`.
+    pub capacity: usize,
+    /// Bytes mapped, as [`crate::memory_size`] computes them.
+    pub memory_size: usize,
+    /// Bytes of one row.
+    pub row_bytes: usize,
+    /// Buckets of the hash index.
+    pub buckets: usize,
+    /// Buckets whose chain is not empty.
+    pub used_buckets: usize,
+    /// Rows that share their bucket with an earlier row of the chain.
+    pub collisions: usize,
+    /// Rows in the longest chain.
+    pub longest_chain: usize,
+    /// Slots ever used; iteration scans these only.
+    pub slots_touched: usize,
+    /// Inserts refused because the table was full.
+    pub full_refusals: u64,
+}
+
+impl Table {
+    /// A table of exactly `size` rows (at most [`crate::MAX_ROWS`]). `conflict_proportion`
+    /// (0 to 1, Swoole's default is 0.2) only sizes the hash index; see
+    /// [`crate::bucket_count`]. Add columns, then call [`Table::create`].
+    pub fn new(size: usize, conflict_proportion: f64) -> Result<Table, TableError> {
+        check_size(size)?;
+        check_conflict_proportion(conflict_proportion)?;
+        Ok(Table {
+            size,
+            conflict_proportion,
+            pending: Mutex::new(Vec::new()),
+            created: OnceLock::new(),
+        })
+    }
+
+    /// Adds a column; only before `create()`. STRING sizes run from 1 to
+    /// [`crate::STRING_MAX`] bytes.
+    pub fn add_column(&self, name: &str, ty: ColumnType) -> Result<(), TableError> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.created.get().is_some() {
+            return Err(TableError::ColumnAfterCreate { column: name.to_string() });
+        }
+        if name.is_empty() {
+            return Err(TableError::EmptyColumnName);
+        }
+        if pending.iter().any(|c| c.name == name) {
+            return Err(TableError::DuplicateColumn { column: name.to_string() });
+        }
+        if let ColumnType::Str(max) = ty {
+            if !(1..=STRING_MAX).contains(&max) {
+                return Err(TableError::StringSize { column: name.to_string(), got: max as i128 });
+            }
+        }
+        pending.push(Column { name: name.to_string(), ty });
+        Ok(())
+    }
+
+    /// Maps the shared region. Processes forked after this share the rows.
+    pub fn create(&self) -> Result<(), TableError> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.created.get().is_some() {
+            return Err(TableError::AlreadyCreated);
+        }
+        let shared = Shared::map(self.size, self.conflict_proportion, pending.clone())?;
+        // Cannot fail: the lock is held and nothing was set.
+        let _ = self.created.set(shared);
+        Ok(())
+    }
+
+    pub fn is_created(&self) -> bool {
+        self.created.get().is_some()
+    }
+
+    /// Rows the table holds at most: exactly the `size` given to `new` (Swoole's tables hold
+    /// fewer than their size once keys collide; this one always holds `size`).
+    pub fn capacity(&self) -> usize {
+        self.size
+    }
+
+    /// Bytes mapped; equal to [`crate::memory_size`] for this table's size and schema.
+    pub fn memory_size(&self) -> Result<usize, TableError> {
+        Ok(self.shared()?.map.len())
+    }
+
+    /// The columns in schema order, which is the order of values in rows.
+    pub fn columns(&self) -> Result<&[Column], TableError> {
+        Ok(&self.shared()?.columns)
+    }
+
+    /// The position of a column in rows, or an error naming the known columns.
+    pub fn column_index(&self, name: &str) -> Result<usize, TableError> {
+        self.shared()?.column(name)
+    }
+
+    /// Writes the given columns of a row. An existing row keeps its other columns; a new row
+    /// gets 0, 0.0 and "" for them. Types must match the columns, except that an integer
+    /// may go into a FLOAT column; floats never go into INT columns and numeric strings are
+    /// not numbers. Everything is checked before anything is written. When a column is given
+    /// twice, the last value wins.
+    pub fn set(&self, key: &[u8], values: &[(&str, Value)]) -> Result<(), TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        for (name, value) in values {
+            t.check_value(name, value)?;
+        }
+        t.upsert(&key, |row| {
+            for (name, value) in values {
+                if let Ok(c) = t.column(name) {
+                    t.store_value(row, c, value);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The whole row in column order, or None.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<Value>>, TableError> {
+        let mut out = Vec::new();
+        Ok(self.get_into(key, &mut out)?.then_some(out))
+    }
+
+    /// Like `get`, but fills `out` (reusing its string buffers) and says whether the key was
+    /// there; on a miss `out` is emptied. The allocation-free path for hot loops.
+    pub fn get_into(&self, key: &[u8], out: &mut Vec<Value>) -> Result<bool, TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        let found = t.find(&key, |_, row| t.load_values(row, out)).is_some();
+        if !found {
+            out.clear();
+        }
+        Ok(found)
+    }
+
+    /// One column of a row, or None when the key is missing.
+    pub fn get_field(&self, key: &[u8], column: &str) -> Result<Option<Value>, TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        let c = t.column(column)?;
+        Ok(t.find(&key, |_, row| {
+            let mut value = Value::Int(0);
+            t.load_value(row, c, &mut value);
+            value
+        }))
+    }
+
+    pub fn exists(&self, key: &[u8]) -> Result<bool, TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        Ok(t.find(&key, |_, _| ()).is_some())
+    }
+
+    /// Deletes a row; false when there was none.
+    pub fn del(&self, key: &[u8]) -> Result<bool, TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        Ok(t.delete(&key))
+    }
+
+    /// Adds `by` to an INT or FLOAT column atomically and returns the new value. A missing
+    /// row is created (all columns zero/empty) first. INT columns take integer steps and
+    /// refuse to overflow; FLOAT columns take integer or float steps.
+    pub fn incr(&self, key: &[u8], column: &str, by: Value) -> Result<Value, TableError> {
+        self.add(key, column, by, false)
+    }
+
+    /// Subtracts `by`; otherwise as [`Table::incr`].
+    pub fn decr(&self, key: &[u8], column: &str, by: Value) -> Result<Value, TableError> {
+        self.add(key, column, by, true)
+    }
+
+    /// Live rows.
+    pub fn count(&self) -> Result<usize, TableError> {
+        Ok(self.shared()?.count())
+    }
+
+    /// The first live row at `slot` or after it. Start at 0 and go on from `entry.slot + 1`:
+    /// nothing is held between calls, so other processes may write meanwhile (see the crate
+    /// documentation for what iteration then sees).
+    pub fn next_entry(&self, slot: usize) -> Result<Option<Entry>, TableError> {
+        Ok(self.shared()?.entry_from(slot))
+    }
+
+    /// All live rows, in slot order; built on [`Table::next_entry`].
+    pub fn iter(&self) -> Result<Iter<'_>, TableError> {
+        Ok(Iter { table: self.shared()?, slot: 0 })
+    }
+
+    pub fn stats(&self) -> Result<Stats, TableError> {
+        Ok(self.shared()?.stats())
+    }
+
+    fn shared(&self) -> Result<&Shared, TableError> {
+        self.created.get().ok_or(TableError::NotCreated)
+    }
+
+    fn add(&self, key: &[u8], column: &str, by: Value, decr: bool) -> Result<Value, TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        let c = t.column(column)?;
+        let ty = t.columns[c].ty;
+        let word = t.offsets[c];
+        let add_float = |step: f64| {
+            let step = if decr { -step } else { step };
+            t.upsert(&key, |row| {
+                let next = f64::from_bits(row[word].load(Relaxed)) + step;
+                row[word].store(next.to_bits(), Relaxed);
+                Ok(Value::Float(next))
+            })
+        };
+        match (ty, &by) {
+            (ColumnType::Str(_), _) => Err(TableError::NotNumeric { column: column.to_string() }),
+            (ColumnType::Int, Value::Int(step)) => t.upsert(&key, |row| {
+                let current = row[word].load(Relaxed) as i64;
+                let next = if decr { current.checked_sub(*step) } else { current.checked_add(*step) };
+                let next = next.ok_or_else(|| TableError::Overflow {
+                    column: column.to_string(),
+                    current,
+                    op: if decr { "decr" } else { "incr" },
+                    by: *step,
+                })?;
+                row[word].store(next as u64, Relaxed);
+                Ok(Value::Int(next))
+            }),
+            (ColumnType::Float, Value::Int(step)) => add_float(*step as f64),
+            (ColumnType::Float, Value::Float(step)) => add_float(*step),
+            _ => Err(TableError::WrongStep {
+                column: column.to_string(),
+                column_type: ty,
+                got: by.kind(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Table");
+        d.field("capacity", &self.size).field("conflict_proportion", &self.conflict_proportion);
+        match self.created.get() {
+            Some(t) => d.field("columns", &t.columns).field("rows", &t.count()),
+            None => d.field("columns", &*self.pending.lock().unwrap_or_else(|e| e.into_inner())),
+        };
+        d.field("created", &self.is_created()).finish()
+    }
+}
+
+/// Iterator over live rows; see [`Table::iter`].
+pub struct Iter<'a> {
+    table: &'a Shared,
+    slot: usize,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        let entry = self.table.entry_from(self.slot)?;
+        self.slot = entry.slot + 1;
+        Some(entry)
+    }
+}
+
+/// A key checked, laid out as it is stored (length byte, bytes, zero padding) and hashed.
+struct Key {
+    words: [u64; KEY_WORDS],
+    used: usize,
+    hash: u64,
+}
+
+impl Key {
+    /// Compares only the words the key uses: the length byte is in the first, and the padding
+    /// of the last is zero in both, so equal words mean equal keys.
+    fn matches(&self, row: &[AtomicU64]) -> bool {
+        self.words[..self.used]
+            .iter()
+            .zip(&row[KEY..])
+            .all(|(w, stored)| stored.load(Relaxed) == *w)
+    }
+
+    fn store(&self, row: &[AtomicU64]) {
+        for (w, stored) in self.words[..self.used].iter().zip(&row[KEY..]) {
+            stored.store(*w, Relaxed);
+        }
+    }
+}
+
+/// The created table: the mapping and what every process needs to find its way in it.
+/// Forked children inherit a copy of this struct that points at the same shared pages.
+struct Shared {
+    map: Mapping,
+    columns: Vec<Column>,
+    /// Word offset of each column inside a row.
+    offsets: Vec<usize>,
+    row_words: usize,
+    capacity: usize,
+    bucket_mask: usize,
+    buckets_at: usize,
+    rows_at: usize,
+    seed: u64,
+}
+
+impl Shared {
+    fn map(size: usize, cp: f64, columns: Vec<Column>) -> Result<Shared, TableError> {
+        let bytes = memory_size(size, cp, &columns)?;
+        let buckets = bucket_count(size, cp)?;
+        let map = Mapping::new(bytes)?;
+        let mut offsets = Vec::with_capacity(columns.len());
+        let mut word = FIRST_COLUMN;
+        for c in &columns {
+            offsets.push(word);
+            word += c.ty.bytes() / 8;
+        }
+        let row_words = row_bytes(&columns) / 8;
+        debug_assert_eq!(word, row_words);
+        // A per-table secret, so nobody outside can choose keys that all land in one chain.
+        let seed = RandomState::new().hash_one(bytes);
+        let buckets_at = HEADER_BYTES / 8;
+        let shared = Shared {
+            map,
+            columns,
+            offsets,
+            row_words,
+            capacity: size,
+            bucket_mask: buckets - 1,
+            buckets_at,
+            rows_at: buckets_at + buckets,
+            seed,
+        };
+        // Everything else starts as zero, which the mapping already is: empty chains, an
+        // empty free list, no slot used, and every row dead (key length 0).
+        shared.header(H_MAGIC).store(MAGIC, Relaxed);
+        shared.header(H_SEED).store(seed, Relaxed);
+        Ok(shared)
+    }
+
+    fn header(&self, word: usize) -> &AtomicU64 {
+        &self.map.words()[word]
+    }
+
+    fn bucket(&self, hash: u64) -> &AtomicU64 {
+        &self.map.words()[self.buckets_at + (hash as usize & self.bucket_mask)]
+    }
+
+    fn row(&self, slot: usize) -> &[AtomicU64] {
+        let start = self.rows_at + slot * self.row_words;
+        &self.map.words()[start..start + self.row_words]
+    }
+
+    fn count(&self) -> usize {
+        self.header(H_COUNT).load(Acquire) as usize
+    }
+
+    fn column(&self, name: &str) -> Result<usize, TableError> {
+        self.columns.iter().position(|c| c.name == name).ok_or_else(|| TableError::UnknownColumn {
+            column: name.to_string(),
+            known: self.columns.iter().map(|c| c.name.clone()).collect(),
+        })
+    }
+
+    fn key(&self, bytes: &[u8]) -> Result<Key, TableError> {
+        if bytes.is_empty() {
+            return Err(TableError::EmptyKey);
+        }
+        if bytes.len() > KEY_MAX {
+            return Err(TableError::KeyTooLong { len: bytes.len() });
+        }
+        let mut block = [0u8; KEY_BYTES];
+        block[0] = bytes.len() as u8;
+        block[1..=bytes.len()].copy_from_slice(bytes);
+        let mut words = [0u64; KEY_WORDS];
+        for (w, chunk) in words.iter_mut().zip(block.chunks_exact(8)) {
+            *w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        }
+        let used = (bytes.len() + 1).div_ceil(8);
+        Ok(Key { words, used, hash: hash_words(self.seed, &words[..used]) })
+    }
+
+    fn check_value(&self, name: &str, value: &Value) -> Result<usize, TableError> {
+        let c = self.column(name)?;
+        let ty = self.columns[c].ty;
+        match (ty, value) {
+            (ColumnType::Int, Value::Int(_)) => Ok(c),
+            (ColumnType::Float, Value::Int(_) | Value::Float(_)) => Ok(c),
+            (ColumnType::Str(max), Value::Str(s)) if s.len() <= max => Ok(c),
+            (ColumnType::Str(max), Value::Str(s)) => Err(TableError::StringTooLong {
+                column: name.to_string(),
+                len: s.len(),
+                max,
+            }),
+            _ => Err(TableError::WrongType {
+                column: name.to_string(),
+                column_type: ty,
+                got: value.kind(),
+            }),
+        }
+    }
+
+    /// Stores a value already accepted by `check_value`. Caller holds the row lock.
+    fn store_value(&self, row: &[AtomicU64], c: usize, value: &Value) {
+        let at = self.offsets[c];
+        match value {
+            Value::Int(i) if self.columns[c].ty == ColumnType::Float => {
+                row[at].store((*i as f64).to_bits(), Relaxed)
+            }
+            Value::Int(i) => row[at].store(*i as u64, Relaxed),
+            Value::Float(f) => row[at].store(f.to_bits(), Relaxed),
+            Value::Str(s) => {
+                row[at].store(s.len() as u64, Relaxed);
+                for (stored, chunk) in row[at + 1..].iter().zip(s.chunks(8)) {
+                    let mut bytes = [0u8; 8];
+                    bytes[..chunk.len()].copy_from_slice(chunk);
+                    stored.store(u64::from_ne_bytes(bytes), Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Reads one column into `slot`, reusing its buffer when it already holds a string. May
+    /// run on a torn row (then its result is thrown away), so lengths are clamped.
+    fn load_value(&self, row: &[AtomicU64], c: usize, slot: &mut Value) {
+        let at = self.offsets[c];
+        match self.columns[c].ty {
+            ColumnType::Int => *slot = Value::Int(row[at].load(Relaxed) as i64),
+            ColumnType::Float => *slot = Value::Float(f64::from_bits(row[at].load(Relaxed))),
+            ColumnType::Str(max) => {
+                if !matches!(slot, Value::Str(_)) {
+                    *slot = Value::Str(Vec::new());
+                }
+                if let Value::Str(buf) = slot {
+                    let len = (row[at].load(Relaxed) as usize).min(max);
+                    unpack(&row[at + 1..], 0, len, buf);
+                }
+            }
+        }
+    }
+
+    fn load_values(&self, row: &[AtomicU64], out: &mut Vec<Value>) {
+        out.resize_with(self.columns.len(), || Value::Int(0));
+        for (c, slot) in out.iter_mut().enumerate() {
+            self.load_value(row, c, slot);
+        }
+    }
+
+    /// The key of a row, or false when the row is dead. Same clamping as `load_value`.
+    fn load_key(&self, row: &[AtomicU64], out: &mut Vec<u8>) -> bool {
+        let len = (row[KEY].load(Relaxed).to_ne_bytes()[0] as usize).min(KEY_MAX);
+        if len == 0 {
+            return false;
+        }
+        unpack(&row[KEY..KEY + KEY_WORDS], 1, len, out);
+        true
+    }
+
+    /// Lock-free search. `on_hit` runs on a stable copy of the row holding the key (possibly
+    /// more than once, if a writer interferes) and its last result is returned.
+    ///
+    /// A hit needs no further check: the row was live with this key at the instant the
+    /// seqlock read was stable, and a key lives in one row at most. A miss might come from
+    /// a walk that left the chain (a row deleted under us and reused elsewhere); every such
+    /// reuse comes after a version bump of this chain, so a miss counts only if the version
+    /// is still the one the walk started from.
+    fn find<T>(&self, key: &Key, mut on_hit: impl FnMut(usize, &[AtomicU64]) -> T) -> Option<T> {
+        let bucket = self.bucket(key.hash);
+        loop {
+            let start = bucket.load(Acquire);
+            let mut link = chain_head(start);
+            // A walk that left the chain may run in circles; a real chain is never longer
+            // than the capacity.
+            let mut steps = 0;
+            while link != 0 && steps < self.capacity {
+                let slot = link as usize - 1;
+                let row = self.row(slot);
+                let hit = read_stable(&row[SEQ], || key.matches(row).then(|| on_hit(slot, row)));
+                if hit.is_some() {
+                    return hit;
+                }
+                link = row[NEXT].load(Acquire) as u32;
+                steps += 1;
+            }
+            fence(Acquire);
+            if chain_version(bucket.load(Relaxed)) == chain_version(start) {
+                return None;
+            }
+        }
+    }
+
+    /// Search with the bucket lock held: the chain cannot change and the keys of its rows
+    /// cannot either (only insert and delete write keys, both under this lock), so no
+    /// seqlock read is needed. Returns the row's slot and the link pointing at it.
+    fn find_locked(&self, guard: &BucketGuard<'_>, key: &Key) -> Option<(usize, Option<usize>)> {
+        let mut prev = None;
+        let mut link = guard.head();
+        while link != 0 {
+            let slot = link as usize - 1;
+            let row = self.row(slot);
+            if key.matches(row) {
+                return Some((slot, prev));
+            }
+            prev = Some(slot);
+            link = row[NEXT].load(Relaxed) as u32;
+        }
+        None
+    }
+
+    /// Runs `change` on the key's row under the row lock, inserting the row (all columns
+    /// zero/empty) when the key is missing. If `change` fails, nothing was written: it
+    /// checks before it stores, and a row inserted for it is given back unpublished.
+    fn upsert<T>(
+        &self,
+        key: &Key,
+        mut change: impl FnMut(&[AtomicU64]) -> Result<T, TableError>,
+    ) -> Result<T, TableError> {
+        // Fast path, the common one for set and incr: the key exists, so only its row is
+        // locked. The search was lock-free, so the row may have been deleted (and reused)
+        // before the lock was taken; the key is checked again under the lock.
+        while let Some(slot) = self.find(key, |slot, _| slot) {
+            let row = self.row(slot);
+            let _row_lock = RowGuard::lock(&row[SEQ]);
+            if key.matches(row) {
+                return change(row);
+            }
+        }
+        // Slow path: lock the chain, so that two processes inserting the same key cannot
+        // both add it. Look again: someone may have inserted it since the search.
+        let bucket = BucketGuard::lock(self.bucket(key.hash));
+        if let Some((slot, _)) = self.find_locked(&bucket, key) {
+            let row = self.row(slot);
+            let _row_lock = RowGuard::lock(&row[SEQ]);
+            return change(row);
+        }
+        let slot = self.take_slot()?;
+        let row = self.row(slot);
+        // The row lock is held until the row is published, so no reader that wandered into
+        // this slot sees the key before the chain does.
+        let row_lock = RowGuard::lock(&row[SEQ]);
+        for &at in &self.offsets {
+            row[at].store(0, Relaxed); // 0, 0.0 and "" alike
+        }
+        match change(row) {
+            Ok(result) => {
+                key.store(row);
+                row[NEXT].store(bucket.head() as u64, Release);
+                bucket.publish(slot as u32 + 1);
+                drop(row_lock);
+                Ok(result)
+            }
+            Err(e) => {
+                drop(row_lock);
+                self.give_back(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn delete(&self, key: &Key) -> bool {
+        let bucket = BucketGuard::lock(self.bucket(key.hash));
+        let Some((slot, prev)) = self.find_locked(&bucket, key) else {
+            return false;
+        };
+        let row = self.row(slot);
+        {
+            // Under the row lock, so that a writer on the fast path, which checks the key
+            // under this lock, either finishes first or sees the row dead.
+            let _row_lock = RowGuard::lock(&row[SEQ]);
+            row[KEY].store(0, Relaxed);
+        }
+        let next = row[NEXT].load(Relaxed);
+        let head = match prev {
+            None => next as u32,
+            Some(p) => {
+                self.row(p)[NEXT].store(next, Release);
+                bucket.head()
+            }
+        };
+        // The version bump comes before the slot can be reused (give_back), which is what
+        // makes a lock-free miss trustworthy (see `find`).
+        bucket.publish(head);
+        self.give_back(slot);
+        true
+    }
+
+    /// Reserves one row in the count, then takes a slot: from the free list, else one never
+    /// used. The reservation is what enforces the capacity; since a slot is counted until
+    /// it is back on the free list (give_back pushes, then decrements), a successful
+    /// reservation means a free slot exists at every instant, so the loop ends.
+    fn take_slot(&self) -> Result<usize, TableError> {
+        let count = self.header(H_COUNT);
+        let mut rows = count.load(Relaxed);
+        loop {
+            if rows as usize >= self.capacity {
+                self.header(H_FULL).fetch_add(1, Relaxed);
+                return Err(TableError::Full { rows: rows as usize, capacity: self.capacity });
+            }
+            match count.compare_exchange_weak(rows, rows + 1, Acquire, Relaxed) {
+                Ok(_) => break,
+                Err(now) => rows = now,
+            }
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(slot) = self.pop_free().or_else(|| self.take_unused()) {
+                return Ok(slot);
+            }
+            backoff.snooze();
+        }
+    }
+
+    fn give_back(&self, slot: usize) {
+        self.push_free(slot);
+        self.header(H_COUNT).fetch_sub(1, Release);
+    }
+
+    /// The free list is a stack linked through the rows' NEXT words. Its head word holds
+    /// the top slot plus one in the low half and a tag in the high half; the tag changes on
+    /// every push and pop, so a pop that read a stale NEXT cannot succeed (no ABA).
+    fn pop_free(&self) -> Option<usize> {
+        let free = self.header(H_FREE);
+        let mut top = free.load(Acquire);
+        loop {
+            let link = top as u32;
+            if link == 0 {
+                return None;
+            }
+            let slot = link as usize - 1;
+            let next = self.row(slot)[NEXT].load(Relaxed) as u32;
+            let new = (top >> 32).wrapping_add(1) << 32 | next as u64;
+            match free.compare_exchange_weak(top, new, Acquire, Acquire) {
+                Ok(_) => return Some(slot),
+                Err(now) => top = now,
+            }
+        }
+    }
+
+    fn push_free(&self, slot: usize) {
+        let free = self.header(H_FREE);
+        let mut top = free.load(Relaxed);
+        loop {
+            self.row(slot)[NEXT].store(top as u32 as u64, Release);
+            let new = (top >> 32).wrapping_add(1) << 32 | (slot as u64 + 1);
+            match free.compare_exchange_weak(top, new, Release, Relaxed) {
+                Ok(_) => return,
+                Err(now) => top = now,
+            }
+        }
+    }
+
+    /// Slots above the high-water mark have never been written; handing them out in order
+    /// keeps create() O(1) (no free list to build, no page touched) and keeps iteration
+    /// to the part of the table ever used.
+    fn take_unused(&self) -> Option<usize> {
+        let unused = self.header(H_UNUSED);
+        let mut next = unused.load(Relaxed);
+        loop {
+            if next as usize >= self.capacity {
+                return None;
+            }
+            match unused.compare_exchange_weak(next, next + 1, Relaxed, Relaxed) {
+                Ok(_) => return Some(next as usize),
+                Err(now) => next = now,
+            }
+        }
+    }
+
+    fn entry_from(&self, slot: usize) -> Option<Entry> {
+        let end = (self.header(H_UNUSED).load(Acquire) as usize).min(self.capacity);
+        let mut key = Vec::new();
+        let mut values = Vec::new();
+        for s in slot..end {
+            let row = self.row(s);
+            let live = read_stable(&row[SEQ], || {
+                let live = self.load_key(row, &mut key);
+                if live {
+                    self.load_values(row, &mut values);
+                }
+                live
+            });
+            if live {
+                return Some(Entry { slot: s, key, values });
+            }
+        }
+        None
+    }
+
+    fn stats(&self) -> Stats {
+        let buckets = self.bucket_mask + 1;
+        let (mut used_buckets, mut chained, mut longest_chain) = (0, 0, 0);
+        for b in 0..buckets {
+            let mut link = chain_head(self.map.words()[self.buckets_at + b].load(Acquire));
+            let mut len = 0;
+            while link != 0 && len < self.capacity {
+                len += 1;
+                link = self.row(link as usize - 1)[NEXT].load(Acquire) as u32;
+            }
+            if len > 0 {
+                used_buckets += 1;
+                chained += len;
+                longest_chain = longest_chain.max(len);
+            }
+        }
+        Stats {
+            rows: self.count(),
+            capacity: self.capacity,
+            memory_size: self.map.len(),
+            row_bytes: self.row_words * 8,
+            buckets,
+            used_buckets,
+            collisions: chained - used_buckets,
+            longest_chain,
+            slots_touched: (self.header(H_UNUSED).load(Acquire) as usize).min(self.capacity),
+            full_refusals: self.header(H_FULL).load(Relaxed),
+        }
+    }
+}
+
+/// Appends `len` bytes that start `skip` bytes into `words`.
+fn unpack(words: &[AtomicU64], skip: usize, len: usize, out: &mut Vec<u8>) {
+    out.clear();
+    let end = skip + len;
+    for (i, w) in words.iter().enumerate().take(end.div_ceil(8)).skip(skip / 8) {
+        let bytes = w.load(Relaxed).to_ne_bytes();
+        let from = skip.max(i * 8) - i * 8;
+        let to = end.min(i * 8 + 8) - i * 8;
+        out.extend_from_slice(&bytes[from..to]);
+    }
+}
+
+/// The key hash: each word goes through a 64x64->128 multiply whose halves are folded
+/// together, chained through the seed. Cheap (one multiply per 8 bytes) and well mixed in
+/// the low bits, which pick the bucket.
+fn hash_words(seed: u64, words: &[u64]) -> u64 {
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio
+    const K2: u64 = 0x243f_6a88_85a3_08d3; // fraction of pi
+    let fold = |a: u64, b: u64| {
+        let p = a as u128 * b as u128;
+        p as u64 ^ (p >> 64) as u64
+    };
+    let mut h = seed ^ K1;
+    for &w in words {
+        h = fold(h ^ w, K2);
+    }
+    fold(h ^ words.len() as u64, K1)
+}
