@@ -1,0 +1,303 @@
+//! Typed server settings. `set()` in PHP hands every key/value pair to [`Config::apply`], which
+//! either stores it or returns an error naming the key, so a typo never passes silently.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A setting's value as the PHP layer hands it over (no PHP types here).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<Value>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::List(_) => "array",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+        }
+    }
+}
+
+/// Every setting the server understands, with its default. Durations are given in seconds from
+/// PHP (int or float, as in Swoole) and kept as `Duration`; zero disables a timer.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tokio worker threads doing the network work.
+    pub worker_threads: usize,
+    /// Open TCP connections (WebSocket and plain HTTP) accepted at once; past it new
+    /// connections get `503` and are closed.
+    pub max_connection: usize,
+    /// Largest WebSocket message (after reassembly) or HTTP body accepted, in bytes.
+    pub package_max_length: usize,
+    /// How often the heartbeat sweep looks at every connection.
+    pub heartbeat_check_interval: Duration,
+    /// A connection that sent nothing (not even a pong) for this long is dropped.
+    pub heartbeat_idle_time: Duration,
+    /// A connection idle for this long is sent a ping (answered pongs count as activity).
+    pub ping_interval: Duration,
+    /// An HTTP request or handshake whose headers have not arrived by then is dropped.
+    pub handshake_timeout: Duration,
+    /// Bytes queued for one client beyond which it is a slow consumer and is closed with 1008.
+    pub socket_buffer_size: usize,
+    /// Events (open/message/close/request/timer) waiting for PHP; when full, connections stop
+    /// reading until PHP catches up.
+    pub event_queue_size: usize,
+    /// On shutdown, how long connections are given to finish their close handshake and PHP
+    /// to handle what was received before the signal.
+    pub shutdown_timeout: Duration,
+    pub log_level: LogLevel,
+}
+
+fn default_max_connection() -> usize {
+    // Leave room for PHP's own files, the listener and Redis.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur as usize
+    } else {
+        1024
+    };
+    soft.saturating_sub(64).max(64)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Config {
+            worker_threads: cpus,
+            max_connection: default_max_connection(),
+            package_max_length: 2 * 1024 * 1024,
+            heartbeat_check_interval: Duration::from_secs(5),
+            heartbeat_idle_time: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(25),
+            handshake_timeout: Duration::from_secs(5),
+            socket_buffer_size: 4 * 1024 * 1024,
+            event_queue_size: 4096,
+            shutdown_timeout: Duration::from_secs(3),
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+/// Settings accepted for Swoole compatibility whose only valid value is the one Surge runs with.
+const FIXED: &[(&str, i64, &str)] = &[
+    ("worker_num", 1, "worker processes are not supported yet; Surge runs one PHP process (use worker_threads for network threads)"),
+    ("task_worker_num", 0, "task workers are not supported yet"),
+];
+
+pub const KNOWN_KEYS: &[&str] = &[
+    "worker_threads",
+    "max_connection",
+    "package_max_length",
+    "heartbeat_check_interval",
+    "heartbeat_idle_time",
+    "ping_interval",
+    "handshake_timeout",
+    "socket_buffer_size",
+    "event_queue_size",
+    "shutdown_timeout",
+    "log_level",
+    "worker_num",
+    "task_worker_num",
+];
+
+impl Config {
+    /// Stores one setting, or explains what is wrong with it.
+    pub fn apply(&mut self, key: &str, value: &Value) -> Result<(), ConfigError> {
+        match key {
+            "worker_threads" => self.worker_threads = count(key, value, 1, 256)?,
+            "max_connection" => self.max_connection = count(key, value, 1, 10_000_000)?,
+            "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
+            "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,
+            "heartbeat_idle_time" => self.heartbeat_idle_time = seconds(key, value)?,
+            "ping_interval" => self.ping_interval = seconds(key, value)?,
+            "handshake_timeout" => self.handshake_timeout = seconds(key, value)?,
+            "socket_buffer_size" => self.socket_buffer_size = count(key, value, 1024, 1 << 32)?,
+            "event_queue_size" => self.event_queue_size = count(key, value, 1, 1 << 24)?,
+            "shutdown_timeout" => self.shutdown_timeout = seconds(key, value)?,
+            "log_level" => self.log_level = log_level(value)?,
+            _ => {
+                if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
+                    let n = integer(key, value)?;
+                    if n != *only {
+                        return Err(ConfigError(format!(
+                            "setting '{key}' => {n} is not supported: {why}; use {only}"
+                        )));
+                    }
+                } else {
+                    return Err(ConfigError(format!(
+                        "unknown setting '{key}'; known settings: {}",
+                        KNOWN_KEYS.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the settings against each other, once all are applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let idle = self.heartbeat_idle_time;
+        if !idle.is_zero() && !self.ping_interval.is_zero() && self.ping_interval >= idle {
+            return Err(ConfigError(format!(
+                "setting 'ping_interval' ({:?}) must be shorter than 'heartbeat_idle_time' ({:?}), \
+                 or clients are dropped before they are pinged",
+                self.ping_interval, idle
+            )));
+        }
+        if self.heartbeat_check_interval.is_zero() && (!idle.is_zero() || !self.ping_interval.is_zero()) {
+            return Err(ConfigError(
+                "setting 'heartbeat_check_interval' is 0, so nothing would ping or drop idle clients; \
+                 set 'ping_interval' and 'heartbeat_idle_time' to 0 as well to turn the heartbeat off"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn integer(key: &str, value: &Value) -> Result<i64, ConfigError> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        other => Err(ConfigError(format!("setting '{key}' must be an int, got {}", other.kind()))),
+    }
+}
+
+fn count(key: &str, value: &Value, min: u64, max: u64) -> Result<usize, ConfigError> {
+    let n = integer(key, value)?;
+    if n < min as i64 || n as u64 > max {
+        return Err(ConfigError(format!("setting '{key}' must be between {min} and {max}, got {n}")));
+    }
+    Ok(n as usize)
+}
+
+fn seconds(key: &str, value: &Value) -> Result<Duration, ConfigError> {
+    let secs = match value {
+        Value::Int(n) => *n as f64,
+        Value::Float(f) => *f,
+        other => {
+            return Err(ConfigError(format!(
+                "setting '{key}' must be a number of seconds (int or float), got {}",
+                other.kind()
+            )))
+        }
+    };
+    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(ConfigError(format!("setting '{key}' must be between 0 and one year in seconds, got {secs}")));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn log_level(value: &Value) -> Result<LogLevel, ConfigError> {
+    let name = match value {
+        Value::Str(s) => s.to_ascii_lowercase(),
+        other => {
+            return Err(ConfigError(format!(
+                "setting 'log_level' must be a string (off, error, warn, info, debug), got {}",
+                other.kind()
+            )))
+        }
+    };
+    Ok(match name.as_str() {
+        "off" | "none" => LogLevel::Off,
+        "error" => LogLevel::Error,
+        "warn" | "warning" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" | "trace" => LogLevel::Debug,
+        _ => {
+            return Err(ConfigError(format!(
+                "setting 'log_level' must be one of off, error, warn, info, debug; got '{name}'"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::default().apply("heartbeat_idel_time", &Value::Int(3)).unwrap_err();
+        assert!(err.0.contains("'heartbeat_idel_time'"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::default().apply("max_connection", &Value::Str("10".into())).unwrap_err();
+        assert_eq!(err.0, "setting 'max_connection' must be an int, got string");
+    }
+
+    #[test]
+    fn seconds_accept_floats() {
+        let mut c = Config::default();
+        c.apply("ping_interval", &Value::Float(0.25)).unwrap();
+        assert_eq!(c.ping_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn swoole_worker_settings_accept_only_current_values() {
+        let mut c = Config::default();
+        c.apply("worker_num", &Value::Int(1)).unwrap();
+        c.apply("task_worker_num", &Value::Int(0)).unwrap();
+        let err = c.apply("worker_num", &Value::Int(4)).unwrap_err();
+        assert!(err.0.starts_with("setting 'worker_num' => 4 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn ping_must_come_before_idle_drop() {
+        let mut c = Config::default();
+        c.apply("ping_interval", &Value::Int(30)).unwrap();
+        c.apply("heartbeat_idle_time", &Value::Int(10)).unwrap();
+        assert!(c.validate().unwrap_err().0.contains("'ping_interval'"));
+    }
+
+    #[test]
+    fn log_level_names() {
+        let mut c = Config::default();
+        c.apply("log_level", &Value::Str("WARN".into())).unwrap();
+        assert_eq!(c.log_level, LogLevel::Warn);
+        assert!(c.apply("log_level", &Value::Str("loud".into())).is_err());
+    }
+}

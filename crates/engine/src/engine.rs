@@ -1,0 +1,280 @@
+//! The handle the PHP layer holds: starts the Tokio runtime and the listener, hands events to
+//! the PHP thread, and takes pushes, closes and timers from it without ever blocking on I/O.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::TcpSocket;
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::config::Config;
+use crate::events::Event;
+use crate::listener::accept_loop;
+use crate::registry::PushError;
+use crate::shared::Shared;
+use crate::stats::StatsSnapshot;
+use crate::{heartbeat, logging};
+
+/// Which PHP callbacks are registered (see [`Engine::set_handler`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    Open,
+    Message,
+    Close,
+    Request,
+}
+
+/// A message to push: text must be valid UTF-8 (checked by the caller's constructor).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub remote: SocketAddr,
+    pub server_port: u16,
+    /// Unix seconds.
+    pub connect_time: u64,
+    /// Unix seconds of the last frame received.
+    pub last_time: u64,
+    pub established: bool,
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    runtime: Option<Runtime>,
+    events: Mutex<mpsc::Receiver<Event>>,
+    timers: Arc<Mutex<HashMap<u64, AbortHandle>>>,
+    local_addr: SocketAddr,
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("host '{host}' has no address"))
+}
+
+impl Engine {
+    /// Validates the settings, starts the runtime and binds the listener. Errors are messages
+    /// for the user (bad settings, address in use, ...).
+    pub fn start(config: Config, host: &str, port: u16) -> Result<Engine, String> {
+        config.validate().map_err(|e| e.to_string())?;
+        logging::init(config.log_level);
+        let addr = resolve(host, port)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads)
+            .thread_name("surge-io")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the I/O threads: {e}"))?;
+        let listener = runtime
+            .block_on(async {
+                let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+                socket.set_reuseaddr(true)?;
+                socket.bind(addr)?;
+                socket.listen(1024)
+            })
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel(config.event_queue_size);
+        let shared = Arc::new(Shared::new(config, tx));
+        runtime.spawn(accept_loop(listener, shared.clone()));
+        runtime.spawn(heartbeat::run(shared.clone()));
+        // PHP's own signal handling would kill the process on SIGINT/SIGTERM even with Tokio's
+        // handler chained after it: give the signals back their default action first.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        }
+        runtime.block_on(async { watch_signals(shared.clone()) }).map_err(|e| format!("cannot watch signals: {e}"))?;
+        log::info!(target: "surge", "listening on ws://{local_addr}");
+        Ok(Engine { shared, runtime: Some(runtime), events: Mutex::new(rx), timers: Default::default(), local_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn set_handler(&self, handler: Handler, present: bool) {
+        let h = &self.shared.handlers;
+        let flag = match handler {
+            Handler::Open => &h.open,
+            Handler::Message => &h.message,
+            Handler::Close => &h.close,
+            Handler::Request => &h.request,
+        };
+        flag.store(present, Relaxed);
+    }
+
+    fn runtime(&self) -> &Runtime {
+        self.runtime.as_ref().expect("runtime lives until finish()")
+    }
+
+    /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
+    /// first. Returns false if the wait timed out with nothing received.
+    pub fn recv(&self, batch: &mut Vec<Event>, max: usize, timeout: Option<Duration>) -> bool {
+        let mut rx = self.events.lock();
+        let first = match rx.try_recv() {
+            Ok(event) => Some(event),
+            Err(_) => self.runtime().block_on(async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, rx.recv()).await.ok().flatten(),
+                    None => rx.recv().await,
+                }
+            }),
+        };
+        let Some(first) = first else { return false };
+        batch.push(first);
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    /// Queues a message for one connection; never waits for the network.
+    pub fn push(&self, fd: u64, payload: Payload) -> Result<(), PushError> {
+        let conn = self.shared.registry.get(fd).ok_or(PushError::Closed)?;
+        let message = match payload {
+            Payload::Text(text) => Message::text(text),
+            Payload::Binary(data) => Message::binary(data),
+            Payload::Ping(data) => Message::Ping(data.into()),
+        };
+        conn.push(message, self.shared.config.socket_buffer_size)
+    }
+
+    /// Starts the close handshake with `code`; false if `fd` is not open.
+    pub fn disconnect(&self, fd: u64, code: u16, reason: &str) -> bool {
+        self.shared.registry.get(fd).is_some_and(|c| c.close(code, reason))
+    }
+
+    /// The connection exists (possibly closing).
+    pub fn exists(&self, fd: u64) -> bool {
+        self.shared.registry.get(fd).is_some()
+    }
+
+    /// The connection is an open WebSocket (not closing).
+    pub fn is_established(&self, fd: u64) -> bool {
+        self.shared.registry.get(fd).is_some_and(|c| c.is_open())
+    }
+
+    pub fn client_info(&self, fd: u64) -> Option<ClientInfo> {
+        let conn = self.shared.registry.get(fd)?;
+        Some(ClientInfo {
+            remote: conn.remote,
+            server_port: self.local_addr.port(),
+            connect_time: conn.connect_time,
+            last_time: self.shared.to_unix_secs(conn.last_active_ms()),
+            established: conn.is_open(),
+        })
+    }
+
+    /// Established connections, ascending.
+    pub fn connections(&self) -> Vec<u64> {
+        self.shared.registry.open_fds()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot(self.shared.registry.len() as u64, self.shared.start_unix_ms / 1000)
+    }
+
+    /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.
+    pub fn add_timer(&self, id: u64, delay: Duration, every: Option<Duration>) {
+        let events = self.shared.events.clone();
+        let timers = self.timers.clone();
+        let task = self.runtime().spawn(async move {
+            tokio::time::sleep(delay).await;
+            loop {
+                if events.send(Event::Timer { id }).await.is_err() {
+                    return;
+                }
+                match every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => break,
+                }
+            }
+            timers.lock().remove(&id);
+        });
+        self.timers.lock().insert(id, task.abort_handle());
+    }
+
+    /// Stops a timer; false if it does not exist (or already fired, for a one-shot).
+    pub fn clear_timer(&self, id: u64) -> bool {
+        match self.timers.lock().remove(&id) {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops accepting and sends every client a close frame with 1001. Connections then
+    /// finish their close handshakes; `close` events keep arriving through `recv`.
+    pub fn begin_shutdown(&self) {
+        if self.shared.stopping.send_replace(true) {
+            return;
+        }
+        log::info!(target: "surge", "shutting down: closing {} connections", self.shared.registry.len());
+        for timer in self.timers.lock().drain() {
+            timer.1.abort();
+        }
+        self.shared.registry.for_each(|c| {
+            c.close(1001, "server shutting down");
+        });
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shared.config.shutdown_timeout
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_millis(200));
+        }
+        // Tokio's signal handler stays installed after its runtime is gone and would swallow
+        // the signals: give PHP back the default behaviour.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        }
+    }
+}
+
+fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if shared.events.send(Event::Signal { name }).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}

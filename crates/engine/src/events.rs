@@ -1,0 +1,77 @@
+//! What the engine tells the PHP thread. Everything here is plain data: the PHP layer turns it
+//! into PHP objects on its own thread.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+/// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub fd: u64,
+    pub method: String,
+    /// The path without the query string, e.g. `/chat`.
+    pub path: String,
+    /// The raw query string without `?` (may be empty).
+    pub query: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub protocol: &'static str,
+    /// Header names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub remote: SocketAddr,
+    pub server_port: u16,
+    /// When the request was read, as a Unix time in seconds.
+    pub time: f64,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    pub fn text(status: u16, body: &str) -> Self {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+}
+
+/// Where PHP's answer to one HTTP request goes. Dropping it unanswered sends a 500.
+#[derive(Debug)]
+pub struct Responder(pub(crate) oneshot::Sender<HttpResponse>);
+
+impl Responder {
+    /// Sends the response; false when the client has gone away meanwhile.
+    pub fn send(self, response: HttpResponse) -> bool {
+        self.0.send(response).is_ok()
+    }
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// A WebSocket handshake completed; the connection is established and accepts pushes.
+    Open { fd: u64, request: Box<HttpRequest> },
+    /// A whole message (fragments reassembled). `binary` is false for text, which is valid UTF-8.
+    Message { fd: u64, data: Bytes, binary: bool },
+    /// The connection is gone; no push to `fd` will succeed from now on.
+    Close { fd: u64, code: u16 },
+    /// A plain HTTP request for the `request` callback.
+    Request { request: Box<HttpRequest>, reply: Responder },
+    /// A timer registered with [`crate::Engine::add_timer`] fired.
+    Timer { id: u64 },
+    /// SIGINT or SIGTERM arrived.
+    Signal { name: &'static str },
+}

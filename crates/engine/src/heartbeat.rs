@@ -1,0 +1,33 @@
+//! One sweep over all connections every `heartbeat_check_interval`: ping the idle ones, drop
+//! the dead ones. One task for the whole server costs far less than a timer per connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use crate::shared::Shared;
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let config = &shared.config;
+    if config.heartbeat_check_interval.is_zero() {
+        return;
+    }
+    let idle_limit = config.heartbeat_idle_time.as_millis() as u64;
+    let ping_every = config.ping_interval.as_millis() as u64;
+    let mut tick = tokio::time::interval(config.heartbeat_check_interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = shared.now_ms();
+        shared.registry.for_each(|conn| {
+            let idle = now.saturating_sub(conn.last_active_ms());
+            if idle_limit > 0 && idle >= idle_limit {
+                log::info!(target: "surge", "fd {}: nothing received for {idle} ms; dropping it", conn.fd);
+                conn.kill();
+            } else if ping_every > 0 && idle >= ping_every {
+                conn.ping_if_due(now, ping_every);
+            }
+        });
+    }
+}

@@ -1,0 +1,258 @@
+//! The accept loop and HTTP/1.1 (hyper) on every TCP connection: WebSocket handshakes are
+//! upgraded here, other requests go to PHP's `request` callback or get a clear status.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::connection;
+use crate::events::{Event, HttpRequest, HttpResponse, Responder};
+use crate::registry::Conn;
+use crate::shared::{unix_ms, Shared};
+use crate::stats::bump;
+
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopping.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                if shared.live_connections() >= shared.config.max_connection {
+                    bump(&shared.stats.rejected, 1);
+                    tokio::spawn(refuse(stream, shared.config.max_connection));
+                    continue;
+                }
+                bump(&shared.stats.accepted, 1);
+                tokio::spawn(serve_tcp(stream, remote, shared.clone()));
+            }
+            Err(err) => {
+                // Out of file descriptors or similar: say so once per burst and let the
+                // system recover instead of spinning.
+                log::error!(target: "surge", "accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Past `max_connection`: a clear answer, then the connection is closed.
+async fn refuse(mut stream: TcpStream, max: usize) {
+    let body = format!("server is at its connection limit (max_connection = {max})\n");
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 5\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Counts a TCP connection as live for `max_connection` while it speaks HTTP.
+struct HttpLive(Arc<Shared>);
+
+impl Drop for HttpLive {
+    fn drop(&mut self) {
+        self.0.http_live.fetch_sub(1, Relaxed);
+    }
+}
+
+async fn serve_tcp(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    shared.http_live.fetch_add(1, Relaxed);
+    let _live = HttpLive(shared.clone());
+    let peer = Peer {
+        fd: shared.next_fd(),
+        remote,
+        server_port: stream.local_addr().map(|a| a.port()).unwrap_or(0),
+        connect_time: unix_ms() / 1000,
+    };
+    let fd = peer.fd;
+    let timeout = shared.config.handshake_timeout;
+    let svc = {
+        let shared = shared.clone();
+        service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(handle(req, peer, shared).await) }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    if !timeout.is_zero() {
+        // Drops a client that trickles its headers (or never sends any) after the timeout.
+        builder.header_read_timeout(timeout);
+    }
+    if let Err(err) = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades().await {
+        log::debug!(target: "surge", "fd {fd}: http connection ended: {err}");
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// Who is on the other end of one TCP connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    fd: u64,
+    remote: SocketAddr,
+    server_port: u16,
+    /// Unix seconds.
+    connect_time: u64,
+}
+
+async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
+    bump(&shared.stats.http_requests, 1);
+    if shared.is_stopping() {
+        return reply(HttpResponse::text(503, "server is shutting down\n"));
+    }
+    if wants_websocket(&req) {
+        return upgrade(req, peer, shared);
+    }
+    if !shared.handlers.request.load(Relaxed) {
+        let mut res = reply(HttpResponse::text(
+            426,
+            "This is a WebSocket server: connect with a WebSocket client (Upgrade: websocket).\n",
+        ));
+        res.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return res;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, shared.config.package_max_length).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return reply(HttpResponse::text(
+                413,
+                &format!("request body over package_max_length ({} bytes)\n", shared.config.package_max_length),
+            ))
+        }
+    };
+    let request = http_request(&parts.method, &parts.uri, parts.version, &parts.headers, body, peer);
+    let (tx, rx) = oneshot::channel();
+    if shared.events.send(Event::Request { request: Box::new(request), reply: Responder(tx) }).await.is_err() {
+        return reply(HttpResponse::text(503, "server is shutting down\n"));
+    }
+    match rx.await {
+        Ok(response) => reply(response),
+        Err(_) => reply(HttpResponse::text(500, "the request callback sent no response\n")),
+    }
+}
+
+fn reply(response: HttpResponse) -> Reply {
+    let mut res = Response::new(Full::new(response.body));
+    *res.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in response.headers {
+        match (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(name), Ok(value)) => {
+                res.headers_mut().append(name, value);
+            }
+            _ => log::warn!(target: "surge", "dropped invalid response header {name:?}"),
+        }
+    }
+    res
+}
+
+fn has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn wants_websocket(req: &Request<Incoming>) -> bool {
+    has_token(req, header::UPGRADE, "websocket")
+}
+
+fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
+    if req.method() != hyper::Method::GET || !has_token(&req, header::CONNECTION, "upgrade") {
+        return reply(HttpResponse::text(400, "a WebSocket handshake must be a GET with Connection: Upgrade\n"));
+    }
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        let mut res = reply(HttpResponse::text(426, "unsupported WebSocket version: only 13 is spoken here\n"));
+        res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return res;
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).filter(|k| k.len() == 24) else {
+        return reply(HttpResponse::text(400, "missing or malformed Sec-WebSocket-Key\n"));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let handshake = http_request(req.method(), req.uri(), req.version(), req.headers(), Bytes::new(), peer);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => established(upgraded, handshake, peer, shared).await,
+            Err(err) => log::debug!(target: "surge", "fd {}: upgrade failed: {err}", peer.fd),
+        }
+    });
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    res
+}
+
+async fn established(upgraded: hyper::upgrade::Upgraded, handshake: HttpRequest, peer: Peer, shared: Arc<Shared>) {
+    let fd = peer.fd;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(64 * 1024)
+        .max_message_size(Some(shared.config.package_max_length))
+        .max_frame_size(Some(shared.config.package_max_length));
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));
+    // Registered before `open` is sent, so the open callback can already push to it.
+    shared.registry.insert(conn.clone());
+    log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
+    if shared.handlers.open.load(Relaxed)
+        && shared.events.send(Event::Open { fd, request: Box::new(handshake) }).await.is_err()
+    {
+        shared.registry.remove(fd);
+        return;
+    }
+    connection::run(ws, conn, shared).await;
+}
+
+fn http_request(
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    version: hyper::Version,
+    headers: &hyper::HeaderMap,
+    body: Bytes,
+    peer: Peer,
+) -> HttpRequest {
+    HttpRequest {
+        fd: peer.fd,
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or("").to_owned(),
+        protocol: if version == hyper::Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" },
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+        remote: peer.remote,
+        server_port: peer.server_port,
+        time: unix_ms() as f64 / 1000.0,
+    }
+}

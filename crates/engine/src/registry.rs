@@ -1,0 +1,275 @@
+//! fd -> connection. Pushes from PHP look a connection up here and append to its outbox; they
+//! never touch the socket, so PHP never waits for the network.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Why a push was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// No such connection, or it is closing.
+    Closed,
+    /// The client reads too slowly: its outbox passed `socket_buffer_size`; it is being closed.
+    SlowConsumer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// A close frame is queued (by us or in answer to the client's); nothing more is accepted.
+    Closing,
+    /// Drop the socket without a close handshake (dead peer found by the heartbeat).
+    Kill,
+}
+
+struct Outbox {
+    queue: VecDeque<Message>,
+    bytes: usize,
+    state: State,
+}
+
+/// One established WebSocket connection, shared between its task, the registry and pushers.
+pub struct Conn {
+    pub fd: u64,
+    pub remote: SocketAddr,
+    /// Unix seconds.
+    pub connect_time: u64,
+    /// Milliseconds since the engine started, of the last frame received.
+    last_active: AtomicU64,
+    last_ping: AtomicU64,
+    outbox: Mutex<Outbox>,
+    pub(crate) wake: Notify,
+}
+
+/// What the connection task takes out of the outbox in one go.
+pub(crate) struct Drained {
+    pub messages: VecDeque<Message>,
+    pub kill: bool,
+}
+
+impl Conn {
+    pub fn new(fd: u64, remote: SocketAddr, connect_time: u64, now_ms: u64) -> Self {
+        Conn {
+            fd,
+            remote,
+            connect_time,
+            last_active: AtomicU64::new(now_ms),
+            last_ping: AtomicU64::new(now_ms),
+            outbox: Mutex::new(Outbox { queue: VecDeque::new(), bytes: 0, state: State::Open }),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.outbox.lock().state == State::Open
+    }
+
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active.load(Relaxed)
+    }
+
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.last_active.store(now_ms, Relaxed);
+    }
+
+    /// Queues a message unless the connection is closing or its outbox is over `limit` bytes,
+    /// in which case the client is closed with 1008 (see the README's slow-consumer policy).
+    pub fn push(&self, message: Message, limit: usize) -> Result<(), PushError> {
+        let mut out = self.outbox.lock();
+        if out.state != State::Open {
+            return Err(PushError::Closed);
+        }
+        let size = message.len();
+        if out.bytes + size > limit && !out.queue.is_empty() {
+            log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008", self.fd, out.bytes);
+            out.queue.clear();
+            out.bytes = 0;
+            out.state = State::Closing;
+            out.queue.push_back(close_message(1008, "slow consumer: too much data queued"));
+            drop(out);
+            self.wake.notify_one();
+            return Err(PushError::SlowConsumer);
+        }
+        out.bytes += size;
+        out.queue.push_back(message);
+        drop(out);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts the close handshake after what is already queued; false if already closing.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let mut out = self.outbox.lock();
+        if out.state != State::Open {
+            return false;
+        }
+        out.state = State::Closing;
+        out.queue.push_back(close_message(code, reason));
+        drop(out);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Marks the connection closing because the client started the close handshake.
+    pub(crate) fn closed_by_peer(&self) {
+        let mut out = self.outbox.lock();
+        if out.state == State::Open {
+            out.state = State::Closing;
+        }
+    }
+
+    pub(crate) fn kill(&self) {
+        self.outbox.lock().state = State::Kill;
+        self.wake.notify_one();
+    }
+
+    /// Queues a ping if the last one was at least `every_ms` ago.
+    pub(crate) fn ping_if_due(&self, now_ms: u64, every_ms: u64) {
+        if now_ms.saturating_sub(self.last_ping.load(Relaxed)) < every_ms {
+            return;
+        }
+        self.last_ping.store(now_ms, Relaxed);
+        let mut out = self.outbox.lock();
+        if out.state == State::Open {
+            out.queue.push_back(Message::Ping(Default::default()));
+            drop(out);
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn drain(&self) -> Drained {
+        let mut out = self.outbox.lock();
+        out.bytes = 0;
+        // Taking the queue (not draining it) leaves an idle connection holding no buffer.
+        Drained { messages: std::mem::take(&mut out.queue), kill: out.state == State::Kill }
+    }
+}
+
+pub(crate) fn close_message(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }))
+}
+
+const SHARDS: usize = 16;
+
+/// Established connections, sharded so that pushes from PHP and the I/O threads' inserts and
+/// removals rarely meet on one lock.
+pub struct Registry {
+    shards: Vec<Mutex<HashMap<u64, Arc<Conn>>>>,
+    len: AtomicUsize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), len: AtomicUsize::new(0) }
+    }
+}
+
+impl Registry {
+    fn shard(&self, fd: u64) -> &Mutex<HashMap<u64, Arc<Conn>>> {
+        &self.shards[fd as usize % SHARDS]
+    }
+
+    pub fn insert(&self, conn: Arc<Conn>) {
+        self.shard(conn.fd).lock().insert(conn.fd, conn);
+        self.len.fetch_add(1, Relaxed);
+    }
+
+    pub fn remove(&self, fd: u64) {
+        if self.shard(fd).lock().remove(&fd).is_some() {
+            self.len.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub fn get(&self, fd: u64) -> Option<Arc<Conn>> {
+        self.shard(fd).lock().get(&fd).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `f` on every connection, one shard locked at a time; `f` must be quick.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<Conn>)) {
+        for shard in &self.shards {
+            for conn in shard.lock().values() {
+                f(conn);
+            }
+        }
+    }
+
+    /// The fds of established connections (not closing), in ascending order.
+    pub fn open_fds(&self) -> Vec<u64> {
+        let mut fds = Vec::with_capacity(self.len());
+        self.for_each(|c| {
+            if c.is_open() {
+                fds.push(c.fd)
+            }
+        });
+        fds.sort_unstable();
+        fds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(fd: u64) -> Arc<Conn> {
+        Arc::new(Conn::new(fd, "127.0.0.1:1".parse().unwrap(), 0, 0))
+    }
+
+    #[test]
+    fn push_after_close_is_refused() {
+        let c = conn(1);
+        assert!(c.push(Message::text("a"), 1024).is_ok());
+        assert!(c.close(1000, "bye"));
+        assert_eq!(c.push(Message::text("b"), 1024), Err(PushError::Closed));
+        assert!(!c.close(1000, "again"));
+        let drained = c.drain();
+        assert_eq!(drained.messages.len(), 2, "the queued message goes out before the close");
+    }
+
+    #[test]
+    fn slow_consumer_is_closed_with_1008() {
+        let c = conn(1);
+        c.push(Message::binary(vec![0u8; 600]), 1000).unwrap();
+        assert_eq!(c.push(Message::binary(vec![0u8; 600]), 1000), Err(PushError::SlowConsumer));
+        let drained = c.drain();
+        assert_eq!(drained.messages.len(), 1);
+        match &drained.messages[0] {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1008),
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_message_larger_than_the_limit_still_goes_to_an_idle_client() {
+        let c = conn(1);
+        assert!(c.push(Message::binary(vec![0u8; 5000]), 1000).is_ok());
+    }
+
+    #[test]
+    fn registry_lists_only_open_connections_in_order() {
+        let r = Registry::default();
+        for fd in [5, 3, 40, 17] {
+            r.insert(conn(fd));
+        }
+        r.get(40).unwrap().close(1000, "");
+        assert_eq!(r.open_fds(), vec![3, 5, 17]);
+        r.remove(3);
+        r.remove(3);
+        assert_eq!(r.len(), 3);
+    }
+}

@@ -1,0 +1,79 @@
+//! The state every task of one engine shares. Kept in one place so that a later multi-process
+//! version can find everything a process owns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::events::Event;
+use crate::registry::Registry;
+use crate::stats::Stats;
+
+/// Which PHP callbacks exist: events nobody listens to are never sent to the PHP thread.
+#[derive(Debug, Default)]
+pub struct Handlers {
+    pub open: AtomicBool,
+    pub message: AtomicBool,
+    pub close: AtomicBool,
+    pub request: AtomicBool,
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub registry: Registry,
+    pub stats: Stats,
+    pub handlers: Handlers,
+    pub events: mpsc::Sender<Event>,
+    /// Becomes true when the server stops accepting (shutdown).
+    pub stopping: watch::Sender<bool>,
+    /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
+    pub http_live: AtomicUsize,
+    next_fd: AtomicU64,
+    epoch: Instant,
+    pub start_unix_ms: u64,
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Shared {
+    pub fn new(config: Config, events: mpsc::Sender<Event>) -> Self {
+        Shared {
+            config,
+            registry: Registry::default(),
+            stats: Stats::default(),
+            handlers: Handlers::default(),
+            events,
+            stopping: watch::channel(false).0,
+            http_live: AtomicUsize::new(0),
+            next_fd: AtomicU64::new(1),
+            epoch: Instant::now(),
+            start_unix_ms: unix_ms(),
+        }
+    }
+
+    /// fds start at 1 and are never reused within a process.
+    pub fn next_fd(&self) -> u64 {
+        self.next_fd.fetch_add(1, Relaxed)
+    }
+
+    /// Milliseconds since the engine started (monotonic).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn to_unix_secs(&self, engine_ms: u64) -> u64 {
+        (self.start_unix_ms + engine_ms) / 1000
+    }
+
+    pub fn live_connections(&self) -> usize {
+        self.http_live.load(Relaxed) + self.registry.len()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+}

@@ -1,0 +1,102 @@
+//! The PHP callbacks registered with `on()`, and calling them so that an exception in one is
+//! logged and the server keeps serving.
+
+use std::collections::HashMap;
+
+use ext_php_rs::convert::IntoZvalDyn;
+use ext_php_rs::types::{ZendCallable, Zval};
+use ext_php_rs::zend::ExecutorGlobals;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Start,
+    WorkerStart,
+    Open,
+    Message,
+    Close,
+    Request,
+    Shutdown,
+}
+
+pub const KINDS: &[(&str, Kind)] = &[
+    ("start", Kind::Start),
+    ("workerStart", Kind::WorkerStart),
+    ("open", Kind::Open),
+    ("message", Kind::Message),
+    ("close", Kind::Close),
+    ("request", Kind::Request),
+    ("shutdown", Kind::Shutdown),
+];
+
+impl Kind {
+    /// Event names are matched case-insensitively, as Swoole does (`workerStart`, `WorkerStart`).
+    pub fn parse(name: &str) -> Option<Kind> {
+        KINDS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, k)| *k)
+    }
+
+    pub fn name(self) -> &'static str {
+        KINDS.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+/// What the event loop does after a callback returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    /// `exit()` was called: leave at once and let PHP finish exiting.
+    Exit,
+}
+
+/// Calls `callback` with `args`. A thrown exception is taken, logged with its class, message
+/// and place, and forgotten; `exit()` is left pending so PHP still exits.
+pub fn call(callback: &Zval, args: Vec<&dyn IntoZvalDyn>, context: &str) -> Outcome {
+    let Ok(callable) = ZendCallable::new(callback) else {
+        log::error!(target: "surge", "the {context} callback is not callable");
+        return Outcome::Continue;
+    };
+    if callable.try_call(args).is_ok() {
+        return Outcome::Continue;
+    }
+    if ExecutorGlobals::pending_exception_class().as_deref() == Some("UnwindExit") {
+        return Outcome::Exit;
+    }
+    if let Some(ex) = ExecutorGlobals::take_exception() {
+        let class = ex.get_class_name().unwrap_or_else(|_| "Exception".into());
+        let text = |method: &str| ex.try_call_method(method, vec![]).ok().and_then(|z| z.string()).unwrap_or_default();
+        let line = ex.try_call_method("getLine", vec![]).ok().and_then(|z| z.long()).unwrap_or(0);
+        log::error!(
+            target: "surge",
+            "uncaught {class} in the {context} callback: {} in {}:{line}",
+            text("getMessage"),
+            text("getFile")
+        );
+    }
+    Outcome::Continue
+}
+
+/// Callables by event. Held zvals are invisible to PHP's GC, so they are released when the
+/// server stops (see `clear`).
+#[derive(Default)]
+pub struct Callbacks(HashMap<Kind, Zval>);
+
+impl Callbacks {
+    pub fn set(&mut self, kind: Kind, callback: Option<Zval>) {
+        match callback {
+            Some(cb) => self.0.insert(kind, cb),
+            None => self.0.remove(&kind),
+        };
+    }
+
+    /// A new reference to the callable, so no borrow is held while PHP runs it.
+    pub fn get(&self, kind: Kind) -> Option<Zval> {
+        self.0.get(&kind).map(Zval::shallow_clone)
+    }
+
+    pub fn has(&self, kind: Kind) -> bool {
+        self.0.contains_key(&kind)
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}

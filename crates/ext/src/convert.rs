@@ -1,0 +1,96 @@
+//! Small conversions between zvals and the engine's plain Rust values.
+
+use ext_php_rs::convert::IntoZval;
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::types::{ZendHashTable, ZendStr, Zval};
+use ext_php_rs::boxed::ZBox;
+use surge_engine::Value;
+
+use crate::exception::error;
+
+/// A binary-safe PHP string.
+pub fn binary_zval(bytes: &[u8]) -> Zval {
+    let mut zv = Zval::new();
+    zv.set_zend_string(ZendStr::new(bytes, false));
+    zv
+}
+
+/// The bytes of a string argument; ints and floats are converted as PHP would print them.
+pub fn bytes_arg(zv: &Zval, what: &str) -> PhpResult<Vec<u8>> {
+    if let Some(s) = zv.zend_str() {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if let Some(n) = zv.long() {
+        return Ok(n.to_string().into_bytes());
+    }
+    if let Some(f) = zv.double() {
+        return Ok(f.to_string().into_bytes());
+    }
+    Err(error(format!("{what} must be a string, got {}", type_name(zv))))
+}
+
+pub fn type_name(zv: &Zval) -> &'static str {
+    if zv.is_null() {
+        "null"
+    } else if zv.is_bool() {
+        "bool"
+    } else if zv.is_long() {
+        "int"
+    } else if zv.is_double() {
+        "float"
+    } else if zv.is_string() {
+        "string"
+    } else if zv.is_array() {
+        "array"
+    } else if zv.is_object() {
+        "object"
+    } else {
+        "resource"
+    }
+}
+
+/// A setting's value, for the engine's typed config.
+pub fn setting_value(zv: &Zval) -> Value {
+    if let Some(n) = zv.long() {
+        Value::Int(n)
+    } else if let Some(f) = zv.double() {
+        Value::Float(f)
+    } else if let Some(b) = zv.bool() {
+        Value::Bool(b)
+    } else if let Some(s) = zv.string() {
+        Value::Str(s)
+    } else if let Some(arr) = zv.array() {
+        Value::List(arr.values().map(setting_value).collect())
+    } else {
+        Value::Null
+    }
+}
+
+/// Builds an associative PHP array in insertion order.
+pub struct Assoc(ZBox<ZendHashTable>);
+
+impl Assoc {
+    pub fn new() -> Self {
+        Assoc(ZendHashTable::new())
+    }
+
+    pub fn set(&mut self, key: &str, value: impl IntoZval) -> PhpResult<()> {
+        self.0.insert(key, value)?;
+        Ok(())
+    }
+
+    pub fn into_zval(self) -> Zval {
+        let mut zv = Zval::new();
+        zv.set_hashtable(self.0);
+        zv
+    }
+}
+
+/// `key => value` pairs (later duplicates win) as a PHP array.
+pub fn pairs_zval<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> PhpResult<Zval> {
+    let mut arr = Assoc::new();
+    for (k, v) in pairs {
+        arr.set(k.as_ref(), v.as_ref())?;
+    }
+    Ok(arr.into_zval())
+}

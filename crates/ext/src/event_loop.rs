@@ -1,0 +1,162 @@
+//! `start()`: the PHP thread's loop. It receives engine events in batches, builds the PHP
+//! objects and calls the callbacks; it is the only place PHP code runs while serving.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ext_php_rs::convert::IntoZval;
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::types::Zval;
+use surge_engine::{Engine, Event};
+
+use crate::callbacks::{call, Kind, Outcome};
+use crate::exception::error;
+use crate::frame::Frame;
+use crate::request::Request;
+use crate::response::Response;
+use crate::server::Server;
+
+const BATCH: usize = 256;
+
+/// What the loop does after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Continue,
+    /// A signal arrived: stop serving (or, during the drain, stop waiting).
+    Stop,
+    Exit,
+}
+
+impl From<Outcome> for Next {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Continue => Next::Continue,
+            Outcome::Exit => Next::Exit,
+        }
+    }
+}
+
+pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
+    let config = server.config.borrow().clone();
+    let engine = Rc::new(Engine::start(config, &server.get_host(), server.get_port() as u16).map_err(error)?);
+    server.announce_handlers(&engine);
+    server.stop_requested.set(false);
+    server.set_running(true, Some(engine.local_addr().port()));
+    *server.engine.borrow_mut() = Some(engine.clone());
+    server.timers.borrow().schedule_all(&engine);
+
+    let exited = serve(server, this, &engine) == Next::Exit || drain(server, this, &engine) == Next::Exit;
+    if !exited {
+        let _ = callback(server, Kind::Shutdown, vec![this]);
+    }
+    // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio.
+    server.engine.borrow_mut().take();
+    drop(engine);
+    server.callbacks.borrow_mut().clear();
+    server.timers.borrow_mut().clear_all();
+    server.set_running(false, None);
+    Ok(!exited)
+}
+
+fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
+    for (kind, args) in [(Kind::Start, vec![this]), (Kind::WorkerStart, vec![this])] {
+        let worker_id = 0i64;
+        let mut args: Vec<&dyn ext_php_rs::convert::IntoZvalDyn> = args.into_iter().map(|a| a as _).collect();
+        if kind == Kind::WorkerStart {
+            args.push(&worker_id);
+        }
+        if callback(server, kind, args) == Outcome::Exit {
+            return Next::Exit;
+        }
+    }
+    let mut batch = Vec::with_capacity(BATCH);
+    while !server.stop_requested.get() {
+        engine.recv(&mut batch, BATCH, None);
+        for event in batch.drain(..) {
+            match dispatch(server, this, event) {
+                Next::Continue => {}
+                Next::Stop => server.stop_requested.set(true),
+                Next::Exit => return Next::Exit,
+            }
+        }
+    }
+    Next::Continue
+}
+
+/// After the stop: every client gets 1001, and what arrives meanwhile (messages sent before
+/// the signal, close events) is still handed to PHP, until all are gone or the timeout.
+fn drain(server: &Server, this: &Zval, engine: &Engine) -> Next {
+    engine.begin_shutdown();
+    let deadline = Instant::now() + engine.shutdown_timeout();
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let now = Instant::now();
+        let idle = engine.connection_count() == 0;
+        let wait = if idle || now >= deadline { Duration::ZERO } else { (deadline - now).min(Duration::from_millis(50)) };
+        if !engine.recv(&mut batch, BATCH, Some(wait)) && (idle || now >= deadline) {
+            return Next::Continue;
+        }
+        for event in batch.drain(..) {
+            match dispatch(server, this, event) {
+                Next::Continue => {}
+                // A second signal: the user wants out now.
+                Next::Stop => return Next::Continue,
+                Next::Exit => return Next::Exit,
+            }
+        }
+    }
+}
+
+fn callback(server: &Server, kind: Kind, args: Vec<&dyn ext_php_rs::convert::IntoZvalDyn>) -> Outcome {
+    // Cloned out of the RefCell so that the callback may call on() itself.
+    let cb = server.callbacks.borrow().get(kind);
+    match cb {
+        Some(cb) => call(&cb, args, kind.name()),
+        None => Outcome::Continue,
+    }
+}
+
+/// Builds a PHP object for an event argument; on failure logs and skips the event.
+fn object<T: IntoZval>(value: PhpResult<T>, what: &str) -> Option<Zval> {
+    match value.and_then(|v| v.into_zval(false).map_err(Into::into)) {
+        Ok(zv) => Some(zv),
+        Err(err) => {
+            log::error!(target: "surge", "could not build the {what} object: {err:?}");
+            None
+        }
+    }
+}
+
+fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
+    match event {
+        Event::Open { fd: _, request } => match object(Request::from_engine(&request), "request") {
+            Some(req) => callback(server, Kind::Open, vec![this, &req]).into(),
+            None => Next::Continue,
+        },
+        Event::Message { fd, data, binary } => match object(Ok(Frame::new(fd, &data, binary)), "frame") {
+            Some(frame) => callback(server, Kind::Message, vec![this, &frame]).into(),
+            None => Next::Continue,
+        },
+        Event::Close { fd, code: _ } => callback(server, Kind::Close, vec![this, &(fd as i64)]).into(),
+        Event::Request { request, reply } => {
+            let req = object(Request::from_engine(&request), "request");
+            let res = object(Ok(Response::new(request.fd, reply)), "response");
+            match (req, res) {
+                (Some(req), Some(res)) => callback(server, Kind::Request, vec![&req, &res]).into(),
+                _ => Next::Continue,
+            }
+        }
+        Event::Timer { id } => {
+            let fired = server.timers.borrow_mut().fired(id);
+            match fired {
+                Some((cb, true)) => call(&cb, vec![&(id as i64)], "tick").into(),
+                Some((cb, false)) => call(&cb, vec![], "after").into(),
+                None => Next::Continue,
+            }
+        }
+        Event::Signal { name } => {
+            log::info!(target: "surge", "{name} received: shutting down");
+            Next::Stop
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The PHP extension: registers Surge's classes and constants. Thin adapters only: the network
+//! work is in `surge-engine`, the shared table in `surge-table`.
+
+use ext_php_rs::prelude::*;
+
+mod callbacks;
+mod connections;
+mod convert;
+mod event_loop;
+mod exception;
+mod frame;
+mod request;
+mod response;
+mod server;
+mod timers;
+
+/// Constants with Swoole's names and values, so ported code keeps working.
+const CONSTANTS: &[(&str, i64)] = &[
+    ("WEBSOCKET_OPCODE_TEXT", server::OPCODE_TEXT),
+    ("WEBSOCKET_OPCODE_BINARY", server::OPCODE_BINARY),
+    ("WEBSOCKET_OPCODE_CLOSE", 8),
+    ("WEBSOCKET_OPCODE_PING", server::OPCODE_PING),
+    ("WEBSOCKET_OPCODE_PONG", 10),
+    ("WEBSOCKET_STATUS_ACTIVE", 3),
+    ("WEBSOCKET_STATUS_CLOSING", 4),
+    ("WEBSOCKET_CLOSE_NORMAL", 1000),
+    ("WEBSOCKET_CLOSE_GOING_AWAY", 1001),
+    ("WEBSOCKET_CLOSE_PROTOCOL_ERROR", 1002),
+    ("WEBSOCKET_CLOSE_DATA_ERROR", 1003),
+    ("WEBSOCKET_CLOSE_STATUS_ERROR", 1005),
+    ("WEBSOCKET_CLOSE_ABNORMAL", 1006),
+    ("WEBSOCKET_CLOSE_MESSAGE_ERROR", 1007),
+    ("WEBSOCKET_CLOSE_POLICY_ERROR", 1008),
+    ("WEBSOCKET_CLOSE_MESSAGE_TOO_BIG", 1009),
+    ("WEBSOCKET_CLOSE_EXTENSION_MISSING", 1010),
+    ("WEBSOCKET_CLOSE_SERVER_ERROR", 1011),
+    ("WEBSOCKET_CLOSE_TRY_AGAIN_LATER", 1013),
+];
+
+unsafe extern "C" fn startup(_ty: i32, _module: i32) -> i32 {
+    match exception::register() {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
+}
+
+#[php_module]
+pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
+    let mut module = module
+        .startup_function(startup)
+        .class::<server::Server>()
+        .class::<frame::Frame>()
+        .class::<request::Request>()
+        .class::<response::Response>()
+        .class::<connections::Connections>()
+        .constant(("SURGE_VERSION", env!("CARGO_PKG_VERSION"), &[]));
+    for (name, value) in CONSTANTS {
+        module = module.constant((name, *value, &[]));
+    }
+    module
+}

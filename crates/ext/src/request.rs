@@ -1,0 +1,129 @@
+//! `Surge\Http\Request`: an HTTP request or a WebSocket handshake, as PHP arrays built once.
+
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::Zval;
+use surge_engine::HttpRequest;
+
+use crate::convert::{binary_zval, pairs_zval, Assoc};
+
+#[php_class]
+#[php(name = "Surge\\Http\\Request")]
+pub struct Request {
+    fd: u64,
+    get: Zval,
+    post: Zval,
+    header: Zval,
+    server: Zval,
+    cookie: Zval,
+    body: Vec<u8>,
+}
+
+fn cookies(req: &HttpRequest) -> Vec<(String, String)> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .flat_map(|pair| form_urlencoded::parse(pair.trim().as_bytes()).into_owned())
+        .collect()
+}
+
+/// Headers by lowercase name; a repeated header's values are joined with ", " as HTTP allows.
+fn headers(req: &HttpRequest) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(req.headers.len());
+    for (k, v) in &req.headers {
+        match out.iter_mut().find(|(name, _)| name == k) {
+            Some((_, value)) => {
+                value.push_str(", ");
+                value.push_str(v);
+            }
+            None => out.push((k.clone(), v.clone())),
+        }
+    }
+    out
+}
+
+fn server_vars(req: &HttpRequest) -> PhpResult<Zval> {
+    let mut s = Assoc::new();
+    s.set("request_method", req.method.as_str())?;
+    s.set("request_uri", req.path.as_str())?;
+    s.set("path_info", req.path.as_str())?;
+    if !req.query.is_empty() {
+        s.set("query_string", req.query.as_str())?;
+    }
+    s.set("server_protocol", req.protocol)?;
+    s.set("remote_addr", req.remote.ip().to_string())?;
+    s.set("remote_port", i64::from(req.remote.port()))?;
+    s.set("server_port", i64::from(req.server_port))?;
+    s.set("request_time", req.time as i64)?;
+    s.set("request_time_float", req.time)?;
+    Ok(s.into_zval())
+}
+
+impl Request {
+    pub fn from_engine(req: &HttpRequest) -> PhpResult<Self> {
+        let is_form = req
+            .header("content-type")
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        let post = if is_form { form_urlencoded::parse(&req.body).into_owned().collect() } else { Vec::new() };
+        Ok(Request {
+            fd: req.fd,
+            get: pairs_zval(form_urlencoded::parse(req.query.as_bytes()).into_owned())?,
+            post: pairs_zval(post)?,
+            header: pairs_zval(headers(req))?,
+            server: server_vars(req)?,
+            cookie: pairs_zval(cookies(req))?,
+            body: req.body.to_vec(),
+        })
+    }
+}
+
+#[php_impl]
+impl Request {
+    /// The connection's id.
+    #[php(getter)]
+    pub fn get_fd(&self) -> i64 {
+        self.fd as i64
+    }
+
+    /// Query-string parameters.
+    #[php(getter)]
+    pub fn get_get(&self) -> Zval {
+        self.get.shallow_clone()
+    }
+
+    /// Form fields of an application/x-www-form-urlencoded body.
+    #[php(getter)]
+    pub fn get_post(&self) -> Zval {
+        self.post.shallow_clone()
+    }
+
+    /// Request headers, names lowercased.
+    #[php(getter)]
+    pub fn get_header(&self) -> Zval {
+        self.header.shallow_clone()
+    }
+
+    /// request_method, request_uri, path_info, query_string, server_protocol, remote_addr,
+    /// remote_port, server_port, request_time, request_time_float.
+    #[php(getter)]
+    pub fn get_server(&self) -> Zval {
+        self.server.shallow_clone()
+    }
+
+    /// Cookies sent with the request.
+    #[php(getter)]
+    pub fn get_cookie(&self) -> Zval {
+        self.cookie.shallow_clone()
+    }
+
+    /// The raw request body.
+    pub fn raw_content(&self) -> Zval {
+        binary_zval(&self.body)
+    }
+
+    /// Same as rawContent() (Swoole's other name for it).
+    pub fn get_content(&self) -> Zval {
+        binary_zval(&self.body)
+    }
+}

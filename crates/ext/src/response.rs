@@ -1,0 +1,86 @@
+//! `Surge\Http\Response`: the answer to one HTTP request, sent by `end()`.
+
+use std::cell::{Cell, RefCell};
+
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::Zval;
+use surge_engine::{HttpResponse, Responder};
+
+use crate::convert::bytes_arg;
+use crate::exception::error;
+
+#[php_class]
+#[php(name = "Surge\\Http\\Response")]
+pub struct Response {
+    fd: u64,
+    reply: RefCell<Option<Responder>>,
+    status: Cell<u16>,
+    headers: RefCell<Vec<(String, String)>>,
+}
+
+impl Response {
+    pub fn new(fd: u64, reply: Responder) -> Self {
+        Response { fd, reply: RefCell::new(Some(reply)), status: Cell::new(200), headers: RefCell::new(Vec::new()) }
+    }
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[php_impl]
+impl Response {
+    /// The connection's id.
+    #[php(getter)]
+    pub fn get_fd(&self) -> i64 {
+        self.fd as i64
+    }
+
+    /// Sets the status code (100-999).
+    pub fn status(&self, code: i64) -> PhpResult<bool> {
+        if !(100..=999).contains(&code) {
+            return Err(error(format!("status code must be between 100 and 999, got {code}")));
+        }
+        self.status.set(code as u16);
+        Ok(true)
+    }
+
+    /// Adds a response header.
+    pub fn header(&self, name: String, value: String) -> PhpResult<bool> {
+        if !valid_header_name(&name) {
+            return Err(error(format!("invalid header name '{name}'")));
+        }
+        if value.contains(['\r', '\n']) {
+            return Err(error(format!("header '{name}' has a line break in its value")));
+        }
+        self.headers.borrow_mut().push((name, value));
+        Ok(true)
+    }
+
+    /// Sends the response with `$data` as body; false if it was already sent or the client left.
+    pub fn end(&self, data: Option<&Zval>) -> PhpResult<bool> {
+        let body = match data {
+            Some(zv) if !zv.is_null() => bytes_arg(zv, "response body")?,
+            _ => Vec::new(),
+        };
+        let Some(reply) = self.reply.borrow_mut().take() else { return Ok(false) };
+        let headers = std::mem::take(&mut *self.headers.borrow_mut());
+        Ok(reply.send(HttpResponse { status: self.status.get(), headers, body: body.into() }))
+    }
+
+    /// False once end() was called.
+    pub fn is_writable(&self) -> bool {
+        self.reply.borrow().is_some()
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        // The callback neither ended the response nor kept it for later: say so to the client
+        // instead of leaving it waiting.
+        if let Some(reply) = self.reply.get_mut().take() {
+            reply.send(HttpResponse::text(500, "the request callback did not call $response->end()\n"));
+        }
+    }
+}

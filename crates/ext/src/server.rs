@@ -1,0 +1,295 @@
+//! `Surge\WebSocket\Server`: Swoole's WebSocket server API over the Surge engine.
+//!
+//! Every method takes `&self` and keeps state in `Cell`/`RefCell`, and no borrow is held while
+//! a PHP callback runs, so callbacks may call any method (push, on, tick, shutdown ...).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
+use surge_engine::{Config, Engine, Handler, Payload, PushError};
+
+use crate::callbacks::{Callbacks, Kind, KINDS};
+use crate::connections::Connections;
+use crate::convert::{bytes_arg, setting_value, Assoc};
+use crate::event_loop;
+use crate::exception::error;
+use crate::timers::Timers;
+
+pub const OPCODE_TEXT: i64 = 1;
+pub const OPCODE_BINARY: i64 = 2;
+pub const OPCODE_PING: i64 = 9;
+
+#[php_class]
+#[php(name = "Surge\\WebSocket\\Server")]
+pub struct Server {
+    host: String,
+    port: Cell<u16>,
+    pub(crate) config: RefCell<Config>,
+    pub(crate) callbacks: RefCell<Callbacks>,
+    pub(crate) engine: RefCell<Option<Rc<Engine>>>,
+    pub(crate) timers: RefCell<Timers>,
+    pub(crate) stop_requested: Cell<bool>,
+    running: Cell<bool>,
+}
+
+fn fd_arg(fd: i64) -> u64 {
+    // Negative fds never exist; mapping them to 0 (never allocated) makes every lookup fail.
+    u64::try_from(fd).unwrap_or(0)
+}
+
+fn timer_delay(ms: i64) -> PhpResult<Duration> {
+    if !(1..=86_400_000 * 365).contains(&ms) {
+        return Err(error(format!("timer interval must be between 1 and 31536000000 ms, got {ms}")));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+fn handler_for(kind: Kind) -> Option<Handler> {
+    match kind {
+        Kind::Open => Some(Handler::Open),
+        Kind::Message => Some(Handler::Message),
+        Kind::Close => Some(Handler::Close),
+        Kind::Request => Some(Handler::Request),
+        _ => None,
+    }
+}
+
+impl Server {
+    pub(crate) fn engine(&self) -> Option<Rc<Engine>> {
+        self.engine.borrow().clone()
+    }
+
+    /// Tells a freshly started engine which callbacks exist.
+    pub(crate) fn announce_handlers(&self, engine: &Engine) {
+        let callbacks = self.callbacks.borrow();
+        for (_, kind) in KINDS {
+            if let Some(handler) = handler_for(*kind) {
+                engine.set_handler(handler, callbacks.has(*kind));
+            }
+        }
+    }
+
+    pub(crate) fn set_running(&self, running: bool, port: Option<u16>) {
+        self.running.set(running);
+        if let Some(port) = port {
+            self.port.set(port);
+        }
+    }
+}
+
+#[php_impl]
+impl Server {
+    /// Creates a server that will listen on `$host:$port` (port 0 picks a free port).
+    pub fn __construct(host: String, port: i64) -> PhpResult<Self> {
+        let port = u16::try_from(port).map_err(|_| error(format!("port must be between 0 and 65535, got {port}")))?;
+        Ok(Server {
+            host,
+            port: Cell::new(port),
+            config: RefCell::new(Config::default()),
+            callbacks: RefCell::default(),
+            engine: RefCell::new(None),
+            timers: RefCell::default(),
+            stop_requested: Cell::new(false),
+            running: Cell::new(false),
+        })
+    }
+
+    /// The host given to the constructor.
+    #[php(getter)]
+    pub fn get_host(&self) -> String {
+        self.host.clone()
+    }
+
+    /// The port listened on (the real one once started, when 0 was given).
+    #[php(getter)]
+    pub fn get_port(&self) -> i64 {
+        i64::from(self.port.get())
+    }
+
+    /// Applies settings; an unknown key or a wrong type throws Surge\Exception naming it, and
+    /// then none of the given settings is applied.
+    pub fn set(&self, settings: &ZendHashTable) -> PhpResult<bool> {
+        if self.running.get() {
+            return Err(error("settings cannot change after start()"));
+        }
+        let mut config = self.config.borrow().clone();
+        for (key, value) in settings.iter() {
+            config.apply(&key.to_string(), &setting_value(value)).map_err(|e| error(e.0))?;
+        }
+        config.validate().map_err(|e| error(e.0))?;
+        *self.config.borrow_mut() = config;
+        Ok(true)
+    }
+
+    /// Registers the callable for an event: start, workerStart, open, message, close, request,
+    /// shutdown. `null` removes it.
+    pub fn on(&self, event: String, callback: &Zval) -> PhpResult<bool> {
+        let Some(kind) = Kind::parse(&event) else {
+            let known: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
+            return Err(error(format!("unknown event '{event}'; the events are: {}", known.join(", "))));
+        };
+        let callback = if callback.is_null() {
+            None
+        } else if callback.is_callable() {
+            Some(callback.shallow_clone())
+        } else {
+            return Err(error(format!("the callback for '{event}' is not callable")));
+        };
+        let present = callback.is_some();
+        self.callbacks.borrow_mut().set(kind, callback);
+        if let (Some(engine), Some(handler)) = (self.engine(), handler_for(kind)) {
+            engine.set_handler(handler, present);
+        }
+        Ok(true)
+    }
+
+    /// Listens and serves until SIGINT/SIGTERM or shutdown(); then closes every client with
+    /// 1001, runs the shutdown callback and returns.
+    pub fn start(self_: &mut ZendClassObject<Server>) -> PhpResult<bool> {
+        if self_.running.get() {
+            return Err(error("the server is already running"));
+        }
+        let mut this = Zval::new();
+        this.set_object(&mut self_.std);
+        event_loop::run(self_, &this)
+    }
+
+    /// Queues a message for `$fd`. False (and no warning) if the connection is gone or closing,
+    /// or the client is too slow and is being closed.
+    pub fn push(&self, fd: i64, data: &Zval, opcode: Option<i64>) -> PhpResult<bool> {
+        let bytes = bytes_arg(data, "push data")?;
+        let payload = match opcode.unwrap_or(OPCODE_TEXT) {
+            OPCODE_TEXT => Payload::Text(String::from_utf8(bytes).map_err(|_| {
+                error("push data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY")
+            })?),
+            OPCODE_BINARY => Payload::Binary(bytes),
+            OPCODE_PING => Payload::Ping(bytes),
+            other => {
+                return Err(error(format!(
+                    "opcode {other} cannot be pushed; use WEBSOCKET_OPCODE_TEXT, _BINARY or _PING"
+                )))
+            }
+        };
+        let Some(engine) = self.engine() else { return Ok(false) };
+        Ok(match engine.push(fd_arg(fd), payload) {
+            Ok(()) => true,
+            Err(PushError::Closed | PushError::SlowConsumer) => false,
+        })
+    }
+
+    /// True while the connection exists (also while it is closing).
+    pub fn exist(&self, fd: i64) -> bool {
+        self.engine().is_some_and(|e| e.exists(fd_arg(fd)))
+    }
+
+    /// True if `$fd` is an established WebSocket connection that is not closing.
+    pub fn is_established(&self, fd: i64) -> bool {
+        self.engine().is_some_and(|e| e.is_established(fd_arg(fd)))
+    }
+
+    /// Closes the connection with a close frame carrying `$code` and `$reason`.
+    pub fn disconnect(&self, fd: i64, code: Option<i64>, reason: Option<String>) -> PhpResult<bool> {
+        let code = code.unwrap_or(1000);
+        let reason = reason.unwrap_or_default();
+        if !(code == 1000 || (3000..=4999).contains(&code)) {
+            return Err(error(format!("close code must be 1000 or between 3000 and 4999, got {code}")));
+        }
+        if reason.len() > 123 {
+            return Err(error(format!("close reason is {} bytes; at most 123 fit in a close frame", reason.len())));
+        }
+        Ok(self.engine().is_some_and(|e| e.disconnect(fd_arg(fd), code as u16, &reason)))
+    }
+
+    /// Closes the connection normally (close code 1000).
+    pub fn close(&self, fd: i64) -> bool {
+        self.engine().is_some_and(|e| e.disconnect(fd_arg(fd), 1000, ""))
+    }
+
+    /// remote_ip, remote_port, server_port, connect_time, last_time, websocket_status; or false.
+    pub fn get_client_info(&self, fd: i64) -> PhpResult<Zval> {
+        let Some(info) = self.engine().and_then(|e| e.client_info(fd_arg(fd))) else {
+            let mut no = Zval::new();
+            no.set_bool(false);
+            return Ok(no);
+        };
+        let mut a = Assoc::new();
+        a.set("fd", fd)?;
+        a.set("remote_ip", info.remote.ip().to_string())?;
+        a.set("remote_port", i64::from(info.remote.port()))?;
+        a.set("server_port", i64::from(info.server_port))?;
+        a.set("connect_time", info.connect_time as i64)?;
+        a.set("last_time", info.last_time as i64)?;
+        // Swoole's WEBSOCKET_STATUS_ACTIVE (3) while open, WEBSOCKET_STATUS_CLOSING (4) after.
+        a.set("websocket_status", if info.established { 3i64 } else { 4 })?;
+        Ok(a.into_zval())
+    }
+
+    /// The established WebSocket connections: countable and iterable (fds).
+    #[php(getter)]
+    pub fn get_connections(&self) -> Connections {
+        Connections::new(self.engine().map(|e| e.connections()).unwrap_or_default())
+    }
+
+    /// Counters since start: connections, accepted, closed, rejected, messages_in/out,
+    /// bytes_in/out, http_requests, start_time (and Swoole's connection_num, accept_count,
+    /// close_count).
+    pub fn stats(&self) -> PhpResult<Zval> {
+        let s = self.engine().map(|e| e.stats()).unwrap_or_default();
+        let mut a = Assoc::new();
+        for (key, value) in [
+            ("start_time", s.start_time),
+            ("connections", s.connections),
+            ("accepted", s.accepted),
+            ("closed", s.closed),
+            ("rejected", s.rejected),
+            ("messages_in", s.messages_in),
+            ("messages_out", s.messages_out),
+            ("bytes_in", s.bytes_in),
+            ("bytes_out", s.bytes_out),
+            ("http_requests", s.http_requests),
+            ("connection_num", s.connections),
+            ("accept_count", s.accepted),
+            ("close_count", s.closed),
+        ] {
+            a.set(key, value as i64)?;
+        }
+        Ok(a.into_zval())
+    }
+
+    /// Calls `$callback($timerId)` every `$ms` milliseconds; returns the timer id.
+    pub fn tick(&self, ms: i64, callback: &Zval) -> PhpResult<i64> {
+        self.add_timer(ms, callback, true)
+    }
+
+    /// Calls `$callback()` once after `$ms` milliseconds; returns the timer id.
+    pub fn after(&self, ms: i64, callback: &Zval) -> PhpResult<i64> {
+        self.add_timer(ms, callback, false)
+    }
+
+    /// Stops a timer; false if there is no such timer.
+    pub fn clear_timer(&self, timer_id: i64) -> bool {
+        let engine = self.engine();
+        self.timers.borrow_mut().clear(fd_arg(timer_id), engine.as_deref())
+    }
+
+    /// Stops the server: start() closes every client with 1001, runs `shutdown` and returns.
+    pub fn shutdown(&self) -> bool {
+        self.stop_requested.set(true);
+        true
+    }
+}
+
+impl Server {
+    fn add_timer(&self, ms: i64, callback: &Zval, repeat: bool) -> PhpResult<i64> {
+        let delay = timer_delay(ms)?;
+        if !callback.is_callable() {
+            return Err(error("the timer callback is not callable"));
+        }
+        let engine = self.engine();
+        Ok(self.timers.borrow_mut().add(callback.shallow_clone(), delay, repeat, engine.as_deref()) as i64)
+    }
+}

@@ -1,0 +1,64 @@
+//! `tick`/`after`/`clearTimer`: the callables live here on the PHP thread; the engine only
+//! sends `Timer { id }` events when they are due.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ext_php_rs::types::Zval;
+use surge_engine::Engine;
+
+struct Timer {
+    callback: Zval,
+    delay: Duration,
+    /// Some for `tick`, None for `after`.
+    every: Option<Duration>,
+}
+
+#[derive(Default)]
+pub struct Timers {
+    last_id: u64,
+    entries: HashMap<u64, Timer>,
+}
+
+impl Timers {
+    /// Registers a timer and schedules it now if the engine runs, else at `schedule_all`.
+    pub fn add(&mut self, callback: Zval, delay: Duration, repeat: bool, engine: Option<&Engine>) -> u64 {
+        self.last_id += 1;
+        let id = self.last_id;
+        let every = repeat.then_some(delay);
+        if let Some(engine) = engine {
+            engine.add_timer(id, delay, every);
+        }
+        self.entries.insert(id, Timer { callback, delay, every });
+        id
+    }
+
+    /// Schedules the timers created before `start()`.
+    pub fn schedule_all(&self, engine: &Engine) {
+        for (id, t) in &self.entries {
+            engine.add_timer(*id, t.delay, t.every);
+        }
+    }
+
+    pub fn clear(&mut self, id: u64, engine: Option<&Engine>) -> bool {
+        if let Some(engine) = engine {
+            engine.clear_timer(id);
+        }
+        self.entries.remove(&id).is_some()
+    }
+
+    /// The callable for a timer that fired, and whether it repeats. A one-shot timer is
+    /// forgotten here, before its callback runs.
+    pub fn fired(&mut self, id: u64) -> Option<(Zval, bool)> {
+        let repeat = self.entries.get(&id)?.every.is_some();
+        if repeat {
+            Some((self.entries[&id].callback.shallow_clone(), true))
+        } else {
+            self.entries.remove(&id).map(|t| (t.callback, false))
+        }
+    }
+
+    pub fn clear_all(&mut self) {
+        self.entries.clear();
+    }
+}
