@@ -1,0 +1,135 @@
+"""Fixtures for end-to-end tests: start real PHP scripts with the built extension, on free
+loopback ports, and talk to them with real clients."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERS = Path(__file__).resolve().parent / "servers"
+
+
+def surge_so() -> str:
+    so = os.environ.get("SURGE_SO")
+    if not so:
+        target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/surge/target"))
+        so = str(Path(target) / "release/libsurge.so")
+    if not Path(so).exists():
+        pytest.exit(f"the extension is not built: {so} (run scripts/build.sh, or set SURGE_SO)", 2)
+    return so
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port} after {timeout}s")
+
+
+class PhpServer:
+    """A PHP script run with the extension; its stdout and stderr go to files we can read."""
+
+    def __init__(self, script: Path, tmp: Path, env: dict | None = None, args: list | None = None):
+        self.port = free_port()
+        self.out_path = tmp / f"{script.stem}.{self.port}.out"
+        self.err_path = tmp / f"{script.stem}.{self.port}.err"
+        full_env = dict(os.environ, SURGE_PORT=str(self.port), **(env or {}))
+        self.proc = subprocess.Popen(
+            ["php", "-n", "-d", f"extension={surge_so()}", "-d", "display_errors=stderr", str(script), *(args or [])],
+            stdout=open(self.out_path, "w"),
+            stderr=open(self.err_path, "w"),
+            env=full_env,
+            cwd=script.parent,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_output(self, text: str, timeout: float = 5.0, stream: str = "stdout") -> str:
+        """Waits until `text` appears in the server's stdout (or stderr); returns the output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.stdout() if stream == "stdout" else self.stderr()
+            if text in out:
+                return out
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in server {stream} after {timeout}s:\n{out}\n--- stderr:\n{self.stderr()}")
+            time.sleep(0.02)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def php_server(tmp_path):
+    """php_server("echo.php", env={...}) starts tests/e2e/servers/echo.php (or a path) and
+    waits until it listens; every server is stopped at the end of the test."""
+    started = []
+
+    def start(script, env=None, args=None, wait=True):
+        path = Path(script)
+        if not path.is_absolute():
+            path = SERVERS / path
+        server = PhpServer(path, tmp_path, env=env, args=args)
+        started.append(server)
+        if wait:
+            try:
+                wait_for_port(server.port, server.proc)
+            except Exception as e:
+                raise AssertionError(f"{e}\nstdout:\n{server.stdout()}\nstderr:\n{server.stderr()}")
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def run_php(code_or_file, env=None, timeout=30):
+    """Runs PHP code (a string starting with '<?php') or a file with the extension loaded."""
+    args = ["php", "-n", "-d", f"extension={surge_so()}", "-d", "display_errors=stderr"]
+    if isinstance(code_or_file, str) and code_or_file.lstrip().startswith("<?php"):
+        args += ["-r", code_or_file.lstrip()[5:]]
+    else:
+        args.append(str(code_or_file))
+    return subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, **(env or {})), timeout=timeout)

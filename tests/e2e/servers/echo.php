@@ -1,0 +1,53 @@
+<?php
+// Echoes every message back, logs every callback to stdout, and exposes the server's methods
+// through small text commands so tests can drive each one.
+$server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+$settings = getenv('SURGE_SETTINGS') ? json_decode(getenv('SURGE_SETTINGS'), true) : [];
+$server->set($settings + ['log_level' => 'debug']);
+
+function out(string $line): void { echo $line, "\n"; }
+
+$server->on('start', fn($s) => out("start {$s->port}"));
+$server->on('workerStart', fn($s, $id) => out("workerStart $id"));
+$server->on('open', function ($s, $req) {
+    out("open {$req->fd} " . json_encode(['get' => $req->get, 'path' => $req->server['request_uri'], 'ua' => $req->header['user-agent'] ?? null]));
+});
+$server->on('message', function ($s, $frame) {
+    $d = $frame->data;
+    if (str_starts_with($d, 'cmd:')) {
+        [, $cmd, $arg] = explode(':', $d, 3) + [2 => ''];
+        $r = match ($cmd) {
+            'info' => $s->getClientInfo($frame->fd),
+            'stats' => $s->stats(),
+            'conns' => ['count' => count($s->connections), 'fds' => iterator_to_array($s->connections, false)],
+            'disconnect' => $s->disconnect($frame->fd, 4000, $arg),
+            'close' => $s->close($frame->fd),
+            'push' => [$s->push((int) $arg, "to $arg"), $s->exist((int) $arg), $s->isEstablished((int) $arg)],
+            'binary' => $s->push($frame->fd, "\x00\xffraw", WEBSOCKET_OPCODE_BINARY),
+            'throw' => throw new RuntimeException("thrown on purpose"),
+            'exit' => exit(3),
+            'shutdown' => $s->shutdown(),
+            'sleep' => usleep((int) $arg * 1000),
+            'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
+            default => "unknown $cmd",
+        };
+        $s->push($frame->fd, json_encode($r));
+        return;
+    }
+    $s->push($frame->fd, $d, $frame->opcode);
+});
+$server->on('close', fn($s, $fd) => out("close $fd"));
+$server->on('shutdown', fn($s) => out("shutdown"));
+if (getenv('SURGE_HTTP')) {
+    $server->on('request', function ($req, $res) {
+        $res->status(201);
+        $res->header('Content-Type', 'application/json');
+        $res->end(json_encode([
+            'fd' => $req->fd, 'get' => $req->get, 'post' => $req->post, 'cookie' => $req->cookie,
+            'method' => $req->server['request_method'], 'uri' => $req->server['request_uri'],
+            'body' => $req->rawContent(), 'host' => $req->header['host'] ?? null,
+        ]));
+    });
+}
+$ok = $server->start();
+out("start returned " . var_export($ok, true));

@@ -1,0 +1,146 @@
+"""The Swoole-style server API, through a real WebSocket client (Python websockets)."""
+
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+
+def test_open_message_close_callbacks(php_server):
+    srv = php_server("echo.php")
+    srv.wait_output("workerStart 0")
+    assert f"start {srv.port}" in srv.stdout()
+    with connect(srv.url + "/room?name=ann&x=1", user_agent_header="e2e-test") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        ws.send(b"\x01\x02")
+        assert ws.recv(timeout=5) == b"\x01\x02"
+    out = srv.wait_output("close ")
+    fd, opened = out.split("open ", 1)[1].splitlines()[0].split(" ", 1)
+    assert f"close {fd}" in out
+    opened = json.loads(opened)
+    assert opened == {"get": {"name": "ann", "x": "1"}, "path": "/room", "ua": "e2e-test"}
+
+
+def test_fds_are_never_reused(php_server):
+    srv = php_server("echo.php")
+    fds = []
+    for _ in range(3):
+        with connect(srv.url) as ws:
+            ws.send("cmd:info")
+            fds.append(json.loads(ws.recv(timeout=5))["fd"])
+    assert fds == sorted(set(fds)) and len(fds) == 3
+
+
+def test_push_to_closed_fd_is_false_without_warning(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:push:987654")
+        assert json.loads(ws.recv(timeout=5)) == [False, False, False]
+    assert "Warning" not in srv.stderr()
+
+
+def test_client_info_connections_and_stats(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as a, connect(srv.url) as b:
+        a.send("cmd:info")
+        info = json.loads(a.recv(timeout=5))
+        assert info["remote_ip"] == "127.0.0.1"
+        assert info["server_port"] == srv.port
+        assert info["websocket_status"] == 3
+        assert abs(info["connect_time"] - time.time()) < 5
+        b.send("cmd:conns")
+        conns = json.loads(b.recv(timeout=5))
+        assert conns["count"] == 2 and len(conns["fds"]) == 2
+        b.send("cmd:stats")
+        stats = json.loads(b.recv(timeout=5))
+        assert stats["connections"] == 2
+        assert stats["accepted"] >= 2
+        assert stats["messages_in"] >= 3
+        assert stats["bytes_in"] > 0
+
+
+def test_disconnect_sends_code_and_reason(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:disconnect:bye now")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 4000
+    assert closed.value.rcvd.reason == "bye now"
+
+
+def test_binary_push(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:binary")
+        assert ws.recv(timeout=5) == b"\x00\xffraw"
+
+
+def test_exception_in_callback_is_logged_and_server_keeps_serving(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:throw")
+        ws.send("still there?")
+        assert ws.recv(timeout=5) == "still there?"
+    err = srv.wait_output("RuntimeException", stream="stderr")
+    assert "thrown on purpose" in err and "echo.php:" in err
+
+
+def test_sigterm_closes_clients_with_1001_and_runs_shutdown(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("x")
+        ws.recv(timeout=5)
+        srv.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd.code == 1001
+    assert srv.wait(timeout=10) == 0
+    out = srv.stdout()
+    assert "shutdown" in out and "start returned true" in out
+
+
+def test_shutdown_method_stops_the_server(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:shutdown")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+            ws.recv(timeout=5)
+        assert closed.value.rcvd.code == 1001
+    assert srv.wait(timeout=10) == 0
+    assert srv.stdout().rstrip().endswith("start returned true")
+
+
+def test_plain_http_without_request_callback_gets_426(php_server):
+    srv = php_server("echo.php")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(srv.http + "/", timeout=5)
+    assert err.value.code == 426
+    assert "WebSocket" in err.value.read().decode()
+
+
+def test_request_callback_serves_http_on_the_same_port(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    req = urllib.request.Request(
+        srv.http + "/api/push?page=home&token=1", data=b"a=1&b=two+words", headers={"Cookie": "sid=abc; theme=dark"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as res:
+        assert res.status == 201
+        assert res.headers["Content-Type"] == "application/json"
+        body = json.loads(res.read())
+    assert body["get"] == {"page": "home", "token": "1"}
+    assert body["post"] == {"a": "1", "b": "two words"}
+    assert body["cookie"] == {"sid": "abc", "theme": "dark"}
+    assert body["method"] == "POST" and body["uri"] == "/api/push"
+    assert body["body"] == "a=1&b=two+words"
+    # WebSocket still works on the same port.
+    with connect(srv.url) as ws:
+        ws.send("same port")
+        assert ws.recv(timeout=5) == "same port"
