@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what Surge needs on Debian 12: PHP 8.2 with its headers, clang for bindgen and Rust
+# to build the extension; with --test also Redis, Chromium, Node and Python packages for the
+# test suite (into .deps/ and node_modules/ inside the clone, nothing global but apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=false
+[ "${1:-}" = "--test" ] && with_tests=true
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(php8.2-cli php8.2-dev libclang-dev clang make curl ca-certificates git)
+if $with_tests; then
+  packages+=(redis-server redis-tools chromium python3 python3-venv nodejs npm)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+# A machine may already have its own node/npm or python; do not fight it with Debian's.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+if command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1; then
+  missing=("${missing[@]/python3-venv}"); missing=("${missing[@]/python3}")
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -v '^$' || true)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "==> installing Rust (rustup, stable)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+if $with_tests; then
+  if [ ! -x .deps/venv/bin/pytest ]; then
+    echo "==> Python test packages into .deps/venv"
+    python3 -m venv .deps/venv
+  fi
+  .deps/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    echo "==> Node test packages into node_modules"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi
