@@ -16,18 +16,15 @@ packages=(php8.2-cli php8.2-dev libclang-dev clang make curl ca-certificates git
 if $with_tests; then
   packages+=(redis-server redis-tools chromium python3 python3-venv nodejs npm)
 fi
+# A machine may already have its own Node or Python; do not fight it with Debian's.
+skip=" "
+command -v node >/dev/null && command -v npm >/dev/null && skip+="nodejs npm "
+command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1 && skip+="python3 python3-venv "
 missing=()
 for p in "${packages[@]}"; do
+  [[ "$skip" == *" $p "* ]] && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-# A machine may already have its own node/npm or python; do not fight it with Debian's.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
-fi
-if command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1; then
-  missing=("${missing[@]/python3-venv}"); missing=("${missing[@]/python3}")
-fi
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -v '^$' || true)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   $sudo apt-get update -qq
