@@ -54,7 +54,7 @@ impl<'a> RowGuard<'a> {
     pub(crate) fn lock(seq: &'a AtomicU64) -> RowGuard<'a> {
         // The acquire makes the previous writer's stores (released by its unlock) visible,
         // which incr needs since it reads the value it replaces.
-        let s = spin_acquire(seq, |_| true, |s| s + 1);
+        let s = spin_acquire(seq, |s| s & 1 == 0, |s| s + 1);
         // The data stores that follow must not become visible before the odd value: a
         // reader that sees any of them then sees the sequence moved.
         fence(Release);
