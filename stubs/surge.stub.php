@@ -1,0 +1,278 @@
+<?php
+
+// Stubs for IDEs and docs; tests/e2e/test_stubs.py checks them against the extension.
+// Never include this file where the extension is loaded: the classes would be declared twice.
+
+namespace {
+    /** Surge's version, e.g. "0.1.0". */
+    const SURGE_VERSION = '0.1.0';
+
+    /** Opcode of a UTF-8 text message; push()'s default. */
+    const WEBSOCKET_OPCODE_TEXT = 1;
+    /** Opcode of a binary message: push($fd, $bytes, WEBSOCKET_OPCODE_BINARY). */
+    const WEBSOCKET_OPCODE_BINARY = 2;
+    /** Opcode of a close frame; Surge sends these itself, use disconnect() to close. */
+    const WEBSOCKET_OPCODE_CLOSE = 8;
+    /** Opcode of a ping: push($fd, '', WEBSOCKET_OPCODE_PING) pings a client by hand. */
+    const WEBSOCKET_OPCODE_PING = 9;
+    /** Opcode of a pong; Surge answers pings itself, so PHP never needs it. */
+    const WEBSOCKET_OPCODE_PONG = 10;
+
+    /** getClientInfo()['websocket_status'] of an open WebSocket connection. */
+    const WEBSOCKET_STATUS_ACTIVE = 3;
+    /** getClientInfo()['websocket_status'] of a connection that is closing. */
+    const WEBSOCKET_STATUS_CLOSING = 4;
+
+    /** Close code 1000: normal closure; the default of disconnect() and close(). */
+    const WEBSOCKET_CLOSE_NORMAL = 1000;
+    /** Close code 1001: going away; sent to every client when the server shuts down. */
+    const WEBSOCKET_CLOSE_GOING_AWAY = 1001;
+    /** Close code 1002: protocol error; sent to a client that broke the WebSocket protocol. */
+    const WEBSOCKET_CLOSE_PROTOCOL_ERROR = 1002;
+    /** Close code 1003: the endpoint cannot accept this kind of data. */
+    const WEBSOCKET_CLOSE_DATA_ERROR = 1003;
+    /** Close code 1005: no status code was received (never sent on the wire). */
+    const WEBSOCKET_CLOSE_STATUS_ERROR = 1005;
+    /** Close code 1006: the connection dropped without a close frame (never sent on the wire). */
+    const WEBSOCKET_CLOSE_ABNORMAL = 1006;
+    /** Close code 1007: a text message was not valid UTF-8; sent by Surge in that case. */
+    const WEBSOCKET_CLOSE_MESSAGE_ERROR = 1007;
+    /** Close code 1008: policy violation; Surge sends it to a slow consumer whose queue overflowed. */
+    const WEBSOCKET_CLOSE_POLICY_ERROR = 1008;
+    /** Close code 1009: a message was larger than the package_max_length setting. */
+    const WEBSOCKET_CLOSE_MESSAGE_TOO_BIG = 1009;
+    /** Close code 1010: the client expected an extension the server did not negotiate. */
+    const WEBSOCKET_CLOSE_EXTENSION_MISSING = 1010;
+    /** Close code 1011: the server hit an unexpected condition. */
+    const WEBSOCKET_CLOSE_SERVER_ERROR = 1011;
+    /** Close code 1013: try again later (the server is overloaded). */
+    const WEBSOCKET_CLOSE_TRY_AGAIN_LATER = 1013;
+}
+
+namespace Surge {
+    /** Thrown by Surge for every error a caller can cause (bad setting, unknown event, bad argument); the message names the culprit. */
+    class Exception extends \Exception
+    {
+    }
+}
+
+namespace Surge\WebSocket {
+    /** A WebSocket server (with plain HTTP on the same port) in the style of Swoole\WebSocket\Server; all callbacks run on the thread that called start(). */
+    class Server
+    {
+        /** The host given to the constructor, e.g. "0.0.0.0". */
+        public readonly string $host;
+
+        /** The port listened on: the real one once start() has bound it, when 0 was given. */
+        public readonly int $port;
+
+        /** The established WebSocket connections at the time of reading (unlike Swoole: no HTTP clients, no handshakes in progress, no closing connections); count() and foreach give their fds. */
+        public readonly Connections $connections;
+
+        /** Creates a server that will listen on $host:$port when start() runs (port 0 picks a free port); throws Surge\Exception for a port outside 0-65535. */
+        public function __construct(string $host, int $port)
+        {
+        }
+
+        /** Applies settings (worker_threads, max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        public function set(array $settings): bool
+        {
+        }
+
+        /** Sets the callback for an event (case-insensitive), null removes it: start($server), workerStart($server, $workerId), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server); an unknown event throws Surge\Exception. */
+        public function on(string $event, ?callable $callback): bool
+        {
+        }
+
+        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, runs the shutdown callback and returns true; throws Surge\Exception if it cannot listen or is already running. */
+        public function start(): bool
+        {
+        }
+
+        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow; throws if text is not UTF-8. */
+        public function push(int $fd, string $data, ?int $opcode = null): bool
+        {
+        }
+
+        /** True while the connection exists, including while it is closing; fds are never reused within a process, so a stale fd never reaches a newer client. */
+        public function exist(int $fd): bool
+        {
+        }
+
+        /** True if $fd is an established WebSocket connection that is not closing (false for plain HTTP clients). */
+        public function isEstablished(int $fd): bool
+        {
+        }
+
+        /** Closes the connection with a close frame carrying $code (null means 1000; else 3000-4999) and $reason (at most 123 bytes; else Surge\Exception); false if the connection is already gone. */
+        public function disconnect(int $fd, ?int $code = null, ?string $reason = null): bool
+        {
+        }
+
+        /** Closes the connection with a normal close frame (1000); false if it is already gone. */
+        public function close(int $fd): bool
+        {
+        }
+
+        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection. */
+        public function getClientInfo(int $fd): array|false
+        {
+        }
+
+        /** Counters since start(): start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count. */
+        public function stats(): array
+        {
+        }
+
+        /** Calls $callback($timerId) every $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). */
+        public function tick(int $ms, callable $callback): int
+        {
+        }
+
+        /** Calls $callback() once after $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). */
+        public function after(int $ms, callable $callback): int
+        {
+        }
+
+        /** Stops a timer made by tick() or after(); false if there is no such timer (or it already fired). */
+        public function clearTimer(int $timer_id): bool
+        {
+        }
+
+        /** Asks start() to stop: it closes every client with 1001, runs the shutdown callback and returns; safe to call from any callback. */
+        public function shutdown(): bool
+        {
+        }
+    }
+
+    /** One whole message from a client, passed to the message callback; fragmented messages are reassembled first. */
+    class Frame
+    {
+        /** The sender's connection id. */
+        public readonly int $fd;
+
+        /** The message: UTF-8 text for WEBSOCKET_OPCODE_TEXT, raw bytes for WEBSOCKET_OPCODE_BINARY. */
+        public readonly string $data;
+
+        /** WEBSOCKET_OPCODE_TEXT (1) or WEBSOCKET_OPCODE_BINARY (2); pings, pongs and closes are handled by Surge. */
+        public readonly int $opcode;
+
+        /** Always true: PHP only ever sees whole messages. */
+        public readonly bool $finish;
+
+        /** Not for user code: the server creates frames, and `new` throws \Exception. */
+        public function __construct()
+        {
+        }
+    }
+
+    /** What $server->connections returns: a snapshot of the fds of established WebSocket connections, for count() and foreach. */
+    class Connections implements \Countable, \Iterator
+    {
+        /** How many connections were established when $server->connections was read. */
+        public function count(): int
+        {
+        }
+
+        /** The fd at the current position, or null past the end. */
+        public function current(): ?int
+        {
+        }
+
+        /** The current position, from 0. */
+        public function key(): int
+        {
+        }
+
+        /** Moves to the next fd. */
+        public function next(): void
+        {
+        }
+
+        /** Moves back to the first fd. */
+        public function rewind(): void
+        {
+        }
+
+        /** True while the position holds an fd. */
+        public function valid(): bool
+        {
+        }
+
+        /** Not for user code: read $server->connections instead; `new` throws \Exception. */
+        public function __construct()
+        {
+        }
+    }
+}
+
+namespace Surge\Http {
+    /** An HTTP request, or the WebSocket handshake passed to the open callback (with its query string and headers). */
+    class Request
+    {
+        /** The connection's id (the WebSocket fd, for a handshake). */
+        public readonly int $fd;
+
+        /** Query-string parameters, e.g. ['page' => 'home'] for ?page=home. */
+        public readonly array $get;
+
+        /** Form fields of an application/x-www-form-urlencoded body; empty for other bodies. */
+        public readonly array $post;
+
+        /** Request headers by lowercase name; repeated headers are joined with ", ". */
+        public readonly array $header;
+
+        /** request_method, request_uri, path_info, query_string (if any), server_protocol, remote_addr, remote_port, server_port, request_time, request_time_float. */
+        public readonly array $server;
+
+        /** Cookies sent with the request, by name. */
+        public readonly array $cookie;
+
+        /** The raw request body (binary-safe string; empty if there is none). */
+        public function rawContent(): string
+        {
+        }
+
+        /** Same as rawContent(), under Swoole's other name for it. */
+        public function getContent(): string
+        {
+        }
+
+        /** Not for user code: the server creates requests, and `new` throws \Exception. */
+        public function __construct()
+        {
+        }
+    }
+
+    /** The answer to one HTTP request, sent by end(); a response never ended gets a 500 when the request callback returns without keeping it. */
+    class Response
+    {
+        /** The connection's id. */
+        public readonly int $fd;
+
+        /** Sets the status code (100-999, default 200); throws Surge\Exception outside that range. */
+        public function status(int $code): bool
+        {
+        }
+
+        /** Adds a response header; throws Surge\Exception for an invalid name or a line break in the value. */
+        public function header(string $name, string $value): bool
+        {
+        }
+
+        /** Sends the status, headers and $data as the body; false if it was already sent or the client has left. */
+        public function end(?string $data = null): bool
+        {
+        }
+
+        /** True until end() has been called. */
+        public function isWritable(): bool
+        {
+        }
+
+        /** Not for user code: the server creates responses, and `new` throws \Exception. */
+        public function __construct()
+        {
+        }
+    }
+}
