@@ -36,15 +36,32 @@ pub enum TableError {
     /// A column name that is not in the schema.
     UnknownColumn { column: String, known: Vec<String> },
     /// A value whose type the column does not take (see `Table::set` for the conversions).
-    WrongType { column: String, column_type: ColumnType, got: &'static str },
+    WrongType {
+        column: String,
+        column_type: ColumnType,
+        got: &'static str,
+    },
     /// A string longer than its column.
-    StringTooLong { column: String, len: usize, max: usize },
+    StringTooLong {
+        column: String,
+        len: usize,
+        max: usize,
+    },
     /// incr/decr on a STRING column.
     NotNumeric { column: String },
     /// incr/decr whose step has the wrong type (a float step on an INT column, a string).
-    WrongStep { column: String, column_type: ColumnType, got: &'static str },
+    WrongStep {
+        column: String,
+        column_type: ColumnType,
+        got: &'static str,
+    },
     /// incr/decr of an INT column past i64's range.
-    Overflow { column: String, current: i64, op: &'static str, by: i64 },
+    Overflow {
+        column: String,
+        current: i64,
+        op: &'static str,
+        by: i64,
+    },
     /// No free row is left for a new key.
     Full { rows: usize, capacity: usize },
 }

@@ -137,14 +137,18 @@ pub fn memory_size(
     columns: &[Column],
 ) -> Result<usize, TableError> {
     let buckets = bucket_count(size, conflict_proportion)?;
-    let index = buckets.checked_mul(BUCKET_BYTES).ok_or(TableError::TooLarge { what: "the index" })?;
+    let index = buckets
+        .checked_mul(BUCKET_BYTES)
+        .ok_or(TableError::TooLarge { what: "the index" })?;
     let rows = size
         .checked_mul(row_bytes(columns))
         .ok_or(TableError::TooLarge { what: "the rows" })?;
     HEADER_BYTES
         .checked_add(index)
         .and_then(|n| n.checked_add(rows))
-        .ok_or(TableError::TooLarge { what: "the mapping" })
+        .ok_or(TableError::TooLarge {
+            what: "the mapping",
+        })
 }
 
 pub(crate) fn check_size(size: usize) -> Result<(), TableError> {
@@ -174,6 +178,9 @@ pub fn checked_table_size(size: i64) -> Result<usize, TableError> {
 pub fn checked_string_size(column: &str, size: i64) -> Result<usize, TableError> {
     match usize::try_from(size) {
         Ok(n) if (1..=STRING_MAX).contains(&n) => Ok(n),
-        _ => Err(TableError::StringSize { column: column.to_string(), got: size as i128 }),
+        _ => Err(TableError::StringSize {
+            column: column.to_string(),
+            got: size as i128,
+        }),
     }
 }

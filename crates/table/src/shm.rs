@@ -36,7 +36,10 @@ impl Mapping {
             let reason = std::io::Error::last_os_error().to_string();
             return Err(TableError::Map { bytes: len, reason });
         }
-        Ok(Mapping { base: base.cast(), len })
+        Ok(Mapping {
+            base: base.cast(),
+            len,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -28,15 +28,15 @@ impl Backoff {
 
 /// Waits until `word` is `free`, then swaps in `locked(word)` with acquire ordering, and
 /// returns the value it replaced. Both locks of the table are this, on different bits.
-fn spin_acquire(
-    word: &AtomicU64,
-    free: impl Fn(u64) -> bool,
-    locked: impl Fn(u64) -> u64,
-) -> u64 {
+fn spin_acquire(word: &AtomicU64, free: impl Fn(u64) -> bool, locked: impl Fn(u64) -> u64) -> u64 {
     let mut backoff = Backoff::new();
     loop {
         let w = word.load(Relaxed);
-        if free(w) && word.compare_exchange_weak(w, locked(w), Acquire, Relaxed).is_ok() {
+        if free(w)
+            && word
+                .compare_exchange_weak(w, locked(w), Acquire, Relaxed)
+                .is_ok()
+        {
             return w;
         }
         backoff.snooze();

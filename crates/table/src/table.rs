@@ -94,20 +94,30 @@ impl Table {
     pub fn add_column(&self, name: &str, ty: ColumnType) -> Result<(), TableError> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if self.created.get().is_some() {
-            return Err(TableError::ColumnAfterCreate { column: name.to_string() });
+            return Err(TableError::ColumnAfterCreate {
+                column: name.to_string(),
+            });
         }
         if name.is_empty() {
             return Err(TableError::EmptyColumnName);
         }
         if pending.iter().any(|c| c.name == name) {
-            return Err(TableError::DuplicateColumn { column: name.to_string() });
+            return Err(TableError::DuplicateColumn {
+                column: name.to_string(),
+            });
         }
         if let ColumnType::Str(max) = ty {
             if !(1..=STRING_MAX).contains(&max) {
-                return Err(TableError::StringSize { column: name.to_string(), got: max as i128 });
+                return Err(TableError::StringSize {
+                    column: name.to_string(),
+                    got: max as i128,
+                });
             }
         }
-        pending.push(Column { name: name.to_string(), ty });
+        pending.push(Column {
+            name: name.to_string(),
+            ty,
+        });
         Ok(())
     }
 
@@ -238,7 +248,10 @@ impl Table {
 
     /// All live rows, in slot order; built on [`Table::next_entry`].
     pub fn iter(&self) -> Result<Iter<'_>, TableError> {
-        Ok(Iter { table: self.shared()?, slot: 0 })
+        Ok(Iter {
+            table: self.shared()?,
+            slot: 0,
+        })
     }
 
     pub fn stats(&self) -> Result<Stats, TableError> {
@@ -264,10 +277,16 @@ impl Table {
             })
         };
         match (ty, &by) {
-            (ColumnType::Str(_), _) => Err(TableError::NotNumeric { column: column.to_string() }),
+            (ColumnType::Str(_), _) => Err(TableError::NotNumeric {
+                column: column.to_string(),
+            }),
             (ColumnType::Int, Value::Int(step)) => t.upsert(&key, |row| {
                 let current = row[word].load(Relaxed) as i64;
-                let next = if decr { current.checked_sub(*step) } else { current.checked_add(*step) };
+                let next = if decr {
+                    current.checked_sub(*step)
+                } else {
+                    current.checked_add(*step)
+                };
                 let next = next.ok_or_else(|| TableError::Overflow {
                     column: column.to_string(),
                     current,
@@ -291,10 +310,14 @@ impl Table {
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("Table");
-        d.field("capacity", &self.size).field("conflict_proportion", &self.conflict_proportion);
+        d.field("capacity", &self.size)
+            .field("conflict_proportion", &self.conflict_proportion);
         match self.created.get() {
             Some(t) => d.field("columns", &t.columns).field("rows", &t.count()),
-            None => d.field("columns", &*self.pending.lock().unwrap_or_else(|e| e.into_inner())),
+            None => d.field(
+                "columns",
+                &*self.pending.lock().unwrap_or_else(|e| e.into_inner()),
+            ),
         };
         d.field("created", &self.is_created()).finish()
     }
@@ -407,10 +430,13 @@ impl Shared {
     }
 
     fn column(&self, name: &str) -> Result<usize, TableError> {
-        self.columns.iter().position(|c| c.name == name).ok_or_else(|| TableError::UnknownColumn {
-            column: name.to_string(),
-            known: self.columns.iter().map(|c| c.name.clone()).collect(),
-        })
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| TableError::UnknownColumn {
+                column: name.to_string(),
+                known: self.columns.iter().map(|c| c.name.clone()).collect(),
+            })
     }
 
     fn key(&self, bytes: &[u8]) -> Result<Key, TableError> {
@@ -428,7 +454,11 @@ impl Shared {
             *w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
         }
         let used = (bytes.len() + 1).div_ceil(8);
-        Ok(Key { words, used, hash: hash_words(self.seed, &words[..used]) })
+        Ok(Key {
+            words,
+            used,
+            hash: hash_words(self.seed, &words[..used]),
+        })
     }
 
     fn check_value(&self, name: &str, value: &Value) -> Result<usize, TableError> {
@@ -645,7 +675,10 @@ impl Shared {
         loop {
             if rows as usize >= self.capacity {
                 self.header(H_FULL).fetch_add(1, Relaxed);
-                return Err(TableError::Full { rows: rows as usize, capacity: self.capacity });
+                return Err(TableError::Full {
+                    rows: rows as usize,
+                    capacity: self.capacity,
+                });
             }
             match count.compare_exchange_weak(rows, rows + 1, Acquire, Relaxed) {
                 Ok(_) => break,
@@ -731,7 +764,11 @@ impl Shared {
                 live
             });
             if live {
-                return Some(Entry { slot: s, key, values });
+                return Some(Entry {
+                    slot: s,
+                    key,
+                    values,
+                });
             }
         }
         None
@@ -772,7 +809,12 @@ impl Shared {
 fn unpack(words: &[AtomicU64], skip: usize, len: usize, out: &mut Vec<u8>) {
     out.clear();
     let end = skip + len;
-    for (i, w) in words.iter().enumerate().take(end.div_ceil(8)).skip(skip / 8) {
+    for (i, w) in words
+        .iter()
+        .enumerate()
+        .take(end.div_ceil(8))
+        .skip(skip / 8)
+    {
         let bytes = w.load(Relaxed).to_ne_bytes();
         let from = skip.max(i * 8) - i * 8;
         let to = end.min(i * 8 + 8) - i * 8;

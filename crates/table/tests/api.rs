@@ -24,7 +24,10 @@ fn err<T: std::fmt::Debug>(r: Result<T, TableError>) -> String {
 
 #[test]
 fn bad_sizes_and_proportions_are_refused() {
-    assert_eq!(err(Table::new(0, 0.2)), "table size must be between 1 and 2147483648 rows, got 0");
+    assert_eq!(
+        err(Table::new(0, 0.2)),
+        "table size must be between 1 and 2147483648 rows, got 0"
+    );
     assert!(Table::new((1 << 31) + 1, 0.2).is_err());
     assert_eq!(
         err(checked_table_size(-5)),
@@ -33,7 +36,10 @@ fn bad_sizes_and_proportions_are_refused() {
     assert_eq!(checked_table_size(10), Ok(10));
     for cp in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
         let e = err(Table::new(10, cp));
-        assert!(e.starts_with("conflict_proportion must be a number between 0 and 1, got"), "{e}");
+        assert!(
+            e.starts_with("conflict_proportion must be a number between 0 and 1, got"),
+            "{e}"
+        );
     }
     assert!(Table::new(10, 0.0).is_ok() && Table::new(10, 1.0).is_ok());
     assert_eq!(
@@ -47,8 +53,14 @@ fn bad_sizes_and_proportions_are_refused() {
 fn column_definitions_are_checked() {
     let t = Table::new(8, 0.2).unwrap();
     t.add_column("a", ColumnType::Int).unwrap();
-    assert_eq!(err(t.add_column("a", ColumnType::Float)), "column 'a' is already defined");
-    assert_eq!(err(t.add_column("", ColumnType::Int)), "a column name cannot be empty");
+    assert_eq!(
+        err(t.add_column("a", ColumnType::Float)),
+        "column 'a' is already defined"
+    );
+    assert_eq!(
+        err(t.add_column("", ColumnType::Int)),
+        "a column name cannot be empty"
+    );
     assert_eq!(
         err(t.add_column("s", ColumnType::Str(0))),
         "column 's': a STRING column holds between 1 and 1048576 bytes, got a size of 0"
@@ -62,8 +74,16 @@ fn column_definitions_are_checked() {
         err(t.add_column("late", ColumnType::Int)),
         "cannot add column 'late': the table is already created, and columns can only be added before create()"
     );
-    assert_eq!(err(t.create()), "the table is already created; create() can be called only once");
-    let names: Vec<_> = t.columns().unwrap().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        err(t.create()),
+        "the table is already created; create() can be called only once"
+    );
+    let names: Vec<_> = t
+        .columns()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["a", "s"]);
 }
 
@@ -94,8 +114,15 @@ fn everything_before_create_is_refused() {
 fn set_get_and_partial_updates() {
     let t = users(16);
     assert_eq!(t.get(b"u1").unwrap(), None);
-    t.set(b"u1", &[("id", Value::Int(7)), ("score", Value::Float(1.5)), ("name", s("ann"))])
-        .unwrap();
+    t.set(
+        b"u1",
+        &[
+            ("id", Value::Int(7)),
+            ("score", Value::Float(1.5)),
+            ("name", s("ann")),
+        ],
+    )
+    .unwrap();
     assert_eq!(
         t.get(b"u1").unwrap(),
         Some(vec![Value::Int(7), Value::Float(1.5), s("ann")])
@@ -113,11 +140,15 @@ fn set_get_and_partial_updates() {
         Some(vec![Value::Int(0), Value::Float(3.0), s("")])
     );
     // The same column twice: the last value wins.
-    t.set(b"u2", &[("id", Value::Int(1)), ("id", Value::Int(2))]).unwrap();
+    t.set(b"u2", &[("id", Value::Int(1)), ("id", Value::Int(2))])
+        .unwrap();
     assert_eq!(t.get_field(b"u2", "id").unwrap(), Some(Value::Int(2)));
     // Empty set of a new key creates a default row.
     t.set(b"u3", &[]).unwrap();
-    assert_eq!(t.get(b"u3").unwrap(), Some(vec![Value::Int(0), Value::Float(0.0), s("")]));
+    assert_eq!(
+        t.get(b"u3").unwrap(),
+        Some(vec![Value::Int(0), Value::Float(0.0), s("")])
+    );
     // Shorter strings replace longer ones completely.
     t.set(b"u1", &[("name", s("abcdefghijklmnop"))]).unwrap();
     t.set(b"u1", &[("name", s("xy"))]).unwrap();
@@ -139,10 +170,14 @@ fn keys_and_strings_are_binary_safe() {
     // Keys that differ only in length are different rows.
     let t = users(KEY_MAX);
     for len in 1..=KEY_MAX {
-        t.set(&vec![b'k'; len], &[("id", Value::Int(len as i64))]).unwrap();
+        t.set(&vec![b'k'; len], &[("id", Value::Int(len as i64))])
+            .unwrap();
     }
     for len in 1..=KEY_MAX {
-        assert_eq!(t.get_field(&vec![b'k'; len], "id").unwrap(), Some(Value::Int(len as i64)));
+        assert_eq!(
+            t.get_field(&vec![b'k'; len], "id").unwrap(),
+            Some(Value::Int(len as i64))
+        );
     }
 }
 
@@ -175,28 +210,55 @@ fn values_are_checked_and_nothing_is_half_written() {
         err(t.set(b"k", &[("name", long)])),
         "value for column 'name' is 300 bytes; the column holds at most 255"
     );
-    t.set(b"k", &[("name", Value::Str(vec![b'a'; 255]))]).unwrap();
+    t.set(b"k", &[("name", Value::Str(vec![b'a'; 255]))])
+        .unwrap();
     assert_eq!(
         err(t.set(b"k", &[("nope", Value::Int(1))])),
         "unknown column 'nope'; the columns are: n, f, name"
     );
     let refusals = [
-        ("n", s("12"), "column 'n' is INT; it cannot hold a string (only integers)"),
-        ("n", Value::Float(1.0), "column 'n' is INT; it cannot hold a float (only integers)"),
-        ("f", s("1.5"), "column 'f' is FLOAT; it cannot hold a string (only floats and integers)"),
-        ("name", Value::Int(5), "column 'name' is STRING; it cannot hold an integer (only strings)"),
+        (
+            "n",
+            s("12"),
+            "column 'n' is INT; it cannot hold a string (only integers)",
+        ),
+        (
+            "n",
+            Value::Float(1.0),
+            "column 'n' is INT; it cannot hold a float (only integers)",
+        ),
+        (
+            "f",
+            s("1.5"),
+            "column 'f' is FLOAT; it cannot hold a string (only floats and integers)",
+        ),
+        (
+            "name",
+            Value::Int(5),
+            "column 'name' is STRING; it cannot hold an integer (only strings)",
+        ),
     ];
     for (column, value, message) in refusals {
         assert_eq!(err(t.set(b"k", &[(column, value)])), message);
     }
     // A valid value before a bad one is not written either, to a new or an existing row.
-    assert!(t.set(b"new", &[("n", Value::Int(1)), ("n", s("x"))]).is_err());
+    assert!(t
+        .set(b"new", &[("n", Value::Int(1)), ("n", s("x"))])
+        .is_err());
     assert!(!t.exists(b"new").unwrap());
-    assert!(t.set(b"k", &[("n", Value::Int(9)), ("bad", Value::Int(1))]).is_err());
+    assert!(t
+        .set(b"k", &[("n", Value::Int(9)), ("bad", Value::Int(1))])
+        .is_err());
     assert_eq!(t.get_field(b"k", "n").unwrap(), Some(Value::Int(0)));
     assert_eq!(t.count().unwrap(), 1);
-    assert_eq!(err(t.get_field(b"k", "nope")), "unknown column 'nope'; the columns are: n, f, name");
-    assert_eq!(err(t.column_index("nope")), "unknown column 'nope'; the columns are: n, f, name");
+    assert_eq!(
+        err(t.get_field(b"k", "nope")),
+        "unknown column 'nope'; the columns are: n, f, name"
+    );
+    assert_eq!(
+        err(t.column_index("nope")),
+        "unknown column 'nope'; the columns are: n, f, name"
+    );
     assert_eq!(t.column_index("name"), Ok(2));
 }
 
@@ -232,8 +294,13 @@ fn get_field_exists_del_count() {
 #[test]
 fn get_into_reuses_buffers_and_clears_on_miss() {
     let t = users(8);
-    t.set(b"a", &[("id", Value::Int(1)), ("name", s("long name here"))]).unwrap();
-    t.set(b"b", &[("id", Value::Int(2)), ("name", s("b"))]).unwrap();
+    t.set(
+        b"a",
+        &[("id", Value::Int(1)), ("name", s("long name here"))],
+    )
+    .unwrap();
+    t.set(b"b", &[("id", Value::Int(2)), ("name", s("b"))])
+        .unwrap();
     let mut out = Vec::new();
     assert!(t.get_into(b"a", &mut out).unwrap());
     assert_eq!(out[2], s("long name here"));
@@ -248,14 +315,26 @@ fn incr_and_decr() {
     let t = users(8);
     // A missing row is created at 0.
     assert_eq!(t.incr(b"c", "id", Value::Int(5)).unwrap(), Value::Int(5));
-    assert_eq!(t.get(b"c").unwrap(), Some(vec![Value::Int(5), Value::Float(0.0), s("")]));
+    assert_eq!(
+        t.get(b"c").unwrap(),
+        Some(vec![Value::Int(5), Value::Float(0.0), s("")])
+    );
     assert_eq!(t.incr(b"c", "id", Value::Int(-2)).unwrap(), Value::Int(3));
     assert_eq!(t.decr(b"c", "id", Value::Int(10)).unwrap(), Value::Int(-7));
     assert_eq!(t.decr(b"d", "id", Value::Int(1)).unwrap(), Value::Int(-1));
     // FLOAT columns take integer and float steps.
-    assert_eq!(t.incr(b"c", "score", Value::Float(0.5)).unwrap(), Value::Float(0.5));
-    assert_eq!(t.incr(b"c", "score", Value::Int(2)).unwrap(), Value::Float(2.5));
-    assert_eq!(t.decr(b"c", "score", Value::Float(1.0)).unwrap(), Value::Float(1.5));
+    assert_eq!(
+        t.incr(b"c", "score", Value::Float(0.5)).unwrap(),
+        Value::Float(0.5)
+    );
+    assert_eq!(
+        t.incr(b"c", "score", Value::Int(2)).unwrap(),
+        Value::Float(2.5)
+    );
+    assert_eq!(
+        t.decr(b"c", "score", Value::Float(1.0)).unwrap(),
+        Value::Float(1.5)
+    );
     assert_eq!(
         err(t.incr(b"c", "name", Value::Int(1))),
         "column 'name' is STRING; incr and decr work only on INT and FLOAT columns"
@@ -288,13 +367,17 @@ fn incr_and_decr() {
 fn a_full_table_refuses_new_keys_only() {
     let t = users(4);
     for i in 0..4 {
-        t.set(format!("k{i}").as_bytes(), &[("id", Value::Int(i))]).unwrap();
+        t.set(format!("k{i}").as_bytes(), &[("id", Value::Int(i))])
+            .unwrap();
     }
     assert_eq!(
         err(t.set(b"k4", &[("id", Value::Int(4))])),
         "table is full: 4 rows of capacity 4"
     );
-    assert_eq!(err(t.incr(b"k4", "id", Value::Int(1))), "table is full: 4 rows of capacity 4");
+    assert_eq!(
+        err(t.incr(b"k4", "id", Value::Int(1))),
+        "table is full: 4 rows of capacity 4"
+    );
     assert!(!t.exists(b"k4").unwrap());
     // Existing rows can still be changed.
     t.set(b"k0", &[("name", s("still"))]).unwrap();
@@ -319,14 +402,24 @@ fn capacity_is_the_size_for_many_sizes() {
             assert_eq!(t.capacity(), size);
             for i in 0..size {
                 let key = format!("key-{i}");
-                t.set(key.as_bytes(), &[("v", Value::Int(i as i64))]).unwrap();
+                t.set(key.as_bytes(), &[("v", Value::Int(i as i64))])
+                    .unwrap();
             }
             assert_eq!(t.count().unwrap(), size);
             let full = t.set(b"one-more", &[]).unwrap_err();
-            assert_eq!(full, TableError::Full { rows: size, capacity: size });
+            assert_eq!(
+                full,
+                TableError::Full {
+                    rows: size,
+                    capacity: size
+                }
+            );
             for i in (0..size).step_by(7) {
                 let key = format!("key-{i}");
-                assert_eq!(t.get_field(key.as_bytes(), "v").unwrap(), Some(Value::Int(i as i64)));
+                assert_eq!(
+                    t.get_field(key.as_bytes(), "v").unwrap(),
+                    Some(Value::Int(i as i64))
+                );
             }
             let stats = t.stats().unwrap();
             assert_eq!(stats.used_buckets + stats.collisions, size);
@@ -337,9 +430,18 @@ fn capacity_is_the_size_for_many_sizes() {
 #[test]
 fn memory_formula() {
     let cols = vec![
-        Column { name: "id".into(), ty: ColumnType::Int },
-        Column { name: "score".into(), ty: ColumnType::Float },
-        Column { name: "name".into(), ty: ColumnType::Str(255) },
+        Column {
+            name: "id".into(),
+            ty: ColumnType::Int,
+        },
+        Column {
+            name: "score".into(),
+            ty: ColumnType::Float,
+        },
+        Column {
+            name: "name".into(),
+            ty: ColumnType::Str(255),
+        },
     ];
     assert_eq!(row_bytes(&cols), 80 + 8 + 8 + 8 + 256);
     assert_eq!(row_bytes(&[]), 80);
@@ -350,7 +452,10 @@ fn memory_formula() {
     assert_eq!(bucket_count(1000, 0.0), Ok(1024));
     assert_eq!(bucket_count(1024, 0.0), Ok(1024));
     assert_eq!(bucket_count(1, 0.0), Ok(1));
-    assert_eq!(memory_size(1024, 0.2, &cols), Ok(64 + 8 * 2048 + 1024 * 360));
+    assert_eq!(
+        memory_size(1024, 0.2, &cols),
+        Ok(64 + 8 * 2048 + 1024 * 360)
+    );
     assert!(memory_size(0, 0.2, &cols).is_err());
     for (size, cp, schema) in [
         (1024, 0.2, cols.clone()),
@@ -377,7 +482,10 @@ fn a_table_too_large_to_map_is_refused() {
     let t = Table::new(1 << 31, 1.0).unwrap();
     t.add_column("blob", ColumnType::Str(STRING_MAX)).unwrap();
     let e = err(t.create());
-    assert!(e.starts_with("cannot map ") && e.contains("bytes of shared memory"), "{e}");
+    assert!(
+        e.starts_with("cannot map ") && e.contains("bytes of shared memory"),
+        "{e}"
+    );
     assert!(!t.is_created());
 }
 
@@ -385,7 +493,8 @@ fn a_table_too_large_to_map_is_refused() {
 fn iteration_sees_every_live_row_once() {
     let t = users(64);
     for i in 0..50 {
-        t.set(format!("k{i}").as_bytes(), &[("id", Value::Int(i))]).unwrap();
+        t.set(format!("k{i}").as_bytes(), &[("id", Value::Int(i))])
+            .unwrap();
     }
     for i in (0..50).step_by(3) {
         t.del(format!("k{i}").as_bytes()).unwrap();
@@ -394,7 +503,9 @@ fn iteration_sees_every_live_row_once() {
         .iter()
         .unwrap()
         .map(|e| {
-            let Value::Int(id) = e.values[0] else { panic!("id is not an int") };
+            let Value::Int(id) = e.values[0] else {
+                panic!("id is not an int")
+            };
             assert_eq!(e.key, format!("k{id}").into_bytes());
             id
         })
@@ -409,17 +520,24 @@ fn iteration_sees_every_live_row_once() {
 fn deleting_while_iterating() {
     let t = users(128);
     for i in 0..100 {
-        t.set(format!("k{i}").as_bytes(), &[("id", Value::Int(i))]).unwrap();
+        t.set(format!("k{i}").as_bytes(), &[("id", Value::Int(i))])
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut slot = 0;
     while let Some(entry) = t.next_entry(slot).unwrap() {
-        let Value::Int(id) = entry.values[0] else { panic!("id is not an int") };
+        let Value::Int(id) = entry.values[0] else {
+            panic!("id is not an int")
+        };
         seen.push(id);
         // Delete the row just seen, and one ahead of the cursor; insert a new row too.
         t.del(&entry.key).unwrap();
         t.del(format!("k{}", id + 2).as_bytes()).unwrap();
-        t.set(format!("new{id}").as_bytes(), &[("id", Value::Int(1000 + id))]).unwrap();
+        t.set(
+            format!("new{id}").as_bytes(),
+            &[("id", Value::Int(1000 + id))],
+        )
+        .unwrap();
         slot = entry.slot + 1;
     }
     let originals: Vec<i64> = seen.iter().copied().filter(|&i| i < 1000).collect();
