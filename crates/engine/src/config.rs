@@ -88,6 +88,12 @@ pub struct Config {
     /// to handle what was received before the signal.
     pub shutdown_timeout: Duration,
     pub log_level: LogLevel,
+    /// `redis://[:password@]host:port[/db]`; None: no Redis bridge.
+    pub redis: Option<String>,
+    /// Laravel's `database.redis.options.prefix`: added to subscribed and published channels.
+    pub redis_prefix: String,
+    /// Forward Laravel broadcasts on subscribed channels to the members of the same channel.
+    pub redis_forward: bool,
 }
 
 fn default_max_connection() -> usize {
@@ -116,6 +122,9 @@ impl Default for Config {
             event_queue_size: 4096,
             shutdown_timeout: Duration::from_secs(3),
             log_level: LogLevel::Info,
+            redis: None,
+            redis_prefix: "laravel_database_".into(),
+            redis_forward: true,
         }
     }
 }
@@ -138,6 +147,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "event_queue_size",
     "shutdown_timeout",
     "log_level",
+    "redis",
+    "redis_prefix",
+    "redis_forward",
     "worker_num",
     "task_worker_num",
 ];
@@ -157,6 +169,9 @@ impl Config {
             "event_queue_size" => self.event_queue_size = count(key, value, 1, 1 << 24)?,
             "shutdown_timeout" => self.shutdown_timeout = seconds(key, value)?,
             "log_level" => self.log_level = log_level(value)?,
+            "redis" => self.redis = redis_url(value)?,
+            "redis_prefix" => self.redis_prefix = string(key, value)?,
+            "redis_forward" => self.redis_forward = boolean(key, value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;
@@ -227,6 +242,36 @@ fn seconds(key: &str, value: &Value) -> Result<Duration, ConfigError> {
         return Err(ConfigError(format!("setting '{key}' must be between 0 and one year in seconds, got {secs}")));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn string(key: &str, value: &Value) -> Result<String, ConfigError> {
+    match value {
+        Value::Str(s) => Ok(s.clone()),
+        other => Err(ConfigError(format!("setting '{key}' must be a string, got {}", other.kind()))),
+    }
+}
+
+fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::Int(0) => Ok(false),
+        Value::Int(1) => Ok(true),
+        other => Err(ConfigError(format!("setting '{key}' must be a bool, got {}", other.kind()))),
+    }
+}
+
+fn redis_url(value: &Value) -> Result<Option<String>, ConfigError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Str(s) if s.is_empty() => Ok(None),
+        Value::Str(s) if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") => {
+            Ok(Some(s.clone()))
+        }
+        Value::Str(s) => Err(ConfigError(format!(
+            "setting 'redis' must be a URL like redis://[:password@]host:port[/db], got '{s}'"
+        ))),
+        other => Err(ConfigError(format!("setting 'redis' must be a URL string, got {}", other.kind()))),
+    }
 }
 
 fn log_level(value: &Value) -> Result<LogLevel, ConfigError> {

@@ -1,24 +1,30 @@
 //! One task per established WebSocket connection: read frames and hand whole messages to PHP,
 //! write what pushers queued, and run the close handshake.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::events::Event;
-use crate::registry::{close_message, Conn};
+use crate::frame;
+use crate::registry::{close_message, Conn, Outgoing};
 use crate::shared::Shared;
 use crate::stats::bump;
 
 /// How long a closing connection waits for the client's close frame before dropping it.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Frames handed to one vectored write (Linux takes up to 1024).
+const MAX_IOV: usize = 64;
 
 /// Close code for the `close` event when the connection ended without a close frame.
 pub const ABNORMAL: u16 = 1006;
@@ -63,6 +69,7 @@ where
     };
     drop(ws);
     shared.registry.remove(conn.fd);
+    shared.channels.leave_all(conn.fd);
     bump(&shared.stats.closed, 1);
     log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
     if shared.handlers.close.load(Relaxed) {
@@ -106,23 +113,28 @@ where
     if drained.kill {
         return Flow::Stop(ABNORMAL);
     }
+    let mut frames: VecDeque<Bytes> = VecDeque::new();
     let mut closing = None;
     let (mut count, mut bytes) = (0u64, 0u64);
-    for message in drained.messages {
-        match &message {
-            Message::Close(frame) => closing = Some(frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1000)),
-            Message::Text(_) | Message::Binary(_) => {
+    for item in drained.items {
+        match item {
+            Outgoing::Frame(frame) => {
                 count += 1;
-                bytes += message.len() as u64;
+                bytes += frame::payload_len(&frame) as u64;
+                frames.push_back(frame);
             }
-            _ => {}
-        }
-        // feed() only buffers (up to write_buffer_size): all waiting frames go out together.
-        if ws.feed(message).await.is_err() {
-            return Flow::Stop(ABNORMAL);
+            Outgoing::Control(message) => {
+                if let Message::Close(close) = &message {
+                    closing = Some(close.as_ref().map(|f| u16::from(f.code)).unwrap_or(1000));
+                }
+                // Data frames queued before a control frame go out before it.
+                if write_frames(ws, &mut frames).await.is_err() || ws.send(message).await.is_err() {
+                    return Flow::Stop(ABNORMAL);
+                }
+            }
         }
     }
-    if ws.flush().await.is_err() {
+    if write_frames(ws, &mut frames).await.is_err() {
         return Flow::Stop(ABNORMAL);
     }
     bump(&shared.stats.messages_out, count);
@@ -131,6 +143,38 @@ where
         Some(code) => Flow::Closing(code),
         None => Flow::Continue,
     }
+}
+
+/// Writes pre-encoded frames straight to the socket, all waiting frames in vectored writes.
+/// tungstenite's own buffer (a pong it is answering with) is flushed first, so its frames and
+/// ours never interleave.
+async fn write_frames<S>(ws: &mut WebSocketStream<S>, frames: &mut VecDeque<Bytes>) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if frames.is_empty() {
+        return Ok(());
+    }
+    ws.flush().await.map_err(std::io::Error::other)?;
+    let socket = ws.get_mut();
+    while !frames.is_empty() {
+        let slices: Vec<IoSlice> = frames.iter().take(MAX_IOV).map(|f| IoSlice::new(f)).collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let first = frames.front_mut().expect("written bytes came from queued frames");
+            if written >= first.len() {
+                written -= first.len();
+                frames.pop_front();
+            } else {
+                first.advance(written);
+                written = 0;
+            }
+        }
+    }
+    socket.flush().await
 }
 
 /// Answers bad input with the close code RFC 6455 gives for it.

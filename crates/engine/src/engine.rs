@@ -18,7 +18,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::config::Config;
 use crate::events::Event;
 use crate::listener::accept_loop;
-use crate::registry::PushError;
+use crate::frame;
+use crate::redis_bridge::RedisBridge;
+use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
 use crate::{heartbeat, logging};
@@ -30,6 +32,7 @@ pub enum Handler {
     Message,
     Close,
     Request,
+    Redis,
 }
 
 /// A message to push: text must be valid UTF-8 (checked by the caller's constructor).
@@ -38,6 +41,16 @@ pub enum Payload {
     Text(String),
     Binary(Vec<u8>),
     Ping(Vec<u8>),
+}
+
+impl Payload {
+    fn into_outgoing(self) -> Outgoing {
+        match self {
+            Payload::Text(text) => Outgoing::Frame(frame::encode(frame::OP_TEXT, text.as_bytes())),
+            Payload::Binary(data) => Outgoing::Frame(frame::encode(frame::OP_BINARY, &data)),
+            Payload::Ping(data) => Outgoing::Control(Message::Ping(data.into())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +70,7 @@ pub struct Engine {
     events: Mutex<mpsc::Receiver<Event>>,
     timers: Arc<Mutex<HashMap<u64, AbortHandle>>>,
     local_addr: SocketAddr,
+    redis: Option<Arc<RedisBridge>>,
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -91,6 +105,14 @@ impl Engine {
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(config.event_queue_size);
         let shared = Arc::new(Shared::new(config, tx));
+        let redis = match shared.config.redis.clone() {
+            Some(url) => {
+                let _guard = runtime.enter();
+                let c = &shared.config;
+                Some(RedisBridge::start(&url, &c.redis_prefix, c.redis_forward, &shared)?)
+            }
+            None => None,
+        };
         runtime.spawn(accept_loop(listener, shared.clone()));
         runtime.spawn(heartbeat::run(shared.clone()));
         // PHP's own signal handling would kill the process on SIGINT/SIGTERM even with Tokio's
@@ -101,7 +123,7 @@ impl Engine {
         }
         runtime.block_on(async { watch_signals(shared.clone()) }).map_err(|e| format!("cannot watch signals: {e}"))?;
         log::info!(target: "surge", "listening on ws://{local_addr}");
-        Ok(Engine { shared, runtime: Some(runtime), events: Mutex::new(rx), timers: Default::default(), local_addr })
+        Ok(Engine { shared, runtime: Some(runtime), events: Mutex::new(rx), timers: Default::default(), local_addr, redis })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -115,6 +137,7 @@ impl Engine {
             Handler::Message => &h.message,
             Handler::Close => &h.close,
             Handler::Request => &h.request,
+            Handler::Redis => &h.redis,
         };
         flag.store(present, Relaxed);
     }
@@ -150,12 +173,67 @@ impl Engine {
     /// Queues a message for one connection; never waits for the network.
     pub fn push(&self, fd: u64, payload: Payload) -> Result<(), PushError> {
         let conn = self.shared.registry.get(fd).ok_or(PushError::Closed)?;
-        let message = match payload {
-            Payload::Text(text) => Message::text(text),
-            Payload::Binary(data) => Message::binary(data),
-            Payload::Ping(data) => Message::Ping(data.into()),
-        };
-        conn.push(message, self.shared.config.socket_buffer_size)
+        conn.push(payload.into_outgoing(), self.shared.config.socket_buffer_size)
+    }
+
+    /// Queues one message for every established connection but `except`; the frame is encoded
+    /// once and shared. Returns how many connections it was queued for.
+    pub fn broadcast(&self, payload: Payload, except: &[u64]) -> usize {
+        let item = payload.into_outgoing();
+        let limit = self.shared.config.socket_buffer_size;
+        let mut queued = 0;
+        self.shared.registry.for_each(|conn| {
+            if !except.contains(&conn.fd) && conn.push(item.clone(), limit).is_ok() {
+                queued += 1;
+            }
+        });
+        queued
+    }
+
+    /// Adds an established connection to a channel; false if `fd` is not open or already in it.
+    pub fn join(&self, fd: u64, channel: &str) -> bool {
+        match self.shared.registry.get(fd) {
+            Some(conn) if conn.is_open() => self.shared.channels.join(&conn, channel),
+            _ => false,
+        }
+    }
+
+    pub fn leave(&self, fd: u64, channel: &str) -> bool {
+        self.shared.channels.leave(fd, channel)
+    }
+
+    /// Queues one message (encoded once) for the members of `channel` but `except`.
+    pub fn publish(&self, channel: &str, payload: Payload, except: &[u64]) -> usize {
+        let recipients = self.shared.channels.recipients(channel, except);
+        if recipients.is_empty() {
+            return 0;
+        }
+        let item = payload.into_outgoing();
+        let limit = self.shared.config.socket_buffer_size;
+        recipients.iter().filter(|conn| conn.push(item.clone(), limit).is_ok()).count()
+    }
+
+    /// Channel names with member counts, sorted.
+    pub fn channels(&self) -> Vec<(String, usize)> {
+        self.shared.channels.list()
+    }
+
+    pub fn members(&self, channel: &str) -> Vec<u64> {
+        self.shared.channels.members(channel)
+    }
+
+    pub fn channels_of(&self, fd: u64) -> Vec<String> {
+        self.shared.channels.of(fd)
+    }
+
+    /// The connection's socket id (see `Shared::socket_id`), if it exists.
+    pub fn socket_id(&self, fd: u64) -> Option<String> {
+        self.shared.registry.get(fd).map(|_| self.shared.socket_id(fd))
+    }
+
+    /// The Redis bridge, if the `redis` setting is given.
+    pub fn redis(&self) -> Option<&RedisBridge> {
+        self.redis.as_deref()
     }
 
     /// Starts the close handshake with `code`; false if `fd` is not open.

@@ -72,6 +72,8 @@ pub enum Event {
     Request { request: Box<HttpRequest>, reply: Responder },
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },
+    /// A message on a subscribed Redis channel (prefix removed), for the `redis` callback.
+    Redis { channel: String, payload: Bytes },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },
 }

@@ -1,13 +1,16 @@
 //! Surge's network engine: WebSocket and HTTP on Tokio threads. It knows nothing of PHP: the
 //! PHP layer (crates/ext) drives it through [`Engine`] and the [`Event`]s it hands over.
 
+pub mod channels;
 pub mod config;
 mod connection;
 mod engine;
+pub mod frame;
 pub mod events;
 mod heartbeat;
 mod listener;
 mod logging;
+pub mod redis_bridge;
 pub mod registry;
 mod shared;
 pub mod stats;
@@ -15,5 +18,6 @@ pub mod stats;
 pub use config::{Config, ConfigError, Value};
 pub use engine::{ClientInfo, Engine, Handler, Payload};
 pub use events::{Event, HttpRequest, HttpResponse, Responder};
+pub use redis_bridge::{BridgeSnapshot, BridgeState, RedisBridge};
 pub use registry::PushError;
 pub use stats::StatsSnapshot;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -30,8 +31,26 @@ enum State {
     Kill,
 }
 
+/// What waits in a connection's outbox.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A data frame encoded once (see `frame.rs`), possibly shared with many connections.
+    Frame(Bytes),
+    /// Pings and close frames, written through tungstenite.
+    Control(Message),
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Frame(bytes) => bytes.len(),
+            Outgoing::Control(message) => message.len(),
+        }
+    }
+}
+
 struct Outbox {
-    queue: VecDeque<Message>,
+    queue: VecDeque<Outgoing>,
     bytes: usize,
     state: State,
 }
@@ -51,7 +70,7 @@ pub struct Conn {
 
 /// What the connection task takes out of the outbox in one go.
 pub(crate) struct Drained {
-    pub messages: VecDeque<Message>,
+    pub items: VecDeque<Outgoing>,
     pub kill: bool,
 }
 
@@ -82,24 +101,24 @@ impl Conn {
 
     /// Queues a message unless the connection is closing or its outbox is over `limit` bytes,
     /// in which case the client is closed with 1008 (see the README's slow-consumer policy).
-    pub fn push(&self, message: Message, limit: usize) -> Result<(), PushError> {
+    pub fn push(&self, item: Outgoing, limit: usize) -> Result<(), PushError> {
         let mut out = self.outbox.lock();
         if out.state != State::Open {
             return Err(PushError::Closed);
         }
-        let size = message.len();
+        let size = item.len();
         if out.bytes + size > limit && !out.queue.is_empty() {
             log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008", self.fd, out.bytes);
             out.queue.clear();
             out.bytes = 0;
             out.state = State::Closing;
-            out.queue.push_back(close_message(1008, "slow consumer: too much data queued"));
+            out.queue.push_back(Outgoing::Control(close_message(1008, "slow consumer: too much data queued")));
             drop(out);
             self.wake.notify_one();
             return Err(PushError::SlowConsumer);
         }
         out.bytes += size;
-        out.queue.push_back(message);
+        out.queue.push_back(item);
         drop(out);
         self.wake.notify_one();
         Ok(())
@@ -112,7 +131,7 @@ impl Conn {
             return false;
         }
         out.state = State::Closing;
-        out.queue.push_back(close_message(code, reason));
+        out.queue.push_back(Outgoing::Control(close_message(code, reason)));
         drop(out);
         self.wake.notify_one();
         true
@@ -139,7 +158,7 @@ impl Conn {
         self.last_ping.store(now_ms, Relaxed);
         let mut out = self.outbox.lock();
         if out.state == State::Open {
-            out.queue.push_back(Message::Ping(Default::default()));
+            out.queue.push_back(Outgoing::Control(Message::Ping(Default::default())));
             drop(out);
             self.wake.notify_one();
         }
@@ -149,7 +168,7 @@ impl Conn {
         let mut out = self.outbox.lock();
         out.bytes = 0;
         // Taking the queue (not draining it) leaves an idle connection holding no buffer.
-        Drained { messages: std::mem::take(&mut out.queue), kill: out.state == State::Kill }
+        Drained { items: std::mem::take(&mut out.queue), kill: out.state == State::Kill }
     }
 }
 
@@ -230,26 +249,30 @@ mod tests {
         Arc::new(Conn::new(fd, "127.0.0.1:1".parse().unwrap(), 0, 0))
     }
 
+    fn frame(len: usize) -> Outgoing {
+        Outgoing::Frame(Bytes::from(vec![0u8; len]))
+    }
+
     #[test]
     fn push_after_close_is_refused() {
         let c = conn(1);
-        assert!(c.push(Message::text("a"), 1024).is_ok());
+        assert!(c.push(frame(1), 1024).is_ok());
         assert!(c.close(1000, "bye"));
-        assert_eq!(c.push(Message::text("b"), 1024), Err(PushError::Closed));
+        assert_eq!(c.push(frame(1), 1024), Err(PushError::Closed));
         assert!(!c.close(1000, "again"));
         let drained = c.drain();
-        assert_eq!(drained.messages.len(), 2, "the queued message goes out before the close");
+        assert_eq!(drained.items.len(), 2, "the queued message goes out before the close");
     }
 
     #[test]
     fn slow_consumer_is_closed_with_1008() {
         let c = conn(1);
-        c.push(Message::binary(vec![0u8; 600]), 1000).unwrap();
-        assert_eq!(c.push(Message::binary(vec![0u8; 600]), 1000), Err(PushError::SlowConsumer));
+        c.push(frame(600), 1000).unwrap();
+        assert_eq!(c.push(frame(600), 1000), Err(PushError::SlowConsumer));
         let drained = c.drain();
-        assert_eq!(drained.messages.len(), 1);
-        match &drained.messages[0] {
-            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1008),
+        assert_eq!(drained.items.len(), 1);
+        match &drained.items[0] {
+            Outgoing::Control(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1008),
             other => panic!("expected a close, got {other:?}"),
         }
     }
@@ -257,7 +280,7 @@ mod tests {
     #[test]
     fn one_message_larger_than_the_limit_still_goes_to_an_idle_client() {
         let c = conn(1);
-        assert!(c.push(Message::binary(vec![0u8; 5000]), 1000).is_ok());
+        assert!(c.push(frame(5000), 1000).is_ok());
     }
 
     #[test]

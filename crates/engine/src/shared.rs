@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::channels::Channels;
 use crate::config::Config;
 use crate::events::Event;
 use crate::registry::Registry;
@@ -18,11 +19,13 @@ pub struct Handlers {
     pub message: AtomicBool,
     pub close: AtomicBool,
     pub request: AtomicBool,
+    pub redis: AtomicBool,
 }
 
 pub struct Shared {
     pub config: Config,
     pub registry: Registry,
+    pub channels: Channels,
     pub stats: Stats,
     pub handlers: Handlers,
     pub events: mpsc::Sender<Event>,
@@ -44,6 +47,7 @@ impl Shared {
         Shared {
             config,
             registry: Registry::default(),
+            channels: Channels::default(),
             stats: Stats::default(),
             handlers: Handlers::default(),
             events,
@@ -71,6 +75,18 @@ impl Shared {
 
     pub fn live_connections(&self) -> usize {
         self.http_live.load(Relaxed) + self.registry.len()
+    }
+
+    /// A connection's socket id, `<process id>.<fd>`: the `digits.digits` form Laravel Echo and
+    /// the Pusher protocol use, unique on this host. Laravel's `toOthers()` sends it back.
+    pub fn socket_id(&self, fd: u64) -> String {
+        format!("{}.{fd}", std::process::id())
+    }
+
+    /// The fd of one of our socket ids; None for another process's or a malformed one.
+    pub fn fd_of_socket_id(&self, socket_id: &str) -> Option<u64> {
+        let (process, fd) = socket_id.split_once('.')?;
+        (process.parse::<u32>().ok()? == std::process::id()).then(|| fd.parse().ok()).flatten()
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -15,6 +15,7 @@ pub enum Kind {
     Message,
     Close,
     Request,
+    Redis,
     Shutdown,
 }
 
@@ -25,6 +26,7 @@ pub const KINDS: &[(&str, Kind)] = &[
     ("message", Kind::Message),
     ("close", Kind::Close),
     ("request", Kind::Request),
+    ("redis", Kind::Redis),
     ("shutdown", Kind::Shutdown),
 ];
 

@@ -10,6 +10,7 @@ use ext_php_rs::types::Zval;
 use surge_engine::{Engine, Event};
 
 use crate::callbacks::{call, Kind, Outcome};
+use crate::convert::binary_zval;
 use crate::exception::error;
 use crate::frame::Frame;
 use crate::request::Request;
@@ -44,6 +45,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
     server.set_running(true, Some(engine.local_addr().port()));
     *server.engine.borrow_mut() = Some(engine.clone());
     server.timers.borrow().schedule_all(&engine);
+    server.subscribe_pending(&engine);
 
     let exited = serve(server, this, &engine) == Next::Exit || drain(server, this, &engine) == Next::Exit;
     if !exited {
@@ -153,6 +155,10 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 Some((cb, false)) => call(&cb, vec![], "after").into(),
                 None => Next::Continue,
             }
+        }
+        Event::Redis { channel, payload } => {
+            let payload = binary_zval(&payload);
+            callback(server, Kind::Redis, vec![this, &channel, &payload]).into()
         }
         Event::Signal { name } => {
             log::info!(target: "surge", "{name} received: shutting down");

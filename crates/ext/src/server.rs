@@ -14,7 +14,7 @@ use surge_engine::{Config, Engine, Handler, Payload, PushError};
 
 use crate::callbacks::{Callbacks, Kind, KINDS};
 use crate::connections::Connections;
-use crate::convert::{bytes_arg, setting_value, Assoc};
+use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
 use crate::event_loop;
 use crate::exception::error;
 use crate::timers::Timers;
@@ -34,11 +34,48 @@ pub struct Server {
     pub(crate) timers: RefCell<Timers>,
     pub(crate) stop_requested: Cell<bool>,
     running: Cell<bool>,
+    /// Channels given to subscribe() before start().
+    pending_subscriptions: RefCell<Vec<String>>,
 }
 
 fn fd_arg(fd: i64) -> u64 {
     // Negative fds never exist; mapping them to 0 (never allocated) makes every lookup fail.
     u64::try_from(fd).unwrap_or(0)
+}
+
+fn fds(list: Option<Vec<i64>>) -> Vec<u64> {
+    list.unwrap_or_default().into_iter().map(fd_arg).collect()
+}
+
+/// A message from PHP: text (the default) must be UTF-8; binary and ping take any bytes.
+fn payload(data: &Zval, opcode: Option<i64>, what: &str) -> PhpResult<Payload> {
+    let bytes = bytes_arg(data, &format!("{what} data"))?;
+    Ok(match opcode.unwrap_or(OPCODE_TEXT) {
+        OPCODE_TEXT => Payload::Text(String::from_utf8(bytes).map_err(|_| {
+            error(format!("{what} data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY"))
+        })?),
+        OPCODE_BINARY => Payload::Binary(bytes),
+        OPCODE_PING => Payload::Ping(bytes),
+        other => {
+            return Err(error(format!(
+                "opcode {other} cannot be sent; use WEBSOCKET_OPCODE_TEXT, _BINARY or _PING"
+            )))
+        }
+    })
+}
+
+/// A channel name or a list of them.
+fn names_arg(value: &Zval, what: &str) -> PhpResult<Vec<String>> {
+    if let Some(name) = value.str() {
+        return Ok(vec![name.to_owned()]);
+    }
+    if let Some(list) = value.array() {
+        return list
+            .values()
+            .map(|v| v.str().map(str::to_owned).ok_or_else(|| error(format!("{what}() takes channel names as strings"))))
+            .collect();
+    }
+    Err(error(format!("{what}() takes a channel name or an array of them, got {}", type_name(value))))
 }
 
 fn timer_delay(ms: i64) -> PhpResult<Duration> {
@@ -54,6 +91,7 @@ fn handler_for(kind: Kind) -> Option<Handler> {
         Kind::Message => Some(Handler::Message),
         Kind::Close => Some(Handler::Close),
         Kind::Request => Some(Handler::Request),
+        Kind::Redis => Some(Handler::Redis),
         _ => None,
     }
 }
@@ -69,6 +107,14 @@ impl Server {
         for (_, kind) in KINDS {
             if let Some(handler) = handler_for(*kind) {
                 engine.set_handler(handler, callbacks.has(*kind));
+            }
+        }
+    }
+
+    pub(crate) fn subscribe_pending(&self, engine: &Engine) {
+        if let Some(redis) = engine.redis() {
+            for name in self.pending_subscriptions.take() {
+                redis.subscribe(&name);
             }
         }
     }
@@ -95,6 +141,7 @@ impl Server {
             timers: RefCell::default(),
             stop_requested: Cell::new(false),
             running: Cell::new(false),
+            pending_subscriptions: RefCell::default(),
         })
     }
 
@@ -161,24 +208,97 @@ impl Server {
     /// Queues a message for `$fd`. False (and no warning) if the connection is gone or closing,
     /// or the client is too slow and is being closed.
     pub fn push(&self, fd: i64, data: &Zval, opcode: Option<i64>) -> PhpResult<bool> {
-        let bytes = bytes_arg(data, "push data")?;
-        let payload = match opcode.unwrap_or(OPCODE_TEXT) {
-            OPCODE_TEXT => Payload::Text(String::from_utf8(bytes).map_err(|_| {
-                error("push data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY")
-            })?),
-            OPCODE_BINARY => Payload::Binary(bytes),
-            OPCODE_PING => Payload::Ping(bytes),
-            other => {
-                return Err(error(format!(
-                    "opcode {other} cannot be pushed; use WEBSOCKET_OPCODE_TEXT, _BINARY or _PING"
-                )))
-            }
-        };
+        let payload = payload(data, opcode, "push")?;
         let Some(engine) = self.engine() else { return Ok(false) };
         Ok(match engine.push(fd_arg(fd), payload) {
             Ok(()) => true,
             Err(PushError::Closed | PushError::SlowConsumer) => false,
         })
+    }
+
+    /// Queues `$data` for every established connection except the fds in `$except`; the frame
+    /// is encoded once. Returns how many connections it was queued for.
+    pub fn broadcast(&self, data: &Zval, except: Option<Vec<i64>>, opcode: Option<i64>) -> PhpResult<i64> {
+        let payload = payload(data, opcode, "broadcast")?;
+        let except = fds(except);
+        Ok(self.engine().map_or(0, |e| e.broadcast(payload, &except)) as i64)
+    }
+
+    /// Adds `$fd` to `$channel`; false if the connection is not open or already a member.
+    pub fn join(&self, fd: i64, channel: String) -> bool {
+        self.engine().is_some_and(|e| e.join(fd_arg(fd), &channel))
+    }
+
+    /// Removes `$fd` from `$channel`; false if it was not a member.
+    pub fn leave(&self, fd: i64, channel: String) -> bool {
+        self.engine().is_some_and(|e| e.leave(fd_arg(fd), &channel))
+    }
+
+    /// Queues `$data` for the members of `$channel` except `$except`; returns how many.
+    pub fn publish(&self, channel: String, data: &Zval, except: Option<Vec<i64>>, opcode: Option<i64>) -> PhpResult<i64> {
+        let payload = payload(data, opcode, "publish")?;
+        let except = fds(except);
+        Ok(self.engine().map_or(0, |e| e.publish(&channel, payload, &except)) as i64)
+    }
+
+    /// Channel name => member count, for every channel with members.
+    pub fn channels(&self) -> PhpResult<Zval> {
+        let mut a = Assoc::new();
+        for (name, count) in self.engine().map(|e| e.channels()).unwrap_or_default() {
+            a.set(&name, count as i64)?;
+        }
+        Ok(a.into_zval())
+    }
+
+    /// The fds in `$channel`, ascending.
+    pub fn members(&self, channel: String) -> Vec<i64> {
+        self.engine().map(|e| e.members(&channel)).unwrap_or_default().into_iter().map(|fd| fd as i64).collect()
+    }
+
+    /// The channels `$fd` is in, sorted.
+    pub fn channels_of(&self, fd: i64) -> Vec<String> {
+        self.engine().map(|e| e.channels_of(fd_arg(fd))).unwrap_or_default()
+    }
+
+    /// Subscribes Redis channels, or patterns with `*`, `?` or `[` (the `redis_prefix` is added).
+    /// Messages go to the `redis` callback and, with `redis_forward`, to the channel's members.
+    pub fn subscribe(&self, channels: &Zval) -> PhpResult<bool> {
+        let names = names_arg(channels, "subscribe")?;
+        self.require_redis("subscribe")?;
+        match self.engine() {
+            Some(engine) => names.iter().for_each(|n| engine.redis().expect("checked").subscribe(n)),
+            None => self.pending_subscriptions.borrow_mut().extend(names),
+        }
+        Ok(true)
+    }
+
+    /// Unsubscribes channels or patterns given to subscribe().
+    pub fn unsubscribe(&self, channels: &Zval) -> PhpResult<bool> {
+        let names = names_arg(channels, "unsubscribe")?;
+        self.require_redis("unsubscribe")?;
+        match self.engine() {
+            Some(engine) => Ok(names.iter().fold(false, |any, n| engine.redis().expect("checked").unsubscribe(n) || any)),
+            None => {
+                let mut pending = self.pending_subscriptions.borrow_mut();
+                let before = pending.len();
+                pending.retain(|p| !names.contains(p));
+                Ok(pending.len() != before)
+            }
+        }
+    }
+
+    /// PUBLISHes `$payload` to `<redis_prefix>$channel` without waiting; false if Redis is not
+    /// configured, the server is not running, or too many publishes are waiting.
+    pub fn redis_publish(&self, channel: String, payload: &Zval) -> PhpResult<bool> {
+        let payload = bytes_arg(payload, "redisPublish payload")?;
+        self.require_redis("redisPublish")?;
+        Ok(self.engine().and_then(|e| e.redis().map(|r| r.publish(&channel, payload.into()))).unwrap_or(false))
+    }
+
+    /// The connection's socket id (`<pid>.<fd>`), the id Laravel's toOthers() sends back; null
+    /// if the connection is gone.
+    pub fn socket_id(&self, fd: i64) -> Option<String> {
+        self.engine().and_then(|e| e.socket_id(fd_arg(fd)))
     }
 
     /// True while the connection exists (also while it is closing).
@@ -257,6 +377,21 @@ impl Server {
         ] {
             a.set(key, value as i64)?;
         }
+        if let Some(r) = self.engine().and_then(|e| e.redis().map(|r| r.snapshot())) {
+            let mut redis = Assoc::new();
+            redis.set("state", format!("{:?}", r.state).to_lowercase())?;
+            for (key, value) in [
+                ("received", r.received),
+                ("forwarded", r.forwarded),
+                ("dropped", r.dropped),
+                ("reconnects", r.reconnects),
+                ("published", r.published),
+                ("subscriptions", r.subscriptions as u64),
+            ] {
+                redis.set(key, value as i64)?;
+            }
+            a.set("redis", redis.into_zval())?;
+        }
         Ok(a.into_zval())
     }
 
@@ -284,6 +419,13 @@ impl Server {
 }
 
 impl Server {
+    fn require_redis(&self, what: &str) -> PhpResult<()> {
+        if self.config.borrow().redis.is_none() {
+            return Err(error(format!("{what}() needs the Redis bridge: set(['redis' => 'redis://127.0.0.1:6379'])")));
+        }
+        Ok(())
+    }
+
     fn add_timer(&self, ms: i64, callback: &Zval, repeat: bool) -> PhpResult<i64> {
         let delay = timer_delay(ms)?;
         if !callback.is_callable() {

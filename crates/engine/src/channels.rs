@@ -1,0 +1,126 @@
+//! Named channels: which connections get a `publish`. Each member's connection is held here,
+//! so publishing needs no registry lookups; a closing connection leaves all its channels.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::registry::Conn;
+
+#[derive(Default)]
+struct Inner {
+    members: HashMap<Arc<str>, HashMap<u64, Arc<Conn>>>,
+    of_fd: HashMap<u64, HashSet<Arc<str>>>,
+}
+
+#[derive(Default)]
+pub struct Channels {
+    inner: Mutex<Inner>,
+}
+
+impl Channels {
+    /// Adds the connection to `name`; false if it was already a member.
+    pub fn join(&self, conn: &Arc<Conn>, name: &str) -> bool {
+        let mut inner = self.inner.lock();
+        let key: Arc<str> = match inner.members.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(name),
+        };
+        let added = inner.members.entry(key.clone()).or_default().insert(conn.fd, conn.clone()).is_none();
+        inner.of_fd.entry(conn.fd).or_default().insert(key);
+        added
+    }
+
+    /// Removes `fd` from `name`; false if it was not a member. Empty channels disappear.
+    pub fn leave(&self, fd: u64, name: &str) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(members) = inner.members.get_mut(name) else { return false };
+        if members.remove(&fd).is_none() {
+            return false;
+        }
+        if members.is_empty() {
+            inner.members.remove(name);
+        }
+        if let Some(names) = inner.of_fd.get_mut(&fd) {
+            names.remove(name);
+            if names.is_empty() {
+                inner.of_fd.remove(&fd);
+            }
+        }
+        true
+    }
+
+    /// Removes `fd` from every channel (when it closes).
+    pub fn leave_all(&self, fd: u64) {
+        let mut inner = self.inner.lock();
+        let Some(names) = inner.of_fd.remove(&fd) else { return };
+        for name in names {
+            if let Some(members) = inner.members.get_mut(&name) {
+                members.remove(&fd);
+                if members.is_empty() {
+                    inner.members.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// The connections in `name`, except `except`: taken under the lock, pushed to outside it.
+    pub fn recipients(&self, name: &str, except: &[u64]) -> Vec<Arc<Conn>> {
+        let inner = self.inner.lock();
+        inner
+            .members
+            .get(name)
+            .map(|m| m.values().filter(|c| !except.contains(&c.fd)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn members(&self, name: &str) -> Vec<u64> {
+        let mut fds: Vec<u64> = self.inner.lock().members.get(name).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        fds.sort_unstable();
+        fds
+    }
+
+    /// Channel names with their member counts, sorted by name.
+    pub fn list(&self) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> =
+            self.inner.lock().members.iter().map(|(k, m)| (k.to_string(), m.len())).collect();
+        all.sort();
+        all
+    }
+
+    pub fn of(&self, fd: u64) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.inner.lock().of_fd.get(&fd).map(|s| s.iter().map(|n| n.to_string()).collect()).unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(fd: u64) -> Arc<Conn> {
+        Arc::new(Conn::new(fd, "127.0.0.1:1".parse().unwrap(), 0, 0))
+    }
+
+    #[test]
+    fn join_leave_and_lists() {
+        let ch = Channels::default();
+        let (a, b) = (conn(1), conn(2));
+        assert!(ch.join(&a, "news"));
+        assert!(!ch.join(&a, "news"));
+        ch.join(&b, "news");
+        ch.join(&a, "sport");
+        assert_eq!(ch.members("news"), vec![1, 2]);
+        assert_eq!(ch.list(), vec![("news".into(), 2), ("sport".into(), 1)]);
+        assert_eq!(ch.of(1), vec!["news".to_string(), "sport".to_string()]);
+        assert_eq!(ch.recipients("news", &[1]).iter().map(|c| c.fd).collect::<Vec<_>>(), vec![2]);
+        assert!(ch.leave(2, "news"));
+        assert!(!ch.leave(2, "news"));
+        ch.leave_all(1);
+        assert!(ch.list().is_empty());
+        assert!(ch.of(1).is_empty());
+    }
+}

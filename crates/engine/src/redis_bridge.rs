@@ -1,0 +1,333 @@
+//! The Redis pub/sub bridge. Laravel's redis broadcaster PUBLISHes `{"event","data","socket"}`
+//! to `<prefix><channel>`; the bridge subscribes, hands each message to PHP's `redis` callback
+//! and/or forwards it natively to the members of the Surge channel of the same name. Redis going
+//! away never touches WebSocket clients: the bridge logs once, reconnects with backoff and
+//! subscribes everything again.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::events::Event;
+use crate::frame;
+use crate::registry::Outgoing;
+use crate::shared::Shared;
+use crate::stats::bump;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Messages waiting to be PUBLISHed by `redisPublish` before it starts returning false.
+const PUBLISH_QUEUE: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeState {
+    Connecting = 0,
+    Connected = 1,
+    Disconnected = 2,
+}
+
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    state: AtomicU8,
+    pub received: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub dropped: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub published: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSnapshot {
+    pub state: BridgeState,
+    pub received: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    pub reconnects: u64,
+    pub published: u64,
+    pub subscriptions: usize,
+}
+
+/// A channel name or (with `*`, `?` or `[`) a pattern, as Redis sees it (prefix included).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Topic {
+    name: String,
+    pattern: bool,
+}
+
+impl Topic {
+    fn new(prefix: &str, name: &str) -> Topic {
+        Topic { name: format!("{prefix}{name}"), pattern: name.contains(['*', '?', '[']) }
+    }
+}
+
+enum Change {
+    Subscribe(Topic),
+    Unsubscribe(Topic),
+}
+
+pub struct RedisBridge {
+    prefix: String,
+    forward: bool,
+    /// What should be subscribed: the truth the bridge restores after every reconnect.
+    wanted: Mutex<BTreeSet<Topic>>,
+    changes: mpsc::UnboundedSender<Change>,
+    publishes: mpsc::Sender<(String, Bytes)>,
+    pub stats: BridgeStats,
+}
+
+/// A Laravel broadcast as the redis broadcaster publishes it.
+#[derive(Deserialize)]
+struct Broadcast<'a> {
+    event: String,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    socket: Option<String>,
+}
+
+impl RedisBridge {
+    /// Checks the URL and starts the subscriber and publisher tasks on the current runtime.
+    pub fn start(url: &str, prefix: &str, forward: bool, shared: &Arc<Shared>) -> Result<Arc<RedisBridge>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("setting 'redis': {e}"))?;
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let bridge = Arc::new(RedisBridge {
+            prefix: prefix.to_owned(),
+            forward,
+            wanted: Mutex::new(BTreeSet::new()),
+            changes,
+            publishes,
+            stats: BridgeStats::default(),
+        });
+        tokio::spawn(subscriber(client.clone(), url.to_owned(), bridge.clone(), changes_rx, shared.clone()));
+        tokio::spawn(publisher(client, bridge.clone(), publishes_rx));
+        Ok(bridge)
+    }
+
+    /// Subscribes `name` (prefix added; a pattern if it has `*`, `?` or `[`).
+    pub fn subscribe(&self, name: &str) {
+        let topic = Topic::new(&self.prefix, name);
+        if self.wanted.lock().insert(topic.clone()) {
+            let _ = self.changes.send(Change::Subscribe(topic));
+        }
+    }
+
+    pub fn unsubscribe(&self, name: &str) -> bool {
+        let topic = Topic::new(&self.prefix, name);
+        let removed = self.wanted.lock().remove(&topic);
+        if removed {
+            let _ = self.changes.send(Change::Unsubscribe(topic));
+        }
+        removed
+    }
+
+    /// Queues a PUBLISH to `<prefix><channel>`; false if the queue is full.
+    pub fn publish(&self, channel: &str, payload: Bytes) -> bool {
+        self.publishes.try_send((format!("{}{channel}", self.prefix), payload)).is_ok()
+    }
+
+    pub fn snapshot(&self) -> BridgeSnapshot {
+        let s = &self.stats;
+        BridgeSnapshot {
+            state: match s.state.load(Relaxed) {
+                1 => BridgeState::Connected,
+                2 => BridgeState::Disconnected,
+                _ => BridgeState::Connecting,
+            },
+            received: s.received.load(Relaxed),
+            forwarded: s.forwarded.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            reconnects: s.reconnects.load(Relaxed),
+            published: s.published.load(Relaxed),
+            subscriptions: self.wanted.lock().len(),
+        }
+    }
+
+    fn set_state(&self, state: BridgeState) {
+        self.stats.state.store(state as u8, Relaxed);
+    }
+
+    fn strip<'a>(&self, channel: &'a str) -> &'a str {
+        channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel)
+    }
+
+    /// Hands one message to PHP (if it listens) and forwards it to the channel's members.
+    async fn deliver(&self, shared: &Shared, channel: &str, payload: &[u8]) {
+        bump(&self.stats.received, 1);
+        let name = self.strip(channel);
+        if self.forward {
+            self.forward(shared, name, payload);
+        }
+        if shared.handlers.redis.load(Relaxed) {
+            let event = Event::Redis { channel: name.to_owned(), payload: Bytes::copy_from_slice(payload) };
+            let _ = shared.events.send(event).await;
+        }
+    }
+
+    fn forward(&self, shared: &Shared, channel: &str, payload: &[u8]) {
+        let Some(message) = laravel_message(channel, payload) else {
+            bump(&self.stats.dropped, 1);
+            log::warn!(target: "surge", "redis: message on '{channel}' is not a Laravel broadcast (JSON with \"event\"); not forwarded");
+            return;
+        };
+        let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
+        let recipients = shared.channels.recipients(channel, &except);
+        if recipients.is_empty() {
+            return;
+        }
+        let item = Outgoing::Frame(frame::encode(frame::OP_TEXT, message.json.as_bytes()));
+        let limit = shared.config.socket_buffer_size;
+        let sent = recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count();
+        bump(&self.stats.forwarded, sent as u64);
+    }
+}
+
+pub(crate) struct Forwarded {
+    /// `{"event": ..., "channel": ..., "data": ...}` for the clients.
+    pub json: String,
+    /// Laravel's `toOthers()`: the socket id to leave out.
+    pub socket: Option<String>,
+}
+
+/// Decodes a Laravel broadcast and re-encodes it for clients, `data` kept byte for byte.
+pub(crate) fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
+    let b: Broadcast = serde_json::from_slice(payload).ok()?;
+    let json = format!(
+        "{{\"event\":{},\"channel\":{},\"data\":{}}}",
+        serde_json::to_string(&b.event).ok()?,
+        serde_json::to_string(channel).ok()?,
+        b.data.map(RawValue::get).unwrap_or("null")
+    );
+    Some(Forwarded { json, socket: b.socket })
+}
+
+async fn subscriber(
+    client: redis::Client,
+    url: String,
+    bridge: Arc<RedisBridge>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    shared: Arc<Shared>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut down_since_logged = false;
+    let mut ever_connected = false;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(pubsub) => {
+                let (mut sink, mut stream) = pubsub.split();
+                // The wanted set is the truth: changes queued while down are already in it.
+                while changes.try_recv().is_ok() {}
+                let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
+                let mut ok = true;
+                for topic in &wanted {
+                    ok &= apply(&mut sink, &Change::Subscribe(topic.clone())).await.is_ok();
+                }
+                if ok {
+                    bridge.set_state(BridgeState::Connected);
+                    backoff = BACKOFF_MIN;
+                    if ever_connected {
+                        bump(&bridge.stats.reconnects, 1);
+                        log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", wanted.len());
+                    } else {
+                        log::info!(target: "surge", "redis: connected to {url}");
+                    }
+                    ever_connected = true;
+                    down_since_logged = false;
+                    loop {
+                        tokio::select! {
+                            change = changes.recv() => match change {
+                                Some(change) => if apply(&mut sink, &change).await.is_err() { break },
+                                None => return,
+                            },
+                            message = stream.next() => match message {
+                                Some(msg) => bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes()).await,
+                                None => break,
+                            },
+                        }
+                    }
+                }
+                bridge.set_state(BridgeState::Disconnected);
+                if !down_since_logged {
+                    log::warn!(target: "surge", "redis: connection to {url} lost; reconnecting");
+                    down_since_logged = true;
+                }
+            }
+            Err(err) => {
+                bridge.set_state(BridgeState::Disconnected);
+                if !down_since_logged {
+                    log::warn!(target: "surge", "redis: cannot connect to {url}: {err}; retrying");
+                    down_since_logged = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn apply(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::RedisResult<()> {
+    match change {
+        Change::Subscribe(Topic { name, pattern: false }) => sink.subscribe(name).await,
+        Change::Subscribe(Topic { name, pattern: true }) => sink.psubscribe(name).await,
+        Change::Unsubscribe(Topic { name, pattern: false }) => sink.unsubscribe(name).await,
+        Change::Unsubscribe(Topic { name, pattern: true }) => sink.punsubscribe(name).await,
+    }
+}
+
+async fn publisher(client: redis::Client, bridge: Arc<RedisBridge>, mut queue: mpsc::Receiver<(String, Bytes)>) {
+    let mut conn = None;
+    while let Some((channel, payload)) = queue.recv().await {
+        if conn.is_none() {
+            conn = client.get_multiplexed_async_connection().await.ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            bump(&bridge.stats.dropped, 1);
+            log::warn!(target: "surge", "redis: publish to '{channel}' dropped: not connected");
+            continue;
+        };
+        let result: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(&payload[..]).query_async(c).await;
+        match result {
+            Ok(_) => bump(&bridge.stats.published, 1),
+            Err(err) => {
+                bump(&bridge.stats.dropped, 1);
+                log::warn!(target: "surge", "redis: publish to '{channel}' failed: {err}");
+                conn = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn laravel_payload_is_reshaped_with_data_verbatim() {
+        let payload = br#"{"event":"App\\Events\\OrderShipped","data":{"z":1,"a":[1,2],"socket":null},"socket":"123.45"}"#;
+        let m = laravel_message("private-orders.1", payload).unwrap();
+        assert_eq!(
+            m.json,
+            r#"{"event":"App\\Events\\OrderShipped","channel":"private-orders.1","data":{"z":1,"a":[1,2],"socket":null}}"#
+        );
+        assert_eq!(m.socket.as_deref(), Some("123.45"));
+    }
+
+    #[test]
+    fn non_broadcasts_are_refused() {
+        assert!(laravel_message("c", b"not json").is_none());
+        assert!(laravel_message("c", br#"{"data":1}"#).is_none());
+    }
+
+    #[test]
+    fn topics_know_patterns_and_prefix() {
+        assert_eq!(Topic::new("laravel_database_", "news"), Topic { name: "laravel_database_news".into(), pattern: false });
+        assert!(Topic::new("", "private-*").pattern);
+    }
+}
