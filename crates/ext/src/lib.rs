@@ -12,6 +12,7 @@ mod frame;
 mod request;
 mod response;
 mod server;
+mod table;
 mod timers;
 
 /// Constants with Swoole's names and values, so ported code keeps working.
@@ -53,6 +54,7 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .class::<request::Request>()
         .class::<response::Response>()
         .class::<connections::Connections>()
+        .class::<table::Table>()
         .constant(("SURGE_VERSION", env!("CARGO_PKG_VERSION"), &[]));
     for (name, value) in CONSTANTS {
         module = module.constant((name, *value, &[]));
