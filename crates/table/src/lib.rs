@@ -13,7 +13,8 @@
 //! - hash index: a power-of-two number of bucket words, each the head of a chain of rows
 //!   (slot + 1, 0 = empty), a lock bit and a version;
 //! - rows: `size` slots of `row_bytes` each: a seqlock word, a chain link, a 64-byte key
-//!   block (length byte, key, zero padding; length 0 = dead row), then the columns.
+//!   block (length byte, key, zero padding; length 0 = dead row), then the columns (a
+//!   STRING is a length word and its bytes). Bytes are packed into little-endian words.
 //!
 //! # Memory formula ([`memory_size`])
 //! `HEADER_BYTES (64) + 8 * buckets + size * row_bytes`, where
@@ -50,6 +51,13 @@
 //! deleted before the cursor reaches it is not seen; a row inserted meanwhile is seen if it
 //! lands in a slot after the cursor; a key deleted and inserted again meanwhile may be seen
 //! twice or not at all. Never a crash, never a torn row. Cost is O(slots ever used).
+
+//! # Cost
+//! `cargo run --release -p surge-table --example bench` times single operations on a
+//! 3-column row. On the 2-core development VM, with keys in cache: get_into about 45 ns,
+//! exists 20-30 ns, incr about 40 ns; about 85 ns for get_into over 10k rows spread across
+//! memory, where cache misses dominate. `get` adds the allocation of the row; `get_into`
+//! reuses the caller's buffers.
 
 mod error;
 mod schema;

@@ -339,26 +339,42 @@ impl Iterator for Iter<'_> {
     }
 }
 
-/// A key checked, laid out as it is stored (length byte, bytes, zero padding) and hashed.
-struct Key {
-    words: [u64; KEY_WORDS],
-    used: usize,
+/// A checked key and its hash. It is stored as a 64-byte block: the length byte, the key,
+/// zero padding. The words of that block are computed when needed rather than kept in an
+/// array: moving such an array around costs more (store-forwarding stalls) than the two
+/// loads that make a word.
+struct Key<'a> {
+    bytes: &'a [u8],
     hash: u64,
 }
 
-impl Key {
+impl Key<'_> {
+    /// Words of the block that hold the length and the key; the rest of the block is unused.
+    fn used(&self) -> usize {
+        (self.bytes.len() + 1).div_ceil(8)
+    }
+
+    /// Word `i` of the block: key bytes 8i-1..8i+7, behind the length byte for word 0.
+    #[inline]
+    fn word(&self, i: usize) -> u64 {
+        let len = self.bytes.len();
+        if i == 0 {
+            len as u64 | le_word(&self.bytes[..len.min(7)]) << 8
+        } else {
+            le_word(&self.bytes[8 * i - 1..len.min(8 * i + 7)])
+        }
+    }
+
     /// Compares only the words the key uses: the length byte is in the first, and the padding
     /// of the last is zero in both, so equal words mean equal keys.
+    #[inline]
     fn matches(&self, row: &[AtomicU64]) -> bool {
-        self.words[..self.used]
-            .iter()
-            .zip(&row[KEY..])
-            .all(|(w, stored)| stored.load(Relaxed) == *w)
+        (0..self.used()).all(|i| row[KEY + i].load(Relaxed) == self.word(i))
     }
 
     fn store(&self, row: &[AtomicU64]) {
-        for (w, stored) in self.words[..self.used].iter().zip(&row[KEY..]) {
-            stored.store(*w, Relaxed);
+        for i in 0..self.used() {
+            row[KEY + i].store(self.word(i), Relaxed);
         }
     }
 }
@@ -439,26 +455,19 @@ impl Shared {
             })
     }
 
-    fn key(&self, bytes: &[u8]) -> Result<Key, TableError> {
+    // Inlined: a Key returned inside a Result is copied through memory, and reading back
+    // what was just stored in pieces stalls the CPU.
+    #[inline(always)]
+    fn key<'k>(&self, bytes: &'k [u8]) -> Result<Key<'k>, TableError> {
         if bytes.is_empty() {
             return Err(TableError::EmptyKey);
         }
         if bytes.len() > KEY_MAX {
             return Err(TableError::KeyTooLong { len: bytes.len() });
         }
-        let mut block = [0u8; KEY_BYTES];
-        block[0] = bytes.len() as u8;
-        block[1..=bytes.len()].copy_from_slice(bytes);
-        let mut words = [0u64; KEY_WORDS];
-        for (w, chunk) in words.iter_mut().zip(block.chunks_exact(8)) {
-            *w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-        }
-        let used = (bytes.len() + 1).div_ceil(8);
-        Ok(Key {
-            words,
-            used,
-            hash: hash_words(self.seed, &words[..used]),
-        })
+        let mut key = Key { bytes, hash: 0 };
+        key.hash = hash_words(self.seed, (0..key.used()).map(|i| key.word(i)));
+        Ok(key)
     }
 
     fn check_value(&self, name: &str, value: &Value) -> Result<usize, TableError> {
@@ -493,9 +502,7 @@ impl Shared {
             Value::Str(s) => {
                 row[at].store(s.len() as u64, Relaxed);
                 for (stored, chunk) in row[at + 1..].iter().zip(s.chunks(8)) {
-                    let mut bytes = [0u8; 8];
-                    bytes[..chunk.len()].copy_from_slice(chunk);
-                    stored.store(u64::from_ne_bytes(bytes), Relaxed);
+                    stored.store(le_word(chunk), Relaxed);
                 }
             }
         }
@@ -514,7 +521,7 @@ impl Shared {
                 }
                 if let Value::Str(buf) = slot {
                     let len = (row[at].load(Relaxed) as usize).min(max);
-                    unpack(&row[at + 1..], 0, len, buf);
+                    unpack(&row[at + 1..], len, buf);
                 }
             }
         }
@@ -529,11 +536,15 @@ impl Shared {
 
     /// The key of a row, or false when the row is dead. Same clamping as `load_value`.
     fn load_key(&self, row: &[AtomicU64], out: &mut Vec<u8>) -> bool {
-        let len = (row[KEY].load(Relaxed).to_ne_bytes()[0] as usize).min(KEY_MAX);
+        let len = (row[KEY].load(Relaxed) as u8 as usize).min(KEY_MAX);
         if len == 0 {
             return false;
         }
-        unpack(&row[KEY..KEY + KEY_WORDS], 1, len, out);
+        let mut block = [0u8; KEY_BYTES];
+        unpack(&row[KEY..KEY + KEY_WORDS], len + 1, out);
+        block[..=len].copy_from_slice(out);
+        out.clear();
+        out.extend_from_slice(&block[1..=len]);
         true
     }
 
@@ -545,7 +556,11 @@ impl Shared {
     /// a walk that left the chain (a row deleted under us and reused elsewhere); every such
     /// reuse comes after a version bump of this chain, so a miss counts only if the version
     /// is still the one the walk started from.
-    fn find<T>(&self, key: &Key, mut on_hit: impl FnMut(usize, &[AtomicU64]) -> T) -> Option<T> {
+    fn find<T>(
+        &self,
+        key: &Key<'_>,
+        mut on_hit: impl FnMut(usize, &[AtomicU64]) -> T,
+    ) -> Option<T> {
         let bucket = self.bucket(key.hash);
         loop {
             let start = bucket.load(Acquire);
@@ -573,7 +588,11 @@ impl Shared {
     /// Search with the bucket lock held: the chain cannot change and the keys of its rows
     /// cannot either (only insert and delete write keys, both under this lock), so no
     /// seqlock read is needed. Returns the row's slot and the link pointing at it.
-    fn find_locked(&self, guard: &BucketGuard<'_>, key: &Key) -> Option<(usize, Option<usize>)> {
+    fn find_locked(
+        &self,
+        guard: &BucketGuard<'_>,
+        key: &Key<'_>,
+    ) -> Option<(usize, Option<usize>)> {
         let mut prev = None;
         let mut link = guard.head();
         while link != 0 {
@@ -593,7 +612,7 @@ impl Shared {
     /// checks before it stores, and a row inserted for it is given back unpublished.
     fn upsert<T>(
         &self,
-        key: &Key,
+        key: &Key<'_>,
         mut change: impl FnMut(&[AtomicU64]) -> Result<T, TableError>,
     ) -> Result<T, TableError> {
         // Fast path, the common one for set and incr: the key exists, so only its row is
@@ -638,7 +657,7 @@ impl Shared {
         }
     }
 
-    fn delete(&self, key: &Key) -> bool {
+    fn delete(&self, key: &Key<'_>) -> bool {
         let bucket = BucketGuard::lock(self.bucket(key.hash));
         let Some((slot, prev)) = self.find_locked(&bucket, key) else {
             return false;
@@ -805,36 +824,109 @@ impl Shared {
     }
 }
 
-/// Appends `len` bytes that start `skip` bytes into `words`.
-fn unpack(words: &[AtomicU64], skip: usize, len: usize, out: &mut Vec<u8>) {
+/// Replaces `out` with the first `len` bytes stored in `words` (little-endian words).
+fn unpack(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
     out.clear();
-    let end = skip + len;
-    for (i, w) in words
-        .iter()
-        .enumerate()
-        .take(end.div_ceil(8))
-        .skip(skip / 8)
-    {
-        let bytes = w.load(Relaxed).to_ne_bytes();
-        let from = skip.max(i * 8) - i * 8;
-        let to = end.min(i * 8 + 8) - i * 8;
-        out.extend_from_slice(&bytes[from..to]);
+    out.resize(len, 0);
+    for (chunk, w) in out.chunks_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.load(Relaxed).to_le_bytes()[..chunk.len()]);
     }
+}
+
+/// Up to 8 bytes as a little-endian word, zero-padded. Built in registers with at most two
+/// overlapping loads: writing the bytes into a buffer and reading it back as a word would
+/// stall the CPU, which cannot forward narrow stores to a wide load.
+#[inline]
+fn le_word(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    let le32 = |at: usize| u32::from_le_bytes(fixed(&bytes[at..])) as u64;
+    match n {
+        8.. => u64::from_le_bytes(fixed(bytes)),
+        4..=7 => le32(0) | le32(n - 4) << (8 * (n - 4)),
+        1..=3 => {
+            let byte = |at: usize| (bytes[at] as u64) << (8 * at);
+            byte(0) | byte(n / 2) | byte(n - 1)
+        }
+        0 => 0,
+    }
+}
+
+/// The first N bytes of `bytes`, which has at least N.
+fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut a = [0; N];
+    a.copy_from_slice(&bytes[..N]);
+    a
 }
 
 /// The key hash: each word goes through a 64x64->128 multiply whose halves are folded
 /// together, chained through the seed. Cheap (one multiply per 8 bytes) and well mixed in
 /// the low bits, which pick the bucket.
-fn hash_words(seed: u64, words: &[u64]) -> u64 {
+fn hash_words(seed: u64, words: impl ExactSizeIterator<Item = u64>) -> u64 {
     const K1: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio
     const K2: u64 = 0x243f_6a88_85a3_08d3; // fraction of pi
     let fold = |a: u64, b: u64| {
         let p = a as u128 * b as u128;
         p as u64 ^ (p >> 64) as u64
     };
+    let n = words.len() as u64;
     let mut h = seed ^ K1;
-    for &w in words {
+    for w in words {
         h = fold(h ^ w, K2);
     }
-    fold(h ^ words.len() as u64, K1)
+    fold(h ^ n, K1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain way: copy into a zeroed buffer, read little-endian words.
+    fn padded_words(block: &[u8]) -> Vec<u64> {
+        let mut buf = block.to_vec();
+        buf.resize(block.len().div_ceil(8) * 8, 0);
+        buf.chunks(8)
+            .map(|c| u64::from_le_bytes(fixed(c)))
+            .collect()
+    }
+
+    #[test]
+    fn le_word_reads_any_short_slice() {
+        let bytes: Vec<u8> = (1..=9).collect();
+        for n in 0..=8 {
+            let expected = padded_words(&bytes[..n]).first().copied().unwrap_or(0);
+            assert_eq!(le_word(&bytes[..n]), expected, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn key_words_are_the_stored_block() {
+        let all: Vec<u8> = (0..KEY_MAX as u8)
+            .map(|b| b.wrapping_mul(37) ^ 0xa5)
+            .collect();
+        for len in 1..=KEY_MAX {
+            let key = Key {
+                bytes: &all[..len],
+                hash: 0,
+            };
+            let mut block = vec![len as u8];
+            block.extend_from_slice(&all[..len]);
+            let expected = padded_words(&block);
+            let words: Vec<u64> = (0..key.used()).map(|i| key.word(i)).collect();
+            assert_eq!(words, expected, "key of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn unpack_reads_back_what_store_wrote() {
+        let row: Vec<AtomicU64> = (0..9).map(|_| AtomicU64::new(u64::MAX)).collect();
+        let data: Vec<u8> = (0..64u8).collect();
+        for len in 0..=64 {
+            for (stored, chunk) in row.iter().zip(data[..len].chunks(8)) {
+                stored.store(le_word(chunk), Relaxed);
+            }
+            let mut out = vec![9; 3];
+            unpack(&row, len, &mut out);
+            assert_eq!(out, &data[..len]);
+        }
+    }
 }
