@@ -86,7 +86,9 @@ impl fmt::Display for TableError {
                 f,
                 "column '{column}': a STRING column holds between 1 and {STRING_MAX} bytes, got a size of {got}"
             ),
-            TooLarge { what } => write!(f, "the table is too large: {what} does not fit in memory"),
+            TooLarge { what } => {
+                write!(f, "the table is too large: the size of {what} overflows the address space")
+            }
             Map { bytes, reason } => write!(f, "cannot map {bytes} bytes of shared memory: {reason}"),
             EmptyKey => write!(f, "a key cannot be empty"),
             KeyTooLong { len } => write!(f, "key is {len} bytes; a key holds at most {KEY_MAX}"),

@@ -479,14 +479,31 @@ fn memory_formula() {
 
 #[test]
 fn a_table_too_large_to_map_is_refused() {
+    // About 450 PB: more than any x86-64 or arm64 address space (57 bits at most), so the
+    // mapping fails even where memory is overcommitted.
     let t = Table::new(1 << 31, 1.0).unwrap();
-    t.add_column("blob", ColumnType::Str(STRING_MAX)).unwrap();
+    for i in 0..200 {
+        t.add_column(&format!("blob{i}"), ColumnType::Str(STRING_MAX))
+            .unwrap();
+    }
     let e = err(t.create());
     assert!(
         e.starts_with("cannot map ") && e.contains("bytes of shared memory"),
         "{e}"
     );
     assert!(!t.is_created());
+    assert_eq!(err(t.count()), TableError::NotCreated.to_string());
+    // A size whose byte count does not even fit in a usize.
+    let huge: Vec<Column> = (0..9000)
+        .map(|i| Column {
+            name: format!("c{i}"),
+            ty: ColumnType::Str(STRING_MAX),
+        })
+        .collect();
+    assert_eq!(
+        err(memory_size(1 << 31, 0.0, &huge)),
+        "the table is too large: the size of the rows overflows the address space"
+    );
 }
 
 #[test]
