@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -40,7 +40,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let _ = stream.set_nodelay(true);
                 if shared.live_connections() >= shared.config.max_connection {
                     bump(&shared.stats.rejected, 1);
-                    tokio::spawn(refuse(stream, shared.config.max_connection));
+                    tokio::spawn(refuse(stream, shared.config.max_connection, shared.config.handshake_timeout));
                     continue;
                 }
                 bump(&shared.stats.accepted, 1);
@@ -57,7 +57,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Past `max_connection`: a clear answer, then the connection is closed.
-async fn refuse(mut stream: TcpStream, max: usize) {
+async fn refuse(mut stream: TcpStream, max: usize, wait: Duration) {
+    // Answer once the request head is in: a client still sending its request when the answer
+    // and the close arrive may fail on its write and never read the answer.
+    read_until(&mut stream, wait, |seen| seen.windows(4).any(|w| w == b"\r\n\r\n")).await;
     let body = format!("server is at its connection limit (max_connection = {max})\n");
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 5\r\n\r\n{body}",
@@ -65,6 +68,34 @@ async fn refuse(mut stream: TcpStream, max: usize) {
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
+    // Closing with unread input would send a reset, which can make the client drop the 503
+    // before reading it: read until the client closes too.
+    read_until(&mut stream, Duration::from_secs(1), |_| false).await;
+}
+
+/// Reads (and drops) from `stream` until `done` says so about the last 16 KiB read, the client
+/// closes, 64 KiB have been read, or `wait` has passed.
+async fn read_until(stream: &mut TcpStream, wait: Duration, done: impl Fn(&[u8]) -> bool) {
+    let _ = tokio::time::timeout(wait, async {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 64 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    total += n;
+                    seen.extend_from_slice(&buf[..n]);
+                    if done(&seen) {
+                        return;
+                    }
+                    let excess = seen.len().saturating_sub(16 * 1024);
+                    seen.drain(..excess);
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// Counts a TCP connection as live for `max_connection` while it speaks HTTP.
