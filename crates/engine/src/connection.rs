@@ -31,8 +31,11 @@ pub const ABNORMAL: u16 = 1006;
 
 enum Flow {
     Continue,
-    /// We sent a close frame; wait for the client's answer.
+    /// We sent a close frame; wait for the client's answer, handing PHP the messages the
+    /// client sent before it saw ours.
     Closing(u16),
+    /// We sent a close frame for bad input; discard the rest until the client's answer.
+    Refusing(u16),
     /// Stop now: the socket broke, the peer is dead, or PHP is gone.
     Stop(u16),
 }
@@ -60,7 +63,20 @@ where
     };
     let code = match flow {
         Flow::Closing(code) => {
-            // Read (and discard) until the client answers our close frame or time runs out.
+            // Messages already on their way when we closed (at shutdown, those sent just
+            // before the signal) are still the client's messages: PHP gets them, until the
+            // client answers our close frame or time runs out.
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(message)) = ws.next().await {
+                    if matches!(receive(message, &mut ws, &conn, &shared).await, Flow::Stop(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+            code
+        }
+        Flow::Refusing(code) => {
             let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
             code
         }
@@ -193,5 +209,5 @@ where
     log::debug!(target: "surge", "fd {}: {err}; closing with {code}", conn.fd);
     conn.closed_by_peer();
     let _ = tokio::time::timeout(CLOSE_WAIT, ws.send(close_message(code, reason))).await;
-    Flow::Closing(code)
+    Flow::Refusing(code)
 }
