@@ -71,6 +71,8 @@ pub struct Engine {
     timers: Arc<Mutex<HashMap<u64, AbortHandle>>>,
     local_addr: SocketAddr,
     redis: Option<Arc<RedisBridge>>,
+    /// Dropped last, after the runtime is gone.
+    _signal_mask: PhpThreadSignals,
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -88,9 +90,12 @@ impl Engine {
         config.validate().map_err(|e| e.to_string())?;
         logging::init(config.log_level);
         let addr = resolve(host, port)?;
+        // Before the runtime, so that every I/O thread starts with the mask it then undoes.
+        let signal_mask = PhpThreadSignals::block();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
             .thread_name("surge-io")
+            .on_thread_start(unblock_stop_signals)
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the I/O threads: {e}"))?;
@@ -123,7 +128,15 @@ impl Engine {
         }
         runtime.block_on(async { watch_signals(shared.clone()) }).map_err(|e| format!("cannot watch signals: {e}"))?;
         log::info!(target: "surge", "listening on ws://{local_addr}");
-        Ok(Engine { shared, runtime: Some(runtime), events: Mutex::new(rx), timers: Default::default(), local_addr, redis })
+        Ok(Engine {
+            shared,
+            runtime: Some(runtime),
+            events: Mutex::new(rx),
+            timers: Default::default(),
+            local_addr,
+            redis,
+            _signal_mask: signal_mask,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -337,6 +350,49 @@ impl Drop for Engine {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
         }
+    }
+}
+
+/// SIGINT and SIGTERM.
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+fn unblock_stop_signals() {
+    // SAFETY: a valid set; changes only the calling thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &stop_signals(), std::ptr::null_mut()) };
+}
+
+/// While the engine runs, SIGINT and SIGTERM are blocked on the thread that started it (the
+/// PHP thread), so the kernel hands them to an I/O thread. Delivered to the PHP thread, they
+/// would interrupt what a callback is doing: a sleep ends early, a blocking read fails with
+/// EINTR. Dropping this gives the thread its mask back.
+struct PhpThreadSignals {
+    previous: libc::sigset_t,
+}
+
+impl PhpThreadSignals {
+    fn block() -> Self {
+        // SAFETY: valid sets; changes only the calling thread's mask.
+        unsafe {
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals(), &mut previous);
+            PhpThreadSignals { previous }
+        }
+    }
+}
+
+impl Drop for PhpThreadSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `block` on this same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
     }
 }
 
