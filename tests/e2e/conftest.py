@@ -1,6 +1,7 @@
 """Fixtures for end-to-end tests: start real PHP scripts with the built extension, on free
 loopback ports, and talk to them with real clients."""
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -133,3 +136,26 @@ def run_php(code_or_file, env=None, timeout=30):
     else:
         args.append(str(code_or_file))
     return subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, **(env or {})), timeout=timeout)
+
+
+def settings_env(**settings) -> dict:
+    """The environment that makes echo.php apply these settings."""
+    return {"SURGE_SETTINGS": json.dumps(settings)}
+
+
+def close_code(ws) -> int:
+    """Reads (and drops) messages until the server closes the connection: its close code,
+    1006 if it sent no close frame."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=5)
+    return closed.value.rcvd.code if closed.value.rcvd else 1006
+
+
+def assert_serves(server: PhpServer, *clients) -> None:
+    """The server still serves: each given (open) client and a new one get their echo."""
+    with connect(server.url) as fresh:
+        for i, ws in enumerate([*clients, fresh]):
+            ws.send(f"still served {i}")
+            assert ws.recv(timeout=5) == f"still served {i}"
+

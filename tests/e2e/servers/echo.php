@@ -14,40 +14,72 @@ $server->on('open', function ($s, $req) {
 });
 $server->on('message', function ($s, $frame) {
     $d = $frame->data;
+    out("message {$frame->fd} " . (strlen($d) > 64 ? strlen($d) . ' bytes' : $d));
     if (str_starts_with($d, 'cmd:')) {
         [, $cmd, $arg] = explode(':', $d, 3) + [2 => ''];
-        $r = match ($cmd) {
-            'info' => $s->getClientInfo($frame->fd),
-            'stats' => $s->stats(),
-            'conns' => ['count' => count($s->connections), 'fds' => iterator_to_array($s->connections, false)],
-            'disconnect' => $s->disconnect($frame->fd, 4000, $arg),
-            'close' => $s->close($frame->fd),
-            'push' => [$s->push((int) $arg, "to $arg"), $s->exist((int) $arg), $s->isEstablished((int) $arg)],
-            'binary' => $s->push($frame->fd, "\x00\xffraw", WEBSOCKET_OPCODE_BINARY),
-            'throw' => throw new RuntimeException("thrown on purpose"),
-            'exit' => exit(3),
-            'shutdown' => $s->shutdown(),
-            'sleep' => usleep((int) $arg * 1000),
-            'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
-            default => "unknown $cmd",
-        };
+        try {
+            $r = command($s, $frame, $cmd, $arg);
+        } catch (Surge\Exception $e) {
+            $r = ['exception' => get_class($e), 'message' => $e->getMessage()];
+        }
         $s->push($frame->fd, json_encode($r));
         return;
     }
     $s->push($frame->fd, $d, $frame->opcode);
 });
+
+function command($s, $frame, string $cmd, string $arg): mixed
+{
+    return match ($cmd) {
+        'info' => $s->getClientInfo($frame->fd),
+        'stats' => $s->stats(),
+        'conns' => ['count' => count($s->connections), 'fds' => iterator_to_array($s->connections, false)],
+        'disconnect' => $s->disconnect($frame->fd, 4000, $arg),
+        'close' => $s->close($frame->fd),
+        'push' => [$s->push((int) $arg, "to $arg"), $s->exist((int) $arg), $s->isEstablished((int) $arg)],
+        'binary' => $s->push($frame->fd, "\x00\xffraw", WEBSOCKET_OPCODE_BINARY),
+        'throw' => throw new RuntimeException("thrown on purpose"),
+        'exit' => exit(3),
+        'shutdown' => $s->shutdown(),
+        'sleep' => slept((int) $arg),
+        'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
+        'code' => $s->disconnect($frame->fd, (int) $arg),
+        'set' => $s->set(json_decode($arg, true)),
+        'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
+        default => "unknown $cmd",
+    };
+}
+// Sleeps (blocking the PHP thread) and says for how long it really slept, in ms.
+function slept(int $ms): int
+{
+    $t = hrtime(true);
+    usleep($ms * 1000);
+    out("slept " . ($n = intdiv(hrtime(true) - $t, 1_000_000)));
+    return $n;
+}
+
 $server->on('close', fn($s, $fd) => out("close $fd"));
 $server->on('shutdown', fn($s) => out("shutdown"));
 if (getenv('SURGE_HTTP')) {
     $server->on('request', function ($req, $res) {
-        $res->status(201);
-        $res->header('Content-Type', 'application/json');
-        $res->end(json_encode([
-            'fd' => $req->fd, 'get' => $req->get, 'post' => $req->post, 'cookie' => $req->cookie,
-            'method' => $req->server['request_method'], 'uri' => $req->server['request_uri'],
-            'body' => $req->rawContent(), 'host' => $req->header['host'] ?? null,
-        ]));
+        match ($req->server['request_uri']) {
+            '/forget' => null, // returns without calling end()
+            '/throw' => throw new RuntimeException('request failed on purpose'),
+            default => respond($req, $res),
+        };
     });
 }
+
+function respond($req, $res): void
+{
+    $res->status(201);
+    $res->header('Content-Type', 'application/json');
+    $res->end(json_encode([
+        'fd' => $req->fd, 'get' => $req->get, 'post' => $req->post, 'cookie' => $req->cookie,
+        'method' => $req->server['request_method'], 'uri' => $req->server['request_uri'],
+        'body' => $req->rawContent(), 'host' => $req->header['host'] ?? null,
+    ]));
+}
+
 $ok = $server->start();
 out("start returned " . var_export($ok, true));

@@ -1,0 +1,284 @@
+"""Time and the process: timers, heartbeats, signals, exit(), settings errors, slow callbacks,
+very large messages and how connections and HTTP requests end."""
+
+import json
+import os
+import re
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from conftest import assert_serves, close_code, run_php, settings_env
+from rawws import OP_PING, OP_PONG, OP_TEXT, RawClient
+
+HEARTBEAT = dict(ping_interval=0.2, heartbeat_idle_time=0.6, heartbeat_check_interval=0.1)
+
+
+def opened_fds(out: str) -> list[int]:
+    return [int(fd) for fd in re.findall(r"^open (\d+)", out, re.M)]
+
+
+def command(ws, cmd: str):
+    """Sends an echo.php command and returns its decoded answer."""
+    ws.send(cmd)
+    return json.loads(ws.recv(timeout=5))
+
+
+# --- timers ---------------------------------------------------------------------------------
+
+
+def test_tick_runs_with_its_id_until_cleared(php_server):
+    srv = php_server("timers.php")
+    out = srv.wait_output("clear tick true")
+    ticks = re.findall(r"^tick (\d+) (\d+) of (\d+)$", out, re.M)
+    assert [n for _, n, _ in ticks] == ["1", "2", "3"]
+    assert all(given == returned for given, _, returned in ticks), "the callback gets the id tick() returned"
+    time.sleep(0.2)  # five more periods of the 40 ms tick
+    assert "4 of" not in srv.stdout()
+
+
+def test_after_runs_once_and_clear_timer_on_unknown_or_fired_ids_is_false(php_server):
+    srv = php_server("timers.php")
+    srv.wait_output("clear tick true")
+    out = srv.stdout()
+    assert out.count("after ran with") == 1
+    assert "after ran with []" in out
+    assert "clear fired after false" in out
+    assert "clear unknown false" in out
+
+
+def test_timers_created_before_start_run_unless_cleared(php_server):
+    srv = php_server("timers.php")
+    out = srv.wait_output("clear tick true")
+    assert out.count("early after ran") == 1
+    assert "clear before start true" in out
+    assert "cancelled after ran" not in out
+
+
+def test_timer_pushes_to_a_client(php_server):
+    srv = php_server("timers.php")
+    with connect(srv.url) as ws:
+        assert [ws.recv(timeout=5) for _ in range(3)] == ["tick 1", "tick 2", "tick 3"]
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.15)
+
+
+def test_after_pushes_to_the_client_that_asked(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        timer_id = command(ws, "cmd:after:30")
+        assert isinstance(timer_id, int) and timer_id > 0
+        assert ws.recv(timeout=5) == "after 30"
+
+
+# --- heartbeats -----------------------------------------------------------------------------
+
+
+def test_idle_clients_are_pinged_and_stay_while_they_answer(php_server):
+    srv = php_server("echo.php", env=settings_env(**HEARTBEAT))
+    # This client sends nothing but the pongs its library answers the server's pings with.
+    with connect(srv.url, ping_interval=None) as quiet, RawClient(srv.port) as raw:
+        raw.open()
+        pings = 0
+        deadline = time.monotonic() + 1.4  # more than two heartbeat_idle_time periods
+        while time.monotonic() < deadline:
+            raw.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                opcode, payload = raw.read_frame()
+            except TimeoutError:
+                break
+            assert opcode == OP_PING
+            pings += 1
+            raw.send_frame(OP_PONG, payload)
+        assert pings >= 4, f"{pings} pings in 1.4 s with ping_interval 0.2"
+        assert "close " not in srv.stdout()
+        raw.sock.settimeout(5)
+        raw.send_frame(OP_TEXT, b"alive")
+        assert raw.read_frame() == (OP_TEXT, b"alive")
+        assert_serves(srv, quiet)
+
+
+def test_client_that_stops_answering_is_dropped_after_heartbeat_idle_time(php_server):
+    srv = php_server("echo.php", env=settings_env(**HEARTBEAT))
+    with connect(srv.url, ping_interval=None) as healthy, RawClient(srv.port) as dead:
+        dead.open()
+        # Reads what comes (pings) but never answers.
+        elapsed = dead.wait_eof(timeout=3)
+        assert 0.5 <= elapsed < 1.2, elapsed
+        out = srv.wait_output("close ")
+        healthy_fd = command(healthy, "cmd:info")["fd"]
+        [dead_fd] = [fd for fd in opened_fds(out) if fd != healthy_fd]
+        assert re.findall(r"^close (\d+)", out, re.M) == [str(dead_fd)]
+        assert_serves(srv, healthy)
+
+
+# --- signals, exit(), shutdown --------------------------------------------------------------
+
+
+def test_sigint_closes_every_client_with_1001_runs_shutdown_and_exits_0(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as a, connect(srv.url) as b:
+        assert_serves(srv, a, b)
+        srv.signal(signal.SIGINT)
+        assert close_code(a) == 1001
+        assert close_code(b) == 1001
+    assert srv.wait(timeout=5) == 0
+    out = srv.stdout()
+    assert out.index("shutdown") < out.index("start returned true")
+
+
+def test_messages_sent_just_before_sigterm_reach_the_message_callback(php_server):
+    # A one-event queue: what the client sends while PHP sleeps waits in the engine and the
+    # socket, not in the queue, when the signal arrives.
+    srv = php_server("echo.php", env=settings_env(event_queue_size=1))
+    with connect(srv.url) as ws:
+        ws.send("cmd:sleep:300")
+        srv.wait_output("cmd:sleep:300")
+        for i in range(5):
+            ws.send(f"last words {i}")
+        srv.signal(signal.SIGTERM)
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=5) == 0
+    out = srv.stdout()
+    assert [line.split(" ", 2)[2] for line in out.splitlines() if line.startswith("message ")] == [
+        "cmd:sleep:300",
+        *[f"last words {i}" for i in range(5)],
+    ]
+    assert out.index("last words 4") < out.index("shutdown")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_does_not_cut_a_running_callback_short(php_server, sig):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:sleep:400")
+        srv.wait_output("cmd:sleep:400")
+        srv.signal(sig)
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=5) == 0
+    slept = int(re.search(r"^slept (\d+)$", srv.stdout(), re.M)[1])
+    assert slept >= 400
+
+
+def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:exit")
+        start = time.monotonic()
+        assert srv.wait(timeout=5) == 3
+        assert time.monotonic() - start < 1.5
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+
+# --- settings and events --------------------------------------------------------------------
+
+NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
+
+
+@pytest.mark.parametrize(
+    "call, named",
+    [
+        ("$s->set(['heartbeat_idel_time' => 3]);", "'heartbeat_idel_time'"),
+        ("$s->set(['max_connection' => '10']);", "'max_connection'"),
+        ("$s->set(['ping_interval' => 'soon']);", "'ping_interval'"),
+        ("$s->set(['worker_num' => 4]);", "'worker_num'"),
+        ("$s->set(['task_worker_num' => 2]);", "'task_worker_num'"),
+        ("$s->on('mesage', fn() => null);", "'mesage'"),
+        ("$s->on('message', 'no_such_function');", "'message'"),
+        ("$s->on('open', 42);", "'open'"),
+    ],
+)
+def test_bad_setting_or_event_throws_surge_exception_naming_it(call, named):
+    r = run_php(NEW_SERVER + "try { " + call + " echo 'no exception'; }\n"
+                "catch (Surge\\Exception $e) { echo get_class($e), ': ', $e->getMessage(); }")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Surge\\Exception: "), r.stdout
+    assert named in r.stdout
+
+
+def test_worker_num_1_and_task_worker_num_0_are_accepted():
+    r = run_php(NEW_SERVER + "var_export($s->set(['worker_num' => 1, 'task_worker_num' => 0]));")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "true"
+
+
+def test_set_after_start_throws(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        answer = command(ws, 'cmd:set:{"max_connection": 5}')
+        assert answer["exception"] == "Surge\\Exception"
+        assert "start" in answer["message"]
+        assert_serves(srv, ws)
+
+
+# --- slow callbacks -------------------------------------------------------------------------
+
+
+def test_a_blocking_callback_does_not_stop_pings_and_heartbeats_of_others(php_server):
+    srv = php_server("echo.php", env=settings_env(**HEARTBEAT))
+    with connect(srv.url, ping_interval=None) as sleeper, connect(srv.url, ping_interval=None) as other:
+        sleeper.send("cmd:sleep:1000")  # longer than heartbeat_idle_time
+        srv.wait_output("cmd:sleep:1000")
+        start = time.monotonic()
+        assert other.ping(b"during the sleep").wait(timeout=0.5), "the server answers pings while PHP sleeps"
+        assert time.monotonic() - start < 0.5
+        with pytest.raises(TimeoutError):
+            sleeper.recv(timeout=0)  # PHP is still sleeping
+        assert int(sleeper.recv(timeout=5)) >= 1000
+        assert "close " not in srv.stdout()
+        assert_serves(srv, sleeper, other)
+
+
+# --- large messages -------------------------------------------------------------------------
+
+
+def test_very_large_messages_arrive_intact(php_server):
+    size = 5 * 1024 * 1024
+    srv = php_server("echo.php", env=settings_env(package_max_length=8 * 1024 * 1024, socket_buffer_size=8 * 1024 * 1024))
+    with connect(srv.url, max_size=size) as ws:
+        data = os.urandom(size)
+        ws.send(data)
+        assert ws.recv(timeout=10) == data
+        ws.send(f"cmd:big:{size}")
+        pushed = ws.recv(timeout=10)
+        assert pushed == b"\xab" * size
+        assert ws.recv(timeout=5) == "true"
+
+
+# --- how connections and requests end ------------------------------------------------------
+
+
+def test_close_closes_with_1000(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:close")
+        assert close_code(ws) == 1000
+    srv.wait_output("close ")
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 1001, 2999, 5000])
+def test_disconnect_with_a_code_a_server_may_not_send_throws(php_server, code):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        answer = command(ws, f"cmd:code:{code}")
+        assert answer["exception"] == "Surge\\Exception"
+        assert str(code) in answer["message"]
+        assert_serves(srv, ws)
+
+
+@pytest.mark.parametrize("path", ["/forget", "/throw"])
+def test_request_callback_that_never_ends_the_response_gives_500(php_server, path):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    start = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(srv.http + path, timeout=5)
+    assert err.value.code == 500
+    assert time.monotonic() - start < 1
+    with urllib.request.urlopen(srv.http + "/fine", timeout=5) as res:
+        assert res.status == 201

@@ -1,0 +1,175 @@
+"""Bad input from the network: each gets the answer RFC 6455 (or HTTP) gives for it, and costs
+the other clients nothing."""
+
+import struct
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import assert_serves, close_code, settings_env
+from rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, frame
+
+LIMIT = 1024
+
+
+@pytest.fixture
+def echo(php_server):
+    """echo.php with a small package_max_length and handshake_timeout, and one client that is
+    connected all along, to show that the others' bad input costs it nothing."""
+    srv = php_server("echo.php", env=settings_env(package_max_length=LIMIT, handshake_timeout=0.5))
+    with connect(srv.url) as bystander:
+        srv.bystander = bystander
+        yield srv
+        assert_serves(srv, bystander)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"x" * (LIMIT + 1), [b"x" * (LIMIT // 2 + 1)] * 2],
+    ids=["one frame", "fragments adding up"],
+)
+def test_message_over_package_max_length_is_closed_with_1009(echo, message):
+    with connect(echo.url) as ws:
+        ws.send(b"x" * LIMIT)
+        assert len(ws.recv(timeout=5)) == LIMIT, "a message of exactly the limit is accepted"
+        ws.send(message)
+        assert close_code(ws) == 1009
+
+
+def test_frame_announcing_too_much_is_closed_with_1009_before_its_payload(echo):
+    with RawClient(echo.port) as raw:
+        raw.open()
+        raw.send(frame(OP_BINARY, length=10 * 1024 * 1024)[:14])
+        assert raw.read_close()[0] == 1009
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [frame(OP_TEXT, b"ok \xff\xfe")],
+        [frame(OP_TEXT, "caf".encode(), fin=False), frame(OP_CONT, b"\xc3\x28")],
+        [frame(OP_TEXT, b"\xed\xa0\x80")],  # an encoded UTF-16 surrogate
+        [frame(OP_CLOSE, struct.pack("!H", 1000) + b"bye \xff")],
+    ],
+    ids=["one frame", "in a continuation", "surrogate", "close reason"],
+)
+def test_invalid_utf8_text_is_closed_with_1007(echo, frames):
+    with RawClient(echo.port) as raw:
+        raw.open()
+        raw.send(b"".join(frames))
+        assert raw.read_close()[0] == 1007
+
+
+def test_utf8_character_split_across_fragments_is_accepted(echo):
+    with RawClient(echo.port) as raw:
+        raw.open()
+        raw.send(frame(OP_TEXT, b"caf\xc3", fin=False) + frame(OP_CONT, b"\xa9!"))
+        assert raw.read_frame() == (OP_TEXT, "café!".encode())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        frame(OP_TEXT, b"hi", mask=False),
+        frame(OP_TEXT, b"hi", rsv=4),
+        frame(OP_TEXT, b"hi", rsv=1),
+        frame(0x3, b"hi"),
+        frame(0xB, b"hi"),
+        frame(OP_PING, b"hi", fin=False),
+        frame(OP_PING, b"x" * 126),
+        frame(OP_CONT, b"hi"),
+        frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"),
+        frame(OP_CLOSE, b"\x03"),
+        frame(OP_CLOSE, struct.pack("!H", 1005)),
+        frame(OP_CLOSE, struct.pack("!H", 999)),
+    ],
+    ids=[
+        "unmasked",
+        "rsv1 without extension",
+        "rsv3",
+        "unknown data opcode",
+        "unknown control opcode",
+        "fragmented ping",
+        "ping over 125 bytes",
+        "continuation without start",
+        "new message inside a fragmented one",
+        "one-byte close payload",
+        "close code 1005 on the wire",
+        "close code 999",
+    ],
+)
+def test_protocol_error_is_closed_with_1002(echo, bad):
+    with RawClient(echo.port) as raw:
+        raw.open()
+        raw.send_frame(OP_TEXT, b"before")
+        assert raw.read_frame() == (OP_TEXT, b"before")
+        raw.send(bad)
+        assert raw.read_close()[0] == 1002
+    echo.wait_output("close ")
+
+
+def test_ping_is_answered_with_its_payload(echo):
+    with RawClient(echo.port) as raw:
+        raw.open()
+        raw.send_frame(OP_PING, b"are you there")
+        assert raw.read_frame() == (OP_PONG, b"are you there")
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"], ids=["nothing", "half the headers"])
+def test_handshake_that_never_completes_is_dropped_after_handshake_timeout(echo, sent):
+    with RawClient(echo.port) as raw:
+        raw.send(sent)
+        elapsed = raw.wait_eof(timeout=3)
+    assert 0.4 <= elapsed < 1.5, elapsed
+
+
+def test_wrong_websocket_version_gets_426_naming_version_13(echo):
+    with RawClient(echo.port) as raw:
+        reply = raw.handshake(headers={"Sec-WebSocket-Version": "8"})
+    assert reply.status == 426
+    assert reply.headers["sec-websocket-version"] == "13"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Sec-WebSocket-Key": None}, {"Sec-WebSocket-Key": "short"}, {"Connection": "keep-alive"}],
+    ids=["missing key", "malformed key", "no Connection: Upgrade"],
+)
+def test_bad_handshake_gets_400(echo, headers):
+    with RawClient(echo.port) as raw:
+        reply = raw.handshake(headers=headers)
+    assert reply.status == 400
+    assert "upgrade" not in reply.headers
+
+
+def test_http_body_over_package_max_length_gets_413(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(package_max_length=LIMIT)})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(srv.http + "/", data=b"x" * (LIMIT + 1)), timeout=5)
+    assert err.value.code == 413
+    with urllib.request.urlopen(urllib.request.Request(srv.http + "/", data=b"x" * LIMIT), timeout=5) as res:
+        assert res.status == 201
+
+
+def test_past_max_connection_new_connections_get_503_until_one_leaves(php_server):
+    srv = php_server("echo.php", env=settings_env(max_connection=2))
+    with connect(srv.url) as first:
+        with connect(srv.url) as second:
+            with RawClient(srv.port) as refused:
+                reply = refused.handshake()
+                assert reply.status == 503
+                assert b"max_connection" in reply.body
+                refused.wait_eof(timeout=2)
+            with pytest.raises(InvalidStatus) as err:
+                connect(srv.url, open_timeout=5)
+            assert err.value.response.status_code == 503
+            for ws in (first, second):
+                ws.send("still here")
+                assert ws.recv(timeout=5) == "still here"
+        srv.wait_output("close ")
+        with connect(srv.url) as third:
+            third.send("in")
+            assert third.recv(timeout=5) == "in"
