@@ -283,22 +283,46 @@ async fn apply(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::Red
 
 async fn publisher(client: redis::Client, bridge: Arc<RedisBridge>, mut queue: mpsc::Receiver<(String, Bytes)>) {
     let mut conn = None;
+    // Failures are logged once per outage, not once per message.
+    let mut failing = false;
     while let Some((channel, payload)) = queue.recv().await {
-        if conn.is_none() {
-            conn = client.get_multiplexed_async_connection().await.ok();
-        }
-        let Some(c) = conn.as_mut() else {
-            bump(&bridge.stats.dropped, 1);
-            log::warn!(target: "surge", "redis: publish to '{channel}' dropped: not connected");
-            continue;
-        };
-        let result: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(&payload[..]).query_async(c).await;
-        match result {
-            Ok(_) => bump(&bridge.stats.published, 1),
+        match publish(&client, &mut conn, &channel, &payload).await {
+            Ok(()) => {
+                bump(&bridge.stats.published, 1);
+                failing = false;
+            }
             Err(err) => {
                 bump(&bridge.stats.dropped, 1);
-                log::warn!(target: "surge", "redis: publish to '{channel}' failed: {err}");
-                conn = None;
+                if !failing {
+                    log::warn!(target: "surge", "redis: publish to '{channel}' dropped: {err}; dropping publishes until Redis is back");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// PUBLISHes on the kept connection, opening one if there is none. A connection that broke
+/// while idle (Redis restarted) only says so when used: then the message goes out on a new one.
+async fn publish(
+    client: &redis::Client,
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    channel: &str,
+    payload: &[u8],
+) -> redis::RedisResult<()> {
+    loop {
+        let reused = conn.is_some();
+        let c = match conn {
+            Some(c) => c,
+            None => conn.insert(client.get_multiplexed_async_connection().await?),
+        };
+        match redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(c).await {
+            Ok(_) => return Ok(()),
+            Err(err) => {
+                *conn = None;
+                if !(reused && err.is_connection_dropped()) {
+                    return Err(err);
+                }
             }
         }
     }
