@@ -159,3 +159,56 @@ def assert_serves(server: PhpServer, *clients) -> None:
             ws.send(f"still served {i}")
             assert ws.recv(timeout=5) == f"still served {i}"
 
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in its own directory, persisting nothing.
+    kill() and start() again keep the port, to test an outage."""
+
+    def __init__(self, tmp: Path):
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.dir = tmp / f"redis.{self.port}"
+        self.dir.mkdir()
+        self.proc = None
+        self.client = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        import redis  # only the Redis tests need redis-py
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", self.host, "--port", str(self.port), "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=open(self.dir / "redis.log", "a"),
+            stderr=subprocess.STDOUT,
+        )
+        self.client = redis.Redis(self.host, self.port, decode_responses=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start:\n{(self.dir / 'redis.log').read_text()}")
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop without a goodbye, as when the Redis host dies."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.client:
+            self.client.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A started RedisServer: .host, .port, .url, .client (redis-py, decoded), .kill(),
+    .start(); stopped at the end of the test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()

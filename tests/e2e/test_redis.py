@@ -1,0 +1,296 @@
+"""The Redis bridge against a real redis-server: Laravel-shaped broadcasts published with
+redis-cli and redis-py reach the WebSocket clients in the Surge channel of the same name."""
+
+import json
+import subprocess
+import time
+from contextlib import ExitStack
+
+import pytest
+from redis import ConnectionPool
+from redis.client import PubSub
+
+from conftest import free_port, run_php
+from fanout_client import Client, eventually, start_fanout
+
+PREFIX = "laravel_database_"
+
+
+def laravel(event: str, data: dict, socket: str | None = None) -> str:
+    """What Laravel's redis broadcaster PUBLISHes (data carries the socket too, as Laravel's does)."""
+    return json.dumps({"event": event, "data": {**data, "socket": socket}, "socket": socket})
+
+
+def forwarded(event: str, channel: str, data: dict, socket: str | None = None) -> dict:
+    return {"event": event, "channel": channel, "data": {**data, "socket": socket}}
+
+
+def wait_subscribed(redis_server, channel: str = None, patterns: int = 0) -> None:
+    """Redis itself says the bridge has subscribed `channel` (or `patterns` patterns)."""
+    if channel is not None:
+        eventually(lambda: dict(redis_server.client.pubsub_numsub(channel))[channel] >= 1, timeout=10)
+    if patterns:
+        eventually(lambda: redis_server.client.pubsub_numpat() >= patterns, timeout=10)
+
+
+def redis_stats(client: Client) -> dict:
+    return client.call("stats")["redis"]
+
+
+def redis_lines(srv) -> list:
+    """What the `redis` callback got: [channel, payload] pairs."""
+    return [json.loads(line[6:]) for line in srv.stdout().splitlines() if line.startswith("redis ")]
+
+
+def listen(redis_server, channel: str, raw: bool = False):
+    """A redis-py subscriber of `channel`, its subscription confirmed; `raw` gives bytes."""
+    # On its own pool: a pubsub made by a Redis() object that is then collected gets disconnected.
+    listener = PubSub(ConnectionPool(host=redis_server.host, port=redis_server.port, decode_responses=not raw))
+    listener.subscribe(channel)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    return listener
+
+
+def assert_redis_publish(redis_server, client: Client, text: str) -> None:
+    """PHP's redisPublish('outbox', text) reaches a redis-py subscriber of the prefixed channel."""
+    outbox = listen(redis_server, PREFIX + "outbox")
+    assert client.call("redisPublish", "outbox", text) is True
+    assert outbox.get_message(timeout=5)["data"] == text
+    outbox.close()
+
+
+def bridge(php_server, redis_server, subscribe, **settings):
+    return start_fanout(php_server, {"redis": redis_server.url, **settings}, subscribe=subscribe)
+
+
+def test_laravel_broadcasts_reach_the_members_of_the_channel(php_server, redis_server):
+    srv = bridge(php_server, redis_server, ["orders"])
+    with Client(srv.url) as member, Client(srv.url) as outsider:
+        assert member.call("join", member.fd, "orders")
+        wait_subscribed(redis_server, PREFIX + "orders")
+
+        payload = laravel("App\\Events\\OrderShipped", {"id": 1})
+        subprocess.run(["redis-cli", "-p", str(redis_server.port), "PUBLISH", PREFIX + "orders", payload], check=True, capture_output=True)
+        assert member.recv_json() == forwarded("App\\Events\\OrderShipped", "orders", {"id": 1})
+
+        # The seed's payload, with its \u escapes: `data` reaches the client byte for byte.
+        seed = '{"event":"App\\\\Events\\\\Message","data":{"data":{"name":"\\u6728\\u5c0f\\u6487"},"socket":null},"socket":null}'
+        assert redis_server.client.publish(PREFIX + "orders", seed) == 1
+        assert member.recv() == '{"event":"App\\\\Events\\\\Message","channel":"orders","data":{"data":{"name":"\\u6728\\u5c0f\\u6487"},"socket":null}}'
+        outsider.assert_nothing_pushed()
+
+        stats = redis_stats(member)
+        assert (stats["state"], stats["received"], stats["forwarded"], stats["dropped"], stats["subscriptions"]) == ("connected", 2, 2, 0, 1)
+        # The callback got both too, with the prefix stripped.
+        eventually(lambda: redis_lines(srv) == [["orders", payload], ["orders", seed]])
+
+
+def test_forwarding_needs_no_php_callback_and_can_be_turned_off(php_server, redis_server):
+    srv = start_fanout(php_server, {"redis": redis_server.url}, subscribe=["news"], callback=False)
+    off = start_fanout(php_server, {"redis": redis_server.url, "redis_forward": False}, subscribe=["news"])
+    with Client(srv.url) as a, Client(off.url) as b:
+        assert a.call("join", a.fd, "news") and b.call("join", b.fd, "news")
+        eventually(lambda: dict(redis_server.client.pubsub_numsub(PREFIX + "news"))[PREFIX + "news"] == 2)
+        redis_server.client.publish(PREFIX + "news", laravel("Headline", {"n": 1}))
+        assert a.recv_json() == forwarded("Headline", "news", {"n": 1})
+        eventually(lambda: redis_lines(off))  # the callback got it, the client did not
+        b.assert_nothing_pushed()
+        assert redis_stats(b)["forwarded"] == 0
+    assert "redis " not in srv.stdout()
+
+
+def test_custom_prefix_is_added_on_subscribe_and_stripped_on_delivery(php_server, redis_server):
+    srv = bridge(php_server, redis_server, ["news"], redis_prefix="shop_")
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "news")
+        wait_subscribed(redis_server, "shop_news")
+        assert redis_server.client.publish(PREFIX + "news", laravel("Wrong", {})) == 0  # not subscribed
+        assert redis_server.client.publish("shop_news", laravel("Right", {"x": 1})) == 1
+        assert a.recv_json() == forwarded("Right", "news", {"x": 1})
+        eventually(lambda: redis_lines(srv) == [["news", laravel("Right", {"x": 1})]])
+
+
+def test_empty_prefix(php_server, redis_server):
+    srv = bridge(php_server, redis_server, ["push:message:1"], redis_prefix="")
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "push:message:1")
+        wait_subscribed(redis_server, "push:message:1")
+        redis_server.client.publish("push:message:1", laravel("Count", {"cnt": 3}))
+        assert a.recv_json() == forwarded("Count", "push:message:1", {"cnt": 3})
+
+
+def test_pattern_subscription(php_server, redis_server):
+    srv = bridge(php_server, redis_server, ["private-*"])
+    with Client(srv.url) as one, Client(srv.url) as two:
+        assert one.call("join", one.fd, "private-orders.1") and two.call("join", two.fd, "private-orders.2")
+        wait_subscribed(redis_server, patterns=1)
+        assert redis_server.client.pubsub_channels() == []  # a pattern, not a channel
+        redis_server.client.publish(PREFIX + "private-orders.2", laravel("Shipped", {"id": 2}))
+        redis_server.client.publish(PREFIX + "public", laravel("NotMatched", {}))
+        redis_server.client.publish(PREFIX + "private-orders.1", laravel("Shipped", {"id": 1}))
+        assert two.recv_json() == forwarded("Shipped", "private-orders.2", {"id": 2})
+        assert one.recv_json() == forwarded("Shipped", "private-orders.1", {"id": 1})
+        eventually(lambda: [c for c, _ in redis_lines(srv)] == ["private-orders.2", "private-orders.1"])
+        one.assert_nothing_pushed()
+        two.assert_nothing_pushed()
+
+
+def test_socket_id_leaves_out_the_sender(php_server, redis_server):
+    """Laravel's toOthers(): the broadcast carries the sender's socket id (X-Socket-ID)."""
+    srv = bridge(php_server, redis_server, ["chat"])
+    with Client(srv.url) as sender, Client(srv.url) as other:
+        pid = sender.socket.split(".")[0]
+        assert (sender.socket, other.socket) == (f"{pid}.{sender.fd}", f"{pid}.{other.fd}")
+        assert sender.call("socketId", other.fd) == other.socket
+        assert sender.call("socketId", 987654) is None
+        for c in (sender, other):
+            assert c.call("join", c.fd, "chat")
+        wait_subscribed(redis_server, PREFIX + "chat")
+
+        redis_server.client.publish(PREFIX + "chat", laravel("Said", {"text": "hi"}, socket=sender.socket))
+        assert other.recv_json() == forwarded("Said", "chat", {"text": "hi"}, socket=sender.socket)
+        sender.assert_nothing_pushed()
+
+        # Someone else's socket id (another process, or garbage) leaves nobody out.
+        for socket in ("1.1", f"{pid}.abc", "nonsense"):
+            redis_server.client.publish(PREFIX + "chat", laravel("Said", {}, socket=socket))
+            assert sender.recv_json()["data"]["socket"] == other.recv_json()["data"]["socket"] == socket
+
+
+def test_invalid_json_is_dropped_but_still_reaches_the_callback(php_server, redis_server):
+    srv = bridge(php_server, redis_server, ["orders"])
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "orders")
+        wait_subscribed(redis_server, PREFIX + "orders")
+        for bad in ("not json {", '{"data": {"no": "event"}}', "[1, 2]"):
+            redis_server.client.publish(PREFIX + "orders", bad)
+        eventually(lambda: redis_stats(a)["received"] == 3)
+        stats = redis_stats(a)
+        assert (stats["dropped"], stats["forwarded"]) == (3, 0)
+        a.assert_nothing_pushed()
+        eventually(lambda: redis_lines(srv) == [["orders", "not json {"], ["orders", '{"data": {"no": "event"}}'], ["orders", "[1, 2]"]])
+        assert srv.stderr().count("is not a Laravel broadcast") == 3
+        # The bridge goes on forwarding good ones.
+        redis_server.client.publish(PREFIX + "orders", laravel("Fine", {}))
+        assert a.recv_json() == forwarded("Fine", "orders", {})
+
+
+def test_subscribe_and_unsubscribe_after_start(php_server, redis_server):
+    srv = bridge(php_server, redis_server, None)
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "late") and a.call("join", a.fd, "later")
+        assert redis_stats(a)["subscriptions"] == 0
+        assert a.call("subscribe", "late") is True
+        assert a.call("subscribe", ["later", "private-*"]) is True
+        wait_subscribed(redis_server, PREFIX + "late")
+        wait_subscribed(redis_server, PREFIX + "later", patterns=1)
+        assert redis_stats(a)["subscriptions"] == 3
+        redis_server.client.publish(PREFIX + "later", laravel("Later", {}))
+        assert a.recv_json()["event"] == "Later"
+
+        assert a.call("unsubscribe", "late") is True
+        assert a.call("unsubscribe", "late") is False
+        assert a.call("unsubscribe", ["private-*", "never-subscribed"]) is True
+        eventually(lambda: dict(redis_server.client.pubsub_numsub(PREFIX + "late"))[PREFIX + "late"] == 0)
+        eventually(lambda: redis_server.client.pubsub_numpat() == 0)
+        assert redis_stats(a)["subscriptions"] == 1
+        assert redis_server.client.publish(PREFIX + "late", laravel("Gone", {})) == 0
+        err = a.call_error("subscribe", 42)
+        assert err["exception"] == "Surge\\Exception" and "subscribe" in err["message"]
+
+
+def test_redis_publish_round_trip(php_server, redis_server):
+    srv = bridge(php_server, redis_server, None)
+    listener = listen(redis_server, PREFIX + "outbox", raw=True)
+    with Client(srv.url) as a:
+        assert a.call("redisPublish", "outbox", "from php") is True
+        assert a.call("redisPublish", "outbox", b"\x00\xffbytes", binary=1) is True
+        messages = [listener.get_message(timeout=5) for _ in range(2)]
+        assert [(m["channel"], m["data"]) for m in messages] == [
+            (PREFIX.encode() + b"outbox", b"from php"),
+            (PREFIX.encode() + b"outbox", b"\x00\xffbytes"),
+        ]
+        eventually(lambda: redis_stats(a)["published"] == 2)
+    listener.close()
+
+
+def test_redis_outage_keeps_clients_and_recovers(php_server, redis_server):
+    srv = bridge(php_server, redis_server, ["live"])
+    with Client(srv.url) as a, Client(srv.url) as b:
+        assert a.call("join", a.fd, "live")
+        wait_subscribed(redis_server, PREFIX + "live")
+        redis_server.client.publish(PREFIX + "live", laravel("Before", {}))
+        assert a.recv_json()["event"] == "Before"
+        assert_redis_publish(redis_server, a, "before the outage")
+
+        redis_server.kill()
+        eventually(lambda: redis_stats(a)["state"] == "disconnected")
+        # Several reconnect attempts fail meanwhile; clients notice nothing. What PHP publishes
+        # now is dropped and counted.
+        assert a.call("redisPublish", "outbox", "lost in the outage") is True
+        eventually(lambda: redis_stats(a)["dropped"] == 1)
+        time.sleep(1)
+        for c in (a, b):
+            c.assert_nothing_pushed()
+        with Client(srv.url) as newcomer:
+            assert newcomer.call("join", newcomer.fd, "live")
+            assert a.call("publish", "live", "native fan-out works without Redis") == 2
+            assert newcomer.recv() == a.recv() == "native fan-out works without Redis"
+
+        redis_server.start()
+        eventually(lambda: redis_stats(a)["state"] == "connected", timeout=10)
+        stats = redis_stats(a)
+        assert stats["reconnects"] >= 1 and stats["subscriptions"] == 1
+        wait_subscribed(redis_server, PREFIX + "live")
+        redis_server.client.publish(PREFIX + "live", laravel("After", {"n": 2}))
+        assert a.recv_json() == forwarded("After", "live", {"n": 2})
+
+        # redisPublish works again too, from the first message on.
+        assert_redis_publish(redis_server, a, "after the outage")
+
+    log = srv.stderr()
+    outage = [line for line in log.splitlines() if "redis:" in line and ("lost" in line or "cannot connect" in line)]
+    assert len(outage) == 1, log
+    assert "redis: reconnected; 1 subscriptions restored" in log
+
+
+def test_redis_publish_after_an_outage_it_did_not_see(php_server, redis_server):
+    """The publishing connection broke while idle: the first publish after Redis is back arrives."""
+    srv = bridge(php_server, redis_server, None)
+    with Client(srv.url) as a:
+        assert_redis_publish(redis_server, a, "one")
+        redis_server.kill()
+        eventually(lambda: redis_stats(a)["state"] == "disconnected")
+        redis_server.start()
+        eventually(lambda: redis_stats(a)["state"] == "connected", timeout=10)
+        assert_redis_publish(redis_server, a, "two")
+        assert redis_stats(a)["dropped"] == 0
+
+
+def test_unreachable_redis_at_start_still_serves_websocket_clients(php_server):
+    url = f"redis://127.0.0.1:{free_port()}"
+    srv = start_fanout(php_server, {"redis": url}, subscribe=["news"])
+    with Client(srv.url) as a:
+        a.assert_nothing_pushed()
+        eventually(lambda: redis_stats(a)["state"] == "disconnected")
+        assert a.call("subscribe", "more") is True
+        assert redis_stats(a)["subscriptions"] == 2
+    srv.wait_output(f"redis: cannot connect to {url}", stream="stderr")
+
+
+@pytest.mark.parametrize("call", ["subscribe('news')", "unsubscribe('news')", "redisPublish('news', 'x')"])
+def test_redis_methods_without_the_redis_setting_throw(call):
+    res = run_php(f"""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        try {{ $s->{call}; echo "no exception"; }}
+        catch (Surge\\Exception $e) {{ echo $e->getMessage(); }}""")
+    assert "needs the Redis bridge" in res.stdout and "'redis'" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("value", ["'http://127.0.0.1:6379'", "'127.0.0.1:6379'", "6379", "['host' => 'x']"])
+def test_bad_redis_setting_throws_naming_it(value):
+    res = run_php(f"""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        try {{ $s->set(['redis' => {value}]); echo "no exception"; }}
+        catch (Surge\\Exception $e) {{ echo $e->getMessage(); }}""")
+    assert "setting 'redis'" in res.stdout, res.stdout + res.stderr
