@@ -2,6 +2,7 @@
 the other clients nothing."""
 
 import struct
+import time
 import urllib.error
 import urllib.request
 
@@ -152,6 +153,17 @@ def test_http_body_over_package_max_length_gets_413(php_server):
     assert err.value.code == 413
     with urllib.request.urlopen(urllib.request.Request(srv.http + "/", data=b"x" * LIMIT), timeout=5) as res:
         assert res.status == 201
+
+
+def test_http_body_that_stops_arriving_gets_408_after_handshake_timeout(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(handshake_timeout=0.5)})
+    with RawClient(srv.port) as raw:
+        raw.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly part of it")
+        start = time.monotonic()
+        assert raw.read_http().status == 408
+        raw.wait_eof(timeout=1)
+        assert 0.4 <= time.monotonic() - start < 1.5
+    assert_serves(srv)
 
 
 def test_past_max_connection_new_connections_get_503_until_one_leaves(php_server):

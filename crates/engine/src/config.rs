@@ -77,7 +77,8 @@ pub struct Config {
     pub heartbeat_idle_time: Duration,
     /// A connection idle for this long is sent a ping (answered pongs count as activity).
     pub ping_interval: Duration,
-    /// An HTTP request or handshake whose headers have not arrived by then is dropped.
+    /// An HTTP request or handshake whose headers have not arrived by then is dropped; a
+    /// request body gets as long again after its headers, or a 408.
     pub handshake_timeout: Duration,
     /// Bytes queued for one client beyond which it is a slow consumer and is closed with 1008.
     pub socket_buffer_size: usize,

@@ -165,9 +165,20 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return res;
     }
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, shared.config.package_max_length).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let collect = Limited::new(body, shared.config.package_max_length).collect();
+    // A body that stops arriving would hold the connection (and a max_connection place)
+    // forever: it gets the same time as the headers did.
+    let wait = shared.config.handshake_timeout;
+    let collected = if wait.is_zero() { Ok(collect.await) } else { tokio::time::timeout(wait, collect).await };
+    let body = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
         Err(_) => {
+            return reply(HttpResponse::text(
+                408,
+                &format!("the request body did not arrive within handshake_timeout ({wait:?})\n"),
+            ))
+        }
+        Ok(Err(_)) => {
             return reply(HttpResponse::text(
                 413,
                 &format!("request body over package_max_length ({} bytes)\n", shared.config.package_max_length),
