@@ -74,12 +74,12 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads, max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        /** Applies settings (worker_threads, max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
         public function set(array $settings): bool
         {
         }
 
-        /** Sets the callback for an event (case-insensitive), null removes it: start($server), workerStart($server, $workerId), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server); an unknown event throws Surge\Exception. */
+        /** Sets the callback for an event (case-insensitive), null removes it: start($server), workerStart($server, $workerId), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); an unknown event throws Surge\Exception. */
         public function on(string $event, ?callable $callback): bool
         {
         }
@@ -91,6 +91,61 @@ namespace Surge\WebSocket {
 
         /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow; throws if text is not UTF-8. */
         public function push(int $fd, string $data, ?int $opcode = null): bool
+        {
+        }
+
+        /** Queues $data for every established connection except the fds in $except ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING); the frame is encoded once and its bytes shared by all; returns how many connections it was queued for. */
+        public function broadcast(string $data, ?array $except = null, ?int $opcode = null): int
+        {
+        }
+
+        /** Adds $fd to the channel $channel (any string; created on first join); false if the connection is not open or already a member; a closing connection leaves all its channels by itself. */
+        public function join(int $fd, string $channel): bool
+        {
+        }
+
+        /** Removes $fd from $channel; false if it was not a member; a channel with no members left disappears. */
+        public function leave(int $fd, string $channel): bool
+        {
+        }
+
+        /** Queues $data (encoded once) for the members of $channel except the fds in $except; returns how many connections it was queued for (0 for an unknown channel). */
+        public function publish(string $channel, string $data, ?array $except = null, ?int $opcode = null): int
+        {
+        }
+
+        /** Every channel that has members, as name => member count, sorted by name. */
+        public function channels(): array
+        {
+        }
+
+        /** The fds in $channel, ascending; [] for an unknown channel. */
+        public function members(string $channel): array
+        {
+        }
+
+        /** The channels $fd is in, sorted by name. */
+        public function channelsOf(int $fd): array
+        {
+        }
+
+        /** Subscribes Redis channels (the redis_prefix setting is added), or patterns if a name has *, ? or [; before or after start(); each message goes to the redis callback and, with redis_forward, to the members of the Surge channel of the same name; throws Surge\Exception without the redis setting. */
+        public function subscribe(string|array $channels): bool
+        {
+        }
+
+        /** Unsubscribes channels or patterns given to subscribe(); false if none of them was subscribed; throws Surge\Exception without the redis setting. */
+        public function unsubscribe(string|array $channels): bool
+        {
+        }
+
+        /** PUBLISHes $payload to Redis on redis_prefix . $channel without waiting; false if the server is not running or too many publishes wait; a publish Redis does not take is dropped and counted in stats()['redis']['dropped']; throws Surge\Exception without the redis setting. */
+        public function redisPublish(string $channel, string $payload): bool
+        {
+        }
+
+        /** The connection's socket id, "<process id>.<fd>", or null if the connection is gone: give it to the page, which sends it to Laravel as X-Socket-ID, so a broadcast made with toOthers() skips this connection. */
+        public function socketId(int $fd): ?string
         {
         }
 
@@ -119,7 +174,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Counters since start(): start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count. */
+        /** Counters since start(): start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, subscriptions]. */
         public function stats(): array
         {
         }
