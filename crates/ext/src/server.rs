@@ -277,7 +277,11 @@ impl Server {
         let names = names_arg(channels, "unsubscribe")?;
         self.require_redis("unsubscribe")?;
         match self.engine() {
-            Some(engine) => Ok(names.iter().fold(false, |any, n| engine.redis().expect("checked").unsubscribe(n) || any)),
+            Some(engine) => {
+                let redis = engine.redis().expect("checked");
+                // Every name is unsubscribed (no short-circuit); true if any was subscribed.
+                Ok(names.iter().map(|n| redis.unsubscribe(n)).fold(false, |a, b| a | b))
+            }
             None => {
                 let mut pending = self.pending_subscriptions.borrow_mut();
                 let before = pending.len();
