@@ -2,6 +2,7 @@
 redis-cli and redis-py reach the WebSocket clients in the Surge channel of the same name."""
 
 import json
+import signal
 import subprocess
 import time
 from contextlib import ExitStack
@@ -252,6 +253,26 @@ def test_redis_outage_keeps_clients_and_recovers(php_server, redis_server):
     outage = [line for line in log.splitlines() if "redis:" in line and ("lost" in line or "cannot connect" in line)]
     assert len(outage) == 1, log
     assert "redis: reconnected; 1 subscriptions restored" in log
+
+
+def test_a_redis_that_stops_answering_is_noticed(php_server, redis_server):
+    """A Redis host that vanishes without closing the connection (here: frozen by SIGSTOP) is
+    found out by the bridge's PING within seconds, not never."""
+    srv = bridge(php_server, redis_server, ["live"])
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "live")
+        wait_subscribed(redis_server, PREFIX + "live")
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            eventually(lambda: redis_stats(a)["state"] == "disconnected", timeout=12)
+            a.assert_nothing_pushed()
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        eventually(lambda: redis_stats(a)["state"] == "connected", timeout=10)
+        wait_subscribed(redis_server, PREFIX + "live")
+        redis_server.client.publish(PREFIX + "live", laravel("Thawed", {}))
+        assert a.recv_json()["event"] == "Thawed"
+    assert srv.stderr().count(f"redis: connection to {redis_server.url} lost") == 1
 
 
 def test_redis_publish_after_an_outage_it_did_not_see(php_server, redis_server):

@@ -24,6 +24,12 @@ use crate::stats::bump;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the subscription connection is checked with a PING: a Redis host that vanished
+/// without closing the TCP connection (crash, network cut) is otherwise never noticed.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long Redis may take to connect or to answer a (P)SUBSCRIBE or PING before the
+/// connection counts as lost.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Messages waiting to be PUBLISHed by `redisPublish` before it starts returning false.
 const PUBLISH_QUEUE: usize = 10_000;
 
@@ -219,7 +225,7 @@ async fn subscriber(
     let mut down_since_logged = false;
     let mut ever_connected = false;
     loop {
-        match client.get_async_pubsub().await {
+        match answered(client.get_async_pubsub()).await {
             Ok(pubsub) => {
                 let (mut sink, mut stream) = pubsub.split();
                 // The wanted set is the truth: changes queued while down are already in it.
@@ -227,7 +233,7 @@ async fn subscriber(
                 let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
                 let mut ok = true;
                 for topic in &wanted {
-                    ok &= apply(&mut sink, &Change::Subscribe(topic.clone())).await.is_ok();
+                    ok = ok && answered(apply(&mut sink, &Change::Subscribe(topic.clone()))).await.is_ok();
                 }
                 if ok {
                     bridge.set_state(BridgeState::Connected);
@@ -240,12 +246,14 @@ async fn subscriber(
                     }
                     ever_connected = true;
                     down_since_logged = false;
+                    let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_INTERVAL, HEALTH_INTERVAL);
                     loop {
                         tokio::select! {
                             change = changes.recv() => match change {
-                                Some(change) => if apply(&mut sink, &change).await.is_err() { break },
+                                Some(change) => if answered(apply(&mut sink, &change)).await.is_err() { break },
                                 None => return,
                             },
+                            _ = health.tick() => if answered(sink.ping::<redis::Value>()).await.is_err() { break },
                             message = stream.next() => match message {
                                 Some(msg) => bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes()).await,
                                 None => break,
@@ -269,6 +277,14 @@ async fn subscriber(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// `request`, or an error if Redis does not answer within [`ANSWER_TIMEOUT`].
+async fn answered<T>(request: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, request).await {
+        Ok(result) => result,
+        Err(_) => Err((redis::ErrorKind::Io, "no answer in time").into()),
     }
 }
 
