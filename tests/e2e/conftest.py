@@ -46,16 +46,22 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> N
     raise TimeoutError(f"nothing listens on {port} after {timeout}s")
 
 
+def extension_args(extensions: list | None) -> list:
+    """-d extension=... for PHP's own shared extensions (php -n loads none), in the given order
+    (e.g. pdo before pdo_sqlite, igbinary before redis)."""
+    return [arg for ext in extensions or [] for arg in ("-d", f"extension={ext}")]
+
+
 class PhpServer:
     """A PHP script run with the extension; its stdout and stderr go to files we can read."""
 
-    def __init__(self, script: Path, tmp: Path, env: dict | None = None, args: list | None = None):
+    def __init__(self, script: Path, tmp: Path, env: dict | None = None, args: list | None = None, extensions: list | None = None):
         self.port = free_port()
         self.out_path = tmp / f"{script.stem}.{self.port}.out"
         self.err_path = tmp / f"{script.stem}.{self.port}.err"
         full_env = dict(os.environ, SURGE_PORT=str(self.port), **(env or {}))
         self.proc = subprocess.Popen(
-            ["php", "-n", "-d", f"extension={surge_so()}", "-d", "display_errors=stderr", str(script), *(args or [])],
+            ["php", "-n", *extension_args(extensions), "-d", f"extension={surge_so()}", "-d", "display_errors=stderr", str(script), *(args or [])],
             stdout=open(self.out_path, "w"),
             stderr=open(self.err_path, "w"),
             env=full_env,
@@ -110,11 +116,11 @@ def php_server(tmp_path):
     waits until it listens; every server is stopped at the end of the test."""
     started = []
 
-    def start(script, env=None, args=None, wait=True):
+    def start(script, env=None, args=None, wait=True, extensions=None):
         path = Path(script)
         if not path.is_absolute():
             path = SERVERS / path
-        server = PhpServer(path, tmp_path, env=env, args=args)
+        server = PhpServer(path, tmp_path, env=env, args=args, extensions=extensions)
         started.append(server)
         if wait:
             try:

@@ -1,0 +1,37 @@
+<?php
+
+// Surge: the WebSocket server run by `php artisan surge:serve`.
+// Publish with: php artisan vendor:publish --tag=surge-config
+
+return [
+
+    // Where the server listens; `--host` and `--port` on the command line win.
+    'host' => env('SURGE_HOST', '0.0.0.0'),
+    'port' => (int) env('SURGE_PORT', 6001),
+
+    // The class that answers WebSocket connections (and plain HTTP, if it implements
+    // Surge\Laravel\Contracts\HandlesHttp). It is resolved from the container, so its
+    // constructor can ask for Laravel services. The default speaks a small channel protocol:
+    // {"subscribe": "orders"}, {"unsubscribe": "orders"}; see README "Use it from Laravel".
+    'handler' => env('SURGE_HANDLER', Surge\Laravel\ChannelHandler::class),
+
+    // Passed as is to Surge\WebSocket\Server::set(): worker_threads, max_connection,
+    // package_max_length, heartbeat_idle_time, ping_interval, log_level, ...
+    // An unknown key or a bad value stops surge:serve with a message naming it.
+    'settings' => [
+        // 'log_level' => 'info',
+    ],
+
+    // The native Redis bridge: Laravel's redis broadcaster PUBLISHes, Surge subscribes and
+    // pushes each event to the WebSocket clients that joined the channel, with no PHP code.
+    // Host, port, password, database and prefix come from config/database.php ('redis').
+    'redis' => [
+        'enabled' => env('SURGE_REDIS', true),
+        // The connection in database.redis; null: the one the redis broadcaster uses.
+        'connection' => env('SURGE_REDIS_CONNECTION'),
+        // Broadcast channels to forward: names as in broadcastOn() ('orders',
+        // 'private-orders.1', 'presence-room.*'); '*' forwards every channel.
+        'channels' => ['*'],
+    ],
+
+];

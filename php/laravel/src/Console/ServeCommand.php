@@ -1,0 +1,174 @@
+<?php
+
+namespace Surge\Laravel\Console;
+
+use Illuminate\Console\Command;
+use InvalidArgumentException;
+use Surge\Laravel\Contracts\Handler;
+use Surge\Laravel\Contracts\HandlesHttp;
+use Surge\Laravel\Support\HttpRequest;
+use Surge\Laravel\Support\Lifecycle;
+use Surge\Laravel\Support\RedisTarget;
+
+class ServeCommand extends Command
+{
+    protected $signature = 'surge:serve
+        {--host= : The address to listen on (default: config surge.host)}
+        {--port= : The port to listen on (default: config surge.port)}';
+
+    protected $description = 'Run the Surge WebSocket server until SIGINT or SIGTERM';
+
+    public function handle(): int
+    {
+        if (! extension_loaded('surge')) {
+            $this->error('The surge PHP extension is not loaded, so surge:serve cannot run.');
+            $this->line('Build it and load it for the CLI, e.g.:');
+            $this->line('  scripts/build.sh    # in the Surge repository: target/release/libsurge.so');
+            $this->line('  echo "extension=/path/to/libsurge.so" | sudo tee /etc/php/'.PHP_MAJOR_VERSION.'.'.PHP_MINOR_VERSION.'/cli/conf.d/50-surge.ini');
+            $this->line('  (or run once: php -d extension=/path/to/libsurge.so artisan surge:serve)');
+
+            return 1;
+        }
+
+        try {
+            [$host, $port, $settings, $handlerClass, $redis, $channels] = $this->configuration();
+        } catch (InvalidArgumentException $e) {
+            $this->error('Surge is misconfigured: '.$e->getMessage());
+
+            return 1;
+        }
+
+        $server = new \Surge\WebSocket\Server($host, $port);
+        if ($redis !== null) {
+            $settings += ['redis' => $redis->url, 'redis_prefix' => $redis->prefix, 'redis_forward' => true];
+        }
+        try {
+            $server->set($settings);
+        } catch (\Surge\Exception $e) {
+            $this->error("Surge is misconfigured: surge.settings: {$e->getMessage()}");
+
+            return 1;
+        }
+
+        $handler = $this->laravel->make($handlerClass);
+        $this->wire($server, $handler);
+        if ($redis !== null) {
+            $server->subscribe($channels);
+        }
+
+        $this->banner($host, $port, $handlerClass, $handler, $redis, $channels);
+        try {
+            $server->start();
+        } catch (\Surge\Exception $e) {
+            $this->error("Surge could not start: {$e->getMessage()}");
+
+            return 1;
+        }
+        $this->line('Surge stopped.');
+
+        return 0;
+    }
+
+    /** Reads and checks config('surge'); every problem names the key and the bad value. */
+    private function configuration(): array
+    {
+        $config = (array) $this->laravel['config']->get('surge', []);
+
+        $host = $this->option('host') ?? $config['host'] ?? '0.0.0.0';
+        if (! is_string($host) || $host === '') {
+            throw new InvalidArgumentException('surge.host (or --host) must be an address such as 0.0.0.0, got '.var_export($host, true));
+        }
+        $port = $this->option('port') ?? $config['port'] ?? 6001;
+        if (! (is_int($port) || (is_string($port) && ctype_digit($port))) || (int) $port > 65535) {
+            throw new InvalidArgumentException('surge.port (or --port) must be a port number from 0 to 65535, got '.var_export($port, true));
+        }
+
+        $settings = $config['settings'] ?? [];
+        if (! is_array($settings)) {
+            throw new InvalidArgumentException('surge.settings must be an array of Surge settings, got '.get_debug_type($settings));
+        }
+
+        $handler = $config['handler'] ?? \Surge\Laravel\ChannelHandler::class;
+        if (! is_string($handler) || ! class_exists($handler)) {
+            throw new InvalidArgumentException('surge.handler: class '.var_export($handler, true).' does not exist (make one with: php artisan make:surge-handler Name)');
+        }
+        if (! is_subclass_of($handler, Handler::class)) {
+            throw new InvalidArgumentException("surge.handler: {$handler} does not implement ".Handler::class);
+        }
+
+        $redisConfig = (array) ($config['redis'] ?? []);
+        $redis = null;
+        $channels = [];
+        if (filter_var($redisConfig['enabled'] ?? false, FILTER_VALIDATE_BOOLEAN)) {
+            $connection = $redisConfig['connection']
+                ?? $this->laravel['config']->get('broadcasting.connections.redis.connection')
+                ?? 'default';
+            $redis = RedisTarget::fromConfig((array) $this->laravel['config']->get('database.redis', []), (string) $connection);
+            $channels = $redisConfig['channels'] ?? ['*'];
+            $channels = is_string($channels) ? [$channels] : $channels;
+            if (! is_array($channels) || $channels === [] || array_filter($channels, fn ($c) => ! is_string($c) || $c === '') !== []) {
+                throw new InvalidArgumentException("surge.redis.channels must be a list of channel names or patterns, e.g. ['*'] or ['orders', 'private-orders.*']");
+            }
+            $channels = array_values($channels);
+        }
+
+        return [$host, (int) $port, $settings, $handler, $redis, $channels];
+    }
+
+    private function wire(\Surge\WebSocket\Server $server, Handler $handler): void
+    {
+        $lifecycle = new Lifecycle($this->laravel, fn (string $line) => fwrite(STDERR, "surge: {$line}\n"));
+        $lifecycle->reset();
+
+        $server->on('start', function ($server) {
+            $this->line(sprintf('Surge listening on ws://%s:%d (pid %d)', $server->host, $server->port, getmypid()));
+        });
+        $server->on('open', function ($server, $request) use ($handler, $lifecycle) {
+            $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), HttpRequest::from($request));
+        });
+        $server->on('message', function ($server, $frame) use ($handler, $lifecycle) {
+            $lifecycle->run('onMessage', fn () => $handler->onMessage($server, $frame));
+        });
+        $server->on('close', function ($server, $fd) use ($handler, $lifecycle) {
+            $lifecycle->run('onClose', fn () => $handler->onClose($server, $fd));
+        });
+        if ($handler instanceof HandlesHttp) {
+            $server->on('request', function ($request, $response) use ($handler, $lifecycle) {
+                $lifecycle->run('onRequest', function () use ($handler, $request, $response) {
+                    try {
+                        $handler->onRequest($request, $response);
+                    } finally {
+                        if ($response->isWritable()) {
+                            $response->status(500);
+                            $response->end('');
+                        }
+                    }
+                }, HttpRequest::from($request));
+            });
+        }
+        $server->on('shutdown', function () {
+            $this->line('Surge shutting down: clients were closed with 1001.');
+        });
+    }
+
+    private function banner(string $host, int $port, string $handlerClass, Handler $handler, ?RedisTarget $redis, array $channels): void
+    {
+        $this->info('Surge '.(defined('SURGE_VERSION') ? SURGE_VERSION : '').' for Laravel '.$this->laravel->version());
+        $this->line("  listen   ws://{$host}:{$port}".($handler instanceof HandlesHttp ? ' (and HTTP)' : ''));
+        $this->line("  handler  {$handlerClass}");
+        if ($redis === null) {
+            $this->line('  redis    off (surge.redis.enabled): broadcasts are not forwarded');
+        } else {
+            $this->line("  redis    on: connection '{$redis->connection}' {$redis->display}, prefix '{$redis->prefix}'");
+            $this->line('  channels '.implode(', ', $channels));
+            $driver = $this->laravel['config']->get('broadcasting.default');
+            if ($driver !== 'redis') {
+                $this->warn("  warning  BROADCAST_DRIVER is '{$driver}', not 'redis': this app's own broadcasts will not reach Redis");
+            }
+            if (($why = $redis->unreachable()) !== null) {
+                $this->warn("  warning  Redis at {$redis->display} (connection '{$redis->connection}') is unreachable: {$why}. Broadcasts are not forwarded until it answers; Surge keeps retrying.");
+            }
+        }
+        $this->line('  stop     Ctrl+C or SIGTERM');
+    }
+}

@@ -1,0 +1,95 @@
+<?php
+
+namespace Surge\Laravel\Support;
+
+use Illuminate\Contracts\Debug\ExceptionHandler;
+use Illuminate\Contracts\Foundation\Application;
+use Illuminate\Database\DetectsLostConnections;
+use Illuminate\Http\Request as IlluminateRequest;
+use Illuminate\Support\Facades\Facade;
+use Throwable;
+
+/**
+ * Runs every handler callback in a clean state: one process serves everybody for days, so
+ * nothing that belongs to one client may survive into another client's callback.
+ *
+ * Around each callback: the request is a fresh one (the handshake's, for onOpen and onRequest);
+ * afterwards every auth guard (and the user it holds) is forgotten, the in-memory session is
+ * dropped, a transaction left open is rolled back, and a database connection that was lost
+ * ("server has gone away", "lost connection", ...) is purged so the next query reconnects.
+ * An exception is reported (log + one line on stderr) and the server keeps serving.
+ */
+class Lifecycle
+{
+    use DetectsLostConnections;
+
+    /** @var callable(string): void */
+    private $warn;
+
+    public function __construct(private Application $app, callable $warn)
+    {
+        $this->warn = $warn;
+    }
+
+    /** Runs $callback (with $request as request(), if given) and cleans up after it. */
+    public function run(string $what, callable $callback, ?IlluminateRequest $request = null): void
+    {
+        $this->bindRequest($request ?? IlluminateRequest::create('http://localhost/'));
+        try {
+            $callback();
+        } catch (Throwable $e) {
+            $this->report($what, $e);
+        } finally {
+            $this->reset();
+        }
+    }
+
+    public function reset(): void
+    {
+        $app = $this->app;
+        try {
+            if ($app->resolved('auth')) {
+                $app['auth']->forgetGuards();
+            }
+            if ($app->resolved('session')) {
+                $app['session']->forgetDrivers();
+                $app->forgetInstance('session.store');
+                Facade::clearResolvedInstance('session.store');
+            }
+            if ($app->resolved('db')) {
+                foreach ($app['db']->getConnections() as $name => $connection) {
+                    if ($connection->transactionLevel() > 0) {
+                        ($this->warn)("a callback left a transaction open on database connection '{$name}': rolled back");
+                        $connection->rollBack(0);
+                    }
+                }
+            }
+        } catch (Throwable $e) {
+            $this->report('cleanup', $e);
+        }
+        $this->bindRequest(IlluminateRequest::create('http://localhost/'));
+    }
+
+    private function bindRequest(IlluminateRequest $request): void
+    {
+        // instance() fires Laravel's own 'request' rebinding: the auth provider sets the user resolver.
+        $this->app->instance('request', $request);
+        Facade::clearResolvedInstance('request');
+    }
+
+    private function report(string $what, Throwable $e): void
+    {
+        if ($this->causedByLostConnection($e) && $this->app->resolved('db')) {
+            foreach (array_keys($this->app['db']->getConnections()) as $name) {
+                $this->app['db']->purge($name);
+            }
+            ($this->warn)("{$what}: the database connection was lost; it reconnects on the next query");
+        }
+        ($this->warn)(sprintf('%s failed: %s: %s (%s:%d)', $what, get_class($e), $e->getMessage(), $e->getFile(), $e->getLine()));
+        try {
+            $this->app[ExceptionHandler::class]->report($e);
+        } catch (Throwable) {
+            // The log itself failing must not stop the server.
+        }
+    }
+}

@@ -1,0 +1,224 @@
+"""The Laravel package end to end, in a real Laravel 8 application (tests/laravel, built from
+Debian's php-laravel-framework with no Composer): `php artisan surge:serve`, broadcasts from
+another artisan process through a real Redis, the default channel protocol, per-connection
+state hygiene, and the messages of a broken setup."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from conftest import ROOT, extension_args, surge_so
+
+APP = ROOT / "tests" / "laravel"
+ARTISAN = APP / "artisan"
+# php -n loads no shared extension: these are the ones Laravel (and phpredis) need here.
+EXTENSIONS = ["ctype", "mbstring", "tokenizer", "pdo", "pdo_sqlite", "igbinary", "redis"]
+
+
+@pytest.fixture
+def app_env(tmp_path, redis_server):
+    """The environment of one app instance: its own storage and SQLite file, the test Redis."""
+    env = {
+        "APP_STORAGE": str(tmp_path / "storage"),
+        "REDIS_HOST": redis_server.host,
+        "REDIS_PORT": str(redis_server.port),
+        "BROADCAST_DRIVER": "redis",
+        "REDIS_PREFIX": "surgetest_",  # from database.redis.options.prefix to the bridge
+    }
+    out = artisan("app:setup", "alice", "bob", "carol", env=env)
+    assert "users: 3" in out.stdout, out.stdout + out.stderr
+    return env
+
+
+def artisan(*args, env=None, surge=False, timeout=20):
+    """Runs `php artisan ...` in the test app (without the Surge extension unless surge=True)."""
+    cmd = ["php", "-n", *extension_args(EXTENSIONS)]
+    if surge:
+        cmd += ["-d", f"extension={surge_so()}"]
+    return subprocess.run([*cmd, str(ARTISAN), *args], capture_output=True, text=True, cwd=APP,
+                          env=dict(os.environ, **(env or {})), timeout=timeout)
+
+
+def serve(php_server, env, **extra):
+    server = php_server(ARTISAN, env={**env, **extra}, args=["surge:serve"], extensions=EXTENSIONS)
+    server.wait_output("Surge listening on ws://127.0.0.1:")
+    return server
+
+
+def recv_json(ws, timeout=5):
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def open_client(server, token=None):
+    """Connects (as the user of `token`, if given); returns (ws, socket_id, welcome)."""
+    ws = connect(server.url + (f"/?token={token}" if token else "/"))
+    connected = recv_json(ws)
+    assert connected["event"] == "surge:connected"
+    welcome = recv_json(ws)
+    assert welcome["event"] == "welcome"
+    return ws, connected["data"]["socket_id"], welcome["data"]
+
+
+def subscribe(ws, channel):
+    ws.send(json.dumps({"subscribe": channel}))
+    return recv_json(ws)
+
+
+def assert_silent(ws, wait=0.3):
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=wait)
+
+
+def test_serve_prints_banner_and_runs_the_handlers_chat(php_server, app_env):
+    server = serve(php_server, app_env)
+    out = server.stdout()
+    assert f"listen   ws://127.0.0.1:{server.port}" in out
+    assert "handler  App\\WebSocket\\AppHandler" in out
+    assert f"redis    on: connection 'default' redis://127.0.0.1:{app_env['REDIS_PORT']}/0, prefix 'surgetest_'" in out
+    assert "channels *" in out
+
+    alice, _, welcome = open_client(server, "token-alice")
+    assert welcome == {"app": "SurgeTestApp", "user": "alice"}
+    guest, _, welcome = open_client(server)
+    assert welcome["user"] is None
+
+    alice.send(json.dumps({"say": "<b>hi</b>"}))
+    assert recv_json(guest) == {"event": "chat", "data": {"from": "alice", "text": "&lt;b&gt;hi&lt;/b&gt;"}}
+    assert_silent(alice)  # not echoed to the sender
+
+    server.signal(__import__("signal").SIGTERM)
+    assert server.wait() == 0
+    assert "Surge stopped." in server.stdout()
+
+
+def test_broadcast_from_another_artisan_process_reaches_subscribers(php_server, app_env):
+    server = serve(php_server, app_env)
+    a, _, _ = open_client(server)
+    b, _, _ = open_client(server)
+    assert subscribe(a, "orders") == {"event": "surge:subscribed", "channel": "orders"}
+    out = artisan("app:broadcast", "orders", "shipped #1", env=app_env)
+    assert out.returncode == 0, out.stderr
+    got = recv_json(a)
+    assert got["event"] == "App\\Events\\OrderShipped"
+    assert got["channel"] == "orders"
+    assert got["data"]["message"] == "shipped #1"
+    assert_silent(b)  # not subscribed
+
+    # unsubscribe: no more events
+    a.send(json.dumps({"unsubscribe": "orders"}))
+    assert recv_json(a)["event"] == "surge:unsubscribed"
+    artisan("app:broadcast", "orders", "shipped #2", env=app_env)
+    assert_silent(a)
+
+
+def test_private_channels_are_authorised_by_routes_channels(php_server, app_env):
+    server = serve(php_server, app_env)
+    alice, _, _ = open_client(server, "token-alice")  # user 1
+    bob, _, _ = open_client(server, "token-bob")  # user 2
+    guest, _, _ = open_client(server)
+
+    assert subscribe(alice, "private-orders.1")["event"] == "surge:subscribed"
+    refused = subscribe(bob, "private-orders.1")
+    assert refused["event"] == "surge:error" and "not allowed" in refused["data"]["message"]
+    assert subscribe(guest, "private-orders.1")["event"] == "surge:error"
+    assert subscribe(guest, "presence-room.1")["event"] == "surge:error"
+    assert subscribe(guest, "bad channel!")["event"] == "surge:error"
+
+    artisan("app:broadcast", "orders.1", "for alice only", "--private", env=app_env)
+    got = recv_json(alice)
+    assert (got["channel"], got["data"]["message"]) == ("private-orders.1", "for alice only")
+    assert_silent(bob)
+    assert_silent(guest, 0.05)
+
+
+def test_to_others_leaves_out_the_socket_that_made_the_request(php_server, app_env):
+    server = serve(php_server, app_env)
+    a, a_socket, _ = open_client(server)
+    b, _, _ = open_client(server)
+    for ws in (a, b):
+        assert subscribe(ws, "orders")["event"] == "surge:subscribed"
+    artisan("app:broadcast", "orders", "to others", f"--socket={a_socket}", env=app_env)
+    assert recv_json(b)["data"]["message"] == "to others"
+    assert_silent(a)
+
+
+def test_no_state_leaks_between_connections(php_server, app_env):
+    """Guests and three users, interleaved: each callback sees only its own user, no request of
+    another callback, and its own counters in the cache (file store) and SQLite."""
+    server = serve(php_server, app_env)
+    clients = []
+    for i in range(12):
+        token = [None, "token-alice", "token-bob", "token-carol"][i % 4]
+        ws, _, welcome = open_client(server, token)
+        clients.append((ws, welcome["user"]))
+    for round_ in range(3):
+        for ws, user in clients:
+            ws.send(json.dumps({"say": f"round {round_}"}))
+            ws.send(json.dumps({"whoami": True}))
+    for ws, user in clients:
+        mine = [m for m in (recv_json(ws) for _ in range(3 * 11 + 3)) if m["event"] == "whoami"]
+        assert [m["data"]["user"] for m in mine] == [user] * 3
+        assert all(m["data"]["clean"] for m in mine), mine
+    # Each user has 3 connections that said 3 things each: 9, whatever the interleaving.
+    alice = clients[1][0]
+    alice.send(json.dumps({"whoami": True}))
+    assert recv_json(alice)["data"]["said"] == 9
+
+
+def test_missing_extension_says_how_to_install_it(app_env):
+    out = artisan("surge:serve", env=app_env, surge=False)
+    assert out.returncode == 1
+    assert "The surge PHP extension is not loaded" in out.stdout
+    assert "extension=/path/to/libsurge.so" in out.stdout
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SURGE_PORT": "70000"}, "surge.port (or --port) must be a port number from 0 to 65535, got '70000'"),
+    ({"SURGE_SETTINGS": '{"max_conection": 10}'}, "surge.settings:"),
+    ({"SURGE_HANDLER": "App\\Nope"}, "surge.handler: class 'App\\\\Nope' does not exist"),
+    ({"SURGE_REDIS_CONNECTION": "cache"}, "there is no Redis connection 'cache'"),
+])
+def test_bad_config_names_the_key(app_env, env, message):
+    out = artisan("surge:serve", env={**app_env, **env}, surge=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Surge is misconfigured: " in out.stdout
+    assert message in out.stdout
+
+
+def test_unreachable_redis_is_reported_and_the_server_keeps_serving(php_server, app_env, redis_server):
+    redis_server.kill()
+    server = serve(php_server, app_env)
+    assert f"Redis at redis://127.0.0.1:{redis_server.port}/0 (connection 'default') is unreachable" in server.stdout()
+    ws, _, _ = open_client(server)
+    assert subscribe(ws, "orders")["event"] == "surge:subscribed"
+    # Redis comes back: the bridge reconnects and broadcasts flow.
+    redis_server.start()
+    deadline = time.monotonic() + 8
+    while True:
+        artisan("app:broadcast", "orders", "back", env=app_env)
+        try:
+            assert recv_json(ws, timeout=0.5)["data"]["message"] == "back"
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, server.stderr()
+
+
+def test_make_surge_handler_writes_a_handler_that_serves(php_server, app_env, tmp_path):
+    target = APP / "app" / "WebSocket" / "GeneratedChat.php"
+    try:
+        out = artisan("make:surge-handler", "GeneratedChat", env=app_env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "class GeneratedChat implements Handler" in target.read_text()
+        server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\GeneratedChat")
+        with connect(server.url + "/?name=ann") as a, connect(server.url) as b:
+            assert json.loads(a.recv(timeout=5))["event"] == "welcome"
+            assert json.loads(b.recv(timeout=5))["event"] == "welcome"
+            a.send("hello")
+            assert json.loads(b.recv(timeout=5))["data"] == {"from": "ann", "text": "hello"}
+    finally:
+        target.unlink(missing_ok=True)

@@ -1,0 +1,74 @@
+<?php
+
+namespace App\WebSocket;
+
+use App\Models\User;
+use Illuminate\Contracts\Auth\Authenticatable;
+use Illuminate\Support\Facades\Cache;
+use Surge\Http\Request;
+use Surge\Laravel\ChannelHandler;
+use Surge\WebSocket\Frame;
+use Surge\WebSocket\Server;
+
+/**
+ * The test app's handler: the default channel protocol, users from ?token= in the SQLite
+ * database, and a chat room: {"say": text} goes to everyone in "chat" but the sender, with the
+ * sender's name and how many messages they sent (counted in the cache).
+ */
+class AppHandler extends ChannelHandler
+{
+    protected function user(Request $request): ?Authenticatable
+    {
+        $token = request()->query('token'); // request() is the handshake during onOpen
+        return $token === null ? null : User::where('token', $token)->first();
+    }
+
+    public function onOpen(Server $server, Request $request): void
+    {
+        parent::onOpen($server, $request);
+        $server->join($request->fd, 'chat');
+        $this->send($server, $request->fd, 'welcome', null, [
+            'app' => config('app.name'),
+            'user' => $this->users[$request->fd]->name ?? null,
+        ]);
+    }
+
+    public function onMessage(Server $server, Frame $frame): void
+    {
+        // Nothing of the previous callback (maybe another user's) may be visible here.
+        $this->leaked[$frame->fd] = auth()->check() || request()->query('token') !== null;
+        parent::onMessage($server, $frame);
+    }
+
+    /** @var array<int, bool> */
+    private array $leaked = [];
+
+    protected function message(Server $server, Frame $frame, array $message): void
+    {
+        $fd = $frame->fd;
+        $user = auth()->user();
+        if (isset($message['whoami'])) {
+            $this->send($server, $fd, 'whoami', null, [
+                'user' => $user?->name,
+                'clean' => ! $this->leaked[$fd],
+                'said' => $user ? (int) Cache::get("said:{$user->id}", 0) : 0,
+            ]);
+        } elseif (isset($message['say']) && is_string($message['say'])) {
+            if ($user) {
+                Cache::increment("said:{$user->id}");
+            }
+            $server->publish('chat', json_encode(['event' => 'chat', 'data' => [
+                'from' => $user?->name ?? 'guest',
+                'text' => htmlspecialchars($message['say'], ENT_QUOTES),
+            ]]), [$fd]);
+        } else {
+            parent::message($server, $frame, $message);
+        }
+    }
+
+    public function onClose(Server $server, int $fd): void
+    {
+        unset($this->leaked[$fd]);
+        parent::onClose($server, $fd);
+    }
+}

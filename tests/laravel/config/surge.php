@@ -1,0 +1,16 @@
+<?php
+
+// The app's published config/surge.php (php artisan vendor:publish --tag=surge-config), with
+// the handler of this test app.
+
+return [
+    'host' => env('SURGE_HOST', '127.0.0.1'),
+    'port' => env('SURGE_PORT', 6001),
+    'handler' => env('SURGE_HANDLER', App\WebSocket\AppHandler::class),
+    'settings' => json_decode(env('SURGE_SETTINGS', '[]'), true),
+    'redis' => [
+        'enabled' => env('SURGE_REDIS', true),
+        'connection' => env('SURGE_REDIS_CONNECTION'),
+        'channels' => ['*'],
+    ],
+];
