@@ -222,3 +222,19 @@ def test_make_surge_handler_writes_a_handler_that_serves(php_server, app_env, tm
             assert json.loads(b.recv(timeout=5))["data"] == {"from": "ann", "text": "hello"}
     finally:
         target.unlink(missing_ok=True)
+
+
+def test_open_transaction_is_rolled_back_and_lost_connection_reconnects(php_server, app_env):
+    server = serve(php_server, app_env)
+    ws, _, _ = open_client(server)
+    ws.send(json.dumps({"begin": "bob"}))
+    server.wait_output("a callback left a transaction open on database connection 'sqlite': rolled back", stream="stderr")
+    _, _, welcome = open_client(server, "token-bob")  # the rename was rolled back
+    assert welcome["user"] == "bob"
+
+    ws.send(json.dumps({"gone": True}))
+    server.wait_output("onMessage: the database connection was lost; it reconnects on the next query", stream="stderr")
+    _, _, welcome = open_client(server, "token-carol")  # the next query reconnects
+    assert welcome["user"] == "carol"
+    ws.send(json.dumps({"whoami": True}))  # and the failing connection is still served
+    assert recv_json(ws)["event"] == "whoami"

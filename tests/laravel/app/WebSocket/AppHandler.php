@@ -4,7 +4,9 @@ namespace App\WebSocket;
 
 use App\Models\User;
 use Illuminate\Contracts\Auth\Authenticatable;
+use Illuminate\Database\QueryException;
 use Illuminate\Support\Facades\Cache;
+use Illuminate\Support\Facades\DB;
 use Surge\Http\Request;
 use Surge\Laravel\ChannelHandler;
 use Surge\WebSocket\Frame;
@@ -61,6 +63,12 @@ class AppHandler extends ChannelHandler
                 'from' => $user?->name ?? 'guest',
                 'text' => htmlspecialchars($message['say'], ENT_QUOTES),
             ]]), [$fd]);
+        } elseif (isset($message['begin'])) {
+            DB::beginTransaction(); // and "forget" to commit: the next callback must not be in it
+            User::where('name', $message['begin'])->update(['name' => 'renamed']);
+        } elseif (isset($message['gone'])) {
+            // What PDO throws when MySQL dropped an idle connection.
+            throw new QueryException('select 1', [], new \PDOException('SQLSTATE[HY000]: General error: 2006 MySQL server has gone away'));
         } else {
             parent::message($server, $frame, $message);
         }
