@@ -238,3 +238,15 @@ def test_open_transaction_is_rolled_back_and_lost_connection_reconnects(php_serv
     assert welcome["user"] == "carol"
     ws.send(json.dumps({"whoami": True}))  # and the failing connection is still served
     assert recv_json(ws)["event"] == "whoami"
+
+
+def test_broadcast_with_predis_and_redis_url(php_server, app_env, redis_server):
+    """The same bridge when the app uses predis and gives Redis as REDIS_URL."""
+    env = {**app_env, "REDIS_CLIENT": "predis", "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0", "REDIS_PORT": "1"}
+    server = serve(php_server, env)
+    assert f"redis://127.0.0.1:{redis_server.port}/0" in server.stdout()
+    ws, _, _ = open_client(server)
+    assert subscribe(ws, "orders")["event"] == "surge:subscribed"
+    out = artisan("app:broadcast", "orders", "via predis", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert recv_json(ws)["data"]["message"] == "via predis"
