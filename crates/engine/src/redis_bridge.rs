@@ -89,6 +89,18 @@ pub struct RedisBridge {
     pub stats: BridgeStats,
 }
 
+/// The URL for logs: a password (`redis://user:secret@host`) is replaced by `***`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// A Laravel broadcast as the redis broadcaster publishes it.
 #[derive(Deserialize)]
 struct Broadcast<'a> {
@@ -112,7 +124,7 @@ impl RedisBridge {
             publishes,
             stats: BridgeStats::default(),
         });
-        tokio::spawn(subscriber(client.clone(), url.to_owned(), bridge.clone(), changes_rx, shared.clone()));
+        tokio::spawn(subscriber(client.clone(), redacted(url), bridge.clone(), changes_rx, shared.clone()));
         tokio::spawn(publisher(client, bridge.clone(), publishes_rx));
         Ok(bridge)
     }
@@ -357,6 +369,13 @@ mod tests {
             r#"{"event":"App\\Events\\OrderShipped","channel":"private-orders.1","data":{"z":1,"a":[1,2],"socket":null}}"#
         );
         assert_eq!(m.socket.as_deref(), Some("123.45"));
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(redacted("redis://:s3cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(redacted("rediss://app:s3cret@cache:6380"), "rediss://app:***@cache:6380");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]
