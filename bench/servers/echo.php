@@ -1,0 +1,11 @@
+<?php
+// Benchmark echo server: every message is pushed back to its sender from PHP.
+// Listens on 127.0.0.1:$SURGE_PORT (0: a free port) and prints "ready PORT" once listening.
+// Default settings apart from the log level: the benchmark measures Surge as shipped.
+$server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
+$server->set(['log_level' => 'warn']);
+$server->on('start', function ($s) {
+    echo "ready {$s->port}\n";
+});
+$server->on('message', fn($s, $f) => $s->push($f->fd, $f->data));
+$server->start();
