@@ -13,10 +13,12 @@ pub enum Value {
     Float(f64),
     Str(String),
     List(Vec<Value>),
+    /// An array with string keys, in order.
+    Map(Vec<(String, Value)>),
 }
 
 impl Value {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::Null => "null",
             Value::Bool(_) => "bool",
@@ -24,6 +26,7 @@ impl Value {
             Value::Float(_) => "float",
             Value::Str(_) => "string",
             Value::List(_) => "array",
+            Value::Map(_) => "map",
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// Forward Laravel broadcasts on subscribed channels to the members of the same channel.
     pub redis_forward: bool,
+    /// Pusher protocol apps (Laravel Echo, pusher-js); empty: the protocol is off.
+    pub pusher: Vec<crate::pusher::AppConfig>,
 }
 
 fn default_max_connection() -> usize {
@@ -126,6 +131,7 @@ impl Default for Config {
             redis: None,
             redis_prefix: "laravel_database_".into(),
             redis_forward: true,
+            pusher: Vec::new(),
         }
     }
 }
@@ -151,6 +157,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "redis",
     "redis_prefix",
     "redis_forward",
+    "pusher",
     "worker_num",
     "task_worker_num",
 ];
@@ -173,6 +180,7 @@ impl Config {
             "redis" => self.redis = redis_url(value)?,
             "redis_prefix" => self.redis_prefix = string(key, value)?,
             "redis_forward" => self.redis_forward = boolean(key, value)?,
+            "pusher" => self.pusher = crate::pusher::AppConfig::parse_all(value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;

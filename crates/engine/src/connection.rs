@@ -88,7 +88,11 @@ where
     shared.channels.leave_all(conn.fd);
     bump(&shared.stats.closed, 1);
     log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
-    if shared.handlers.close.load(Relaxed) {
+    if let Some(pusher) = conn.pusher.get() {
+        if let Some(session) = pusher {
+            crate::pusher::socket::closed(session, conn.fd, &shared);
+        }
+    } else if shared.handlers.close.load(Relaxed) {
         let _ = shared.events.send(Event::Close { fd: conn.fd, code }).await;
     }
 }
@@ -111,6 +115,12 @@ where
     };
     bump(&shared.stats.messages_in, 1);
     bump(&shared.stats.bytes_in, data.len() as u64);
+    if let Some(pusher) = conn.pusher.get() {
+        if let Some(session) = pusher {
+            crate::pusher::socket::receive(session, conn, shared, &data, binary);
+        }
+        return Flow::Continue;
+    }
     if shared.handlers.message.load(Relaxed) {
         // Waiting here is the backpressure: a busy PHP thread stops this reader, and TCP
         // stops the client, instead of events piling up in memory.

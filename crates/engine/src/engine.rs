@@ -114,12 +114,18 @@ impl Engine {
             Some(url) => {
                 let _guard = runtime.enter();
                 let c = &shared.config;
-                Some(RedisBridge::start(&url, &c.redis_prefix, c.redis_forward, &shared)?)
+                let bridge = RedisBridge::start(&url, &c.redis_prefix, c.redis_forward, &shared)?;
+                if shared.pusher.enabled() && c.redis_forward {
+                    // Pusher clients subscribe themselves: every broadcast may have one.
+                    bridge.subscribe("*");
+                }
+                Some(bridge)
             }
             None => None,
         };
         runtime.spawn(accept_loop(listener, shared.clone()));
         runtime.spawn(heartbeat::run(shared.clone()));
+        runtime.spawn(crate::pusher::sweep(shared.clone()));
         // PHP's own signal handling would kill the process on SIGINT/SIGTERM even with Tokio's
         // handler chained after it: give the signals back their default action first.
         unsafe {

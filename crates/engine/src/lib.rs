@@ -10,6 +10,7 @@ pub mod events;
 mod heartbeat;
 mod listener;
 mod logging;
+pub mod pusher;
 pub mod redis_bridge;
 pub mod registry;
 mod shared;

@@ -156,6 +156,9 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     if wants_websocket(&req) {
         return upgrade(req, peer, shared);
     }
+    if shared.pusher.is_api_path(req.uri().path()) {
+        return reply(crate::pusher::api::serve(req, &shared).await);
+    }
     if !shared.handlers.request.load(Relaxed) {
         let mut res = reply(HttpResponse::text(
             426,
@@ -265,7 +268,10 @@ async fn established(upgraded: hyper::upgrade::Upgraded, handshake: HttpRequest,
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());
     log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
-    if shared.handlers.open.load(Relaxed)
+    if shared.pusher.is_socket_path(&handshake.path) {
+        // The Pusher protocol's connections are served natively, not by PHP's open/message.
+        crate::pusher::socket::open(&conn, &handshake, &shared);
+    } else if shared.handlers.open.load(Relaxed)
         && shared.events.send(Event::Open { fd, request: Box::new(handshake) }).await.is_err()
     {
         shared.registry.remove(fd);

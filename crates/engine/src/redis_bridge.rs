@@ -196,6 +196,10 @@ impl RedisBridge {
             return;
         };
         let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
+        // Pusher-protocol subscribers get the Pusher shape (data as a JSON string), encoded
+        // once for all of them; native members get `json`, encoded once too.
+        let pusher = crate::pusher::forward_broadcast(shared, channel, &message.event, &message.data, &except);
+        bump(&self.stats.forwarded, pusher as u64);
         let recipients = shared.channels.recipients(channel, &except);
         if recipients.is_empty() {
             return;
@@ -212,18 +216,22 @@ pub(crate) struct Forwarded {
     pub json: String,
     /// Laravel's `toOthers()`: the socket id to leave out.
     pub socket: Option<String>,
+    /// The event name and `data` as JSON text, for other shapes (the Pusher protocol's).
+    pub event: String,
+    pub data: String,
 }
 
 /// Decodes a Laravel broadcast and re-encodes it for clients, `data` kept byte for byte.
 pub(crate) fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
     let b: Broadcast = serde_json::from_slice(payload).ok()?;
+    let data = b.data.map(RawValue::get).unwrap_or("null");
     let json = format!(
         "{{\"event\":{},\"channel\":{},\"data\":{}}}",
         serde_json::to_string(&b.event).ok()?,
         serde_json::to_string(channel).ok()?,
-        b.data.map(RawValue::get).unwrap_or("null")
+        data
     );
-    Some(Forwarded { json, socket: b.socket })
+    Some(Forwarded { json, socket: b.socket, data: data.to_owned(), event: b.event })
 }
 
 async fn subscriber(

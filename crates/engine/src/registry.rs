@@ -66,6 +66,9 @@ pub struct Conn {
     last_ping: AtomicU64,
     outbox: Mutex<Outbox>,
     pub(crate) wake: Notify,
+    /// Set once for a connection on the Pusher protocol's path (`/app/{key}`): its session,
+    /// or None if it was refused (unknown key, protocol version, quota) and is closing.
+    pub(crate) pusher: std::sync::OnceLock<Option<Arc<crate::pusher::Session>>>,
 }
 
 /// What the connection task takes out of the outbox in one go.
@@ -84,6 +87,7 @@ impl Conn {
             last_ping: AtomicU64::new(now_ms),
             outbox: Mutex::new(Outbox { queue: VecDeque::new(), bytes: 0, state: State::Open }),
             wake: Notify::new(),
+            pusher: std::sync::OnceLock::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Shared {
     pub config: Config,
     pub registry: Registry,
     pub channels: Channels,
+    /// Pusher protocol apps and their channels (empty without the `pusher` setting).
+    pub pusher: crate::pusher::Pusher,
     pub stats: Stats,
     pub handlers: Handlers,
     pub events: mpsc::Sender<Event>,
@@ -44,7 +46,9 @@ pub fn unix_ms() -> u64 {
 
 impl Shared {
     pub fn new(config: Config, events: mpsc::Sender<Event>) -> Self {
+        let pusher = crate::pusher::Pusher::new(&config.pusher);
         Shared {
+            pusher,
             config,
             registry: Registry::default(),
             channels: Channels::default(),

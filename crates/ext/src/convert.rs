@@ -60,7 +60,11 @@ pub fn setting_value(zv: &Zval) -> Value {
     } else if let Some(s) = zv.string() {
         Value::Str(s)
     } else if let Some(arr) = zv.array() {
-        Value::List(arr.values().map(setting_value).collect())
+        if arr.has_numerical_keys() {
+            Value::List(arr.values().map(setting_value).collect())
+        } else {
+            Value::Map(arr.iter().map(|(k, v)| (k.to_string(), setting_value(v))).collect())
+        }
     } else {
         Value::Null
     }

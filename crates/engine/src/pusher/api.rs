@@ -1,0 +1,299 @@
+//! The Pusher HTTP API on the server's own port: trigger events (single, multi-channel and
+//! batch) and query channels and presence users, every request signed with the app secret.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{auth, event_json, kind, quote, valid_channel, App, Kind, MAX_EVENT_DATA};
+use crate::events::HttpResponse;
+use crate::shared::{unix_ms, Shared};
+
+/// How far `auth_timestamp` may be from the server's clock, in seconds.
+const TIMESTAMP_WINDOW: i64 = 600;
+/// Channels one event may be triggered on.
+const MAX_CHANNELS: usize = 100;
+/// Events in one batch.
+const MAX_BATCH: usize = 10;
+/// Longest event name.
+const MAX_EVENT_NAME: usize = 200;
+
+fn json_reply(status: u16, body: Value) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+fn fail(status: u16, message: &str) -> HttpResponse {
+    json_reply(status, json!({ "error": message }))
+}
+
+/// A request under `/apps/`.
+pub(crate) async fn serve(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let collect = Limited::new(body, shared.config.package_max_length).collect();
+    let wait = shared.config.handshake_timeout;
+    let collected = if wait.is_zero() { Ok(collect.await) } else { tokio::time::timeout(wait, collect).await };
+    let body = match collected {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(_)) => return fail(413, "request body over package_max_length"),
+        Err(_) => return fail(408, "the request body did not arrive in time"),
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let Some(app) = segments.get(1).and_then(|id| shared.pusher.by_id(id)) else {
+        return fail(404, "no such app");
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if let Err(why) = check_signature(app, &parts.method, &path, &params, &body) {
+        log::info!(target: "surge", "pusher api: {} {path} refused: {why}", parts.method);
+        return fail(401, &why);
+    }
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let decoded: Vec<String> = segments[2..]
+        .iter()
+        .map(|s| percent_decode(s))
+        .collect();
+    match (&parts.method, decoded.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
+        (&Method::POST, ["events"]) => trigger(app, shared, &body),
+        (&Method::POST, ["batch_events"]) => batch(app, shared, &body),
+        (&Method::GET, ["channels"]) => channels(app, param("filter_by_prefix"), param("info")),
+        (&Method::GET, ["channels", name]) => channel(app, name, param("info")),
+        (&Method::GET, ["channels", name, "users"]) => users(app, name),
+        _ => fail(404, "no such endpoint"),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    // form_urlencoded would also turn '+' into a space, which a path does not.
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Pusher's request signature: HMAC-SHA256 of `METHOD\nPATH\nsorted query` (auth_signature
+/// left out, keys lowercased, values unescaped), plus key, version, timestamp and body_md5
+/// checks. A POST whose signature was already used is a replay and is refused too.
+fn check_signature(app: &App, method: &Method, path: &str, params: &[(String, String)], body: &[u8]) -> Result<(), String> {
+    let get = |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let signature = get("auth_signature").ok_or("missing auth_signature")?;
+    if get("auth_key") != Some(app.config.key.as_str()) {
+        return Err("auth_key is not this app's key".into());
+    }
+    if get("auth_version") != Some("1.0") {
+        return Err("auth_version must be 1.0".into());
+    }
+    let timestamp: i64 = get("auth_timestamp").and_then(|t| t.parse().ok()).ok_or("missing or malformed auth_timestamp")?;
+    let now = (unix_ms() / 1000) as i64;
+    if (now - timestamp).abs() > TIMESTAMP_WINDOW {
+        return Err(format!("auth_timestamp is more than {TIMESTAMP_WINDOW} s from the server's time ({now})"));
+    }
+    match get("body_md5") {
+        Some(md5) if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) => return Err("body_md5 does not match the body".into()),
+        None if !body.is_empty() => return Err("missing body_md5".into()),
+        _ => {}
+    }
+    let mut signed: Vec<(String, &str)> =
+        params.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature")).map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
+    signed.sort();
+    let query: Vec<String> = signed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let message = format!("{}\n{path}\n{}", method.as_str(), query.join("&"));
+    if !auth::verify(&app.config.secret, &message, signature) {
+        return Err("invalid auth_signature".into());
+    }
+    if method == Method::POST {
+        let mut used = app.used_signatures.lock();
+        if used.len() >= 1024 {
+            used.retain(|_, t| (now - *t).abs() <= TIMESTAMP_WINDOW);
+        }
+        if used.insert(signature.to_ascii_lowercase(), timestamp).is_some() {
+            return Err("this signature was already used (replayed request)".into());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Trigger {
+    name: String,
+    data: Value,
+    channel: Option<String>,
+    channels: Option<Vec<String>>,
+    socket_id: Option<String>,
+    info: Option<String>,
+}
+
+/// An event checked and ready to send: nothing is sent before the whole request is checked.
+struct Ready {
+    name: String,
+    data: String,
+    channels: Vec<String>,
+    except: Vec<u64>,
+    info: Option<String>,
+}
+
+fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
+    let bad = |why: String| Err((400, why));
+    if t.name.is_empty() || t.name.len() > MAX_EVENT_NAME {
+        return bad(format!("event name must be 1 to {MAX_EVENT_NAME} bytes"));
+    }
+    let channels = match (t.channel, t.channels) {
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) => cs,
+        _ => return bad("give either channel or channels".into()),
+    };
+    if channels.is_empty() || channels.len() > MAX_CHANNELS {
+        return bad(format!("an event goes to 1 to {MAX_CHANNELS} channels"));
+    }
+    if let Some(name) = channels.iter().find(|c| !valid_channel(c)) {
+        return Err((400, format!("invalid channel name '{}'", name.chars().take(200).collect::<String>())));
+    }
+    // Pusher's data is a string (usually JSON); anything else is sent as its JSON text.
+    let data = match t.data {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    if data.len() > MAX_EVENT_DATA {
+        return Err((413, format!("event data over {MAX_EVENT_DATA} bytes")));
+    }
+    let except = t.socket_id.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
+    Ok(Ready { name: t.name, data, channels, except, info: t.info })
+}
+
+fn send(app: &App, shared: &Shared, ready: &Ready) {
+    let data = quote(&ready.data);
+    for channel in &ready.channels {
+        super::publish(shared, app, channel, &event_json(&ready.name, Some(channel), &data), &ready.except);
+    }
+}
+
+/// `info` attributes for a channel: subscription_count and, for presence, user_count.
+fn attributes(app: &App, channel: &str, info: Option<&str>) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for attr in info.unwrap_or("").split(',').map(str::trim) {
+        match attr {
+            "subscription_count" => {
+                out.insert(attr.into(), json!(app.channels.members(channel).len()));
+            }
+            "user_count" if kind(channel) == Kind::Presence => {
+                out.insert(attr.into(), json!(app.presence.lock().get(channel).map_or(0, |p| p.count())));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn trigger(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
+    let ready = match serde_json::from_slice::<Trigger>(body).map_err(|e| (400, e.to_string())).and_then(|t| check(t, shared)) {
+        Ok(ready) => ready,
+        Err((status, why)) => return fail(status, &why),
+    };
+    send(app, shared, &ready);
+    match &ready.info {
+        Some(info) => {
+            let channels: serde_json::Map<String, Value> =
+                ready.channels.iter().map(|c| (c.clone(), Value::Object(attributes(app, c, Some(info))))).collect();
+            json_reply(200, json!({ "channels": channels }))
+        }
+        None => json_reply(200, json!({})),
+    }
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    batch: Vec<Trigger>,
+}
+
+fn batch(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
+    let batch = match serde_json::from_slice::<Batch>(body) {
+        Ok(b) if b.batch.len() <= MAX_BATCH => b,
+        Ok(_) => return fail(400, &format!("a batch holds at most {MAX_BATCH} events")),
+        Err(e) => return fail(400, &e.to_string()),
+    };
+    let mut ready = Vec::with_capacity(batch.batch.len());
+    for (i, t) in batch.batch.into_iter().enumerate() {
+        match check(t, shared) {
+            Ok(r) => ready.push(r),
+            Err((status, why)) => return fail(status, &format!("batch[{i}]: {why}")),
+        }
+    }
+    for r in &ready {
+        send(app, shared, r);
+    }
+    if ready.iter().any(|r| r.info.is_some()) {
+        let results: Vec<Value> =
+            ready.iter().map(|r| Value::Object(attributes(app, &r.channels[0], r.info.as_deref()))).collect();
+        return json_reply(200, json!({ "batch": results }));
+    }
+    json_reply(200, json!({}))
+}
+
+fn channels(app: &App, prefix: Option<&str>, info: Option<&str>) -> HttpResponse {
+    let prefix = prefix.unwrap_or("");
+    if info.is_some_and(|i| i.contains("user_count")) && !prefix.starts_with("presence-") {
+        return fail(400, "info=user_count needs filter_by_prefix=presence-");
+    }
+    let mut out: HashMap<String, Value> = HashMap::new();
+    for (name, _) in app.channels.list() {
+        if name.starts_with(prefix) {
+            let attrs = attributes(app, &name, info.filter(|i| i.contains("user_count")).map(|_| "user_count"));
+            out.insert(name, Value::Object(attrs));
+        }
+    }
+    json_reply(200, json!({ "channels": out }))
+}
+
+fn channel(app: &App, name: &str, info: Option<&str>) -> HttpResponse {
+    if !valid_channel(name) {
+        return fail(400, "invalid channel name");
+    }
+    if info.is_some_and(|i| i.contains("user_count")) && kind(name) != Kind::Presence {
+        return fail(400, "user_count is only for presence channels");
+    }
+    let mut attrs = attributes(app, name, info);
+    attrs.insert("occupied".into(), json!(!app.channels.members(name).is_empty()));
+    json_reply(200, Value::Object(attrs))
+}
+
+fn users(app: &App, name: &str) -> HttpResponse {
+    if kind(name) != Kind::Presence {
+        return fail(400, "users are only listed for presence channels");
+    }
+    let users: Vec<Value> =
+        app.presence.lock().get(name).map(|p| p.ids().map(|id| json!({ "id": id })).collect()).unwrap_or_default();
+    json_reply(200, json!({ "users": users }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_percent_decoded() {
+        assert_eq!(percent_decode("presence-room%2C1"), "presence-room,1");
+        assert_eq!(percent_decode("a+b%"), "a+b%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}

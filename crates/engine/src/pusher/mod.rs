@@ -1,0 +1,397 @@
+//! The Pusher Channels protocol (version 7), so Laravel Echo and pusher-js connect to Surge by
+//! changing only host and port: WebSockets at `/app/{key}`, public/private/presence channels
+//! with signed subscriptions, client events, and the HTTP API under `/apps/{id}/...`.
+//!
+//! The engine calls in at a few points only: `socket::open` for a handshake on `/app/...`,
+//! `socket::receive` for each message of such a connection, `socket::closed` when it ends,
+//! `api::serve` for HTTP requests under `/apps/`, `sweep` for the activity timeout and
+//! `forward_broadcast` for Laravel broadcasts arriving through the Redis bridge.
+
+pub mod api;
+pub mod auth;
+pub mod presence;
+pub mod socket;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::channels::Channels;
+use crate::config::{ConfigError, Value};
+use crate::frame;
+use crate::registry::Outgoing;
+use crate::shared::Shared;
+use presence::Presence;
+
+/// Largest `data` of one event (client event or HTTP API), as Pusher limits it.
+pub const MAX_EVENT_DATA: usize = 10 * 1024;
+/// Channels one connection may be subscribed to at once.
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 100;
+/// Longest channel name.
+pub const MAX_CHANNEL_NAME: usize = 164;
+
+/// One app of the `pusher` setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppConfig {
+    pub app_id: String,
+    pub key: String,
+    pub secret: String,
+    /// Clients may send `client-*` events on private and presence channels.
+    pub client_events: bool,
+    /// Client events one connection may send per second (past it: error 4301).
+    pub client_event_rate: u32,
+    /// Open connections of this app at once; 0: no limit (past it: 4004).
+    pub max_connections: usize,
+    /// Seconds of silence after which a client is sent `pusher:ping`; told to clients too.
+    pub activity_timeout: u64,
+}
+
+const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
+const OPTION_KEYS: &[&str] = &["client_events", "client_event_rate", "max_connections", "activity_timeout"];
+
+fn entries<'a>(what: &str, value: &'a Value) -> Result<&'a [(String, Value)], ConfigError> {
+    match value {
+        Value::Map(entries) => Ok(entries),
+        Value::List(list) if list.is_empty() => Ok(&[]),
+        other => Err(ConfigError(format!("setting '{what}' must be an array with string keys, got {}", other.kind()))),
+    }
+}
+
+fn text(what: &str, value: &Value) -> Result<String, ConfigError> {
+    match value {
+        Value::Str(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Int(n) => Ok(n.to_string()),
+        other => Err(ConfigError(format!("setting '{what}' must be a non-empty string, got {}", other.kind()))),
+    }
+}
+
+fn number(what: &str, value: &Value, min: i64, max: i64) -> Result<i64, ConfigError> {
+    match value {
+        Value::Int(n) if (min..=max).contains(n) => Ok(*n),
+        Value::Int(n) => Err(ConfigError(format!("setting '{what}' must be between {min} and {max}, got {n}"))),
+        other => Err(ConfigError(format!("setting '{what}' must be an int, got {}", other.kind()))),
+    }
+}
+
+impl AppConfig {
+    /// `pusher` => one app (an array with `app_id`, `key`, `secret`, `options`) or a list of them.
+    pub fn parse_all(value: &Value) -> Result<Vec<AppConfig>, ConfigError> {
+        let apps = match value {
+            Value::Null => Vec::new(),
+            Value::Map(_) => vec![AppConfig::parse("pusher", value)?],
+            Value::List(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, app)| AppConfig::parse(&format!("pusher[{i}]"), app))
+                .collect::<Result<_, _>>()?,
+            other => return Err(ConfigError(format!("setting 'pusher' must be a list of apps, got {}", other.kind()))),
+        };
+        for (i, a) in apps.iter().enumerate() {
+            if apps[..i].iter().any(|b| b.key == a.key || b.app_id == a.app_id) {
+                return Err(ConfigError(format!(
+                    "setting 'pusher[{i}]': app_id '{}' or key '{}' is used by another app",
+                    a.app_id, a.key
+                )));
+            }
+        }
+        Ok(apps)
+    }
+
+    fn parse(what: &str, value: &Value) -> Result<AppConfig, ConfigError> {
+        let mut app = AppConfig {
+            app_id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            client_events: true,
+            client_event_rate: 10,
+            max_connections: 0,
+            activity_timeout: 30,
+        };
+        for (k, v) in entries(what, value)? {
+            let name = format!("{what}.{k}");
+            match k.as_str() {
+                "app_id" => app.app_id = text(&name, v)?,
+                "key" => app.key = text(&name, v)?,
+                "secret" => app.secret = text(&name, v)?,
+                "options" => {
+                    for (k, v) in entries(&name, v)? {
+                        let name = format!("{name}.{k}");
+                        match k.as_str() {
+                            "client_events" => match v {
+                                Value::Bool(b) => app.client_events = *b,
+                                other => return Err(ConfigError(format!("setting '{name}' must be a bool, got {}", other.kind()))),
+                            },
+                            "client_event_rate" => app.client_event_rate = number(&name, v, 1, 1_000_000)? as u32,
+                            "max_connections" => app.max_connections = number(&name, v, 0, 100_000_000)? as usize,
+                            "activity_timeout" => app.activity_timeout = number(&name, v, 1, 3600)? as u64,
+                            _ => {
+                                return Err(ConfigError(format!(
+                                    "unknown setting '{name}'; known options: {}",
+                                    OPTION_KEYS.join(", ")
+                                )))
+                            }
+                        }
+                    }
+                }
+                _ => return Err(ConfigError(format!("unknown setting '{name}'; an app has {}", APP_KEYS.join(", ")))),
+            }
+        }
+        for (field, v) in [("app_id", &app.app_id), ("key", &app.key), ("secret", &app.secret)] {
+            if v.is_empty() {
+                return Err(ConfigError(format!("setting '{what}' has no '{field}'")));
+            }
+        }
+        if app.key.contains(['/', '?', '#']) {
+            return Err(ConfigError(format!("setting '{what}.key' must not contain '/', '?' or '#'")));
+        }
+        Ok(app)
+    }
+}
+
+/// One app while the server runs.
+pub struct App {
+    pub config: AppConfig,
+    /// Subscribers of each channel (all kinds).
+    pub channels: Channels,
+    /// Presence channels' members. Presence changes happen under this lock, so every member
+    /// sees joins and leaves in the same order as the snapshots handed to new subscribers.
+    presence: Mutex<HashMap<String, Presence>>,
+    connections: AtomicUsize,
+    /// HTTP API signatures already used, with their timestamps: a replayed POST is refused.
+    used_signatures: Mutex<HashMap<String, i64>>,
+}
+
+impl App {
+    fn new(config: AppConfig) -> App {
+        App {
+            config,
+            channels: Channels::default(),
+            presence: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            used_signatures: Mutex::default(),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Relaxed)
+    }
+}
+
+/// The Pusher side of the engine: the configured apps (none: the protocol is off).
+#[derive(Default)]
+pub struct Pusher {
+    pub apps: Vec<Arc<App>>,
+}
+
+impl Pusher {
+    pub fn new(configs: &[AppConfig]) -> Pusher {
+        Pusher { apps: configs.iter().cloned().map(|c| Arc::new(App::new(c))).collect() }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.apps.is_empty()
+    }
+
+    pub fn by_key(&self, key: &str) -> Option<&Arc<App>> {
+        self.apps.iter().find(|a| a.config.key == key)
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Arc<App>> {
+        self.apps.iter().find(|a| a.config.app_id == id)
+    }
+
+    /// WebSocket handshakes on `/app/...` speak Pusher when apps are configured.
+    pub fn is_socket_path(&self, path: &str) -> bool {
+        self.enabled() && path.starts_with("/app/")
+    }
+
+    /// HTTP requests under `/apps/` are the Pusher HTTP API when apps are configured.
+    pub fn is_api_path(&self, path: &str) -> bool {
+        self.enabled() && path.starts_with("/apps/")
+    }
+}
+
+/// The Pusher state of one connection (attached to its `Conn`).
+pub struct Session {
+    pub app: Arc<App>,
+    pub socket_id: String,
+    /// Engine ms when we sent `pusher:ping` still unanswered; 0: none.
+    pinged_at: AtomicU64,
+    subscriptions: Mutex<HashSet<String>>,
+    /// Start (engine ms) of the current one-second window and the client events sent in it.
+    rate: Mutex<(u64, u32)>,
+}
+
+/// Kinds of channels, from their name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Public,
+    Private,
+    Encrypted,
+    Presence,
+}
+
+pub fn kind(channel: &str) -> Kind {
+    if channel.starts_with("private-encrypted-") {
+        Kind::Encrypted
+    } else if channel.starts_with("private-") {
+        Kind::Private
+    } else if channel.starts_with("presence-") {
+        Kind::Presence
+    } else {
+        Kind::Public
+    }
+}
+
+/// Pusher's channel names: 1 to 164 of `A-Z a-z 0-9 _ - = @ , . ;`.
+pub fn valid_channel(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-=@,.;".contains(&b))
+}
+
+/// A JSON string literal.
+pub(crate) fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+/// `{"event":..,"channel":..,"data":..}` with `data` already JSON (often a JSON string
+/// literal: Pusher sends event data as a string holding JSON).
+pub(crate) fn event_json(event: &str, channel: Option<&str>, data: &str) -> String {
+    match channel {
+        Some(c) => format!("{{\"event\":{},\"channel\":{},\"data\":{data}}}", quote(event), quote(c)),
+        None => format!("{{\"event\":{},\"data\":{data}}}", quote(event)),
+    }
+}
+
+pub(crate) fn text_frame(json: &str) -> Outgoing {
+    Outgoing::Frame(frame::encode(frame::OP_TEXT, json.as_bytes()))
+}
+
+/// Sends an event (frame encoded once) to the subscribers of `channel` but `except`; how many.
+pub(crate) fn publish(shared: &Shared, app: &App, channel: &str, json: &str, except: &[u64]) -> usize {
+    let recipients = app.channels.recipients(channel, except);
+    if recipients.is_empty() {
+        return 0;
+    }
+    let item = text_frame(json);
+    let limit = shared.config.socket_buffer_size;
+    recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count()
+}
+
+/// A Laravel broadcast from the Redis bridge, for the Pusher subscribers of `channel` in every
+/// app, in Pusher's shape (`data` as a JSON string). Returns how many connections got it.
+pub(crate) fn forward_broadcast(shared: &Shared, channel: &str, event: &str, data: &str, except: &[u64]) -> usize {
+    if !shared.pusher.enabled() {
+        return 0;
+    }
+    let mut json = None;
+    let mut sent = 0;
+    for app in &shared.pusher.apps {
+        if app.channels.recipients(channel, except).is_empty() {
+            continue;
+        }
+        let json = json.get_or_insert_with(|| event_json(event, Some(channel), &quote(data)));
+        sent += publish(shared, app, channel, json, except);
+    }
+    sent
+}
+
+/// Every second: a Pusher client silent for its app's `activity_timeout` is sent
+/// `pusher:ping`; one that stays silent for as long again (at most 30 s) is closed with 4201.
+pub(crate) async fn sweep(shared: Arc<Shared>) {
+    if !shared.pusher.enabled() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ping = text_frame(&event_json("pusher:ping", None, "{}"));
+    loop {
+        tick.tick().await;
+        let now = shared.now_ms();
+        shared.registry.for_each(|conn| {
+            let Some(Some(session)) = conn.pusher.get() else { return };
+            let timeout = session.app.config.activity_timeout * 1000;
+            let pinged = session.pinged_at.load(Relaxed);
+            let last = conn.last_active_ms();
+            if pinged != 0 && last >= pinged {
+                session.pinged_at.store(0, Relaxed);
+            } else if pinged != 0 {
+                if now.saturating_sub(pinged) >= timeout.min(30_000) {
+                    log::info!(target: "surge", "fd {}: no answer to pusher:ping; closing with 4201", conn.fd);
+                    conn.close(4201, "Pong reply not received");
+                }
+                return;
+            }
+            if now.saturating_sub(last) >= timeout {
+                session.pinged_at.store(now.max(1), Relaxed);
+                let _ = conn.push(ping.clone(), shared.config.socket_buffer_size);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(entries: &[(&str, Value)]) -> Value {
+        Value::Map(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    fn app(id: &str, key: &str) -> Value {
+        map(&[("app_id", Value::Str(id.into())), ("key", Value::Str(key.into())), ("secret", Value::Str("s".into()))])
+    }
+
+    #[test]
+    fn apps_parse_with_defaults_and_options() {
+        let mut one = app("1", "k");
+        if let Value::Map(e) = &mut one {
+            e.push((
+                "options".into(),
+                map(&[("client_events", Value::Bool(false)), ("max_connections", Value::Int(5)), ("activity_timeout", Value::Int(7))]),
+            ));
+        }
+        let apps = AppConfig::parse_all(&Value::List(vec![one, app("2", "k2")])).unwrap();
+        assert_eq!(apps.len(), 2);
+        assert!(!apps[0].client_events);
+        assert_eq!((apps[0].max_connections, apps[0].activity_timeout), (5, 7));
+        assert!(apps[1].client_events);
+        assert_eq!(apps[1].activity_timeout, 30);
+    }
+
+    #[test]
+    fn bad_apps_are_named() {
+        let err = AppConfig::parse_all(&Value::List(vec![app("1", "k"), app("1", "k")])).unwrap_err();
+        assert!(err.0.contains("pusher[1]"), "{err}");
+        let err = AppConfig::parse_all(&Value::List(vec![map(&[("app_id", Value::Int(1)), ("key", Value::Str("k".into()))])])).unwrap_err();
+        assert!(err.0.contains("no 'secret'"), "{err}");
+        let err = AppConfig::parse_all(&map(&[("app_id", Value::Int(1)), ("sekret", Value::Str("k".into()))])).unwrap_err();
+        assert!(err.0.contains("'pusher.sekret'"), "{err}");
+        let bad = map(&[("options", map(&[("activity_timeout", Value::Int(0))]))]);
+        assert!(AppConfig::parse_all(&bad).unwrap_err().0.contains("pusher.options.activity_timeout"));
+    }
+
+    #[test]
+    fn channel_kinds_and_names() {
+        assert_eq!(kind("private-encrypted-x"), Kind::Encrypted);
+        assert_eq!(kind("private-x"), Kind::Private);
+        assert_eq!(kind("presence-x"), Kind::Presence);
+        assert_eq!(kind("x"), Kind::Public);
+        assert!(valid_channel("private-App.Models.User.1"));
+        assert!(!valid_channel("a b"));
+        assert!(!valid_channel(""));
+        assert!(!valid_channel(&"x".repeat(165)));
+    }
+
+    #[test]
+    fn events_are_encoded_with_string_data() {
+        assert_eq!(
+            event_json("App\\E", Some("news"), &quote("{\"a\":1}")),
+            r#"{"event":"App\\E","channel":"news","data":"{\"a\":1}"}"#
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! The WebSocket side of the Pusher protocol: connection_established, ping/pong,
+//! subscriptions (signed for private and presence channels), presence members and client
+//! events. Every reply is queued on the connection's outbox like any push.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, Session};
+use super::{MAX_CHANNELS_PER_CONNECTION, MAX_EVENT_DATA};
+use crate::events::HttpRequest;
+use crate::registry::Conn;
+use crate::shared::Shared;
+
+/// Protocol versions spoken (pusher-js 8 sends 7).
+const PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
+
+fn send(conn: &Conn, shared: &Shared, json: &str) {
+    let _ = conn.push(text_frame(json), shared.config.socket_buffer_size);
+}
+
+/// `pusher:error`, which leaves the connection open.
+fn error(conn: &Conn, shared: &Shared, code: Option<u16>, message: &str) {
+    let code = code.map_or("null".to_owned(), |c| c.to_string());
+    send(conn, shared, &event_json("pusher:error", None, &format!("{{\"code\":{code},\"message\":{}}}", quote(message))));
+}
+
+/// `pusher:error` then a close with the same code, as Pusher does for fatal errors.
+fn refuse(conn: &Conn, shared: &Shared, code: u16, message: &str) {
+    let _ = conn.pusher.set(None);
+    log::debug!(target: "surge", "fd {}: pusher error {code}: {message}", conn.fd);
+    error(conn, shared, Some(code), message);
+    conn.close(code, message);
+}
+
+fn subscription_error(conn: &Conn, shared: &Shared, channel: &str, kind: &str, status: u16, message: &str) {
+    let data = serde_json::json!({"type": kind, "error": message, "status": status}).to_string();
+    send(conn, shared, &event_json("pusher:subscription_error", Some(channel), &quote(&data)));
+}
+
+/// A handshake on `/app/{key}?protocol=7`: the connection is attached to its app and told its
+/// socket id, or gets the protocol's error and is closed.
+pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
+    let key = request.path.strip_prefix("/app/").unwrap_or("");
+    let Some(app) = shared.pusher.by_key(key) else {
+        return refuse(conn, shared, 4001, &format!("App key {key} does not exist"));
+    };
+    let protocol = form_urlencoded::parse(request.query.as_bytes())
+        .find(|(k, _)| k == "protocol")
+        .and_then(|(_, v)| v.parse::<u32>().ok());
+    if !protocol.is_some_and(|p| PROTOCOLS.contains(&p)) {
+        return refuse(conn, shared, 4007, "Unsupported protocol version: this server speaks 5 to 7");
+    }
+    let max = app.config.max_connections;
+    if max > 0 && app.connections.fetch_add(1, Relaxed) >= max {
+        app.connections.fetch_sub(1, Relaxed);
+        return refuse(conn, shared, 4004, &format!("App is over its connection quota ({max})"));
+    } else if max == 0 {
+        app.connections.fetch_add(1, Relaxed);
+    }
+    let session = Session {
+        app: app.clone(),
+        socket_id: shared.socket_id(conn.fd),
+        pinged_at: Default::default(),
+        subscriptions: Default::default(),
+        rate: Default::default(),
+    };
+    let data = format!("{{\"socket_id\":{},\"activity_timeout\":{}}}", quote(&session.socket_id), app.config.activity_timeout);
+    if conn.pusher.set(Some(Arc::new(session))).is_err() {
+        return;
+    }
+    send(conn, shared, &event_json("pusher:connection_established", None, &quote(&data)));
+}
+
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    event: String,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    channel: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Subscribe {
+    channel: String,
+    auth: Option<String>,
+    channel_data: Option<String>,
+}
+
+/// Pusher clients send `data` as an object; some send it as a string holding JSON.
+fn payload<T: for<'de> Deserialize<'de>>(data: Option<&RawValue>) -> Option<T> {
+    let raw = data?.get();
+    match serde_json::from_str::<String>(raw) {
+        Ok(inner) => serde_json::from_str(&inner).ok(),
+        Err(_) => serde_json::from_str(raw).ok(),
+    }
+}
+
+/// One message from a Pusher client.
+pub(crate) fn receive(session: &Session, conn: &Conn, shared: &Shared, data: &[u8], binary: bool) {
+    session.pinged_at.store(0, Relaxed);
+    if binary {
+        return error(conn, shared, None, "binary messages are not part of the Pusher protocol; send JSON text");
+    }
+    let Ok(message) = serde_json::from_slice::<Incoming>(data) else {
+        return error(conn, shared, None, "invalid message: expected JSON {\"event\": ..., \"data\": ...}");
+    };
+    match message.event.as_str() {
+        "pusher:ping" => send(conn, shared, &event_json("pusher:pong", None, "{}")),
+        "pusher:pong" => {}
+        "pusher:subscribe" => match payload::<Subscribe>(message.data) {
+            Some(s) => subscribe(session, conn, shared, s),
+            None => error(conn, shared, None, "pusher:subscribe needs data {\"channel\": ...}"),
+        },
+        "pusher:unsubscribe" => match payload::<Subscribe>(message.data) {
+            Some(s) => {
+                if session.subscriptions.lock().remove(&s.channel) {
+                    leave(&session.app, conn.fd, &s.channel, shared);
+                }
+            }
+            None => error(conn, shared, None, "pusher:unsubscribe needs data {\"channel\": ...}"),
+        },
+        event if event.starts_with("client-") => client_event(session, conn, shared, event, message.channel, message.data),
+        event => error(conn, shared, None, &format!("unknown event '{}'", event.chars().take(64).collect::<String>())),
+    }
+}
+
+fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) {
+    let channel = s.channel.as_str();
+    if !valid_channel(channel) {
+        return subscription_error(conn, shared, channel, "InvalidChannel", 400, "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ;");
+    }
+    // The Channels membership needs the shared handle of this connection.
+    let Some(handle) = shared.registry.get(conn.fd) else { return };
+    let kind = kind(channel);
+    if kind != Kind::Public {
+        let data = if kind == Kind::Presence { s.channel_data.as_deref() } else { None };
+        let app = &session.app.config;
+        let signed = s.auth.as_deref().is_some_and(|a| auth::verify_channel_auth(&app.key, &app.secret, a, &session.socket_id, channel, data));
+        if !signed {
+            log::debug!(target: "surge", "fd {}: refused subscription to {channel}: bad auth", conn.fd);
+            return subscription_error(conn, shared, channel, "AuthError", 401, "invalid signature for this socket_id and channel");
+        }
+    }
+    {
+        let mut subs = session.subscriptions.lock();
+        if !subs.contains(channel) && subs.len() >= MAX_CHANNELS_PER_CONNECTION {
+            drop(subs);
+            return subscription_error(
+                conn,
+                shared,
+                channel,
+                "LimitReached",
+                429,
+                &format!("a connection may be subscribed to at most {MAX_CHANNELS_PER_CONNECTION} channels"),
+            );
+        }
+        subs.insert(channel.to_owned());
+    }
+    let app = &session.app;
+    if kind != Kind::Presence {
+        app.channels.join(&handle, channel);
+        return send(conn, shared, &event_json("pusher_internal:subscription_succeeded", Some(channel), "\"{}\""));
+    }
+    let member: Option<(String, Value)> = s.channel_data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()).and_then(|d| {
+        let id = match d.get("user_id")? {
+            Value::String(s) if !s.is_empty() => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some((id, d.get("user_info").cloned().unwrap_or(Value::Null)))
+    });
+    let Some((user_id, info)) = member else {
+        session.subscriptions.lock().remove(channel);
+        return subscription_error(conn, shared, channel, "InvalidChannelData", 400, "presence channel_data must be JSON with a user_id");
+    };
+    let mut presence = app.presence.lock();
+    let members = presence.entry(channel.to_owned()).or_default();
+    let added = members.join(conn.fd, &user_id, info.clone());
+    app.channels.join(&handle, channel);
+    send(conn, shared, &event_json("pusher_internal:subscription_succeeded", Some(channel), &quote(&members.snapshot())));
+    if added {
+        let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
+        super::publish(shared, app, channel, &event_json("pusher_internal:member_added", Some(channel), &quote(&data)), &[conn.fd]);
+    }
+}
+
+/// Takes `fd` out of `channel`, telling presence members when a user's last connection left.
+fn leave(app: &App, fd: u64, channel: &str, shared: &Shared) {
+    if kind(channel) != Kind::Presence {
+        app.channels.leave(fd, channel);
+        return;
+    }
+    let mut presence = app.presence.lock();
+    app.channels.leave(fd, channel);
+    let Some(members) = presence.get_mut(channel) else { return };
+    let gone = members.leave(fd);
+    if members.is_empty() {
+        presence.remove(channel);
+    }
+    if let Some(user_id) = gone {
+        let data = serde_json::json!({"user_id": user_id}).to_string();
+        super::publish(shared, app, channel, &event_json("pusher_internal:member_removed", Some(channel), &quote(&data)), &[]);
+    }
+}
+
+/// The connection ended: it leaves its channels and its app.
+pub(crate) fn closed(session: &Session, fd: u64, shared: &Shared) {
+    let channels: Vec<String> = session.subscriptions.lock().drain().collect();
+    for channel in channels {
+        leave(&session.app, fd, &channel, shared);
+    }
+    session.app.channels.leave_all(fd);
+    session.app.connections.fetch_sub(1, Relaxed);
+}
+
+fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, channel: Option<String>, data: Option<&RawValue>) {
+    let app = &session.app;
+    let Some(channel) = channel else {
+        return error(conn, shared, None, "a client event needs a channel");
+    };
+    if !app.config.client_events {
+        return error(conn, shared, None, "client events are not enabled for this app");
+    }
+    let kind = kind(&channel);
+    if !matches!(kind, Kind::Private | Kind::Presence) {
+        return error(conn, shared, None, "client events are only allowed on private and presence channels");
+    }
+    if !session.subscriptions.lock().contains(&channel) {
+        return error(conn, shared, None, &format!("client event on '{channel}' refused: not subscribed to it"));
+    }
+    let data = data.map_or("null", RawValue::get);
+    if data.len() > MAX_EVENT_DATA {
+        return error(conn, shared, None, &format!("client event refused: data over {MAX_EVENT_DATA} bytes"));
+    }
+    {
+        let now = shared.now_ms();
+        let mut rate = session.rate.lock();
+        if now.saturating_sub(rate.0) >= 1000 {
+            *rate = (now, 0);
+        }
+        rate.1 += 1;
+        if rate.1 > app.config.client_event_rate {
+            drop(rate);
+            return error(conn, shared, Some(4301), "Client event rejected due to rate limit");
+        }
+    }
+    let mut json = format!("{{\"event\":{},\"channel\":{},\"data\":{data}", quote(event), quote(&channel));
+    if kind == Kind::Presence {
+        if let Some(user_id) = app.presence.lock().get(&channel).and_then(|p| p.user_of(conn.fd).map(quote)) {
+            json.push_str(&format!(",\"user_id\":{user_id}"));
+        }
+    }
+    json.push('}');
+    super::publish(shared, app, &channel, &json, &[conn.fd]);
+}
