@@ -1,0 +1,252 @@
+"""The Pusher protocol with real clients: pusher-js 8, laravel-echo 2 and the `pusher` server SDK
+(tests/pusher/scenarios.mjs, run with node), plus bad input sent by hand: malformed JSON,
+unknown events, oversize payloads, wrong auth, stale and replayed HTTP API signatures."""
+
+import hashlib
+import hmac
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from conftest import ROOT, close_code, settings_env
+from fanout_client import Client, start_fanout
+
+APP = {"app_id": "4242", "key": "surge-key", "secret": "surge-secret"}
+SCENARIOS = ROOT / "tests/pusher/scenarios.mjs"
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "node_modules/pusher-js").exists() or not shutil.which("node"),
+    reason="node and `npm install` at the repository root are needed",
+)
+
+
+def start(php_server, app=None, **settings):
+    return php_server("echo.php", env=settings_env(pusher=[app or APP], **settings))
+
+
+def node_env(server, app=None) -> dict:
+    app = app or APP
+    return {"SURGE_PORT": str(server.port), "PUSHER_APP_ID": app["app_id"], "PUSHER_KEY": app["key"], "PUSHER_SECRET": app["secret"]}
+
+
+def run_scenario(server, name: str) -> None:
+    import os
+
+    done = subprocess.run(
+        ["node", str(SCENARIOS), name], cwd=ROOT, env=dict(os.environ, **node_env(server)), capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and f"ok {name}" in done.stdout, f"{done.stdout}\n{done.stderr}\n--- server:\n{server.stderr()[-3000:]}"
+
+
+@pytest.mark.parametrize("scenario", ["public", "private", "presence", "whisper", "api"])
+def test_real_clients(php_server, scenario):
+    server = start(php_server)
+    run_scenario(server, scenario)
+
+
+def pusher_socket(server, key=APP["key"], protocol=7):
+    ws = connect(f"{server.url}/app/{key}?protocol={protocol}&client=js&version=8.6.0").__enter__()
+    hello = json.loads(ws.recv(timeout=5))
+    return ws, hello
+
+
+def send(ws, event: str, data=None, channel=None) -> None:
+    message = {"event": event, "data": data if data is not None else {}}
+    if channel:
+        message["channel"] = channel
+    ws.send(json.dumps(message))
+
+
+def recv(ws) -> dict:
+    return json.loads(ws.recv(timeout=5))
+
+
+def socket_id(hello) -> str:
+    return json.loads(hello["data"])["socket_id"]
+
+
+def channel_auth(socket: str, channel: str, data: str | None = None, secret=APP["secret"]) -> str:
+    text = f"{socket}:{channel}" + (f":{data}" if data is not None else "")
+    return APP["key"] + ":" + hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def test_connection_established_and_refusals(php_server):
+    server = start(php_server)
+    ws, hello = pusher_socket(server)
+    assert hello["event"] == "pusher:connection_established"
+    data = json.loads(hello["data"])  # data is a JSON string, as the protocol has it
+    assert data["activity_timeout"] == 30 and data["socket_id"].split(".")[1].isdigit()
+    send(ws, "pusher:ping")
+    assert recv(ws) == {"event": "pusher:pong", "data": {}}
+    for key, protocol, code in [("nope", 7, 4001), (APP["key"], 4, 4007), (APP["key"], "x", 4007)]:
+        bad, error = pusher_socket(server, key, protocol)
+        assert error["event"] == "pusher:error" and error["data"]["code"] == code, error
+        assert close_code(bad) == code
+    # The connection quota: past max_connections new connections get 4004.
+    ws.close()
+
+
+def test_connection_quota_and_activity_timeout(php_server):
+    app = dict(APP, options={"max_connections": 1, "activity_timeout": 1})
+    # Surge's own WebSocket pings would count as activity: off, to see pusher:ping alone.
+    server = start(php_server, app, ping_interval=0, heartbeat_idle_time=0, heartbeat_check_interval=0)
+    ws, hello = pusher_socket(server)
+    assert json.loads(hello["data"])["activity_timeout"] == 1
+    bad, error = pusher_socket(server)
+    assert error["data"]["code"] == 4004 and close_code(bad) == 4004
+    # Silent past activity_timeout: pinged; answering keeps it open; silence again: 4201.
+    assert recv(ws)["event"] == "pusher:ping"
+    send(ws, "pusher:pong")
+    assert recv(ws)["event"] == "pusher:ping"
+    started = time.monotonic()
+    assert close_code(ws) == 4201
+    assert time.monotonic() - started < 4
+    again, hello = pusher_socket(server)
+    assert hello["event"] == "pusher:connection_established", "the quota place is free again"
+    again.close()
+
+
+def test_bad_messages_get_errors_and_the_connection_stays(php_server):
+    server = start(php_server, package_max_length=64 * 1024)
+    ws, hello = pusher_socket(server)
+    other, other_hello = pusher_socket(server)
+    sid, other_sid = socket_id(hello), socket_id(other_hello)
+    for c, s in [(ws, sid), (other, other_sid)]:
+        send(c, "pusher:subscribe", {"channel": "private-room", "auth": channel_auth(s, "private-room")})
+        assert recv(c)["event"] == "pusher_internal:subscription_succeeded"
+    ws.send("{not json")
+    assert recv(ws)["data"]["message"].startswith("invalid message")
+    send(ws, "pusher:frobnicate")
+    assert recv(ws)["data"]["message"] == "unknown event 'pusher:frobnicate'"
+    send(ws, "pusher:subscribe", {"nochannel": 1})
+    assert recv(ws)["event"] == "pusher:error"
+    # Wrong auth: a signature for another socket, another channel, or with another secret.
+    for channel, auth in [
+        ("private-a", channel_auth(other_sid, "private-a")),
+        ("private-a", channel_auth(sid, "private-b")),
+        ("private-a", channel_auth(sid, "private-a", secret="wrong")),
+        ("private-a", "garbage"),
+        ("presence-a", channel_auth(sid, "presence-a", '{"user_id":1}')),  # signed, but no channel_data sent
+    ]:
+        send(ws, "pusher:subscribe", {"channel": channel, "auth": auth})
+        error = recv(ws)
+        assert error["event"] == "pusher:subscription_error" and error["channel"] == channel
+        assert json.loads(error["data"])["status"] == 401
+    data = '{"user_info":{}}'
+    send(ws, "pusher:subscribe", {"channel": "presence-a", "auth": channel_auth(sid, "presence-a", data), "channel_data": data})
+    assert json.loads(recv(ws)["data"])["status"] == 400, "presence needs a user_id"
+    send(ws, "pusher:subscribe", {"channel": "bad name!"})
+    assert recv(ws)["event"] == "pusher:subscription_error"
+    # Client events: oversize, on a public channel, on a channel not subscribed: refused.
+    send(ws, "client-big", {"x": "a" * 11_000}, channel="private-room")
+    assert "over 10240 bytes" in recv(ws)["data"]["message"]
+    send(ws, "client-x", {}, channel="news")
+    assert "only allowed on private and presence" in recv(ws)["data"]["message"]
+    send(ws, "client-x", {}, channel="private-elsewhere")
+    assert "not subscribed" in recv(ws)["data"]["message"]
+    # None of it reached the other member; a valid whisper does.
+    send(ws, "client-ok", {"n": 1}, channel="private-room")
+    assert recv(other) == {"event": "client-ok", "channel": "private-room", "data": {"n": 1}}
+    # Many subscriptions from one connection: past the limit each gets an error, nothing breaks.
+    for i in range(150):
+        send(ws, "pusher:subscribe", {"channel": f"many-{i}"})
+    replies = [recv(ws) for _ in range(150)]
+    ok = [r for r in replies if r["event"] == "pusher_internal:subscription_succeeded"]
+    refused = [r for r in replies if r["event"] == "pusher:subscription_error"]
+    assert len(ok) == 100 - 1 and len(refused) == 51, (len(ok), len(refused))
+    send(ws, "pusher:ping")
+    assert recv(ws)["event"] == "pusher:pong"
+    ws.close()
+    other.close()
+
+
+def api_request(server, method: str, path: str, body: bytes = b"", params=None, secret=APP["secret"], timestamp=None, md5=None):
+    """A signed Pusher HTTP API request; returns (status, json body)."""
+    query = {"auth_key": APP["key"], "auth_timestamp": str(int(timestamp if timestamp is not None else time.time())), "auth_version": "1.0", **(params or {})}
+    if body:
+        query["body_md5"] = md5 or hashlib.md5(body).hexdigest()
+    text = "&".join(f"{k}={v}" for k, v in sorted(query.items()))
+    query["auth_signature"] = hmac.new(secret.encode(), f"{method}\n{path}\n{text}".encode(), hashlib.sha256).hexdigest()
+    url = server.http + path + "?" + urllib.parse.urlencode(query)
+    req = urllib.request.Request(url, data=body or None, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as res:
+            return res.status, json.loads(res.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_http_api_signatures(php_server):
+    server = start(php_server)
+    ws, hello = pusher_socket(server)
+    send(ws, "pusher:subscribe", {"channel": "news"})
+    recv(ws)
+    path = f"/apps/{APP['app_id']}/events"
+    body = json.dumps({"name": "n", "channel": "news", "data": "{\"i\":1}"}).encode()
+    assert api_request(server, "POST", path, body) == (200, {})
+    assert recv(ws) == {"event": "n", "channel": "news", "data": "{\"i\":1}"}
+    # The same request again (a replay) is refused; so are stale, future, unsigned and wrong ones.
+    again = json.dumps({"name": "n", "channel": "news", "data": "again"}).encode()
+    fixed = int(time.time())
+    assert api_request(server, "POST", path, again, timestamp=fixed) == (200, {})
+    status, error = api_request(server, "POST", path, again, timestamp=fixed)
+    assert status == 401 and "already used" in error["error"]
+    assert recv(ws)["data"] == "again"
+    for kwargs in [{"timestamp": time.time() - 700}, {"timestamp": time.time() + 700}, {"secret": "wrong"}, {"md5": "0" * 32}]:
+        status, error = api_request(server, "POST", path, body, **kwargs)
+        assert status == 401, (kwargs, error)
+    with pytest.raises(urllib.error.HTTPError) as unsigned:
+        urllib.request.urlopen(urllib.request.Request(server.http + path, data=body, method="POST"), timeout=5)
+    assert unsigned.value.code == 401
+    # Bad bodies are 400/413 and deliver nothing.
+    assert api_request(server, "POST", path, b"{nope")[0] == 400
+    big = json.dumps({"name": "n", "channel": "news", "data": "x" * 11_000}).encode()
+    assert api_request(server, "POST", path, big)[0] == 413
+    batch = json.dumps({"batch": [{"name": "n", "channel": "news", "data": "ok"}, {"name": "n", "channel": "bad name", "data": "x"}]}).encode()
+    assert api_request(server, "POST", f"/apps/{APP['app_id']}/batch_events", batch)[0] == 400
+    assert api_request(server, "GET", "/apps/999/channels")[0] == 404
+    assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/news/users")[0] == 400
+    # Nothing of the refused requests arrived: the next message is the next good one.
+    assert api_request(server, "POST", path, json.dumps({"name": "last", "channel": "news", "data": "d"}).encode())[0] == 200
+    assert recv(ws)["event"] == "last"
+    ws.close()
+
+
+def test_redis_broadcasts_reach_pusher_and_native_clients(php_server, redis_server):
+    import os
+
+    server = start_fanout(php_server, {"pusher": [APP], "redis": redis_server.url})
+    native = Client(server.url)
+    assert native.call("join", native.fd, "news") is True
+    proc = subprocess.Popen(
+        ["node", str(SCENARIOS), "redis"], cwd=ROOT, env=dict(os.environ, **node_env(server)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready "), line + proc.stdout.read()
+        sid = line.split()[1]
+        deadline = time.monotonic() + 10
+        while redis_server.client.pubsub_numpat() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        def laravel(event, data, socket=None):
+            return json.dumps({"event": event, "data": {**data, "socket": socket}, "socket": socket})
+
+        # toOthers() from this very socket: not delivered to it.
+        redis_server.client.publish("laravel_database_private-orders.7", laravel("App\\Events\\OrderShipped", {"id": 0}, sid))
+        redis_server.client.publish("laravel_database_private-orders.7", laravel("App\\Events\\OrderShipped", {"id": 7}))
+        redis_server.client.publish("laravel_database_news", laravel("Headline", {"title": "hi"}))
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "ok redis" in out, out + server.stderr()[-3000:]
+        assert json.loads(native.recv()) == {"event": "Headline", "channel": "news", "data": {"title": "hi", "socket": None}}
+    finally:
+        proc.kill()
+        native.close()
