@@ -220,6 +220,38 @@ def test_http_api_signatures(php_server):
     ws.close()
 
 
+def test_laravel_serve_reads_the_pusher_app_and_echo_gets_a_broadcast(php_server, redis_server, tmp_path):
+    import os
+
+    from test_laravel import artisan, serve
+
+    env = {
+        "APP_STORAGE": str(tmp_path / "storage"),
+        "REDIS_HOST": redis_server.host,
+        "REDIS_PORT": str(redis_server.port),
+        "BROADCAST_DRIVER": "redis",
+        "REDIS_PREFIX": "surgetest_",
+        "PUSHER_APP_ID": APP["app_id"],
+        "PUSHER_APP_KEY": APP["key"],
+        "PUSHER_APP_SECRET": APP["secret"],
+    }
+    assert "users: 3" in artisan("app:setup", "alice", "bob", "carol", env=env).stdout
+    server = serve(php_server, env)
+    assert f"pusher   app {APP['app_id']} (key {APP['key']}) from broadcasting.connections.pusher" in server.stdout()
+    proc = subprocess.Popen(
+        ["node", str(SCENARIOS), "laravel"], cwd=ROOT, env=dict(os.environ, **node_env(server)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready "), line + proc.stdout.read()
+        done = artisan("app:broadcast", "orders", "shipped by Laravel", env=env)
+        assert done.returncode == 0, done.stderr
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "ok laravel" in out, out + server.stderr()[-3000:]
+    finally:
+        proc.kill()
+
+
 def test_redis_broadcasts_reach_pusher_and_native_clients(php_server, redis_server):
     import os
 

@@ -263,6 +263,19 @@ const scenarios = {
     assert(eq(got, [{ id: 7, socket: null }, { title: 'hi', socket: null }]), JSON.stringify(got));
     client.disconnect();
   },
+
+  // Laravel Echo on `php artisan surge:serve`, its app read from broadcasting.connections.pusher;
+  // the Python test runs `artisan app:broadcast orders ...` once this says ready.
+  async laravel() {
+    const client = echo();
+    const got = [];
+    client.channel('orders').listen('OrderShipped', (e) => got.push(e));
+    await until('subscribed', () => client.connector.pusher.channel('orders')?.subscribed);
+    console.log(`ready ${client.socketId()}`);
+    await until('the broadcast', () => got.length === 1, 10000);
+    assert(got[0].message === 'shipped by Laravel', JSON.stringify(got));
+    client.disconnect();
+  },
 };
 
 const name = process.argv[2];

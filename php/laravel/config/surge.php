@@ -34,4 +34,15 @@ return [
         'channels' => ['*'],
     ],
 
+    // The Pusher protocol, so Laravel Echo + pusher-js and BROADCAST_DRIVER=pusher work by
+    // pointing them at Surge: apps (app_id, key, secret) are read from these connections in
+    // config/broadcasting.php (those with an empty key are skipped). 'settings' => ['pusher'
+    // => [...]] above replaces this. Options: client_events, client_event_rate,
+    // max_connections, activity_timeout (README "Pusher protocol").
+    'pusher' => [
+        'enabled' => env('SURGE_PUSHER', true),
+        'connections' => ['pusher', 'reverb'],
+        'options' => [],
+    ],
+
 ];

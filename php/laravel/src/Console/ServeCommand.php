@@ -32,6 +32,7 @@ class ServeCommand extends Command
 
         try {
             [$host, $port, $settings, $handlerClass, $redis, $channels] = $this->configuration();
+            [$settings, $pusherFrom] = $this->pusherApps($settings);
         } catch (InvalidArgumentException $e) {
             $this->error('Surge is misconfigured: '.$e->getMessage());
 
@@ -57,6 +58,9 @@ class ServeCommand extends Command
         }
 
         $this->banner($host, $port, $handlerClass, $handler, $redis, $channels);
+        foreach ($pusherFrom as $line) {
+            $this->line("  pusher   {$line}");
+        }
         try {
             $server->start();
         } catch (\Surge\Exception $e) {
@@ -113,6 +117,42 @@ class ServeCommand extends Command
         }
 
         return [$host, (int) $port, $settings, $handler, $redis, $channels];
+    }
+
+    /**
+     * The Pusher protocol's apps, from the broadcasting connections named in surge.pusher
+     * (pusher and reverb by default: key, secret, app_id), unless surge.settings has 'pusher'.
+     * Returns the settings and one banner line per app.
+     */
+    private function pusherApps(array $settings): array
+    {
+        $config = (array) $this->laravel['config']->get('surge.pusher', []);
+        if (array_key_exists('pusher', $settings)) {
+            return [$settings, ['apps from surge.settings.pusher']];
+        }
+        if (! filter_var($config['enabled'] ?? true, FILTER_VALIDATE_BOOLEAN)) {
+            return [$settings, []];
+        }
+        $options = $config['options'] ?? [];
+        if (! is_array($options)) {
+            throw new InvalidArgumentException('surge.pusher.options must be an array (client_events, client_event_rate, max_connections, activity_timeout)');
+        }
+        $apps = [];
+        $lines = [];
+        foreach ((array) ($config['connections'] ?? ['pusher', 'reverb']) as $name) {
+            $connection = $this->laravel['config']->get("broadcasting.connections.{$name}");
+            if (! is_array($connection) || ! in_array($connection['driver'] ?? null, ['pusher', 'reverb'], true)) {
+                continue;
+            }
+            $app = ['app_id' => (string) ($connection['app_id'] ?? ''), 'key' => (string) ($connection['key'] ?? ''), 'secret' => (string) ($connection['secret'] ?? '')];
+            if (in_array('', $app, true)) {
+                continue; // not set up (e.g. PUSHER_APP_KEY empty): not an app
+            }
+            $apps[] = $app + ($options === [] ? [] : ['options' => $options]);
+            $lines[] = "app {$app['app_id']} (key {$app['key']}) from broadcasting.connections.{$name}: Echo at ws://HOST:PORT/app/{$app['key']}";
+        }
+
+        return [$apps === [] ? $settings : $settings + ['pusher' => $apps], $lines];
     }
 
     private function wire(\Surge\WebSocket\Server $server, Handler $handler): void
