@@ -84,8 +84,10 @@ foreach ($raw as $r) {
 }
 $machine = machine();
 $date = gmdate('Y-m-d\TH:i:s\Z');
+// The raw lines again as objects, so that an empty {} stays {} in the file.
+$rawObjects = array_map(fn($l) => json_decode($l, false, 512, JSON_THROW_ON_ERROR), file($resultsFile, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES));
 $report = ['date' => $date, 'commit' => commit(), 'machine' => $machine, 'command' => 'bench/run.sh',
-           'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'raw' => $raw];
+           'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'raw' => $rawObjects];
 
 $ms = fn($us) => $us === null ? '-' : number_format($us / 1000, 2);
 $mib = fn($kib) => number_format($kib / 1024, 1);
