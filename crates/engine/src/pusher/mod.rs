@@ -161,7 +161,8 @@ pub struct App {
     presence: Mutex<HashMap<String, Presence>>,
     connections: AtomicUsize,
     /// HTTP API signatures already used, with their timestamps: a replayed POST is refused.
-    used_signatures: Mutex<HashMap<String, i64>>,
+    /// The size at which expired ones are next pruned comes with it.
+    used_signatures: Mutex<(HashMap<String, i64>, usize)>,
 }
 
 impl App {
@@ -288,14 +289,16 @@ pub(crate) fn forward_broadcast(shared: &Shared, channel: &str, event: &str, dat
     if !shared.pusher.enabled() {
         return 0;
     }
-    let mut json = None;
+    let mut item = None;
+    let limit = shared.config.socket_buffer_size;
     let mut sent = 0;
     for app in &shared.pusher.apps {
-        if app.channels.recipients(channel, except).is_empty() {
+        let recipients = app.channels.recipients(channel, except);
+        if recipients.is_empty() {
             continue;
         }
-        let json = json.get_or_insert_with(|| event_json(event, Some(channel), &quote(data)));
-        sent += publish(shared, app, channel, json, except);
+        let item = item.get_or_insert_with(|| text_frame(&event_json(event, Some(channel), &quote(data))));
+        sent += recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count();
     }
     sent
 }
