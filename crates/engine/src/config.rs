@@ -100,6 +100,17 @@ pub struct Config {
     pub redis_forward: bool,
     /// Pusher protocol apps (Laravel Echo, pusher-js); empty: the protocol is off.
     pub pusher: Vec<crate::pusher::AppConfig>,
+    /// PEM certificate chain and private key: with both, the port speaks TLS (wss://, https://).
+    pub ssl_cert_file: Option<String>,
+    pub ssl_key_file: Option<String>,
+    /// Origins (`scheme://host[:port]`, compared without case) whose pages may open a
+    /// WebSocket; empty: any. A handshake without an Origin header (not from a browser) passes.
+    pub allowed_origins: Vec<String>,
+    /// Open connections from one remote IP address; 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Messages one client may send per second, on average (a token bucket holding one
+    /// second's worth, so bursts up to this many pass); 0: no limit.
+    pub max_messages_per_second: u32,
 }
 
 fn default_max_connection() -> usize {
@@ -132,6 +143,11 @@ impl Default for Config {
             redis_prefix: "laravel_database_".into(),
             redis_forward: true,
             pusher: Vec::new(),
+            ssl_cert_file: None,
+            ssl_key_file: None,
+            allowed_origins: Vec::new(),
+            max_connections_per_ip: 0,
+            max_messages_per_second: 0,
         }
     }
 }
@@ -158,6 +174,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "redis_prefix",
     "redis_forward",
     "pusher",
+    "ssl_cert_file",
+    "ssl_key_file",
+    "allowed_origins",
+    "max_connections_per_ip",
+    "max_messages_per_second",
     "worker_num",
     "task_worker_num",
 ];
@@ -181,6 +202,11 @@ impl Config {
             "redis_prefix" => self.redis_prefix = string(key, value)?,
             "redis_forward" => self.redis_forward = boolean(key, value)?,
             "pusher" => self.pusher = crate::pusher::AppConfig::parse_all(value)?,
+            "ssl_cert_file" => self.ssl_cert_file = path(key, value)?,
+            "ssl_key_file" => self.ssl_key_file = path(key, value)?,
+            "allowed_origins" => self.allowed_origins = origins(value)?,
+            "max_connections_per_ip" => self.max_connections_per_ip = count(key, value, 0, 10_000_000)?,
+            "max_messages_per_second" => self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;
@@ -217,7 +243,24 @@ impl Config {
                     .into(),
             ));
         }
+        if self.ssl_cert_file.is_some() != self.ssl_key_file.is_some() {
+            return Err(ConfigError(
+                "settings 'ssl_cert_file' and 'ssl_key_file' go together: give both for TLS, or neither".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether a handshake with this Origin header may open a WebSocket.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            _ if self.allowed_origins.is_empty() => true,
+            None => true,
+            Some(origin) => {
+                let origin = origin.trim().trim_end_matches('/');
+                self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+        }
     }
 }
 
@@ -258,6 +301,44 @@ fn string(key: &str, value: &Value) -> Result<String, ConfigError> {
         Value::Str(s) => Ok(s.clone()),
         other => Err(ConfigError(format!("setting '{key}' must be a string, got {}", other.kind()))),
     }
+}
+
+/// A file name; empty or null: none.
+fn path(key: &str, value: &Value) -> Result<Option<String>, ConfigError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Str(s) if s.is_empty() => Ok(None),
+        Value::Str(s) => Ok(Some(s.clone())),
+        other => Err(ConfigError(format!("setting '{key}' must be a file name (string), got {}", other.kind()))),
+    }
+}
+
+fn origins(value: &Value) -> Result<Vec<String>, ConfigError> {
+    let Value::List(items) = value else {
+        return Err(ConfigError(format!(
+            "setting 'allowed_origins' must be a list of origins like ['https://example.com'], got {}",
+            value.kind()
+        )));
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Str(s) if s.starts_with("http://") || s.starts_with("https://") => {
+                let origin = s.trim_end_matches('/');
+                if origin.split("://").nth(1).is_some_and(|host| !host.is_empty() && !host.contains('/')) {
+                    Ok(origin.to_owned())
+                } else {
+                    Err(ConfigError(format!(
+                        "setting 'allowed_origins': '{s}' is not an origin (scheme://host[:port], no path)"
+                    )))
+                }
+            }
+            Value::Str(s) => Err(ConfigError(format!(
+                "setting 'allowed_origins': '{s}' is not an origin; write it as http(s)://host[:port]"
+            ))),
+            other => Err(ConfigError(format!("setting 'allowed_origins' must list strings, got {}", other.kind()))),
+        })
+        .collect()
 }
 
 fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
@@ -345,6 +426,47 @@ mod tests {
         c.apply("ping_interval", &Value::Int(30)).unwrap();
         c.apply("heartbeat_idle_time", &Value::Int(10)).unwrap();
         assert!(c.validate().unwrap_err().0.contains("'ping_interval'"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let mut c = Config::default();
+        c.apply("ssl_cert_file", &Value::Str("/etc/surge/cert.pem".into())).unwrap();
+        assert!(c.validate().unwrap_err().0.contains("'ssl_key_file'"));
+        c.apply("ssl_key_file", &Value::Str("/etc/surge/key.pem".into())).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.ssl_key_file.as_deref(), Some("/etc/surge/key.pem"));
+        assert!(c.apply("ssl_cert_file", &Value::Int(1)).unwrap_err().0.contains("'ssl_cert_file'"));
+    }
+
+    #[test]
+    fn allowed_origins() {
+        let mut c = Config::default();
+        assert!(c.origin_allowed(Some("https://evil.example")), "empty list: any origin");
+        let list = |items: &[&str]| Value::List(items.iter().map(|s| Value::Str(s.to_string())).collect());
+        c.apply("allowed_origins", &list(&["https://App.example.com/", "http://localhost:8080"])).unwrap();
+        assert!(c.origin_allowed(Some("https://app.example.com")));
+        assert!(c.origin_allowed(Some("http://localhost:8080")));
+        assert!(!c.origin_allowed(Some("http://localhost:8081")));
+        assert!(!c.origin_allowed(Some("https://app.example.com.evil.example")));
+        assert!(!c.origin_allowed(Some("null")));
+        assert!(c.origin_allowed(None), "no Origin header: not a browser, nothing to check");
+        for bad in ["app.example.com", "https://app.example.com/path", "https://"] {
+            let err = c.apply("allowed_origins", &list(&[bad])).unwrap_err();
+            assert!(err.0.contains(bad), "{err}");
+        }
+        assert!(c.apply("allowed_origins", &Value::Str("https://a.example".into())).is_err());
+    }
+
+    #[test]
+    fn connection_and_message_limits() {
+        let mut c = Config::default();
+        assert_eq!((c.max_connections_per_ip, c.max_messages_per_second), (0, 0), "unlimited by default");
+        c.apply("max_connections_per_ip", &Value::Int(10)).unwrap();
+        c.apply("max_messages_per_second", &Value::Int(50)).unwrap();
+        assert_eq!((c.max_connections_per_ip, c.max_messages_per_second), (10, 50));
+        let err = c.apply("max_messages_per_second", &Value::Int(-1)).unwrap_err();
+        assert!(err.0.starts_with("setting 'max_messages_per_second' must be between 0"), "{err}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
-use crate::{heartbeat, logging};
+use crate::{heartbeat, logging, tls};
 
 /// Which PHP callbacks are registered (see [`Engine::set_handler`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,11 @@ impl Engine {
     /// for the user (bad settings, address in use, ...).
     pub fn start(config: Config, host: &str, port: u16) -> Result<Engine, String> {
         config.validate().map_err(|e| e.to_string())?;
+        let tls = match (&config.ssl_cert_file, &config.ssl_key_file) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         logging::init(config.log_level);
         let addr = resolve(host, port)?;
         // Before the runtime, so that every I/O thread starts with the mask it then undoes.
@@ -123,7 +128,7 @@ impl Engine {
             }
             None => None,
         };
-        runtime.spawn(accept_loop(listener, shared.clone()));
+        runtime.spawn(accept_loop(listener, shared.clone(), tls));
         runtime.spawn(heartbeat::run(shared.clone()));
         runtime.spawn(crate::pusher::sweep(shared.clone()));
         // PHP's own signal handling would kill the process on SIGINT/SIGTERM even with Tokio's
@@ -133,7 +138,7 @@ impl Engine {
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
         }
         runtime.block_on(async { watch_signals(shared.clone()) }).map_err(|e| format!("cannot watch signals: {e}"))?;
-        log::info!(target: "surge", "listening on ws://{local_addr}");
+        log::info!(target: "surge", "listening on {scheme}://{local_addr}");
         Ok(Engine {
             shared,
             runtime: Some(runtime),

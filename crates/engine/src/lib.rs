@@ -15,6 +15,7 @@ pub mod redis_bridge;
 pub mod registry;
 mod shared;
 pub mod stats;
+mod tls;
 
 pub use config::{Config, ConfigError, Value};
 pub use engine::{ClientInfo, Engine, Handler, Payload};

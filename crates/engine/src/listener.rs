@@ -1,8 +1,9 @@
 //! The accept loop and HTTP/1.1 (hyper) on every TCP connection: WebSocket handshakes are
 //! upgraded here, other requests go to PHP's `request` callback or get a clear status.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -27,8 +31,10 @@ use crate::events::{Event, HttpRequest, HttpResponse, Responder};
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
 use crate::stats::bump;
+use crate::tls;
 
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// With `tls`, every connection does its TLS handshake before HTTP.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let mut stopping = shared.stopping.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -38,13 +44,16 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match accepted {
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
-                if shared.live_connections() >= shared.config.max_connection {
-                    bump(&shared.stats.rejected, 1);
-                    tokio::spawn(refuse(stream, shared.config.max_connection, shared.config.handshake_timeout));
-                    continue;
+                match admit(&shared, remote.ip()) {
+                    Ok(slot) => {
+                        bump(&shared.stats.accepted, 1);
+                        tokio::spawn(serve_tcp(stream, remote, shared.clone(), tls.clone(), slot));
+                    }
+                    Err(why) => {
+                        bump(&shared.stats.rejected, 1);
+                        tokio::spawn(refuse_tcp(stream, why, tls.clone(), shared.config.handshake_timeout));
+                    }
                 }
-                bump(&shared.stats.accepted, 1);
-                tokio::spawn(serve_tcp(stream, remote, shared.clone()));
             }
             Err(err) => {
                 // Out of file descriptors or similar: say so once per burst and let the
@@ -56,14 +65,85 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Past `max_connection`: a clear answer, then the connection is closed.
-async fn refuse(mut stream: TcpStream, max: usize, wait: Duration) {
+/// Whether a new connection from `ip` may be served; if not, why (the body of a 503).
+fn admit(shared: &Shared, ip: IpAddr) -> Result<Option<Arc<IpSlot>>, String> {
+    let max = shared.config.max_connection;
+    if shared.live_connections() >= max {
+        return Err(format!("server is at its connection limit (max_connection = {max})\n"));
+    }
+    let per_ip = shared.config.max_connections_per_ip;
+    if per_ip == 0 {
+        return Ok(None);
+    }
+    let mut counts = shared.per_ip.lock();
+    let open = counts.entry(ip).or_insert(0);
+    if *open >= per_ip {
+        return Err(format!("too many connections from {ip} (max_connections_per_ip = {per_ip})\n"));
+    }
+    *open += 1;
+    Ok(Some(Arc::new(IpSlot { counts: shared.per_ip.clone(), ip })))
+}
+
+/// One connection's place in `max_connections_per_ip`, held by its HTTP connection and then
+/// its WebSocket; given back when the last holder drops it.
+#[derive(Debug)]
+pub(crate) struct IpSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(open) = counts.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A refused connection gets its 503 in the protocol it speaks.
+async fn refuse_tcp(stream: TcpStream, why: String, tls: Option<TlsAcceptor>, wait: Duration) {
+    match tls {
+        None => refuse(stream, "503 Service Unavailable", &why, wait).await,
+        Some(tls) => {
+            if let Some(stream) = tls_handshake(&tls, stream, wait).await {
+                refuse(stream, "503 Service Unavailable", &why, wait).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake, within `wait`. A client speaking plain HTTP to the TLS port is told so.
+async fn tls_handshake(tls: &TlsAcceptor, stream: TcpStream, wait: Duration) -> Option<TlsStream<TcpStream>> {
+    let handshake = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await.ok()? == 0 {
+            return None;
+        }
+        if first[0] != tls::HANDSHAKE_RECORD {
+            refuse(stream, "400 Bad Request", "this port speaks TLS: connect with wss:// or https://\n", wait).await;
+            return None;
+        }
+        tls.accept(stream).await.map_err(|err| log::debug!(target: "surge", "TLS handshake failed: {err}")).ok()
+    };
+    if wait.is_zero() {
+        handshake.await
+    } else {
+        tokio::time::timeout(wait, handshake).await.ok().flatten()
+    }
+}
+
+/// A clear answer (`status` such as "503 Service Unavailable"), then the connection is closed.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &str, body: &str, wait: Duration) {
     // Answer once the request head is in: a client still sending its request when the answer
     // and the close arrive may fail on its write and never read the answer.
     read_until(&mut stream, wait, |seen| seen.windows(4).any(|w| w == b"\r\n\r\n")).await;
-    let body = format!("server is at its connection limit (max_connection = {max})\n");
+    let retry = if status.starts_with("503") { "retry-after: 5\r\n" } else { "" };
     let reply = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 5\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n{retry}\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
@@ -75,7 +155,7 @@ async fn refuse(mut stream: TcpStream, max: usize, wait: Duration) {
 
 /// Reads (and drops) from `stream` until `done` says so about the last 16 KiB read, the client
 /// closes, 64 KiB have been read, or `wait` has passed.
-async fn read_until(stream: &mut TcpStream, wait: Duration, done: impl Fn(&[u8]) -> bool) {
+async fn read_until<S: AsyncRead + Unpin>(stream: &mut S, wait: Duration, done: impl Fn(&[u8]) -> bool) {
     let _ = tokio::time::timeout(wait, async {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -107,7 +187,13 @@ impl Drop for HttpLive {
     }
 }
 
-async fn serve_tcp(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+async fn serve_tcp(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    slot: Option<Arc<IpSlot>>,
+) {
     shared.http_live.fetch_add(1, Relaxed);
     let _live = HttpLive(shared.clone());
     let peer = Peer {
@@ -115,13 +201,28 @@ async fn serve_tcp(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
         remote,
         server_port: stream.local_addr().map(|a| a.port()).unwrap_or(0),
         connect_time: unix_ms() / 1000,
+        _slot: slot,
     };
+    match tls {
+        None => serve_http(stream, peer, shared).await,
+        Some(tls) => {
+            if let Some(stream) = tls_handshake(&tls, stream, shared.config.handshake_timeout).await {
+                serve_http(stream, peer, shared).await;
+            }
+        }
+    }
+}
+
+async fn serve_http<S>(stream: S, peer: Peer, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let fd = peer.fd;
     let timeout = shared.config.handshake_timeout;
     let svc = {
         let shared = shared.clone();
         service_fn(move |req| {
-            let shared = shared.clone();
+            let (shared, peer) = (shared.clone(), peer.clone());
             async move { Ok::<_, Infallible>(handle(req, peer, shared).await) }
         })
     };
@@ -139,13 +240,15 @@ async fn serve_tcp(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
 type Reply = Response<Full<Bytes>>;
 
 /// Who is on the other end of one TCP connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Peer {
     fd: u64,
     remote: SocketAddr,
     server_port: u16,
     /// Unix seconds.
     connect_time: u64,
+    /// Held as long as the connection lives (see `max_connections_per_ip`).
+    _slot: Option<Arc<IpSlot>>,
 }
 
 async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
@@ -188,7 +291,7 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             ))
         }
     };
-    let request = http_request(&parts.method, &parts.uri, parts.version, &parts.headers, body, peer);
+    let request = http_request(&parts.method, &parts.uri, parts.version, &parts.headers, body, &peer);
     let (tx, rx) = oneshot::channel();
     if shared.events.send(Event::Request { request: Box::new(request), reply: Responder(tx) }).await.is_err() {
         return reply(HttpResponse::text(503, "server is shutting down\n"));
@@ -235,11 +338,16 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
         res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         return res;
     }
+    let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("(not text)"));
+    if !shared.config.origin_allowed(origin) {
+        log::debug!(target: "surge", "fd {}: handshake from origin {origin:?} refused (allowed_origins)", peer.fd);
+        return reply(HttpResponse::text(403, "this origin may not open a WebSocket here (allowed_origins)\n"));
+    }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).filter(|k| k.len() == 24) else {
         return reply(HttpResponse::text(400, "missing or malformed Sec-WebSocket-Key\n"));
     };
     let accept = derive_accept_key(key.as_bytes());
-    let handshake = http_request(req.method(), req.uri(), req.version(), req.headers(), Bytes::new(), peer);
+    let handshake = http_request(req.method(), req.uri(), req.version(), req.headers(), Bytes::new(), &peer);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -286,7 +394,7 @@ fn http_request(
     version: hyper::Version,
     headers: &hyper::HeaderMap,
     body: Bytes,
-    peer: Peer,
+    peer: &Peer,
 ) -> HttpRequest {
     HttpRequest {
         fd: peer.fd,

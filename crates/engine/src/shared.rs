@@ -1,9 +1,13 @@
 //! The state every task of one engine shares. Kept in one place so that a later multi-process
 //! version can find everything a process owns.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 use crate::channels::Channels;
@@ -35,6 +39,8 @@ pub struct Shared {
     pub stopping: watch::Sender<bool>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
     pub http_live: AtomicUsize,
+    /// Open connections per remote address, kept when `max_connections_per_ip` is set.
+    pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     next_fd: AtomicU64,
     epoch: Instant,
     pub start_unix_ms: u64,
@@ -57,6 +63,7 @@ impl Shared {
             events,
             stopping: watch::channel(false).0,
             http_live: AtomicUsize::new(0),
+            per_ip: Default::default(),
             next_fd: AtomicU64::new(1),
             epoch: Instant::now(),
             start_unix_ms: unix_ms(),

@@ -1,0 +1,83 @@
+"""Security settings on the handshake and on each connection: allowed_origins,
+max_connections_per_ip and max_messages_per_second. Each refusal is clear and costs the other
+clients nothing."""
+
+import socket
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import assert_serves, settings_env
+
+
+def test_allowed_origins_refuse_other_pages_with_403(php_server):
+    srv = php_server("echo.php", env=settings_env(allowed_origins=["https://app.example", "http://localhost:8080"]))
+    for origin in ["https://app.example", "HTTPS://APP.EXAMPLE", "http://localhost:8080"]:
+        with connect(srv.url, origin=origin) as ws:
+            ws.send(origin)
+            assert ws.recv(timeout=5) == origin
+    for origin in ["https://evil.example", "https://app.example.evil.example", "http://localhost:8081", "null"]:
+        with pytest.raises(InvalidStatus) as err:
+            connect(srv.url, origin=origin, open_timeout=5)
+        assert err.value.response.status_code == 403, origin
+        assert b"allowed_origins" in err.value.response.body
+    # Not a browser (no Origin header): nothing to check.
+    with connect(srv.url) as ws:
+        assert_serves(srv, ws)
+
+
+def connect_from(srv, source_ip: str):
+    """A WebSocket client whose connection comes from `source_ip` (any 127.x.y.z is loopback)."""
+    sock = socket.socket()
+    sock.bind((source_ip, 0))
+    sock.connect(("127.0.0.1", srv.port))
+    return connect(srv.url, sock=sock, open_timeout=5)
+
+
+def test_max_connections_per_ip_refuses_the_next_one_from_that_address(php_server):
+    srv = php_server("echo.php", env=settings_env(max_connections_per_ip=2))
+    with connect_from(srv, "127.0.0.1") as first, connect_from(srv, "127.0.0.1"):
+        with pytest.raises(InvalidStatus) as err:
+            connect_from(srv, "127.0.0.1")
+        assert err.value.response.status_code == 503
+        assert b"max_connections_per_ip = 2" in err.value.response.body
+        # Another address has its own count.
+        with connect_from(srv, "127.0.0.2") as other:
+            other.send("other address")
+            assert other.recv(timeout=5) == "other address"
+        first.close()
+        srv.wait_output("close ")
+        # The place is given back once the WebSocket is gone.
+        with connect_from(srv, "127.0.0.1") as again:
+            again.send("in again")
+            assert again.recv(timeout=5) == "in again"
+
+
+def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server):
+    rate = 5
+    srv = php_server("echo.php", env=settings_env(max_messages_per_second=rate))
+    with connect(srv.url) as steady, connect(srv.url) as flooder:
+        # A burst of one second's worth passes; so does a steady rate within the limit.
+        for i in range(rate):
+            steady.send(f"burst {i}")
+        assert [steady.recv(timeout=5) for _ in range(rate)] == [f"burst {i}" for i in range(rate)]
+        for i in range(3):
+            time.sleep(1.05 / rate * 2)
+            steady.send(f"steady {i}")
+            assert steady.recv(timeout=5) == f"steady {i}"
+        # Past the burst and faster than the rate: closed, the extra messages never reach PHP.
+        for i in range(3 * rate):
+            try:
+                flooder.send(f"flood {i}")
+            except ConnectionClosed:
+                break
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                flooder.recv(timeout=5)
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "message rate limit exceeded")
+        assert_serves(srv, steady)
+    flood_fd = srv.stdout().split("open ")[2].split()[0]
+    handed = [line for line in srv.stdout().splitlines() if line.startswith(f"message {flood_fd} flood")]
+    assert rate <= len(handed) <= rate + 1, handed

@@ -1,0 +1,114 @@
+"""TLS: with ssl_cert_file and ssl_key_file the port speaks wss:// and https://; plain clients
+are told what is wrong and cost the others nothing; bad certificate files are named at start."""
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import run_php, settings_env
+
+
+@pytest.fixture
+def cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert file, key file)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(php_server, cert):
+    def start(env=None, **settings):
+        srv = php_server("echo.php", env={**settings_env(ssl_cert_file=str(cert[0]), ssl_key_file=str(cert[1]), **settings), **(env or {})})
+        srv.wss = f"wss://127.0.0.1:{srv.port}"
+        srv.ctx = ssl.create_default_context(cafile=str(cert[0]))
+        return srv
+    return start
+
+
+def test_wss_echo_and_https_requests(tls_server):
+    srv = tls_server(env={"SURGE_HTTP": "1"})
+    with connect(srv.wss, ssl=srv.ctx) as ws:
+        ws.send("over TLS")
+        assert ws.recv(timeout=5) == "over TLS"
+        ws.send(b"\x00\x01binary")
+        assert ws.recv(timeout=5) == b"\x00\x01binary"
+    with urllib.request.urlopen(f"https://127.0.0.1:{srv.port}/page?x=1", context=srv.ctx, timeout=5) as res:
+        assert res.status == 201
+        assert b'"uri":"\\/page"' in res.read()
+    assert "listening on wss://" in srv.stderr()
+
+
+def test_plain_clients_on_the_tls_port_are_told_and_others_keep_being_served(tls_server):
+    srv = tls_server(handshake_timeout=0.5)
+    with connect(srv.wss, ssl=srv.ctx) as bystander:
+        with pytest.raises(InvalidStatus) as err:
+            connect(f"ws://127.0.0.1:{srv.port}", open_timeout=5)
+        assert err.value.response.status_code == 400
+        assert b"wss://" in err.value.response.body
+        # A client that connects and says nothing is dropped after handshake_timeout.
+        with socket.create_connection(("127.0.0.1", srv.port)) as silent:
+            silent.settimeout(5)
+            started = time.monotonic()
+            assert silent.recv(100) == b""
+            assert time.monotonic() - started < 3
+        # A TLS client that does not trust the certificate fails its handshake.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connect(srv.wss, ssl=ssl.create_default_context(), open_timeout=5)
+        bystander.send("still here")
+        assert bystander.recv(timeout=5) == "still here"
+    with connect(srv.wss, ssl=srv.ctx) as fresh:
+        fresh.send("fresh")
+        assert fresh.recv(timeout=5) == "fresh"
+
+
+def test_past_max_connection_tls_clients_get_503_over_tls(tls_server):
+    srv = tls_server(max_connection=1)
+    with connect(srv.wss, ssl=srv.ctx):
+        with pytest.raises(InvalidStatus) as err:
+            connect(srv.wss, ssl=srv.ctx, open_timeout=5)
+        assert err.value.response.status_code == 503
+        assert b"max_connection" in err.value.response.body
+
+
+def test_bad_certificate_files_are_named_at_start(cert, tmp_path):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(other / "key.pem"), "-out", str(other / "cert.pem"), "-days", "2", "-subj", "/CN=other"],
+        check=True, capture_output=True,
+    )
+    cert_file, key_file = map(str, cert)
+    cases = [
+        (str(tmp_path / "missing.pem"), key_file, "cannot read ssl_cert_file '" + str(tmp_path / "missing.pem")),
+        (str(junk), key_file, f"ssl_cert_file '{junk}' holds no certificate"),
+        (cert_file, cert_file, f"ssl_key_file '{cert_file}' holds no private key"),
+        (cert_file, str(other / "key.pem"), f"ssl_key_file '{other / 'key.pem'}' cannot serve ssl_cert_file '{cert_file}'"),
+        (cert_file, None, "'ssl_cert_file' and 'ssl_key_file' go together"),
+    ]
+    for cert_arg, key_arg, expected in cases:
+        settings = {"ssl_cert_file": cert_arg} | ({"ssl_key_file": key_arg} if key_arg else {})
+        result = run_php(
+            """<?php
+            $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+            try { $s->set(json_decode(getenv('SETTINGS'), true)); $s->start(); echo "started\\n"; } catch (Surge\\Exception $e) { echo $e->getMessage(), "\\n"; }
+            """,
+            env={"SETTINGS": json.dumps(settings)},
+        )
+        assert expected in result.stdout, (expected, result.stdout, result.stderr)
