@@ -1,13 +1,21 @@
 //! `Surge\Table`: the PHP face of `surge-table`, a typed table in shared memory that processes
 //! forked after `create()` share.
+//!
+//! The hot paths (`get`, `exists`, `set`, `incr`) avoid heap allocations that PHP does not make
+//! itself: keys are borrowed from the PHP string (or written out on the stack for an int),
+//! rows are read into a buffer kept in the object, and the column names are zend strings
+//! made once at `create()` (interned where PHP allows), so a row array is built without
+//! hashing or copying them.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
+use ext_php_rs::boxed::ZBox;
 use ext_php_rs::exception::PhpResult;
+use ext_php_rs::ffi;
 use ext_php_rs::prelude::*;
-use ext_php_rs::types::{ZendHashTable, Zval};
+use ext_php_rs::types::{ArrayKey, ZendHashTable, ZendStr, Zval};
 use ext_php_rs::zend::ce;
-use surge_table::{ColumnType, Entry, Table as Shared, TableError, Value};
+use surge_table::{Column, ColumnType, Entry, Table as Shared, TableError, Value};
 
 use crate::convert::{binary_zval, bytes_arg, type_name, Assoc};
 use crate::exception::error;
@@ -20,6 +28,50 @@ pub struct Table {
     table: Shared,
     /// The row the iterator stands on.
     cursor: RefCell<Option<Entry>>,
+    /// The values of the last row read by `get`, kept so that the next `get` reuses their
+    /// buffers.
+    row_buf: RefCell<Vec<Value>>,
+    /// The column names as PHP array keys, in schema order; made by `create()`.
+    names: OnceCell<Vec<Name>>,
+}
+
+/// A column name as a key of PHP arrays: an interned string, or an int for a name such as
+/// "7", which PHP arrays always hold as the int 7.
+enum Name {
+    Str(ZBox<ZendStr>),
+    Index(i64),
+}
+
+impl Name {
+    fn new(name: &str) -> Name {
+        match decimal_key(name) {
+            Some(n) => Name::Index(n),
+            None => Name::Str(ZendStr::new_interned(name, false)),
+        }
+    }
+
+    fn find<'a>(&self, array: &'a ZendHashTable) -> Option<&'a Zval> {
+        match self {
+            Name::Str(s) => array.get(ArrayKey::ZendString(s)),
+            Name::Index(n) => array.get_index(*n),
+        }
+    }
+}
+
+/// The int a string stands for as an array key in PHP: "0", "7", "-12", not "07", "-0", "+1",
+/// " 1" or anything beyond i64.
+fn decimal_key(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let canonical = match digits.as_bytes() {
+        [b'0'] => s == "0",
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if canonical {
+        s.parse().ok()
+    } else {
+        None
+    }
 }
 
 fn fail(e: TableError) -> ext_php_rs::exception::PhpException {
@@ -36,7 +88,9 @@ fn value_zval(value: &Value) -> Zval {
     zv
 }
 
-fn value_arg(zv: &Zval, column: &str) -> PhpResult<Value> {
+/// A value for `column`, as the crate takes it. `column` is None for a name the schema does
+/// not have (the crate then refuses the name). Booleans are 0 and 1 in number columns.
+fn value_arg(zv: &Zval, name: &str, column: Option<&Column>) -> PhpResult<Value> {
     if let Some(n) = zv.long() {
         Ok(Value::Int(n))
     } else if let Some(f) = zv.double() {
@@ -44,19 +98,114 @@ fn value_arg(zv: &Zval, column: &str) -> PhpResult<Value> {
     } else if let Some(s) = zv.zend_str() {
         Ok(Value::Str(s.as_bytes().to_vec()))
     } else if let Some(b) = zv.bool() {
-        Ok(Value::Int(i64::from(b)))
+        match column.map(|c| c.ty) {
+            Some(ColumnType::Str(_)) => {
+                Err(error(format!("column '{name}' is STRING; it cannot hold a bool (only strings)")))
+            }
+            _ => Ok(Value::Int(i64::from(b))),
+        }
     } else {
-        Err(error(format!("value for column '{column}' must be an int, float or string, got {}", type_name(zv))))
+        Err(error(format!("value for column '{name}' must be an int, float or string, got {}", type_name(zv))))
     }
 }
 
-impl Table {
-    fn row(&self, values: &[Value]) -> PhpResult<Zval> {
-        let mut row = Assoc::new();
-        for (column, value) in self.table.columns().map_err(fail)?.iter().zip(values) {
-            row.set(&column.name, value_zval(value))?;
+/// The bytes of a key: borrowed from a PHP string, or an int written out in decimal as PHP
+/// prints it (so `5` and `"5"` are the same key), without allocating.
+enum Key<'a> {
+    Borrowed(&'a [u8]),
+    Digits { buf: [u8; 20], start: usize },
+    Owned(Vec<u8>),
+}
+
+impl Key<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Key::Borrowed(b) => b,
+            Key::Digits { buf, start } => &buf[*start..],
+            Key::Owned(v) => v,
         }
-        Ok(row.into_zval())
+    }
+}
+
+fn key_arg(zv: &Zval) -> PhpResult<Key<'_>> {
+    if let Some(s) = zv.zend_str() {
+        return Ok(Key::Borrowed(s.as_bytes()));
+    }
+    if let Some(n) = zv.long() {
+        // 20 bytes hold every i64, i64::MIN's sign included.
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        let mut rest = n.unsigned_abs();
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            start -= 1;
+            buf[start] = b'-';
+        }
+        return Ok(Key::Digits { buf, start });
+    }
+    Ok(Key::Owned(bytes_arg(zv, "table key")?))
+}
+
+impl Table {
+    fn names(&self) -> PhpResult<&[Name]> {
+        self.names.get().map(Vec::as_slice).ok_or_else(|| fail(TableError::NotCreated))
+    }
+
+    /// A row as a PHP array keyed by column name.
+    fn row(&self, values: &[Value]) -> PhpResult<Zval> {
+        let names = self.names()?;
+        // SAFETY: a new array gets distinct keys (column names are unique), so adding without
+        // looking first is right; the array takes its own reference to a key that is not
+        // interned (with opcache, a name may not be). Each value is moved into the array, which
+        // owns it from then on, hence the forget.
+        let row = unsafe {
+            let ht = ffi::_zend_new_array(names.len() as u32);
+            for (name, value) in names.iter().zip(values) {
+                let mut zv = value_zval(value);
+                match name {
+                    Name::Str(s) => ffi::zend_hash_add_new(ht, s.as_ptr().cast_mut(), &raw mut zv),
+                    Name::Index(n) => ffi::zend_hash_index_update(ht, *n as u64, &raw mut zv),
+                };
+                std::mem::forget(zv);
+            }
+            ZBox::from_raw(ht)
+        };
+        let mut zv = Zval::new();
+        zv.set_hashtable(row);
+        Ok(zv)
+    }
+
+    /// The (column name, value) pairs of a row given to set(). Looks each column up in the
+    /// array (by its interned, pre-hashed name); only when the array has other keys does it
+    /// walk the array, to name the first unknown one.
+    fn row_values<'t>(&'t self, row: &ZendHashTable) -> PhpResult<Vec<(&'t str, Value)>> {
+        let columns = self.table.columns().map_err(fail)?;
+        let mut values = Vec::with_capacity(row.len());
+        for (name, column) in self.names()?.iter().zip(columns) {
+            if let Some(zv) = name.find(row) {
+                values.push((column.name.as_str(), value_arg(zv, &column.name, Some(column))?));
+            }
+        }
+        if values.len() == row.len() {
+            return Ok(values);
+        }
+        for (key, zv) in row.iter() {
+            let name = key.to_string();
+            if !columns.iter().any(|c| c.name == name) {
+                value_arg(zv, &name, None)?;
+                // The crate's refusal, which lists the columns.
+                return Err(fail(self.table.column_index(&name).err().unwrap_or(TableError::NotCreated)));
+            }
+        }
+        // Not reached: a key that is a column's name is found by that name.
+        Ok(values)
     }
 }
 
@@ -77,7 +226,7 @@ impl Table {
     pub fn __construct(size: i64, conflict_proportion: Option<f64>) -> PhpResult<Self> {
         let size = surge_table::checked_table_size(size).map_err(fail)?;
         let table = Shared::new(size, conflict_proportion.unwrap_or(0.2)).map_err(fail)?;
-        Ok(Table { table, cursor: RefCell::new(None) })
+        Ok(Table { table, cursor: RefCell::new(None), row_buf: RefCell::new(Vec::new()), names: OnceCell::new() })
     }
 
     /// Adds a column before create(): TYPE_INT (64-bit), TYPE_FLOAT, or TYPE_STRING of at most
@@ -102,56 +251,52 @@ impl Table {
     /// Maps the shared memory; processes forked afterwards share the rows.
     pub fn create(&self) -> PhpResult<bool> {
         self.table.create().map_err(fail)?;
+        let names = self.table.columns().map_err(fail)?.iter().map(|c| Name::new(&c.name)).collect();
+        let _ = self.names.set(names);
         Ok(true)
     }
 
     /// Writes the given columns of the row `$key` (a new row gets 0, 0.0, "" for the others).
     pub fn set(&self, key: &Zval, row: &ZendHashTable) -> PhpResult<bool> {
-        let key = bytes_arg(key, "table key")?;
-        let values = row
-            .iter()
-            .map(|(k, v)| {
-                let name = k.to_string();
-                let value = value_arg(v, &name)?;
-                Ok((name, value))
-            })
-            .collect::<PhpResult<Vec<(String, Value)>>>()?;
-        let values: Vec<(&str, Value)> = values.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        self.table.set(&key, &values).map_err(fail)?;
+        let key = key_arg(key)?;
+        let values = self.row_values(row)?;
+        self.table.set(key.bytes(), &values).map_err(fail)?;
         Ok(true)
     }
 
     /// The row as an array, or one column's value with `$field`; false if there is no such row.
-    pub fn get(&self, key: &Zval, field: Option<String>) -> PhpResult<Zval> {
-        let key = bytes_arg(key, "table key")?;
-        match field {
-            Some(field) => Ok(self.table.get_field(&key, &field).map_err(fail)?.map_or_else(falsy, |v| value_zval(&v))),
-            None => match self.table.get(&key).map_err(fail)? {
-                Some(values) => self.row(&values),
-                None => Ok(falsy()),
-            },
+    pub fn get(&self, key: &Zval, field: Option<&str>) -> PhpResult<Zval> {
+        let key = key_arg(key)?;
+        if let Some(field) = field {
+            return Ok(self.table.get_field(key.bytes(), field).map_err(fail)?.map_or_else(falsy, |v| value_zval(&v)));
+        }
+        let mut values = self.row_buf.borrow_mut();
+        if self.table.get_into(key.bytes(), &mut values).map_err(fail)? {
+            self.row(&values)
+        } else {
+            Ok(falsy())
         }
     }
 
     /// True if the row exists.
     pub fn exists(&self, key: &Zval) -> PhpResult<bool> {
-        self.table.exists(&bytes_arg(key, "table key")?).map_err(fail)
+        self.table.exists(key_arg(key)?.bytes()).map_err(fail)
     }
 
     /// Deletes the row; false if it did not exist.
     pub fn del(&self, key: &Zval) -> PhpResult<bool> {
-        self.table.del(&bytes_arg(key, "table key")?).map_err(fail)
+        self.table.del(key_arg(key)?.bytes()).map_err(fail)
     }
 
     /// Atomically adds `$by` (default 1) to an INT or FLOAT column and returns the new value; a
     /// missing row is created at 0 first.
-    pub fn incr(&self, key: &Zval, column: String, by: Option<&Zval>) -> PhpResult<Zval> {
-        self.step(key, &column, by, false)
+    pub fn incr(&self, key: &Zval, column: &str, by: Option<&Zval>) -> PhpResult<Zval> {
+        self.step(key, column, by, false)
     }
 
     /// Atomically subtracts `$by` (default 1); see incr().
-    pub fn decr(&self, key: &Zval, column: String, by: Option<&Zval>) -> PhpResult<Zval> {
-        self.step(key, &column, by, true)
+    pub fn decr(&self, key: &Zval, column: &str, by: Option<&Zval>) -> PhpResult<Zval> {
+        self.step(key, column, by, true)
     }
 
     /// Rows in the table.
@@ -224,15 +369,15 @@ impl Table {
 
 impl Table {
     fn step(&self, key: &Zval, column: &str, by: Option<&Zval>, down: bool) -> PhpResult<Zval> {
-        let key = bytes_arg(key, "table key")?;
+        let key = key_arg(key)?;
         let by = match by {
             None => Value::Int(1),
-            Some(zv) => match value_arg(zv, column)? {
+            Some(zv) => match value_arg(zv, column, None)? {
                 Value::Str(_) => return Err(error(format!("incr/decr of '{column}' takes an int or float step"))),
                 number => number,
             },
         };
-        let result = if down { self.table.decr(&key, column, by) } else { self.table.incr(&key, column, by) };
+        let result = if down { self.table.decr(key.bytes(), column, by) } else { self.table.incr(key.bytes(), column, by) };
         Ok(value_zval(&result.map_err(fail)?))
     }
 }

@@ -1,0 +1,109 @@
+<?php
+/**
+ * Surge\Table from PHP, side by side with a plain PHP array doing the same work in the same run.
+ *
+ *   ./scripts/build.sh && php -d extension=build/surge.so bench/table.php [rows] [ops]
+ *
+ * Both sides hold `rows` rows (default 10,000) of three columns (id INT, score FLOAT,
+ * name STRING(32)) under int keys, as a chat server keeps its users by fd, and run the same
+ * loops over the same random sequence of `ops` keys (default 1,000,000). Each figure is the
+ * best of 5 rounds (the machine may be busy); the loop itself is included on both sides, so
+ * "x array" is the honest ratio of what a PHP script sees. `get` returns a new array each
+ * time (the row may change in another process at any moment) where `$a[$k]` only shares one,
+ * so the last line also times PHP building such an array itself.
+ *
+ *   get        $t->get($k)                   vs  $a[$k]
+ *   get field  $t->get($k, 'score')          vs  $a[$k]['score']
+ *   exists     $t->exists($k)                vs  isset($a[$k])
+ *   set        $t->set($k, [3 columns])      vs  $a[$k] = [3 columns]
+ *   incr       $t->incr($k, 'id')            vs  $a[$k]['id']++
+ */
+
+if (!class_exists('Surge\Table')) {
+    fwrite(STDERR, "load the extension: php -d extension=build/surge.so bench/table.php\n");
+    exit(2);
+}
+
+$rows = (int) ($argv[1] ?? 10000);
+$ops = (int) ($argv[2] ?? 1000000);
+const ROUNDS = 5;
+
+mt_srand(3);
+$keys = [];
+for ($i = 0; $i < $ops; $i++) {
+    $keys[] = mt_rand(1, $rows);
+}
+
+$table = new Surge\Table($rows);
+$table->column('id', Surge\Table::TYPE_INT);
+$table->column('score', Surge\Table::TYPE_FLOAT);
+$table->column('name', Surge\Table::TYPE_STRING, 32);
+$table->create();
+$array = [];
+for ($k = 1; $k <= $rows; $k++) {
+    $row = ['id' => $k, 'score' => $k / 7, 'name' => "user number $k"];
+    $table->set($k, $row);
+    $array[$k] = $row;
+}
+
+/**
+ * Nanoseconds per iteration of each loop, best of ROUNDS. The two loops take turns, so that
+ * a busy moment of the machine does not fall on one side only.
+ */
+function best(callable $onTable, callable $onArray, array $keys): array
+{
+    $best = [INF, INF];
+    for ($r = 0; $r < ROUNDS; $r++) {
+        foreach ([$onTable, $onArray] as $i => $loop) {
+            $t0 = hrtime(true);
+            $loop($keys);
+            $best[$i] = min($best[$i], (hrtime(true) - $t0) / count($keys));
+        }
+    }
+    return $best;
+}
+
+$cases = [
+    'get' => [
+        function ($keys) use ($table) { foreach ($keys as $k) { $r = $table->get($k); } },
+        function ($keys) use (&$array) { foreach ($keys as $k) { $r = $array[$k]; } },
+    ],
+    'get field' => [
+        function ($keys) use ($table) { foreach ($keys as $k) { $v = $table->get($k, 'score'); } },
+        function ($keys) use (&$array) { foreach ($keys as $k) { $v = $array[$k]['score']; } },
+    ],
+    'exists' => [
+        function ($keys) use ($table) { foreach ($keys as $k) { $b = $table->exists($k); } },
+        function ($keys) use (&$array) { foreach ($keys as $k) { $b = isset($array[$k]); } },
+    ],
+    'set' => [
+        function ($keys) use ($table) { foreach ($keys as $k) { $table->set($k, ['id' => $k, 'score' => 0.5, 'name' => 'somebody']); } },
+        function ($keys) use (&$array) { foreach ($keys as $k) { $array[$k] = ['id' => $k, 'score' => 0.5, 'name' => 'somebody']; } },
+    ],
+    'incr' => [
+        function ($keys) use ($table) { foreach ($keys as $k) { $table->incr($k, 'id'); } },
+        function ($keys) use (&$array) { foreach ($keys as $k) { $array[$k]['id']++; } },
+    ],
+];
+
+// The same answers on both sides, or the comparison means nothing.
+foreach ([1, intdiv($rows, 2), $rows] as $k) {
+    if ($table->get($k) !== $array[$k]) {
+        fwrite(STDERR, "table and array differ at key $k\n");
+        exit(1);
+    }
+}
+
+printf("Surge\\Table vs PHP array: %d rows of 3 columns, %d random int keys, best of %d (PHP %s)\n\n",
+    $rows, $ops, ROUNDS, PHP_VERSION);
+printf("%-10s %16s %9s %16s %9s %9s\n", 'op', 'table ops/s', 'ns/op', 'array ops/s', 'ns/op', 'x array');
+foreach ($cases as $name => [$onTable, $onArray]) {
+    [$t, $a] = best($onTable, $onArray, $keys);
+    printf("%-10s %16s %9.1f %16s %9.1f %9.2f\n", $name, number_format(1e9 / $t), $t, number_format(1e9 / $a), $a, $t / $a);
+}
+
+// For scale: get returns a new array each time, as Swoole's does; this is what building one
+// costs PHP itself (the same three columns, a new string included).
+$name = 'user number ';
+[$build] = best(function ($keys) use ($name) { foreach ($keys as $k) { $r = ['id' => $k, 'score' => 0.5, 'name' => $name . $k]; } }, fn($keys) => null, $keys);
+printf("\nfor scale: PHP builds a new 3-column array like the one get returns in %.1f ns\n", $build);
