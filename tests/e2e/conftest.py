@@ -134,9 +134,10 @@ def php_server(tmp_path):
         server.stop()
 
 
-def run_php(code_or_file, env=None, timeout=30):
-    """Runs PHP code (a string starting with '<?php') or a file with the extension loaded."""
-    args = ["php", "-n", "-d", f"extension={surge_so()}", "-d", "display_errors=stderr"]
+def run_php(code_or_file, env=None, timeout=30, extensions=None):
+    """Runs PHP code (a string starting with '<?php') or a file with the extension loaded, after
+    PHP's own shared `extensions` (see extension_args)."""
+    args = ["php", "-n", *extension_args(extensions), "-d", f"extension={surge_so()}", "-d", "display_errors=stderr"]
     if isinstance(code_or_file, str) and code_or_file.lstrip().startswith("<?php"):
         args += ["-r", code_or_file.lstrip()[5:]]
     else:
