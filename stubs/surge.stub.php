@@ -54,6 +54,109 @@ namespace Surge {
     class Exception extends \Exception
     {
     }
+
+    /** A table of typed rows in shared memory, like Swoole\Table: define columns, create(), then every process forked afterwards (pcntl_fork) reads and writes the same rows; holds exactly $size rows and throws Surge\Exception where Swoole would truncate. */
+    class Table implements \Countable, \Iterator
+    {
+        /** A 64-bit signed integer column. */
+        public const TYPE_INT = 1;
+
+        /** A 64-bit float column (ints are accepted and stored as floats). */
+        public const TYPE_FLOAT = 2;
+
+        /** A binary-safe string column of at most the size given to column(), in bytes. */
+        public const TYPE_STRING = 3;
+
+        /** A table of exactly $size rows (1 to 2^31); $conflict_proportion (0 to 1) only sizes the hash index, never the number of rows. */
+        public function __construct(int $size, float $conflict_proportion = 0.2)
+        {
+        }
+
+        /** Adds a column before create(): TYPE_INT, TYPE_FLOAT, or TYPE_STRING holding at most $size bytes (1 to 1 MiB); throws for a duplicate name, a bad type or size, or after create(). */
+        public function column(string $name, int $type, int $size = 0): bool
+        {
+        }
+
+        /** Maps the shared memory (getMemorySize() bytes, pages taken as they are touched); call it before forking. Throws if called twice. */
+        public function create(): bool
+        {
+        }
+
+        /** Writes the given columns of row $key (1 to 63 bytes; an int is its decimal string); other columns keep their values, or are 0, 0.0 and "" in a new row. Throws, writing nothing, for an unknown column, a wrong type, a string longer than its column, a key too long, or a full table. */
+        public function set(string|int $key, array $row): bool
+        {
+        }
+
+        /** The row as [column => value], or one column's value with $field; false if there is no such row. */
+        public function get(string|int $key, ?string $field = null): array|int|float|string|false
+        {
+        }
+
+        /** True if row $key exists. */
+        public function exists(string|int $key): bool
+        {
+        }
+
+        /** Deletes row $key; false if there was none. Safe during foreach (see the README). */
+        public function del(string|int $key): bool
+        {
+        }
+
+        /** Atomically adds $by (null means 1) to an INT or FLOAT column and returns the new value; a missing row is created at 0 first. Throws on overflow, a STRING column or a float step for an INT column. */
+        public function incr(string|int $key, string $column, int|float|null $by = null): int|float
+        {
+        }
+
+        /** Atomically subtracts $by (null means 1); otherwise as incr(). */
+        public function decr(string|int $key, string $column, int|float|null $by = null): int|float
+        {
+        }
+
+        /** The number of rows, as count($table) also gives. */
+        public function count(): int
+        {
+        }
+
+        /** The number of rows the table holds: exactly the $size given to the constructor (Swoole's may hold fewer). */
+        public function getSize(): int
+        {
+        }
+
+        /** Bytes of shared memory the table maps: 64 + 8 * buckets + size * row bytes (see the README). */
+        public function getMemorySize(): int
+        {
+        }
+
+        /** rows, capacity, memory_size, row_bytes, buckets, used_buckets, collisions, longest_chain, slots_touched, full_refusals. */
+        public function stats(): array
+        {
+        }
+
+        /** Iterator: the current row as [column => value], false past the end. */
+        public function current(): array|false
+        {
+        }
+
+        /** Iterator: the current row's key, always a string; null past the end. */
+        public function key(): ?string
+        {
+        }
+
+        /** Iterator: moves to the next live row. */
+        public function next(): void
+        {
+        }
+
+        /** Iterator: moves to the first live row. */
+        public function rewind(): void
+        {
+        }
+
+        /** Iterator: true while the position holds a row. */
+        public function valid(): bool
+        {
+        }
+    }
 }
 
 namespace Surge\WebSocket {

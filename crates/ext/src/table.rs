@@ -223,20 +223,22 @@ impl Table {
 
     /// A table of exactly `$size` rows (Swoole's may hold fewer); `$conflict_proportion` only
     /// sizes the hash index.
-    pub fn __construct(size: i64, conflict_proportion: Option<f64>) -> PhpResult<Self> {
+    #[php(defaults(conflict_proportion = 0.2))]
+    pub fn __construct(size: i64, conflict_proportion: f64) -> PhpResult<Self> {
         let size = surge_table::checked_table_size(size).map_err(fail)?;
-        let table = Shared::new(size, conflict_proportion.unwrap_or(0.2)).map_err(fail)?;
+        let table = Shared::new(size, conflict_proportion).map_err(fail)?;
         Ok(Table { table, cursor: RefCell::new(None), row_buf: RefCell::new(Vec::new()), names: OnceCell::new() })
     }
 
     /// Adds a column before create(): TYPE_INT (64-bit), TYPE_FLOAT, or TYPE_STRING of at most
     /// `$size` bytes.
-    pub fn column(&self, name: String, r#type: i64, size: Option<i64>) -> PhpResult<bool> {
+    #[php(defaults(size = 0))]
+    pub fn column(&self, name: String, r#type: i64, size: i64) -> PhpResult<bool> {
         let ty = match r#type {
             Self::TYPE_INT => ColumnType::Int,
             Self::TYPE_FLOAT => ColumnType::Float,
             Self::TYPE_STRING => {
-                ColumnType::Str(surge_table::checked_string_size(&name, size.unwrap_or(0)).map_err(fail)?)
+                ColumnType::Str(surge_table::checked_string_size(&name, size).map_err(fail)?)
             }
             other => {
                 return Err(error(format!(
