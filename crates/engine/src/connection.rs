@@ -40,6 +40,8 @@ enum Flow {
     Stop(u16),
 }
 
+/// This future lives as long as its connection, idle or not: everything it awaits beyond the
+/// wait for input or a wake-up is boxed, so an idle connection's task stays small.
 pub(crate) async fn run<S>(mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -48,7 +50,7 @@ where
     let flow = loop {
         let flow = tokio::select! {
             biased;
-            _ = conn.wake.notified() => write_outbox(&mut ws, &conn, &shared).await,
+            _ = conn.wake.notified() => Box::pin(write_outbox(&mut ws, &conn, &shared)).await,
             incoming = ws.next() => match incoming {
                 Some(Ok(message)) => {
                     let now = shared.now_ms();
@@ -56,12 +58,12 @@ where
                     let data = matches!(message, Message::Text(_) | Message::Binary(_));
                     if data && rate.as_mut().is_some_and(|r| !r.take(now)) {
                         log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
-                        fail(&mut ws, &conn, 1008, "message rate limit exceeded").await
+                        Box::pin(fail(&mut ws, &conn, 1008, "message rate limit exceeded")).await
                     } else {
-                        receive(message, &mut ws, &conn, &shared).await
+                        Box::pin(receive(message, &mut ws, &conn, &shared)).await
                     }
                 }
-                Some(Err(err)) => close_for_error(&mut ws, &conn, err).await,
+                Some(Err(err)) => Box::pin(close_for_error(&mut ws, &conn, err)).await,
                 None => Flow::Stop(ABNORMAL),
             },
         };
@@ -74,18 +76,18 @@ where
             // Messages already on their way when we closed (at shutdown, those sent just
             // before the signal) are still the client's messages: PHP gets them, until the
             // client answers our close frame or time runs out.
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(async {
                 while let Some(Ok(message)) = ws.next().await {
                     if matches!(receive(message, &mut ws, &conn, &shared).await, Flow::Stop(_)) {
                         break;
                     }
                 }
-            })
+            }))
             .await;
             code
         }
         Flow::Refusing(code) => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(async { while let Some(Ok(_)) = ws.next().await {} })).await;
             code
         }
         Flow::Stop(code) => code,
@@ -101,7 +103,7 @@ where
             crate::pusher::socket::closed(session, conn.fd, &shared);
         }
     } else if shared.handlers.close.load(Relaxed) {
-        let _ = shared.events.send(Event::Close { fd: conn.fd, code }).await;
+        let _ = Box::pin(shared.events.send(Event::Close { fd: conn.fd, code })).await;
     }
 }
 

@@ -367,7 +367,7 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
 async fn established(upgraded: hyper::upgrade::Upgraded, handshake: HttpRequest, peer: Peer, shared: Arc<Shared>) {
     let fd = peer.fd;
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
@@ -376,16 +376,26 @@ async fn established(upgraded: hyper::upgrade::Upgraded, handshake: HttpRequest,
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());
     log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
-    if shared.pusher.is_socket_path(&handshake.path) {
-        // The Pusher protocol's connections are served natively, not by PHP's open/message.
-        crate::pusher::socket::open(&conn, &handshake, &shared);
-    } else if shared.handlers.open.load(Relaxed)
-        && shared.events.send(Event::Open { fd, request: Box::new(handshake) }).await.is_err()
-    {
+    if !announce(handshake, &conn, &shared).await {
         shared.registry.remove(fd);
         return;
     }
     connection::run(ws, conn, shared).await;
+}
+
+/// Tells PHP (or the Pusher protocol) about a new connection. Takes the handshake so that it
+/// is freed here, not kept for the connection's whole life when nobody listens to `open`.
+async fn announce(handshake: HttpRequest, conn: &Arc<Conn>, shared: &Shared) -> bool {
+    if shared.pusher.is_socket_path(&handshake.path) {
+        // The Pusher protocol's connections are served natively, not by PHP's open/message.
+        crate::pusher::socket::open(conn, &handshake, shared);
+        return true;
+    }
+    if !shared.handlers.open.load(Relaxed) {
+        return true;
+    }
+    let open = Event::Open { fd: conn.fd, request: Box::new(handshake) };
+    Box::pin(shared.events.send(open)).await.is_ok()
 }
 
 fn http_request(
