@@ -182,7 +182,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Sets the callback for an event (case-insensitive), null removes it: start($server), workerStart($server, $workerId), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); an unknown event throws Surge\Exception. */
+        /** Sets the callback for an event (case-insensitive), null removes it: start($server), workerStart($server, $workerId), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); an unknown event throws Surge\Exception. */
         public function on(string $event, ?callable $callback): bool
         {
         }

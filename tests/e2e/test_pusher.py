@@ -282,3 +282,68 @@ def test_redis_broadcasts_reach_pusher_and_native_clients(php_server, redis_serv
     finally:
         proc.kill()
         native.close()
+
+
+def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
+    """pusherSubscribe, pusherUnsubscribe and pusherClientEvent see what happened (and only
+    that: refusals and repeats are not reported); an exception in one is logged, serving goes on."""
+    server = php_server("pusher_hooks.php", env=settings_env(pusher=[APP]))
+
+    def lines(count: int) -> list:
+        deadline = time.monotonic() + 5
+        while True:
+            got = [json.loads(line) for line in server.stdout().splitlines() if line.startswith("[")]
+            if len(got) >= count or time.monotonic() > deadline:
+                assert len(got) == count, f"expected {count} lines, got {got}\n--- stderr:\n{server.stderr()[-3000:]}"
+                return got
+            time.sleep(0.02)
+
+    ws, hello = pusher_socket(server)
+    other, other_hello = pusher_socket(server)
+    sid, other_sid = socket_id(hello), socket_id(other_hello)
+    fd, other_fd = int(sid.split(".")[1]), int(other_sid.split(".")[1])
+    app = APP["app_id"]
+
+    send(ws, "pusher:subscribe", {"channel": "news"})
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    assert lines(1)[0] == ["subscribe", fd, sid, "news", None, app]
+    send(ws, "pusher:subscribe", {"channel": "news"})  # a repeat: answered, not reported
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    send(ws, "pusher:subscribe", {"channel": "private-a", "auth": channel_auth(other_sid, "private-a")})
+    assert recv(ws)["event"] == "pusher:subscription_error"
+    for c, s, user in [(ws, sid, {"user_id": 7, "user_info": {"name": "Ann"}}), (other, other_sid, {"user_id": "8"})]:
+        data = json.dumps(user)
+        send(c, "pusher:subscribe", {"channel": "presence-room", "auth": channel_auth(s, "presence-room", data), "channel_data": data})
+        assert recv(c)["event"] == "pusher_internal:subscription_succeeded"
+    assert recv(ws)["event"] == "pusher_internal:member_added"
+    got = lines(3)
+    assert got[1] == ["subscribe", fd, sid, "presence-room", {"user_id": "7", "user_info": {"name": "Ann"}}, app], got
+    assert got[2] == ["subscribe", other_fd, other_sid, "presence-room", {"user_id": "8", "user_info": None}, app], got
+
+    # Client events: a refused one is not reported, a delivered one is, with its data decoded.
+    send(other, "client-typing", {"x": 1}, channel="private-elsewhere")
+    assert recv(other)["event"] == "pusher:error"
+    send(other, "client-typing", {"text": "héllo", "n": [1, 2]}, channel="presence-room")
+    assert recv(ws)["event"] == "client-typing"
+    assert lines(4)[3] == ["client", other_fd, "presence-room", "client-typing", {"text": "héllo", "n": [1, 2]}, app]
+
+    # An exception in the callback is logged; the subscription stands and serving goes on.
+    data = json.dumps({"user_id": 9})
+    send(ws, "pusher:subscribe", {"channel": "presence-throw", "auth": channel_auth(sid, "presence-throw", data), "channel_data": data})
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    server.wait_output("thrown on purpose for presence-throw", stream="stderr")
+
+    # Unsubscribing is reported; a connection that ends leaves (and reports) every channel.
+    send(ws, "pusher:unsubscribe", {"channel": "news"})
+    send(ws, "pusher:unsubscribe", {"channel": "never-subscribed"})
+    send(ws, "pusher:ping")
+    assert recv(ws)["event"] == "pusher:pong"
+    assert lines(5)[4] == ["unsubscribe", fd, "news", app]
+    ws.close()
+    assert recv(other)["event"] == "pusher_internal:member_removed"
+    got = lines(7)
+    assert sorted(map(tuple, got[5:])) == [("unsubscribe", fd, "presence-room", app), ("unsubscribe", fd, "presence-throw", app)]
+    send(other, "pusher:ping")
+    assert recv(other)["event"] == "pusher:pong"
+    other.close()
+    assert lines(8)[7] == ["unsubscribe", other_fd, "presence-room", app]

@@ -100,7 +100,11 @@ where
     log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
     if let Some(pusher) = conn.pusher.get() {
         if let Some(session) = pusher {
-            crate::pusher::socket::closed(session, conn.fd, &shared);
+            for event in crate::pusher::socket::closed(session, conn.fd, &shared) {
+                if Box::pin(shared.events.send(event)).await.is_err() {
+                    break;
+                }
+            }
         }
     } else if shared.handlers.close.load(Relaxed) {
         let _ = Box::pin(shared.events.send(Event::Close { fd: conn.fd, code })).await;
@@ -127,7 +131,12 @@ where
     bump(&shared.stats.bytes_in, data.len() as u64);
     if let Some(pusher) = conn.pusher.get() {
         if let Some(session) = pusher {
-            crate::pusher::socket::receive(session, conn, shared, &data, binary);
+            // What PHP observes (its callbacks exist) waits for room like a message does.
+            if let Some(event) = crate::pusher::socket::receive(session, conn, shared, &data, binary) {
+                if shared.events.send(event).await.is_err() {
+                    return Flow::Stop(ABNORMAL);
+                }
+            }
         }
         return Flow::Continue;
     }

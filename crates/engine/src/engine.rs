@@ -33,6 +33,9 @@ pub enum Handler {
     Close,
     Request,
     Redis,
+    PusherSubscribe,
+    PusherUnsubscribe,
+    PusherClientEvent,
 }
 
 /// A message to push: text must be valid UTF-8 (checked by the caller's constructor).
@@ -162,6 +165,9 @@ impl Engine {
             Handler::Close => &h.close,
             Handler::Request => &h.request,
             Handler::Redis => &h.redis,
+            Handler::PusherSubscribe => &h.pusher_subscribe,
+            Handler::PusherUnsubscribe => &h.pusher_unsubscribe,
+            Handler::PusherClientEvent => &h.pusher_client_event,
         };
         flag.store(present, Relaxed);
     }

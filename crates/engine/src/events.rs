@@ -76,4 +76,20 @@ pub enum Event {
     Redis { channel: String, payload: Bytes },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },
+    /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client
+    /// event on `channel`; sent only when the matching PHP callback exists. Observed, not vetoed:
+    /// it has happened (and been answered) when PHP sees it.
+    Pusher { fd: u64, app_id: String, channel: String, what: PusherEvent },
+}
+
+/// What happened on a Pusher channel, for [`Event::Pusher`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PusherEvent {
+    /// A subscription succeeded (a new one, not a repeat). Presence channels give the member:
+    /// its `user_id` and its `user_info` as JSON (`null` when none was given).
+    Subscribe { member: Option<(String, String)> },
+    /// The connection left the channel: `pusher:unsubscribe`, or the connection ended.
+    Unsubscribe,
+    /// A `client-*` event delivered to the channel's other subscribers; `data` is its JSON.
+    ClientEvent { event: String, data: String },
 }

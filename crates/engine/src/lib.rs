@@ -19,7 +19,7 @@ mod tls;
 
 pub use config::{Config, ConfigError, Value};
 pub use engine::{ClientInfo, Engine, Handler, Payload};
-pub use events::{Event, HttpRequest, HttpResponse, Responder};
+pub use events::{Event, HttpRequest, HttpResponse, PusherEvent, Responder};
 pub use redis_bridge::{BridgeSnapshot, BridgeState, RedisBridge};
 pub use registry::PushError;
 pub use stats::StatsSnapshot;

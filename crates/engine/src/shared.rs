@@ -24,6 +24,9 @@ pub struct Handlers {
     pub close: AtomicBool,
     pub request: AtomicBool,
     pub redis: AtomicBool,
+    pub pusher_subscribe: AtomicBool,
+    pub pusher_unsubscribe: AtomicBool,
+    pub pusher_client_event: AtomicBool,
 }
 
 pub struct Shared {

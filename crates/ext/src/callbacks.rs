@@ -16,6 +16,9 @@ pub enum Kind {
     Close,
     Request,
     Redis,
+    PusherSubscribe,
+    PusherUnsubscribe,
+    PusherClientEvent,
     Shutdown,
 }
 
@@ -27,6 +30,9 @@ pub const KINDS: &[(&str, Kind)] = &[
     ("close", Kind::Close),
     ("request", Kind::Request),
     ("redis", Kind::Redis),
+    ("pusherSubscribe", Kind::PusherSubscribe),
+    ("pusherUnsubscribe", Kind::PusherUnsubscribe),
+    ("pusherClientEvent", Kind::PusherClientEvent),
     ("shutdown", Kind::Shutdown),
 ];
 

@@ -2,7 +2,7 @@
 
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
-use ext_php_rs::types::{ZendHashTable, ZendStr, Zval};
+use ext_php_rs::types::{ZendCallable, ZendHashTable, ZendStr, Zval};
 use ext_php_rs::boxed::ZBox;
 use surge_engine::Value;
 
@@ -88,6 +88,11 @@ impl Assoc {
         zv.set_hashtable(self.0);
         zv
     }
+}
+
+/// JSON text as PHP's `json_decode($json, true)` gives it (objects as arrays); null if invalid.
+pub fn json_zval(json: &str) -> Zval {
+    ZendCallable::try_from_name("json_decode").and_then(|decode| decode.try_call(vec![&json, &true])).unwrap_or_else(|_| Zval::new())
 }
 
 /// `key => value` pairs (later duplicates win) as a PHP array.

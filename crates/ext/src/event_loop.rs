@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
-use surge_engine::{Engine, Event};
+use surge_engine::{Engine, Event, PusherEvent};
 
 use crate::callbacks::{call, Kind, Outcome};
-use crate::convert::binary_zval;
+use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
 use crate::frame::Frame;
 use crate::request::Request;
@@ -159,6 +159,33 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         Event::Redis { channel, payload } => {
             let payload = binary_zval(&payload);
             callback(server, Kind::Redis, vec![this, &channel, &payload]).into()
+        }
+        Event::Pusher { fd, app_id, channel, what } => {
+            let fd = fd as i64;
+            match what {
+                PusherEvent::Subscribe { member } => {
+                    let member = match member {
+                        Some((user_id, info)) => {
+                            let mut m = Assoc::new();
+                            let built = m.set("user_id", user_id).and_then(|_| m.set("user_info", json_zval(&info)));
+                            match built {
+                                Ok(()) => m.into_zval(),
+                                Err(err) => {
+                                    log::error!(target: "surge", "could not build the member array: {err:?}");
+                                    return Next::Continue;
+                                }
+                            }
+                        }
+                        None => Zval::new(),
+                    };
+                    callback(server, Kind::PusherSubscribe, vec![this, &fd, &channel, &member, &app_id]).into()
+                }
+                PusherEvent::Unsubscribe => callback(server, Kind::PusherUnsubscribe, vec![this, &fd, &channel, &app_id]).into(),
+                PusherEvent::ClientEvent { event, data } => {
+                    let data = json_zval(&data);
+                    callback(server, Kind::PusherClientEvent, vec![this, &fd, &channel, &event, &data, &app_id]).into()
+                }
+            }
         }
         Event::Signal { name } => {
             log::info!(target: "surge", "{name} received: shutting down");

@@ -92,6 +92,9 @@ fn handler_for(kind: Kind) -> Option<Handler> {
         Kind::Close => Some(Handler::Close),
         Kind::Request => Some(Handler::Request),
         Kind::Redis => Some(Handler::Redis),
+        Kind::PusherSubscribe => Some(Handler::PusherSubscribe),
+        Kind::PusherUnsubscribe => Some(Handler::PusherUnsubscribe),
+        Kind::PusherClientEvent => Some(Handler::PusherClientEvent),
         _ => None,
     }
 }

@@ -2,7 +2,7 @@
 //! subscriptions (signed for private and presence channels), presence members and client
 //! events. Every reply is queued on the connection's outbox like any push.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, Session};
 use super::{MAX_CHANNELS_PER_CONNECTION, MAX_EVENT_DATA};
-use crate::events::HttpRequest;
+use crate::events::{Event, HttpRequest, PusherEvent};
 use crate::registry::Conn;
 use crate::shared::Shared;
 
@@ -99,42 +99,53 @@ fn payload<T: for<'de> Deserialize<'de>>(data: Option<&RawValue>) -> Option<T> {
     }
 }
 
-/// One message from a Pusher client.
-pub(crate) fn receive(session: &Session, conn: &Conn, shared: &Shared, data: &[u8], binary: bool) {
+/// An [`Event::Pusher`] for PHP, if the callback `wanted` is registered.
+fn observed(wanted: &AtomicBool, session: &Session, fd: u64, channel: &str, what: impl FnOnce() -> PusherEvent) -> Option<Event> {
+    wanted.load(Relaxed).then(|| Event::Pusher { fd, app_id: session.app.config.app_id.clone(), channel: channel.to_owned(), what: what() })
+}
+
+/// One message from a Pusher client. What PHP observes of it (a subscription, an unsubscription
+/// or a client event, when the callback exists) is returned for the caller to send.
+pub(crate) fn receive(session: &Session, conn: &Conn, shared: &Shared, data: &[u8], binary: bool) -> Option<Event> {
     session.pinged_at.store(0, Relaxed);
     if binary {
-        return error(conn, shared, None, "binary messages are not part of the Pusher protocol; send JSON text");
+        error(conn, shared, None, "binary messages are not part of the Pusher protocol; send JSON text");
+        return None;
     }
     let Ok(message) = serde_json::from_slice::<Incoming>(data) else {
-        return error(conn, shared, None, "invalid message: expected JSON {\"event\": ..., \"data\": ...}");
+        error(conn, shared, None, "invalid message: expected JSON {\"event\": ..., \"data\": ...}");
+        return None;
     };
     match message.event.as_str() {
         "pusher:ping" => send(conn, shared, &event_json("pusher:pong", None, "{}")),
         "pusher:pong" => {}
         "pusher:subscribe" => match payload::<Subscribe>(message.data) {
-            Some(s) => subscribe(session, conn, shared, s),
+            Some(s) => return subscribe(session, conn, shared, s),
             None => error(conn, shared, None, "pusher:subscribe needs data {\"channel\": ...}"),
         },
         "pusher:unsubscribe" => match payload::<Subscribe>(message.data) {
             Some(s) => {
                 if session.subscriptions.lock().remove(&s.channel) {
                     leave(&session.app, conn.fd, &s.channel, shared);
+                    return observed(&shared.handlers.pusher_unsubscribe, session, conn.fd, &s.channel, || PusherEvent::Unsubscribe);
                 }
             }
             None => error(conn, shared, None, "pusher:unsubscribe needs data {\"channel\": ...}"),
         },
-        event if event.starts_with("client-") => client_event(session, conn, shared, event, message.channel, message.data),
+        event if event.starts_with("client-") => return client_event(session, conn, shared, event, message.channel, message.data),
         event => error(conn, shared, None, &format!("unknown event '{}'", event.chars().take(64).collect::<String>())),
     }
+    None
 }
 
-fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) {
+fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> Option<Event> {
     let channel = s.channel.as_str();
     if !valid_channel(channel) {
-        return subscription_error(conn, shared, channel, "InvalidChannel", 400, "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ;");
+        subscription_error(conn, shared, channel, "InvalidChannel", 400, "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ;");
+        return None;
     }
     // The Channels membership needs the shared handle of this connection.
-    let Some(handle) = shared.registry.get(conn.fd) else { return };
+    let handle = shared.registry.get(conn.fd)?;
     let kind = kind(channel);
     if kind != Kind::Public {
         let data = if kind == Kind::Presence { s.channel_data.as_deref() } else { None };
@@ -142,14 +153,15 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) {
         let signed = s.auth.as_deref().is_some_and(|a| auth::verify_channel_auth(&app.key, &app.secret, a, &session.socket_id, channel, data));
         if !signed {
             log::debug!(target: "surge", "fd {}: refused subscription to {channel}: bad auth", conn.fd);
-            return subscription_error(conn, shared, channel, "AuthError", 401, "invalid signature for this socket_id and channel");
+            subscription_error(conn, shared, channel, "AuthError", 401, "invalid signature for this socket_id and channel");
+            return None;
         }
     }
-    {
+    let new = {
         let mut subs = session.subscriptions.lock();
         if !subs.contains(channel) && subs.len() >= MAX_CHANNELS_PER_CONNECTION {
             drop(subs);
-            return subscription_error(
+            subscription_error(
                 conn,
                 shared,
                 channel,
@@ -157,13 +169,17 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) {
                 429,
                 &format!("a connection may be subscribed to at most {MAX_CHANNELS_PER_CONNECTION} channels"),
             );
+            return None;
         }
-        subs.insert(channel.to_owned());
-    }
+        subs.insert(channel.to_owned())
+    };
     let app = &session.app;
+    // Only a new subscription is reported, not a repeat.
+    let wanted = &shared.handlers.pusher_subscribe;
     if kind != Kind::Presence {
         app.channels.join(&handle, channel);
-        return send(conn, shared, &event_json("pusher_internal:subscription_succeeded", Some(channel), "\"{}\""));
+        send(conn, shared, &event_json("pusher_internal:subscription_succeeded", Some(channel), "\"{}\""));
+        return new.then(|| observed(wanted, session, conn.fd, channel, || PusherEvent::Subscribe { member: None })).flatten();
     }
     let member: Option<(String, Value)> = s.channel_data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()).and_then(|d| {
         let id = match d.get("user_id")? {
@@ -175,7 +191,8 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) {
     });
     let Some((user_id, info)) = member else {
         session.subscriptions.lock().remove(channel);
-        return subscription_error(conn, shared, channel, "InvalidChannelData", 400, "presence channel_data must be JSON with a user_id");
+        subscription_error(conn, shared, channel, "InvalidChannelData", 400, "presence channel_data must be JSON with a user_id");
+        return None;
     };
     let mut presence = app.presence.lock();
     let members = presence.entry(channel.to_owned()).or_default();
@@ -186,6 +203,9 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) {
         let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
         super::publish(shared, app, channel, &event_json("pusher_internal:member_added", Some(channel), &quote(&data)), &[conn.fd]);
     }
+    drop(presence);
+    let member = Some((user_id, info.to_string()));
+    new.then(|| observed(wanted, session, conn.fd, channel, || PusherEvent::Subscribe { member })).flatten()
 }
 
 /// Takes `fd` out of `channel`, telling presence members when a user's last connection left.
@@ -207,34 +227,43 @@ fn leave(app: &App, fd: u64, channel: &str, shared: &Shared) {
     }
 }
 
-/// The connection ended: it leaves its channels and its app.
-pub(crate) fn closed(session: &Session, fd: u64, shared: &Shared) {
+/// The connection ended: it leaves its channels and its app. Returns the unsubscriptions for
+/// PHP (empty without that callback).
+pub(crate) fn closed(session: &Session, fd: u64, shared: &Shared) -> Vec<Event> {
     let channels: Vec<String> = session.subscriptions.lock().drain().collect();
+    let mut events = Vec::new();
     for channel in channels {
         leave(&session.app, fd, &channel, shared);
+        events.extend(observed(&shared.handlers.pusher_unsubscribe, session, fd, &channel, || PusherEvent::Unsubscribe));
     }
     session.app.channels.leave_all(fd);
     session.app.connections.fetch_sub(1, Relaxed);
+    events
 }
 
-fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, channel: Option<String>, data: Option<&RawValue>) {
+fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, channel: Option<String>, data: Option<&RawValue>) -> Option<Event> {
     let app = &session.app;
     let Some(channel) = channel else {
-        return error(conn, shared, None, "a client event needs a channel");
+        error(conn, shared, None, "a client event needs a channel");
+        return None;
     };
     if !app.config.client_events {
-        return error(conn, shared, None, "client events are not enabled for this app");
+        error(conn, shared, None, "client events are not enabled for this app");
+        return None;
     }
     let kind = kind(&channel);
     if !matches!(kind, Kind::Private | Kind::Presence) {
-        return error(conn, shared, None, "client events are only allowed on private and presence channels");
+        error(conn, shared, None, "client events are only allowed on private and presence channels");
+        return None;
     }
     if !session.subscriptions.lock().contains(&channel) {
-        return error(conn, shared, None, &format!("client event on '{channel}' refused: not subscribed to it"));
+        error(conn, shared, None, &format!("client event on '{channel}' refused: not subscribed to it"));
+        return None;
     }
     let data = data.map_or("null", RawValue::get);
     if data.len() > MAX_EVENT_DATA {
-        return error(conn, shared, None, &format!("client event refused: data over {MAX_EVENT_DATA} bytes"));
+        error(conn, shared, None, &format!("client event refused: data over {MAX_EVENT_DATA} bytes"));
+        return None;
     }
     {
         let now = shared.now_ms();
@@ -245,7 +274,8 @@ fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, ch
         rate.1 += 1;
         if rate.1 > app.config.client_event_rate {
             drop(rate);
-            return error(conn, shared, Some(4301), "Client event rejected due to rate limit");
+            error(conn, shared, Some(4301), "Client event rejected due to rate limit");
+            return None;
         }
     }
     let mut json = format!("{{\"event\":{},\"channel\":{},\"data\":{data}", quote(event), quote(&channel));
@@ -256,4 +286,8 @@ fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, ch
     }
     json.push('}');
     super::publish(shared, app, &channel, &json, &[conn.fd]);
+    observed(&shared.handlers.pusher_client_event, session, conn.fd, &channel, || PusherEvent::ClientEvent {
+        event: event.to_owned(),
+        data: data.to_owned(),
+    })
 }
