@@ -5,7 +5,7 @@
 //
 // Exits 0 when everything held, 1 (with the reason on stderr) otherwise. CHROMIUM overrides the
 // browser's path (default /usr/bin/chromium, Debian's package).
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [url, screenshot] = process.argv.slice(2);
 if (!url) {
@@ -39,12 +39,7 @@ function messages(page) {
   }));
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let status = 0;
 try {
   const errors = [];

@@ -20,16 +20,21 @@ ARTISAN = APP / "artisan"
 EXTENSIONS = ["ctype", "mbstring", "tokenizer", "pdo", "pdo_sqlite", "igbinary", "redis"]
 
 
-@pytest.fixture
-def app_env(tmp_path, redis_server):
+def laravel_env(tmp_path, redis_server, **extra) -> dict:
     """The environment of one app instance: its own storage and SQLite file, the test Redis."""
-    env = {
+    return {
         "APP_STORAGE": str(tmp_path / "storage"),
         "REDIS_HOST": redis_server.host,
         "REDIS_PORT": str(redis_server.port),
         "BROADCAST_DRIVER": "redis",
         "REDIS_PREFIX": "surgetest_",  # from database.redis.options.prefix to the bridge
+        **extra,
     }
+
+
+@pytest.fixture
+def app_env(tmp_path, redis_server):
+    env = laravel_env(tmp_path, redis_server)
     out = artisan("app:setup", "alice", "bob", "carol", env=env)
     assert "users: 3" in out.stdout, out.stdout + out.stderr
     return env

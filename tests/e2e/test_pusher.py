@@ -223,18 +223,9 @@ def test_http_api_signatures(php_server):
 def test_laravel_serve_reads_the_pusher_app_and_echo_gets_a_broadcast(php_server, redis_server, tmp_path):
     import os
 
-    from test_laravel import artisan, serve
+    from test_laravel import artisan, laravel_env, serve
 
-    env = {
-        "APP_STORAGE": str(tmp_path / "storage"),
-        "REDIS_HOST": redis_server.host,
-        "REDIS_PORT": str(redis_server.port),
-        "BROADCAST_DRIVER": "redis",
-        "REDIS_PREFIX": "surgetest_",
-        "PUSHER_APP_ID": APP["app_id"],
-        "PUSHER_APP_KEY": APP["key"],
-        "PUSHER_APP_SECRET": APP["secret"],
-    }
+    env = laravel_env(tmp_path, redis_server, PUSHER_APP_ID=APP["app_id"], PUSHER_APP_KEY=APP["key"], PUSHER_APP_SECRET=APP["secret"])
     assert "users: 3" in artisan("app:setup", "alice", "bob", "carol", env=env).stdout
     server = serve(php_server, env)
     assert f"pusher   app {APP['app_id']} (key {APP['key']}) from broadcasting.connections.pusher" in server.stdout()
