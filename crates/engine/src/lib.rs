@@ -6,6 +6,9 @@ pub mod config;
 mod connection;
 mod engine;
 pub mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod events;
 mod heartbeat;
 mod listener;

@@ -237,6 +237,17 @@ where
     }
 }
 
+/// Serves one in-memory connection as if accepted from 127.0.0.1 (fuzzing and its tests).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) async fn serve_stream<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let fd = shared.next_fd();
+    let peer = Peer { fd, remote: ([127, 0, 0, 1], 40000).into(), server_port: 9501, connect_time: 0, _slot: None };
+    serve_http(stream, peer, shared).await
+}
+
 type Reply = Response<Full<Bytes>>;
 
 /// Who is on the other end of one TCP connection.
