@@ -5,17 +5,20 @@
 
 mod args;
 mod client;
+mod delivery;
 mod procfs;
 mod scenarios;
 mod stats;
 
-use scenarios::{echo, idle};
+use scenarios::{echo, fanout, idle, laravel};
 
 fn usage() -> String {
     format!(
-        "usage:\n  surge-load {}\n  surge-load {}",
+        "usage:\n  surge-load {}\n  surge-load {}\n  surge-load {}\n  surge-load {}",
         echo::USAGE,
-        idle::USAGE
+        idle::USAGE,
+        fanout::USAGE,
+        laravel::USAGE
     )
 }
 
@@ -24,6 +27,8 @@ fn main() {
     let run = match argv.first().map(String::as_str) {
         Some("echo") => echo::run,
         Some("idle") => idle::run,
+        Some("fanout") => fanout::run,
+        Some("laravel") => laravel::run,
         Some("-h" | "--help" | "help") => {
             println!("{}", usage());
             return;

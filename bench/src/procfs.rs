@@ -25,6 +25,15 @@ pub fn cpu_secs(pid: &str) -> Result<f64, String> {
     Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
 }
 
+/// VmRSS of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

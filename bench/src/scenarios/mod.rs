@@ -2,4 +2,6 @@
 //! returns its result as one JSON object (printed as one line by `main`).
 
 pub mod echo;
+pub mod fanout;
 pub mod idle;
+pub mod laravel;
