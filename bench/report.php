@@ -31,7 +31,7 @@ function commit(): string
 
 function summarise(array $r): array
 {
-    $s = ['kind' => $r['kind'], 'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'],
+    $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'] ?? 'echo.php', 'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'],
           'server_ended' => $r['server']['ended'], 'server_log_lines' => count($r['server']['log'])];
     if ($r['kind'] === 'echo') {
         $c = $r['clients'][0];
@@ -47,6 +47,36 @@ function summarise(array $r): array
             'client_cpu_secs' => $c['client_cpu_secs'],
             'errors' => $c['errors'] + array_sum($c['connect_errors']),
             'server_rss_kib' => $r['server_rss_kib'],
+        ];
+    }
+    if ($r['kind'] === 'fanout' || $r['kind'] === 'laravel') {
+        $c = $r['clients'][0] ?? [];
+        $one = $c['one'] ?? [];
+        $sus = $c['sustained'] ?? [];
+        $fix = $c['fixed_rate'] ?? [];
+        return $s + [
+            'connected' => $c['connected'] ?? 0,
+            'one_reps' => $one['reps'] ?? 0,
+            'one_last_p50_us' => $one['last_p50_us'] ?? null,
+            'one_last_p99_us' => $one['last_p99_us'] ?? null,
+            'one_first_p50_us' => $one['first_p50_us'] ?? null,
+            'one_error' => $one['error'] ?? null,
+            'fixed_rate' => $fix['rate'] ?? null,
+            'fixed_messages' => $fix['messages'] ?? null,
+            'fixed_last_p50_us' => $fix['last_p50_us'] ?? null,
+            'fixed_last_p99_us' => $fix['last_p99_us'] ?? null,
+            'fixed_all_delivered' => $fix['all_delivered'] ?? null,
+            'fixed_server_cpu_us_per_delivery' => $fix['server_cpu_us_per_delivery'] ?? null,
+            'sustained_window' => $sus['window'] ?? null,
+            'sustained_secs' => $sus['secs'] ?? null,
+            'deliveries_per_sec' => $sus['deliveries_per_sec'] ?? null,
+            'sustained_all_delivered' => $sus['all_delivered'] ?? null,
+            'sustained_batch_last_p99_us' => $sus['batch_last_p99_us'] ?? null,
+            'server_cpu_us_per_delivery' => $sus['server_cpu_us_per_delivery'] ?? null,
+            'server_rss_kib_end' => $sus['server_rss_kib_end'] ?? null,
+            'messages_sent' => $c['messages_sent'] ?? 0,
+            'deliveries_received' => $c['deliveries_received'] ?? 0,
+            'errors' => ($c['errors'] ?? 0) + array_sum($c['connect_errors'] ?? []),
         ];
     }
     $up = array_filter($r['clients'], fn($c) => ($c['event'] ?? '') === 'connected');
@@ -96,8 +126,8 @@ $out = "\nSurge benchmarks, $date, commit {$report['commit']}\n"
 $echo = array_filter($summary, fn($s) => $s['kind'] === 'echo');
 if ($echo) {
     $out .= table(
-        ['echo (PHP push back)', 'conns', 'round trips/s', 'p50 ms', 'p99 ms', 'server CPU s / 1k rt', 'client CPU s', 'errors', 'server', 'load avg before'],
-        array_map(fn($n, $s) => [$n, $s['connected'], number_format($s['round_trips_per_sec']), $ms($s['p50_us']), $ms($s['p99_us']),
+        ['echo', 'server', 'conns', 'round trips/s', 'p50 ms', 'p99 ms', 'server CPU s / 1k rt', 'client CPU s', 'errors', 'server', 'load avg before'],
+        array_map(fn($n, $s) => [$n, $s['server_kind'] === 'naive' ? 'naive Rust' : 'Surge, PHP push', $s['connected'], number_format($s['round_trips_per_sec']), $ms($s['p50_us']), $ms($s['p99_us']),
             $s['server_cpu_secs_per_1k_round_trips'] ?? '-', "{$s['client_cpu_secs']} of {$s['secs']} s", $s['errors'],
             $s['server_ended'] . ($s['server_log_lines'] ? ", {$s['server_log_lines']} log lines" : ''), $s['loadavg_before']], array_keys($echo), $echo)
     ) . "\n";
@@ -112,11 +142,37 @@ if ($idle) {
             $s['server_ended'] . ($s['server_log_lines'] ? ", {$s['server_log_lines']} log lines" : ''), $s['loadavg_before']], array_keys($idle), $idle)
     ) . "\n";
 }
+$yes = fn($b) => $b === null ? '-' : ($b ? 'yes' : 'NO');
+$num = fn($x, $d = 0) => $x === null ? '-' : number_format($x, $d);
+$ended = fn($s) => $s['server_ended'] . ($s['server_log_lines'] ? ", {$s['server_log_lines']} log lines" : '');
+$fan = array_filter($summary, fn($s) => $s['kind'] === 'fanout');
+if ($fan) {
+    $out .= table(
+        ['fan-out, 100 B', 'server', 'clients', 'one msg: last p50 ms', 'p99 ms', 'first p50 ms', 'sustained deliveries/s', 'server CPU us / delivery', 'all delivered', 'batch last p99 ms', 'RSS MiB', 'errors', 'server', 'load avg before'],
+        array_map(fn($n, $s) => [$n, $s['server_kind'] === 'naive' ? 'naive Rust' : 'Surge', $s['connected'], $ms($s['one_last_p50_us']), $ms($s['one_last_p99_us']),
+            $ms($s['one_first_p50_us']), $num($s['deliveries_per_sec']), $num($s['server_cpu_us_per_delivery'], 2), $yes($s['sustained_all_delivered']),
+            $ms($s['sustained_batch_last_p99_us']), $s['server_rss_kib_end'] === null ? '-' : $mib($s['server_rss_kib_end']), $s['errors'], $ended($s), $s['loadavg_before']], array_keys($fan), $fan)
+    ) . "(one msg: 20 messages one at a time, HTTP trigger until the first/last client had it; sustained: closed loop, at most {$num(reset($fan)['sustained_window'])} messages ahead of the slowest client)\n\n";
+}
+$lar = array_filter($summary, fn($s) => $s['kind'] === 'laravel');
+if ($lar) {
+    $out .= table(
+        ['Laravel path (Redis)', 'clients', 'one msg: last p50 ms', 'p99 ms', 'fixed rate msgs/s', 'last p50 ms', 'last p99 ms', 'all delivered', 'CPU us / delivery', 'sustained deliveries/s', 'CPU us / delivery ', 'all delivered ', 'errors', 'server', 'load avg before'],
+        array_map(fn($n, $s) => [$n, $s['connected'], $ms($s['one_last_p50_us']), $ms($s['one_last_p99_us']), $num($s['fixed_rate']), $ms($s['fixed_last_p50_us']),
+            $ms($s['fixed_last_p99_us']), $yes($s['fixed_all_delivered']), $num($s['fixed_server_cpu_us_per_delivery'], 2), $num($s['deliveries_per_sec']),
+            $num($s['server_cpu_us_per_delivery'], 2), $yes($s['sustained_all_delivered']), $s['errors'], $ended($s), $s['loadavg_before']], array_keys($lar), $lar)
+    ) . "(latency: from PUBLISH to Redis until the last client had the message; sustained: closed loop, at most {$num(reset($lar)['sustained_window'])} messages ahead)\n\n";
+}
 foreach ($raw as $r) {
     foreach (array_slice($r['server']['log'], 0, 10) as $l) {
         $out .= "server log ({$r['scenario']}): $l\n";
     }
     foreach ($r['clients'] as $c) {
+        foreach (['one', 'fixed_rate', 'sustained'] as $phase) {
+            if (is_array($c[$phase] ?? null) && ($c[$phase]['error'] ?? null) !== null) {
+                $out .= "client error ({$r['scenario']}, $phase): {$c[$phase]['error']}\n";
+            }
+        }
         foreach (['connect_errors' => 'connect error', 'error_messages' => 'error', 'drop_reasons' => 'closed by the server'] as $k => $what) {
             foreach ($c[$k] ?? [] as $msg => $n) {
                 $out .= "client $what ({$r['scenario']}): $msg (x$n)\n";

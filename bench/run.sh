@@ -4,12 +4,21 @@
 # bench/results/latest.json (plus a dated copy). Bounded: each wait has a limit, the whole run
 # takes about a minute. Every process it starts is stopped on exit, failure or Ctrl-C.
 #
-# Scenarios (each on a fresh server process, bench/servers/echo.php, default settings):
-#   echo      50 connections, 32-byte text messages echoed by a PHP callback, 5 s after 1 s warm-up:
-#             round trips/s, p50/p99, server CPU per 1000 round trips
+# Scenarios (each on a fresh server process, default settings apart from the log level):
+#   echo      50 connections, 32-byte text messages echoed by a PHP callback (bench/servers/echo.php),
+#             5 s after 1 s warm-up: round trips/s, p50/p99, server CPU per 1000 round trips;
+#             the same against baseline (a), naive-server (bench/src/naive_server.rs)
 #   idle 10k  server RSS listening with no connection vs with 10,000 established
 #   idle 19k  the same with 19,000, from two client processes bound to 127.0.0.2 and 127.0.0.3
-# Environment: BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS (50), BENCH_SKIP_19K=1 to leave out 19k.
+#   fanout    1k and 10k clients, bench/servers/fanout.php in modes broadcast, publish and loop
+#             (PHP foreach connections push), and naive-server: one 100-byte message at a time
+#             (HTTP trigger until the last client has it, 20 times), then a closed loop for
+#             BENCH_FANOUT_SECS after 1 s warm-up: deliveries/s, server CPU per delivery
+#   laravel   1k clients joined to "bench", bench/servers/laravel.php subscribed through the Redis
+#             bridge to a redis-server started here on a free 127.0.0.1 port; Laravel-shaped
+#             payloads PUBLISHed by surge-load: one at a time, a fixed rate, a closed loop
+# Environment: BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS (50), BENCH_SKIP_19K=1 to leave out 19k,
+# BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE (200 messages/s), BENCH_SKIP_10K_FANOUT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,12 +26,15 @@ ROOT=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 ECHO_SECS=${BENCH_ECHO_SECS:-5}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50}
+FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
+LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
 started=$(date +%s)
 
 ./scripts/build.sh
 echo "==> cargo build --release -p surge-bench"
 cargo build --release --locked -p surge-bench
 LOAD="$CARGO_TARGET_DIR/release/surge-load"
+NAIVE="$CARGO_TARGET_DIR/release/naive-server"
 SO="$ROOT/build/surge.so"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench.XXXXXX")
@@ -108,10 +120,16 @@ json_lines() { php -r 'echo json_encode(array_map("rtrim", file($argv[1]) ?: [])
 # JSON lines as a JSON array.
 json_array() { printf '[%s]' "$(paste -sd, "$1")"; }
 
-# start_server NAME: a fresh echo server on a free port; sets SERVER_PID and SERVER_PORT.
+# start_server NAME [SERVER]: a fresh server on a free port; sets SERVER_PID and SERVER_PORT.
+# SERVER is a script under bench/servers (default echo.php) or "naive" for naive-server.
 start_server() {
     SERVER_LOG="$WORK/server.$1"
-    SURGE_PORT=0 php -d extension="$SO" bench/servers/echo.php >"$SERVER_LOG.out" 2>"$SERVER_LOG.err" </dev/null &
+    local server=${2:-echo.php}
+    if [ "$server" = naive ]; then
+        SURGE_PORT=0 "$NAIVE" >"$SERVER_LOG.out" 2>"$SERVER_LOG.err" </dev/null &
+    else
+        SURGE_PORT=0 php -d extension="$SO" "bench/servers/$server" >"$SERVER_LOG.out" 2>"$SERVER_LOG.err" </dev/null &
+    fi
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     wait_for 10 "$SERVER_PID" grep -q '^ready ' "$SERVER_LOG.out" || {
@@ -132,10 +150,10 @@ stop_server() {
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 run_echo() {
-    local name=$1 conns=$2 load out
-    echo "==> $name: $conns connections, 32 B, ${ECHO_SECS} s (load average $(loadavg))"
+    local name=$1 conns=$2 server=${3:-echo.php} load out
+    echo "==> $name: $conns connections, 32 B, ${ECHO_SECS} s, $server (load average $(loadavg))"
     load=$(loadavg)
-    start_server "$name"
+    start_server "$name" "$server"
     out="$WORK/$name.client"
     "$LOAD" echo --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$conns" --secs "$ECHO_SECS" --warmup-secs 1 \
         --size 32 --threads 2 --server-pid "$SERVER_PID" >"$out" 2>"$out.err" \
@@ -143,8 +161,8 @@ run_echo() {
     local rss
     rss=$(rss_kib "$SERVER_PID")
     stop_server
-    printf '{"scenario":"%s","kind":"echo","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
-        "$name" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
+    printf '{"scenario":"%s","kind":"echo","server_kind":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
+        "$name" "$server" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
 }
 
 # run_idle NAME CONNS SOURCE_ADDR...: CONNS idle connections split over one client process per
@@ -194,7 +212,54 @@ run_idle() {
         "$base_fds" "$full_fds" "$after_fds" "$SERVER_END" "$(json_array "$WORK/$name.clients")" >>"$RESULTS"
 }
 
+# run_delivery NAME KIND SERVER CONNS SURGE-LOAD-ARGS...: a fan-out or Laravel scenario (KIND)
+# against a fresh SERVER; surge-load gets at most 240 s.
+run_delivery() {
+    local name=$1 kind=$2 server=$3 conns=$4 load out rss
+    shift 4
+    load=$(loadavg)
+    echo "==> $name: $conns clients, $server $* (load average $load)"
+    start_server "$name" "$server"
+    out="$WORK/$name.client"
+    timeout -k 5 240 "$LOAD" "$kind" --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$conns" --secs "$FANOUT_SECS" \
+        --warmup-secs 1 --reps 20 --server-pid "$SERVER_PID" "$@" >"$out" 2>"$out.err" </dev/null \
+        || { cat "$out.err" >&2; fail "$name: surge-load failed"; }
+    rss=$(rss_kib "$SERVER_PID")
+    stop_server
+    printf '{"scenario":"%s","kind":"%s","server_kind":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
+        "$name" "$kind" "$server" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
+}
+
+free_port() { php -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo substr(strrchr(stream_socket_get_name($s, false), ":"), 1);'; }
+
+# run_laravel NAME CONNS: a redis-server of its own on a free port, then the scenario.
+run_laravel() {
+    local name=$1 conns=$2 port rpid
+    port=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --protected-mode yes \
+        >"$WORK/redis.log" 2>&1 </dev/null &
+    rpid=$!
+    PIDS+=("$rpid")
+    wait_for 10 "$rpid" redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 || fail "redis-server did not start"
+    SURGE_REDIS="redis://127.0.0.1:$port"
+    run_delivery "$name" laravel laravel.php "$conns" --redis "127.0.0.1:$port" --rate "$LARAVEL_RATE" --rate-secs 5
+    SURGE_REDIS=""
+    kill -TERM "$rpid" 2>/dev/null || true
+    reap "$rpid" 10
+}
+
+export SURGE_REDIS=""
 run_echo echo_50 "$ECHO_CONNS"
+run_echo echo_50_naive "$ECHO_CONNS" naive
+for conns in 1000 10000; do
+    [ "$conns" = 10000 ] && [ "${BENCH_SKIP_10K_FANOUT:-0}" = 1 ] && continue
+    k=$((conns / 1000))k
+    for mode in broadcast publish loop; do
+        run_delivery "fanout_${k}_$mode" fanout fanout.php "$conns" --trigger "/trigger?mode=$mode"
+    done
+    run_delivery "fanout_${k}_naive" fanout naive "$conns" --trigger "/trigger?mode=broadcast"
+done
+run_laravel laravel_1k 1000
 run_idle idle_10k 10000 127.0.0.1
 [ "${BENCH_SKIP_19K:-0}" = 1 ] || run_idle idle_19k 19000 127.0.0.2 127.0.0.3
 
