@@ -40,54 +40,79 @@ enum Flow {
     Stop(u16),
 }
 
-/// This future lives as long as its connection, idle or not: everything it awaits beyond the
-/// wait for input or a wake-up is boxed, so an idle connection's task stays small.
+/// What woke an idle connection up.
+enum Wake {
+    Outbox,
+    Input(Option<Result<Message, WsError>>),
+}
+
+/// This future lives as long as its connection, idle or not, so it holds only the socket and
+/// the wait for input or a wake-up: handling what arrives (a tungstenite result is hundreds of
+/// bytes), writing, and closing are boxed futures that exist only while they run.
 pub(crate) async fn run<S>(mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
     let flow = loop {
-        let flow = tokio::select! {
+        let wake = tokio::select! {
             biased;
-            _ = conn.wake.notified() => Box::pin(write_outbox(&mut ws, &conn, &shared)).await,
-            incoming = ws.next() => match incoming {
-                Some(Ok(message)) => {
-                    let now = shared.now_ms();
-                    conn.touch(now);
-                    let data = matches!(message, Message::Text(_) | Message::Binary(_));
-                    if data && rate.as_mut().is_some_and(|r| !r.take(now)) {
-                        log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
-                        Box::pin(fail(&mut ws, &conn, 1008, "message rate limit exceeded")).await
-                    } else {
-                        Box::pin(receive(message, &mut ws, &conn, &shared)).await
-                    }
-                }
-                Some(Err(err)) => Box::pin(close_for_error(&mut ws, &conn, err)).await,
-                None => Flow::Stop(ABNORMAL),
-            },
+            _ = conn.wake.notified() => Wake::Outbox,
+            incoming = ws.next() => Wake::Input(incoming),
         };
+        let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate)).await;
         if !matches!(flow, Flow::Continue) {
             break flow;
         }
     };
+    Box::pin(finish(flow, ws, conn, shared)).await;
+}
+
+async fn step<S>(wake: Wake, ws: &mut WebSocketStream<S>, conn: &Conn, shared: &Shared, rate: &mut Option<RateLimit>) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match wake {
+        Wake::Outbox => write_outbox(ws, conn, shared).await,
+        Wake::Input(Some(Ok(message))) => {
+            let now = shared.now_ms();
+            conn.touch(now);
+            let data = matches!(message, Message::Text(_) | Message::Binary(_));
+            if data && rate.as_mut().is_some_and(|r| !r.take(now)) {
+                log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
+                fail(ws, conn, 1008, "message rate limit exceeded").await
+            } else {
+                receive(message, ws, conn, shared).await
+            }
+        }
+        Wake::Input(Some(Err(err))) => close_for_error(ws, conn, err).await,
+        Wake::Input(None) => Flow::Stop(ABNORMAL),
+    }
+}
+
+/// Ends the connection: the rest of the close handshake, then deregistration and the `close`
+/// event (or the Pusher protocol's unsubscribes).
+async fn finish<S>(flow: Flow, mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let code = match flow {
         Flow::Closing(code) => {
             // Messages already on their way when we closed (at shutdown, those sent just
             // before the signal) are still the client's messages: PHP gets them, until the
             // client answers our close frame or time runs out.
-            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(async {
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
                 while let Some(Ok(message)) = ws.next().await {
                     if matches!(receive(message, &mut ws, &conn, &shared).await, Flow::Stop(_)) {
                         break;
                     }
                 }
-            }))
+            })
             .await;
             code
         }
         Flow::Refusing(code) => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(async { while let Some(Ok(_)) = ws.next().await {} })).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
             code
         }
         Flow::Stop(code) => code,
@@ -101,13 +126,13 @@ where
     if let Some(pusher) = conn.pusher.get() {
         if let Some(session) = pusher {
             for event in crate::pusher::socket::closed(session, conn.fd, &shared) {
-                if Box::pin(shared.events.send(event)).await.is_err() {
+                if shared.events.send(event).await.is_err() {
                     break;
                 }
             }
         }
     } else if shared.handlers.close.load(Relaxed) {
-        let _ = Box::pin(shared.events.send(Event::Close { fd: conn.fd, code })).await;
+        let _ = shared.events.send(Event::Close { fd: conn.fd, code }).await;
     }
 }
 
