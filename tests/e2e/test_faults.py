@@ -1,0 +1,127 @@
+"""Faults with real processes: a slow consumer, SIGTERM with thousands of busy clients, a PHP
+warning inside a callback."""
+
+import asyncio
+import resource
+import signal
+import time
+
+from websockets.asyncio.client import connect as aconnect
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from conftest import settings_env
+from rawws import OP_TEXT, RawClient
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_server):
+    limit = 1 << 20
+    srv = php_server("faults.php", env=settings_env(socket_buffer_size=limit))
+    base = rss_kib(srv.proc.pid)
+    slow = RawClient(srv.port, timeout=10).open()
+    slow.send_frame(OP_TEXT, b"flood")
+    peak = base
+    with connect(srv.url) as other:
+        worst = 0.0
+        deadline = time.monotonic() + 20
+        while "flood stopped" not in srv.stdout() and time.monotonic() < deadline:
+            start = time.monotonic()
+            other.send("ping")
+            assert other.recv(timeout=5) == "ping"
+            worst = max(worst, time.monotonic() - start)
+            peak = max(peak, rss_kib(srv.proc.pid))
+            time.sleep(0.02)
+        out = srv.stdout()
+        assert "flood stopped" in out, out[-500:]
+        assert worst < 0.5, f"another client waited {worst:.3f}s for its echo during the flood"
+    pushed = int(out.split("flood stopped after ")[1].split()[0])
+    assert limit <= pushed <= 64 * limit, pushed
+    assert peak - base < 64 * 1024, f"RSS grew {peak - base} KiB during the flood"
+    # The slow client now reads: what the kernel held, then the 1008 close (unmasked, from the
+    # server: 0x88, length, code) and the end of the connection.
+    slow.sock.settimeout(10)
+    tail = b""
+    while b"\x03\xf0slow consumer" not in tail:
+        chunk = slow.sock.recv(1 << 20)
+        assert chunk, "the connection ended without the 1008 close"
+        tail = (tail + chunk)[-4096:]
+    # Our answer to the close; the server then ends the connection.
+    slow.send_frame(0x8, (1008).to_bytes(2, "big"))
+    start = time.monotonic()
+    while slow.sock.recv(1 << 20):
+        pass
+    assert time.monotonic() - start < 5
+    slow.close()
+
+
+def test_warning_in_a_callback_is_printed_and_the_server_goes_on(php_server):
+    srv = php_server("faults.php")
+    with connect(srv.url) as ws:
+        ws.send("warn")
+        assert ws.recv(timeout=5) == "after warning"
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+    assert "undefined_variable" in srv.stderr() + srv.stdout()
+    assert srv.proc.poll() is None
+
+
+def test_sigterm_with_2000_busy_clients_all_get_1001_no_message_lost(php_server):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 20000)), hard))
+    clients = 2000
+    srv = php_server("faults.php", env=settings_env(max_connection=10000, shutdown_timeout=5))
+
+    async def run() -> tuple[list, list, float]:
+        sent: list[str] = []
+        codes: list = []
+        signalled = asyncio.Event()
+
+        async def client(i: int, ready: asyncio.Event) -> None:
+            async with aconnect(srv.url, open_timeout=30, max_queue=None) as ws:
+                ready.set()
+                n = 0
+                try:
+                    while True:
+                        msg = f"busy {i} {n}"
+                        await ws.send(msg)
+                        # Sent before the signal: it must reach PHP.
+                        if not signalled.is_set():
+                            sent.append(msg)
+                        n += 1
+                        await asyncio.sleep(0.5)
+                except ConnectionClosed:
+                    pass
+                try:
+                    await asyncio.wait_for(ws.wait_closed(), 15)
+                finally:
+                    codes.append(ws.close_code)
+
+        readies = [asyncio.Event() for _ in range(clients)]
+        tasks = []
+        for i in range(clients):
+            tasks.append(asyncio.create_task(client(i, readies[i])))
+            if i % 100 == 99:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+        await asyncio.sleep(1.5)
+        signalled.set()
+        srv.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        return sent, codes, t0
+
+    sent, codes, t0 = asyncio.run(run())
+    srv.wait(timeout=5 + 10)
+    exited = time.monotonic() - t0
+    assert exited < 5 + 5, f"exited {exited:.1f}s after SIGTERM (shutdown_timeout 5)"
+    assert len(codes) == clients
+    assert codes.count(1001) == clients, {c: codes.count(c) for c in set(codes)}
+    received = {line[len("message "):] for line in srv.stdout().splitlines() if line.startswith("message busy")}
+    lost = [m for m in sent if m not in received]
+    assert len(sent) > clients * 2
+    assert not lost, f"{len(lost)} of {len(sent)} messages sent before SIGTERM never reached PHP: {lost[:5]}"
