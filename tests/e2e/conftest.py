@@ -171,9 +171,10 @@ class RedisServer:
     """A real redis-server on a free loopback port, in its own directory, persisting nothing.
     kill() and start() again keep the port, to test an outage."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, tls: tuple | None = None):
         self.host = "127.0.0.1"
         self.port = free_port()
+        self.tls = tls  # (cert file, key file): TLS only, for rediss://
         self.dir = tmp / f"redis.{self.port}"
         self.dir.mkdir()
         self.proc = None
@@ -181,17 +182,25 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
+        # The test certificate is self-signed: '#insecure' tells the bridge not to verify it.
+        return f"rediss://{self.host}:{self.port}/#insecure" if self.tls else f"redis://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         import redis  # only the Redis tests need redis-py
 
+        listen = ["--port", str(self.port)]
+        ssl = {}
+        if self.tls:
+            cert, key = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                      "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+            ssl = {"ssl": True, "ssl_cert_reqs": None}
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", self.host, "--port", str(self.port), "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            ["redis-server", "--bind", self.host, *listen, "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
             stdout=open(self.dir / "redis.log", "a"),
             stderr=subprocess.STDOUT,
         )
-        self.client = redis.Redis(self.host, self.port, decode_responses=True)
+        self.client = redis.Redis(self.host, self.port, decode_responses=True, **ssl)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -209,6 +218,19 @@ class RedisServer:
             self.proc.wait()
         if self.client:
             self.client.close()
+
+
+@pytest.fixture
+def cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert file, key file)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from redis import ConnectionPool
 from redis.client import PubSub
 
-from conftest import free_port, run_php
+from conftest import RedisServer, free_port, run_php
 from fanout_client import Client, eventually, start_fanout
 
 PREFIX = "laravel_database_"
@@ -62,6 +62,21 @@ def assert_redis_publish(redis_server, client: Client, text: str) -> None:
 
 def bridge(php_server, redis_server, subscribe, **settings):
     return start_fanout(php_server, {"redis": redis_server.url, **settings}, subscribe=subscribe)
+
+
+def test_rediss_url_bridges_over_tls(php_server, tmp_path, cert):
+    tls_redis = RedisServer(tmp_path, tls=cert)
+    tls_redis.start()
+    try:
+        srv = bridge(php_server, tls_redis, ["orders"])
+        with Client(srv.url) as member:
+            assert member.call("join", member.fd, "orders")
+            wait_subscribed(tls_redis, PREFIX + "orders")
+            tls_redis.client.publish(PREFIX + "orders", laravel("App\\Events\\Shipped", {"id": 7}))
+            assert member.recv_json() == forwarded("App\\Events\\Shipped", "orders", {"id": 7})
+            assert redis_stats(member)["state"] == "connected"
+    finally:
+        tls_redis.kill()
 
 
 def test_laravel_broadcasts_reach_the_members_of_the_channel(php_server, redis_server):

@@ -17,19 +17,6 @@ from conftest import run_php, settings_env
 
 
 @pytest.fixture
-def cert(tmp_path):
-    """A self-signed certificate for 127.0.0.1 and localhost: (cert file, key file)."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
-    return cert, key
-
-
-@pytest.fixture
 def tls_server(php_server, cert):
     def start(env=None, **settings):
         srv = php_server("echo.php", env={**settings_env(ssl_cert_file=str(cert[0]), ssl_key_file=str(cert[1]), **settings), **(env or {})})
