@@ -155,7 +155,9 @@ pub fn laravel_broadcast(input: &[u8]) {
         None => ("fuzz".to_owned(), input),
     };
     if let Some(message) = crate::redis_bridge::laravel_message(&channel, payload) {
-        serde_json::from_str::<serde_json::Value>(&message.json).expect("forwarded JSON is valid JSON");
+        // Valid JSON text (RawValue: numbers past f64's range such as 1e999 are valid JSON and
+        // are forwarded byte for byte, though serde_json::Value would refuse them).
+        serde_json::from_str::<Box<serde_json::value::RawValue>>(&message.json).expect("forwarded JSON is valid JSON");
         let (shared, _events) = shared();
         let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
         crate::pusher::forward_broadcast(&shared, &channel, &message.event, &message.data, &except);
