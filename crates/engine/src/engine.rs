@@ -26,7 +26,7 @@ use crate::stats::StatsSnapshot;
 use crate::{heartbeat, logging, tls};
 
 /// Which PHP callbacks are registered (see [`Engine::set_handler`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Handler {
     Open,
     Message,

@@ -6,33 +6,29 @@ use std::collections::HashMap;
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::types::{ZendCallable, Zval};
 use ext_php_rs::zend::ExecutorGlobals;
+use surge_engine::Handler;
 
+/// A PHP event: the engine's events (see [`Handler`]), plus the server's own lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Start,
     WorkerStart,
-    Open,
-    Message,
-    Close,
-    Request,
-    Redis,
-    PusherSubscribe,
-    PusherUnsubscribe,
-    PusherClientEvent,
     Shutdown,
+    /// Sent by the engine only while a callback for it is registered.
+    Engine(Handler),
 }
 
 pub const KINDS: &[(&str, Kind)] = &[
     ("start", Kind::Start),
     ("workerStart", Kind::WorkerStart),
-    ("open", Kind::Open),
-    ("message", Kind::Message),
-    ("close", Kind::Close),
-    ("request", Kind::Request),
-    ("redis", Kind::Redis),
-    ("pusherSubscribe", Kind::PusherSubscribe),
-    ("pusherUnsubscribe", Kind::PusherUnsubscribe),
-    ("pusherClientEvent", Kind::PusherClientEvent),
+    ("open", Kind::Engine(Handler::Open)),
+    ("message", Kind::Engine(Handler::Message)),
+    ("close", Kind::Engine(Handler::Close)),
+    ("request", Kind::Engine(Handler::Request)),
+    ("redis", Kind::Engine(Handler::Redis)),
+    ("pusherSubscribe", Kind::Engine(Handler::PusherSubscribe)),
+    ("pusherUnsubscribe", Kind::Engine(Handler::PusherUnsubscribe)),
+    ("pusherClientEvent", Kind::Engine(Handler::PusherClientEvent)),
     ("shutdown", Kind::Shutdown),
 ];
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
-use surge_engine::{Engine, Event, PusherEvent};
+use surge_engine::{Engine, Event, Handler, PusherEvent};
 
 use crate::callbacks::{call, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
@@ -132,19 +132,19 @@ fn object<T: IntoZval>(value: PhpResult<T>, what: &str) -> Option<Zval> {
 fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
     match event {
         Event::Open { fd: _, request } => match object(Request::from_engine(&request), "request") {
-            Some(req) => callback(server, Kind::Open, vec![this, &req]).into(),
+            Some(req) => callback(server, Kind::Engine(Handler::Open), vec![this, &req]).into(),
             None => Next::Continue,
         },
         Event::Message { fd, data, binary } => match object(Ok(Frame::new(fd, &data, binary)), "frame") {
-            Some(frame) => callback(server, Kind::Message, vec![this, &frame]).into(),
+            Some(frame) => callback(server, Kind::Engine(Handler::Message), vec![this, &frame]).into(),
             None => Next::Continue,
         },
-        Event::Close { fd, code: _ } => callback(server, Kind::Close, vec![this, &(fd as i64)]).into(),
+        Event::Close { fd, code: _ } => callback(server, Kind::Engine(Handler::Close), vec![this, &(fd as i64)]).into(),
         Event::Request { request, reply } => {
             let req = object(Request::from_engine(&request), "request");
             let res = object(Ok(Response::new(request.fd, reply)), "response");
             match (req, res) {
-                (Some(req), Some(res)) => callback(server, Kind::Request, vec![&req, &res]).into(),
+                (Some(req), Some(res)) => callback(server, Kind::Engine(Handler::Request), vec![&req, &res]).into(),
                 _ => Next::Continue,
             }
         }
@@ -158,7 +158,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         }
         Event::Redis { channel, payload } => {
             let payload = binary_zval(&payload);
-            callback(server, Kind::Redis, vec![this, &channel, &payload]).into()
+            callback(server, Kind::Engine(Handler::Redis), vec![this, &channel, &payload]).into()
         }
         Event::Pusher { fd, app_id, channel, what } => {
             let fd = fd as i64;
@@ -178,12 +178,12 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                         }
                         None => Zval::new(),
                     };
-                    callback(server, Kind::PusherSubscribe, vec![this, &fd, &channel, &member, &app_id]).into()
+                    callback(server, Kind::Engine(Handler::PusherSubscribe), vec![this, &fd, &channel, &member, &app_id]).into()
                 }
-                PusherEvent::Unsubscribe => callback(server, Kind::PusherUnsubscribe, vec![this, &fd, &channel, &app_id]).into(),
+                PusherEvent::Unsubscribe => callback(server, Kind::Engine(Handler::PusherUnsubscribe), vec![this, &fd, &channel, &app_id]).into(),
                 PusherEvent::ClientEvent { event, data } => {
                     let data = json_zval(&data);
-                    callback(server, Kind::PusherClientEvent, vec![this, &fd, &channel, &event, &data, &app_id]).into()
+                    callback(server, Kind::Engine(Handler::PusherClientEvent), vec![this, &fd, &channel, &event, &data, &app_id]).into()
                 }
             }
         }

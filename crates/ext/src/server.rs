@@ -87,14 +87,7 @@ fn timer_delay(ms: i64) -> PhpResult<Duration> {
 
 fn handler_for(kind: Kind) -> Option<Handler> {
     match kind {
-        Kind::Open => Some(Handler::Open),
-        Kind::Message => Some(Handler::Message),
-        Kind::Close => Some(Handler::Close),
-        Kind::Request => Some(Handler::Request),
-        Kind::Redis => Some(Handler::Redis),
-        Kind::PusherSubscribe => Some(Handler::PusherSubscribe),
-        Kind::PusherUnsubscribe => Some(Handler::PusherUnsubscribe),
-        Kind::PusherClientEvent => Some(Handler::PusherClientEvent),
+        Kind::Engine(handler) => Some(handler),
         _ => None,
     }
 }
