@@ -29,6 +29,8 @@ ECHO_CONNS=${BENCH_ECHO_CONNS:-50}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
 started=$(date +%s)
+# wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port
+source bench/lib.sh
 
 ./scripts/build.sh
 echo "==> cargo build --release -p surge-bench"
@@ -65,18 +67,6 @@ fail() {
     exit 1
 }
 
-# wait_for SECONDS PID COMMAND...: runs COMMAND every 0.1 s until it succeeds; fails when
-# PID has exited or the time is up.
-wait_for() {
-    local limit=$1 pid=$2 i
-    shift 2
-    for i in $(seq $((limit * 10))); do
-        "$@" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 exited() { [ ! -e "/proc/$1" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" = Z ]; }
 
@@ -99,21 +89,7 @@ reap() {
     if [ "$status" -gt 128 ]; then ENDED="signal $((status - 128))$killed"; else ENDED="exit $status"; fi
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-fd_count() { ls "/proc/$1/fd" | wc -l; }
 
-# RSS once it stops moving: samples every 0.5 s until two agree within 0.5% (at most 5 s).
-settled_rss() {
-    local prev now i
-    prev=$(rss_kib "$1")
-    for i in $(seq 10); do
-        sleep 0.5
-        now=$(rss_kib "$1")
-        [ $(( (now > prev ? now - prev : prev - now) * 200 )) -le "$now" ] && break
-        prev=$now
-    done
-    echo "$now"
-}
 
 # Lines of a file as a JSON array of strings (the server's log: it may hold anything).
 json_lines() { php -r 'echo json_encode(array_map("rtrim", file($argv[1]) ?: []));' "$1"; }
@@ -147,7 +123,6 @@ stop_server() {
     SERVER_END=$(printf '{"ended":"%s","log":%s}' "$ENDED" "$(json_lines "$SERVER_LOG.err")")
 }
 
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 run_echo() {
     local name=$1 conns=$2 server=${3:-echo.php} load out
@@ -230,7 +205,6 @@ run_delivery() {
         "$name" "$kind" "$server" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
 }
 
-free_port() { php -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo substr(strrchr(stream_socket_get_name($s, false), ":"), 1);'; }
 
 # run_laravel NAME CONNS: a redis-server of its own on a free port, then the scenario.
 run_laravel() {

@@ -4,7 +4,7 @@
 //! finished (a runner waits for it before measuring the server), and `{"event": "done", ...}`
 //! after the hold, which ends after `--hold-secs`, on SIGTERM or SIGINT, or when standard
 //! input is a pipe and its writer closes it. Connections the server closes during the hold
-//! are counted, with the reason.
+//! are counted, with the reason; messages the server sends are counted and ignored.
 
 use crate::args::Args;
 use crate::client::{self, Target};
@@ -12,6 +12,7 @@ use crate::stats::{self, Errors, Latencies};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -60,14 +61,16 @@ async fn idle(o: Options) -> Result<Value, String> {
     let (attempt_tx, mut attempts) = mpsc::unbounded_channel::<Result<Duration, String>>();
     let slots = Arc::new(Semaphore::new(o.parallel));
     let started = Instant::now();
+    let messages = Arc::new(AtomicU64::new(0));
 
     let tasks: Vec<_> = (0..o.conns)
         .map(|_| {
-            let (target, slots, attempt_tx, mut stop) = (
+            let (target, slots, attempt_tx, mut stop, messages) = (
                 o.target.clone(),
                 slots.clone(),
                 attempt_tx.clone(),
                 stop_rx.clone(),
+                messages.clone(),
             );
             let limit = o.connect_timeout;
             tokio::spawn(async move {
@@ -87,11 +90,17 @@ async fn idle(o: Options) -> Result<Value, String> {
                     }
                 };
                 drop(attempt_tx);
+                // Messages from the server (a Pusher server's pusher:connection_established,
+                // for one) are counted and otherwise ignored: the connection stays held.
                 let dropped = tokio::select! {
-                    r = client::next_data(&mut ws) => Some(match r {
-                        Ok(_) => "unexpected message from the server".to_string(),
-                        Err(e) => e,
-                    }),
+                    e = async {
+                        loop {
+                            match client::next_data(&mut ws).await {
+                                Ok(_) => { messages.fetch_add(1, Ordering::Relaxed); }
+                                Err(e) => break e,
+                            }
+                        }
+                    } => Some(e),
                     _ = stop.wait_for(|s| *s) => None,
                 };
                 match dropped {
@@ -165,6 +174,7 @@ async fn idle(o: Options) -> Result<Value, String> {
         "dropped_by_server": dropped.total(),
         "drop_reasons": dropped.to_json(),
         "closed_in_time": joined.is_ok(),
+        "messages_from_server": messages.load(Ordering::Relaxed),
     }))
 }
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Issue 8's npm baselines, apart from bench/run.sh: soketi 1.6.1 (baseline c) idle 10k, the
+# same measurement as run.sh's idle_10k (server VmRSS listening vs with every connection
+# established). Installs bench/peers/ (npm ci, its own package-lock.json) when node_modules is
+# missing. 127.0.0.1 only; every wait is bounded; every process it starts is stopped on exit.
+# Prints one summary line per scenario and writes bench/results/peers-latest.jsonl (raw).
+# Environment: PEERS_IDLE_CONNS (10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
+IDLE_CONNS=${PEERS_IDLE_CONNS:-10000}
+# wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port
+source bench/lib.sh
+
+echo "==> cargo build --release -p surge-bench"
+cargo build --release --locked -p surge-bench
+LOAD="$CARGO_TARGET_DIR/release/surge-load"
+[ -d bench/peers/node_modules ] || (cd bench/peers && timeout 600 npm ci --no-audit --no-fund)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-peers.XXXXXX")
+RESULTS="$WORK/results.jsonl"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT
+trap 'echo "terminated" >&2; exit 143' TERM
+fail() { echo "peers: $*" >&2; exit 1; }
+
+stop() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# start_soketi NAME: soketi on a free 127.0.0.1 port (app app-id / app-key / app-secret), metrics
+# on another; sets SERVER_PID and SERVER_PORT.
+start_soketi() {
+    SERVER_PORT=$(free_port)
+    local mport
+    mport=$(free_port)
+    SOKETI_HOST=127.0.0.1 SOKETI_PORT=$SERVER_PORT SOKETI_METRICS_HOST=127.0.0.1 \
+        SOKETI_METRICS_SERVER_PORT=$mport SOKETI_DEBUG=0 \
+        node "$ROOT/bench/peers/node_modules/@soketi/soketi/bin/server.js" start \
+        >"$WORK/$1.server" 2>&1 </dev/null &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_for 20 "$SERVER_PID" curl -fs -m 1 "http://127.0.0.1:$SERVER_PORT/" -o /dev/null \
+        || { cat "$WORK/$1.server" >&2; fail "$1: soketi did not start"; }
+}
+
+# idle NAME URL: IDLE_CONNS connections from one surge-load process, held until measured.
+idle() {
+    local name=$1 url=$2 load base base_fds full full_fds after client
+    load=$(loadavg)
+    echo "==> $name: $IDLE_CONNS idle connections to $url (load average $load)"
+    sleep 1
+    base=$(settled_rss "$SERVER_PID")
+    base_fds=$(fd_count "$SERVER_PID")
+    "$LOAD" idle --url "$url" --conns "$IDLE_CONNS" --hold-secs 120 >"$WORK/$name.client" 2>"$WORK/$name.client.err" </dev/null &
+    client=$!
+    PIDS+=("$client")
+    wait_for 90 "$client" grep -qs '"event":"connected"' "$WORK/$name.client" \
+        || { cat "$WORK/$name.client.err" >&2; fail "$name: the client did not report its connections"; }
+    full=$(settled_rss "$SERVER_PID")
+    full_fds=$(fd_count "$SERVER_PID")
+    stop "$client"
+    sleep 1
+    after=$(rss_kib "$SERVER_PID")
+    printf '{"scenario":"%s","kind":"idle","loadavg":"%s","server_rss_listening_kib":%d,"server_rss_established_kib":%d,"server_rss_after_close_kib":%d,"server_fds_listening":%d,"server_fds_established":%d,"clients":[%s]}\n' \
+        "$name" "$load" "$base" "$full" "$after" "$base_fds" "$full_fds" "$(paste -sd, "$WORK/$name.client")" >>"$RESULTS"
+    php -r '
+        $r = json_decode($argv[1], true);
+        $c = null;
+        foreach ($r["clients"] as $l) if (($l["event"] ?? "") === "connected") $c = $l;
+        $n = $c["connected"] ?? 0;
+        printf("%s: connected %d, RSS listening %.1f MiB, established %.1f MiB, %.2f KiB / conn, after close %.1f MiB, fds %d -> %d, load avg before %s\n",
+            $r["scenario"], $n, $r["server_rss_listening_kib"] / 1024, $r["server_rss_established_kib"] / 1024,
+            $n ? ($r["server_rss_established_kib"] - $r["server_rss_listening_kib"]) / $n : 0,
+            $r["server_rss_after_close_kib"] / 1024, $r["server_fds_listening"], $r["server_fds_established"], $r["loadavg"]);
+    ' "$(tail -n1 "$RESULTS")"
+}
+
+echo "Surge peers, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), node $(node --version)"
+start_soketi soketi_idle
+idle soketi_idle_10k "ws://127.0.0.1:$SERVER_PORT/app/app-key?protocol=7&client=js&version=7.0.0"
+stop "$SERVER_PID"
+
+mkdir -p bench/results
+cp "$RESULTS" bench/results/peers-latest.jsonl
+echo "written: bench/results/peers-latest.jsonl"
