@@ -4,13 +4,15 @@
 # established). Installs bench/peers/ (npm ci, its own package-lock.json) when node_modules is
 # missing. 127.0.0.1 only; every wait is bounded; every process it starts is stopped on exit.
 # Prints one summary line per scenario and writes bench/results/peers-latest.jsonl (raw).
-# Environment: PEERS_IDLE_CONNS (10000).
+# Then soketi fan-out to 1k (surge-load fanout, triggered through soketi's HTTP API by
+# bench/peers/pusher-trigger.js). Environment: PEERS_IDLE_CONNS (10000), PEERS_FANOUT_SECS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 IDLE_CONNS=${PEERS_IDLE_CONNS:-10000}
+FANOUT_SECS=${PEERS_FANOUT_SECS:-3}
 # wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port
 source bench/lib.sh
 
@@ -49,7 +51,7 @@ start_soketi() {
     local mport
     mport=$(free_port)
     SOKETI_HOST=127.0.0.1 SOKETI_PORT=$SERVER_PORT SOKETI_METRICS_HOST=127.0.0.1 \
-        SOKETI_METRICS_SERVER_PORT=$mport SOKETI_DEBUG=0 \
+        SOKETI_METRICS_SERVER_PORT=$mport SOKETI_DEBUG=0 SOKETI_EVENT_MAX_BATCH_SIZE=100 \
         node "$ROOT/bench/peers/node_modules/@soketi/soketi/bin/server.js" start \
         >"$WORK/$1.server" 2>&1 </dev/null &
     SERVER_PID=$!
@@ -90,9 +92,43 @@ idle() {
     ' "$(tail -n1 "$RESULTS")"
 }
 
+# fanout NAME CONNS: surge-load fanout against soketi (SERVER_PORT, SERVER_PID): every client
+# subscribes to "all"; bench/peers/pusher-trigger.js turns surge-load's GET /trigger and
+# GET /members into signed HTTP API calls (batch_events, channel info). Server CPU is soketi's.
+fanout() {
+    local name=$1 conns=$2 load tport tpid out
+    load=$(loadavg)
+    echo "==> $name: $conns clients subscribed to \"all\", HTTP API trigger (load average $load)"
+    tport=$(free_port)
+    node "$ROOT/bench/peers/pusher-trigger.js" "$tport" "$SERVER_PORT" >"$WORK/$name.trigger" 2>&1 </dev/null &
+    tpid=$!
+    PIDS+=("$tpid")
+    wait_for 10 "$tpid" grep -q '^ready' "$WORK/$name.trigger" || { cat "$WORK/$name.trigger" >&2; fail "$name: trigger did not start"; }
+    out="$WORK/$name.client"
+    timeout -k 5 240 "$LOAD" fanout --url "ws://127.0.0.1:$SERVER_PORT/app/app-key?protocol=7&client=js&version=7.0.0" \
+        --http "127.0.0.1:$tport" --trigger /trigger --subscribe '{"event":"pusher:subscribe","data":{"channel":"all"}}' \
+        --conns "$conns" --secs "$FANOUT_SECS" --warmup-secs 1 --reps 20 --server-pid "$SERVER_PID" >"$out" 2>"$out.err" </dev/null \
+        || { cat "$out.err" "$WORK/$name.trigger" >&2; fail "$name: surge-load failed"; }
+    stop "$tpid"
+    printf '{"scenario":"%s","kind":"fanout","loadavg":"%s","clients":[%s]}\n' "$name" "$load" "$(paste -sd, "$out")" >>"$RESULTS"
+    php -r '
+        $r = json_decode($argv[1], true);
+        $c = $r["clients"][0]; $o = $c["one"] ?? []; $s = $c["sustained"] ?? [];
+        $ms = fn($us) => $us === null ? "-" : sprintf("%.2f", $us / 1000);
+        printf("%s: connected %d, one msg last p50 %s ms, p99 %s ms, first p50 %s ms; sustained %s deliveries/s, server CPU %s us / delivery, all delivered %s, batch last p99 %s ms, RSS %s MiB, errors %d, load avg before %s\n",
+            $r["scenario"], $c["connected"] ?? 0, $ms($o["last_p50_us"] ?? null), $ms($o["last_p99_us"] ?? null), $ms($o["first_p50_us"] ?? null),
+            number_format($s["deliveries_per_sec"] ?? 0), $s["server_cpu_us_per_delivery"] ?? "-", json_encode($s["all_delivered"] ?? null),
+            $ms($s["batch_last_p99_us"] ?? null), isset($s["server_rss_kib_end"]) ? sprintf("%.1f", $s["server_rss_kib_end"] / 1024) : "-",
+            ($c["errors"] ?? 0) + array_sum($c["connect_errors"] ?? []), $r["loadavg"]);
+    ' "$(tail -n1 "$RESULTS")"
+}
+
 echo "Surge peers, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), node $(node --version)"
 start_soketi soketi_idle
 idle soketi_idle_10k "ws://127.0.0.1:$SERVER_PORT/app/app-key?protocol=7&client=js&version=7.0.0"
+stop "$SERVER_PID"
+start_soketi soketi_fanout
+fanout soketi_fanout_1k 1000
 stop "$SERVER_PID"
 
 mkdir -p bench/results

@@ -5,6 +5,7 @@
 use crate::client::{self, Target};
 use crate::procfs;
 use crate::stats::{self, Errors, Latencies};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 /// How long the slowest client may take for a message before the run counts it as lost.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -144,15 +146,27 @@ pub async fn connect_clients(
     target: &Target,
     conns: usize,
     parallel: usize,
+    subscribe: Option<&str>,
 ) -> (Vec<client::Ws>, Errors, Duration) {
     let slots = Arc::new(Semaphore::new(parallel.max(1)));
     let started = Instant::now();
     let tasks: Vec<_> = (0..conns)
         .map(|_| {
             let (target, slots) = (target.clone(), slots.clone());
+            let subscribe = subscribe.map(str::to_string);
             tokio::spawn(async move {
                 let _permit = slots.acquire_owned().await;
-                target.connect(4096, Duration::from_secs(20)).await
+                let mut ws = target.connect(4096, Duration::from_secs(20)).await?;
+                if let Some(text) = subscribe {
+                    // A Pusher server ignores what comes before its pusher:connection_established.
+                    tokio::time::timeout(Duration::from_secs(20), client::next_data(&mut ws))
+                        .await
+                        .map_err(|_| "no first message from the server in 20 s".to_string())??;
+                    ws.send(Message::text(text))
+                        .await
+                        .map_err(|e| format!("subscribe: {e}"))?;
+                }
+                Ok::<_, String>(ws)
             })
         })
         .collect();
@@ -169,9 +183,11 @@ pub async fn connect_clients(
 }
 
 /// Starts one reading task per socket: each expects messages 0, 1, 2, ... in order.
+/// With `skip_unnumbered`, messages without a number (a Pusher server's own events) are skipped.
 pub fn start_readers(
     sockets: Vec<client::Ws>,
     tracker: &Arc<Tracker>,
+    skip_unnumbered: bool,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     sockets
         .into_iter()
@@ -193,6 +209,7 @@ pub fn start_readers(
                                     next = seq + 1;
                                     tracker.received(seq);
                                 }
+                                None if skip_unnumbered => {}
                                 None => tracker.error("a message without #seq#"),
                             }
                         }
@@ -437,13 +454,18 @@ pub struct Common {
     pub threads: usize,
     pub parallel: usize,
     pub server_pid: Option<u32>,
+    /// Sent by every client once connected (a Pusher `pusher:subscribe`); then messages
+    /// without a number are skipped.
+    pub subscribe: Option<String>,
 }
 
 impl Common {
     pub fn from_args(args: &mut crate::args::Args, default_window: u64) -> Result<Common, String> {
         let target = Target::from_args(args)?;
-        let http = target
-            .url
+        let http_arg: Option<String> = args.optional("http")?;
+        let http = http_arg
+            .as_deref()
+            .unwrap_or(&target.url)
             .trim_start_matches("ws://")
             .split('/')
             .next()
@@ -461,6 +483,7 @@ impl Common {
             threads: args.get("threads", 2)?,
             parallel: args.get("parallel", 256)?,
             server_pid: args.optional("server-pid")?,
+            subscribe: args.optional("subscribe")?,
         };
         if c.conns == 0 || c.window == 0 {
             return Err("--conns and --window must be positive".into());
@@ -481,7 +504,7 @@ impl Session {
     /// them all (`GET /members`); None if not one connected.
     pub async fn open(c: &Common, out: &mut Value) -> Result<Option<Session>, String> {
         let (sockets, connect_errors, connect_time) =
-            connect_clients(&c.target, c.conns, c.parallel).await;
+            connect_clients(&c.target, c.conns, c.parallel, c.subscribe.as_deref()).await;
         let connected = sockets.len();
         merge(
             out,
@@ -504,7 +527,7 @@ impl Session {
         merge(out, json!({ "ready": ready }));
         // Capacity: far more than a run can send (every slot costs 20 bytes).
         let tracker = Arc::new(Tracker::new(connected as u32, 2_000_000));
-        let readers = start_readers(sockets, &tracker);
+        let readers = start_readers(sockets, &tracker, c.subscribe.is_some());
         Ok(Some(Session {
             tracker,
             readers,

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub const USAGE: &str =
-    "fanout --url ws://127.0.0.1:PORT/ --trigger /trigger?mode=broadcast [--conns 1000] \
+    "fanout --url ws://127.0.0.1:PORT/ --trigger /trigger?mode=broadcast [--conns 1000] [--http IP:PORT] [--subscribe TEXT] \
 [--reps 20] [--secs 5] [--warmup-secs 1] [--window 16] [--threads 2] [--parallel 256] [--bind IP] \
 [--server-pid PID]";
 
