@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Issue 8's npm baselines, apart from bench/run.sh: soketi 1.6.1 (baseline c) idle 10k, the
+# Issue 8's npm baselines, apart from bench/run.sh, as run.sh measures Surge: soketi 1.6.1 (baseline c) idle 10k, the
 # same measurement as run.sh's idle_10k (server VmRSS listening vs with every connection
 # established). Installs bench/peers/ (npm ci, its own package-lock.json) when node_modules is
 # missing. 127.0.0.1 only; every wait is bounded; every process it starts is stopped on exit.
 # Prints one summary line per scenario and writes bench/results/peers-latest.jsonl (raw).
 # Then soketi fan-out to 1k (surge-load fanout, triggered through soketi's HTTP API by
-# bench/peers/pusher-trigger.js). Environment: PEERS_IDLE_CONNS (10000), PEERS_FANOUT_SECS (3).
+# bench/peers/pusher-trigger.js), and laravel-echo-server 1.6.3 on the Laravel path (Redis) to 1k.
+# Environment: PEERS_IDLE_CONNS (10000), PEERS_FANOUT_SECS (3), PEERS_LARAVEL_RATE (200), PEERS_ONLY_LARAVEL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -13,6 +14,7 @@ ROOT=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 IDLE_CONNS=${PEERS_IDLE_CONNS:-10000}
 FANOUT_SECS=${PEERS_FANOUT_SECS:-3}
+LARAVEL_RATE=${PEERS_LARAVEL_RATE:-200}
 # wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port
 source bench/lib.sh
 
@@ -123,13 +125,62 @@ fanout() {
     ' "$(tail -n1 "$RESULTS")"
 }
 
+# laravel NAME CONNS: laravel-echo-server (bench/peers/les.js) subscribed to a redis-server of
+# its own; CONNS socket.io 2 clients (engine.io 3 over a plain WebSocket: surge-load's clients,
+# "42[subscribe]" after the server's open packet) join "bench"; surge-load PUBLISHes the same
+# Laravel-shaped payloads as run.sh's laravel_1k. Server CPU is laravel-echo-server's.
+laravel() {
+    local name=$1 conns=$2 load rport rpid port pid tport tpid out
+    load=$(loadavg)
+    echo "==> $name: $conns socket.io clients joined to \"bench\", Redis PUBLISH (load average $load)"
+    rport=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --protected-mode yes >"$WORK/redis.log" 2>&1 </dev/null &
+    rpid=$!
+    PIDS+=("$rpid")
+    wait_for 10 "$rpid" redis-cli -h 127.0.0.1 -p "$rport" ping >/dev/null 2>&1 || fail "redis-server did not start"
+    port=$(free_port)
+    (cd "$ROOT/bench/peers" && exec node les.js "$port" "$rport") >"$WORK/$name.server" 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for 20 "$pid" curl -fs -m 1 "http://127.0.0.1:$port/apps/les/channels/bench?auth_key=bench-key" -o /dev/null \
+        || { cat "$WORK/$name.server" >&2; fail "$name: laravel-echo-server did not start"; }
+    tport=$(free_port)
+    node "$ROOT/bench/peers/pusher-trigger.js" "$tport" "$port" les >"$WORK/$name.trigger" 2>&1 </dev/null &
+    tpid=$!
+    PIDS+=("$tpid")
+    wait_for 10 "$tpid" grep -q '^ready' "$WORK/$name.trigger" || { cat "$WORK/$name.trigger" >&2; fail "$name: members shim did not start"; }
+    out="$WORK/$name.client"
+    timeout -k 5 240 "$LOAD" laravel --url "ws://127.0.0.1:$port/socket.io/?EIO=3&transport=websocket" \
+        --http "127.0.0.1:$tport" --subscribe '42["subscribe",{"channel":"bench","auth":{"headers":{}}}]' \
+        --redis "127.0.0.1:$rport" --rate "$LARAVEL_RATE" --rate-secs 5 \
+        --conns "$conns" --secs "$FANOUT_SECS" --warmup-secs 1 --reps 20 --server-pid "$pid" >"$out" 2>"$out.err" </dev/null \
+        || { cat "$out.err" "$WORK/$name.server" >&2; fail "$name: surge-load failed"; }
+    stop "$tpid"
+    stop "$pid"
+    stop "$rpid"
+    printf '{"scenario":"%s","kind":"laravel","loadavg":"%s","clients":[%s]}\n' "$name" "$load" "$(paste -sd, "$out")" >>"$RESULTS"
+    php -r '
+        $r = json_decode($argv[1], true);
+        $c = $r["clients"][0]; $o = $c["one"] ?? []; $f = $c["fixed_rate"] ?? []; $s = $c["sustained"] ?? [];
+        $ms = fn($us) => $us === null ? "-" : sprintf("%.2f", $us / 1000);
+        printf("%s: connected %d, one msg last p50 %s ms, p99 %s ms; fixed %s msgs/s: last p50 %s ms, p99 %s ms, all delivered %s, CPU %s us / delivery; sustained %s deliveries/s, CPU %s us / delivery, all delivered %s, errors %d, load avg before %s\n",
+            $r["scenario"], $c["connected"] ?? 0, $ms($o["last_p50_us"] ?? null), $ms($o["last_p99_us"] ?? null),
+            $f["rate"] ?? "-", $ms($f["last_p50_us"] ?? null), $ms($f["last_p99_us"] ?? null), json_encode($f["all_delivered"] ?? null), $f["server_cpu_us_per_delivery"] ?? "-",
+            number_format($s["deliveries_per_sec"] ?? 0), $s["server_cpu_us_per_delivery"] ?? "-", json_encode($s["all_delivered"] ?? null),
+            ($c["errors"] ?? 0) + array_sum($c["connect_errors"] ?? []), $r["loadavg"]);
+    ' "$(tail -n1 "$RESULTS")"
+}
+
 echo "Surge peers, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), node $(node --version)"
-start_soketi soketi_idle
-idle soketi_idle_10k "ws://127.0.0.1:$SERVER_PORT/app/app-key?protocol=7&client=js&version=7.0.0"
-stop "$SERVER_PID"
-start_soketi soketi_fanout
-fanout soketi_fanout_1k 1000
-stop "$SERVER_PID"
+[ "${PEERS_ONLY_LARAVEL:-0}" = 1 ] || {
+    start_soketi soketi_idle
+    idle soketi_idle_10k "ws://127.0.0.1:$SERVER_PORT/app/app-key?protocol=7&client=js&version=7.0.0"
+    stop "$SERVER_PID"
+    start_soketi soketi_fanout
+    fanout soketi_fanout_1k 1000
+    stop "$SERVER_PID"
+}
+laravel les_laravel_1k 1000
 
 mkdir -p bench/results
 cp "$RESULTS" bench/results/peers-latest.jsonl
