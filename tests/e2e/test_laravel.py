@@ -61,7 +61,7 @@ def recv_json(ws, timeout=5):
 
 def open_client(server, token=None):
     """Connects (as the user of `token`, if given); returns (ws, socket_id, welcome)."""
-    ws = connect(server.url + (f"/?token={token}" if token else "/"))
+    ws = connect(server.url + (f"/?token={token}" if token else "/")).__enter__()
     connected = recv_json(ws)
     assert connected["event"] == "surge:connected"
     welcome = recv_json(ws)
