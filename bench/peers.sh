@@ -5,7 +5,9 @@
 # missing. 127.0.0.1 only; every wait is bounded; every process it starts is stopped on exit.
 # Prints one summary line per scenario and writes bench/results/peers-latest.jsonl (raw).
 # Then soketi fan-out to 1k (surge-load fanout, triggered through soketi's HTTP API by
-# bench/peers/pusher-trigger.js), and laravel-echo-server 1.6.3 on the Laravel path (Redis) to 1k.
+# bench/peers/pusher-trigger.js), the same against Surge's own Pusher protocol (issue 8's scenario 5:
+# bench/servers/pusher.php, same clients, same trigger, batches of 10 as Pusher's API allows), and
+# laravel-echo-server 1.6.3 on the Laravel path (Redis) to 1k.
 # Environment: PEERS_IDLE_CONNS (10000), PEERS_FANOUT_SECS (3), PEERS_LARAVEL_RATE (200), PEERS_ONLY_LARAVEL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,8 @@ LARAVEL_RATE=${PEERS_LARAVEL_RATE:-200}
 # wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port
 source bench/lib.sh
 
+./scripts/build.sh
+SO="$ROOT/build/surge.so"
 echo "==> cargo build --release -p surge-bench"
 cargo build --release --locked -p surge-bench
 LOAD="$CARGO_TARGET_DIR/release/surge-load"
@@ -62,6 +66,17 @@ start_soketi() {
         || { cat "$WORK/$1.server" >&2; fail "$1: soketi did not start"; }
 }
 
+# start_surge_pusher NAME: bench/servers/pusher.php (Surge, one Pusher app app-id / app-key /
+# app-secret) on a free 127.0.0.1 port; sets SERVER_PID and SERVER_PORT.
+start_surge_pusher() {
+    SURGE_PORT=0 php -d extension="$SO" "$ROOT/bench/servers/pusher.php" >"$WORK/$1.server" 2>"$WORK/$1.server.err" </dev/null &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_for 10 "$SERVER_PID" grep -q '^ready ' "$WORK/$1.server" \
+        || { cat "$WORK/$1.server.err" >&2; fail "$1: Surge did not start"; }
+    SERVER_PORT=$(awk '/^ready / { print $2; exit }' "$WORK/$1.server")
+}
+
 # idle NAME URL: IDLE_CONNS connections from one surge-load process, held until measured.
 idle() {
     local name=$1 url=$2 load base base_fds full full_fds after client
@@ -94,15 +109,16 @@ idle() {
     ' "$(tail -n1 "$RESULTS")"
 }
 
-# fanout NAME CONNS: surge-load fanout against soketi (SERVER_PORT, SERVER_PID): every client
-# subscribes to "all"; bench/peers/pusher-trigger.js turns surge-load's GET /trigger and
-# GET /members into signed HTTP API calls (batch_events, channel info). Server CPU is soketi's.
+# fanout NAME CONNS [BATCH]: surge-load fanout against a Pusher server (soketi or Surge; SERVER_PORT,
+# SERVER_PID): every client subscribes to "all"; bench/peers/pusher-trigger.js turns surge-load's
+# GET /trigger and GET /members into signed HTTP API calls (batch_events of at most BATCH events,
+# default 100; channel info). Server CPU is the server's.
 fanout() {
-    local name=$1 conns=$2 load tport tpid out
+    local name=$1 conns=$2 batch=${3:-100} load tport tpid out
     load=$(loadavg)
     echo "==> $name: $conns clients subscribed to \"all\", HTTP API trigger (load average $load)"
     tport=$(free_port)
-    node "$ROOT/bench/peers/pusher-trigger.js" "$tport" "$SERVER_PORT" >"$WORK/$name.trigger" 2>&1 </dev/null &
+    node "$ROOT/bench/peers/pusher-trigger.js" "$tport" "$SERVER_PORT" app-id app-key app-secret "$batch" >"$WORK/$name.trigger" 2>&1 </dev/null &
     tpid=$!
     PIDS+=("$tpid")
     wait_for 10 "$tpid" grep -q '^ready' "$WORK/$name.trigger" || { cat "$WORK/$name.trigger" >&2; fail "$name: trigger did not start"; }
@@ -178,6 +194,9 @@ echo "Surge peers, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --shor
     stop "$SERVER_PID"
     start_soketi soketi_fanout
     fanout soketi_fanout_1k 1000
+    stop "$SERVER_PID"
+    start_surge_pusher surge_pusher_fanout
+    fanout surge_pusher_fanout_1k 1000 10
     stop "$SERVER_PID"
 }
 laravel les_laravel_1k 1000
