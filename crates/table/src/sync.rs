@@ -69,13 +69,14 @@ impl Drop for RowGuard<'_> {
 }
 
 /// Runs `copy` until it ran on a stable row, and returns that run's result. `copy` may see
-/// torn data in runs that are thrown away, so it must stay in bounds whatever it reads.
-pub(crate) fn read_stable<T>(seq: &AtomicU64, mut copy: impl FnMut() -> T) -> T {
+/// torn data in runs that are thrown away, so it must stay in bounds whatever it reads. It is
+/// given the (even) sequence the row had around it: the row's version in the kept run.
+pub(crate) fn read_stable<T>(seq: &AtomicU64, mut copy: impl FnMut(u64) -> T) -> T {
     let mut backoff = Backoff::new();
     loop {
         let before = seq.load(Acquire);
         if before & 1 == 0 {
-            let result = copy();
+            let result = copy(before);
             // Keeps the copy's loads before the second read of the sequence.
             fence(Acquire);
             if seq.load(Relaxed) == before {

@@ -48,6 +48,16 @@ pub struct Entry {
     pub values: Vec<Value>,
 }
 
+/// Which content a row had: its slot and its seqlock word. Every write to a row moves the
+/// word on (a delete and a new key in the same slot included), in whichever process, and the
+/// 64-bit word never comes back to a value it had, so two reads with the same version saw the
+/// same key and values. For caches of rows: see [`Table::get_versioned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowVersion {
+    pub slot: usize,
+    pub seq: u64,
+}
+
 /// A snapshot of the table's counters. Chain figures come from a walk of the index, so they
 /// cost O(buckets) and are approximate while other processes insert or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +205,27 @@ impl Table {
             out.clear();
         }
         Ok(found)
+    }
+
+    /// For callers that keep the rows they have read: like `get_into`, but `is_kept(version)`
+    /// is asked first whether the caller already holds the row as it was at that version, and
+    /// then `out` is not filled. Returns the row's version, and whether `out` holds the row;
+    /// None when the key is missing (`out` untouched).
+    pub fn get_versioned(
+        &self,
+        key: &[u8],
+        out: &mut Vec<Value>,
+        mut is_kept: impl FnMut(RowVersion) -> bool,
+    ) -> Result<Option<(RowVersion, bool)>, TableError> {
+        let t = self.shared()?;
+        let key = t.key(key)?;
+        Ok(t.find(&key, |version, row| {
+            let kept = is_kept(version);
+            if !kept {
+                t.load_values(row, out);
+            }
+            (version, !kept)
+        }))
     }
 
     /// One column of a row, or None when the key is missing.
@@ -549,7 +580,8 @@ impl Shared {
     }
 
     /// Lock-free search. `on_hit` runs on a stable copy of the row holding the key (possibly
-    /// more than once, if a writer interferes) and its last result is returned.
+    /// more than once, if a writer interferes), with the row's version in that copy, and its
+    /// last result is returned.
     ///
     /// A hit needs no further check: the row was live with this key at the instant the
     /// seqlock read was stable, and a key lives in one row at most. A miss might come from
@@ -559,7 +591,7 @@ impl Shared {
     fn find<T>(
         &self,
         key: &Key<'_>,
-        mut on_hit: impl FnMut(usize, &[AtomicU64]) -> T,
+        mut on_hit: impl FnMut(RowVersion, &[AtomicU64]) -> T,
     ) -> Option<T> {
         let bucket = self.bucket(key.hash);
         loop {
@@ -571,7 +603,9 @@ impl Shared {
             while link != 0 && steps < self.capacity {
                 let slot = link as usize - 1;
                 let row = self.row(slot);
-                let hit = read_stable(&row[SEQ], || key.matches(row).then(|| on_hit(slot, row)));
+                let hit = read_stable(&row[SEQ], |seq| {
+                    key.matches(row).then(|| on_hit(RowVersion { slot, seq }, row))
+                });
                 if hit.is_some() {
                     return hit;
                 }
@@ -618,7 +652,7 @@ impl Shared {
         // Fast path, the common one for set and incr: the key exists, so only its row is
         // locked. The search was lock-free, so the row may have been deleted (and reused)
         // before the lock was taken; the key is checked again under the lock.
-        while let Some(slot) = self.find(key, |slot, _| slot) {
+        while let Some(slot) = self.find(key, |at, _| at.slot) {
             let row = self.row(slot);
             let _row_lock = RowGuard::lock(&row[SEQ]);
             if key.matches(row) {
@@ -775,7 +809,7 @@ impl Shared {
         let mut values = Vec::new();
         for s in slot..end {
             let row = self.row(s);
-            let live = read_stable(&row[SEQ], || {
+            let live = read_stable(&row[SEQ], |_| {
                 let live = self.load_key(row, &mut key);
                 if live {
                     self.load_values(row, &mut values);

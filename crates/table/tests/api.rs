@@ -2,7 +2,7 @@
 
 use surge_table::{
     bucket_count, checked_string_size, checked_table_size, memory_size, row_bytes, Column,
-    ColumnType, Table, TableError, Value, KEY_MAX, STRING_MAX,
+    ColumnType, RowVersion, Table, TableError, Value, KEY_MAX, STRING_MAX,
 };
 
 fn users(size: usize) -> Table {
@@ -308,6 +308,43 @@ fn get_into_reuses_buffers_and_clears_on_miss() {
     assert_eq!(out, vec![Value::Int(2), Value::Float(0.0), s("b")]);
     assert!(!t.get_into(b"zz", &mut out).unwrap());
     assert!(out.is_empty());
+}
+
+/// A reader that keeps rows by version is told when it may reuse what it kept: only while
+/// nothing wrote the row, whether by set, incr, or a delete and a new row under the same key.
+#[test]
+fn get_versioned_says_when_a_kept_row_is_still_current() {
+    let t = users(8);
+    t.set(b"a", &[("id", Value::Int(1))]).unwrap();
+    let mut out = Vec::new();
+    let read = |out: &mut Vec<Value>, kept: Option<RowVersion>| {
+        t.get_versioned(b"a", out, |v| Some(v) == kept).unwrap()
+    };
+    let (first, loaded) = read(&mut out, None).unwrap();
+    assert!(loaded);
+    assert_eq!(out[0], Value::Int(1));
+    out.clear();
+    assert_eq!(read(&mut out, Some(first)), Some((first, false)));
+    assert!(out.is_empty(), "a kept row is not read again");
+
+    let mut seen = vec![first];
+    let writes: [&dyn Fn(); 3] = [
+        &|| t.set(b"a", &[("id", Value::Int(2))]).unwrap(),
+        &|| drop(t.incr(b"a", "id", Value::Int(1)).unwrap()),
+        &|| {
+            t.del(b"a").unwrap();
+            t.set(b"a", &[("id", Value::Int(9))]).unwrap();
+        },
+    ];
+    for write in writes {
+        write();
+        let (now, loaded) = read(&mut out, seen.last().copied()).unwrap();
+        assert!(loaded && !seen.contains(&now), "{now:?} after {seen:?}");
+        seen.push(now);
+    }
+    assert_eq!(out[0], Value::Int(9));
+    t.del(b"a").unwrap();
+    assert_eq!(read(&mut out, seen.last().copied()), None);
 }
 
 #[test]
