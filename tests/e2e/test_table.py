@@ -234,6 +234,21 @@ def test_int_keys_are_their_decimal_strings():
     ]
 
 
+def test_int_keys_of_every_length_are_their_decimal_strings():
+    """An int key is written out in 8-byte words; every length from 1 to 20 characters, signs
+    included, must be the same row as its string."""
+    ints = [int("1234567890123456789"[:n]) for n in range(1, 20)]
+    ints += [-i for i in ints] + [2**63 - 1, -(2**63)]
+    assert php(f"""
+        $t = table({len(ints)});
+        foreach ([{", ".join(map(str, ints[:-1]))}, PHP_INT_MIN] as $n) {{
+            $t->set($n, ['s' => 'int']);
+            $t->set((string) $n, ['i' => $n]);
+        }}
+        out([count($t), array_map(fn($kr) => [$kr[0], $kr[1]['i'], $kr[1]['s']], rows($t))]);
+    """) == [[len(ints), [[str(i), i, "int"] for i in ints]]]
+
+
 def test_column_names_that_php_arrays_keep_as_ints():
     """A column named "7" is the key 7 of a PHP array, on the way in and out."""
     assert php("""
@@ -514,6 +529,35 @@ def test_objects_are_not_cloned_or_serialized():
     """) == ["Trying to clone an uncloneable object of class Surge\\Table", "Serialization of 'Surge\\Table' is not allowed"]
 
 
+def test_a_row_read_again_is_the_current_row_and_changing_a_copy_changes_nothing():
+    """get keeps the arrays it returned (to return them again while the row is unchanged): a
+    script that changes its copy must not change the table or later gets, and every write
+    (set, incr, del and set again under the same key) must show in the next get."""
+    assert php("""
+        $t = table(8);
+        $t->set('a', ['i' => 1, 's' => 'one']);
+        $first = $t->get('a');
+        $first['i'] = 100;
+        $first['s'] .= '!';
+        out([$first, $t->get('a'), $t->get('a', 'i')]);
+        $before = $t->get('a');
+        $t->set('a', ['s' => 'two']);
+        out([$before, $t->get('a')]);
+        $t->incr('a', 'i', 5);
+        out($t->get('a'));
+        $t->del('a');
+        out($t->get('a'));
+        $t->set('a', ['f' => 0.5]);
+        out([$t->get('a'), $before]);
+    """) == [
+        [{"i": 100, "f": 0.0, "s": "one!"}, {"i": 1, "f": 0.0, "s": "one"}, 1],
+        [{"i": 1, "f": 0.0, "s": "one"}, {"i": 1, "f": 0.0, "s": "two"}],
+        {"i": 6, "f": 0.0, "s": "two"},
+        False,
+        [{"i": 0, "f": 0.5, "s": ""}, {"i": 1, "f": 0.0, "s": "one"}],
+    ]
+
+
 # --- several processes ---------------------------------------------------------------------
 
 
@@ -530,6 +574,39 @@ def test_forked_children_share_the_table_both_ways():
         pcntl_waitpid($pid, $status);
         out([pcntl_wexitstatus($status), $t->get('child', 's'), $t->exists('parent'), count($t)]);
     """, extensions=pcntl()) == [[0, "pc", False, 1]]
+
+
+def test_a_parent_sees_what_a_child_wrote_to_rows_it_had_read():
+    """The parent reads every row (twice, so that each is kept as it was), a child then
+    changes them: set, incr, del, del and set again under the same key, del and set another
+    key (which takes the freed slot). The parent's next get of each is the child's row."""
+    assert php("""
+        $t = table(8);
+        foreach (['set', 'incr', 'gone', 'again', 'moved'] as $n => $k) {
+            $t->set($k, ['i' => $n, 's' => $k]);
+        }
+        $read = fn() => array_map(fn($k) => $t->get($k), ['set', 'incr', 'gone', 'again', 'moved', 'new']);
+        $read();
+        out($read());
+        $pid = pcntl_fork();
+        if ($pid === 0) {
+            $t->set('set', ['s' => 'child']);
+            $t->incr('incr', 'f', 0.5);
+            $t->del('gone');
+            $t->del('again');
+            $t->set('again', ['i' => 7]);
+            $t->del('moved');
+            $t->set('new', ['i' => 8, 's' => 'new']);
+            exit(0);
+        }
+        pcntl_waitpid($pid, $status);
+        out([pcntl_wexitstatus($status), $read()]);
+    """, extensions=pcntl()) == [
+        [{"i": 0, "f": 0.0, "s": "set"}, {"i": 1, "f": 0.0, "s": "incr"}, {"i": 2, "f": 0.0, "s": "gone"},
+         {"i": 3, "f": 0.0, "s": "again"}, {"i": 4, "f": 0.0, "s": "moved"}, False],
+        [0, [{"i": 0, "f": 0.0, "s": "child"}, {"i": 1, "f": 0.5, "s": "incr"}, False,
+             {"i": 7, "f": 0.0, "s": ""}, False, {"i": 8, "f": 0.0, "s": "new"}]],
+    ]
 
 
 def test_concurrent_incr_from_forked_children_loses_nothing():

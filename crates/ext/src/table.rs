@@ -5,7 +5,8 @@
 //! itself: keys are borrowed from the PHP string (or written out on the stack for an int),
 //! rows are read into a buffer kept in the object, and the column names are zend strings
 //! made once at `create()` (interned where PHP allows), so a row array is built without
-//! hashing or copying them.
+//! hashing or copying them. `get` keeps the arrays it built (see `RowCache`): reading an
+//! unchanged row again costs the lookup of its version, not a new array.
 
 use std::cell::{OnceCell, RefCell};
 
@@ -15,7 +16,7 @@ use ext_php_rs::ffi;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ArrayKey, ZendHashTable, ZendStr, Zval};
 use ext_php_rs::zend::ce;
-use surge_table::{Column, ColumnType, Entry, Table as Shared, TableError, Value};
+use surge_table::{Column, ColumnType, Entry, RowVersion, Table as Shared, TableError, Value};
 
 use crate::convert::{binary_zval, bytes_arg, type_name, Assoc};
 use crate::exception::error;
@@ -33,6 +34,57 @@ pub struct Table {
     row_buf: RefCell<Vec<Value>>,
     /// The column names as PHP array keys, in schema order; made by `create()`.
     names: OnceCell<Vec<Name>>,
+    /// The arrays `get` returned, by slot; sized by `create()`.
+    cache: RefCell<RowCache>,
+}
+
+/// The PHP memory the arrays kept by one table's `RowCache` may take, at most.
+const CACHE_BUDGET: usize = 8 << 20;
+
+/// Rows `get` has built as PHP arrays, each with the version of the row it was built from.
+/// When the row still has that version (checked on every `get`, in the shared memory, so a
+/// write from any process counts), `get` returns the same array again, as PHP returns
+/// `$array[$k]`: one more reference to it. The array is never changed in place: a script
+/// that changes its copy gets a copy of its own (copy-on-write), and a newer version of the
+/// row gets a new array. Only the first `limit` slots are kept, so the arrays stay within
+/// CACHE_BUDGET; a table that fits is kept whole (slots are handed out from 0 up).
+struct RowCache {
+    rows: Vec<Option<(RowVersion, Zval)>>,
+    limit: usize,
+}
+
+impl RowCache {
+    /// For rows of `columns`: PHP's cost of such an array is about 64 bytes, 40 a column (a
+    /// bucket and its hash slots, at least 8 of them), and each string at its longest.
+    fn new(columns: &[Column], capacity: usize) -> RowCache {
+        let strings: usize = columns
+            .iter()
+            .map(|c| match c.ty {
+                ColumnType::Str(max) => 32 + max,
+                _ => 0,
+            })
+            .sum();
+        let row = 64 + 40 * columns.len().next_power_of_two().max(8) + strings;
+        RowCache { rows: Vec::new(), limit: capacity.min(CACHE_BUDGET / row) }
+    }
+
+    /// The array built from this version of the row, if it is kept.
+    fn get(&self, version: RowVersion) -> Option<&Zval> {
+        match self.rows.get(version.slot) {
+            Some(Some((kept, row))) if *kept == version => Some(row),
+            _ => None,
+        }
+    }
+
+    fn keep(&mut self, version: RowVersion, row: &Zval) {
+        if version.slot >= self.limit {
+            return;
+        }
+        if self.rows.len() <= version.slot {
+            self.rows.resize_with(version.slot + 1, || None);
+        }
+        self.rows[version.slot] = Some((version, row.shallow_clone()));
+    }
 }
 
 /// A column name as a key of PHP arrays: an interned string, or an int for a name such as
@@ -113,7 +165,7 @@ fn value_arg(zv: &Zval, name: &str, column: Option<&Column>) -> PhpResult<Value>
 /// prints it (so `5` and `"5"` are the same key), without allocating.
 enum Key<'a> {
     Borrowed(&'a [u8]),
-    Digits { buf: [u8; 20], start: usize },
+    Digits { text: [u8; 24], len: usize },
     Owned(Vec<u8>),
 }
 
@@ -121,36 +173,55 @@ impl Key<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
             Key::Borrowed(b) => b,
-            Key::Digits { buf, start } => &buf[*start..],
+            Key::Digits { text, len } => &text[..*len],
             Key::Owned(v) => v,
         }
     }
 }
 
+// Inlined, so that the key is not copied through memory on its way out.
+#[inline(always)]
 fn key_arg(zv: &Zval) -> PhpResult<Key<'_>> {
     if let Some(s) = zv.zend_str() {
         return Ok(Key::Borrowed(s.as_bytes()));
     }
     if let Some(n) = zv.long() {
-        // 20 bytes hold every i64, i64::MIN's sign included.
-        let mut buf = [0u8; 20];
-        let mut start = buf.len();
-        let mut rest = n.unsigned_abs();
-        loop {
-            start -= 1;
-            buf[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if n < 0 {
-            start -= 1;
-            buf[start] = b'-';
-        }
-        return Ok(Key::Digits { buf, start });
+        return Ok(int_key(n));
     }
     Ok(Key::Owned(bytes_arg(zv, "table key")?))
+}
+
+/// `n` in decimal. The characters are gathered in registers, 8 to a word, and stored whole:
+/// the table reads the key back at once in 4- and 8-byte loads, which a CPU cannot serve from
+/// a row of 1-byte stores still in flight (it stalls until they reach the cache).
+fn int_key(n: i64) -> Key<'static> {
+    // Little-endian words: the text's first character is the lowest byte of words[0]. Each
+    // character goes in front, last digit first, moving the others up one byte. 24 bytes hold
+    // every i64, i64::MIN's sign included.
+    let mut words = [0u64; 3];
+    let mut len = 0;
+    let mut put_in_front = |c: u8| {
+        words[2] = words[2] << 8 | words[1] >> 56;
+        words[1] = words[1] << 8 | words[0] >> 56;
+        words[0] = words[0] << 8 | u64::from(c);
+        len += 1;
+    };
+    let mut rest = n.unsigned_abs();
+    loop {
+        put_in_front(b'0' + (rest % 10) as u8);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        put_in_front(b'-');
+    }
+    let mut text = [0u8; 24];
+    for (chunk, word) in text.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Key::Digits { text, len }
 }
 
 impl Table {
@@ -227,7 +298,13 @@ impl Table {
     pub fn __construct(size: i64, conflict_proportion: f64) -> PhpResult<Self> {
         let size = surge_table::checked_table_size(size).map_err(fail)?;
         let table = Shared::new(size, conflict_proportion).map_err(fail)?;
-        Ok(Table { table, cursor: RefCell::new(None), row_buf: RefCell::new(Vec::new()), names: OnceCell::new() })
+        Ok(Table {
+            table,
+            cursor: RefCell::new(None),
+            row_buf: RefCell::new(Vec::new()),
+            names: OnceCell::new(),
+            cache: RefCell::new(RowCache { rows: Vec::new(), limit: 0 }),
+        })
     }
 
     /// Adds a column before create(): TYPE_INT (64-bit), TYPE_FLOAT, or TYPE_STRING of at most
@@ -253,8 +330,9 @@ impl Table {
     /// Maps the shared memory; processes forked afterwards share the rows.
     pub fn create(&self) -> PhpResult<bool> {
         self.table.create().map_err(fail)?;
-        let names = self.table.columns().map_err(fail)?.iter().map(|c| Name::new(&c.name)).collect();
-        let _ = self.names.set(names);
+        let columns = self.table.columns().map_err(fail)?;
+        let _ = self.names.set(columns.iter().map(|c| Name::new(&c.name)).collect());
+        *self.cache.borrow_mut() = RowCache::new(columns, self.table.capacity());
         Ok(true)
     }
 
@@ -273,10 +351,17 @@ impl Table {
             return Ok(self.table.get_field(key.bytes(), field).map_err(fail)?.map_or_else(falsy, |v| value_zval(&v)));
         }
         let mut values = self.row_buf.borrow_mut();
-        if self.table.get_into(key.bytes(), &mut values).map_err(fail)? {
-            self.row(&values)
-        } else {
-            Ok(falsy())
+        let mut cache = self.cache.borrow_mut();
+        let found = self.table.get_versioned(key.bytes(), &mut values, |v| cache.get(v).is_some()).map_err(fail)?;
+        match found {
+            None => Ok(falsy()),
+            Some((version, true)) => {
+                let row = self.row(&values)?;
+                cache.keep(version, &row);
+                Ok(row)
+            }
+            // The row has not changed since the kept array was built from it.
+            Some((version, false)) => Ok(cache.get(version).expect("get_versioned asked the cache").shallow_clone()),
         }
     }
 
