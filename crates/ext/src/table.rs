@@ -48,9 +48,20 @@ const CACHE_BUDGET: usize = 8 << 20;
 /// that changes its copy gets a copy of its own (copy-on-write), and a newer version of the
 /// row gets a new array. Only the first `limit` slots are kept, so the arrays stay within
 /// CACHE_BUDGET; a table that fits is kept whole (slots are handed out from 0 up).
+///
+/// Keeping an array costs (it outlives the script's copy, and freeing it later touches cold
+/// memory), so a row that changed before its kept array was used is not kept again until
+/// it is read twice at one version.
 struct RowCache {
-    rows: Vec<Option<(RowVersion, Zval)>>,
+    rows: Vec<Slot>,
     limit: usize,
+}
+
+enum Slot {
+    Empty,
+    Kept { version: RowVersion, row: Zval, used: bool },
+    /// Not kept: the row changes between reads. The version it was last read at.
+    Skipped(RowVersion),
 }
 
 impl RowCache {
@@ -71,19 +82,42 @@ impl RowCache {
     /// The array built from this version of the row, if it is kept.
     fn get(&self, version: RowVersion) -> Option<&Zval> {
         match self.rows.get(version.slot) {
-            Some(Some((kept, row))) if *kept == version => Some(row),
+            Some(Slot::Kept { version: kept, row, .. }) if *kept == version => Some(row),
             _ => None,
         }
     }
 
-    fn keep(&mut self, version: RowVersion, row: &Zval) {
+    /// The kept array of this version of the row, as a new reference; see `get`.
+    fn reuse(&mut self, version: RowVersion) -> Option<Zval> {
+        match self.rows.get_mut(version.slot) {
+            Some(Slot::Kept { version: kept, row, used }) if *kept == version => {
+                *used = true;
+                Some(row.shallow_clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// `row` was just built from this version of the row; keeps it unless the row changes
+    /// faster than it is read (see the type).
+    fn offer(&mut self, version: RowVersion, row: &Zval) {
         if version.slot >= self.limit {
             return;
         }
         if self.rows.len() <= version.slot {
-            self.rows.resize_with(version.slot + 1, || None);
+            self.rows.resize_with(version.slot + 1, || Slot::Empty);
         }
-        self.rows[version.slot] = Some((version, row.shallow_clone()));
+        let slot = &mut self.rows[version.slot];
+        let keep = match slot {
+            Slot::Empty | Slot::Kept { used: true, .. } => true,
+            Slot::Kept { used: false, .. } => false,
+            Slot::Skipped(last) => *last == version,
+        };
+        *slot = if keep {
+            Slot::Kept { version, row: row.shallow_clone(), used: false }
+        } else {
+            Slot::Skipped(version)
+        };
     }
 }
 
@@ -357,11 +391,11 @@ impl Table {
             None => Ok(falsy()),
             Some((version, true)) => {
                 let row = self.row(&values)?;
-                cache.keep(version, &row);
+                cache.offer(version, &row);
                 Ok(row)
             }
             // The row has not changed since the kept array was built from it.
-            Some((version, false)) => Ok(cache.get(version).expect("get_versioned asked the cache").shallow_clone()),
+            Some((version, false)) => Ok(cache.reuse(version).expect("get_versioned asked the cache")),
         }
     }
 
