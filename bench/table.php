@@ -15,7 +15,8 @@
  * `get` of a row that did not change since this process last read it returns the array it
  * returned then, as `$a[$k]` does (the table checks the row's version in shared memory on
  * every get); `incr, get` reads rows that did change, so get builds a new array each time.
- * The last line times PHP itself building such an array.
+ * The last lines time PHP itself building such an array, and a method call that does no
+ * work (on this extension's class and on one of PHP's): the floor under every table method.
  *
  *   get        $t->get($k)                   vs  $a[$k]
  *   get field  $t->get($k, 'score')          vs  $a[$k]['score']
@@ -125,3 +126,13 @@ foreach ($cases as $name => [$onTable, $onArray]) {
 $name = 'user number ';
 [$build] = best(function ($keys) use ($name) { foreach ($keys as $k) { $r = ['id' => $k, 'score' => 0.5, 'name' => $name . $k]; } }, fn($keys) => null, $keys);
 printf("\nfor scale: PHP builds a new 3-column array like the one get returns in %.1f ns\n", $build);
+
+// The floor under every method: a call that does no work, on this extension's class (made with
+// ext-php-rs) and on a class of PHP's own (C), in the same loop.
+$spl = new SplFixedArray(1);
+[$extCall, $cCall] = best(
+    function ($keys) use ($table) { foreach ($keys as $k) { $n = $table->getSize(); } },
+    function ($keys) use ($spl) { foreach ($keys as $k) { $n = $spl->getSize(); } },
+    $keys,
+);
+printf("for scale: a method call that does no work: \$table->getSize() %.1f ns, SplFixedArray::getSize() %.1f ns\n", $extCall, $cCall);
