@@ -604,7 +604,8 @@ impl Shared {
                 let slot = link as usize - 1;
                 let row = self.row(slot);
                 let hit = read_stable(&row[SEQ], |seq| {
-                    key.matches(row).then(|| on_hit(RowVersion { slot, seq }, row))
+                    key.matches(row)
+                        .then(|| on_hit(RowVersion { slot, seq }, row))
                 });
                 if hit.is_some() {
                     return hit;
