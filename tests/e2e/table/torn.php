@@ -1,6 +1,8 @@
 <?php
-// Writers rewrite one row as fast as they can, readers read it (get, and foreach) for the
-// same time, each in its own forked process. Every row written is consistent:
+// Writers rewrite one row as fast as they can while readers read it (get, and foreach), each in
+// its own forked process. Readers go on for at least SECONDS and until each has seen the row
+// change 40 times (a loaded machine may give them little CPU), at most 20 s; writers stop when
+// every reader is done. Every row written is consistent:
 // b = -a, f = a / 2, s = a letter repeated, both picked by a. A reader that ever sees a row
 // whose columns disagree has seen a torn row. Prints the totals as JSON.
 //   php torn.php WRITERS READERS SECONDS
@@ -26,12 +28,13 @@ function consistent(array|false $row): bool
 $t->set('row', row_for(0));
 // Results go in the table too: it is shared.
 $results = new Surge\Table(64);
-foreach (['reads', 'torn', 'changes', 'writes', 'scans'] as $column) {
+foreach (['reads', 'torn', 'changes', 'writes', 'scans', 'done'] as $column) {
     $results->column($column, Surge\Table::TYPE_INT);
 }
 $results->create();
 
-$deadline = microtime(true) + $seconds;
+$minimum = microtime(true) + $seconds;
+$deadline = microtime(true) + 20;
 $children = [];
 for ($c = 0; $c < $writers + $readers; $c++) {
     $pid = pcntl_fork();
@@ -46,7 +49,8 @@ for ($c = 0; $c < $writers + $readers; $c++) {
     if ($c < $writers) {
         // Writer c writes a = c + 1, c + 1 + writers, ... (its own values; odd writers negate).
         $writes = 0;
-        for ($a = $c + 1; microtime(true) < $deadline; $a += $writers) {
+        $readersDone = fn() => ($results->get('total', 'done') ?: 0) >= $readers;
+        for ($a = $c + 1; !$readersDone() && microtime(true) < $deadline; $a += $writers) {
             $t->set('row', row_for($c % 2 ? -$a : $a));
             $writes++;
         }
@@ -54,7 +58,7 @@ for ($c = 0; $c < $writers + $readers; $c++) {
         exit(0);
     }
     [$reads, $torn, $changes, $scans, $last] = [0, 0, 0, 0, null];
-    while (microtime(true) < $deadline) {
+    while ((microtime(true) < $minimum || $changes < 40) && microtime(true) < $deadline) {
         for ($i = 0; $i < 100; $i++) {
             $row = $t->get('row');
             $reads++;
@@ -80,6 +84,7 @@ for ($c = 0; $c < $writers + $readers; $c++) {
     $results->incr('total', 'torn', $torn);
     $results->incr('total', 'changes', $changes);
     $results->incr('total', 'scans', $scans);
+    $results->incr('total', 'done');
     exit(0);
 }
 
