@@ -105,6 +105,11 @@ class RawClient:
 
     def read_frame(self) -> tuple[int, bytes]:
         """Reads one server frame: (opcode, payload)."""
+        first, payload = self.read_frame_first()
+        return first & 0x0F, payload
+
+    def read_frame_first(self) -> tuple[int, bytes]:
+        """Reads one server frame: (its first byte: FIN, RSV bits and opcode, payload)."""
         b0, b1 = self._take(2)
         assert not b1 & 0x80, "server frames must not be masked"
         n = b1 & 0x7F
@@ -112,7 +117,7 @@ class RawClient:
             (n,) = struct.unpack("!H", self._take(2))
         elif n == 127:
             (n,) = struct.unpack("!Q", self._take(8))
-        return b0 & 0x0F, self._take(n)
+        return b0, self._take(n)
 
     def read_close(self) -> tuple[int, str]:
         """Reads frames until the server's close frame (skipping pings); (code, reason)."""

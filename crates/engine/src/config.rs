@@ -111,6 +111,8 @@ pub struct Config {
     /// Messages one client may send per second, on average (a token bucket holding one
     /// second's worth, so bursts up to this many pass); 0: no limit.
     pub max_messages_per_second: u32,
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
+    pub websocket_compression: bool,
 }
 
 fn default_max_connection() -> usize {
@@ -148,6 +150,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_connections_per_ip: 0,
             max_messages_per_second: 0,
+            websocket_compression: false,
         }
     }
 }
@@ -179,6 +182,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "allowed_origins",
     "max_connections_per_ip",
     "max_messages_per_second",
+    "websocket_compression",
     "worker_num",
     "task_worker_num",
 ];
@@ -207,6 +211,7 @@ impl Config {
             "allowed_origins" => self.allowed_origins = origins(value)?,
             "max_connections_per_ip" => self.max_connections_per_ip = count(key, value, 0, 10_000_000)?,
             "max_messages_per_second" => self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32,
+            "websocket_compression" => self.websocket_compression = boolean(key, value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;

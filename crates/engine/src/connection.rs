@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::deflate::inflate::{BadDeflateData, Inflating};
 use crate::events::Event;
-use crate::frame;
 use crate::registry::{close_message, Conn, Outgoing};
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -49,10 +49,11 @@ enum Wake {
 /// This future lives as long as its connection, idle or not, so it holds only the socket and
 /// the wait for input or a wake-up: handling what arrives (a tungstenite result is hundreds of
 /// bytes), writing, and closing are boxed futures that exist only while they run.
-pub(crate) async fn run<S>(mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>)
+pub(crate) async fn run<S>(mut ws: WebSocketStream<Inflating<S>>, conn: Arc<Conn>, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let deflate = ws.get_ref().deflate_window();
     let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
     let flow = loop {
         let wake = tokio::select! {
@@ -60,7 +61,7 @@ where
             _ = conn.wake.notified() => Wake::Outbox,
             incoming = ws.next() => Wake::Input(incoming),
         };
-        let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate)).await;
+        let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate)).await;
         if !matches!(flow, Flow::Continue) {
             break flow;
         }
@@ -68,12 +69,19 @@ where
     Box::pin(finish(flow, ws, conn, shared)).await;
 }
 
-async fn step<S>(wake: Wake, ws: &mut WebSocketStream<S>, conn: &Conn, shared: &Shared, rate: &mut Option<RateLimit>) -> Flow
+async fn step<S>(
+    wake: Wake,
+    ws: &mut WebSocketStream<S>,
+    conn: &Conn,
+    shared: &Shared,
+    rate: &mut Option<RateLimit>,
+    deflate: Option<u8>,
+) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match wake {
-        Wake::Outbox => write_outbox(ws, conn, shared).await,
+        Wake::Outbox => write_outbox(ws, conn, shared, deflate).await,
         Wake::Input(Some(Ok(message))) => {
             let now = shared.now_ms();
             conn.touch(now);
@@ -175,7 +183,8 @@ where
     Flow::Continue
 }
 
-async fn write_outbox<S>(ws: &mut WebSocketStream<S>, conn: &Conn, shared: &Shared) -> Flow
+/// `deflate`: the window agreed if the client negotiated permessage-deflate.
+async fn write_outbox<S>(ws: &mut WebSocketStream<S>, conn: &Conn, shared: &Shared, deflate: Option<u8>) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -190,8 +199,11 @@ where
         match item {
             Outgoing::Frame(frame) => {
                 count += 1;
-                bytes += frame::payload_len(&frame) as u64;
-                frames.push_back(frame);
+                bytes += frame.payload_len() as u64;
+                frames.push_back(match deflate {
+                    Some(window_bits) => frame.for_deflate(window_bits),
+                    None => frame.plain().clone(),
+                });
             }
             Outgoing::Control(message) => {
                 if let Message::Close(close) = &message {
@@ -256,6 +268,7 @@ where
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "message too big"),
         WsError::Capacity(_) => (1009, "frame too big"),
         WsError::Utf8(_) => (1007, "invalid UTF-8 in text message"),
+        WsError::Io(io) if io.get_ref().is_some_and(|e| e.is::<BadDeflateData>()) => (1007, "invalid compressed data"),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Flow::Stop(ABNORMAL),
         WsError::Protocol(_) => (1002, "protocol error"),
         _ => return Flow::Stop(ABNORMAL),

@@ -49,8 +49,8 @@ pub enum Payload {
 impl Payload {
     fn into_outgoing(self) -> Outgoing {
         match self {
-            Payload::Text(text) => Outgoing::Frame(frame::encode(frame::OP_TEXT, text.as_bytes())),
-            Payload::Binary(data) => Outgoing::Frame(frame::encode(frame::OP_BINARY, &data)),
+            Payload::Text(text) => Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, text.as_bytes())),
+            Payload::Binary(data) => Outgoing::Frame(frame::Encoded::new(frame::OP_BINARY, &data)),
             Payload::Ping(data) => Outgoing::Control(Message::Ping(data.into())),
         }
     }

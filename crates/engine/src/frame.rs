@@ -2,16 +2,68 @@
 //! broadcast to many clients is encoded once and the same bytes are written to every socket
 //! (server frames are never masked, so they are the same for every recipient).
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::deflate;
 
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_BINARY: u8 = 0x2;
+const FIN: u8 = 0x80;
+/// RSV1: the payload is compressed (permessage-deflate).
+const RSV1: u8 = 0x40;
+
+/// One data message queued for one or many connections: the frame every plain client gets,
+/// and the compressed frame made the first time a permessage-deflate connection writes it, so
+/// a broadcast is compressed at most once, on a network thread, and only if some recipient
+/// negotiated compression.
+#[derive(Debug)]
+pub struct Encoded {
+    opcode: u8,
+    plain: Bytes,
+    /// None: not worth compressing (too small, or no smaller when compressed).
+    deflated: OnceLock<Option<Bytes>>,
+}
+
+impl Encoded {
+    pub fn new(opcode: u8, payload: &[u8]) -> Arc<Self> {
+        Arc::new(Encoded { opcode, plain: encode(opcode, payload), deflated: OnceLock::new() })
+    }
+
+    /// The whole frame, uncompressed.
+    pub fn plain(&self) -> &Bytes {
+        &self.plain
+    }
+
+    pub fn payload_len(&self) -> usize {
+        payload_len(&self.plain)
+    }
+
+    /// The frame for a connection that negotiated permessage-deflate with this window: the
+    /// compressed frame when compression pays and fits the window, else the plain one.
+    pub fn for_deflate(&self, window_bits: u8) -> Bytes {
+        let payload = &self.plain[self.plain.len() - self.payload_len()..];
+        if !deflate::fits_window(payload.len(), window_bits) {
+            return self.plain.clone();
+        }
+        let deflated = self.deflated.get_or_init(|| {
+            deflate::compress(payload).map(|data| encode_first(FIN | RSV1 | self.opcode, &data))
+        });
+        deflated.as_ref().unwrap_or(&self.plain).clone()
+    }
+}
 
 /// A whole, final (FIN) frame: header then payload, ready to be written to any client.
 pub fn encode(opcode: u8, payload: &[u8]) -> Bytes {
+    encode_first(FIN | opcode, payload)
+}
+
+/// A frame whose first byte (FIN, RSV bits, opcode) is `first`.
+fn encode_first(first: u8, payload: &[u8]) -> Bytes {
     let len = payload.len();
     let mut buf = BytesMut::with_capacity(len + 10);
-    buf.put_u8(0x80 | opcode);
+    buf.put_u8(first);
     if len < 126 {
         buf.put_u8(len as u8);
     } else if len <= u16::MAX as usize {

@@ -169,7 +169,8 @@ const KEYS: &[&str] = &[
     "worker_threads", "max_connection", "package_max_length", "heartbeat_check_interval", "heartbeat_idle_time",
     "ping_interval", "handshake_timeout", "socket_buffer_size", "event_queue_size", "shutdown_timeout", "log_level",
     "redis", "redis_prefix", "redis_forward", "pusher", "ssl_cert_file", "ssl_key_file", "allowed_origins",
-    "max_connections_per_ip", "max_messages_per_second", "worker_num", "task_worker_num", "daemonize",
+    "max_connections_per_ip", "max_messages_per_second", "websocket_compression", "worker_num", "task_worker_num",
+    "daemonize",
     "app_id", "key", "secret", "options", "client_events", "client_event_rate", "max_connections", "activity_timeout",
 ];
 

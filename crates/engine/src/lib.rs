@@ -4,6 +4,7 @@
 pub mod channels;
 pub mod config;
 mod connection;
+mod deflate;
 mod engine;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::connection;
+use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Event, HttpRequest, HttpResponse, Responder};
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
@@ -358,11 +359,14 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
         return reply(HttpResponse::text(400, "missing or malformed Sec-WebSocket-Key\n"));
     };
     let accept = derive_accept_key(key.as_bytes());
+    let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+    let agreed = shared.config.websocket_compression.then(|| deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()))).flatten();
+    let window_bits = agreed.as_ref().map(|a| a.window_bits);
     let handshake = http_request(req.method(), req.uri(), req.version(), req.headers(), Bytes::new(), &peer);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => established(upgraded, handshake, peer, shared).await,
+            Ok(upgraded) => established(upgraded, window_bits, handshake, peer, shared).await,
             Err(err) => log::debug!(target: "surge", "fd {}: upgrade failed: {err}", peer.fd),
         }
     });
@@ -372,17 +376,28 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    if let Some(agreed) = agreed {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_str(&agreed.response).expect("ASCII we wrote"));
+    }
     res
 }
 
-async fn established(upgraded: hyper::upgrade::Upgraded, handshake: HttpRequest, peer: Peer, shared: Arc<Shared>) {
+/// `window_bits`: Some if permessage-deflate was agreed.
+async fn established(
+    upgraded: hyper::upgrade::Upgraded,
+    window_bits: Option<u8>,
+    handshake: HttpRequest,
+    peer: Peer,
+    shared: Arc<Shared>,
+) {
     let fd = peer.fd;
     let config = WebSocketConfig::default()
         .read_buffer_size(512)
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let socket = Inflating::new(TokioIo::new(upgraded), window_bits);
+    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());

@@ -204,7 +204,7 @@ impl RedisBridge {
         if recipients.is_empty() {
             return;
         }
-        let item = Outgoing::Frame(frame::encode(frame::OP_TEXT, message.json.as_bytes()));
+        let item = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, message.json.as_bytes()));
         let limit = shared.config.socket_buffer_size;
         let sent = recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count();
         bump(&self.stats.forwarded, sent as u64);

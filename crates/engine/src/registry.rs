@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::frame::Encoded;
 
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +35,8 @@ enum State {
 /// What waits in a connection's outbox.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// A data frame encoded once (see `frame.rs`), possibly shared with many connections.
-    Frame(Bytes),
+    /// A data message encoded once (see `frame.rs`), possibly shared with many connections.
+    Frame(Arc<Encoded>),
     /// Pings and close frames, written through tungstenite.
     Control(Message),
 }
@@ -43,7 +44,7 @@ pub enum Outgoing {
 impl Outgoing {
     fn len(&self) -> usize {
         match self {
-            Outgoing::Frame(bytes) => bytes.len(),
+            Outgoing::Frame(frame) => frame.plain().len(),
             Outgoing::Control(message) => message.len(),
         }
     }
@@ -254,7 +255,7 @@ mod tests {
     }
 
     fn frame(len: usize) -> Outgoing {
-        Outgoing::Frame(Bytes::from(vec![0u8; len]))
+        Outgoing::Frame(Encoded::new(crate::frame::OP_BINARY, &vec![0u8; len]))
     }
 
     #[test]

@@ -45,6 +45,7 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
         'code' => $s->disconnect($frame->fd, (int) $arg),
         'set' => $s->set(json_decode($arg, true)),
+        'broadcast' => $s->broadcast($arg),
         'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
         default => "unknown $cmd",
     };

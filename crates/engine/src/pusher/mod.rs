@@ -269,7 +269,7 @@ pub(crate) fn event_json(event: &str, channel: Option<&str>, data: &str) -> Stri
 }
 
 pub(crate) fn text_frame(json: &str) -> Outgoing {
-    Outgoing::Frame(frame::encode(frame::OP_TEXT, json.as_bytes()))
+    Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, json.as_bytes()))
 }
 
 /// Sends an event (frame encoded once) to the subscribers of `channel` but `except`; how many.

@@ -1,0 +1,539 @@
+//! The inbound half of permessage-deflate, as a layer under tungstenite (which rejects any frame
+//! with RSV1 set): client frames pass through as they are, except the frames of a compressed
+//! message, whose payload is unmasked, inflated and handed on as ordinary uncompressed
+//! fragments (masked with a zero key, as tungstenite wants from a client). tungstenite then
+//! checks everything it checks on a plain connection (UTF-8, fragmentation, control frames,
+//! close, max_message_size) on what the application will see.
+//!
+//! RSV1 where RFC 7692 does not allow it (a continuation or control frame, RSV2/RSV3 too, an
+//! unmasked frame, a compressed frame inside a message) is passed through untouched, so
+//! tungstenite fails the connection with 1002 as it does without negotiation. Inflated output
+//! is made at most [`OUT_LIMIT`] bytes at a time and counted by tungstenite against
+//! max_message_size: a decompression bomb is closed with 1009 after package_max_length bytes,
+//! with memory bounded by that.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use flate2::{Decompress, FlushDecompress, Status};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Inflated bytes made before they are handed to tungstenite (plus one frame).
+const OUT_LIMIT: usize = 16 * 1024;
+/// The largest fragment we make out of inflated data.
+const CHUNK: usize = 16 * 1024;
+/// Bytes read from the socket at once.
+const READ: usize = 4096;
+/// What a sync flush ends with; RFC 7692 7.2.2: appended to a message's payload to inflate it.
+const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
+
+const FIN: u8 = 0x80;
+const RSV1: u8 = 0x40;
+const RSV23: u8 = 0x30;
+const MASKED: u8 = 0x80;
+const OP_CONTINUATION: u8 = 0;
+
+/// The error tungstenite reports (as an I/O error) when a compressed message does not inflate.
+#[derive(Debug)]
+pub(crate) struct BadDeflateData;
+
+impl std::fmt::Display for BadDeflateData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("compressed message does not inflate")
+    }
+}
+
+impl std::error::Error for BadDeflateData {}
+
+/// A connection's socket as tungstenite sees it: the socket itself, or, with permessage-deflate
+/// negotiated, the socket with compressed messages inflated.
+pub(crate) struct Inflating<S> {
+    inner: S,
+    /// Boxed: the many connections without compression pay one pointer.
+    reader: Option<Box<Reader>>,
+}
+
+struct Reader {
+    window_bits: u8,
+    decoder: Decoder,
+    /// Bytes read but not decoded yet (the decoder stops at OUT_LIMIT); empty when idle.
+    input: Vec<u8>,
+    /// Decoded bytes not yet handed to tungstenite, from `out_pos`; empty when idle.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl<S> Inflating<S> {
+    /// `window_bits`: None without permessage-deflate, else the window agreed for what we send.
+    pub fn new(inner: S, window_bits: Option<u8>) -> Self {
+        let reader = window_bits.map(|window_bits| {
+            Box::new(Reader { window_bits, decoder: Decoder::default(), input: Vec::new(), out: Vec::new(), out_pos: 0 })
+        });
+        Inflating { inner, reader }
+    }
+
+    /// The window agreed for the messages we send, if permessage-deflate was negotiated.
+    pub fn deflate_window(&self) -> Option<u8> {
+        self.reader.as_ref().map(|r| r.window_bits)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(reader) = this.reader.as_deref_mut() else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        loop {
+            if reader.out_pos < reader.out.len() {
+                let n = buf.remaining().min(reader.out.len() - reader.out_pos);
+                buf.put_slice(&reader.out[reader.out_pos..reader.out_pos + n]);
+                reader.out_pos += n;
+                if reader.out_pos == reader.out.len() {
+                    reader.out.clear();
+                    reader.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if !reader.input.is_empty() || reader.decoder.has_output_pending() {
+                let used = reader.decoder.feed(&reader.input, &mut reader.out)?;
+                reader.input.drain(..used);
+                if used > 0 || !reader.out.is_empty() {
+                    continue;
+                }
+            }
+            let mut raw = [0u8; READ];
+            let mut read = ReadBuf::new(&mut raw);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Pending => {
+                    // Idle: hold no buffers.
+                    if reader.input.is_empty() {
+                        reader.input = Vec::new();
+                        reader.out = Vec::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) => {
+                    let raw = read.filled();
+                    if raw.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    if reader.input.is_empty() {
+                        let used = reader.decoder.feed(raw, &mut reader.out)?;
+                        reader.input.extend_from_slice(&raw[used..]);
+                    } else {
+                        reader.input.extend_from_slice(raw);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Inflating<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Where the decoder is in the stream of client frames.
+#[derive(Debug, Default)]
+enum Part {
+    /// Reading a frame header into `header`.
+    #[default]
+    Header,
+    /// Copying this many payload bytes of a frame we do not touch.
+    Pass(u64),
+    /// Inflating this many payload bytes of a compressed frame.
+    Inflate { left: u64, mask: [u8; 4], offset: usize, fin: bool },
+}
+
+/// The message the frames belong to, for continuations.
+#[derive(Debug, Default, PartialEq)]
+enum Message {
+    #[default]
+    None,
+    Plain,
+    /// `opcode` until the first fragment is handed on, then 0 (continuation).
+    Compressed { opcode: u8 },
+}
+
+/// Turns client frames into what tungstenite reads (see the module comment). Synchronous and
+/// socket-free, so it is tested on bytes.
+#[derive(Default)]
+struct Decoder {
+    header: [u8; 14],
+    have: usize,
+    part: Part,
+    message: Message,
+    /// While a compressed message is being read.
+    inflater: Option<Box<Decompress>>,
+    /// The message's deflate stream ended (BFINAL): anything after it is ignored.
+    ended: bool,
+    /// Bytes of the tail fed to the inflater at the end of the message.
+    tail_fed: usize,
+}
+
+thread_local! {
+    /// Inflaters ready for the next compressed message (one per thread): a fresh one
+    /// allocates and clears about 40 KiB.
+    static SPARE: RefCell<Option<Box<Decompress>>> = const { RefCell::new(None) };
+}
+
+fn take_inflater() -> Box<Decompress> {
+    SPARE.with_borrow_mut(Option::take).unwrap_or_else(|| Box::new(Decompress::new(false)))
+}
+
+fn give_back(mut inflater: Box<Decompress>) {
+    inflater.reset(false);
+    SPARE.with_borrow_mut(|spare| *spare = Some(inflater));
+}
+
+impl Decoder {
+    /// Whether the decoder can make output without more input (the end of a compressed
+    /// message that was cut at OUT_LIMIT).
+    fn has_output_pending(&self) -> bool {
+        matches!(self.part, Part::Inflate { left: 0, fin: true, .. })
+    }
+
+    /// Decodes from `input` into `out` until the input is used up or `out` holds OUT_LIMIT
+    /// bytes; returns how much input was used.
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+        let mut used = 0;
+        while out.len() < OUT_LIMIT {
+            let rest = &input[used..];
+            match self.part {
+                Part::Header if rest.is_empty() => break,
+                Part::Header => used += self.read_header(rest, out),
+                Part::Pass(left) => {
+                    let n = (left.min(rest.len() as u64)) as usize;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&rest[..n]);
+                    used += n;
+                    self.part = if left == n as u64 { Part::Header } else { Part::Pass(left - n as u64) };
+                }
+                Part::Inflate { left: 0, fin: true, .. } => self.finish(out)?,
+                Part::Inflate { left: 0, fin: false, .. } => self.part = Part::Header,
+                Part::Inflate { .. } if rest.is_empty() => break,
+                Part::Inflate { left, mask, offset, fin } => {
+                    let n = (left.min(rest.len().min(READ) as u64)) as usize;
+                    let mut data = [0u8; READ];
+                    for (i, (d, r)) in data.iter_mut().zip(&rest[..n]).enumerate() {
+                        *d = r ^ mask[(offset + i) % 4];
+                    }
+                    let mut chunk = [0u8; CHUNK];
+                    let (taken, made) = self.inflate(&data[..n], &mut chunk, false)?;
+                    if made > 0 {
+                        self.fragment(&chunk[..made], false, out);
+                    } else if taken == 0 {
+                        break;
+                    }
+                    used += taken;
+                    self.part = Part::Inflate { left: left - taken as u64, mask, offset: (offset + taken) % 4, fin };
+                }
+            }
+        }
+        Ok(used)
+    }
+
+    /// Takes header bytes from `rest`; once the header is whole, decides what to do with the
+    /// frame. Returns how many bytes it took.
+    fn read_header(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
+        let need = if self.have < 2 { 2 } else { header_len(self.header[1]) };
+        let n = (need - self.have).min(rest.len());
+        self.header[self.have..self.have + n].copy_from_slice(&rest[..n]);
+        self.have += n;
+        if self.have < need || need == 2 && header_len(self.header[1]) > 2 {
+            return n;
+        }
+        let header = &self.header[..self.have];
+        self.have = 0;
+        let (first, second) = (header[0], header[1]);
+        let opcode = first & 0x0f;
+        let fin = first & FIN != 0;
+        let payload = payload_len(header);
+        let clean = first & RSV23 == 0 && second & MASKED != 0;
+        let compressed_start =
+            clean && first & RSV1 != 0 && (opcode == 1 || opcode == 2) && self.message == Message::None;
+        let compressed_next = clean
+            && first & RSV1 == 0
+            && opcode == OP_CONTINUATION
+            && matches!(self.message, Message::Compressed { .. });
+        if compressed_start || compressed_next {
+            if compressed_start {
+                self.message = Message::Compressed { opcode };
+                self.inflater = Some(take_inflater());
+                self.ended = false;
+                self.tail_fed = 0;
+            }
+            let mask = header[header.len() - 4..].try_into().expect("a masked header ends with its key");
+            self.part = Part::Inflate { left: payload, mask, offset: 0, fin };
+            return n;
+        }
+        // Not ours to change: tungstenite reads (or rejects) it as it is.
+        match (opcode, fin) {
+            (1 | 2, false) if self.message == Message::None => self.message = Message::Plain,
+            (OP_CONTINUATION, true) if self.message == Message::Plain => self.message = Message::None,
+            _ => {}
+        }
+        out.extend_from_slice(header);
+        self.part = if payload == 0 { Part::Header } else { Part::Pass(payload) };
+        n
+    }
+
+    /// Inflates what it can of `data` into `chunk`; returns how much of `data` it used and how
+    /// many bytes it made. `last`: `data` is the tail, flush everything.
+    fn inflate(&mut self, data: &[u8], chunk: &mut [u8], last: bool) -> io::Result<(usize, usize)> {
+        if self.ended {
+            return Ok((data.len(), 0));
+        }
+        let inflater = self.inflater.as_mut().expect("a compressed message has an inflater");
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+        let flush = if last { FlushDecompress::Sync } else { FlushDecompress::None };
+        let status = inflater.decompress(data, chunk, flush).map_err(|_| io::Error::other(BadDeflateData))?;
+        self.ended = status == Status::StreamEnd;
+        Ok(((inflater.total_in() - before_in) as usize, (inflater.total_out() - before_out) as usize))
+    }
+
+    /// The end of a compressed message: inflates the tail and hands on what comes out, the
+    /// last of it as the final fragment (one CHUNK per call, so a bomb stops at OUT_LIMIT).
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut chunk = [0u8; CHUNK];
+        let (taken, made) = self.inflate(&TAIL[self.tail_fed..], &mut chunk, true)?;
+        self.tail_fed += taken;
+        // Room left in the chunk means the inflater has nothing more to give.
+        let done = self.ended || (self.tail_fed == TAIL.len() && made < CHUNK);
+        if made > 0 || done {
+            self.fragment(&chunk[..made], done, out);
+        }
+        if done {
+            self.message = Message::None;
+            self.part = Part::Header;
+            if let Some(inflater) = self.inflater.take() {
+                give_back(inflater);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one uncompressed client frame (masked with a zero key) carrying `data`.
+    fn fragment(&mut self, data: &[u8], fin: bool, out: &mut Vec<u8>) {
+        let Message::Compressed { opcode } = &mut self.message else {
+            unreachable!("fragments belong to a compressed message");
+        };
+        out.push(if fin { FIN } else { 0 } | *opcode);
+        *opcode = OP_CONTINUATION;
+        let len = data.len();
+        if len < 126 {
+            out.push(MASKED | len as u8);
+        } else if len <= u16::MAX as usize {
+            out.push(MASKED | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(MASKED | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(data);
+    }
+}
+
+/// The whole header's length, known from its second byte.
+fn header_len(second: u8) -> usize {
+    let extended = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + extended + if second & MASKED != 0 { 4 } else { 0 }
+}
+
+fn payload_len(header: &[u8]) -> u64 {
+    match header[1] & 0x7f {
+        126 => u16::from_be_bytes([header[2], header[3]]) as u64,
+        127 => u64::from_be_bytes(header[2..10].try_into().expect("8 length bytes")),
+        n => n as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    /// A client frame: `first` is FIN, RSV and opcode; masked with a key that is not zero.
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let mut f = vec![first];
+        match payload.len() {
+            n if n < 126 => f.push(MASKED | n as u8),
+            n if n <= 0xffff => {
+                f.push(MASKED | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(MASKED | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        f
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(data.len() + 1024);
+        c.compress_vec(data, &mut out, flate2::FlushCompress::Sync).unwrap();
+        assert!(out.ends_with(&TAIL));
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    /// Runs `input` through a decoder `step` bytes at a time, as the socket layer does;
+    /// returns the frames tungstenite would read: (first byte, payload unmasked).
+    fn decode(input: &[u8], step: usize) -> io::Result<Vec<(u8, Vec<u8>)>> {
+        let mut decoder = Decoder::default();
+        let mut wire = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        for piece in input.chunks(step) {
+            pending.extend_from_slice(piece);
+            loop {
+                let mut out = Vec::new();
+                let used = decoder.feed(&pending, &mut out)?;
+                assert!(out.len() <= OUT_LIMIT + CHUNK + 14, "output bounded");
+                pending.drain(..used);
+                wire.extend_from_slice(&out);
+                if out.is_empty() && (pending.is_empty() || used == 0) && !decoder.has_output_pending() {
+                    break;
+                }
+            }
+        }
+        let mut frames = Vec::new();
+        let mut cursor = io::Cursor::new(&wire[..]);
+        while (cursor.position() as usize) < wire.len() {
+            let (header, len) = FrameHeader::parse(&mut cursor).unwrap().expect("whole frames");
+            let start = cursor.position() as usize;
+            let mut payload = wire[start..start + len as usize].to_vec();
+            if let Some(key) = header.mask {
+                payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
+            }
+            cursor.set_position((start + len as usize) as u64);
+            frames.push((wire[start - header_size(&header, len)], payload));
+        }
+        Ok(frames)
+    }
+
+    fn header_size(header: &FrameHeader, len: u64) -> usize {
+        let ext = if len < 126 { 0 } else if len <= 0xffff { 2 } else { 8 };
+        2 + ext + if header.mask.is_some() { 4 } else { 0 }
+    }
+
+    /// The messages in `frames` (first byte of the first fragment, reassembled payload).
+    fn messages(frames: &[(u8, Vec<u8>)]) -> Vec<(u8, Vec<u8>)> {
+        let mut done = Vec::new();
+        let mut current: Option<(u8, Vec<u8>)> = None;
+        for (first, payload) in frames {
+            assert_eq!(first & (RSV1 | RSV23), 0, "tungstenite sees no reserved bits");
+            if first & 0x08 != 0 {
+                done.push((*first, payload.clone()));
+                continue;
+            }
+            let (_, data) = current.get_or_insert((*first & 0x0f, Vec::new()));
+            data.extend_from_slice(payload);
+            if first & FIN != 0 {
+                done.push(current.take().unwrap());
+            }
+        }
+        done
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..n).map(|i| b"surge deflates messages "[i % 24] ^ (i / 997) as u8 & 0x1f).collect()
+    }
+
+    #[test]
+    fn compressed_messages_come_out_inflated_in_any_read_sizes() {
+        let big = text(200_000);
+        let compressed = deflated(&big);
+        let (a, b) = compressed.split_at(compressed.len() / 3);
+        let mut input = client_frame(FIN | RSV1 | 1, &deflated(b"hello"));
+        input.extend(client_frame(FIN | 2, b"plain binary"));
+        // A fragmented compressed message with a ping between its fragments.
+        input.extend(client_frame(RSV1 | 2, a));
+        input.extend(client_frame(FIN | 9, b"ping"));
+        input.extend(client_frame(FIN, b));
+        input.extend(client_frame(FIN | RSV1 | 1, &[0x00]));
+        for step in [1, 7, 4096, input.len()] {
+            let got = messages(&decode(&input, step).unwrap());
+            let want: Vec<(u8, Vec<u8>)> = vec![
+                (1, b"hello".to_vec()),
+                (2, b"plain binary".to_vec()),
+                (FIN | 9, b"ping".to_vec()),
+                (2, big.clone()),
+                (1, Vec::new()),
+            ];
+            assert_eq!(got.len(), want.len(), "step {step}");
+            assert!(got == want, "step {step}");
+        }
+    }
+
+    #[test]
+    fn reserved_bits_where_they_are_not_allowed_reach_tungstenite_untouched() {
+        for bad in [
+            client_frame(FIN | RSV1 | 9, b"ping"),
+            client_frame(RSV1, b"continuation"),
+            client_frame(FIN | RSV1 | 0x20 | 1, b"rsv2"),
+        ] {
+            let mut wire = Vec::new();
+            Decoder::default().feed(&bad, &mut wire).unwrap();
+            assert_eq!(wire, bad);
+        }
+        // A compressed frame inside a plain fragmented message.
+        let mut input = client_frame(1, b"start");
+        let second = client_frame(FIN | RSV1 | 1, b"x");
+        input.extend(&second);
+        let mut wire = Vec::new();
+        Decoder::default().feed(&input, &mut wire).unwrap();
+        assert_eq!(wire, input);
+    }
+
+    #[test]
+    fn a_bomb_is_inflated_a_bounded_chunk_at_a_time() {
+        let bomb = deflated(&vec![0u8; 50 << 20]);
+        assert!(bomb.len() < 100 << 10);
+        let input = client_frame(FIN | RSV1 | 2, &bomb);
+        let mut decoder = Decoder::default();
+        let mut out = Vec::new();
+        let used = decoder.feed(&input, &mut out).unwrap();
+        assert!(out.len() <= OUT_LIMIT + CHUNK + 14 && used < input.len(), "stops at OUT_LIMIT");
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let input = client_frame(FIN | RSV1 | 2, &[0xff; 64]);
+        let err = Decoder::default().feed(&input, &mut Vec::new()).unwrap_err();
+        assert!(err.get_ref().unwrap().is::<BadDeflateData>());
+    }
+}
