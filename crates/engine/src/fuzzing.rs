@@ -34,6 +34,7 @@ fn shared() -> (Arc<Shared>, mpsc::Receiver<Event>) {
         package_max_length: 64 * 1024,
         socket_buffer_size: 64 * 1024,
         handshake_timeout: Duration::ZERO,
+        websocket_compression: true,
         ..Config::default()
     };
     let (tx, rx) = mpsc::channel(64);
@@ -100,9 +101,18 @@ pub fn websocket_frames(input: &[u8]) {
     serve_bytes(&bytes);
 }
 
-/// A client frame (masked, final) with `opcode` around `payload`.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
+/// Frames after a handshake that negotiates permessage-deflate: compressed messages go through
+/// the inflate layer (crates/engine/src/deflate/inflate.rs) before tungstenite.
+pub fn deflate_frames(input: &[u8]) {
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let mut bytes = format!("GET /chat HTTP/1.1\r\n{offer}{HANDSHAKE}").into_bytes();
+    bytes.extend_from_slice(input);
+    serve_bytes(&bytes);
+}
+
+/// A client frame (masked) around `payload`; `first` is its first byte (FIN, RSV bits, opcode).
+pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
     match payload.len() {
         n if n < 126 => out.push(0x80 | n as u8),
         n if n <= 0xffff => {
@@ -125,7 +135,7 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 pub fn pusher_messages(input: &[u8]) {
     let mut bytes = format!("GET /app/fuzz-key?protocol=7&client=js HTTP/1.1\r\n{HANDSHAKE}").into_bytes();
     for line in input.split(|b| *b == b'\n') {
-        bytes.extend_from_slice(&client_frame(0x1, line));
+        bytes.extend_from_slice(&client_frame(0x81, line));
     }
     serve_bytes(&bytes);
 }
@@ -251,6 +261,7 @@ pub fn settings(input: &[u8]) {
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("http", http),
     ("websocket_frames", websocket_frames),
+    ("deflate_frames", deflate_frames),
     ("pusher_messages", pusher_messages),
     ("pusher_api", pusher_api),
     ("laravel_broadcast", laravel_broadcast),
@@ -289,7 +300,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let bytes = {
             let mut b = format!("GET /chat HTTP/1.1\r\n{HANDSHAKE}").into_bytes();
-            b.extend(client_frame(0x1, b"hello"));
+            b.extend(client_frame(0x81, b"hello"));
             b
         };
         runtime().block_on(async {

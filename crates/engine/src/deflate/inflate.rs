@@ -380,27 +380,8 @@ fn payload_len(header: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzzing::client_frame;
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-
-    /// A client frame: `first` is FIN, RSV and opcode; masked with a key that is not zero.
-    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let key = [0x37, 0xfa, 0x21, 0x3d];
-        let mut f = vec![first];
-        match payload.len() {
-            n if n < 126 => f.push(MASKED | n as u8),
-            n if n <= 0xffff => {
-                f.push(MASKED | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(MASKED | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&key);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        f
-    }
 
     fn deflated(data: &[u8]) -> Vec<u8> {
         let mut c = flate2::Compress::new(flate2::Compression::default(), false);
