@@ -22,8 +22,8 @@ const RSV1: u8 = 0x40;
 pub struct Encoded {
     opcode: u8,
     plain: Bytes,
-    /// None: not worth compressing (too small, or no smaller when compressed).
-    deflated: OnceLock<Option<Bytes>>,
+    /// The RSV1 frame: deflated, or in stored blocks when compressing does not pay.
+    deflated: OnceLock<Bytes>,
 }
 
 impl Encoded {
@@ -40,17 +40,20 @@ impl Encoded {
         payload_len(&self.plain)
     }
 
-    /// The frame for a connection that negotiated permessage-deflate with this window: the
-    /// compressed frame when compression pays and fits the window, else the plain one.
+    /// The frame for a connection that negotiated permessage-deflate with this window. Every
+    /// message on such a connection is sent with RSV1: RFC 7692 allows plain ones too, but
+    /// some clients (Autobahn's kosoku) then mishandle them, and stored blocks cost 5 bytes.
     pub fn for_deflate(&self, window_bits: u8) -> Bytes {
         let payload = &self.plain[self.plain.len() - self.payload_len()..];
+        let rsv1_frame = |data: &[u8]| encode_first(FIN | RSV1 | self.opcode, data);
         if !deflate::fits_window(payload.len(), window_bits) {
-            return self.plain.clone();
+            // Stored blocks hold no back references, so any window reads them.
+            return rsv1_frame(&deflate::stored(payload));
         }
         let deflated = self.deflated.get_or_init(|| {
-            deflate::compress(payload).map(|data| encode_first(FIN | RSV1 | self.opcode, &data))
+            rsv1_frame(&deflate::compress(payload).unwrap_or_else(|| deflate::stored(payload)))
         });
-        deflated.as_ref().unwrap_or(&self.plain).clone()
+        deflated.clone()
     }
 }
 

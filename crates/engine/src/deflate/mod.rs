@@ -18,9 +18,9 @@ const NAME: &str = "permessage-deflate";
 /// The largest window (2^15 bytes), what a client that asks for no limit gets.
 pub const MAX_WINDOW_BITS: u8 = 15;
 
-/// Payloads shorter than this are sent uncompressed (RFC 7692 allows it per message): below
-/// it the compressed frame is rarely smaller, and compressing costs more than the bytes saved
-/// (see the `compression_threshold` test and BENCHMARKS.md).
+/// Payloads shorter than this are sent in stored blocks, not compressed: below it the
+/// compressed message is rarely much smaller, and compressing it costs several microseconds
+/// (BENCHMARKS.md, "permessage-deflate").
 const MIN_COMPRESS: usize = 128;
 
 /// Level 1 (fastest): on chat and JSON messages it gives most of the size reduction of the
@@ -92,9 +92,29 @@ fn bits(value: &str) -> Option<u8> {
 /// Whether a compressed payload of `len` bytes can be sent to a client that allows a window
 /// of 2^`window_bits` bytes. Our compressor always works with a 32 KiB window, but with no
 /// context takeover it never refers further back than the start of the message, so a message
-/// no longer than the window is within it; a longer one goes uncompressed.
+/// no longer than the window is within it; a longer one goes in stored blocks.
 pub fn fits_window(len: usize, window_bits: u8) -> bool {
     window_bits >= MAX_WINDOW_BITS || len <= 1 << window_bits
+}
+
+/// `payload` as deflate stored blocks (no compression, up to 65535 bytes each), without a
+/// final block: what RFC 7692 calls a compressed message, at 5 bytes per block.
+pub fn stored(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5 * (payload.len() / 0xffff + 1));
+    let mut blocks = payload.chunks(0xffff).peekable();
+    if blocks.peek().is_none() {
+        // An empty message: one empty stored block.
+        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+    }
+    for block in blocks {
+        // BFINAL 0, BTYPE 00 (stored), padding to the byte; LEN and its one's complement.
+        let len = block.len() as u16;
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out
 }
 
 thread_local! {
@@ -187,6 +207,16 @@ mod tests {
         let mut out = Vec::with_capacity(1 << 20);
         d.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync).unwrap();
         out
+    }
+
+    #[test]
+    fn stored_blocks_inflate_to_the_payload() {
+        for len in [0usize, 1, 127, 0xffff, 0x10000, 200_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let packed = stored(&payload);
+            assert_eq!(packed.len(), len + 5 * len.div_ceil(0xffff).max(1));
+            assert_eq!(inflate(&packed), payload, "{len}");
+        }
     }
 
     #[test]
