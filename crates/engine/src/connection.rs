@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::deflate::inflate::{BadDeflateData, Inflating};
+use crate::deflate::inflate::{InflateError, Inflating};
 use crate::events::Event;
 use crate::registry::{close_message, Conn, Outgoing};
 use crate::shared::Shared;
@@ -268,7 +268,11 @@ where
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "message too big"),
         WsError::Capacity(_) => (1009, "frame too big"),
         WsError::Utf8(_) => (1007, "invalid UTF-8 in text message"),
-        WsError::Io(io) if io.get_ref().is_some_and(|e| e.is::<BadDeflateData>()) => (1007, "invalid compressed data"),
+        WsError::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<InflateError>()) {
+            Some(InflateError::BadData) => (1007, "invalid compressed data"),
+            Some(InflateError::TooBig) => (1009, "message too big"),
+            None => return Flow::Stop(ABNORMAL),
+        },
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Flow::Stop(ABNORMAL),
         WsError::Protocol(_) => (1002, "protocol error"),
         _ => return Flow::Stop(ABNORMAL),

@@ -396,7 +396,7 @@ async fn established(
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
-    let socket = Inflating::new(TokioIo::new(upgraded), window_bits);
+    let socket = Inflating::new(TokioIo::new(upgraded), window_bits, shared.config.package_max_length);
     let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));
     // Registered before `open` is sent, so the open callback can already push to it.

@@ -10,7 +10,8 @@
 //! tungstenite fails the connection with 1002 as it does without negotiation. Inflated output
 //! is made at most [`OUT_LIMIT`] bytes at a time and counted by tungstenite against
 //! max_message_size: a decompression bomb is closed with 1009 after package_max_length bytes,
-//! with memory bounded by that.
+//! with memory bounded by that. The compressed bytes of one message are held to the same limit
+//! (deflate can also shrink: empty blocks inflate to nothing).
 
 use std::cell::RefCell;
 use std::io;
@@ -35,17 +36,25 @@ const RSV23: u8 = 0x30;
 const MASKED: u8 = 0x80;
 const OP_CONTINUATION: u8 = 0;
 
-/// The error tungstenite reports (as an I/O error) when a compressed message does not inflate.
-#[derive(Debug)]
-pub(crate) struct BadDeflateData;
+/// What tungstenite reports (as an I/O error) when a compressed message cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InflateError {
+    /// It does not inflate.
+    BadData,
+    /// Its compressed bytes are over the message size limit.
+    TooBig,
+}
 
-impl std::fmt::Display for BadDeflateData {
+impl std::fmt::Display for InflateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("compressed message does not inflate")
+        f.write_str(match self {
+            InflateError::BadData => "compressed message does not inflate",
+            InflateError::TooBig => "compressed message over the size limit",
+        })
     }
 }
 
-impl std::error::Error for BadDeflateData {}
+impl std::error::Error for InflateError {}
 
 /// A connection's socket as tungstenite sees it: the socket itself, or, with permessage-deflate
 /// negotiated, the socket with compressed messages inflated.
@@ -67,9 +76,11 @@ struct Reader {
 
 impl<S> Inflating<S> {
     /// `window_bits`: None without permessage-deflate, else the window agreed for what we send.
-    pub fn new(inner: S, window_bits: Option<u8>) -> Self {
+    /// `max_message`: the largest message, in compressed bytes as well as inflated.
+    pub fn new(inner: S, window_bits: Option<u8>, max_message: usize) -> Self {
         let reader = window_bits.map(|window_bits| {
-            Box::new(Reader { window_bits, decoder: Decoder::default(), input: Vec::new(), out: Vec::new(), out_pos: 0 })
+            let decoder = Decoder { max_compressed: max_message as u64, ..Decoder::default() };
+            Box::new(Reader { window_bits, decoder, input: Vec::new(), out: Vec::new(), out_pos: 0 })
         });
         Inflating { inner, reader }
     }
@@ -191,6 +202,9 @@ struct Decoder {
     ended: bool,
     /// Bytes of the tail fed to the inflater at the end of the message.
     tail_fed: usize,
+    /// Compressed payload bytes of the current message, and the most it may have.
+    compressed: u64,
+    max_compressed: u64,
 }
 
 thread_local! {
@@ -223,7 +237,7 @@ impl Decoder {
             let rest = &input[used..];
             match self.part {
                 Part::Header if rest.is_empty() => break,
-                Part::Header => used += self.read_header(rest, out),
+                Part::Header => used += self.read_header(rest, out)?,
                 Part::Pass(left) => {
                     let n = (left.min(rest.len() as u64)) as usize;
                     if n == 0 {
@@ -259,13 +273,13 @@ impl Decoder {
 
     /// Takes header bytes from `rest`; once the header is whole, decides what to do with the
     /// frame. Returns how many bytes it took.
-    fn read_header(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
+    fn read_header(&mut self, rest: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
         let need = if self.have < 2 { 2 } else { header_len(self.header[1]) };
         let n = (need - self.have).min(rest.len());
         self.header[self.have..self.have + n].copy_from_slice(&rest[..n]);
         self.have += n;
         if self.have < need || need == 2 && header_len(self.header[1]) > 2 {
-            return n;
+            return Ok(n);
         }
         let header = &self.header[..self.have];
         self.have = 0;
@@ -281,15 +295,25 @@ impl Decoder {
             && opcode == OP_CONTINUATION
             && matches!(self.message, Message::Compressed { .. });
         if compressed_start || compressed_next {
+            let mask = header[header.len() - 4..].try_into().expect("a masked header ends with its key");
             if compressed_start {
                 self.message = Message::Compressed { opcode };
                 self.inflater = Some(take_inflater());
                 self.ended = false;
                 self.tail_fed = 0;
+                self.compressed = 0;
+                if !fin {
+                    // Tell tungstenite a fragmented message has begun, so that a data frame
+                    // before its end is refused even if nothing has inflated yet.
+                    self.fragment(&[], false, out);
+                }
             }
-            let mask = header[header.len() - 4..].try_into().expect("a masked header ends with its key");
+            self.compressed = self.compressed.saturating_add(payload);
+            if self.compressed > self.max_compressed {
+                return Err(io::Error::other(InflateError::TooBig));
+            }
             self.part = Part::Inflate { left: payload, mask, offset: 0, fin };
-            return n;
+            return Ok(n);
         }
         // Not ours to change: tungstenite reads (or rejects) it as it is.
         match (opcode, fin) {
@@ -299,7 +323,7 @@ impl Decoder {
         }
         out.extend_from_slice(header);
         self.part = if payload == 0 { Part::Header } else { Part::Pass(payload) };
-        n
+        Ok(n)
     }
 
     /// Inflates what it can of `data` into `chunk`; returns how much of `data` it used and how
@@ -311,7 +335,7 @@ impl Decoder {
         let inflater = self.inflater.as_mut().expect("a compressed message has an inflater");
         let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
         let flush = if last { FlushDecompress::Sync } else { FlushDecompress::None };
-        let status = inflater.decompress(data, chunk, flush).map_err(|_| io::Error::other(BadDeflateData))?;
+        let status = inflater.decompress(data, chunk, flush).map_err(|_| io::Error::other(InflateError::BadData))?;
         self.ended = status == Status::StreamEnd;
         Ok(((inflater.total_in() - before_in) as usize, (inflater.total_out() - before_out) as usize))
     }
@@ -381,6 +405,12 @@ fn payload_len(header: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use crate::fuzzing::client_frame;
+
+    impl Decoder {
+        fn new_for_test() -> Self {
+            Decoder { max_compressed: u64::MAX, ..Decoder::default() }
+        }
+    }
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
     fn deflated(data: &[u8]) -> Vec<u8> {
@@ -395,7 +425,7 @@ mod tests {
     /// Runs `input` through a decoder `step` bytes at a time, as the socket layer does;
     /// returns the frames tungstenite would read: (first byte, payload unmasked).
     fn decode(input: &[u8], step: usize) -> io::Result<Vec<(u8, Vec<u8>)>> {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new_for_test();
         let mut wire = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         for piece in input.chunks(step) {
@@ -488,7 +518,7 @@ mod tests {
             client_frame(FIN | RSV1 | 0x20 | 1, b"rsv2"),
         ] {
             let mut wire = Vec::new();
-            Decoder::default().feed(&bad, &mut wire).unwrap();
+            Decoder::new_for_test().feed(&bad, &mut wire).unwrap();
             assert_eq!(wire, bad);
         }
         // A compressed frame inside a plain fragmented message.
@@ -496,7 +526,7 @@ mod tests {
         let second = client_frame(FIN | RSV1 | 1, b"x");
         input.extend(&second);
         let mut wire = Vec::new();
-        Decoder::default().feed(&input, &mut wire).unwrap();
+        Decoder::new_for_test().feed(&input, &mut wire).unwrap();
         assert_eq!(wire, input);
     }
 
@@ -505,7 +535,7 @@ mod tests {
         let bomb = deflated(&vec![0u8; 50 << 20]);
         assert!(bomb.len() < 100 << 10);
         let input = client_frame(FIN | RSV1 | 2, &bomb);
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new_for_test();
         let mut out = Vec::new();
         let used = decoder.feed(&input, &mut out).unwrap();
         assert!(out.len() <= OUT_LIMIT + CHUNK + 14 && used < input.len(), "stops at OUT_LIMIT");
@@ -514,7 +544,18 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         let input = client_frame(FIN | RSV1 | 2, &[0xff; 64]);
-        let err = Decoder::default().feed(&input, &mut Vec::new()).unwrap_err();
-        assert!(err.get_ref().unwrap().is::<BadDeflateData>());
+        let err = Decoder::new_for_test().feed(&input, &mut Vec::new()).unwrap_err();
+        assert_eq!(err.get_ref().unwrap().downcast_ref(), Some(&InflateError::BadData));
+    }
+
+    #[test]
+    fn compressed_bytes_over_the_limit_are_refused() {
+        let mut decoder = Decoder { max_compressed: 100, ..Decoder::default() };
+        let mut out = Vec::new();
+        // Empty stored blocks: valid, and they inflate to nothing.
+        let empty_blocks = [0, 0, 0, 0xff, 0xff].repeat(12);
+        decoder.feed(&client_frame(RSV1 | 2, &empty_blocks), &mut out).unwrap();
+        let err = decoder.feed(&client_frame(0, &empty_blocks), &mut out).unwrap_err();
+        assert_eq!(err.get_ref().unwrap().downcast_ref(), Some(&InflateError::TooBig));
     }
 }
