@@ -8,7 +8,8 @@
 #   echo      50 connections, 32-byte text messages echoed by a PHP callback (bench/servers/echo.php),
 #             5 s after 1 s warm-up: round trips/s, p50/p99, server CPU per 1000 round trips;
 #             the same against baseline (a), naive-server (bench/src/naive_server.rs)
-#   idle 10k  server RSS listening with no connection vs with 10,000 established
+#   idle 10k  server RSS listening with no connection vs with 10,000 established; again with
+#             websocket_compression on and every client negotiating permessage-deflate
 #   idle 19k  the same with 19,000, from two client processes bound to 127.0.0.2 and 127.0.0.3
 #   fanout    1k and 10k clients, bench/servers/fanout.php in modes broadcast, publish and loop
 #             (PHP foreach connections push), and naive-server: one 100-byte message at a time
@@ -141,11 +142,13 @@ run_echo() {
 }
 
 # run_idle NAME CONNS SOURCE_ADDR...: CONNS idle connections split over one client process per
-# source address.
+# source address. With SURGE_COMPRESSION=1 the server has websocket_compression on and the
+# clients negotiate permessage-deflate.
 run_idle() {
     local name=$1 conns=$2
     shift 2
-    local addrs=("$@") load base base_fds full full_fds after after_fds pid i
+    local addrs=("$@") load base base_fds full full_fds after after_fds pid i deflate=false
+    [ "${SURGE_COMPRESSION:-0}" = 1 ] && deflate=true
     local per=$((conns / ${#addrs[@]}))
     load=$(loadavg)
     echo "==> $name: $conns idle connections from ${addrs[*]} (load average $load)"
@@ -155,7 +158,7 @@ run_idle() {
     base_fds=$(fd_count "$SERVER_PID")
     local clients=()
     for i in "${!addrs[@]}"; do
-        "$LOAD" idle --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$per" --bind "${addrs[$i]}" --hold-secs 120 \
+        "$LOAD" idle --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$per" --bind "${addrs[$i]}" --hold-secs 120 --deflate "$deflate" \
             >"$WORK/$name.client$i" 2>"$WORK/$name.client$i.err" </dev/null &
         clients+=($!)
         PIDS+=($!)
@@ -235,6 +238,7 @@ for conns in 1000 10000; do
 done
 run_laravel laravel_1k 1000
 run_idle idle_10k 10000 127.0.0.1
+SURGE_COMPRESSION=1 run_idle idle_10k_deflate 10000 127.0.0.4
 [ "${BENCH_SKIP_19K:-0}" = 1 ] || run_idle idle_19k 19000 127.0.0.2 127.0.0.3
 
 mkdir -p bench/results

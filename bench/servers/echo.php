@@ -1,9 +1,10 @@
 <?php
 // Benchmark echo server: every message is pushed back to its sender from PHP.
 // Listens on 127.0.0.1:$SURGE_PORT (0: a free port) and prints "ready PORT" once listening.
-// Default settings apart from the log level: the benchmark measures Surge as shipped.
+// Default settings apart from the log level: the benchmark measures Surge as shipped
+// (SURGE_COMPRESSION=1 turns websocket_compression on, for the deflate scenarios).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$server->set(['log_level' => 'warn']);
+$server->set(['log_level' => 'warn', 'websocket_compression' => getenv('SURGE_COMPRESSION') === '1']);
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";
 });

@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -19,6 +20,9 @@ pub struct Target {
     pub url: String,
     addr: SocketAddr,
     bind: Option<IpAddr>,
+    /// Offer permessage-deflate in the handshake (only for clients that never read data
+    /// messages: this client cannot inflate them).
+    offer_deflate: bool,
 }
 
 impl Target {
@@ -43,6 +47,7 @@ impl Target {
             url: url.to_string(),
             addr,
             bind,
+            offer_deflate: false,
         })
     }
 
@@ -50,6 +55,11 @@ impl Target {
     pub fn from_args(args: &mut Args) -> Result<Target, String> {
         let url: String = args.required("url")?;
         Target::new(&url, args.optional("bind")?)
+    }
+
+    /// The same target, offering permessage-deflate (for idle connections).
+    pub fn offering_deflate(self, offer: bool) -> Target {
+        Target { offer_deflate: offer, ..self }
     }
 
     /// TCP connect (from the source address if one was given), then the WebSocket handshake,
@@ -77,8 +87,19 @@ impl Target {
             let config = WebSocketConfig::default()
                 .read_buffer_size(read_buffer)
                 .write_buffer_size(0);
+            let mut request = self
+                .url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| format!("--url: {e}"))?;
+            if self.offer_deflate {
+                request.headers_mut().insert(
+                    "Sec-WebSocket-Extensions",
+                    "permessage-deflate; client_max_window_bits".parse().expect("a valid header"),
+                );
+            }
             let (ws, _) = tokio_tungstenite::client_async_with_config(
-                self.url.as_str(),
+                request,
                 stream,
                 Some(config),
             )

