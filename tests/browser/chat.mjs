@@ -59,8 +59,23 @@ try {
   check(await bob.locator('.msg .meta .name').first().textContent() === 'Alice', "the message carries Alice's name");
   check((await bob.locator('.msg .meta .time').first().textContent()).match(/\d/) !== null, 'and a time');
 
+  // The chat server turns websocket_compression on: Chromium negotiates permessage-deflate, and a
+  // long message goes both ways compressed.
+  const extensions = await alice.evaluate(() => new Promise((resolve, reject) => {
+    const ws = new WebSocket(location.href.replace(/^http/, 'ws'));
+    ws.onopen = () => { resolve(ws.extensions); ws.close(); };
+    ws.onerror = () => reject(new Error('a second WebSocket did not open'));
+  }));
+  check(extensions.startsWith('permessage-deflate'), `Chromium negotiated compression: "${extensions}"`);
+  const LONG = 'a long line of chat, said again and again. '.repeat(40); // the input takes 2000
+  await bob.locator('#input').fill(LONG);
+  await bob.locator('#send').click();
+  await alice.locator('.msg .text', { hasText: 'said again and again' }).waitFor();
+  const long = (await messages(alice)).texts;
+  check(long.length === 2 && long[1] === LONG, `a ${LONG.length}-byte message arrives whole`);
+
   const own = await messages(alice);
-  check(own.texts.length === 1 && own.texts[0] === TEXT && own.injected === 0, 'Alice sees her own message once, as typed');
+  check(own.texts.length === 2 && own.texts[0] === TEXT && own.injected === 0, 'Alice sees her own message once, as typed');
   check(await alice.locator('.msg.mine').count() === 1, 'marked as hers');
   check(await alice.locator('#input').inputValue() === '', 'and the input is cleared');
 

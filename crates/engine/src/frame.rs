@@ -42,7 +42,7 @@ impl Encoded {
 
     /// The frame for a connection that negotiated permessage-deflate with this window. Every
     /// message on such a connection is sent with RSV1: RFC 7692 allows plain ones too, but
-    /// some clients (Autobahn's kosoku) then mishandle them, and stored blocks cost 5 bytes.
+    /// some clients (Autobahn's kosoku) then mishandle them, and stored blocks cost 6 bytes.
     pub fn for_deflate(&self, window_bits: u8) -> Bytes {
         let payload = &self.plain[self.plain.len() - self.payload_len()..];
         let rsv1_frame = |data: &[u8]| encode_first(FIN | RSV1 | self.opcode, data);

@@ -40,6 +40,8 @@ class ChatServer
         $this->server->set([
             'worker_num' => 1,
             'package_max_length' => 64 * 1024,
+            // Browsers offer permessage-deflate; long messages then travel compressed.
+            'websocket_compression' => true,
         ]);
 
         $this->server->on('start', [$this, 'start']);

@@ -97,16 +97,11 @@ pub fn fits_window(len: usize, window_bits: u8) -> bool {
     window_bits >= MAX_WINDOW_BITS || len <= 1 << window_bits
 }
 
-/// `payload` as deflate stored blocks (no compression, up to 65535 bytes each), without a
-/// final block: what RFC 7692 calls a compressed message, at 5 bytes per block.
+/// `payload` as deflate stored blocks (no compression, up to 65535 bytes each): what RFC 7692
+/// calls a compressed message, at 5 bytes per block and one more at the end.
 pub fn stored(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 5 * (payload.len() / 0xffff + 1));
-    let mut blocks = payload.chunks(0xffff).peekable();
-    if blocks.peek().is_none() {
-        // An empty message: one empty stored block.
-        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
-    }
-    for block in blocks {
+    let mut out = Vec::with_capacity(payload.len() + 5 * (payload.len() / 0xffff) + 6);
+    for block in payload.chunks(0xffff) {
         // BFINAL 0, BTYPE 00 (stored), padding to the byte; LEN and its one's complement.
         let len = block.len() as u16;
         out.push(0);
@@ -114,6 +109,11 @@ pub fn stored(payload: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&(!len).to_le_bytes());
         out.extend_from_slice(block);
     }
+    // The header byte of the empty stored block a sync flush ends with; its LEN and NLEN are the
+    // `00 00 ff ff` that RFC 7692 7.2.1 leaves out and the receiver appends. Without this byte,
+    // those four bytes read as the start of a 65280-byte block, and a client that keeps one
+    // inflate stream for the connection (Chromium does) reads the next message as its contents.
+    out.push(0);
     out
 }
 
@@ -201,12 +201,31 @@ mod tests {
     }
 
     fn inflate(data: &[u8]) -> Vec<u8> {
-        let mut d = flate2::Decompress::new(false);
+        inflate_with(&mut flate2::Decompress::new(false), data)
+    }
+
+    /// One message through an inflate stream that may have seen earlier messages.
+    fn inflate_with(d: &mut flate2::Decompress, data: &[u8]) -> Vec<u8> {
         let mut input = data.to_vec();
         input.extend_from_slice(&[0, 0, 0xff, 0xff]);
         let mut out = Vec::with_capacity(1 << 20);
+        let before = d.total_in();
         d.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync).unwrap();
+        assert_eq!(d.total_in() - before, input.len() as u64, "the message ends where a block ends");
         out
+    }
+
+    #[test]
+    fn messages_inflate_through_one_stream_kept_for_the_connection() {
+        // Without context takeover a client may still keep one inflate stream (browsers do): each
+        // message must leave it between blocks.
+        let text = "{\"event\":\"chat\",\"data\":\"hello there, hello there\"} ".repeat(40);
+        let payloads: [&[u8]; 5] = [b"short", b"", text.as_bytes(), &[7u8; 70_000], b"again"];
+        let mut d = flate2::Decompress::new(false);
+        for payload in payloads {
+            let packed = compress(payload).unwrap_or_else(|| stored(payload));
+            assert_eq!(inflate_with(&mut d, &packed), payload);
+        }
     }
 
     #[test]
@@ -214,7 +233,7 @@ mod tests {
         for len in [0usize, 1, 127, 0xffff, 0x10000, 200_000] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
             let packed = stored(&payload);
-            assert_eq!(packed.len(), len + 5 * len.div_ceil(0xffff).max(1));
+            assert_eq!(packed.len(), len + 5 * len.div_ceil(0xffff) + 1);
             assert_eq!(inflate(&packed), payload, "{len}");
         }
     }
