@@ -11,10 +11,10 @@ from websockets.sync.client import connect
 FANOUT = "fanout.php"
 
 
-def start_fanout(php_server, settings=None, subscribe=None, callback=True):
+def start_fanout(php_server, settings=None, subscribe=None, callback=True, callback_sleep_ms=0):
     """Starts fanout.php with these set() settings, channels subscribed before start(), and
-    with or without a `redis` callback."""
-    env = {"SURGE_SETTINGS": json.dumps(settings or {})}
+    with or without a `redis` callback (that sleeps `callback_sleep_ms` per message)."""
+    env = {"SURGE_SETTINGS": json.dumps(settings or {}), "SURGE_REDIS_SLEEP_MS": str(callback_sleep_ms)}
     if subscribe is not None:
         env["SURGE_SUBSCRIBE"] = json.dumps(subscribe)
     if not callback:

@@ -330,3 +330,62 @@ def test_bad_redis_setting_throws_naming_it(value):
         try {{ $s->set(['redis' => {value}]); echo "no exception"; }}
         catch (Surge\\Exception $e) {{ echo $e->getMessage(); }}""")
     assert "setting 'redis'" in res.stdout, res.stdout + res.stderr
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def stats_behind_the_callback(client: Client) -> dict:
+    """stats()['redis'] from a server whose PHP thread has a slow callback's backlog to get
+    through first."""
+    client.send_call("stats")
+    return client.reply(timeout=30)["redis"]
+
+
+def test_a_slow_redis_callback_under_a_flood_drops_instead_of_growing(php_server, redis_server):
+    """The redis crate buffers what the bridge does not take, without a limit: the bridge takes
+    every message at once, and what a slow `redis` callback cannot keep up with is dropped and
+    counted, so memory stays bounded. Afterwards messages reach the callback again."""
+    srv = start_fanout(php_server, {"redis": redis_server.url}, subscribe=["flood"], callback_sleep_ms=100)
+    with Client(srv.url) as client:
+        wait_subscribed(redis_server, PREFIX + "flood")
+        before = peak_rss_mib(srv.proc.pid)
+        # 300 MiB at 40 MiB/s (what a debug build takes in without falling behind Redis, which
+        # disconnects a subscriber 32 MiB behind) to a callback that takes 10 messages a second:
+        # more than the 64 MiB the callback may have waiting.
+        message, flood, rate = laravel("Flood", {"blob": "x" * (1 << 20)}), 300, 40
+        started = time.monotonic()
+        for i in range(flood):
+            time.sleep(max(0.0, started + i / rate - time.monotonic()))
+            redis_server.client.publish(PREFIX + "flood", message)
+        eventually(lambda: stats_behind_the_callback(client)["received"] == flood, timeout=30)
+        grown, took = peak_rss_mib(srv.proc.pid) - before, time.monotonic() - started
+
+        after = laravel("After", {"n": 1})
+        redis_server.client.publish(PREFIX + "flood", after)
+        eventually(lambda: srv.stdout().endswith(f'redis ["flood",{len(after)}]\n'), timeout=30)
+        stats = stats_behind_the_callback(client)
+        got = len(redis_lines(srv))
+        assert grown < 160, f"peak RSS grew {grown:.0f} MiB during a 300 MiB flood"
+        assert stats["callback_dropped"] > 0 and got + stats["callback_dropped"] == flood + 1, (got, stats)
+    # A warning at most every 10 s, not one per message.
+    assert 1 <= srv.stderr().count("dropping messages for it") <= 1 + took // 10, srv.stderr()[-2000:]
+
+
+def test_forwarding_without_a_callback_keeps_every_message_of_a_flood(php_server, redis_server):
+    # The client reads only once the flood is published: room for all of it (8 MiB).
+    settings = {"redis": redis_server.url, "socket_buffer_size": 64 << 20}
+    srv = start_fanout(php_server, settings, subscribe=["flood"], callback=False)
+    with Client(srv.url) as member:
+        assert member.call("join", member.fd, "flood")
+        wait_subscribed(redis_server, PREFIX + "flood")
+        with redis_server.client.pipeline(transaction=False) as pipe:
+            for i in range(2000):
+                pipe.publish(PREFIX + "flood", laravel("Flood", {"i": i, "blob": "y" * 4096}))
+            pipe.execute()
+        assert [member.recv_json(timeout=10)["data"]["i"] for _ in range(2000)] == list(range(2000))
+        stats = redis_stats(member)
+        assert (stats["received"], stats["forwarded"], stats["dropped"], stats["callback_dropped"]) == (2000, 2000, 0, 0)

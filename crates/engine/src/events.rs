@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).
 #[derive(Debug, Clone)]
@@ -73,7 +73,8 @@ pub enum Event {
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },
     /// A message on a subscribed Redis channel (prefix removed), for the `redis` callback.
-    Redis { channel: String, payload: Bytes },
+    /// `held` is its share of the bridge's memory budget, given back when the event is dropped.
+    Redis { channel: String, payload: Bytes, held: OwnedSemaphorePermit },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },
     /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client

@@ -16,6 +16,7 @@ mod listener;
 mod logging;
 pub mod pusher;
 pub mod redis_bridge;
+mod redis_to_php;
 pub mod registry;
 mod shared;
 pub mod stats;

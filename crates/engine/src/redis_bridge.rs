@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use crate::events::Event;
 use crate::frame;
+use crate::redis_to_php::ToPhp;
 use crate::registry::Outgoing;
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -58,6 +58,8 @@ pub struct BridgeSnapshot {
     pub dropped: u64,
     pub reconnects: u64,
     pub published: u64,
+    /// Messages the `redis` callback did not get because it fell too far behind.
+    pub callback_dropped: u64,
     pub subscriptions: usize,
 }
 
@@ -86,6 +88,8 @@ pub struct RedisBridge {
     wanted: Mutex<BTreeSet<Topic>>,
     changes: mpsc::UnboundedSender<Change>,
     publishes: mpsc::Sender<(String, Bytes)>,
+    /// What the `redis` callback gets, bounded: see [`crate::redis_to_php`].
+    to_php: ToPhp,
     pub stats: BridgeStats,
 }
 
@@ -122,6 +126,7 @@ impl RedisBridge {
             wanted: Mutex::new(BTreeSet::new()),
             changes,
             publishes,
+            to_php: ToPhp::start(shared.events.clone()),
             stats: BridgeStats::default(),
         });
         tokio::spawn(subscriber(client.clone(), redacted(url), bridge.clone(), changes_rx, shared.clone()));
@@ -164,6 +169,7 @@ impl RedisBridge {
             dropped: s.dropped.load(Relaxed),
             reconnects: s.reconnects.load(Relaxed),
             published: s.published.load(Relaxed),
+            callback_dropped: self.to_php.dropped.load(Relaxed),
             subscriptions: self.wanted.lock().len(),
         }
     }
@@ -176,16 +182,16 @@ impl RedisBridge {
         channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel)
     }
 
-    /// Hands one message to PHP (if it listens) and forwards it to the channel's members.
-    async fn deliver(&self, shared: &Shared, channel: &str, payload: &[u8]) {
+    /// Forwards one message to the channel's members and queues it for PHP (if it listens),
+    /// without waiting: the redis crate buffers what is not taken, without a limit.
+    fn deliver(&self, shared: &Shared, channel: &str, payload: &[u8]) {
         bump(&self.stats.received, 1);
         let name = self.strip(channel);
         if self.forward {
             self.forward(shared, name, payload);
         }
         if shared.handlers.redis.load(Relaxed) {
-            let event = Event::Redis { channel: name.to_owned(), payload: Bytes::copy_from_slice(payload) };
-            let _ = shared.events.send(event).await;
+            self.to_php.offer(name, payload);
         }
     }
 
@@ -275,7 +281,7 @@ async fn subscriber(
                             },
                             _ = health.tick() => if answered(sink.ping::<redis::Value>()).await.is_err() { break },
                             message = stream.next() => match message {
-                                Some(msg) => bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes()).await,
+                                Some(msg) => bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes()),
                                 None => break,
                             },
                         }

@@ -156,7 +156,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 None => Next::Continue,
             }
         }
-        Event::Redis { channel, payload } => {
+        Event::Redis { channel, payload, .. } => {
             let payload = binary_zval(&payload);
             callback(server, Kind::Engine(Handler::Redis), vec![this, &channel, &payload]).into()
         }

@@ -386,6 +386,7 @@ impl Server {
                 ("dropped", r.dropped),
                 ("reconnects", r.reconnects),
                 ("published", r.published),
+                ("callback_dropped", r.callback_dropped),
                 ("subscriptions", r.subscriptions as u64),
             ] {
                 redis.set(key, value as i64)?;

@@ -5,7 +5,9 @@
 // anything else is echoed back. The `redis` callback prints `redis <json [channel, payload]>`.
 //
 // Environment: SURGE_SETTINGS (JSON for set()), SURGE_SUBSCRIBE (JSON list subscribed before
-// start()), SURGE_REDIS_CALLBACK=0 to register no redis callback.
+// start()), SURGE_REDIS_CALLBACK=0 to register no redis callback, SURGE_REDIS_SLEEP_MS to make
+// the redis callback slow: it sleeps that long per message and prints the payload's length only
+// (`redis <json [channel, length]>`).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
 $settings = json_decode(getenv('SURGE_SETTINGS') ?: '{}', true);
 $server->set($settings + ['log_level' => 'debug']);
@@ -35,7 +37,12 @@ $server->on('message', function ($s, $frame) {
 });
 $server->on('close', fn($s, $fd) => out("close $fd"));
 if (getenv('SURGE_REDIS_CALLBACK') !== '0') {
-    $server->on('redis', function ($s, string $channel, string $payload) {
+    $sleep_ms = (int) getenv('SURGE_REDIS_SLEEP_MS');
+    $server->on('redis', function ($s, string $channel, string $payload) use ($sleep_ms) {
+        if ($sleep_ms > 0) {
+            usleep($sleep_ms * 1000);
+            $payload = strlen($payload);
+        }
         out('redis ' . json_encode([$channel, $payload], JSON_INVALID_UTF8_SUBSTITUTE));
     });
 }
