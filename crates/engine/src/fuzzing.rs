@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, Value};
 use crate::events::{Event, HttpResponse};
 use crate::pusher::AppConfig;
+use crate::registry::{Conn, Outgoing};
 use crate::shared::Shared;
 
 /// The Pusher app every fuzzed server has: key `fuzz-key`, id `1`, secret `fuzz-secret`.
@@ -157,21 +159,49 @@ pub fn pusher_api(input: &[u8]) {
     let _ = crate::pusher::api::route(&shared, &method, path, query, body, true);
 }
 
+/// What a forwarded broadcast must look like to a client, in both shapes.
+#[derive(serde::Deserialize)]
+struct Sent<'a> {
+    #[serde(rename = "event")]
+    _event: String,
+    channel: String,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
 /// A Laravel broadcast as it arrives from Redis: the first line is the channel, the rest the
-/// payload. Decoded, then forwarded to a Pusher app's channel (no subscribers).
+/// payload. Forwarded as the bridge does to a native member and a Pusher subscriber of that
+/// channel; what each is sent must be JSON naming the channel, with `data` JSON too (for Pusher,
+/// a string holding it).
 pub fn laravel_broadcast(input: &[u8]) {
     let (channel, payload) = match input.iter().position(|b| *b == b'\n') {
         Some(i) => (String::from_utf8_lossy(&input[..i]).into_owned(), &input[i + 1..]),
         None => ("fuzz".to_owned(), input),
     };
-    if let Some(message) = crate::redis_bridge::laravel_message(&channel, payload) {
-        // Valid JSON text (RawValue: numbers past f64's range such as 1e999 are valid JSON and
-        // are forwarded byte for byte, though serde_json::Value would refuse them).
-        serde_json::from_str::<Box<serde_json::value::RawValue>>(&message.json).expect("forwarded JSON is valid JSON");
-        let (shared, _events) = shared();
-        let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
-        crate::pusher::forward_broadcast(&shared, &channel, &message.event, &message.data, &except);
+    let (shared, _events) = shared();
+    let remote = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let native = Arc::new(Conn::new(1, remote, 0, 0));
+    let pusher = Arc::new(Conn::new(2, remote, 0, 0));
+    shared.channels.join(&native, &channel);
+    shared.pusher.apps[0].channels.join(&pusher, &channel);
+    let pushed = crate::redis_bridge::forward_laravel(&shared, &channel, payload);
+    let mut frames = 0;
+    for (conn, pusher_shape) in [(native, false), (pusher, true)] {
+        for item in conn.drain().items {
+            frames += 1;
+            let Outgoing::Frame(frame) = item else { panic!("a forwarded broadcast is a data frame") };
+            let text = &frame[frame.len() - crate::frame::payload_len(&frame)..];
+            // RawValue: numbers past f64's range such as 1e999 are valid JSON and are forwarded
+            // byte for byte, though serde_json::Value would refuse them.
+            let sent: Sent = serde_json::from_slice(text).expect("a forwarded broadcast is JSON");
+            assert_eq!(sent.channel, channel);
+            if pusher_shape {
+                let data: String = serde_json::from_str(sent.data.get()).expect("Pusher data is a string");
+                serde_json::from_str::<&RawValue>(&data).expect("holding JSON");
+            }
+        }
     }
+    assert_eq!(frames, pushed.unwrap_or(0));
 }
 
 /// Settings keys the fuzzer picks from (plus arbitrary ones).

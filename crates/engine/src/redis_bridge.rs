@@ -196,28 +196,34 @@ impl RedisBridge {
     }
 
     fn forward(&self, shared: &Shared, channel: &str, payload: &[u8]) {
-        let Some(message) = laravel_message(channel, payload) else {
-            bump(&self.stats.dropped, 1);
-            log::warn!(target: "surge", "redis: message on '{channel}' is not a Laravel broadcast (JSON with \"event\"); not forwarded");
-            return;
-        };
-        let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
-        // Pusher-protocol subscribers get the Pusher shape (data as a JSON string), encoded
-        // once for all of them; native members get `json`, encoded once too.
-        let pusher = crate::pusher::forward_broadcast(shared, channel, &message.event, &message.data, &except);
-        bump(&self.stats.forwarded, pusher as u64);
-        let recipients = shared.channels.recipients(channel, &except);
-        if recipients.is_empty() {
-            return;
+        match forward_laravel(shared, channel, payload) {
+            Some(sent) => bump(&self.stats.forwarded, sent as u64),
+            None => {
+                bump(&self.stats.dropped, 1);
+                log::warn!(target: "surge", "redis: message on '{channel}' is not a Laravel broadcast (JSON with \"event\"); not forwarded");
+            }
         }
-        let item = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, message.json.as_bytes()));
-        let limit = shared.config.socket_buffer_size;
-        let sent = recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count();
-        bump(&self.stats.forwarded, sent as u64);
     }
 }
 
-pub(crate) struct Forwarded {
+/// Sends a Laravel broadcast that arrived on `channel` to the channel's native members and its
+/// Pusher subscribers: how many it was pushed to, or None if `payload` is no Laravel broadcast.
+pub(crate) fn forward_laravel(shared: &Shared, channel: &str, payload: &[u8]) -> Option<usize> {
+    let message = laravel_message(channel, payload)?;
+    let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
+    // Pusher-protocol subscribers get the Pusher shape (data as a JSON string), encoded once
+    // for all of them; native members get `json`, encoded once too.
+    let pusher = crate::pusher::forward_broadcast(shared, channel, &message.event, &message.data, &except);
+    let recipients = shared.channels.recipients(channel, &except);
+    if recipients.is_empty() {
+        return Some(pusher);
+    }
+    let item = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, message.json.as_bytes()));
+    let limit = shared.config.socket_buffer_size;
+    Some(pusher + recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count())
+}
+
+struct Forwarded {
     /// `{"event": ..., "channel": ..., "data": ...}` for the clients.
     pub json: String,
     /// Laravel's `toOthers()`: the socket id to leave out.
@@ -228,7 +234,7 @@ pub(crate) struct Forwarded {
 }
 
 /// Decodes a Laravel broadcast and re-encodes it for clients, `data` kept byte for byte.
-pub(crate) fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
+fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
     let b: Broadcast = serde_json::from_slice(payload).ok()?;
     let data = b.data.map(RawValue::get).unwrap_or("null");
     let json = format!(
