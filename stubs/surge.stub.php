@@ -277,7 +277,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Counters since start(): start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, subscriptions]. */
+        /** Counters since start(): start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
         public function stats(): array
         {
         }

@@ -73,7 +73,8 @@ pub enum Event {
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },
     /// A message on a subscribed Redis channel (prefix removed), for the `redis` callback.
-    /// `held` is its share of the bridge's memory budget, given back when the event is dropped.
+    /// `held` is its share of the bridge's memory budget for the callback, given back when the
+    /// event is dropped.
     Redis { channel: String, payload: Bytes, held: OwnedSemaphorePermit },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },

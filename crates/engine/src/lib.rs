@@ -1,6 +1,7 @@
 //! Surge's network engine: WebSocket and HTTP on Tokio threads. It knows nothing of PHP: the
 //! PHP layer (crates/ext) drives it through [`Engine`] and the [`Event`]s it hands over.
 
+mod budget_queue;
 pub mod channels;
 pub mod config;
 mod connection;
@@ -16,7 +17,6 @@ mod listener;
 mod logging;
 pub mod pusher;
 pub mod redis_bridge;
-mod redis_to_php;
 pub mod registry;
 mod shared;
 pub mod stats;

@@ -14,10 +14,11 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::frame;
-use crate::redis_to_php::ToPhp;
+use crate::budget_queue::BudgetQueue;
+use crate::events::Event;
 use crate::registry::Outgoing;
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -32,6 +33,11 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Messages waiting to be PUBLISHed by `redisPublish` before it starts returning false.
 const PUBLISH_QUEUE: usize = 10_000;
+/// Bytes of messages taken from Redis and not yet forwarded, at most: what Redis itself holds
+/// for a subscriber before it disconnects it (`client-output-buffer-limit pubsub`, 32 MiB).
+pub const INTAKE_BYTES: usize = 32 << 20;
+/// Bytes of messages waiting for the `redis` callback, at most.
+pub const CALLBACK_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeState {
@@ -60,6 +66,8 @@ pub struct BridgeSnapshot {
     pub published: u64,
     /// Messages the `redis` callback did not get because it fell too far behind.
     pub callback_dropped: u64,
+    /// Messages neither forwarded nor handed to PHP because forwarding fell too far behind.
+    pub overload_dropped: u64,
     pub subscriptions: usize,
 }
 
@@ -88,8 +96,11 @@ pub struct RedisBridge {
     wanted: Mutex<BTreeSet<Topic>>,
     changes: mpsc::UnboundedSender<Change>,
     publishes: mpsc::Sender<(String, Bytes)>,
-    /// What the `redis` callback gets, bounded: see [`crate::redis_to_php`].
-    to_php: ToPhp,
+    /// Messages taken off the Redis connection as they come, to be forwarded and handed on
+    /// (see [`crate::budget_queue`] for why).
+    intake: BudgetQueue<(redis::Msg, OwnedSemaphorePermit)>,
+    /// What the `redis` callback gets, in the order Redis sent it.
+    to_php: BudgetQueue<Event>,
     pub stats: BridgeStats,
 }
 
@@ -120,17 +131,22 @@ impl RedisBridge {
         let client = redis::Client::open(url).map_err(|e| format!("setting 'redis': {e}"))?;
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (intake, taken) = BudgetQueue::new(INTAKE_BYTES, "forwarding is behind Redis");
+        let (to_php, for_php) = BudgetQueue::new(CALLBACK_BYTES, "the redis callback is behind");
         let bridge = Arc::new(RedisBridge {
             prefix: prefix.to_owned(),
             forward,
             wanted: Mutex::new(BTreeSet::new()),
             changes,
             publishes,
-            to_php: ToPhp::start(shared.events.clone()),
+            intake,
+            to_php,
             stats: BridgeStats::default(),
         });
-        tokio::spawn(subscriber(client.clone(), redacted(url), bridge.clone(), changes_rx, shared.clone()));
+        tokio::spawn(subscriber(client.clone(), redacted(url), bridge.clone(), changes_rx));
         tokio::spawn(publisher(client, bridge.clone(), publishes_rx));
+        tokio::spawn(deliverer(bridge.clone(), taken, shared.clone()));
+        tokio::spawn(hand_to_php(for_php, shared.events.clone()));
         Ok(bridge)
     }
 
@@ -170,6 +186,7 @@ impl RedisBridge {
             reconnects: s.reconnects.load(Relaxed),
             published: s.published.load(Relaxed),
             callback_dropped: self.to_php.dropped.load(Relaxed),
+            overload_dropped: self.intake.dropped.load(Relaxed),
             subscriptions: self.wanted.lock().len(),
         }
     }
@@ -182,16 +199,26 @@ impl RedisBridge {
         channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel)
     }
 
-    /// Forwards one message to the channel's members and queues it for PHP (if it listens),
-    /// without waiting: the redis crate buffers what is not taken, without a limit.
-    fn deliver(&self, shared: &Shared, channel: &str, payload: &[u8]) {
+    /// Takes a message off the Redis connection without waiting: the redis crate buffers what
+    /// is not taken, without a limit.
+    fn take(&self, msg: redis::Msg) {
         bump(&self.stats.received, 1);
+        let size = msg.get_channel_name().len() + msg.get_payload_bytes().len();
+        self.intake.offer(size, |held| (msg, held));
+    }
+
+    /// Forwards one message to the channel's members and queues it for PHP (if it listens).
+    fn deliver(&self, shared: &Shared, channel: &str, payload: &[u8]) {
         let name = self.strip(channel);
         if self.forward {
             self.forward(shared, name, payload);
         }
         if shared.handlers.redis.load(Relaxed) {
-            self.to_php.offer(name, payload);
+            self.to_php.offer(name.len() + payload.len(), |held| Event::Redis {
+                channel: name.to_owned(),
+                payload: Bytes::copy_from_slice(payload),
+                held,
+            });
         }
     }
 
@@ -251,7 +278,6 @@ async fn subscriber(
     url: String,
     bridge: Arc<RedisBridge>,
     mut changes: mpsc::UnboundedReceiver<Change>,
-    shared: Arc<Shared>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut down_since_logged = false;
@@ -287,7 +313,7 @@ async fn subscriber(
                             },
                             _ = health.tick() => if answered(sink.ping::<redis::Value>()).await.is_err() { break },
                             message = stream.next() => match message {
-                                Some(msg) => bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes()),
+                                Some(msg) => bridge.take(msg),
                                 None => break,
                             },
                         }
@@ -309,6 +335,23 @@ async fn subscriber(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Forwards and hands on what the subscriber took, in the order Redis sent it.
+async fn deliverer(bridge: Arc<RedisBridge>, mut taken: mpsc::UnboundedReceiver<(redis::Msg, OwnedSemaphorePermit)>, shared: Arc<Shared>) {
+    while let Some((msg, _held)) = taken.recv().await {
+        bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes());
+    }
+}
+
+/// Moves the `redis` callback's messages into the PHP thread's event channel, waiting there as
+/// connections' events do (each keeps its share of the budget until PHP is done with it).
+async fn hand_to_php(mut queued: mpsc::UnboundedReceiver<Event>, events: mpsc::Sender<Event>) {
+    while let Some(event) = queued.recv().await {
+        if events.send(event).await.is_err() {
+            return;
+        }
     }
 }
 

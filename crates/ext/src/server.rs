@@ -387,6 +387,7 @@ impl Server {
                 ("reconnects", r.reconnects),
                 ("published", r.published),
                 ("callback_dropped", r.callback_dropped),
+                ("overload_dropped", r.overload_dropped),
                 ("subscriptions", r.subscriptions as u64),
             ] {
                 redis.set(key, value as i64)?;
