@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Surge needs on Debian 12: PHP 8.2 with its headers, clang for bindgen and Rust
 # to build the extension; with --test also Redis, Chromium, Node and Python packages for the
-# test suite (into .deps/ and node_modules/ inside the clone, nothing global but apt).
+# test suite (into .deps/ and node_modules/ inside the clone, nothing global but apt) and
+# cargo-fuzz for its fuzz smoke run (into ~/.cargo/bin, beside Rust).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +50,10 @@ if $with_tests; then
     python3 -m venv .deps/venv
   fi
   .deps/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  if ! command -v cargo-fuzz >/dev/null; then
+    echo "==> cargo install cargo-fuzz (for the fuzz smoke run)"
+    cargo install -q cargo-fuzz --locked
+  fi
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
     echo "==> Node test packages into node_modules"
     npm ci --no-audit --no-fund --loglevel=error

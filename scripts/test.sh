@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything, builds the extension once, and runs the whole test suite: the Rust
-# engine and table tests, then end-to-end tests with real PHP servers and real clients.
+# engine and table tests, a short run of every fuzz target, then end-to-end tests with real PHP
+# servers and real clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -10,6 +11,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 echo "==> cargo test (engine, table)"
 cargo test --locked -p surge-engine -p surge-table
+echo "==> fuzz smoke run (SURGE_FUZZ_SECONDS per target)"
+./scripts/fuzz-smoke.sh
 echo "==> end-to-end tests"
 export SURGE_SO="$(pwd)/build/surge.so"
 status=0
