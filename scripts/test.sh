@@ -11,11 +11,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 echo "==> cargo test (engine, table)"
 cargo test --locked -p surge-engine -p surge-table
+status=0
 echo "==> fuzz smoke run (SURGE_FUZZ_SECONDS per target)"
-./scripts/fuzz-smoke.sh
+./scripts/fuzz-smoke.sh || status=$?
 echo "==> end-to-end tests"
 export SURGE_SO="$(pwd)/build/surge.so"
-status=0
 .deps/venv/bin/pytest -q -p no:cacheprovider tests/e2e "$@" || status=$?
 echo "==> test suite took $(( $(date +%s) - started )) s"
 exit $status
