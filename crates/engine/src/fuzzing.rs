@@ -190,7 +190,8 @@ pub fn laravel_broadcast(input: &[u8]) {
         for item in conn.drain().items {
             frames += 1;
             let Outgoing::Frame(frame) = item else { panic!("a forwarded broadcast is a data frame") };
-            let text = &frame[frame.len() - crate::frame::payload_len(&frame)..];
+            let plain = frame.plain();
+            let text = &plain[plain.len() - frame.payload_len()..];
             // RawValue: numbers past f64's range such as 1e999 are valid JSON and are forwarded
             // byte for byte, though serde_json::Value would refuse them.
             let sent: Sent = serde_json::from_slice(text).expect("a forwarded broadcast is JSON");
