@@ -240,8 +240,13 @@ where
     ws.flush().await.map_err(std::io::Error::other)?;
     let socket = ws.get_mut();
     while !frames.is_empty() {
-        let slices: Vec<IoSlice> = frames.iter().take(MAX_IOV).map(|f| IoSlice::new(f)).collect();
-        let mut written = socket.write_vectored(&slices).await?;
+        // On the stack: this runs once per wake-up, often for a single frame.
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let n = frames.len().min(MAX_IOV);
+        for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
+            *slice = IoSlice::new(frame);
+        }
+        let mut written = socket.write_vectored(&slices[..n]).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::net::TcpSocket;
 use tokio::runtime::Runtime;
@@ -38,21 +39,26 @@ pub enum Handler {
     PusherClientEvent,
 }
 
-/// A message to push: text must be valid UTF-8 (checked by the caller's constructor).
+/// A message to push, encoded once when it is made (the caller's bytes are copied straight
+/// into the frame).
 #[derive(Debug, Clone)]
-pub enum Payload {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-}
+pub struct Payload(Outgoing);
 
 impl Payload {
+    pub fn text(text: &str) -> Self {
+        Payload(Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, text.as_bytes())))
+    }
+
+    pub fn binary(data: &[u8]) -> Self {
+        Payload(Outgoing::Frame(frame::Encoded::new(frame::OP_BINARY, data)))
+    }
+
+    pub fn ping(data: &[u8]) -> Self {
+        Payload(Outgoing::Control(Message::Ping(Bytes::copy_from_slice(data))))
+    }
+
     fn into_outgoing(self) -> Outgoing {
-        match self {
-            Payload::Text(text) => Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, text.as_bytes())),
-            Payload::Binary(data) => Outgoing::Frame(frame::Encoded::new(frame::OP_BINARY, &data)),
-            Payload::Ping(data) => Outgoing::Control(Message::Ping(data.into())),
-        }
+        self.0
     }
 }
 

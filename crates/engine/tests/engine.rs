@@ -60,10 +60,10 @@ fn open_message_push_and_close_reach_the_right_places() {
         }
         other => panic!("expected message, got {other:?}"),
     }
-    engine.push(fd, Payload::Text("pushed".into())).unwrap();
+    engine.push(fd, Payload::text("pushed")).unwrap();
     assert!(engine.disconnect(fd, 4001, "done"));
     assert!(!engine.is_established(fd), "closing connections are no longer established");
-    assert_eq!(engine.push(fd, Payload::Text("late".into())), Err(PushError::Closed));
+    assert_eq!(engine.push(fd, Payload::text("late")), Err(PushError::Closed));
 
     let (pushed, closed) = c.join().unwrap();
     assert_eq!(pushed, Message::text("pushed"));
@@ -96,7 +96,7 @@ fn pushes_queued_together_arrive_in_order() {
     });
     let Event::Open { fd, .. } = next_event(&engine) else { panic!("expected open") };
     for i in 0..1000 {
-        engine.push(fd, Payload::Text(i.to_string())).unwrap();
+        engine.push(fd, Payload::text(&i.to_string())).unwrap();
     }
     let got = c.join().unwrap();
     assert_eq!(got, (0..1000).map(|i| i.to_string()).collect::<Vec<_>>());

@@ -47,15 +47,23 @@ fn fds(list: Option<Vec<i64>>) -> Vec<u64> {
     list.unwrap_or_default().into_iter().map(fd_arg).collect()
 }
 
-/// A message from PHP: text (the default) must be UTF-8; binary and ping take any bytes.
+/// A message from PHP: text (the default) must be UTF-8; binary and ping take any bytes. A
+/// string's bytes go straight into the frame; the error text is only built for an error.
 fn payload(data: &Zval, opcode: Option<i64>, what: &str) -> PhpResult<Payload> {
-    let bytes = bytes_arg(data, &format!("{what} data"))?;
+    let converted;
+    let bytes = match data.zend_str() {
+        Some(s) => s.as_bytes(),
+        None => {
+            converted = bytes_arg(data, &format!("{what} data"))?;
+            &converted[..]
+        }
+    };
     Ok(match opcode.unwrap_or(OPCODE_TEXT) {
-        OPCODE_TEXT => Payload::Text(String::from_utf8(bytes).map_err(|_| {
+        OPCODE_TEXT => Payload::text(std::str::from_utf8(bytes).map_err(|_| {
             error(format!("{what} data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY"))
         })?),
-        OPCODE_BINARY => Payload::Binary(bytes),
-        OPCODE_PING => Payload::Ping(bytes),
+        OPCODE_BINARY => Payload::binary(bytes),
+        OPCODE_PING => Payload::ping(bytes),
         other => {
             return Err(error(format!(
                 "opcode {other} cannot be sent; use WEBSOCKET_OPCODE_TEXT, _BINARY or _PING"
