@@ -5,7 +5,8 @@
 # takes about a minute. Every process it starts is stopped on exit, failure or Ctrl-C.
 #
 # Scenarios (each on a fresh server process, default settings apart from the log level):
-#   echo      50 and 1000 connections, 32-byte text messages echoed by a PHP callback (bench/servers/echo.php),
+#   echo      50 and 1000 connections, 32-byte text messages echoed by a PHP callback
+#             (bench/servers/echo.php),
 #             5 s after 1 s warm-up: round trips/s, p50/p99, server CPU per 1000 round trips;
 #             the same against baseline (a), naive-server (bench/src/naive_server.rs)
 #   idle 10k  server RSS listening with no connection vs with 10,000 established; again with
@@ -18,8 +19,9 @@
 #   laravel   1k clients joined to "bench", bench/servers/laravel.php subscribed through the Redis
 #             bridge to a redis-server started here on a free 127.0.0.1 port; Laravel-shaped
 #             payloads PUBLISHed by surge-load: one at a time, a fixed rate, a closed loop
-# Environment: BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000": one echo pair per count), BENCH_SKIP_19K=1 to leave out 19k,
-# BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE (200 messages/s), BENCH_SKIP_10K_FANOUT=1.
+# Environment: BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000": a Surge and a naive run per
+# count), BENCH_SKIP_19K=1 to leave out 19k, BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE
+# (200 messages/s), BENCH_SKIP_10K_FANOUT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
