@@ -1,4 +1,38 @@
-# Shell helpers shared by bench/run.sh and bench/peers.sh (sourced; bash).
+# Shell helpers of bench/run.sh (sourced; bash): processes it starts, and what it reads of them.
+
+# Every process started in the background is listed here, so that cleanup stops it.
+PIDS=()
+
+fail() {
+    echo "bench: $*" >&2
+    exit 1
+}
+
+# cleanup: SIGTERM to every process still listed, up to 5 s, then SIGKILL (the EXIT trap).
+cleanup() {
+    local pid left=()
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null && left+=("$pid")
+    done
+    for _ in $(seq 50); do
+        [ ${#left[@]} -eq 0 ] && break
+        local still=()
+        for pid in "${left[@]}"; do kill -0 "$pid" 2>/dev/null && still+=("$pid"); done
+        left=("${still[@]}")
+        [ ${#left[@]} -gt 0 ] && sleep 0.1
+    done
+    for pid in "${left[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+# spawn OUT ERR COMMAND...: COMMAND in the background, stdout to OUT, stderr to ERR, no stdin;
+# sets SPAWNED to its pid and lists it for cleanup.
+spawn() {
+    local out=$1 err=$2
+    shift 2
+    "$@" >"$out" 2>"$err" </dev/null &
+    SPAWNED=$!
+    PIDS+=("$SPAWNED")
+}
 
 # wait_for SECONDS PID COMMAND...: runs COMMAND every 0.1 s until it succeeds; fails when
 # PID has exited or the time is up.
@@ -11,6 +45,33 @@ wait_for() {
         sleep 0.1
     done
     return 1
+}
+
+exited() { [ ! -e "/proc/$1" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" = Z ]; }
+
+# reap PID LIMIT: waits up to LIMIT s for PID to exit, kills it if it has not, and sets ENDED
+# to how it ended ("exit N", "signal N", "signal 9 (killed: ...)").
+reap() {
+    local pid=$1 limit=$2 status=0 i killed=""
+    for i in $(seq $((limit * 10))); do
+        exited "$pid" && break
+        sleep 0.1
+    done
+    if ! exited "$pid"; then
+        kill -KILL "$pid" 2>/dev/null || true
+        killed=" (killed: still running after ${limit} s)"
+    fi
+    wait "$pid" || status=$?
+    local rest=()
+    for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || rest+=("$i"); done
+    PIDS=("${rest[@]}")
+    if [ "$status" -gt 128 ]; then ENDED="signal $((status - 128))$killed"; else ENDED="exit $status"; fi
+}
+
+# stop PID: SIGTERM, then reap within 10 s.
+stop() {
+    kill -TERM "$1" 2>/dev/null || true
+    reap "$1" 10
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -32,3 +93,11 @@ settled_rss() {
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 free_port() { php -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo substr(strrchr(stream_socket_get_name($s, false), ":"), 1);'; }
+
+# Lines of a file as a JSON array of strings (a server's log: it may hold anything).
+json_lines() { php -r 'echo json_encode(array_map("rtrim", file($argv[1]) ?: []));' "$1"; }
+# JSON lines as a JSON array.
+json_array() { printf '[%s]' "$(paste -sd, "$1")"; }
+
+# 1k for 1000, 19k for 19000, 500 for 500: the size in a scenario's name.
+size_name() { if [ $(($1 % 1000)) -eq 0 ]; then echo "$(($1 / 1000))k"; else echo "$1"; fi; }

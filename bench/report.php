@@ -1,9 +1,13 @@
 <?php
-// Summarises what bench/run.sh measured: prints the table and writes latest.json (and a dated
-// copy) with the machine, the summary of every scenario and the raw measurements.
-// Usage: php bench/report.php RESULTS.jsonl OUT_DIR ELAPSED_SECS
+// Summarises what bench/run.sh measured: prints one table, a row per scenario and server with
+// its figures, its health and its ratios against issue 8's targets (bench/targets.php), and
+// writes latest.json (and a dated copy) with the machine, the settings, the summaries, every
+// target check and the raw measurements.
+// Usage: php bench/report.php RESULTS.jsonl OUT_DIR ELAPSED_SECS SETTINGS_JSON
 
-[, $resultsFile, $outDir, $elapsed] = $argv + [3 => 0];
+require __DIR__ . '/targets.php';
+
+[, $resultsFile, $outDir, $elapsed, $settingsJson] = $argv + [3 => 0, 4 => '{}'];
 
 function machine(): array
 {
@@ -17,6 +21,7 @@ function machine(): array
         'mem_total_gib' => round(($mem[1] ?? 0) / 1048576, 1),
         'kernel' => php_uname('r'),
         'php' => PHP_VERSION,
+        'node' => trim((string) shell_exec('node --version 2>/dev/null')) ?: null,
     ];
 }
 
@@ -29,62 +34,83 @@ function commit(): string
     return $rev === '' ? 'unknown' : $rev . ($dirty ? ' (with uncommitted changes)' : '');
 }
 
+// The version of an npm peer as installed in bench/peers.
+function peerVersion(string $package): string
+{
+    $json = @file_get_contents(__DIR__ . "/peers/node_modules/$package/package.json");
+    return $json === false ? '?' : (json_decode($json, true)['version'] ?? '?');
+}
+
+function serverName(array $r): string
+{
+    return match ($r['server_kind']) {
+        'naive' => 'naive Rust',
+        'soketi' => 'soketi ' . peerVersion('@soketi/soketi'),
+        'les' => 'laravel-echo-server ' . peerVersion('laravel-echo-server'),
+        'pusher.php' => 'Surge, Pusher HTTP API',
+        'laravel.php' => 'Surge, Redis bridge',
+        'echo.php' => $r['kind'] === 'echo' ? 'Surge, PHP push' : 'Surge',
+        'fanout.php' => ['broadcast' => 'Surge, broadcast()', 'publish' => 'Surge, publish()', 'loop' => 'Surge, PHP foreach push'][$r['mode']],
+    };
+}
+
+function isSurge(array $s): bool
+{
+    return str_ends_with($s['server_kind'], '.php');
+}
+
+function sizeName(int $n): string
+{
+    return $n % 1000 === 0 ? ($n / 1000) . 'k' : (string) $n;
+}
+
+// Ended as expected: Surge and naive-server exit 0 on SIGTERM; a peer may also die of it.
+function endedWell(array $s): bool
+{
+    return $s['server_ended'] === 'exit 0' || (!isSurge($s) && $s['server_kind'] !== 'naive' && $s['server_ended'] === 'signal 15');
+}
+
 function summarise(array $r): array
 {
-    $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'] ?? 'echo.php', 'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'],
-          'server_ended' => $r['server']['ended'], 'server_log_lines' => count($r['server']['log'])];
-    if ($r['kind'] === 'echo') {
-        $c = $r['clients'][0];
-        return $s + [
-            'connected' => $c['connected'],
-            'secs' => $c['secs'],
-            'round_trips' => $c['round_trips'],
-            'round_trips_per_sec' => $c['round_trips_per_sec'],
-            'p50_us' => $c['p50_us'],
-            'p99_us' => $c['p99_us'],
-            'server_cpu_secs' => $c['server_cpu_secs'] ?? null,
-            'server_cpu_secs_per_1k_round_trips' => $c['server_cpu_secs_per_1k_round_trips'] ?? null,
-            'client_cpu_secs' => $c['client_cpu_secs'],
-            'errors' => $c['errors'] + array_sum($c['connect_errors']),
-            'server_rss_kib' => $r['server_rss_kib'],
-        ];
-    }
-    if ($r['kind'] === 'fanout' || $r['kind'] === 'laravel') {
-        $c = $r['clients'][0] ?? [];
-        $one = $c['one'] ?? [];
-        $sus = $c['sustained'] ?? [];
-        $fix = $c['fixed_rate'] ?? [];
-        return $s + [
-            'connected' => $c['connected'] ?? 0,
-            'one_reps' => $one['reps'] ?? 0,
-            'one_last_p50_us' => $one['last_p50_us'] ?? null,
-            'one_last_p99_us' => $one['last_p99_us'] ?? null,
-            'one_first_p50_us' => $one['first_p50_us'] ?? null,
-            'one_error' => $one['error'] ?? null,
-            'fixed_rate' => $fix['rate'] ?? null,
-            'fixed_messages' => $fix['messages'] ?? null,
-            'fixed_last_p50_us' => $fix['last_p50_us'] ?? null,
-            'fixed_last_p99_us' => $fix['last_p99_us'] ?? null,
-            'fixed_all_delivered' => $fix['all_delivered'] ?? null,
-            'fixed_server_cpu_us_per_delivery' => $fix['server_cpu_us_per_delivery'] ?? null,
-            'sustained_window' => $sus['window'] ?? null,
-            'sustained_secs' => $sus['secs'] ?? null,
-            'deliveries_per_sec' => $sus['deliveries_per_sec'] ?? null,
-            'sustained_all_delivered' => $sus['all_delivered'] ?? null,
-            'sustained_batch_last_p99_us' => $sus['batch_last_p99_us'] ?? null,
-            'server_cpu_us_per_delivery' => $sus['server_cpu_us_per_delivery'] ?? null,
-            'server_rss_kib_end' => $sus['server_rss_kib_end'] ?? null,
-            'messages_sent' => $c['messages_sent'] ?? 0,
-            'deliveries_received' => $c['deliveries_received'] ?? 0,
-            'errors' => ($c['errors'] ?? 0) + array_sum($c['connect_errors'] ?? []),
-        ];
-    }
+    $r['server_kind'] ??= 'echo.php';
+    $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'], 'mode' => $r['mode'] ?? '', 'server' => serverName($r),
+          'group' => ['idle' => 'idle', 'echo' => 'echo', 'fanout' => 'fan-out', 'laravel' => 'Laravel'][$r['kind']] . ' ' . sizeName($r['conns']),
+          'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'], 'server_ended' => $r['server']['ended'],
+          'server_log_lines' => count($r['server']['log'])];
+    $s += match ($r['kind']) {
+        'echo' => echoFigures($r['clients'][0]) + ['rss_kib' => $r['server_rss_kib']],
+        'idle' => idleFigures($r),
+        'fanout', 'laravel' => deliveryFigures($r['clients'][0] ?? [], $r['server_rss_kib']),
+    };
+    $s['problems'] = problems($s);
+    return $s;
+}
+
+function echoFigures(array $c): array
+{
+    $cpu = $c['server_cpu_secs_per_1k_round_trips'] ?? null;
+    return [
+        'connected' => $c['connected'],
+        'secs' => $c['secs'],
+        'round_trips' => $c['round_trips'],
+        'rate' => $c['round_trips_per_sec'],
+        'p50_us' => $c['p50_us'],
+        'p99_us' => $c['p99_us'],
+        'server_cpu_secs' => $c['server_cpu_secs'] ?? null,
+        'cpu_us' => $cpu === null ? null : round($cpu * 1000, 2),
+        'client_cpu_secs' => $c['client_cpu_secs'],
+        'errors' => $c['errors'] + array_sum($c['connect_errors']),
+    ];
+}
+
+function idleFigures(array $r): array
+{
     $up = array_filter($r['clients'], fn($c) => ($c['event'] ?? '') === 'connected');
     $done = array_filter($r['clients'], fn($c) => ($c['event'] ?? '') === 'done');
     $connected = array_sum(array_column($up, 'connected'));
     $secs = max(array_column($up, 'connect_secs') ?: [0]);
     $grown = $r['server_rss_established_kib'] - $r['server_rss_listening_kib'];
-    return $s + [
+    return [
         'client_processes' => $r['client_processes'],
         'connected' => $connected,
         'failed' => array_sum(array_column($up, 'failed')),
@@ -93,11 +119,70 @@ function summarise(array $r): array
         'server_rss_listening_kib' => $r['server_rss_listening_kib'],
         'server_rss_established_kib' => $r['server_rss_established_kib'],
         'server_rss_after_close_kib' => $r['server_rss_after_close_kib'],
-        'server_kib_per_conn' => $connected > 0 ? round($grown / $connected, 2) : null,
+        'kib_per_conn' => $connected > 0 ? round($grown / $connected, 2) : null,
         'server_fds_added' => $r['server_fds_established'] - $r['server_fds_listening'],
         'dropped_by_server' => array_sum(array_column($done, 'dropped_by_server')),
         'held_until_stopped' => array_sum(array_column($done, 'held')),
     ];
+}
+
+function deliveryFigures(array $c, int $rssAfter): array
+{
+    $one = $c['one'] ?? [];
+    $sus = $c['sustained'] ?? [];
+    $fix = $c['fixed_rate'] ?? [];
+    return [
+        'connected' => $c['connected'] ?? 0,
+        'one_reps' => $one['reps'] ?? 0,
+        'p50_us' => $one['last_p50_us'] ?? null,
+        'p99_us' => $one['last_p99_us'] ?? null,
+        'one_first_p50_us' => $one['first_p50_us'] ?? null,
+        'one_error' => $one['error'] ?? null,
+        'fixed_rate' => $fix['rate'] ?? null,
+        'fixed_messages' => $fix['messages'] ?? null,
+        'fixed_last_p50_us' => $fix['last_p50_us'] ?? null,
+        'fixed_last_p99_us' => $fix['last_p99_us'] ?? null,
+        'fixed_all_delivered' => $fix['all_delivered'] ?? null,
+        'fixed_server_cpu_us_per_delivery' => $fix['server_cpu_us_per_delivery'] ?? null,
+        'sustained_window' => $sus['window'] ?? null,
+        'sustained_secs' => $sus['secs'] ?? null,
+        'rate' => $sus['deliveries_per_sec'] ?? null,
+        'sustained_all_delivered' => $sus['all_delivered'] ?? null,
+        'sustained_batch_last_p99_us' => $sus['batch_last_p99_us'] ?? null,
+        'cpu_us' => $sus['server_cpu_us_per_delivery'] ?? null,
+        'rss_kib' => $sus['server_rss_kib_end'] ?? $rssAfter,
+        'messages_sent' => $c['messages_sent'] ?? 0,
+        'deliveries_received' => $c['deliveries_received'] ?? 0,
+        'errors' => ($c['errors'] ?? 0) + array_sum($c['connect_errors'] ?? []),
+    ];
+}
+
+// What went wrong in a row, in a few words each; none when every figure can be trusted.
+function problems(array $s): array
+{
+    $p = [];
+    if ($s['connected'] < $s['conns']) {
+        $p[] = "connected {$s['connected']} of {$s['conns']}";
+    }
+    if (($s['errors'] ?? 0) > 0) {
+        $p[] = "{$s['errors']} errors";
+    }
+    if (($s['dropped_by_server'] ?? 0) > 0) {
+        $p[] = "{$s['dropped_by_server']} dropped";
+    }
+    if (($s['one_error'] ?? null) !== null) {
+        $p[] = 'one msg: ' . $s['one_error'];
+    }
+    if (in_array($s['kind'], ['fanout', 'laravel'], true) && $s['sustained_all_delivered'] !== true) {
+        $p[] = $s['rate'] === null ? 'no sustained run' : 'sustained: not all delivered';
+    }
+    if (!endedWell($s)) {
+        $p[] = "server {$s['server_ended']}";
+    }
+    if ($s['server_log_lines'] > 0) {
+        $p[] = "{$s['server_log_lines']} log lines";
+    }
+    return $p;
 }
 
 function table(array $head, array $rows): string
@@ -107,62 +192,78 @@ function table(array $head, array $rows): string
     return $line($head) . '|' . implode('|', array_map(fn($n) => str_repeat('-', $n + 2), $w)) . "|\n" . implode('', array_map($line, $rows));
 }
 
-$raw = array_map(fn($l) => json_decode($l, true, 512, JSON_THROW_ON_ERROR), file($resultsFile, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES));
+function ms(?float $us): string
+{
+    return $us === null ? '-' : number_format($us / 1000, 2);
+}
+
+function mib(?float $kib): string
+{
+    return $kib === null ? '-' : number_format($kib / 1024, 1);
+}
+
+// What a row shows besides the common columns.
+function notes(array $s): string
+{
+    return match ($s['kind']) {
+        'idle' => sprintf('RSS %s -> %s MiB, %s after close; %s connects/s%s', mib($s['server_rss_listening_kib']),
+            mib($s['server_rss_established_kib']), mib($s['server_rss_after_close_kib']), number_format((float) $s['connects_per_sec']),
+            $s['client_processes'] > 1 ? " from {$s['client_processes']} client processes" : ''),
+        'echo' => "client CPU {$s['client_cpu_secs']} of {$s['secs']} s",
+        'fanout' => sprintf('first client p50 %s ms; sustained batch last p99 %s ms', ms($s['one_first_p50_us']), ms($s['sustained_batch_last_p99_us'])),
+        'laravel' => sprintf('%s msgs/s: last p50 %s ms, p99 %s ms, %s', $s['fixed_rate'] ?? '-', ms($s['fixed_last_p50_us']), ms($s['fixed_last_p99_us']),
+            $s['fixed_all_delivered'] ? 'all delivered' : 'NOT all delivered'),
+    };
+}
+
+// What the columns mean, for each kind of scenario in the run.
+function legend(array $summary): array
+{
+    $window = fn($kind) => current(array_filter(array_column(array_filter($summary, fn($s) => $s['kind'] === $kind), 'sustained_window'))) ?: '?';
+    $all = [
+        'idle' => 'server memory = (RSS with every connection up - RSS listening) / connections',
+        'echo' => 'p50/p99 of a round trip; rate = round trips/s; server CPU per round trip; memory = RSS at the end',
+        'fanout' => 'p50/p99 over 20 single 100-byte messages, trigger until the last client had it; rate = sustained deliveries/s '
+            . "(closed loop, at most {$window('fanout')} messages ahead of the slowest client); server CPU per delivery; memory = RSS at the end",
+        'laravel' => "as fan-out, timed from the PUBLISH to Redis, closed loop at most {$window('laravel')} messages ahead; notes: the fixed rate",
+    ];
+    return array_intersect_key($all, array_flip(array_column($summary, 'kind')));
+}
+
+$lines = file($resultsFile, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES);
+$raw = array_map(fn($l) => json_decode($l, true, 512, JSON_THROW_ON_ERROR), $lines);
 $summary = [];
 foreach ($raw as $r) {
     $summary[$r['scenario']] = summarise($r);
 }
+$checks = checkTargets($summary);
+$settings = json_decode($settingsJson, true, 512, JSON_THROW_ON_ERROR);
 $machine = machine();
 $date = gmdate('Y-m-d\TH:i:s\Z');
+$peers = array_values(array_unique(array_column(array_filter($summary, fn($s) => !isSurge($s) && $s['server_kind'] !== 'naive'), 'server')));
 // The raw lines again as objects, so that an empty {} stays {} in the file.
-$rawObjects = array_map(fn($l) => json_decode($l, false, 512, JSON_THROW_ON_ERROR), file($resultsFile, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES));
-$report = ['date' => $date, 'commit' => commit(), 'machine' => $machine, 'command' => 'bench/run.sh',
-           'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'raw' => $rawObjects];
+$rawObjects = array_map(fn($l) => json_decode($l, false, 512, JSON_THROW_ON_ERROR), $lines);
+$report = ['date' => $date, 'commit' => commit(), 'machine' => $machine, 'command' => 'bench/run.sh', 'settings' => $settings,
+           'peers' => $peers, 'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'targets' => $checks, 'raw' => $rawObjects];
 
-$ms = fn($us) => $us === null ? '-' : number_format($us / 1000, 2);
-$mib = fn($kib) => number_format($kib / 1024, 1);
+$load = $settings['loadavg_start'] ?? '?';
+$busy = (float) $load > 0.5 ? ' (above 0.5: other work shared the cores; figures are noisier)' : '';
 $out = "\nSurge benchmarks, $date, commit {$report['commit']}\n"
-    . "{$machine['nproc']} CPUs ({$machine['cpu_model']}), {$machine['mem_total_gib']} GiB, Linux {$machine['kernel']}, PHP {$machine['php']}\n\n";
-$echo = array_filter($summary, fn($s) => $s['kind'] === 'echo');
-if ($echo) {
-    $out .= table(
-        ['echo', 'server', 'conns', 'round trips/s', 'p50 ms', 'p99 ms', 'server CPU s / 1k rt', 'client CPU s', 'errors', 'server', 'load avg before'],
-        array_map(fn($n, $s) => [$n, $s['server_kind'] === 'naive' ? 'naive Rust' : 'Surge, PHP push', $s['connected'], number_format($s['round_trips_per_sec']), $ms($s['p50_us']), $ms($s['p99_us']),
-            $s['server_cpu_secs_per_1k_round_trips'] ?? '-', "{$s['client_cpu_secs']} of {$s['secs']} s", $s['errors'],
-            $s['server_ended'] . ($s['server_log_lines'] ? ", {$s['server_log_lines']} log lines" : ''), $s['loadavg_before']], array_keys($echo), $echo)
-    ) . "\n";
+    . "{$machine['nproc']} CPUs ({$machine['cpu_model']}), {$machine['mem_total_gib']} GiB, Linux {$machine['kernel']}, PHP {$machine['php']}"
+    . ($machine['node'] ? ", node {$machine['node']}" : '') . "\nload average at the start $load$busy\n\n";
+$rows = [];
+foreach ($summary as $id => $s) {
+    $rows[] = [$s['group'], $s['server'], ms($s['p50_us'] ?? null), ms($s['p99_us'] ?? null),
+        ($s['rate'] ?? null) === null ? '-' : number_format($s['rate']), ($s['cpu_us'] ?? null) === null ? '-' : number_format($s['cpu_us'], 2),
+        $s['kind'] === 'idle' ? number_format((float) $s['kib_per_conn'], 2) . ' KiB/conn' : mib($s['rss_kib']) . ' MiB',
+        $s['problems'] ? implode('; ', $s['problems']) : 'ok', $s['loadavg_before'], notes($s),
+        isSurge($s) ? targetCell($checks, $id) : 'baseline'];
 }
-$idle = array_filter($summary, fn($s) => $s['kind'] === 'idle');
-if ($idle) {
-    $out .= table(
-        ['idle', 'connected', 'clients', 'connects/s', 'RSS listening MiB', 'RSS established MiB', 'KiB / conn', 'RSS after close MiB', 'dropped', 'server', 'load avg before'],
-        array_map(fn($n, $s) => [$n, $s['connected'] . ($s['failed'] ? " ({$s['failed']} failed)" : ''), $s['client_processes'],
-            number_format((float) $s['connects_per_sec']), $mib($s['server_rss_listening_kib']), $mib($s['server_rss_established_kib']),
-            number_format((float) $s['server_kib_per_conn'], 2), $mib($s['server_rss_after_close_kib']), $s['dropped_by_server'],
-            $s['server_ended'] . ($s['server_log_lines'] ? ", {$s['server_log_lines']} log lines" : ''), $s['loadavg_before']], array_keys($idle), $idle)
-    ) . "\n";
+$out .= table(['scenario', 'server', 'p50 ms', 'p99 ms', 'rate /s', 'server CPU us', 'server memory', 'health', 'load avg before', 'notes', 'against issue 8\'s targets'], $rows);
+foreach (legend($summary) as $kind => $text) {
+    $out .= "$kind: $text\n";
 }
-$yes = fn($b) => $b === null ? '-' : ($b ? 'yes' : 'NO');
-$num = fn($x, $d = 0) => $x === null ? '-' : number_format($x, $d);
-$ended = fn($s) => $s['server_ended'] . ($s['server_log_lines'] ? ", {$s['server_log_lines']} log lines" : '');
-$fan = array_filter($summary, fn($s) => $s['kind'] === 'fanout');
-if ($fan) {
-    $out .= table(
-        ['fan-out, 100 B', 'server', 'clients', 'one msg: last p50 ms', 'p99 ms', 'first p50 ms', 'sustained deliveries/s', 'server CPU us / delivery', 'all delivered', 'batch last p99 ms', 'RSS MiB', 'errors', 'server', 'load avg before'],
-        array_map(fn($n, $s) => [$n, $s['server_kind'] === 'naive' ? 'naive Rust' : 'Surge', $s['connected'], $ms($s['one_last_p50_us']), $ms($s['one_last_p99_us']),
-            $ms($s['one_first_p50_us']), $num($s['deliveries_per_sec']), $num($s['server_cpu_us_per_delivery'], 2), $yes($s['sustained_all_delivered']),
-            $ms($s['sustained_batch_last_p99_us']), $s['server_rss_kib_end'] === null ? '-' : $mib($s['server_rss_kib_end']), $s['errors'], $ended($s), $s['loadavg_before']], array_keys($fan), $fan)
-    ) . "(one msg: 20 messages one at a time, HTTP trigger until the first/last client had it; sustained: closed loop, at most {$num(reset($fan)['sustained_window'])} messages ahead of the slowest client)\n\n";
-}
-$lar = array_filter($summary, fn($s) => $s['kind'] === 'laravel');
-if ($lar) {
-    $out .= table(
-        ['Laravel path (Redis)', 'clients', 'one msg: last p50 ms', 'p99 ms', 'fixed rate msgs/s', 'last p50 ms', 'last p99 ms', 'all delivered', 'CPU us / delivery', 'sustained deliveries/s', 'CPU us / delivery ', 'all delivered ', 'errors', 'server', 'load avg before'],
-        array_map(fn($n, $s) => [$n, $s['connected'], $ms($s['one_last_p50_us']), $ms($s['one_last_p99_us']), $num($s['fixed_rate']), $ms($s['fixed_last_p50_us']),
-            $ms($s['fixed_last_p99_us']), $yes($s['fixed_all_delivered']), $num($s['fixed_server_cpu_us_per_delivery'], 2), $num($s['deliveries_per_sec']),
-            $num($s['server_cpu_us_per_delivery'], 2), $yes($s['sustained_all_delivered']), $s['errors'], $ended($s), $s['loadavg_before']], array_keys($lar), $lar)
-    ) . "(latency: from PUBLISH to Redis until the last client had the message; sustained: closed loop, at most {$num(reset($lar)['sustained_window'])} messages ahead)\n\n";
-}
+$out .= "targets: ratio = Surge / the baseline of the same scenario in this run; 'yes' when the bound holds and the Surge row is ok.\n\n";
 foreach ($raw as $r) {
     foreach (array_slice($r['server']['log'], 0, 10) as $l) {
         $out .= "server log ({$r['scenario']}): $l\n";

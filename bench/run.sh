@@ -1,39 +1,65 @@
 #!/usr/bin/env bash
-# Surge's benchmarks in one command: builds the extension and the load generator (release),
-# runs every scenario against a PHP server on 127.0.0.1, prints a table and writes
-# bench/results/latest.json (plus a dated copy). Bounded: each wait has a limit, the whole run
-# takes about a minute. Every process it starts is stopped on exit, failure or Ctrl-C.
+# Issue 8's benchmarks in one command: Surge and its baselines side by side, scenario by
+# scenario, on 127.0.0.1 only. Builds the extension and the load generator (release), installs
+# the npm peers (bench/peers, npm ci) when they are missing, runs every scenario, prints one
+# table (scenario, server, figures, ratio against issue 8's targets) and writes
+# bench/results/latest.json (plus a dated copy). Bounded: every wait has a limit, surge-load gets
+# at most 240 s a run; every process it starts is stopped on exit, failure or Ctrl-C.
 #
-# Scenarios (each on a fresh server process, default settings apart from the log level):
-#   echo      50 and 1000 connections, 32-byte text messages echoed by a PHP callback
-#             (bench/servers/echo.php),
-#             5 s after 1 s warm-up: round trips/s, p50/p99, server CPU per 1000 round trips;
-#             the same against baseline (a), naive-server (bench/src/naive_server.rs)
-#   idle 10k  server RSS listening with no connection vs with 10,000 established; again with
-#             websocket_compression on and every client negotiating permessage-deflate
-#   idle 19k  the same with 19,000, from two client processes bound to 127.0.0.2 and 127.0.0.3
-#   fanout    1k and 10k clients, bench/servers/fanout.php in modes broadcast, publish and loop
-#             (PHP foreach connections push), and naive-server: one 100-byte message at a time
-#             (HTTP trigger until the last client has it, 20 times), then a closed loop for
-#             BENCH_FANOUT_SECS after 1 s warm-up: deliveries/s, server CPU per delivery
-#   laravel   1k clients joined to "bench", bench/servers/laravel.php subscribed through the Redis
-#             bridge to a redis-server started here on a free 127.0.0.1 port; Laravel-shaped
-#             payloads PUBLISHed by surge-load: one at a time, a fixed rate, a closed loop
-# Environment: BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000": a Surge and a naive run per
-# count), BENCH_SKIP_19K=1 to leave out 19k, BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE
-# (200 messages/s), BENCH_SKIP_10K_FANOUT=1.
+# Each row is a fresh server process with default settings apart from the log level. Servers:
+#   Surge          bench/servers/*.php on build/surge.so
+#   naive          naive-server (bench/src/naive_server.rs), baseline (a): our stack without PHP
+#   soketi         soketi (bench/peers), baseline (c); triggered through its HTTP API
+#   les            laravel-echo-server (bench/peers/les.js), baseline (b)
+# Scenarios (BENCH_ONLY picks some, by these names):
+#   idle     1k, 10k, 19k connections held by surge-load (one client process per 10k, from
+#            127.0.0.2, .3, ... when more than one): server RSS per connection. Surge
+#            (echo.php), naive, soketi, les; at 10k Surge once more with websocket_compression
+#            on and every client negotiating permessage-deflate.
+#   echo     50 and 1000 connections, 32-byte messages echoed by a PHP callback (echo.php), 1 s
+#            warm-up then BENCH_ECHO_SECS: round trips/s, p50/p99, server CPU per round trip.
+#            Surge, naive.
+#   fanout   1k and 10k clients, 100-byte messages: one at a time (20 times, until the last
+#            client has it), then a closed loop for BENCH_FANOUT_SECS after 1 s warm-up.
+#            Surge fanout.php in modes broadcast, publish and loop (PHP foreach push), naive;
+#            and issue 8's scenario 5, the Pusher HTTP API (bench/peers/pusher-trigger.js) to
+#            Pusher clients: Surge pusher.php beside soketi.
+#   laravel  1k clients; Laravel-shaped payloads PUBLISHed to a redis-server of the row's own:
+#            one at a time, a fixed rate, a closed loop. Surge laravel.php (Redis bridge), les.
+# Environment: BENCH_ONLY (idle,echo,fanout,laravel), BENCH_PEERS=0 to leave out everything
+# that needs Node.js (soketi, les and Surge's Pusher row), BENCH_IDLE_CONNS ("1000 10000 19000"),
+# BENCH_FANOUT_CONNS ("1000 10000"), BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000"),
+# BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE (200 messages/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
+ONLY=${BENCH_ONLY:-idle,echo,fanout,laravel}
+PEERS=${BENCH_PEERS:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-1000 10000 19000}
+FANOUT_CONNS=${BENCH_FANOUT_CONNS:-1000 10000}
 ECHO_SECS=${BENCH_ECHO_SECS:-5}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50 1000}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
+# A client process holds at most this many connections (the open-file limit is 20,000).
+CONNS_PER_CLIENT=10000
+PUSHER_PATH='/app/app-key?protocol=7&client=js&version=7.0.0'
+PUSHER_SUBSCRIBE='{"event":"pusher:subscribe","data":{"channel":"all"}}'
+SOCKETIO_PATH='/socket.io/?EIO=3&transport=websocket'
+SOCKETIO_SUBSCRIBE='42["subscribe",{"channel":"bench","auth":{"headers":{}}}]'
 started=$(date +%s)
-# wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port
+# fail, spawn, reap, stop, cleanup, wait_for, rss_kib, fd_count, settled_rss, loadavg, free_port,
+# json_lines, json_array, size_name
 source bench/lib.sh
+
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+for scenario in ${ONLY//,/ }; do
+    case $scenario in idle | echo | fanout | laravel) ;; *) fail "BENCH_ONLY: unknown scenario '$scenario'" ;; esac
+done
+# peers ARGS...: ARGS, or nothing when BENCH_PEERS=0.
+peers() { [ "$PEERS" = 0 ] || echo "$@"; }
 
 ./scripts/build.sh
 echo "==> cargo build --release -p surge-bench"
@@ -41,91 +67,100 @@ cargo build --release --locked -p surge-bench
 LOAD="$CARGO_TARGET_DIR/release/surge-load"
 NAIVE="$CARGO_TARGET_DIR/release/naive-server"
 SO="$ROOT/build/surge.so"
+if [ "$PEERS" != 0 ] && { wants idle || wants fanout || wants laravel; }; then
+    command -v node >/dev/null || fail "node not found: install Node.js 18+ for the peers, or set BENCH_PEERS=0"
+    [ -d bench/peers/node_modules ] || (cd bench/peers && timeout 600 npm ci --no-audit --no-fund)
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench.XXXXXX")
 RESULTS="$WORK/results.jsonl"
-PIDS=()
-
-cleanup() {
-    local pid left=()
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null && left+=("$pid")
-    done
-    for _ in $(seq 50); do
-        [ ${#left[@]} -eq 0 ] && break
-        local still=()
-        for pid in "${left[@]}"; do kill -0 "$pid" 2>/dev/null && still+=("$pid"); done
-        left=("${still[@]}")
-        [ ${#left[@]} -gt 0 ] && sleep 0.1
-    done
-    for pid in "${left[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$WORK"' EXIT
 trap 'echo "interrupted" >&2; exit 130' INT
 trap 'echo "terminated" >&2; exit 143' TERM
 
-fail() {
-    echo "bench: $*" >&2
-    exit 1
+# start_redis: a redis-server of its own on a free 127.0.0.1 port, no persistence; sets
+# REDIS_PORT and REDIS_PID.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    spawn "$SERVER_LOG.redis" "$SERVER_LOG.redis.err" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+        --save '' --appendonly no --protected-mode yes
+    REDIS_PID=$SPAWNED
+    wait_for 10 "$REDIS_PID" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 || fail "redis-server did not start"
 }
 
-
-exited() { [ ! -e "/proc/$1" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" = Z ]; }
-
-# reap PID LIMIT: waits up to LIMIT s for PID to exit, kills it if it has not, and sets ENDED
-# to how it ended.
-reap() {
-    local pid=$1 limit=$2 status=0 i killed=""
-    for i in $(seq $((limit * 10))); do
-        exited "$pid" && break
-        sleep 0.1
-    done
-    if ! exited "$pid"; then
-        kill -KILL "$pid" 2>/dev/null || true
-        killed=" (killed: still running after ${limit} s)"
-    fi
-    wait "$pid" || status=$?
-    local rest=()
-    for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || rest+=("$i"); done
-    PIDS=("${rest[@]}")
-    if [ "$status" -gt 128 ]; then ENDED="signal $((status - 128))$killed"; else ENDED="exit $status"; fi
+# start_trigger ARGS...: bench/peers/pusher-trigger.js on a free port, in front of the server's
+# HTTP API (see that file for ARGS); sets TRIGGER_PORT and TRIGGER_PID.
+start_trigger() {
+    TRIGGER_PORT=$(free_port)
+    spawn "$SERVER_LOG.trigger" "$SERVER_LOG.trigger.err" node bench/peers/pusher-trigger.js "$TRIGGER_PORT" "$SERVER_PORT" "$@"
+    TRIGGER_PID=$SPAWNED
+    wait_for 10 "$TRIGGER_PID" grep -q '^ready' "$SERVER_LOG.trigger" || { cat "$SERVER_LOG.trigger"* >&2; fail "pusher-trigger.js did not start"; }
 }
 
+# Printed "ready PORT" (Surge's bench servers, naive-server)?
+said_ready() { grep -qs '^ready ' "$SERVER_LOG.out"; }
+# Answers HTTP GET PATH?
+answers() { curl -fs -m 1 "http://127.0.0.1:$SERVER_PORT$1" -o /dev/null; }
 
-
-# Lines of a file as a JSON array of strings (the server's log: it may hold anything).
-json_lines() { php -r 'echo json_encode(array_map("rtrim", file($argv[1]) ?: []));' "$1"; }
-# JSON lines as a JSON array.
-json_array() { printf '[%s]' "$(paste -sd, "$1")"; }
-
-# start_server NAME [SERVER]: a fresh server on a free port; sets SERVER_PID and SERVER_PORT.
-# SERVER is a script under bench/servers (default echo.php) or "naive" for naive-server.
+# start_server NAME [SERVER]: a fresh server, by default bench/servers/echo.php. SERVER is a
+# script under bench/servers, naive, soketi or les (laravel.php and les get a redis-server of
+# their own). Sets SERVER_KIND, SERVER_PID, SERVER_PORT and SERVER_PATH (its WebSocket path).
 start_server() {
     SERVER_LOG="$WORK/server.$1"
-    local server=${2:-echo.php}
-    if [ "$server" = naive ]; then
-        SURGE_PORT=0 "$NAIVE" >"$SERVER_LOG.out" 2>"$SERVER_LOG.err" </dev/null &
-    else
-        SURGE_PORT=0 php -d extension="$SO" "bench/servers/$server" >"$SERVER_LOG.out" 2>"$SERVER_LOG.err" </dev/null &
-    fi
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    wait_for 10 "$SERVER_PID" grep -q '^ready ' "$SERVER_LOG.out" || {
-        cat "$SERVER_LOG.err" >&2
-        fail "the $1 server did not start"
+    SERVER_KIND=${2:-echo.php}
+    SERVER_PATH=/
+    REDIS_PID="" TRIGGER_PID=""
+    local ready=(said_ready) out="$SERVER_LOG.out" err="$SERVER_LOG.err"
+    case $SERVER_KIND in
+    naive) spawn "$out" "$err" env SURGE_PORT=0 "$NAIVE" ;;
+    soketi)
+        SERVER_PORT=$(free_port)
+        SERVER_PATH=$PUSHER_PATH
+        ready=(answers /)
+        # (its AWS SDK v2 would log a deprecation notice at start, counted as a server log line)
+        spawn "$out" "$err" env AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE=1 SOKETI_HOST=127.0.0.1 SOKETI_PORT="$SERVER_PORT" SOKETI_METRICS_HOST=127.0.0.1 \
+            SOKETI_METRICS_SERVER_PORT="$(free_port)" SOKETI_DEBUG=0 SOKETI_EVENT_MAX_BATCH_SIZE=100 \
+            node bench/peers/node_modules/@soketi/soketi/bin/server.js start
+        ;;
+    les)
+        start_redis
+        SERVER_PORT=$(free_port)
+        SERVER_PATH=$SOCKETIO_PATH
+        ready=(answers "/apps/les/channels/bench?auth_key=bench-key")
+        spawn "$out" "$err" node bench/peers/les.js "$SERVER_PORT" "$REDIS_PORT"
+        ;;
+    laravel.php)
+        start_redis
+        spawn "$out" "$err" env SURGE_PORT=0 SURGE_REDIS="redis://127.0.0.1:$REDIS_PORT" php -d extension="$SO" bench/servers/laravel.php
+        ;;
+    *)
+        [ "$SERVER_KIND" = pusher.php ] && SERVER_PATH=$PUSHER_PATH
+        spawn "$out" "$err" env SURGE_PORT=0 php -d extension="$SO" "bench/servers/$SERVER_KIND"
+        ;;
+    esac
+    SERVER_PID=$SPAWNED
+    wait_for 20 "$SERVER_PID" "${ready[@]}" || {
+        cat "$err" >&2
+        fail "the $1 server ($SERVER_KIND) did not start"
     }
-    SERVER_PORT=$(awk '/^ready / { print $2; exit }' "$SERVER_LOG.out")
+    [ "${ready[0]}" = said_ready ] && SERVER_PORT=$(awk '/^ready / { print $2; exit }' "$out")
+    return 0
 }
 
-# stop_server: SIGTERM, then up to 10 s for start() to return; sets SERVER_END to the JSON of
-# how it went (exit status, everything it logged at warn level or above).
+# stop_server: its trigger, then the server (SIGTERM, up to 10 s to exit), then its redis-server;
+# sets SERVER_END to the JSON of how the server ended and what it wrote to stderr.
 stop_server() {
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    reap "$SERVER_PID" 10
+    [ -z "$TRIGGER_PID" ] || stop "$TRIGGER_PID"
+    stop "$SERVER_PID"
     SERVER_END=$(printf '{"ended":"%s","log":%s}' "$ENDED" "$(json_lines "$SERVER_LOG.err")")
+    [ -z "$REDIS_PID" ] || stop "$REDIS_PID"
 }
 
+# record JSON-FIELDS CLIENT-LINES: one result line: the fields given, the server's end and the
+# client's JSON lines.
+record() {
+    printf '{%s,"server":%s,"clients":%s}\n' "$1" "$SERVER_END" "$(json_array "$2")" >>"$RESULTS"
+}
 
 run_echo() {
     local name=$1 conns=$2 server=${3:-echo.php} load out
@@ -143,27 +178,27 @@ run_echo() {
         "$name" "$server" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
 }
 
-# run_idle NAME CONNS SOURCE_ADDR...: CONNS idle connections split over one client process per
-# source address. With SURGE_COMPRESSION=1 the server has websocket_compression on and the
-# clients negotiate permessage-deflate.
+# run_idle NAME SERVER CONNS: CONNS connections held by surge-load, CONNS_PER_CLIENT at most a
+# process; server RSS and open files listening, with every connection up, and 1 s after close.
+# With SURGE_COMPRESSION=1 (exported) echo.php has websocket_compression on and the clients
+# negotiate permessage-deflate.
 run_idle() {
-    local name=$1 conns=$2
-    shift 2
-    local addrs=("$@") load base base_fds full full_fds after after_fds pid i deflate=false
+    local name=$1 server=$2 conns=$3 load base base_fds full full_fds after after_fds pid i deflate=false
     [ "${SURGE_COMPRESSION:-0}" = 1 ] && deflate=true
-    local per=$((conns / ${#addrs[@]}))
+    local procs=$(((conns + CONNS_PER_CLIENT - 1) / CONNS_PER_CLIENT)) addrs=(127.0.0.1)
+    if [ "$procs" -gt 1 ]; then addrs=($(seq -f '127.0.0.%g' 2 $((procs + 1)))); fi
     load=$(loadavg)
-    echo "==> $name: $conns idle connections from ${addrs[*]} (load average $load)"
-    start_server "$name"
+    echo "==> $name: $conns idle connections to $server from ${addrs[*]} (load average $load)"
+    start_server "$name" "$server"
     sleep 1
     base=$(settled_rss "$SERVER_PID")
     base_fds=$(fd_count "$SERVER_PID")
     local clients=()
     for i in "${!addrs[@]}"; do
-        "$LOAD" idle --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$per" --bind "${addrs[$i]}" --hold-secs 120 --deflate "$deflate" \
-            >"$WORK/$name.client$i" 2>"$WORK/$name.client$i.err" </dev/null &
-        clients+=($!)
-        PIDS+=($!)
+        # floor((conns + i) / procs) over i = 0..procs-1 adds up to conns exactly.
+        spawn "$WORK/$name.client$i" "$WORK/$name.client$i.err" "$LOAD" idle --url "ws://127.0.0.1:$SERVER_PORT$SERVER_PATH" \
+            --conns $(((conns + i) / procs)) --bind "${addrs[$i]}" --hold-secs 120 --deflate "$deflate"
+        clients+=("$SPAWNED")
     done
     for i in "${!clients[@]}"; do
         wait_for 90 "${clients[$i]}" grep -qs '"event":"connected"' "$WORK/$name.client$i" || {
@@ -184,66 +219,95 @@ run_idle() {
     after_fds=$(fd_count "$SERVER_PID")
     cat "$WORK/$name".client? >"$WORK/$name.clients"
     stop_server
-    printf '{"scenario":"%s","kind":"idle","conns":%d,"client_processes":%d,"client_ends":"%s","loadavg":"%s",' \
-        "$name" "$conns" "${#addrs[@]}" "${ended[*]}" "$load" >>"$RESULTS"
-    printf '"server_rss_listening_kib":%d,"server_rss_established_kib":%d,"server_rss_after_close_kib":%d,' \
-        "$base" "$full" "$after" >>"$RESULTS"
-    printf '"server_fds_listening":%d,"server_fds_established":%d,"server_fds_after_close":%d,"server":%s,"clients":%s}\n' \
-        "$base_fds" "$full_fds" "$after_fds" "$SERVER_END" "$(json_array "$WORK/$name.clients")" >>"$RESULTS"
+    local fields
+    fields=$(printf '"scenario":"%s","kind":"idle","server_kind":"%s","mode":"%s","conns":%d,"client_processes":%d,"client_ends":"%s","loadavg":"%s"' \
+        "$name" "$server" "$([ "$deflate" = true ] && echo deflate)" "$conns" "$procs" "${ended[*]}" "$load")
+    fields+=$(printf ',"server_rss_listening_kib":%d,"server_rss_established_kib":%d,"server_rss_after_close_kib":%d' "$base" "$full" "$after")
+    fields+=$(printf ',"server_fds_listening":%d,"server_fds_established":%d,"server_fds_after_close":%d' "$base_fds" "$full_fds" "$after_fds")
+    record "$fields" "$WORK/$name.clients"
 }
 
-# run_delivery NAME KIND SERVER CONNS SURGE-LOAD-ARGS...: a fan-out or Laravel scenario (KIND)
-# against a fresh SERVER; surge-load gets at most 240 s.
+# delivery_args MODE: sets LOAD_ARGS to what surge-load needs for the running server (and starts
+# the HTTP API trigger of a Pusher server, or the members shim of laravel-echo-server).
+delivery_args() {
+    local rate=(--rate "$LARAVEL_RATE" --rate-secs 5)
+    case $SERVER_KIND in
+    fanout.php | naive) LOAD_ARGS=(--trigger "/trigger?mode=$1") ;;
+    pusher.php | soketi)
+        # Surge takes at most 10 events a batch, as Pusher's API; soketi is set to 100.
+        start_trigger app-id app-key app-secret "$([ "$SERVER_KIND" = soketi ] && echo 100 || echo 10)"
+        LOAD_ARGS=(--http "127.0.0.1:$TRIGGER_PORT" --trigger /trigger --subscribe "$PUSHER_SUBSCRIBE")
+        ;;
+    laravel.php) LOAD_ARGS=(--redis "127.0.0.1:$REDIS_PORT" "${rate[@]}") ;;
+    les)
+        start_trigger les
+        LOAD_ARGS=(--http "127.0.0.1:$TRIGGER_PORT" --subscribe "$SOCKETIO_SUBSCRIBE" --redis "127.0.0.1:$REDIS_PORT" "${rate[@]}")
+        ;;
+    esac
+}
+
+# run_delivery NAME KIND SERVER CONNS [MODE]: surge-load KIND (fanout or laravel) against a
+# fresh SERVER, the fan-out in MODE (broadcast, publish, loop).
 run_delivery() {
-    local name=$1 kind=$2 server=$3 conns=$4 load out rss
-    shift 4
+    local name=$1 kind=$2 server=$3 conns=$4 mode=${5:-} load out rss
     load=$(loadavg)
-    echo "==> $name: $conns clients, $server $* (load average $load)"
+    echo "==> $name: $conns clients, $server $mode (load average $load)"
     start_server "$name" "$server"
+    delivery_args "$mode"
     out="$WORK/$name.client"
-    timeout -k 5 240 "$LOAD" "$kind" --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$conns" --secs "$FANOUT_SECS" \
-        --warmup-secs 1 --reps 20 --server-pid "$SERVER_PID" "$@" >"$out" 2>"$out.err" </dev/null \
+    timeout -k 5 240 "$LOAD" "$kind" --url "ws://127.0.0.1:$SERVER_PORT$SERVER_PATH" --conns "$conns" --secs "$FANOUT_SECS" \
+        --warmup-secs 1 --reps 20 --server-pid "$SERVER_PID" "${LOAD_ARGS[@]}" >"$out" 2>"$out.err" </dev/null \
         || { cat "$out.err" >&2; fail "$name: surge-load failed"; }
     rss=$(rss_kib "$SERVER_PID")
     stop_server
-    printf '{"scenario":"%s","kind":"%s","server_kind":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
-        "$name" "$kind" "$server" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
+    record "$(printf '"scenario":"%s","kind":"%s","server_kind":"%s","mode":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d' \
+        "$name" "$kind" "$server" "$mode" "$conns" "$load" "$rss")" "$out"
 }
 
-
-# run_laravel NAME CONNS: a redis-server of its own on a free port, then the scenario.
-run_laravel() {
-    local name=$1 conns=$2 port rpid
-    port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --protected-mode yes \
-        >"$WORK/redis.log" 2>&1 </dev/null &
-    rpid=$!
-    PIDS+=("$rpid")
-    wait_for 10 "$rpid" redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 || fail "redis-server did not start"
-    SURGE_REDIS="redis://127.0.0.1:$port"
-    run_delivery "$name" laravel laravel.php "$conns" --redis "127.0.0.1:$port" --rate "$LARAVEL_RATE" --rate-secs 5
-    SURGE_REDIS=""
-    kill -TERM "$rpid" 2>/dev/null || true
-    reap "$rpid" 10
-}
-
-export SURGE_REDIS=""
-for conns in $ECHO_CONNS; do
-    run_echo "echo_$conns" "$conns"
-    run_echo "echo_${conns}_naive" "$conns" naive
-done
-for conns in 1000 10000; do
-    [ "$conns" = 10000 ] && [ "${BENCH_SKIP_10K_FANOUT:-0}" = 1 ] && continue
-    k=$((conns / 1000))k
-    for mode in broadcast publish loop; do
-        run_delivery "fanout_${k}_$mode" fanout fanout.php "$conns" --trigger "/trigger?mode=$mode"
+idle_scenario() {
+    local conns server
+    for conns in $IDLE_CONNS; do
+        for server in echo.php naive $(peers soketi les); do
+            run_idle "idle_$(size_name "$conns")_${server/echo.php/surge}" "$server" "$conns"
+        done
+        if [ "$conns" = 10000 ]; then SURGE_COMPRESSION=1 run_idle idle_10k_surge_deflate echo.php "$conns"; fi
     done
-    run_delivery "fanout_${k}_naive" fanout naive "$conns" --trigger "/trigger?mode=broadcast"
+}
+
+echo_scenario() {
+    local conns
+    for conns in $ECHO_CONNS; do
+        run_echo "echo_$conns" "$conns"
+        run_echo "echo_${conns}_naive" "$conns" naive
+    done
+}
+
+fanout_scenario() {
+    local conns k mode
+    for conns in $FANOUT_CONNS; do
+        k=$(size_name "$conns")
+        for mode in broadcast publish loop; do
+            run_delivery "fanout_${k}_$mode" fanout fanout.php "$conns" "$mode"
+        done
+        run_delivery "fanout_${k}_naive" fanout naive "$conns" broadcast
+        [ "$PEERS" = 0 ] && continue
+        run_delivery "fanout_${k}_pusher" fanout pusher.php "$conns"
+        run_delivery "fanout_${k}_soketi" fanout soketi "$conns"
+    done
+}
+
+laravel_scenario() {
+    run_delivery laravel_1k laravel laravel.php 1000
+    [ "$PEERS" = 0 ] || run_delivery laravel_1k_les laravel les 1000
+}
+
+LOADAVG_START=$(loadavg)
+echo "==> scenarios: $ONLY; peers: $([ "$PEERS" = 0 ] && echo no || echo yes); load average $LOADAVG_START"
+for scenario in idle echo fanout laravel; do
+    if wants "$scenario"; then "${scenario}_scenario"; fi
 done
-run_laravel laravel_1k 1000
-run_idle idle_10k 10000 127.0.0.1
-SURGE_COMPRESSION=1 run_idle idle_10k_deflate 10000 127.0.0.4
-[ "${BENCH_SKIP_19K:-0}" = 1 ] || run_idle idle_19k 19000 127.0.0.2 127.0.0.3
 
 mkdir -p bench/results
-php bench/report.php "$RESULTS" bench/results "$(( $(date +%s) - started ))"
+SETTINGS=$(printf '{"only":"%s","peers":%s,"idle_conns":"%s","fanout_conns":"%s","echo_secs":"%s","echo_conns":"%s","fanout_secs":"%s","laravel_rate":"%s","loadavg_start":"%s"}' \
+    "$ONLY" "$([ "$PEERS" = 0 ] && echo false || echo true)" "$IDLE_CONNS" "$FANOUT_CONNS" "$ECHO_SECS" "$ECHO_CONNS" "$FANOUT_SECS" "$LARAVEL_RATE" "$LOADAVG_START")
+php bench/report.php "$RESULTS" bench/results "$(( $(date +%s) - started ))" "$SETTINGS"

@@ -1,4 +1,4 @@
-// Starts laravel-echo-server 1.6.3 for bench/peers.sh: node les.js PORT REDIS_PORT.
+// Starts laravel-echo-server 1.6.3 for bench/run.sh: node les.js PORT REDIS_PORT.
 // Public channels only, Redis subscriber with Laravel's "laravel_database_" prefix, API client
 // les / bench-key (for GET /apps/les/channels/bench), bound to 127.0.0.1.
 'use strict';

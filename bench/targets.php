@@ -1,0 +1,91 @@
+<?php
+// Issue 8's targets, as checks of each Surge row of bench/run.sh against a bound, or against a
+// baseline row of the same scenario (same kind, same size) in the same run. Used by report.php.
+
+// Each: the kind of scenario; the Surge figure; the baseline server kind it is divided by (none:
+// an absolute bound on the figure itself); the comparison and bound; optionally only at this many
+// connections, or only for this Surge server (the one whose path matches the baseline's); and
+// the target in issue 8's words.
+const TARGETS = [
+    ['kind' => 'idle', 'figure' => 'kib_per_conn', 'op' => '<=', 'bound' => 3.0, 'conns' => 19000,
+     'text' => 'at most 3 KiB of server RSS per connection at 19k'],
+    ['kind' => 'idle', 'figure' => 'kib_per_conn', 'against' => 'naive', 'op' => '<', 'bound' => 1.0, 'text' => 'idle memory below every peer'],
+    ['kind' => 'idle', 'figure' => 'kib_per_conn', 'against' => 'soketi', 'op' => '<', 'bound' => 1.0, 'text' => 'idle memory below every peer'],
+    ['kind' => 'idle', 'figure' => 'kib_per_conn', 'against' => 'les', 'op' => '<', 'bound' => 1.0, 'text' => 'idle memory below every peer'],
+    ['kind' => 'echo', 'figure' => 'rate', 'against' => 'naive', 'op' => '>=', 'bound' => 0.9,
+     'text' => "echo with a PHP callback at least 90% of the naive Rust server's rate"],
+    ['kind' => 'echo', 'figure' => 'cpu_us', 'against' => 'naive', 'op' => '<', 'bound' => 1.0,
+     'text' => 'echo: lower server CPU per message than the naive server'],
+    // The naive server is triggered as fanout.php is; soketi and pusher.php through the Pusher
+    // HTTP API (bench/peers/pusher-trigger.js): the pusher.php row is the like-for-like one.
+    ['kind' => 'fanout', 'figure' => 'p50_us', 'against' => 'naive', 'op' => '<=', 'bound' => 1.1, 'server' => 'fanout.php',
+     'text' => 'one-message fan-out within 1.1x of the naive Rust server'],
+    ['kind' => 'fanout', 'figure' => 'p50_us', 'against' => 'soketi', 'op' => '<', 'bound' => 1.0,
+     'text' => 'one-message fan-out faster than every peer'],
+    ['kind' => 'fanout', 'figure' => 'rate', 'against' => 'soketi', 'op' => '>=', 'bound' => 2.0,
+     'text' => "sustained fan-out at least 2x soketi's deliveries/s"],
+    ['kind' => 'laravel', 'figure' => 'p50_us', 'against' => 'les', 'op' => '<', 'bound' => 1.0,
+     'text' => 'one-message fan-out faster than every peer'],
+    ['kind' => 'laravel', 'figure' => 'rate', 'against' => 'les', 'op' => '>=', 'bound' => 5.0,
+     'text' => "Laravel path at least 5x laravel-echo-server's deliveries/s"],
+];
+
+// The short name of a figure in the table.
+const FIGURES = ['kib_per_conn' => 'KiB/conn', 'rate' => 'rate', 'cpu_us' => 'CPU', 'p50_us' => 'p50'];
+
+/**
+ * Every check that this run can make: a Surge row and, for a ratio, its baseline row.
+ * @param array<string, array> $summary rows by scenario id, as report.php summarises them
+ */
+function checkTargets(array $summary): array
+{
+    $checks = [];
+    foreach ($summary as $id => $s) {
+        if (!isSurge($s)) {
+            continue;
+        }
+        foreach (TARGETS as $t) {
+            ['figure' => $figure, 'op' => $op, 'bound' => $bound] = $t;
+            $against = $t['against'] ?? null;
+            $applies = $t['kind'] === $s['kind'] && ($t['conns'] ?? $s['conns']) === $s['conns']
+                && ($t['server'] ?? $s['server_kind']) === $s['server_kind'];
+            if (!$applies) {
+                continue;
+            }
+            $base = null;
+            foreach ($summary as $bid => $b) {
+                if ($b['server_kind'] === $against && $b['group'] === $s['group']) {
+                    $base = $bid;
+                }
+            }
+            if ($against !== null && $base === null) {
+                continue;
+            }
+            $value = $s[$figure];
+            $of = $base === null ? null : $summary[$base][$figure];
+            $ratio = $value === null || !$of ? null : round($value / $of, 2);
+            // An absolute bound holds Surge's own figure to it, a relative one the ratio.
+            $x = $base === null ? $value : $ratio;
+            $holds = $x !== null && match ($op) { '<' => $x < $bound, '<=' => $x <= $bound, '>=' => $x >= $bound };
+            $checks[] = ['target' => $t['text'], 'scenario' => $id, 'figure' => $figure, 'value' => $value, 'against' => $against,
+                         'baseline' => $base, 'baseline_value' => $of, 'baseline_ok' => $base === null ? null : !$summary[$base]['problems'],
+                         'ratio' => $ratio, 'bound' => "$op $bound",
+                         'met' => $holds && !$s['problems']];
+        }
+    }
+    return $checks;
+}
+
+// The checks of one Surge row, as the table shows them.
+function targetCell(array $checks, string $id): string
+{
+    $parts = [];
+    foreach ($checks as $c) {
+        if ($c['scenario'] !== $id) {
+            continue;
+        }
+        $shown = $c['against'] === null ? $c['value'] : ($c['ratio'] ?? '-') . "x {$c['against']}";
+        $parts[] = sprintf('%s %s (%s) %s', FIGURES[$c['figure']], $shown ?? '-', $c['bound'], $c['met'] ? 'yes' : 'NO');
+    }
+    return $parts ? implode('; ', $parts) : '-';
+}
