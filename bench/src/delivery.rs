@@ -356,78 +356,59 @@ pub async fn closed_loop<T: Trigger>(
     let first_seq = *next_seq;
     let mut sent_at: Vec<(u64, Instant)> = Vec::new();
     let mut error = Value::Null;
-    let mut window_start: Option<(u64, u64, Option<f64>)> = None;
-    let mut window_end: Option<(u64, u64, Option<f64>, Instant)> = None;
-    let mut stalled = false;
     let errors_before = tracker.error_count();
-    loop {
-        let now = Instant::now();
-        if window_start.is_none() && now >= measure_from {
-            window_start = Some((tracker.delivered(), tracker.completed(), cpu(server_pid)));
-        }
-        if now >= end {
-            window_end = Some((
-                tracker.delivered(),
-                tracker.completed(),
-                cpu(server_pid),
-                now,
-            ));
-            break;
-        }
-        if tracker.error_count() > errors_before {
-            error = json!("a client failed (see errors)");
-            break;
-        }
-        let ahead = *next_seq - tracker.completed();
-        if ahead < window && *next_seq < tracker.capacity() {
-            let n = (window - ahead)
-                .min(batch)
-                .min(tracker.capacity() - *next_seq);
-            let t = Instant::now();
-            if let Err(e) = trigger.fire(*next_seq, n).await {
-                error = json!(e);
+    // The counted window is sampled on its own timer, beside the loop: a trigger that is slow
+    // to answer (soketi's HTTP API with 10k clients takes seconds) must not move its ends.
+    let sample = || (tracker.delivered(), tracker.completed(), cpu(server_pid), Instant::now());
+    let window_ends = async {
+        tokio::time::sleep_until(measure_from).await;
+        let first = sample();
+        tokio::time::sleep_until(end).await;
+        (first, sample())
+    };
+    let send = async {
+        while Instant::now() < end {
+            if tracker.error_count() > errors_before {
+                error = json!("a client failed (see errors)");
                 break;
             }
-            sent_at.push((*next_seq, t));
-            *next_seq += n;
-        } else {
-            let before = tracker.completed();
-            tracker.wait_change(Duration::from_millis(50)).await;
-            if tracker.completed() == before && Instant::now() - now > Duration::from_millis(40) {
-                // No progress: keep waiting (bounded by DELIVERY_TIMEOUT below).
-                if Instant::now() > now + DELIVERY_TIMEOUT {
-                    stalled = true;
+            let ahead = *next_seq - tracker.completed();
+            if ahead < window && *next_seq < tracker.capacity() {
+                let n = (window - ahead)
+                    .min(batch)
+                    .min(tracker.capacity() - *next_seq);
+                let t = Instant::now();
+                if let Err(e) = trigger.fire(*next_seq, n).await {
+                    error = json!(e);
                     break;
                 }
+                sent_at.push((*next_seq, t));
+                *next_seq += n;
+            } else {
+                tracker.wait_change(Duration::from_millis(50)).await;
             }
         }
-    }
+    };
+    let (((d0, c0, cpu0, t0), (d1, c1, cpu1, t1)), ()) = tokio::join!(window_ends, send);
     let all = tracker.wait_completed(*next_seq, DELIVERY_TIMEOUT).await;
+    let span = t1 - t0;
+    let deliveries = d1 - d0;
+    let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
     let mut out = json!({
         "window": window,
         "batch": batch,
         "warmup_secs": warmup,
         "messages": *next_seq - first_seq,
-        "all_delivered": all && !stalled,
+        "all_delivered": all,
         "error": error,
+        "secs": stats::secs(span),
+        "deliveries": deliveries,
+        "deliveries_per_sec": stats::rate(deliveries, span),
+        "messages_completed_per_sec": stats::rate(c1 - c0, span),
+        "server_cpu_secs": server_cpu.map(round3),
+        "server_cpu_us_per_delivery": server_cpu.filter(|_| deliveries > 0).map(|c| round3(c / deliveries as f64 * 1e6)),
+        "server_rss_kib_end": server_pid.and_then(procfs::rss_kib),
     });
-    if let (Some((d0, c0, cpu0)), Some((d1, c1, cpu1, t1))) = (window_start, window_end) {
-        let span = t1 - measure_from;
-        let deliveries = d1 - d0;
-        let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
-        merge(
-            &mut out,
-            json!({
-                "secs": stats::secs(span),
-                "deliveries": deliveries,
-                "deliveries_per_sec": stats::rate(deliveries, span),
-                "messages_completed_per_sec": stats::rate(c1 - c0, span),
-                "server_cpu_secs": server_cpu.map(round3),
-                "server_cpu_us_per_delivery": server_cpu.filter(|_| deliveries > 0).map(|c| round3(c / deliveries as f64 * 1e6)),
-                "server_rss_kib_end": server_pid.and_then(procfs::rss_kib),
-            }),
-        );
-    }
     // Per batch: from its trigger until the last client had its last message.
     let mut lat = Latencies::default();
     let done = tracker.completed();
