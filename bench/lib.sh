@@ -3,8 +3,10 @@
 # Every process started in the background is listed here, so that cleanup stops it.
 PIDS=()
 
+# fail MESSAGE: says why and exits (a row's subshell only, within a row: see row in run.sh).
 fail() {
     echo "bench: $*" >&2
+    [ -z "${ROW_FAILURE:-}" ] || echo "$*" >"$ROW_FAILURE"
     exit 1
 }
 
@@ -61,7 +63,7 @@ reap() {
         kill -KILL "$pid" 2>/dev/null || true
         killed=" (killed: still running after ${limit} s)"
     fi
-    wait "$pid" || status=$?
+    wait "$pid" 2>/dev/null || status=$?  # (bash would print "Killed" for a SIGKILLed job)
     local rest=()
     for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || rest+=("$i"); done
     PIDS=("${rest[@]}")

@@ -76,8 +76,11 @@ function summarise(array $r): array
     $r['server_kind'] ??= 'echo.php';
     $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'], 'mode' => $r['mode'] ?? '', 'server' => serverName($r),
           'group' => ['idle' => 'idle', 'echo' => 'echo', 'fanout' => 'fan-out', 'laravel' => 'Laravel'][$r['kind']] . ' ' . sizeName($r['conns']),
-          'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'], 'server_ended' => $r['server']['ended'],
-          'server_log_lines' => count($r['server']['log'])];
+          'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'], 'server_ended' => $r['server']['ended'] ?? null,
+          'server_log_lines' => count($r['server']['log'] ?? [])];
+    if (isset($r['failed'])) {
+        return $s + ['connected' => 0, 'problems' => ["FAILED: {$r['failed']}"]];
+    }
     $s += match ($r['kind']) {
         'echo' => echoFigures($r['clients'][0]) + ['rss_kib' => $r['server_rss_kib']],
         'idle' => idleFigures($r),
@@ -209,9 +212,21 @@ function mib(?float $kib): string
     return $kib === null ? '-' : number_format($kib / 1024, 1);
 }
 
+// Server memory: per connection for idle, RSS at the end otherwise.
+function memory(array $s): string
+{
+    if ($s['kind'] === 'idle') {
+        return isset($s['kib_per_conn']) ? number_format($s['kib_per_conn'], 2) . ' KiB/conn' : '-';
+    }
+    return isset($s['rss_kib']) ? mib($s['rss_kib']) . ' MiB' : '-';
+}
+
 // What a row shows besides the common columns.
 function notes(array $s): string
 {
+    if (!isset($s['rss_kib']) && !isset($s['kib_per_conn'])) {
+        return '';  // a failed row
+    }
     return match ($s['kind']) {
         'idle' => sprintf('RSS %s -> %s MiB, %s after close; %s connects/s%s', mib($s['server_rss_listening_kib']),
             mib($s['server_rss_established_kib']), mib($s['server_rss_after_close_kib']), number_format((float) $s['connects_per_sec']),
@@ -262,7 +277,7 @@ $rows = [];
 foreach ($summary as $id => $s) {
     $rows[] = [$s['group'], $s['server'], ms($s['p50_us'] ?? null), ms($s['p99_us'] ?? null),
         ($s['rate'] ?? null) === null ? '-' : number_format($s['rate']), ($s['cpu_us'] ?? null) === null ? '-' : number_format($s['cpu_us'], 2),
-        $s['kind'] === 'idle' ? number_format((float) $s['kib_per_conn'], 2) . ' KiB/conn' : mib($s['rss_kib']) . ' MiB',
+        memory($s),
         $s['problems'] ? implode('; ', $s['problems']) : 'ok', $s['loadavg_before'], notes($s),
         isSurge($s) ? targetCell($checks, $id) : 'baseline'];
 }
@@ -272,10 +287,10 @@ foreach (legend($summary) as $kind => $text) {
 }
 $out .= "targets: ratio = Surge / the baseline of the same scenario in this run; 'yes' when the bound holds and the Surge row is ok.\n\n";
 foreach ($raw as $r) {
-    foreach (array_slice($r['server']['log'], 0, 10) as $l) {
+    foreach (array_slice($r['server']['log'] ?? [], 0, 10) as $l) {
         $out .= "server log ({$r['scenario']}): $l\n";
     }
-    foreach ($r['clients'] as $c) {
+    foreach ($r['clients'] ?? [] as $c) {
         foreach (['one', 'fixed_rate', 'sustained'] as $phase) {
             if (is_array($c[$phase] ?? null) && ($c[$phase]['error'] ?? null) !== null) {
                 $out .= "client error ({$r['scenario']}, $phase): {$c[$phase]['error']}\n";

@@ -99,8 +99,11 @@ start_trigger() {
 
 # Printed "ready PORT" (Surge's bench servers, naive-server)?
 said_ready() { grep -qs '^ready ' "$SERVER_LOG.out"; }
-# Answers HTTP GET PATH?
-answers() { curl -fs -m 1 "http://127.0.0.1:$SERVER_PORT$1" -o /dev/null; }
+# Listening on SERVER_PORT itself, and answers HTTP GET PATH there? (The port was free when
+# chosen; on a busy machine something else may take it first, and soketi then runs without it.)
+answers() {
+    ss -Hltnp "sport = :$SERVER_PORT" | grep -q "pid=$SERVER_PID," && curl -fs -m 1 "http://127.0.0.1:$SERVER_PORT$1" -o /dev/null
+}
 
 # start_server NAME [SERVER]: a fresh server, by default bench/servers/echo.php. SERVER is a
 # script under bench/servers, naive, soketi or les (laravel.php and les get a redis-server of
@@ -197,7 +200,7 @@ run_idle() {
     for i in "${!addrs[@]}"; do
         # floor((conns + i) / procs) over i = 0..procs-1 adds up to conns exactly.
         spawn "$WORK/$name.client$i" "$WORK/$name.client$i.err" "$LOAD" idle --url "ws://127.0.0.1:$SERVER_PORT$SERVER_PATH" \
-            --conns $(((conns + i) / procs)) --bind "${addrs[$i]}" --hold-secs 120 --deflate "$deflate"
+            --conns $(((conns + i) / procs)) --bind "${addrs[$i]}" --hold-secs 120 --connect-timeout-secs 30 --deflate "$deflate"
         clients+=("$SPAWNED")
     done
     for i in "${!clients[@]}"; do
@@ -264,21 +267,51 @@ run_delivery() {
         "$name" "$kind" "$server" "$mode" "$conns" "$load" "$rss")" "$out"
 }
 
+# row FUNCTION NAME ARGS...: one row of the table (run_idle, run_echo or run_delivery) in a
+# subshell of its own, so that a failure (a server that does not start, a client that fails)
+# costs that row only: its processes are stopped, it is recorded as failed with the reason, and
+# the run goes on. An interrupted row (Ctrl-C, SIGTERM) ends the run.
+row() {
+    local status fields failure="$WORK/$2.failed"
+    set +e
+    (
+        set -e
+        PIDS=()
+        ROW_FAILURE=$failure
+        trap cleanup EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        "$@"
+    )
+    status=$?
+    set -e
+    [ "$status" -eq 0 ] && return
+    [ "$status" -lt 128 ] || exit "$status"
+    [ -s "$failure" ] || echo "exit status $status" >"$failure"
+    case $1 in
+    run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","conns":%d' "${4:-echo.php}" "$3") ;;
+    run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d' "$3" "$4") ;;
+    run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"' "$3" "$4" "$5" "${6:-}") ;;
+    esac
+    printf '{"scenario":"%s",%s,"loadavg":"%s","failed":%s}\n' "$2" "$fields" "$(loadavg)" \
+        "$(php -r 'echo json_encode(trim(file_get_contents($argv[1])));' "$failure")" >>"$RESULTS"
+}
+
 idle_scenario() {
     local conns server
     for conns in $IDLE_CONNS; do
         for server in echo.php naive $(peers soketi les); do
-            run_idle "idle_$(size_name "$conns")_${server/echo.php/surge}" "$server" "$conns"
+            row run_idle "idle_$(size_name "$conns")_${server/echo.php/surge}" "$server" "$conns"
         done
-        if [ "$conns" = 10000 ]; then SURGE_COMPRESSION=1 run_idle idle_10k_surge_deflate echo.php "$conns"; fi
+        if [ "$conns" = 10000 ]; then SURGE_COMPRESSION=1 row run_idle idle_10k_surge_deflate echo.php "$conns"; fi
     done
 }
 
 echo_scenario() {
     local conns
     for conns in $ECHO_CONNS; do
-        run_echo "echo_$conns" "$conns"
-        run_echo "echo_${conns}_naive" "$conns" naive
+        row run_echo "echo_$conns" "$conns"
+        row run_echo "echo_${conns}_naive" "$conns" naive
     done
 }
 
@@ -287,18 +320,18 @@ fanout_scenario() {
     for conns in $FANOUT_CONNS; do
         k=$(size_name "$conns")
         for mode in broadcast publish loop; do
-            run_delivery "fanout_${k}_$mode" fanout fanout.php "$conns" "$mode"
+            row run_delivery "fanout_${k}_$mode" fanout fanout.php "$conns" "$mode"
         done
-        run_delivery "fanout_${k}_naive" fanout naive "$conns" broadcast
+        row run_delivery "fanout_${k}_naive" fanout naive "$conns" broadcast
         [ "$PEERS" = 0 ] && continue
-        run_delivery "fanout_${k}_pusher" fanout pusher.php "$conns"
-        run_delivery "fanout_${k}_soketi" fanout soketi "$conns"
+        row run_delivery "fanout_${k}_pusher" fanout pusher.php "$conns"
+        row run_delivery "fanout_${k}_soketi" fanout soketi "$conns"
     done
 }
 
 laravel_scenario() {
-    run_delivery laravel_1k laravel laravel.php 1000
-    [ "$PEERS" = 0 ] || run_delivery laravel_1k_les laravel les 1000
+    row run_delivery laravel_1k laravel laravel.php 1000
+    [ "$PEERS" = 0 ] || row run_delivery laravel_1k_les laravel les 1000
 }
 
 LOADAVG_START=$(loadavg)
@@ -308,6 +341,8 @@ for scenario in idle echo fanout laravel; do
 done
 
 mkdir -p bench/results
+# The raw lines first: a report that fails can be made again from them.
+cp "$RESULTS" bench/results/latest.jsonl
 SETTINGS=$(printf '{"only":"%s","peers":%s,"idle_conns":"%s","fanout_conns":"%s","echo_secs":"%s","echo_conns":"%s","fanout_secs":"%s","laravel_rate":"%s","loadavg_start":"%s"}' \
     "$ONLY" "$([ "$PEERS" = 0 ] && echo false || echo true)" "$IDLE_CONNS" "$FANOUT_CONNS" "$ECHO_SECS" "$ECHO_CONNS" "$FANOUT_SECS" "$LARAVEL_RATE" "$LOADAVG_START")
-php bench/report.php "$RESULTS" bench/results "$(( $(date +%s) - started ))" "$SETTINGS"
+php bench/report.php bench/results/latest.jsonl bench/results "$(( $(date +%s) - started ))" "$SETTINGS"

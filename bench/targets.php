@@ -61,8 +61,8 @@ function checkTargets(array $summary): array
             if ($against !== null && $base === null) {
                 continue;
             }
-            $value = $s[$figure];
-            $of = $base === null ? null : $summary[$base][$figure];
+            $value = $s[$figure] ?? null;
+            $of = $base === null ? null : $summary[$base][$figure] ?? null;
             $ratio = $value === null || !$of ? null : round($value / $of, 2);
             // An absolute bound holds Surge's own figure to it, a relative one the ratio.
             $x = $base === null ? $value : $ratio;
@@ -70,7 +70,8 @@ function checkTargets(array $summary): array
             $checks[] = ['target' => $t['text'], 'scenario' => $id, 'figure' => $figure, 'value' => $value, 'against' => $against,
                          'baseline' => $base, 'baseline_value' => $of, 'baseline_ok' => $base === null ? null : !$summary[$base]['problems'],
                          'ratio' => $ratio, 'bound' => "$op $bound",
-                         'met' => $holds && !$s['problems']];
+                         // Unknown when there is no figure to compare (a failed row).
+                         'met' => $x === null ? null : $holds && !$s['problems']];
         }
     }
     return $checks;
@@ -84,8 +85,8 @@ function targetCell(array $checks, string $id): string
         if ($c['scenario'] !== $id) {
             continue;
         }
-        $shown = $c['against'] === null ? $c['value'] : ($c['ratio'] ?? '-') . "x {$c['against']}";
-        $parts[] = sprintf('%s %s (%s) %s', FIGURES[$c['figure']], $shown ?? '-', $c['bound'], $c['met'] ? 'yes' : 'NO');
+        $shown = $c['against'] === null ? $c['value'] : ($c['ratio'] === null ? '?' : "{$c['ratio']}x") . " {$c['against']}";
+        $parts[] = sprintf('%s %s (%s) %s', FIGURES[$c['figure']], $shown ?? '-', $c['bound'], match ($c['met']) { true => 'yes', false => 'NO', null => 'n/a' });
     }
     return $parts ? implode('; ', $parts) : '-';
 }
