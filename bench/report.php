@@ -30,7 +30,8 @@ function commit(): string
     $rev = trim((string) shell_exec('git rev-parse --short HEAD 2>/dev/null'));
     // Only changes to what is built and run count: others may be editing tests meanwhile.
     $paths = 'crates bench Cargo.toml Cargo.lock scripts/build.sh';
-    $dirty = trim((string) shell_exec("git status --porcelain -- $paths 2>/dev/null")) !== '';
+    // Tracked files only: a worktree may hold untracked symlinks (bench/peers/node_modules).
+    $dirty = trim((string) shell_exec("git status --porcelain --untracked-files=no -- $paths 2>/dev/null")) !== '';
     return $rev === '' ? 'unknown' : $rev . ($dirty ? ' (with uncommitted changes)' : '');
 }
 
