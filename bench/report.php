@@ -50,7 +50,7 @@ function serverName(array $r): string
         'les' => 'laravel-echo-server ' . peerVersion('laravel-echo-server'),
         'pusher.php' => 'Surge, Pusher HTTP API',
         'laravel.php' => 'Surge, Redis bridge',
-        'echo.php' => $r['kind'] === 'echo' ? 'Surge, PHP push' : 'Surge',
+        'echo.php' => $r['kind'] === 'echo' ? 'Surge, PHP push' : (($r['mode'] ?? '') === 'deflate' ? 'Surge, permessage-deflate' : 'Surge'),
         'fanout.php' => ['broadcast' => 'Surge, broadcast()', 'publish' => 'Surge, publish()', 'loop' => 'Surge, PHP foreach push'][$r['mode']],
     };
 }

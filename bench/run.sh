@@ -303,7 +303,7 @@ idle_scenario() {
         for server in echo.php naive $(peers soketi les); do
             row run_idle "idle_$(size_name "$conns")_${server/echo.php/surge}" "$server" "$conns"
         done
-        if [ "$conns" = 10000 ]; then SURGE_COMPRESSION=1 row run_idle idle_10k_surge_deflate echo.php "$conns"; fi
+        if [ "$conns" = 10000 ]; then SURGE_COMPRESSION=1 row run_idle idle_10k_deflate echo.php "$conns"; fi
     done
 }
 
