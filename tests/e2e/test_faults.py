@@ -1,9 +1,10 @@
-"""Faults with real processes: a slow consumer, SIGTERM with thousands of busy clients, a PHP
-warning inside a callback."""
+"""Faults with real processes: a slow consumer, clients flooding a blocked PHP thread, SIGTERM
+with thousands of busy clients, a PHP warning inside a callback."""
 
 import asyncio
 import resource
 import signal
+import threading
 import time
 
 from websockets.asyncio.client import connect as aconnect
@@ -14,9 +15,44 @@ from conftest import settings_env
 from rawws import OP_TEXT, RawClient
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def test_clients_flooding_a_blocked_php_thread_are_held_back_nothing_lost(php_server):
+    """PHP sleeps 3 s in a callback while 8 clients send 50 MiB each in 256 KiB messages: the
+    messages waiting for PHP stay within the 64 MiB inbound budget (the event queue alone would
+    hold 4096 of them, 1 GiB), TCP holds the clients back, and afterwards PHP gets every one."""
+    srv = php_server("slow_php.php")
+    base = rss_kib(srv.proc.pid)
+    clients, count, size = 8, 200, 256 * 1024
+    with connect(srv.url) as control:
+        control.send("sleep")
+        time.sleep(0.2)
+
+        def flood():
+            with connect(srv.url, max_size=None, close_timeout=30) as ws:
+                for _ in range(count):
+                    ws.send(b"x" * size)
+
+        threads = [threading.Thread(target=flood) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a flooding client is stuck"
+        assert control.recv(timeout=30) == "slept"
+        deadline = time.monotonic() + 30
+        while True:
+            control.send("count")
+            got = control.recv(timeout=10)
+            if got == f"{clients * count} {clients * count * size}" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got == f"{clients * count} {clients * count * size}", "messages lost"
+    grew = rss_kib(srv.proc.pid, "VmHWM") - base
+    assert grew < 192 * 1024, f"peak RSS grew {grew} KiB while PHP was blocked"
 
 
 def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_server):

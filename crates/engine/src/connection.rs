@@ -176,7 +176,8 @@ where
     if shared.handlers.message.load(Relaxed) {
         // Waiting here is the backpressure: a busy PHP thread stops this reader, and TCP
         // stops the client, instead of events piling up in memory.
-        if shared.events.send(Event::Message { fd: conn.fd, data, binary }).await.is_err() {
+        let held = shared.hold_inbound(data.len()).await;
+        if shared.events.send(Event::Message { fd: conn.fd, data, binary, held }).await.is_err() {
             return Flow::Stop(ABNORMAL);
         }
     }

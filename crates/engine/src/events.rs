@@ -65,11 +65,13 @@ pub enum Event {
     /// A WebSocket handshake completed; the connection is established and accepts pushes.
     Open { fd: u64, request: Box<HttpRequest> },
     /// A whole message (fragments reassembled). `binary` is false for text, which is valid UTF-8.
-    Message { fd: u64, data: Bytes, binary: bool },
+    /// `held` is its share of [`crate::shared::INBOUND_BUDGET`], given back when the event is
+    /// dropped.
+    Message { fd: u64, data: Bytes, binary: bool, held: OwnedSemaphorePermit },
     /// The connection is gone; no push to `fd` will succeed from now on.
     Close { fd: u64, code: u16 },
-    /// A plain HTTP request for the `request` callback.
-    Request { request: Box<HttpRequest>, reply: Responder },
+    /// A plain HTTP request for the `request` callback; `held` as for `Message`, for its body.
+    Request { request: Box<HttpRequest>, reply: Responder, held: OwnedSemaphorePermit },
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },
     /// A message on a subscribed Redis channel (prefix removed), for the `redis` callback.

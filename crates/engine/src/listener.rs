@@ -305,7 +305,8 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     };
     let request = http_request(&parts.method, &parts.uri, parts.version, &parts.headers, body, &peer);
     let (tx, rx) = oneshot::channel();
-    if shared.events.send(Event::Request { request: Box::new(request), reply: Responder(tx) }).await.is_err() {
+    let held = shared.hold_inbound(request.body.len()).await;
+    if shared.events.send(Event::Request { request: Box::new(request), reply: Responder(tx), held }).await.is_err() {
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
     match rx.await {

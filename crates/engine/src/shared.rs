@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::channels::Channels;
 use crate::config::Config;
@@ -29,6 +29,12 @@ pub struct Handlers {
     pub pusher_client_event: AtomicBool,
 }
 
+/// Bytes of WebSocket messages and HTTP request bodies that may wait for the PHP thread at once.
+/// The event channel is bounded by count (`event_queue_size`), which alone would let 4096
+/// messages of `package_max_length` (8 GiB at 2 MiB) pile up behind a slow callback; past this
+/// budget a reader waits, and TCP stops its client.
+pub const INBOUND_BUDGET: usize = 64 << 20;
+
 pub struct Shared {
     pub config: Config,
     pub registry: Registry,
@@ -38,6 +44,8 @@ pub struct Shared {
     pub stats: Stats,
     pub handlers: Handlers,
     pub events: mpsc::Sender<Event>,
+    /// [`INBOUND_BUDGET`], held by the events that carry client bytes until PHP is done with them.
+    inbound: Arc<Semaphore>,
     /// Becomes true when the server stops accepting (shutdown).
     pub stopping: watch::Sender<bool>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
@@ -64,6 +72,7 @@ impl Shared {
             stats: Stats::default(),
             handlers: Handlers::default(),
             events,
+            inbound: Arc::new(Semaphore::new(INBOUND_BUDGET)),
             stopping: watch::channel(false).0,
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
@@ -74,6 +83,13 @@ impl Shared {
     }
 
     /// fds start at 1 and are never reused within a process.
+    /// Waits until `len` more bytes (at most the whole budget) fit in [`INBOUND_BUDGET`]; the
+    /// permit gives them back when it is dropped with the event that carries it.
+    pub async fn hold_inbound(&self, len: usize) -> OwnedSemaphorePermit {
+        let cost = len.min(INBOUND_BUDGET) as u32;
+        self.inbound.clone().acquire_many_owned(cost).await.expect("the inbound budget is never closed")
+    }
+
     pub fn next_fd(&self) -> u64 {
         self.next_fd.fetch_add(1, Relaxed)
     }

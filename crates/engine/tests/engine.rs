@@ -55,7 +55,7 @@ fn open_message_push_and_close_reach_the_right_places() {
     };
     assert!(engine.is_established(fd));
     match next_event(&engine) {
-        Event::Message { fd: from, data, binary } => {
+        Event::Message { fd: from, data, binary, .. } => {
             assert_eq!((from, &data[..], binary), (fd, &b"hello"[..], false));
         }
         other => panic!("expected message, got {other:?}"),

@@ -135,12 +135,13 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             Some(req) => callback(server, Kind::Engine(Handler::Open), vec![this, &req]).into(),
             None => Next::Continue,
         },
-        Event::Message { fd, data, binary } => match object(Ok(Frame::new(fd, &data, binary)), "frame") {
+        // `held` (the event's share of the inbound budget) is dropped once the callback returns.
+        Event::Message { fd, data, binary, .. } => match object(Ok(Frame::new(fd, &data, binary)), "frame") {
             Some(frame) => callback(server, Kind::Engine(Handler::Message), vec![this, &frame]).into(),
             None => Next::Continue,
         },
         Event::Close { fd, code: _ } => callback(server, Kind::Engine(Handler::Close), vec![this, &(fd as i64)]).into(),
-        Event::Request { request, reply } => {
+        Event::Request { request, reply, .. } => {
             let req = object(Request::from_engine(&request), "request");
             let res = object(Ok(Response::new(request.fd, reply)), "response");
             match (req, res) {
