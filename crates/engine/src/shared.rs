@@ -82,7 +82,6 @@ impl Shared {
         }
     }
 
-    /// fds start at 1 and are never reused within a process.
     /// Waits until `len` more bytes (at most the whole budget) fit in [`INBOUND_BUDGET`]; the
     /// permit gives them back when it is dropped with the event that carries it.
     pub async fn hold_inbound(&self, len: usize) -> OwnedSemaphorePermit {
@@ -90,6 +89,7 @@ impl Shared {
         self.inbound.clone().acquire_many_owned(cost).await.expect("the inbound budget is never closed")
     }
 
+    /// fds start at 1 and are never reused within a process.
     pub fn next_fd(&self) -> u64 {
         self.next_fd.fetch_add(1, Relaxed)
     }
