@@ -2,6 +2,7 @@
 //! write what pushers queued, and run the close handshake.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IoSlice;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -48,25 +49,38 @@ enum Wake {
 
 /// This future lives as long as its connection, idle or not, so it holds only the socket and
 /// the wait for input or a wake-up: handling what arrives (a tungstenite result is hundreds of
-/// bytes), writing, and closing are boxed futures that exist only while they run.
-pub(crate) async fn run<S>(mut ws: WebSocketStream<Inflating<S>>, conn: Arc<Conn>, shared: Arc<Shared>)
+/// bytes), writing, and closing are boxed futures that exist only while they run. `guard` is
+/// dropped when the connection ends.
+///
+/// Spawn it as it is, and keep it a plain function returning an `async move` block: an `async
+/// fn`, or a block around it, would store the stream twice (arguments moved into locals keep
+/// their first place too), 340 bytes more of every connection.
+pub(crate) fn run<S>(
+    mut ws: WebSocketStream<Inflating<S>>,
+    conn: Arc<Conn>,
+    shared: Arc<Shared>,
+    guard: impl Send,
+) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deflate = ws.get_ref().deflate_window();
-    let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
-    let flow = loop {
-        let wake = tokio::select! {
-            biased;
-            _ = conn.wake.notified() => Wake::Outbox,
-            incoming = ws.next() => Wake::Input(incoming),
+    async move {
+        let deflate = ws.get_ref().deflate_window();
+        let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
+        let flow = loop {
+            let wake = tokio::select! {
+                biased;
+                _ = conn.wake.notified() => Wake::Outbox,
+                incoming = ws.next() => Wake::Input(incoming),
+            };
+            let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate)).await;
+            if !matches!(flow, Flow::Continue) {
+                break flow;
+            }
         };
-        let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate)).await;
-        if !matches!(flow, Flow::Continue) {
-            break flow;
-        }
-    };
-    Box::pin(finish(flow, ws, conn, shared)).await;
+        Box::pin(finish(flow, ws, conn, shared)).await;
+        drop(guard);
+    }
 }
 
 async fn step<S>(

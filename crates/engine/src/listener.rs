@@ -410,11 +410,7 @@ async fn established(
     // Its own task, so the long-lived future holds only what the connection needs, not this
     // function's handshake and upgrade state (they were 2.2 KB of every idle connection).
     // The connection keeps its place in max_connections_per_ip until it ends.
-    let slot = peer._slot;
-    tokio::spawn(async move {
-        connection::run(ws, conn, shared).await;
-        drop(slot);
-    });
+    tokio::spawn(connection::run(ws, conn, shared, peer._slot));
 }
 
 /// Tells PHP (or the Pusher protocol) about a new connection. Takes the handshake so that it
