@@ -1,5 +1,5 @@
 """Faults with real processes: a slow consumer, clients flooding a blocked PHP thread, SIGTERM
-with thousands of busy clients, a PHP warning inside a callback."""
+with thousands of busy clients, a PHP warning inside a callback, a burst of connections."""
 
 import asyncio
 import resource
@@ -53,6 +53,31 @@ def test_clients_flooding_a_blocked_php_thread_are_held_back_nothing_lost(php_se
         assert got == f"{clients * count} {clients * count * size}", "messages lost"
     grew = rss_kib(srv.proc.pid, "VmHWM") - base
     assert grew < 192 * 1024, f"peak RSS grew {grew} KiB while PHP was blocked"
+
+
+def test_memory_a_burst_of_connections_took_is_given_back_after_they_leave(php_server):
+    """3000 clients connect at once, stay a moment and leave: the server's RSS falls back to
+    near where it started (glibc alone would keep most of it in its heaps)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 20000)), hard))
+    srv = php_server("echo.php", env=settings_env(log_level="info"))
+    time.sleep(0.5)
+    base = rss_kib(srv.proc.pid)
+
+    async def burst() -> int:
+        clients = await asyncio.gather(*(aconnect(srv.url, open_timeout=30) for _ in range(3000)))
+        await asyncio.sleep(1)
+        connected = rss_kib(srv.proc.pid)
+        await asyncio.gather(*(ws.close() for ws in clients))
+        return connected
+
+    connected = asyncio.run(burst())
+    grew = connected - base
+    assert grew > 3000, f"3000 connections took only {grew} KiB: the test measures nothing"
+    deadline = time.monotonic() + 10
+    while (kept := rss_kib(srv.proc.pid) - base) > grew * 0.35 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kept <= grew * 0.35, f"RSS grew {grew} KiB with 3000 clients and still {kept} KiB after they left"
 
 
 def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_server):

@@ -24,7 +24,7 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
-use crate::{heartbeat, logging, tls};
+use crate::{heartbeat, logging, memory, tls};
 
 /// Which PHP callbacks are registered (see [`Engine::set_handler`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +139,7 @@ impl Engine {
         };
         runtime.spawn(accept_loop(listener, shared.clone(), tls));
         runtime.spawn(heartbeat::run(shared.clone()));
+        runtime.spawn(memory::run(shared.clone()));
         runtime.spawn(crate::pusher::sweep(shared.clone()));
         // PHP's own signal handling would kill the process on SIGINT/SIGTERM even with Tokio's
         // handler chained after it: give the signals back their default action first.

@@ -15,6 +15,7 @@ pub mod events;
 mod heartbeat;
 mod listener;
 mod logging;
+mod memory;
 pub mod pusher;
 pub mod redis_bridge;
 pub mod registry;
