@@ -8,6 +8,7 @@ mod connections;
 mod convert;
 mod event_loop;
 mod exception;
+mod fast_get;
 mod frame;
 mod request;
 mod response;

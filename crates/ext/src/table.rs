@@ -52,9 +52,51 @@ const CACHE_BUDGET: usize = 8 << 20;
 /// Keeping an array costs (it outlives the script's copy, and freeing it later touches cold
 /// memory), so a row that changed before its kept array was used is not kept again until
 /// it is read twice at one version.
+///
+/// For int keys it also remembers which slot each key was in when its kept array was reused
+/// (`slots`), so that `get($int)` of an unchanged row (`kept_row`) needs no key lookup: one
+/// load of the slot's version in shared memory says whether the row is still the one kept.
+/// Every write to a slot moves its version on, a delete and another key in it included, so
+/// a key that moved to another slot, or a slot taken by another key, is a miss.
 struct RowCache {
     rows: Vec<Slot>,
     limit: usize,
+    slots: IntSlots,
+}
+
+/// Int keys and the version of the row each was last reused at; one entry per hash of the
+/// key, the last key wins. Empty (and never consulted) when no rows are kept.
+struct IntSlots {
+    entries: Vec<Option<(i64, RowVersion)>>,
+    /// 64 minus log2(entries.len()): the hash is the top bits of a multiplication.
+    shift: u32,
+}
+
+impl IntSlots {
+    /// Room for about twice `keys` keys, so that few of them share an entry.
+    fn new(keys: usize) -> IntSlots {
+        let len = if keys == 0 { 0 } else { (2 * keys).next_power_of_two() };
+        IntSlots { entries: vec![None; len], shift: 64 - len.trailing_zeros() }
+    }
+
+    fn entry(&self, key: i64) -> usize {
+        // Fibonacci hashing: consecutive keys (fds, ids) spread over the whole table.
+        ((key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    fn get(&self, key: i64) -> Option<RowVersion> {
+        match self.entries.get(self.entry(key))? {
+            Some((k, version)) if *k == key => Some(*version),
+            _ => None,
+        }
+    }
+
+    fn remember(&mut self, key: i64, version: RowVersion) {
+        if !self.entries.is_empty() {
+            let at = self.entry(key);
+            self.entries[at] = Some((key, version));
+        }
+    }
 }
 
 enum Slot {
@@ -76,7 +118,18 @@ impl RowCache {
             })
             .sum();
         let row = 64 + 40 * columns.len().next_power_of_two().max(8) + strings;
-        RowCache { rows: Vec::new(), limit: capacity.min(CACHE_BUDGET / row) }
+        let limit = capacity.min(CACHE_BUDGET / row);
+        RowCache { rows: Vec::new(), limit, slots: IntSlots::new(limit) }
+    }
+
+    /// The kept array of the int key's row, as a new reference, if the row has not changed
+    /// since the array was last reused (see the type).
+    fn kept_row(&self, table: &Shared, key: i64) -> Option<Zval> {
+        let version = self.slots.get(key)?;
+        if !table.is_current(version) {
+            return None;
+        }
+        self.get(version).map(Zval::shallow_clone)
     }
 
     /// The array built from this version of the row, if it is kept.
@@ -264,6 +317,12 @@ fn int_key(n: i64) -> Key<'static> {
 }
 
 impl Table {
+    /// For `fast_get`: `get($key)` of a row this process has read before and that has not
+    /// changed since, without looking the key up; None in every other case.
+    pub(crate) fn kept_row(&self, key: i64) -> Option<Zval> {
+        self.cache.try_borrow().ok()?.kept_row(&self.table, key)
+    }
+
     fn names(&self) -> PhpResult<&[Name]> {
         self.names.get().map(Vec::as_slice).ok_or_else(|| fail(TableError::NotCreated))
     }
@@ -342,7 +401,7 @@ impl Table {
             cursor: RefCell::new(None),
             row_buf: RefCell::new(Vec::new()),
             names: OnceCell::new(),
-            cache: RefCell::new(RowCache { rows: Vec::new(), limit: 0 }),
+            cache: RefCell::new(RowCache { rows: Vec::new(), limit: 0, slots: IntSlots::new(0) }),
         })
     }
 
@@ -372,6 +431,7 @@ impl Table {
         let columns = self.table.columns().map_err(fail)?;
         let _ = self.names.set(columns.iter().map(|c| Name::new(&c.name)).collect());
         *self.cache.borrow_mut() = RowCache::new(columns, self.table.capacity());
+        crate::fast_get::install();
         Ok(true)
     }
 
@@ -385,6 +445,7 @@ impl Table {
 
     /// The row as an array, or one column's value with `$field`; false if there is no such row.
     pub fn get(&self, key: &Zval, field: Option<&str>) -> PhpResult<Zval> {
+        let int_key = key.long();
         let key = key_arg(key)?;
         if let Some(field) = field {
             return Ok(self.table.get_field(key.bytes(), field).map_err(fail)?.map_or_else(falsy, |v| value_zval(&v)));
@@ -400,7 +461,12 @@ impl Table {
                 Ok(row)
             }
             // The row has not changed since the kept array was built from it.
-            Some((version, false)) => Ok(cache.reuse(version).expect("get_versioned asked the cache")),
+            Some((version, false)) => {
+                if let Some(n) = int_key {
+                    cache.slots.remember(n, version);
+                }
+                Ok(cache.reuse(version).expect("get_versioned asked the cache"))
+            }
         }
     }
 

@@ -228,6 +228,18 @@ impl Table {
         }))
     }
 
+    /// True while the row read at `version` is unchanged: no process has written, deleted or
+    /// reused its slot since. One atomic load, with no key lookup, for callers that remember
+    /// which slot a key was in (a key moved to another slot leaves this one changed).
+    pub fn is_current(&self, version: RowVersion) -> bool {
+        match self.created.get() {
+            Some(t) if version.slot < t.capacity => {
+                t.row(version.slot)[SEQ].load(Acquire) == version.seq
+            }
+            _ => false,
+        }
+    }
+
     /// One column of a row, or None when the key is missing.
     pub fn get_field(&self, key: &[u8], column: &str) -> Result<Option<Value>, TableError> {
         let t = self.shared()?;

@@ -338,13 +338,38 @@ fn get_versioned_says_when_a_kept_row_is_still_current() {
     ];
     for write in writes {
         write();
+        assert!(!t.is_current(*seen.last().unwrap()));
         let (now, loaded) = read(&mut out, seen.last().copied()).unwrap();
         assert!(loaded && !seen.contains(&now), "{now:?} after {seen:?}");
+        assert!(t.is_current(now));
         seen.push(now);
     }
     assert_eq!(out[0], Value::Int(9));
     t.del(b"a").unwrap();
+    assert!(!t.is_current(*seen.last().unwrap()));
     assert_eq!(read(&mut out, seen.last().copied()), None);
+}
+
+/// `is_current` is what lets a reader skip the key lookup: a key deleted and set again lands
+/// in another slot while its old slot goes to another key, and the old version is stale.
+#[test]
+fn is_current_sees_a_slot_reused_by_another_key() {
+    let t = users(2);
+    t.set(b"a", &[("id", Value::Int(1))]).unwrap();
+    t.set(b"b", &[("id", Value::Int(2))]).unwrap();
+    let mut out = Vec::new();
+    let (a, _) = t.get_versioned(b"a", &mut out, |_| false).unwrap().unwrap();
+    let (b, _) = t.get_versioned(b"b", &mut out, |_| false).unwrap().unwrap();
+    assert!(t.is_current(a) && t.is_current(b));
+    t.del(b"a").unwrap();
+    t.del(b"b").unwrap();
+    // The free list hands out b's slot first, then a's: a moves, b takes a's old slot.
+    t.set(b"a", &[("id", Value::Int(1))]).unwrap();
+    t.set(b"b", &[("id", Value::Int(2))]).unwrap();
+    let (a_now, _) = t.get_versioned(b"a", &mut out, |_| false).unwrap().unwrap();
+    assert_eq!(a_now.slot, b.slot);
+    assert!(!t.is_current(a) && !t.is_current(b));
+    assert!(!t.is_current(RowVersion { slot: 2, seq: 0 }), "a slot beyond the table");
 }
 
 #[test]
