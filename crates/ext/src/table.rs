@@ -9,6 +9,7 @@
 //! unchanged row again costs the lookup of its version, not a new array.
 
 use std::cell::{OnceCell, RefCell};
+use std::mem::ManuallyDrop;
 
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::exception::PhpResult;
@@ -64,19 +65,34 @@ struct RowCache {
     slots: IntSlots,
 }
 
-/// Int keys and the version of the row each was last reused at; one entry per hash of the
-/// key, the last key wins. Empty (and never consulted) when no rows are kept.
+/// Int keys, with the version of the row each was last reused at and the array kept for it;
+/// one entry per hash of the key, the last key wins. Empty (and never consulted) when no rows
+/// are kept.
+///
+/// An entry's array is not a reference of its own but a copy of `rows`' (read without a look
+/// at `rows`, which would cost one more cache miss per `get`). It stays valid while the
+/// slot's version in shared memory is the entry's: `rows` replaces the array of a slot only
+/// with one built from a later version of the slot, read from shared memory after the entry
+/// was made, and a slot's version never comes back. `kept_row` checks the version first.
 struct IntSlots {
-    entries: Vec<Option<(i64, RowVersion)>>,
+    entries: Vec<IntSlot>,
     /// 64 minus log2(entries.len()): the hash is the top bits of a multiplication.
     shift: u32,
+}
+
+/// Null `row`: an empty entry.
+struct IntSlot {
+    key: i64,
+    version: RowVersion,
+    row: ManuallyDrop<Zval>,
 }
 
 impl IntSlots {
     /// Room for about twice `keys` keys, so that few of them share an entry.
     fn new(keys: usize) -> IntSlots {
         let len = if keys == 0 { 0 } else { (2 * keys).next_power_of_two() };
-        IntSlots { entries: vec![None; len], shift: 64 - len.trailing_zeros() }
+        let empty = || IntSlot { key: 0, version: RowVersion { slot: 0, seq: 0 }, row: ManuallyDrop::new(Zval::new()) };
+        IntSlots { entries: std::iter::repeat_with(empty).take(len).collect(), shift: 64 - len.trailing_zeros() }
     }
 
     fn entry(&self, key: i64) -> usize {
@@ -84,18 +100,22 @@ impl IntSlots {
         ((key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
-    fn get(&self, key: i64) -> Option<RowVersion> {
-        match self.entries.get(self.entry(key))? {
-            Some((k, version)) if *k == key => Some(*version),
-            _ => None,
-        }
+    /// The int key's entry, if the row has not changed since its array was last reused.
+    fn current(&self, table: &Shared, key: i64) -> Option<&IntSlot> {
+        let entry = self.entries.get(self.entry(key))?;
+        (entry.key == key && !entry.row.is_null() && table.is_current(entry.version)).then_some(entry)
     }
 
-    fn remember(&mut self, key: i64, version: RowVersion) {
-        if !self.entries.is_empty() {
-            let at = self.entry(key);
-            self.entries[at] = Some((key, version));
+    /// `row` is the array `rows` keeps for the key's row at `version`.
+    fn remember(&mut self, key: i64, version: RowVersion, row: &Zval) {
+        if self.entries.is_empty() {
+            return;
         }
+        let at = self.entry(key);
+        // SAFETY: a bitwise copy that is never dropped: it does not own a reference (see the
+        // type for how long the one it borrows lives).
+        let row = ManuallyDrop::new(unsafe { std::ptr::read(row) });
+        self.entries[at] = IntSlot { key, version, row };
     }
 }
 
@@ -122,16 +142,6 @@ impl RowCache {
         RowCache { rows: Vec::new(), limit, slots: IntSlots::new(limit) }
     }
 
-    /// The kept array of the int key's row, as a new reference, if the row has not changed
-    /// since the array was last reused (see the type).
-    fn kept_row(&self, table: &Shared, key: i64) -> Option<Zval> {
-        let version = self.slots.get(key)?;
-        if !table.is_current(version) {
-            return None;
-        }
-        self.get(version).map(Zval::shallow_clone)
-    }
-
     /// The array built from this version of the row, if it is kept.
     fn get(&self, version: RowVersion) -> Option<&Zval> {
         match self.rows.get(version.slot) {
@@ -140,11 +150,26 @@ impl RowCache {
         }
     }
 
-    /// The kept array of this version of the row, as a new reference; see `get`.
-    fn reuse(&mut self, version: RowVersion) -> Option<Zval> {
+    /// The kept array of the int key's row, as a new reference, if the row has not changed
+    /// since the array was last reused; no key lookup (see `IntSlots`).
+    fn kept_row(&self, table: &Shared, key: i64) -> Option<Zval> {
+        let entry = self.slots.current(table, key)?;
+        debug_assert!(
+            self.get(entry.version).is_some_and(|kept| kept.array().map(std::ptr::from_ref) == entry.row.array().map(std::ptr::from_ref)),
+            "IntSlots outlived the array it copied"
+        );
+        Some(entry.row.shallow_clone())
+    }
+
+    /// The kept array of this version of the row, as a new reference; see `get`. An int key
+    /// is remembered with it, for `kept_row`.
+    fn reuse(&mut self, version: RowVersion, int_key: Option<i64>) -> Option<Zval> {
         match self.rows.get_mut(version.slot) {
             Some(Slot::Kept { version: kept, row, used }) if *kept == version => {
                 *used = true;
+                if let Some(key) = int_key {
+                    self.slots.remember(key, version, row);
+                }
                 Some(row.shallow_clone())
             }
             _ => None,
@@ -461,12 +486,7 @@ impl Table {
                 Ok(row)
             }
             // The row has not changed since the kept array was built from it.
-            Some((version, false)) => {
-                if let Some(n) = int_key {
-                    cache.slots.remember(n, version);
-                }
-                Ok(cache.reuse(version).expect("get_versioned asked the cache"))
-            }
+            Some((version, false)) => Ok(cache.reuse(version, int_key).expect("get_versioned asked the cache")),
         }
     }
 
