@@ -576,36 +576,46 @@ def test_forked_children_share_the_table_both_ways():
     """, extensions=pcntl()) == [[0, "pc", False, 1]]
 
 
-def test_a_parent_sees_what_a_child_wrote_to_rows_it_had_read():
-    """The parent reads every row (twice, so that each is kept as it was), a child then
-    changes them: set, incr, del, del and set again under the same key, del and set another
-    key (which takes the freed slot). The parent's next get of each is the child's row."""
-    assert php("""
+@pytest.mark.parametrize("int_keys", [False, True], ids=["string keys", "int keys"])
+def test_a_parent_sees_what_a_child_wrote_to_rows_it_had_read(int_keys):
+    """The parent reads every row three times (so that each is kept as it was and, for int
+    keys, found again without a key lookup), a child then changes them: set, incr, del, del
+    and set again under the same key, del and set another key (which takes the freed slot),
+    del and set another key in the freed slot, then the first key again (in another slot).
+    The parent's next gets of each are the child's row."""
+    names = ["set", "incr", "gone", "again", "moved", "swapped", "new", "new2"]
+    assert php(f"""
+        $names = {json.dumps(names)};
+        $key = fn($name) => {'array_search($name, $names) + 1' if int_keys else '$name'};
         $t = table(8);
-        foreach (['set', 'incr', 'gone', 'again', 'moved'] as $n => $k) {
-            $t->set($k, ['i' => $n, 's' => $k]);
-        }
-        $read = fn() => array_map(fn($k) => $t->get($k), ['set', 'incr', 'gone', 'again', 'moved', 'new']);
+        foreach (array_slice($names, 0, 6) as $n => $name) {{
+            $t->set($key($name), ['i' => $n, 's' => "k$n"]);
+        }}
+        $read = fn() => array_map(fn($name) => $t->get($key($name)), $names);
+        $read();
         $read();
         out($read());
         $pid = pcntl_fork();
-        if ($pid === 0) {
-            $t->set('set', ['s' => 'child']);
-            $t->incr('incr', 'f', 0.5);
-            $t->del('gone');
-            $t->del('again');
-            $t->set('again', ['i' => 7]);
-            $t->del('moved');
-            $t->set('new', ['i' => 8, 's' => 'new']);
+        if ($pid === 0) {{
+            $t->set($key('set'), ['s' => 'child']);
+            $t->incr($key('incr'), 'f', 0.5);
+            $t->del($key('gone'));
+            $t->del($key('again'));
+            $t->set($key('again'), ['i' => 7]);
+            $t->del($key('moved'));
+            $t->set($key('new'), ['i' => 8, 's' => 'new']);
+            $t->del($key('swapped'));
+            $t->set($key('new2'), ['i' => 9]);
+            $t->set($key('swapped'), ['i' => 10]);
             exit(0);
-        }
+        }}
         pcntl_waitpid($pid, $status);
-        out([pcntl_wexitstatus($status), $read()]);
+        out([pcntl_wexitstatus($status), $read(), $read(), $read()]);
     """, extensions=pcntl()) == [
-        [{"i": 0, "f": 0.0, "s": "set"}, {"i": 1, "f": 0.0, "s": "incr"}, {"i": 2, "f": 0.0, "s": "gone"},
-         {"i": 3, "f": 0.0, "s": "again"}, {"i": 4, "f": 0.0, "s": "moved"}, False],
-        [0, [{"i": 0, "f": 0.0, "s": "child"}, {"i": 1, "f": 0.5, "s": "incr"}, False,
-             {"i": 7, "f": 0.0, "s": ""}, False, {"i": 8, "f": 0.0, "s": "new"}]],
+        [{"i": n, "f": 0.0, "s": f"k{n}"} for n in range(6)] + [False, False],
+        [0] + [[{"i": 0, "f": 0.0, "s": "child"}, {"i": 1, "f": 0.5, "s": "k1"}, False,
+                {"i": 7, "f": 0.0, "s": ""}, False, {"i": 10, "f": 0.0, "s": ""},
+                {"i": 8, "f": 0.0, "s": "new"}, {"i": 9, "f": 0.0, "s": ""}]] * 3,
     ]
 
 
@@ -619,10 +629,11 @@ def test_concurrent_incr_from_forked_children_loses_nothing():
     assert res["count"] == 1 + n * k and res["child_rows_intact"] == n * k
 
 
-def test_readers_never_see_a_torn_row_while_writers_rewrite_it():
+@pytest.mark.parametrize("key", ["string", "int"])
+def test_readers_never_see_a_torn_row_while_writers_rewrite_it(key):
     """2 writers rewrite one row (four columns that must agree, the string changing length)
     while 3 readers get() it and iterate over the table, for 1.5 s."""
-    res = run_script(TABLE / "torn.php", 2, 3, 1.5)
+    res = run_script(TABLE / "torn.php", 2, 3, 1.5, key)
     assert res["statuses"] == [0] * 5
     assert res["torn"] == 0
     assert res["last_consistent"]

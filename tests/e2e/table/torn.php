@@ -5,8 +5,11 @@
 // every reader is done. Every row written is consistent:
 // b = -a, f = a / 2, s = a letter repeated, both picked by a. A reader that ever sees a row
 // whose columns disagree has seen a torn row. Prints the totals as JSON.
-//   php torn.php WRITERS READERS SECONDS
-[, $writers, $readers, $seconds] = array_map('floatval', $argv);
+// The row's key is 'row', or the int 7 with a fourth argument "int" (get takes another path
+// for a row read before under an int key).
+//   php torn.php WRITERS READERS SECONDS [int]
+[$writers, $readers, $seconds] = array_map('floatval', array_slice($argv, 1, 3));
+$rowKey = ($argv[4] ?? '') === 'int' ? 7 : 'row';
 
 $t = new Surge\Table(16);
 $t->column('a', Surge\Table::TYPE_INT);
@@ -25,7 +28,7 @@ function consistent(array|false $row): bool
     return $row !== false && array_keys($row) === ['a', 'b', 'f', 's'] && $row === row_for($row['a']);
 }
 
-$t->set('row', row_for(0));
+$t->set($rowKey, row_for(0));
 // Results go in the table too: it is shared.
 $results = new Surge\Table(64);
 foreach (['reads', 'torn', 'changes', 'writes', 'scans', 'done'] as $column) {
@@ -51,7 +54,7 @@ for ($c = 0; $c < $writers + $readers; $c++) {
         $writes = 0;
         $readersDone = fn() => ($results->get('total', 'done') ?: 0) >= $readers;
         for ($a = $c + 1; !$readersDone() && microtime(true) < $deadline; $a += $writers) {
-            $t->set('row', row_for($c % 2 ? -$a : $a));
+            $t->set($rowKey, row_for($c % 2 ? -$a : $a));
             $writes++;
         }
         $results->incr('total', 'writes', $writes);
@@ -60,7 +63,7 @@ for ($c = 0; $c < $writers + $readers; $c++) {
     [$reads, $torn, $changes, $scans, $last] = [0, 0, 0, 0, null];
     while ((microtime(true) < $minimum || $changes < 40) && microtime(true) < $deadline) {
         for ($i = 0; $i < 100; $i++) {
-            $row = $t->get('row');
+            $row = $t->get($rowKey);
             $reads++;
             if (!consistent($row)) {
                 if ($torn++ < 5) {
@@ -73,7 +76,7 @@ for ($c = 0; $c < $writers + $readers; $c++) {
         }
         foreach ($t as $key => $row) {
             $scans++;
-            if ($key !== 'row' || !consistent($row)) {
+            if ($key !== (string) $rowKey || !consistent($row)) {
                 if ($torn++ < 5) {
                     fwrite(STDERR, "torn row in foreach: $key " . json_encode($row, JSON_PRESERVE_ZERO_FRACTION) . "\n");
                 }
@@ -93,4 +96,4 @@ foreach ($children as $pid) {
     pcntl_waitpid($pid, $status);
     $statuses[] = pcntl_wifexited($status) ? pcntl_wexitstatus($status) : -1;
 }
-echo json_encode(['statuses' => $statuses, 'last_consistent' => consistent($t->get('row'))] + $results->get('total')), "\n";
+echo json_encode(['statuses' => $statuses, 'last_consistent' => consistent($t->get($rowKey))] + $results->get('total')), "\n";
