@@ -9,11 +9,11 @@
 //! unchanged row again costs the lookup of its version, not a new array.
 
 use std::cell::{OnceCell, RefCell};
-use std::mem::ManuallyDrop;
 
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::ffi;
+use ext_php_rs::flags::ZvalTypeFlags;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ArrayKey, ZendHashTable, ZendStr, Zval};
 use ext_php_rs::zend::ce;
@@ -67,13 +67,15 @@ struct RowCache {
 
 /// Int keys, with the version of the row each was last reused at and the array kept for it;
 /// one entry per hash of the key, the last key wins. Empty (and never consulted) when no rows
-/// are kept.
+/// are kept. An entry is 32 bytes, and there are as many as kept rows (rounded up to a power
+/// of two): at 10,000 rows they take 512 KiB, which a CPU's L2 cache may hold.
 ///
-/// An entry's array is not a reference of its own but a copy of `rows`' (read without a look
-/// at `rows`, which would cost one more cache miss per `get`). It stays valid while the
-/// slot's version in shared memory is the entry's: `rows` replaces the array of a slot only
-/// with one built from a later version of the slot, read from shared memory after the entry
-/// was made, and a slot's version never comes back. `kept_row` checks the version first.
+/// An entry's array is not a reference of its own but the address of `rows`' (read without
+/// a look at `rows`, which would cost one more cache miss per `get`). It stays valid while
+/// the slot's version in shared memory is the entry's: `rows` replaces the array of a slot
+/// only with one built from a later version of the slot, read from shared memory after the
+/// entry was made, and a slot's version never comes back. `kept_row` checks the version
+/// first.
 struct IntSlots {
     entries: Vec<IntSlot>,
     /// 64 minus log2(entries.len()): the hash is the top bits of a multiplication.
@@ -81,18 +83,42 @@ struct IntSlots {
 }
 
 /// Null `row`: an empty entry.
+#[derive(Clone, Copy)]
 struct IntSlot {
     key: i64,
-    version: RowVersion,
-    row: ManuallyDrop<Zval>,
+    seq: u64,
+    /// Slots are below surge_table::MAX_ROWS, 2^31.
+    slot: u32,
+    row: *mut ffi::zend_array,
+}
+
+impl IntSlot {
+    fn version(&self) -> RowVersion {
+        RowVersion { slot: self.slot as usize, seq: self.seq }
+    }
+
+    /// The array as a new reference.
+    ///
+    /// # Safety
+    /// `row` is a live array built by `Table::row` (refcounted, as every new array is).
+    unsafe fn share_row(&self) -> Zval {
+        let mut zv = Zval::new();
+        // SAFETY: what ZVAL_COPY does for such an array: one more reference, type and address.
+        unsafe {
+            (*self.row).gc.refcount += 1;
+            zv.u1.type_info = ZvalTypeFlags::ArrayEx.bits();
+            zv.value.arr = self.row;
+        }
+        zv
+    }
 }
 
 impl IntSlots {
-    /// Room for about twice `keys` keys, so that few of them share an entry.
+    /// Room for `keys` keys; with Fibonacci hashing, consecutive keys share no entry.
     fn new(keys: usize) -> IntSlots {
-        let len = if keys == 0 { 0 } else { (2 * keys).next_power_of_two() };
-        let empty = || IntSlot { key: 0, version: RowVersion { slot: 0, seq: 0 }, row: ManuallyDrop::new(Zval::new()) };
-        IntSlots { entries: std::iter::repeat_with(empty).take(len).collect(), shift: 64 - len.trailing_zeros() }
+        let len = if keys == 0 { 0 } else { keys.next_power_of_two() };
+        let empty = IntSlot { key: 0, seq: 0, slot: 0, row: std::ptr::null_mut() };
+        IntSlots { entries: vec![empty; len], shift: 64 - len.trailing_zeros() }
     }
 
     fn entry(&self, key: i64) -> usize {
@@ -103,7 +129,7 @@ impl IntSlots {
     /// The int key's entry, if the row has not changed since its array was last reused.
     fn current(&self, table: &Shared, key: i64) -> Option<&IntSlot> {
         let entry = self.entries.get(self.entry(key))?;
-        (entry.key == key && !entry.row.is_null() && table.is_current(entry.version)).then_some(entry)
+        (entry.key == key && !entry.row.is_null() && table.is_current(entry.version())).then_some(entry)
     }
 
     /// `row` is the array `rows` keeps for the key's row at `version`.
@@ -111,11 +137,12 @@ impl IntSlots {
         if self.entries.is_empty() {
             return;
         }
+        // Every array Table::row builds is refcounted, not immutable; checked all the same.
+        let (Some(row), Ok(slot)) = (row.array().filter(|a| !a.is_immutable()), u32::try_from(version.slot)) else {
+            return;
+        };
         let at = self.entry(key);
-        // SAFETY: a bitwise copy that is never dropped: it does not own a reference (see the
-        // type for how long the one it borrows lives).
-        let row = ManuallyDrop::new(unsafe { std::ptr::read(row) });
-        self.entries[at] = IntSlot { key, version, row };
+        self.entries[at] = IntSlot { key, seq: version.seq, slot, row: std::ptr::from_ref(row).cast_mut() };
     }
 }
 
@@ -155,10 +182,11 @@ impl RowCache {
     fn kept_row(&self, table: &Shared, key: i64) -> Option<Zval> {
         let entry = self.slots.current(table, key)?;
         debug_assert!(
-            self.get(entry.version).is_some_and(|kept| kept.array().map(std::ptr::from_ref) == entry.row.array().map(std::ptr::from_ref)),
-            "IntSlots outlived the array it copied"
+            self.get(entry.version()).and_then(Zval::array).is_some_and(|kept| std::ptr::eq(kept, entry.row)),
+            "IntSlots outlived the array it points to"
         );
-        Some(entry.row.shallow_clone())
+        // SAFETY: `rows` still keeps the array (see IntSlots).
+        Some(unsafe { entry.share_row() })
     }
 
     /// The kept array of this version of the row, as a new reference; see `get`. An int key
