@@ -117,11 +117,17 @@ def test_columns_after_create_and_a_second_create_are_refused():
 
 def test_every_use_before_create_is_refused():
     out = php("""
+        // Another table, created and read: get and exists take their fast paths from here on.
+        $other = table(2);
+        $other->set(1, ['i' => 1]);
+        $other->get(1) && $other->get(1) && $other->exists(1);
         $t = new Surge\\Table(4);
         $t->column('i', Surge\\Table::TYPE_INT);
         $uses = [
             'set' => fn() => $t->set('k', ['i' => 1]),
             'get' => fn() => $t->get('k'),
+            'get int' => fn() => $t->get(1),
+            'exists int' => fn() => $t->exists(1),
             'get field' => fn() => $t->get('k', 'i'),
             'exists' => fn() => $t->exists('k'),
             'del' => fn() => $t->del('k'),
@@ -139,7 +145,7 @@ def test_every_use_before_create_is_refused():
         $t->set('k', ['i' => 7]);
         out($t->get('k'));
     """)
-    assert out[0] == {use: NOT_CREATED for use in out[0]} and len(out[0]) == 11
+    assert out[0] == {use: NOT_CREATED for use in out[0]} and len(out[0]) == 13
     assert out[1:] == [4, {"i": 7}]
 
 
@@ -584,6 +590,7 @@ def test_a_parent_sees_what_a_child_wrote_to_rows_it_had_read(int_keys):
     del and set another key in the freed slot, then the first key again (in another slot).
     The parent's next gets of each are the child's row."""
     names = ["set", "incr", "gone", "again", "moved", "swapped", "new", "new2"]
+    after_exists = [True, True, False, True, False, True, True, True]
     assert php(f"""
         $names = {json.dumps(names)};
         $key = fn($name) => {'array_search($name, $names) + 1' if int_keys else '$name'};
@@ -592,9 +599,10 @@ def test_a_parent_sees_what_a_child_wrote_to_rows_it_had_read(int_keys):
             $t->set($key($name), ['i' => $n, 's' => "k$n"]);
         }}
         $read = fn() => array_map(fn($name) => $t->get($key($name)), $names);
+        $exists = fn() => array_map(fn($name) => $t->exists($key($name)), $names);
         $read();
         $read();
-        out($read());
+        out([$read(), $exists()]);
         $pid = pcntl_fork();
         if ($pid === 0) {{
             $t->set($key('set'), ['s' => 'child']);
@@ -610,12 +618,12 @@ def test_a_parent_sees_what_a_child_wrote_to_rows_it_had_read(int_keys):
             exit(0);
         }}
         pcntl_waitpid($pid, $status);
-        out([pcntl_wexitstatus($status), $read(), $read(), $read()]);
+        out([pcntl_wexitstatus($status), $exists(), $read(), $read(), $read(), $exists()]);
     """, extensions=pcntl()) == [
-        [{"i": n, "f": 0.0, "s": f"k{n}"} for n in range(6)] + [False, False],
-        [0] + [[{"i": 0, "f": 0.0, "s": "child"}, {"i": 1, "f": 0.5, "s": "k1"}, False,
-                {"i": 7, "f": 0.0, "s": ""}, False, {"i": 10, "f": 0.0, "s": ""},
-                {"i": 8, "f": 0.0, "s": "new"}, {"i": 9, "f": 0.0, "s": ""}]] * 3,
+        [[{"i": n, "f": 0.0, "s": f"k{n}"} for n in range(6)] + [False, False], [True] * 6 + [False] * 2],
+        [0, after_exists] + [[{"i": 0, "f": 0.0, "s": "child"}, {"i": 1, "f": 0.5, "s": "k1"}, False,
+                              {"i": 7, "f": 0.0, "s": ""}, False, {"i": 10, "f": 0.0, "s": ""},
+                              {"i": 8, "f": 0.0, "s": "new"}, {"i": 9, "f": 0.0, "s": ""}]] * 3 + [after_exists],
     ]
 
 

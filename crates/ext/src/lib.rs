@@ -8,12 +8,12 @@ mod connections;
 mod convert;
 mod event_loop;
 mod exception;
-mod fast_get;
 mod frame;
 mod request;
 mod response;
 mod server;
 mod table;
+mod table_fast;
 mod timers;
 
 /// Constants with Swoole's names and values, so ported code keeps working.

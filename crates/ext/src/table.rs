@@ -327,13 +327,19 @@ impl Key<'_> {
 // Inlined, so that the key is not copied through memory on its way out.
 #[inline(always)]
 fn key_arg(zv: &Zval) -> PhpResult<Key<'_>> {
+    match plain_key(zv) {
+        Some(key) => Ok(key),
+        None => Ok(Key::Owned(bytes_arg(zv, "table key")?)),
+    }
+}
+
+/// The key of a string or an int; None for the other types, which key_arg converts or refuses.
+#[inline(always)]
+fn plain_key(zv: &Zval) -> Option<Key<'_>> {
     if let Some(s) = zv.zend_str() {
-        return Ok(Key::Borrowed(s.as_bytes()));
+        return Some(Key::Borrowed(s.as_bytes()));
     }
-    if let Some(n) = zv.long() {
-        return Ok(int_key(n));
-    }
-    Ok(Key::Owned(bytes_arg(zv, "table key")?))
+    zv.long().map(int_key)
 }
 
 /// `n` in decimal. The characters are gathered in registers, 8 to a word, and stored whole:
@@ -370,10 +376,21 @@ fn int_key(n: i64) -> Key<'static> {
 }
 
 impl Table {
-    /// For `fast_get`: `get($key)` of a row this process has read before and that has not
+    /// For `table_fast`: `get($key)` of a row this process has read before and that has not
     /// changed since, without looking the key up; None in every other case.
     pub(crate) fn kept_row(&self, key: i64) -> Option<Zval> {
         self.cache.try_borrow().ok()?.kept_row(&self.table, key)
+    }
+
+    /// For `table_fast`: `exists($key)` of a string or int key, None if it would fail (the
+    /// generated handler then says why). An int key this process found with `get` whose row
+    /// has not changed since needs no key lookup.
+    pub(crate) fn exists_now(&self, key: &Zval) -> Option<bool> {
+        let cache = self.cache.try_borrow().ok()?;
+        if key.long().is_some_and(|n| cache.slots.current(&self.table, n).is_some()) {
+            return Some(true);
+        }
+        self.table.exists(plain_key(key)?.bytes()).ok()
     }
 
     fn names(&self) -> PhpResult<&[Name]> {
@@ -484,7 +501,7 @@ impl Table {
         let columns = self.table.columns().map_err(fail)?;
         let _ = self.names.set(columns.iter().map(|c| Name::new(&c.name)).collect());
         *self.cache.borrow_mut() = RowCache::new(columns, self.table.capacity());
-        crate::fast_get::install();
+        crate::table_fast::install();
         Ok(true)
     }
 
