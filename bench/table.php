@@ -2,10 +2,11 @@
 /**
  * Surge\Table from PHP, side by side with a plain PHP array doing the same work in the same run.
  *
- *   ./scripts/build.sh && php -d extension=build/surge.so bench/table.php [rows] [ops]
+ *   ./scripts/build.sh && php -d extension=build/surge.so bench/table.php [rows] [ops] [int|string]
  *
  * Both sides hold `rows` rows (default 10,000) of three columns (id INT, score FLOAT,
- * name STRING(32)) under int keys, as a chat server keeps its users by fd, and run the same
+ * name STRING(32)) under int keys, as a chat server keeps its users by fd (or string keys 'user:N'
+ * with `string`), and run the same
  * loops over the same random sequence of `ops` keys (default 1,000,000). Each figure is the
  * CPU time (user + system, getrusage) of one loop divided by `ops`, best of 5 rounds: CPU
  * time, because on a busy machine the wall clock also counts the time other processes had
@@ -33,12 +34,15 @@ if (!class_exists('Surge\Table')) {
 
 $rows = (int) ($argv[1] ?? 10000);
 $ops = (int) ($argv[2] ?? 1000000);
+// Int keys (fds, ids), or string keys such as 'user:42'.
+$strings = ($argv[3] ?? 'int') === 'string';
+$key = $strings ? fn(int $n) => "user:$n" : fn(int $n) => $n;
 const ROUNDS = 5;
 
 mt_srand(3);
 $keys = [];
 for ($i = 0; $i < $ops; $i++) {
-    $keys[] = mt_rand(1, $rows);
+    $keys[] = $key(mt_rand(1, $rows));
 }
 
 $table = new Surge\Table($rows);
@@ -49,8 +53,8 @@ $table->create();
 $array = [];
 for ($k = 1; $k <= $rows; $k++) {
     $row = ['id' => $k, 'score' => $k / 7, 'name' => "user number $k"];
-    $table->set($k, $row);
-    $array[$k] = $row;
+    $table->set($key($k), $row);
+    $array[$key($k)] = $row;
 }
 
 /** CPU time of this process so far (user + system), in nanoseconds. */
@@ -92,8 +96,9 @@ $cases = [
         function ($keys) use (&$array) { foreach ($keys as $k) { $b = isset($array[$k]); } },
     ],
     'set' => [
-        function ($keys) use ($table) { foreach ($keys as $k) { $table->set($k, ['id' => $k, 'score' => 0.5, 'name' => 'somebody']); } },
-        function ($keys) use (&$array) { foreach ($keys as $k) { $array[$k] = ['id' => $k, 'score' => 0.5, 'name' => 'somebody']; } },
+        // A new array each time on both sides ($i is not a constant), as a real set has.
+        function ($keys) use ($table) { $i = 0; foreach ($keys as $k) { $table->set($k, ['id' => $i++, 'score' => 0.5, 'name' => 'somebody']); } },
+        function ($keys) use (&$array) { $i = 0; foreach ($keys as $k) { $array[$k] = ['id' => $i++, 'score' => 0.5, 'name' => 'somebody']; } },
     ],
     'incr' => [
         function ($keys) use ($table) { foreach ($keys as $k) { $table->incr($k, 'id'); } },
@@ -107,14 +112,14 @@ $cases = [
 
 // The same answers on both sides, or the comparison means nothing.
 foreach ([1, intdiv($rows, 2), $rows] as $k) {
-    if ($table->get($k) !== $array[$k]) {
+    if ($table->get($key($k)) !== $array[$key($k)]) {
         fwrite(STDERR, "table and array differ at key $k\n");
         exit(1);
     }
 }
 
-printf("Surge\\Table vs PHP array: %d rows of 3 columns, %d random int keys, CPU time, best of %d (PHP %s)\n\n",
-    $rows, $ops, ROUNDS, PHP_VERSION);
+printf("Surge\\Table vs PHP array: %d rows of 3 columns, %d random %s keys, CPU time, best of %d (PHP %s)\n\n",
+    $rows, $ops, $strings ? "string ('user:N')" : 'int', ROUNDS, PHP_VERSION);
 printf("%-10s %16s %9s %16s %9s %9s\n", 'op', 'table ops/s', 'ns/op', 'array ops/s', 'ns/op', 'x array');
 foreach ($cases as $name => [$onTable, $onArray]) {
     [$t, $a] = best($onTable, $onArray, $keys);

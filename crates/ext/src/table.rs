@@ -54,21 +54,24 @@ const CACHE_BUDGET: usize = 8 << 20;
 /// memory), so a row that changed before its kept array was used is not kept again until
 /// it is read twice at one version.
 ///
-/// For int keys it also remembers which slot each key was in when its kept array was reused
-/// (`slots`), so that `get($int)` of an unchanged row (`kept_row`) needs no key lookup: one
-/// load of the slot's version in shared memory says whether the row is still the one kept.
-/// Every write to a slot moves its version on, a delete and another key in it included, so
-/// a key that moved to another slot, or a slot taken by another key, is a miss.
+/// It also remembers which slot each int key, and each string key of up to 23 bytes, was in
+/// when its kept array was reused (`ints`, `strings`), so that `get($key)` of an unchanged row
+/// (`kept_row`) needs no key lookup: one load of the slot's version in shared memory says
+/// whether the row is still the one kept. Every write to a slot moves its version on, a delete
+/// and another key in it included, so a key that moved to another slot, or a slot taken by
+/// another key, is a miss.
 struct RowCache {
     rows: Vec<Slot>,
     limit: usize,
-    slots: IntSlots,
+    ints: KeySlots<i64>,
+    strings: KeySlots<ShortKey>,
 }
 
-/// Int keys, with the version of the row each was last reused at and the array kept for it;
-/// one entry per hash of the key, the last key wins. Empty (and never consulted) when no rows
-/// are kept. An entry is 32 bytes, and there are 1.5 to 3 times as many as kept rows (a power of
-/// two): at 10,000 rows they take 512 KiB, which a CPU's L2 cache may hold.
+/// Keys, with the version of the row each was last reused at and the array kept for it; one
+/// entry per hash of the key, the last key wins. Empty (and never consulted) when no rows are
+/// kept; made at the first key remembered. An entry is 32 bytes for int keys, 48 for strings,
+/// and there are 1.5 to 3 times as many as kept rows (a power of two): at 10,000 rows the int
+/// keys' take 512 KiB, which a CPU's L2 cache may hold.
 ///
 /// An entry's array is not a reference of its own but the address of `rows`' (read without
 /// a look at `rows`, which would cost one more cache miss per `get`). It stays valid while
@@ -76,23 +79,85 @@ struct RowCache {
 /// only with one built from a later version of the slot, read from shared memory after the
 /// entry was made, and a slot's version never comes back. `kept_row` checks the version
 /// first.
-struct IntSlots {
-    entries: Vec<IntSlot>,
+struct KeySlots<K> {
+    entries: Vec<KeySlot<K>>,
+    /// Entries to make at the first key remembered: 0 when no rows are kept.
+    len: usize,
     /// 64 minus log2(entries.len()): the hash is the top bits of a multiplication.
     shift: u32,
 }
 
 /// Null `row`: an empty entry.
 #[derive(Clone, Copy)]
-struct IntSlot {
-    key: i64,
+struct KeySlot<K> {
+    key: K,
     seq: u64,
     /// Slots are below surge_table::MAX_ROWS, 2^31.
     slot: u32,
     row: *mut ffi::zend_array,
 }
 
-impl IntSlot {
+/// A key as a memo holds it.
+trait MemoKey: Copy + PartialEq {
+    const NONE: Self;
+    /// A word that differs between keys; `KeySlots` spreads it over its entries.
+    fn word(&self) -> u64;
+}
+
+impl MemoKey for i64 {
+    const NONE: i64 = 0;
+    fn word(&self) -> u64 {
+        *self as u64
+    }
+}
+
+/// A string key of at most 23 bytes (longer ones are not remembered), with its length.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
+struct ShortKey {
+    len: u8,
+    bytes: [u8; 23],
+}
+
+impl ShortKey {
+    fn new(key: &[u8]) -> Option<ShortKey> {
+        let mut bytes = [0; 23];
+        bytes.get_mut(..key.len())?.copy_from_slice(key);
+        Some(ShortKey { len: key.len() as u8, bytes })
+    }
+}
+
+impl MemoKey for ShortKey {
+    const NONE: ShortKey = ShortKey { len: 0, bytes: [0; 23] };
+    fn word(&self) -> u64 {
+        // SAFETY: ShortKey is 24 plain bytes at 8-byte alignment, which read as three words.
+        let words: [u64; 3] = unsafe { std::mem::transmute(*self) };
+        // splitmix64's finaliser: keys differing in one character land far apart.
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        mix(mix(mix(words[0]) ^ words[1]) ^ words[2])
+    }
+}
+
+/// The key of a `get` or `exists` call, as the memos know it.
+enum Memo {
+    Int(i64),
+    Str(ShortKey),
+}
+
+impl Memo {
+    fn of(key: &Zval) -> Option<Memo> {
+        match key.long() {
+            Some(n) => Some(Memo::Int(n)),
+            None => ShortKey::new(key.zend_str()?.as_bytes()).map(Memo::Str),
+        }
+    }
+}
+
+impl<K> KeySlot<K> {
     fn version(&self) -> RowVersion {
         RowVersion { slot: self.slot as usize, seq: self.seq }
     }
@@ -113,38 +178,54 @@ impl IntSlot {
     }
 }
 
-impl IntSlots {
-    /// At least 1.5 entries a key: with Fibonacci hashing, consecutive keys (1..n, fds) then
-    /// rarely share an entry (none of 1..10,000 in 16,384 entries). Keys that do share one
-    /// take the key lookup, as do random keys, of which a quarter or so share.
-    fn new(keys: usize) -> IntSlots {
-        let len = if keys == 0 { 0 } else { (keys + keys / 2).next_power_of_two() };
-        let empty = IntSlot { key: 0, seq: 0, slot: 0, row: std::ptr::null_mut() };
-        IntSlots { entries: vec![empty; len], shift: 64 - len.trailing_zeros() }
+impl<K: MemoKey> KeySlots<K> {
+    /// At least 1.5 entries a key: with Fibonacci hashing, consecutive int keys (1..n, fds)
+    /// then rarely share an entry (none of 1..10,000 in 16,384 entries). A key that finds
+    /// neither of its places takes the key lookup (see `remember`).
+    fn new(keys: usize) -> KeySlots<K> {
+        // At least 2: a shift of 64 would overflow.
+        let len = if keys == 0 { 0 } else { (keys + keys / 2).next_power_of_two().max(2) };
+        KeySlots { entries: Vec::new(), len, shift: 64 - len.trailing_zeros() }
     }
 
-    fn entry(&self, key: i64) -> usize {
-        // Fibonacci hashing: consecutive keys (fds, ids) spread over the whole table.
-        ((key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    /// The two entries a key may have (see `remember`). Fibonacci hashing: consecutive keys
+    /// (fds, ids) spread over the whole table; the second place comes from another multiplier.
+    fn places(&self, key: &K) -> [usize; 2] {
+        let word = key.word();
+        [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4f].map(|m| (word.wrapping_mul(m) >> self.shift) as usize)
     }
 
-    /// The int key's entry, if the row has not changed since its array was last reused.
-    fn current(&self, table: &Shared, key: i64) -> Option<&IntSlot> {
-        let entry = self.entries.get(self.entry(key))?;
-        (entry.key == key && !entry.row.is_null() && table.is_current(entry.version())).then_some(entry)
+    /// The key's entry, if the row has not changed since its array was last reused.
+    fn current(&self, table: &Shared, key: &K) -> Option<&KeySlot<K>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let [first, second] = self.places(key);
+        let mut entry = &self.entries[first];
+        if entry.key != *key {
+            entry = &self.entries[second];
+        }
+        (entry.key == *key && !entry.row.is_null() && table.is_current(entry.version())).then_some(entry)
     }
 
     /// `row` is the array `rows` keeps for the key's row at `version`.
-    fn remember(&mut self, key: i64, version: RowVersion, row: &Zval) {
+    fn remember(&mut self, key: K, version: RowVersion, row: &Zval) {
         if self.entries.is_empty() {
-            return;
+            if self.len == 0 {
+                return;
+            }
+            let empty = KeySlot { key: K::NONE, seq: 0, slot: 0, row: std::ptr::null_mut() };
+            self.entries = vec![empty; self.len];
         }
         // Every array Table::row builds is refcounted, not immutable; checked all the same.
         let (Some(row), Ok(slot)) = (row.array().filter(|a| !a.is_immutable()), u32::try_from(version.slot)) else {
             return;
         };
-        let at = self.entry(key);
-        self.entries[at] = IntSlot { key, seq: version.seq, slot, row: std::ptr::from_ref(row).cast_mut() };
+        // Its first place unless another key holds it, else its second: of 10,000 random
+        // string keys in 16,384 entries about 1 in 9 find neither free (1 in 4 with one place).
+        let [first, second] = self.places(&key);
+        let at = if self.entries[first].key == key || self.entries[first].row.is_null() { first } else { second };
+        self.entries[at] = KeySlot { key, seq: version.seq, slot, row: std::ptr::from_ref(row).cast_mut() };
     }
 }
 
@@ -168,7 +249,7 @@ impl RowCache {
             .sum();
         let row = 64 + 40 * columns.len().next_power_of_two().max(8) + strings;
         let limit = capacity.min(CACHE_BUDGET / row);
-        RowCache { rows: Vec::new(), limit, slots: IntSlots::new(limit) }
+        RowCache { rows: Vec::new(), limit, ints: KeySlots::new(limit), strings: KeySlots::new(limit) }
     }
 
     /// The array built from this version of the row, if it is kept.
@@ -179,26 +260,42 @@ impl RowCache {
         }
     }
 
-    /// The kept array of the int key's row, as a new reference, if the row has not changed
-    /// since the array was last reused; no key lookup (see `IntSlots`).
-    fn kept_row(&self, table: &Shared, key: i64) -> Option<Zval> {
-        let entry = self.slots.current(table, key)?;
+    /// The kept array of the key's row, as a new reference, if the row has not changed since
+    /// the array was last reused; no key lookup (see `KeySlots`).
+    fn kept_row(&self, table: &Shared, key: &Memo) -> Option<Zval> {
+        match key {
+            Memo::Int(n) => self.share(self.ints.current(table, n)?),
+            Memo::Str(s) => self.share(self.strings.current(table, s)?),
+        }
+    }
+
+    fn share<K>(&self, entry: &KeySlot<K>) -> Option<Zval> {
         debug_assert!(
             self.get(entry.version()).and_then(Zval::array).is_some_and(|kept| std::ptr::eq(kept, entry.row)),
-            "IntSlots outlived the array it points to"
+            "KeySlots outlived the array it points to"
         );
-        // SAFETY: `rows` still keeps the array (see IntSlots).
+        // SAFETY: `rows` still keeps the array (see KeySlots).
         Some(unsafe { entry.share_row() })
     }
 
-    /// The kept array of this version of the row, as a new reference; see `get`. An int key
-    /// is remembered with it, for `kept_row`.
-    fn reuse(&mut self, version: RowVersion, int_key: Option<i64>) -> Option<Zval> {
+    /// Whether the key's row is one this process reused and that has not changed since.
+    fn knows(&self, table: &Shared, key: &Memo) -> bool {
+        match key {
+            Memo::Int(n) => self.ints.current(table, n).is_some(),
+            Memo::Str(s) => self.strings.current(table, s).is_some(),
+        }
+    }
+
+    /// The kept array of this version of the row, as a new reference; see `get`. The key is
+    /// remembered with it, for `kept_row`.
+    fn reuse(&mut self, version: RowVersion, key: Option<Memo>) -> Option<Zval> {
         match self.rows.get_mut(version.slot) {
             Some(Slot::Kept { version: kept, row, used }) if *kept == version => {
                 *used = true;
-                if let Some(key) = int_key {
-                    self.slots.remember(key, version, row);
+                match key {
+                    Some(Memo::Int(n)) => self.ints.remember(n, version, row),
+                    Some(Memo::Str(s)) => self.strings.remember(s, version, row),
+                    None => {}
                 }
                 Some(row.shallow_clone())
             }
@@ -379,17 +476,18 @@ fn int_key(n: i64) -> Key<'static> {
 
 impl Table {
     /// For `table_fast`: `get($key)` of a row this process has read before and that has not
-    /// changed since, without looking the key up; None in every other case.
-    pub(crate) fn kept_row(&self, key: i64) -> Option<Zval> {
-        self.cache.try_borrow().ok()?.kept_row(&self.table, key)
+    /// changed since, without looking the key up (an int, or a string of up to 23 bytes);
+    /// None in every other case.
+    pub(crate) fn kept_row(&self, key: &Zval) -> Option<Zval> {
+        self.cache.try_borrow().ok()?.kept_row(&self.table, &Memo::of(key)?)
     }
 
     /// For `table_fast`: `exists($key)` of a string or int key, None if it would fail (the
-    /// generated handler then says why). An int key this process found with `get` whose row
-    /// has not changed since needs no key lookup.
+    /// generated handler then says why). A key this process found with `get` whose row has
+    /// not changed since needs no key lookup.
     pub(crate) fn exists_now(&self, key: &Zval) -> Option<bool> {
         let cache = self.cache.try_borrow().ok()?;
-        if key.long().is_some_and(|n| cache.slots.current(&self.table, n).is_some()) {
+        if Memo::of(key).is_some_and(|memo| cache.knows(&self.table, &memo)) {
             return Some(true);
         }
         self.table.exists(plain_key(key)?.bytes()).ok()
@@ -473,7 +571,7 @@ impl Table {
             cursor: RefCell::new(None),
             row_buf: RefCell::new(Vec::new()),
             names: OnceCell::new(),
-            cache: RefCell::new(RowCache { rows: Vec::new(), limit: 0, slots: IntSlots::new(0) }),
+            cache: RefCell::new(RowCache::new(&[], 0)),
         })
     }
 
@@ -517,7 +615,7 @@ impl Table {
 
     /// The row as an array, or one column's value with `$field`; false if there is no such row.
     pub fn get(&self, key: &Zval, field: Option<&str>) -> PhpResult<Zval> {
-        let int_key = key.long();
+        let memo = Memo::of(key);
         let key = key_arg(key)?;
         if let Some(field) = field {
             return Ok(self.table.get_field(key.bytes(), field).map_err(fail)?.map_or_else(falsy, |v| value_zval(&v)));
@@ -533,7 +631,7 @@ impl Table {
                 Ok(row)
             }
             // The row has not changed since the kept array was built from it.
-            Some((version, false)) => Ok(cache.reuse(version, int_key).expect("get_versioned asked the cache")),
+            Some((version, false)) => Ok(cache.reuse(version, memo).expect("get_versioned asked the cache")),
         }
     }
 

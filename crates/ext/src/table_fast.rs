@@ -2,7 +2,7 @@
 //! ext-php-rs generates. Those cost 30-50 ns before the method starts (a panic and bailout
 //! guard, argument parsing into Rust types), as much as the rest of a `get` of a row this
 //! process has read before. These handlers serve only calls that allocate nothing and can
-//! neither fail nor call into PHP: `get($int)` of a kept row (see `Table::kept_row`) and
+//! neither fail nor call into PHP: `get($int_or_short_string)` of a kept row (see `Table::kept_row`) and
 //! `exists($int_or_string)` (see `Table::exists_now`). Every other call, and any that
 //! would fail, goes to the generated handler, so errors, exceptions and the building of rows
 //! stay exactly as they are.
@@ -73,7 +73,7 @@ unsafe extern "C" fn get(ex: *mut zend_execute_data, ret: *mut zval) {
     // SAFETY: PHP passes the frame of this call and the zval to return in, which holds null
     // (nothing to release before it is overwritten).
     unsafe {
-        match one_argument(&*ex).and_then(|(table, key)| table.kept_row(key.long()?)) {
+        match one_argument(&*ex).and_then(|(table, key)| table.kept_row(key)) {
             Some(row) => ret.write(row),
             None => GET.call_generated(ex, ret),
         }
