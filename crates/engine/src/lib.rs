@@ -17,6 +17,7 @@ mod listener;
 mod logging;
 mod memory;
 pub mod pusher;
+mod read_ahead;
 pub mod redis_bridge;
 pub mod registry;
 mod shared;

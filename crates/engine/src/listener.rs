@@ -29,6 +29,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Event, HttpRequest, HttpResponse, Responder};
+use crate::read_ahead::ReadAhead;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
 use crate::stats::bump;
@@ -397,7 +398,8 @@ async fn established(
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
-    let socket = Inflating::new(TokioIo::new(upgraded), window_bits, shared.config.package_max_length);
+    let socket = ReadAhead::new(TokioIo::new(upgraded));
+    let socket = Inflating::new(socket, window_bits, shared.config.package_max_length);
     let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));
     // Registered before `open` is sent, so the open callback can already push to it.
