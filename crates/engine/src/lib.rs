@@ -1,6 +1,8 @@
 //! Surge's network engine: WebSocket and HTTP on Tokio threads. It knows nothing of PHP: the
 //! PHP layer (crates/ext) drives it through [`Engine`] and the [`Event`]s it hands over.
 
+#[macro_use]
+mod io_layer;
 mod budget_queue;
 pub mod channels;
 pub mod config;
