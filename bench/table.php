@@ -5,12 +5,11 @@
  *   ./scripts/build.sh && php -d extension=build/surge.so bench/table.php [rows] [ops] [int|string]
  *
  * Both sides hold `rows` rows (default 10,000) of three columns (id INT, score FLOAT,
- * name STRING(32)) under int keys, as a chat server keeps its users by fd (or string keys 'user:N'
- * with `string`), and run the same
- * loops over the same random sequence of `ops` keys (default 1,000,000). Each figure is the
- * CPU time (user + system, getrusage) of one loop divided by `ops`, best of 5 rounds: CPU
- * time, because on a busy machine the wall clock also counts the time other processes had
- * the CPU. The loop itself is included on both sides, so "x array" is the honest ratio of
+ * name STRING(32)) under int keys, as a chat server keeps its users by fd (with `string`: under
+ * keys 'user:N'), and run the same loops over the same random sequence of `ops` keys (default
+ * 1,000,000). Each figure is the CPU time (user + system, getrusage) of one loop divided by
+ * `ops`, best of 5 rounds: CPU time, because on a busy machine the wall clock also counts the
+ * time other processes had the CPU. The loop itself is included on both sides, so "x array" is the honest ratio of
  * what a PHP script sees.
  *
  * `get` of a row that did not change since this process last read it returns the array it
@@ -35,7 +34,12 @@ if (!class_exists('Surge\Table')) {
 $rows = (int) ($argv[1] ?? 10000);
 $ops = (int) ($argv[2] ?? 1000000);
 // Int keys (fds, ids), or string keys such as 'user:42'.
-$strings = ($argv[3] ?? 'int') === 'string';
+$kind = $argv[3] ?? 'int';
+if (!in_array($kind, ['int', 'string'], true)) {
+    fwrite(STDERR, "key kind must be int or string, not '$kind'\n");
+    exit(2);
+}
+$strings = $kind === 'string';
 $key = $strings ? fn(int $n) => "user:$n" : fn(int $n) => $n;
 const ROUNDS = 5;
 

@@ -132,13 +132,8 @@ impl MemoKey for ShortKey {
     fn word(&self) -> u64 {
         // SAFETY: ShortKey is 24 plain bytes at 8-byte alignment, which read as three words.
         let words: [u64; 3] = unsafe { std::mem::transmute(*self) };
-        // splitmix64's finaliser: keys differing in one character land far apart.
-        let mix = |mut z: u64| {
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        mix(mix(mix(words[0]) ^ words[1]) ^ words[2])
+        // The table's own key hash: keys differing in one character land far apart.
+        surge_table::hash_words(0, words.into_iter())
     }
 }
 

@@ -70,4 +70,4 @@ pub use schema::{
     bucket_count, checked_string_size, checked_table_size, memory_size, row_bytes, Column,
     ColumnType, Value, BUCKET_BYTES, HEADER_BYTES, KEY_MAX, MAX_ROWS, ROW_HEADER_BYTES, STRING_MAX,
 };
-pub use table::{Entry, Iter, RowVersion, Stats, Table};
+pub use table::{hash_words, Entry, Iter, RowVersion, Stats, Table};

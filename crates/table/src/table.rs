@@ -907,8 +907,8 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
 
 /// The key hash: each word goes through a 64x64->128 multiply whose halves are folded
 /// together, chained through the seed. Cheap (one multiply per 8 bytes) and well mixed in
-/// the low bits, which pick the bucket.
-fn hash_words(seed: u64, words: impl ExactSizeIterator<Item = u64>) -> u64 {
+/// the low bits, which pick the bucket. Also hashes the PHP extension's memo of short keys.
+pub fn hash_words(seed: u64, words: impl ExactSizeIterator<Item = u64>) -> u64 {
     const K1: u64 = 0x9e37_79b9_7f4a_7c15; // 2^64 / golden ratio
     const K2: u64 = 0x243f_6a88_85a3_08d3; // fraction of pi
     let fold = |a: u64, b: u64| {
