@@ -50,7 +50,12 @@ function serverName(array $r): string
         'les' => 'laravel-echo-server ' . peerVersion('laravel-echo-server'),
         'pusher.php' => 'Surge, Pusher HTTP API',
         'laravel.php' => 'Surge, Redis bridge',
-        'echo.php' => $r['kind'] === 'echo' ? 'Surge, PHP push' : (($r['mode'] ?? '') === 'deflate' ? 'Surge, permessage-deflate' : 'Surge'),
+        'echo.php' => match ([$r['kind'], $r['mode'] ?? '']) {
+            ['echo', 'php_thread'] => 'Surge, worker_threads 0',
+            ['echo', ''] => 'Surge, PHP push',
+            ['idle', 'deflate'] => 'Surge, permessage-deflate',
+            default => 'Surge',
+        },
         'fanout.php' => ['broadcast' => 'Surge, broadcast()', 'publish' => 'Surge, publish()', 'loop' => 'Surge, PHP foreach push'][$r['mode']],
     };
 }

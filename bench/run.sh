@@ -18,7 +18,7 @@
 #            on and every client negotiating permessage-deflate.
 #   echo     50 and 1000 connections, 32-byte messages echoed by a PHP callback (echo.php), 1 s
 #            warm-up then BENCH_ECHO_SECS: round trips/s, p50/p99, server CPU per round trip.
-#            Surge, naive.
+#            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), naive.
 #   fanout   1k and 10k clients, 100-byte messages: one at a time (20 times, until the last
 #            client has it), then a closed loop for BENCH_FANOUT_SECS after 1 s warm-up.
 #            Surge fanout.php in modes broadcast, publish and loop (PHP foreach push), naive;
@@ -165,10 +165,12 @@ record() {
     printf '{%s,"server":%s,"clients":%s}\n' "$1" "$SERVER_END" "$(json_array "$2")" >>"$RESULTS"
 }
 
+# run_echo NAME CONNS [SERVER [MODE]]: MODE php_thread runs echo.php with worker_threads 0.
 run_echo() {
-    local name=$1 conns=$2 server=${3:-echo.php} load out
-    echo "==> $name: $conns connections, 32 B, ${ECHO_SECS} s, $server (load average $(loadavg))"
+    local name=$1 conns=$2 server=${3:-echo.php} mode=${4:-} load out
+    echo "==> $name: $conns connections, 32 B, ${ECHO_SECS} s, $server $mode (load average $(loadavg))"
     load=$(loadavg)
+    [ "$mode" = php_thread ] && export SURGE_WORKER_THREADS=0
     start_server "$name" "$server"
     out="$WORK/$name.client"
     "$LOAD" echo --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$conns" --secs "$ECHO_SECS" --warmup-secs 1 \
@@ -177,8 +179,8 @@ run_echo() {
     local rss
     rss=$(rss_kib "$SERVER_PID")
     stop_server
-    printf '{"scenario":"%s","kind":"echo","server_kind":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
-        "$name" "$server" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
+    printf '{"scenario":"%s","kind":"echo","server_kind":"%s","mode":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
+        "$name" "$server" "$mode" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
 }
 
 # run_idle NAME SERVER CONNS: CONNS connections held by surge-load, CONNS_PER_CLIENT at most a
@@ -293,7 +295,7 @@ row() {
     [ "$status" -lt 128 ] || exit "$status"
     [ -s "$failure" ] || echo "exit status $status" >"$failure"
     case $1 in
-    run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","conns":%d' "${4:-echo.php}" "$3") ;;
+    run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","mode":"%s","conns":%d' "${4:-echo.php}" "${5:-}" "$3") ;;
     run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d' "$3" "$4") ;;
     run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"' "$3" "$4" "$5" "${6:-}") ;;
     esac
@@ -315,6 +317,7 @@ echo_scenario() {
     local conns
     for conns in $ECHO_CONNS; do
         row run_echo "echo_$conns" "$conns"
+        row run_echo "echo_${conns}_php_thread" "$conns" echo.php php_thread
         row run_echo "echo_${conns}_naive" "$conns" naive
     done
 }

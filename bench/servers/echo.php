@@ -2,9 +2,14 @@
 // Benchmark echo server: every message is pushed back to its sender from PHP.
 // Listens on 127.0.0.1:$SURGE_PORT (0: a free port) and prints "ready PORT" once listening.
 // Default settings apart from the log level: the benchmark measures Surge as shipped
-// (SURGE_COMPRESSION=1 turns websocket_compression on, for the deflate scenarios).
+// (SURGE_COMPRESSION=1 turns websocket_compression on, for the deflate scenarios;
+// SURGE_WORKER_THREADS sets worker_threads, 0 for the network work on the PHP thread).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$server->set(['log_level' => 'warn', 'websocket_compression' => getenv('SURGE_COMPRESSION') === '1']);
+$settings = ['log_level' => 'warn', 'websocket_compression' => getenv('SURGE_COMPRESSION') === '1'];
+if (getenv('SURGE_WORKER_THREADS') !== false) {
+    $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
+}
+$server->set($settings);
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";
 });

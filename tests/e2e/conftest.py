@@ -60,6 +60,10 @@ class PhpServer:
         self.out_path = tmp / f"{script.stem}.{self.port}.out"
         self.err_path = tmp / f"{script.stem}.{self.port}.err"
         full_env = dict(os.environ, SURGE_PORT=str(self.port), **(env or {}))
+        # SURGE_TEST_SETTINGS: settings under every test's own, to run tests again in a mode.
+        if os.environ.get("SURGE_TEST_SETTINGS"):
+            own = json.loads(full_env.get("SURGE_SETTINGS") or "{}")
+            full_env["SURGE_SETTINGS"] = json.dumps({**json.loads(os.environ["SURGE_TEST_SETTINGS"]), **own})
         self.proc = subprocess.Popen(
             ["php", "-n", *extension_args(extensions), "-d", f"extension={surge_so()}", "-d", "display_errors=stderr", str(script), *(args or [])],
             stdout=open(self.out_path, "w"),

@@ -67,7 +67,9 @@ impl LogLevel {
 /// PHP (int or float, as in Swoole) and kept as `Duration`; zero disables a timer.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Tokio worker threads doing the network work.
+    /// Tokio worker threads doing the network work. 0: none, the PHP thread does it between
+    /// callbacks (no hand-off between threads, but a callback that blocks stalls every
+    /// connection).
     pub worker_threads: usize,
     /// Open TCP connections (WebSocket and plain HTTP) accepted at once; past it new
     /// connections get `503` and are closed.
@@ -191,7 +193,7 @@ impl Config {
     /// Stores one setting, or explains what is wrong with it.
     pub fn apply(&mut self, key: &str, value: &Value) -> Result<(), ConfigError> {
         match key {
-            "worker_threads" => self.worker_threads = count(key, value, 1, 256)?,
+            "worker_threads" => self.worker_threads = count(key, value, 0, 256)?,
             "max_connection" => self.max_connection = count(key, value, 1, 10_000_000)?,
             "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
             "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,

@@ -105,9 +105,16 @@ impl Engine {
         logging::init(config.log_level);
         let addr = resolve(host, port)?;
         // Before the runtime, so that every I/O thread starts with the mask it then undoes.
-        let signal_mask = PhpThreadSignals::block();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.worker_threads)
+        let signal_mask = PhpThreadSignals::block(config.worker_threads)?;
+        let mut builder = match config.worker_threads {
+            0 => tokio::runtime::Builder::new_current_thread(),
+            threads => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(threads);
+                builder
+            }
+        };
+        let runtime = builder
             .thread_name("surge-io")
             .on_thread_start(unblock_stop_signals)
             .enable_all()
@@ -181,6 +188,29 @@ impl Engine {
 
     fn runtime(&self) -> &Runtime {
         self.runtime.as_ref().expect("runtime lives until finish()")
+    }
+
+    /// The PHP thread's loop: hands `handle` the events in batches of up to `max`, as they
+    /// come, until it returns false or the engine stops sending. `handle` runs inside the
+    /// runtime, so with `worker_threads` 0 the network work goes on between batches on this
+    /// thread, and what PHP pushes is written without waking another thread.
+    pub fn serve(&self, max: usize, mut handle: impl FnMut(&mut Vec<Event>) -> bool) {
+        let mut rx = self.events.lock();
+        let mut batch = Vec::with_capacity(max);
+        self.runtime().block_on(async {
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(_) => break,
+                    }
+                }
+                if !handle(&mut batch) {
+                    return;
+                }
+            }
+        })
     }
 
     /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
@@ -400,16 +430,32 @@ fn unblock_stop_signals() {
 /// EINTR. Dropping this gives the thread its mask back.
 struct PhpThreadSignals {
     previous: libc::sigset_t,
+    /// With no I/O threads (`worker_threads` 0), a thread that does nothing but take the
+    /// signals (Tokio's handler tells the runtime); it ends when this is dropped.
+    _catcher: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl PhpThreadSignals {
-    fn block() -> Self {
+    fn block(io_threads: usize) -> Result<Self, String> {
         // SAFETY: valid sets; changes only the calling thread's mask.
-        unsafe {
+        let previous = unsafe {
             let mut previous: libc::sigset_t = std::mem::zeroed();
             libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals(), &mut previous);
-            PhpThreadSignals { previous }
+            previous
+        };
+        let mut signals = PhpThreadSignals { previous, _catcher: None };
+        if io_threads == 0 {
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            std::thread::Builder::new()
+                .name("surge-signals".into())
+                .spawn(move || {
+                    unblock_stop_signals();
+                    let _ = stopped.recv();
+                })
+                .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+            signals._catcher = Some(stop);
         }
+        Ok(signals)
     }
 }
 

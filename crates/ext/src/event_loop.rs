@@ -71,18 +71,25 @@ fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
             return Next::Exit;
         }
     }
-    let mut batch = Vec::with_capacity(BATCH);
-    while !server.stop_requested.get() {
-        engine.recv(&mut batch, BATCH, None);
+    // shutdown() may have been called by a start callback already.
+    if server.stop_requested.get() {
+        return Next::Continue;
+    }
+    let mut next = Next::Continue;
+    engine.serve(BATCH, |batch| {
         for event in batch.drain(..) {
             match dispatch(server, this, event) {
                 Next::Continue => {}
                 Next::Stop => server.stop_requested.set(true),
-                Next::Exit => return Next::Exit,
+                Next::Exit => {
+                    next = Next::Exit;
+                    return false;
+                }
             }
         }
-    }
-    Next::Continue
+        !server.stop_requested.get()
+    });
+    next
 }
 
 /// After the stop: every client gets 1001, and what arrives meanwhile (messages sent before
