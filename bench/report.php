@@ -81,7 +81,9 @@ function summarise(array $r): array
 {
     $r['server_kind'] ??= 'echo.php';
     $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'], 'mode' => $r['mode'] ?? '', 'server' => serverName($r),
-          'group' => ['idle' => 'idle', 'echo' => 'echo', 'fanout' => 'fan-out', 'laravel' => 'Laravel'][$r['kind']] . ' ' . sizeName($r['conns']),
+          // Echo rounds are judged each against its own naive row.
+          'group' => ['idle' => 'idle', 'echo' => 'echo', 'fanout' => 'fan-out', 'laravel' => 'Laravel'][$r['kind']] . ' ' . sizeName($r['conns'])
+              . (isset($r['round']) ? " #{$r['round']}" : ''),
           'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'], 'server_ended' => $r['server']['ended'] ?? null,
           'server_log_lines' => count($r['server']['log'] ?? [])];
     if (isset($r['failed'])) {

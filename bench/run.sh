@@ -18,7 +18,9 @@
 #            on and every client negotiating permessage-deflate.
 #   echo     50 and 1000 connections, 32-byte messages echoed by a PHP callback (echo.php), 1 s
 #            warm-up then BENCH_ECHO_SECS: round trips/s, p50/p99, server CPU per round trip.
-#            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), naive.
+#            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), naive,
+#            in turn, BENCH_ECHO_ROUNDS times: each round is judged against its own naive row
+#            (rates here move by 30% from one minute to the next).
 #   fanout   1k and 10k clients, 100-byte messages: one at a time (20 times, until the last
 #            client has it), then a closed loop for BENCH_FANOUT_SECS after 1 s warm-up.
 #            Surge fanout.php in modes broadcast, publish and loop (PHP foreach push), naive;
@@ -29,6 +31,7 @@
 # Environment: BENCH_ONLY (idle,echo,fanout,laravel), BENCH_PEERS=0 to leave out everything
 # that needs Node.js (soketi, les and Surge's Pusher row), BENCH_IDLE_CONNS ("1000 10000 19000"),
 # BENCH_FANOUT_CONNS ("1000 10000"), BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000"),
+# BENCH_ECHO_ROUNDS (3),
 # BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE (200 messages/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +44,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000 10000 19000}
 FANOUT_CONNS=${BENCH_FANOUT_CONNS:-1000 10000}
 ECHO_SECS=${BENCH_ECHO_SECS:-5}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50 1000}
+ECHO_ROUNDS=${BENCH_ECHO_ROUNDS:-3}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
 # A client process holds at most this many connections (the open-file limit is 20,000).
@@ -165,9 +169,9 @@ record() {
     printf '{%s,"server":%s,"clients":%s}\n' "$1" "$SERVER_END" "$(json_array "$2")" >>"$RESULTS"
 }
 
-# run_echo NAME CONNS [SERVER [MODE]]: MODE php_thread runs echo.php with worker_threads 0.
+# run_echo NAME CONNS [SERVER [MODE [ROUND]]]: MODE php_thread runs echo.php with worker_threads 0.
 run_echo() {
-    local name=$1 conns=$2 server=${3:-echo.php} mode=${4:-} load out
+    local name=$1 conns=$2 server=${3:-echo.php} mode=${4:-} round=${5:-1} load out
     echo "==> $name: $conns connections, 32 B, ${ECHO_SECS} s, $server $mode (load average $(loadavg))"
     load=$(loadavg)
     [ "$mode" = php_thread ] && export SURGE_WORKER_THREADS=0
@@ -179,8 +183,8 @@ run_echo() {
     local rss
     rss=$(rss_kib "$SERVER_PID")
     stop_server
-    printf '{"scenario":"%s","kind":"echo","server_kind":"%s","mode":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
-        "$name" "$server" "$mode" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
+    printf '{"scenario":"%s","kind":"echo","server_kind":"%s","mode":"%s","round":%d,"conns":%d,"loadavg":"%s","server_rss_kib":%d,"server":%s,"clients":%s}\n' \
+        "$name" "$server" "$mode" "$round" "$conns" "$load" "$rss" "$SERVER_END" "$(json_array "$out")" >>"$RESULTS"
 }
 
 # run_idle NAME SERVER CONNS: CONNS connections held by surge-load, CONNS_PER_CLIENT at most a
@@ -295,7 +299,7 @@ row() {
     [ "$status" -lt 128 ] || exit "$status"
     [ -s "$failure" ] || echo "exit status $status" >"$failure"
     case $1 in
-    run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","mode":"%s","conns":%d' "${4:-echo.php}" "${5:-}" "$3") ;;
+    run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","mode":"%s","round":%d,"conns":%d' "${4:-echo.php}" "${5:-}" "${6:-1}" "$3") ;;
     run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d' "$3" "$4") ;;
     run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"' "$3" "$4" "$5" "${6:-}") ;;
     esac
@@ -314,11 +318,13 @@ idle_scenario() {
 }
 
 echo_scenario() {
-    local conns
+    local conns round
     for conns in $ECHO_CONNS; do
-        row run_echo "echo_$conns" "$conns"
-        row run_echo "echo_${conns}_php_thread" "$conns" echo.php php_thread
-        row run_echo "echo_${conns}_naive" "$conns" naive
+        for round in $(seq "$ECHO_ROUNDS"); do
+            row run_echo "echo_${conns}_r$round" "$conns" echo.php "" "$round"
+            row run_echo "echo_${conns}_php_thread_r$round" "$conns" echo.php php_thread "$round"
+            row run_echo "echo_${conns}_naive_r$round" "$conns" naive "" "$round"
+        done
     done
 }
 
@@ -350,6 +356,6 @@ done
 mkdir -p bench/results
 # The raw lines first: a report that fails can be made again from them.
 cp "$RESULTS" bench/results/latest.jsonl
-SETTINGS=$(printf '{"only":"%s","peers":%s,"idle_conns":"%s","fanout_conns":"%s","echo_secs":"%s","echo_conns":"%s","fanout_secs":"%s","laravel_rate":"%s","loadavg_start":"%s"}' \
-    "$ONLY" "$([ "$PEERS" = 0 ] && echo false || echo true)" "$IDLE_CONNS" "$FANOUT_CONNS" "$ECHO_SECS" "$ECHO_CONNS" "$FANOUT_SECS" "$LARAVEL_RATE" "$LOADAVG_START")
+SETTINGS=$(printf '{"only":"%s","peers":%s,"idle_conns":"%s","fanout_conns":"%s","echo_secs":"%s","echo_conns":"%s","echo_rounds":"%s","fanout_secs":"%s","laravel_rate":"%s","loadavg_start":"%s"}' \
+    "$ONLY" "$([ "$PEERS" = 0 ] && echo false || echo true)" "$IDLE_CONNS" "$FANOUT_CONNS" "$ECHO_SECS" "$ECHO_CONNS" "$ECHO_ROUNDS" "$FANOUT_SECS" "$LARAVEL_RATE" "$LOADAVG_START")
 php bench/report.php bench/results/latest.jsonl bench/results "$(( $(date +%s) - started ))" "$SETTINGS"
