@@ -187,7 +187,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, runs the shutdown callback and returns true; throws Surge\Exception if it cannot listen or is already running. */
+        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, runs the shutdown callback and returns true; throws Surge\Exception if it cannot listen, is already running, or is called from a callback of a running server (one server serves per process). */
         public function start(): bool
         {
         }

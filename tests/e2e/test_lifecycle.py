@@ -218,6 +218,25 @@ def test_set_after_start_throws(php_server):
         assert_serves(srv, ws)
 
 
+def test_start_from_a_callback_throws_and_the_running_server_goes_on():
+    result = run_php("""<?php
+        $a = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $a->set(['log_level' => 'off']);
+        $a->on('start', fn($a) => $a->after(10, function () use ($a) {
+            $b = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+            try {
+                $b->start();
+                echo "started\\n";
+            } catch (Surge\\Exception $e) {
+                echo $e->getMessage(), "\\n";
+            }
+            $a->shutdown();
+        }));
+        var_dump($a->start());
+    """, timeout=15)
+    assert result.stdout == "start() cannot be called from a callback: a server is already serving in this process\nbool(true)\n", result.stderr
+
+
 # --- slow callbacks -------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 //! `start()`: the PHP thread's loop. It receives engine events in batches, builds the PHP
 //! objects and calls the callbacks; it is the only place PHP code runs while serving.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,26 @@ impl From<Outcome> for Next {
     }
 }
 
+thread_local! {
+    /// True while a server serves on this thread: its callbacks run inside the engine's
+    /// runtime, where another server's start() could not run its own.
+    static SERVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Clears [`SERVING`] however `run` ends.
+struct Serving;
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        SERVING.set(false);
+    }
+}
+
 pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
+    if SERVING.replace(true) {
+        return Err(error("start() cannot be called from a callback: a server is already serving in this process"));
+    }
+    let _serving = Serving;
     let config = server.config.borrow().clone();
     let engine = Rc::new(Engine::start(config, &server.get_host(), server.get_port() as u16).map_err(error)?);
     server.announce_handlers(&engine);
