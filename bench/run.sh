@@ -31,7 +31,8 @@
 # Environment: BENCH_ONLY (idle,echo,fanout,laravel), BENCH_PEERS=0 to leave out everything
 # that needs Node.js (soketi, les and Surge's Pusher row), BENCH_IDLE_CONNS ("1000 10000 19000"),
 # BENCH_FANOUT_CONNS ("1000 10000"), BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000"),
-# BENCH_ECHO_ROUNDS (3),
+# BENCH_ECHO_ROUNDS (3), BENCH_FANOUT_ROUNDS (1; more repeats every fan-out row in turn, each
+# round judged against its own naive and soketi rows),
 # BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE (200 messages/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,7 @@ FANOUT_CONNS=${BENCH_FANOUT_CONNS:-1000 10000}
 ECHO_SECS=${BENCH_ECHO_SECS:-5}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50 1000}
 ECHO_ROUNDS=${BENCH_ECHO_ROUNDS:-3}
+FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-1}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
 # A client process holds at most this many connections (the open-file limit is 20,000).
@@ -259,10 +261,10 @@ delivery_args() {
     esac
 }
 
-# run_delivery NAME KIND SERVER CONNS [MODE]: surge-load KIND (fanout or laravel) against a
-# fresh SERVER, the fan-out in MODE (broadcast, publish, loop).
+# run_delivery NAME KIND SERVER CONNS [MODE [ROUND]]: surge-load KIND (fanout or laravel) against
+# a fresh SERVER, the fan-out in MODE (broadcast, publish, loop); ROUND when rows repeat.
 run_delivery() {
-    local name=$1 kind=$2 server=$3 conns=$4 mode=${5:-} load out rss
+    local name=$1 kind=$2 server=$3 conns=$4 mode=${5:-} round=${6:-} load out rss
     load=$(loadavg)
     echo "==> $name: $conns clients, $server $mode (load average $load)"
     start_server "$name" "$server"
@@ -273,8 +275,8 @@ run_delivery() {
         || { cat "$out.err" >&2; fail "$name: surge-load failed"; }
     rss=$(rss_kib "$SERVER_PID")
     stop_server
-    record "$(printf '"scenario":"%s","kind":"%s","server_kind":"%s","mode":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d' \
-        "$name" "$kind" "$server" "$mode" "$conns" "$load" "$rss")" "$out"
+    record "$(printf '"scenario":"%s","kind":"%s","server_kind":"%s","mode":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d%s' \
+        "$name" "$kind" "$server" "$mode" "$conns" "$load" "$rss" "$(round_field "$round")")" "$out"
 }
 
 # row FUNCTION NAME ARGS...: one row of the table (run_idle, run_echo or run_delivery) in a
@@ -301,7 +303,7 @@ row() {
     case $1 in
     run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","mode":"%s","round":%d,"conns":%d' "${4:-echo.php}" "${5:-}" "${6:-1}" "$3") ;;
     run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d' "$3" "$4") ;;
-    run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"' "$3" "$4" "$5" "${6:-}") ;;
+    run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"%s' "$3" "$4" "$5" "${6:-}" "$(round_field "${7:-}")") ;;
     esac
     printf '{"scenario":"%s",%s,"loadavg":"%s","failed":%s}\n' "$2" "$fields" "$(loadavg)" \
         "$(php -r 'echo json_encode(trim(file_get_contents($argv[1])));' "$failure")" >>"$RESULTS"
@@ -328,17 +330,23 @@ echo_scenario() {
     done
 }
 
+# round_field [ROUND]: the JSON field of a repeated row (,"round":N), nothing for a single one.
+round_field() { [ -z "${1:-}" ] || printf ',"round":%d' "$1"; }
+
 fanout_scenario() {
-    local conns k mode
+    local conns k mode round r=""
     for conns in $FANOUT_CONNS; do
         k=$(size_name "$conns")
-        for mode in broadcast publish loop; do
-            row run_delivery "fanout_${k}_$mode" fanout fanout.php "$conns" "$mode"
+        for round in $(seq "$FANOUT_ROUNDS"); do
+            [ "$FANOUT_ROUNDS" = 1 ] || r=$round
+            for mode in broadcast publish loop; do
+                row run_delivery "fanout_${k}_$mode${r:+_r$r}" fanout fanout.php "$conns" "$mode" "$r"
+            done
+            row run_delivery "fanout_${k}_naive${r:+_r$r}" fanout naive "$conns" broadcast "$r"
+            [ "$PEERS" = 0 ] && continue
+            row run_delivery "fanout_${k}_pusher${r:+_r$r}" fanout pusher.php "$conns" "" "$r"
+            row run_delivery "fanout_${k}_soketi${r:+_r$r}" fanout soketi "$conns" "" "$r"
         done
-        row run_delivery "fanout_${k}_naive" fanout naive "$conns" broadcast
-        [ "$PEERS" = 0 ] && continue
-        row run_delivery "fanout_${k}_pusher" fanout pusher.php "$conns"
-        row run_delivery "fanout_${k}_soketi" fanout soketi "$conns"
     done
 }
 
@@ -356,6 +364,6 @@ done
 mkdir -p bench/results
 # The raw lines first: a report that fails can be made again from them.
 cp "$RESULTS" bench/results/latest.jsonl
-SETTINGS=$(printf '{"only":"%s","peers":%s,"idle_conns":"%s","fanout_conns":"%s","echo_secs":"%s","echo_conns":"%s","echo_rounds":"%s","fanout_secs":"%s","laravel_rate":"%s","loadavg_start":"%s"}' \
-    "$ONLY" "$([ "$PEERS" = 0 ] && echo false || echo true)" "$IDLE_CONNS" "$FANOUT_CONNS" "$ECHO_SECS" "$ECHO_CONNS" "$ECHO_ROUNDS" "$FANOUT_SECS" "$LARAVEL_RATE" "$LOADAVG_START")
+SETTINGS=$(printf '{"only":"%s","peers":%s,"idle_conns":"%s","fanout_conns":"%s","echo_secs":"%s","echo_conns":"%s","echo_rounds":"%s","fanout_rounds":"%s","fanout_secs":"%s","laravel_rate":"%s","loadavg_start":"%s"}' \
+    "$ONLY" "$([ "$PEERS" = 0 ] && echo false || echo true)" "$IDLE_CONNS" "$FANOUT_CONNS" "$ECHO_SECS" "$ECHO_CONNS" "$ECHO_ROUNDS" "$FANOUT_ROUNDS" "$FANOUT_SECS" "$LARAVEL_RATE" "$LOADAVG_START")
 php bench/report.php bench/results/latest.jsonl bench/results "$(( $(date +%s) - started ))" "$SETTINGS"

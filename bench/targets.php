@@ -63,9 +63,11 @@ function checkTargets(array $summary): array
             }
             $value = $s[$figure] ?? null;
             $of = $base === null ? null : $summary[$base][$figure] ?? null;
-            $ratio = $value === null || !$of ? null : round($value / $of, 2);
-            // An absolute bound holds Surge's own figure to it, a relative one the ratio.
-            $x = $base === null ? $value : $ratio;
+            $exact = $value === null || !$of ? null : $value / $of;
+            $ratio = $exact === null ? null : round($exact, 2);
+            // An absolute bound holds Surge's own figure to it, a relative one the ratio (not
+            // its rounded form: 1.101 is over 1.1).
+            $x = $base === null ? $value : $exact;
             $holds = $x !== null && match ($op) { '<' => $x < $bound, '<=' => $x <= $bound, '>=' => $x >= $bound };
             $checks[] = ['target' => $t['text'], 'scenario' => $id, 'figure' => $figure, 'value' => $value, 'against' => $against,
                          'baseline' => $base, 'baseline_value' => $of, 'baseline_ok' => $base === null ? null : !$summary[$base]['problems'],
