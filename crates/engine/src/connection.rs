@@ -55,6 +55,7 @@ enum Wake {
 /// Spawn it as it is, and keep it a plain function returning an `async move` block: an `async
 /// fn`, or a block around it, would store the stream twice (arguments moved into locals keep
 /// their first place too), 340 bytes more of every connection.
+#[allow(clippy::manual_async_fn)] // on purpose, as said above
 pub(crate) fn run<S>(
     mut ws: WebSocketStream<Inflating<S>>,
     conn: Arc<Conn>,
