@@ -81,7 +81,7 @@ function summarise(array $r): array
 {
     $r['server_kind'] ??= 'echo.php';
     $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'], 'mode' => $r['mode'] ?? '', 'server' => serverName($r),
-          // Echo rounds are judged each against its own naive row.
+          // A repeated row (a round) is judged against the baselines of its own round.
           'group' => ['idle' => 'idle', 'echo' => 'echo', 'fanout' => 'fan-out', 'laravel' => 'Laravel'][$r['kind']] . ' ' . sizeName($r['conns'])
               . (isset($r['round']) ? " #{$r['round']}" : ''),
           'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'], 'server_ended' => $r['server']['ended'] ?? null,
