@@ -199,13 +199,7 @@ impl Engine {
         let mut batch = Vec::with_capacity(max);
         self.runtime().block_on(async {
             while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < max {
-                    match rx.try_recv() {
-                        Ok(event) => batch.push(event),
-                        Err(_) => break,
-                    }
-                }
+                take_waiting(&mut rx, first, &mut batch, max);
                 if !handle(&mut batch) {
                     return;
                 }
@@ -227,13 +221,7 @@ impl Engine {
             }),
         };
         let Some(first) = first else { return false };
-        batch.push(first);
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(_) => break,
-            }
-        }
+        take_waiting(&mut rx, first, batch, max);
         true
     }
 
@@ -390,6 +378,17 @@ impl Engine {
 
     pub fn shutdown_timeout(&self) -> Duration {
         self.shared.config.shutdown_timeout
+    }
+}
+
+/// Puts `first` and then the events already waiting, up to `max` in all, into `batch`.
+fn take_waiting(rx: &mut mpsc::Receiver<Event>, first: Event, batch: &mut Vec<Event>, max: usize) {
+    batch.push(first);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(event) => batch.push(event),
+            Err(_) => break,
+        }
     }
 }
 
