@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::deflate::inflate::{InflateError, Inflating};
 use crate::events::Event;
+use crate::inline_dispatch;
 use crate::registry::{close_message, Conn, Outgoing};
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -189,9 +190,13 @@ where
         return Flow::Continue;
     }
     if shared.handlers.message.load(Relaxed) {
+        if let Some(here) = inline_dispatch::here(shared) {
+            here.run(Event::Message { fd: conn.fd, data, binary, held: None });
+            return Flow::Continue;
+        }
         // Waiting here is the backpressure: a busy PHP thread stops this reader, and TCP
         // stops the client, instead of events piling up in memory.
-        let held = shared.hold_inbound(data.len()).await;
+        let held = Some(shared.hold_inbound(data.len()).await);
         if shared.events.send(Event::Message { fd: conn.fd, data, binary, held }).await.is_err() {
             return Flow::Stop(ABNORMAL);
         }

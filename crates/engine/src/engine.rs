@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::events::Event;
 use crate::listener::accept_loop;
 use crate::frame;
+use crate::inline_dispatch::Serving;
 use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
@@ -194,13 +195,18 @@ impl Engine {
     /// come, until it returns false or the engine stops sending. `handle` runs inside the
     /// runtime, so with `worker_threads` 0 the network work goes on between batches on this
     /// thread, and what PHP pushes is written without waking another thread.
+    ///
+    /// With `worker_threads` 0 a connection task also calls `handle` itself, with a batch of one
+    /// message, when nothing waits in the queue (see `inline_dispatch`).
     pub fn serve(&self, max: usize, mut handle: impl FnMut(&mut Vec<Event>) -> bool) {
         let mut rx = self.events.lock();
         let mut batch = Vec::with_capacity(max);
+        let serving = Serving::new(&self.shared, &mut handle);
+        let _installed = serving.install();
         self.runtime().block_on(async {
-            while let Some(first) = rx.recv().await {
+            while let Some(first) = serving.next(&mut rx).await {
                 take_waiting(&mut rx, first, &mut batch, max);
-                if !handle(&mut batch) {
+                if !serving.handle(&mut batch) {
                     return;
                 }
             }

@@ -66,8 +66,8 @@ pub enum Event {
     Open { fd: u64, request: Box<HttpRequest> },
     /// A whole message (fragments reassembled). `binary` is false for text, which is valid UTF-8.
     /// `held` is its share of [`crate::shared::INBOUND_BUDGET`], given back when the event is
-    /// dropped.
-    Message { fd: u64, data: Bytes, binary: bool, held: OwnedSemaphorePermit },
+    /// dropped; None when the reading task runs the callback itself (`inline_dispatch`).
+    Message { fd: u64, data: Bytes, binary: bool, held: Option<OwnedSemaphorePermit> },
     /// The connection is gone; no push to `fd` will succeed from now on.
     Close { fd: u64, code: u16 },
     /// A plain HTTP request for the `request` callback; `held` as for `Message`, for its body.

@@ -15,6 +15,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod events;
 mod heartbeat;
+mod inline_dispatch;
 mod listener;
 mod logging;
 mod memory;

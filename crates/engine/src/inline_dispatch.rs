@@ -1,0 +1,124 @@
+//! With `worker_threads` 0 the connection tasks run on the PHP thread, inside
+//! [`Engine::serve`](crate::Engine::serve). There a task that has read a message runs its PHP
+//! callback at once instead of queueing an event that the same thread would take a moment
+//! later: the reply goes out in the same pass as the read, as in a server without PHP, and the
+//! queue, its wake-up and the inbound budget are skipped (the reader itself waits for the
+//! callback, which is all the backpressure needed). Whenever events wait in the queue (they keep
+//! their order), a callback is already running, or the loop has stopped, the queue is used.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::task::{Poll, Waker};
+
+use tokio::sync::mpsc;
+
+use crate::events::Event;
+use crate::shared::Shared;
+
+type Handle<'a> = dyn FnMut(&mut Vec<Event>) -> bool + 'a;
+
+/// `Engine::serve`'s loop, on its stack while it runs.
+pub(crate) struct Serving<'a> {
+    shared: &'a Shared,
+    handle: RefCell<&'a mut Handle<'a>>,
+    /// The batch of one event that a callback run from a task gets.
+    single: RefCell<Vec<Event>>,
+    /// `handle` returned false: serving is over, nothing more runs from a task.
+    stopped: Cell<bool>,
+    /// The loop's waker, for a callback run from a task that stops it.
+    waker: RefCell<Option<Waker>>,
+}
+
+thread_local! {
+    /// The `Serving` of the loop running on this thread, if any.
+    static SERVING: Cell<Option<NonNull<Serving<'static>>>> = const { Cell::new(None) };
+}
+
+/// Clears [`SERVING`] when the loop ends, however it ends.
+pub(crate) struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        SERVING.set(None);
+    }
+}
+
+impl<'a> Serving<'a> {
+    pub fn new(shared: &'a Shared, handle: &'a mut Handle<'a>) -> Self {
+        Serving {
+            shared,
+            handle: RefCell::new(handle),
+            single: RefCell::new(Vec::with_capacity(1)),
+            stopped: Cell::new(false),
+            waker: RefCell::new(None),
+        }
+    }
+
+    /// Makes this loop the one tasks on this thread run callbacks for, until the guard drops.
+    /// Tasks on other threads (the I/O threads of the default mode) never see it.
+    pub fn install(&self) -> Installed {
+        SERVING.set(Some(NonNull::from(self).cast()));
+        Installed
+    }
+
+    /// The next event from the queue; None once stopped or when the engine is gone.
+    pub async fn next(&self, rx: &mut mpsc::Receiver<Event>) -> Option<Event> {
+        poll_fn(|cx| {
+            if self.stopped.get() {
+                return Poll::Ready(None);
+            }
+            let mut waker = self.waker.borrow_mut();
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+            rx.poll_recv(cx)
+        })
+        .await
+    }
+
+    /// Runs the callbacks of `batch`; false (and serving is over) when `handle` says stop.
+    pub fn handle(&self, batch: &mut Vec<Event>) -> bool {
+        let go_on = (self.handle.borrow_mut())(batch);
+        if !go_on {
+            self.stopped.set(true);
+        }
+        go_on
+    }
+}
+
+/// A callback may run now, from the task that holds this; not `Send`, so it cannot be kept
+/// across an `.await`.
+pub(crate) struct Here<'a> {
+    serving: &'a Serving<'a>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Here<'_> {
+    /// Runs `event`'s callback now. A callback that stops the server ends the loop.
+    pub fn run(self, event: Event) {
+        let mut single = self.serving.single.borrow_mut();
+        single.push(event);
+        if !self.serving.handle(&mut single) {
+            if let Some(waker) = self.serving.waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+        single.clear();
+    }
+}
+
+/// Whether this task may run a callback of `shared`'s engine now: it runs on the PHP thread
+/// inside that engine's serving loop, no callback is running, and no event waits in the queue.
+pub(crate) fn here(shared: &Shared) -> Option<Here<'_>> {
+    let serving = SERVING.get()?;
+    // SAFETY: set only by `install`, and cleared by `Installed` before the `Serving` it points
+    // to goes away; read only on this thread, where that loop is running.
+    let serving: &Serving<'_> = unsafe { serving.cast().as_ref() };
+    let free = std::ptr::eq(serving.shared, shared)
+        && !serving.stopped.get()
+        && serving.handle.try_borrow_mut().is_ok()
+        && shared.events.capacity() == shared.events.max_capacity();
+    free.then_some(Here { serving, _not_send: PhantomData })
+}
