@@ -80,9 +80,10 @@ class RawClient:
         body = self._take(int(headers.get("content-length", 0)))
         return HttpReply(status, headers, body)
 
-    def handshake(self, path: str = "/", headers: dict | None = None) -> HttpReply:
+    def handshake(self, path: str = "/", headers: dict | None = None, then: bytes = b"") -> HttpReply:
         """Sends an opening handshake (override or drop headers with `headers`, None drops)
-        and reads the answer; on 101 the connection speaks WebSocket from then on."""
+        and reads the answer; on 101 the connection speaks WebSocket from then on. `then` goes
+        out in the same write, right behind the request (a client's first frames)."""
         all_headers = {
             "Host": "127.0.0.1",
             "Upgrade": "websocket",
@@ -92,7 +93,7 @@ class RawClient:
         }
         all_headers.update(headers or {})
         lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in all_headers.items() if v is not None]
-        self.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode() + then)
         return self.read_http()
 
     def open(self, path: str = "/") -> "RawClient":

@@ -40,6 +40,14 @@ def test_message_over_package_max_length_is_closed_with_1009(echo, message):
         assert close_code(ws) == 1009
 
 
+def test_frames_sent_in_the_same_write_as_the_handshake_are_answered(echo):
+    with RawClient(echo.port) as raw:
+        reply = raw.handshake(then=frame(OP_TEXT, b"first") + frame(OP_BINARY, b"second"))
+        assert reply.status == 101
+        assert raw.read_frame() == (OP_TEXT, b"first")
+        assert raw.read_frame() == (OP_BINARY, b"second")
+
+
 def test_frame_announcing_too_much_is_closed_with_1009_before_its_payload(echo):
     with RawClient(echo.port) as raw:
         raw.open()

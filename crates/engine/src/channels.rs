@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::registry::Conn;
+use crate::registry::{Conn, FdMap};
 
 #[derive(Default)]
 struct Inner {
-    members: HashMap<Arc<str>, HashMap<u64, Arc<Conn>>>,
-    of_fd: HashMap<u64, HashSet<Arc<str>>>,
+    members: HashMap<Arc<str>, FdMap<Arc<Conn>>>,
+    of_fd: FdMap<HashSet<Arc<str>>>,
 }
 
 #[derive(Default)]

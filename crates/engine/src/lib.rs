@@ -24,6 +24,7 @@ mod read_ahead;
 pub mod redis_bridge;
 pub mod registry;
 mod shared;
+mod socket;
 pub mod stats;
 mod tls;
 

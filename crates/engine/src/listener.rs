@@ -30,6 +30,7 @@ use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Event, HttpRequest, HttpResponse, Responder};
 use crate::read_ahead::ReadAhead;
+use crate::socket::Socket;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
 use crate::stats::bump;
@@ -398,7 +399,8 @@ async fn established(
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
-    let socket = ReadAhead::new(TokioIo::new(upgraded));
+    let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
+    let socket = ReadAhead::with_ahead(socket, read_past_handshake);
     let socket = Inflating::new(socket, window_bits, shared.config.package_max_length);
     let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));

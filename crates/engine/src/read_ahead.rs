@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The most read at once.
@@ -22,25 +23,30 @@ const DIRECT: usize = 4096;
 
 pub(crate) struct ReadAhead<S> {
     inner: S,
-    /// Bytes read and not yet handed over, from `.1`; None when there are none.
-    ahead: Option<Box<(Vec<u8>, usize)>>,
+    /// Bytes read and not yet handed over; None when there are none.
+    ahead: Option<Bytes>,
 }
 
 impl<S> ReadAhead<S> {
-    pub(crate) fn new(inner: S) -> Self {
-        ReadAhead { inner, ahead: None }
+    #[cfg(test)]
+    fn new(inner: S) -> Self {
+        Self::with_ahead(inner, Bytes::new())
+    }
+
+    /// `ahead`: bytes already read from `inner`, handed over first.
+    pub(crate) fn with_ahead(inner: S, ahead: Bytes) -> Self {
+        ReadAhead { inner, ahead: (!ahead.is_empty()).then_some(ahead) }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(ahead) = this.ahead.as_deref_mut() {
-            let (bytes, pos) = ahead;
-            let n = buf.remaining().min(bytes.len() - *pos);
-            buf.put_slice(&bytes[*pos..*pos + n]);
-            *pos += n;
-            if *pos == bytes.len() {
+        if let Some(ahead) = &mut this.ahead {
+            let n = buf.remaining().min(ahead.len());
+            buf.put_slice(&ahead[..n]);
+            ahead.advance(n);
+            if ahead.is_empty() {
                 this.ahead = None;
             }
             return Poll::Ready(Ok(()));
@@ -55,7 +61,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         let n = buf.remaining().min(got.len());
         buf.put_slice(&got[..n]);
         if n < got.len() {
-            this.ahead = Some(Box::new((got[n..].to_vec(), 0)));
+            this.ahead = Some(Bytes::copy_from_slice(&got[n..]));
         }
         Poll::Ready(Ok(()))
     }
@@ -83,10 +89,18 @@ mod tests {
                 break;
             }
             got.extend_from_slice(&small[..n]);
-            assert!(reader.ahead.as_ref().is_none_or(|a| a.0.len() <= CHUNK));
+            assert!(reader.ahead.as_ref().is_none_or(|a| a.len() <= CHUNK));
         }
         assert_eq!(got, data);
         assert!(reader.ahead.is_none(), "nothing kept once all is taken");
+        // Bytes read before (past the handshake) come first.
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut reader = ReadAhead::with_ahead(server, Bytes::from_static(b"hello"));
+        let mut got = String::new();
+        reader.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "hello world");
         // A large ask goes straight through.
         let (mut client, server) = tokio::io::duplex(1 << 20);
         client.write_all(&data[..8192]).await.unwrap();

@@ -2,6 +2,7 @@
 //! never touch the socket, so PHP never waits for the network.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -181,23 +182,49 @@ pub(crate) fn close_message(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }))
 }
 
+/// A map keyed by fd. fds are ours (counted up from 1, never chosen by a client), so a
+/// multiply-and-fold hash is enough; the default SipHash was a visible share of every push.
+pub(crate) type FdMap<V> = HashMap<u64, V, BuildHasherDefault<FdHasher>>;
+
+#[derive(Default)]
+pub(crate) struct FdHasher(u64);
+
+impl Hasher for FdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The fold brings the product's high bits down to the low ones, which pick the bucket
+        // (a shard's fds share their low bits).
+        let h = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 const SHARDS: usize = 16;
 
 /// Established connections, sharded so that pushes from PHP and the I/O threads' inserts and
 /// removals rarely meet on one lock.
 pub struct Registry {
-    shards: Vec<Mutex<HashMap<u64, Arc<Conn>>>>,
+    shards: Vec<Mutex<FdMap<Arc<Conn>>>>,
     len: AtomicUsize,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), len: AtomicUsize::new(0) }
+        Registry { shards: (0..SHARDS).map(|_| Mutex::new(FdMap::default())).collect(), len: AtomicUsize::new(0) }
     }
 }
 
 impl Registry {
-    fn shard(&self, fd: u64) -> &Mutex<HashMap<u64, Arc<Conn>>> {
+    fn shard(&self, fd: u64) -> &Mutex<FdMap<Arc<Conn>>> {
         &self.shards[fd as usize % SHARDS]
     }
 
