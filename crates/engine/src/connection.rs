@@ -2,10 +2,12 @@
 //! write what pushers queued, and run the close handshake.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -261,13 +263,7 @@ where
     ws.flush().await.map_err(std::io::Error::other)?;
     let socket = ws.get_mut();
     while !frames.is_empty() {
-        // On the stack: this runs once per wake-up, often for a single frame.
-        let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let n = frames.len().min(MAX_IOV);
-        for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
-            *slice = IoSlice::new(frame);
-        }
-        let mut written = socket.write_vectored(&slices[..n]).await?;
+        let mut written = poll_fn(|cx| poll_write_front(Pin::new(&mut *socket), cx, frames)).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -283,6 +279,25 @@ where
         }
     }
     socket.flush().await
+}
+
+/// One write of the first frames, vectored when there are several. The slices live on the
+/// stack of this call only: kept in the future, their array (1 KiB) made every connection step a
+/// large allocation.
+fn poll_write_front<S: AsyncWrite>(
+    socket: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    frames: &VecDeque<Bytes>,
+) -> Poll<std::io::Result<usize>> {
+    if frames.len() == 1 {
+        return socket.poll_write(cx, &frames[0]);
+    }
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let n = frames.len().min(MAX_IOV);
+    for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
+        *slice = IoSlice::new(frame);
+    }
+    socket.poll_write_vectored(cx, &slices[..n])
 }
 
 /// Answers bad input with the close code RFC 6455 gives for it.
