@@ -21,3 +21,17 @@ del test_a_slow_redis_callback_under_a_flood_drops_instead_of_growing  # noqa: F
 @pytest.fixture(autouse=True)
 def network_work_on_the_php_thread(monkeypatch):
     monkeypatch.setenv("SURGE_TEST_SETTINGS", '{"worker_threads": 0}')
+
+
+def test_a_message_right_behind_the_handshake_still_comes_after_open(php_server):
+    # The connection task runs message callbacks itself here, but only when no event waits in
+    # the queue: the open event queued by the handshake must come first.
+    from rawws import OP_TEXT, RawClient, frame
+
+    srv = php_server("echo.php")
+    with RawClient(srv.port) as raw:
+        assert raw.handshake(then=frame(OP_TEXT, b"first") + frame(OP_TEXT, b"second")).status == 101
+        assert raw.read_frame() == (OP_TEXT, b"first")
+        assert raw.read_frame() == (OP_TEXT, b"second")
+    events = [line.split(" ")[0] for line in srv.wait_output("message").splitlines() if line.startswith(("open", "message"))]
+    assert events == ["open", "message", "message"]
