@@ -39,7 +39,13 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> N
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
+                # The server counts this probe against max_connection until it sees it close:
+                # wait until it has closed its side too, so the test's first client finds the
+                # place free.
+                probe.shutdown(socket.SHUT_WR)
+                probe.settimeout(2)
+                probe.recv(1)
                 return
         except OSError:
             time.sleep(0.05)
