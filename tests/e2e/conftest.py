@@ -39,16 +39,21 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> N
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
-                # The server counts this probe against max_connection until it sees it close:
-                # wait until it has closed its side too, so the test's first client finds the
-                # place free.
-                probe.shutdown(socket.SHUT_WR)
-                probe.settimeout(2)
-                probe.recv(1)
-                return
+            probe = socket.create_connection(("127.0.0.1", port), timeout=0.2)
         except OSError:
             time.sleep(0.05)
+            continue
+        with probe:
+            # The server counts this probe against max_connection until it sees it close:
+            # wait (a while at most) until it has closed its side too, so the test's first
+            # client finds the place free.
+            probe.settimeout(2)
+            try:
+                probe.shutdown(socket.SHUT_WR)
+                probe.recv(1)
+            except OSError:
+                pass
+        return
     raise TimeoutError(f"nothing listens on {port} after {timeout}s")
 
 
