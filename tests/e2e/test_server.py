@@ -77,6 +77,28 @@ def test_disconnect_sends_code_and_reason(php_server):
     assert closed.value.rcvd.reason == "bye now"
 
 
+def test_messages_pushed_by_one_callback_arrive_in_the_order_pushed(php_server):
+    # A callback's first push to its own connection may be written at once (worker_threads 0),
+    # but never before what was queued for it earlier: here a broadcast, then the answer.
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:broadcast:hello")
+        assert [ws.recv(timeout=5), ws.recv(timeout=5)] == ["hello", "1"]
+        ws.send("cmd:sequence")
+        got = [ws.recv(timeout=5) for _ in range(4)]
+    assert got == ["one", "two", "three", "[true,1,true]"]
+
+
+def test_a_message_pushed_before_disconnect_arrives_before_the_close(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:last-words:goodbye")
+        assert ws.recv(timeout=5) == "goodbye"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "said")
+
+
 def test_binary_push(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

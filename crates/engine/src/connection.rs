@@ -82,7 +82,7 @@ where
                 break flow;
             }
         };
-        Box::pin(finish(flow, ws, conn, shared)).await;
+        Box::pin(finish(flow, ws, conn, shared, deflate)).await;
         drop(guard);
     }
 }
@@ -108,7 +108,7 @@ where
                 log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
                 fail(ws, conn, 1008, "message rate limit exceeded").await
             } else {
-                receive(message, ws, conn, shared).await
+                receive(message, ws, conn, shared, deflate).await
             }
         }
         Wake::Input(Some(Err(err))) => close_for_error(ws, conn, err).await,
@@ -118,7 +118,7 @@ where
 
 /// Ends the connection: the rest of the close handshake, then deregistration and the `close`
 /// event (or the Pusher protocol's unsubscribes).
-async fn finish<S>(flow: Flow, mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>)
+async fn finish<S>(flow: Flow, mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>, deflate: Option<u8>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -129,7 +129,7 @@ where
             // client answers our close frame or time runs out.
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
                 while let Some(Ok(message)) = ws.next().await {
-                    if matches!(receive(message, &mut ws, &conn, &shared).await, Flow::Stop(_)) {
+                    if matches!(receive(message, &mut ws, &conn, &shared, deflate).await, Flow::Stop(_)) {
                         break;
                     }
                 }
@@ -162,7 +162,14 @@ where
     }
 }
 
-async fn receive<S>(message: Message, ws: &mut WebSocketStream<S>, conn: &Conn, shared: &Shared) -> Flow
+/// `deflate`: as for [`write_outbox`], for a reply written at once (see `inline_dispatch`).
+async fn receive<S>(
+    message: Message,
+    ws: &mut WebSocketStream<S>,
+    conn: &Conn,
+    shared: &Shared,
+    deflate: Option<u8>,
+) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -193,7 +200,18 @@ where
     }
     if shared.handlers.message.load(Relaxed) {
         if let Some(here) = inline_dispatch::here(shared) {
-            here.run(Event::Message { fd: conn.fd, data, binary, held: None });
+            let reply = here.run(Event::Message { fd: conn.fd, data, binary, held: None }, conn);
+            if let Some(frame) = reply {
+                let bytes = match deflate {
+                    Some(window_bits) => frame.for_deflate(window_bits),
+                    None => frame.plain().clone(),
+                };
+                if write_frame(ws, &bytes).await.is_err() {
+                    return Flow::Stop(ABNORMAL);
+                }
+                bump(&shared.stats.messages_out, 1);
+                bump(&shared.stats.bytes_out, frame.payload_len() as u64);
+            }
             return Flow::Continue;
         }
         // Waiting here is the backpressure: a busy PHP thread stops this reader, and TCP
@@ -278,6 +296,17 @@ where
             }
         }
     }
+    socket.flush().await
+}
+
+/// Writes one frame, after tungstenite's buffer as [`write_frames`] does.
+async fn write_frame<S>(ws: &mut WebSocketStream<S>, frame: &[u8]) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.flush().await.map_err(std::io::Error::other)?;
+    let socket = ws.get_mut();
+    socket.write_all(frame).await?;
     socket.flush().await
 }
 

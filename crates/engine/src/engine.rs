@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::events::Event;
 use crate::listener::accept_loop;
 use crate::frame;
-use crate::inline_dispatch::Serving;
+use crate::inline_dispatch::{self, Serving};
 use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
@@ -233,8 +233,15 @@ impl Engine {
 
     /// Queues a message for one connection; never waits for the network.
     pub fn push(&self, fd: u64, payload: Payload) -> Result<(), PushError> {
+        let item = match payload.into_outgoing() {
+            Outgoing::Frame(frame) => match inline_dispatch::reply(&self.shared, fd, frame) {
+                Ok(()) => return Ok(()),
+                Err(frame) => Outgoing::Frame(frame),
+            },
+            control => control,
+        };
         let conn = self.shared.registry.get(fd).ok_or(PushError::Closed)?;
-        conn.push(payload.into_outgoing(), self.shared.config.socket_buffer_size)
+        conn.push(item, self.shared.config.socket_buffer_size)
     }
 
     /// Queues one message for every established connection but `except`; the frame is encoded

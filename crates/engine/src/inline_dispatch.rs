@@ -5,16 +5,23 @@
 //! queue, its wake-up and the inbound budget are skipped (the reader itself waits for the
 //! callback, which is all the backpressure needed). Whenever events wait in the queue (they keep
 //! their order), a callback is already running, or the loop has stopped, the queue is used.
+//!
+//! The first message such a callback pushes to its own connection (an echo, an answer) skips the
+//! outbox too: it is handed back to the task, which writes it as soon as the callback returns,
+//! with no registry lookup, no outbox lock and no wake-up of itself.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use tokio::sync::mpsc;
 
 use crate::events::Event;
+use crate::frame::Encoded;
+use crate::registry::Conn;
 use crate::shared::Shared;
 
 type Handle<'a> = dyn FnMut(&mut Vec<Event>) -> bool + 'a;
@@ -29,6 +36,10 @@ pub(crate) struct Serving<'a> {
     stopped: Cell<bool>,
     /// The loop's waker, for a callback run from a task that stops it.
     waker: RefCell<Option<Waker>>,
+    /// The connection whose task is running a callback, while it runs.
+    replying: Cell<Option<NonNull<Conn>>>,
+    /// The first message that callback pushed to its own connection, for the task to write.
+    reply: Cell<Option<Arc<Encoded>>>,
 }
 
 thread_local! {
@@ -53,6 +64,8 @@ impl<'a> Serving<'a> {
             single: RefCell::new(Vec::with_capacity(1)),
             stopped: Cell::new(false),
             waker: RefCell::new(None),
+            replying: Cell::new(None),
+            reply: Cell::new(None),
         }
     }
 
@@ -96,17 +109,44 @@ pub(crate) struct Here<'a> {
 }
 
 impl Here<'_> {
-    /// Runs `event`'s callback now. A callback that stops the server ends the loop.
-    pub fn run(self, event: Event) {
-        let mut single = self.serving.single.borrow_mut();
+    /// Runs the callback of `event`, a message from `conn`, now; returns the message the callback
+    /// pushed back to `conn` that [`reply`] took, for the caller to write before anything queued.
+    /// A callback that stops the server ends the loop.
+    pub fn run(self, event: Event, conn: &Conn) -> Option<Arc<Encoded>> {
+        let serving = self.serving;
+        let mut single = serving.single.borrow_mut();
         single.push(event);
-        if !self.serving.handle(&mut single) {
-            if let Some(waker) = self.serving.waker.borrow_mut().take() {
+        serving.replying.set(Some(NonNull::from(conn)));
+        let go_on = serving.handle(&mut single);
+        serving.replying.set(None);
+        if !go_on {
+            if let Some(waker) = serving.waker.borrow_mut().take() {
                 waker.wake();
             }
         }
         single.clear();
+        serving.reply.take()
     }
+}
+
+/// Takes a push to `fd` for its own task to write, if a callback is running from the task of
+/// `fd` (see [`Here::run`]), nothing is queued for it (this message must not pass those), and
+/// the callback has not pushed to it yet. Otherwise gives `frame` back, for the outbox.
+pub(crate) fn reply(shared: &Shared, fd: u64, frame: Arc<Encoded>) -> Result<(), Arc<Encoded>> {
+    let Some(serving) = SERVING.get() else { return Err(frame) };
+    // SAFETY: as in `here`.
+    let serving: &Serving<'_> = unsafe { serving.cast().as_ref() };
+    let Some(conn) = serving.replying.get() else { return Err(frame) };
+    // SAFETY: set by `Here::run` from a reference that outlives the callback, cleared after it.
+    let conn = unsafe { conn.as_ref() };
+    let taken = serving.reply.take();
+    let free = taken.is_none();
+    serving.reply.set(taken);
+    if conn.fd != fd || !free || !std::ptr::eq(serving.shared, shared) || !conn.nothing_queued() {
+        return Err(frame);
+    }
+    serving.reply.set(Some(frame));
+    Ok(())
 }
 
 /// Whether this task may run a callback of `shared`'s engine now: it runs on the PHP thread

@@ -130,6 +130,12 @@ impl Conn {
         Ok(())
     }
 
+    /// Open, with nothing waiting in the outbox.
+    pub(crate) fn nothing_queued(&self) -> bool {
+        let out = self.outbox.lock();
+        out.state == State::Open && out.queue.is_empty()
+    }
+
     /// Starts the close handshake after what is already queued; false if already closing.
     pub fn close(&self, code: u16, reason: &str) -> bool {
         let mut out = self.outbox.lock();

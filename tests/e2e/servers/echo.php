@@ -46,6 +46,8 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'code' => $s->disconnect($frame->fd, (int) $arg),
         'set' => $s->set(json_decode($arg, true)),
         'broadcast' => $s->broadcast($arg),
+        'sequence' => [$s->push($frame->fd, 'one'), $s->broadcast('two'), $s->push($frame->fd, 'three')],
+        'last-words' => [$s->push($frame->fd, $arg), $s->disconnect($frame->fd, 4001, 'said')],
         'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
         default => "unknown $cmd",
     };
