@@ -304,3 +304,32 @@ def test_request_callback_that_never_ends_the_response_gives_500(php_server, pat
     assert time.monotonic() - start < 1
     with urllib.request.urlopen(srv.http + "/fine", timeout=5) as res:
         assert res.status == 201
+
+
+# --- callables ------------------------------------------------------------------------------
+
+
+def test_every_kind_of_php_callable_runs_as_a_callback(php_server):
+    # Callables are resolved where on() or after() is called, so a class may register its own
+    # private methods; __call and __callStatic trampolines are made anew for every call.
+    srv = php_server("callables.php")
+    with connect(srv.url) as ws:
+        assert ws.recv(timeout=5) == "private method"
+        got = []
+        for kind in ["call", "invokable", "static-magic", "function", "closure", "call"]:
+            ws.send(f"use:{kind}")
+            assert ws.recv(timeout=5) == "switched"
+            for n in range(2):
+                ws.send(f"m{n}")
+                got.append(ws.recv(timeout=5))
+    assert got == [
+        "__call viaCall: m0", "__call viaCall: m1",
+        "invokable: m0", "invokable: m1",
+        "__callStatic viaCallStatic: m0", "__callStatic viaCallStatic: m1",
+        "function name: m0", "function name: m1",
+        "closure: m0", "closure: m1",
+        "__call viaCall: m0", "__call viaCall: m1",
+    ]
+    out = srv.wait_output("static method closed")
+    assert "private timer" in out
+    assert "not callable" not in srv.stderr() + out

@@ -74,7 +74,7 @@ where
         let flow = loop {
             let wake = tokio::select! {
                 biased;
-                _ = conn.wake.notified() => Wake::Outbox,
+                _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => Wake::Outbox,
                 incoming = ws.next() => Wake::Input(incoming),
             };
             let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate)).await;

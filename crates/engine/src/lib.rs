@@ -27,6 +27,7 @@ mod shared;
 mod socket;
 pub mod stats;
 mod tls;
+mod wake_signal;
 
 pub use config::{Config, ConfigError, Value};
 pub use engine::{ClientInfo, Engine, Handler, Payload};

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::frame::Encoded;
+use crate::wake_signal::WakeSignal;
 
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub struct Conn {
     last_active: AtomicU64,
     last_ping: AtomicU64,
     outbox: Mutex<Outbox>,
-    pub(crate) wake: Notify,
+    pub(crate) wake: WakeSignal,
     /// Set once for a connection on the Pusher protocol's path (`/app/{key}`): its session,
     /// or None if it was refused (unknown key, protocol version, quota) and is closing.
     pub(crate) pusher: std::sync::OnceLock<Option<Arc<crate::pusher::Session>>>,
@@ -88,7 +88,7 @@ impl Conn {
             last_active: AtomicU64::new(now_ms),
             last_ping: AtomicU64::new(now_ms),
             outbox: Mutex::new(Outbox { queue: VecDeque::new(), bytes: 0, state: State::Open }),
-            wake: Notify::new(),
+            wake: WakeSignal::default(),
             pusher: std::sync::OnceLock::new(),
         }
     }
@@ -120,13 +120,13 @@ impl Conn {
             out.state = State::Closing;
             out.queue.push_back(Outgoing::Control(close_message(1008, "slow consumer: too much data queued")));
             drop(out);
-            self.wake.notify_one();
+            self.wake.raise();
             return Err(PushError::SlowConsumer);
         }
         out.bytes += size;
         out.queue.push_back(item);
         drop(out);
-        self.wake.notify_one();
+        self.wake.raise();
         Ok(())
     }
 
@@ -145,7 +145,7 @@ impl Conn {
         out.state = State::Closing;
         out.queue.push_back(Outgoing::Control(close_message(code, reason)));
         drop(out);
-        self.wake.notify_one();
+        self.wake.raise();
         true
     }
 
@@ -159,7 +159,7 @@ impl Conn {
 
     pub(crate) fn kill(&self) {
         self.outbox.lock().state = State::Kill;
-        self.wake.notify_one();
+        self.wake.raise();
     }
 
     /// Queues a ping if the last one was at least `every_ms` ago.
@@ -172,7 +172,7 @@ impl Conn {
         if out.state == State::Open {
             out.queue.push_back(Outgoing::Control(Message::Ping(Default::default())));
             drop(out);
-            self.wake.notify_one();
+            self.wake.raise();
         }
     }
 

@@ -1,12 +1,11 @@
 //! The PHP callbacks registered with `on()`, and calling them so that an exception in one is
 //! logged and the server keeps serving.
 
-use std::collections::HashMap;
-
 use ext_php_rs::convert::IntoZvalDyn;
-use ext_php_rs::types::{ZendCallable, Zval};
 use ext_php_rs::zend::ExecutorGlobals;
 use surge_engine::Handler;
+
+use crate::callable::{CallError, Callable};
 
 /// A PHP event: the engine's events (see [`Handler`]), plus the server's own lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +38,11 @@ impl Kind {
     }
 
     pub fn name(self) -> &'static str {
-        KINDS.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+        KINDS[self.index()].0
+    }
+
+    fn index(self) -> usize {
+        KINDS.iter().position(|(_, k)| *k == self).expect("every kind is in KINDS")
     }
 }
 
@@ -53,13 +56,14 @@ pub enum Outcome {
 
 /// Calls `callback` with `args`. A thrown exception is taken, logged with its class, message
 /// and place, and forgotten; `exit()` is left pending so PHP still exits.
-pub fn call(callback: &Zval, args: Vec<&dyn IntoZvalDyn>, context: &str) -> Outcome {
-    let Ok(callable) = ZendCallable::new(callback) else {
-        log::error!(target: "surge", "the {context} callback is not callable");
-        return Outcome::Continue;
-    };
-    if callable.try_call(args).is_ok() {
-        return Outcome::Continue;
+pub fn call(callback: &Callable, args: Vec<&dyn IntoZvalDyn>, context: &str) -> Outcome {
+    match callback.call(args) {
+        Ok(()) => return Outcome::Continue,
+        Err(CallError::NotCallable) => {
+            log::error!(target: "surge", "the {context} callback is not callable");
+            return Outcome::Continue;
+        }
+        Err(CallError::Threw) => {}
     }
     if ExecutorGlobals::pending_exception_class().as_deref() == Some("UnwindExit") {
         return Outcome::Exit;
@@ -78,29 +82,26 @@ pub fn call(callback: &Zval, args: Vec<&dyn IntoZvalDyn>, context: &str) -> Outc
     Outcome::Continue
 }
 
-/// Callables by event. Held zvals are invisible to PHP's GC, so they are released when the
-/// server stops (see `clear`).
+/// Callables by event, at the event's place in [`KINDS`]. Held zvals are invisible to PHP's GC,
+/// so they are released when the server stops (see `clear`).
 #[derive(Default)]
-pub struct Callbacks(HashMap<Kind, Zval>);
+pub struct Callbacks([Option<Callable>; KINDS.len()]);
 
 impl Callbacks {
-    pub fn set(&mut self, kind: Kind, callback: Option<Zval>) {
-        match callback {
-            Some(cb) => self.0.insert(kind, cb),
-            None => self.0.remove(&kind),
-        };
+    pub fn set(&mut self, kind: Kind, callback: Option<Callable>) {
+        self.0[kind.index()] = callback;
     }
 
     /// A new reference to the callable, so no borrow is held while PHP runs it.
-    pub fn get(&self, kind: Kind) -> Option<Zval> {
-        self.0.get(&kind).map(Zval::shallow_clone)
+    pub fn get(&self, kind: Kind) -> Option<Callable> {
+        self.0[kind.index()].as_ref().map(Callable::shallow_clone)
     }
 
     pub fn has(&self, kind: Kind) -> bool {
-        self.0.contains_key(&kind)
+        self.0[kind.index()].is_some()
     }
 
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.0 = Default::default();
     }
 }

@@ -3,6 +3,7 @@
 
 use ext_php_rs::prelude::*;
 
+mod callable;
 mod callbacks;
 mod connections;
 mod convert;

@@ -12,6 +12,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use surge_engine::{Config, Engine, Handler, Payload, PushError};
 
+use crate::callable::Callable;
 use crate::callbacks::{Callbacks, Kind, KINDS};
 use crate::connections::Connections;
 use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
@@ -177,7 +178,8 @@ impl Server {
     }
 
     /// Registers the callable for an event: start, workerStart, open, message, close, request,
-    /// shutdown. `null` removes it.
+    /// shutdown. `null` removes it. The callable is resolved now, in the caller's scope (see
+    /// `callable.rs`), so a class may register its private methods.
     pub fn on(&self, event: String, callback: &Zval) -> PhpResult<bool> {
         let Some(kind) = Kind::parse(&event) else {
             let known: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
@@ -185,10 +187,9 @@ impl Server {
         };
         let callback = if callback.is_null() {
             None
-        } else if callback.is_callable() {
-            Some(callback.shallow_clone())
         } else {
-            return Err(error(format!("the callback for '{event}' is not callable")));
+            let callable = Callable::new(callback);
+            Some(callable.ok_or_else(|| error(format!("the callback for '{event}' is not callable")))?)
         };
         let present = callback.is_some();
         self.callbacks.borrow_mut().set(kind, callback);
@@ -438,10 +439,8 @@ impl Server {
 
     fn add_timer(&self, ms: i64, callback: &Zval, repeat: bool) -> PhpResult<i64> {
         let delay = timer_delay(ms)?;
-        if !callback.is_callable() {
-            return Err(error("the timer callback is not callable"));
-        }
+        let callback = Callable::new(callback).ok_or_else(|| error("the timer callback is not callable"))?;
         let engine = self.engine();
-        Ok(self.timers.borrow_mut().add(callback.shallow_clone(), delay, repeat, engine.as_deref()) as i64)
+        Ok(self.timers.borrow_mut().add(callback, delay, repeat, engine.as_deref()) as i64)
     }
 }

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ext_php_rs::types::Zval;
 use surge_engine::Engine;
 
+use crate::callable::Callable;
+
 struct Timer {
-    callback: Zval,
+    callback: Callable,
     delay: Duration,
     /// Some for `tick`, None for `after`.
     every: Option<Duration>,
@@ -22,7 +23,7 @@ pub struct Timers {
 
 impl Timers {
     /// Registers a timer and schedules it now if the engine runs, else at `schedule_all`.
-    pub fn add(&mut self, callback: Zval, delay: Duration, repeat: bool, engine: Option<&Engine>) -> u64 {
+    pub fn add(&mut self, callback: Callable, delay: Duration, repeat: bool, engine: Option<&Engine>) -> u64 {
         self.last_id += 1;
         let id = self.last_id;
         let every = repeat.then_some(delay);
@@ -49,7 +50,7 @@ impl Timers {
 
     /// The callable for a timer that fired, and whether it repeats. A one-shot timer is
     /// forgotten here, before its callback runs.
-    pub fn fired(&mut self, id: u64) -> Option<(Zval, bool)> {
+    pub fn fired(&mut self, id: u64) -> Option<(Callable, bool)> {
         let repeat = self.entries.get(&id)?.every.is_some();
         if repeat {
             Some((self.entries[&id].callback.shallow_clone(), true))

@@ -1,0 +1,93 @@
+//! A PHP callable resolved once, when it is registered.
+//!
+//! ext-php-rs's `ZendCallable` resolves a callable three times per call (two checks, then
+//! `zend_call_function` itself). A message callback runs for every message, so Surge resolves
+//! it once, as PHP's own functions that call back many times do (`array_map`, `usort`), and
+//! then calls the function found.
+
+use std::ptr;
+
+use ext_php_rs::convert::IntoZvalDyn;
+use ext_php_rs::ffi::{
+    zend_call_known_function, zend_fcall_info_cache, zend_is_callable_ex, ZEND_ACC_CALL_VIA_TRAMPOLINE,
+};
+use ext_php_rs::types::{ZendCallable, Zval};
+use ext_php_rs::zend::ExecutorGlobals;
+
+unsafe extern "C" {
+    // Exported by PHP (Zend/zend_API.h); ext-php-rs has no binding for it.
+    fn zend_release_fcall_info_cache(fcc: *mut zend_fcall_info_cache);
+}
+
+pub struct Callable {
+    /// Holds what `resolved` points into: the closure, or the object of a method.
+    zval: Zval,
+    /// The function, its object and scope. None when the callable resolves to a `__call` or
+    /// `__callStatic` trampoline, which PHP makes for one call only: those are resolved anew at
+    /// every call.
+    resolved: Option<zend_fcall_info_cache>,
+}
+
+pub enum CallError {
+    /// It resolved when registered, and no longer does (a trampoline's `__call` went away).
+    NotCallable,
+    /// It threw; the exception is left pending in PHP's executor.
+    Threw,
+}
+
+impl Callable {
+    /// Resolved as seen from the PHP code running now (the caller of `on()` or `tick()`); None
+    /// if it is not callable from there.
+    pub fn new(zval: &Zval) -> Option<Callable> {
+        let mut zval = zval.shallow_clone();
+        // SAFETY: all-zero is the empty cache PHP itself starts from.
+        let mut fcc: zend_fcall_info_cache = unsafe { std::mem::zeroed() };
+        // SAFETY: `zval` is a live zval; the out-pointers are either null or ours.
+        let callable = unsafe {
+            zend_is_callable_ex(&mut zval, ptr::null_mut(), 0, ptr::null_mut(), &mut fcc, ptr::null_mut())
+        };
+        if !callable || fcc.function_handler.is_null() {
+            return None;
+        }
+        // SAFETY: resolution succeeded, so the handler points to a function.
+        let trampoline = unsafe { (*fcc.function_handler).common.fn_flags } & ZEND_ACC_CALL_VIA_TRAMPOLINE != 0;
+        if trampoline {
+            // SAFETY: frees the trampoline made for this resolution, as PHP does after a call.
+            unsafe { zend_release_fcall_info_cache(&mut fcc) };
+        }
+        Some(Callable { zval, resolved: (!trampoline).then_some(fcc) })
+    }
+
+    /// Another reference, so no borrow of where it is kept is held while PHP runs it.
+    pub fn shallow_clone(&self) -> Callable {
+        Callable { zval: self.zval.shallow_clone(), resolved: self.resolved }
+    }
+
+    pub fn call(&self, args: Vec<&dyn IntoZvalDyn>) -> Result<(), CallError> {
+        let Some(fcc) = self.resolved else {
+            let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
+            return callable.try_call(args).map(drop).map_err(|_| CallError::Threw);
+        };
+        let params = args.iter().map(|arg| arg.as_zval(false)).collect::<Result<Vec<Zval>, _>>();
+        let mut params = params.map_err(|_| CallError::Threw)?;
+        let mut retval = Zval::new();
+        // SAFETY: `fcc` was resolved from `self.zval`, which keeps the function and its object
+        // alive; `params` and `retval` are live zvals that outlive the call.
+        unsafe {
+            zend_call_known_function(
+                fcc.function_handler,
+                fcc.object,
+                fcc.called_scope,
+                &mut retval,
+                params.len() as u32,
+                params.as_mut_ptr(),
+                ptr::null_mut(),
+            );
+        }
+        if ExecutorGlobals::has_exception() {
+            Err(CallError::Threw)
+        } else {
+            Ok(())
+        }
+    }
+}
