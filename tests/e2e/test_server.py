@@ -99,6 +99,24 @@ def test_a_message_pushed_before_disconnect_arrives_before_the_close(php_server)
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "said")
 
 
+def test_each_message_gets_its_own_frame_whatever_the_callback_did_with_the_last(php_server):
+    # Frame objects the callback let go are reused; one it kept, even weakly, or added a
+    # property to, is not.
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ask = lambda cmd: (ws.send(cmd), json.loads(ws.recv(timeout=5)))[1]
+        assert ask("cmd:keep") == 1
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        assert ask("cmd:kept") == ["cmd:keep"]
+        assert ask("cmd:weak") is True
+        assert ask("cmd:weak-gone") is True
+        assert ask("cmd:tag:x") is True
+        assert ask("cmd:tagged") is False
+        assert ask("cmd:keep") == 2
+        assert ask("cmd:kept") == ["cmd:keep", "cmd:keep"]
+
+
 def test_binary_push(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

@@ -13,7 +13,6 @@ use surge_engine::{Engine, Event, Handler, PusherEvent};
 use crate::callbacks::{call, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
-use crate::frame::Frame;
 use crate::request::Request;
 use crate::response::Response;
 use crate::server::Server;
@@ -75,6 +74,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
     server.engine.borrow_mut().take();
     drop(engine);
     server.callbacks.borrow_mut().clear();
+    server.frames.clear();
     server.timers.borrow_mut().clear_all();
     server.set_running(false, None);
     Ok(!exited)
@@ -163,8 +163,12 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             None => Next::Continue,
         },
         // `held` (the event's share of the inbound budget) is dropped once the callback returns.
-        Event::Message { fd, data, binary, .. } => match object(Ok(Frame::new(fd, &data, binary)), "frame") {
-            Some(frame) => callback(server, Kind::Engine(Handler::Message), vec![this, &frame]).into(),
+        Event::Message { fd, data, binary, .. } => match object(server.frames.take(fd, &data, binary), "frame") {
+            Some(frame) => {
+                let outcome = callback(server, Kind::Engine(Handler::Message), vec![this, &frame]);
+                server.frames.give_back(frame);
+                outcome.into()
+            }
             None => Next::Continue,
         },
         Event::Close { fd, code: _ } => callback(server, Kind::Engine(Handler::Close), vec![this, &(fd as i64)]).into(),

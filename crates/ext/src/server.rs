@@ -18,6 +18,7 @@ use crate::connections::Connections;
 use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
 use crate::event_loop;
 use crate::exception::error;
+use crate::frame::Frames;
 use crate::timers::Timers;
 
 pub const OPCODE_TEXT: i64 = 1;
@@ -33,6 +34,7 @@ pub struct Server {
     pub(crate) callbacks: RefCell<Callbacks>,
     pub(crate) engine: RefCell<Option<Rc<Engine>>>,
     pub(crate) timers: RefCell<Timers>,
+    pub(crate) frames: Frames,
     pub(crate) stop_requested: Cell<bool>,
     running: Cell<bool>,
     /// Channels given to subscribe() before start().
@@ -144,6 +146,7 @@ impl Server {
             callbacks: RefCell::default(),
             engine: RefCell::new(None),
             timers: RefCell::default(),
+            frames: Frames::default(),
             stop_requested: Cell::new(false),
             running: Cell::new(false),
             pending_subscriptions: RefCell::default(),

@@ -46,12 +46,28 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'code' => $s->disconnect($frame->fd, (int) $arg),
         'set' => $s->set(json_decode($arg, true)),
         'broadcast' => $s->broadcast($arg),
+        'keep' => count(keep($frame)),
+        'kept' => array_map(fn($f) => $f->data, keep()),
+        'weak' => (bool) ($GLOBALS['weak'] = WeakReference::create($frame)),
+        'weak-gone' => $GLOBALS['weak']->get() === null,
+        'tag' => (bool) @($frame->tag = $arg),
+        'tagged' => isset($frame->tag),
         'sequence' => [$s->push($frame->fd, 'one'), $s->broadcast('two'), $s->push($frame->fd, 'three')],
         'last-words' => [$s->push($frame->fd, $arg), $s->disconnect($frame->fd, 4001, 'said')],
         'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
         default => "unknown $cmd",
     };
 }
+// The frames a callback held on to.
+function keep(?object $frame = null): array
+{
+    static $kept = [];
+    if ($frame) {
+        $kept[] = $frame;
+    }
+    return $kept;
+}
+
 // Sleeps (blocking the PHP thread) and says for how long it really slept, in ms.
 function slept(int $ms): int
 {
