@@ -19,6 +19,9 @@ unsafe extern "C" {
     fn zend_release_fcall_info_cache(fcc: *mut zend_fcall_info_cache);
 }
 
+/// The most arguments Surge gives a callback (pusherClientEvent's six).
+const MAX_ARGS: usize = 6;
+
 pub struct Callable {
     /// Holds what `resolved` points into: the closure, or the object of a method.
     zval: Zval,
@@ -63,13 +66,16 @@ impl Callable {
         Callable { zval: self.zval.shallow_clone(), resolved: self.resolved }
     }
 
-    pub fn call(&self, args: Vec<&dyn IntoZvalDyn>) -> Result<(), CallError> {
-        let Some(fcc) = self.resolved else {
+    pub fn call(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+        let (Some(fcc), true) = (self.resolved, args.len() <= MAX_ARGS) else {
             let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
-            return callable.try_call(args).map(drop).map_err(|_| CallError::Threw);
+            return callable.try_call(args.to_vec()).map(drop).map_err(|_| CallError::Threw);
         };
-        let params = args.iter().map(|arg| arg.as_zval(false)).collect::<Result<Vec<Zval>, _>>();
-        let mut params = params.map_err(|_| CallError::Threw)?;
+        // On the stack: a callback runs for every message.
+        let mut params: [Zval; MAX_ARGS] = std::array::from_fn(|_| Zval::new());
+        for (param, arg) in params.iter_mut().zip(args) {
+            *param = arg.as_zval(false).map_err(|_| CallError::Threw)?;
+        }
         let mut retval = Zval::new();
         // SAFETY: `fcc` was resolved from `self.zval`, which keeps the function and its object
         // alive; `params` and `retval` are live zvals that outlive the call.
@@ -79,7 +85,7 @@ impl Callable {
                 fcc.object,
                 fcc.called_scope,
                 &mut retval,
-                params.len() as u32,
+                args.len() as u32,
                 params.as_mut_ptr(),
                 ptr::null_mut(),
             );

@@ -56,7 +56,7 @@ pub enum Outcome {
 
 /// Calls `callback` with `args`. A thrown exception is taken, logged with its class, message
 /// and place, and forgotten; `exit()` is left pending so PHP still exits.
-pub fn call(callback: &Callable, args: Vec<&dyn IntoZvalDyn>, context: &str) -> Outcome {
+pub fn call(callback: &Callable, args: &[&dyn IntoZvalDyn], context: &str) -> Outcome {
     match callback.call(args) {
         Ok(()) => return Outcome::Continue,
         Err(CallError::NotCallable) => {

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ext_php_rs::convert::IntoZval;
+use ext_php_rs::convert::{IntoZval, IntoZvalDyn};
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
 use surge_engine::{Engine, Event, Handler, PusherEvent};
@@ -68,7 +68,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
 
     let exited = serve(server, this, &engine) == Next::Exit || drain(server, this, &engine) == Next::Exit;
     if !exited {
-        let _ = callback(server, Kind::Shutdown, vec![this]);
+        let _ = callback(server, Kind::Shutdown, &[this]);
     }
     // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio.
     server.engine.borrow_mut().take();
@@ -83,11 +83,11 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
 fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
     for (kind, args) in [(Kind::Start, vec![this]), (Kind::WorkerStart, vec![this])] {
         let worker_id = 0i64;
-        let mut args: Vec<&dyn ext_php_rs::convert::IntoZvalDyn> = args.into_iter().map(|a| a as _).collect();
+        let mut args: Vec<&dyn IntoZvalDyn> = args.into_iter().map(|a| a as _).collect();
         if kind == Kind::WorkerStart {
             args.push(&worker_id);
         }
-        if callback(server, kind, args) == Outcome::Exit {
+        if callback(server, kind, &args) == Outcome::Exit {
             return Next::Exit;
         }
     }
@@ -136,7 +136,7 @@ fn drain(server: &Server, this: &Zval, engine: &Engine) -> Next {
     }
 }
 
-fn callback(server: &Server, kind: Kind, args: Vec<&dyn ext_php_rs::convert::IntoZvalDyn>) -> Outcome {
+fn callback(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Outcome {
     // Cloned out of the RefCell so that the callback may call on() itself.
     let cb = server.callbacks.borrow().get(kind);
     match cb {
@@ -159,38 +159,38 @@ fn object<T: IntoZval>(value: PhpResult<T>, what: &str) -> Option<Zval> {
 fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
     match event {
         Event::Open { fd: _, request } => match object(Request::from_engine(&request), "request") {
-            Some(req) => callback(server, Kind::Engine(Handler::Open), vec![this, &req]).into(),
+            Some(req) => callback(server, Kind::Engine(Handler::Open), &[this, &req]).into(),
             None => Next::Continue,
         },
         // `held` (the event's share of the inbound budget) is dropped once the callback returns.
         Event::Message { fd, data, binary, .. } => match object(server.frames.take(fd, &data, binary), "frame") {
             Some(frame) => {
-                let outcome = callback(server, Kind::Engine(Handler::Message), vec![this, &frame]);
+                let outcome = callback(server, Kind::Engine(Handler::Message), &[this, &frame]);
                 server.frames.give_back(frame);
                 outcome.into()
             }
             None => Next::Continue,
         },
-        Event::Close { fd, code: _ } => callback(server, Kind::Engine(Handler::Close), vec![this, &(fd as i64)]).into(),
+        Event::Close { fd, code: _ } => callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]).into(),
         Event::Request { request, reply, .. } => {
             let req = object(Request::from_engine(&request), "request");
             let res = object(Ok(Response::new(request.fd, reply)), "response");
             match (req, res) {
-                (Some(req), Some(res)) => callback(server, Kind::Engine(Handler::Request), vec![&req, &res]).into(),
+                (Some(req), Some(res)) => callback(server, Kind::Engine(Handler::Request), &[&req, &res]).into(),
                 _ => Next::Continue,
             }
         }
         Event::Timer { id } => {
             let fired = server.timers.borrow_mut().fired(id);
             match fired {
-                Some((cb, true)) => call(&cb, vec![&(id as i64)], "tick").into(),
-                Some((cb, false)) => call(&cb, vec![], "after").into(),
+                Some((cb, true)) => call(&cb, &[&(id as i64)], "tick").into(),
+                Some((cb, false)) => call(&cb, &[], "after").into(),
                 None => Next::Continue,
             }
         }
         Event::Redis { channel, payload, .. } => {
             let payload = binary_zval(&payload);
-            callback(server, Kind::Engine(Handler::Redis), vec![this, &channel, &payload]).into()
+            callback(server, Kind::Engine(Handler::Redis), &[this, &channel, &payload]).into()
         }
         Event::Pusher { fd, app_id, channel, what } => {
             let fd = fd as i64;
@@ -210,12 +210,12 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                         }
                         None => Zval::new(),
                     };
-                    callback(server, Kind::Engine(Handler::PusherSubscribe), vec![this, &fd, &channel, &member, &app_id]).into()
+                    callback(server, Kind::Engine(Handler::PusherSubscribe), &[this, &fd, &channel, &member, &app_id]).into()
                 }
-                PusherEvent::Unsubscribe => callback(server, Kind::Engine(Handler::PusherUnsubscribe), vec![this, &fd, &channel, &app_id]).into(),
+                PusherEvent::Unsubscribe => callback(server, Kind::Engine(Handler::PusherUnsubscribe), &[this, &fd, &channel, &app_id]).into(),
                 PusherEvent::ClientEvent { event, data } => {
                     let data = json_zval(&data);
-                    callback(server, Kind::Engine(Handler::PusherClientEvent), vec![this, &fd, &channel, &event, &data, &app_id]).into()
+                    callback(server, Kind::Engine(Handler::PusherClientEvent), &[this, &fd, &channel, &event, &data, &app_id]).into()
                 }
             }
         }
