@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# User-space instructions per echo round trip, counted by callgrind: Surge with worker_threads 0
+# (bench/servers/echo.php, a PHP callback per message) and the naive Rust server, each under
+# valgrind, driven by surge-load (BENCH_CG_CONNS connections, 10; BENCH_CG_SECS, 6 s).
+#
+# Rates and CPU times on these shared cores move by 30% from one minute to the next; these
+# counts repeat within about 0.1%, so they tell whether a change to the hot path made it
+# cheaper. They leave out the kernel (three quarters of an echo's CPU time), and callgrind runs
+# one thread at a time, so naive's count holds none of its cross-thread waiting.
+# Usage: bash bench/instructions.sh   (needs valgrind: apt-get install valgrind)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
+CONNS=${BENCH_CG_CONNS:-10}
+SECS=${BENCH_CG_SECS:-6}
+# fail, spawn, stop, cleanup, wait_for
+source bench/lib.sh
+command -v valgrind >/dev/null || fail "valgrind is not installed (apt-get install valgrind)"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-cg.XXXXXX")
+trap 'cleanup; rm -rf "$WORK"' EXIT
+{ ./scripts/build.sh && cargo build --release --locked -p surge-bench; } >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; fail "the build failed"; }
+LOAD=$CARGO_TARGET_DIR/release/surge-load
+
+# count NAME COMMAND...: the server under callgrind; counting starts once it listens and ends
+# when the load is done; prints the instructions per round trip.
+count() {
+    local name=$1
+    shift
+    SURGE_PORT=0 SURGE_WORKER_THREADS=0 spawn "$WORK/out" "$WORK/err" \
+        valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$@"
+    local pid=$SPAWNED
+    wait_for 60 "$pid" grep -q '^ready ' "$WORK/out" || fail "$name did not start: $(cat "$WORK/err")"
+    local port
+    port=$(awk '/^ready /{print $2}' "$WORK/out")
+    callgrind_control --zero "$pid" >/dev/null 2>&1
+    "$LOAD" echo --url "ws://127.0.0.1:$port/" --conns "$CONNS" --secs "$SECS" --warmup-secs 0 \
+        --size 32 --threads 2 >"$WORK/load.json"
+    callgrind_control --dump "$pid" >/dev/null 2>&1
+    stop "$pid"
+    local round_trips instructions
+    round_trips=$(php -r 'echo json_decode(file_get_contents($argv[1]), true)["round_trips_with_warmup"];' "$WORK/load.json")
+    instructions=$(callgrind_annotate "$(ls "$WORK"/cg.*.1)" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    printf '%-32s %9d round trips %7d instructions per round trip\n' "$name" "$round_trips" $((instructions / round_trips))
+    rm -f "$WORK"/cg.*
+}
+
+echo "User-space instructions per echo round trip (callgrind; $CONNS connections, 32 B, $SECS s), commit $(git rev-parse --short HEAD)"
+count "Surge, worker_threads 0" php -n -d "extension=$(pwd)/build/surge.so" bench/servers/echo.php
+count "naive Rust" "$CARGO_TARGET_DIR/release/naive-server"
