@@ -1,9 +1,11 @@
-"""The server, channel, lifecycle, TLS, deflate, Pusher and Redis tests again with
-`worker_threads` 0: no I/O threads, the PHP thread does the network work itself between
-callbacks."""
+"""The server, channel, lifecycle, TLS, deflate, Pusher and Redis tests, and Autobahn's sections
+1-10 with a sample of 12-13, again with `worker_threads` 0: no I/O threads, the PHP thread does
+the network work itself between callbacks (and answers a message from the task that read it)."""
 
 import pytest
 
+from test_autobahn import test_autobahn_permessage_deflate_sections_12_and_13 as autobahn_deflate_cases
+from test_autobahn import test_autobahn_sections_1_to_10  # noqa: F401
 from test_channels import *  # noqa: F401,F403
 from test_deflate import *  # noqa: F401,F403
 from test_lifecycle import *  # noqa: F401,F403
@@ -35,3 +37,10 @@ def test_a_message_right_behind_the_handshake_still_comes_after_open(php_server)
         assert raw.read_frame() == (OP_TEXT, b"second")
     events = [line.split(" ")[0] for line in srv.wait_output("message").splitlines() if line.startswith(("open", "message"))]
     assert events == ["open", "message", "message"]
+
+
+def test_autobahn_permessage_deflate_sample(php_server, tmp_path, monkeypatch):
+    # The sample of sections 12-13 (every kind of data and every offer): the whole of them
+    # runs once, in the default mode (test_autobahn.py).
+    monkeypatch.setenv("SURGE_AUTOBAHN_SAMPLE", "1")
+    autobahn_deflate_cases(php_server, tmp_path)
