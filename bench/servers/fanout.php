@@ -8,7 +8,12 @@
 // and answers with the number of deliveries queued. GET /members: how many have joined. Listens on 127.0.0.1:$SURGE_PORT (0: a free
 // port) and prints "ready PORT" once listening. Default settings apart from the log level.
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$server->set(['log_level' => 'warn']);
+$settings = ['log_level' => 'warn'];
+// SURGE_WORKER_THREADS sets worker_threads (0: the network work on the PHP thread), for runs by hand.
+if (getenv('SURGE_WORKER_THREADS') !== false) {
+    $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
+}
+$server->set($settings);
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";
 });

@@ -5,7 +5,12 @@
 // message PUBLISHed to laravel_database_bench is forwarded natively (redis_forward) to all.
 // Listens on 127.0.0.1:$SURGE_PORT (0: a free port); prints "ready PORT" once listening.
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$server->set(['log_level' => 'warn', 'redis' => getenv('SURGE_REDIS')]);
+$settings = ['log_level' => 'warn', 'redis' => getenv('SURGE_REDIS')];
+// SURGE_WORKER_THREADS sets worker_threads (0: the network work on the PHP thread), for runs by hand.
+if (getenv('SURGE_WORKER_THREADS') !== false) {
+    $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
+}
+$server->set($settings);
 $server->subscribe('bench');
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";
