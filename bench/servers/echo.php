@@ -5,11 +5,8 @@
 // (SURGE_COMPRESSION=1 turns websocket_compression on, for the deflate scenarios;
 // SURGE_WORKER_THREADS sets worker_threads, 0 for the network work on the PHP thread).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$settings = ['log_level' => 'warn', 'websocket_compression' => getenv('SURGE_COMPRESSION') === '1'];
-if (getenv('SURGE_WORKER_THREADS') !== false) {
-    $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
-}
-$server->set($settings);
+require __DIR__ . '/settings.php';
+$server->set(bench_settings(['websocket_compression' => getenv('SURGE_COMPRESSION') === '1']));
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";
 });

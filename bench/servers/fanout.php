@@ -6,14 +6,11 @@
 //   publish    $server->publish('all', $msg)
 //   loop       foreach ($server->connections as $fd) $server->push($fd, $msg)
 // and answers with the number of deliveries queued. GET /members: how many have joined. Listens on 127.0.0.1:$SURGE_PORT (0: a free
-// port) and prints "ready PORT" once listening. Default settings apart from the log level.
+// port) and prints "ready PORT" once listening. Default settings apart from the log level
+// (and SURGE_WORKER_THREADS, see settings.php).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$settings = ['log_level' => 'warn'];
-// SURGE_WORKER_THREADS sets worker_threads (0: the network work on the PHP thread), for runs by hand.
-if (getenv('SURGE_WORKER_THREADS') !== false) {
-    $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
-}
-$server->set($settings);
+require __DIR__ . '/settings.php';
+$server->set(bench_settings());
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";
 });

@@ -3,14 +3,11 @@
 // default prefix laravel_database_ added) through the Redis bridge at $SURGE_REDIS; every
 // WebSocket client joins the Surge channel "bench" when it opens, so each Laravel-shaped
 // message PUBLISHed to laravel_database_bench is forwarded natively (redis_forward) to all.
-// Listens on 127.0.0.1:$SURGE_PORT (0: a free port); prints "ready PORT" once listening.
+// Listens on 127.0.0.1:$SURGE_PORT (0: a free port); prints "ready PORT" once listening
+// (SURGE_WORKER_THREADS: see settings.php).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) (getenv('SURGE_PORT') ?: 0));
-$settings = ['log_level' => 'warn', 'redis' => getenv('SURGE_REDIS')];
-// SURGE_WORKER_THREADS sets worker_threads (0: the network work on the PHP thread), for runs by hand.
-if (getenv('SURGE_WORKER_THREADS') !== false) {
-    $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
-}
-$server->set($settings);
+require __DIR__ . '/settings.php';
+$server->set(bench_settings(['redis' => getenv('SURGE_REDIS')]));
 $server->subscribe('bench');
 $server->on('start', function ($s) {
     echo "ready {$s->port}\n";

@@ -195,6 +195,10 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->on('mesage', fn() => null);", "'mesage'"),
         ("$s->on('message', 'no_such_function');", "'message'"),
         ("$s->on('open', 42);", "'open'"),
+        # Resolved where on() is called: another class's private method is not callable here.
+        ("class H { private function hidden() {} } $s->on('close', [new H, 'hidden']);", "'close'"),
+        ("$s->tick(10, 'no_such_function');", "timer callback"),
+        ("$s->after(10, [new ArrayObject(), 'no_such_method']);", "timer callback"),
     ],
 )
 def test_bad_setting_or_event_throws_surge_exception_naming_it(call, named):
