@@ -303,20 +303,20 @@ namespace Surge\WebSocket {
         }
     }
 
-    /** One whole message from a client, passed to the message callback; fragmented messages are reassembled first. */
+    /** One whole message from a client, passed to the message callback; fragmented messages are reassembled first. Its properties are plain public ones, as in Swoole: a callback may change them, Surge never reads them back. */
     class Frame
     {
         /** The sender's connection id. */
-        public readonly int $fd;
+        public int $fd;
 
         /** The message: UTF-8 text for WEBSOCKET_OPCODE_TEXT, raw bytes for WEBSOCKET_OPCODE_BINARY. */
-        public readonly string $data;
+        public string $data;
 
         /** WEBSOCKET_OPCODE_TEXT (1) or WEBSOCKET_OPCODE_BINARY (2); pings, pongs and closes are handled by Surge. */
-        public readonly int $opcode;
+        public int $opcode;
 
         /** Always true: PHP only ever sees whole messages. */
-        public readonly bool $finish;
+        public bool $finish;
 
         /** Not for user code: the server creates frames, and `new` throws \Exception. */
         public function __construct()

@@ -115,6 +115,13 @@ def test_each_message_gets_its_own_frame_whatever_the_callback_did_with_the_last
         assert ask("cmd:tagged") is False
         assert ask("cmd:keep") == 2
         assert ask("cmd:kept") == ["cmd:keep", "cmd:keep"]
+        fd = ask("cmd:frame")[0]
+        assert ask("cmd:frame") == [fd, "cmd:frame", 1, True]
+        assert ask("cmd:scribble")[0] == -1
+        assert ask("cmd:frame") == [fd, "cmd:frame", 1, True]
+        assert ask("cmd:held") == "overwritten", "a reference to a frame's property keeps its value"
+        ws.send(b"cmd:frame")
+        assert json.loads(ws.recv(timeout=5)) == [fd, "cmd:frame", 2, True]
 
 
 def test_binary_push(php_server):

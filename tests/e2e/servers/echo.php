@@ -13,7 +13,7 @@ $server->on('open', function ($s, $req) {
     out("open {$req->fd} " . json_encode(['get' => $req->get, 'path' => $req->server['request_uri'], 'ua' => $req->header['user-agent'] ?? null]));
 });
 $server->on('message', function ($s, $frame) {
-    $d = $frame->data;
+    [$fd, $d] = [$frame->fd, $frame->data];
     out("message {$frame->fd} " . (strlen($d) > 64 ? strlen($d) . ' bytes' : $d));
     if (str_starts_with($d, 'cmd:')) {
         [, $cmd, $arg] = explode(':', $d, 3) + [2 => ''];
@@ -22,7 +22,7 @@ $server->on('message', function ($s, $frame) {
         } catch (Surge\Exception $e) {
             $r = ['exception' => get_class($e), 'message' => $e->getMessage()];
         }
-        $s->push($frame->fd, json_encode($r));
+        $s->push($fd, json_encode($r));
         return;
     }
     $s->push($frame->fd, $d, $frame->opcode);
@@ -52,6 +52,11 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'weak-gone' => $GLOBALS['weak']->get() === null,
         'tag' => (bool) @($frame->tag = $arg),
         'tagged' => isset($frame->tag),
+        // Frame properties are plain public properties: a callback may overwrite, unset or
+        // reference them; the next frame still carries its own message.
+        'scribble' => [$frame->fd = -1, $frame->opcode = 'x', $GLOBALS['held'] = &$frame->data, $frame->data = 'overwritten', $frame->finish = null],
+        'frame' => [$frame->fd, $frame->data, $frame->opcode, $frame->finish],
+        'held' => $GLOBALS['held'],
         'sequence' => [$s->push($frame->fd, 'one'), $s->broadcast('two'), $s->push($frame->fd, 'three')],
         'last-words' => [$s->push($frame->fd, $arg), $s->disconnect($frame->fd, 4001, 'said')],
         'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
