@@ -202,11 +202,12 @@ where
         if let Some(here) = inline_dispatch::here(shared) {
             let reply = here.run(Event::Message { fd: conn.fd, data, binary, held: None }, conn);
             if let Some(frame) = reply {
-                let bytes = match deflate {
-                    Some(window_bits) => frame.for_deflate(window_bits),
-                    None => frame.plain().clone(),
+                // Borrowed, not cloned: the first clone of a frame's bytes allocates.
+                let written = match deflate {
+                    Some(window_bits) => write_frame(ws, &frame.for_deflate(window_bits)).await,
+                    None => write_frame(ws, frame.plain()).await,
                 };
-                if write_frame(ws, &bytes).await.is_err() {
+                if written.is_err() {
                     return Flow::Stop(ABNORMAL);
                 }
                 bump(&shared.stats.messages_out, 1);

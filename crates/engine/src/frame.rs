@@ -65,18 +65,28 @@ pub fn encode(opcode: u8, payload: &[u8]) -> Bytes {
 /// A frame whose first byte (FIN, RSV bits, opcode) is `first`.
 fn encode_first(first: u8, payload: &[u8]) -> Bytes {
     let len = payload.len();
-    let mut buf = BytesMut::with_capacity(len + 10);
+    let header = match len {
+        0..126 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    };
+    // Exactly the frame's size: bytes then keeps the buffer as it is, where a spare byte made
+    // it allocate a second block to share it.
+    let mut buf = BytesMut::with_capacity(header + len);
     buf.put_u8(first);
-    if len < 126 {
-        buf.put_u8(len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.put_u8(126);
-        buf.put_u16(len as u16);
-    } else {
-        buf.put_u8(127);
-        buf.put_u64(len as u64);
+    match header {
+        2 => buf.put_u8(len as u8),
+        4 => {
+            buf.put_u8(126);
+            buf.put_u16(len as u16);
+        }
+        _ => {
+            buf.put_u8(127);
+            buf.put_u64(len as u64);
+        }
     }
     buf.put_slice(payload);
+    debug_assert_eq!(buf.len(), buf.capacity());
     buf.freeze()
 }
 
