@@ -122,6 +122,8 @@ def test_each_message_gets_its_own_frame_whatever_the_callback_did_with_the_last
         assert ask("cmd:held") == "overwritten", "a reference to a frame's property keeps its value"
         ws.send(b"cmd:frame")
         assert json.loads(ws.recv(timeout=5)) == [fd, "cmd:frame", 2, True]
+        assert ask("cmd:vars") == {"fd": fd, "data": "cmd:vars", "opcode": 1, "finish": True}
+        assert ask("cmd:frame") == [fd, "cmd:frame", 1, True]
 
 
 def test_binary_push(php_server):

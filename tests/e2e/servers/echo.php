@@ -57,6 +57,7 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'scribble' => [$frame->fd = -1, $frame->opcode = 'x', $GLOBALS['held'] = &$frame->data, $frame->data = 'overwritten', $frame->finish = null],
         'frame' => [$frame->fd, $frame->data, $frame->opcode, $frame->finish],
         'held' => $GLOBALS['held'],
+        'vars' => get_object_vars($frame),
         'sequence' => [$s->push($frame->fd, 'one'), $s->broadcast('two'), $s->push($frame->fd, 'three')],
         'last-words' => [$s->push($frame->fd, $arg), $s->disconnect($frame->fd, 4001, 'said')],
         'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
