@@ -181,7 +181,10 @@ async fn read_until<S: AsyncRead + Unpin>(stream: &mut S, wait: Duration, done: 
     .await;
 }
 
-/// Counts a TCP connection as live for `max_connection` while it speaks HTTP.
+/// Counts a TCP connection as live for `max_connection` while it speaks HTTP. Shared by hyper's
+/// connection and the requests it serves: an upgrade holds it until its WebSocket is in the
+/// registry, which counts it from then on, so the connection is never counted nowhere (for a
+/// moment it is counted twice: a client arriving then at the limit is refused, never let past).
 struct HttpLive(Arc<Shared>);
 
 impl Drop for HttpLive {
@@ -198,13 +201,13 @@ async fn serve_tcp(
     slot: Option<Arc<IpSlot>>,
 ) {
     shared.http_live.fetch_add(1, Relaxed);
-    let _live = HttpLive(shared.clone());
     let peer = Peer {
         fd: shared.next_fd(),
         remote,
         server_port: stream.local_addr().map(|a| a.port()).unwrap_or(0),
         connect_time: unix_ms() / 1000,
         _slot: slot,
+        live: Some(Arc::new(HttpLive(shared.clone()))),
     };
     match tls {
         None => serve_http(stream, peer, shared).await,
@@ -247,14 +250,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let fd = shared.next_fd();
-    let peer = Peer { fd, remote: ([127, 0, 0, 1], 40000).into(), server_port: 9501, connect_time: 0, _slot: None };
+    let peer =
+        Peer { fd, remote: ([127, 0, 0, 1], 40000).into(), server_port: 9501, connect_time: 0, _slot: None, live: None };
     serve_http(stream, peer, shared).await
 }
 
 type Reply = Response<Full<Bytes>>;
 
 /// Who is on the other end of one TCP connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Peer {
     fd: u64,
     remote: SocketAddr,
@@ -263,6 +267,8 @@ struct Peer {
     connect_time: u64,
     /// Held as long as the connection lives (see `max_connections_per_ip`).
     _slot: Option<Arc<IpSlot>>,
+    /// Held while the connection speaks HTTP, and by an upgrade until it is registered.
+    live: Option<Arc<HttpLive>>,
 }
 
 async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
@@ -406,6 +412,7 @@ async fn established(
     let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());
+    drop(peer.live);
     log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
     if !announce(handshake, &conn, &shared).await {
         shared.registry.remove(fd);
