@@ -269,16 +269,18 @@ foreach ($raw as $r) {
 $checks = checkTargets($summary);
 $settings = json_decode($settingsJson, true, 512, JSON_THROW_ON_ERROR);
 $machine = machine();
+// When the report is written, at the end of the run; the run began $elapsed seconds before.
 $date = gmdate('Y-m-d\TH:i:s\Z');
+$started = gmdate('Y-m-d\TH:i:s\Z', time() - (int) $elapsed);
 $peers = array_values(array_unique(array_column(array_filter($summary, fn($s) => !isSurge($s) && $s['server_kind'] !== 'naive'), 'server')));
 // The raw lines again as objects, so that an empty {} stays {} in the file.
 $rawObjects = array_map(fn($l) => json_decode($l, false, 512, JSON_THROW_ON_ERROR), $lines);
-$report = ['date' => $date, 'commit' => commit(), 'machine' => $machine, 'command' => 'bench/run.sh', 'settings' => $settings,
+$report = ['date' => $date, 'started' => $started, 'commit' => commit(), 'machine' => $machine, 'command' => 'bench/run.sh', 'settings' => $settings,
            'peers' => $peers, 'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'targets' => $checks, 'raw' => $rawObjects];
 
 $load = $settings['loadavg_start'] ?? '?';
 $busy = (float) $load > 0.5 ? ' (above 0.5: other work shared the cores; figures are noisier)' : '';
-$out = "\nSurge benchmarks, $date, commit {$report['commit']}\n"
+$out = "\nSurge benchmarks, $date (started $started), commit {$report['commit']}\n"
     . "{$machine['nproc']} CPUs ({$machine['cpu_model']}), {$machine['mem_total_gib']} GiB, Linux {$machine['kernel']}, PHP {$machine['php']}"
     . ($machine['node'] ? ", node {$machine['node']}" : '') . "\nload average at the start $load$busy\n\n";
 $rows = [];
