@@ -1,8 +1,10 @@
 //! Small conversions between zvals and the engine's plain Rust values.
 
+use std::ffi::{c_char, c_int};
+
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
-use ext_php_rs::types::{ZendCallable, ZendHashTable, ZendStr, Zval};
+use ext_php_rs::types::{ZendHashTable, ZendStr, Zval};
 use ext_php_rs::boxed::ZBox;
 use surge_engine::Value;
 
@@ -90,9 +92,21 @@ impl Assoc {
     }
 }
 
+unsafe extern "C" {
+    // PHP's JSON decoder (ext/json/php_json.h), part of every PHP 8 build.
+    fn php_json_decode_ex(return_value: *mut Zval, s: *const c_char, len: usize, options: i64, depth: i64) -> c_int;
+}
+
+/// `PHP_JSON_OBJECT_AS_ARRAY` and `PHP_JSON_PARSER_DEFAULT_DEPTH`, as `json_decode($json, true)`.
+const OBJECT_AS_ARRAY: i64 = 1;
+const DEFAULT_DEPTH: i64 = 512;
+
 /// JSON text as PHP's `json_decode($json, true)` gives it (objects as arrays); null if invalid.
 pub fn json_zval(json: &str) -> Zval {
-    ZendCallable::try_from_name("json_decode").and_then(|decode| decode.try_call(vec![&json, &true])).unwrap_or_else(|_| Zval::new())
+    let mut value = Zval::new();
+    // SAFETY: `value` is a live zval for the result; the text is read within its length.
+    let ok = unsafe { php_json_decode_ex(&mut value, json.as_ptr().cast(), json.len(), OBJECT_AS_ARRAY, DEFAULT_DEPTH) } == 0;
+    if ok { value } else { Zval::new() }
 }
 
 /// `key => value` pairs (later duplicates win) as a PHP array.
