@@ -87,7 +87,8 @@ impl Frames {
     }
 
     /// Keeps `frame` for the next message if the callback let it go: no reference left (not
-    /// even a weak one) and no property added to it.
+    /// even a weak one) and no property table built (a dynamic property added, or the object
+    /// listed by `get_object_vars`, `var_dump`...: such a frame is simply not reused).
     pub fn give_back(&self, mut frame: Zval) {
         let Some(object) = frame.object_mut() else { return };
         // SAFETY: reading the type info word of a live object's header.
