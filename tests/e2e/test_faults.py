@@ -1,5 +1,6 @@
 """Faults with real processes: a slow consumer, clients flooding a blocked PHP thread, SIGTERM
-with thousands of busy clients, a PHP warning inside a callback, a burst of connections."""
+with thousands of busy clients, a PHP warning inside a callback, a burst of connections, large
+messages."""
 
 import asyncio
 import resource
@@ -78,6 +79,34 @@ def test_memory_a_burst_of_connections_took_is_given_back_after_they_leave(php_s
     while (kept := rss_kib(srv.proc.pid) - base) > grew * 0.35 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert kept <= grew * 0.35, f"RSS grew {grew} KiB with 3000 clients and still {kept} KiB after they left"
+
+
+def test_large_messages_do_not_leave_their_connections_holding_their_size(php_server):
+    """200 clients each send a 512 KiB message (a text one of 2-, 3- and 4-byte characters for
+    every other client) and get it back whole, then stay connected: their connections do not
+    keep a buffer the size of the message (tungstenite kept one: 100 MiB here)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    srv = php_server("echo.php", env=settings_env(log_level="info"))
+    time.sleep(0.5)
+    base = rss_kib(srv.proc.pid)
+    size = 512 * 1024
+    text = ("é€😀" * (size // 9 + 1))[: size // 3]
+
+    async def talk() -> int:
+        clients = await asyncio.gather(*(aconnect(srv.url, max_size=None, open_timeout=30) for _ in range(200)))
+        for i, ws in enumerate(clients):
+            message = text if i % 2 else bytes([i % 251]) * size
+            await ws.send(message)
+            assert await asyncio.wait_for(ws.recv(), 30) == message, f"client {i} got another message back"
+        deadline = time.monotonic() + 10
+        while (kept := rss_kib(srv.proc.pid) - base) > 16 * 1024 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*(ws.close() for ws in clients))
+        return kept
+
+    kept = asyncio.run(talk())
+    assert kept <= 16 * 1024, f"200 connections still hold {kept} KiB after one 512 KiB message each"
 
 
 def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_server):

@@ -5,6 +5,7 @@
 mod io_layer;
 mod budget_queue;
 pub mod channels;
+mod client_frames;
 pub mod config;
 mod connection;
 mod deflate;

@@ -406,7 +406,7 @@ async fn established(
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
-    let socket = ReadAhead::with_ahead(socket, read_past_handshake);
+    let socket = ReadAhead::with_ahead(socket, read_past_handshake, shared.config.package_max_length);
     let socket = Inflating::new(socket, window_bits, shared.config.package_max_length);
     let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));

@@ -1,10 +1,13 @@
-//! Reading the socket in large pieces for a reader that asks for small ones.
+//! Reading the socket in large pieces for a reader that asks for small ones, with large frames
+//! handed on in pieces.
 //!
 //! tungstenite reads at most `read_buffer_size` bytes per call, and we keep that at 512 so that
 //! an idle connection's read buffer stays small; a 1 MiB message then took about 2,000 read
 //! system calls. Under it, this layer reads up to [`CHUNK`] bytes into a buffer on the stack,
 //! hands over what was asked for, and keeps the rest only until it is taken: an idle connection
-//! holds nothing more, a large message costs one system call per 16 KiB.
+//! holds nothing more, a large message costs one system call per 16 KiB. What it hands over
+//! goes through a [`FrameSplitter`], so that no large message leaves tungstenite's read buffer
+//! large for the rest of the connection.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -14,54 +17,52 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::client_frames::FrameSplitter;
+
 /// The most read at once.
 const CHUNK: usize = 16 * 1024;
-
-/// A reader asking for at least this much gets it straight from the socket (the deflate layer
-/// reads 4 KiB at a time).
-const DIRECT: usize = 4096;
 
 pub(crate) struct ReadAhead<S> {
     inner: S,
     /// Bytes read and not yet handed over; None when there are none.
     ahead: Option<Bytes>,
+    splitter: FrameSplitter,
 }
 
 impl<S> ReadAhead<S> {
-    #[cfg(test)]
-    fn new(inner: S) -> Self {
-        Self::with_ahead(inner, Bytes::new())
-    }
-
-    /// `ahead`: bytes already read from `inner`, handed over first.
-    pub(crate) fn with_ahead(inner: S, ahead: Bytes) -> Self {
-        ReadAhead { inner, ahead: (!ahead.is_empty()).then_some(ahead) }
+    /// `ahead`: bytes already read from `inner`, handed over first. `max_frame`: frames larger
+    /// than this are handed over whole, for the reader to refuse.
+    pub(crate) fn with_ahead(inner: S, ahead: Bytes, max_frame: usize) -> Self {
+        ReadAhead { inner, ahead: (!ahead.is_empty()).then_some(ahead), splitter: FrameSplitter::new(max_frame) }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(ahead) = &mut this.ahead {
-            let n = buf.remaining().min(ahead.len());
-            buf.put_slice(&ahead[..n]);
-            ahead.advance(n);
-            if ahead.is_empty() {
-                this.ahead = None;
+        let start = buf.filled().len();
+        // The splitter may take the start of a header and hand nothing on: read on until it
+        // does, as an empty read would mean the end of the stream.
+        while buf.filled().len() == start && buf.remaining() > 0 {
+            if let Some(ahead) = &mut this.ahead {
+                let used = this.splitter.pass(ahead, buf);
+                ahead.advance(used);
+                if ahead.is_empty() {
+                    this.ahead = None;
+                }
+                continue;
             }
-            return Poll::Ready(Ok(()));
-        }
-        if buf.remaining() >= DIRECT {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let mut chunk = [MaybeUninit::<u8>::uninit(); CHUNK];
-        let mut read = ReadBuf::uninit(&mut chunk);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
-        let got = read.filled();
-        let n = buf.remaining().min(got.len());
-        buf.put_slice(&got[..n]);
-        if n < got.len() {
-            this.ahead = Some(Bytes::copy_from_slice(&got[n..]));
+            let mut chunk = [MaybeUninit::<u8>::uninit(); CHUNK];
+            let mut read = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let got = read.filled();
+            if got.is_empty() {
+                break;
+            }
+            let used = this.splitter.pass(got, buf);
+            if used < got.len() {
+                this.ahead = Some(Bytes::copy_from_slice(&got[used..]));
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -74,14 +75,22 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::fuzzing::client_frame;
+
+    /// Client frames of every size up to `max`, one after another.
+    fn frames(max: usize) -> Vec<u8> {
+        (0..=max).flat_map(|n| client_frame(0x82, &vec![(n % 251) as u8; n])).collect()
+    }
 
     #[tokio::test]
     async fn small_reads_get_every_byte_in_order_from_large_chunks() {
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        // Frames the splitter leaves whole (see client_frames for those it splits).
+        let data = frames(1024);
+        assert!(data.len() > 4 * CHUNK);
         client.write_all(&data).await.unwrap();
         drop(client);
-        let mut reader = ReadAhead::new(server);
+        let mut reader = ReadAhead::with_ahead(server, Bytes::new(), usize::MAX);
         let (mut got, mut small) = (Vec::new(), [0u8; 512]);
         loop {
             let n = reader.read(&mut small).await.unwrap();
@@ -93,20 +102,15 @@ mod tests {
         }
         assert_eq!(got, data);
         assert!(reader.ahead.is_none(), "nothing kept once all is taken");
-        // Bytes read before (past the handshake) come first.
+        // Bytes read before (past the handshake) come first, even when they end inside a
+        // header.
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        client.write_all(b" world").await.unwrap();
+        let data = frames(300);
+        client.write_all(&data[3..]).await.unwrap();
         drop(client);
-        let mut reader = ReadAhead::with_ahead(server, Bytes::from_static(b"hello"));
-        let mut got = String::new();
-        reader.read_to_string(&mut got).await.unwrap();
-        assert_eq!(got, "hello world");
-        // A large ask goes straight through.
-        let (mut client, server) = tokio::io::duplex(1 << 20);
-        client.write_all(&data[..8192]).await.unwrap();
-        let mut reader = ReadAhead::new(server);
-        let mut large = vec![0u8; 8192];
-        assert_eq!(reader.read(&mut large).await.unwrap(), 8192);
-        assert!(reader.ahead.is_none());
+        let mut reader = ReadAhead::with_ahead(server, Bytes::copy_from_slice(&data[..3]), usize::MAX);
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
     }
 }

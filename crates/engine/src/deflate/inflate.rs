@@ -21,6 +21,8 @@ use std::task::{Context, Poll};
 use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::client_frames::{header_len, payload_len};
+
 /// Inflated bytes made before they are handed to tungstenite (plus one frame).
 const OUT_LIMIT: usize = 16 * 1024;
 /// The largest fragment we make out of inflated data.
@@ -364,23 +366,6 @@ impl Decoder {
 }
 
 /// The whole header's length, known from its second byte.
-fn header_len(second: u8) -> usize {
-    let extended = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    2 + extended + if second & MASKED != 0 { 4 } else { 0 }
-}
-
-fn payload_len(header: &[u8]) -> u64 {
-    match header[1] & 0x7f {
-        126 => u16::from_be_bytes([header[2], header[3]]) as u64,
-        127 => u64::from_be_bytes(header[2..10].try_into().expect("8 length bytes")),
-        n => n as u64,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
