@@ -83,6 +83,7 @@ function summarise(array $r): array
     $s = ['kind' => $r['kind'], 'server_kind' => $r['server_kind'], 'mode' => $r['mode'] ?? '', 'server' => serverName($r),
           // A repeated row (a round) is judged against the baselines of its own round.
           'group' => ['idle' => 'idle', 'echo' => 'echo', 'fanout' => 'fan-out', 'laravel' => 'Laravel'][$r['kind']] . ' ' . sizeName($r['conns'])
+              . (empty($r['message_bytes']) ? '' : ', after ' . ($r['message_bytes'] / 1024) . ' KiB')
               . (isset($r['round']) ? " #{$r['round']}" : ''),
           'conns' => $r['conns'], 'loadavg_before' => $r['loadavg'], 'server_ended' => $r['server']['ended'] ?? null,
           'server_log_lines' => count($r['server']['log'] ?? [])];
@@ -251,7 +252,7 @@ function legend(array $summary): array
 {
     $window = fn($kind) => current(array_filter(array_column(array_filter($summary, fn($s) => $s['kind'] === $kind), 'sustained_window'))) ?: '?';
     $all = [
-        'idle' => 'server memory = (RSS with every connection up - RSS listening) / connections',
+        'idle' => 'server memory = (RSS with every connection up - RSS listening) / connections; "after N KiB": each client first sent one message of N KiB and had it back',
         'echo' => 'p50/p99 of a round trip; rate = round trips/s; server CPU per round trip; memory = RSS at the end',
         'fanout' => 'p50/p99 over 20 single 100-byte messages, trigger until the last client had it; rate = sustained deliveries/s '
             . "(closed loop, at most {$window('fanout')} messages ahead of the slowest client); server CPU per delivery; memory = RSS at the end",

@@ -15,7 +15,9 @@
 #   idle     1k, 10k, 19k connections held by surge-load (one client process per 10k, from
 #            127.0.0.2, .3, ... when more than one): server RSS per connection. Surge
 #            (echo.php), naive, soketi, les; at 10k Surge once more with websocket_compression
-#            on and every client negotiating permessage-deflate.
+#            on and every client negotiating permessage-deflate, and Surge and naive once more
+#            after one 64 KiB message from every client, echoed back (what a connection keeps
+#            after traffic).
 #   echo     50 and 1000 connections, 32-byte messages echoed by a PHP callback (echo.php), 1 s
 #            warm-up then BENCH_ECHO_SECS: round trips/s, p50/p99, server CPU per round trip.
 #            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), naive,
@@ -192,9 +194,11 @@ run_echo() {
 # run_idle NAME SERVER CONNS: CONNS connections held by surge-load, CONNS_PER_CLIENT at most a
 # process; server RSS and open files listening, with every connection up, and 1 s after close.
 # With SURGE_COMPRESSION=1 (exported) echo.php has websocket_compression on and the clients
-# negotiate permessage-deflate.
+# negotiate permessage-deflate; with IDLE_MESSAGE_BYTES=N each client sends one message of N
+# bytes, and waits for it to come back, before it counts as connected.
 run_idle() {
     local name=$1 server=$2 conns=$3 load base base_fds full full_fds after after_fds pid i deflate=false
+    local message_bytes=${IDLE_MESSAGE_BYTES:-0}
     [ "${SURGE_COMPRESSION:-0}" = 1 ] && deflate=true
     local procs=$(((conns + CONNS_PER_CLIENT - 1) / CONNS_PER_CLIENT)) addrs=(127.0.0.1)
     if [ "$procs" -gt 1 ]; then addrs=($(seq -f '127.0.0.%g' 2 $((procs + 1)))); fi
@@ -208,7 +212,8 @@ run_idle() {
     for i in "${!addrs[@]}"; do
         # floor((conns + i) / procs) over i = 0..procs-1 adds up to conns exactly.
         spawn "$WORK/$name.client$i" "$WORK/$name.client$i.err" "$LOAD" idle --url "ws://127.0.0.1:$SERVER_PORT$SERVER_PATH" \
-            --conns $(((conns + i) / procs)) --bind "${addrs[$i]}" --hold-secs 120 --connect-timeout-secs 30 --deflate "$deflate"
+            --conns $(((conns + i) / procs)) --bind "${addrs[$i]}" --hold-secs 120 --connect-timeout-secs 30 --deflate "$deflate" \
+            --message-bytes "$message_bytes"
         clients+=("$SPAWNED")
     done
     for i in "${!clients[@]}"; do
@@ -235,8 +240,8 @@ run_idle() {
     cat "$WORK/$name".client? >"$WORK/$name.clients"
     stop_server
     local fields
-    fields=$(printf '"scenario":"%s","kind":"idle","server_kind":"%s","mode":"%s","conns":%d,"client_processes":%d,"client_ends":"%s","loadavg":"%s"' \
-        "$name" "$server" "$([ "$deflate" = true ] && echo deflate)" "$conns" "$procs" "${ended[*]}" "$load")
+    fields=$(printf '"scenario":"%s","kind":"idle","server_kind":"%s","mode":"%s","conns":%d,"message_bytes":%d,"client_processes":%d,"client_ends":"%s","loadavg":"%s"' \
+        "$name" "$server" "$([ "$deflate" = true ] && echo deflate)" "$conns" "$message_bytes" "$procs" "${ended[*]}" "$load")
     fields+=$(printf ',"server_rss_listening_kib":%d,"server_rss_established_kib":%d,"server_rss_after_close_kib":%d' "$base" "$full" "$after")
     fields+=$(printf ',"server_fds_listening":%d,"server_fds_established":%d,"server_fds_after_close":%d' "$base_fds" "$full_fds" "$after_fds")
     record "$fields" "$WORK/$name.clients"
@@ -302,7 +307,7 @@ row() {
     [ -s "$failure" ] || echo "exit status $status" >"$failure"
     case $1 in
     run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","mode":"%s","round":%d,"conns":%d' "${4:-echo.php}" "${5:-}" "${6:-1}" "$3") ;;
-    run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d' "$3" "$4") ;;
+    run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d,"message_bytes":%d' "$3" "$4" "${IDLE_MESSAGE_BYTES:-0}") ;;
     run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"%s' "$3" "$4" "$5" "${6:-}" "$(round_field "${7:-}")") ;;
     esac
     printf '{"scenario":"%s",%s,"loadavg":"%s","failed":%s}\n' "$2" "$fields" "$(loadavg)" \
@@ -315,7 +320,12 @@ idle_scenario() {
         for server in echo.php naive $(peers soketi les); do
             row run_idle "idle_$(size_name "$conns")_${server/echo.php/surge}" "$server" "$conns"
         done
-        if [ "$conns" = 10000 ]; then SURGE_COMPRESSION=1 row run_idle idle_10k_deflate echo.php "$conns"; fi
+        if [ "$conns" = 10000 ]; then
+            SURGE_COMPRESSION=1 row run_idle idle_10k_deflate echo.php "$conns"
+            for server in echo.php naive; do
+                IDLE_MESSAGE_BYTES=65536 row run_idle "idle_10k_after_64k_${server/echo.php/surge}" "$server" "$conns"
+            done
+        fi
     done
 }
 

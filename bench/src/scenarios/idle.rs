@@ -1,4 +1,6 @@
 //! Idle: open many connections, say so, hold them without sending anything, then close them.
+//! With `--message-bytes N`, each connection first sends one text message of N bytes and waits
+//! for one back (an echo server's answer): what the server keeps of a connection after traffic.
 //!
 //! Prints two JSON lines: `{"event": "connected", "connected": N, ...}` once every attempt has
 //! finished (a runner waits for it before measuring the server), and `{"event": "done", ...}`
@@ -9,6 +11,7 @@
 use crate::args::Args;
 use crate::client::{self, Target};
 use crate::stats::{self, Errors, Latencies};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
@@ -18,10 +21,11 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 pub const USAGE: &str =
     "idle --url ws://127.0.0.1:PORT/ [--conns 10000] [--bind IP] [--hold-secs 30] \
-[--threads 2] [--parallel 256] [--connect-timeout-secs 10] [--deflate false]";
+[--threads 2] [--parallel 256] [--connect-timeout-secs 10] [--deflate false] [--message-bytes 0]";
 
 struct Options {
     target: Target,
@@ -30,6 +34,7 @@ struct Options {
     threads: usize,
     parallel: usize,
     connect_timeout: Duration,
+    message_bytes: usize,
 }
 
 pub fn run(mut args: Args) -> Result<Value, String> {
@@ -41,6 +46,7 @@ pub fn run(mut args: Args) -> Result<Value, String> {
         threads: args.get("threads", 2)?,
         parallel: args.get::<usize>("parallel", 256)?.max(1),
         connect_timeout: Duration::from_secs_f64(args.get("connect-timeout-secs", 10.0)?),
+        message_bytes: args.get("message-bytes", 0)?,
     };
     args.finish()?;
     client::runtime(o.threads)?.block_on(idle(o))
@@ -73,16 +79,21 @@ async fn idle(o: Options) -> Result<Value, String> {
                 stop_rx.clone(),
                 messages.clone(),
             );
-            let limit = o.connect_timeout;
+            let (limit, message_bytes) = (o.connect_timeout, o.message_bytes);
             tokio::spawn(async move {
                 let permit = slots.acquire_owned().await;
                 let t0 = Instant::now();
                 // An idle connection reads nothing but pings: a small read buffer will do.
                 let connected = target.connect(1024, limit).await;
+                let took = t0.elapsed();
+                let connected = match connected {
+                    Ok(mut ws) if message_bytes > 0 => exchange(&mut ws, message_bytes, limit).await.map(|()| ws),
+                    other => other,
+                };
                 drop(permit);
                 let mut ws = match connected {
                     Ok(ws) => {
-                        let _ = attempt_tx.send(Ok(t0.elapsed()));
+                        let _ = attempt_tx.send(Ok(took));
                         ws
                     }
                     Err(e) => {
@@ -177,6 +188,15 @@ async fn idle(o: Options) -> Result<Value, String> {
         "closed_in_time": joined.is_ok(),
         "messages_from_server": messages.load(Ordering::Relaxed),
     }))
+}
+
+/// Sends one text message of `bytes` bytes and waits for a message back.
+async fn exchange(ws: &mut client::Ws, bytes: usize, limit: Duration) -> Result<(), String> {
+    let round_trip = async {
+        ws.send(Message::text("x".repeat(bytes))).await.map_err(|e| format!("send: {e}"))?;
+        client::next_data(ws).await.map(drop)
+    };
+    tokio::time::timeout(limit, round_trip).await.map_err(|_| "no answer to the message".to_string())?
 }
 
 /// Resolves when standard input is a pipe and has been closed; never otherwise (a terminal
