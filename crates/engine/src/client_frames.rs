@@ -17,7 +17,7 @@
 use tokio::io::ReadBuf;
 
 /// The largest data frame handed on whole: the most tungstenite's read buffer grows to.
-const PIECE: u64 = 1024;
+pub(crate) const PIECE: u64 = 1024;
 const _: () = assert!(PIECE.is_multiple_of(4), "pieces must keep the masking key aligned");
 
 const FIN: u8 = 0x80;

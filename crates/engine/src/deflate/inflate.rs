@@ -21,12 +21,13 @@ use std::task::{Context, Poll};
 use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::client_frames::{header_len, payload_len};
+use crate::client_frames::{header_len, payload_len, PIECE};
 
 /// Inflated bytes made before they are handed to tungstenite (plus one frame).
 const OUT_LIMIT: usize = 16 * 1024;
-/// The largest fragment we make out of inflated data.
-const CHUNK: usize = 16 * 1024;
+/// The largest fragment we make out of inflated data: no larger than the plain frames that
+/// reach tungstenite whole, for the same reason (see `client_frames`).
+const CHUNK: usize = PIECE as usize;
 /// Bytes read from the socket at once.
 const READ: usize = 4096;
 /// What a sync flush ends with; RFC 7692 7.2.2: appended to a message's payload to inflate it.
@@ -432,6 +433,8 @@ mod tests {
         let mut current: Option<(u8, Vec<u8>)> = None;
         for (first, payload) in frames {
             assert_eq!(first & (RSV1 | RSV23), 0, "tungstenite sees no reserved bits");
+            // Larger fragments would leave tungstenite's read buffer that large (client_frames).
+            assert!(payload.len() <= PIECE as usize, "a fragment of {} bytes", payload.len());
             if first & 0x08 != 0 {
                 done.push((*first, payload.clone()));
                 continue;
