@@ -16,7 +16,7 @@
 
 use tokio::io::ReadBuf;
 
-/// The largest data frame handed on whole: the most tungstenite's read buffer grows to.
+/// The largest data frame handed on whole: about the most tungstenite's read buffer grows to.
 pub(crate) const PIECE: u64 = 1024;
 const _: () = assert!(PIECE.is_multiple_of(4), "pieces must keep the masking key aligned");
 
@@ -81,6 +81,7 @@ impl FrameSplitter {
     pub fn pass(&mut self, input: &[u8], out: &mut ReadBuf<'_>) -> usize {
         let mut used = self.pass_whole_frames(input, out);
         if used > 0 && used == input.len() {
+            // All in whole frames: nothing is left half handed on.
             return used;
         }
         while out.remaining() > 0 {
@@ -94,7 +95,7 @@ impl FrameSplitter {
             let rest = &input[used..];
             match self.part {
                 Part::Header if rest.is_empty() => break,
-                Part::Header => used += self.read_header(rest, out),
+                Part::Header => used += self.read_header(rest),
                 Part::Copy(left) => {
                     let n = (left.min(rest.len().min(out.remaining()) as u64)) as usize;
                     if n == 0 {
@@ -148,7 +149,7 @@ impl FrameSplitter {
 
     /// Takes header bytes from `rest` (which is not empty); once the header is whole, decides
     /// how its frame goes on. Returns how many bytes it took.
-    fn read_header(&mut self, rest: &[u8], out: &mut ReadBuf<'_>) -> usize {
+    fn read_header(&mut self, rest: &[u8]) -> usize {
         if self.gathered == 0 && rest.len() >= 2 && rest.len() >= header_len(rest[1]) {
             // The whole header is here, as it nearly always is.
             let header = &rest[..header_len(rest[1])];
@@ -157,13 +158,8 @@ impl FrameSplitter {
                 self.start_split(header, payload);
                 return header.len();
             }
-            // Copied with its header, in one go when it is all here and fits.
-            let whole = payload.saturating_add(header.len() as u64);
-            if whole <= rest.len().min(out.remaining()) as u64 {
-                out.put_slice(&rest[..whole as usize]);
-                return whole as usize;
-            }
-            self.part = Part::Copy(whole);
+            // Copied with its header.
+            self.part = Part::Copy(payload.saturating_add(header.len() as u64));
             return 0;
         }
         let have = self.gathered as usize;
