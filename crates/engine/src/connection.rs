@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -203,11 +203,7 @@ where
             let reply = here.run(Event::Message { fd: conn.fd, data, binary, held: None }, conn);
             if let Some(frame) = reply {
                 // Borrowed, not cloned: the first clone of a frame's bytes allocates.
-                let written = match deflate {
-                    Some(window_bits) => write_frame(ws, &frame.for_deflate(window_bits)).await,
-                    None => write_frame(ws, frame.plain()).await,
-                };
-                if written.is_err() {
+                if write_frame(ws, frame.for_connection(deflate)).await.is_err() {
                     return Flow::Stop(ABNORMAL);
                 }
                 bump(&shared.stats.messages_out, 1);
@@ -234,32 +230,27 @@ where
     if drained.kill {
         return Flow::Stop(ABNORMAL);
     }
-    let mut frames: VecDeque<Bytes> = VecDeque::new();
-    let mut closing = None;
+    let mut items = drained.items;
     let (mut count, mut bytes) = (0u64, 0u64);
-    for item in drained.items {
-        match item {
-            Outgoing::Frame(frame) => {
-                count += 1;
-                bytes += frame.payload_len() as u64;
-                frames.push_back(match deflate {
-                    Some(window_bits) => frame.for_deflate(window_bits),
-                    None => frame.plain().clone(),
-                });
+    for frame in items.iter().filter_map(Outgoing::frame) {
+        count += 1;
+        bytes += frame.payload_len() as u64;
+    }
+    let mut closing = None;
+    while !items.is_empty() {
+        // Data frames queued before a control frame go out before it.
+        let frames = items.iter().take_while(|item| item.frame().is_some()).count();
+        if write_frames(ws, &mut items, frames, deflate).await.is_err() {
+            return Flow::Stop(ABNORMAL);
+        }
+        if let Some(Outgoing::Control(message)) = items.pop_front() {
+            if let Message::Close(close) = &message {
+                closing = Some(close.as_ref().map(|f| u16::from(f.code)).unwrap_or(1000));
             }
-            Outgoing::Control(message) => {
-                if let Message::Close(close) = &message {
-                    closing = Some(close.as_ref().map(|f| u16::from(f.code)).unwrap_or(1000));
-                }
-                // Data frames queued before a control frame go out before it.
-                if write_frames(ws, &mut frames).await.is_err() || ws.send(message).await.is_err() {
-                    return Flow::Stop(ABNORMAL);
-                }
+            if ws.send(message).await.is_err() {
+                return Flow::Stop(ABNORMAL);
             }
         }
-    }
-    if write_frames(ws, &mut frames).await.is_err() {
-        return Flow::Stop(ABNORMAL);
     }
     bump(&shared.stats.messages_out, count);
     bump(&shared.stats.bytes_out, bytes);
@@ -269,35 +260,52 @@ where
     }
 }
 
-/// Writes pre-encoded frames straight to the socket, all waiting frames in vectored writes.
-/// tungstenite's own buffer (a pong it is answering with) is flushed first, so its frames and
-/// ours never interleave.
-async fn write_frames<S>(ws: &mut WebSocketStream<S>, frames: &mut VecDeque<Bytes>) -> std::io::Result<()>
+/// Writes the first `frames` items of `items` (data frames, pre-encoded) straight to the socket,
+/// in vectored writes, taking each off once it is written. They are written from where they
+/// are, borrowed: copying them out took an allocation for the list and one for the first clone
+/// of each frame's bytes. tungstenite's own buffer (a pong it is answering with) is flushed
+/// first, so its frames and ours never interleave.
+async fn write_frames<S>(
+    ws: &mut WebSocketStream<S>,
+    items: &mut VecDeque<Outgoing>,
+    mut frames: usize,
+    deflate: Option<u8>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if frames.is_empty() {
+    if frames == 0 {
         return Ok(());
     }
     ws.flush().await.map_err(std::io::Error::other)?;
     let socket = ws.get_mut();
-    while !frames.is_empty() {
-        let mut written = poll_fn(|cx| poll_write_front(Pin::new(&mut *socket), cx, frames)).await?;
+    // Bytes of the first frame already written.
+    let mut done = 0;
+    while frames > 0 {
+        let mut written =
+            poll_fn(|cx| poll_write_front(Pin::new(&mut *socket), cx, items, frames, done, deflate)).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         while written > 0 {
-            let first = frames.front_mut().expect("written bytes came from queued frames");
-            if written >= first.len() {
-                written -= first.len();
-                frames.pop_front();
+            let left = frame_bytes(&items[0], deflate).len() - done;
+            if written >= left {
+                written -= left;
+                items.pop_front();
+                frames -= 1;
+                done = 0;
             } else {
-                first.advance(written);
+                done += written;
                 written = 0;
             }
         }
     }
     socket.flush().await
+}
+
+/// The bytes to write for a queued data frame.
+fn frame_bytes(item: &Outgoing, deflate: Option<u8>) -> &[u8] {
+    item.frame().expect("only data frames are written as bytes").for_connection(deflate)
 }
 
 /// Writes one frame, after tungstenite's buffer as [`write_frames`] does.
@@ -311,21 +319,26 @@ where
     socket.flush().await
 }
 
-/// One write of the first frames, vectored when there are several. The slices live on the
-/// stack of this call only: kept in the future, their array (1 KiB) made every connection step a
-/// large allocation.
+/// One write of the first `frames` frames of `items`, the first from byte `done` on, vectored
+/// when there are several. The slices live on the stack of this call only: kept in the future,
+/// their array (1 KiB) made every connection step a large allocation.
 fn poll_write_front<S: AsyncWrite>(
     socket: Pin<&mut S>,
     cx: &mut Context<'_>,
-    frames: &VecDeque<Bytes>,
+    items: &VecDeque<Outgoing>,
+    frames: usize,
+    done: usize,
+    deflate: Option<u8>,
 ) -> Poll<std::io::Result<usize>> {
-    if frames.len() == 1 {
-        return socket.poll_write(cx, &frames[0]);
+    let first = &frame_bytes(&items[0], deflate)[done..];
+    if frames == 1 {
+        return socket.poll_write(cx, first);
     }
     let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let n = frames.len().min(MAX_IOV);
-    for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
-        *slice = IoSlice::new(frame);
+    let n = frames.min(MAX_IOV);
+    slices[0] = IoSlice::new(first);
+    for (slice, item) in slices[1..n].iter_mut().zip(items.iter().skip(1)) {
+        *slice = IoSlice::new(frame_bytes(item, deflate));
     }
     socket.poll_write_vectored(cx, &slices[..n])
 }

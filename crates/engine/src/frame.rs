@@ -24,11 +24,13 @@ pub struct Encoded {
     plain: Bytes,
     /// The RSV1 frame: deflated, or in stored blocks when compressing does not pay.
     deflated: OnceLock<Bytes>,
+    /// The RSV1 frame in stored blocks, for a window too small for the payload.
+    stored: OnceLock<Bytes>,
 }
 
 impl Encoded {
     pub fn new(opcode: u8, payload: &[u8]) -> Arc<Self> {
-        Arc::new(Encoded { opcode, plain: encode(opcode, payload), deflated: OnceLock::new() })
+        Arc::new(Encoded { opcode, plain: encode(opcode, payload), deflated: OnceLock::new(), stored: OnceLock::new() })
     }
 
     /// The whole frame, uncompressed.
@@ -43,17 +45,25 @@ impl Encoded {
     /// The frame for a connection that negotiated permessage-deflate with this window. Every
     /// message on such a connection is sent with RSV1: RFC 7692 allows plain ones too, but
     /// some clients (Autobahn's kosoku) then mishandle them, and stored blocks cost 6 bytes.
-    pub fn for_deflate(&self, window_bits: u8) -> Bytes {
+    /// Made once per message and kept with it, like the plain frame.
+    pub fn for_deflate(&self, window_bits: u8) -> &Bytes {
         let payload = &self.plain[self.plain.len() - self.payload_len()..];
         let rsv1_frame = |data: &[u8]| encode_first(FIN | RSV1 | self.opcode, data);
         if !deflate::fits_window(payload.len(), window_bits) {
             // Stored blocks hold no back references, so any window reads them.
-            return rsv1_frame(&deflate::stored(payload));
+            return self.stored.get_or_init(|| rsv1_frame(&deflate::stored(payload)));
         }
-        let deflated = self.deflated.get_or_init(|| {
-            rsv1_frame(&deflate::compress(payload).unwrap_or_else(|| deflate::stored(payload)))
-        });
-        deflated.clone()
+        self.deflated
+            .get_or_init(|| rsv1_frame(&deflate::compress(payload).unwrap_or_else(|| deflate::stored(payload))))
+    }
+
+    /// The frame for a connection: `deflate` is the window it agreed, if it negotiated
+    /// permessage-deflate.
+    pub fn for_connection(&self, deflate: Option<u8>) -> &Bytes {
+        match deflate {
+            Some(window_bits) => self.for_deflate(window_bits),
+            None => &self.plain,
+        }
     }
 }
 

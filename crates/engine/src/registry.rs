@@ -43,6 +43,13 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    pub(crate) fn frame(&self) -> Option<&Encoded> {
+        match self {
+            Outgoing::Frame(frame) => Some(frame),
+            Outgoing::Control(_) => None,
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Outgoing::Frame(frame) => frame.plain().len(),
