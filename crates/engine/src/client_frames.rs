@@ -20,10 +20,10 @@ use tokio::io::ReadBuf;
 pub(crate) const PIECE: u64 = 1024;
 const _: () = assert!(PIECE.is_multiple_of(4), "pieces must keep the masking key aligned");
 
-const FIN: u8 = 0x80;
+pub(crate) const FIN: u8 = 0x80;
 const RSV: u8 = 0x70;
-const MASKED: u8 = 0x80;
-const OP_CONTINUATION: u8 = 0;
+pub(crate) const MASKED: u8 = 0x80;
+pub(crate) const OP_CONTINUATION: u8 = 0;
 const OP_BINARY: u8 = 2;
 
 /// Length of a client frame's header, from its second byte.
@@ -43,6 +43,27 @@ pub(crate) fn payload_len(header: &[u8]) -> u64 {
         127 => u64::from_be_bytes(header[2..10].try_into().expect("8 length bytes")),
         n => n as u64,
     }
+}
+
+/// The header of a masked client frame: first byte `first` (FIN, RSV bits, opcode), `len`
+/// payload bytes, masking key `mask`. Returns the header and its length.
+pub(crate) fn masked_header(first: u8, len: u64, mask: [u8; 4]) -> ([u8; 14], usize) {
+    let mut header = [0u8; 14];
+    header[0] = first;
+    let n = if len < 126 {
+        header[1] = MASKED | len as u8;
+        2
+    } else if len <= u16::MAX as u64 {
+        header[1] = MASKED | 126;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        header[1] = MASKED | 127;
+        header[2..10].copy_from_slice(&len.to_be_bytes());
+        10
+    };
+    header[n..n + 4].copy_from_slice(&mask);
+    (header, n + 4)
 }
 
 /// Rewrites the client's byte stream on its way to tungstenite (see the module comment).
@@ -204,18 +225,9 @@ impl FrameSplitter {
     /// frame had it.
     fn start_piece(&mut self, left: u64, opcode: u8, fin: bool, mask: [u8; 4]) {
         let piece = left.min(PIECE);
-        let h = &mut self.header;
-        h[0] = if piece == left && fin { FIN } else { 0 } | opcode;
-        let len = if piece < 126 {
-            h[1] = MASKED | piece as u8;
-            2
-        } else {
-            h[1] = MASKED | 126;
-            h[2..4].copy_from_slice(&(piece as u16).to_be_bytes());
-            4
-        };
-        h[len..len + 4].copy_from_slice(&mask);
-        (self.to_send, self.sent) = (len as u8 + 4, 0);
+        let (header, len) = masked_header(if piece == left && fin { FIN } else { 0 } | opcode, piece, mask);
+        self.header = header;
+        (self.to_send, self.sent) = (len as u8, 0);
         self.part = Part::Split { left, piece, fin, mask };
     }
 }

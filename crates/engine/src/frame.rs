@@ -46,7 +46,7 @@ impl Encoded {
     /// message on such a connection is sent with RSV1: RFC 7692 allows plain ones too, but
     /// some clients (Autobahn's kosoku) then mishandle them, and stored blocks cost 6 bytes.
     /// Made once per message and kept with it, like the plain frame.
-    pub fn for_deflate(&self, window_bits: u8) -> &Bytes {
+    fn for_deflate(&self, window_bits: u8) -> &Bytes {
         let payload = &self.plain[self.plain.len() - self.payload_len()..];
         let rsv1_frame = |data: &[u8]| encode_first(FIN | RSV1 | self.opcode, data);
         if !deflate::fits_window(payload.len(), window_bits) {

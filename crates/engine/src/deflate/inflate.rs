@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::client_frames::{header_len, payload_len, PIECE};
+use crate::client_frames::{header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION, PIECE};
 
 /// Inflated bytes made before they are handed to tungstenite (plus one frame).
 const OUT_LIMIT: usize = 16 * 1024;
@@ -33,11 +33,8 @@ const READ: usize = 4096;
 /// What a sync flush ends with; RFC 7692 7.2.2: appended to a message's payload to inflate it.
 const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 
-const FIN: u8 = 0x80;
 const RSV1: u8 = 0x40;
 const RSV23: u8 = 0x30;
-const MASKED: u8 = 0x80;
-const OP_CONTINUATION: u8 = 0;
 
 /// What tungstenite reports (as an I/O error) when a compressed message cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,24 +346,13 @@ impl Decoder {
         let Message::Compressed { opcode } = &mut self.message else {
             unreachable!("fragments belong to a compressed message");
         };
-        out.push(if fin { FIN } else { 0 } | *opcode);
+        let (header, len) = masked_header(if fin { FIN } else { 0 } | *opcode, data.len() as u64, [0; 4]);
         *opcode = OP_CONTINUATION;
-        let len = data.len();
-        if len < 126 {
-            out.push(MASKED | len as u8);
-        } else if len <= u16::MAX as usize {
-            out.push(MASKED | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(MASKED | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&header[..len]);
         out.extend_from_slice(data);
     }
 }
 
-/// The whole header's length, known from its second byte.
 #[cfg(test)]
 mod tests {
     use super::*;
