@@ -14,14 +14,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 CONNS=${BENCH_CG_CONNS:-10}
 SECS=${BENCH_CG_SECS:-6}
-# fail, spawn, stop, cleanup, wait_for
+# fail, spawn, stop, cleanup, wait_for, probe_start
 source bench/lib.sh
-command -v valgrind >/dev/null || fail "valgrind is not installed (apt-get install valgrind)"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-cg.XXXXXX")
-trap 'cleanup; rm -rf "$WORK"' EXIT
-{ ./scripts/build.sh && cargo build --release --locked -p surge-bench; } >"$WORK/build.log" 2>&1 ||
-    { cat "$WORK/build.log"; fail "the build failed"; }
-LOAD=$CARGO_TARGET_DIR/release/surge-load
+probe_start cg valgrind valgrind
 
 # count NAME COMMAND...: the server under callgrind; counting starts once it listens and ends
 # when the load is done; prints the instructions per round trip.

@@ -1,4 +1,5 @@
-# Shell helpers of bench/run.sh (sourced; bash): processes it starts, and what it reads of them.
+# Shell helpers of bench/run.sh, instructions.sh and syscalls.sh (sourced; bash): processes they
+# start, and what they read of them.
 
 # Every process started in the background is listed here, so that cleanup stops it.
 PIDS=()
@@ -103,3 +104,15 @@ json_array() { printf '[%s]' "$(paste -sd, "$1")"; }
 
 # 1k for 1000, 19k for 19000, 500 for 500: the size in a scenario's name.
 size_name() { if [ $(($1 % 1000)) -eq 0 ]; then echo "$(($1 / 1000))k"; else echo "$1"; fi; }
+
+# probe_start NAME TOOL PACKAGE: the start of instructions.sh and syscalls.sh: fails unless TOOL
+# is installed, makes WORK (removed on exit, after every process started is stopped), builds
+# the extension and surge-load (the log shown only if that fails) and sets LOAD.
+probe_start() {
+    command -v "$2" >/dev/null || fail "$2 is not installed (apt-get install $3)"
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-$1.XXXXXX")
+    trap 'cleanup; rm -rf "$WORK"' EXIT
+    { ./scripts/build.sh && cargo build --release --locked -p surge-bench; } >"$WORK/build.log" 2>&1 ||
+        { cat "$WORK/build.log"; fail "the build failed"; }
+    LOAD=$CARGO_TARGET_DIR/release/surge-load
+}
