@@ -24,7 +24,8 @@ const CHUNK: usize = 16 * 1024;
 
 pub(crate) struct ReadAhead<S> {
     inner: S,
-    /// Bytes read and not yet handed over; None when there are none.
+    /// Bytes read and not yet handed over; None when there are none (a `Bytes` advanced to its
+    /// end would still hold its allocation).
     ahead: Option<Bytes>,
     splitter: FrameSplitter,
 }
