@@ -15,8 +15,13 @@ cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 CONNS=${BENCH_SC_CONNS:-50 1000}
-# fail, spawn, stop, cleanup, wait_for, probe_start
+# "As shipped" means the default worker_threads, whatever this shell has set.
+unset SURGE_WORKER_THREADS
+# fail, spawn, stop, reap, exited, cleanup, wait_for, probe_start
 source bench/lib.sh
+for conns in $CONNS; do
+    [[ $conns =~ ^[1-9][0-9]*$ ]] || fail "BENCH_SC_CONNS: '$conns' is not a number of connections"
+done
 probe_start sc perf linux-perf
 EVENTS=syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,context-switches,task-clock
 perf stat -x, -e "$EVENTS" -- true >/dev/null 2>&1 ||
@@ -34,6 +39,12 @@ count() {
         --secs 5 --warmup-secs 1 --size 32 --threads 2
     client=$SPAWNED
     sleep 2
+    # perf cannot attach to a process that is gone: say which one, and why.
+    exited "$pid" && fail "$name exited during the run: $(cat "$WORK/err")"
+    if exited "$client"; then
+        reap "$client" 1
+        fail "surge-load against $name: $ENDED: $(cat "$WORK/load.err")"
+    fi
     perf stat -x, -e "$EVENTS" -p "$pid" -o "$WORK/server.csv" -- sleep 3 &
     local server_perf=$!
     perf stat -x, -e "$EVENTS" -p "$client" -o "$WORK/client.csv" -- sleep 3
@@ -43,6 +54,7 @@ count() {
     stop "$pid"
     local rate
     rate=$(php -r 'echo json_decode(file_get_contents($argv[1]), true)["round_trips_per_sec"];' "$WORK/load.json")
+    [ "${rate%.*}" -gt 0 ] 2>/dev/null || fail "no round trips against $name: $(cat "$WORK/load.json")"
     # perf's CSV: value,unit,event,...; task-clock is in ms.
     paste -d, "$WORK/server.csv" "$WORK/client.csv" | awk -F, -v name="$name" -v conns="$conns" -v rate="$rate" '
         /^[0-9.]+,/ {
