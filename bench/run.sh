@@ -51,6 +51,9 @@ ECHO_ROUNDS=${BENCH_ECHO_ROUNDS:-3}
 FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-1}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
+# Every Surge row runs as shipped (the php_thread echo rows set worker_threads 0 themselves),
+# whatever this shell has set.
+unset SURGE_WORKER_THREADS
 # A client process holds at most this many connections (the open-file limit is 20,000).
 CONNS_PER_CLIENT=10000
 PUSHER_PATH='/app/app-key?protocol=7&client=js&version=7.0.0'
