@@ -103,10 +103,27 @@ const DEFAULT_DEPTH: i64 = 512;
 
 /// JSON text as PHP's `json_decode($json, true)` gives it (objects as arrays); null if invalid.
 pub fn json_zval(json: &str) -> Zval {
+    // PHP's scanner finds the end of the text at a NUL byte (every PHP string has one after its
+    // length): without it, it reads on past the text and, unless it meets a 0, fails.
+    let mut text = Vec::with_capacity(json.len() + 1);
+    text.extend_from_slice(json.as_bytes());
+    text.push(0);
     let mut value = Zval::new();
-    // SAFETY: `value` is a live zval for the result; the text is read within its length.
-    let ok = unsafe { php_json_decode_ex(&mut value, json.as_ptr().cast(), json.len(), OBJECT_AS_ARRAY, DEFAULT_DEPTH) } == 0;
-    if ok { value } else { Zval::new() }
+    // SAFETY: `value` is a live zval for the result; `text` is `json` plus the NUL PHP reads.
+    let ok = unsafe {
+        php_json_decode_ex(
+            &mut value,
+            text.as_ptr().cast(),
+            json.len(),
+            OBJECT_AS_ARRAY,
+            DEFAULT_DEPTH,
+        )
+    } == 0;
+    if ok {
+        value
+    } else {
+        Zval::new()
+    }
 }
 
 /// `key => value` pairs (later duplicates win) as a PHP array.
