@@ -275,19 +275,24 @@ def test_redis_broadcasts_reach_pusher_and_native_clients(php_server, redis_serv
         native.close()
 
 
+def hook_lines(server, count: int) -> list:
+    """The first `count` lines pusher_hooks.php printed (one a callback), waiting up to 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        got = [json.loads(line) for line in server.stdout().splitlines() if line.startswith("[")]
+        if len(got) >= count or time.monotonic() > deadline:
+            assert len(got) == count, f"expected {count} lines, got {got}\n--- stderr:\n{server.stderr()[-3000:]}"
+            return got
+        time.sleep(0.02)
+
+
 def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
     """pusherSubscribe, pusherUnsubscribe and pusherClientEvent see what happened (and only
     that: refusals and repeats are not reported); an exception in one is logged, serving goes on."""
     server = php_server("pusher_hooks.php", env=settings_env(pusher=[APP]))
 
     def lines(count: int) -> list:
-        deadline = time.monotonic() + 5
-        while True:
-            got = [json.loads(line) for line in server.stdout().splitlines() if line.startswith("[")]
-            if len(got) >= count or time.monotonic() > deadline:
-                assert len(got) == count, f"expected {count} lines, got {got}\n--- stderr:\n{server.stderr()[-3000:]}"
-                return got
-            time.sleep(0.02)
+        return hook_lines(server, count)
 
     ws, hello = pusher_socket(server)
     other, other_hello = pusher_socket(server)
@@ -338,3 +343,21 @@ def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
     assert recv(other)["event"] == "pusher:pong"
     other.close()
     assert lines(8)[7] == ["unsubscribe", other_fd, "presence-room", app]
+
+
+def test_every_client_event_reaches_php_with_its_data_decoded(php_server):
+    """pusherClientEvent gets each event's data as json_decode gives it, whatever its length (PHP's
+    decoder reads the text where the engine keeps it, not in a PHP string)."""
+    server = php_server("pusher_hooks.php", env=settings_env(pusher=[dict(APP, options={"client_event_rate": 10000})]))
+    ws, hello = pusher_socket(server)
+    other, other_hello = pusher_socket(server)
+    for c, s in [(ws, socket_id(hello)), (other, socket_id(other_hello))]:
+        send(c, "pusher:subscribe", {"channel": "private-chat", "auth": channel_auth(s, "private-chat")})
+        assert recv(c)["event"] == "pusher_internal:subscription_succeeded"
+    sent = [{"n": n, "text": "é" * (n % 50)} for n in range(300)]
+    for data in sent:
+        send(other, "client-typing", data, channel="private-chat")
+    for _ in sent:
+        assert recv(ws)["event"] == "client-typing"
+    events = hook_lines(server, 2 + len(sent))[2:]
+    assert [e[4] for e in events] == sent
