@@ -2,7 +2,7 @@
 # Installs what Surge needs on Debian 12: PHP 8.2 with its headers, clang for bindgen and Rust
 # to build the extension; with --test also Redis, Chromium, Node and Python packages for the
 # test suite (into .deps/ and node_modules/ inside the clone, nothing global but apt) and
-# cargo-fuzz for its fuzz smoke run (into ~/.cargo/bin, beside Rust).
+# rustfmt and cargo-fuzz for its format check and fuzz smoke run (beside Rust, in ~/.cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +50,10 @@ if $with_tests; then
     python3 -m venv .deps/venv
   fi
   .deps/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  if ! cargo fmt --version >/dev/null 2>&1; then
+    echo "==> rustup component add rustfmt (the suite checks the Rust code's formatting)"
+    rustup component add rustfmt
+  fi
   if ! command -v cargo-fuzz >/dev/null; then
     echo "==> cargo install cargo-fuzz (for the fuzz smoke run)"
     cargo install -q cargo-fuzz --locked

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything, builds the extension once, and runs the whole test suite: the Rust
-# engine and table tests, a short run of every fuzz target, then end-to-end tests with real PHP
-# servers and real clients.
+# code's formatting, the engine and table tests, a short run of every fuzz target, then
+# end-to-end tests with real PHP servers and real clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -9,6 +9,9 @@ started=$(date +%s)
 ./scripts/build.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+echo "==> cargo fmt --check (rustfmt's default style; run cargo fmt to apply it)"
+cargo fmt --check
+(cd fuzz && cargo fmt --check)
 echo "==> cargo test (engine, table)"
 cargo test --locked -p surge-engine -p surge-table
 status=0

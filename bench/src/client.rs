@@ -59,7 +59,10 @@ impl Target {
 
     /// The same target, offering permessage-deflate (for idle connections).
     pub fn offering_deflate(self, offer: bool) -> Target {
-        Target { offer_deflate: offer, ..self }
+        Target {
+            offer_deflate: offer,
+            ..self
+        }
     }
 
     /// TCP connect (from the source address if one was given), then the WebSocket handshake,
@@ -95,16 +98,15 @@ impl Target {
             if self.offer_deflate {
                 request.headers_mut().insert(
                     "Sec-WebSocket-Extensions",
-                    "permessage-deflate; client_max_window_bits".parse().expect("a valid header"),
+                    "permessage-deflate; client_max_window_bits"
+                        .parse()
+                        .expect("a valid header"),
                 );
             }
-            let (ws, _) = tokio_tungstenite::client_async_with_config(
-                request,
-                stream,
-                Some(config),
-            )
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
+            let (ws, _) =
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
             Ok(ws)
         };
         tokio::time::timeout(limit, attempt)

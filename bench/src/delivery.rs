@@ -359,7 +359,14 @@ pub async fn closed_loop<T: Trigger>(
     let errors_before = tracker.error_count();
     // The counted window is sampled on its own timer, beside the loop: a trigger that is slow
     // to answer (soketi's HTTP API with 10k clients takes seconds) must not move its ends.
-    let sample = || (tracker.delivered(), tracker.completed(), cpu(server_pid), Instant::now());
+    let sample = || {
+        (
+            tracker.delivered(),
+            tracker.completed(),
+            cpu(server_pid),
+            Instant::now(),
+        )
+    };
     let window_ends = async {
         tokio::time::sleep_until(measure_from).await;
         let first = sample();

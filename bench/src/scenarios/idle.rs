@@ -87,7 +87,9 @@ async fn idle(o: Options) -> Result<Value, String> {
                 let connected = target.connect(1024, limit).await;
                 let took = t0.elapsed();
                 let connected = match connected {
-                    Ok(mut ws) if message_bytes > 0 => exchange(&mut ws, message_bytes, limit).await.map(|()| ws),
+                    Ok(mut ws) if message_bytes > 0 => {
+                        exchange(&mut ws, message_bytes, limit).await.map(|()| ws)
+                    }
                     other => other,
                 };
                 drop(permit);
@@ -193,10 +195,14 @@ async fn idle(o: Options) -> Result<Value, String> {
 /// Sends one text message of `bytes` bytes and waits for a message back.
 async fn exchange(ws: &mut client::Ws, bytes: usize, limit: Duration) -> Result<(), String> {
     let round_trip = async {
-        ws.send(Message::text("x".repeat(bytes))).await.map_err(|e| format!("send: {e}"))?;
+        ws.send(Message::text("x".repeat(bytes)))
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         client::next_data(ws).await.map(drop)
     };
-    tokio::time::timeout(limit, round_trip).await.map_err(|_| "no answer to the message".to_string())?
+    tokio::time::timeout(limit, round_trip)
+        .await
+        .map_err(|_| "no answer to the message".to_string())?
 }
 
 /// Resolves when standard input is a pipe and has been closed; never otherwise (a terminal

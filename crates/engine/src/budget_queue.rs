@@ -37,7 +37,17 @@ impl<T> BudgetQueue<T> {
     pub fn new(bytes: usize, why: &'static str) -> (BudgetQueue<T>, mpsc::UnboundedReceiver<T>) {
         let (queue, receiver) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(bytes));
-        (BudgetQueue { queue, budget, bytes, dropped: AtomicU64::new(0), last_warning: Mutex::new(None), why }, receiver)
+        (
+            BudgetQueue {
+                queue,
+                budget,
+                bytes,
+                dropped: AtomicU64::new(0),
+                last_warning: Mutex::new(None),
+                why,
+            },
+            receiver,
+        )
     }
 
     /// Queues the item `make` builds around its share of the budget (`size` bytes plus

@@ -27,7 +27,12 @@ impl Channels {
             Some((k, _)) => k.clone(),
             None => Arc::from(name),
         };
-        let added = inner.members.entry(key.clone()).or_default().insert(conn.fd, conn.clone()).is_none();
+        let added = inner
+            .members
+            .entry(key.clone())
+            .or_default()
+            .insert(conn.fd, conn.clone())
+            .is_none();
         inner.of_fd.entry(conn.fd).or_default().insert(key);
         added
     }
@@ -35,7 +40,9 @@ impl Channels {
     /// Removes `fd` from `name`; false if it was not a member. Empty channels disappear.
     pub fn leave(&self, fd: u64, name: &str) -> bool {
         let mut inner = self.inner.lock();
-        let Some(members) = inner.members.get_mut(name) else { return false };
+        let Some(members) = inner.members.get_mut(name) else {
+            return false;
+        };
         if members.remove(&fd).is_none() {
             return false;
         }
@@ -54,7 +61,9 @@ impl Channels {
     /// Removes `fd` from every channel (when it closes).
     pub fn leave_all(&self, fd: u64) {
         let mut inner = self.inner.lock();
-        let Some(names) = inner.of_fd.remove(&fd) else { return };
+        let Some(names) = inner.of_fd.remove(&fd) else {
+            return;
+        };
         for name in names {
             if let Some(members) = inner.members.get_mut(&name) {
                 members.remove(&fd);
@@ -71,27 +80,48 @@ impl Channels {
         inner
             .members
             .get(name)
-            .map(|m| m.values().filter(|c| !except.contains(&c.fd)).cloned().collect())
+            .map(|m| {
+                m.values()
+                    .filter(|c| !except.contains(&c.fd))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     pub fn members(&self, name: &str) -> Vec<u64> {
-        let mut fds: Vec<u64> = self.inner.lock().members.get(name).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        let mut fds: Vec<u64> = self
+            .inner
+            .lock()
+            .members
+            .get(name)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
         fds.sort_unstable();
         fds
     }
 
     /// Channel names with their member counts, sorted by name.
     pub fn list(&self) -> Vec<(String, usize)> {
-        let mut all: Vec<(String, usize)> =
-            self.inner.lock().members.iter().map(|(k, m)| (k.to_string(), m.len())).collect();
+        let mut all: Vec<(String, usize)> = self
+            .inner
+            .lock()
+            .members
+            .iter()
+            .map(|(k, m)| (k.to_string(), m.len()))
+            .collect();
         all.sort();
         all
     }
 
     pub fn of(&self, fd: u64) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.inner.lock().of_fd.get(&fd).map(|s| s.iter().map(|n| n.to_string()).collect()).unwrap_or_default();
+        let mut names: Vec<String> = self
+            .inner
+            .lock()
+            .of_fd
+            .get(&fd)
+            .map(|s| s.iter().map(|n| n.to_string()).collect())
+            .unwrap_or_default();
         names.sort();
         names
     }
@@ -116,7 +146,13 @@ mod tests {
         assert_eq!(ch.members("news"), vec![1, 2]);
         assert_eq!(ch.list(), vec![("news".into(), 2), ("sport".into(), 1)]);
         assert_eq!(ch.of(1), vec!["news".to_string(), "sport".to_string()]);
-        assert_eq!(ch.recipients("news", &[1]).iter().map(|c| c.fd).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            ch.recipients("news", &[1])
+                .iter()
+                .map(|c| c.fd)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
         assert!(ch.leave(2, "news"));
         assert!(!ch.leave(2, "news"));
         ch.leave_all(1);

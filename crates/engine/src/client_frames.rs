@@ -18,7 +18,10 @@ use tokio::io::ReadBuf;
 
 /// The largest data frame handed on whole: about the most tungstenite's read buffer grows to.
 pub(crate) const PIECE: u64 = 1024;
-const _: () = assert!(PIECE.is_multiple_of(4), "pieces must keep the masking key aligned");
+const _: () = assert!(
+    PIECE.is_multiple_of(4),
+    "pieces must keep the masking key aligned"
+);
 
 pub(crate) const FIN: u8 = 0x80;
 const RSV: u8 = 0x70;
@@ -89,12 +92,24 @@ enum Part {
     Copy(u64),
     /// Handing on the pieces of a large frame: `left` payload bytes, `piece` of them in the
     /// current piece.
-    Split { left: u64, piece: u64, fin: bool, mask: [u8; 4] },
+    Split {
+        left: u64,
+        piece: u64,
+        fin: bool,
+        mask: [u8; 4],
+    },
 }
 
 impl FrameSplitter {
     pub fn new(max_frame: usize) -> Self {
-        FrameSplitter { max_frame: max_frame as u64, part: Part::Header, header: [0; 14], gathered: 0, to_send: 0, sent: 0 }
+        FrameSplitter {
+            max_frame: max_frame as u64,
+            part: Part::Header,
+            header: [0; 14],
+            gathered: 0,
+            to_send: 0,
+            sent: 0,
+        }
     }
 
     /// Hands on what it can of `input` into `out`; returns how many bytes of `input` it took.
@@ -124,9 +139,18 @@ impl FrameSplitter {
                     }
                     out.put_slice(&rest[..n]);
                     used += n;
-                    self.part = if left == n as u64 { Part::Header } else { Part::Copy(left - n as u64) };
+                    self.part = if left == n as u64 {
+                        Part::Header
+                    } else {
+                        Part::Copy(left - n as u64)
+                    };
                 }
-                Part::Split { left, piece, fin, mask } => {
+                Part::Split {
+                    left,
+                    piece,
+                    fin,
+                    mask,
+                } => {
                     if piece == 0 {
                         self.start_piece(left, OP_CONTINUATION, fin, mask);
                         continue;
@@ -138,7 +162,16 @@ impl FrameSplitter {
                     out.put_slice(&rest[..n]);
                     used += n;
                     let (left, piece) = (left - n as u64, piece - n as u64);
-                    self.part = if left == 0 { Part::Header } else { Part::Split { left, piece, fin, mask } };
+                    self.part = if left == 0 {
+                        Part::Header
+                    } else {
+                        Part::Split {
+                            left,
+                            piece,
+                            fin,
+                            mask,
+                        }
+                    };
                 }
             }
         }
@@ -157,7 +190,9 @@ impl FrameSplitter {
         let mut end = 0;
         while let [_, second, ..] = room[end..] {
             let header = header_len(second);
-            let Some(header) = room.get(end..end + header) else { break };
+            let Some(header) = room.get(end..end + header) else {
+                break;
+            };
             let payload = payload_len(header);
             if self.splits(header, payload) || payload > (room.len() - end - header.len()) as u64 {
                 break;
@@ -184,7 +219,11 @@ impl FrameSplitter {
             return 0;
         }
         let have = self.gathered as usize;
-        let need = if have < 2 { 2 } else { header_len(self.header[1]) };
+        let need = if have < 2 {
+            2
+        } else {
+            header_len(self.header[1])
+        };
         let n = (need - have).min(rest.len());
         self.header[have..have + n].copy_from_slice(&rest[..n]);
         let have = have + n;
@@ -201,7 +240,11 @@ impl FrameSplitter {
         } else {
             // Hand it on as it came.
             (self.to_send, self.sent) = (have as u8, 0);
-            self.part = if payload == 0 { Part::Header } else { Part::Copy(payload) };
+            self.part = if payload == 0 {
+                Part::Header
+            } else {
+                Part::Copy(payload)
+            };
         }
         n
     }
@@ -216,7 +259,9 @@ impl FrameSplitter {
     }
 
     fn start_split(&mut self, header: &[u8], payload: u64) {
-        let mask = header[header.len() - 4..].try_into().expect("a masked header ends with its key");
+        let mask = header[header.len() - 4..]
+            .try_into()
+            .expect("a masked header ends with its key");
         self.start_piece(payload, header[0] & 0x0f, header[0] & FIN != 0, mask);
     }
 
@@ -225,10 +270,19 @@ impl FrameSplitter {
     /// frame had it.
     fn start_piece(&mut self, left: u64, opcode: u8, fin: bool, mask: [u8; 4]) {
         let piece = left.min(PIECE);
-        let (header, len) = masked_header(if piece == left && fin { FIN } else { 0 } | opcode, piece, mask);
+        let (header, len) = masked_header(
+            if piece == left && fin { FIN } else { 0 } | opcode,
+            piece,
+            mask,
+        );
         self.header = header;
         (self.to_send, self.sent) = (len as u8, 0);
-        self.part = Part::Split { left, piece, fin, mask };
+        self.part = Part::Split {
+            left,
+            piece,
+            fin,
+            mask,
+        };
     }
 }
 
@@ -267,11 +321,16 @@ mod tests {
         let mut frames = Vec::new();
         while (cursor.position() as usize) < bytes.len() {
             let start = cursor.position() as usize;
-            let (header, len) = FrameHeader::parse(&mut cursor).unwrap().expect("a whole header");
+            let (header, len) = FrameHeader::parse(&mut cursor)
+                .unwrap()
+                .expect("a whole header");
             let at = cursor.position() as usize;
             let mut payload = bytes[at..at + len as usize].to_vec();
             let mask = header.mask.expect("client frames are masked");
-            payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= mask[i % 4]);
+            payload
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b ^= mask[i % 4]);
             frames.push((bytes[start], payload));
             cursor.set_position((at + len as usize) as u64);
         }
@@ -291,7 +350,13 @@ mod tests {
         unmasked[1] &= !MASKED;
         unmasked.drain(4..8);
         input.extend(unmasked);
-        for (step, room) in [(input.len(), input.len()), (1, 1), (7, 512), (16384, 512), (3, 100_000)] {
+        for (step, room) in [
+            (input.len(), input.len()),
+            (1, 1),
+            (7, 512),
+            (16384, 512),
+            (3, 100_000),
+        ] {
             assert_eq!(split(&input, step, room), input, "step {step}, room {room}");
         }
     }
@@ -314,9 +379,22 @@ mod tests {
                     assert_eq!(head & 0x0f, if i == 0 { opcode } else { 0 });
                     assert_eq!(head & FIN, if last { fin } else { 0 });
                     assert_eq!(head & RSV, 0);
-                    assert_eq!(piece.len(), if last { 5000 - 4 * PIECE as usize } else { PIECE as usize });
+                    assert_eq!(
+                        piece.len(),
+                        if last {
+                            5000 - 4 * PIECE as usize
+                        } else {
+                            PIECE as usize
+                        }
+                    );
                 }
-                assert_eq!(pieces.into_iter().flat_map(|(_, piece)| piece).collect::<Vec<u8>>(), payload);
+                assert_eq!(
+                    pieces
+                        .into_iter()
+                        .flat_map(|(_, piece)| piece)
+                        .collect::<Vec<u8>>(),
+                    payload
+                );
             }
         }
     }
@@ -354,7 +432,10 @@ mod tests {
         input.extend(client_frame(0x89, b"inside a message"));
         input.extend(client_frame(0x80, &binary[200_000..]));
         let config = WebSocketConfig::default().read_buffer_size(512);
-        let stream = Duplex { input: Cursor::new(split(&input, 16384, 512)), output: Vec::new() };
+        let stream = Duplex {
+            input: Cursor::new(split(&input, 16384, 512)),
+            output: Vec::new(),
+        };
         let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
         let mut got = Vec::new();
         while let Ok(message) = ws.read() {

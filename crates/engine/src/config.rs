@@ -119,7 +119,10 @@ pub struct Config {
 
 fn default_max_connection() -> usize {
     // Leave room for PHP's own files, the listener and Redis.
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
         lim.rlim_cur as usize
     } else {
@@ -130,7 +133,9 @@ fn default_max_connection() -> usize {
 
 impl Default for Config {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Config {
             worker_threads: cpus,
             max_connection: default_max_connection(),
@@ -211,8 +216,12 @@ impl Config {
             "ssl_cert_file" => self.ssl_cert_file = path(key, value)?,
             "ssl_key_file" => self.ssl_key_file = path(key, value)?,
             "allowed_origins" => self.allowed_origins = origins(value)?,
-            "max_connections_per_ip" => self.max_connections_per_ip = count(key, value, 0, 10_000_000)?,
-            "max_messages_per_second" => self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32,
+            "max_connections_per_ip" => {
+                self.max_connections_per_ip = count(key, value, 0, 10_000_000)?
+            }
+            "max_messages_per_second" => {
+                self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32
+            }
             "websocket_compression" => self.websocket_compression = boolean(key, value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
@@ -243,7 +252,9 @@ impl Config {
                 self.ping_interval, idle
             )));
         }
-        if self.heartbeat_check_interval.is_zero() && (!idle.is_zero() || !self.ping_interval.is_zero()) {
+        if self.heartbeat_check_interval.is_zero()
+            && (!idle.is_zero() || !self.ping_interval.is_zero())
+        {
             return Err(ConfigError(
                 "setting 'heartbeat_check_interval' is 0, so nothing would ping or drop idle clients; \
                  set 'ping_interval' and 'heartbeat_idle_time' to 0 as well to turn the heartbeat off"
@@ -265,7 +276,9 @@ impl Config {
             None => true,
             Some(origin) => {
                 let origin = origin.trim().trim_end_matches('/');
-                self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+                self.allowed_origins
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(origin))
             }
         }
     }
@@ -274,14 +287,19 @@ impl Config {
 fn integer(key: &str, value: &Value) -> Result<i64, ConfigError> {
     match value {
         Value::Int(n) => Ok(*n),
-        other => Err(ConfigError(format!("setting '{key}' must be an int, got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting '{key}' must be an int, got {}",
+            other.kind()
+        ))),
     }
 }
 
 fn count(key: &str, value: &Value, min: u64, max: u64) -> Result<usize, ConfigError> {
     let n = integer(key, value)?;
     if n < min as i64 || n as u64 > max {
-        return Err(ConfigError(format!("setting '{key}' must be between {min} and {max}, got {n}")));
+        return Err(ConfigError(format!(
+            "setting '{key}' must be between {min} and {max}, got {n}"
+        )));
     }
     Ok(n as usize)
 }
@@ -298,7 +316,9 @@ fn seconds(key: &str, value: &Value) -> Result<Duration, ConfigError> {
         }
     };
     if !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(ConfigError(format!("setting '{key}' must be between 0 and one year in seconds, got {secs}")));
+        return Err(ConfigError(format!(
+            "setting '{key}' must be between 0 and one year in seconds, got {secs}"
+        )));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -306,7 +326,10 @@ fn seconds(key: &str, value: &Value) -> Result<Duration, ConfigError> {
 fn string(key: &str, value: &Value) -> Result<String, ConfigError> {
     match value {
         Value::Str(s) => Ok(s.clone()),
-        other => Err(ConfigError(format!("setting '{key}' must be a string, got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting '{key}' must be a string, got {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -316,7 +339,10 @@ fn path(key: &str, value: &Value) -> Result<Option<String>, ConfigError> {
         Value::Null => Ok(None),
         Value::Str(s) if s.is_empty() => Ok(None),
         Value::Str(s) => Ok(Some(s.clone())),
-        other => Err(ConfigError(format!("setting '{key}' must be a file name (string), got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting '{key}' must be a file name (string), got {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -353,7 +379,10 @@ fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
         Value::Bool(b) => Ok(*b),
         Value::Int(0) => Ok(false),
         Value::Int(1) => Ok(true),
-        other => Err(ConfigError(format!("setting '{key}' must be a bool, got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting '{key}' must be a bool, got {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -361,13 +390,20 @@ fn redis_url(value: &Value) -> Result<Option<String>, ConfigError> {
     match value {
         Value::Null => Ok(None),
         Value::Str(s) if s.is_empty() => Ok(None),
-        Value::Str(s) if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://") => {
+        Value::Str(s)
+            if s.starts_with("redis://")
+                || s.starts_with("rediss://")
+                || s.starts_with("redis+unix://") =>
+        {
             Ok(Some(s.clone()))
         }
         Value::Str(s) => Err(ConfigError(format!(
             "setting 'redis' must be a URL like redis://[:password@]host:port[/db], got '{s}'"
         ))),
-        other => Err(ConfigError(format!("setting 'redis' must be a URL string, got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting 'redis' must be a URL string, got {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -401,13 +437,17 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::default().apply("heartbeat_idel_time", &Value::Int(3)).unwrap_err();
+        let err = Config::default()
+            .apply("heartbeat_idel_time", &Value::Int(3))
+            .unwrap_err();
         assert!(err.0.contains("'heartbeat_idel_time'"), "{err}");
     }
 
     #[test]
     fn wrong_type_is_named() {
-        let err = Config::default().apply("max_connection", &Value::Str("10".into())).unwrap_err();
+        let err = Config::default()
+            .apply("max_connection", &Value::Str("10".into()))
+            .unwrap_err();
         assert_eq!(err.0, "setting 'max_connection' must be an int, got string");
     }
 
@@ -424,7 +464,11 @@ mod tests {
         c.apply("worker_num", &Value::Int(1)).unwrap();
         c.apply("task_worker_num", &Value::Int(0)).unwrap();
         let err = c.apply("worker_num", &Value::Int(4)).unwrap_err();
-        assert!(err.0.starts_with("setting 'worker_num' => 4 is not supported"), "{err}");
+        assert!(
+            err.0
+                .starts_with("setting 'worker_num' => 4 is not supported"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -438,42 +482,78 @@ mod tests {
     #[test]
     fn tls_needs_both_files() {
         let mut c = Config::default();
-        c.apply("ssl_cert_file", &Value::Str("/etc/surge/cert.pem".into())).unwrap();
+        c.apply("ssl_cert_file", &Value::Str("/etc/surge/cert.pem".into()))
+            .unwrap();
         assert!(c.validate().unwrap_err().0.contains("'ssl_key_file'"));
-        c.apply("ssl_key_file", &Value::Str("/etc/surge/key.pem".into())).unwrap();
+        c.apply("ssl_key_file", &Value::Str("/etc/surge/key.pem".into()))
+            .unwrap();
         c.validate().unwrap();
         assert_eq!(c.ssl_key_file.as_deref(), Some("/etc/surge/key.pem"));
-        assert!(c.apply("ssl_cert_file", &Value::Int(1)).unwrap_err().0.contains("'ssl_cert_file'"));
+        assert!(c
+            .apply("ssl_cert_file", &Value::Int(1))
+            .unwrap_err()
+            .0
+            .contains("'ssl_cert_file'"));
     }
 
     #[test]
     fn allowed_origins() {
         let mut c = Config::default();
-        assert!(c.origin_allowed(Some("https://evil.example")), "empty list: any origin");
-        let list = |items: &[&str]| Value::List(items.iter().map(|s| Value::Str(s.to_string())).collect());
-        c.apply("allowed_origins", &list(&["https://App.example.com/", "http://localhost:8080"])).unwrap();
+        assert!(
+            c.origin_allowed(Some("https://evil.example")),
+            "empty list: any origin"
+        );
+        let list =
+            |items: &[&str]| Value::List(items.iter().map(|s| Value::Str(s.to_string())).collect());
+        c.apply(
+            "allowed_origins",
+            &list(&["https://App.example.com/", "http://localhost:8080"]),
+        )
+        .unwrap();
         assert!(c.origin_allowed(Some("https://app.example.com")));
         assert!(c.origin_allowed(Some("http://localhost:8080")));
         assert!(!c.origin_allowed(Some("http://localhost:8081")));
         assert!(!c.origin_allowed(Some("https://app.example.com.evil.example")));
         assert!(!c.origin_allowed(Some("null")));
-        assert!(c.origin_allowed(None), "no Origin header: not a browser, nothing to check");
-        for bad in ["app.example.com", "https://app.example.com/path", "https://"] {
+        assert!(
+            c.origin_allowed(None),
+            "no Origin header: not a browser, nothing to check"
+        );
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://",
+        ] {
             let err = c.apply("allowed_origins", &list(&[bad])).unwrap_err();
             assert!(err.0.contains(bad), "{err}");
         }
-        assert!(c.apply("allowed_origins", &Value::Str("https://a.example".into())).is_err());
+        assert!(c
+            .apply("allowed_origins", &Value::Str("https://a.example".into()))
+            .is_err());
     }
 
     #[test]
     fn connection_and_message_limits() {
         let mut c = Config::default();
-        assert_eq!((c.max_connections_per_ip, c.max_messages_per_second), (0, 0), "unlimited by default");
+        assert_eq!(
+            (c.max_connections_per_ip, c.max_messages_per_second),
+            (0, 0),
+            "unlimited by default"
+        );
         c.apply("max_connections_per_ip", &Value::Int(10)).unwrap();
         c.apply("max_messages_per_second", &Value::Int(50)).unwrap();
-        assert_eq!((c.max_connections_per_ip, c.max_messages_per_second), (10, 50));
-        let err = c.apply("max_messages_per_second", &Value::Int(-1)).unwrap_err();
-        assert!(err.0.starts_with("setting 'max_messages_per_second' must be between 0"), "{err}");
+        assert_eq!(
+            (c.max_connections_per_ip, c.max_messages_per_second),
+            (10, 50)
+        );
+        let err = c
+            .apply("max_messages_per_second", &Value::Int(-1))
+            .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("setting 'max_messages_per_second' must be between 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -118,8 +118,13 @@ where
 
 /// Ends the connection: the rest of the close handshake, then deregistration and the `close`
 /// event (or the Pusher protocol's unsubscribes).
-async fn finish<S>(flow: Flow, mut ws: WebSocketStream<S>, conn: Arc<Conn>, shared: Arc<Shared>, deflate: Option<u8>)
-where
+async fn finish<S>(
+    flow: Flow,
+    mut ws: WebSocketStream<S>,
+    conn: Arc<Conn>,
+    shared: Arc<Shared>,
+    deflate: Option<u8>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let code = match flow {
@@ -129,7 +134,10 @@ where
             // client answers our close frame or time runs out.
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
                 while let Some(Ok(message)) = ws.next().await {
-                    if matches!(receive(message, &mut ws, &conn, &shared, deflate).await, Flow::Stop(_)) {
+                    if matches!(
+                        receive(message, &mut ws, &conn, &shared, deflate).await,
+                        Flow::Stop(_)
+                    ) {
                         break;
                     }
                 }
@@ -138,7 +146,10 @@ where
             code
         }
         Flow::Refusing(code) => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
             code
         }
         Flow::Stop(code) => code,
@@ -190,7 +201,9 @@ where
     if let Some(pusher) = conn.pusher.get() {
         if let Some(session) = pusher {
             // What PHP observes (its callbacks exist) waits for room like a message does.
-            if let Some(event) = crate::pusher::socket::receive(session, conn, shared, &data, binary) {
+            if let Some(event) =
+                crate::pusher::socket::receive(session, conn, shared, &data, binary)
+            {
                 if shared.events.send(event).await.is_err() {
                     return Flow::Stop(ABNORMAL);
                 }
@@ -200,10 +213,21 @@ where
     }
     if shared.handlers.message.load(Relaxed) {
         if let Some(here) = inline_dispatch::here(shared) {
-            let reply = here.run(Event::Message { fd: conn.fd, data, binary, held: None }, conn);
+            let reply = here.run(
+                Event::Message {
+                    fd: conn.fd,
+                    data,
+                    binary,
+                    held: None,
+                },
+                conn,
+            );
             if let Some(frame) = reply {
                 // Borrowed, not cloned: the first clone of a frame's bytes allocates.
-                if write_frame(ws, frame.for_connection(deflate)).await.is_err() {
+                if write_frame(ws, frame.for_connection(deflate))
+                    .await
+                    .is_err()
+                {
                     return Flow::Stop(ABNORMAL);
                 }
                 bump(&shared.stats.messages_out, 1);
@@ -214,7 +238,17 @@ where
         // Waiting here is the backpressure: a busy PHP thread stops this reader, and TCP
         // stops the client, instead of events piling up in memory.
         let held = Some(shared.hold_inbound(data.len()).await);
-        if shared.events.send(Event::Message { fd: conn.fd, data, binary, held }).await.is_err() {
+        if shared
+            .events
+            .send(Event::Message {
+                fd: conn.fd,
+                data,
+                binary,
+                held,
+            })
+            .await
+            .is_err()
+        {
             return Flow::Stop(ABNORMAL);
         }
     }
@@ -222,7 +256,12 @@ where
 }
 
 /// `deflate`: the window agreed if the client negotiated permessage-deflate.
-async fn write_outbox<S>(ws: &mut WebSocketStream<S>, conn: &Conn, shared: &Shared, deflate: Option<u8>) -> Flow
+async fn write_outbox<S>(
+    ws: &mut WebSocketStream<S>,
+    conn: &Conn,
+    shared: &Shared,
+    deflate: Option<u8>,
+) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -239,7 +278,10 @@ where
     let mut closing = None;
     while !items.is_empty() {
         // Data frames queued before a control frame go out before it.
-        let frames = items.iter().take_while(|item| item.frame().is_some()).count();
+        let frames = items
+            .iter()
+            .take_while(|item| item.frame().is_some())
+            .count();
         if write_frames(ws, &mut items, frames, deflate).await.is_err() {
             return Flow::Stop(ABNORMAL);
         }
@@ -282,8 +324,10 @@ where
     // Bytes of the first frame already written.
     let mut done = 0;
     while frames > 0 {
-        let mut written =
-            poll_fn(|cx| poll_write_front(Pin::new(&mut *socket), cx, items, frames, done, deflate)).await?;
+        let mut written = poll_fn(|cx| {
+            poll_write_front(Pin::new(&mut *socket), cx, items, frames, done, deflate)
+        })
+        .await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -305,7 +349,9 @@ where
 
 /// The bytes to write for a queued data frame.
 fn frame_bytes(item: &Outgoing, deflate: Option<u8>) -> &[u8] {
-    item.frame().expect("only data frames are written as bytes").for_connection(deflate)
+    item.frame()
+        .expect("only data frames are written as bytes")
+        .for_connection(deflate)
 }
 
 /// Writes one frame, after tungstenite's buffer as [`write_frames`] does.
@@ -357,7 +403,9 @@ where
             Some(InflateError::TooBig) => (1009, "message too big"),
             None => return Flow::Stop(ABNORMAL),
         },
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return Flow::Stop(ABNORMAL),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            return Flow::Stop(ABNORMAL)
+        }
         WsError::Protocol(_) => (1002, "protocol error"),
         _ => return Flow::Stop(ABNORMAL),
     };
@@ -388,7 +436,11 @@ struct RateLimit {
 impl RateLimit {
     /// None for 0 (no limit).
     fn new(rate: u32, now_ms: u64) -> Option<Self> {
-        (rate > 0).then(|| RateLimit { rate: rate as u64, tokens: rate as u64 * 1000, last_ms: now_ms })
+        (rate > 0).then(|| RateLimit {
+            rate: rate as u64,
+            tokens: rate as u64 * 1000,
+            last_ms: now_ms,
+        })
     }
 
     /// Takes the token for one message; false if the client is over the rate.

@@ -18,9 +18,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::Config;
 use crate::events::Event;
-use crate::listener::accept_loop;
 use crate::frame;
 use crate::inline_dispatch::{self, Serving};
+use crate::listener::accept_loop;
 use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
@@ -47,7 +47,10 @@ pub struct Payload(Outgoing);
 
 impl Payload {
     pub fn text(text: &str) -> Self {
-        Payload(Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, text.as_bytes())))
+        Payload(Outgoing::Frame(frame::Encoded::new(
+            frame::OP_TEXT,
+            text.as_bytes(),
+        )))
     }
 
     pub fn binary(data: &[u8]) -> Self {
@@ -55,7 +58,9 @@ impl Payload {
     }
 
     pub fn ping(data: &[u8]) -> Self {
-        Payload(Outgoing::Control(Message::Ping(Bytes::copy_from_slice(data))))
+        Payload(Outgoing::Control(Message::Ping(Bytes::copy_from_slice(
+            data,
+        ))))
     }
 
     fn into_outgoing(self) -> Outgoing {
@@ -123,7 +128,11 @@ impl Engine {
             .map_err(|e| format!("cannot start the I/O threads: {e}"))?;
         let listener = runtime
             .block_on(async {
-                let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()
+                } else {
+                    TcpSocket::new_v6()
+                }?;
                 socket.set_reuseaddr(true)?;
                 socket.bind(addr)?;
                 socket.listen(1024)
@@ -155,7 +164,9 @@ impl Engine {
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
         }
-        runtime.block_on(async { watch_signals(shared.clone()) }).map_err(|e| format!("cannot watch signals: {e}"))?;
+        runtime
+            .block_on(async { watch_signals(shared.clone()) })
+            .map_err(|e| format!("cannot watch signals: {e}"))?;
         log::info!(target: "surge", "listening on {scheme}://{local_addr}");
         Ok(Engine {
             shared,
@@ -278,7 +289,10 @@ impl Engine {
         }
         let item = payload.into_outgoing();
         let limit = self.shared.config.socket_buffer_size;
-        recipients.iter().filter(|conn| conn.push(item.clone(), limit).is_ok()).count()
+        recipients
+            .iter()
+            .filter(|conn| conn.push(item.clone(), limit).is_ok())
+            .count()
     }
 
     /// Channel names with member counts, sorted.
@@ -296,7 +310,10 @@ impl Engine {
 
     /// The connection's socket id (see `Shared::socket_id`), if it exists.
     pub fn socket_id(&self, fd: u64) -> Option<String> {
-        self.shared.registry.get(fd).map(|_| self.shared.socket_id(fd))
+        self.shared
+            .registry
+            .get(fd)
+            .map(|_| self.shared.socket_id(fd))
     }
 
     /// The Redis bridge, if the `redis` setting is given.
@@ -306,7 +323,10 @@ impl Engine {
 
     /// Starts the close handshake with `code`; false if `fd` is not open.
     pub fn disconnect(&self, fd: u64, code: u16, reason: &str) -> bool {
-        self.shared.registry.get(fd).is_some_and(|c| c.close(code, reason))
+        self.shared
+            .registry
+            .get(fd)
+            .is_some_and(|c| c.close(code, reason))
     }
 
     /// The connection exists (possibly closing).
@@ -340,7 +360,10 @@ impl Engine {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot(self.shared.registry.len() as u64, self.shared.start_unix_ms / 1000)
+        self.shared.stats.snapshot(
+            self.shared.registry.len() as u64,
+            self.shared.start_unix_ms / 1000,
+        )
     }
 
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.
@@ -455,7 +478,10 @@ impl PhpThreadSignals {
             libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals(), &mut previous);
             previous
         };
-        let mut signals = PhpThreadSignals { previous, _catcher: None };
+        let mut signals = PhpThreadSignals {
+            previous,
+            _catcher: None,
+        };
         if io_threads == 0 {
             let (stop, stopped) = std::sync::mpsc::channel::<()>();
             std::thread::Builder::new()

@@ -28,7 +28,10 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -67,23 +70,41 @@ pub enum Event {
     /// A whole message (fragments reassembled). `binary` is false for text, which is valid UTF-8.
     /// `held` is its share of [`crate::shared::INBOUND_BUDGET`], given back when the event is
     /// dropped; None when the reading task runs the callback itself (`inline_dispatch`).
-    Message { fd: u64, data: Bytes, binary: bool, held: Option<OwnedSemaphorePermit> },
+    Message {
+        fd: u64,
+        data: Bytes,
+        binary: bool,
+        held: Option<OwnedSemaphorePermit>,
+    },
     /// The connection is gone; no push to `fd` will succeed from now on.
     Close { fd: u64, code: u16 },
     /// A plain HTTP request for the `request` callback; `held` as for `Message`, for its body.
-    Request { request: Box<HttpRequest>, reply: Responder, held: OwnedSemaphorePermit },
+    Request {
+        request: Box<HttpRequest>,
+        reply: Responder,
+        held: OwnedSemaphorePermit,
+    },
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },
     /// A message on a subscribed Redis channel (prefix removed), for the `redis` callback.
     /// `held` is its share of the bridge's memory budget for the callback, given back when the
     /// event is dropped.
-    Redis { channel: String, payload: Bytes, held: OwnedSemaphorePermit },
+    Redis {
+        channel: String,
+        payload: Bytes,
+        held: OwnedSemaphorePermit,
+    },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },
     /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client
     /// event on `channel`; sent only when the matching PHP callback exists. Observed, not vetoed:
     /// it has happened (and been answered) when PHP sees it.
-    Pusher { fd: u64, app_id: String, channel: String, what: PusherEvent },
+    Pusher {
+        fd: u64,
+        app_id: String,
+        channel: String,
+        what: PusherEvent,
+    },
 }
 
 /// What happened on a Pusher channel, for [`Event::Pusher`].

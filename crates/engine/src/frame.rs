@@ -30,7 +30,12 @@ pub struct Encoded {
 
 impl Encoded {
     pub fn new(opcode: u8, payload: &[u8]) -> Arc<Self> {
-        Arc::new(Encoded { opcode, plain: encode(opcode, payload), deflated: OnceLock::new(), stored: OnceLock::new() })
+        Arc::new(Encoded {
+            opcode,
+            plain: encode(opcode, payload),
+            deflated: OnceLock::new(),
+            stored: OnceLock::new(),
+        })
     }
 
     /// The whole frame, uncompressed.
@@ -51,10 +56,13 @@ impl Encoded {
         let rsv1_frame = |data: &[u8]| encode_first(FIN | RSV1 | self.opcode, data);
         if !deflate::fits_window(payload.len(), window_bits) {
             // Stored blocks hold no back references, so any window reads them.
-            return self.stored.get_or_init(|| rsv1_frame(&deflate::stored(payload)));
+            return self
+                .stored
+                .get_or_init(|| rsv1_frame(&deflate::stored(payload)));
         }
-        self.deflated
-            .get_or_init(|| rsv1_frame(&deflate::compress(payload).unwrap_or_else(|| deflate::stored(payload))))
+        self.deflated.get_or_init(|| {
+            rsv1_frame(&deflate::compress(payload).unwrap_or_else(|| deflate::stored(payload)))
+        })
     }
 
     /// The frame for a connection: `deflate` is the window it agreed, if it negotiated

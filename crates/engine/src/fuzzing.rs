@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use serde_json::value::RawValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, Value};
@@ -41,14 +41,22 @@ fn shared() -> (Arc<Shared>, mpsc::Receiver<Event>) {
     };
     let (tx, rx) = mpsc::channel(64);
     let shared = Arc::new(Shared::new(config, tx));
-    for flag in [&shared.handlers.open, &shared.handlers.message, &shared.handlers.close, &shared.handlers.request] {
+    for flag in [
+        &shared.handlers.open,
+        &shared.handlers.message,
+        &shared.handlers.close,
+        &shared.handlers.request,
+    ] {
         flag.store(true, Relaxed);
     }
     (shared, rx)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 /// Feeds `input` to the server's HTTP listener (hyper, then the WebSocket upgrade, the
@@ -82,7 +90,10 @@ fn serve_bytes(input: &[u8]) {
             let _ = writer.await;
             let _ = reader.await;
         };
-        if tokio::time::timeout(Duration::from_secs(10), done).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .is_err()
+        {
             panic!("the server did not finish with a connection whose input ended");
         }
         php.abort();
@@ -135,7 +146,8 @@ pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
 /// Pusher protocol messages from a client on `/app/fuzz-key`: `input` split at newlines, each
 /// line one text message.
 pub fn pusher_messages(input: &[u8]) {
-    let mut bytes = format!("GET /app/fuzz-key?protocol=7&client=js HTTP/1.1\r\n{HANDSHAKE}").into_bytes();
+    let mut bytes =
+        format!("GET /app/fuzz-key?protocol=7&client=js HTTP/1.1\r\n{HANDSHAKE}").into_bytes();
     for line in input.split(|b| *b == b'\n') {
         bytes.extend_from_slice(&client_frame(0x81, line));
     }
@@ -152,7 +164,9 @@ pub fn pusher_api(input: &[u8]) {
     };
     let head = String::from_utf8_lossy(head);
     let (method, target) = head.split_once(' ').unwrap_or(("POST", &head));
-    let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else { return };
+    let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else {
+        return;
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (shared, _events) = shared();
     let _ = crate::pusher::api::route(&shared, &method, path, query, body, false);
@@ -175,7 +189,10 @@ struct Sent<'a> {
 /// a string holding it).
 pub fn laravel_broadcast(input: &[u8]) {
     let (channel, payload) = match input.iter().position(|b| *b == b'\n') {
-        Some(i) => (String::from_utf8_lossy(&input[..i]).into_owned(), &input[i + 1..]),
+        Some(i) => (
+            String::from_utf8_lossy(&input[..i]).into_owned(),
+            &input[i + 1..],
+        ),
         None => ("fuzz".to_owned(), input),
     };
     let (shared, _events) = shared();
@@ -189,7 +206,9 @@ pub fn laravel_broadcast(input: &[u8]) {
     for (conn, pusher_shape) in [(native, false), (pusher, true)] {
         for item in conn.drain().items {
             frames += 1;
-            let Outgoing::Frame(frame) = item else { panic!("a forwarded broadcast is a data frame") };
+            let Outgoing::Frame(frame) = item else {
+                panic!("a forwarded broadcast is a data frame")
+            };
             let plain = frame.plain();
             let text = &plain[plain.len() - frame.payload_len()..];
             // RawValue: numbers past f64's range such as 1e999 are valid JSON and are forwarded
@@ -197,7 +216,8 @@ pub fn laravel_broadcast(input: &[u8]) {
             let sent: Sent = serde_json::from_slice(text).expect("a forwarded broadcast is JSON");
             assert_eq!(sent.channel, channel);
             if pusher_shape {
-                let data: String = serde_json::from_str(sent.data.get()).expect("Pusher data is a string");
+                let data: String =
+                    serde_json::from_str(sent.data.get()).expect("Pusher data is a string");
                 serde_json::from_str::<&RawValue>(&data).expect("holding JSON");
             }
         }
@@ -207,12 +227,38 @@ pub fn laravel_broadcast(input: &[u8]) {
 
 /// Settings keys the fuzzer picks from (plus arbitrary ones).
 const KEYS: &[&str] = &[
-    "worker_threads", "max_connection", "package_max_length", "heartbeat_check_interval", "heartbeat_idle_time",
-    "ping_interval", "handshake_timeout", "socket_buffer_size", "event_queue_size", "shutdown_timeout", "log_level",
-    "redis", "redis_prefix", "redis_forward", "pusher", "ssl_cert_file", "ssl_key_file", "allowed_origins",
-    "max_connections_per_ip", "max_messages_per_second", "websocket_compression", "worker_num", "task_worker_num",
+    "worker_threads",
+    "max_connection",
+    "package_max_length",
+    "heartbeat_check_interval",
+    "heartbeat_idle_time",
+    "ping_interval",
+    "handshake_timeout",
+    "socket_buffer_size",
+    "event_queue_size",
+    "shutdown_timeout",
+    "log_level",
+    "redis",
+    "redis_prefix",
+    "redis_forward",
+    "pusher",
+    "ssl_cert_file",
+    "ssl_key_file",
+    "allowed_origins",
+    "max_connections_per_ip",
+    "max_messages_per_second",
+    "websocket_compression",
+    "worker_num",
+    "task_worker_num",
     "daemonize",
-    "app_id", "key", "secret", "options", "client_events", "client_event_rate", "max_connections", "activity_timeout",
+    "app_id",
+    "key",
+    "secret",
+    "options",
+    "client_events",
+    "client_event_rate",
+    "max_connections",
+    "activity_timeout",
 ];
 
 /// Reads a `Value` tree out of bytes: a tag byte, then what that kind needs.
@@ -220,7 +266,11 @@ struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
     fn byte(&mut self) -> u8 {
-        let (first, rest) = self.0.split_first().map(|(b, r)| (*b, r)).unwrap_or((0, &[]));
+        let (first, rest) = self
+            .0
+            .split_first()
+            .map(|(b, r)| (*b, r))
+            .unwrap_or((0, &[]));
         self.0 = rest;
         first
     }
@@ -263,7 +313,11 @@ impl Reader<'_> {
             }
             _ if depth < 4 => {
                 let n = self.byte() % 6;
-                Value::Map((0..n).map(|_| (self.key(), self.value(depth + 1))).collect())
+                Value::Map(
+                    (0..n)
+                        .map(|_| (self.key(), self.value(depth + 1)))
+                        .collect(),
+                )
             }
             _ => Value::Null,
         }

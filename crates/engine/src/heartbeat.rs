@@ -15,7 +15,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
     let idle_limit = config.heartbeat_idle_time.as_millis() as u64;
     let ping_every = config.ping_interval.as_millis() as u64;
-    let mut tick = tokio::time::interval(config.heartbeat_check_interval.max(Duration::from_millis(10)));
+    let mut tick = tokio::time::interval(
+        config
+            .heartbeat_check_interval
+            .max(Duration::from_millis(10)),
+    );
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -133,10 +133,14 @@ impl Here<'_> {
 /// `fd` (see [`Here::run`]), nothing is queued for it (this message must not pass those), and
 /// the callback has not pushed to it yet. Otherwise gives `frame` back, for the outbox.
 pub(crate) fn reply(shared: &Shared, fd: u64, frame: Arc<Encoded>) -> Result<(), Arc<Encoded>> {
-    let Some(serving) = SERVING.get() else { return Err(frame) };
+    let Some(serving) = SERVING.get() else {
+        return Err(frame);
+    };
     // SAFETY: as in `here`.
     let serving: &Serving<'_> = unsafe { serving.cast().as_ref() };
-    let Some(conn) = serving.replying.get() else { return Err(frame) };
+    let Some(conn) = serving.replying.get() else {
+        return Err(frame);
+    };
     // SAFETY: set by `Here::run` from a reference that outlives the callback, cleared after it.
     let conn = unsafe { conn.as_ref() };
     let taken = serving.reply.take();
@@ -160,5 +164,8 @@ pub(crate) fn here(shared: &Shared) -> Option<Here<'_>> {
         && !serving.stopped.get()
         && serving.handle.try_borrow_mut().is_ok()
         && shared.events.capacity() == shared.events.max_capacity();
-    free.then_some(Here { serving, _not_send: PhantomData })
+    free.then_some(Here {
+        serving,
+        _not_send: PhantomData,
+    })
 }

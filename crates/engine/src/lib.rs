@@ -10,11 +10,11 @@ pub mod config;
 mod connection;
 mod deflate;
 mod engine;
+pub mod events;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod events;
 mod heartbeat;
 mod inline_dispatch;
 mod listener;

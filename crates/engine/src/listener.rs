@@ -30,14 +30,18 @@ use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Event, HttpRequest, HttpResponse, Responder};
 use crate::read_ahead::ReadAhead;
-use crate::socket::Socket;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
+use crate::socket::Socket;
 use crate::stats::bump;
 use crate::tls;
 
 /// With `tls`, every connection does its TLS handshake before HTTP.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     let mut stopping = shared.stopping.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -54,7 +58,12 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
                     }
                     Err(why) => {
                         bump(&shared.stats.rejected, 1);
-                        tokio::spawn(refuse_tcp(stream, why, tls.clone(), shared.config.handshake_timeout));
+                        tokio::spawn(refuse_tcp(
+                            stream,
+                            why,
+                            tls.clone(),
+                            shared.config.handshake_timeout,
+                        ));
                     }
                 }
             }
@@ -72,7 +81,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
 fn admit(shared: &Shared, ip: IpAddr) -> Result<Option<Arc<IpSlot>>, String> {
     let max = shared.config.max_connection;
     if shared.live_connections() >= max {
-        return Err(format!("server is at its connection limit (max_connection = {max})\n"));
+        return Err(format!(
+            "server is at its connection limit (max_connection = {max})\n"
+        ));
     }
     let per_ip = shared.config.max_connections_per_ip;
     if per_ip == 0 {
@@ -81,10 +92,15 @@ fn admit(shared: &Shared, ip: IpAddr) -> Result<Option<Arc<IpSlot>>, String> {
     let mut counts = shared.per_ip.lock();
     let open = counts.entry(ip).or_insert(0);
     if *open >= per_ip {
-        return Err(format!("too many connections from {ip} (max_connections_per_ip = {per_ip})\n"));
+        return Err(format!(
+            "too many connections from {ip} (max_connections_per_ip = {per_ip})\n"
+        ));
     }
     *open += 1;
-    Ok(Some(Arc::new(IpSlot { counts: shared.per_ip.clone(), ip })))
+    Ok(Some(Arc::new(IpSlot {
+        counts: shared.per_ip.clone(),
+        ip,
+    })))
 }
 
 /// One connection's place in `max_connections_per_ip`, held by its HTTP connection and then
@@ -120,17 +136,30 @@ async fn refuse_tcp(stream: TcpStream, why: String, tls: Option<TlsAcceptor>, wa
 }
 
 /// The TLS handshake, within `wait`. A client speaking plain HTTP to the TLS port is told so.
-async fn tls_handshake(tls: &TlsAcceptor, stream: TcpStream, wait: Duration) -> Option<TlsStream<TcpStream>> {
+async fn tls_handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    wait: Duration,
+) -> Option<TlsStream<TcpStream>> {
     let handshake = async {
         let mut first = [0u8; 1];
         if stream.peek(&mut first).await.ok()? == 0 {
             return None;
         }
         if first[0] != tls::HANDSHAKE_RECORD {
-            refuse(stream, "400 Bad Request", "this port speaks TLS: connect with wss:// or https://\n", wait).await;
+            refuse(
+                stream,
+                "400 Bad Request",
+                "this port speaks TLS: connect with wss:// or https://\n",
+                wait,
+            )
+            .await;
             return None;
         }
-        tls.accept(stream).await.map_err(|err| log::debug!(target: "surge", "TLS handshake failed: {err}")).ok()
+        tls.accept(stream)
+            .await
+            .map_err(|err| log::debug!(target: "surge", "TLS handshake failed: {err}"))
+            .ok()
     };
     if wait.is_zero() {
         handshake.await
@@ -140,11 +169,23 @@ async fn tls_handshake(tls: &TlsAcceptor, stream: TcpStream, wait: Duration) -> 
 }
 
 /// A clear answer (`status` such as "503 Service Unavailable"), then the connection is closed.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &str, body: &str, wait: Duration) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    status: &str,
+    body: &str,
+    wait: Duration,
+) {
     // Answer once the request head is in: a client still sending its request when the answer
     // and the close arrive may fail on its write and never read the answer.
-    read_until(&mut stream, wait, |seen| seen.windows(4).any(|w| w == b"\r\n\r\n")).await;
-    let retry = if status.starts_with("503") { "retry-after: 5\r\n" } else { "" };
+    read_until(&mut stream, wait, |seen| {
+        seen.windows(4).any(|w| w == b"\r\n\r\n")
+    })
+    .await;
+    let retry = if status.starts_with("503") {
+        "retry-after: 5\r\n"
+    } else {
+        ""
+    };
     let reply = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n{retry}\r\n{body}",
         body.len()
@@ -158,7 +199,11 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &str, 
 
 /// Reads (and drops) from `stream` until `done` says so about the last 16 KiB read, the client
 /// closes, 64 KiB have been read, or `wait` has passed.
-async fn read_until<S: AsyncRead + Unpin>(stream: &mut S, wait: Duration, done: impl Fn(&[u8]) -> bool) {
+async fn read_until<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    wait: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) {
     let _ = tokio::time::timeout(wait, async {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -212,7 +257,8 @@ async fn serve_tcp(
     match tls {
         None => serve_http(stream, peer, shared).await,
         Some(tls) => {
-            if let Some(stream) = tls_handshake(&tls, stream, shared.config.handshake_timeout).await {
+            if let Some(stream) = tls_handshake(&tls, stream, shared.config.handshake_timeout).await
+            {
                 serve_http(stream, peer, shared).await;
             }
         }
@@ -238,7 +284,11 @@ where
         // Drops a client that trickles its headers (or never sends any) after the timeout.
         builder.header_read_timeout(timeout);
     }
-    if let Err(err) = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades().await {
+    if let Err(err) = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades()
+        .await
+    {
         log::debug!(target: "surge", "fd {fd}: http connection ended: {err}");
     }
 }
@@ -250,8 +300,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let fd = shared.next_fd();
-    let peer =
-        Peer { fd, remote: ([127, 0, 0, 1], 40000).into(), server_port: 9501, connect_time: 0, _slot: None, live: None };
+    let peer = Peer {
+        fd,
+        remote: ([127, 0, 0, 1], 40000).into(),
+        server_port: 9501,
+        connect_time: 0,
+        _slot: None,
+        live: None,
+    };
     serve_http(stream, peer, shared).await
 }
 
@@ -287,7 +343,8 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             426,
             "This is a WebSocket server: connect with a WebSocket client (Upgrade: websocket).\n",
         ));
-        res.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        res.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         return res;
     }
     let (parts, body) = req.into_parts();
@@ -295,7 +352,11 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     // A body that stops arriving would hold the connection (and a max_connection place)
     // forever: it gets the same time as the headers did.
     let wait = shared.config.handshake_timeout;
-    let collected = if wait.is_zero() { Ok(collect.await) } else { tokio::time::timeout(wait, collect).await };
+    let collected = if wait.is_zero() {
+        Ok(collect.await)
+    } else {
+        tokio::time::timeout(wait, collect).await
+    };
     let body = match collected {
         Ok(Ok(collected)) => collected.to_bytes(),
         Err(_) => {
@@ -307,27 +368,53 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         Ok(Err(_)) => {
             return reply(HttpResponse::text(
                 413,
-                &format!("request body over package_max_length ({} bytes)\n", shared.config.package_max_length),
+                &format!(
+                    "request body over package_max_length ({} bytes)\n",
+                    shared.config.package_max_length
+                ),
             ))
         }
     };
-    let request = http_request(&parts.method, &parts.uri, parts.version, &parts.headers, body, &peer);
+    let request = http_request(
+        &parts.method,
+        &parts.uri,
+        parts.version,
+        &parts.headers,
+        body,
+        &peer,
+    );
     let (tx, rx) = oneshot::channel();
     let held = shared.hold_inbound(request.body.len()).await;
-    if shared.events.send(Event::Request { request: Box::new(request), reply: Responder(tx), held }).await.is_err() {
+    if shared
+        .events
+        .send(Event::Request {
+            request: Box::new(request),
+            reply: Responder(tx),
+            held,
+        })
+        .await
+        .is_err()
+    {
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
     match rx.await {
         Ok(response) => reply(response),
-        Err(_) => reply(HttpResponse::text(500, "the request callback sent no response\n")),
+        Err(_) => reply(HttpResponse::text(
+            500,
+            "the request callback sent no response\n",
+        )),
     }
 }
 
 fn reply(response: HttpResponse) -> Reply {
     let mut res = Response::new(Full::new(response.body));
-    *res.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *res.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in response.headers {
-        match (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        match (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             (Ok(name), Ok(value)) => {
                 res.headers_mut().append(name, value);
             }
@@ -352,26 +439,64 @@ fn wants_websocket(req: &Request<Incoming>) -> bool {
 
 fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
     if req.method() != hyper::Method::GET || !has_token(&req, header::CONNECTION, "upgrade") {
-        return reply(HttpResponse::text(400, "a WebSocket handshake must be a GET with Connection: Upgrade\n"));
+        return reply(HttpResponse::text(
+            400,
+            "a WebSocket handshake must be a GET with Connection: Upgrade\n",
+        ));
     }
-    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        let mut res = reply(HttpResponse::text(426, "unsupported WebSocket version: only 13 is spoken here\n"));
-        res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        let mut res = reply(HttpResponse::text(
+            426,
+            "unsupported WebSocket version: only 13 is spoken here\n",
+        ));
+        res.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return res;
     }
-    let origin = req.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("(not text)"));
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("(not text)"));
     if !shared.config.origin_allowed(origin) {
         log::debug!(target: "surge", "fd {}: handshake from origin {origin:?} refused (allowed_origins)", peer.fd);
-        return reply(HttpResponse::text(403, "this origin may not open a WebSocket here (allowed_origins)\n"));
+        return reply(HttpResponse::text(
+            403,
+            "this origin may not open a WebSocket here (allowed_origins)\n",
+        ));
     }
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).filter(|k| k.len() == 24) else {
-        return reply(HttpResponse::text(400, "missing or malformed Sec-WebSocket-Key\n"));
+    let Some(key) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| k.len() == 24)
+    else {
+        return reply(HttpResponse::text(
+            400,
+            "missing or malformed Sec-WebSocket-Key\n",
+        ));
     };
     let accept = derive_accept_key(key.as_bytes());
     let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
-    let agreed = shared.config.websocket_compression.then(|| deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok()))).flatten();
+    let agreed = shared
+        .config
+        .websocket_compression
+        .then(|| deflate::negotiate(offers.iter().filter_map(|v| v.to_str().ok())))
+        .flatten();
     let window_bits = agreed.as_ref().map(|a| a.window_bits);
-    let handshake = http_request(req.method(), req.uri(), req.version(), req.headers(), Bytes::new(), &peer);
+    let handshake = http_request(
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+        Bytes::new(),
+        &peer,
+    );
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -384,9 +509,15 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header"),
+    );
     if let Some(agreed) = agreed {
-        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_str(&agreed.response).expect("ASCII we wrote"));
+        h.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_str(&agreed.response).expect("ASCII we wrote"),
+        );
     }
     res
 }
@@ -406,10 +537,19 @@ async fn established(
         .max_message_size(Some(shared.config.package_max_length))
         .max_frame_size(Some(shared.config.package_max_length));
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
-    let socket = ReadAhead::with_ahead(socket, read_past_handshake, shared.config.package_max_length);
+    let socket = ReadAhead::with_ahead(
+        socket,
+        read_past_handshake,
+        shared.config.package_max_length,
+    );
     let socket = Inflating::new(socket, window_bits, shared.config.package_max_length);
     let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
-    let conn = Arc::new(Conn::new(fd, peer.remote, peer.connect_time, shared.now_ms()));
+    let conn = Arc::new(Conn::new(
+        fd,
+        peer.remote,
+        peer.connect_time,
+        shared.now_ms(),
+    ));
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());
     drop(peer.live);
@@ -435,7 +575,10 @@ async fn announce(handshake: HttpRequest, conn: &Arc<Conn>, shared: &Shared) -> 
     if !shared.handlers.open.load(Relaxed) {
         return true;
     }
-    let open = Event::Open { fd: conn.fd, request: Box::new(handshake) };
+    let open = Event::Open {
+        fd: conn.fd,
+        request: Box::new(handshake),
+    };
     Box::pin(shared.events.send(open)).await.is_ok()
 }
 
@@ -452,10 +595,19 @@ fn http_request(
         method: method.as_str().to_owned(),
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or("").to_owned(),
-        protocol: if version == hyper::Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" },
+        protocol: if version == hyper::Version::HTTP_10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        },
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
         remote: peer.remote,

@@ -17,7 +17,9 @@ impl log::Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let secs = now.as_secs() % 86_400;
         let line = format!(
             "[{:02}:{:02}:{:02}.{:03}] surge {}: {}\n",

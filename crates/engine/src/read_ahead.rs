@@ -34,12 +34,20 @@ impl<S> ReadAhead<S> {
     /// `ahead`: bytes already read from `inner`, handed over first. `max_frame`: frames larger
     /// than this are handed over whole, for the reader to refuse.
     pub(crate) fn with_ahead(inner: S, ahead: Bytes, max_frame: usize) -> Self {
-        ReadAhead { inner, ahead: (!ahead.is_empty()).then_some(ahead), splitter: FrameSplitter::new(max_frame) }
+        ReadAhead {
+            inner,
+            ahead: (!ahead.is_empty()).then_some(ahead),
+            splitter: FrameSplitter::new(max_frame),
+        }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let start = buf.filled().len();
         // The splitter may take the start of a header and hand nothing on: read on until it
@@ -80,7 +88,9 @@ mod tests {
 
     /// Client frames of every size up to `max`, one after another.
     fn frames(max: usize) -> Vec<u8> {
-        (0..=max).flat_map(|n| client_frame(0x82, &vec![(n % 251) as u8; n])).collect()
+        (0..=max)
+            .flat_map(|n| client_frame(0x82, &vec![(n % 251) as u8; n]))
+            .collect()
     }
 
     #[tokio::test]
@@ -109,7 +119,8 @@ mod tests {
         let data = frames(300);
         client.write_all(&data[3..]).await.unwrap();
         drop(client);
-        let mut reader = ReadAhead::with_ahead(server, Bytes::copy_from_slice(&data[..3]), usize::MAX);
+        let mut reader =
+            ReadAhead::with_ahead(server, Bytes::copy_from_slice(&data[..3]), usize::MAX);
         let mut got = Vec::new();
         reader.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, data);

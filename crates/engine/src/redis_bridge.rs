@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::frame;
 use crate::budget_queue::BudgetQueue;
 use crate::events::Event;
+use crate::frame;
 use crate::registry::Outgoing;
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -80,7 +80,10 @@ struct Topic {
 
 impl Topic {
     fn new(prefix: &str, name: &str) -> Topic {
-        Topic { name: format!("{prefix}{name}"), pattern: name.contains(['*', '?', '[']) }
+        Topic {
+            name: format!("{prefix}{name}"),
+            pattern: name.contains(['*', '?', '[']),
+        }
     }
 }
 
@@ -106,7 +109,9 @@ pub struct RedisBridge {
 
 /// The URL for logs: a password (`redis://user:secret@host`) is replaced by `***`.
 fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
     match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or("", |(user, _)| user);
@@ -127,7 +132,12 @@ struct Broadcast<'a> {
 
 impl RedisBridge {
     /// Checks the URL and starts the subscriber and publisher tasks on the current runtime.
-    pub fn start(url: &str, prefix: &str, forward: bool, shared: &Arc<Shared>) -> Result<Arc<RedisBridge>, String> {
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        forward: bool,
+        shared: &Arc<Shared>,
+    ) -> Result<Arc<RedisBridge>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("setting 'redis': {e}"))?;
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -143,7 +153,12 @@ impl RedisBridge {
             to_php,
             stats: BridgeStats::default(),
         });
-        tokio::spawn(subscriber(client.clone(), redacted(url), bridge.clone(), changes_rx));
+        tokio::spawn(subscriber(
+            client.clone(),
+            redacted(url),
+            bridge.clone(),
+            changes_rx,
+        ));
         tokio::spawn(publisher(client, bridge.clone(), publishes_rx));
         tokio::spawn(deliverer(bridge.clone(), taken, shared.clone()));
         tokio::spawn(hand_to_php(for_php, shared.events.clone()));
@@ -169,7 +184,9 @@ impl RedisBridge {
 
     /// Queues a PUBLISH to `<prefix><channel>`; false if the queue is full.
     pub fn publish(&self, channel: &str, payload: Bytes) -> bool {
-        self.publishes.try_send((format!("{}{channel}", self.prefix), payload)).is_ok()
+        self.publishes
+            .try_send((format!("{}{channel}", self.prefix), payload))
+            .is_ok()
     }
 
     pub fn snapshot(&self) -> BridgeSnapshot {
@@ -196,7 +213,9 @@ impl RedisBridge {
     }
 
     fn strip<'a>(&self, channel: &'a str) -> &'a str {
-        channel.strip_prefix(self.prefix.as_str()).unwrap_or(channel)
+        channel
+            .strip_prefix(self.prefix.as_str())
+            .unwrap_or(channel)
     }
 
     /// Takes a message off the Redis connection without waiting: the redis crate buffers what
@@ -214,11 +233,12 @@ impl RedisBridge {
             self.forward(shared, name, payload);
         }
         if shared.handlers.redis.load(Relaxed) {
-            self.to_php.offer(name.len() + payload.len(), |held| Event::Redis {
-                channel: name.to_owned(),
-                payload: Bytes::copy_from_slice(payload),
-                held,
-            });
+            self.to_php
+                .offer(name.len() + payload.len(), |held| Event::Redis {
+                    channel: name.to_owned(),
+                    payload: Bytes::copy_from_slice(payload),
+                    held,
+                });
         }
     }
 
@@ -237,17 +257,29 @@ impl RedisBridge {
 /// Pusher subscribers: how many it was pushed to, or None if `payload` is no Laravel broadcast.
 pub(crate) fn forward_laravel(shared: &Shared, channel: &str, payload: &[u8]) -> Option<usize> {
     let message = laravel_message(channel, payload)?;
-    let except: Vec<u64> = message.socket.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
+    let except: Vec<u64> = message
+        .socket
+        .as_deref()
+        .and_then(|s| shared.fd_of_socket_id(s))
+        .into_iter()
+        .collect();
     // Pusher-protocol subscribers get the Pusher shape (data as a JSON string), encoded once
     // for all of them; native members get `json`, encoded once too.
-    let pusher = crate::pusher::forward_broadcast(shared, channel, &message.event, &message.data, &except);
+    let pusher =
+        crate::pusher::forward_broadcast(shared, channel, &message.event, &message.data, &except);
     let recipients = shared.channels.recipients(channel, &except);
     if recipients.is_empty() {
         return Some(pusher);
     }
     let item = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, message.json.as_bytes()));
     let limit = shared.config.socket_buffer_size;
-    Some(pusher + recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count())
+    Some(
+        pusher
+            + recipients
+                .iter()
+                .filter(|c| c.push(item.clone(), limit).is_ok())
+                .count(),
+    )
 }
 
 struct Forwarded {
@@ -270,7 +302,12 @@ fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
         serde_json::to_string(channel).ok()?,
         data
     );
-    Some(Forwarded { json, socket: b.socket, data: data.to_owned(), event: b.event })
+    Some(Forwarded {
+        json,
+        socket: b.socket,
+        data: data.to_owned(),
+        event: b.event,
+    })
 }
 
 async fn subscriber(
@@ -291,7 +328,10 @@ async fn subscriber(
                 let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
                 let mut ok = true;
                 for topic in &wanted {
-                    ok = ok && answered(apply(&mut sink, &Change::Subscribe(topic.clone()))).await.is_ok();
+                    ok = ok
+                        && answered(apply(&mut sink, &Change::Subscribe(topic.clone())))
+                            .await
+                            .is_ok();
                 }
                 if ok {
                     bridge.set_state(BridgeState::Connected);
@@ -304,7 +344,10 @@ async fn subscriber(
                     }
                     ever_connected = true;
                     down_since_logged = false;
-                    let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_INTERVAL, HEALTH_INTERVAL);
+                    let mut health = tokio::time::interval_at(
+                        tokio::time::Instant::now() + HEALTH_INTERVAL,
+                        HEALTH_INTERVAL,
+                    );
                     loop {
                         tokio::select! {
                             change = changes.recv() => match change {
@@ -339,7 +382,11 @@ async fn subscriber(
 }
 
 /// Forwards and hands on what the subscriber took, in the order Redis sent it.
-async fn deliverer(bridge: Arc<RedisBridge>, mut taken: mpsc::UnboundedReceiver<(redis::Msg, OwnedSemaphorePermit)>, shared: Arc<Shared>) {
+async fn deliverer(
+    bridge: Arc<RedisBridge>,
+    mut taken: mpsc::UnboundedReceiver<(redis::Msg, OwnedSemaphorePermit)>,
+    shared: Arc<Shared>,
+) {
     while let Some((msg, _held)) = taken.recv().await {
         bridge.deliver(&shared, msg.get_channel_name(), msg.get_payload_bytes());
     }
@@ -356,7 +403,9 @@ async fn hand_to_php(mut queued: mpsc::UnboundedReceiver<Event>, events: mpsc::S
 }
 
 /// `request`, or an error if Redis does not answer within [`ANSWER_TIMEOUT`].
-async fn answered<T>(request: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+async fn answered<T>(
+    request: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
     match tokio::time::timeout(ANSWER_TIMEOUT, request).await {
         Ok(result) => result,
         Err(_) => Err((redis::ErrorKind::Io, "no answer in time").into()),
@@ -365,14 +414,30 @@ async fn answered<T>(request: impl std::future::Future<Output = redis::RedisResu
 
 async fn apply(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::RedisResult<()> {
     match change {
-        Change::Subscribe(Topic { name, pattern: false }) => sink.subscribe(name).await,
-        Change::Subscribe(Topic { name, pattern: true }) => sink.psubscribe(name).await,
-        Change::Unsubscribe(Topic { name, pattern: false }) => sink.unsubscribe(name).await,
-        Change::Unsubscribe(Topic { name, pattern: true }) => sink.punsubscribe(name).await,
+        Change::Subscribe(Topic {
+            name,
+            pattern: false,
+        }) => sink.subscribe(name).await,
+        Change::Subscribe(Topic {
+            name,
+            pattern: true,
+        }) => sink.psubscribe(name).await,
+        Change::Unsubscribe(Topic {
+            name,
+            pattern: false,
+        }) => sink.unsubscribe(name).await,
+        Change::Unsubscribe(Topic {
+            name,
+            pattern: true,
+        }) => sink.punsubscribe(name).await,
     }
 }
 
-async fn publisher(client: redis::Client, bridge: Arc<RedisBridge>, mut queue: mpsc::Receiver<(String, Bytes)>) {
+async fn publisher(
+    client: redis::Client,
+    bridge: Arc<RedisBridge>,
+    mut queue: mpsc::Receiver<(String, Bytes)>,
+) {
     let mut conn = None;
     // Failures are logged once per outage, not once per message.
     let mut failing = false;
@@ -407,7 +472,12 @@ async fn publish(
             Some(c) => c,
             None => conn.insert(client.get_multiplexed_async_connection().await?),
         };
-        match redis::cmd("PUBLISH").arg(channel).arg(payload).query_async::<i64>(c).await {
+        match redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<i64>(c)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(err) => {
                 *conn = None;
@@ -436,8 +506,14 @@ mod tests {
 
     #[test]
     fn passwords_stay_out_of_logs() {
-        assert_eq!(redacted("redis://:s3cret@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
-        assert_eq!(redacted("rediss://app:s3cret@cache:6380"), "rediss://app:***@cache:6380");
+        assert_eq!(
+            redacted("redis://:s3cret@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("rediss://app:s3cret@cache:6380"),
+            "rediss://app:***@cache:6380"
+        );
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
@@ -449,7 +525,13 @@ mod tests {
 
     #[test]
     fn topics_know_patterns_and_prefix() {
-        assert_eq!(Topic::new("laravel_database_", "news"), Topic { name: "laravel_database_news".into(), pattern: false });
+        assert_eq!(
+            Topic::new("laravel_database_", "news"),
+            Topic {
+                name: "laravel_database_news".into(),
+                pattern: false
+            }
+        );
         assert!(Topic::new("", "private-*").pattern);
     }
 }

@@ -94,7 +94,11 @@ impl Conn {
             connect_time,
             last_active: AtomicU64::new(now_ms),
             last_ping: AtomicU64::new(now_ms),
-            outbox: Mutex::new(Outbox { queue: VecDeque::new(), bytes: 0, state: State::Open }),
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                bytes: 0,
+                state: State::Open,
+            }),
             wake: WakeSignal::default(),
             pusher: std::sync::OnceLock::new(),
         }
@@ -125,7 +129,10 @@ impl Conn {
             out.queue.clear();
             out.bytes = 0;
             out.state = State::Closing;
-            out.queue.push_back(Outgoing::Control(close_message(1008, "slow consumer: too much data queued")));
+            out.queue.push_back(Outgoing::Control(close_message(
+                1008,
+                "slow consumer: too much data queued",
+            )));
             drop(out);
             self.wake.raise();
             return Err(PushError::SlowConsumer);
@@ -150,7 +157,8 @@ impl Conn {
             return false;
         }
         out.state = State::Closing;
-        out.queue.push_back(Outgoing::Control(close_message(code, reason)));
+        out.queue
+            .push_back(Outgoing::Control(close_message(code, reason)));
         drop(out);
         self.wake.raise();
         true
@@ -177,7 +185,8 @@ impl Conn {
         self.last_ping.store(now_ms, Relaxed);
         let mut out = self.outbox.lock();
         if out.state == State::Open {
-            out.queue.push_back(Outgoing::Control(Message::Ping(Default::default())));
+            out.queue
+                .push_back(Outgoing::Control(Message::Ping(Default::default())));
             drop(out);
             self.wake.raise();
         }
@@ -187,12 +196,18 @@ impl Conn {
         let mut out = self.outbox.lock();
         out.bytes = 0;
         // Taking the queue (not draining it) leaves an idle connection holding no buffer.
-        Drained { items: std::mem::take(&mut out.queue), kill: out.state == State::Kill }
+        Drained {
+            items: std::mem::take(&mut out.queue),
+            kill: out.state == State::Kill,
+        }
     }
 }
 
 pub(crate) fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }))
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }))
 }
 
 /// A map keyed by fd. fds are ours (counted up from 1, never chosen by a client), so a
@@ -232,7 +247,10 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { shards: (0..SHARDS).map(|_| Mutex::new(FdMap::default())).collect(), len: AtomicUsize::new(0) }
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(FdMap::default())).collect(),
+            len: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -306,7 +324,11 @@ mod tests {
         assert_eq!(c.push(frame(1), 1024), Err(PushError::Closed));
         assert!(!c.close(1000, "again"));
         let drained = c.drain();
-        assert_eq!(drained.items.len(), 2, "the queued message goes out before the close");
+        assert_eq!(
+            drained.items.len(),
+            2,
+            "the queued message goes out before the close"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub struct Shared {
 }
 
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Shared {
@@ -86,7 +89,11 @@ impl Shared {
     /// permit gives them back when it is dropped with the event that carries it.
     pub async fn hold_inbound(&self, len: usize) -> OwnedSemaphorePermit {
         let cost = len.min(INBOUND_BUDGET) as u32;
-        self.inbound.clone().acquire_many_owned(cost).await.expect("the inbound budget is never closed")
+        self.inbound
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .expect("the inbound budget is never closed")
     }
 
     /// fds start at 1 and are never reused within a process.
@@ -116,7 +123,9 @@ impl Shared {
     /// The fd of one of our socket ids; None for another process's or a malformed one.
     pub fn fd_of_socket_id(&self, socket_id: &str) -> Option<u64> {
         let (process, fd) = socket_id.split_once('.')?;
-        (process.parse::<u32>().ok()? == std::process::id()).then(|| fd.parse().ok()).flatten()
+        (process.parse::<u32>().ok()? == std::process::id())
+            .then(|| fd.parse().ok())
+            .flatten()
     }
 
     pub fn is_stopping(&self) -> bool {

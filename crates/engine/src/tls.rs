@@ -13,7 +13,9 @@ pub(crate) const HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Builds the acceptor from PEM files; errors name the file and say what is wrong with it.
 pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, String> {
-    let read = |key: &str, file: &str| std::fs::read(file).map_err(|e| format!("cannot read {key} '{file}': {e}"));
+    let read = |key: &str, file: &str| {
+        std::fs::read(file).map_err(|e| format!("cannot read {key} '{file}': {e}"))
+    };
     let certs = CertificateDer::pem_slice_iter(&read("ssl_cert_file", cert_file)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("ssl_cert_file '{cert_file}' is not valid PEM: {e}"))?;
@@ -29,12 +31,15 @@ pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, S
         ),
         e => format!("ssl_key_file '{key_file}' is not valid PEM: {e}"),
     })?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("ssl_key_file '{key_file}' cannot serve ssl_cert_file '{cert_file}': {e}"))?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| {
+                format!("ssl_key_file '{key_file}' cannot serve ssl_cert_file '{cert_file}': {e}")
+            })?;
     // WebSocket handshakes are HTTP/1.1 requests.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))

@@ -9,7 +9,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn engine() -> Engine {
     let mut config = Config::default();
-    config.apply("log_level", &surge_engine::Value::Str("off".into())).unwrap();
+    config
+        .apply("log_level", &surge_engine::Value::Str("off".into()))
+        .unwrap();
     let engine = Engine::start(config, "127.0.0.1", 0).expect("engine starts");
     for h in [Handler::Open, Handler::Message, Handler::Close] {
         engine.set_handler(h, true);
@@ -19,7 +21,10 @@ fn engine() -> Engine {
 
 fn next_event(engine: &Engine) -> Event {
     let mut batch = Vec::new();
-    assert!(engine.recv(&mut batch, 1, Some(Duration::from_secs(5))), "no event within 5 s");
+    assert!(
+        engine.recv(&mut batch, 1, Some(Duration::from_secs(5))),
+        "no event within 5 s"
+    );
     batch.pop().unwrap()
 }
 
@@ -30,7 +35,13 @@ where
     Fut: std::future::Future + 'static,
     Fut::Output: Send + 'static,
 {
-    std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f()))
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
 }
 
 #[test]
@@ -55,29 +66,49 @@ fn open_message_push_and_close_reach_the_right_places() {
     };
     assert!(engine.is_established(fd));
     match next_event(&engine) {
-        Event::Message { fd: from, data, binary, .. } => {
+        Event::Message {
+            fd: from,
+            data,
+            binary,
+            ..
+        } => {
             assert_eq!((from, &data[..], binary), (fd, &b"hello"[..], false));
         }
         other => panic!("expected message, got {other:?}"),
     }
     engine.push(fd, Payload::text("pushed")).unwrap();
     assert!(engine.disconnect(fd, 4001, "done"));
-    assert!(!engine.is_established(fd), "closing connections are no longer established");
-    assert_eq!(engine.push(fd, Payload::text("late")), Err(PushError::Closed));
+    assert!(
+        !engine.is_established(fd),
+        "closing connections are no longer established"
+    );
+    assert_eq!(
+        engine.push(fd, Payload::text("late")),
+        Err(PushError::Closed)
+    );
 
     let (pushed, closed) = c.join().unwrap();
     assert_eq!(pushed, Message::text("pushed"));
     match closed {
-        Message::Close(Some(frame)) => assert_eq!((u16::from(frame.code), frame.reason.as_str()), (4001, "done")),
+        Message::Close(Some(frame)) => assert_eq!(
+            (u16::from(frame.code), frame.reason.as_str()),
+            (4001, "done")
+        ),
         other => panic!("expected a close frame, got {other:?}"),
     }
     match next_event(&engine) {
-        Event::Close { fd: closed_fd, code } => assert_eq!((closed_fd, code), (fd, 4001)),
+        Event::Close {
+            fd: closed_fd,
+            code,
+        } => assert_eq!((closed_fd, code), (fd, 4001)),
         other => panic!("expected close, got {other:?}"),
     }
     assert!(!engine.exists(fd));
     let stats = engine.stats();
-    assert_eq!((stats.messages_in, stats.messages_out, stats.connections), (1, 1, 0));
+    assert_eq!(
+        (stats.messages_in, stats.messages_out, stats.connections),
+        (1, 1, 0)
+    );
 }
 
 #[test]
@@ -94,7 +125,9 @@ fn pushes_queued_together_arrive_in_order() {
         }
         got
     });
-    let Event::Open { fd, .. } = next_event(&engine) else { panic!("expected open") };
+    let Event::Open { fd, .. } = next_event(&engine) else {
+        panic!("expected open")
+    };
     for i in 0..1000 {
         engine.push(fd, Payload::text(&i.to_string())).unwrap();
     }

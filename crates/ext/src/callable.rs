@@ -9,7 +9,8 @@ use std::ptr;
 
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::{
-    zend_call_known_function, zend_fcall_info_cache, zend_is_callable_ex, ZEND_ACC_CALL_VIA_TRAMPOLINE,
+    zend_call_known_function, zend_fcall_info_cache, zend_is_callable_ex,
+    ZEND_ACC_CALL_VIA_TRAMPOLINE,
 };
 use ext_php_rs::types::{ZendCallable, Zval};
 use ext_php_rs::zend::ExecutorGlobals;
@@ -47,29 +48,46 @@ impl Callable {
         let mut fcc: zend_fcall_info_cache = unsafe { std::mem::zeroed() };
         // SAFETY: `zval` is a live zval; the out-pointers are either null or ours.
         let callable = unsafe {
-            zend_is_callable_ex(&mut zval, ptr::null_mut(), 0, ptr::null_mut(), &mut fcc, ptr::null_mut())
+            zend_is_callable_ex(
+                &mut zval,
+                ptr::null_mut(),
+                0,
+                ptr::null_mut(),
+                &mut fcc,
+                ptr::null_mut(),
+            )
         };
         if !callable || fcc.function_handler.is_null() {
             return None;
         }
         // SAFETY: resolution succeeded, so the handler points to a function.
-        let trampoline = unsafe { (*fcc.function_handler).common.fn_flags } & ZEND_ACC_CALL_VIA_TRAMPOLINE != 0;
+        let trampoline =
+            unsafe { (*fcc.function_handler).common.fn_flags } & ZEND_ACC_CALL_VIA_TRAMPOLINE != 0;
         if trampoline {
             // SAFETY: frees the trampoline made for this resolution, as PHP does after a call.
             unsafe { zend_release_fcall_info_cache(&mut fcc) };
         }
-        Some(Callable { zval, resolved: (!trampoline).then_some(fcc) })
+        Some(Callable {
+            zval,
+            resolved: (!trampoline).then_some(fcc),
+        })
     }
 
     /// Another reference, so no borrow of where it is kept is held while PHP runs it.
     pub fn shallow_clone(&self) -> Callable {
-        Callable { zval: self.zval.shallow_clone(), resolved: self.resolved }
+        Callable {
+            zval: self.zval.shallow_clone(),
+            resolved: self.resolved,
+        }
     }
 
     pub fn call(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
         let (Some(fcc), true) = (self.resolved, args.len() <= MAX_ARGS) else {
             let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
-            return callable.try_call(args.to_vec()).map(drop).map_err(|_| CallError::Threw);
+            return callable
+                .try_call(args.to_vec())
+                .map(drop)
+                .map_err(|_| CallError::Threw);
         };
         // On the stack: a callback runs for every message.
         let mut params: [Zval; MAX_ARGS] = std::array::from_fn(|_| Zval::new());

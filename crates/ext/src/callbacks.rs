@@ -26,15 +26,24 @@ pub const KINDS: &[(&str, Kind)] = &[
     ("request", Kind::Engine(Handler::Request)),
     ("redis", Kind::Engine(Handler::Redis)),
     ("pusherSubscribe", Kind::Engine(Handler::PusherSubscribe)),
-    ("pusherUnsubscribe", Kind::Engine(Handler::PusherUnsubscribe)),
-    ("pusherClientEvent", Kind::Engine(Handler::PusherClientEvent)),
+    (
+        "pusherUnsubscribe",
+        Kind::Engine(Handler::PusherUnsubscribe),
+    ),
+    (
+        "pusherClientEvent",
+        Kind::Engine(Handler::PusherClientEvent),
+    ),
     ("shutdown", Kind::Shutdown),
 ];
 
 impl Kind {
     /// Event names are matched case-insensitively, as Swoole does (`workerStart`, `WorkerStart`).
     pub fn parse(name: &str) -> Option<Kind> {
-        KINDS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, k)| *k)
+        KINDS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, k)| *k)
     }
 
     pub fn name(self) -> &'static str {
@@ -42,7 +51,10 @@ impl Kind {
     }
 
     fn index(self) -> usize {
-        KINDS.iter().position(|(_, k)| *k == self).expect("every kind is in KINDS")
+        KINDS
+            .iter()
+            .position(|(_, k)| *k == self)
+            .expect("every kind is in KINDS")
     }
 }
 
@@ -70,8 +82,17 @@ pub fn call(callback: &Callable, args: &[&dyn IntoZvalDyn], context: &str) -> Ou
     }
     if let Some(ex) = ExecutorGlobals::take_exception() {
         let class = ex.get_class_name().unwrap_or_else(|_| "Exception".into());
-        let text = |method: &str| ex.try_call_method(method, vec![]).ok().and_then(|z| z.string()).unwrap_or_default();
-        let line = ex.try_call_method("getLine", vec![]).ok().and_then(|z| z.long()).unwrap_or(0);
+        let text = |method: &str| {
+            ex.try_call_method(method, vec![])
+                .ok()
+                .and_then(|z| z.string())
+                .unwrap_or_default()
+        };
+        let line = ex
+            .try_call_method("getLine", vec![])
+            .ok()
+            .and_then(|z| z.long())
+            .unwrap_or(0);
         log::error!(
             target: "surge",
             "uncaught {class} in the {context} callback: {} in {}:{line}",

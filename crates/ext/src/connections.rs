@@ -16,7 +16,10 @@ pub struct Connections {
 
 impl Connections {
     pub fn new(fds: Vec<u64>) -> Self {
-        Connections { fds, pos: Cell::new(0) }
+        Connections {
+            fds,
+            pos: Cell::new(0),
+        }
     }
 }
 

@@ -2,10 +2,10 @@
 
 use std::ffi::{c_char, c_int};
 
+use ext_php_rs::boxed::ZBox;
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::{ZendHashTable, ZendStr, Zval};
-use ext_php_rs::boxed::ZBox;
 use surge_engine::Value;
 
 use crate::exception::error;
@@ -28,7 +28,10 @@ pub fn bytes_arg(zv: &Zval, what: &str) -> PhpResult<Vec<u8>> {
     if let Some(f) = zv.double() {
         return Ok(f.to_string().into_bytes());
     }
-    Err(error(format!("{what} must be a string, got {}", type_name(zv))))
+    Err(error(format!(
+        "{what} must be a string, got {}",
+        type_name(zv)
+    )))
 }
 
 pub fn type_name(zv: &Zval) -> &'static str {
@@ -65,7 +68,11 @@ pub fn setting_value(zv: &Zval) -> Value {
         if arr.has_numerical_keys() {
             Value::List(arr.values().map(setting_value).collect())
         } else {
-            Value::Map(arr.iter().map(|(k, v)| (k.to_string(), setting_value(v))).collect())
+            Value::Map(
+                arr.iter()
+                    .map(|(k, v)| (k.to_string(), setting_value(v)))
+                    .collect(),
+            )
         }
     } else {
         Value::Null
@@ -94,7 +101,13 @@ impl Assoc {
 
 unsafe extern "C" {
     // PHP's JSON decoder (ext/json/php_json.h), part of every PHP 8 build.
-    fn php_json_decode_ex(return_value: *mut Zval, s: *const c_char, len: usize, options: i64, depth: i64) -> c_int;
+    fn php_json_decode_ex(
+        return_value: *mut Zval,
+        s: *const c_char,
+        len: usize,
+        options: i64,
+        depth: i64,
+    ) -> c_int;
 }
 
 /// `PHP_JSON_OBJECT_AS_ARRAY` and `PHP_JSON_PARSER_DEFAULT_DEPTH`, as `json_decode($json, true)`.
@@ -127,7 +140,9 @@ pub fn json_zval(json: &str) -> Zval {
 }
 
 /// `key => value` pairs (later duplicates win) as a PHP array.
-pub fn pairs_zval<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> PhpResult<Zval> {
+pub fn pairs_zval<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> PhpResult<Zval> {
     let mut arr = Assoc::new();
     for (k, v) in pairs {
         arr.set(k.as_ref(), v.as_ref())?;

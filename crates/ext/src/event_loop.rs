@@ -54,11 +54,15 @@ impl Drop for Serving {
 
 pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
     if SERVING.replace(true) {
-        return Err(error("start() cannot be called from a callback: a server is already serving in this process"));
+        return Err(error(
+            "start() cannot be called from a callback: a server is already serving in this process",
+        ));
     }
     let _serving = Serving;
     let config = server.config.borrow().clone();
-    let engine = Rc::new(Engine::start(config, &server.get_host(), server.get_port() as u16).map_err(error)?);
+    let engine = Rc::new(
+        Engine::start(config, &server.get_host(), server.get_port() as u16).map_err(error)?,
+    );
     server.announce_handlers(&engine);
     server.stop_requested.set(false);
     server.set_running(true, Some(engine.local_addr().port()));
@@ -66,7 +70,8 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
     server.timers.borrow().schedule_all(&engine);
     server.subscribe_pending(&engine);
 
-    let exited = serve(server, this, &engine) == Next::Exit || drain(server, this, &engine) == Next::Exit;
+    let exited =
+        serve(server, this, &engine) == Next::Exit || drain(server, this, &engine) == Next::Exit;
     if !exited {
         let _ = callback(server, Kind::Shutdown, &[this]);
     }
@@ -121,7 +126,11 @@ fn drain(server: &Server, this: &Zval, engine: &Engine) -> Next {
     loop {
         let now = Instant::now();
         let idle = engine.connection_count() == 0;
-        let wait = if idle || now >= deadline { Duration::ZERO } else { (deadline - now).min(Duration::from_millis(50)) };
+        let wait = if idle || now >= deadline {
+            Duration::ZERO
+        } else {
+            (deadline - now).min(Duration::from_millis(50))
+        };
         if !engine.recv(&mut batch, BATCH, Some(wait)) && (idle || now >= deadline) {
             return Next::Continue;
         }
@@ -163,7 +172,9 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             None => Next::Continue,
         },
         // `held` (the event's share of the inbound budget) is dropped once the callback returns.
-        Event::Message { fd, data, binary, .. } => match object(server.frames.take(fd, &data, binary), "frame") {
+        Event::Message {
+            fd, data, binary, ..
+        } => match object(server.frames.take(fd, &data, binary), "frame") {
             Some(frame) => {
                 let outcome = callback(server, Kind::Engine(Handler::Message), &[this, &frame]);
                 server.frames.give_back(frame);
@@ -171,12 +182,16 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             }
             None => Next::Continue,
         },
-        Event::Close { fd, code: _ } => callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]).into(),
+        Event::Close { fd, code: _ } => {
+            callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]).into()
+        }
         Event::Request { request, reply, .. } => {
             let req = object(Request::from_engine(&request), "request");
             let res = object(Ok(Response::new(request.fd, reply)), "response");
             match (req, res) {
-                (Some(req), Some(res)) => callback(server, Kind::Engine(Handler::Request), &[&req, &res]).into(),
+                (Some(req), Some(res)) => {
+                    callback(server, Kind::Engine(Handler::Request), &[&req, &res]).into()
+                }
                 _ => Next::Continue,
             }
         }
@@ -188,18 +203,32 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 None => Next::Continue,
             }
         }
-        Event::Redis { channel, payload, .. } => {
+        Event::Redis {
+            channel, payload, ..
+        } => {
             let payload = binary_zval(&payload);
-            callback(server, Kind::Engine(Handler::Redis), &[this, &channel, &payload]).into()
+            callback(
+                server,
+                Kind::Engine(Handler::Redis),
+                &[this, &channel, &payload],
+            )
+            .into()
         }
-        Event::Pusher { fd, app_id, channel, what } => {
+        Event::Pusher {
+            fd,
+            app_id,
+            channel,
+            what,
+        } => {
             let fd = fd as i64;
             match what {
                 PusherEvent::Subscribe { member } => {
                     let member = match member {
                         Some((user_id, info)) => {
                             let mut m = Assoc::new();
-                            let built = m.set("user_id", user_id).and_then(|_| m.set("user_info", json_zval(&info)));
+                            let built = m
+                                .set("user_id", user_id)
+                                .and_then(|_| m.set("user_info", json_zval(&info)));
                             match built {
                                 Ok(()) => m.into_zval(),
                                 Err(err) => {
@@ -210,12 +239,27 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                         }
                         None => Zval::new(),
                     };
-                    callback(server, Kind::Engine(Handler::PusherSubscribe), &[this, &fd, &channel, &member, &app_id]).into()
+                    callback(
+                        server,
+                        Kind::Engine(Handler::PusherSubscribe),
+                        &[this, &fd, &channel, &member, &app_id],
+                    )
+                    .into()
                 }
-                PusherEvent::Unsubscribe => callback(server, Kind::Engine(Handler::PusherUnsubscribe), &[this, &fd, &channel, &app_id]).into(),
+                PusherEvent::Unsubscribe => callback(
+                    server,
+                    Kind::Engine(Handler::PusherUnsubscribe),
+                    &[this, &fd, &channel, &app_id],
+                )
+                .into(),
                 PusherEvent::ClientEvent { event, data } => {
                     let data = json_zval(&data);
-                    callback(server, Kind::Engine(Handler::PusherClientEvent), &[this, &fd, &channel, &event, &data, &app_id]).into()
+                    callback(
+                        server,
+                        Kind::Engine(Handler::PusherClientEvent),
+                        &[this, &fd, &channel, &event, &data, &app_id],
+                    )
+                    .into()
                 }
             }
         }

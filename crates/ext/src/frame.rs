@@ -56,7 +56,12 @@ fn slot(object: &mut ZendObject, i: usize) -> &mut Zval {
 /// Writes a message's values into a frame object's properties, whatever the last callback left
 /// there (the old values are released, a reference is replaced, not written through).
 fn fill(object: &mut ZendObject, fd: u64, data: &[u8], binary: bool) {
-    let values = [long(fd as i64), binary_zval(data), long(if binary { 2 } else { 1 }), Zval::from(true)];
+    let values = [
+        long(fd as i64),
+        binary_zval(data),
+        long(if binary { 2 } else { 1 }),
+        Zval::from(true),
+    ];
     for (i, value) in values.into_iter().enumerate() {
         *slot(object, i) = value;
     }
@@ -90,10 +95,15 @@ impl Frames {
     /// even a weak one) and no property table built (a dynamic property added, or the object
     /// listed by `get_object_vars`, `var_dump`...: such a frame is simply not reused).
     pub fn give_back(&self, mut frame: Zval) {
-        let Some(object) = frame.object_mut() else { return };
+        let Some(object) = frame.object_mut() else {
+            return;
+        };
         // SAFETY: reading the type info word of a live object's header.
         let flags = unsafe { object.gc.u.type_info };
-        if object.gc.refcount != 1 || flags & IS_OBJ_WEAKLY_REFERENCED != 0 || !object.properties.is_null() {
+        if object.gc.refcount != 1
+            || flags & IS_OBJ_WEAKLY_REFERENCED != 0
+            || !object.properties.is_null()
+        {
             return;
         }
         // The message itself is not kept waiting for the next one.
@@ -105,4 +115,3 @@ impl Frames {
         self.0.borrow_mut().take();
     }
 }
-

@@ -62,10 +62,15 @@ fn server_vars(req: &HttpRequest) -> PhpResult<Zval> {
 
 impl Request {
     pub fn from_engine(req: &HttpRequest) -> PhpResult<Self> {
-        let is_form = req
-            .header("content-type")
-            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-        let post = if is_form { form_urlencoded::parse(&req.body).into_owned().collect() } else { Vec::new() };
+        let is_form = req.header("content-type").is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+        let post = if is_form {
+            form_urlencoded::parse(&req.body).into_owned().collect()
+        } else {
+            Vec::new()
+        };
         Ok(Request {
             fd: req.fd,
             get: pairs_zval(form_urlencoded::parse(req.query.as_bytes()).into_owned())?,

@@ -21,12 +21,20 @@ pub struct Response {
 
 impl Response {
     pub fn new(fd: u64, reply: Responder) -> Self {
-        Response { fd, reply: RefCell::new(Some(reply)), status: Cell::new(200), headers: RefCell::new(Vec::new()) }
+        Response {
+            fd,
+            reply: RefCell::new(Some(reply)),
+            status: Cell::new(200),
+            headers: RefCell::new(Vec::new()),
+        }
     }
 }
 
 fn valid_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[php_impl]
@@ -40,7 +48,9 @@ impl Response {
     /// Sets the status code (100-999).
     pub fn status(&self, code: i64) -> PhpResult<bool> {
         if !(100..=999).contains(&code) {
-            return Err(error(format!("status code must be between 100 and 999, got {code}")));
+            return Err(error(format!(
+                "status code must be between 100 and 999, got {code}"
+            )));
         }
         self.status.set(code as u16);
         Ok(true)
@@ -52,7 +62,9 @@ impl Response {
             return Err(error(format!("invalid header name '{name}'")));
         }
         if value.contains(['\r', '\n']) {
-            return Err(error(format!("header '{name}' has a line break in its value")));
+            return Err(error(format!(
+                "header '{name}' has a line break in its value"
+            )));
         }
         self.headers.borrow_mut().push((name, value));
         Ok(true)
@@ -64,9 +76,15 @@ impl Response {
             Some(zv) if !zv.is_null() => bytes_arg(zv, "response body")?,
             _ => Vec::new(),
         };
-        let Some(reply) = self.reply.borrow_mut().take() else { return Ok(false) };
+        let Some(reply) = self.reply.borrow_mut().take() else {
+            return Ok(false);
+        };
         let headers = std::mem::take(&mut *self.headers.borrow_mut());
-        Ok(reply.send(HttpResponse { status: self.status.get(), headers, body: body.into() }))
+        Ok(reply.send(HttpResponse {
+            status: self.status.get(),
+            headers,
+            body: body.into(),
+        }))
     }
 
     /// False once end() was called.
@@ -80,7 +98,10 @@ impl Drop for Response {
         // The callback neither ended the response nor kept it for later: say so to the client
         // instead of leaving it waiting.
         if let Some(reply) = self.reply.get_mut().take() {
-            reply.send(HttpResponse::text(500, "the request callback did not call $response->end()\n"));
+            reply.send(HttpResponse::text(
+                500,
+                "the request callback did not call $response->end()\n",
+            ));
         }
     }
 }

@@ -63,7 +63,9 @@ fn payload(data: &Zval, opcode: Option<i64>, what: &str) -> PhpResult<Payload> {
     };
     Ok(match opcode.unwrap_or(OPCODE_TEXT) {
         OPCODE_TEXT => Payload::text(std::str::from_utf8(bytes).map_err(|_| {
-            error(format!("{what} data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY"))
+            error(format!(
+                "{what} data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY"
+            ))
         })?),
         OPCODE_BINARY => Payload::binary(bytes),
         OPCODE_PING => Payload::ping(bytes),
@@ -83,15 +85,24 @@ fn names_arg(value: &Zval, what: &str) -> PhpResult<Vec<String>> {
     if let Some(list) = value.array() {
         return list
             .values()
-            .map(|v| v.str().map(str::to_owned).ok_or_else(|| error(format!("{what}() takes channel names as strings"))))
+            .map(|v| {
+                v.str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| error(format!("{what}() takes channel names as strings")))
+            })
             .collect();
     }
-    Err(error(format!("{what}() takes a channel name or an array of them, got {}", type_name(value))))
+    Err(error(format!(
+        "{what}() takes a channel name or an array of them, got {}",
+        type_name(value)
+    )))
 }
 
 fn timer_delay(ms: i64) -> PhpResult<Duration> {
     if !(1..=86_400_000 * 365).contains(&ms) {
-        return Err(error(format!("timer interval must be between 1 and 31536000000 ms, got {ms}")));
+        return Err(error(format!(
+            "timer interval must be between 1 and 31536000000 ms, got {ms}"
+        )));
     }
     Ok(Duration::from_millis(ms as u64))
 }
@@ -138,7 +149,8 @@ impl Server {
 impl Server {
     /// Creates a server that will listen on `$host:$port` (port 0 picks a free port).
     pub fn __construct(host: String, port: i64) -> PhpResult<Self> {
-        let port = u16::try_from(port).map_err(|_| error(format!("port must be between 0 and 65535, got {port}")))?;
+        let port = u16::try_from(port)
+            .map_err(|_| error(format!("port must be between 0 and 65535, got {port}")))?;
         Ok(Server {
             host,
             port: Cell::new(port),
@@ -173,7 +185,9 @@ impl Server {
         }
         let mut config = self.config.borrow().clone();
         for (key, value) in settings.iter() {
-            config.apply(&key.to_string(), &setting_value(value)).map_err(|e| error(e.0))?;
+            config
+                .apply(&key.to_string(), &setting_value(value))
+                .map_err(|e| error(e.0))?;
         }
         config.validate().map_err(|e| error(e.0))?;
         *self.config.borrow_mut() = config;
@@ -186,13 +200,19 @@ impl Server {
     pub fn on(&self, event: String, callback: &Zval) -> PhpResult<bool> {
         let Some(kind) = Kind::parse(&event) else {
             let known: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
-            return Err(error(format!("unknown event '{event}'; the events are: {}", known.join(", "))));
+            return Err(error(format!(
+                "unknown event '{event}'; the events are: {}",
+                known.join(", ")
+            )));
         };
         let callback = if callback.is_null() {
             None
         } else {
             let callable = Callable::new(callback);
-            Some(callable.ok_or_else(|| error(format!("the callback for '{event}' is not callable")))?)
+            Some(
+                callable
+                    .ok_or_else(|| error(format!("the callback for '{event}' is not callable")))?,
+            )
         };
         let present = callback.is_some();
         self.callbacks.borrow_mut().set(kind, callback);
@@ -217,7 +237,9 @@ impl Server {
     /// or the client is too slow and is being closed.
     pub fn push(&self, fd: i64, data: &Zval, opcode: Option<i64>) -> PhpResult<bool> {
         let payload = payload(data, opcode, "push")?;
-        let Some(engine) = self.engine() else { return Ok(false) };
+        let Some(engine) = self.engine() else {
+            return Ok(false);
+        };
         Ok(match engine.push(fd_arg(fd), payload) {
             Ok(()) => true,
             Err(PushError::Closed | PushError::SlowConsumer) => false,
@@ -226,7 +248,12 @@ impl Server {
 
     /// Queues `$data` for every established connection except the fds in `$except`; the frame
     /// is encoded once. Returns how many connections it was queued for.
-    pub fn broadcast(&self, data: &Zval, except: Option<Vec<i64>>, opcode: Option<i64>) -> PhpResult<i64> {
+    pub fn broadcast(
+        &self,
+        data: &Zval,
+        except: Option<Vec<i64>>,
+        opcode: Option<i64>,
+    ) -> PhpResult<i64> {
         let payload = payload(data, opcode, "broadcast")?;
         let except = fds(except);
         Ok(self.engine().map_or(0, |e| e.broadcast(payload, &except)) as i64)
@@ -243,10 +270,18 @@ impl Server {
     }
 
     /// Queues `$data` for the members of `$channel` except `$except`; returns how many.
-    pub fn publish(&self, channel: String, data: &Zval, except: Option<Vec<i64>>, opcode: Option<i64>) -> PhpResult<i64> {
+    pub fn publish(
+        &self,
+        channel: String,
+        data: &Zval,
+        except: Option<Vec<i64>>,
+        opcode: Option<i64>,
+    ) -> PhpResult<i64> {
         let payload = payload(data, opcode, "publish")?;
         let except = fds(except);
-        Ok(self.engine().map_or(0, |e| e.publish(&channel, payload, &except)) as i64)
+        Ok(self
+            .engine()
+            .map_or(0, |e| e.publish(&channel, payload, &except)) as i64)
     }
 
     /// Channel name => member count, for every channel with members.
@@ -260,12 +295,19 @@ impl Server {
 
     /// The fds in `$channel`, ascending.
     pub fn members(&self, channel: String) -> Vec<i64> {
-        self.engine().map(|e| e.members(&channel)).unwrap_or_default().into_iter().map(|fd| fd as i64).collect()
+        self.engine()
+            .map(|e| e.members(&channel))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|fd| fd as i64)
+            .collect()
     }
 
     /// The channels `$fd` is in, sorted.
     pub fn channels_of(&self, fd: i64) -> Vec<String> {
-        self.engine().map(|e| e.channels_of(fd_arg(fd))).unwrap_or_default()
+        self.engine()
+            .map(|e| e.channels_of(fd_arg(fd)))
+            .unwrap_or_default()
     }
 
     /// Subscribes Redis channels, or patterns with `*`, `?` or `[` (the `redis_prefix` is added).
@@ -274,7 +316,9 @@ impl Server {
         let names = names_arg(channels, "subscribe")?;
         self.require_redis("subscribe")?;
         match self.engine() {
-            Some(engine) => names.iter().for_each(|n| engine.redis().expect("checked").subscribe(n)),
+            Some(engine) => names
+                .iter()
+                .for_each(|n| engine.redis().expect("checked").subscribe(n)),
             None => self.pending_subscriptions.borrow_mut().extend(names),
         }
         Ok(true)
@@ -288,7 +332,10 @@ impl Server {
             Some(engine) => {
                 let redis = engine.redis().expect("checked");
                 // Every name is unsubscribed (no short-circuit); true if any was subscribed.
-                Ok(names.iter().map(|n| redis.unsubscribe(n)).fold(false, |a, b| a | b))
+                Ok(names
+                    .iter()
+                    .map(|n| redis.unsubscribe(n))
+                    .fold(false, |a, b| a | b))
             }
             None => {
                 let mut pending = self.pending_subscriptions.borrow_mut();
@@ -304,7 +351,10 @@ impl Server {
     pub fn redis_publish(&self, channel: String, payload: &Zval) -> PhpResult<bool> {
         let payload = bytes_arg(payload, "redisPublish payload")?;
         self.require_redis("redisPublish")?;
-        Ok(self.engine().and_then(|e| e.redis().map(|r| r.publish(&channel, payload.into()))).unwrap_or(false))
+        Ok(self
+            .engine()
+            .and_then(|e| e.redis().map(|r| r.publish(&channel, payload.into())))
+            .unwrap_or(false))
     }
 
     /// The connection's socket id (`<pid>.<fd>`), the id Laravel's toOthers() sends back; null
@@ -324,21 +374,34 @@ impl Server {
     }
 
     /// Closes the connection with a close frame carrying `$code` and `$reason`.
-    pub fn disconnect(&self, fd: i64, code: Option<i64>, reason: Option<String>) -> PhpResult<bool> {
+    pub fn disconnect(
+        &self,
+        fd: i64,
+        code: Option<i64>,
+        reason: Option<String>,
+    ) -> PhpResult<bool> {
         let code = code.unwrap_or(1000);
         let reason = reason.unwrap_or_default();
         if !(code == 1000 || (3000..=4999).contains(&code)) {
-            return Err(error(format!("close code must be 1000 or between 3000 and 4999, got {code}")));
+            return Err(error(format!(
+                "close code must be 1000 or between 3000 and 4999, got {code}"
+            )));
         }
         if reason.len() > 123 {
-            return Err(error(format!("close reason is {} bytes; at most 123 fit in a close frame", reason.len())));
+            return Err(error(format!(
+                "close reason is {} bytes; at most 123 fit in a close frame",
+                reason.len()
+            )));
         }
-        Ok(self.engine().is_some_and(|e| e.disconnect(fd_arg(fd), code as u16, &reason)))
+        Ok(self
+            .engine()
+            .is_some_and(|e| e.disconnect(fd_arg(fd), code as u16, &reason)))
     }
 
     /// Closes the connection normally (close code 1000).
     pub fn close(&self, fd: i64) -> bool {
-        self.engine().is_some_and(|e| e.disconnect(fd_arg(fd), 1000, ""))
+        self.engine()
+            .is_some_and(|e| e.disconnect(fd_arg(fd), 1000, ""))
     }
 
     /// remote_ip, remote_port, server_port, connect_time, last_time, websocket_status; or false.
@@ -422,7 +485,9 @@ impl Server {
     /// Stops a timer; false if there is no such timer.
     pub fn clear_timer(&self, timer_id: i64) -> bool {
         let engine = self.engine();
-        self.timers.borrow_mut().clear(fd_arg(timer_id), engine.as_deref())
+        self.timers
+            .borrow_mut()
+            .clear(fd_arg(timer_id), engine.as_deref())
     }
 
     /// Stops the server: start() closes every client with 1001, runs `shutdown` and returns.
@@ -435,15 +500,21 @@ impl Server {
 impl Server {
     fn require_redis(&self, what: &str) -> PhpResult<()> {
         if self.config.borrow().redis.is_none() {
-            return Err(error(format!("{what}() needs the Redis bridge: set(['redis' => 'redis://127.0.0.1:6379'])")));
+            return Err(error(format!(
+                "{what}() needs the Redis bridge: set(['redis' => 'redis://127.0.0.1:6379'])"
+            )));
         }
         Ok(())
     }
 
     fn add_timer(&self, ms: i64, callback: &Zval, repeat: bool) -> PhpResult<i64> {
         let delay = timer_delay(ms)?;
-        let callback = Callable::new(callback).ok_or_else(|| error("the timer callback is not callable"))?;
+        let callback =
+            Callable::new(callback).ok_or_else(|| error("the timer callback is not callable"))?;
         let engine = self.engine();
-        Ok(self.timers.borrow_mut().add(callback, delay, repeat, engine.as_deref()) as i64)
+        Ok(self
+            .timers
+            .borrow_mut()
+            .add(callback, delay, repeat, engine.as_deref()) as i64)
     }
 }

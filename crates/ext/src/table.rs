@@ -123,12 +123,18 @@ impl ShortKey {
     fn new(key: &[u8]) -> Option<ShortKey> {
         let mut bytes = [0; 23];
         bytes.get_mut(..key.len())?.copy_from_slice(key);
-        Some(ShortKey { len: key.len() as u8, bytes })
+        Some(ShortKey {
+            len: key.len() as u8,
+            bytes,
+        })
     }
 }
 
 impl MemoKey for ShortKey {
-    const NONE: ShortKey = ShortKey { len: 0, bytes: [0; 23] };
+    const NONE: ShortKey = ShortKey {
+        len: 0,
+        bytes: [0; 23],
+    };
     fn word(&self) -> u64 {
         // SAFETY: ShortKey is 24 plain bytes at 8-byte alignment, which read as three words.
         let words: [u64; 3] = unsafe { std::mem::transmute(*self) };
@@ -154,7 +160,10 @@ impl Memo {
 
 impl<K> KeySlot<K> {
     fn version(&self) -> RowVersion {
-        RowVersion { slot: self.slot as usize, seq: self.seq }
+        RowVersion {
+            slot: self.slot as usize,
+            seq: self.seq,
+        }
     }
 
     /// The array as a new reference.
@@ -179,15 +188,24 @@ impl<K: MemoKey> KeySlots<K> {
     /// neither of its places takes the key lookup (see `remember`).
     fn new(keys: usize) -> KeySlots<K> {
         // At least 2: a shift of 64 would overflow.
-        let len = if keys == 0 { 0 } else { (keys + keys / 2).next_power_of_two().max(2) };
-        KeySlots { entries: Vec::new(), len, shift: 64 - len.trailing_zeros() }
+        let len = if keys == 0 {
+            0
+        } else {
+            (keys + keys / 2).next_power_of_two().max(2)
+        };
+        KeySlots {
+            entries: Vec::new(),
+            len,
+            shift: 64 - len.trailing_zeros(),
+        }
     }
 
     /// The two entries a key may have (see `remember`). Fibonacci hashing: consecutive keys
     /// (fds, ids) spread over the whole table; the second place comes from another multiplier.
     fn places(&self, key: &K) -> [usize; 2] {
         let word = key.word();
-        [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4f].map(|m| (word.wrapping_mul(m) >> self.shift) as usize)
+        [0x9e37_79b9_7f4a_7c15u64, 0xc2b2_ae3d_27d4_eb4f]
+            .map(|m| (word.wrapping_mul(m) >> self.shift) as usize)
     }
 
     /// The key's entry, if the row has not changed since its array was last reused.
@@ -200,7 +218,8 @@ impl<K: MemoKey> KeySlots<K> {
         if entry.key != *key {
             entry = &self.entries[second];
         }
-        (entry.key == *key && !entry.row.is_null() && table.is_current(entry.version())).then_some(entry)
+        (entry.key == *key && !entry.row.is_null() && table.is_current(entry.version()))
+            .then_some(entry)
     }
 
     /// `row` is the array `rows` keeps for the key's row at `version`.
@@ -209,24 +228,45 @@ impl<K: MemoKey> KeySlots<K> {
             if self.len == 0 {
                 return;
             }
-            let empty = KeySlot { key: K::NONE, seq: 0, slot: 0, row: std::ptr::null_mut() };
+            let empty = KeySlot {
+                key: K::NONE,
+                seq: 0,
+                slot: 0,
+                row: std::ptr::null_mut(),
+            };
             self.entries = vec![empty; self.len];
         }
         // Every array Table::row builds is refcounted, not immutable; checked all the same.
-        let (Some(row), Ok(slot)) = (row.array().filter(|a| !a.is_immutable()), u32::try_from(version.slot)) else {
+        let (Some(row), Ok(slot)) = (
+            row.array().filter(|a| !a.is_immutable()),
+            u32::try_from(version.slot),
+        ) else {
             return;
         };
         // Its first place unless another key holds it, else its second: of 10,000 random
         // string keys in 16,384 entries about 1 in 9 find neither free (1 in 4 with one place).
         let [first, second] = self.places(&key);
-        let at = if self.entries[first].key == key || self.entries[first].row.is_null() { first } else { second };
-        self.entries[at] = KeySlot { key, seq: version.seq, slot, row: std::ptr::from_ref(row).cast_mut() };
+        let at = if self.entries[first].key == key || self.entries[first].row.is_null() {
+            first
+        } else {
+            second
+        };
+        self.entries[at] = KeySlot {
+            key,
+            seq: version.seq,
+            slot,
+            row: std::ptr::from_ref(row).cast_mut(),
+        };
     }
 }
 
 enum Slot {
     Empty,
-    Kept { version: RowVersion, row: Zval, used: bool },
+    Kept {
+        version: RowVersion,
+        row: Zval,
+        used: bool,
+    },
     /// Not kept: the row changes between reads. The version it was last read at.
     Skipped(RowVersion),
 }
@@ -244,13 +284,20 @@ impl RowCache {
             .sum();
         let row = 64 + 40 * columns.len().next_power_of_two().max(8) + strings;
         let limit = capacity.min(CACHE_BUDGET / row);
-        RowCache { rows: Vec::new(), limit, ints: KeySlots::new(limit), strings: KeySlots::new(limit) }
+        RowCache {
+            rows: Vec::new(),
+            limit,
+            ints: KeySlots::new(limit),
+            strings: KeySlots::new(limit),
+        }
     }
 
     /// The array built from this version of the row, if it is kept.
     fn get(&self, version: RowVersion) -> Option<&Zval> {
         match self.rows.get(version.slot) {
-            Some(Slot::Kept { version: kept, row, .. }) if *kept == version => Some(row),
+            Some(Slot::Kept {
+                version: kept, row, ..
+            }) if *kept == version => Some(row),
             _ => None,
         }
     }
@@ -266,7 +313,9 @@ impl RowCache {
 
     fn share<K>(&self, entry: &KeySlot<K>) -> Option<Zval> {
         debug_assert!(
-            self.get(entry.version()).and_then(Zval::array).is_some_and(|kept| std::ptr::eq(kept, entry.row)),
+            self.get(entry.version())
+                .and_then(Zval::array)
+                .is_some_and(|kept| std::ptr::eq(kept, entry.row)),
             "KeySlots outlived the array it points to"
         );
         // SAFETY: `rows` still keeps the array (see KeySlots).
@@ -285,7 +334,11 @@ impl RowCache {
     /// remembered with it, for `kept_row`.
     fn reuse(&mut self, version: RowVersion, key: Option<Memo>) -> Option<Zval> {
         match self.rows.get_mut(version.slot) {
-            Some(Slot::Kept { version: kept, row, used }) if *kept == version => {
+            Some(Slot::Kept {
+                version: kept,
+                row,
+                used,
+            }) if *kept == version => {
                 *used = true;
                 match key {
                     Some(Memo::Int(n)) => self.ints.remember(n, version, row),
@@ -314,7 +367,11 @@ impl RowCache {
             Slot::Skipped(last) => *last == version,
         };
         *slot = if keep {
-            Slot::Kept { version, row: row.shallow_clone(), used: false }
+            Slot::Kept {
+                version,
+                row: row.shallow_clone(),
+                used: false,
+            }
         } else {
             Slot::Skipped(version)
         };
@@ -385,13 +442,16 @@ fn value_arg(zv: &Zval, name: &str, column: Option<&Column>) -> PhpResult<Value>
         Ok(Value::Str(s.as_bytes().to_vec()))
     } else if let Some(b) = zv.bool() {
         match column.map(|c| c.ty) {
-            Some(ColumnType::Str(_)) => {
-                Err(error(format!("column '{name}' is STRING; it cannot hold a bool (only strings)")))
-            }
+            Some(ColumnType::Str(_)) => Err(error(format!(
+                "column '{name}' is STRING; it cannot hold a bool (only strings)"
+            ))),
             _ => Ok(Value::Int(i64::from(b))),
         }
     } else {
-        Err(error(format!("value for column '{name}' must be an int, float or string, got {}", type_name(zv))))
+        Err(error(format!(
+            "value for column '{name}' must be an int, float or string, got {}",
+            type_name(zv)
+        )))
     }
 }
 
@@ -466,7 +526,10 @@ fn int_key(n: i64) -> Key<'static> {
     for (chunk, word) in text.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    Key::Digits { text: Words(text), len }
+    Key::Digits {
+        text: Words(text),
+        len,
+    }
 }
 
 impl Table {
@@ -474,7 +537,10 @@ impl Table {
     /// changed since, without looking the key up (an int, or a string of up to 23 bytes);
     /// None in every other case.
     pub(crate) fn kept_row(&self, key: &Zval) -> Option<Zval> {
-        self.cache.try_borrow().ok()?.kept_row(&self.table, &Memo::of(key)?)
+        self.cache
+            .try_borrow()
+            .ok()?
+            .kept_row(&self.table, &Memo::of(key)?)
     }
 
     /// For `table_fast`: `exists($key)` of a string or int key, None if it would fail (the
@@ -489,7 +555,10 @@ impl Table {
     }
 
     fn names(&self) -> PhpResult<&[Name]> {
-        self.names.get().map(Vec::as_slice).ok_or_else(|| fail(TableError::NotCreated))
+        self.names
+            .get()
+            .map(Vec::as_slice)
+            .ok_or_else(|| fail(TableError::NotCreated))
     }
 
     /// A row as a PHP array keyed by column name.
@@ -524,7 +593,10 @@ impl Table {
         let mut values = Vec::with_capacity(row.len());
         for (name, column) in self.names()?.iter().zip(columns) {
             if let Some(zv) = name.find(row) {
-                values.push((column.name.as_str(), value_arg(zv, &column.name, Some(column))?));
+                values.push((
+                    column.name.as_str(),
+                    value_arg(zv, &column.name, Some(column))?,
+                ));
             }
         }
         if values.len() == row.len() {
@@ -535,7 +607,12 @@ impl Table {
             if !columns.iter().any(|c| c.name == name) {
                 value_arg(zv, &name, None)?;
                 // The crate's refusal, which lists the columns.
-                return Err(fail(self.table.column_index(&name).err().unwrap_or(TableError::NotCreated)));
+                return Err(fail(
+                    self.table
+                        .column_index(&name)
+                        .err()
+                        .unwrap_or(TableError::NotCreated),
+                ));
             }
         }
         // Not reached: a key that is a column's name is found by that name.
@@ -594,7 +671,9 @@ impl Table {
     pub fn create(&self) -> PhpResult<bool> {
         self.table.create().map_err(fail)?;
         let columns = self.table.columns().map_err(fail)?;
-        let _ = self.names.set(columns.iter().map(|c| Name::new(&c.name)).collect());
+        let _ = self
+            .names
+            .set(columns.iter().map(|c| Name::new(&c.name)).collect());
         *self.cache.borrow_mut() = RowCache::new(columns, self.table.capacity());
         crate::table_fast::install();
         Ok(true)
@@ -613,11 +692,18 @@ impl Table {
         let memo = Memo::of(key);
         let key = key_arg(key)?;
         if let Some(field) = field {
-            return Ok(self.table.get_field(key.bytes(), field).map_err(fail)?.map_or_else(falsy, |v| value_zval(&v)));
+            return Ok(self
+                .table
+                .get_field(key.bytes(), field)
+                .map_err(fail)?
+                .map_or_else(falsy, |v| value_zval(&v)));
         }
         let mut values = self.row_buf.borrow_mut();
         let mut cache = self.cache.borrow_mut();
-        let found = self.table.get_versioned(key.bytes(), &mut values, |v| cache.get(v).is_some()).map_err(fail)?;
+        let found = self
+            .table
+            .get_versioned(key.bytes(), &mut values, |v| cache.get(v).is_some())
+            .map_err(fail)?;
         match found {
             None => Ok(falsy()),
             Some((version, true)) => {
@@ -626,7 +712,9 @@ impl Table {
                 Ok(row)
             }
             // The row has not changed since the kept array was built from it.
-            Some((version, false)) => Ok(cache.reuse(version, memo).expect("get_versioned asked the cache")),
+            Some((version, false)) => Ok(cache
+                .reuse(version, memo)
+                .expect("get_versioned asked the cache")),
         }
     }
 
@@ -698,7 +786,10 @@ impl Table {
 
     /// Iterator: the current row's key.
     pub fn key(&self) -> Zval {
-        self.cursor.borrow().as_ref().map_or_else(Zval::new, |e| binary_zval(&e.key))
+        self.cursor
+            .borrow()
+            .as_ref()
+            .map_or_else(Zval::new, |e| binary_zval(&e.key))
     }
 
     pub fn next(&self) -> PhpResult<()> {
@@ -725,11 +816,19 @@ impl Table {
         let by = match by {
             None => Value::Int(1),
             Some(zv) => match value_arg(zv, column, None)? {
-                Value::Str(_) => return Err(error(format!("incr/decr of '{column}' takes an int or float step"))),
+                Value::Str(_) => {
+                    return Err(error(format!(
+                        "incr/decr of '{column}' takes an int or float step"
+                    )))
+                }
                 number => number,
             },
         };
-        let result = if down { self.table.decr(key.bytes(), column, by) } else { self.table.incr(key.bytes(), column, by) };
+        let result = if down {
+            self.table.decr(key.bytes(), column, by)
+        } else {
+            self.table.incr(key.bytes(), column, by)
+        };
         Ok(value_zval(&result.map_err(fail)?))
     }
 }

@@ -24,8 +24,14 @@ struct Method {
     generated: AtomicUsize,
 }
 
-static GET: Method = Method { name: "get", generated: AtomicUsize::new(0) };
-static EXISTS: Method = Method { name: "exists", generated: AtomicUsize::new(0) };
+static GET: Method = Method {
+    name: "get",
+    generated: AtomicUsize::new(0),
+};
+static EXISTS: Method = Method {
+    name: "exists",
+    generated: AtomicUsize::new(0),
+};
 
 /// Puts the handlers of this module in front of the generated ones; does nothing for a
 /// method where one already is. Called on the PHP thread by `create()`: the class is
@@ -43,7 +49,11 @@ impl Method {
         // every call. The table lives as long as the class, and only this (PHP) thread
         // writes it.
         unsafe {
-            let Some(function) = ce.function_table.get(self.name).and_then(|zv| zv.ptr::<zend_function>()) else {
+            let Some(function) = ce
+                .function_table
+                .get(self.name)
+                .and_then(|zv| zv.ptr::<zend_function>())
+            else {
                 return;
             };
             let handler = &mut (*function).internal_function.handler;

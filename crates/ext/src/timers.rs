@@ -23,14 +23,27 @@ pub struct Timers {
 
 impl Timers {
     /// Registers a timer and schedules it now if the engine runs, else at `schedule_all`.
-    pub fn add(&mut self, callback: Callable, delay: Duration, repeat: bool, engine: Option<&Engine>) -> u64 {
+    pub fn add(
+        &mut self,
+        callback: Callable,
+        delay: Duration,
+        repeat: bool,
+        engine: Option<&Engine>,
+    ) -> u64 {
         self.last_id += 1;
         let id = self.last_id;
         let every = repeat.then_some(delay);
         if let Some(engine) = engine {
             engine.add_timer(id, delay, every);
         }
-        self.entries.insert(id, Timer { callback, delay, every });
+        self.entries.insert(
+            id,
+            Timer {
+                callback,
+                delay,
+                every,
+            },
+        );
         id
     }
 

@@ -369,7 +369,10 @@ fn is_current_sees_a_slot_reused_by_another_key() {
     let (a_now, _) = t.get_versioned(b"a", &mut out, |_| false).unwrap().unwrap();
     assert_eq!(a_now.slot, b.slot);
     assert!(!t.is_current(a) && !t.is_current(b));
-    assert!(!t.is_current(RowVersion { slot: 2, seq: 0 }), "a slot beyond the table");
+    assert!(
+        !t.is_current(RowVersion { slot: 2, seq: 0 }),
+        "a slot beyond the table"
+    );
 }
 
 #[test]

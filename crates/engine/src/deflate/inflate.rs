@@ -21,7 +21,9 @@ use std::task::{Context, Poll};
 use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::client_frames::{header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION, PIECE};
+use crate::client_frames::{
+    header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION, PIECE,
+};
 
 /// Inflated bytes made before they are handed to tungstenite (plus one frame).
 const OUT_LIMIT: usize = 16 * 1024;
@@ -79,8 +81,17 @@ impl<S> Inflating<S> {
     /// `max_message`: the largest message, in compressed bytes as well as inflated.
     pub fn new(inner: S, window_bits: Option<u8>, max_message: usize) -> Self {
         let reader = window_bits.map(|window_bits| {
-            let decoder = Decoder { max_compressed: max_message as u64, ..Decoder::default() };
-            Box::new(Reader { window_bits, decoder, input: Vec::new(), out: Vec::new(), out_pos: 0 })
+            let decoder = Decoder {
+                max_compressed: max_message as u64,
+                ..Decoder::default()
+            };
+            Box::new(Reader {
+                window_bits,
+                decoder,
+                input: Vec::new(),
+                out: Vec::new(),
+                out_pos: 0,
+            })
         });
         Inflating { inner, reader }
     }
@@ -92,7 +103,11 @@ impl<S> Inflating<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let Some(reader) = this.reader.as_deref_mut() else {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -155,7 +170,12 @@ enum Part {
     /// Copying this many payload bytes of a frame we do not touch.
     Pass(u64),
     /// Inflating this many payload bytes of a compressed frame.
-    Inflate { left: u64, mask: [u8; 4], offset: usize, fin: bool },
+    Inflate {
+        left: u64,
+        mask: [u8; 4],
+        offset: usize,
+        fin: bool,
+    },
 }
 
 /// The message the frames belong to, for continuations.
@@ -165,7 +185,9 @@ enum Message {
     None,
     Plain,
     /// `opcode` until the first fragment is handed on, then 0 (continuation).
-    Compressed { opcode: u8 },
+    Compressed {
+        opcode: u8,
+    },
 }
 
 /// Turns client frames into what tungstenite reads (see the module comment). Synchronous and
@@ -194,7 +216,9 @@ thread_local! {
 }
 
 fn take_inflater() -> Box<Decompress> {
-    SPARE.with_borrow_mut(Option::take).unwrap_or_else(|| Box::new(Decompress::new(false)))
+    SPARE
+        .with_borrow_mut(Option::take)
+        .unwrap_or_else(|| Box::new(Decompress::new(false)))
 }
 
 fn give_back(mut inflater: Box<Decompress>) {
@@ -206,7 +230,14 @@ impl Decoder {
     /// Whether the decoder can make output without more input (the end of a compressed
     /// message that was cut at OUT_LIMIT).
     fn has_output_pending(&self) -> bool {
-        matches!(self.part, Part::Inflate { left: 0, fin: true, .. })
+        matches!(
+            self.part,
+            Part::Inflate {
+                left: 0,
+                fin: true,
+                ..
+            }
+        )
     }
 
     /// Decodes from `input` into `out` until the input is used up or `out` holds OUT_LIMIT
@@ -225,12 +256,27 @@ impl Decoder {
                     }
                     out.extend_from_slice(&rest[..n]);
                     used += n;
-                    self.part = if left == n as u64 { Part::Header } else { Part::Pass(left - n as u64) };
+                    self.part = if left == n as u64 {
+                        Part::Header
+                    } else {
+                        Part::Pass(left - n as u64)
+                    };
                 }
-                Part::Inflate { left: 0, fin: true, .. } => self.finish(out)?,
-                Part::Inflate { left: 0, fin: false, .. } => self.part = Part::Header,
+                Part::Inflate {
+                    left: 0, fin: true, ..
+                } => self.finish(out)?,
+                Part::Inflate {
+                    left: 0,
+                    fin: false,
+                    ..
+                } => self.part = Part::Header,
                 Part::Inflate { .. } if rest.is_empty() => break,
-                Part::Inflate { left, mask, offset, fin } => {
+                Part::Inflate {
+                    left,
+                    mask,
+                    offset,
+                    fin,
+                } => {
                     let n = (left.min(rest.len().min(READ) as u64)) as usize;
                     let mut data = [0u8; READ];
                     for (i, (d, r)) in data.iter_mut().zip(&rest[..n]).enumerate() {
@@ -244,7 +290,12 @@ impl Decoder {
                         break;
                     }
                     used += taken;
-                    self.part = Part::Inflate { left: left - taken as u64, mask, offset: (offset + taken) % 4, fin };
+                    self.part = Part::Inflate {
+                        left: left - taken as u64,
+                        mask,
+                        offset: (offset + taken) % 4,
+                        fin,
+                    };
                 }
             }
         }
@@ -254,7 +305,11 @@ impl Decoder {
     /// Takes header bytes from `rest`; once the header is whole, decides what to do with the
     /// frame. Returns how many bytes it took.
     fn read_header(&mut self, rest: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
-        let need = if self.have < 2 { 2 } else { header_len(self.header[1]) };
+        let need = if self.have < 2 {
+            2
+        } else {
+            header_len(self.header[1])
+        };
         let n = (need - self.have).min(rest.len());
         self.header[self.have..self.have + n].copy_from_slice(&rest[..n]);
         self.have += n;
@@ -268,14 +323,18 @@ impl Decoder {
         let fin = first & FIN != 0;
         let payload = payload_len(header);
         let clean = first & RSV23 == 0 && second & MASKED != 0;
-        let compressed_start =
-            clean && first & RSV1 != 0 && (opcode == 1 || opcode == 2) && self.message == Message::None;
+        let compressed_start = clean
+            && first & RSV1 != 0
+            && (opcode == 1 || opcode == 2)
+            && self.message == Message::None;
         let compressed_next = clean
             && first & RSV1 == 0
             && opcode == OP_CONTINUATION
             && matches!(self.message, Message::Compressed { .. });
         if compressed_start || compressed_next {
-            let mask = header[header.len() - 4..].try_into().expect("a masked header ends with its key");
+            let mask = header[header.len() - 4..]
+                .try_into()
+                .expect("a masked header ends with its key");
             if compressed_start {
                 self.message = Message::Compressed { opcode };
                 self.inflater = Some(take_inflater());
@@ -292,17 +351,28 @@ impl Decoder {
             if self.compressed > self.max_compressed {
                 return Err(io::Error::other(InflateError::TooBig));
             }
-            self.part = Part::Inflate { left: payload, mask, offset: 0, fin };
+            self.part = Part::Inflate {
+                left: payload,
+                mask,
+                offset: 0,
+                fin,
+            };
             return Ok(n);
         }
         // Not ours to change: tungstenite reads (or rejects) it as it is.
         match (opcode, fin) {
             (1 | 2, false) if self.message == Message::None => self.message = Message::Plain,
-            (OP_CONTINUATION, true) if self.message == Message::Plain => self.message = Message::None,
+            (OP_CONTINUATION, true) if self.message == Message::Plain => {
+                self.message = Message::None
+            }
             _ => {}
         }
         out.extend_from_slice(header);
-        self.part = if payload == 0 { Part::Header } else { Part::Pass(payload) };
+        self.part = if payload == 0 {
+            Part::Header
+        } else {
+            Part::Pass(payload)
+        };
         Ok(n)
     }
 
@@ -312,12 +382,24 @@ impl Decoder {
         if self.ended {
             return Ok((data.len(), 0));
         }
-        let inflater = self.inflater.as_mut().expect("a compressed message has an inflater");
+        let inflater = self
+            .inflater
+            .as_mut()
+            .expect("a compressed message has an inflater");
         let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
-        let flush = if last { FlushDecompress::Sync } else { FlushDecompress::None };
-        let status = inflater.decompress(data, chunk, flush).map_err(|_| io::Error::other(InflateError::BadData))?;
+        let flush = if last {
+            FlushDecompress::Sync
+        } else {
+            FlushDecompress::None
+        };
+        let status = inflater
+            .decompress(data, chunk, flush)
+            .map_err(|_| io::Error::other(InflateError::BadData))?;
         self.ended = status == Status::StreamEnd;
-        Ok(((inflater.total_in() - before_in) as usize, (inflater.total_out() - before_out) as usize))
+        Ok((
+            (inflater.total_in() - before_in) as usize,
+            (inflater.total_out() - before_out) as usize,
+        ))
     }
 
     /// The end of a compressed message: inflates the tail and hands on what comes out, the
@@ -346,7 +428,11 @@ impl Decoder {
         let Message::Compressed { opcode } = &mut self.message else {
             unreachable!("fragments belong to a compressed message");
         };
-        let (header, len) = masked_header(if fin { FIN } else { 0 } | *opcode, data.len() as u64, [0; 4]);
+        let (header, len) = masked_header(
+            if fin { FIN } else { 0 } | *opcode,
+            data.len() as u64,
+            [0; 4],
+        );
         *opcode = OP_CONTINUATION;
         out.extend_from_slice(&header[..len]);
         out.extend_from_slice(data);
@@ -360,7 +446,10 @@ mod tests {
 
     impl Decoder {
         fn new_for_test() -> Self {
-            Decoder { max_compressed: u64::MAX, ..Decoder::default() }
+            Decoder {
+                max_compressed: u64::MAX,
+                ..Decoder::default()
+            }
         }
     }
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
@@ -368,7 +457,8 @@ mod tests {
     fn deflated(data: &[u8]) -> Vec<u8> {
         let mut c = flate2::Compress::new(flate2::Compression::default(), false);
         let mut out = Vec::with_capacity(data.len() + 1024);
-        c.compress_vec(data, &mut out, flate2::FlushCompress::Sync).unwrap();
+        c.compress_vec(data, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
         assert!(out.ends_with(&TAIL));
         out.truncate(out.len() - 4);
         out
@@ -388,7 +478,10 @@ mod tests {
                 assert!(out.len() <= OUT_LIMIT + CHUNK + 14, "output bounded");
                 pending.drain(..used);
                 wire.extend_from_slice(&out);
-                if out.is_empty() && (pending.is_empty() || used == 0) && !decoder.has_output_pending() {
+                if out.is_empty()
+                    && (pending.is_empty() || used == 0)
+                    && !decoder.has_output_pending()
+                {
                     break;
                 }
             }
@@ -396,11 +489,16 @@ mod tests {
         let mut frames = Vec::new();
         let mut cursor = io::Cursor::new(&wire[..]);
         while (cursor.position() as usize) < wire.len() {
-            let (header, len) = FrameHeader::parse(&mut cursor).unwrap().expect("whole frames");
+            let (header, len) = FrameHeader::parse(&mut cursor)
+                .unwrap()
+                .expect("whole frames");
             let start = cursor.position() as usize;
             let mut payload = wire[start..start + len as usize].to_vec();
             if let Some(key) = header.mask {
-                payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
+                payload
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, b)| *b ^= key[i % 4]);
             }
             cursor.set_position((start + len as usize) as u64);
             frames.push((wire[start - header_size(&header, len)], payload));
@@ -409,7 +507,13 @@ mod tests {
     }
 
     fn header_size(header: &FrameHeader, len: u64) -> usize {
-        let ext = if len < 126 { 0 } else if len <= 0xffff { 2 } else { 8 };
+        let ext = if len < 126 {
+            0
+        } else if len <= 0xffff {
+            2
+        } else {
+            8
+        };
         2 + ext + if header.mask.is_some() { 4 } else { 0 }
     }
 
@@ -418,9 +522,17 @@ mod tests {
         let mut done = Vec::new();
         let mut current: Option<(u8, Vec<u8>)> = None;
         for (first, payload) in frames {
-            assert_eq!(first & (RSV1 | RSV23), 0, "tungstenite sees no reserved bits");
+            assert_eq!(
+                first & (RSV1 | RSV23),
+                0,
+                "tungstenite sees no reserved bits"
+            );
             // Larger fragments would leave tungstenite's read buffer that large (client_frames).
-            assert!(payload.len() <= PIECE as usize, "a fragment of {} bytes", payload.len());
+            assert!(
+                payload.len() <= PIECE as usize,
+                "a fragment of {} bytes",
+                payload.len()
+            );
             if first & 0x08 != 0 {
                 done.push((*first, payload.clone()));
                 continue;
@@ -435,7 +547,9 @@ mod tests {
     }
 
     fn text(n: usize) -> Vec<u8> {
-        (0..n).map(|i| b"surge deflates messages "[i % 24] ^ (i / 997) as u8 & 0x1f).collect()
+        (0..n)
+            .map(|i| b"surge deflates messages "[i % 24] ^ (i / 997) as u8 & 0x1f)
+            .collect()
     }
 
     #[test]
@@ -492,24 +606,42 @@ mod tests {
         let mut decoder = Decoder::new_for_test();
         let mut out = Vec::new();
         let used = decoder.feed(&input, &mut out).unwrap();
-        assert!(out.len() <= OUT_LIMIT + CHUNK + 14 && used < input.len(), "stops at OUT_LIMIT");
+        assert!(
+            out.len() <= OUT_LIMIT + CHUNK + 14 && used < input.len(),
+            "stops at OUT_LIMIT"
+        );
     }
 
     #[test]
     fn garbage_is_an_error() {
         let input = client_frame(FIN | RSV1 | 2, &[0xff; 64]);
-        let err = Decoder::new_for_test().feed(&input, &mut Vec::new()).unwrap_err();
-        assert_eq!(err.get_ref().unwrap().downcast_ref(), Some(&InflateError::BadData));
+        let err = Decoder::new_for_test()
+            .feed(&input, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(
+            err.get_ref().unwrap().downcast_ref(),
+            Some(&InflateError::BadData)
+        );
     }
 
     #[test]
     fn compressed_bytes_over_the_limit_are_refused() {
-        let mut decoder = Decoder { max_compressed: 100, ..Decoder::default() };
+        let mut decoder = Decoder {
+            max_compressed: 100,
+            ..Decoder::default()
+        };
         let mut out = Vec::new();
         // Empty stored blocks: valid, and they inflate to nothing.
         let empty_blocks = [0, 0, 0, 0xff, 0xff].repeat(12);
-        decoder.feed(&client_frame(RSV1 | 2, &empty_blocks), &mut out).unwrap();
-        let err = decoder.feed(&client_frame(0, &empty_blocks), &mut out).unwrap_err();
-        assert_eq!(err.get_ref().unwrap().downcast_ref(), Some(&InflateError::TooBig));
+        decoder
+            .feed(&client_frame(RSV1 | 2, &empty_blocks), &mut out)
+            .unwrap();
+        let err = decoder
+            .feed(&client_frame(0, &empty_blocks), &mut out)
+            .unwrap_err();
+        assert_eq!(
+            err.get_ref().unwrap().downcast_ref(),
+            Some(&InflateError::TooBig)
+        );
     }
 }

@@ -39,7 +39,10 @@ pub(crate) struct Agreed {
 /// Accepts the first acceptable permessage-deflate offer among the client's
 /// `Sec-WebSocket-Extensions` header values; None if there is none.
 pub(crate) fn negotiate<'a>(offers: impl IntoIterator<Item = &'a str>) -> Option<Agreed> {
-    offers.into_iter().flat_map(|value| value.split(',')).find_map(accept)
+    offers
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .find_map(accept)
 }
 
 /// One offer (`permessage-deflate; param[=value]; ...`), if we can honour it. We always answer
@@ -78,15 +81,25 @@ fn accept(offer: &str) -> Option<Agreed> {
     if let Some(bits) = window_bits {
         response.push_str(&format!("; server_max_window_bits={bits}"));
     }
-    Some(Agreed { window_bits: window_bits.unwrap_or(MAX_WINDOW_BITS), response })
+    Some(Agreed {
+        window_bits: window_bits.unwrap_or(MAX_WINDOW_BITS),
+        response,
+    })
 }
 
 /// A window size parameter: 8 to 15, digits only.
 fn bits(value: &str) -> Option<u8> {
-    if value.is_empty() || value.len() > 2 || !value.bytes().all(|b| b.is_ascii_digit()) || value.starts_with('0') {
+    if value.is_empty()
+        || value.len() > 2
+        || !value.bytes().all(|b| b.is_ascii_digit())
+        || value.starts_with('0')
+    {
         return None;
     }
-    value.parse().ok().filter(|b| (8..=MAX_WINDOW_BITS).contains(b))
+    value
+        .parse()
+        .ok()
+        .filter(|b| (8..=MAX_WINDOW_BITS).contains(b))
 }
 
 /// Whether a compressed payload of `len` bytes can be sent to a client that allows a window
@@ -135,7 +148,9 @@ pub fn compress(payload: &[u8]) -> Option<Vec<u8>> {
         loop {
             let done = deflater.total_in() as usize;
             out.reserve(1024);
-            deflater.compress_vec(&payload[done..], &mut out, FlushCompress::Sync).ok()?;
+            deflater
+                .compress_vec(&payload[done..], &mut out, FlushCompress::Sync)
+                .ok()?;
             // A sync flush is complete once all input is in and the output was not cut short.
             if deflater.total_in() as usize == payload.len() && out.len() < out.capacity() {
                 break;
@@ -162,16 +177,31 @@ mod tests {
 
     #[test]
     fn browser_and_python_offers_are_accepted_without_context_takeover() {
-        assert_eq!(agreed(&["permessage-deflate; client_max_window_bits"]), Some((15, BOTH.into())));
+        assert_eq!(
+            agreed(&["permessage-deflate; client_max_window_bits"]),
+            Some((15, BOTH.into()))
+        );
         assert_eq!(agreed(&["permessage-deflate"]), Some((15, BOTH.into())));
-        assert_eq!(agreed(&["Permessage-Deflate ;client_max_window_bits=10"]), Some((15, BOTH.into())));
+        assert_eq!(
+            agreed(&["Permessage-Deflate ;client_max_window_bits=10"]),
+            Some((15, BOTH.into()))
+        );
     }
 
     #[test]
     fn server_max_window_bits_is_answered_and_kept() {
-        let (bits, response) = agreed(&["permessage-deflate; server_max_window_bits=\"9\""]).unwrap();
-        assert_eq!((bits, response), (9, format!("{BOTH}; server_max_window_bits=9")));
-        assert_eq!(agreed(&["permessage-deflate; server_max_window_bits=8"]).unwrap().0, 8);
+        let (bits, response) =
+            agreed(&["permessage-deflate; server_max_window_bits=\"9\""]).unwrap();
+        assert_eq!(
+            (bits, response),
+            (9, format!("{BOTH}; server_max_window_bits=9"))
+        );
+        assert_eq!(
+            agreed(&["permessage-deflate; server_max_window_bits=8"])
+                .unwrap()
+                .0,
+            8
+        );
     }
 
     #[test]
@@ -188,9 +218,21 @@ mod tests {
             "x-webkit-deflate-frame",
         ] {
             assert_eq!(agreed(&[bad]), None, "{bad}");
-            assert_eq!(agreed(&[&format!("{bad}, permessage-deflate; server_max_window_bits=12")]).unwrap().0, 12, "{bad}");
+            assert_eq!(
+                agreed(&[&format!(
+                    "{bad}, permessage-deflate; server_max_window_bits=12"
+                )])
+                .unwrap()
+                .0,
+                12,
+                "{bad}"
+            );
         }
-        assert_eq!(agreed(&["foo", "permessage-deflate"]).unwrap().0, 15, "offers in a second header line");
+        assert_eq!(
+            agreed(&["foo", "permessage-deflate"]).unwrap().0,
+            15,
+            "offers in a second header line"
+        );
         assert_eq!(agreed(&[]), None);
     }
 
@@ -210,8 +252,13 @@ mod tests {
         input.extend_from_slice(&[0, 0, 0xff, 0xff]);
         let mut out = Vec::with_capacity(1 << 20);
         let before = d.total_in();
-        d.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync).unwrap();
-        assert_eq!(d.total_in() - before, input.len() as u64, "the message ends where a block ends");
+        d.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(
+            d.total_in() - before,
+            input.len() as u64,
+            "the message ends where a block ends"
+        );
         out
     }
 

@@ -42,7 +42,11 @@ pub(crate) async fn serve(req: Request<Incoming>, shared: &Shared) -> HttpRespon
     let query = parts.uri.query().unwrap_or("").to_owned();
     let collect = Limited::new(body, shared.config.package_max_length).collect();
     let wait = shared.config.handshake_timeout;
-    let collected = if wait.is_zero() { Ok(collect.await) } else { tokio::time::timeout(wait, collect).await };
+    let collected = if wait.is_zero() {
+        Ok(collect.await)
+    } else {
+        tokio::time::timeout(wait, collect).await
+    };
     let body = match collected {
         Ok(Ok(c)) => c.to_bytes(),
         Ok(Err(_)) => return fail(413, "request body over package_max_length"),
@@ -53,24 +57,42 @@ pub(crate) async fn serve(req: Request<Incoming>, shared: &Shared) -> HttpRespon
 
 /// A request once its body is in: app, signature (unless `verify` is false: fuzzing only),
 /// then the endpoint.
-pub(crate) fn route(shared: &Shared, method: &Method, path: &str, query: &str, body: &[u8], verify: bool) -> HttpResponse {
+pub(crate) fn route(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    verify: bool,
+) -> HttpResponse {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let Some(app) = segments.get(1).and_then(|id| shared.pusher.by_id(id)) else {
         return fail(404, "no such app");
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     if let Err(why) = check_signature(app, method, path, &params, body) {
         log::info!(target: "surge", "pusher api: {method} {path} refused: {why}");
         if verify {
             return fail(401, &why);
         }
     }
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let decoded: Vec<String> = segments[2..]
-        .iter()
-        .map(|s| percent_decode(s))
-        .collect();
-    match (method, decoded.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let decoded: Vec<String> = segments[2..].iter().map(|s| percent_decode(s)).collect();
+    match (
+        method,
+        decoded
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+    ) {
         (&Method::POST, ["events"]) => trigger(app, shared, body),
         (&Method::POST, ["batch_events"]) => batch(app, shared, body),
         (&Method::GET, ["channels"]) => channels(app, param("filter_by_prefix"), param("info")),
@@ -103,8 +125,19 @@ fn percent_decode(s: &str) -> String {
 /// Pusher's request signature: HMAC-SHA256 of `METHOD\nPATH\nsorted query` (auth_signature
 /// left out, keys lowercased, values unescaped), plus key, version, timestamp and body_md5
 /// checks. A POST whose signature was already used is a replay and is refused too.
-fn check_signature(app: &App, method: &Method, path: &str, params: &[(String, String)], body: &[u8]) -> Result<(), String> {
-    let get = |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+fn check_signature(
+    app: &App,
+    method: &Method,
+    path: &str,
+    params: &[(String, String)],
+    body: &[u8],
+) -> Result<(), String> {
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
     let signature = get("auth_signature").ok_or("missing auth_signature")?;
     if get("auth_key") != Some(app.config.key.as_str()) {
         return Err("auth_key is not this app's key".into());
@@ -112,18 +145,27 @@ fn check_signature(app: &App, method: &Method, path: &str, params: &[(String, St
     if get("auth_version") != Some("1.0") {
         return Err("auth_version must be 1.0".into());
     }
-    let timestamp: i64 = get("auth_timestamp").and_then(|t| t.parse().ok()).ok_or("missing or malformed auth_timestamp")?;
+    let timestamp: i64 = get("auth_timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or("missing or malformed auth_timestamp")?;
     let now = (unix_ms() / 1000) as i64;
     if (now - timestamp).abs() > TIMESTAMP_WINDOW {
-        return Err(format!("auth_timestamp is more than {TIMESTAMP_WINDOW} s from the server's time ({now})"));
+        return Err(format!(
+            "auth_timestamp is more than {TIMESTAMP_WINDOW} s from the server's time ({now})"
+        ));
     }
     match get("body_md5") {
-        Some(md5) if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) => return Err("body_md5 does not match the body".into()),
+        Some(md5) if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) => {
+            return Err("body_md5 does not match the body".into())
+        }
         None if !body.is_empty() => return Err("missing body_md5".into()),
         _ => {}
     }
-    let mut signed: Vec<(String, &str)> =
-        params.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature")).map(|(k, v)| (k.to_ascii_lowercase(), v.as_str())).collect();
+    let mut signed: Vec<(String, &str)> = params
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect();
     signed.sort();
     let query: Vec<String> = signed.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let message = format!("{}\n{path}\n{}", method.as_str(), query.join("&"));
@@ -138,7 +180,10 @@ fn check_signature(app: &App, method: &Method, path: &str, params: &[(String, St
             used.retain(|_, t| (now - *t).abs() <= TIMESTAMP_WINDOW);
             *prune_at = used.len() * 2;
         }
-        if used.insert(signature.to_ascii_lowercase(), timestamp).is_some() {
+        if used
+            .insert(signature.to_ascii_lowercase(), timestamp)
+            .is_some()
+        {
             return Err("this signature was already used (replayed request)".into());
         }
     }
@@ -178,7 +223,13 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
         return bad(format!("an event goes to 1 to {MAX_CHANNELS} channels"));
     }
     if let Some(name) = channels.iter().find(|c| !valid_channel(c)) {
-        return Err((400, format!("invalid channel name '{}'", name.chars().take(200).collect::<String>())));
+        return Err((
+            400,
+            format!(
+                "invalid channel name '{}'",
+                name.chars().take(200).collect::<String>()
+            ),
+        ));
     }
     // Pusher's data is a string (usually JSON); anything else is sent as its JSON text.
     let data = match t.data {
@@ -188,14 +239,31 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
     if data.len() > MAX_EVENT_DATA {
         return Err((413, format!("event data over {MAX_EVENT_DATA} bytes")));
     }
-    let except = t.socket_id.as_deref().and_then(|s| shared.fd_of_socket_id(s)).into_iter().collect();
-    Ok(Ready { name: t.name, data, channels, except, info: t.info })
+    let except = t
+        .socket_id
+        .as_deref()
+        .and_then(|s| shared.fd_of_socket_id(s))
+        .into_iter()
+        .collect();
+    Ok(Ready {
+        name: t.name,
+        data,
+        channels,
+        except,
+        info: t.info,
+    })
 }
 
 fn send(app: &App, shared: &Shared, ready: &Ready) {
     let data = quote(&ready.data);
     for channel in &ready.channels {
-        super::publish(shared, app, channel, &event_json(&ready.name, Some(channel), &data), &ready.except);
+        super::publish(
+            shared,
+            app,
+            channel,
+            &event_json(&ready.name, Some(channel), &data),
+            &ready.except,
+        );
     }
 }
 
@@ -208,7 +276,10 @@ fn attributes(app: &App, channel: &str, info: Option<&str>) -> serde_json::Map<S
                 out.insert(attr.into(), json!(app.channels.members(channel).len()));
             }
             "user_count" if kind(channel) == Kind::Presence => {
-                out.insert(attr.into(), json!(app.presence.lock().get(channel).map_or(0, |p| p.count())));
+                out.insert(
+                    attr.into(),
+                    json!(app.presence.lock().get(channel).map_or(0, |p| p.count())),
+                );
             }
             _ => {}
         }
@@ -217,15 +288,21 @@ fn attributes(app: &App, channel: &str, info: Option<&str>) -> serde_json::Map<S
 }
 
 fn trigger(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
-    let ready = match serde_json::from_slice::<Trigger>(body).map_err(|e| (400, e.to_string())).and_then(|t| check(t, shared)) {
+    let ready = match serde_json::from_slice::<Trigger>(body)
+        .map_err(|e| (400, e.to_string()))
+        .and_then(|t| check(t, shared))
+    {
         Ok(ready) => ready,
         Err((status, why)) => return fail(status, &why),
     };
     send(app, shared, &ready);
     match &ready.info {
         Some(info) => {
-            let channels: serde_json::Map<String, Value> =
-                ready.channels.iter().map(|c| (c.clone(), Value::Object(attributes(app, c, Some(info))))).collect();
+            let channels: serde_json::Map<String, Value> = ready
+                .channels
+                .iter()
+                .map(|c| (c.clone(), Value::Object(attributes(app, c, Some(info)))))
+                .collect();
             json_reply(200, json!({ "channels": channels }))
         }
         None => json_reply(200, json!({})),
@@ -254,8 +331,10 @@ fn batch(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
         send(app, shared, r);
     }
     if ready.iter().any(|r| r.info.is_some()) {
-        let results: Vec<Value> =
-            ready.iter().map(|r| Value::Object(attributes(app, &r.channels[0], r.info.as_deref()))).collect();
+        let results: Vec<Value> = ready
+            .iter()
+            .map(|r| Value::Object(attributes(app, &r.channels[0], r.info.as_deref())))
+            .collect();
         return json_reply(200, json!({ "batch": results }));
     }
     json_reply(200, json!({}))
@@ -269,7 +348,12 @@ fn channels(app: &App, prefix: Option<&str>, info: Option<&str>) -> HttpResponse
     let mut out: HashMap<String, Value> = HashMap::new();
     for (name, _) in app.channels.list() {
         if name.starts_with(prefix) {
-            let attrs = attributes(app, &name, info.filter(|i| i.contains("user_count")).map(|_| "user_count"));
+            let attrs = attributes(
+                app,
+                &name,
+                info.filter(|i| i.contains("user_count"))
+                    .map(|_| "user_count"),
+            );
             out.insert(name, Value::Object(attrs));
         }
     }
@@ -284,7 +368,10 @@ fn channel(app: &App, name: &str, info: Option<&str>) -> HttpResponse {
         return fail(400, "user_count is only for presence channels");
     }
     let mut attrs = attributes(app, name, info);
-    attrs.insert("occupied".into(), json!(!app.channels.members(name).is_empty()));
+    attrs.insert(
+        "occupied".into(),
+        json!(!app.channels.members(name).is_empty()),
+    );
     json_reply(200, Value::Object(attrs))
 }
 
@@ -292,8 +379,12 @@ fn users(app: &App, name: &str) -> HttpResponse {
     if kind(name) != Kind::Presence {
         return fail(400, "users are only listed for presence channels");
     }
-    let users: Vec<Value> =
-        app.presence.lock().get(name).map(|p| p.ids().map(|id| json!({ "id": id })).collect()).unwrap_or_default();
+    let users: Vec<Value> = app
+        .presence
+        .lock()
+        .get(name)
+        .map(|p| p.ids().map(|id| json!({ "id": id })).collect())
+        .unwrap_or_default();
     json_reply(200, json!({ "users": users }))
 }
 

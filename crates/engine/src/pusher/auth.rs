@@ -9,7 +9,8 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 fn mac(secret: &str, message: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(message);
     mac
 }
@@ -36,7 +37,9 @@ pub fn verify_channel_auth(
     channel: &str,
     channel_data: Option<&str>,
 ) -> bool {
-    let Some((auth_key, signature)) = auth.split_once(':') else { return false };
+    let Some((auth_key, signature)) = auth.split_once(':') else {
+        return false;
+    };
     // The key is public: a plain comparison leaks nothing.
     if auth_key != key {
         return false;
@@ -67,7 +70,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.as_bytes().chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
 }
 
 #[cfg(test)]
@@ -81,8 +87,16 @@ mod tests {
             sign("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        assert!(verify("Jefe", "what do ya want for nothing?", "5BDCC146BF60754E6A042426089575C75A003F089D2739839DEC58B964EC3843"));
-        assert!(!verify("Jefe", "what do ya want for nothing!", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"));
+        assert!(verify(
+            "Jefe",
+            "what do ya want for nothing?",
+            "5BDCC146BF60754E6A042426089575C75A003F089D2739839DEC58B964EC3843"
+        ));
+        assert!(!verify(
+            "Jefe",
+            "what do ya want for nothing!",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        ));
         assert!(!verify("Jefe", "x", "zz"));
     }
 
@@ -90,11 +104,46 @@ mod tests {
     fn channel_auth_covers_socket_channel_and_data() {
         let sig = sign("secret", "1.2:presence-room:{\"user_id\":1}");
         let auth = format!("key:{sig}");
-        assert!(verify_channel_auth("key", "secret", &auth, "1.2", "presence-room", Some("{\"user_id\":1}")));
-        assert!(!verify_channel_auth("key", "secret", &auth, "1.3", "presence-room", Some("{\"user_id\":1}")));
-        assert!(!verify_channel_auth("key", "secret", &auth, "1.2", "presence-room", Some("{\"user_id\":2}")));
-        assert!(!verify_channel_auth("other", "secret", &auth, "1.2", "presence-room", Some("{\"user_id\":1}")));
-        assert!(!verify_channel_auth("key", "secret", &sig, "1.2", "presence-room", Some("{\"user_id\":1}")));
+        assert!(verify_channel_auth(
+            "key",
+            "secret",
+            &auth,
+            "1.2",
+            "presence-room",
+            Some("{\"user_id\":1}")
+        ));
+        assert!(!verify_channel_auth(
+            "key",
+            "secret",
+            &auth,
+            "1.3",
+            "presence-room",
+            Some("{\"user_id\":1}")
+        ));
+        assert!(!verify_channel_auth(
+            "key",
+            "secret",
+            &auth,
+            "1.2",
+            "presence-room",
+            Some("{\"user_id\":2}")
+        ));
+        assert!(!verify_channel_auth(
+            "other",
+            "secret",
+            &auth,
+            "1.2",
+            "presence-room",
+            Some("{\"user_id\":1}")
+        ));
+        assert!(!verify_channel_auth(
+            "key",
+            "secret",
+            &sig,
+            "1.2",
+            "presence-room",
+            Some("{\"user_id\":1}")
+        ));
     }
 
     #[test]

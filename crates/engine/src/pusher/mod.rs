@@ -50,13 +50,21 @@ pub struct AppConfig {
 }
 
 const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
-const OPTION_KEYS: &[&str] = &["client_events", "client_event_rate", "max_connections", "activity_timeout"];
+const OPTION_KEYS: &[&str] = &[
+    "client_events",
+    "client_event_rate",
+    "max_connections",
+    "activity_timeout",
+];
 
 fn entries<'a>(what: &str, value: &'a Value) -> Result<&'a [(String, Value)], ConfigError> {
     match value {
         Value::Map(entries) => Ok(entries),
         Value::List(list) if list.is_empty() => Ok(&[]),
-        other => Err(ConfigError(format!("setting '{what}' must be an array with string keys, got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting '{what}' must be an array with string keys, got {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -64,15 +72,23 @@ fn text(what: &str, value: &Value) -> Result<String, ConfigError> {
     match value {
         Value::Str(s) if !s.is_empty() => Ok(s.clone()),
         Value::Int(n) => Ok(n.to_string()),
-        other => Err(ConfigError(format!("setting '{what}' must be a non-empty string, got {}", other.kind()))),
+        other => Err(ConfigError(format!(
+            "setting '{what}' must be a non-empty string, got {}",
+            other.kind()
+        ))),
     }
 }
 
 fn number(what: &str, value: &Value, min: i64, max: i64) -> Result<i64, ConfigError> {
     match value {
         Value::Int(n) if (min..=max).contains(n) => Ok(*n),
-        Value::Int(n) => Err(ConfigError(format!("setting '{what}' must be between {min} and {max}, got {n}"))),
-        other => Err(ConfigError(format!("setting '{what}' must be an int, got {}", other.kind()))),
+        Value::Int(n) => Err(ConfigError(format!(
+            "setting '{what}' must be between {min} and {max}, got {n}"
+        ))),
+        other => Err(ConfigError(format!(
+            "setting '{what}' must be an int, got {}",
+            other.kind()
+        ))),
     }
 }
 
@@ -87,10 +103,18 @@ impl AppConfig {
                 .enumerate()
                 .map(|(i, app)| AppConfig::parse(&format!("pusher[{i}]"), app))
                 .collect::<Result<_, _>>()?,
-            other => return Err(ConfigError(format!("setting 'pusher' must be a list of apps, got {}", other.kind()))),
+            other => {
+                return Err(ConfigError(format!(
+                    "setting 'pusher' must be a list of apps, got {}",
+                    other.kind()
+                )))
+            }
         };
         for (i, a) in apps.iter().enumerate() {
-            if apps[..i].iter().any(|b| b.key == a.key || b.app_id == a.app_id) {
+            if apps[..i]
+                .iter()
+                .any(|b| b.key == a.key || b.app_id == a.app_id)
+            {
                 return Err(ConfigError(format!(
                     "setting 'pusher[{i}]': app_id '{}' or key '{}' is used by another app",
                     a.app_id, a.key
@@ -122,11 +146,22 @@ impl AppConfig {
                         match k.as_str() {
                             "client_events" => match v {
                                 Value::Bool(b) => app.client_events = *b,
-                                other => return Err(ConfigError(format!("setting '{name}' must be a bool, got {}", other.kind()))),
+                                other => {
+                                    return Err(ConfigError(format!(
+                                        "setting '{name}' must be a bool, got {}",
+                                        other.kind()
+                                    )))
+                                }
                             },
-                            "client_event_rate" => app.client_event_rate = number(&name, v, 1, 1_000_000)? as u32,
-                            "max_connections" => app.max_connections = number(&name, v, 0, 100_000_000)? as usize,
-                            "activity_timeout" => app.activity_timeout = number(&name, v, 1, 3600)? as u64,
+                            "client_event_rate" => {
+                                app.client_event_rate = number(&name, v, 1, 1_000_000)? as u32
+                            }
+                            "max_connections" => {
+                                app.max_connections = number(&name, v, 0, 100_000_000)? as usize
+                            }
+                            "activity_timeout" => {
+                                app.activity_timeout = number(&name, v, 1, 3600)? as u64
+                            }
                             _ => {
                                 return Err(ConfigError(format!(
                                     "unknown setting '{name}'; known options: {}",
@@ -136,16 +171,27 @@ impl AppConfig {
                         }
                     }
                 }
-                _ => return Err(ConfigError(format!("unknown setting '{name}'; an app has {}", APP_KEYS.join(", ")))),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "unknown setting '{name}'; an app has {}",
+                        APP_KEYS.join(", ")
+                    )))
+                }
             }
         }
-        for (field, v) in [("app_id", &app.app_id), ("key", &app.key), ("secret", &app.secret)] {
+        for (field, v) in [
+            ("app_id", &app.app_id),
+            ("key", &app.key),
+            ("secret", &app.secret),
+        ] {
             if v.is_empty() {
                 return Err(ConfigError(format!("setting '{what}' has no '{field}'")));
             }
         }
         if app.key.contains(['/', '?', '#']) {
-            return Err(ConfigError(format!("setting '{what}.key' must not contain '/', '?' or '#'")));
+            return Err(ConfigError(format!(
+                "setting '{what}.key' must not contain '/', '?' or '#'"
+            )));
         }
         Ok(app)
     }
@@ -189,7 +235,13 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(configs: &[AppConfig]) -> Pusher {
-        Pusher { apps: configs.iter().cloned().map(|c| Arc::new(App::new(c))).collect() }
+        Pusher {
+            apps: configs
+                .iter()
+                .cloned()
+                .map(|c| Arc::new(App::new(c)))
+                .collect(),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -251,7 +303,9 @@ pub fn kind(channel: &str) -> Kind {
 pub fn valid_channel(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_CHANNEL_NAME
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-=@,.;".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-=@,.;".contains(&b))
 }
 
 /// A JSON string literal.
@@ -263,7 +317,11 @@ pub(crate) fn quote(s: &str) -> String {
 /// literal: Pusher sends event data as a string holding JSON).
 pub(crate) fn event_json(event: &str, channel: Option<&str>, data: &str) -> String {
     match channel {
-        Some(c) => format!("{{\"event\":{},\"channel\":{},\"data\":{data}}}", quote(event), quote(c)),
+        Some(c) => format!(
+            "{{\"event\":{},\"channel\":{},\"data\":{data}}}",
+            quote(event),
+            quote(c)
+        ),
         None => format!("{{\"event\":{},\"data\":{data}}}", quote(event)),
     }
 }
@@ -273,19 +331,34 @@ pub(crate) fn text_frame(json: &str) -> Outgoing {
 }
 
 /// Sends an event (frame encoded once) to the subscribers of `channel` but `except`; how many.
-pub(crate) fn publish(shared: &Shared, app: &App, channel: &str, json: &str, except: &[u64]) -> usize {
+pub(crate) fn publish(
+    shared: &Shared,
+    app: &App,
+    channel: &str,
+    json: &str,
+    except: &[u64],
+) -> usize {
     let recipients = app.channels.recipients(channel, except);
     if recipients.is_empty() {
         return 0;
     }
     let item = text_frame(json);
     let limit = shared.config.socket_buffer_size;
-    recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count()
+    recipients
+        .iter()
+        .filter(|c| c.push(item.clone(), limit).is_ok())
+        .count()
 }
 
 /// A Laravel broadcast from the Redis bridge, for the Pusher subscribers of `channel` in every
 /// app, in Pusher's shape (`data` as a JSON string). Returns how many connections got it.
-pub(crate) fn forward_broadcast(shared: &Shared, channel: &str, event: &str, data: &str, except: &[u64]) -> usize {
+pub(crate) fn forward_broadcast(
+    shared: &Shared,
+    channel: &str,
+    event: &str,
+    data: &str,
+    except: &[u64],
+) -> usize {
     if !shared.pusher.enabled() {
         return 0;
     }
@@ -297,8 +370,12 @@ pub(crate) fn forward_broadcast(shared: &Shared, channel: &str, event: &str, dat
         if recipients.is_empty() {
             continue;
         }
-        let item = item.get_or_insert_with(|| text_frame(&event_json(event, Some(channel), &quote(data))));
-        sent += recipients.iter().filter(|c| c.push(item.clone(), limit).is_ok()).count();
+        let item =
+            item.get_or_insert_with(|| text_frame(&event_json(event, Some(channel), &quote(data))));
+        sent += recipients
+            .iter()
+            .filter(|c| c.push(item.clone(), limit).is_ok())
+            .count();
     }
     sent
 }
@@ -342,11 +419,20 @@ mod tests {
     use super::*;
 
     fn map(entries: &[(&str, Value)]) -> Value {
-        Value::Map(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     fn app(id: &str, key: &str) -> Value {
-        map(&[("app_id", Value::Str(id.into())), ("key", Value::Str(key.into())), ("secret", Value::Str("s".into()))])
+        map(&[
+            ("app_id", Value::Str(id.into())),
+            ("key", Value::Str(key.into())),
+            ("secret", Value::Str("s".into())),
+        ])
     }
 
     #[test]
@@ -355,7 +441,11 @@ mod tests {
         if let Value::Map(e) = &mut one {
             e.push((
                 "options".into(),
-                map(&[("client_events", Value::Bool(false)), ("max_connections", Value::Int(5)), ("activity_timeout", Value::Int(7))]),
+                map(&[
+                    ("client_events", Value::Bool(false)),
+                    ("max_connections", Value::Int(5)),
+                    ("activity_timeout", Value::Int(7)),
+                ]),
             ));
         }
         let apps = AppConfig::parse_all(&Value::List(vec![one, app("2", "k2")])).unwrap();
@@ -368,14 +458,26 @@ mod tests {
 
     #[test]
     fn bad_apps_are_named() {
-        let err = AppConfig::parse_all(&Value::List(vec![app("1", "k"), app("1", "k")])).unwrap_err();
+        let err =
+            AppConfig::parse_all(&Value::List(vec![app("1", "k"), app("1", "k")])).unwrap_err();
         assert!(err.0.contains("pusher[1]"), "{err}");
-        let err = AppConfig::parse_all(&Value::List(vec![map(&[("app_id", Value::Int(1)), ("key", Value::Str("k".into()))])])).unwrap_err();
+        let err = AppConfig::parse_all(&Value::List(vec![map(&[
+            ("app_id", Value::Int(1)),
+            ("key", Value::Str("k".into())),
+        ])]))
+        .unwrap_err();
         assert!(err.0.contains("no 'secret'"), "{err}");
-        let err = AppConfig::parse_all(&map(&[("app_id", Value::Int(1)), ("sekret", Value::Str("k".into()))])).unwrap_err();
+        let err = AppConfig::parse_all(&map(&[
+            ("app_id", Value::Int(1)),
+            ("sekret", Value::Str("k".into())),
+        ]))
+        .unwrap_err();
         assert!(err.0.contains("'pusher.sekret'"), "{err}");
         let bad = map(&[("options", map(&[("activity_timeout", Value::Int(0))]))]);
-        assert!(AppConfig::parse_all(&bad).unwrap_err().0.contains("pusher.options.activity_timeout"));
+        assert!(AppConfig::parse_all(&bad)
+            .unwrap_err()
+            .0
+            .contains("pusher.options.activity_timeout"));
     }
 
     #[test]

@@ -30,7 +30,13 @@ impl Presence {
                 false
             }
             None => {
-                self.users.insert(user_id.to_owned(), User { info, connections: 1 });
+                self.users.insert(
+                    user_id.to_owned(),
+                    User {
+                        info,
+                        connections: 1,
+                    },
+                );
                 true
             }
         }
@@ -67,7 +73,11 @@ impl Presence {
 
     /// `{"presence":{"count":..,"ids":[..],"hash":{id: user_info}}}` for subscription_succeeded.
     pub fn snapshot(&self) -> String {
-        let hash: serde_json::Map<String, Value> = self.users.iter().map(|(id, u)| (id.clone(), u.info.clone())).collect();
+        let hash: serde_json::Map<String, Value> = self
+            .users
+            .iter()
+            .map(|(id, u)| (id.clone(), u.info.clone()))
+            .collect();
         serde_json::json!({"presence": {"count": self.count(), "ids": self.ids().collect::<Vec<_>>(), "hash": hash}}).to_string()
     }
 }
@@ -81,10 +91,16 @@ mod tests {
         let mut p = Presence::default();
         assert!(p.join(1, "7", serde_json::json!({"name": "Ann"})));
         assert!(!p.join(2, "7", serde_json::json!({"name": "Ann"})));
-        assert!(!p.join(2, "7", Value::Null), "the same connection twice is no new member");
+        assert!(
+            !p.join(2, "7", Value::Null),
+            "the same connection twice is no new member"
+        );
         assert!(p.join(3, "8", Value::Null));
         assert_eq!(p.count(), 2);
-        assert_eq!(p.snapshot(), r#"{"presence":{"count":2,"hash":{"7":{"name":"Ann"},"8":null},"ids":["7","8"]}}"#);
+        assert_eq!(
+            p.snapshot(),
+            r#"{"presence":{"count":2,"hash":{"7":{"name":"Ann"},"8":null},"ids":["7","8"]}}"#
+        );
         assert_eq!(p.leave(1), None);
         assert_eq!(p.leave(2), Some("7".into()));
         assert_eq!(p.leave(2), None);

@@ -25,7 +25,15 @@ fn send(conn: &Conn, shared: &Shared, json: &str) {
 /// `pusher:error`, which leaves the connection open.
 fn error(conn: &Conn, shared: &Shared, code: Option<u16>, message: &str) {
     let code = code.map_or("null".to_owned(), |c| c.to_string());
-    send(conn, shared, &event_json("pusher:error", None, &format!("{{\"code\":{code},\"message\":{}}}", quote(message))));
+    send(
+        conn,
+        shared,
+        &event_json(
+            "pusher:error",
+            None,
+            &format!("{{\"code\":{code},\"message\":{}}}", quote(message)),
+        ),
+    );
 }
 
 /// `pusher:error` then a close with the same code, as Pusher does for fatal errors.
@@ -36,9 +44,20 @@ fn refuse(conn: &Conn, shared: &Shared, code: u16, message: &str) {
     conn.close(code, message);
 }
 
-fn subscription_error(conn: &Conn, shared: &Shared, channel: &str, kind: &str, status: u16, message: &str) {
+fn subscription_error(
+    conn: &Conn,
+    shared: &Shared,
+    channel: &str,
+    kind: &str,
+    status: u16,
+    message: &str,
+) {
     let data = serde_json::json!({"type": kind, "error": message, "status": status}).to_string();
-    send(conn, shared, &event_json("pusher:subscription_error", Some(channel), &quote(&data)));
+    send(
+        conn,
+        shared,
+        &event_json("pusher:subscription_error", Some(channel), &quote(&data)),
+    );
 }
 
 /// A handshake on `/app/{key}?protocol=7`: the connection is attached to its app and told its
@@ -52,12 +71,22 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
         .find(|(k, _)| k == "protocol")
         .and_then(|(_, v)| v.parse::<u32>().ok());
     if !protocol.is_some_and(|p| PROTOCOLS.contains(&p)) {
-        return refuse(conn, shared, 4007, "Unsupported protocol version: this server speaks 5 to 7");
+        return refuse(
+            conn,
+            shared,
+            4007,
+            "Unsupported protocol version: this server speaks 5 to 7",
+        );
     }
     let max = app.config.max_connections;
     if max > 0 && app.connections.fetch_add(1, Relaxed) >= max {
         app.connections.fetch_sub(1, Relaxed);
-        return refuse(conn, shared, 4004, &format!("App is over its connection quota ({max})"));
+        return refuse(
+            conn,
+            shared,
+            4004,
+            &format!("App is over its connection quota ({max})"),
+        );
     } else if max == 0 {
         app.connections.fetch_add(1, Relaxed);
     }
@@ -68,11 +97,19 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
         subscriptions: Default::default(),
         rate: Default::default(),
     };
-    let data = format!("{{\"socket_id\":{},\"activity_timeout\":{}}}", quote(&session.socket_id), app.config.activity_timeout);
+    let data = format!(
+        "{{\"socket_id\":{},\"activity_timeout\":{}}}",
+        quote(&session.socket_id),
+        app.config.activity_timeout
+    );
     if conn.pusher.set(Some(Arc::new(session))).is_err() {
         return;
     }
-    send(conn, shared, &event_json("pusher:connection_established", None, &quote(&data)));
+    send(
+        conn,
+        shared,
+        &event_json("pusher:connection_established", None, &quote(&data)),
+    );
 }
 
 #[derive(Deserialize)]
@@ -100,20 +137,47 @@ fn payload<T: for<'de> Deserialize<'de>>(data: Option<&RawValue>) -> Option<T> {
 }
 
 /// An [`Event::Pusher`] for PHP, if the callback `wanted` is registered.
-fn observed(wanted: &AtomicBool, session: &Session, fd: u64, channel: &str, what: impl FnOnce() -> PusherEvent) -> Option<Event> {
-    wanted.load(Relaxed).then(|| Event::Pusher { fd, app_id: session.app.config.app_id.clone(), channel: channel.to_owned(), what: what() })
+fn observed(
+    wanted: &AtomicBool,
+    session: &Session,
+    fd: u64,
+    channel: &str,
+    what: impl FnOnce() -> PusherEvent,
+) -> Option<Event> {
+    wanted.load(Relaxed).then(|| Event::Pusher {
+        fd,
+        app_id: session.app.config.app_id.clone(),
+        channel: channel.to_owned(),
+        what: what(),
+    })
 }
 
 /// One message from a Pusher client. What PHP observes of it (a subscription, an unsubscription
 /// or a client event, when the callback exists) is returned for the caller to send.
-pub(crate) fn receive(session: &Session, conn: &Conn, shared: &Shared, data: &[u8], binary: bool) -> Option<Event> {
+pub(crate) fn receive(
+    session: &Session,
+    conn: &Conn,
+    shared: &Shared,
+    data: &[u8],
+    binary: bool,
+) -> Option<Event> {
     session.pinged_at.store(0, Relaxed);
     if binary {
-        error(conn, shared, None, "binary messages are not part of the Pusher protocol; send JSON text");
+        error(
+            conn,
+            shared,
+            None,
+            "binary messages are not part of the Pusher protocol; send JSON text",
+        );
         return None;
     }
     let Ok(message) = serde_json::from_slice::<Incoming>(data) else {
-        error(conn, shared, None, "invalid message: expected JSON {\"event\": ..., \"data\": ...}");
+        error(
+            conn,
+            shared,
+            None,
+            "invalid message: expected JSON {\"event\": ..., \"data\": ...}",
+        );
         return None;
     };
     match message.event.as_str() {
@@ -121,19 +185,45 @@ pub(crate) fn receive(session: &Session, conn: &Conn, shared: &Shared, data: &[u
         "pusher:pong" => {}
         "pusher:subscribe" => match payload::<Subscribe>(message.data) {
             Some(s) => return subscribe(session, conn, shared, s),
-            None => error(conn, shared, None, "pusher:subscribe needs data {\"channel\": ...}"),
+            None => error(
+                conn,
+                shared,
+                None,
+                "pusher:subscribe needs data {\"channel\": ...}",
+            ),
         },
         "pusher:unsubscribe" => match payload::<Subscribe>(message.data) {
             Some(s) => {
                 if session.subscriptions.lock().remove(&s.channel) {
                     leave(&session.app, conn.fd, &s.channel, shared);
-                    return observed(&shared.handlers.pusher_unsubscribe, session, conn.fd, &s.channel, || PusherEvent::Unsubscribe);
+                    return observed(
+                        &shared.handlers.pusher_unsubscribe,
+                        session,
+                        conn.fd,
+                        &s.channel,
+                        || PusherEvent::Unsubscribe,
+                    );
                 }
             }
-            None => error(conn, shared, None, "pusher:unsubscribe needs data {\"channel\": ...}"),
+            None => error(
+                conn,
+                shared,
+                None,
+                "pusher:unsubscribe needs data {\"channel\": ...}",
+            ),
         },
-        event if event.starts_with("client-") => return client_event(session, conn, shared, event, message.channel, message.data),
-        event => error(conn, shared, None, &format!("unknown event '{}'", event.chars().take(64).collect::<String>())),
+        event if event.starts_with("client-") => {
+            return client_event(session, conn, shared, event, message.channel, message.data)
+        }
+        event => error(
+            conn,
+            shared,
+            None,
+            &format!(
+                "unknown event '{}'",
+                event.chars().take(64).collect::<String>()
+            ),
+        ),
     }
     None
 }
@@ -141,19 +231,39 @@ pub(crate) fn receive(session: &Session, conn: &Conn, shared: &Shared, data: &[u
 fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> Option<Event> {
     let channel = s.channel.as_str();
     if !valid_channel(channel) {
-        subscription_error(conn, shared, channel, "InvalidChannel", 400, "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ;");
+        subscription_error(
+            conn,
+            shared,
+            channel,
+            "InvalidChannel",
+            400,
+            "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ;",
+        );
         return None;
     }
     // The Channels membership needs the shared handle of this connection.
     let handle = shared.registry.get(conn.fd)?;
     let kind = kind(channel);
     if kind != Kind::Public {
-        let data = if kind == Kind::Presence { s.channel_data.as_deref() } else { None };
+        let data = if kind == Kind::Presence {
+            s.channel_data.as_deref()
+        } else {
+            None
+        };
         let app = &session.app.config;
-        let signed = s.auth.as_deref().is_some_and(|a| auth::verify_channel_auth(&app.key, &app.secret, a, &session.socket_id, channel, data));
+        let signed = s.auth.as_deref().is_some_and(|a| {
+            auth::verify_channel_auth(&app.key, &app.secret, a, &session.socket_id, channel, data)
+        });
         if !signed {
             log::debug!(target: "surge", "fd {}: refused subscription to {channel}: bad auth", conn.fd);
-            subscription_error(conn, shared, channel, "AuthError", 401, "invalid signature for this socket_id and channel");
+            subscription_error(
+                conn,
+                shared,
+                channel,
+                "AuthError",
+                401,
+                "invalid signature for this socket_id and channel",
+            );
             return None;
         }
     }
@@ -178,34 +288,78 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     let wanted = &shared.handlers.pusher_subscribe;
     if kind != Kind::Presence {
         app.channels.join(&handle, channel);
-        send(conn, shared, &event_json("pusher_internal:subscription_succeeded", Some(channel), "\"{}\""));
-        return new.then(|| observed(wanted, session, conn.fd, channel, || PusherEvent::Subscribe { member: None })).flatten();
+        send(
+            conn,
+            shared,
+            &event_json(
+                "pusher_internal:subscription_succeeded",
+                Some(channel),
+                "\"{}\"",
+            ),
+        );
+        return new
+            .then(|| {
+                observed(wanted, session, conn.fd, channel, || {
+                    PusherEvent::Subscribe { member: None }
+                })
+            })
+            .flatten();
     }
-    let member: Option<(String, Value)> = s.channel_data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()).and_then(|d| {
-        let id = match d.get("user_id")? {
-            Value::String(s) if !s.is_empty() => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => return None,
-        };
-        Some((id, d.get("user_info").cloned().unwrap_or(Value::Null)))
-    });
+    let member: Option<(String, Value)> = s
+        .channel_data
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        .and_then(|d| {
+            let id = match d.get("user_id")? {
+                Value::String(s) if !s.is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((id, d.get("user_info").cloned().unwrap_or(Value::Null)))
+        });
     let Some((user_id, info)) = member else {
         session.subscriptions.lock().remove(channel);
-        subscription_error(conn, shared, channel, "InvalidChannelData", 400, "presence channel_data must be JSON with a user_id");
+        subscription_error(
+            conn,
+            shared,
+            channel,
+            "InvalidChannelData",
+            400,
+            "presence channel_data must be JSON with a user_id",
+        );
         return None;
     };
     let mut presence = app.presence.lock();
     let members = presence.entry(channel.to_owned()).or_default();
     let added = members.join(conn.fd, &user_id, info.clone());
     app.channels.join(&handle, channel);
-    send(conn, shared, &event_json("pusher_internal:subscription_succeeded", Some(channel), &quote(&members.snapshot())));
+    send(
+        conn,
+        shared,
+        &event_json(
+            "pusher_internal:subscription_succeeded",
+            Some(channel),
+            &quote(&members.snapshot()),
+        ),
+    );
     if added {
         let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
-        super::publish(shared, app, channel, &event_json("pusher_internal:member_added", Some(channel), &quote(&data)), &[conn.fd]);
+        super::publish(
+            shared,
+            app,
+            channel,
+            &event_json("pusher_internal:member_added", Some(channel), &quote(&data)),
+            &[conn.fd],
+        );
     }
     drop(presence);
     let member = Some((user_id, info.to_string()));
-    new.then(|| observed(wanted, session, conn.fd, channel, || PusherEvent::Subscribe { member })).flatten()
+    new.then(|| {
+        observed(wanted, session, conn.fd, channel, || {
+            PusherEvent::Subscribe { member }
+        })
+    })
+    .flatten()
 }
 
 /// Takes `fd` out of `channel`, telling presence members when a user's last connection left.
@@ -216,14 +370,26 @@ fn leave(app: &App, fd: u64, channel: &str, shared: &Shared) {
     }
     let mut presence = app.presence.lock();
     app.channels.leave(fd, channel);
-    let Some(members) = presence.get_mut(channel) else { return };
+    let Some(members) = presence.get_mut(channel) else {
+        return;
+    };
     let gone = members.leave(fd);
     if members.is_empty() {
         presence.remove(channel);
     }
     if let Some(user_id) = gone {
         let data = serde_json::json!({"user_id": user_id}).to_string();
-        super::publish(shared, app, channel, &event_json("pusher_internal:member_removed", Some(channel), &quote(&data)), &[]);
+        super::publish(
+            shared,
+            app,
+            channel,
+            &event_json(
+                "pusher_internal:member_removed",
+                Some(channel),
+                &quote(&data),
+            ),
+            &[],
+        );
     }
 }
 
@@ -234,35 +400,68 @@ pub(crate) fn closed(session: &Session, fd: u64, shared: &Shared) -> Vec<Event> 
     let mut events = Vec::new();
     for channel in channels {
         leave(&session.app, fd, &channel, shared);
-        events.extend(observed(&shared.handlers.pusher_unsubscribe, session, fd, &channel, || PusherEvent::Unsubscribe));
+        events.extend(observed(
+            &shared.handlers.pusher_unsubscribe,
+            session,
+            fd,
+            &channel,
+            || PusherEvent::Unsubscribe,
+        ));
     }
     session.app.channels.leave_all(fd);
     session.app.connections.fetch_sub(1, Relaxed);
     events
 }
 
-fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, channel: Option<String>, data: Option<&RawValue>) -> Option<Event> {
+fn client_event(
+    session: &Session,
+    conn: &Conn,
+    shared: &Shared,
+    event: &str,
+    channel: Option<String>,
+    data: Option<&RawValue>,
+) -> Option<Event> {
     let app = &session.app;
     let Some(channel) = channel else {
         error(conn, shared, None, "a client event needs a channel");
         return None;
     };
     if !app.config.client_events {
-        error(conn, shared, None, "client events are not enabled for this app");
+        error(
+            conn,
+            shared,
+            None,
+            "client events are not enabled for this app",
+        );
         return None;
     }
     let kind = kind(&channel);
     if !matches!(kind, Kind::Private | Kind::Presence) {
-        error(conn, shared, None, "client events are only allowed on private and presence channels");
+        error(
+            conn,
+            shared,
+            None,
+            "client events are only allowed on private and presence channels",
+        );
         return None;
     }
     if !session.subscriptions.lock().contains(&channel) {
-        error(conn, shared, None, &format!("client event on '{channel}' refused: not subscribed to it"));
+        error(
+            conn,
+            shared,
+            None,
+            &format!("client event on '{channel}' refused: not subscribed to it"),
+        );
         return None;
     }
     let data = data.map_or("null", RawValue::get);
     if data.len() > MAX_EVENT_DATA {
-        error(conn, shared, None, &format!("client event refused: data over {MAX_EVENT_DATA} bytes"));
+        error(
+            conn,
+            shared,
+            None,
+            &format!("client event refused: data over {MAX_EVENT_DATA} bytes"),
+        );
         return None;
     }
     {
@@ -274,20 +473,40 @@ fn client_event(session: &Session, conn: &Conn, shared: &Shared, event: &str, ch
         rate.1 += 1;
         if rate.1 > app.config.client_event_rate {
             drop(rate);
-            error(conn, shared, Some(4301), "Client event rejected due to rate limit");
+            error(
+                conn,
+                shared,
+                Some(4301),
+                "Client event rejected due to rate limit",
+            );
             return None;
         }
     }
-    let mut json = format!("{{\"event\":{},\"channel\":{},\"data\":{data}", quote(event), quote(&channel));
+    let mut json = format!(
+        "{{\"event\":{},\"channel\":{},\"data\":{data}",
+        quote(event),
+        quote(&channel)
+    );
     if kind == Kind::Presence {
-        if let Some(user_id) = app.presence.lock().get(&channel).and_then(|p| p.user_of(conn.fd).map(quote)) {
+        if let Some(user_id) = app
+            .presence
+            .lock()
+            .get(&channel)
+            .and_then(|p| p.user_of(conn.fd).map(quote))
+        {
             json.push_str(&format!(",\"user_id\":{user_id}"));
         }
     }
     json.push('}');
     super::publish(shared, app, &channel, &json, &[conn.fd]);
-    observed(&shared.handlers.pusher_client_event, session, conn.fd, &channel, || PusherEvent::ClientEvent {
-        event: event.to_owned(),
-        data: data.to_owned(),
-    })
+    observed(
+        &shared.handlers.pusher_client_event,
+        session,
+        conn.fd,
+        &channel,
+        || PusherEvent::ClientEvent {
+            event: event.to_owned(),
+            data: data.to_owned(),
+        },
+    )
 }
