@@ -10,9 +10,9 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::config::{Config, Value};
+use crate::config::{Config, Value, KNOWN_KEYS};
 use crate::events::{Event, HttpResponse};
-use crate::pusher::AppConfig;
+use crate::pusher::{AppConfig, APP_KEYS, OPTION_KEYS};
 use crate::registry::{Conn, Outgoing};
 use crate::shared::Shared;
 
@@ -225,41 +225,17 @@ pub fn laravel_broadcast(input: &[u8]) {
     assert_eq!(frames, pushed.unwrap_or(0));
 }
 
-/// Settings keys the fuzzer picks from (plus arbitrary ones).
-const KEYS: &[&str] = &[
-    "worker_threads",
-    "max_connection",
-    "package_max_length",
-    "heartbeat_check_interval",
-    "heartbeat_idle_time",
-    "ping_interval",
-    "handshake_timeout",
-    "socket_buffer_size",
-    "event_queue_size",
-    "shutdown_timeout",
-    "log_level",
-    "redis",
-    "redis_prefix",
-    "redis_forward",
-    "pusher",
-    "ssl_cert_file",
-    "ssl_key_file",
-    "allowed_origins",
-    "max_connections_per_ip",
-    "max_messages_per_second",
-    "websocket_compression",
-    "worker_num",
-    "task_worker_num",
-    "daemonize",
-    "app_id",
-    "key",
-    "secret",
-    "options",
-    "client_events",
-    "client_event_rate",
-    "max_connections",
-    "activity_timeout",
-];
+/// The key a tag byte names: Surge's settings, one it does not know, then a Pusher app's keys and
+/// options, in this order (the corpus's tags count on it); past them, none.
+fn named_key(tag: usize) -> Option<&'static str> {
+    KNOWN_KEYS
+        .iter()
+        .chain(&["daemonize"])
+        .chain(APP_KEYS)
+        .chain(OPTION_KEYS)
+        .nth(tag)
+        .copied()
+}
 
 /// Reads a `Value` tree out of bytes: a tag byte, then what that kind needs.
 struct Reader<'a>(&'a [u8]);
@@ -292,8 +268,8 @@ impl Reader<'_> {
 
     fn key(&mut self) -> String {
         let tag = self.byte() as usize;
-        match KEYS.get(tag) {
-            Some(key) => (*key).to_owned(),
+        match named_key(tag) {
+            Some(key) => key.to_owned(),
             None => self.string(),
         }
     }

@@ -348,31 +348,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return res;
     }
     let (parts, body) = req.into_parts();
-    let collect = Limited::new(body, shared.config.package_max_length).collect();
-    // A body that stops arriving would hold the connection (and a max_connection place)
-    // forever: it gets the same time as the headers did.
-    let wait = shared.config.handshake_timeout;
-    let collected = if wait.is_zero() {
-        Ok(collect.await)
-    } else {
-        tokio::time::timeout(wait, collect).await
-    };
-    let body = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Err(_) => {
-            return reply(HttpResponse::text(
-                408,
-                &format!("the request body did not arrive within handshake_timeout ({wait:?})\n"),
-            ))
-        }
-        Ok(Err(_)) => {
-            return reply(HttpResponse::text(
-                413,
-                &format!(
-                    "request body over package_max_length ({} bytes)\n",
-                    shared.config.package_max_length
-                ),
-            ))
+    let body = match read_body(body, &shared).await {
+        Ok(body) => body,
+        Err((status, message)) => {
+            return reply(HttpResponse::text(status, &format!("{message}\n")))
         }
     };
     let request = http_request(
@@ -402,6 +381,31 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         Err(_) => reply(HttpResponse::text(
             500,
             "the request callback sent no response\n",
+        )),
+    }
+}
+
+/// A request body, read within `package_max_length` and, unless it is 0, `handshake_timeout`: a
+/// body that stops arriving would hold the connection (and a max_connection place) forever.
+/// Refused: the HTTP status and why.
+pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, (u16, String)> {
+    let limit = shared.config.package_max_length;
+    let collect = Limited::new(body, limit).collect();
+    let wait = shared.config.handshake_timeout;
+    let collected = if wait.is_zero() {
+        Ok(collect.await)
+    } else {
+        tokio::time::timeout(wait, collect).await
+    };
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err((
+            413,
+            format!("request body over package_max_length ({limit} bytes)"),
+        )),
+        Err(_) => Err((
+            408,
+            format!("the request body did not arrive within handshake_timeout ({wait:?})"),
         )),
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 use serde::Deserialize;
@@ -12,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::{auth, event_json, kind, quote, valid_channel, App, Kind, MAX_EVENT_DATA};
 use crate::events::HttpResponse;
+use crate::listener::read_body;
 use crate::shared::{unix_ms, Shared};
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds.
@@ -40,17 +40,9 @@ pub(crate) async fn serve(req: Request<Incoming>, shared: &Shared) -> HttpRespon
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
-    let collect = Limited::new(body, shared.config.package_max_length).collect();
-    let wait = shared.config.handshake_timeout;
-    let collected = if wait.is_zero() {
-        Ok(collect.await)
-    } else {
-        tokio::time::timeout(wait, collect).await
-    };
-    let body = match collected {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(_)) => return fail(413, "request body over package_max_length"),
-        Err(_) => return fail(408, "the request body did not arrive in time"),
+    let body = match read_body(body, shared).await {
+        Ok(body) => body,
+        Err((status, message)) => return fail(status, &message),
     };
     route(shared, &parts.method, &path, &query, &body, true)
 }

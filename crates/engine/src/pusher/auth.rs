@@ -104,46 +104,15 @@ mod tests {
     fn channel_auth_covers_socket_channel_and_data() {
         let sig = sign("secret", "1.2:presence-room:{\"user_id\":1}");
         let auth = format!("key:{sig}");
-        assert!(verify_channel_auth(
-            "key",
-            "secret",
-            &auth,
-            "1.2",
-            "presence-room",
-            Some("{\"user_id\":1}")
-        ));
-        assert!(!verify_channel_auth(
-            "key",
-            "secret",
-            &auth,
-            "1.3",
-            "presence-room",
-            Some("{\"user_id\":1}")
-        ));
-        assert!(!verify_channel_auth(
-            "key",
-            "secret",
-            &auth,
-            "1.2",
-            "presence-room",
-            Some("{\"user_id\":2}")
-        ));
-        assert!(!verify_channel_auth(
-            "other",
-            "secret",
-            &auth,
-            "1.2",
-            "presence-room",
-            Some("{\"user_id\":1}")
-        ));
-        assert!(!verify_channel_auth(
-            "key",
-            "secret",
-            &sig,
-            "1.2",
-            "presence-room",
-            Some("{\"user_id\":1}")
-        ));
+        let verify = |key, auth: &str, socket, user| {
+            let data = format!("{{\"user_id\":{user}}}");
+            verify_channel_auth(key, "secret", auth, socket, "presence-room", Some(&data))
+        };
+        assert!(verify("key", &auth, "1.2", 1));
+        assert!(!verify("key", &auth, "1.3", 1));
+        assert!(!verify("key", &auth, "1.2", 2));
+        assert!(!verify("other", &auth, "1.2", 1));
+        assert!(!verify("key", &sig, "1.2", 1));
     }
 
     #[test]

@@ -49,8 +49,8 @@ pub struct AppConfig {
     pub activity_timeout: u64,
 }
 
-const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
-const OPTION_KEYS: &[&str] = &[
+pub(crate) const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
+pub(crate) const OPTION_KEYS: &[&str] = &[
     "client_events",
     "client_event_rate",
     "max_connections",

@@ -44,6 +44,16 @@ fn refuse(conn: &Conn, shared: &Shared, code: u16, message: &str) {
     conn.close(code, message);
 }
 
+/// `pusher_internal:subscription_succeeded` with `data` (JSON text of a string).
+fn subscription_succeeded(conn: &Conn, shared: &Shared, channel: &str, data: &str) {
+    let json = event_json(
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        data,
+    );
+    send(conn, shared, &json);
+}
+
 fn subscription_error(
     conn: &Conn,
     shared: &Shared,
@@ -288,15 +298,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     let wanted = &shared.handlers.pusher_subscribe;
     if kind != Kind::Presence {
         app.channels.join(&handle, channel);
-        send(
-            conn,
-            shared,
-            &event_json(
-                "pusher_internal:subscription_succeeded",
-                Some(channel),
-                "\"{}\"",
-            ),
-        );
+        subscription_succeeded(conn, shared, channel, "\"{}\"");
         return new
             .then(|| {
                 observed(wanted, session, conn.fd, channel, || {
@@ -333,15 +335,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     let members = presence.entry(channel.to_owned()).or_default();
     let added = members.join(conn.fd, &user_id, info.clone());
     app.channels.join(&handle, channel);
-    send(
-        conn,
-        shared,
-        &event_json(
-            "pusher_internal:subscription_succeeded",
-            Some(channel),
-            &quote(&members.snapshot()),
-        ),
-    );
+    subscription_succeeded(conn, shared, channel, &quote(&members.snapshot()));
     if added {
         let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
         super::publish(
