@@ -66,15 +66,23 @@ def extension_args(extensions: list | None) -> list:
 class PhpServer:
     """A PHP script run with the extension; its stdout and stderr go to files we can read."""
 
-    def __init__(self, script: Path, tmp: Path, env: dict | None = None, args: list | None = None, extensions: list | None = None):
+    def __init__(
+        self,
+        script: Path,
+        tmp: Path,
+        env: dict | None = None,
+        args: list | None = None,
+        extensions: list | None = None,
+        mode_settings: dict | None = None,
+    ):
         self.port = free_port()
         self.out_path = tmp / f"{script.stem}.{self.port}.out"
         self.err_path = tmp / f"{script.stem}.{self.port}.err"
         full_env = dict(os.environ, SURGE_PORT=str(self.port), **(env or {}))
-        # SURGE_TEST_SETTINGS: settings under every test's own, to run tests again in a mode.
-        if os.environ.get("SURGE_TEST_SETTINGS"):
+        # The mode's settings go under the test's own (SURGE_SETTINGS, which the test servers read).
+        if mode_settings:
             own = json.loads(full_env.get("SURGE_SETTINGS") or "{}")
-            full_env["SURGE_SETTINGS"] = json.dumps({**json.loads(os.environ["SURGE_TEST_SETTINGS"]), **own})
+            full_env["SURGE_SETTINGS"] = json.dumps({**mode_settings, **own})
         self.proc = subprocess.Popen(
             ["php", "-n", *extension_args(extensions), "-d", f"extension={surge_so()}", "-d", "display_errors=stderr", str(script), *(args or [])],
             stdout=open(self.out_path, "w"),
@@ -125,17 +133,42 @@ class PhpServer:
                 self.proc.wait()
 
 
+# Who does the network work, and the settings that choose it: the I/O threads, as shipped, or
+# the PHP thread itself between callbacks (`worker_threads` 0).
+IO_MODES = {"io_threads": {}, "php_thread": {"worker_threads": 0}}
+
+# The modules whose server tests run in both modes (test_php_thread_io.py has what is particular
+# to the second); elsewhere, and for tests marked io_threads_only, in the first only.
+IN_BOTH_IO_MODES = {"test_autobahn", "test_channels", "test_deflate", "test_lifecycle", "test_pusher", "test_redis", "test_server", "test_tls"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "io_threads_only: a promise that worker_threads 0 does not keep; runs as shipped only")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.module.__name__ in IN_BOTH_IO_MODES and "php_server" in metafunc.fixturenames:
+        one = metafunc.definition.get_closest_marker("io_threads_only")
+        metafunc.parametrize("io_mode", ["io_threads"] if one else list(IO_MODES), indirect=True)
+
+
 @pytest.fixture
-def php_server(tmp_path):
-    """php_server("echo.php", env={...}) starts tests/e2e/servers/echo.php (or a path) and
-    waits until it listens; every server is stopped at the end of the test."""
+def io_mode(request) -> str:
+    """The mode php_server starts servers in (a key of IO_MODES; io_threads unless parametrized)."""
+    return getattr(request, "param", "io_threads")
+
+
+@pytest.fixture
+def php_server(tmp_path, io_mode):
+    """php_server("echo.php", env={...}) starts tests/e2e/servers/echo.php (or a path) in the
+    test's io_mode and waits until it listens; every server is stopped at the end of the test."""
     started = []
 
     def start(script, env=None, args=None, wait=True, extensions=None):
         path = Path(script)
         if not path.is_absolute():
             path = SERVERS / path
-        server = PhpServer(path, tmp_path, env=env, args=args, extensions=extensions)
+        server = PhpServer(path, tmp_path, env=env, args=args, extensions=extensions, mode_settings=IO_MODES[io_mode])
         started.append(server)
         if wait:
             try:

@@ -246,6 +246,8 @@ def test_start_from_a_callback_throws_and_the_running_server_goes_on():
 # --- slow callbacks -------------------------------------------------------------------------
 
 
+# With worker_threads 0 a blocking callback stalls all network work, every connection's.
+@pytest.mark.io_threads_only
 def test_a_blocking_callback_does_not_stop_pings_and_heartbeats_of_others(php_server):
     srv = php_server("echo.php", env=settings_env(**HEARTBEAT))
     with connect(srv.url, ping_interval=None) as sleeper, connect(srv.url, ping_interval=None) as other:

@@ -345,6 +345,9 @@ def stats_behind_the_callback(client: Client) -> dict:
     return client.reply(timeout=30)["redis"]
 
 
+# With worker_threads 0 a blocking callback stalls the Redis bridge too (and Redis then drops a
+# subscriber far behind).
+@pytest.mark.io_threads_only
 def test_a_slow_redis_callback_under_a_flood_drops_instead_of_growing(php_server, redis_server):
     """The redis crate buffers what the bridge does not take, without a limit: the bridge takes
     every message at once, and what a slow `redis` callback cannot keep up with is dropped and
