@@ -35,7 +35,7 @@ impl Target {
         let addr = authority
             .to_socket_addrs()
             .map_err(|e| format!("--url {url}: {e}"))?
-            .find(|a| bind.map_or(true, |b| b.is_ipv4() == a.is_ipv4()))
+            .find(|a| bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
             .ok_or_else(|| format!("--url {url}: no usable address"))?;
         if !addr.ip().is_loopback() {
             return Err(format!("--url {url}: only loopback addresses are allowed"));

@@ -138,7 +138,10 @@ fn http(head: &str, registry: &Registry) -> String {
             let mut queued = 0u64;
             for s in seq..seq + count {
                 let mut text = format!("#{s}#");
-                text.extend(std::iter::repeat('x').take(100usize.saturating_sub(text.len())));
+                text.extend(std::iter::repeat_n(
+                    'x',
+                    100usize.saturating_sub(text.len()),
+                ));
                 let msg = Message::text(text);
                 for tx in registry.lock().unwrap().values() {
                     queued += tx.send(msg.clone()).is_ok() as u64;

@@ -158,7 +158,7 @@ fn merge(into: &mut Value, from: Value) {
 fn payload(id: usize, seq: u64, size: usize) -> String {
     let mut s = format!("{id}.{seq}.");
     s.truncate(size);
-    s.extend(std::iter::repeat('x').take(size - s.len()));
+    s.extend(std::iter::repeat_n('x', size - s.len()));
     s
 }
 
