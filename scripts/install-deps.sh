@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Surge needs on Debian 12: PHP 8.2 with its headers, clang for bindgen and Rust
-# to build the extension; with --test also Redis, Chromium, Node and Python packages for the
-# test suite (into .deps/ and node_modules/ inside the clone, nothing global but apt) and
-# rustfmt and cargo-fuzz for its format check and fuzz smoke run (beside Rust, in ~/.cargo).
+# to build the extension; with --test also Redis, Chromium, valgrind, Node and Python packages
+# for the test suite (into .deps/ and node_modules/ inside the clone, nothing global but apt)
+# and rustfmt and cargo-fuzz for its format check and fuzz smoke run (beside Rust, in ~/.cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(php8.2-cli php8.2-dev libclang-dev clang make curl ca-certificates git)
 if $with_tests; then
-  packages+=(redis-server redis-tools chromium python3 python3-venv nodejs npm openssl)
+  packages+=(redis-server redis-tools chromium python3 python3-venv nodejs npm openssl valgrind)
   # The Laravel 8 test application (tests/laravel) is assembled from Debian packages, no Composer.
   packages+=(php-laravel-framework php-predis php-redis php8.2-sqlite3 php8.2-mbstring)
 fi
