@@ -3,7 +3,7 @@
 # which reports a read or write outside what was allocated, or a decision taken on memory never
 # written: what the extension's unsafe code could get wrong without a test noticing (PHP's JSON
 # decoder reading past a Rust string was found this way). Fails if any process reported one.
-#   tests/memcheck/memcheck.sh                        # the modules below, worker_threads as shipped
+#   tests/memcheck/memcheck.sh                        # the tests chosen below
 #   tests/memcheck/memcheck.sh tests/e2e/test_table.py -k sum    # any pytest arguments
 # SURGE_SO picks the extension (default: the release build). Needs valgrind (install-deps --test).
 set -euo pipefail
@@ -24,8 +24,10 @@ USE_ZEND_ALLOC=0 exec valgrind -q --error-limit=no --num-callers=40 \
 WRAPPER
 chmod +x "$work/bin/php"
 if [ $# -eq 0 ]; then
-  set -- tests/e2e/test_server.py tests/e2e/test_pusher.py tests/e2e/test_channels.py \
-    tests/e2e/test_table.py tests/e2e/test_redis.py -k "not php_thread"
+  # As shipped, and the server tests with worker_threads 0 too (inline_dispatch's pointers).
+  set -- tests/e2e/test_server.py tests/e2e/test_php_thread_io.py tests/e2e/test_pusher.py \
+    tests/e2e/test_channels.py tests/e2e/test_table.py tests/e2e/test_redis.py \
+    -k "not php_thread or test_server or test_php_thread_io"
 fi
 status=0
 PATH="$work/bin:$PATH" .deps/venv/bin/pytest -q -p no:cacheprovider "$@" || status=$?
