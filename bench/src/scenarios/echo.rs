@@ -40,7 +40,12 @@ pub fn run(mut args: Args) -> Result<Value, String> {
         server_pid: args.optional("server-pid")?,
     };
     args.finish()?;
-    if o.conns == 0 || !(o.secs > 0.0) || !(o.warmup_secs >= 0.0) {
+    if o.conns == 0
+        || o.secs.is_nan()
+        || o.secs <= 0.0
+        || o.warmup_secs.is_nan()
+        || o.warmup_secs < 0.0
+    {
         return Err("--conns and --secs must be positive, --warmup-secs not negative".into());
     }
     client::runtime(o.threads)?.block_on(echo(o))

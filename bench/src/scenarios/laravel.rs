@@ -90,7 +90,7 @@ pub fn run(mut args: Args) -> Result<Value, String> {
     let rate: f64 = args.get("rate", 200.0)?;
     let rate_secs: f64 = args.get("rate-secs", 5.0)?;
     args.finish()?;
-    if !(rate > 0.0) {
+    if rate.is_nan() || rate <= 0.0 {
         return Err("--rate must be positive".into());
     }
     client::runtime(c.threads)?.block_on(async move {

@@ -318,8 +318,11 @@ pub fn settings(input: &[u8]) {
     }
 }
 
+/// A fuzz target's entry point: it takes the fuzzer's bytes.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` call them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("http", http),
     ("websocket_frames", websocket_frames),
     ("deflate_frames", deflate_frames),
