@@ -51,6 +51,10 @@ if $with_tests; then
   fi
   .deps/venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   if ! cargo fmt --version >/dev/null 2>&1; then
+    if ! command -v rustup >/dev/null; then
+      echo "rustfmt is missing and there is no rustup to add it: install rustfmt for this Rust" >&2
+      exit 1
+    fi
     echo "==> rustup component add rustfmt (the suite checks the Rust code's formatting)"
     rustup component add rustfmt
   fi

@@ -4,6 +4,7 @@ import json
 import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -190,3 +191,12 @@ def test_request_callback_serves_http_on_the_same_port(php_server):
     with connect(srv.url) as ws:
         ws.send("same port")
         assert ws.recv(timeout=5) == "same port"
+
+
+def test_the_network_work_runs_where_the_mode_says(php_server, io_mode):
+    """As shipped the server has its I/O threads (named surge-io); with worker_threads 0, none:
+    what every test of this module checks in both modes rests on it."""
+    srv = php_server("echo.php")
+    tasks = Path(f"/proc/{srv.proc.pid}/task")
+    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+    assert any(name.startswith("surge-io") for name in names) == (io_mode == "io_threads"), names

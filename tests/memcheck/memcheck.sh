@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 export SURGE_SO="${SURGE_SO:-${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}/release/libsurge.so}"
 [ -f "$SURGE_SO" ] || { echo "no extension at $SURGE_SO (run scripts/build.sh or set SURGE_SO)" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is missing (scripts/install-deps.sh --test)" >&2; exit 2; }
+[ -x .deps/venv/bin/pytest ] || { echo "pytest is missing (scripts/install-deps.sh --test)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/bin" "$work/logs"
