@@ -192,6 +192,8 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->set(['worker_num' => 4]);", "'worker_num'"),
         ("$s->set(['task_worker_num' => 2]);", "'task_worker_num'"),
         ("$s->set(['websocket_compression' => 'yes']);", "'websocket_compression'"),
+        # An array that contains itself: refused, not followed down forever.
+        ("$a = ['*']; $a[] = &$a; $s->set(['allowed_origins' => $a]);", "'allowed_origins'"),
         ("$s->on('mesage', fn() => null);", "'mesage'"),
         ("$s->on('message', 'no_such_function');", "'message'"),
         ("$s->on('open', 42);", "'open'"),

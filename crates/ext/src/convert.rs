@@ -54,9 +54,18 @@ pub fn type_name(zv: &Zval) -> &'static str {
     }
 }
 
-/// A setting's value, for the engine's typed config.
-pub fn setting_value(zv: &Zval) -> Value {
-    if let Some(n) = zv.long() {
+/// How deep arrays may nest in a setting: the deepest setting (`pusher`: apps, an app, its
+/// options) needs 3; the limit stops a PHP array that contains itself from recursing forever.
+const SETTING_DEPTH: usize = 16;
+
+/// A setting's value, for the engine's typed config; None if its arrays nest deeper than
+/// `SETTING_DEPTH` (a recursive array never ends).
+pub fn setting_value(zv: &Zval) -> Option<Value> {
+    nested_setting_value(zv, SETTING_DEPTH)
+}
+
+fn nested_setting_value(zv: &Zval, depth: usize) -> Option<Value> {
+    Some(if let Some(n) = zv.long() {
         Value::Int(n)
     } else if let Some(f) = zv.double() {
         Value::Float(f)
@@ -65,18 +74,23 @@ pub fn setting_value(zv: &Zval) -> Value {
     } else if let Some(s) = zv.string() {
         Value::Str(s)
     } else if let Some(arr) = zv.array() {
+        let depth = depth.checked_sub(1)?;
         if arr.has_numerical_keys() {
-            Value::List(arr.values().map(setting_value).collect())
+            Value::List(
+                arr.values()
+                    .map(|v| nested_setting_value(v, depth))
+                    .collect::<Option<_>>()?,
+            )
         } else {
             Value::Map(
                 arr.iter()
-                    .map(|(k, v)| (k.to_string(), setting_value(v)))
-                    .collect(),
+                    .map(|(k, v)| Some((k.to_string(), nested_setting_value(v, depth)?)))
+                    .collect::<Option<_>>()?,
             )
         }
     } else {
         Value::Null
-    }
+    })
 }
 
 /// Builds an associative PHP array in insertion order.

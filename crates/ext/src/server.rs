@@ -185,9 +185,13 @@ impl Server {
         }
         let mut config = self.config.borrow().clone();
         for (key, value) in settings.iter() {
-            config
-                .apply(&key.to_string(), &setting_value(value))
-                .map_err(|e| error(e.0))?;
+            let key = key.to_string();
+            let value = setting_value(value).ok_or_else(|| {
+                error(format!(
+                    "setting '{key}' nests arrays too deep (an array that contains itself?)"
+                ))
+            })?;
+            config.apply(&key, &value).map_err(|e| error(e.0))?;
         }
         config.validate().map_err(|e| error(e.0))?;
         *self.config.borrow_mut() = config;
