@@ -176,6 +176,24 @@ def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
             ws.recv(timeout=5)
 
 
+@pytest.mark.parametrize("cmd", ["fatal", "oom"])
+def test_a_fatal_error_in_a_callback_closes_every_client_with_1011_and_php_ends_with_255(php_server, cmd):
+    srv = php_server("echo.php")
+    with connect(srv.url) as other, connect(srv.url) as ws:
+        ws.send(f"cmd:{cmd}")
+        assert srv.wait(timeout=10) == 255
+        for client in (ws, other):
+            with pytest.raises(ConnectionClosed):
+                client.recv(timeout=5)
+            assert close_code(client) == 1011
+    err = srv.stderr()
+    assert "Fatal error: " in err and "fatal error in the message callback" in err, err
+    # No PHP code ran after the fatal error: neither the close nor the shutdown callback, and
+    # start() did not return to the script.
+    out = srv.stdout()
+    assert re.search(r"^(close|shutdown|start returned)", out, re.M) is None, out
+
+
 # --- settings and events --------------------------------------------------------------------
 
 NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"

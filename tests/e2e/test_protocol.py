@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import assert_serves, close_code, settings_env
@@ -36,7 +36,12 @@ def test_message_over_package_max_length_is_closed_with_1009(echo, message):
     with connect(echo.url) as ws:
         ws.send(b"x" * LIMIT)
         assert len(ws.recv(timeout=5)) == LIMIT, "a message of exactly the limit is accepted"
-        ws.send(message)
+        try:
+            ws.send(message)
+        except ConnectionClosed:
+            # The fragments: the server's close can arrive before websockets sends the final,
+            # empty fragment it adds after the others, whose send then raises.
+            pass
         assert close_code(ws) == 1009
 
 

@@ -397,9 +397,10 @@ impl Engine {
         }
     }
 
-    /// Stops accepting and sends every client a close frame with 1001. Connections then
-    /// finish their close handshakes; `close` events keep arriving through `recv`.
-    pub fn begin_shutdown(&self) {
+    /// Stops accepting and sends every client a close frame with `code` and `reason` (1001
+    /// "server shutting down" when asked to stop). Connections then finish their close
+    /// handshakes; `close` events keep arriving through `recv`.
+    pub fn begin_shutdown(&self, code: u16, reason: &str) {
         if self.shared.stopping.send_replace(true) {
             return;
         }
@@ -408,7 +409,7 @@ impl Engine {
             timer.1.abort();
         }
         self.shared.registry.for_each(|c| {
-            c.close(1001, "server shutting down");
+            c.close(code, reason);
         });
     }
 

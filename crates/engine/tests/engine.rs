@@ -154,7 +154,7 @@ fn shutdown_closes_every_client_with_1001() {
     for _ in 0..5 {
         assert!(matches!(next_event(&engine), Event::Open { .. }));
     }
-    engine.begin_shutdown();
+    engine.begin_shutdown(1001, "server shutting down");
     for c in clients {
         assert_eq!(c.join().unwrap(), 1001);
     }

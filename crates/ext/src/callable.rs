@@ -5,19 +5,27 @@
 //! it once, as PHP's own functions that call back many times do (`array_map`, `usort`), and
 //! then calls the function found.
 
+use std::panic::AssertUnwindSafe;
 use std::ptr;
 
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::{
-    zend_call_known_function, zend_fcall_info_cache, zend_is_callable_ex,
-    ZEND_ACC_CALL_VIA_TRAMPOLINE,
+    ext_php_rs_compiler_globals, zend_call_known_function, zend_fcall_info_cache,
+    zend_is_callable_ex, ZEND_ACC_CALL_VIA_TRAMPOLINE,
 };
 use ext_php_rs::types::{ZendCallable, Zval};
-use ext_php_rs::zend::ExecutorGlobals;
+use ext_php_rs::zend::{try_catch, ExecutorGlobals};
 
 unsafe extern "C" {
     // Exported by PHP (Zend/zend_API.h); ext-php-rs has no binding for it.
     fn zend_release_fcall_info_cache(fcc: *mut zend_fcall_info_cache);
+}
+
+/// Whether PHP has been told to end this request uncleanly: set by every fatal error.
+fn unclean_shutdown() -> bool {
+    // SAFETY: PHP's compiler globals live as long as the process (this thread's, under ZTS);
+    // only the PHP thread calls callbacks.
+    unsafe { (*ext_php_rs_compiler_globals()).unclean_shutdown }
 }
 
 /// The most arguments Surge gives a callback (pusherClientEvent's six).
@@ -37,6 +45,9 @@ pub enum CallError {
     NotCallable,
     /// It threw; the exception is left pending in PHP's executor.
     Threw,
+    /// A fatal error (PHP has printed it): PHP unwound its own frames to the catch around the
+    /// call, and runs no more code of this request but its shutdown functions.
+    Fatal,
 }
 
 impl Callable {
@@ -81,7 +92,23 @@ impl Callable {
         }
     }
 
+    /// Calls it. A fatal error in it (PHP's bailout, a longjmp) is caught here, at the edge of
+    /// PHP's frames: left alone, it would jump over the Rust frames of the event loop and the
+    /// runtime, whose destructors would never run. Some fatal errors do not jump: the one of
+    /// `memory_limit` is reported and unwound inside PHP's allocator, and the call returns;
+    /// both ways, PHP marks the request as ending uncleanly, which is what tells them apart
+    /// from a return.
     pub fn call(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+        let unclean_before = unclean_shutdown();
+        let result = try_catch(AssertUnwindSafe(|| self.call_php(args)));
+        match result {
+            Ok(_) if unclean_shutdown() && !unclean_before => Err(CallError::Fatal),
+            Ok(result) => result,
+            Err(_) => Err(CallError::Fatal),
+        }
+    }
+
+    fn call_php(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
         let (Some(fcc), true) = (self.resolved, args.len() <= MAX_ARGS) else {
             let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
             return callable

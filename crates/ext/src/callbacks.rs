@@ -64,6 +64,9 @@ pub enum Outcome {
     Continue,
     /// `exit()` was called: leave at once and let PHP finish exiting.
     Exit,
+    /// A fatal error: stop without running more PHP code, then let PHP end as it does after
+    /// one (see `event_loop::Ended::Fatal`).
+    Fatal,
 }
 
 /// Calls `callback` with `args`. A thrown exception is taken, logged with its class, message
@@ -74,6 +77,10 @@ pub fn call(callback: &Callable, args: &[&dyn IntoZvalDyn], context: &str) -> Ou
         Err(CallError::NotCallable) => {
             log::error!(target: "surge", "the {context} callback is not callable");
             return Outcome::Continue;
+        }
+        Err(CallError::Fatal) => {
+            log::error!(target: "surge", "fatal error in the {context} callback: closing every client with 1011 and exiting");
+            return Outcome::Fatal;
         }
         Err(CallError::Threw) => {}
     }

@@ -26,6 +26,7 @@ enum Next {
     /// A signal arrived: stop serving (or, during the drain, stop waiting).
     Stop,
     Exit,
+    Fatal,
 }
 
 impl From<Outcome> for Next {
@@ -33,8 +34,22 @@ impl From<Outcome> for Next {
         match o {
             Outcome::Continue => Next::Continue,
             Outcome::Exit => Next::Exit,
+            Outcome::Fatal => Next::Fatal,
         }
     }
+}
+
+/// How serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to stop (a signal or shutdown()): the shutdown callback ran.
+    Stopped,
+    /// `exit()` in a callback: PHP finishes exiting when start() returns.
+    Exited,
+    /// A fatal error in a callback: every client got 1011 and no more PHP code ran. PHP ends
+    /// the script as after any fatal error (exit status 255, shutdown functions) once start()
+    /// raises the bailout again, with nothing of the server left running.
+    Fatal,
 }
 
 thread_local! {
@@ -52,7 +67,7 @@ impl Drop for Serving {
     }
 }
 
-pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
+pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     if SERVING.replace(true) {
         return Err(error(
             "start() cannot be called from a callback: a server is already serving in this process",
@@ -70,11 +85,22 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
     server.timers.borrow().schedule_all(&engine);
     server.subscribe_pending(&engine);
 
-    let exited =
-        serve(server, this, &engine) == Next::Exit || drain(server, this, &engine) == Next::Exit;
-    if !exited {
-        let _ = callback(server, Kind::Shutdown, &[this]);
+    let mut next = serve(server, this, &engine);
+    if next == Next::Continue {
+        next = drain(server, this, &engine, Next::Continue);
     }
+    if next == Next::Fatal {
+        drain(server, this, &engine, Next::Fatal);
+    }
+    let ended = match next {
+        Next::Exit => Ended::Exited,
+        Next::Fatal => Ended::Fatal,
+        Next::Continue | Next::Stop => match callback(server, Kind::Shutdown, &[this]) {
+            Outcome::Continue => Ended::Stopped,
+            Outcome::Exit => Ended::Exited,
+            Outcome::Fatal => Ended::Fatal,
+        },
+    };
     // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio.
     server.engine.borrow_mut().take();
     drop(engine);
@@ -82,7 +108,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<bool> {
     server.frames.clear();
     server.timers.borrow_mut().clear_all();
     server.set_running(false, None);
-    Ok(!exited)
+    Ok(ended)
 }
 
 fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
@@ -92,8 +118,9 @@ fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
         if kind == Kind::WorkerStart {
             args.push(&worker_id);
         }
-        if callback(server, kind, &args) == Outcome::Exit {
-            return Next::Exit;
+        let next = Next::from(callback(server, kind, &args));
+        if next != Next::Continue {
+            return next;
         }
     }
     // shutdown() may have been called by a start callback already.
@@ -106,8 +133,8 @@ fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
             match dispatch(server, this, event) {
                 Next::Continue => {}
                 Next::Stop => server.stop_requested.set(true),
-                Next::Exit => {
-                    next = Next::Exit;
+                end @ (Next::Exit | Next::Fatal) => {
+                    next = end;
                     return false;
                 }
             }
@@ -118,9 +145,15 @@ fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
 }
 
 /// After the stop: every client gets 1001, and what arrives meanwhile (messages sent before
-/// the signal, close events) is still handed to PHP, until all are gone or the timeout.
-fn drain(server: &Server, this: &Zval, engine: &Engine) -> Next {
-    engine.begin_shutdown();
+/// the signal, close events) is still handed to PHP, until all are gone or the timeout. After
+/// a fatal error (`after` is `Next::Fatal`) every client gets 1011 and nothing reaches PHP.
+fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next) -> Next {
+    let fatal = after == Next::Fatal;
+    if fatal {
+        engine.begin_shutdown(1011, "server error");
+    } else {
+        engine.begin_shutdown(1001, "server shutting down");
+    }
     let deadline = Instant::now() + engine.shutdown_timeout();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -134,12 +167,16 @@ fn drain(server: &Server, this: &Zval, engine: &Engine) -> Next {
         if !engine.recv(&mut batch, BATCH, Some(wait)) && (idle || now >= deadline) {
             return Next::Continue;
         }
+        if fatal {
+            batch.clear();
+            continue;
+        }
         for event in batch.drain(..) {
             match dispatch(server, this, event) {
                 Next::Continue => {}
                 // A second signal: the user wants out now.
                 Next::Stop => return Next::Continue,
-                Next::Exit => return Next::Exit,
+                end @ (Next::Exit | Next::Fatal) => return end,
             }
         }
     }

@@ -10,13 +10,14 @@ use std::time::Duration;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
+use ext_php_rs::zend::bailout;
 use surge_engine::{Config, Engine, Handler, Payload, PushError};
 
 use crate::callable::Callable;
 use crate::callbacks::{Callbacks, Kind, KINDS};
 use crate::connections::Connections;
 use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
-use crate::event_loop;
+use crate::event_loop::{self, Ended};
 use crate::exception::error;
 use crate::frame::Frames;
 use crate::timers::Timers;
@@ -227,14 +228,23 @@ impl Server {
     }
 
     /// Listens and serves until SIGINT/SIGTERM or shutdown(); then closes every client with
-    /// 1001, runs the shutdown callback and returns.
+    /// 1001, runs the shutdown callback and returns. After a fatal error in a callback, closes
+    /// every client with 1011, stops, and lets PHP end the script as a fatal error does.
     pub fn start(self_: &mut ZendClassObject<Server>) -> PhpResult<bool> {
         if self_.running.get() {
             return Err(error("the server is already running"));
         }
         let mut this = Zval::new();
         this.set_object(&mut self_.std);
-        event_loop::run(self_, &this)
+        let ended = event_loop::run(self_, &this)?;
+        drop(this);
+        match ended {
+            Ended::Stopped => Ok(true),
+            Ended::Exited => Ok(false),
+            // SAFETY: nothing of ours is left on the stack between here and the catch that
+            // ext-php-rs puts around this method, which raises the bailout on to PHP.
+            Ended::Fatal => unsafe { bailout() },
+        }
     }
 
     /// Queues a message for `$fd`. False (and no warning) if the connection is gone or closing,

@@ -40,6 +40,9 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'binary' => $s->push($frame->fd, "\x00\xffraw", WEBSOCKET_OPCODE_BINARY),
         'throw' => throw new RuntimeException("thrown on purpose"),
         'exit' => exit(3),
+        'fatal' => trigger_error('fatal on purpose', E_USER_ERROR),
+        // PHP's allocator reports this one itself (memory_limit is 128M under php -n).
+        'oom' => strlen(str_repeat('x', 1 << 30)),
         'shutdown' => $s->shutdown(),
         'sleep' => slept((int) $arg),
         'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
