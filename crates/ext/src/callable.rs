@@ -5,13 +5,14 @@
 //! it once, as PHP's own functions that call back many times do (`array_map`, `usort`), and
 //! then calls the function found.
 
+use std::ffi::c_void;
 use std::panic::AssertUnwindSafe;
 use std::ptr;
 
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::{
-    ext_php_rs_compiler_globals, zend_call_known_function, zend_fcall_info_cache,
-    zend_is_callable_ex, ZEND_ACC_CALL_VIA_TRAMPOLINE,
+    ext_php_rs_compiler_globals, ext_php_rs_zend_try_catch, zend_call_known_function,
+    zend_fcall_info_cache, zend_is_callable_ex, ZEND_ACC_CALL_VIA_TRAMPOLINE,
 };
 use ext_php_rs::types::{ZendCallable, Zval};
 use ext_php_rs::zend::{try_catch, ExecutorGlobals};
@@ -100,45 +101,80 @@ impl Callable {
     /// from a return.
     pub fn call(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
         let unclean_before = unclean_shutdown();
-        let result = try_catch(AssertUnwindSafe(|| self.call_php(args)));
-        match result {
-            Ok(_) if unclean_shutdown() && !unclean_before => Err(CallError::Fatal),
-            Ok(result) => result,
+        let result = match self.resolved {
+            Some(fcc) if args.len() <= MAX_ARGS => call_resolved(&fcc, args),
+            _ => self.call_unresolved(args),
+        };
+        if unclean_shutdown() && !unclean_before {
+            return Err(CallError::Fatal);
+        }
+        result
+    }
+
+    /// A trampoline, or more arguments than `call_resolved` takes: through ext-php-rs.
+    fn call_unresolved(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+        let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
+        match try_catch(AssertUnwindSafe(|| callable.try_call(args.to_vec()))) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(CallError::Threw),
             Err(_) => Err(CallError::Fatal),
         }
     }
+}
 
-    fn call_php(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
-        let (Some(fcc), true) = (self.resolved, args.len() <= MAX_ARGS) else {
-            let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
-            return callable
-                .try_call(args.to_vec())
-                .map(drop)
-                .map_err(|_| CallError::Threw);
-        };
-        // On the stack: a callback runs for every message.
-        let mut params: [Zval; MAX_ARGS] = std::array::from_fn(|_| Zval::new());
-        for (param, arg) in params.iter_mut().zip(args) {
-            *param = arg.as_zval(false).map_err(|_| CallError::Threw)?;
-        }
-        let mut retval = Zval::new();
-        // SAFETY: `fcc` was resolved from `self.zval`, which keeps the function and its object
-        // alive; `params` and `retval` are live zvals that outlive the call.
-        unsafe {
-            zend_call_known_function(
-                fcc.function_handler,
-                fcc.object,
-                fcc.called_scope,
-                &mut retval,
-                args.len() as u32,
-                params.as_mut_ptr(),
-                ptr::null_mut(),
-            );
-        }
-        if ExecutorGlobals::has_exception() {
-            Err(CallError::Threw)
-        } else {
-            Ok(())
-        }
+/// A resolved call, as `call_known` gets it through PHP's zend_try.
+struct KnownCall<'a> {
+    fcc: &'a zend_fcall_info_cache,
+    params: *mut Zval,
+    count: u32,
+    retval: *mut Zval,
+}
+
+/// Runs inside PHP's zend_try (ext-php-rs's C wrapper): PHP code only, nothing that unwinds.
+unsafe extern "C" fn call_known(ctx: *const c_void) -> *const c_void {
+    // SAFETY: `ctx` is the `KnownCall` that `call_resolved` passed, alive for the call.
+    let call = unsafe { &*ctx.cast::<KnownCall>() };
+    // SAFETY: `fcc` was resolved from the callable's zval, which keeps the function and its
+    // object alive; the params and the return value are live zvals that outlive the call.
+    unsafe {
+        zend_call_known_function(
+            call.fcc.function_handler,
+            call.fcc.object,
+            call.fcc.called_scope,
+            call.retval,
+            call.count,
+            call.params,
+            ptr::null_mut(),
+        );
+    }
+    ctx
+}
+
+/// Calls a resolved callable (every message's callback goes this way: lighter than
+/// ext-php-rs's `try_catch`, which also catches Rust panics and runs its own cleanups).
+fn call_resolved(fcc: &zend_fcall_info_cache, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+    // On the stack: a callback runs for every message.
+    let mut params: [Zval; MAX_ARGS] = std::array::from_fn(|_| Zval::new());
+    for (param, arg) in params.iter_mut().zip(args) {
+        *param = arg.as_zval(false).map_err(|_| CallError::Threw)?;
+    }
+    let mut retval = Zval::new();
+    let call = KnownCall {
+        fcc,
+        params: params.as_mut_ptr(),
+        count: args.len() as u32,
+        retval: &mut retval,
+    };
+    let mut done = ptr::null_mut();
+    // SAFETY: `call_known` only calls PHP, with what `call` points to, alive until we return.
+    let bailed_out =
+        unsafe { ext_php_rs_zend_try_catch(call_known, (&raw const call).cast(), &mut done) };
+    if bailed_out {
+        return Err(CallError::Fatal);
+    }
+    if ExecutorGlobals::has_exception() {
+        Err(CallError::Threw)
+    } else {
+        Ok(())
     }
 }
