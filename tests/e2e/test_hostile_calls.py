@@ -36,6 +36,8 @@ def test_hostile_arguments_never_crash_and_every_return_has_its_declared_type(ph
         except TimeoutError:
             pass
         assert "hello" in received
+        # Whatever message callback the sweep of on() left in place runs on this.
+        ws.send("after the sweep")
         response = http_get(srv.port)
         # The closing phase swept disconnect() and close() with this client's fd.
         try:

@@ -20,6 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::deflate::inflate::{InflateError, Inflating};
 use crate::events::Event;
 use crate::inline_dispatch;
+use crate::rate_limit::RateLimit;
 use crate::registry::{close_message, Conn, Outgoing};
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -421,59 +422,4 @@ where
     conn.closed_by_peer();
     let _ = tokio::time::timeout(CLOSE_WAIT, ws.send(close_message(code, reason))).await;
     Flow::Refusing(code)
-}
-
-/// `max_messages_per_second` as a token bucket: it holds one second's worth of messages (so a
-/// client may send that many at once) and refills at that rate; a data message takes a token.
-struct RateLimit {
-    /// Messages per second, which is also thousandths of a message per millisecond.
-    rate: u64,
-    /// In thousandths of a message.
-    tokens: u64,
-    last_ms: u64,
-}
-
-impl RateLimit {
-    /// None for 0 (no limit).
-    fn new(rate: u32, now_ms: u64) -> Option<Self> {
-        (rate > 0).then(|| RateLimit {
-            rate: rate as u64,
-            tokens: rate as u64 * 1000,
-            last_ms: now_ms,
-        })
-    }
-
-    /// Takes the token for one message; false if the client is over the rate.
-    fn take(&mut self, now_ms: u64) -> bool {
-        let refill = now_ms.saturating_sub(self.last_ms) * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate * 1000);
-        self.last_ms = now_ms;
-        if self.tokens < 1000 {
-            return false;
-        }
-        self.tokens -= 1000;
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RateLimit;
-
-    #[test]
-    fn rate_limit_allows_a_burst_of_one_second_then_the_rate() {
-        assert!(RateLimit::new(0, 0).is_none(), "0: no limit");
-        let mut r = RateLimit::new(10, 1_000).unwrap();
-        assert!((0..10).all(|_| r.take(1_000)), "a burst of 10 at once");
-        assert!(!r.take(1_000), "the 11th in the same instant is over");
-        assert!(!r.take(1_099), "refilled 0.99 of a message");
-        assert!(r.take(1_100), "one message per 100 ms");
-        assert!(!r.take(1_100));
-        // Idle for a long time refills to one second's worth, no more.
-        assert!((0..10).all(|_| r.take(60_000)));
-        assert!(!r.take(60_000));
-        // Steady at the rate is never over it.
-        let mut r = RateLimit::new(50, 0).unwrap();
-        assert!((1..=1_000).all(|i| r.take(i * 20)));
-    }
 }

@@ -21,6 +21,7 @@ mod listener;
 mod logging;
 mod memory;
 pub mod pusher;
+mod rate_limit;
 mod read_ahead;
 pub mod redis_bridge;
 pub mod registry;

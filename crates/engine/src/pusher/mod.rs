@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use crate::channels::Channels;
 use crate::config::{ConfigError, Value};
 use crate::frame;
+use crate::rate_limit::RateLimit;
 use crate::registry::Outgoing;
 use crate::shared::Shared;
 use presence::Presence;
@@ -274,8 +275,8 @@ pub struct Session {
     /// Engine ms when we sent `pusher:ping` still unanswered; 0: none.
     pinged_at: AtomicU64,
     subscriptions: Mutex<HashSet<String>>,
-    /// Start (engine ms) of the current one-second window and the client events sent in it.
-    rate: Mutex<(u64, u32)>,
+    /// Client events: at most the app's `client_event_rate` a second.
+    rate: Mutex<RateLimit>,
 }
 
 /// Kinds of channels, from their name.

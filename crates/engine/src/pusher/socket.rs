@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, Session};
 use super::{MAX_CHANNELS_PER_CONNECTION, MAX_EVENT_DATA};
 use crate::events::{Event, HttpRequest, PusherEvent};
+use crate::rate_limit::RateLimit;
 use crate::registry::Conn;
 use crate::shared::Shared;
 
@@ -105,7 +107,10 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
         socket_id: shared.socket_id(conn.fd),
         pinged_at: Default::default(),
         subscriptions: Default::default(),
-        rate: Default::default(),
+        rate: Mutex::new(RateLimit::at_least_one(
+            app.config.client_event_rate,
+            shared.now_ms(),
+        )),
     };
     let data = format!(
         "{{\"socket_id\":{},\"activity_timeout\":{}}}",
@@ -459,14 +464,8 @@ fn client_event(
         return None;
     }
     {
-        let now = shared.now_ms();
-        let mut rate = session.rate.lock();
-        if now.saturating_sub(rate.0) >= 1000 {
-            *rate = (now, 0);
-        }
-        rate.1 += 1;
-        if rate.1 > app.config.client_event_rate {
-            drop(rate);
+        let allowed = session.rate.lock().take(shared.now_ms());
+        if !allowed {
             error(
                 conn,
                 shared,
