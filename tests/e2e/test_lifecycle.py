@@ -1,6 +1,8 @@
 """Time and the process: timers, heartbeats, signals, exit(), settings errors, slow callbacks,
 very large messages and how connections and HTTP requests end."""
 
+import concurrent.futures
+import http.client
 import json
 import os
 import re
@@ -192,6 +194,42 @@ def test_a_fatal_error_in_a_callback_closes_every_client_with_1011_and_php_ends_
     # start() did not return to the script.
     out = srv.stdout()
     assert re.search(r"^(close|shutdown|start returned)", out, re.M) is None, out
+
+
+@pytest.mark.parametrize("path", ["/fatal", "/oom"])
+def test_a_fatal_error_in_the_request_callback_answers_500_before_php_ends(php_server, path):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    with connect(srv.url) as ws:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(srv.http + path, timeout=5)
+        assert err.value.code == 500
+        assert b"fatal error" in err.value.read()
+        assert srv.wait(timeout=10) == 255
+        assert close_code(ws) == 1011
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_request_under_way_when_the_server_stops_gets_its_answer(php_server, sig):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    answer = concurrent.futures.ThreadPoolExecutor(1).submit(
+        lambda: urllib.request.urlopen(srv.http + "/slow", timeout=5).status
+    )
+    srv.wait_output("slow request")
+    srv.signal(sig)
+    assert answer.result(timeout=5) == 201
+    assert srv.wait(timeout=5) == 0
+
+
+def test_an_idle_keep_alive_http_client_does_not_hold_up_the_stop(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(shutdown_timeout=30)})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/fine")
+    res = conn.getresponse()
+    assert res.status == 201 and res.getheader("connection", "keep-alive") != "close"
+    res.read()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=5) == 0
+    conn.close()
 
 
 # --- settings and events --------------------------------------------------------------------

@@ -355,8 +355,10 @@ impl Engine {
         self.shared.registry.open_fds()
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.shared.registry.len()
+    /// No WebSocket client, and no TCP connection speaking HTTP or in its TLS handshake: the
+    /// drain after a stop waits for this, so that requests under way get their answer.
+    pub fn is_idle(&self) -> bool {
+        self.shared.live_connections() == 0
     }
 
     pub fn stats(&self) -> StatsSnapshot {

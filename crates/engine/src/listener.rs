@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -257,8 +258,10 @@ async fn serve_tcp(
     match tls {
         None => serve_http(stream, peer, shared).await,
         Some(tls) => {
-            if let Some(stream) = tls_handshake(&tls, stream, shared.config.handshake_timeout).await
-            {
+            // A handshake under way when the server stops is dropped: the stop waits for
+            // requests being answered, not for connections that have not begun one.
+            let handshake = tls_handshake(&tls, stream, shared.config.handshake_timeout);
+            if let Some(Some(stream)) = unless_stopping(&shared, handshake).await {
                 serve_http(stream, peer, shared).await;
             }
         }
@@ -284,12 +287,29 @@ where
         // Drops a client that trickles its headers (or never sends any) after the timeout.
         builder.header_read_timeout(timeout);
     }
-    if let Err(err) = builder
+    let mut conn = std::pin::pin!(builder
         .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades()
-        .await
-    {
+        .with_upgrades());
+    let ended = match unless_stopping(&shared, conn.as_mut()).await {
+        Some(ended) => ended,
+        None => {
+            // Finish the request under way (its callback may still be answering it), then
+            // close: the stop waits for that answer, not for a keep-alive client's next request.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = ended {
         log::debug!(target: "surge", "fd {fd}: http connection ended: {err}");
+    }
+}
+
+/// `work`'s output, or None if the server begins to stop first.
+async fn unless_stopping<T>(shared: &Shared, work: impl Future<Output = T>) -> Option<T> {
+    let mut stopping = shared.stopping.subscribe();
+    tokio::select! {
+        done = work => Some(done),
+        _ = stopping.wait_for(|s| *s) => None,
     }
 }
 

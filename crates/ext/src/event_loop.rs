@@ -158,7 +158,7 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next) -> Next {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let now = Instant::now();
-        let idle = engine.connection_count() == 0;
+        let idle = engine.is_idle();
         let wait = if idle || now >= deadline {
             Duration::ZERO
         } else {
@@ -227,7 +227,11 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             let res = object(Ok(Response::new(request.fd, reply)), "response");
             match (req, res) {
                 (Some(req), Some(res)) => {
-                    callback(server, Kind::Engine(Handler::Request), &[&req, &res]).into()
+                    let next = callback(server, Kind::Engine(Handler::Request), &[&req, &res]);
+                    if next == Outcome::Fatal {
+                        Response::after_fatal_error(&res);
+                    }
+                    next.into()
                 }
                 _ => Next::Continue,
             }

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
-use ext_php_rs::types::Zval;
+use ext_php_rs::types::{ZendClassObject, Zval};
 use surge_engine::{HttpResponse, Responder};
 
 use crate::convert::bytes_arg;
@@ -26,6 +26,22 @@ impl Response {
             reply: RefCell::new(Some(reply)),
             status: Cell::new(200),
             headers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// After a fatal error in the request callback: a 500, unless the callback had answered.
+    /// Waiting for the object's drop is not enough: when the error jumped out of PHP's frames
+    /// their references to it are never released.
+    pub fn after_fatal_error(response: &Zval) {
+        let response = response
+            .object()
+            .and_then(ZendClassObject::<Response>::from_zend_obj);
+        let reply = response.and_then(|r| r.reply.try_borrow_mut().ok()?.take());
+        if let Some(reply) = reply {
+            reply.send(HttpResponse::text(
+                500,
+                "the request callback ended in a fatal error\n",
+            ));
         }
     }
 }

@@ -93,6 +93,9 @@ if (getenv('SURGE_HTTP')) {
         match ($req->server['request_uri']) {
             '/forget' => null, // returns without calling end()
             '/throw' => throw new RuntimeException('request failed on purpose'),
+            '/fatal' => trigger_error('fatal on purpose', E_USER_ERROR),
+            '/oom' => strlen(str_repeat('x', 1 << 30)),
+            '/slow' => [out('slow request'), slept(400), respond($req, $res)],
             default => respond($req, $res),
         };
     });
