@@ -29,9 +29,8 @@ impl Response {
         }
     }
 
-    /// After a fatal error in the request callback: a 500, unless the callback had answered.
-    /// Waiting for the object's drop is not enough: when the error jumped out of PHP's frames
-    /// their references to it are never released.
+    /// After a fatal error in the request callback: a 500 that says so, unless the callback had
+    /// answered. (Left to the object's drop, the client would read that end() was not called.)
     pub fn after_fatal_error(response: &Zval) {
         let response = response
             .object()
