@@ -337,19 +337,16 @@ pub async fn fixed_rate<T: Trigger>(
     out
 }
 
-/// Closed loop: messages back to back, never more than `window` ahead of the slowest client
-/// (sent in batches of what the window allows, at most `batch`), for `warmup + secs`; counts
-/// what clients received in the last `secs`, then waits until every message sent has arrived.
-pub async fn closed_loop<T: Trigger>(
+/// Closed loop: messages back to back, never more than `c.window` ahead of the slowest client
+/// (sent in batches of what the window allows), for `c.warmup + c.secs`; counts what clients
+/// received in the last `c.secs`, then waits until every message sent has arrived.
+async fn closed_loop<T: Trigger>(
     trigger: &mut T,
     tracker: &Tracker,
     next_seq: &mut u64,
-    window: u64,
-    batch: u64,
-    warmup: f64,
-    secs: f64,
-    server_pid: Option<u32>,
+    c: &Common,
 ) -> Value {
+    let (window, warmup, secs, server_pid) = (c.window, c.warmup, c.secs, c.server_pid);
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(warmup);
     let end = measure_from + Duration::from_secs_f64(secs);
@@ -381,9 +378,7 @@ pub async fn closed_loop<T: Trigger>(
             }
             let ahead = *next_seq - tracker.completed();
             if ahead < window && *next_seq < tracker.capacity() {
-                let n = (window - ahead)
-                    .min(batch)
-                    .min(tracker.capacity() - *next_seq);
+                let n = (window - ahead).min(tracker.capacity() - *next_seq);
                 let t = Instant::now();
                 if let Err(e) = trigger.fire(*next_seq, n).await {
                     error = json!(e);
@@ -403,7 +398,6 @@ pub async fn closed_loop<T: Trigger>(
     let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
     let mut out = json!({
         "window": window,
-        "batch": batch,
         "warmup_secs": warmup,
         "messages": *next_seq - first_seq,
         "all_delivered": all,
@@ -419,12 +413,11 @@ pub async fn closed_loop<T: Trigger>(
     // Per batch: from its trigger until the last client had its last message.
     let mut lat = Latencies::default();
     let done = tracker.completed();
-    for (i, (seq, t)) in sent_at.iter().enumerate() {
+    for (i, (_, t)) in sent_at.iter().enumerate() {
         let last_of_batch = sent_at.get(i + 1).map_or(*next_seq, |n| n.0) - 1;
         if last_of_batch < done {
             lat.record(tracker.last_after(last_of_batch, *t));
         }
-        let _ = seq;
     }
     merge(&mut out, lat.summary("batch_last_"));
     out
@@ -553,17 +546,7 @@ impl Session {
 
     /// The closed loop with `c.window`, `c.warmup`, `c.secs`.
     pub async fn sustained<T: Trigger>(&mut self, t: &mut T, c: &Common) -> Value {
-        closed_loop(
-            t,
-            &self.tracker,
-            &mut self.seq,
-            c.window,
-            c.window,
-            c.warmup,
-            c.secs,
-            c.server_pid,
-        )
-        .await
+        closed_loop(t, &self.tracker, &mut self.seq, c).await
     }
 }
 

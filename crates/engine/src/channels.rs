@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::registry::{Conn, FdMap};
+use crate::registry::{Conn, FdMap, Outgoing};
 
 #[derive(Default)]
 struct Inner {
@@ -74,19 +74,33 @@ impl Channels {
         }
     }
 
-    /// The connections in `name`, except `except`: taken under the lock, pushed to outside it.
-    pub fn recipients(&self, name: &str, except: &[u64]) -> Vec<Arc<Conn>> {
-        let inner = self.inner.lock();
-        inner
-            .members
-            .get(name)
-            .map(|m| {
-                m.values()
-                    .filter(|c| !except.contains(&c.fd))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Queues one message for the members of `name` but `except`; how many took it. The members
+    /// are taken under the lock and pushed to outside it, so that the pushes to a large channel
+    /// (and the wake-ups they cause) do not hold up joins, leaves and closes on the I/O threads.
+    /// `item` is made only if there is someone to push to.
+    pub fn push(
+        &self,
+        name: &str,
+        except: &[u64],
+        limit: usize,
+        item: impl FnOnce() -> Outgoing,
+    ) -> usize {
+        let recipients: Vec<Arc<Conn>> = match self.inner.lock().members.get(name) {
+            Some(members) => members
+                .values()
+                .filter(|c| !except.contains(&c.fd))
+                .cloned()
+                .collect(),
+            None => return 0,
+        };
+        if recipients.is_empty() {
+            return 0;
+        }
+        let item = item();
+        recipients
+            .iter()
+            .filter(|c| c.push(item.clone(), limit).is_ok())
+            .count()
     }
 
     pub fn members(&self, name: &str) -> Vec<u64> {
@@ -130,6 +144,7 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_tungstenite::tungstenite::Message;
 
     fn conn(fd: u64) -> Arc<Conn> {
         Arc::new(Conn::new(fd, "127.0.0.1:1".parse().unwrap(), 0, 0))
@@ -146,13 +161,11 @@ mod tests {
         assert_eq!(ch.members("news"), vec![1, 2]);
         assert_eq!(ch.list(), vec![("news".into(), 2), ("sport".into(), 1)]);
         assert_eq!(ch.of(1), vec!["news".to_string(), "sport".to_string()]);
-        assert_eq!(
-            ch.recipients("news", &[1])
-                .iter()
-                .map(|c| c.fd)
-                .collect::<Vec<_>>(),
-            vec![2]
-        );
+        let text = || Outgoing::Control(Message::text("hi"));
+        assert_eq!(ch.push("news", &[1], 1 << 20, text), 1);
+        assert!(a.nothing_queued() && !b.nothing_queued());
+        assert_eq!(ch.push("sport", &[1], 1 << 20, text), 0);
+        assert_eq!(ch.push("nobody", &[], 1 << 20, || unreachable!()), 0);
         assert!(ch.leave(2, "news"));
         assert!(!ch.leave(2, "news"));
         ch.leave_all(1);

@@ -283,16 +283,10 @@ impl Engine {
 
     /// Queues one message (encoded once) for the members of `channel` but `except`.
     pub fn publish(&self, channel: &str, payload: Payload, except: &[u64]) -> usize {
-        let recipients = self.shared.channels.recipients(channel, except);
-        if recipients.is_empty() {
-            return 0;
-        }
-        let item = payload.into_outgoing();
         let limit = self.shared.config.socket_buffer_size;
-        recipients
-            .iter()
-            .filter(|conn| conn.push(item.clone(), limit).is_ok())
-            .count()
+        self.shared
+            .channels
+            .push(channel, except, limit, || payload.into_outgoing())
     }
 
     /// Channel names with member counts, sorted.

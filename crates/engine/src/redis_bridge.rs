@@ -267,19 +267,11 @@ pub(crate) fn forward_laravel(shared: &Shared, channel: &str, payload: &[u8]) ->
     // for all of them; native members get `json`, encoded once too.
     let pusher =
         crate::pusher::forward_broadcast(shared, channel, &message.event, &message.data, &except);
-    let recipients = shared.channels.recipients(channel, &except);
-    if recipients.is_empty() {
-        return Some(pusher);
-    }
-    let item = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, message.json.as_bytes()));
     let limit = shared.config.socket_buffer_size;
-    Some(
-        pusher
-            + recipients
-                .iter()
-                .filter(|c| c.push(item.clone(), limit).is_ok())
-                .count(),
-    )
+    let native = shared.channels.push(channel, &except, limit, || {
+        Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, message.json.as_bytes()))
+    });
+    Some(pusher + native)
 }
 
 struct Forwarded {

@@ -339,16 +339,9 @@ pub(crate) fn publish(
     json: &str,
     except: &[u64],
 ) -> usize {
-    let recipients = app.channels.recipients(channel, except);
-    if recipients.is_empty() {
-        return 0;
-    }
-    let item = text_frame(json);
     let limit = shared.config.socket_buffer_size;
-    recipients
-        .iter()
-        .filter(|c| c.push(item.clone(), limit).is_ok())
-        .count()
+    app.channels
+        .push(channel, except, limit, || text_frame(json))
 }
 
 /// A Laravel broadcast from the Redis bridge, for the Pusher subscribers of `channel` in every
@@ -363,20 +356,15 @@ pub(crate) fn forward_broadcast(
     if !shared.pusher.enabled() {
         return 0;
     }
+    // Encoded once, for the first app with subscribers.
     let mut item = None;
     let limit = shared.config.socket_buffer_size;
     let mut sent = 0;
     for app in &shared.pusher.apps {
-        let recipients = app.channels.recipients(channel, except);
-        if recipients.is_empty() {
-            continue;
-        }
-        let item =
-            item.get_or_insert_with(|| text_frame(&event_json(event, Some(channel), &quote(data))));
-        sent += recipients
-            .iter()
-            .filter(|c| c.push(item.clone(), limit).is_ok())
-            .count();
+        sent += app.channels.push(channel, except, limit, || {
+            item.get_or_insert_with(|| text_frame(&event_json(event, Some(channel), &quote(data))))
+                .clone()
+        });
     }
     sent
 }
