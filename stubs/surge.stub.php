@@ -187,7 +187,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, lets HTTP requests under way get their answer, runs the shutdown callback and returns true; after a fatal error in a callback (memory_limit, E_USER_ERROR) closes every client with 1011 (a request whose callback it was gets a 500) and ends the script as PHP does after any fatal error (exit status 255, register_shutdown_function functions run, the shutdown callback does not); throws Surge\Exception if it cannot listen, is already running, or is called from a callback of a running server (one server serves per process). */
+        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, lets HTTP requests under way get their answer, runs the shutdown callback and returns true; after a fatal error in a callback (memory_limit, E_USER_ERROR) closes every client with 1011 (a request whose callback it was gets a 500) and ends the script as PHP does after any fatal error (exit status 255, register_shutdown_function functions run, the shutdown callback does not); throws Surge\Exception if it cannot listen, is already running, has already served and stopped (a server serves once: create a new one), or is called from a callback of a running server (one server serves per process). */
         public function start(): bool
         {
         }

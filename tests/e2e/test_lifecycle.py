@@ -301,6 +301,26 @@ def test_start_from_a_callback_throws_and_the_running_server_goes_on():
     assert result.stdout == "start() cannot be called from a callback: a server is already serving in this process\nbool(true)\n", result.stderr
 
 
+def test_a_server_serves_once_and_start_again_throws():
+    # After start() returns, its callbacks are released: a second start() would serve without
+    # them, so it throws instead.
+    result = run_php(NEW_SERVER + """
+        $s->set(['log_level' => 'off']);
+        $s->on('start', fn($s) => $s->shutdown());
+        var_dump($s->start());
+        try {
+            $s->start();
+            echo "served again\n";
+        } catch (Surge\\Exception $e) {
+            echo $e->getMessage(), "\n";
+        }
+    """, timeout=15)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "bool(true)\nthis server has served and stopped: create a new Surge\\WebSocket\\Server to serve again\n"
+    ), result.stdout
+
+
 # --- slow callbacks -------------------------------------------------------------------------
 
 

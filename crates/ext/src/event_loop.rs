@@ -101,7 +101,8 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
             Outcome::Fatal => Ended::Fatal,
         },
     };
-    // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio.
+    // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio;
+    // `Server::served` keeps start() from serving again without them.
     server.engine.borrow_mut().take();
     drop(engine);
     server.callbacks.borrow_mut().clear();

@@ -38,6 +38,9 @@ pub struct Server {
     pub(crate) frames: Frames,
     pub(crate) stop_requested: Cell<bool>,
     running: Cell<bool>,
+    /// start() served and returned: its callbacks, timers and Redis subscriptions are released
+    /// then (callbacks may hold the server, in a cycle PHP's GC cannot see), so it serves once.
+    served: Cell<bool>,
     /// Channels given to subscribe() before start().
     pending_subscriptions: RefCell<Vec<String>>,
 }
@@ -162,6 +165,7 @@ impl Server {
             frames: Frames::default(),
             stop_requested: Cell::new(false),
             running: Cell::new(false),
+            served: Cell::new(false),
             pending_subscriptions: RefCell::default(),
         })
     }
@@ -228,15 +232,21 @@ impl Server {
     }
 
     /// Listens and serves until SIGINT/SIGTERM or shutdown(); then closes every client with
-    /// 1001, runs the shutdown callback and returns. After a fatal error in a callback, closes
+    /// 1001, runs the shutdown callback and returns. A server serves once. After a fatal error in a callback, closes
     /// every client with 1011, stops, and lets PHP end the script as a fatal error does.
     pub fn start(self_: &mut ZendClassObject<Server>) -> PhpResult<bool> {
         if self_.running.get() {
             return Err(error("the server is already running"));
         }
+        if self_.served.get() {
+            return Err(error(
+                "this server has served and stopped: create a new Surge\\WebSocket\\Server to serve again",
+            ));
+        }
         let mut this = Zval::new();
         this.set_object(&mut self_.std);
         let ended = event_loop::run(self_, &this)?;
+        self_.served.set(true);
         drop(this);
         match ended {
             Ended::Stopped => Ok(true),
