@@ -397,16 +397,14 @@ impl Engine {
     /// "server shutting down" when asked to stop). Connections then finish their close
     /// handshakes; `close` events keep arriving through `recv`.
     pub fn begin_shutdown(&self, code: u16, reason: &str) {
-        if self.shared.stopping.send_replace(true) {
+        let open = self.shared.registry.len();
+        if !self.shared.begin_shutdown(code, reason) {
             return;
         }
-        log::info!(target: "surge", "shutting down: closing {} connections", self.shared.registry.len());
+        log::info!(target: "surge", "shutting down: closing {open} connections");
         for timer in self.timers.lock().drain() {
             timer.1.abort();
         }
-        self.shared.registry.for_each(|c| {
-            c.close(code, reason);
-        });
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

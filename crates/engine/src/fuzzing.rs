@@ -392,4 +392,38 @@ mod tests {
         assert_eq!(messages.len(), 1);
         assert_eq!(&messages[0][..], b"hello");
     }
+
+    #[test]
+    fn an_upgrade_registered_after_the_stop_began_is_closed_too() {
+        // The 101 went out before the stop, the connection joins the registry after the stop's
+        // close-all ran (its task runs only when this one waits): it must be closed all the same.
+        runtime().block_on(async {
+            let (shared, mut events) = shared();
+            let php = tokio::spawn(async move { while events.recv().await.is_some() {} });
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let (mut r, mut w) = tokio::io::split(client);
+            let handshake = format!("GET /chat HTTP/1.1\r\n{HANDSHAKE}");
+            w.write_all(handshake.as_bytes()).await.unwrap();
+            crate::listener::serve_stream(server, shared.clone()).await;
+            assert!(shared.registry.is_empty(), "registered before the stop");
+            shared.begin_shutdown(1001, "server shutting down");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            let closed = tokio::time::timeout(Duration::from_secs(2), async {
+                // Past the 101's headers, a close frame: 0x88, length, then the code 1001.
+                while !got.windows(2).any(|w| w == [0x03, 0xe9]) {
+                    match r.read(&mut buf).await {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            php.abort();
+            assert!(
+                closed.is_ok() && got.contains(&0x88),
+                "no close frame: {got:?}"
+            );
+        });
+    }
 }

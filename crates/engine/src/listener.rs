@@ -576,6 +576,7 @@ async fn established(
     ));
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());
+    shared.close_if_stopping(&conn);
     drop(peer.live);
     log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
     if !announce(handshake, &conn, &shared).await {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use crate::channels::Channels;
 use crate::config::Config;
 use crate::events::Event;
-use crate::registry::Registry;
+use crate::registry::{Conn, Registry};
 use crate::stats::Stats;
 
 /// Which PHP callbacks exist: events nobody listens to are never sent to the PHP thread.
@@ -48,6 +48,8 @@ pub struct Shared {
     inbound: Arc<Semaphore>,
     /// Becomes true when the server stops accepting (shutdown).
     pub stopping: watch::Sender<bool>,
+    /// The close every client gets at the stop, set before `stopping`.
+    stop_close: OnceLock<(u16, String)>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
     pub http_live: AtomicUsize,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
@@ -77,6 +79,7 @@ impl Shared {
             events,
             inbound: Arc::new(Semaphore::new(INBOUND_BUDGET)),
             stopping: watch::channel(false).0,
+            stop_close: OnceLock::new(),
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
             next_fd: AtomicU64::new(1),
@@ -130,5 +133,26 @@ impl Shared {
 
     pub fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
+    }
+
+    /// Stops accepting and sends every client `code`; false if the stop had begun already.
+    pub fn begin_shutdown(&self, code: u16, reason: &str) -> bool {
+        if self.stop_close.set((code, reason.to_owned())).is_err() {
+            return false;
+        }
+        self.stopping.send_replace(true);
+        self.registry.for_each(|c| {
+            c.close(code, reason);
+        });
+        true
+    }
+
+    /// For a connection just registered: if the stop has begun, it gets the stop's close too.
+    /// Its upgrade was answered before the stop, and it may have joined the registry after the
+    /// close-all went by (which set the close first, so one of the two always sees it).
+    pub fn close_if_stopping(&self, conn: &Conn) {
+        if let Some((code, reason)) = self.stop_close.get() {
+            conn.close(*code, reason);
+        }
     }
 }
