@@ -7,6 +7,7 @@ while its reader thread takes the server's TLS 1.3 session ticket (about 1 conne
 
 import asyncio
 import json
+import signal
 import socket
 import ssl
 import subprocess
@@ -120,3 +121,14 @@ def test_bad_certificate_files_are_named_at_start(cert, tmp_path):
             env={"SETTINGS": json.dumps(settings)},
         )
         assert expected in result.stdout, (expected, result.stdout, result.stderr)
+
+
+def test_a_tls_handshake_under_way_does_not_hold_up_the_stop(tls_server):
+    # A client that began its handshake (the first byte of a ClientHello) and stalls: the stop
+    # drops it instead of waiting for it as for a request under way.
+    srv = tls_server(shutdown_timeout=30, handshake_timeout=30)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as stalled:
+        stalled.sendall(b"\x16\x03\x01")
+        time.sleep(0.2)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=5) == 0

@@ -46,7 +46,7 @@ pub(crate) async fn accept_loop(
     let mut stopping = shared.stopping.subscribe();
     loop {
         let accepted = tokio::select! {
-            _ = stopping.wait_for(|s| *s) => break,
+            _ = stopping.wait_for(Option::is_some) => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -309,7 +309,7 @@ async fn unless_stopping<T>(shared: &Shared, work: impl Future<Output = T>) -> O
     let mut stopping = shared.stopping.subscribe();
     tokio::select! {
         done = work => Some(done),
-        _ = stopping.wait_for(|s| *s) => None,
+        _ = stopping.wait_for(Option::is_some) => None,
     }
 }
 

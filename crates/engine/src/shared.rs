@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -46,10 +46,9 @@ pub struct Shared {
     pub events: mpsc::Sender<Event>,
     /// [`INBOUND_BUDGET`], held by the events that carry client bytes until PHP is done with them.
     inbound: Arc<Semaphore>,
-    /// Becomes true when the server stops accepting (shutdown).
-    pub stopping: watch::Sender<bool>,
-    /// The close every client gets at the stop, set before `stopping`.
-    stop_close: OnceLock<(u16, String)>,
+    /// Set when the server stops accepting (shutdown): the close code and reason every client
+    /// gets, a connection registered later too.
+    pub stopping: watch::Sender<Option<(u16, String)>>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
     pub http_live: AtomicUsize,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
@@ -78,8 +77,7 @@ impl Shared {
             handlers: Handlers::default(),
             events,
             inbound: Arc::new(Semaphore::new(INBOUND_BUDGET)),
-            stopping: watch::channel(false).0,
-            stop_close: OnceLock::new(),
+            stopping: watch::channel(None).0,
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
             next_fd: AtomicU64::new(1),
@@ -132,15 +130,17 @@ impl Shared {
     }
 
     pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
+        self.stopping.borrow().is_some()
     }
 
     /// Stops accepting and sends every client `code`; false if the stop had begun already.
     pub fn begin_shutdown(&self, code: u16, reason: &str) -> bool {
-        if self.stop_close.set((code, reason.to_owned())).is_err() {
+        let begun = self.stopping.send_if_modified(|stop| {
+            stop.is_none() && stop.replace((code, reason.to_owned())).is_none()
+        });
+        if !begun {
             return false;
         }
-        self.stopping.send_replace(true);
         self.registry.for_each(|c| {
             c.close(code, reason);
         });
@@ -151,7 +151,7 @@ impl Shared {
     /// Its upgrade was answered before the stop, and it may have joined the registry after the
     /// close-all went by (which set the close first, so one of the two always sees it).
     pub fn close_if_stopping(&self, conn: &Conn) {
-        if let Some((code, reason)) = self.stop_close.get() {
+        if let Some((code, reason)) = &*self.stopping.borrow() {
             conn.close(*code, reason);
         }
     }

@@ -232,8 +232,9 @@ impl Server {
     }
 
     /// Listens and serves until SIGINT/SIGTERM or shutdown(); then closes every client with
-    /// 1001, runs the shutdown callback and returns. A server serves once. After a fatal error in a callback, closes
-    /// every client with 1011, stops, and lets PHP end the script as a fatal error does.
+    /// 1001, runs the shutdown callback and returns. A server serves once. After a fatal error
+    /// in a callback, closes every client with 1011, stops, and lets PHP end the script as a
+    /// fatal error does.
     pub fn start(self_: &mut ZendClassObject<Server>) -> PhpResult<bool> {
         if self_.running.get() {
             return Err(error("the server is already running"));
