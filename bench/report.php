@@ -112,6 +112,10 @@ function echoFigures(array $c): array
         'server_cpu_secs' => $c['server_cpu_secs'] ?? null,
         'cpu_us' => $cpu === null ? null : round($cpu * 1000, 2),
         'client_cpu_secs' => $c['client_cpu_secs'],
+        'server_on_cpu_secs' => $c['server_on_cpu_secs'] ?? null,
+        'server_runqueue_wait_secs' => $c['server_runqueue_wait_secs'] ?? null,
+        'client_on_cpu_secs' => $c['client_on_cpu_secs'] ?? null,
+        'client_runqueue_wait_secs' => $c['client_runqueue_wait_secs'] ?? null,
         'errors' => $c['errors'] + array_sum($c['connect_errors']),
     ];
 }
@@ -240,11 +244,22 @@ function notes(array $s): string
         'idle' => sprintf('RSS %s -> %s MiB, %s after close; %s connects/s%s', mib($s['server_rss_listening_kib']),
             mib($s['server_rss_established_kib']), mib($s['server_rss_after_close_kib']), number_format((float) $s['connects_per_sec']),
             $s['client_processes'] > 1 ? " from {$s['client_processes']} client processes" : ''),
-        'echo' => "client CPU {$s['client_cpu_secs']} of {$s['secs']} s",
+        'echo' => "client CPU {$s['client_cpu_secs']} of {$s['secs']} s" . schedNote($s),
         'fanout' => sprintf('first client p50 %s ms; sustained batch last p99 %s ms', ms($s['one_first_p50_us']), ms($s['sustained_batch_last_p99_us'])),
         'laravel' => sprintf('%s msgs/s: last p50 %s ms, p99 %s ms, %s', $s['fixed_rate'] ?? '-', ms($s['fixed_last_p50_us']), ms($s['fixed_last_p99_us']),
             $s['fixed_all_delivered'] ? 'all delivered' : 'NOT all delivered'),
     };
+}
+
+// The scheduler's view of an echo row: how long server and client threads ran, and how long
+// they were ready to run but waited for a core (on two shared cores, what decides the rate).
+function schedNote(array $s): string
+{
+    if ($s['server_on_cpu_secs'] === null || $s['client_on_cpu_secs'] === null) {
+        return '';
+    }
+    return sprintf('; on CPU / waiting for one: server %.2f / %.2f s, client %.2f / %.2f s', $s['server_on_cpu_secs'],
+        $s['server_runqueue_wait_secs'], $s['client_on_cpu_secs'], $s['client_runqueue_wait_secs']);
 }
 
 // What the columns mean, for each kind of scenario in the run.
@@ -253,7 +268,7 @@ function legend(array $summary): array
     $window = fn($kind) => current(array_filter(array_column(array_filter($summary, fn($s) => $s['kind'] === $kind), 'sustained_window'))) ?: '?';
     $all = [
         'idle' => 'server memory = (RSS with every connection up - RSS listening) / connections; "after N KiB": each client first sent one message of N KiB and had it back',
-        'echo' => 'p50/p99 of a round trip; rate = round trips/s; server CPU per round trip; memory = RSS at the end',
+        'echo' => 'p50/p99 of a round trip; rate = round trips/s; server CPU per round trip; memory = RSS at the end; notes: seconds on a CPU and waiting for one (runnable), summed over threads, from the scheduler (/proc/PID/task/*/schedstat) over the counted window',
         'fanout' => 'p50/p99 over 20 single 100-byte messages, trigger until the last client had it; rate = sustained deliveries/s '
             . "(closed loop, at most {$window('fanout')} messages ahead of the slowest client); server CPU per delivery; memory = RSS at the end",
         'laravel' => "as fan-out, timed from the PUBLISH to Redis, closed loop at most {$window('laravel')} messages ahead; notes: the fixed rate",

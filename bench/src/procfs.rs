@@ -25,6 +25,30 @@ pub fn cpu_secs(pid: &str) -> Result<f64, String> {
     Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
 }
 
+/// Seconds the threads of `pid` have spent on a CPU, and runnable but waiting in a run queue for
+/// one, summed over the threads alive now (`/proc/PID/task/*/schedstat`, in nanoseconds). On two
+/// shared cores the wait says how much of the machine a process was denied while it had work.
+pub fn sched_secs(pid: &str) -> Result<(f64, f64), String> {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let (mut on_cpu, mut waiting) = (0u64, 0u64);
+    for task in tasks.flatten() {
+        // A thread that ended since read_dir has no file left: it is simply not counted.
+        let Ok(line) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let mut fields = line.split_whitespace().map(|f| f.parse::<u64>());
+        match (fields.next(), fields.next()) {
+            (Some(Ok(run)), Some(Ok(wait))) => {
+                on_cpu += run;
+                waiting += wait;
+            }
+            _ => return Err(format!("{dir}: unreadable schedstat '{}'", line.trim())),
+        }
+    }
+    Ok((on_cpu as f64 / 1e9, waiting as f64 / 1e9))
+}
+
 /// VmRSS of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -40,5 +64,8 @@ mod tests {
     fn reads_own_process() {
         assert!(super::cpu_secs("self").unwrap() >= 0.0);
         assert!(super::cpu_secs("0").is_err());
+        let (on_cpu, waiting) = super::sched_secs("self").unwrap();
+        assert!(on_cpu > 0.0 && waiting >= 0.0);
+        assert!(super::sched_secs("0").is_err());
     }
 }

@@ -91,9 +91,9 @@ async fn echo(o: Options) -> Result<Value, String> {
 
     let server = o.server_pid.map(|p| p.to_string());
     tokio::time::sleep_until(measure_from).await;
-    let cpu_before = cpu_pair(server.as_deref());
+    let before = [Usage::of("self"), Usage::of_opt(server.as_deref())];
     tokio::time::sleep_until(end).await;
-    let cpu_after = cpu_pair(server.as_deref());
+    let after = [Usage::of("self"), Usage::of_opt(server.as_deref())];
     let window = end - measure_from;
 
     let mut all = Outcome::default();
@@ -122,34 +122,61 @@ async fn echo(o: Options) -> Result<Value, String> {
         "error_messages": all.errors.to_json(),
     });
     merge(&mut out, all.latencies.summary(""));
-    let used = |i: usize| match (cpu_before[i], cpu_after[i]) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let used =
+        |i: usize, figure: fn(&Usage) -> Option<f64>| match (figure(&before[i]), figure(&after[i]))
+        {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    merge(&mut out, json!({ "client_cpu_secs": used(0).map(round) }));
+    merge(
+        &mut out,
+        json!({
+            "client_cpu_secs": used(0, |u| u.cpu_secs).map(round),
+            "client_on_cpu_secs": used(0, |u| u.on_cpu_secs).map(round),
+            "client_runqueue_wait_secs": used(0, |u| u.waiting_secs).map(round),
+        }),
+    );
     if let Some(pid) = o.server_pid {
-        let per_1k = used(1)
+        let per_1k = used(1, |u| u.cpu_secs)
             .filter(|_| all.counted > 0)
             .map(|s| s / all.counted as f64 * 1000.0);
         merge(
             &mut out,
             json!({
                 "server_pid": pid,
-                "server_cpu_secs": used(1).map(round),
+                "server_cpu_secs": used(1, |u| u.cpu_secs).map(round),
                 "server_cpu_secs_per_1k_round_trips": per_1k.map(|x| (x * 1e5).round() / 1e5),
+                "server_on_cpu_secs": used(1, |u| u.on_cpu_secs).map(round),
+                "server_runqueue_wait_secs": used(1, |u| u.waiting_secs).map(round),
             }),
         );
     }
     Ok(out)
 }
 
-/// CPU seconds of this process and of the server (None where unreadable).
-fn cpu_pair(server: Option<&str>) -> [Option<f64>; 2] {
-    [
-        procfs::cpu_secs("self").ok(),
-        server.and_then(|p| procfs::cpu_secs(p).ok()),
-    ]
+/// What a process has used so far (None where unreadable): CPU time as `/proc/PID/stat` counts
+/// it, and the scheduler's own on-CPU and run-queue wait times.
+#[derive(Default)]
+struct Usage {
+    cpu_secs: Option<f64>,
+    on_cpu_secs: Option<f64>,
+    waiting_secs: Option<f64>,
+}
+
+impl Usage {
+    fn of(pid: &str) -> Usage {
+        let sched = procfs::sched_secs(pid).ok();
+        Usage {
+            cpu_secs: procfs::cpu_secs(pid).ok(),
+            on_cpu_secs: sched.map(|s| s.0),
+            waiting_secs: sched.map(|s| s.1),
+        }
+    }
+
+    fn of_opt(pid: Option<&str>) -> Usage {
+        pid.map(Usage::of).unwrap_or_default()
+    }
 }
 
 fn merge(into: &mut Value, from: Value) {
