@@ -396,6 +396,11 @@ namespace Surge\Http {
         {
         }
 
+        /** The request method, e.g. "POST" ("GET" for a WebSocket handshake); the same as $server['request_method']. */
+        public function getMethod(): string
+        {
+        }
+
         /** Not for user code: the server creates requests, and `new` throws \Exception. */
         public function __construct()
         {
@@ -415,6 +420,16 @@ namespace Surge\Http {
 
         /** Adds a response header; throws Surge\Exception for an invalid name or a line break in the value. */
         public function header(string $name, string $value): bool
+        {
+        }
+
+        /** Adds a Set-Cookie header as PHP's setcookie() writes it: $value URL-encoded (an empty one deletes the cookie), $expire a Unix time (0: until the browser closes), $samesite 'Lax', 'Strict', 'None' or ''; throws Surge\Exception for a name, path or domain that would break the header. */
+        public function cookie(string $key, string $value = '', int $expire = 0, string $path = '/', string $domain = '', bool $secure = false, bool $httponly = false, string $samesite = ''): bool
+        {
+        }
+
+        /** Ends the response as a redirect to $location with $http_code (300-399; throws outside that range); false if it was already sent or the client has left. */
+        public function redirect(string $location, int $http_code = 302): bool
         {
         }
 

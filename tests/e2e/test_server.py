@@ -1,6 +1,9 @@
 """The Swoole-style server API, through a real WebSocket client (Python websockets)."""
 
+import email.utils
+import http.client
 import json
+import re
 import signal
 import time
 import urllib.request
@@ -185,12 +188,50 @@ def test_request_callback_serves_http_on_the_same_port(php_server):
     assert body["get"] == {"page": "home", "token": "1"}
     assert body["post"] == {"a": "1", "b": "two words"}
     assert body["cookie"] == {"sid": "abc", "theme": "dark"}
-    assert body["method"] == "POST" and body["uri"] == "/api/push"
+    assert body["method"] == body["get_method"] == "POST" and body["uri"] == "/api/push"
     assert body["body"] == "a=1&b=two+words"
     # WebSocket still works on the same port.
     with connect(srv.url) as ws:
         ws.send("same port")
         assert ws.recv(timeout=5) == "same port"
+
+
+def test_cookies_are_set_and_read_as_php_does(php_server):
+    """Response::cookie() writes Set-Cookie as PHP's setcookie() does, a bad name throws;
+    Request::$cookie splits on ';' only, URL-decodes, keeps
+    the first of a name sent twice (as $_COOKIE)."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/cookie", headers={"Cookie": "q=k%3Dv&w=2; name=J%C3%B6rg+B; q=second"})
+    res = conn.getresponse()
+    body = json.loads(res.read())
+    assert res.status == 201
+    assert body["cookie"] == {"q": "k=v&w=2", "name": "Jörg B"}
+    assert body["get_method"] == "GET"
+    cookies = res.headers.get_all("Set-Cookie")
+    assert cookies[:2] == [
+        "sid=a%20b%26c; path=/; HttpOnly; SameSite=Lax",
+        "gone=deleted; expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; path=/",
+    ]
+    until = cookies[2]
+    assert re.fullmatch(
+        r"until=v; expires=\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT; Max-Age=(\d+); path=/app; "
+        r"domain=example.com; secure",
+        until,
+    ), until
+    expires = email.utils.parsedate_to_datetime(until.split("expires=")[1].split(";")[0])
+    assert abs(expires.timestamp() - time.time() - 3600) < 60
+    assert 3500 < int(re.search(r"Max-Age=(\d+)", until)[1]) <= 3600
+    assert len(cookies) == 3
+    assert "bad;name" in res.headers["X-Refused"]
+
+
+def test_redirect_ends_the_response_with_location(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/redirect")
+    res = conn.getresponse()
+    assert (res.status, res.headers["Location"], res.read()) == (301, "/elsewhere?x=1", b"")
 
 
 def test_the_network_work_runs_where_the_mode_says(php_server, io_mode):

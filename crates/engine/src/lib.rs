@@ -8,6 +8,7 @@ pub mod channels;
 mod client_frames;
 pub mod config;
 mod connection;
+pub mod cookie;
 mod deflate;
 mod engine;
 pub mod events;

@@ -3,7 +3,7 @@
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::Zval;
-use surge_engine::HttpRequest;
+use surge_engine::{cookie, HttpRequest};
 
 use crate::convert::{binary_zval, pairs_zval, Assoc};
 
@@ -16,16 +16,13 @@ pub struct Request {
     header: Zval,
     server: Zval,
     cookie: Zval,
+    method: String,
     body: Vec<u8>,
 }
 
 fn cookies(req: &HttpRequest) -> Vec<(String, String)> {
-    req.headers
-        .iter()
-        .filter(|(k, _)| k == "cookie")
-        .flat_map(|(_, v)| v.split(';'))
-        .flat_map(|pair| form_urlencoded::parse(pair.trim().as_bytes()).into_owned())
-        .collect()
+    let headers = req.headers.iter().filter(|(k, _)| k == "cookie");
+    cookie::parse(headers.map(|(_, v)| v.as_str()))
 }
 
 /// Headers by lowercase name; a repeated header's values are joined with ", " as HTTP allows.
@@ -78,6 +75,7 @@ impl Request {
             header: pairs_zval(headers(req))?,
             server: server_vars(req)?,
             cookie: pairs_zval(cookies(req))?,
+            method: req.method.clone(),
             body: req.body.to_vec(),
         })
     }
@@ -130,5 +128,10 @@ impl Request {
     /// Same as rawContent() (Swoole's other name for it).
     pub fn get_content(&self) -> Zval {
         binary_zval(&self.body)
+    }
+
+    /// The request method, as $server['request_method'] has it ("GET" for a handshake).
+    pub fn get_method(&self) -> String {
+        self.method.clone()
     }
 }

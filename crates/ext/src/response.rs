@@ -1,10 +1,12 @@
 //! `Surge\Http\Response`: the answer to one HTTP request, sent by `end()`.
 
 use std::cell::{Cell, RefCell};
+use std::time::SystemTime;
 
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, Zval};
+use surge_engine::cookie::SetCookie;
 use surge_engine::{HttpResponse, Responder};
 
 use crate::convert::bytes_arg;
@@ -83,6 +85,59 @@ impl Response {
         }
         self.headers.borrow_mut().push((name, value));
         Ok(true)
+    }
+
+    /// Adds a Set-Cookie header as PHP's setcookie() writes it: the value URL-encoded, an empty
+    /// value deletes the cookie, `$expire` is a Unix time (0: until the browser closes).
+    #[allow(clippy::too_many_arguments)] // Swoole's and setcookie()'s parameters, in their order
+    #[php(defaults(
+        value = String::new(),
+        expire = 0,
+        path = "/".to_string(),
+        domain = String::new(),
+        secure = false,
+        httponly = false,
+        samesite = String::new()
+    ))]
+    pub fn cookie(
+        &self,
+        key: String,
+        value: String,
+        expire: i64,
+        path: String,
+        domain: String,
+        secure: bool,
+        httponly: bool,
+        samesite: String,
+    ) -> PhpResult<bool> {
+        let cookie = SetCookie {
+            name: &key,
+            value: &value,
+            expire,
+            path: &path,
+            domain: &domain,
+            secure,
+            http_only: httponly,
+            same_site: &samesite,
+        };
+        let header = cookie.header_value(SystemTime::now()).map_err(error)?;
+        self.headers
+            .borrow_mut()
+            .push(("Set-Cookie".to_string(), header));
+        Ok(true)
+    }
+
+    /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302).
+    #[php(defaults(http_code = 302))]
+    pub fn redirect(&self, location: String, http_code: i64) -> PhpResult<bool> {
+        if !(300..=399).contains(&http_code) {
+            return Err(error(format!(
+                "a redirect's status code must be between 300 and 399, got {http_code}"
+            )));
+        }
+        self.header("Location".to_string(), location)?;
+        self.status(http_code)?;
+        self.end(None)
     }
 
     /// Sends the response with `$data` as body; false if it was already sent or the client left.

@@ -96,9 +96,24 @@ if (getenv('SURGE_HTTP')) {
             '/fatal' => trigger_error('fatal on purpose', E_USER_ERROR),
             '/oom' => strlen(str_repeat('x', 1 << 30)),
             '/slow' => [out('slow request'), slept(400), respond($req, $res)],
+            '/cookie' => [set_cookies($res), respond($req, $res)],
+            '/redirect' => $res->redirect('/elsewhere?x=1', 301),
             default => respond($req, $res),
         };
     });
+}
+
+// The cookies of test_cookies_are_set_and_read_as_php_does; a refused one is named in a header.
+function set_cookies($res): void
+{
+    $res->cookie('sid', 'a b&c', 0, '/', '', false, true, 'Lax');
+    $res->cookie('gone');
+    $res->cookie('until', 'v', time() + 3600, '/app', 'example.com', true);
+    try {
+        $res->cookie('bad;name', 'v');
+    } catch (Surge\Exception $e) {
+        $res->header('X-Refused', $e->getMessage());
+    }
 }
 
 function respond($req, $res): void
@@ -108,6 +123,7 @@ function respond($req, $res): void
     $res->end(json_encode([
         'fd' => $req->fd, 'get' => $req->get, 'post' => $req->post, 'cookie' => $req->cookie,
         'method' => $req->server['request_method'], 'uri' => $req->server['request_uri'],
+        'get_method' => $req->getMethod(),
         'body' => $req->rawContent(), 'host' => $req->header['host'] ?? null,
     ]));
 }

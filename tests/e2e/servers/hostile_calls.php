@@ -137,6 +137,13 @@ function sane_args(int $fd): callable
         'payload' => 'payload',
         'name' => 'X-Name',
         'value' => 'value',
+        'expire' => 0,
+        'path' => '/',
+        'domain' => '',
+        'secure', 'httponly' => false,
+        'samesite' => 'Lax',
+        'location' => '/elsewhere',
+        'http_code' => 302,
         default => 'x',
     };
 }
