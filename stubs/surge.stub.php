@@ -407,38 +407,43 @@ namespace Surge\Http {
         }
     }
 
-    /** The answer to one HTTP request, sent by end(); a response never ended gets a 500 when the request callback returns without keeping it. */
+    /** The answer to one HTTP request, sent whole by end(), or in chunks by write() and then end(); a response never ended gets a 500 when the request callback returns without keeping it. */
     class Response
     {
         /** The connection's id. */
         public readonly int $fd;
 
-        /** Sets the status code (100-999, default 200); throws Surge\Exception outside that range. */
+        /** Sets the status code (100-999, default 200); throws Surge\Exception outside that range; false once write() or end() has sent the head. */
         public function status(int $code): bool
         {
         }
 
-        /** Adds a response header; throws Surge\Exception for an invalid name or a line break in the value. */
+        /** Adds a response header; throws Surge\Exception for an invalid name or a line break in the value; false once write() or end() has sent the head. */
         public function header(string $name, string $value): bool
         {
         }
 
-        /** Adds a Set-Cookie header as PHP's setcookie() writes it: $value URL-encoded (an empty one deletes the cookie), $expire a Unix time (0: until the browser closes), $samesite 'Lax', 'Strict', 'None' or ''; throws Surge\Exception for a name, path or domain that would break the header. */
+        /** Adds a Set-Cookie header as PHP's setcookie() writes it: $value URL-encoded (an empty one deletes the cookie), $expire a Unix time (0: until the browser closes), $samesite 'Lax', 'Strict', 'None' or ''; throws Surge\Exception for a name, path or domain that would break the header; false once write() or end() has sent the head. */
         public function cookie(string $key, string $value = '', int $expire = 0, string $path = '/', string $domain = '', bool $secure = false, bool $httponly = false, string $samesite = ''): bool
         {
         }
 
-        /** Ends the response as a redirect to $location with $http_code (300-399; throws outside that range); false if it was already sent or the client has left. */
+        /** Sends the status and headers if not yet sent, then $data as a chunk of the body (chunked encoding), which goes on until end(): for server-sent events or a long download. False, sending nothing, when the client has left or more than socket_buffer_size bytes already wait for it (isWritable() stays true then: write again later). The body also ends when the Response is freed or the server stops. */
+        public function write(string $data): bool
+        {
+        }
+
+        /** Ends the response as a redirect to $location with $http_code (300-399; throws outside that range); false if the head was already sent or the client has left. */
         public function redirect(string $location, int $http_code = 302): bool
         {
         }
 
-        /** Sends the status, headers and $data as the body; false if it was already sent or the client has left. */
+        /** Sends the status, headers and $data as the body (after write(): $data as the last chunk, and the body ends); false if it was already sent or the client has left. */
         public function end(?string $data = null): bool
         {
         }
 
-        /** True until end() has been called. */
+        /** True until end(), unless the client of a body under way (write()) has left. */
         public function isWritable(): bool
         {
         }

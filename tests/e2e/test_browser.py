@@ -1,5 +1,6 @@
-"""The chat example in a real browser: tests/browser/chat.mjs drives two headless Chromium pages
-(playwright-core) against the chat server. No Node or no Chromium is a failure, not a skip."""
+"""Pages in a real browser, headless Chromium driven by playwright-core: the chat example
+(tests/browser/chat.mjs, two pages), and server-sent events written by a request callback
+(tests/browser/sse.mjs). No Node or no Chromium is a failure, not a skip."""
 
 import shutil
 import subprocess
@@ -25,3 +26,16 @@ def test_chat_in_two_chromium_pages(php_server, tmp_path):
     assert "ok: when Bob leaves" in run.stdout, report
     assert "FAILED" not in run.stdout + run.stderr, report
     assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
+
+
+def test_server_sent_events_from_write_in_chromium(php_server):
+    """An EventSource in Chromium reads what a request callback streams with write()."""
+    node = shutil.which("node")
+    assert node, "node is not installed (scripts/install-deps.sh --test installs it)"
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    run = subprocess.run(
+        [node, str(ROOT / "tests/browser/sse.mjs"), srv.http + "/stream"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()[-3000:]}"
+    assert run.returncode == 0 and "ok: the page got 1, 2, end" in run.stdout, report

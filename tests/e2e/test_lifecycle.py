@@ -232,6 +232,19 @@ def test_an_idle_keep_alive_http_client_does_not_hold_up_the_stop(php_server):
     conn.close()
 
 
+def test_a_stream_under_way_ends_when_the_server_stops(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(shutdown_timeout=30)})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/stream-forever")
+    res = conn.getresponse()
+    first = res.read1(100)
+    assert first.startswith(b"data: 1\n\n")
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=5) == 0
+    body = first + res.read()  # IncompleteRead if the body was cut off instead of ended
+    assert body.endswith(b"\n\n") and res.isclosed()
+
+
 # --- settings and events --------------------------------------------------------------------
 
 NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"

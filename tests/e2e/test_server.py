@@ -4,6 +4,7 @@ import email.utils
 import http.client
 import json
 import re
+import socket
 import signal
 import time
 import urllib.request
@@ -232,6 +233,26 @@ def test_redirect_ends_the_response_with_location(php_server):
     conn.request("GET", "/redirect")
     res = conn.getresponse()
     assert (res.status, res.headers["Location"], res.read()) == (301, "/elsewhere?x=1", b"")
+
+
+def test_a_response_written_in_chunks_streams_server_sent_events(php_server):
+    """write() sends the head and a chunk at once, more chunks as PHP writes them (from a timer
+    here), end() the last; a client that leaves makes write() false and isWritable() false."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/stream")
+    res = conn.getresponse()
+    assert res.status == 200 and res.headers["Content-Type"] == "text/event-stream"
+    assert res.headers["Transfer-Encoding"] == "chunked"
+    assert res.read() == b"data: 1\n\ndata: 2\n\ndata: end\n\n"
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/stream-forever")
+    res = conn.getresponse()
+    assert res.read1(100).startswith(b"data: 1\n\n")  # the first chunk, before any timer
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    assert "stream write refused, writable false, header false" in srv.wait_output("stream write refused")
 
 
 def test_the_network_work_runs_where_the_mode_says(php_server, io_mode):

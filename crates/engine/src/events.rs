@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
+use crate::http_stream::{self, ChunkReceiver, ChunkSender};
+
 /// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
@@ -52,14 +54,38 @@ impl HttpResponse {
     }
 }
 
+/// PHP's answer to one HTTP request.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Whole(HttpResponse),
+    /// The status and headers, and a body that follows in chunks (the response's `body` is the
+    /// first).
+    Streamed(HttpResponse, ChunkReceiver),
+}
+
 /// Where PHP's answer to one HTTP request goes. Dropping it unanswered sends a 500.
 #[derive(Debug)]
-pub struct Responder(pub(crate) oneshot::Sender<HttpResponse>);
+pub struct Responder {
+    pub(crate) tx: oneshot::Sender<Answer>,
+    /// At most this many bytes of a streamed body wait for the client (`socket_buffer_size`).
+    pub(crate) stream_limit: usize,
+}
 
 impl Responder {
     /// Sends the response; false when the client has gone away meanwhile.
     pub fn send(self, response: HttpResponse) -> bool {
-        self.0.send(response).is_ok()
+        self.tx.send(Answer::Whole(response)).is_ok()
+    }
+
+    /// Sends the status and headers, with `head.body` as the first chunk of a body that goes on
+    /// with what the returned sender queues, until it is dropped. None when the client has gone
+    /// away meanwhile.
+    pub fn stream(self, head: HttpResponse) -> Option<ChunkSender> {
+        let (sender, receiver) = http_stream::channel(self.stream_limit);
+        self.tx
+            .send(Answer::Streamed(head, receiver))
+            .ok()
+            .map(|_| sender)
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -29,7 +29,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
-use crate::events::{Event, HttpRequest, HttpResponse, Responder};
+use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
+use crate::http_stream::ChunkBody;
 use crate::read_ahead::ReadAhead;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
@@ -331,7 +332,8 @@ where
     serve_http(stream, peer, shared).await
 }
 
-type Reply = Response<Full<Bytes>>;
+/// A whole body, or one PHP writes in chunks (`Response::write()`).
+type Reply = Response<Either<Full<Bytes>, ChunkBody>>;
 
 /// Who is on the other end of one TCP connection.
 #[derive(Clone)]
@@ -388,7 +390,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         .events
         .send(Event::Request {
             request: Box::new(request),
-            reply: Responder(tx),
+            reply: Responder {
+                tx,
+                stream_limit: shared.config.socket_buffer_size,
+            },
             held,
         })
         .await
@@ -397,7 +402,15 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
     match rx.await {
-        Ok(response) => reply(response),
+        Ok(Answer::Whole(response)) => reply(response),
+        Ok(Answer::Streamed(mut head, chunks)) => {
+            let mut stopping = shared.stopping.subscribe();
+            let stop = async move {
+                let _ = stopping.wait_for(Option::is_some).await;
+            };
+            let first = std::mem::take(&mut head.body);
+            with_head(head, Either::Right(ChunkBody::new(first, chunks, stop)))
+        }
         Err(_) => reply(HttpResponse::text(
             500,
             "the request callback sent no response\n",
@@ -430,8 +443,14 @@ pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, 
     }
 }
 
-fn reply(response: HttpResponse) -> Reply {
-    let mut res = Response::new(Full::new(response.body));
+fn reply(mut response: HttpResponse) -> Reply {
+    let body = std::mem::take(&mut response.body);
+    with_head(response, Either::Left(Full::new(body)))
+}
+
+/// `body` with the status and headers of `response` (whose own body is not used).
+fn with_head<B>(response: HttpResponse, body: B) -> Response<B> {
+    let mut res = Response::new(body);
     *res.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in response.headers {
@@ -528,7 +547,7 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
             Err(err) => log::debug!(target: "surge", "fd {}: upgrade failed: {err}", peer.fd),
         }
     });
-    let mut res = Response::new(Full::new(Bytes::new()));
+    let mut res = Response::new(Either::Left(Full::new(Bytes::new())));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

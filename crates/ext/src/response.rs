@@ -1,4 +1,5 @@
-//! `Surge\Http\Response`: the answer to one HTTP request, sent by `end()`.
+//! `Surge\Http\Response`: the answer to one HTTP request, sent whole by `end()`, or in chunks by
+//! `write()` and then `end()`.
 
 use std::cell::{Cell, RefCell};
 use std::time::SystemTime;
@@ -7,6 +8,7 @@ use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, Zval};
 use surge_engine::cookie::SetCookie;
+use surge_engine::http_stream::ChunkSender;
 use surge_engine::{HttpResponse, Responder};
 
 use crate::convert::bytes_arg;
@@ -16,7 +18,10 @@ use crate::exception::error;
 #[php(name = "Surge\\Http\\Response")]
 pub struct Response {
     fd: u64,
+    /// Until the head (status and headers) is sent.
     reply: RefCell<Option<Responder>>,
+    /// After write() sent the head, until end().
+    stream: RefCell<Option<ChunkSender>>,
     status: Cell<u16>,
     headers: RefCell<Vec<(String, String)>>,
 }
@@ -26,6 +31,7 @@ impl Response {
         Response {
             fd,
             reply: RefCell::new(Some(reply)),
+            stream: RefCell::new(None),
             status: Cell::new(200),
             headers: RefCell::new(Vec::new()),
         }
@@ -37,7 +43,20 @@ impl Response {
         let response = response
             .object()
             .and_then(ZendClassObject::<Response>::from_zend_obj);
-        let reply = response.and_then(|r| r.reply.try_borrow_mut().ok()?.take());
+        let Some(response) = response else { return };
+        // A body under way just ends (its status is sent).
+        drop(
+            response
+                .stream
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut s| s.take()),
+        );
+        let reply = response
+            .reply
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut r| r.take());
         if let Some(reply) = reply {
             reply.send(HttpResponse::text(
                 500,
@@ -62,7 +81,7 @@ impl Response {
         self.fd as i64
     }
 
-    /// Sets the status code (100-999).
+    /// Sets the status code (100-999); false once the head is sent.
     pub fn status(&self, code: i64) -> PhpResult<bool> {
         if !(100..=999).contains(&code) {
             return Err(error(format!(
@@ -70,7 +89,7 @@ impl Response {
             )));
         }
         self.status.set(code as u16);
-        Ok(true)
+        Ok(!self.head_sent())
     }
 
     /// Adds a response header.
@@ -83,8 +102,7 @@ impl Response {
                 "header '{name}' has a line break in its value"
             )));
         }
-        self.headers.borrow_mut().push((name, value));
-        Ok(true)
+        self.add_header(name, value)
     }
 
     /// Adds a Set-Cookie header as PHP's setcookie() writes it: the value URL-encoded, an empty
@@ -121,10 +139,7 @@ impl Response {
             same_site: &samesite,
         };
         let header = cookie.header_value(SystemTime::now()).map_err(error)?;
-        self.headers
-            .borrow_mut()
-            .push(("Set-Cookie".to_string(), header));
-        Ok(true)
+        self.add_header("Set-Cookie".to_string(), header)
     }
 
     /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302).
@@ -135,9 +150,30 @@ impl Response {
                 "a redirect's status code must be between 300 and 399, got {http_code}"
             )));
         }
+        if self.head_sent() {
+            return Ok(false);
+        }
         self.header("Location".to_string(), location)?;
         self.status(http_code)?;
         self.end(None)
+    }
+
+    /// Sends the status and headers if not yet sent, then `$data` as a chunk of the body, which
+    /// goes on until end(). False, sending nothing, when the client has gone away, or when more
+    /// than `socket_buffer_size` bytes already wait for a slow client (isWritable() stays true:
+    /// write again later).
+    pub fn write(&self, data: &Zval) -> PhpResult<bool> {
+        let chunk = bytes_arg(data, "response body")?;
+        if let Some(stream) = &*self.stream.borrow() {
+            return Ok(stream.send(chunk.into()));
+        }
+        let Some(reply) = self.reply.borrow_mut().take() else {
+            return Ok(false);
+        };
+        let sender = reply.stream(self.head(chunk));
+        let started = sender.is_some();
+        *self.stream.borrow_mut() = sender;
+        Ok(started)
     }
 
     /// Sends the response with `$data` as body; false if it was already sent or the client left.
@@ -146,20 +182,45 @@ impl Response {
             Some(zv) if !zv.is_null() => bytes_arg(zv, "response body")?,
             _ => Vec::new(),
         };
+        if let Some(stream) = self.stream.borrow_mut().take() {
+            return Ok(stream.finish(body.into()));
+        }
         let Some(reply) = self.reply.borrow_mut().take() else {
             return Ok(false);
         };
-        let headers = std::mem::take(&mut *self.headers.borrow_mut());
-        Ok(reply.send(HttpResponse {
-            status: self.status.get(),
-            headers,
-            body: body.into(),
-        }))
+        Ok(reply.send(self.head(body)))
     }
 
-    /// False once end() was called.
+    /// True until end(), unless the client of a body under way has gone away.
     pub fn is_writable(&self) -> bool {
-        self.reply.borrow().is_some()
+        match &*self.stream.borrow() {
+            Some(stream) => stream.is_open(),
+            None => self.reply.borrow().is_some(),
+        }
+    }
+}
+
+impl Response {
+    /// The status and headers set so far, with `body`.
+    fn head(&self, body: Vec<u8>) -> HttpResponse {
+        HttpResponse {
+            status: self.status.get(),
+            headers: std::mem::take(&mut *self.headers.borrow_mut()),
+            body: body.into(),
+        }
+    }
+
+    fn head_sent(&self) -> bool {
+        self.reply.borrow().is_none()
+    }
+
+    /// False, adding nothing, once the head is sent.
+    fn add_header(&self, name: String, value: String) -> PhpResult<bool> {
+        if self.head_sent() {
+            return Ok(false);
+        }
+        self.headers.borrow_mut().push((name, value));
+        Ok(true)
     }
 }
 

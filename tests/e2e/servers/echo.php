@@ -98,6 +98,8 @@ if (getenv('SURGE_HTTP')) {
             '/slow' => [out('slow request'), slept(400), respond($req, $res)],
             '/cookie' => [set_cookies($res), respond($req, $res)],
             '/redirect' => $res->redirect('/elsewhere?x=1', 301),
+            '/stream' => stream($res, 3),
+            '/stream-forever' => stream($res, PHP_INT_MAX),
             default => respond($req, $res),
         };
     });
@@ -114,6 +116,26 @@ function set_cookies($res): void
     } catch (Surge\Exception $e) {
         $res->header('X-Refused', $e->getMessage());
     }
+}
+
+// Server-sent events: one now, one every 20 ms from a timer, the last by end() after $count.
+// A write the client cannot take (gone away) stops the stream and says so.
+function stream($res, int $count): void
+{
+    global $server;
+    $res->header('Content-Type', 'text/event-stream');
+    $res->write("data: 1\n\n");
+    $n = 1;
+    $server->tick(20, function ($id) use ($res, $count, &$n, $server) {
+        if (++$n >= $count) {
+            $res->end("data: end\n\n");
+            $server->clearTimer($id);
+        } elseif (!$res->write("data: $n\n\n")) {
+            out('stream write refused, writable ' . var_export($res->isWritable(), true)
+                . ', header ' . var_export($res->header('X-Late', 'x'), true));
+            $server->clearTimer($id);
+        }
+    });
 }
 
 function respond($req, $res): void
