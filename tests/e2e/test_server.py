@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import close_code
+from conftest import close_code, settings_env
 
 
 def test_open_message_close_callbacks(php_server):
@@ -253,6 +253,22 @@ def test_a_response_written_in_chunks_streams_server_sent_events(php_server):
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
     assert "stream write refused, writable false, header false" in srv.wait_output("stream write refused")
+
+
+def test_a_stream_to_a_slow_reader_is_bounded_and_loses_nothing(php_server):
+    """While more than socket_buffer_size bytes wait for a client that does not read, write() is
+    false (isWritable() still true); end()'s last chunk is queued anyway; the client then reads
+    every byte that write() took."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(socket_buffer_size=1 << 20)})
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    sock.sendall(b"GET /stream-to-slow-client HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = srv.wait_output("refused after", timeout=10)
+    sent = int(re.search(r"refused after (\d+) bytes, writable true", out)[1])
+    assert 1 << 20 <= sent < 64 << 20, sent
+    res = http.client.HTTPResponse(sock)
+    res.begin()
+    assert res.read() == b"x" * sent + b"done"
+    sock.close()
 
 
 def test_the_network_work_runs_where_the_mode_says(php_server, io_mode):

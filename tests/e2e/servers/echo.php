@@ -100,6 +100,7 @@ if (getenv('SURGE_HTTP')) {
             '/redirect' => $res->redirect('/elsewhere?x=1', 301),
             '/stream' => stream($res, 3),
             '/stream-forever' => stream($res, PHP_INT_MAX),
+            '/stream-to-slow-client' => stream_until_refused($res),
             default => respond($req, $res),
         };
     });
@@ -135,6 +136,22 @@ function stream($res, int $count): void
                 . ', header ' . var_export($res->header('X-Late', 'x'), true));
             $server->clearTimer($id);
         }
+    });
+}
+
+// 64 KiB chunks as fast as PHP can write them, to a client that does not read yet, until
+// write() refuses (or 256 MiB: the bound never came); then end() with the last chunk.
+function stream_until_refused($res): void
+{
+    global $server;
+    $server->after(5, function () use ($res) {
+        $chunk = str_repeat('x', 65536);
+        $sent = 0;
+        while ($sent < (256 << 20) && $res->write($chunk)) {
+            $sent += strlen($chunk);
+        }
+        out("refused after $sent bytes, writable " . var_export($res->isWritable(), true));
+        $res->end('done');
     });
 }
 
