@@ -86,6 +86,7 @@ def test_serve_prints_banner_and_runs_the_handlers_chat(php_server, app_env):
     assert "handler  App\\WebSocket\\AppHandler" in out
     assert f"redis    on: connection 'default' redis://127.0.0.1:{app_env['REDIS_PORT']}/0, prefix 'surgetest_'" in out
     assert "channels *" in out
+    assert "warning" not in out
 
     alice, _, welcome = open_client(server, "token-alice")
     assert welcome == {"app": "SurgeTestApp", "user": "alice"}
@@ -211,6 +212,14 @@ def test_unreachable_redis_is_reported_and_the_server_keeps_serving(php_server, 
             break
         except TimeoutError:
             assert time.monotonic() < deadline, server.stderr()
+
+
+def test_a_default_broadcaster_other_than_redis_is_warned_about(php_server, app_env):
+    server = serve(php_server, {**app_env, "BROADCAST_DRIVER": "log"})
+    assert (
+        "warning  the default broadcaster (BROADCAST_DRIVER, or BROADCAST_CONNECTION since Laravel 11)"
+        " is 'log', not 'redis'" in server.stdout()
+    ), server.stdout()
 
 
 def test_make_surge_handler_writes_a_handler_that_serves(php_server, app_env, tmp_path):

@@ -203,7 +203,8 @@ class ServeCommand extends Command
             $this->line('  channels '.implode(', ', $channels));
             $driver = $this->laravel['config']->get('broadcasting.default');
             if ($driver !== 'redis') {
-                $this->warn("  warning  BROADCAST_DRIVER is '{$driver}', not 'redis': this app's own broadcasts will not reach Redis");
+                // Laravel 11 renamed the variable behind broadcasting.default: name both.
+                $this->warn("  warning  the default broadcaster (BROADCAST_DRIVER, or BROADCAST_CONNECTION since Laravel 11) is '{$driver}', not 'redis': this app's own broadcasts will not reach Redis");
             }
             if (($why = $redis->unreachable()) !== null) {
                 $this->warn("  warning  Redis at {$redis->display} (connection '{$redis->connection}') is unreachable: {$why}. Broadcasts are not forwarded until it answers; Surge keeps retrying.");
