@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import ROOT, extension_args, surge_so
+from conftest import ROOT, TIME_FACTOR, extension_args, surge_so
 
 APP = ROOT / "tests" / "laravel"
 ARTISAN = APP / "artisan"
@@ -40,7 +40,7 @@ def app_env(tmp_path, redis_server):
     return env
 
 
-def artisan(*args, env=None, surge=False, timeout=20):
+def artisan(*args, env=None, surge=False, timeout=20 * TIME_FACTOR):
     """Runs `php artisan ...` in the test app (without the Surge extension unless surge=True)."""
     cmd = ["php", "-n", *extension_args(EXTENSIONS)]
     if surge:

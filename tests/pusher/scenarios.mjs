@@ -46,8 +46,11 @@ const echo = (user, withSecret) =>
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Waits are made for PHP at full speed: SURGE_E2E_TIME_FACTOR (memcheck.sh: 6) stretches them.
+const TIME_FACTOR = Number(process.env.SURGE_E2E_TIME_FACTOR || 1);
+
 async function until(what, cond, timeout = 5000) {
-  const end = Date.now() + timeout;
+  const end = Date.now() + timeout * TIME_FACTOR;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);

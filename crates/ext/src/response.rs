@@ -37,6 +37,28 @@ impl Response {
         }
     }
 
+    /// The status and headers set so far, with `body`.
+    fn head(&self, body: Vec<u8>) -> HttpResponse {
+        HttpResponse {
+            status: self.status.get(),
+            headers: std::mem::take(&mut *self.headers.borrow_mut()),
+            body: body.into(),
+        }
+    }
+
+    fn head_sent(&self) -> bool {
+        self.reply.borrow().is_none()
+    }
+
+    /// False, adding nothing, once the head is sent.
+    fn add_header(&self, name: String, value: String) -> PhpResult<bool> {
+        if self.head_sent() {
+            return Ok(false);
+        }
+        self.headers.borrow_mut().push((name, value));
+        Ok(true)
+    }
+
     /// After a fatal error in the request callback: a 500 that says so, unless the callback had
     /// answered. (Left to the object's drop, the client would read that end() was not called.)
     pub fn after_fatal_error(response: &Zval) {
@@ -45,13 +67,9 @@ impl Response {
             .and_then(ZendClassObject::<Response>::from_zend_obj);
         let Some(response) = response else { return };
         // A body under way just ends (its status is sent).
-        drop(
-            response
-                .stream
-                .try_borrow_mut()
-                .ok()
-                .and_then(|mut s| s.take()),
-        );
+        if let Ok(mut stream) = response.stream.try_borrow_mut() {
+            stream.take();
+        }
         let reply = response
             .reply
             .try_borrow_mut()
@@ -88,8 +106,11 @@ impl Response {
                 "status code must be between 100 and 999, got {code}"
             )));
         }
+        if self.head_sent() {
+            return Ok(false);
+        }
         self.status.set(code as u16);
-        Ok(!self.head_sent())
+        Ok(true)
     }
 
     /// Adds a response header.
@@ -176,7 +197,8 @@ impl Response {
         Ok(started)
     }
 
-    /// Sends the response with `$data` as body; false if it was already sent or the client left.
+    /// Sends the response with `$data` as body, or after write() `$data` as the last chunk; false
+    /// if it was already sent or the client left.
     pub fn end(&self, data: Option<&Zval>) -> PhpResult<bool> {
         let body = match data {
             Some(zv) if !zv.is_null() => bytes_arg(zv, "response body")?,
@@ -197,30 +219,6 @@ impl Response {
             Some(stream) => stream.is_open(),
             None => self.reply.borrow().is_some(),
         }
-    }
-}
-
-impl Response {
-    /// The status and headers set so far, with `body`.
-    fn head(&self, body: Vec<u8>) -> HttpResponse {
-        HttpResponse {
-            status: self.status.get(),
-            headers: std::mem::take(&mut *self.headers.borrow_mut()),
-            body: body.into(),
-        }
-    }
-
-    fn head_sent(&self) -> bool {
-        self.reply.borrow().is_none()
-    }
-
-    /// False, adding nothing, once the head is sent.
-    fn add_header(&self, name: String, value: String) -> PhpResult<bool> {
-        if self.head_sent() {
-            return Ok(false);
-        }
-        self.headers.borrow_mut().push((name, value));
-        Ok(true)
     }
 }
 
