@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,8 +100,15 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 impl Engine {
     /// Validates the settings, starts the runtime and binds the listener. Errors are messages
-    /// for the user (bad settings, address in use, ...).
-    pub fn start(config: Config, host: &str, port: u16) -> Result<Engine, String> {
+    /// for the user (bad settings, address in use, ...). `handlers` are the callbacks registered
+    /// so far: known before the first connection is accepted (else a request that came at once
+    /// would be answered as if there were no `request` callback).
+    pub fn start(
+        config: Config,
+        host: &str,
+        port: u16,
+        handlers: &[Handler],
+    ) -> Result<Engine, String> {
         config.validate().map_err(|e| e.to_string())?;
         let tls = match (&config.ssl_cert_file, &config.ssl_key_file) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -141,6 +148,9 @@ impl Engine {
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(config.event_queue_size);
         let shared = Arc::new(Shared::new(config, tx));
+        for &handler in handlers {
+            handler_flag(&shared, handler).store(true, Relaxed);
+        }
         let redis = match shared.config.redis.clone() {
             Some(url) => {
                 let _guard = runtime.enter();
@@ -184,18 +194,7 @@ impl Engine {
     }
 
     pub fn set_handler(&self, handler: Handler, present: bool) {
-        let h = &self.shared.handlers;
-        let flag = match handler {
-            Handler::Open => &h.open,
-            Handler::Message => &h.message,
-            Handler::Close => &h.close,
-            Handler::Request => &h.request,
-            Handler::Redis => &h.redis,
-            Handler::PusherSubscribe => &h.pusher_subscribe,
-            Handler::PusherUnsubscribe => &h.pusher_unsubscribe,
-            Handler::PusherClientEvent => &h.pusher_client_event,
-        };
-        flag.store(present, Relaxed);
+        handler_flag(&self.shared, handler).store(present, Relaxed);
     }
 
     fn runtime(&self) -> &Runtime {
@@ -514,4 +513,18 @@ fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+fn handler_flag(shared: &Shared, handler: Handler) -> &AtomicBool {
+    let h = &shared.handlers;
+    match handler {
+        Handler::Open => &h.open,
+        Handler::Message => &h.message,
+        Handler::Close => &h.close,
+        Handler::Request => &h.request,
+        Handler::Redis => &h.redis,
+        Handler::PusherSubscribe => &h.pusher_subscribe,
+        Handler::PusherUnsubscribe => &h.pusher_unsubscribe,
+        Handler::PusherClientEvent => &h.pusher_client_event,
+    }
 }

@@ -75,10 +75,16 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     }
     let _serving = Serving;
     let config = server.config.borrow().clone();
+    let handlers = server.registered_handlers();
     let engine = Rc::new(
-        Engine::start(config, &server.get_host(), server.get_port() as u16).map_err(error)?,
+        Engine::start(
+            config,
+            &server.get_host(),
+            server.get_port() as u16,
+            &handlers,
+        )
+        .map_err(error)?,
     );
-    server.announce_handlers(&engine);
     server.stop_requested.set(false);
     server.set_running(true, Some(engine.local_addr().port()));
     *server.engine.borrow_mut() = Some(engine.clone());

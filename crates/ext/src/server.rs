@@ -123,14 +123,14 @@ impl Server {
         self.engine.borrow().clone()
     }
 
-    /// Tells a freshly started engine which callbacks exist.
-    pub(crate) fn announce_handlers(&self, engine: &Engine) {
+    /// The engine's callbacks registered so far, for `Engine::start`.
+    pub(crate) fn registered_handlers(&self) -> Vec<Handler> {
         let callbacks = self.callbacks.borrow();
-        for (_, kind) in KINDS {
-            if let Some(handler) = handler_for(*kind) {
-                engine.set_handler(handler, callbacks.has(*kind));
-            }
-        }
+        KINDS
+            .iter()
+            .filter(|(_, kind)| callbacks.has(*kind))
+            .filter_map(|(_, kind)| handler_for(*kind))
+            .collect()
     }
 
     pub(crate) fn subscribe_pending(&self, engine: &Engine) {
