@@ -443,6 +443,11 @@ namespace Surge\Http {
         {
         }
 
+        /** Sends $length bytes of the file $filename from $offset (0: to its end) as the body, with its Content-Length and a Content-Type from its extension (application/octet-stream when unknown) unless header() set one, and ends the response. The file is read 64 KiB at a time as the client takes it, never whole into memory. Throws Surge\Exception if the file cannot be opened, is not a regular file, or the range goes past its end; false if the head was already sent or the client has left. */
+        public function sendfile(string $filename, int $offset = 0, int $length = 0): bool
+        {
+        }
+
         /** True until end(), unless the client of a body under way (write()) has left. */
         public function isWritable(): bool
         {

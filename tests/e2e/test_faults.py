@@ -3,10 +3,12 @@ with thousands of busy clients, a PHP warning inside a callback, a burst of conn
 messages."""
 
 import asyncio
+import http.client
 import resource
 import signal
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -113,6 +115,32 @@ def test_large_messages_do_not_leave_their_connections_holding_their_size(php_se
 
     kept = asyncio.run(talk())
     assert kept <= limit, f"200 connections took {kept} KiB more for good after one 512 KiB message each"
+
+
+def test_a_large_file_is_sent_without_being_held_in_memory(php_server, tmp_path):
+    """sendfile() of a 256 MiB file to a client that pauses after the first MiB: the server reads
+    the file as the client takes it, so its memory stays where it was, and the client then gets
+    every byte."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    size, marks = 256 << 20, {0: b"first", (128 << 20) + 7: b"middle", (256 << 20) - 4: b"last"}
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(size)  # sparse: zeros, but for the marks
+        for offset, mark in marks.items():
+            f.seek(offset)
+            f.write(mark)
+    base = rss_kib(srv.proc.pid)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/file?" + urllib.parse.urlencode({"path": big}))
+    res = conn.getresponse()
+    assert (res.status, res.headers["Content-Length"]) == (200, str(size))
+    got = bytearray(res.read(1 << 20))
+    time.sleep(1)  # room for a server that would read on without waiting for the client
+    assert rss_kib(srv.proc.pid) - base < 32 * 1024
+    while piece := res.read(1 << 20):
+        got += piece
+    assert len(got) == size
+    assert all(got[offset:offset + len(mark)] == mark for offset, mark in marks.items())
 
 
 def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_server):

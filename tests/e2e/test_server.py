@@ -3,10 +3,12 @@
 import email.utils
 import http.client
 import json
+import os
 import re
 import socket
 import signal
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -233,6 +235,44 @@ def test_redirect_ends_the_response_with_location(php_server):
     conn.request("GET", "/redirect")
     res = conn.getresponse()
     assert (res.status, res.headers["Location"], res.read()) == (301, "/elsewhere?x=1", b"")
+
+
+def http_get(srv, path: str):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", path)
+    res = conn.getresponse()
+    return res.status, res.headers, res.read()
+
+
+def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):
+    """sendfile() sends the file (several 64 KiB pieces) with its length and a type from its
+    name, or the range asked for; a type set by header() is kept; a missing file, a directory, a
+    range past the end or a negative offset throws."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    content = os.urandom(300_000)
+    data = tmp_path / "report.json"
+    data.write_bytes(content)
+
+    def get(**query):
+        return http_get(srv, "/file?" + urllib.parse.urlencode(query))
+
+    status, headers, body = get(path=data)
+    assert (status, headers["Content-Type"], headers["Content-Length"]) == (200, "application/json", "300000")
+    assert body == content
+    assert "sendfile true, again false" in srv.wait_output("sendfile true")
+    status, headers, body = get(path=data, offset=1000, length=70_000)
+    assert (status, headers["Content-Length"], body) == (200, "70000", content[1000:71_000])
+    _, headers, body = get(path=data, offset=299_990, type="text/plain; charset=utf-8")
+    assert (headers["Content-Type"], body) == ("text/plain; charset=utf-8", content[299_990:])
+    refused = [
+        ({"path": tmp_path / "missing.txt"}, "cannot open"),
+        ({"path": tmp_path}, "is not a regular file"),
+        ({"path": data, "offset": 299_999, "length": 2}, "go past the end"),
+        ({"path": data, "offset": -1}, "must not be negative"),
+    ]
+    for query, why in refused:
+        assert get(**query)[::2] == (404, b"no such file")
+        assert why in srv.wait_output(why)
 
 
 def test_a_response_written_in_chunks_streams_server_sent_events(php_server):

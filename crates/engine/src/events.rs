@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
+use crate::http_file::FileToSend;
 use crate::http_stream::{self, ChunkReceiver, ChunkSender};
 
 /// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).
@@ -61,6 +62,8 @@ pub(crate) enum Answer {
     /// The status and headers, and a body that follows in chunks (the response's `body` is the
     /// first).
     Streamed(HttpResponse, ChunkReceiver),
+    /// The status and headers, and a file as the body (the response's `body` is not used).
+    File(HttpResponse, FileToSend),
 }
 
 /// Where PHP's answer to one HTTP request goes. Dropping it unanswered sends a 500.
@@ -75,6 +78,12 @@ impl Responder {
     /// Sends the response; false when the client has gone away meanwhile.
     pub fn send(self, response: HttpResponse) -> bool {
         self.tx.send(Answer::Whole(response)).is_ok()
+    }
+
+    /// Sends the status and headers with `file` as the body; false when the client has gone
+    /// away meanwhile.
+    pub fn send_file(self, head: HttpResponse, file: FileToSend) -> bool {
+        self.tx.send(Answer::File(head, file)).is_ok()
     }
 
     /// Sends the status and headers, with `head.body` as the first chunk of a body that goes on

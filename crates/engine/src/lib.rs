@@ -17,6 +17,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod heartbeat;
+pub mod http_file;
 pub mod http_stream;
 mod inline_dispatch;
 mod listener;

@@ -30,6 +30,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
+use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
 use crate::read_ahead::ReadAhead;
 use crate::registry::Conn;
@@ -332,8 +333,9 @@ where
     serve_http(stream, peer, shared).await
 }
 
-/// A whole body, or one PHP writes in chunks (`Response::write()`).
-type Reply = Response<Either<Full<Bytes>, ChunkBody>>;
+/// A whole body, or one PHP writes in chunks (`Response::write()`), or a file
+/// (`Response::sendfile()`).
+type Reply = Response<Either<Full<Bytes>, Either<ChunkBody, FileBody>>>;
 
 /// Who is on the other end of one TCP connection.
 #[derive(Clone)]
@@ -409,7 +411,11 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
                 let _ = stopping.wait_for(Option::is_some).await;
             };
             let first = std::mem::take(&mut head.body);
-            with_head(head, Either::Right(ChunkBody::new(first, chunks, stop)))
+            let body = ChunkBody::new(first, chunks, stop);
+            with_head(head, Either::Right(Either::Left(body)))
+        }
+        Ok(Answer::File(head, file)) => {
+            with_head(head, Either::Right(Either::Right(FileBody::new(file))))
         }
         Err(_) => reply(HttpResponse::text(
             500,

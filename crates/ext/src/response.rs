@@ -1,13 +1,15 @@
-//! `Surge\Http\Response`: the answer to one HTTP request, sent whole by `end()`, or in chunks by
-//! `write()` and then `end()`.
+//! `Surge\Http\Response`: the answer to one HTTP request, sent whole by `end()`, in chunks by
+//! `write()` and then `end()`, or read from a file by `sendfile()`.
 
 use std::cell::{Cell, RefCell};
+use std::path::Path;
 use std::time::SystemTime;
 
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, Zval};
 use surge_engine::cookie::SetCookie;
+use surge_engine::http_file::FileToSend;
 use surge_engine::http_stream::ChunkSender;
 use surge_engine::{HttpResponse, Responder};
 
@@ -211,6 +213,33 @@ impl Response {
             return Ok(false);
         };
         Ok(reply.send(self.head(body)))
+    }
+
+    /// Sends `$length` bytes of the file `$filename` from `$offset` (0: to its end) as the body,
+    /// with a Content-Type from its extension unless one was set, and ends the response. The
+    /// file is read as the client takes it. False if the response was already sent or the client
+    /// left; throws if the file cannot be read or the range goes past its end.
+    #[php(defaults(offset = 0, length = 0))]
+    pub fn sendfile(&self, filename: String, offset: i64, length: i64) -> PhpResult<bool> {
+        if offset < 0 || length < 0 {
+            return Err(error(format!(
+                "offset and length must not be negative, got {offset} and {length}"
+            )));
+        }
+        let file =
+            FileToSend::open(Path::new(&filename), offset as u64, length as u64).map_err(error)?;
+        let Some(reply) = self.reply.borrow_mut().take() else {
+            return Ok(false);
+        };
+        let typed = (self.headers.borrow().iter())
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if !typed {
+            let content_type = file.content_type().to_string();
+            self.headers
+                .borrow_mut()
+                .push(("Content-Type".to_string(), content_type));
+        }
+        Ok(reply.send_file(self.head(Vec::new()), file))
     }
 
     /// True until end(), unless the client of a body under way has gone away.

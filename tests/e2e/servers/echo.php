@@ -101,6 +101,7 @@ if (getenv('SURGE_HTTP')) {
             '/stream' => stream($res, 3),
             '/stream-forever' => stream($res, PHP_INT_MAX),
             '/stream-to-slow-client' => stream_until_refused($res),
+            '/file' => send_file($req->get, $res),
             default => respond($req, $res),
         };
     });
@@ -120,6 +121,22 @@ function set_cookies($res): void
 }
 
 // Server-sent events: one now, one every 20 ms from a timer, the last by end() after $count.
+// sendfile() with the file, range and Content-Type the query gives; a refusal answers 404.
+function send_file(array $query, $res): void
+{
+    if (isset($query['type'])) {
+        $res->header('Content-Type', $query['type']);
+    }
+    try {
+        $sent = $res->sendfile($query['path'], (int) ($query['offset'] ?? 0), (int) ($query['length'] ?? 0));
+        out('sendfile ' . var_export($sent, true) . ', again ' . var_export($res->sendfile($query['path']), true));
+    } catch (Surge\Exception $e) {
+        out('sendfile refused: ' . $e->getMessage());
+        $res->status(404);
+        $res->end('no such file');
+    }
+}
+
 // A write the client cannot take (gone away) stops the stream and says so.
 function stream($res, int $count): void
 {
