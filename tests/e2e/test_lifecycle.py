@@ -261,6 +261,11 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->set(['worker_num' => 4]);", "'worker_num'"),
         ("$s->set(['task_worker_num' => 2]);", "'task_worker_num'"),
         ("$s->set(['websocket_compression' => 'yes']);", "'websocket_compression'"),
+        ("$s->set(['document_root' => '/no/such/directory']);", "'document_root'"),
+        ("$s->set(['document_root' => __FILE__]);", "'document_root'"),
+        ("$s->set(['enable_static_handler' => true]);", "'enable_static_handler'"),
+        ("$s->set(['static_handler_locations' => 'assets']);", "'static_handler_locations'"),
+        ("$s->set(['static_handler_locations' => ['assets']]);", "'static_handler_locations'"),
         # An array that contains itself: refused, not followed down forever.
         ("$a = ['*']; $a[] = &$a; $s->set(['allowed_origins' => $a]);", "'allowed_origins'"),
         ("$s->on('mesage', fn() => null);", "'mesage'"),

@@ -275,6 +275,44 @@ def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):
         assert why in srv.wait_output(why)
 
 
+def test_the_static_handler_serves_files_under_document_root_without_php(php_server, tmp_path):
+    """With enable_static_handler, a GET or HEAD for a file under document_root gets the file
+    (200, a type from its extension, Last-Modified, 304 when the client has it) and PHP never
+    sees it (its answers are 201); other methods, missing files and paths that lead outside the
+    root go to the request callback, and static_handler_locations narrows what is served."""
+    root = tmp_path / "public"
+    (root / "assets").mkdir(parents=True)
+    (root / "assets" / "app.js").write_text("console.log(1)")
+    (root / "index.html").write_text("<p>hi</p>")
+    (tmp_path / "secret.txt").write_text("secret")
+    static = {"SURGE_HTTP": "1", **settings_env(enable_static_handler=True, document_root=str(root))}
+    srv = php_server("echo.php", env=static)
+
+    def ask(method, path, headers=None, server=srv):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request(method, path, headers=headers or {})
+        res = conn.getresponse()
+        return res.status, res.headers, res.read()
+
+    status, headers, body = ask("GET", "/assets/app.js")
+    assert (status, body) == (200, b"console.log(1)")
+    assert "javascript" in headers["Content-Type"]
+    status, _, body = ask("GET", "/assets/app.js", {"If-Modified-Since": headers["Last-Modified"]})
+    assert (status, body) == (304, b"")
+    status, headers, body = ask("HEAD", "/index.html")
+    assert (status, headers["Content-Type"], headers["Content-Length"], body) == (200, "text/html", "9", b"")
+    for method, path in [("POST", "/index.html"), ("GET", "/missing.js"), ("GET", "/../secret.txt"), ("GET", "/assets/..%2f..%2fsecret.txt"), ("GET", "/assets")]:
+        status, _, body = ask(method, path)
+        assert status == 201 and json.loads(body)["uri"] == path, (method, path, body)
+    with connect(srv.url) as ws:  # the same port still upgrades
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "hi"
+
+    located = php_server("echo.php", env={**static, **settings_env(enable_static_handler=True, document_root=str(root), static_handler_locations=["/assets"])})
+    assert ask("GET", "/assets/app.js", server=located)[0] == 200
+    assert ask("GET", "/index.html", server=located)[0] == 201
+
+
 def test_a_response_written_in_chunks_streams_server_sent_events(php_server):
     """write() sends the head and a chunk at once, more chunks as PHP writes them (from a timer
     here), end() the last; a client that leaves makes write() false and isWritable() false."""

@@ -2,6 +2,7 @@
 //! either stores it or returns an error naming the key, so a typo never passes silently.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A setting's value as the PHP layer hands it over (no PHP types here).
@@ -115,6 +116,13 @@ pub struct Config {
     pub max_messages_per_second: u32,
     /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
     pub websocket_compression: bool,
+    /// Serve the files under `document_root` without calling PHP (GET and HEAD); other paths
+    /// go to the `request` callback.
+    pub enable_static_handler: bool,
+    /// The static handler's directory, resolved (canonical) when set.
+    pub document_root: Option<PathBuf>,
+    /// URL path prefixes the static handler serves (`/assets`); empty: every path.
+    pub static_handler_locations: Vec<String>,
 }
 
 fn default_max_connection() -> usize {
@@ -158,6 +166,9 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_messages_per_second: 0,
             websocket_compression: false,
+            enable_static_handler: false,
+            document_root: None,
+            static_handler_locations: Vec::new(),
         }
     }
 }
@@ -190,6 +201,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_connections_per_ip",
     "max_messages_per_second",
     "websocket_compression",
+    "enable_static_handler",
+    "document_root",
+    "static_handler_locations",
     "worker_num",
     "task_worker_num",
 ];
@@ -223,6 +237,9 @@ impl Config {
                 self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32
             }
             "websocket_compression" => self.websocket_compression = boolean(key, value)?,
+            "enable_static_handler" => self.enable_static_handler = boolean(key, value)?,
+            "document_root" => self.document_root = directory(key, value)?,
+            "static_handler_locations" => self.static_handler_locations = locations(value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;
@@ -258,6 +275,12 @@ impl Config {
             return Err(ConfigError(
                 "setting 'heartbeat_check_interval' is 0, so nothing would ping or drop idle clients; \
                  set 'ping_interval' and 'heartbeat_idle_time' to 0 as well to turn the heartbeat off"
+                    .into(),
+            ));
+        }
+        if self.enable_static_handler && self.document_root.is_none() {
+            return Err(ConfigError(
+                "setting 'enable_static_handler' needs 'document_root': the directory to serve"
                     .into(),
             ));
         }
@@ -344,6 +367,39 @@ fn path(key: &str, value: &Value) -> Result<Option<String>, ConfigError> {
             other.kind()
         ))),
     }
+}
+
+/// An existing directory, resolved once so that the static handler can tell what is inside it.
+fn directory(key: &str, value: &Value) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(dir) = path(key, value)? else {
+        return Ok(None);
+    };
+    match std::fs::canonicalize(&dir) {
+        Ok(resolved) if resolved.is_dir() => Ok(Some(resolved)),
+        Ok(_) => Err(ConfigError(format!(
+            "setting '{key}': {dir} is not a directory"
+        ))),
+        Err(e) => Err(ConfigError(format!("setting '{key}': {dir}: {e}"))),
+    }
+}
+
+fn locations(value: &Value) -> Result<Vec<String>, ConfigError> {
+    let wrong = || {
+        ConfigError(format!(
+            "setting 'static_handler_locations' must list URL paths like ['/assets'], got {}",
+            value.kind()
+        ))
+    };
+    let Value::List(items) = value else {
+        return Err(wrong());
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Str(s) if s.starts_with('/') => Ok(s.clone()),
+            _ => Err(wrong()),
+        })
+        .collect()
 }
 
 fn origins(value: &Value) -> Result<Vec<String>, ConfigError> {

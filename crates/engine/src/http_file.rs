@@ -8,6 +8,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -22,6 +23,7 @@ pub struct FileToSend {
     file: File,
     length: u64,
     content_type: &'static str,
+    modified: Option<SystemTime>,
 }
 
 impl FileToSend {
@@ -55,12 +57,18 @@ impl FileToSend {
             file,
             length,
             content_type,
+            modified: meta.modified().ok(),
         })
     }
 
     /// The media type its name's extension says (`application/octet-stream` when none does).
     pub fn content_type(&self) -> &'static str {
         self.content_type
+    }
+
+    /// When the file was last changed, if the file system says.
+    pub fn modified(&self) -> Option<SystemTime> {
+        self.modified
     }
 }
 

@@ -30,6 +30,7 @@ pub mod redis_bridge;
 pub mod registry;
 mod shared;
 mod socket;
+mod static_files;
 pub mod stats;
 mod tls;
 mod wake_signal;

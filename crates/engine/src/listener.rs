@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -36,6 +36,7 @@ use crate::read_ahead::ReadAhead;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
 use crate::socket::Socket;
+use crate::static_files;
 use crate::stats::bump;
 use crate::tls;
 
@@ -362,6 +363,9 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     if shared.pusher.is_api_path(req.uri().path()) {
         return reply(crate::pusher::api::serve(req, &shared).await);
     }
+    if let Some(file) = static_file(&req, &shared) {
+        return file;
+    }
     if !shared.handlers.request.load(Relaxed) {
         let mut res = reply(HttpResponse::text(
             426,
@@ -422,6 +426,23 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             "the request callback sent no response\n",
         )),
     }
+}
+
+/// Swoole's static handler: the answer for a file under `document_root`, if the request names
+/// one.
+fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
+    let config = &shared.config;
+    let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let path = static_files::find(root, &config.static_handler_locations, req.uri().path())?;
+    let since = req.headers().get(header::IF_MODIFIED_SINCE);
+    let (head, file) = static_files::answer(&path, since.and_then(|v| v.to_str().ok()))?;
+    Some(match file {
+        Some(file) => with_head(head, Either::Right(Either::Right(FileBody::new(file)))),
+        None => reply(head),
+    })
 }
 
 /// A request body, read within `package_max_length` and, unless it is 0, `handshake_timeout`: a

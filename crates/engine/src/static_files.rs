@@ -1,0 +1,125 @@
+//! Swoole's static handler (`enable_static_handler`, `document_root`,
+//! `static_handler_locations`): a GET or HEAD for a file under the document root is answered on
+//! the I/O side with the file, and PHP is not called; any other request goes on to the `request`
+//! callback. A page's scripts, styles and images then cost PHP nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::events::HttpResponse;
+use crate::http_file::FileToSend;
+
+/// The file `uri_path` names under `root` (canonical): a regular file inside the root, reached
+/// through one of `locations` (URL path prefixes; empty: any). `..`, encoded slashes and
+/// symbolic links never lead outside the root: the path is resolved first and checked after.
+pub(crate) fn find(root: &Path, locations: &[String], uri_path: &str) -> Option<PathBuf> {
+    let decoded = percent_encoding::percent_decode_str(uri_path)
+        .decode_utf8()
+        .ok()?;
+    if decoded.contains('\0') {
+        return None;
+    }
+    let path = std::fs::canonicalize(root.join(decoded.trim_start_matches('/'))).ok()?;
+    let inside = path.strip_prefix(root).ok()?.to_str()?;
+    let url_path = format!("/{inside}");
+    let located = locations.is_empty() || locations.iter().any(|l| under(&url_path, l));
+    (located && path.is_file()).then_some(path)
+}
+
+/// Whether `path` is `location` or below it (`/assets` holds `/assets/a.js`, not `/assets2`).
+fn under(path: &str, location: &str) -> bool {
+    let location = location.trim_end_matches('/');
+    path.strip_prefix(location)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// What to answer for a file found: 304 when the client's copy (`If-Modified-Since`) is as
+/// new as the file, else the head and the file to send. None if it cannot be opened after all.
+pub(crate) fn answer(
+    path: &Path,
+    if_modified_since: Option<&str>,
+) -> Option<(HttpResponse, Option<FileToSend>)> {
+    let file = FileToSend::open(path, 0, 0).ok()?;
+    let modified = file.modified().map(whole_seconds);
+    let mut headers = vec![("content-type".to_string(), file.content_type().to_string())];
+    if let Some(modified) = modified {
+        headers.push(("last-modified".into(), httpdate::fmt_http_date(modified)));
+    }
+    let client_has = if_modified_since.and_then(|date| httpdate::parse_http_date(date).ok());
+    let fresh = matches!((modified, client_has), (Some(m), Some(c)) if m <= c);
+    let status = if fresh { 304 } else { 200 };
+    let head = HttpResponse {
+        status,
+        headers,
+        body: Default::default(),
+    };
+    Some((head, (!fresh).then_some(file)))
+}
+
+/// HTTP dates have whole seconds: a file changed within the second the client saw must not look
+/// newer than it.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_files_inside_the_root_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("public");
+        std::fs::create_dir_all(root.join("assets/img")).unwrap();
+        std::fs::write(root.join("assets/app.js"), "js").unwrap();
+        std::fs::write(root.join("assets/img/a b.png"), "png").unwrap();
+        std::fs::write(root.join("index.html"), "html").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link.txt")).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let all = |path: &str| find(&root, &[], path);
+        assert_eq!(all("/assets/app.js"), Some(root.join("assets/app.js")));
+        assert_eq!(
+            all("/assets/img/a%20b.png"),
+            Some(root.join("assets/img/a b.png"))
+        );
+        assert_eq!(all("/assets/../index.html"), Some(root.join("index.html")));
+        for outside in [
+            "/../secret.txt",
+            "/assets/..%2f..%2fsecret.txt",
+            "/link.txt",
+            "//etc/passwd",
+        ] {
+            assert_eq!(all(outside), None, "{outside}");
+        }
+        for nothing in ["/", "/assets", "/missing.js", "/index.html%00.js", "/%ff"] {
+            assert_eq!(all(nothing), None, "{nothing}");
+        }
+        let assets = vec!["/assets/".to_string()];
+        let located = |path: &str| find(&root, &assets, path);
+        assert_eq!(located("/assets/app.js"), Some(root.join("assets/app.js")));
+        assert_eq!(located("/index.html"), None);
+        assert_eq!(located("/assets/../index.html"), None);
+    }
+
+    #[test]
+    fn a_file_the_client_has_is_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("style.css");
+        std::fs::write(&path, "p {}").unwrap();
+        let (head, file) = answer(&path, None).unwrap();
+        assert_eq!((head.status, file.is_some()), (200, true));
+        assert_eq!(head.headers[0], ("content-type".into(), "text/css".into()));
+        let (name, modified) = &head.headers[1];
+        assert_eq!(name, "last-modified");
+        let (head, file) = answer(&path, Some(modified)).unwrap();
+        assert_eq!((head.status, file.is_none()), (304, true));
+        let (head, _) = answer(&path, Some("Mon, 01 Jan 2001 00:00:00 GMT")).unwrap();
+        assert_eq!(head.status, 200);
+        let (head, _) = answer(&path, Some("not a date")).unwrap();
+        assert_eq!(head.status, 200);
+    }
+}
