@@ -279,7 +279,8 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     """With enable_static_handler, a GET or HEAD for a file under document_root gets the file
     (200, a type from its extension, Last-Modified, 304 when the client has it) and PHP never
     sees it (its answers are 201); other methods, missing files and paths that lead outside the
-    root go to the request callback, and static_handler_locations narrows what is served."""
+    root go to the request callback; static_handler_locations narrows what is served, and
+    http_index_files names what a directory serves."""
     root = tmp_path / "public"
     (root / "assets").mkdir(parents=True)
     (root / "assets" / "app.js").write_text("console.log(1)")
@@ -311,6 +312,10 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     located = php_server("echo.php", env={**static, **settings_env(enable_static_handler=True, document_root=str(root), static_handler_locations=["/assets"])})
     assert ask("GET", "/assets/app.js", server=located)[0] == 200
     assert ask("GET", "/index.html", server=located)[0] == 201
+
+    indexed = php_server("echo.php", env={**static, **settings_env(enable_static_handler=True, document_root=str(root), http_index_files=["index.htm", "index.html"])})
+    assert ask("GET", "/", server=indexed)[::2] == (200, b"<p>hi</p>")
+    assert ask("GET", "/assets/", server=indexed)[0] == 201  # no index file there
 
 
 def test_a_response_written_in_chunks_streams_server_sent_events(php_server):

@@ -123,6 +123,8 @@ pub struct Config {
     pub document_root: Option<PathBuf>,
     /// URL path prefixes the static handler serves (`/assets`); empty: every path.
     pub static_handler_locations: Vec<String>,
+    /// File names the static handler looks for in a directory a request names (`index.html`).
+    pub http_index_files: Vec<String>,
 }
 
 fn default_max_connection() -> usize {
@@ -169,6 +171,7 @@ impl Default for Config {
             enable_static_handler: false,
             document_root: None,
             static_handler_locations: Vec::new(),
+            http_index_files: Vec::new(),
         }
     }
 }
@@ -204,6 +207,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "enable_static_handler",
     "document_root",
     "static_handler_locations",
+    "http_index_files",
     "worker_num",
     "task_worker_num",
 ];
@@ -240,6 +244,7 @@ impl Config {
             "enable_static_handler" => self.enable_static_handler = boolean(key, value)?,
             "document_root" => self.document_root = directory(key, value)?,
             "static_handler_locations" => self.static_handler_locations = locations(value)?,
+            "http_index_files" => self.http_index_files = file_names(value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;
@@ -384,9 +389,33 @@ fn directory(key: &str, value: &Value) -> Result<Option<PathBuf>, ConfigError> {
 }
 
 fn locations(value: &Value) -> Result<Vec<String>, ConfigError> {
+    strings(
+        value,
+        "static_handler_locations",
+        "URL paths like ['/assets']",
+        |s| s.starts_with('/'),
+    )
+}
+
+fn file_names(value: &Value) -> Result<Vec<String>, ConfigError> {
+    strings(
+        value,
+        "http_index_files",
+        "file names like ['index.html']",
+        |s| !s.is_empty() && !s.contains('/') && s != "." && s != "..",
+    )
+}
+
+/// A list of strings each of which passes `valid`; the error says they should be `what`.
+fn strings(
+    value: &Value,
+    key: &str,
+    what: &str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, ConfigError> {
     let wrong = || {
         ConfigError(format!(
-            "setting 'static_handler_locations' must list URL paths like ['/assets'], got {}",
+            "setting '{key}' must list {what}, got {}",
             value.kind()
         ))
     };
@@ -396,7 +425,7 @@ fn locations(value: &Value) -> Result<Vec<String>, ConfigError> {
     items
         .iter()
         .map(|item| match item {
-            Value::Str(s) if s.starts_with('/') => Ok(s.clone()),
+            Value::Str(s) if valid(s) => Ok(s.clone()),
             _ => Err(wrong()),
         })
         .collect()

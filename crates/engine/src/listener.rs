@@ -431,12 +431,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
 /// Swoole's static handler: the answer for a file under `document_root`, if the request names
 /// one.
 fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
-    let config = &shared.config;
-    let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return None;
     }
-    let path = static_files::find(root, &config.static_handler_locations, req.uri().path())?;
+    let path = static_files::find(&shared.config, req.uri().path())?;
     let since = req.headers().get(header::IF_MODIFIED_SINCE);
     let (head, file) = static_files::answer(&path, since.and_then(|v| v.to_str().ok()))?;
     Some(match file {

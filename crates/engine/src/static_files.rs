@@ -6,13 +6,17 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::config::Config;
 use crate::events::HttpResponse;
 use crate::http_file::FileToSend;
 
-/// The file `uri_path` names under `root` (canonical): a regular file inside the root, reached
-/// through one of `locations` (URL path prefixes; empty: any). `..`, encoded slashes and
-/// symbolic links never lead outside the root: the path is resolved first and checked after.
-pub(crate) fn find(root: &Path, locations: &[String], uri_path: &str) -> Option<PathBuf> {
+/// The file `uri_path` names under `document_root` when the static handler is on: a regular
+/// file inside the root (for a directory, its first `http_index_files` entry that exists),
+/// reached through one of `static_handler_locations` (URL path prefixes; empty: any). `..`,
+/// encoded slashes and symbolic links never lead outside the root: the path is resolved first
+/// and checked after.
+pub(crate) fn find(config: &Config, uri_path: &str) -> Option<PathBuf> {
+    let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
     let decoded = percent_encoding::percent_decode_str(uri_path)
         .decode_utf8()
         .ok()?;
@@ -22,8 +26,17 @@ pub(crate) fn find(root: &Path, locations: &[String], uri_path: &str) -> Option<
     let path = std::fs::canonicalize(root.join(decoded.trim_start_matches('/'))).ok()?;
     let inside = path.strip_prefix(root).ok()?.to_str()?;
     let url_path = format!("/{inside}");
-    let located = locations.is_empty() || locations.iter().any(|l| under(&url_path, l));
-    (located && path.is_file()).then_some(path)
+    let locations = &config.static_handler_locations;
+    if !locations.is_empty() && !locations.iter().any(|l| under(&url_path, l)) {
+        return None;
+    }
+    if path.is_dir() {
+        let index = config.http_index_files.iter().map(|name| path.join(name));
+        // Resolved again: an index file may be a link that leads out of the root.
+        let mut resolved = index.filter_map(|file| std::fs::canonicalize(file).ok());
+        return resolved.find(|file| file.starts_with(root) && file.is_file());
+    }
+    path.is_file().then_some(path)
 }
 
 /// Whether `path` is `location` or below it (`/assets` holds `/assets/a.js`, not `/assets2`).
@@ -69,40 +82,82 @@ fn whole_seconds(time: SystemTime) -> SystemTime {
 mod tests {
     use super::*;
 
+    /// A static handler over `root`, with these locations and index files.
+    fn site(root: &Path, locations: &[&str], index_files: &[&str]) -> Config {
+        Config {
+            enable_static_handler: true,
+            document_root: Some(root.to_owned()),
+            static_handler_locations: locations.iter().map(|l| l.to_string()).collect(),
+            http_index_files: index_files.iter().map(|f| f.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
     #[test]
     fn finds_files_inside_the_root_only() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("public");
         std::fs::create_dir_all(root.join("assets/img")).unwrap();
+        std::fs::create_dir_all(root.join("docs")).unwrap();
         std::fs::write(root.join("assets/app.js"), "js").unwrap();
         std::fs::write(root.join("assets/img/a b.png"), "png").unwrap();
         std::fs::write(root.join("index.html"), "html").unwrap();
+        std::fs::write(root.join("docs/index.htm"), "htm").unwrap();
         std::fs::write(dir.path().join("secret.txt"), "secret").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("secret.txt"),
+            root.join("assets/index.html"),
+        )
+        .unwrap();
         let root = std::fs::canonicalize(&root).unwrap();
-        let all = |path: &str| find(&root, &[], path);
-        assert_eq!(all("/assets/app.js"), Some(root.join("assets/app.js")));
+        let all = site(&root, &[], &[]);
+        let found = |config: &Config, path: &str| find(config, path);
         assert_eq!(
-            all("/assets/img/a%20b.png"),
+            found(&all, "/assets/app.js"),
+            Some(root.join("assets/app.js"))
+        );
+        assert_eq!(
+            found(&all, "/assets/img/a%20b.png"),
             Some(root.join("assets/img/a b.png"))
         );
-        assert_eq!(all("/assets/../index.html"), Some(root.join("index.html")));
+        assert_eq!(
+            found(&all, "/assets/../index.html"),
+            Some(root.join("index.html"))
+        );
         for outside in [
             "/../secret.txt",
             "/assets/..%2f..%2fsecret.txt",
             "/link.txt",
             "//etc/passwd",
         ] {
-            assert_eq!(all(outside), None, "{outside}");
+            assert_eq!(found(&all, outside), None, "{outside}");
         }
         for nothing in ["/", "/assets", "/missing.js", "/index.html%00.js", "/%ff"] {
-            assert_eq!(all(nothing), None, "{nothing}");
+            assert_eq!(found(&all, nothing), None, "{nothing}");
         }
-        let assets = vec!["/assets/".to_string()];
-        let located = |path: &str| find(&root, &assets, path);
-        assert_eq!(located("/assets/app.js"), Some(root.join("assets/app.js")));
-        assert_eq!(located("/index.html"), None);
-        assert_eq!(located("/assets/../index.html"), None);
+        let off = Config {
+            enable_static_handler: false,
+            ..all.clone()
+        };
+        assert_eq!(found(&off, "/assets/app.js"), None);
+
+        let assets = site(&root, &["/assets/"], &[]);
+        assert_eq!(
+            found(&assets, "/assets/app.js"),
+            Some(root.join("assets/app.js"))
+        );
+        assert_eq!(found(&assets, "/index.html"), None);
+        assert_eq!(found(&assets, "/assets/../index.html"), None);
+
+        let indexed = site(&root, &[], &["index.html", "index.htm"]);
+        assert_eq!(found(&indexed, "/"), Some(root.join("index.html")));
+        assert_eq!(found(&indexed, "/docs/"), Some(root.join("docs/index.htm")));
+        assert_eq!(
+            found(&indexed, "/assets"),
+            None,
+            "an index file that links out"
+        );
     }
 
     #[test]

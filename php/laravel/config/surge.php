@@ -20,6 +20,8 @@ return [
     // An unknown key or a bad value stops surge:serve with a message naming it.
     'settings' => [
         // 'log_level' => 'info',
+        // Serve public/ (scripts, styles, images) without calling PHP, as Swoole's static handler:
+        // 'enable_static_handler' => true, 'document_root' => public_path(),
     ],
 
     // The native Redis bridge: Laravel's redis broadcaster PUBLISHes, Surge subscribes and
