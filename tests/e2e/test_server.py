@@ -277,10 +277,10 @@ def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):
 
 def test_the_static_handler_serves_files_under_document_root_without_php(php_server, tmp_path):
     """With enable_static_handler, a GET or HEAD for a file under document_root gets the file
-    (200, a type from its extension, Last-Modified, 304 when the client has it) and PHP never
-    sees it (its answers are 201); other methods, missing files and paths that lead outside the
-    root go to the request callback; static_handler_locations narrows what is served, and
-    http_index_files names what a directory serves."""
+    (200, a type from its extension, Last-Modified, 304 when the client has it, 206 for a byte
+    range) and PHP never sees it (its answers are 201); other methods, missing files and paths
+    that lead outside the root go to the request callback; static_handler_locations narrows what
+    is served, and http_index_files names what a directory serves."""
     root = tmp_path / "public"
     (root / "assets").mkdir(parents=True)
     (root / "assets" / "app.js").write_text("console.log(1)")
@@ -300,6 +300,11 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     assert "javascript" in headers["Content-Type"]
     status, _, body = ask("GET", "/assets/app.js", {"If-Modified-Since": headers["Last-Modified"]})
     assert (status, body) == (304, b"")
+    assert headers["Accept-Ranges"] == "bytes"
+    status, headers, body = ask("GET", "/assets/app.js", {"Range": "bytes=2-5"})
+    assert (status, headers["Content-Range"], body) == (206, "bytes 2-5/14", b"nsol")
+    status, headers, _ = ask("GET", "/assets/app.js", {"Range": "bytes=99-"})
+    assert (status, headers["Content-Range"]) == (416, "bytes */14")
     status, headers, body = ask("HEAD", "/index.html")
     assert (status, headers["Content-Type"], headers["Content-Length"], body) == (200, "text/html", "9", b"")
     for method, path in [("POST", "/index.html"), ("GET", "/missing.js"), ("GET", "/../secret.txt"), ("GET", "/assets/..%2f..%2fsecret.txt"), ("GET", "/assets")]:

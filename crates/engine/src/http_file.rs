@@ -66,6 +66,11 @@ impl FileToSend {
         self.content_type
     }
 
+    /// The bytes to send.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
     /// When the file was last changed, if the file system says.
     pub fn modified(&self) -> Option<SystemTime> {
         self.modified

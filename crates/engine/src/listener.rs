@@ -435,8 +435,7 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
         return None;
     }
     let path = static_files::find(&shared.config, req.uri().path())?;
-    let since = req.headers().get(header::IF_MODIFIED_SINCE);
-    let (head, file) = static_files::answer(&path, since.and_then(|v| v.to_str().ok()))?;
+    let (head, file) = static_files::answer(&path, req.headers())?;
     Some(match file {
         Some(file) => with_head(head, Either::Right(Either::Right(FileBody::new(file)))),
         None => reply(head),

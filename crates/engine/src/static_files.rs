@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use hyper::header::{HeaderMap, IF_MODIFIED_SINCE, IF_RANGE, RANGE};
+
 use crate::config::Config;
 use crate::events::HttpResponse;
 use crate::http_file::FileToSend;
@@ -46,27 +48,73 @@ fn under(path: &str, location: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// What to answer for a file found: 304 when the client's copy (`If-Modified-Since`) is as
-/// new as the file, else the head and the file to send. None if it cannot be opened after all.
-pub(crate) fn answer(
-    path: &Path,
-    if_modified_since: Option<&str>,
-) -> Option<(HttpResponse, Option<FileToSend>)> {
+/// What to answer for a file found, given the request's headers: 304 when the client's copy
+/// (`If-Modified-Since`) is as new as the file; 206 and the part when one byte range is asked
+/// (`Range`, of the version the client has if `If-Range` says which), 416 when it lies past the
+/// end; else 200 and the whole file. None if the file cannot be opened after all.
+pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Option<FileToSend>)> {
     let file = FileToSend::open(path, 0, 0).ok()?;
+    let size = file.length();
     let modified = file.modified().map(whole_seconds);
-    let mut headers = vec![("content-type".to_string(), file.content_type().to_string())];
-    if let Some(modified) = modified {
-        headers.push(("last-modified".into(), httpdate::fmt_http_date(modified)));
+    let last_modified = modified.map(httpdate::fmt_http_date);
+    let mut headers = vec![
+        ("content-type".to_string(), file.content_type().to_string()),
+        ("accept-ranges".to_string(), "bytes".to_string()),
+    ];
+    if let Some(date) = &last_modified {
+        headers.push(("last-modified".into(), date.clone()));
     }
-    let client_has = if_modified_since.and_then(|date| httpdate::parse_http_date(date).ok());
-    let fresh = matches!((modified, client_has), (Some(m), Some(c)) if m <= c);
-    let status = if fresh { 304 } else { 200 };
-    let head = HttpResponse {
+    let header = |name| asked.get(name).and_then(|v| v.to_str().ok());
+    let client_has = header(IF_MODIFIED_SINCE).and_then(|d| httpdate::parse_http_date(d).ok());
+    let head = |status, headers| HttpResponse {
         status,
         headers,
         body: Default::default(),
     };
-    Some((head, (!fresh).then_some(file)))
+    if matches!((modified, client_has), (Some(m), Some(c)) if m <= c) {
+        return Some((head(304, headers), None));
+    }
+    let same_version = header(IF_RANGE).is_none_or(|v| Some(v) == last_modified.as_deref());
+    let range = header(RANGE).filter(|_| same_version);
+    match range.and_then(|r| byte_range(r, size)) {
+        None => Some((head(200, headers), Some(file))),
+        Some(Some((offset, length))) => {
+            let last = offset + length - 1;
+            headers.push((
+                "content-range".into(),
+                format!("bytes {offset}-{last}/{size}"),
+            ));
+            let part = FileToSend::open(path, offset, length).ok()?;
+            Some((head(206, headers), Some(part)))
+        }
+        Some(None) => {
+            headers.push(("content-range".into(), format!("bytes */{size}")));
+            Some((head(416, headers), None))
+        }
+    }
+}
+
+/// The one byte range (offset, length) a `Range` header asks of a `size`-byte file; Some(None)
+/// when it starts past the end (416). None, to send the whole file as RFC 9110 allows, for no
+/// range, several ranges, or one this does not read.
+fn byte_range(header: &str, size: u64) -> Option<Option<(u64, u64)>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let (first, last) = spec.trim().split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        // The last `n` bytes.
+        let n: u64 = last.parse().ok()?;
+        return Some((n > 0 && size > 0).then(|| (size - n.min(size), n.min(size))));
+    }
+    let first: u64 = first.parse().ok()?;
+    if first >= size {
+        return Some(None);
+    }
+    let last = match last {
+        "" => size - 1,
+        n => n.parse::<u64>().ok()?.min(size - 1),
+    };
+    (last >= first).then(|| Some((first, last - first + 1)))
 }
 
 /// HTTP dates have whole seconds: a file changed within the second the client saw must not look
@@ -160,21 +208,69 @@ mod tests {
         );
     }
 
+    /// The request headers of a test.
+    fn asked(headers: &[(&'static str, &str)]) -> HeaderMap {
+        (headers.iter())
+            .map(|(name, value)| (name.parse().unwrap(), value.parse().unwrap()))
+            .collect()
+    }
+
     #[test]
     fn a_file_the_client_has_is_not_sent_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("style.css");
         std::fs::write(&path, "p {}").unwrap();
-        let (head, file) = answer(&path, None).unwrap();
+        let (head, file) = answer(&path, &asked(&[])).unwrap();
         assert_eq!((head.status, file.is_some()), (200, true));
         assert_eq!(head.headers[0], ("content-type".into(), "text/css".into()));
-        let (name, modified) = &head.headers[1];
+        let (name, modified) = &head.headers[2];
         assert_eq!(name, "last-modified");
-        let (head, file) = answer(&path, Some(modified)).unwrap();
+        let (head, file) = answer(&path, &asked(&[("if-modified-since", modified)])).unwrap();
         assert_eq!((head.status, file.is_none()), (304, true));
-        let (head, _) = answer(&path, Some("Mon, 01 Jan 2001 00:00:00 GMT")).unwrap();
-        assert_eq!(head.status, 200);
-        let (head, _) = answer(&path, Some("not a date")).unwrap();
-        assert_eq!(head.status, 200);
+        for older in ["Mon, 01 Jan 2001 00:00:00 GMT", "not a date"] {
+            let (head, _) = answer(&path, &asked(&[("if-modified-since", older)])).unwrap();
+            assert_eq!(head.status, 200);
+        }
+    }
+
+    #[test]
+    fn one_byte_range_is_sent_as_a_part() {
+        assert_eq!(byte_range("bytes=2-5", 10), Some(Some((2, 4))));
+        assert_eq!(byte_range("bytes=2-", 10), Some(Some((2, 8))));
+        assert_eq!(byte_range("bytes=8-100", 10), Some(Some((8, 2))));
+        assert_eq!(byte_range("bytes=-3", 10), Some(Some((7, 3))));
+        assert_eq!(byte_range("bytes=-30", 10), Some(Some((0, 10))));
+        assert_eq!(byte_range("bytes=10-", 10), Some(None));
+        assert_eq!(byte_range("bytes=-0", 10), Some(None));
+        assert_eq!(byte_range("bytes=0-", 0), Some(None));
+        for whole in [
+            "bytes=5-2",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=-",
+        ] {
+            assert_eq!(byte_range(whole, 10), None, "{whole}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clip.mp4");
+        std::fs::write(&path, "0123456789").unwrap();
+        let (head, file) = answer(&path, &asked(&[("range", "bytes=2-5")])).unwrap();
+        assert_eq!((head.status, file.unwrap().length()), (206, 4));
+        assert!(head
+            .headers
+            .contains(&("content-range".into(), "bytes 2-5/10".into())));
+        let (head, file) = answer(&path, &asked(&[("range", "bytes=10-")])).unwrap();
+        assert_eq!((head.status, file.is_none()), (416, true));
+        assert!(head
+            .headers
+            .contains(&("content-range".into(), "bytes */10".into())));
+        let changed = [
+            ("range", "bytes=2-5"),
+            ("if-range", "Mon, 01 Jan 2001 00:00:00 GMT"),
+        ];
+        let (head, file) = answer(&path, &asked(&changed)).unwrap();
+        assert_eq!((head.status, file.unwrap().length()), (200, 10));
     }
 }
