@@ -265,8 +265,8 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->set(['document_root' => __FILE__]);", "'document_root'"),
         ("$s->set(['enable_static_handler' => true]);", "'enable_static_handler'"),
         ("$s->set(['static_handler_locations' => 'assets']);", "'static_handler_locations'"),
-        ("$s->set(['static_handler_locations' => ['assets']]);", "'static_handler_locations'"),
-        ("$s->set(['http_index_files' => ['public/index.html']]);", "'http_index_files'"),
+        ("$s->set(['static_handler_locations' => ['/ok', 'assets']]);", "'static_handler_locations' must list URL paths like ['/assets'], got 'assets'"),
+        ("$s->set(['http_index_files' => ['public/index.html']]);", "'http_index_files' must list file names like ['index.html'], got 'public/index.html'"),
         # An array that contains itself: refused, not followed down forever.
         ("$a = ['*']; $a[] = &$a; $s->set(['allowed_origins' => $a]);", "'allowed_origins'"),
         ("$s->on('mesage', fn() => null);", "'mesage'"),

@@ -406,27 +406,24 @@ fn file_names(value: &Value) -> Result<Vec<String>, ConfigError> {
     )
 }
 
-/// A list of strings each of which passes `valid`; the error says they should be `what`.
+/// A list of strings each of which passes `valid`; the error says they should be `what` and
+/// names the first that is not.
 fn strings(
     value: &Value,
     key: &str,
     what: &str,
     valid: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, ConfigError> {
-    let wrong = || {
-        ConfigError(format!(
-            "setting '{key}' must list {what}, got {}",
-            value.kind()
-        ))
-    };
+    let wrong = |got: String| ConfigError(format!("setting '{key}' must list {what}, got {got}"));
     let Value::List(items) = value else {
-        return Err(wrong());
+        return Err(wrong(value.kind().to_string()));
     };
     items
         .iter()
         .map(|item| match item {
             Value::Str(s) if valid(s) => Ok(s.clone()),
-            _ => Err(wrong()),
+            Value::Str(s) => Err(wrong(format!("'{s}'"))),
+            other => Err(wrong(format!("a {}", other.kind()))),
         })
         .collect()
 }

@@ -66,6 +66,15 @@ impl FileToSend {
         self.content_type
     }
 
+    /// `length` bytes from `offset` of what this would send (the caller checked that they are
+    /// inside it); None if the file cannot seek there.
+    pub(crate) fn part(mut self, offset: u64, length: u64) -> Option<Self> {
+        debug_assert!(offset + length <= self.length);
+        self.file.seek(SeekFrom::Current(offset as i64)).ok()?;
+        self.length = length;
+        Some(self)
+    }
+
     /// The bytes to send.
     pub fn length(&self) -> u64 {
         self.length

@@ -84,8 +84,7 @@ pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Op
                 "content-range".into(),
                 format!("bytes {offset}-{last}/{size}"),
             ));
-            let part = FileToSend::open(path, offset, length).ok()?;
-            Some((head(206, headers), Some(part)))
+            Some((head(206, headers), Some(file.part(offset, length)?)))
         }
         Some(None) => {
             headers.push(("content-range".into(), format!("bytes */{size}")));
