@@ -177,7 +177,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written); worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
         public function set(array $settings): bool
         {
         }
@@ -371,11 +371,14 @@ namespace Surge\Http {
         /** The connection's id (the WebSocket fd, for a handshake). */
         public readonly int $fd;
 
-        /** Query-string parameters, e.g. ['page' => 'home'] for ?page=home. */
+        /** Query-string parameters as PHP's $_GET has them (parse_str()): ['page' => 'home'] for ?page=home, ['tags' => ['a', 'b']] for ?tags[]=a&tags[]=b. */
         public readonly array $get;
 
-        /** Form fields of an application/x-www-form-urlencoded body; empty for other bodies. */
+        /** Form fields of an application/x-www-form-urlencoded or multipart/form-data body, as PHP's $_POST (brackets nest); empty for other bodies. */
         public readonly array $post;
+
+        /** Files uploaded in a multipart/form-data body, laid out as PHP's $_FILES: ['doc' => ['name', 'full_path', 'type', 'tmp_name', 'error', 'size']], for doc[] each of those a list. The temporary files (under upload_tmp_dir) are uploads to is_uploaded_file() and move_uploaded_file(), and are deleted when the request is freed unless moved away. */
+        public readonly array $files;
 
         /** Request headers by lowercase name; repeated headers are joined with ", ". */
         public readonly array $header;

@@ -264,3 +264,27 @@ def test_broadcast_with_predis_and_redis_url(php_server, app_env, redis_server):
     out = artisan("app:broadcast", "orders", "via predis", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert recv_json(ws)["data"]["message"] == "via predis"
+
+
+def test_an_uploaded_file_passes_laravels_validation_and_moves_into_storage(php_server, app_env, tmp_path):
+    """A form posted by curl: Laravel sees the file as an upload (its `file` rule asks PHP's
+    is_uploaded_file()), its fields nested (tags[]), the query string, and moves the file with
+    move_uploaded_file(); a missing file fails validation with 422."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\BrowserHandler")
+    doc = tmp_path / "report.txt"
+    doc.write_text("quarterly numbers\n")
+
+    def post(*form):
+        args = [a for field in form for a in ("-F", field)]
+        out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", *args, f"{server.http}/upload?q=1"],
+                             capture_output=True, text=True, timeout=10)
+        body, status = out.stdout.rsplit("\n", 1)
+        return int(status), json.loads(body)
+
+    status, body = post(f"doc=@{doc};type=text/csv", "tags[]=a", "tags[]=b")
+    assert status == 200, body
+    assert body == {"name": "report.txt", "type": "text/csv", "tags": ["a", "b"], "q": "1",
+                    "stored": "quarterly numbers\n"}
+    assert (Path(app_env["APP_STORAGE"]) / "uploads" / "doc.txt").read_text() == "quarterly numbers\n"
+    status, body = post("tags[]=a")
+    assert status == 422 and list(body) == ["doc"], body

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import signal
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -273,6 +274,62 @@ def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):
     for query, why in refused:
         assert get(**query)[::2] == (404, b"no such file")
         assert why in srv.wait_output(why)
+
+
+def curl(srv, path, *args) -> tuple[int, dict | str]:
+    """curl's answer to a request (-F fields make it a multipart form): status, JSON or text."""
+    out = subprocess.run(["curl", "-sg", "-w", "\n%{http_code}", *args, srv.http + path],
+                         capture_output=True, text=True, timeout=10)
+    body, status = out.stdout.rsplit("\n", 1)
+    return int(status), json.loads(body) if body.startswith("{") else body
+
+
+def test_query_and_form_fields_are_parsed_as_php_parses_them(php_server):
+    """$request->get and a form's $request->post are what PHP makes of them: brackets nest,
+    `.` and spaces in names become `_`, exactly as parse_str() does."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    _, got = curl(srv, "/form?a[]=1&a[]=2&b[x][y]=3&c.d=4&%20e=5&f[=6&g=%26")
+    assert got["get"] == {"a": ["1", "2"], "b": {"x": {"y": "3"}}, "c_d": "4", "e": "5", "f_": "6", "g": "&"}
+    assert got["get"] == got["parse_str"]
+    _, got = curl(srv, "/form", "--data", "x[]=1&x[]=2&y.z=3&k[a]=%3D")
+    assert got["post"] == {"x": ["1", "2"], "y_z": "3", "k": {"a": "="}}
+
+
+def test_a_multipart_form_gives_post_fields_and_uploaded_files_as_php_does(php_server, tmp_path):
+    """A form from curl -F: fields in $request->post (nested), files in $request->files laid out
+    as PHP's $_FILES, written under upload_tmp_dir, taken by is_uploaded_file() and
+    move_uploaded_file(), and deleted once the request is done unless moved; a body that is
+    not valid multipart gets 400."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(upload_tmp_dir=str(uploads))})
+    (tmp_path / "report.txt").write_text("numbers")
+    (tmp_path / "a.png").write_text("pixels")
+    (tmp_path / "b.bin").write_bytes(b"")
+    moved = tmp_path / "kept.txt"
+    status, got = curl(srv, f"/form?move={moved}", "-F", "title=hello", "-F", "tags[]=x", "-F", "tags[]=y",
+                       "-F", f"doc=@{tmp_path / 'report.txt'};type=text/csv",
+                       "-F", f"photos[]=@{tmp_path / 'a.png'}", "-F", f"photos[]=@{tmp_path / 'b.bin'}")
+    assert status == 200, got
+    assert got["post"] == {"title": "hello", "tags": ["x", "y"]}
+    doc, photos = got["files"]["doc"], got["files"]["photos"]
+    assert {k: v for k, v in doc.items() if k != "tmp_name"} == {
+        "name": "report.txt", "full_path": "report.txt", "type": "text/csv", "error": 0, "size": 7}
+    assert {k: v for k, v in photos.items() if k != "tmp_name"} == {
+        "name": ["a.png", "b.bin"], "full_path": ["a.png", "b.bin"], "type": ["image/png", "application/octet-stream"],
+        "error": [0, 0], "size": [6, 0]}
+    temporary = [doc["tmp_name"], *photos["tmp_name"]]
+    assert all(Path(t).parent == uploads for t in temporary), temporary
+    assert got["uploads"] == {doc["tmp_name"]: [True, "numbers"], photos["tmp_name"][0]: [True, "pixels"],
+                              photos["tmp_name"][1]: [True, ""]}
+    assert got["moved"] is True and moved.read_text() == "numbers"
+    deadline = time.monotonic() + 5
+    while list(uploads.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(uploads.iterdir()) == []
+    status, body = curl(srv, "/form", "-H", "Content-Type: multipart/form-data; boundary=XyZ",
+                        "--data-binary", '--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\ncut short')
+    assert status == 400 and body.startswith("malformed multipart/form-data body"), body
 
 
 def test_the_static_handler_serves_files_under_document_root_without_php(php_server, tmp_path):

@@ -125,6 +125,9 @@ pub struct Config {
     pub static_handler_locations: Vec<String>,
     /// File names the static handler looks for in a directory a request names (`index.html`).
     pub http_index_files: Vec<String>,
+    /// Where uploaded files (`multipart/form-data` parts with a file name) are written, resolved
+    /// when set; the system's temporary directory unless set.
+    pub upload_tmp_dir: PathBuf,
 }
 
 fn default_max_connection() -> usize {
@@ -172,6 +175,7 @@ impl Default for Config {
             document_root: None,
             static_handler_locations: Vec::new(),
             http_index_files: Vec::new(),
+            upload_tmp_dir: std::env::temp_dir(),
         }
     }
 }
@@ -208,6 +212,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "document_root",
     "static_handler_locations",
     "http_index_files",
+    "upload_tmp_dir",
     "worker_num",
     "task_worker_num",
 ];
@@ -245,6 +250,9 @@ impl Config {
             "document_root" => self.document_root = directory(key, value)?,
             "static_handler_locations" => self.static_handler_locations = locations(value)?,
             "http_index_files" => self.http_index_files = file_names(value)?,
+            "upload_tmp_dir" => {
+                self.upload_tmp_dir = directory(key, value)?.unwrap_or_else(std::env::temp_dir)
+            }
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;
@@ -374,7 +382,7 @@ fn path(key: &str, value: &Value) -> Result<Option<String>, ConfigError> {
     }
 }
 
-/// An existing directory, resolved once so that the static handler can tell what is inside it.
+/// An existing directory, resolved once (the static handler tells by it what is inside).
 fn directory(key: &str, value: &Value) -> Result<Option<PathBuf>, ConfigError> {
     let Some(dir) = path(key, value)? else {
         return Ok(None);

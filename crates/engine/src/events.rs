@@ -8,9 +8,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::http_file::FileToSend;
 use crate::http_stream::{self, ChunkReceiver, ChunkSender};
+use crate::multipart_form::MultipartForm;
 
 /// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpRequest {
     pub fd: u64,
     pub method: String,
@@ -23,6 +24,9 @@ pub struct HttpRequest {
     /// Header names lowercased, in the order received.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// A `multipart/form-data` body's fields and uploaded files (whose temporary files last as
+    /// long as this does, or whoever takes it).
+    pub form: Option<MultipartForm>,
     pub remote: SocketAddr,
     pub server_port: u16,
     /// When the request was read, as a Unix time in seconds.

@@ -23,6 +23,7 @@ mod inline_dispatch;
 mod listener;
 mod logging;
 mod memory;
+pub mod multipart_form;
 pub mod pusher;
 mod rate_limit;
 mod read_ahead;

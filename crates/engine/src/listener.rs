@@ -32,6 +32,7 @@ use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
 use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
+use crate::multipart_form;
 use crate::read_ahead::ReadAhead;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
@@ -382,7 +383,7 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             return reply(HttpResponse::text(status, &format!("{message}\n")))
         }
     };
-    let request = http_request(
+    let mut request = http_request(
         &parts.method,
         &parts.uri,
         parts.version,
@@ -390,6 +391,19 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         body,
         &peer,
     );
+    if let Some(boundary) = request
+        .header("content-type")
+        .and_then(multipart_form::boundary)
+    {
+        let body = request.body.clone();
+        match multipart_form::parse(body, boundary, &shared.config.upload_tmp_dir).await {
+            Ok(form) => request.form = Some(form),
+            Err(why) => {
+                let why = format!("malformed multipart/form-data body: {why}\n");
+                return reply(HttpResponse::text(400, &why));
+            }
+        }
+    }
     let (tx, rx) = oneshot::channel();
     let held = shared.hold_inbound(request.body.len()).await;
     if shared
@@ -678,6 +692,7 @@ fn http_request(
             })
             .collect(),
         body,
+        form: None,
         remote: peer.remote,
         server_port: peer.server_port,
         time: unix_ms() as f64 / 1000.0,

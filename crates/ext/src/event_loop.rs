@@ -211,7 +211,7 @@ fn object<T: IntoZval>(value: PhpResult<T>, what: &str) -> Option<Zval> {
 
 fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
     match event {
-        Event::Open { fd: _, request } => match object(Request::from_engine(&request), "request") {
+        Event::Open { fd: _, request } => match object(Request::from_engine(*request), "request") {
             Some(req) => callback(server, Kind::Engine(Handler::Open), &[this, &req]).into(),
             None => Next::Continue,
         },
@@ -230,8 +230,9 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]).into()
         }
         Event::Request { request, reply, .. } => {
-            let req = object(Request::from_engine(&request), "request");
-            let res = object(Ok(Response::new(request.fd, reply)), "response");
+            let fd = request.fd;
+            let req = object(Request::from_engine(*request), "request");
+            let res = object(Ok(Response::new(fd, reply)), "response");
             match (req, res) {
                 (Some(req), Some(res)) => {
                     let next = callback(server, Kind::Engine(Handler::Request), &[&req, &res]);

@@ -9,6 +9,7 @@ mod connections;
 mod convert;
 mod event_loop;
 mod exception;
+mod form_input;
 mod frame;
 mod request;
 mod response;

@@ -1,11 +1,13 @@
 //! `Surge\Http\Request`: an HTTP request or a WebSocket handshake, as PHP arrays built once.
 
+use bytes::Bytes;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::Zval;
 use surge_engine::{cookie, HttpRequest};
 
 use crate::convert::{binary_zval, pairs_zval, Assoc};
+use crate::form_input::{self, empty_array, Uploads};
 
 #[php_class]
 #[php(name = "Surge\\Http\\Request")]
@@ -13,11 +15,14 @@ pub struct Request {
     fd: u64,
     get: Zval,
     post: Zval,
+    files: Zval,
     header: Zval,
     server: Zval,
     cookie: Zval,
     method: String,
-    body: Vec<u8>,
+    body: Bytes,
+    /// The uploaded files' temporary files: deleted when the request is freed.
+    _uploads: Option<Uploads>,
 }
 
 fn cookies(req: &HttpRequest) -> Vec<(String, String)> {
@@ -58,25 +63,30 @@ fn server_vars(req: &HttpRequest) -> PhpResult<Zval> {
 }
 
 impl Request {
-    pub fn from_engine(req: &HttpRequest) -> PhpResult<Self> {
+    pub fn from_engine(mut req: HttpRequest) -> PhpResult<Self> {
         let is_form = req.header("content-type").is_some_and(|ct| {
             ct.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-        let post = if is_form {
-            form_urlencoded::parse(&req.body).into_owned().collect()
-        } else {
-            Vec::new()
+        let (post, files, uploads) = match req.form.take() {
+            Some(form) => {
+                let (post, files, uploads) = form_input::multipart(form);
+                (post, files, Some(uploads))
+            }
+            None if is_form => (form_input::parse_str(&req.body), empty_array(), None),
+            None => (empty_array(), empty_array(), None),
         };
         Ok(Request {
             fd: req.fd,
-            get: pairs_zval(form_urlencoded::parse(req.query.as_bytes()).into_owned())?,
-            post: pairs_zval(post)?,
-            header: pairs_zval(headers(req))?,
-            server: server_vars(req)?,
-            cookie: pairs_zval(cookies(req))?,
-            method: req.method.clone(),
-            body: req.body.to_vec(),
+            get: form_input::parse_str(req.query.as_bytes()),
+            post,
+            files,
+            header: pairs_zval(headers(&req))?,
+            server: server_vars(&req)?,
+            cookie: pairs_zval(cookies(&req))?,
+            method: std::mem::take(&mut req.method),
+            body: req.body,
+            _uploads: uploads,
         })
     }
 }
@@ -89,16 +99,25 @@ impl Request {
         self.fd as i64
     }
 
-    /// Query-string parameters.
+    /// Query-string parameters, as PHP's $_GET (`a[]` and `a[b]` nest).
     #[php(getter)]
     pub fn get_get(&self) -> Zval {
         self.get.shallow_clone()
     }
 
-    /// Form fields of an application/x-www-form-urlencoded body.
+    /// Form fields of an application/x-www-form-urlencoded or multipart/form-data body, as
+    /// PHP's $_POST (`a[]` and `a[b]` nest).
     #[php(getter)]
     pub fn get_post(&self) -> Zval {
         self.post.shallow_clone()
+    }
+
+    /// Files uploaded in a multipart/form-data body, as PHP's $_FILES: name, full_path, type,
+    /// tmp_name, error, size. The temporary files are deleted when the request is freed,
+    /// unless moved away first (move_uploaded_file() accepts them).
+    #[php(getter)]
+    pub fn get_files(&self) -> Zval {
+        self.files.shallow_clone()
     }
 
     /// Request headers, names lowercased.

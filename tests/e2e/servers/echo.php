@@ -102,9 +102,28 @@ if (getenv('SURGE_HTTP')) {
             '/stream-forever' => stream($res, PHP_INT_MAX),
             '/stream-to-slow-client' => stream_until_refused($res),
             '/file' => send_file($req->get, $res),
+            '/form' => form($req, $res),
             default => respond($req, $res),
         };
     });
+}
+
+// What a form gave, beside what PHP's own parse_str() makes of the query string; for each
+// upload whether PHP takes it for one and what it holds; ?move=path moves the upload `doc` there.
+function form($req, $res): void
+{
+    parse_str($req->server['query_string'] ?? '', $parsed);
+    $uploads = [];
+    foreach ($req->files as $entry) {
+        $names = (array) $entry['tmp_name'];
+        array_walk_recursive($names, function ($tmp) use (&$uploads) {
+            $uploads[$tmp] = [is_uploaded_file($tmp), file_get_contents($tmp)];
+        });
+    }
+    $moved = isset($req->get['move']) ? move_uploaded_file($req->files['doc']['tmp_name'], $req->get['move']) : null;
+    $res->header('Content-Type', 'application/json');
+    $res->end(json_encode(['get' => $req->get, 'parse_str' => $parsed, 'post' => $req->post, 'files' => $req->files,
+        'uploads' => $uploads, 'moved' => $moved]));
 }
 
 // The cookies of test_cookies_are_set_and_read_as_php_does; a refused one is named in a header.

@@ -26,6 +26,7 @@ return [
         Illuminate\Redis\RedisServiceProvider::class,
         Illuminate\Session\SessionServiceProvider::class,
         Illuminate\Translation\TranslationServiceProvider::class,
+        Illuminate\Validation\ValidationServiceProvider::class,
         Illuminate\View\ViewServiceProvider::class,
         Surge\Laravel\SurgeServiceProvider::class,
         App\Providers\AppServiceProvider::class,

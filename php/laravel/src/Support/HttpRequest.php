@@ -18,7 +18,7 @@ final class HttpRequest
         $info = (array) $request->server;
         $server['REMOTE_ADDR'] = $info['remote_addr'] ?? '127.0.0.1';
         $method = strtoupper($info['request_method'] ?? 'GET');
-        $uri = $info['request_uri'] ?? '/';
+        $uri = ($info['request_uri'] ?? '/').(isset($info['query_string']) ? '?'.$info['query_string'] : '');
         $host = $request->header['host'] ?? 'localhost';
 
         return IlluminateRequest::create(
@@ -26,7 +26,7 @@ final class HttpRequest
             $method,
             $method === 'GET' ? (array) $request->get : (array) $request->post,
             (array) $request->cookie,
-            [],
+            (array) $request->files,
             $server,
             $method === 'GET' ? null : $request->rawContent()
         );

@@ -4,6 +4,7 @@ namespace App\WebSocket;
 
 use App\Models\User;
 use Illuminate\Support\Facades\Broadcast;
+use Illuminate\Support\Facades\Validator;
 use Surge\Http\Request;
 use Surge\Http\Response;
 use Surge\Laravel\Contracts\HandlesHttp;
@@ -38,10 +39,37 @@ class BrowserHandler extends AppHandler implements HandlesHttp
             $response->end('');
         } elseif ($path === '/broadcasting/auth' && $request->server['request_method'] === 'POST') {
             $this->signSubscription($response);
+        } elseif ($path === '/upload' && $request->server['request_method'] === 'POST') {
+            $this->upload($response);
         } else {
             $response->status(404);
             $response->end('not found');
         }
+    }
+
+    /**
+     * A form with a file, as a Laravel controller takes one: validated (the `file` rule asks
+     * PHP whether it is an upload), then moved under storage/ (move_uploaded_file()).
+     */
+    private function upload(Response $response): void
+    {
+        $validator = Validator::make(request()->all(), ['doc' => 'required|file|max:1', 'tags' => 'array']);
+        $response->header('Content-Type', 'application/json');
+        if ($validator->fails()) {
+            $response->status(422);
+            $response->end(json_encode($validator->errors()));
+
+            return;
+        }
+        $file = request()->file('doc');
+        $moved = $file->move(storage_path('uploads'), 'doc.txt');
+        $response->end(json_encode([
+            'name' => $file->getClientOriginalName(),
+            'type' => $file->getClientMimeType(),
+            'tags' => request()->input('tags'),
+            'q' => request()->query('q'),
+            'stored' => file_get_contents($moved->getPathname()),
+        ]));
     }
 
     /** Laravel decides (routes/channels.php); the answer is signed with the Pusher app's secret. */

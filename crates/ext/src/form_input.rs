@@ -1,0 +1,211 @@
+//! A request's input as PHP itself would give it to a script: query strings and form fields go
+//! through PHP's own parser (the `treat_data` behind `$_GET`, `$_POST` and `parse_str()`, so
+//! `tags[]=a&tags[]=b` nests, `a.b` becomes `a_b`, and `max_input_vars` holds), and uploaded
+//! files are laid out as `$_FILES` and registered as uploads, so that `is_uploaded_file()` and
+//! `move_uploaded_file()` accept them (Laravel's `file` validation rule asks the first).
+
+use std::ffi::c_int;
+
+use ext_php_rs::alloc::estrdup;
+use ext_php_rs::boxed::ZBox;
+use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
+use ext_php_rs::zend::{ProcessGlobals, SapiGlobals, SapiModule};
+use percent_encoding::{percent_encode, NON_ALPHANUMERIC};
+use surge_engine::multipart_form::{MultipartForm, TempPath, Upload};
+
+/// `PARSE_STRING` of PHP's `main/php_variables.h`: parse the string given, as `parse_str()`.
+const PARSE_STRING: c_int = 3;
+
+pub fn empty_array() -> Zval {
+    let mut zv = Zval::new();
+    zv.set_hashtable(ZendHashTable::new());
+    zv
+}
+
+/// `a=1&b[]=2` as PHP's `parse_str()` makes it an array.
+pub fn parse_str(input: &[u8]) -> Zval {
+    let mut array = empty_array();
+    add_pairs(input, &mut array);
+    array
+}
+
+/// Adds the `name=value` pairs of `input` to `array` as PHP would.
+fn add_pairs(input: &[u8], array: &mut Zval) {
+    if input.is_empty() {
+        return;
+    }
+    let Some(treat_data) = SapiModule::get().treat_data else {
+        return;
+    };
+    // treat_data reads to the NUL and frees the buffer with efree: an emalloc'd copy.
+    let buffer = estrdup(input);
+    // SAFETY: `buffer` is ours to give away; `array` is a live array zval, not shared.
+    unsafe { treat_data(PARSE_STRING, buffer, array) };
+}
+
+/// One `name=value` pair of a multipart form, given to PHP's parser encoded, so that any byte
+/// (`&`, `=`, NUL) in either stays in it.
+fn add_pair(name: &str, value: &[u8], array: &mut Zval) {
+    let pair = format!(
+        "{}={}",
+        percent_encode(name.as_bytes(), NON_ALPHANUMERIC),
+        percent_encode(value, NON_ALPHANUMERIC)
+    );
+    add_pairs(pair.as_bytes(), array);
+}
+
+/// What a request keeps of a multipart form: `$request->post`, `$request->files`, and the
+/// temporary files, removed (and forgotten as uploads) when the request is freed.
+pub struct Uploads {
+    files: Vec<TempPath>,
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        if self.files.is_empty() {
+            return;
+        }
+        let mut globals = SapiGlobals::get_mut();
+        let registered = uploaded_files(&mut globals);
+        for file in &self.files {
+            registered.remove(file.to_string_lossy().as_ref());
+        }
+        // The TempPaths delete the files still there (not moved away) as they drop.
+    }
+}
+
+/// `$request->post` and `$request->files` from a multipart form (fields, then files; PHP's
+/// `max_input_vars` counts both), and the uploads to keep alive as long as the request.
+pub fn multipart(form: MultipartForm) -> (Zval, Zval, Uploads) {
+    let max_vars = usize::try_from(ProcessGlobals::get().max_input_vars).unwrap_or(usize::MAX);
+    let mut post = empty_array();
+    let mut files = empty_array();
+    let mut kept = Vec::with_capacity(form.files.len());
+    let mut vars = 0;
+    for (name, value) in &form.fields {
+        vars += 1;
+        if vars > max_vars {
+            break;
+        }
+        add_pair(name, value, &mut post);
+    }
+    for upload in form.files {
+        vars += 1;
+        if vars > max_vars {
+            break;
+        }
+        add_upload(&upload, &mut files);
+        if let Some(file) = upload.file {
+            register(&file);
+            kept.push(file);
+        }
+    }
+    if vars > max_vars {
+        log::warn!(target: "surge", "a multipart form had more than max_input_vars ({max_vars}) fields; the rest were dropped");
+    }
+    integer_leaves(&mut files);
+    (post, files, Uploads { files: kept })
+}
+
+/// An upload's entries as PHP's `$_FILES` has them: `doc[name]`, and for `photos[]`
+/// `photos[name][]`, each of name, full_path, type, tmp_name, error, size.
+fn add_upload(upload: &Upload, files: &mut Zval) {
+    // PHP skips a file whose field name has unbalanced brackets rather than guess.
+    if !balanced(&upload.field) {
+        return;
+    }
+    let (base, index) = upload
+        .field
+        .split_at(upload.field.find('[').unwrap_or(upload.field.len()));
+    let size = upload.size.to_string();
+    let error = upload.error.to_string();
+    let entries: [(&str, &str); 6] = [
+        ("name", &upload.name),
+        ("full_path", &upload.full_path),
+        ("type", &upload.content_type),
+        ("tmp_name", upload.tmp_name()),
+        ("error", &error),
+        ("size", &size),
+    ];
+    for (key, value) in entries {
+        add_pair(&format!("{base}[{key}]{index}"), value.as_bytes(), files);
+    }
+}
+
+fn balanced(field: &str) -> bool {
+    let mut depth = 0i32;
+    let mut chars = field.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' => depth += 1,
+            ']' => {
+                depth -= 1;
+                if depth < 0 || chars.peek().is_some_and(|&next| next != '[') {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// `error` and `size` are integers in `$_FILES`; the parser gave strings.
+fn integer_leaves(files: &mut Zval) {
+    let Some(fields) = files.array_mut() else {
+        return;
+    };
+    for key in owned_keys(fields) {
+        let Some(entry) = fields.get_mut(key).and_then(Zval::array_mut) else {
+            continue;
+        };
+        for what in ["error", "size"] {
+            if let Some(leaves) = entry.get_mut(what) {
+                to_integers(leaves);
+            }
+        }
+    }
+}
+
+fn to_integers(zv: &mut Zval) {
+    if let Some(n) = zv.str().and_then(|s| s.parse::<i64>().ok()) {
+        zv.set_long(n);
+    } else if let Some(array) = zv.array_mut() {
+        for key in owned_keys(array) {
+            if let Some(leaf) = array.get_mut(key) {
+                to_integers(leaf);
+            }
+        }
+    }
+}
+
+/// The keys of `array`, to look each up again while changing the values.
+fn owned_keys(array: &ZendHashTable) -> Vec<ArrayKey<'static>> {
+    array
+        .iter()
+        .map(|(key, _)| match key {
+            ArrayKey::Long(index) => ArrayKey::Long(index),
+            other => ArrayKey::String(other.to_string()),
+        })
+        .collect()
+}
+
+/// The table of uploads PHP keeps (`SG(rfc1867_uploaded_files)`): filled by PHP itself for a
+/// multipart request, and emptied at the end of one (deleting the files still in it).
+fn uploaded_files(globals: &mut SapiGlobals) -> &mut ZendHashTable {
+    if globals.rfc1867_uploaded_files.is_null() {
+        let table: ZBox<ZendHashTable> = ZendHashTable::new();
+        globals.rfc1867_uploaded_files = table.into_raw();
+    }
+    // SAFETY: not null: PHP's table or the one made above, alive until PHP's request ends.
+    unsafe { &mut *globals.rfc1867_uploaded_files }
+}
+
+/// Makes `path` an upload in PHP's eyes, as if PHP had received it.
+fn register(path: &TempPath) {
+    let mut globals = SapiGlobals::get_mut();
+    let name = path.to_string_lossy().into_owned();
+    if let Err(e) = uploaded_files(&mut globals).insert(name.as_str(), name.clone()) {
+        log::warn!(target: "surge", "could not register the upload {name}: {e:?}");
+    }
+}
