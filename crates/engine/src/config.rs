@@ -128,6 +128,9 @@ pub struct Config {
     /// Where uploaded files (`multipart/form-data` parts with a file name) are written, resolved
     /// when set; the system's temporary directory unless set.
     pub upload_tmp_dir: PathBuf,
+    /// Files one request may upload; parts past it are skipped. Not a setting: the PHP layer
+    /// gives PHP's `max_file_uploads` ini value.
+    pub max_file_uploads: usize,
 }
 
 fn default_max_connection() -> usize {
@@ -176,6 +179,7 @@ impl Default for Config {
             static_handler_locations: Vec::new(),
             http_index_files: Vec::new(),
             upload_tmp_dir: std::env::temp_dir(),
+            max_file_uploads: 20,
         }
     }
 }

@@ -396,7 +396,15 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         .and_then(multipart_form::boundary)
     {
         let body = request.body.clone();
-        match multipart_form::parse(body, boundary, &shared.config.upload_tmp_dir).await {
+        let config = &shared.config;
+        match multipart_form::parse(
+            body,
+            boundary,
+            &config.upload_tmp_dir,
+            config.max_file_uploads,
+        )
+        .await
+        {
             Ok(form) => request.form = Some(form),
             Err(why) => {
                 let why = format!("malformed multipart/form-data body: {why}\n");

@@ -59,11 +59,18 @@ pub fn boundary(content_type: &str) -> Option<String> {
 }
 
 /// Splits `body` into fields and files, writing each file under `tmp_dir` (on a blocking
-/// thread: the caller is a network task). Err: why the body is not valid multipart.
-pub async fn parse(body: Bytes, boundary: String, tmp_dir: &Path) -> Result<MultipartForm, String> {
+/// thread: the caller is a network task); file parts past the first `max_files` are skipped,
+/// not written. Err: why the body is not valid multipart.
+pub async fn parse(
+    body: Bytes,
+    boundary: String,
+    tmp_dir: &Path,
+    max_files: usize,
+) -> Result<MultipartForm, String> {
     let stream = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut form = MultipartForm::default();
+    let mut skipped = 0;
     while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
         // A part without a name has nowhere to go in $_POST or $_FILES: PHP skips it too.
         let Some(name) = field.name().map(str::to_owned) else {
@@ -77,10 +84,14 @@ pub async fn parse(body: Bytes, boundary: String, tmp_dir: &Path) -> Result<Mult
         let data = field.bytes().await.map_err(|e| e.to_string())?;
         match file_name {
             None => form.fields.push((name, data)),
+            Some(_) if form.files.len() == max_files => skipped += 1,
             Some(full_path) => form
                 .files
                 .push(upload(name, full_path, content_type, data, tmp_dir).await),
         }
+    }
+    if skipped > 0 {
+        log::warn!("a form had more files than max_file_uploads ({max_files}): {skipped} skipped");
     }
     Ok(form)
 }
@@ -193,6 +204,7 @@ mod tests {
             ]),
             "XyZ".into(),
             dir.path(),
+            20,
         )
         .await
         .unwrap();
@@ -229,12 +241,32 @@ mod tests {
             body(&[("doc", Some("a.txt"), "x")]),
             "XyZ".into(),
             Path::new("/nonexistent/surge"),
+            20,
         )
         .await
         .unwrap();
         assert_eq!(form.files[0].error, UPLOAD_ERR_CANT_WRITE);
         assert_eq!(form.files[0].tmp_name(), "");
         let cut = Bytes::from("--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end");
-        assert!(parse(cut, "XyZ".into(), Path::new("/tmp")).await.is_err());
+        assert!(parse(cut, "XyZ".into(), Path::new("/tmp"), 20)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn files_past_max_file_uploads_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = [
+            ("a", Some("1.txt"), "1"),
+            ("b", Some("2.txt"), "2"),
+            ("c", None, "field"),
+        ];
+        let form = parse(body(&parts), "XyZ".into(), dir.path(), 1)
+            .await
+            .unwrap();
+        assert_eq!(form.files.len(), 1);
+        assert_eq!(form.files[0].field, "a");
+        assert_eq!(form.fields.len(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

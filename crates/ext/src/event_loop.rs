@@ -13,6 +13,7 @@ use surge_engine::{Engine, Event, Handler, PusherEvent};
 use crate::callbacks::{call, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
+use crate::form_input;
 use crate::request::Request;
 use crate::response::Response;
 use crate::server::Server;
@@ -74,7 +75,8 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
         ));
     }
     let _serving = Serving;
-    let config = server.config.borrow().clone();
+    let mut config = server.config.borrow().clone();
+    config.max_file_uploads = form_input::max_file_uploads();
     let handlers = server.registered_handlers();
     let engine = Rc::new(
         Engine::start(

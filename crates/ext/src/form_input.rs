@@ -9,9 +9,19 @@ use std::ffi::c_int;
 use ext_php_rs::alloc::estrdup;
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
-use ext_php_rs::zend::{ProcessGlobals, SapiGlobals, SapiModule};
+use ext_php_rs::zend::{ExecutorGlobals, ProcessGlobals, SapiGlobals, SapiModule};
 use percent_encoding::{percent_encode, NON_ALPHANUMERIC};
 use surge_engine::multipart_form::{MultipartForm, TempPath, Upload};
+
+/// PHP's `max_file_uploads` ini setting (20 unless php.ini says otherwise): the uploads one
+/// request may write; the engine skips the file parts past it, as PHP does.
+pub fn max_file_uploads() -> usize {
+    ExecutorGlobals::get()
+        .ini_values()
+        .get("max_file_uploads")
+        .and_then(|value| value.as_deref()?.trim().parse().ok())
+        .unwrap_or(20)
+}
 
 /// `PARSE_STRING` of PHP's `main/php_variables.h`: parse the string given, as `parse_str()`.
 const PARSE_STRING: c_int = 3;
