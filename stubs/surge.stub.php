@@ -431,6 +431,11 @@ namespace Surge\Http {
         {
         }
 
+        /** As cookie(), with $value sent as given, as PHP's setrawcookie() does: it must not hold ,; or white space (Surge\Exception). */
+        public function rawCookie(string $key, string $value = '', int $expire = 0, string $path = '/', string $domain = '', bool $secure = false, bool $httponly = false, string $samesite = ''): bool
+        {
+        }
+
         /** Sends the status and headers if not yet sent, then $data as a chunk of the body (chunked encoding), which goes on until end(): for server-sent events or a long download. False, sending nothing, when the client has left or more than socket_buffer_size bytes already wait for it (isWritable() stays true then: write again later). The body also ends when the Response is freed or the server stops. */
         public function write(string $data): bool
         {

@@ -30,6 +30,9 @@ pub struct SetCookie<'a> {
     pub secure: bool,
     pub http_only: bool,
     pub same_site: &'a str,
+    /// Send the value as given (`rawCookie()`, PHP's `setrawcookie()`) instead of URL-encoded;
+    /// then it must not hold `,;` or white space.
+    pub raw: bool,
 }
 
 impl SetCookie<'_> {
@@ -63,6 +66,12 @@ impl SetCookie<'_> {
                 ))
             }
         };
+        if self.raw && self.value.contains(&FORBIDDEN[1..]) {
+            return Err(format!(
+                "cookie '{}' has one of ,; or white space in its raw value",
+                self.name
+            ));
+        }
         if self.expire > LAST_HTTP_DATE {
             return Err(format!(
                 "cookie '{}' expires after the year 9999",
@@ -74,7 +83,11 @@ impl SetCookie<'_> {
         if self.value.is_empty() {
             out.push_str("deleted; expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0");
         } else {
-            out.extend(utf8_percent_encode(self.value, COOKIE_VALUE));
+            if self.raw {
+                out.push_str(self.value);
+            } else {
+                out.extend(utf8_percent_encode(self.value, COOKIE_VALUE));
+            }
             if self.expire > 0 {
                 let at = UNIX_EPOCH + Duration::from_secs(self.expire as u64);
                 let max_age = at.duration_since(now).map_or(0, |d| d.as_secs());
@@ -139,6 +152,7 @@ mod tests {
             secure: false,
             http_only: false,
             same_site: "",
+            raw: false,
         }
     }
 
@@ -193,6 +207,17 @@ mod tests {
             expire: i64::MAX,
             ..cookie("sid", "v")
         }));
+        let raw = |value| SetCookie {
+            raw: true,
+            ..cookie("sid", value)
+        };
+        for bad in ["a;b", "a b", "a,b", "a\r\nX: y"] {
+            assert!(refused(raw(bad)), "raw {bad:?}");
+        }
+        assert_eq!(
+            raw("a%20b=c/é").header_value(SystemTime::now()).unwrap(),
+            "sid=a%20b=c/é; path=/"
+        );
     }
 
     #[test]

@@ -52,6 +52,11 @@ impl Response {
         self.reply.borrow().is_none()
     }
 
+    fn set_cookie(&self, cookie: SetCookie) -> PhpResult<bool> {
+        let header = cookie.header_value(SystemTime::now()).map_err(error)?;
+        self.add_header("Set-Cookie".to_string(), header)
+    }
+
     /// False, adding nothing, once the head is sent.
     fn add_header(&self, name: String, value: String) -> PhpResult<bool> {
         if self.head_sent() {
@@ -151,7 +156,7 @@ impl Response {
         httponly: bool,
         samesite: String,
     ) -> PhpResult<bool> {
-        let cookie = SetCookie {
+        self.set_cookie(SetCookie {
             name: &key,
             value: &value,
             expire,
@@ -160,9 +165,45 @@ impl Response {
             secure,
             http_only: httponly,
             same_site: &samesite,
-        };
-        let header = cookie.header_value(SystemTime::now()).map_err(error)?;
-        self.add_header("Set-Cookie".to_string(), header)
+            raw: false,
+        })
+    }
+
+    /// As cookie(), with the value sent as given (PHP's setrawcookie()): it must not hold `,;`
+    /// or white space. (The same PHP parameters as cookie(): ext-php-rs declares each method's
+    /// signature apart, the work is shared.)
+    #[allow(clippy::too_many_arguments)] // Swoole's and setcookie()'s parameters, in their order
+    #[php(defaults(
+        value = String::new(),
+        expire = 0,
+        path = "/".to_string(),
+        domain = String::new(),
+        secure = false,
+        httponly = false,
+        samesite = String::new()
+    ))]
+    pub fn raw_cookie(
+        &self,
+        key: String,
+        value: String,
+        expire: i64,
+        path: String,
+        domain: String,
+        secure: bool,
+        httponly: bool,
+        samesite: String,
+    ) -> PhpResult<bool> {
+        self.set_cookie(SetCookie {
+            name: &key,
+            value: &value,
+            expire,
+            path: &path,
+            domain: &domain,
+            secure,
+            http_only: httponly,
+            same_site: &samesite,
+            raw: true,
+        })
     }
 
     /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302).

@@ -132,10 +132,13 @@ function set_cookies($res): void
     $res->cookie('sid', 'a b&c', 0, '/', '', false, true, 'Lax');
     $res->cookie('gone');
     $res->cookie('until', 'v', time() + 3600, '/app', 'example.com', true);
-    try {
-        $res->cookie('bad;name', 'v');
-    } catch (Surge\Exception $e) {
-        $res->header('X-Refused', $e->getMessage());
+    $res->rawCookie('token', 'a%20b=c/d', 0, '/', '', false, true);
+    foreach ([fn() => $res->cookie('bad;name', 'v'), fn() => $res->rawCookie('raw', 'a b')] as $refused) {
+        try {
+            $refused();
+        } catch (Surge\Exception $e) {
+            $res->header('X-Refused', $e->getMessage());
+        }
     }
 }
 
