@@ -1,7 +1,8 @@
 """Pages in a real browser, headless Chromium driven by playwright-core: the chat example
-(tests/browser/chat.mjs, two pages), and server-sent events written by a request callback
-(tests/browser/sse.mjs). No Node or no Chromium is a failure, not a skip."""
+(tests/browser/chat.mjs, two pages), server-sent events written by a request callback
+(tests/browser/sse.mjs), and a form with files (tests/browser/upload.mjs). No Node or no Chromium is a failure, not a skip."""
 
+import json
 import shutil
 import subprocess
 
@@ -39,3 +40,27 @@ def test_server_sent_events_from_write_in_chromium(php_server):
     )
     report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()[-3000:]}"
     assert run.returncode == 0 and "ok: the page got 1, 2, end" in run.stdout, report
+
+
+def test_a_form_with_files_from_chromium(php_server):
+    """A multipart form as Chromium sends it: the text field in $request->post, the files in
+    $request->files as PHP's $_FILES (a `multiple` input's files in lists, an input left empty
+    with error 4, UPLOAD_ERR_NO_FILE), each upload readable and known to is_uploaded_file()."""
+    node = shutil.which("node")
+    assert node, "node is not installed (scripts/install-deps.sh --test installs it)"
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    run = subprocess.run(
+        [node, str(ROOT / "tests/browser/upload.mjs"), srv.http + "/upload-form"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()[-3000:]}"
+    assert run.returncode == 0, report
+    got = json.loads(run.stdout)
+    assert got["post"] == {"title": "héllo & co"}
+    doc, photos, empty = (got["files"][name] for name in ("doc", "photos", "empty"))
+    assert (doc["name"], doc["type"], doc["error"], doc["size"]) == ("notes.txt", "text/plain", 0, 9)
+    assert (photos["name"], photos["error"], photos["size"]) == (["a.txt", "b.txt"], [0, 0], [5, 6])
+    assert empty == {"name": "", "full_path": "", "type": "application/octet-stream", "tmp_name": "",
+                     "error": 4, "size": 0}
+    assert got["uploads"] == {doc["tmp_name"]: [True, "the notes"], photos["tmp_name"][0]: [True, "first"],
+                              photos["tmp_name"][1]: [True, "second"]}

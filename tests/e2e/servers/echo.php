@@ -103,6 +103,9 @@ if (getenv('SURGE_HTTP')) {
             '/stream-to-slow-client' => stream_until_refused($res),
             '/file' => send_file($req->get, $res),
             '/form' => form($req, $res),
+            '/upload-form' => $res->end('<!doctype html><meta charset="utf-8"><form method="post" enctype="multipart/form-data" action="/form">'
+                . '<input name="title"><input type="file" name="doc"><input type="file" name="photos[]" multiple>'
+                . '<input type="file" name="empty"><button>send</button></form>'),
             default => respond($req, $res),
         };
     });
@@ -117,7 +120,9 @@ function form($req, $res): void
     foreach ($req->files as $entry) {
         $names = (array) $entry['tmp_name'];
         array_walk_recursive($names, function ($tmp) use (&$uploads) {
-            $uploads[$tmp] = [is_uploaded_file($tmp), file_get_contents($tmp)];
+            if ($tmp !== '') { // an input left empty
+                $uploads[$tmp] = [is_uploaded_file($tmp), file_get_contents($tmp)];
+            }
         });
     }
     $moved = isset($req->get['move']) ? move_uploaded_file($req->files['doc']['tmp_name'], $req->get['move']) : null;
