@@ -1,6 +1,7 @@
 """Pages in a real browser, headless Chromium driven by playwright-core: the chat example
 (tests/browser/chat.mjs, two pages), server-sent events written by a request callback
-(tests/browser/sse.mjs), and a form with files (tests/browser/upload.mjs). No Node or no Chromium is a failure, not a skip."""
+(tests/browser/sse.mjs), and a form with files (tests/browser/upload.mjs). No Node or no
+Chromium is a failure, not a skip."""
 
 import json
 import shutil
@@ -9,19 +10,21 @@ import subprocess
 from conftest import ROOT
 
 
-def test_chat_in_two_chromium_pages(php_server, tmp_path):
+def browser_script(script, srv, *args, timeout=60):
+    """Runs tests/browser/<script> with Node: (the finished process, a report to fail with)."""
     node = shutil.which("node")
     assert node, "node is not installed (scripts/install-deps.sh --test installs it)"
     assert (ROOT / "node_modules/playwright-core").is_dir(), "playwright-core is missing: run npm ci in the repo"
+    run = subprocess.run([node, str(ROOT / "tests/browser" / script), *args],
+                         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()[-3000:]}"
+    return run, report
+
+
+def test_chat_in_two_chromium_pages(php_server, tmp_path):
     srv = php_server(ROOT / "php/examples/chat/server.php")
     shot = tmp_path / "chat.png"
-
-    run = subprocess.run(
-        [node, str(ROOT / "tests/browser/chat.mjs"), srv.http + "/", str(shot)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )
-
-    report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()}"
+    run, report = browser_script("chat.mjs", srv, srv.http + "/", str(shot), timeout=120)
     assert run.returncode == 0, report
     assert "ok: the HTML in it is escaped" in run.stdout, report
     assert "ok: when Bob leaves" in run.stdout, report
@@ -31,14 +34,8 @@ def test_chat_in_two_chromium_pages(php_server, tmp_path):
 
 def test_server_sent_events_from_write_in_chromium(php_server):
     """An EventSource in Chromium reads what a request callback streams with write()."""
-    node = shutil.which("node")
-    assert node, "node is not installed (scripts/install-deps.sh --test installs it)"
     srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
-    run = subprocess.run(
-        [node, str(ROOT / "tests/browser/sse.mjs"), srv.http + "/stream"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )
-    report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()[-3000:]}"
+    run, report = browser_script("sse.mjs", srv, srv.http + "/stream")
     assert run.returncode == 0 and "ok: the page got 1, 2, end" in run.stdout, report
 
 
@@ -46,14 +43,8 @@ def test_a_form_with_files_from_chromium(php_server):
     """A multipart form as Chromium sends it: the text field in $request->post, the files in
     $request->files as PHP's $_FILES (a `multiple` input's files in lists, an input left empty
     with error 4, UPLOAD_ERR_NO_FILE), each upload readable and known to is_uploaded_file()."""
-    node = shutil.which("node")
-    assert node, "node is not installed (scripts/install-deps.sh --test installs it)"
     srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
-    run = subprocess.run(
-        [node, str(ROOT / "tests/browser/upload.mjs"), srv.http + "/upload-form"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )
-    report = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver stderr:\n{srv.stderr()[-3000:]}"
+    run, report = browser_script("upload.mjs", srv, srv.http + "/upload-form")
     assert run.returncode == 0, report
     got = json.loads(run.stdout)
     assert got["post"] == {"title": "héllo & co"}
