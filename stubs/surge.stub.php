@@ -177,7 +177,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written); worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
         public function set(array $settings): bool
         {
         }
@@ -389,7 +389,7 @@ namespace Surge\Http {
         /** Cookies sent with the request, by name. */
         public readonly array $cookie;
 
-        /** The raw request body (binary-safe string; empty if there is none). */
+        /** The raw request body (binary-safe string; empty if there is none, and for a multipart/form-data form, whose fields and files are in $post and $files). */
         public function rawContent(): string
         {
         }

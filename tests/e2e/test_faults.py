@@ -3,9 +3,12 @@ with thousands of busy clients, a PHP warning inside a callback, a burst of conn
 messages."""
 
 import asyncio
+import hashlib
 import http.client
+import json
 import resource
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -141,6 +144,37 @@ def test_a_large_file_is_sent_without_being_held_in_memory(php_server, tmp_path)
         got += piece
     assert len(got) == size
     assert all(got[offset:offset + len(mark)] == mark for offset, mark in marks.items())
+
+
+def test_a_large_upload_goes_to_disk_as_it_arrives(php_server, tmp_path):
+    """A 96 MiB file in a multipart form (package_max_length raised to 128 MiB) is written to its
+    temporary file as it arrives: the server's peak memory stays where it was, and PHP gets the
+    whole file; a form over package_max_length gets 413 and leaves no file behind."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    settings = settings_env(package_max_length=128 << 20, upload_tmp_dir=str(uploads))
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings})
+
+    def upload(size):
+        big = tmp_path / f"big{size}.bin"
+        with open(big, "wb") as f:
+            f.truncate(size)  # sparse: zeros, but for the marks
+            for offset in (0, size // 2, size - 4):
+                f.seek(offset)
+                f.write(b"mark")
+        out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-F", f"doc=@{big}", srv.http + "/digest"],
+                             capture_output=True, text=True, timeout=60)
+        body, status = out.stdout.rsplit("\n", 1)
+        return int(status), body, hashlib.md5(big.read_bytes()).hexdigest()
+
+    base = rss_kib(srv.proc.pid)
+    status, body, md5 = upload(96 << 20)
+    assert status == 200, body
+    assert json.loads(body) == [96 << 20, md5, ""]
+    assert rss_kib(srv.proc.pid, "VmHWM") - base < 32 * 1024
+    status, body, _ = upload(130 << 20)
+    assert (status, body) == (413, "request body over package_max_length (134217728 bytes)\n")
+    assert list(uploads.iterdir()) == []
 
 
 def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_server):

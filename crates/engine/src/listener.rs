@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -21,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio::time::error::Elapsed;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -377,11 +379,25 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return res;
     }
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, &shared).await {
-        Ok(body) => body,
-        Err((status, message)) => {
-            return reply(HttpResponse::text(status, &format!("{message}\n")))
-        }
+    let boundary = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(multipart_form::boundary);
+    // A multipart form goes to temporary files as it arrives; another body is read whole.
+    let (body, form) = match boundary {
+        Some(boundary) => match read_form(body, boundary, &shared).await {
+            Ok(form) => (Bytes::new(), Some(form)),
+            Err((status, message)) => {
+                return reply(HttpResponse::text(status, &format!("{message}\n")))
+            }
+        },
+        None => match read_body(body, &shared).await {
+            Ok(body) => (body, None),
+            Err((status, message)) => {
+                return reply(HttpResponse::text(status, &format!("{message}\n")))
+            }
+        },
     };
     let mut request = http_request(
         &parts.method,
@@ -391,27 +407,7 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         body,
         &peer,
     );
-    if let Some(boundary) = request
-        .header("content-type")
-        .and_then(multipart_form::boundary)
-    {
-        let body = request.body.clone();
-        let config = &shared.config;
-        match multipart_form::parse(
-            body,
-            boundary,
-            &config.upload_tmp_dir,
-            config.max_file_uploads,
-        )
-        .await
-        {
-            Ok(form) => request.form = Some(form),
-            Err(why) => {
-                let why = format!("malformed multipart/form-data body: {why}\n");
-                return reply(HttpResponse::text(400, &why));
-            }
-        }
-    }
+    request.form = form;
     let (tx, rx) = oneshot::channel();
     let held = shared.hold_inbound(request.body.len()).await;
     if shared
@@ -487,6 +483,45 @@ pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, 
             format!("the request body did not arrive within handshake_timeout ({wait:?})"),
         )),
     }
+}
+
+/// A `multipart/form-data` body split into fields and files as it arrives: within
+/// `package_max_length` in all, and (unless it is 0) with no pause longer than
+/// `handshake_timeout` (a large upload may take long; a stalled one may not). Refused: the
+/// HTTP status and why.
+async fn read_form(
+    body: Incoming,
+    boundary: String,
+    shared: &Shared,
+) -> Result<multipart_form::MultipartForm, (u16, String)> {
+    let config = &shared.config;
+    let (limit, wait) = (config.package_max_length, config.handshake_timeout);
+    let pieces = Limited::new(body, limit).into_data_stream();
+    let paced = futures_util::stream::unfold(pieces, move |mut pieces| async move {
+        let next = if wait.is_zero() {
+            pieces.next().await
+        } else {
+            match tokio::time::timeout(wait, pieces.next()).await {
+                Ok(next) => next,
+                Err(elapsed) => Some(Err(elapsed.into())),
+            }
+        };
+        next.map(|piece| (piece, pieces))
+    });
+    let tmp_dir = &config.upload_tmp_dir;
+    multipart_form::parse(paced, boundary, tmp_dir, config.max_file_uploads)
+        .await
+        .map_err(|e| match &e {
+            multer::Error::StreamReadFailed(cause) if cause.is::<LengthLimitError>() => (
+                413,
+                format!("request body over package_max_length ({limit} bytes)"),
+            ),
+            multer::Error::StreamReadFailed(cause) if cause.is::<Elapsed>() => (
+                408,
+                format!("the request body stopped arriving for handshake_timeout ({wait:?})"),
+            ),
+            _ => (400, format!("malformed multipart/form-data body: {e}")),
+        })
 }
 
 fn reply(mut response: HttpResponse) -> Reply {

@@ -2,11 +2,12 @@
 //! and uploaded files written to temporary files that are removed when the request is freed
 //! (unless PHP moved them away first, as `move_uploaded_file()` does).
 
-use std::io::Write;
 use std::path::Path;
 
 use bytes::Bytes;
+use futures_util::Stream;
 pub use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
 
 /// PHP's `UPLOAD_ERR_*` codes that Surge can give (`$_FILES[...]['error']`).
 pub const UPLOAD_ERR_OK: i64 = 0;
@@ -58,36 +59,34 @@ pub fn boundary(content_type: &str) -> Option<String> {
     multer::parse_boundary(content_type).ok()
 }
 
-/// Splits `body` into fields and files, writing each file under `tmp_dir` (on a blocking
-/// thread: the caller is a network task); file parts past the first `max_files` are skipped,
-/// not written. Err: why the body is not valid multipart.
-pub async fn parse(
-    body: Bytes,
+/// Splits a body, read as it arrives from `stream`, into fields and files: each file part is
+/// written piece by piece to a temporary file under `tmp_dir` (never held whole in memory); file
+/// parts past the first `max_files` are skipped, not written. Err: the stream failed (its error
+/// in `StreamReadFailed`) or the body is not valid multipart.
+pub async fn parse<S, E>(
+    stream: S,
     boundary: String,
     tmp_dir: &Path,
     max_files: usize,
-) -> Result<MultipartForm, String> {
-    let stream = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(body) });
+) -> Result<MultipartForm, multer::Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut form = MultipartForm::default();
     let mut skipped = 0;
-    while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
+    while let Some(field) = multipart.next_field().await? {
         // A part without a name has nowhere to go in $_POST or $_FILES: PHP skips it too.
         let Some(name) = field.name().map(str::to_owned) else {
             continue;
         };
-        let file_name = field.file_name().map(str::to_owned);
-        let content_type = field
-            .content_type()
-            .map(|mime| mime.to_string())
-            .unwrap_or_default();
-        let data = field.bytes().await.map_err(|e| e.to_string())?;
-        match file_name {
-            None => form.fields.push((name, data)),
+        match field.file_name().map(str::to_owned) {
+            None => form.fields.push((name, field.bytes().await?)),
             Some(_) if form.files.len() == max_files => skipped += 1,
             Some(full_path) => form
                 .files
-                .push(upload(name, full_path, content_type, data, tmp_dir).await),
+                .push(upload(field, name, full_path, tmp_dir).await?),
         }
     }
     if skipped > 0 {
@@ -97,56 +96,73 @@ pub async fn parse(
 }
 
 async fn upload(
+    mut part: multer::Field<'_>,
     field: String,
     full_path: String,
-    content_type: String,
-    data: Bytes,
     tmp_dir: &Path,
-) -> Upload {
-    let name = base_name(&full_path).to_owned();
-    let size = data.len() as u64;
+) -> Result<Upload, multer::Error> {
     let mut upload = Upload {
         field,
-        name,
+        name: base_name(&full_path).to_owned(),
+        content_type: part
+            .content_type()
+            .map(|mime| mime.to_string())
+            .unwrap_or_default(),
         full_path,
-        content_type,
         file: None,
         size: 0,
         error: UPLOAD_ERR_NO_FILE,
     };
     // A file input left empty sends a part with an empty file name.
     if upload.full_path.is_empty() {
-        return upload;
+        return Ok(upload);
     }
-    let dir = tmp_dir.to_owned();
-    match tokio::task::spawn_blocking(move || write_temporary(&dir, &data)).await {
-        Ok(Ok(path)) => {
+    let mut written = match create_temporary(tmp_dir).await {
+        Ok((file, path)) => {
             upload.file = Some(path);
-            upload.size = size;
-            upload.error = UPLOAD_ERR_OK;
+            Ok(tokio::fs::File::from_std(file))
         }
-        Ok(Err(e)) => {
+        Err(e) => Err(e),
+    };
+    // Read to the part's end even when writing failed: the parts after it still count.
+    while let Some(piece) = part.chunk().await? {
+        upload.size += piece.len() as u64;
+        if let Ok(file) = &mut written {
+            if let Err(e) = file.write_all(&piece).await {
+                written = Err(e);
+            }
+        }
+    }
+    if let Ok(file) = &mut written {
+        if let Err(e) = file.flush().await {
+            written = Err(e);
+        }
+    }
+    match written {
+        Ok(_) => upload.error = UPLOAD_ERR_OK,
+        Err(e) => {
             log::warn!(
                 "could not write the upload {:?} under {}: {e}",
                 upload.name,
                 tmp_dir.display()
             );
-            upload.error = UPLOAD_ERR_CANT_WRITE;
-        }
-        Err(e) => {
-            log::warn!("the upload {:?} was not written: {e}", upload.name);
-            upload.error = UPLOAD_ERR_CANT_WRITE;
+            (upload.file, upload.size, upload.error) = (None, 0, UPLOAD_ERR_CANT_WRITE);
         }
     }
-    upload
+    Ok(upload)
 }
 
-fn write_temporary(dir: &Path, data: &[u8]) -> std::io::Result<TempPath> {
-    let mut file = tempfile::Builder::new()
-        .prefix("surge.upload.")
-        .tempfile_in(dir)?;
-    file.write_all(data)?;
-    Ok(file.into_temp_path())
+/// A new temporary file under `dir`, made on a blocking thread (the caller is a network task).
+async fn create_temporary(dir: &Path) -> std::io::Result<(std::fs::File, TempPath)> {
+    let dir = dir.to_owned();
+    let made = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new()
+            .prefix("surge.upload.")
+            .tempfile_in(dir)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(made.into_parts())
 }
 
 /// The file name after its last `/` or `\` (a browser on Windows may send a whole path).
@@ -157,7 +173,24 @@ fn base_name(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
     use std::path::PathBuf;
+
+    type Pieces = futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, Infallible>>>;
+
+    /// `body` as a stream of pieces of `size` bytes, as the network gives it.
+    fn pieces(body: Bytes, size: usize) -> Pieces {
+        let pieces: Vec<_> = body
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures_util::stream::iter(pieces)
+    }
+
+    fn whole(body: Bytes) -> Pieces {
+        let size = body.len().max(1);
+        pieces(body, size)
+    }
 
     fn body(parts: &[(&str, Option<&str>, &str)]) -> Bytes {
         let mut out = String::new();
@@ -196,18 +229,14 @@ mod tests {
     #[tokio::test]
     async fn fields_and_files_are_split_and_files_removed_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let form = parse(
-            body(&[
-                ("title", None, "hello"),
-                ("photos[]", Some("C:\\pics\\a.txt"), "first file"),
-                ("photos[]", Some(""), ""),
-            ]),
-            "XyZ".into(),
-            dir.path(),
-            20,
-        )
-        .await
-        .unwrap();
+        let sent = body(&[
+            ("title", None, "hello"),
+            ("photos[]", Some("C:\\pics\\a.txt"), "first file"),
+            ("photos[]", Some(""), ""),
+        ]);
+        let form = parse(pieces(sent, 7), "XyZ".into(), dir.path(), 20)
+            .await
+            .unwrap();
         assert_eq!(form.fields, vec![("title".into(), Bytes::from("hello"))]);
         let [sent, empty] = &form.files[..] else {
             panic!("two files expected: {:?}", form.files);
@@ -238,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn an_unwritable_directory_gives_cant_write_and_a_broken_body_an_error() {
         let form = parse(
-            body(&[("doc", Some("a.txt"), "x")]),
+            whole(body(&[("doc", Some("a.txt"), "x")])),
             "XyZ".into(),
             Path::new("/nonexistent/surge"),
             20,
@@ -248,7 +277,7 @@ mod tests {
         assert_eq!(form.files[0].error, UPLOAD_ERR_CANT_WRITE);
         assert_eq!(form.files[0].tmp_name(), "");
         let cut = Bytes::from("--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end");
-        assert!(parse(cut, "XyZ".into(), Path::new("/tmp"), 20)
+        assert!(parse(whole(cut), "XyZ".into(), Path::new("/tmp"), 20)
             .await
             .is_err());
     }
@@ -261,12 +290,27 @@ mod tests {
             ("b", Some("2.txt"), "2"),
             ("c", None, "field"),
         ];
-        let form = parse(body(&parts), "XyZ".into(), dir.path(), 1)
+        let form = parse(whole(body(&parts)), "XyZ".into(), dir.path(), 1)
             .await
             .unwrap();
         assert_eq!(form.files.len(), 1);
         assert_eq!(form.files[0].field, "a");
         assert_eq!(form.fields.len(), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_halfway_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sent = body(&[("doc", Some("a.txt"), "a long enough content")]);
+        let first = sent.slice(..sent.len() - 20);
+        let failing =
+            futures_util::stream::iter(vec![Ok(first), Err(std::io::Error::other("gone"))]);
+        let failed = parse(failing, "XyZ".into(), dir.path(), 20).await;
+        assert!(
+            matches!(failed, Err(multer::Error::StreamReadFailed(_))),
+            "{failed:?}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

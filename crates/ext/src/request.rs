@@ -139,7 +139,7 @@ impl Request {
         self.cookie.shallow_clone()
     }
 
-    /// The raw request body.
+    /// The raw request body; empty for a multipart form (its parts are in post and files).
     pub fn raw_content(&self) -> Zval {
         binary_zval(&self.body)
     }

@@ -103,6 +103,7 @@ if (getenv('SURGE_HTTP')) {
             '/stream-to-slow-client' => stream_until_refused($res),
             '/file' => send_file($req->get, $res),
             '/form' => form($req, $res),
+            '/digest' => $res->end(json_encode([$req->files['doc']['size'], md5_file($req->files['doc']['tmp_name']), $req->rawContent()])),
             '/upload-form' => $res->end('<!doctype html><meta charset="utf-8"><form method="post" enctype="multipart/form-data" action="/form">'
                 . '<input name="title"><input type="file" name="doc"><input type="file" name="photos[]" multiple>'
                 . '<input type="file" name="empty"><button>send</button></form>'),
