@@ -168,10 +168,15 @@ def test_http_body_over_package_max_length_gets_413(php_server):
         assert res.status == 201
 
 
-def test_http_body_that_stops_arriving_gets_408_after_handshake_timeout(php_server):
+@pytest.mark.parametrize("content_type, part", [
+    ("text/plain", b"only part of it"),
+    # A form's file is written as it arrives: the pause counts, not the time the whole takes.
+    ("multipart/form-data; boundary=XyZ", b'--XyZ\r\nContent-Disposition: form-data; name="doc"; filename="a"\r\n\r\npart'),
+])
+def test_http_body_that_stops_arriving_gets_408_after_handshake_timeout(php_server, content_type, part):
     srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(handshake_timeout=0.5)})
     with RawClient(srv.port) as raw:
-        raw.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly part of it")
+        raw.send(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n".encode() + part)
         start = time.monotonic()
         assert raw.read_http().status == 408
         raw.wait_eof(timeout=1)
