@@ -64,8 +64,8 @@ fn add_pair(name: &str, value: &[u8], array: &mut Zval) {
     add_pairs(pair.as_bytes(), array);
 }
 
-/// What a request keeps of a multipart form: `$request->post`, `$request->files`, and the
-/// temporary files, removed (and forgotten as uploads) when the request is freed.
+/// The temporary files of a request's uploads: deleted (and forgotten as uploads) when the
+/// request is freed, but for those PHP moved away.
 pub struct Uploads {
     files: Vec<TempPath>,
 }
@@ -142,6 +142,7 @@ fn add_upload(upload: &Upload, files: &mut Zval) {
     }
 }
 
+/// Whether the brackets of a field name pair up, each `]` followed by `[` or the end.
 fn balanced(field: &str) -> bool {
     let mut depth = 0i32;
     let mut chars = field.chars().peekable();
