@@ -340,7 +340,8 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     (200, a type from its extension, Last-Modified, 304 when the client has it, 206 for a byte
     range) and PHP never sees it (its answers are 201); other methods, missing files and paths
     that lead outside the root go to the request callback; static_handler_locations narrows what
-    is served, and http_index_files names what a directory serves."""
+    is served, and http_index_files names what a directory serves (a directory named without its
+    trailing slash is first redirected to it)."""
     root = tmp_path / "public"
     (root / "assets").mkdir(parents=True)
     (root / "assets" / "app.js").write_text("console.log(1)")
@@ -381,6 +382,11 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     indexed = php_server("echo.php", env={**static, **settings_env(enable_static_handler=True, document_root=str(root), http_index_files=["index.htm", "index.html"])})
     assert ask("GET", "/", server=indexed)[::2] == (200, b"<p>hi</p>")
     assert ask("GET", "/assets/", server=indexed)[0] == 201  # no index file there
+    (root / "docs").mkdir()
+    (root / "docs" / "index.html").write_text("<p>docs</p>")
+    status, headers, _ = ask("GET", "/docs?page=2", server=indexed)
+    assert (status, headers["Location"]) == (301, "/docs/?page=2")  # so relative links resolve in /docs/
+    assert ask("GET", "/docs/?page=2", server=indexed)[::2] == (200, b"<p>docs</p>")
 
 
 def test_a_response_written_in_chunks_streams_server_sent_events(php_server):

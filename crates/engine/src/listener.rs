@@ -452,7 +452,16 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return None;
     }
-    let path = static_files::find(&shared.config, req.uri().path())?;
+    let path = match static_files::find(&shared.config, req.uri().path())? {
+        static_files::Found::File(path) => path,
+        static_files::Found::DirectoryWithoutSlash => {
+            let uri = req.uri();
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let mut moved = HttpResponse::text(301, "");
+            (moved.headers).push(("location".into(), format!("{}/{query}", uri.path())));
+            return Some(reply(moved));
+        }
+    };
     let (head, file) = static_files::answer(&path, req.headers())?;
     Some(match file {
         Some(file) => with_head(head, Either::Right(Either::Right(FileBody::new(file)))),

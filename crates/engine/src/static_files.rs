@@ -12,12 +12,22 @@ use crate::config::Config;
 use crate::events::HttpResponse;
 use crate::http_file::FileToSend;
 
+/// What the static handler makes of a request path.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Found {
+    /// Serve this file.
+    File(PathBuf),
+    /// A directory with an index file, named without its trailing slash: the browser is sent
+    /// to the path with it, so that the index page's relative links resolve inside the directory.
+    DirectoryWithoutSlash,
+}
+
 /// The file `uri_path` names under `document_root` when the static handler is on: a regular
 /// file inside the root (for a directory, its first `http_index_files` entry that exists),
 /// reached through one of `static_handler_locations` (URL path prefixes; empty: any). `..`,
 /// encoded slashes and symbolic links never lead outside the root: the path is resolved first
 /// and checked after.
-pub(crate) fn find(config: &Config, uri_path: &str) -> Option<PathBuf> {
+pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
     let decoded = percent_encoding::percent_decode_str(uri_path)
         .decode_utf8()
@@ -36,9 +46,14 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<PathBuf> {
         let index = config.http_index_files.iter().map(|name| path.join(name));
         // Resolved again: an index file may be a link that leads out of the root.
         let mut resolved = index.filter_map(|file| std::fs::canonicalize(file).ok());
-        return resolved.find(|file| file.starts_with(root) && file.is_file());
+        let index = resolved.find(|file| file.starts_with(root) && file.is_file())?;
+        return Some(if uri_path.ends_with('/') {
+            Found::File(index)
+        } else {
+            Found::DirectoryWithoutSlash
+        });
     }
-    path.is_file().then_some(path)
+    path.is_file().then_some(Found::File(path))
 }
 
 /// Whether `path` is `location` or below it (`/assets` holds `/assets/a.js`, not `/assets2`).
@@ -140,6 +155,10 @@ mod tests {
         }
     }
 
+    fn file(path: PathBuf) -> Option<Found> {
+        Some(Found::File(path))
+    }
+
     #[test]
     fn finds_files_inside_the_root_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -162,15 +181,15 @@ mod tests {
         let found = |config: &Config, path: &str| find(config, path);
         assert_eq!(
             found(&all, "/assets/app.js"),
-            Some(root.join("assets/app.js"))
+            file(root.join("assets/app.js"))
         );
         assert_eq!(
             found(&all, "/assets/img/a%20b.png"),
-            Some(root.join("assets/img/a b.png"))
+            file(root.join("assets/img/a b.png"))
         );
         assert_eq!(
             found(&all, "/assets/../index.html"),
-            Some(root.join("index.html"))
+            file(root.join("index.html"))
         );
         for outside in [
             "/../secret.txt",
@@ -192,14 +211,15 @@ mod tests {
         let assets = site(&root, &["/assets/"], &[]);
         assert_eq!(
             found(&assets, "/assets/app.js"),
-            Some(root.join("assets/app.js"))
+            file(root.join("assets/app.js"))
         );
         assert_eq!(found(&assets, "/index.html"), None);
         assert_eq!(found(&assets, "/assets/../index.html"), None);
 
         let indexed = site(&root, &[], &["index.html", "index.htm"]);
-        assert_eq!(found(&indexed, "/"), Some(root.join("index.html")));
-        assert_eq!(found(&indexed, "/docs/"), Some(root.join("docs/index.htm")));
+        assert_eq!(found(&indexed, "/"), file(root.join("index.html")));
+        assert_eq!(found(&indexed, "/docs/"), file(root.join("docs/index.htm")));
+        assert_eq!(found(&indexed, "/docs"), Some(Found::DirectoryWithoutSlash));
         assert_eq!(
             found(&indexed, "/assets"),
             None,
