@@ -233,6 +233,16 @@ def test_cookies_are_set_and_read_as_php_does(php_server):
     assert refused[1] == "cookie 'raw' has one of ,; or white space in its raw value", refused
 
 
+def test_status_takes_a_reason_phrase_and_header_swooles_format_argument(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/reason")
+    res = conn.getresponse()
+    assert (res.status, res.reason, res.read()) == (299, "Gone Fishing", b"fishing")
+    assert res.headers["X-Format"] == "kept" and res.headers["X-Injected"] is None
+    assert res.headers["X-Refused"] == "the reason phrase of status 200 has a control character (a line break?)"
+
+
 def test_redirect_ends_the_response_with_location(php_server):
     srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)

@@ -45,6 +45,8 @@ impl HttpRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
+    /// A reason phrase other than the status code's own (`status(404, 'Gone Fishing')`).
+    pub reason: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
 }
@@ -53,6 +55,7 @@ impl HttpResponse {
     pub fn text(status: u16, body: &str) -> Self {
         HttpResponse {
             status,
+            reason: None,
             headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
             body: Bytes::copy_from_slice(body.as_bytes()),
         }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper::ext::ReasonPhrase;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -543,6 +544,10 @@ fn with_head<B>(response: HttpResponse, body: B) -> Response<B> {
     let mut res = Response::new(body);
     *res.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // Checked by the PHP layer (no control characters); an invalid one is left out.
+    if let Some(reason) = response.reason.and_then(|r| ReasonPhrase::try_from(r).ok()) {
+        res.extensions_mut().insert(reason);
+    }
     for (name, value) in response.headers {
         match (
             header::HeaderName::from_bytes(name.as_bytes()),

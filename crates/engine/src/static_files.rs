@@ -83,6 +83,7 @@ pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Op
     let client_has = header(IF_MODIFIED_SINCE).and_then(|d| httpdate::parse_http_date(d).ok());
     let head = |status, headers| HttpResponse {
         status,
+        reason: None,
         headers,
         body: Default::default(),
     };

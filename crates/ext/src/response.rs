@@ -25,6 +25,7 @@ pub struct Response {
     /// After write() sent the head, until end().
     stream: RefCell<Option<ChunkSender>>,
     status: Cell<u16>,
+    reason: RefCell<Option<String>>,
     headers: RefCell<Vec<(String, String)>>,
 }
 
@@ -35,6 +36,7 @@ impl Response {
             reply: RefCell::new(Some(reply)),
             stream: RefCell::new(None),
             status: Cell::new(200),
+            reason: RefCell::new(None),
             headers: RefCell::new(Vec::new()),
         }
     }
@@ -43,6 +45,7 @@ impl Response {
     fn head(&self, body: Vec<u8>) -> HttpResponse {
         HttpResponse {
             status: self.status.get(),
+            reason: self.reason.borrow_mut().take(),
             headers: std::mem::take(&mut *self.headers.borrow_mut()),
             body: body.into(),
         }
@@ -106,22 +109,33 @@ impl Response {
         self.fd as i64
     }
 
-    /// Sets the status code (100-999); false once the head is sent.
-    pub fn status(&self, code: i64) -> PhpResult<bool> {
+    /// Sets the status code (100-999) and, if given, a reason phrase of its own instead of the
+    /// code's (Swoole's `$reason`); false once the head is sent.
+    #[php(defaults(reason = String::new()))]
+    pub fn status(&self, code: i64, reason: String) -> PhpResult<bool> {
         if !(100..=999).contains(&code) {
             return Err(error(format!(
                 "status code must be between 100 and 999, got {code}"
+            )));
+        }
+        if reason.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(error(format!(
+                "the reason phrase of status {code} has a control character (a line break?)"
             )));
         }
         if self.head_sent() {
             return Ok(false);
         }
         self.status.set(code as u16);
+        *self.reason.borrow_mut() = Some(reason).filter(|r| !r.is_empty());
         Ok(true)
     }
 
-    /// Adds a response header.
-    pub fn header(&self, name: String, value: String) -> PhpResult<bool> {
+    /// Adds a response header. `$format` is Swoole's (write the name as `Content-Type`): taken
+    /// and not needed, header names are not case-sensitive and HTTP/1 clients read any case.
+    #[php(defaults(format = true))]
+    pub fn header(&self, name: String, value: String, format: bool) -> PhpResult<bool> {
+        let _ = format;
         if !valid_header_name(&name) {
             return Err(error(format!("invalid header name '{name}'")));
         }
@@ -217,8 +231,8 @@ impl Response {
         if self.head_sent() {
             return Ok(false);
         }
-        self.header("Location".to_string(), location)?;
-        self.status(http_code)?;
+        self.header("Location".to_string(), location, true)?;
+        self.status(http_code, String::new())?;
         self.end(None)
     }
 

@@ -98,6 +98,7 @@ if (getenv('SURGE_HTTP')) {
             '/slow' => [out('slow request'), slept(400), respond($req, $res)],
             '/cookie' => [set_cookies($res), respond($req, $res)],
             '/redirect' => $res->redirect('/elsewhere?x=1', 301),
+            '/reason' => reason($res),
             '/stream' => stream($res, 3),
             '/stream-forever' => stream($res, PHP_INT_MAX),
             '/stream-to-slow-client' => stream_until_refused($res),
@@ -130,6 +131,20 @@ function form($req, $res): void
     $res->header('Content-Type', 'application/json');
     $res->end(json_encode(['get' => $req->get, 'parse_str' => $parsed, 'post' => $req->post, 'files' => $req->files,
         'uploads' => $uploads, 'moved' => $moved]));
+}
+
+// Swoole's extra arguments: a reason phrase of its own, header()'s $format; a reason that would
+// break the status line is refused.
+function reason($res): void
+{
+    $res->status(299, 'Gone Fishing');
+    $res->header('X-Format', 'kept', false);
+    try {
+        $res->status(200, "OK\r\nX-Injected: 1");
+    } catch (Surge\Exception $e) {
+        $res->header('X-Refused', $e->getMessage());
+    }
+    $res->end('fishing');
 }
 
 // The cookies of test_cookies_are_set_and_read_as_php_does; a refused one is named in a header.

@@ -26,6 +26,7 @@ const MAX_EVENT_NAME: usize = 200;
 fn json_reply(status: u16, body: Value) -> HttpResponse {
     HttpResponse {
         status,
+        reason: None,
         headers: vec![("content-type".into(), "application/json".into())],
         body: Bytes::from(body.to_string()),
     }
