@@ -75,10 +75,13 @@ impl Drop for Uploads {
         if self.files.is_empty() {
             return;
         }
-        let mut globals = SapiGlobals::get_mut();
-        let registered = uploaded_files(&mut globals);
-        for file in &self.files {
-            registered.remove(file.to_string_lossy().as_ref());
+        let globals = SapiGlobals::get_mut();
+        // SAFETY: null, or PHP's table (or the one `register` made) until PHP's request ends,
+        // which empties and frees it itself.
+        if let Some(registered) = unsafe { globals.rfc1867_uploaded_files.as_mut() } {
+            for file in &self.files {
+                registered.remove(file.to_string_lossy().as_ref());
+            }
         }
         // The TempPaths delete the files still there (not moved away) as they drop.
     }
