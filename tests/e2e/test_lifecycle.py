@@ -265,6 +265,8 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->set(['document_root' => __FILE__]);", "'document_root'"),
         ("$s->set(['enable_static_handler' => true]);", "'enable_static_handler'"),
         ("$s->set(['upload_tmp_dir' => '/no/such/directory']);", "setting 'upload_tmp_dir': /no/such/directory: No such file or directory"),
+        # Not writable even by root: the CI runs as root.
+        ("$s->set(['upload_tmp_dir' => '/proc']);", "setting 'upload_tmp_dir': cannot write in /proc: "),
         ("$s->set(['static_handler_locations' => 'assets']);", "'static_handler_locations'"),
         ("$s->set(['static_handler_locations' => ['/ok', 'assets']]);", "'static_handler_locations' must list URL paths like ['/assets'], got 'assets'"),
         ("$s->set(['http_index_files' => ['public/index.html']]);", "'http_index_files' must list file names like ['index.html'], got 'public/index.html'"),

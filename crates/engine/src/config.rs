@@ -254,9 +254,7 @@ impl Config {
             "document_root" => self.document_root = directory(key, value)?,
             "static_handler_locations" => self.static_handler_locations = locations(value)?,
             "http_index_files" => self.http_index_files = file_names(value)?,
-            "upload_tmp_dir" => {
-                self.upload_tmp_dir = directory(key, value)?.unwrap_or_else(std::env::temp_dir)
-            }
+            "upload_tmp_dir" => self.upload_tmp_dir = writable_directory(key, value)?,
             _ => {
                 if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
                     let n = integer(key, value)?;
@@ -397,6 +395,21 @@ fn directory(key: &str, value: &Value) -> Result<Option<PathBuf>, ConfigError> {
             "setting '{key}': {dir} is not a directory"
         ))),
         Err(e) => Err(ConfigError(format!("setting '{key}': {dir}: {e}"))),
+    }
+}
+
+/// An existing directory a file can be made in (tried now, so that a read-only one is said at
+/// `set()` rather than by every upload failing); unset: the system's temporary directory.
+fn writable_directory(key: &str, value: &Value) -> Result<PathBuf, ConfigError> {
+    let Some(dir) = directory(key, value)? else {
+        return Ok(std::env::temp_dir());
+    };
+    match tempfile::tempfile_in(&dir) {
+        Ok(_) => Ok(dir),
+        Err(e) => Err(ConfigError(format!(
+            "setting '{key}': cannot write in {}: {e}",
+            dir.display()
+        ))),
     }
 }
 

@@ -484,15 +484,20 @@ pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, 
     };
     match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err((
-            413,
-            format!("request body over package_max_length ({limit} bytes)"),
-        )),
+        Ok(Err(_)) => Err(over_package_max_length(limit)),
         Err(_) => Err((
             408,
             format!("the request body did not arrive within handshake_timeout ({wait:?})"),
         )),
     }
+}
+
+/// The refusal of a body (whole or a form) longer than `package_max_length`.
+fn over_package_max_length(limit: usize) -> (u16, String) {
+    (
+        413,
+        format!("request body over package_max_length ({limit} bytes)"),
+    )
 }
 
 /// A `multipart/form-data` body split into fields and files as it arrives: within
@@ -522,10 +527,9 @@ async fn read_form(
     multipart_form::parse(paced, boundary, tmp_dir, config.max_file_uploads)
         .await
         .map_err(|e| match &e {
-            multer::Error::StreamReadFailed(cause) if cause.is::<LengthLimitError>() => (
-                413,
-                format!("request body over package_max_length ({limit} bytes)"),
-            ),
+            multer::Error::StreamReadFailed(cause) if cause.is::<LengthLimitError>() => {
+                over_package_max_length(limit)
+            }
             multer::Error::StreamReadFailed(cause) if cause.is::<Elapsed>() => (
                 408,
                 format!("the request body stopped arriving for handshake_timeout ({wait:?})"),
