@@ -72,6 +72,9 @@ pub struct Config {
     /// callbacks (no hand-off between threads, but a callback that blocks stalls every
     /// connection).
     pub worker_threads: usize,
+    /// PHP worker processes, each with its own engine, accepting from one listening socket
+    /// (see `workers.rs`). 1: the process that calls start() serves itself.
+    pub worker_num: usize,
     /// Open TCP connections (WebSocket and plain HTTP) accepted at once; past it new
     /// connections get `503` and are closed.
     pub max_connection: usize,
@@ -154,6 +157,7 @@ impl Default for Config {
             .unwrap_or(2);
         Config {
             worker_threads: cpus,
+            worker_num: 1,
             max_connection: default_max_connection(),
             package_max_length: 2 * 1024 * 1024,
             heartbeat_check_interval: Duration::from_secs(5),
@@ -185,10 +189,7 @@ impl Default for Config {
 }
 
 /// Settings accepted for Swoole compatibility whose only valid value is the one Surge runs with.
-const FIXED: &[(&str, i64, &str)] = &[
-    ("worker_num", 1, "worker processes are not supported yet; Surge runs one PHP process (use worker_threads for network threads)"),
-    ("task_worker_num", 0, "task workers are not supported yet"),
-];
+const FIXED: &[(&str, i64, &str)] = &[("task_worker_num", 0, "task workers are not supported yet")];
 
 pub const KNOWN_KEYS: &[&str] = &[
     "worker_threads",
@@ -226,6 +227,7 @@ impl Config {
     pub fn apply(&mut self, key: &str, value: &Value) -> Result<(), ConfigError> {
         match key {
             "worker_threads" => self.worker_threads = count(key, value, 0, 256)?,
+            "worker_num" => self.worker_num = count(key, value, 1, 256)?,
             "max_connection" => self.max_connection = count(key, value, 1, 10_000_000)?,
             "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
             "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,
@@ -296,6 +298,14 @@ impl Config {
         if self.enable_static_handler && self.document_root.is_none() {
             return Err(ConfigError(
                 "setting 'enable_static_handler' needs 'document_root': the directory to serve"
+                    .into(),
+            ));
+        }
+        if self.worker_num > 1 && !self.pusher.is_empty() {
+            // A presence channel's members and a channel's occupancy would each be one
+            // worker's share.
+            return Err(ConfigError(
+                "setting 'pusher' needs 'worker_num' 1: the Pusher protocol is served by one process"
                     .into(),
             ));
         }
@@ -566,16 +576,25 @@ mod tests {
     }
 
     #[test]
-    fn swoole_worker_settings_accept_only_current_values() {
+    fn swoole_worker_settings() {
         let mut c = Config::default();
-        c.apply("worker_num", &Value::Int(1)).unwrap();
+        c.apply("worker_num", &Value::Int(4)).unwrap();
+        assert_eq!(c.worker_num, 4);
         c.apply("task_worker_num", &Value::Int(0)).unwrap();
-        let err = c.apply("worker_num", &Value::Int(4)).unwrap_err();
+        let err = c.apply("task_worker_num", &Value::Int(2)).unwrap_err();
         assert!(
             err.0
-                .starts_with("setting 'worker_num' => 4 is not supported"),
+                .starts_with("setting 'task_worker_num' => 2 is not supported"),
             "{err}"
         );
+        assert!(c.apply("worker_num", &Value::Int(0)).is_err());
+        c.pusher = crate::pusher::AppConfig::parse_all(&Value::List(vec![Value::Map(vec![
+            ("app_id".into(), Value::Str("1".into())),
+            ("key".into(), Value::Str("k".into())),
+            ("secret".into(), Value::Str("s".into())),
+        ])]))
+        .unwrap();
+        assert!(c.validate().unwrap_err().0.contains("'pusher'"));
     }
 
     #[test]

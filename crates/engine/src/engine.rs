@@ -2,20 +2,20 @@
 //! the PHP thread, and takes pushes, closes and timers from it without ever blocking on I/O.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::net::TcpSocket;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::bus::{BusServer, Peers};
 use crate::config::Config;
 use crate::events::Event;
 use crate::frame;
@@ -25,7 +25,8 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
-use crate::{heartbeat, logging, memory, tls};
+use crate::workers::{self, FdSource, Worker};
+use crate::{heartbeat, local, logging, memory, tls};
 
 /// Which PHP callbacks are registered (see [`Engine::set_handler`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,28 +87,27 @@ pub struct Engine {
     timers: Arc<Mutex<HashMap<u64, AbortHandle>>>,
     local_addr: SocketAddr,
     redis: Option<Arc<RedisBridge>>,
+    /// With worker processes: the links to the other workers, and this one's end of the bus.
+    peers: Option<Peers>,
+    bus: Option<BusServer>,
     /// Dropped last, after the runtime is gone.
     _signal_mask: PhpThreadSignals,
-}
-
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("host '{host}' has no address"))
 }
 
 impl Engine {
     /// Validates the settings, starts the runtime and binds the listener. Errors are messages
     /// for the user (bad settings, address in use, ...). `handlers` are the callbacks registered
     /// so far: known before the first connection is accepted (else a request that came at once
-    /// would be answered as if there were no `request` callback).
+    /// would be answered as if there were no `request` callback). A `worker` of a [`Pool`]
+    /// (`worker_num` > 1) accepts from the pool's socket instead of binding its own.
+    ///
+    /// [`Pool`]: crate::workers::Pool
     pub fn start(
         config: Config,
         host: &str,
         port: u16,
         handlers: &[Handler],
+        worker: Option<Worker>,
     ) -> Result<Engine, String> {
         config.validate().map_err(|e| e.to_string())?;
         let tls = match (&config.ssl_cert_file, &config.ssl_key_file) {
@@ -116,7 +116,13 @@ impl Engine {
         };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         logging::init(config.log_level);
-        let addr = resolve(host, port)?;
+        let listener = match &worker {
+            Some(worker) => worker
+                .listener
+                .try_clone()
+                .map_err(|e| format!("cannot share the listening socket: {e}"))?,
+            None => workers::bind(workers::resolve(host, port)?)?,
+        };
         // Before the runtime, so that every I/O thread starts with the mask it then undoes.
         let signal_mask = PhpThreadSignals::block(config.worker_threads)?;
         let mut builder = match config.worker_threads {
@@ -133,21 +139,29 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the I/O threads: {e}"))?;
-        let listener = runtime
-            .block_on(async {
-                let socket = if addr.is_ipv4() {
-                    TcpSocket::new_v4()
-                } else {
-                    TcpSocket::new_v6()
-                }?;
-                socket.set_reuseaddr(true)?;
-                socket.bind(addr)?;
-                socket.listen(1024)
-            })
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| format!("cannot listen on {local_addr}: {e}"))?
+        };
         let (tx, rx) = mpsc::channel(config.event_queue_size);
-        let shared = Arc::new(Shared::new(config, tx));
+        let fds = worker
+            .as_ref()
+            .map_or_else(FdSource::single, FdSource::worker);
+        let shared = Arc::new(Shared::new(config, tx, fds));
+        let (peers, bus) = match &worker {
+            Some(w) => (
+                Some(Peers::new(&w.bus_dir, w.id, w.count)),
+                Some(BusServer::start(
+                    &w.bus_dir,
+                    w.id,
+                    shared.clone(),
+                    local_addr.port(),
+                )?),
+            ),
+            None => (None, None),
+        };
         for &handler in handlers {
             handler_flag(&shared, handler).store(true, Relaxed);
         }
@@ -185,6 +199,8 @@ impl Engine {
             timers: Default::default(),
             local_addr,
             redis,
+            peers,
+            bus,
             _signal_mask: signal_mask,
         })
     }
@@ -241,72 +257,103 @@ impl Engine {
         true
     }
 
-    /// Queues a message for one connection; never waits for the network.
+    /// The other worker that owns `fd`, if it is not this process's.
+    fn elsewhere(&self, fd: u64) -> Option<(&Peers, usize)> {
+        let peers = self.peers.as_ref()?;
+        let owner = workers::owner(fd, peers.count())?;
+        (owner != peers.me()).then_some((peers, owner))
+    }
+
+    /// Queues a message for one connection; never waits for the network. A connection of
+    /// another worker is handed to it over the bus: Ok once handed over.
     pub fn push(&self, fd: u64, payload: Payload) -> Result<(), PushError> {
-        let item = match payload.into_outgoing() {
+        let item = payload.into_outgoing();
+        if let Some((peers, owner)) = self.elsewhere(fd) {
+            return match peers.push(owner, fd, &item) {
+                true => Ok(()),
+                false => Err(PushError::Closed),
+            };
+        }
+        let item = match item {
             Outgoing::Frame(frame) => match inline_dispatch::reply(&self.shared, fd, frame) {
                 Ok(()) => return Ok(()),
                 Err(frame) => Outgoing::Frame(frame),
             },
             control => control,
         };
-        let conn = self.shared.registry.get(fd).ok_or(PushError::Closed)?;
-        conn.push(item, self.shared.config.socket_buffer_size)
+        local::push(&self.shared, fd, item)
     }
 
     /// Queues one message for every established connection but `except`; the frame is encoded
     /// once and shared. Returns how many connections it was queued for.
     pub fn broadcast(&self, payload: Payload, except: &[u64]) -> usize {
         let item = payload.into_outgoing();
-        let limit = self.shared.config.socket_buffer_size;
-        let mut queued = 0;
-        self.shared.registry.for_each(|conn| {
-            if !except.contains(&conn.fd) && conn.push(item.clone(), limit).is_ok() {
-                queued += 1;
-            }
-        });
-        queued
+        let here = local::broadcast(&self.shared, &item, except);
+        here + self
+            .peers
+            .as_ref()
+            .map_or(0, |p| p.broadcast(&item, except))
     }
 
     /// Adds an established connection to a channel; false if `fd` is not open or already in it.
     pub fn join(&self, fd: u64, channel: &str) -> bool {
-        match self.shared.registry.get(fd) {
-            Some(conn) if conn.is_open() => self.shared.channels.join(&conn, channel),
-            _ => false,
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.join(owner, fd, channel),
+            None => local::join(&self.shared, fd, channel),
         }
     }
 
     pub fn leave(&self, fd: u64, channel: &str) -> bool {
-        self.shared.channels.leave(fd, channel)
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.leave(owner, fd, channel),
+            None => local::leave(&self.shared, fd, channel),
+        }
     }
 
     /// Queues one message (encoded once) for the members of `channel` but `except`.
     pub fn publish(&self, channel: &str, payload: Payload, except: &[u64]) -> usize {
-        let limit = self.shared.config.socket_buffer_size;
-        self.shared
-            .channels
-            .push(channel, except, limit, || payload.into_outgoing())
+        let item = payload.into_outgoing();
+        let here = local::publish(&self.shared, channel, &item, except);
+        here + self
+            .peers
+            .as_ref()
+            .map_or(0, |p| p.publish(channel, &item, except))
     }
 
     /// Channel names with member counts, sorted.
     pub fn channels(&self) -> Vec<(String, usize)> {
-        self.shared.channels.list()
+        let here = self.shared.channels.list();
+        match &self.peers {
+            Some(peers) => peers
+                .channels(here.into_iter().collect())
+                .into_iter()
+                .collect(),
+            None => here,
+        }
     }
 
+    /// The members of `channel`, ascending.
     pub fn members(&self, channel: &str) -> Vec<u64> {
-        self.shared.channels.members(channel)
+        let here = self.shared.channels.members(channel);
+        match &self.peers {
+            Some(peers) => sorted(peers.members(channel, here)),
+            None => here,
+        }
     }
 
     pub fn channels_of(&self, fd: u64) -> Vec<String> {
-        self.shared.channels.of(fd)
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.channels_of(owner, fd),
+            None => self.shared.channels.of(fd),
+        }
     }
 
     /// The connection's socket id (see `Shared::socket_id`), if it exists.
     pub fn socket_id(&self, fd: u64) -> Option<String> {
-        self.shared
-            .registry
-            .get(fd)
-            .map(|_| self.shared.socket_id(fd))
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.socket_id(owner, fd),
+            None => local::socket_id(&self.shared, fd),
+        }
     }
 
     /// The Redis bridge, if the `redis` setting is given.
@@ -316,36 +363,43 @@ impl Engine {
 
     /// Starts the close handshake with `code`; false if `fd` is not open.
     pub fn disconnect(&self, fd: u64, code: u16, reason: &str) -> bool {
-        self.shared
-            .registry
-            .get(fd)
-            .is_some_and(|c| c.close(code, reason))
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.disconnect(owner, fd, code, reason),
+            None => local::disconnect(&self.shared, fd, code, reason),
+        }
     }
 
     /// The connection exists (possibly closing).
     pub fn exists(&self, fd: u64) -> bool {
-        self.shared.registry.get(fd).is_some()
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.exists(owner, fd),
+            None => local::exists(&self.shared, fd),
+        }
     }
 
     /// The connection is an open WebSocket (not closing).
     pub fn is_established(&self, fd: u64) -> bool {
-        self.shared.registry.get(fd).is_some_and(|c| c.is_open())
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.is_established(owner, fd),
+            None => local::is_established(&self.shared, fd),
+        }
     }
 
     pub fn client_info(&self, fd: u64) -> Option<ClientInfo> {
-        let conn = self.shared.registry.get(fd)?;
-        Some(ClientInfo {
-            remote: conn.remote,
-            server_port: self.local_addr.port(),
-            connect_time: conn.connect_time,
-            last_time: self.shared.to_unix_secs(conn.last_active_ms()),
-            established: conn.is_open(),
-        })
+        let port = self.local_addr.port();
+        match self.elsewhere(fd) {
+            Some((peers, owner)) => peers.client_info(owner, port, fd),
+            None => local::client_info(&self.shared, port, fd),
+        }
     }
 
-    /// Established connections, ascending.
+    /// Established connections, ascending (every worker's).
     pub fn connections(&self) -> Vec<u64> {
-        self.shared.registry.open_fds()
+        let here = self.shared.registry.open_fds();
+        match &self.peers {
+            Some(peers) => sorted(peers.connections(here)),
+            None => here,
+        }
     }
 
     /// No WebSocket client, and no TCP connection speaking HTTP or in its TLS handshake: the
@@ -354,11 +408,18 @@ impl Engine {
         self.shared.live_connections() == 0
     }
 
+    /// Counters since start, summed over every worker.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot(
-            self.shared.registry.len() as u64,
-            self.shared.start_unix_ms / 1000,
-        )
+        let here = local::stats(&self.shared);
+        match &self.peers {
+            Some(peers) => peers.stats(here),
+            None => here,
+        }
+    }
+
+    /// This process's worker id, and how many workers there are (0 of 1 without workers).
+    pub fn worker(&self) -> (usize, usize) {
+        self.peers.as_ref().map_or((0, 1), |p| (p.me(), p.count()))
     }
 
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.
@@ -411,6 +472,11 @@ impl Engine {
     }
 }
 
+fn sorted(mut fds: Vec<u64>) -> Vec<u64> {
+    fds.sort_unstable();
+    fds
+}
+
 /// Puts `first` and then the events already waiting, up to `max` in all, into `batch`.
 fn take_waiting(rx: &mut mpsc::Receiver<Event>, first: Event, batch: &mut Vec<Event>, max: usize) {
     batch.push(first);
@@ -424,6 +490,8 @@ fn take_waiting(rx: &mut mpsc::Receiver<Event>, first: Event, batch: &mut Vec<Ev
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        // No other worker reaches this one's connections once it stops.
+        drop(self.bus.take());
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_millis(200));
         }

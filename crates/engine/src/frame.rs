@@ -38,6 +38,29 @@ impl Encoded {
         })
     }
 
+    /// A frame made by [`encode`] elsewhere (another worker's, over the bus); None if `plain`
+    /// is not a whole final data frame.
+    pub(crate) fn from_plain(plain: Bytes) -> Option<Arc<Self>> {
+        let header = match *plain.get(1)? {
+            126 => 4,
+            127 => 10,
+            len if len < 126 => 2,
+            _ => return None,
+        };
+        let opcode = plain[0] & 0x0F;
+        let whole = plain.len() >= header
+            && payload_len(&plain) == declared_len(&plain[..header])
+            && plain[0] & 0xF0 == FIN;
+        (whole && matches!(opcode, OP_TEXT | OP_BINARY)).then(|| {
+            Arc::new(Encoded {
+                opcode,
+                plain,
+                deflated: OnceLock::new(),
+                stored: OnceLock::new(),
+            })
+        })
+    }
+
     /// The whole frame, uncompressed.
     pub fn plain(&self) -> &Bytes {
         &self.plain
@@ -106,6 +129,15 @@ fn encode_first(first: u8, payload: &[u8]) -> Bytes {
     buf.put_slice(payload);
     debug_assert_eq!(buf.len(), buf.capacity());
     buf.freeze()
+}
+
+/// The payload length a frame's header (as [`encode`] writes it) declares.
+fn declared_len(header: &[u8]) -> usize {
+    match header.len() {
+        4 => u16::from_be_bytes([header[2], header[3]]) as usize,
+        10 => u64::from_be_bytes(header[2..10].try_into().unwrap()) as usize,
+        _ => header[1] as usize,
+    }
 }
 
 /// The payload length of a frame made by [`encode`] (for queue accounting and stats).

@@ -40,7 +40,7 @@ fn shared() -> (Arc<Shared>, mpsc::Receiver<Event>) {
         ..Config::default()
     };
     let (tx, rx) = mpsc::channel(64);
-    let shared = Arc::new(Shared::new(config, tx));
+    let shared = Arc::new(Shared::new(config, tx, crate::workers::FdSource::single()));
     for flag in [
         &shared.handlers.open,
         &shared.handlers.message,
@@ -314,7 +314,7 @@ pub fn settings(input: &[u8]) {
         let origin = reader.string();
         let _ = config.origin_allowed(Some(&origin));
         let (tx, _rx) = mpsc::channel(1);
-        let _ = Shared::new(config, tx);
+        let _ = Shared::new(config, tx, crate::workers::FdSource::single());
     }
 }
 

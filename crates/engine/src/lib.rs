@@ -4,6 +4,7 @@
 #[macro_use]
 mod io_layer;
 mod budget_queue;
+mod bus;
 pub mod channels;
 mod client_frames;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod http_file;
 pub mod http_stream;
 mod inline_dispatch;
 mod listener;
+mod local;
 mod logging;
 mod memory;
 pub mod multipart_form;
@@ -35,6 +37,7 @@ mod static_files;
 pub mod stats;
 mod tls;
 mod wake_signal;
+pub mod workers;
 
 pub use config::{Config, ConfigError, Value};
 pub use engine::{ClientInfo, Engine, Handler, Payload};
@@ -42,3 +45,4 @@ pub use events::{Event, HttpRequest, HttpResponse, PusherEvent, Responder};
 pub use redis_bridge::{BridgeSnapshot, BridgeState, RedisBridge};
 pub use registry::PushError;
 pub use stats::StatsSnapshot;
+pub use workers::{Pool, Worker};

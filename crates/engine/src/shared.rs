@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::events::Event;
 use crate::registry::{Conn, Registry};
 use crate::stats::Stats;
+use crate::workers::FdSource;
 
 /// Which PHP callbacks exist: events nobody listens to are never sent to the PHP thread.
 #[derive(Debug, Default)]
@@ -53,7 +54,7 @@ pub struct Shared {
     pub http_live: AtomicUsize,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    next_fd: AtomicU64,
+    fds: FdSource,
     epoch: Instant,
     pub start_unix_ms: u64,
 }
@@ -66,7 +67,7 @@ pub fn unix_ms() -> u64 {
 }
 
 impl Shared {
-    pub fn new(config: Config, events: mpsc::Sender<Event>) -> Self {
+    pub(crate) fn new(config: Config, events: mpsc::Sender<Event>, fds: FdSource) -> Self {
         let pusher = crate::pusher::Pusher::new(&config.pusher);
         Shared {
             pusher,
@@ -80,7 +81,7 @@ impl Shared {
             stopping: watch::channel(None).0,
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
-            next_fd: AtomicU64::new(1),
+            fds,
             epoch: Instant::now(),
             start_unix_ms: unix_ms(),
         }
@@ -97,9 +98,9 @@ impl Shared {
             .expect("the inbound budget is never closed")
     }
 
-    /// fds start at 1 and are never reused within a process.
+    /// fds start at 1 and are never reused while the server runs (see `workers.rs`).
     pub fn next_fd(&self) -> u64 {
-        self.next_fd.fetch_add(1, Relaxed)
+        self.fds.next()
     }
 
     /// Milliseconds since the engine started (monotonic).

@@ -12,7 +12,7 @@ fn engine() -> Engine {
     config
         .apply("log_level", &surge_engine::Value::Str("off".into()))
         .unwrap();
-    let engine = Engine::start(config, "127.0.0.1", 0, &[]).expect("engine starts");
+    let engine = Engine::start(config, "127.0.0.1", 0, &[], None).expect("engine starts");
     for h in [Handler::Open, Handler::Message, Handler::Close] {
         engine.set_handler(h, true);
     }

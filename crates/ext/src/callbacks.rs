@@ -12,6 +12,7 @@ use crate::callable::{CallError, Callable};
 pub enum Kind {
     Start,
     WorkerStart,
+    WorkerStop,
     Shutdown,
     /// Sent by the engine only while a callback for it is registered.
     Engine(Handler),
@@ -34,6 +35,7 @@ pub const KINDS: &[(&str, Kind)] = &[
         "pusherClientEvent",
         Kind::Engine(Handler::PusherClientEvent),
     ),
+    ("workerStop", Kind::WorkerStop),
     ("shutdown", Kind::Shutdown),
 ];
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ext_php_rs::convert::{IntoZval, IntoZvalDyn};
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
-use surge_engine::{Engine, Event, Handler, PusherEvent};
+use surge_engine::{Config, Engine, Event, Handler, PusherEvent, Worker};
 
 use crate::callbacks::{call, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
@@ -17,6 +17,7 @@ use crate::form_input;
 use crate::request::Request;
 use crate::response::Response;
 use crate::server::Server;
+use crate::supervisor::{self, Ready};
 
 const BATCH: usize = 256;
 
@@ -47,6 +48,8 @@ pub enum Ended {
     Stopped,
     /// `exit()` in a callback: PHP finishes exiting when start() returns.
     Exited,
+    /// A worker process stopped (see `supervisor.rs`): it ends as `exit(0)` would.
+    Worker,
     /// A fatal error in a callback: every client got 1011 and no more PHP code ran. PHP ends
     /// the script as after any fatal error (exit status 255, shutdown functions) once start()
     /// raises the bailout again, with nothing of the server left running.
@@ -77,6 +80,29 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     let _serving = Serving;
     let mut config = server.config.borrow().clone();
     config.max_file_uploads = form_input::max_file_uploads();
+    server.master_pid.set(std::process::id());
+    if config.worker_num > 1 {
+        return supervisor::run(server, this, config);
+    }
+    let engine = start_engine(server, config, None)?;
+    serve_and_stop(server, this, engine, true)
+}
+
+/// A forked worker (see `supervisor.rs`): serves until SIGTERM or a fatal error, then ends with
+/// `Ended::Worker` (the master runs `start` and `shutdown`).
+pub fn serve_worker(
+    server: &Server,
+    this: &Zval,
+    config: Config,
+    worker: Worker,
+    ready: &mut Ready,
+) -> PhpResult<Ended> {
+    let engine = start_engine(server, config, Some(worker))?;
+    ready.report(Ok(()));
+    serve_and_stop(server, this, engine, false)
+}
+
+fn start_engine(server: &Server, config: Config, worker: Option<Worker>) -> PhpResult<Rc<Engine>> {
     let handlers = server.registered_handlers();
     let engine = Rc::new(
         Engine::start(
@@ -84,6 +110,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
             &server.get_host(),
             server.get_port() as u16,
             &handlers,
+            worker,
         )
         .map_err(error)?,
     );
@@ -92,23 +119,42 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     *server.engine.borrow_mut() = Some(engine.clone());
     server.timers.borrow().schedule_all(&engine);
     server.subscribe_pending(&engine);
+    Ok(engine)
+}
 
-    let mut next = serve(server, this, &engine);
+/// Serves, drains, runs `workerStop` (and `start` before, `shutdown` after, when `whole`: this
+/// process is the whole server) and lets everything go.
+fn serve_and_stop(
+    server: &Server,
+    this: &Zval,
+    engine: Rc<Engine>,
+    whole: bool,
+) -> PhpResult<Ended> {
+    let mut next = match whole {
+        true => Next::from(callback(server, Kind::Start, &[this])),
+        false => Next::Continue,
+    };
+    if next == Next::Continue {
+        next = serve(server, this, &engine);
+    }
     if next == Next::Continue {
         next = drain(server, this, &engine, Next::Continue);
     }
     if next == Next::Fatal {
         drain(server, this, &engine, Next::Fatal);
     }
-    let ended = match next {
+    let worker_id = engine.worker().0 as i64;
+    let mut ended = match next {
         Next::Exit => Ended::Exited,
         Next::Fatal => Ended::Fatal,
-        Next::Continue | Next::Stop => match callback(server, Kind::Shutdown, &[this]) {
-            Outcome::Continue => Ended::Stopped,
-            Outcome::Exit => Ended::Exited,
-            Outcome::Fatal => Ended::Fatal,
-        },
+        Next::Continue | Next::Stop => lifecycle(server, Kind::WorkerStop, &[this, &worker_id]),
     };
+    if ended == Ended::Stopped {
+        ended = match whole {
+            true => lifecycle(server, Kind::Shutdown, &[this]),
+            false => Ended::Worker,
+        };
+    }
     // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio;
     // `Server::served` keeps start() from serving again without them.
     server.engine.borrow_mut().take();
@@ -120,17 +166,20 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     Ok(ended)
 }
 
+/// Runs a lifecycle callback (`start`, `workerStop`, `shutdown`): how serving ends after it.
+pub fn lifecycle(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Ended {
+    match callback(server, kind, args) {
+        Outcome::Continue => Ended::Stopped,
+        Outcome::Exit => Ended::Exited,
+        Outcome::Fatal => Ended::Fatal,
+    }
+}
+
 fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
-    for (kind, args) in [(Kind::Start, vec![this]), (Kind::WorkerStart, vec![this])] {
-        let worker_id = 0i64;
-        let mut args: Vec<&dyn IntoZvalDyn> = args.into_iter().map(|a| a as _).collect();
-        if kind == Kind::WorkerStart {
-            args.push(&worker_id);
-        }
-        let next = Next::from(callback(server, kind, &args));
-        if next != Next::Continue {
-            return next;
-        }
+    let worker_id = engine.worker().0 as i64;
+    let next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
+    if next != Next::Continue {
+        return next;
     }
     // shutdown() may have been called by a start callback already.
     if server.stop_requested.get() {

@@ -14,6 +14,7 @@ mod frame;
 mod request;
 mod response;
 mod server;
+mod supervisor;
 mod table;
 mod table_fast;
 mod timers;

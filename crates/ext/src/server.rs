@@ -43,6 +43,10 @@ pub struct Server {
     served: Cell<bool>,
     /// Channels given to subscribe() before start().
     pending_subscriptions: RefCell<Vec<String>>,
+    /// This process's worker: 0 without worker processes, -1 in their master.
+    pub(crate) worker_id: Cell<i64>,
+    /// The process that called start().
+    pub(crate) master_pid: Cell<u32>,
 }
 
 fn fd_arg(fd: i64) -> u64 {
@@ -167,6 +171,8 @@ impl Server {
             running: Cell::new(false),
             served: Cell::new(false),
             pending_subscriptions: RefCell::default(),
+            worker_id: Cell::new(0),
+            master_pid: Cell::new(std::process::id()),
         })
     }
 
@@ -180,6 +186,25 @@ impl Server {
     #[php(getter)]
     pub fn get_port(&self) -> i64 {
         i64::from(self.port.get())
+    }
+
+    /// This process's worker id: 0 to worker_num - 1 in a worker, -1 in the master of worker
+    /// processes, 0 without them.
+    #[php(getter, name = "worker_id")]
+    pub fn get_worker_id(&self) -> i64 {
+        self.worker_id.get()
+    }
+
+    /// This process's id.
+    #[php(getter, name = "worker_pid")]
+    pub fn get_worker_pid(&self) -> i64 {
+        i64::from(std::process::id())
+    }
+
+    /// The id of the process that called start() (the master of worker processes).
+    #[php(getter, name = "master_pid")]
+    pub fn get_master_pid(&self) -> i64 {
+        i64::from(self.master_pid.get())
     }
 
     /// Applies settings; an unknown key or a wrong type throws Surge\Exception naming it, and
@@ -251,6 +276,10 @@ impl Server {
         drop(this);
         match ended {
             Ended::Stopped => Ok(true),
+            Ended::Worker => {
+                crate::supervisor::exit_worker();
+                Ok(true)
+            }
             Ended::Exited => Ok(false),
             // SAFETY: nothing of ours is left on the stack between here and the catch that
             // ext-php-rs puts around this method, which raises the bailout on to PHP.
@@ -516,8 +545,13 @@ impl Server {
     }
 
     /// Stops the server: start() closes every client with 1001, runs `shutdown` and returns.
+    /// In a worker process, the master is asked to stop every worker.
     pub fn shutdown(&self) -> bool {
         self.stop_requested.set(true);
+        if self.worker_id.get() >= 0 && self.master_pid.get() != std::process::id() {
+            // SAFETY: a signal to the master, which waits for it.
+            unsafe { libc::kill(self.master_pid.get() as libc::pid_t, libc::SIGTERM) };
+        }
         true
     }
 }

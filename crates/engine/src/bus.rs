@@ -1,0 +1,522 @@
+//! The local bus between worker processes. Each worker listens on a Unix socket in the pool's
+//! private directory; another worker that pushes to, closes or asks about one of its fds (or
+//! broadcasts, publishes, lists connections or channels) sends it a request there. Requests
+//! are answered on a thread of the worker's own, never by its PHP thread: two PHP threads that
+//! asked each other at the same moment would otherwise wait for each other forever.
+//!
+//! A message is a 4-byte big-endian length, then its bytes; a request starts with its op.
+//! Pushes get no answer (they are sent in order on the link, and a push to a connection that
+//! closed meanwhile is dropped, as for a closing local one); every other request gets one.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::engine::ClientInfo;
+use crate::frame::Encoded;
+use crate::local;
+use crate::registry::Outgoing;
+use crate::shared::Shared;
+use crate::stats::StatsSnapshot;
+use crate::workers::socket_path;
+
+const PUSH: u8 = 1;
+const BROADCAST: u8 = 2;
+const PUBLISH: u8 = 3;
+const JOIN: u8 = 4;
+const LEAVE: u8 = 5;
+const DISCONNECT: u8 = 6;
+const EXISTS: u8 = 7;
+const ESTABLISHED: u8 = 8;
+const CLIENT_INFO: u8 = 9;
+const SOCKET_ID: u8 = 10;
+const CONNECTIONS: u8 = 11;
+const CHANNELS: u8 = 12;
+const MEMBERS: u8 = 13;
+const CHANNELS_OF: u8 = 14;
+const STATS: u8 = 15;
+
+/// A peer that does not answer within this is taken as gone (it answers from memory only).
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A message being written: its length is filled in by `finish`.
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn new(op: u8) -> Self {
+        Writer(vec![0, 0, 0, 0, op])
+    }
+
+    fn reply() -> Self {
+        Writer(vec![0, 0, 0, 0])
+    }
+
+    fn u8(mut self, v: u8) -> Self {
+        self.0.push(v);
+        self
+    }
+
+    fn u64(mut self, v: u64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    fn bytes(self, v: &[u8]) -> Self {
+        let mut w = self.u64(v.len() as u64);
+        w.0.extend_from_slice(v);
+        w
+    }
+
+    fn fds(self, fds: &[u64]) -> Self {
+        fds.iter()
+            .fold(self.u64(fds.len() as u64), |w, fd| w.u64(*fd))
+    }
+
+    fn item(self, item: &Outgoing) -> Self {
+        match item {
+            Outgoing::Frame(frame) => self.u8(0).bytes(frame.plain()),
+            Outgoing::Control(Message::Ping(data)) => self.u8(1).bytes(data),
+            Outgoing::Control(other) => unreachable!("PHP pushes frames and pings, not {other:?}"),
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let len = (self.0.len() - 4) as u32;
+        self.0[..4].copy_from_slice(&len.to_be_bytes());
+        self.0
+    }
+}
+
+/// A message being read; every read is checked (a short message reads as None).
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+
+    fn fds(&mut self) -> Option<Vec<u64>> {
+        let n = self.u64()?;
+        (0..n).map(|_| self.u64()).collect()
+    }
+
+    fn item(&mut self) -> Option<Outgoing> {
+        let kind = self.u8()?;
+        let data = Bytes::copy_from_slice(self.bytes()?);
+        match kind {
+            0 => Encoded::from_plain(data).map(Outgoing::Frame),
+            1 => Some(Outgoing::Control(Message::Ping(data))),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to one request, or None for a push (and for a request that makes no sense).
+fn answer(shared: &Shared, port: u16, request: &[u8]) -> Option<Vec<u8>> {
+    let mut r = Reader(request);
+    let reply = Writer::reply();
+    let reply = match r.u8()? {
+        PUSH => {
+            let fd = r.u64()?;
+            let _ = local::push(shared, fd, r.item()?);
+            return None;
+        }
+        BROADCAST => {
+            let except = r.fds()?;
+            reply.u64(local::broadcast(shared, &r.item()?, &except) as u64)
+        }
+        PUBLISH => {
+            let channel = r.string()?;
+            let except = r.fds()?;
+            reply.u64(local::publish(shared, &channel, &r.item()?, &except) as u64)
+        }
+        JOIN => {
+            let fd = r.u64()?;
+            reply.u8(local::join(shared, fd, &r.string()?) as u8)
+        }
+        LEAVE => {
+            let fd = r.u64()?;
+            reply.u8(local::leave(shared, fd, &r.string()?) as u8)
+        }
+        DISCONNECT => {
+            let fd = r.u64()?;
+            let code = u16::try_from(r.u64()?).ok()?;
+            reply.u8(local::disconnect(shared, fd, code, &r.string()?) as u8)
+        }
+        EXISTS => reply.u8(local::exists(shared, r.u64()?) as u8),
+        ESTABLISHED => reply.u8(local::is_established(shared, r.u64()?) as u8),
+        CLIENT_INFO => match local::client_info(shared, port, r.u64()?) {
+            None => reply.u8(0),
+            Some(info) => reply
+                .u8(1)
+                .bytes(info.remote.to_string().as_bytes())
+                .u64(info.connect_time)
+                .u64(info.last_time)
+                .u8(info.established as u8),
+        },
+        SOCKET_ID => match local::socket_id(shared, r.u64()?) {
+            None => reply.u8(0),
+            Some(id) => reply.u8(1).bytes(id.as_bytes()),
+        },
+        CONNECTIONS => reply.fds(&shared.registry.open_fds()),
+        CHANNELS => {
+            let list = shared.channels.list();
+            list.iter()
+                .fold(reply.u64(list.len() as u64), |w, (name, n)| {
+                    w.bytes(name.as_bytes()).u64(*n as u64)
+                })
+        }
+        MEMBERS => reply.fds(&shared.channels.members(&r.string()?)),
+        CHANNELS_OF => {
+            let names = shared.channels.of(r.u64()?);
+            names
+                .iter()
+                .fold(reply.u64(names.len() as u64), |w, n| w.bytes(n.as_bytes()))
+        }
+        STATS => stats_fields(&local::stats(shared))
+            .into_iter()
+            .fold(reply, Writer::u64),
+        _ => return None,
+    };
+    Some(reply.finish())
+}
+
+fn stats_fields(s: &StatsSnapshot) -> [u64; 10] {
+    [
+        s.connections,
+        s.accepted,
+        s.closed,
+        s.rejected,
+        s.messages_in,
+        s.messages_out,
+        s.bytes_in,
+        s.bytes_out,
+        s.http_requests,
+        s.start_time,
+    ]
+}
+
+/// This worker's end of the bus: a thread answering the others' requests. Dropping it stops
+/// the thread.
+pub(crate) struct BusServer {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BusServer {
+    pub(crate) fn start(
+        dir: &Path,
+        id: usize,
+        shared: Arc<Shared>,
+        port: u16,
+    ) -> Result<Self, String> {
+        let path = socket_path(dir, id);
+        // A worker restarted in a dead one's place finds its socket file.
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("surge-bus".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                    .expect("a current-thread runtime without timers starts");
+                runtime.block_on(async move {
+                    let listener = UnixListener::from_std(listener).expect("a Unix listener");
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = accept(listener, shared, port) => {}
+                    }
+                });
+            })
+            .map_err(|e| format!("cannot start the bus thread: {e}"))?;
+        Ok(BusServer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for BusServer {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (mut rx, mut tx) = stream.into_split();
+            let mut request = Vec::new();
+            loop {
+                let Ok(len) = rx.read_u32().await else { return };
+                request.resize(len as usize, 0);
+                if rx.read_exact(&mut request).await.is_err() {
+                    return;
+                }
+                if let Some(reply) = answer(&shared, port, &request) {
+                    if tx.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// This worker's links to the others, used by its PHP thread. A link is made when first needed
+/// and made again once if it fails (its worker may have been restarted).
+pub(crate) struct Peers {
+    me: usize,
+    count: usize,
+    dir: PathBuf,
+    links: Mutex<Vec<Option<UnixStream>>>,
+}
+
+impl Peers {
+    pub(crate) fn new(dir: &Path, me: usize, count: usize) -> Self {
+        Peers {
+            me,
+            count,
+            dir: dir.to_owned(),
+            links: Mutex::new((0..count).map(|_| None).collect()),
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    pub(crate) fn me(&self) -> usize {
+        self.me
+    }
+
+    fn others(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.count).filter(move |&w| w != self.me)
+    }
+
+    /// Sends `message` to worker `peer` and, if `reply`, reads its answer. None if the worker
+    /// cannot be reached (or, for a push, Some of nothing once sent).
+    fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
+        let mut links = self.links.lock();
+        for _attempt in 0..2 {
+            let link = match &mut links[peer] {
+                Some(link) => link,
+                empty => match self.connect(peer) {
+                    Some(link) => empty.insert(link),
+                    None => return None,
+                },
+            };
+            match send_and_read(link, message, reply) {
+                Ok(answer) => return Some(answer),
+                Err(e) => {
+                    log::debug!(target: "surge", "bus link to worker {peer}: {e}");
+                    links[peer] = None;
+                }
+            }
+        }
+        None
+    }
+
+    fn connect(&self, peer: usize) -> Option<UnixStream> {
+        let path = socket_path(&self.dir, peer);
+        let link = UnixStream::connect(&path)
+            .map_err(|e| log::debug!(target: "surge", "bus: cannot reach worker {peer}: {e}"))
+            .ok()?;
+        link.set_read_timeout(Some(TIMEOUT)).ok()?;
+        link.set_write_timeout(Some(TIMEOUT)).ok()?;
+        Some(link)
+    }
+
+    fn ask(&self, peer: usize, message: Writer) -> Option<Vec<u8>> {
+        self.exchange(peer, &message.finish(), true)
+    }
+
+    /// Asks every other worker and folds their answers (an unreachable one counts as empty).
+    fn ask_all<T>(&self, message: Writer, init: T, mut fold: impl FnMut(T, Reader) -> T) -> T {
+        let message = message.finish();
+        self.others()
+            .filter_map(|peer| self.exchange(peer, &message, true))
+            .fold(init, |acc, answer| fold(acc, Reader(&answer)))
+    }
+
+    fn ask_bool(&self, peer: usize, message: Writer) -> bool {
+        self.ask(peer, message)
+            .is_some_and(|a| Reader(&a).u8() == Some(1))
+    }
+
+    /// Hands a push to the worker that owns `fd`; true once handed over.
+    pub(crate) fn push(&self, peer: usize, fd: u64, item: &Outgoing) -> bool {
+        let message = Writer::new(PUSH).u64(fd).item(item).finish();
+        self.exchange(peer, &message, false).is_some()
+    }
+
+    pub(crate) fn broadcast(&self, item: &Outgoing, except: &[u64]) -> usize {
+        let message = Writer::new(BROADCAST).fds(except).item(item);
+        self.ask_all(message, 0, |n, mut r| n + r.u64().unwrap_or(0) as usize)
+    }
+
+    pub(crate) fn publish(&self, channel: &str, item: &Outgoing, except: &[u64]) -> usize {
+        let message = Writer::new(PUBLISH)
+            .bytes(channel.as_bytes())
+            .fds(except)
+            .item(item);
+        self.ask_all(message, 0, |n, mut r| n + r.u64().unwrap_or(0) as usize)
+    }
+
+    pub(crate) fn join(&self, peer: usize, fd: u64, channel: &str) -> bool {
+        self.ask_bool(peer, Writer::new(JOIN).u64(fd).bytes(channel.as_bytes()))
+    }
+
+    pub(crate) fn leave(&self, peer: usize, fd: u64, channel: &str) -> bool {
+        self.ask_bool(peer, Writer::new(LEAVE).u64(fd).bytes(channel.as_bytes()))
+    }
+
+    pub(crate) fn disconnect(&self, peer: usize, fd: u64, code: u16, reason: &str) -> bool {
+        let message = Writer::new(DISCONNECT)
+            .u64(fd)
+            .u64(u64::from(code))
+            .bytes(reason.as_bytes());
+        self.ask_bool(peer, message)
+    }
+
+    pub(crate) fn exists(&self, peer: usize, fd: u64) -> bool {
+        self.ask_bool(peer, Writer::new(EXISTS).u64(fd))
+    }
+
+    pub(crate) fn is_established(&self, peer: usize, fd: u64) -> bool {
+        self.ask_bool(peer, Writer::new(ESTABLISHED).u64(fd))
+    }
+
+    pub(crate) fn client_info(&self, peer: usize, port: u16, fd: u64) -> Option<ClientInfo> {
+        let answer = self.ask(peer, Writer::new(CLIENT_INFO).u64(fd))?;
+        let mut r = Reader(&answer);
+        if r.u8()? != 1 {
+            return None;
+        }
+        let remote: SocketAddr = r.string()?.parse().ok()?;
+        Some(ClientInfo {
+            remote,
+            server_port: port,
+            connect_time: r.u64()?,
+            last_time: r.u64()?,
+            established: r.u8()? == 1,
+        })
+    }
+
+    pub(crate) fn socket_id(&self, peer: usize, fd: u64) -> Option<String> {
+        let answer = self.ask(peer, Writer::new(SOCKET_ID).u64(fd))?;
+        let mut r = Reader(&answer);
+        (r.u8()? == 1).then(|| r.string()).flatten()
+    }
+
+    /// The others' established connections added to `fds`.
+    pub(crate) fn connections(&self, fds: Vec<u64>) -> Vec<u64> {
+        self.ask_all(Writer::new(CONNECTIONS), fds, |mut all, mut r| {
+            all.extend(r.fds().unwrap_or_default());
+            all
+        })
+    }
+
+    pub(crate) fn members(&self, channel: &str, fds: Vec<u64>) -> Vec<u64> {
+        let message = Writer::new(MEMBERS).bytes(channel.as_bytes());
+        self.ask_all(message, fds, |mut all, mut r| {
+            all.extend(r.fds().unwrap_or_default());
+            all
+        })
+    }
+
+    /// The others' channels and member counts added to `counts`.
+    pub(crate) fn channels(&self, counts: BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+        self.ask_all(Writer::new(CHANNELS), counts, |mut all, mut r| {
+            let n = r.u64().unwrap_or(0);
+            for _ in 0..n {
+                let (Some(name), Some(count)) = (r.string(), r.u64()) else {
+                    break;
+                };
+                *all.entry(name).or_default() += count as usize;
+            }
+            all
+        })
+    }
+
+    pub(crate) fn channels_of(&self, peer: usize, fd: u64) -> Vec<String> {
+        let Some(answer) = self.ask(peer, Writer::new(CHANNELS_OF).u64(fd)) else {
+            return Vec::new();
+        };
+        let mut r = Reader(&answer);
+        let n = r.u64().unwrap_or(0);
+        (0..n).map_while(|_| r.string()).collect()
+    }
+
+    /// The others' counters added to `own` (the earliest start time kept).
+    pub(crate) fn stats(&self, own: StatsSnapshot) -> StatsSnapshot {
+        self.ask_all(Writer::new(STATS), own, |mut s, mut r| {
+            let mut f = [0u64; 10];
+            if f.iter_mut().all(|v| r.u64().map(|n| *v = n).is_some()) {
+                s.connections += f[0];
+                s.accepted += f[1];
+                s.closed += f[2];
+                s.rejected += f[3];
+                s.messages_in += f[4];
+                s.messages_out += f[5];
+                s.bytes_in += f[6];
+                s.bytes_out += f[7];
+                s.http_requests += f[8];
+                s.start_time = s.start_time.min(f[9]);
+            }
+            s
+        })
+    }
+}
+
+fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> std::io::Result<Vec<u8>> {
+    link.write_all(message)?;
+    if !reply {
+        return Ok(Vec::new());
+    }
+    let mut len = [0u8; 4];
+    link.read_exact(&mut len)?;
+    let mut answer = vec![0; u32::from_be_bytes(len) as usize];
+    link.read_exact(&mut answer)?;
+    Ok(answer)
+}

@@ -1,0 +1,253 @@
+//! Worker processes (`worker_num` > 1). The process that calls start() makes a [`Pool`] before
+//! it forks anything: the listening socket every worker accepts from, the directory of the local
+//! bus (see `bus.rs`), and the fd counters. Each worker's engine then starts from its
+//! [`Worker`]. fds are striped: worker `w` of `n` hands out `w + 1`, `w + 1 + n`, `w + 1 + 2n`
+//! ..., so any worker knows from an fd which worker owns it, and a worker restarted in a dead
+//! one's place goes on counting where it stopped (the counters are in shared memory), so fds
+//! are never reused while the server runs.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// What the process calling start() holds while its workers serve.
+pub struct Pool {
+    count: usize,
+    listener: TcpListener,
+    bus_dir: BusDir,
+    counters: Arc<SharedCounters>,
+}
+
+/// What one worker's engine starts from (see `Engine::start`).
+pub struct Worker {
+    pub id: usize,
+    pub count: usize,
+    pub(crate) listener: TcpListener,
+    pub(crate) bus_dir: PathBuf,
+    pub(crate) counters: Arc<SharedCounters>,
+}
+
+impl Pool {
+    /// Binds `host:port` and prepares for `count` workers. Errors are messages for the user.
+    pub fn new(host: &str, port: u16, count: usize) -> Result<Pool, String> {
+        Ok(Pool {
+            count,
+            listener: bind(resolve(host, port)?)?,
+            bus_dir: BusDir::create()?,
+            counters: Arc::new(SharedCounters::new(count)?),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound socket has an address")
+    }
+
+    /// What worker `id` needs; called in the forked worker.
+    pub fn worker(&self, id: usize) -> Result<Worker, String> {
+        Ok(Worker {
+            id,
+            count: self.count,
+            listener: self
+                .listener
+                .try_clone()
+                .map_err(|e| format!("cannot share the listening socket: {e}"))?,
+            bus_dir: self.bus_dir.path.clone(),
+            counters: self.counters.clone(),
+        })
+    }
+}
+
+pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("host '{host}' has no address"))
+}
+
+/// The listening socket, bound with SO_REUSEADDR and a backlog of 1024, not yet registered with
+/// any runtime (so that it can be made before forking).
+pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    use socket2::{Domain, Socket, Type};
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    listen().map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Where fds come from: counted up from 1 in a single process, striped over workers.
+pub(crate) struct FdSource {
+    counter: Counter,
+    stride: u64,
+    offset: u64,
+}
+
+enum Counter {
+    Own(AtomicU64),
+    Shared(Arc<SharedCounters>, usize),
+}
+
+impl FdSource {
+    pub(crate) fn single() -> Self {
+        FdSource {
+            counter: Counter::Own(AtomicU64::new(0)),
+            stride: 1,
+            offset: 0,
+        }
+    }
+
+    pub(crate) fn worker(worker: &Worker) -> Self {
+        FdSource {
+            counter: Counter::Shared(worker.counters.clone(), worker.id),
+            stride: worker.count as u64,
+            offset: worker.id as u64,
+        }
+    }
+
+    pub(crate) fn next(&self) -> u64 {
+        let n = match &self.counter {
+            Counter::Own(n) => n.fetch_add(1, Relaxed),
+            Counter::Shared(counters, id) => counters.get(*id).fetch_add(1, Relaxed),
+        };
+        n * self.stride + self.offset + 1
+    }
+}
+
+/// The worker that owns `fd`, of `count` (fd 0 never exists: None).
+pub(crate) fn owner(fd: u64, count: usize) -> Option<usize> {
+    fd.checked_sub(1).map(|n| (n % count as u64) as usize)
+}
+
+/// `count` atomic counters in memory shared with every process forked after it was made.
+pub(crate) struct SharedCounters {
+    base: *mut AtomicU64,
+    count: usize,
+}
+
+// SAFETY: the memory is only reached through atomics.
+unsafe impl Send for SharedCounters {}
+unsafe impl Sync for SharedCounters {}
+
+impl SharedCounters {
+    fn new(count: usize) -> Result<Self, String> {
+        let len = count * std::mem::size_of::<AtomicU64>();
+        // SAFETY: a new anonymous mapping, zero-filled by the kernel; zero is a valid AtomicU64.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map shared memory: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(SharedCounters {
+            base: base.cast(),
+            count,
+        })
+    }
+
+    fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.count);
+        // SAFETY: in bounds of the mapping, which lives as long as self.
+        unsafe { &*self.base.add(i) }
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of this length.
+        unsafe {
+            libc::munmap(
+                self.base.cast(),
+                self.count * std::mem::size_of::<AtomicU64>(),
+            )
+        };
+    }
+}
+
+/// A directory only this user can enter, holding one Unix socket per worker. Removed by the
+/// process that made it (a forked worker's copy of the handle leaves it alone).
+struct BusDir {
+    path: PathBuf,
+    owner: u32,
+}
+
+impl BusDir {
+    fn create() -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("surge-bus.")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| format!("cannot make the workers' socket directory: {e}"))?;
+        Ok(BusDir {
+            // Removal is ours (see Drop).
+            path: dir.keep(),
+            owner: std::process::id(),
+        })
+    }
+}
+
+impl Drop for BusDir {
+    fn drop(&mut self) {
+        if std::process::id() == self.owner {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// The bus socket of worker `id`.
+pub(crate) fn socket_path(dir: &Path, id: usize) -> PathBuf {
+    dir.join(id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn striped_fds_name_their_owner_and_continue_after_a_restart() {
+        let pool = Pool::new("127.0.0.1", 0, 3).unwrap();
+        let first = FdSource::worker(&pool.worker(1).unwrap());
+        assert_eq!([first.next(), first.next()], [2, 5]);
+        // A worker restarted in the place of worker 1 goes on from its counter.
+        let restarted = FdSource::worker(&pool.worker(1).unwrap());
+        assert_eq!(restarted.next(), 8);
+        let zero = FdSource::worker(&pool.worker(0).unwrap());
+        assert_eq!(zero.next(), 1);
+        for (fd, id) in [(1, 0), (2, 1), (3, 2), (8, 1), (9, 2)] {
+            assert_eq!(owner(fd, 3), Some(id), "fd {fd}");
+        }
+        assert_eq!(owner(0, 3), None);
+        let single = FdSource::single();
+        assert_eq!([single.next(), single.next()], [1, 2]);
+    }
+
+    #[test]
+    fn the_bus_directory_is_private_and_removed_by_its_maker() {
+        use std::os::unix::fs::PermissionsExt;
+        let pool = Pool::new("127.0.0.1", 0, 2).unwrap();
+        let path = pool.bus_dir.path.clone();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_ne!(pool.local_addr().port(), 0);
+        drop(pool);
+        assert!(!path.exists());
+    }
+}

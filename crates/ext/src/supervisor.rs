@@ -1,0 +1,328 @@
+//! `worker_num` > 1: the process that called start() becomes the master. It binds the port,
+//! forks the workers (each one serves as a whole single-process server would, on the shared
+//! socket, and reaches the others' connections over the engine's bus), runs `start`, forwards
+//! SIGINT/SIGTERM to them, starts a new worker in place of one that died, and runs `shutdown`
+//! once they are all gone. The master never starts a runtime or any other thread: it forks
+//! again for each restart, and a fork copies only the calling thread.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::types::Zval;
+use surge_engine::{Config, Pool};
+
+use crate::callbacks::Kind;
+use crate::event_loop::{self, Ended};
+use crate::exception::error;
+use crate::server::Server;
+
+/// How long a worker may take to start its engine.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A worker that died sooner than this after it started is started again only this late, so
+/// that one that cannot run does not make the master fork in a tight loop.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+extern "C" {
+    /// What PHP's `exit` does: unwinds the script, running shutdown functions and destructors.
+    fn zend_throw_unwind_exit();
+}
+
+/// Ends a worker process the way `exit(0)` would once start() returns.
+pub fn exit_worker() {
+    // SAFETY: called on the PHP thread from an internal function about to return to PHP.
+    unsafe { zend_throw_unwind_exit() }
+}
+
+/// A worker's way of telling the master it is serving, or why it cannot.
+pub struct Ready(Option<OwnedFd>);
+
+impl Ready {
+    /// Writes the outcome once: empty for serving, else the error.
+    pub fn report(&mut self, outcome: Result<(), &str>) {
+        if let Some(fd) = self.0.take() {
+            let text = outcome.err().unwrap_or("");
+            let mut pipe = std::fs::File::from(fd);
+            let _ = std::io::Write::write_all(&mut pipe, text.as_bytes());
+        }
+    }
+}
+
+struct Child {
+    pid: libc::pid_t,
+    started: Instant,
+}
+
+enum Forked {
+    Master(Child),
+    /// In the forked worker, how it ended; start() returns it.
+    Worker(PhpResult<Ended>),
+}
+
+pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
+    config.validate().map_err(|e| error(e.0))?;
+    let count = config.worker_num;
+    let pool = Pool::new(&server.get_host(), server.get_port() as u16, count).map_err(error)?;
+    server.set_running(true, Some(pool.local_addr().port()));
+    let signals = MasterSignals::block();
+    let mut children: Vec<Option<Child>> = Vec::with_capacity(count);
+    let mut failure = None;
+    for id in 0..count {
+        match spawn(server, this, &config, &pool, id, &signals) {
+            Ok(Forked::Master(child)) => children.push(Some(child)),
+            Ok(Forked::Worker(ended)) => return ended,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        stop_all(&mut children, config.shutdown_timeout);
+        server.set_running(false, None);
+        return Err(error(e));
+    }
+    log::info!(target: "surge", "{count} workers serving on port {}", pool.local_addr().port());
+    server.worker_id.set(-1);
+    let mut next = event_loop::lifecycle(server, Kind::Start, &[this]);
+    if next == Ended::Stopped && !server.stop_requested.get() {
+        if let Some(worker_ended) = supervise(server, this, &config, &pool, &signals, &mut children)
+        {
+            return worker_ended;
+        }
+    }
+    stop_all(&mut children, config.shutdown_timeout);
+    if next == Ended::Stopped {
+        next = event_loop::lifecycle(server, Kind::Shutdown, &[this]);
+    }
+    Ok(next)
+}
+
+/// Waits for signals and dead workers until asked to stop. Returns Some only in a worker
+/// forked here as a replacement: how it ended.
+fn supervise(
+    server: &Server,
+    this: &Zval,
+    config: &Config,
+    pool: &Pool,
+    signals: &MasterSignals,
+    children: &mut [Option<Child>],
+) -> Option<PhpResult<Ended>> {
+    let mut due: Vec<(usize, Instant)> = Vec::new();
+    while !server.stop_requested.get() {
+        match signals.wait(Duration::from_millis(200)) {
+            Some(libc::SIGINT) | Some(libc::SIGTERM) => {
+                log::info!(target: "surge", "stop signal received: stopping the workers");
+                return None;
+            }
+            _ => {}
+        }
+        for (id, status, lived) in reap(children) {
+            log::warn!(target: "surge", "worker {id} exited ({status}); starting another");
+            let delay = RESTART_DELAY.saturating_sub(lived);
+            due.push((id, Instant::now() + delay));
+        }
+        let now = Instant::now();
+        while let Some(i) = due.iter().position(|(_, at)| *at <= now) {
+            let (id, _) = due.swap_remove(i);
+            match spawn(server, this, config, pool, id, signals) {
+                Ok(Forked::Master(child)) => children[id] = Some(child),
+                Ok(Forked::Worker(ended)) => return Some(ended),
+                Err(e) => {
+                    log::error!(target: "surge", "worker {id} could not start: {e}");
+                    due.push((id, now + RESTART_DELAY));
+                    break;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Forks worker `id` and waits until it serves (or says why it cannot).
+fn spawn(
+    server: &Server,
+    this: &Zval,
+    config: &Config,
+    pool: &Pool,
+    id: usize,
+    signals: &MasterSignals,
+) -> Result<Forked, String> {
+    let (read, write) = pipe()?;
+    // SAFETY: the master has no other thread (see the module's comment).
+    match unsafe { libc::fork() } {
+        -1 => Err(format!(
+            "cannot fork a worker: {}",
+            std::io::Error::last_os_error()
+        )),
+        0 => {
+            drop(read);
+            signals.restore();
+            server.worker_id.set(id as i64);
+            let mut ready = Ready(Some(write));
+            let ended = match pool.worker(id) {
+                Ok(worker) => {
+                    event_loop::serve_worker(server, this, config.clone(), worker, &mut ready)
+                }
+                Err(e) => Err(error(e)),
+            };
+            if let Err(e) = &ended {
+                ready.report(Err(&format!("{e:?}")));
+                // The rest of the script is the master's, never a worker's.
+                // SAFETY: ends this process at once; nothing of it is shared but the pipe.
+                unsafe { libc::_exit(1) };
+            }
+            Ok(Forked::Worker(ended))
+        }
+        pid => {
+            drop(write);
+            let child = Child {
+                pid,
+                started: Instant::now(),
+            };
+            match read_report(read) {
+                Ok(()) => Ok(Forked::Master(child)),
+                Err(e) => {
+                    // SAFETY: our own child; reaped at once so that it leaves no zombie.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    }
+                    Err(format!("worker {id}: {e}"))
+                }
+            }
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: a two-int array for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!(
+            "cannot make a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: two new descriptors, each owned once.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The worker's report: Ok when it closed the pipe without a word (serving).
+fn read_report(read: OwnedFd) -> Result<(), String> {
+    let mut poll = libc::pollfd {
+        fd: read.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut poll, 1, START_TIMEOUT.as_millis() as i32) };
+    if n == 0 {
+        return Err(format!("did not start within {START_TIMEOUT:?}"));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text)
+        .map_err(|e| format!("cannot read its report: {e}"))?;
+    match text.is_empty() {
+        true => Ok(()),
+        false => Err(text),
+    }
+}
+
+/// Workers that exited: id, how, and how long each had run.
+fn reap(children: &mut [Option<Child>]) -> Vec<(usize, String, Duration)> {
+    let mut gone = Vec::new();
+    loop {
+        let mut status = 0;
+        // SAFETY: reaps any child of ours without waiting.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return gone;
+        }
+        if let Some(id) = children
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.pid == pid))
+        {
+            let child = children[id].take().expect("found");
+            gone.push((id, describe(status), child.started.elapsed()));
+        }
+    }
+}
+
+fn describe(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// Sends every worker SIGTERM (each closes its clients with 1001 and finishes as a single
+/// server does) and waits for them; those still there after `shutdown_timeout` and a margin
+/// are killed.
+fn stop_all(children: &mut [Option<Child>], shutdown_timeout: Duration) {
+    for child in children.iter().flatten() {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + shutdown_timeout + Duration::from_secs(5);
+    while children.iter().any(Option::is_some) {
+        reap(children);
+        if Instant::now() >= deadline {
+            for child in children.iter_mut().filter_map(Option::take) {
+                log::warn!(target: "surge", "worker pid {} did not stop: killed", child.pid);
+                // SAFETY: our own child, reaped at once.
+                unsafe {
+                    libc::kill(child.pid, libc::SIGKILL);
+                    libc::waitpid(child.pid, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The master takes SIGINT, SIGTERM and SIGCHLD by waiting for them (blocked, so that none is
+/// lost between two waits); a forked worker gets the mask from before.
+struct MasterSignals {
+    set: libc::sigset_t,
+    previous: libc::sigset_t,
+}
+
+impl MasterSignals {
+    fn block() -> Self {
+        // SAFETY: sets initialised by sigemptyset before use; changes this thread's mask only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+                libc::sigaddset(&mut set, signal);
+            }
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
+            MasterSignals { set, previous }
+        }
+    }
+
+    /// The signal that came within `timeout`, if any.
+    fn wait(&self, timeout: Duration) -> Option<libc::c_int> {
+        let timeout = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: a valid set and timeout; no siginfo wanted.
+        let signal = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &timeout) };
+        (signal > 0).then_some(signal)
+    }
+
+    fn restore(&self) {
+        // SAFETY: the mask saved by `block`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for MasterSignals {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
