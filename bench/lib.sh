@@ -77,8 +77,15 @@ stop() {
     reap "$1" 10
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-fd_count() { ls "/proc/$1/fd" | wc -l; }
+# A server's RSS and open files count its children too (Surge's worker processes).
+rss_kib() {
+    local p
+    for p in "$1" $(pgrep -P "$1"); do awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null; done | awk '{ s += $1 } END { print s }'
+}
+fd_count() {
+    local p
+    for p in "$1" $(pgrep -P "$1"); do ls "/proc/$p/fd" 2>/dev/null; done | wc -l
+}
 
 # RSS once it stops moving: samples every 0.5 s until two agree within 0.5% (at most 5 s).
 settled_rss() {

@@ -52,6 +52,7 @@ function serverName(array $r): string
         'laravel.php' => 'Surge, Redis bridge',
         'echo.php' => match ([$r['kind'], $r['mode'] ?? '']) {
             ['echo', 'php_thread'] => 'Surge, worker_threads 0',
+            ['echo', 'workers'] => 'Surge, worker_num 2',
             ['echo', ''] => 'Surge, PHP push',
             ['idle', 'deflate'] => 'Surge, permessage-deflate',
             default => 'Surge',

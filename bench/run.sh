@@ -20,8 +20,8 @@
 #            after traffic).
 #   echo     50 and 1000 connections, 32-byte messages echoed by a PHP callback (echo.php), 1 s
 #            warm-up then BENCH_ECHO_SECS: round trips/s, p50/p99, server CPU per round trip.
-#            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), naive,
-#            in turn, BENCH_ECHO_ROUNDS times: each round is judged against its own naive row
+#            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), Surge
+#            with worker_num 2 (two such PHP processes), naive, in turn, BENCH_ECHO_ROUNDS times: each round is judged against its own naive row
 #            (rates here move by 30% from one minute to the next).
 #   fanout   1k and 10k clients, 100-byte messages: one at a time (20 times, until the last
 #            client has it), then a closed loop for BENCH_FANOUT_SECS after 1 s warm-up.
@@ -51,9 +51,9 @@ ECHO_ROUNDS=${BENCH_ECHO_ROUNDS:-3}
 FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-1}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
-# Every Surge row runs as shipped (the php_thread echo rows set worker_threads 0 themselves),
+# Every Surge row runs as shipped (the php_thread and workers echo rows set theirs themselves),
 # whatever this shell has set.
-unset SURGE_WORKER_THREADS
+unset SURGE_WORKER_THREADS SURGE_WORKER_NUM
 # A client process holds at most this many connections (the open-file limit is 20,000).
 CONNS_PER_CLIENT=10000
 PUSHER_PATH='/app/app-key?protocol=7&client=js&version=7.0.0'
@@ -176,12 +176,17 @@ record() {
     printf '{%s,"server":%s,"clients":%s}\n' "$1" "$SERVER_END" "$(json_array "$2")" >>"$RESULTS"
 }
 
-# run_echo NAME CONNS [SERVER [MODE [ROUND]]]: MODE php_thread runs echo.php with worker_threads 0.
+# run_echo NAME CONNS [SERVER [MODE [ROUND]]]: MODE php_thread runs echo.php with worker_threads 0,
+# MODE workers with worker_num 2 (two PHP processes, as naive has two threads), each with
+# worker_threads 0.
 run_echo() {
     local name=$1 conns=$2 server=${3:-echo.php} mode=${4:-} round=${5:-1} load out
     echo "==> $name: $conns connections, 32 B, ${ECHO_SECS} s, $server $mode (load average $(loadavg))"
     load=$(loadavg)
-    [ "$mode" = php_thread ] && export SURGE_WORKER_THREADS=0
+    case $mode in
+    php_thread) export SURGE_WORKER_THREADS=0 ;;
+    workers) export SURGE_WORKER_THREADS=0 SURGE_WORKER_NUM=2 ;;
+    esac
     start_server "$name" "$server"
     out="$WORK/$name.client"
     "$LOAD" echo --url "ws://127.0.0.1:$SERVER_PORT/" --conns "$conns" --secs "$ECHO_SECS" --warmup-secs 1 \
@@ -338,6 +343,7 @@ echo_scenario() {
         for round in $(seq "$ECHO_ROUNDS"); do
             row run_echo "echo_${conns}_r$round" "$conns" echo.php "" "$round"
             row run_echo "echo_${conns}_php_thread_r$round" "$conns" echo.php php_thread "$round"
+            row run_echo "echo_${conns}_workers_r$round" "$conns" echo.php workers "$round"
             row run_echo "echo_${conns}_naive_r$round" "$conns" naive "" "$round"
         done
     done

@@ -7,5 +7,8 @@ function bench_settings(array $own = []): array
     if (getenv('SURGE_WORKER_THREADS') !== false) {
         $settings['worker_threads'] = (int) getenv('SURGE_WORKER_THREADS');
     }
+    if (getenv('SURGE_WORKER_NUM') !== false) {
+        $settings['worker_num'] = (int) getenv('SURGE_WORKER_NUM');
+    }
     return $settings;
 }

@@ -1,11 +1,52 @@
-//! CPU time of a process, read from /proc (Linux only).
+//! CPU time and memory of a server, read from /proc (Linux only). A server is its process and
+//! that process's children: Surge with `worker_num` > 1 serves from worker processes forked by
+//! the one started.
 
 /// /proc reports CPU time in USER_HZ ticks, which Linux fixes at 100 on every architecture
 /// it exports to user space (`getconf CLK_TCK`).
 const TICKS_PER_SEC: f64 = 100.0;
 
-/// User plus system CPU seconds used so far by `pid` (`self` for this process), all threads.
+/// `pid` and its children (as /proc names; `self` stays `self`).
+fn family(pid: &str) -> Vec<String> {
+    let parent = match pid {
+        "self" => std::process::id().to_string(),
+        other => other.to_owned(),
+    };
+    let mut all = vec![pid.to_owned()];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return all;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command name: state, then the parent's pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1));
+        if ppid == Some(parent.as_str()) {
+            all.push(name);
+        }
+    }
+    all
+}
+
+/// User plus system CPU seconds used so far by `pid` (`self` for this process) and its
+/// children, all threads.
 pub fn cpu_secs(pid: &str) -> Result<f64, String> {
+    let mut total = process_cpu_secs(pid)?;
+    for child in family(pid).iter().skip(1) {
+        // A child that ended since it was listed is simply not counted.
+        total += process_cpu_secs(child).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+fn process_cpu_secs(pid: &str) -> Result<f64, String> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
@@ -25,10 +66,21 @@ pub fn cpu_secs(pid: &str) -> Result<f64, String> {
     Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
 }
 
-/// Seconds the threads of `pid` have spent on a CPU, and runnable but waiting in a run queue for
-/// one, summed over the threads alive now (`/proc/PID/task/*/schedstat`, in nanoseconds). On two
-/// shared cores the wait says how much of the machine a process was denied while it had work.
+/// Seconds the threads of `pid` and its children have spent on a CPU, and runnable but waiting
+/// in a run queue for one, summed over the threads alive now (`/proc/PID/task/*/schedstat`, in
+/// nanoseconds). On two shared cores the wait says how much of the machine a server was denied
+/// while it had work.
 pub fn sched_secs(pid: &str) -> Result<(f64, f64), String> {
+    let (mut on_cpu, mut waiting) = process_sched_secs(pid)?;
+    for child in family(pid).iter().skip(1) {
+        let (run, wait) = process_sched_secs(child).unwrap_or((0.0, 0.0));
+        on_cpu += run;
+        waiting += wait;
+    }
+    Ok((on_cpu, waiting))
+}
+
+fn process_sched_secs(pid: &str) -> Result<(f64, f64), String> {
     let dir = format!("/proc/{pid}/task");
     let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
     let (mut on_cpu, mut waiting) = (0u64, 0u64);
@@ -49,8 +101,18 @@ pub fn sched_secs(pid: &str) -> Result<(f64, f64), String> {
     Ok((on_cpu as f64 / 1e9, waiting as f64 / 1e9))
 }
 
-/// VmRSS of `pid` in KiB.
+/// VmRSS of `pid` and its children in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    let own = process_rss_kib(&pid.to_string())?;
+    let children = family(&pid.to_string())
+        .iter()
+        .skip(1)
+        .filter_map(|c| process_rss_kib(c))
+        .sum::<u64>();
+    Some(own + children)
+}
+
+fn process_rss_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -67,5 +129,18 @@ mod tests {
         let (on_cpu, waiting) = super::sched_secs("self").unwrap();
         assert!(on_cpu > 0.0 && waiting >= 0.0);
         assert!(super::sched_secs("0").is_err());
+    }
+
+    #[test]
+    fn counts_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let family = super::family("self");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(family[0], "self");
+        assert!(family.contains(&child.id().to_string()), "{family:?}");
     }
 }

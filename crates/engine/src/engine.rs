@@ -99,7 +99,7 @@ impl Engine {
     /// for the user (bad settings, address in use, ...). `handlers` are the callbacks registered
     /// so far: known before the first connection is accepted (else a request that came at once
     /// would be answered as if there were no `request` callback). A `worker` of a [`Pool`]
-    /// (`worker_num` > 1) accepts from the pool's socket instead of binding its own.
+    /// (`worker_num` > 1) accepts from its socket of the pool instead of binding one.
     ///
     /// [`Pool`]: crate::workers::Pool
     pub fn start(
@@ -121,7 +121,7 @@ impl Engine {
                 .listener
                 .try_clone()
                 .map_err(|e| format!("cannot share the listening socket: {e}"))?,
-            None => workers::bind(workers::resolve(host, port)?)?,
+            None => workers::bind(workers::resolve(host, port)?, false)?,
         };
         // Before the runtime, so that every I/O thread starts with the mask it then undoes.
         let signal_mask = PhpThreadSignals::block(config.worker_threads)?;

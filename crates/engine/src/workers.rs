@@ -1,6 +1,9 @@
 //! Worker processes (`worker_num` > 1). The process that calls start() makes a [`Pool`] before
-//! it forks anything: the listening socket every worker accepts from, the directory of the local
-//! bus (see `bus.rs`), and the fd counters. Each worker's engine then starts from its
+//! it forks anything: a listening socket per worker, all on one port with SO_REUSEPORT (the
+//! kernel spreads new connections over them; from one shared socket, the worker that woke first
+//! took every connection of a burst), the directory of the local bus (see `bus.rs`), and the fd
+//! counters. The master keeps every socket open, so connections that come for a dead worker
+//! wait in its queue for the worker started in its place. Each worker's engine then starts from its
 //! [`Worker`]. fds are striped: worker `w` of `n` hands out `w + 1`, `w + 1 + n`, `w + 1 + 2n`
 //! ..., so any worker knows from an fd which worker owns it, and a worker restarted in a dead
 //! one's place goes on counting where it stopped (the counters are in shared memory), so fds
@@ -14,7 +17,7 @@ use std::sync::Arc;
 /// What the process calling start() holds while its workers serve.
 pub struct Pool {
     count: usize,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     bus_dir: BusDir,
     counters: Arc<SharedCounters>,
 }
@@ -31,16 +34,23 @@ pub struct Worker {
 impl Pool {
     /// Binds `host:port` and prepares for `count` workers. Errors are messages for the user.
     pub fn new(host: &str, port: u16, count: usize) -> Result<Pool, String> {
+        let first = bind(resolve(host, port)?, true)?;
+        // Port 0 picked a free port: the others take the same.
+        let addr = first.local_addr().map_err(|e| e.to_string())?;
+        let mut listeners = vec![first];
+        for _ in 1..count {
+            listeners.push(bind(addr, true)?);
+        }
         Ok(Pool {
             count,
-            listener: bind(resolve(host, port)?)?,
+            listeners,
             bus_dir: BusDir::create()?,
             counters: Arc::new(SharedCounters::new(count)?),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
+        self.listeners[0]
             .local_addr()
             .expect("a bound socket has an address")
     }
@@ -50,8 +60,7 @@ impl Pool {
         Ok(Worker {
             id,
             count: self.count,
-            listener: self
-                .listener
+            listener: self.listeners[id]
                 .try_clone()
                 .map_err(|e| format!("cannot share the listening socket: {e}"))?,
             bus_dir: self.bus_dir.path.clone(),
@@ -68,13 +77,16 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("host '{host}' has no address"))
 }
 
-/// The listening socket, bound with SO_REUSEADDR and a backlog of 1024, not yet registered with
-/// any runtime (so that it can be made before forking).
-pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+/// A listening socket, bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's) and a backlog
+/// of 1024, not yet registered with any runtime (so that it can be made before forking).
+pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, String> {
     use socket2::{Domain, Socket, Type};
     let listen = || -> std::io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
