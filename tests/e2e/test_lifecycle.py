@@ -258,7 +258,7 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->set(['ping_interval' => 'soon']);", "'ping_interval'"),
         ("$s->set(['worker_threads' => -1]);", "'worker_threads'"),
         ("$s->set(['worker_threads' => 257]);", "'worker_threads'"),
-        ("$s->set(['worker_num' => 4]);", "'worker_num'"),
+        ("$s->set(['worker_num' => 0]);", "'worker_num'"),
         ("$s->set(['task_worker_num' => 2]);", "'task_worker_num'"),
         ("$s->set(['websocket_compression' => 'yes']);", "'websocket_compression'"),
         ("$s->set(['document_root' => '/no/such/directory']);", "'document_root'"),

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::config::Config;
+use crate::logging;
+
 /// What the process calling start() holds while its workers serve.
 pub struct Pool {
     count: usize,
@@ -32,15 +35,20 @@ pub struct Worker {
 }
 
 impl Pool {
-    /// Binds `host:port` and prepares for `count` workers. Errors are messages for the user.
-    pub fn new(host: &str, port: u16, count: usize) -> Result<Pool, String> {
-        let first = bind(resolve(host, port)?, true)?;
-        // Port 0 picked a free port: the others take the same.
-        let addr = first.local_addr().map_err(|e| e.to_string())?;
-        let mut listeners = vec![first];
-        for _ in 1..count {
-            listeners.push(bind(addr, true)?);
-        }
+    /// Binds `host:port` and prepares for `config.worker_num` workers (and starts the log, for
+    /// the master's lines). Errors are messages for the user.
+    pub fn new(config: &Config, host: &str, port: u16) -> Result<Pool, String> {
+        logging::init(config.log_level);
+        let count = config.worker_num;
+        // Bound first without SO_REUSEPORT, which fails if anything listens on the port, even
+        // another server's workers (sockets that all set SO_REUSEPORT share a port silently).
+        // Port 0 picks a free port here, which the workers' sockets then take.
+        let addr = bind(resolve(host, port)?, false)?
+            .local_addr()
+            .map_err(|e| e.to_string())?;
+        let listeners = (0..count)
+            .map(|_| bind(addr, true))
+            .collect::<Result<_, _>>()?;
         Ok(Pool {
             count,
             listeners,
@@ -233,9 +241,27 @@ pub(crate) fn socket_path(dir: &Path, id: usize) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn workers(n: usize) -> Config {
+        Config {
+            worker_num: n,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_even_by_sockets_that_share_it() {
+        let pool = Pool::new(&workers(2), "127.0.0.1", 0).unwrap();
+        let port = pool.local_addr().port();
+        let err = Pool::new(&workers(2), "127.0.0.1", port).err().unwrap();
+        assert!(
+            err.starts_with(&format!("cannot listen on 127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn striped_fds_name_their_owner_and_continue_after_a_restart() {
-        let pool = Pool::new("127.0.0.1", 0, 3).unwrap();
+        let pool = Pool::new(&workers(3), "127.0.0.1", 0).unwrap();
         let first = FdSource::worker(&pool.worker(1).unwrap());
         assert_eq!([first.next(), first.next()], [2, 5]);
         // A worker restarted in the place of worker 1 goes on from its counter.
@@ -254,7 +280,7 @@ mod tests {
     #[test]
     fn the_bus_directory_is_private_and_removed_by_its_maker() {
         use std::os::unix::fs::PermissionsExt;
-        let pool = Pool::new("127.0.0.1", 0, 2).unwrap();
+        let pool = Pool::new(&workers(2), "127.0.0.1", 0).unwrap();
         let path = pool.bus_dir.path.clone();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);

@@ -62,7 +62,7 @@ enum Forked {
 pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     config.validate().map_err(|e| error(e.0))?;
     let count = config.worker_num;
-    let pool = Pool::new(&server.get_host(), server.get_port() as u16, count).map_err(error)?;
+    let pool = Pool::new(&config, &server.get_host(), server.get_port() as u16).map_err(error)?;
     server.set_running(true, Some(pool.local_addr().port()));
     let signals = MasterSignals::block();
     let mut children: Vec<Option<Child>> = Vec::with_capacity(count);

@@ -1,0 +1,53 @@
+<?php
+// worker_num 2 (or SURGE_WORKERS): every callback says which worker ran it, and text commands
+// reach connections of the other worker: "cmd:ARG1:ARG2".
+$server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+$settings = getenv('SURGE_SETTINGS') ? json_decode(getenv('SURGE_SETTINGS'), true) : [];
+$server->set($settings + ['worker_num' => (int) (getenv('SURGE_WORKERS') ?: 2), 'log_level' => 'info']);
+
+$table = new Surge\Table(64);
+$table->column('worker', Surge\Table::TYPE_INT);
+$table->create();
+
+// One write per line: three processes write to the same output.
+function out(string $line): void { echo $line . "\n"; }
+
+$server->on('start', fn($s) => out("start worker_id={$s->worker_id} master={$s->master_pid} pid=" . getmypid()));
+$server->on('workerStart', fn($s, $id) => out("workerStart $id worker_id={$s->worker_id} pid={$s->worker_pid} master={$s->master_pid}"));
+$server->on('workerStop', fn($s, $id) => out("workerStop $id"));
+$server->on('shutdown', fn($s) => out("shutdown in " . getmypid()));
+$server->on('open', function ($s, $req) use ($table) {
+    $table->set((string) $req->fd, ['worker' => $s->worker_id]);
+    out("open {$req->fd} worker {$s->worker_id}");
+});
+$server->on('close', fn($s, $fd) => out("close $fd worker {$s->worker_id}"));
+$server->on('message', function ($s, $frame) use ($table) {
+    [$cmd, $a, $b] = explode(':', $frame->data, 3) + ['', '', ''];
+    $reply = match ($cmd) {
+        'who' => ['worker' => $s->worker_id, 'fd' => $frame->fd, 'pid' => getmypid()],
+        // The chat room of the articles: a PHP loop over every connection.
+        'chat' => (function () use ($s, $frame, $a) {
+            $n = 0;
+            foreach ($s->connections as $fd) {
+                $n += $s->push($fd, "chat from {$frame->fd}: $a") ? 1 : 0;
+            }
+            return ['pushed' => $n, 'count' => count($s->connections)];
+        })(),
+        'probe' => ['exist' => $s->exist((int) $a), 'established' => $s->isEstablished((int) $a),
+                    'info' => $s->getClientInfo((int) $a), 'push' => $s->push((int) $a, "to $a from worker {$s->worker_id}"),
+                    'table' => $table->get($a, 'worker')],
+        'kick' => $s->disconnect((int) $a, 4000, 'kicked'),
+        'join' => $s->join((int) $a, $b),
+        'leave' => $s->leave((int) $a, $b),
+        'publish' => $s->publish($a, $b),
+        'channels' => ['all' => $s->channels(), 'members' => $s->members($a), 'of' => $s->channelsOf((int) $b)],
+        'broadcast' => $s->broadcast($a, [$frame->fd]),
+        'stats' => $s->stats(),
+        'exit' => exit(3),
+        'shutdown' => $s->shutdown(),
+        default => "unknown $cmd",
+    };
+    $s->push($frame->fd, json_encode($reply));
+});
+$server->start();
+out("start() returned in " . getmypid());

@@ -1,0 +1,228 @@
+"""worker_num > 1: worker processes on one port, each reaching the others' connections (push,
+the PHP loop over connections, channels, disconnect, getClientInfo, stats), the master's
+lifecycle (start, shutdown, signals), a dead worker replaced, and what refuses to start."""
+
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from conftest import close_code, run_php
+
+CLIENTS = 16
+
+
+@pytest.fixture
+def stack():
+    """Clients entered here are closed at the end of the test."""
+    with contextlib.ExitStack() as clients:
+        yield clients
+
+
+def ask(ws, cmd: str):
+    ws.send(cmd)
+    return json.loads(ws.recv(timeout=5))
+
+
+def start_workers(php_server, tmp_path, **env):
+    # A temporary directory of the test's own: the bus's socket directory must be gone after.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    srv = php_server("workers.php", env={"TMPDIR": str(tmp), **env})
+    srv.wait_output("start worker_id=-1")
+    return srv
+
+
+def clients_on_both_workers(srv, stack, n=CLIENTS):
+    """n clients (SO_REUSEPORT spreads them; 16 all on one of two workers: 1 in 32768), with
+    what each was told: its worker and fd."""
+    clients = [stack.enter_context(connect(srv.url)) for _ in range(n)]
+    who = [ask(ws, "who") for ws in clients]
+    assert {w["worker"] for w in who} == {0, 1}, who
+    return clients, who
+
+
+def test_workers_start_with_their_ids_and_the_master_runs_start(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    out = srv.wait_output("workerStart 1")
+    master = int(re.search(r"^start worker_id=-1 master=(\d+) pid=(\d+)$", out, re.M).group(1))
+    assert master == srv.proc.pid
+    starts = re.findall(r"^workerStart (\d) worker_id=(\d) pid=(\d+) master=(\d+)$", out, re.M)
+    assert sorted((s[0], s[1]) for s in starts) == [("0", "0"), ("1", "1")]
+    assert len({s[2] for s in starts} | {str(master)}) == 3, "two worker processes besides the master"
+    assert {int(s[3]) for s in starts} == {master}
+    assert out.count("start worker_id") == 1
+
+
+def test_an_fd_names_its_worker_and_a_php_loop_over_connections_reaches_every_client(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who = clients_on_both_workers(srv, stack)
+    for w in who:
+        assert (w["fd"] - 1) % 2 == w["worker"], who
+    assert len({w["fd"] for w in who}) == CLIENTS
+    clients[0].send("chat:hello")
+    # The sender is one of the connections: its copy comes before the answer.
+    for ws in clients:
+        assert ws.recv(timeout=5) == f"chat from {who[0]['fd']}: hello"
+    assert json.loads(clients[0].recv(timeout=5)) == {"pushed": CLIENTS, "count": CLIENTS}
+    stats = ask(clients[1], "stats")
+    assert stats["connection_num"] == CLIENTS
+    assert stats["messages_in"] >= CLIENTS + 2
+
+
+def pair_across_workers(srv, stack):
+    clients, who = clients_on_both_workers(srv, stack)
+    a = next(i for i, w in enumerate(who) if w["worker"] == 0)
+    b = next(i for i, w in enumerate(who) if w["worker"] == 1)
+    return clients, who, a, b
+
+
+def test_push_exist_and_client_info_for_a_connection_of_the_other_worker(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    fd_b = who[b]["fd"]
+    probe = ask(clients[a], f"probe:{fd_b}")
+    assert probe["exist"] is True and probe["established"] is True and probe["push"] is True
+    assert probe["info"]["remote_ip"] == "127.0.0.1"
+    assert probe["info"]["remote_port"] == clients[b].local_address[1]
+    assert probe["info"]["server_port"] == srv.port
+    assert probe["info"]["websocket_status"] == 3
+    # The table is shared: the other worker's open callback wrote this row.
+    assert probe["table"] == 1
+    assert clients[b].recv(timeout=5) == f"to {fd_b} from worker 0"
+    # An fd of the other worker that never existed (fds of worker 1 are even).
+    gone = ask(clients[a], "probe:1000000")
+    assert gone["exist"] is False and gone["established"] is False and gone["info"] is False
+
+
+def test_disconnect_closes_a_connection_of_the_other_worker(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    fd_b = who[b]["fd"]
+    assert ask(clients[a], f"kick:{fd_b}") is True
+    assert close_code(clients[b]) == 4000
+    srv.wait_output(f"close {fd_b} worker 1")
+    assert ask(clients[a], f"probe:{fd_b}")["exist"] is False
+    assert ask(clients[a], f"kick:{fd_b}") is False
+
+
+def test_channels_span_workers(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    fd_a, fd_b = who[a]["fd"], who[b]["fd"]
+    # Worker 0 puts both in the room, one of them a connection of worker 1.
+    assert ask(clients[a], f"join:{fd_a}:room") is True
+    assert ask(clients[a], f"join:{fd_b}:room") is True
+    assert ask(clients[a], f"join:{fd_b}:room") is False
+    listed = ask(clients[b], f"channels:room:{fd_b}")
+    assert listed == {"all": {"room": 2}, "members": sorted([fd_a, fd_b]), "of": ["room"]}
+    # Published from worker 1: both members, on both workers, get it once (the publisher's
+    # copy comes before the answer).
+    clients[b].send("publish:room:news")
+    assert clients[b].recv(timeout=5) == "news"
+    assert json.loads(clients[b].recv(timeout=5)) == 2
+    assert clients[a].recv(timeout=5) == "news"
+    assert ask(clients[b], f"leave:{fd_a}:room") is True
+    assert ask(clients[a], "channels:room:0")["members"] == [fd_b]
+
+
+def test_broadcast_reaches_every_worker_but_the_excluded(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who = clients_on_both_workers(srv, stack)
+    assert ask(clients[0], "broadcast:all of you") == CLIENTS - 1
+    for ws in clients[1:]:
+        assert ws.recv(timeout=5) == "all of you"
+
+
+def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who = clients_on_both_workers(srv, stack, 8)
+    srv.signal(signal.SIGTERM)
+    for ws in clients:
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=15) == 0
+    out = srv.stdout()
+    assert sorted(re.findall(r"^workerStop (\d)$", out, re.M)) == ["0", "1"]
+    assert out.count("shutdown in") == 1
+    assert f"shutdown in {srv.proc.pid}" in out
+    # Only the master goes on after start(): a worker ends there.
+    assert re.findall(r"^start\(\) returned in (\d+)$", out, re.M) == [str(srv.proc.pid)]
+    assert out.index("workerStop") < out.index("shutdown in")
+    assert not list((tmp_path / "tmp").iterdir()), "the bus's directory is removed"
+
+
+def test_shutdown_in_a_worker_stops_the_whole_server(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    clients[b].send("shutdown")
+    assert close_code(clients[a]) == 1001
+    assert srv.wait(timeout=15) == 0
+    assert srv.stdout().count("shutdown in") == 1
+
+
+def test_a_worker_that_exits_is_replaced_and_fds_are_not_reused(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    old_pid = who[b]["pid"]
+    highest = max(w["fd"] for w in who if w["worker"] == 1)
+    clients[b].send("exit")
+    # Its clients lose their connection; the other worker's stay.
+    assert close_code(clients[b]) in (1006, 1011, 1001)
+    srv.wait_output("worker 1 exited (status 3); starting another", stream="stderr", timeout=10)
+    deadline = time.monotonic() + 10
+    while len(new := re.findall(r"^workerStart 1 worker_id=1 pid=(\d+)", srv.stdout(), re.M)) < 2:
+        assert time.monotonic() < deadline, srv.stdout()
+        time.sleep(0.05)
+    assert int(new[1]) != old_pid
+    assert ask(clients[a], "who")["worker"] == 0
+    # New clients reach the new worker 1 too, with fds it never gave before.
+    later = [stack.enter_context(connect(srv.url)) for _ in range(CLIENTS)]
+    seen = [ask(ws, "who") for ws in later]
+    on_new = [w["fd"] for w in seen if w["worker"] == 1]
+    assert on_new and min(on_new) > highest, (highest, seen)
+    later[0].send("chat:again")
+    assert later[0].recv(timeout=5) == f"chat from {seen[0]['fd']}: again"
+    survivors = sum(1 for w in who if w["worker"] == 0)
+    assert json.loads(later[0].recv(timeout=5))["pushed"] == survivors + CLIENTS
+
+
+def test_a_worker_that_cannot_start_makes_start_throw_and_leaves_no_process(tmp_path):
+    # The certificate exists (set() checks that) but is not one: each worker's engine refuses it.
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    script = tmp_path / "bad.php"
+    script.write_text(
+        "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
+        f"$s->set(['worker_num' => 2, 'ssl_cert_file' => '{bad}', 'ssl_key_file' => '{bad}']);\n"
+        "$s->on('message', fn() => null);\n"
+        "try { $s->start(); echo 'started'; } catch (Surge\\Exception $e) { echo 'thrown: ', $e->getMessage(), ' by ', getmypid(); }\n"
+    )
+    r = run_php(script, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"thrown: worker 0: .*certificate.* by \d+", r.stdout, re.S | re.I), r.stdout
+    pid = r.stdout.rsplit(" ", 1)[1]
+    leftover = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True).stdout
+    assert leftover == ""
+
+
+def test_port_in_use_throws_before_any_worker_starts(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    r = run_php(f"<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', {srv.port});"
+                "$s->set(['worker_num' => 2]); $s->on('workerStart', fn() => print('worker started'));"
+                "try { $s->start(); } catch (Surge\\Exception $e) { echo $e->getMessage(); }")
+    assert r.returncode == 0, r.stderr
+    assert f"cannot listen on 127.0.0.1:{srv.port}" in r.stdout
+    assert "worker started" not in r.stdout
+
+
+def test_the_pusher_protocol_needs_one_worker():
+    r = run_php("<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);"
+                "try { $s->set(['worker_num' => 2, 'pusher' => ['app_id' => '1', 'key' => 'k', 'secret' => 's']]); }"
+                "catch (Surge\\Exception $e) { echo $e->getMessage(); }")
+    assert r.returncode == 0, r.stderr
+    assert "'pusher' needs 'worker_num' 1" in r.stdout
