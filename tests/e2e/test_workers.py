@@ -4,10 +4,12 @@ lifecycle (start, shutdown, signals), a dead worker replaced, and what refuses t
 
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
@@ -139,6 +141,32 @@ def test_broadcast_reaches_every_worker_but_the_excluded(php_server, tmp_path, s
         assert ws.recv(timeout=5) == "all of you"
 
 
+def test_laravel_broadcasts_through_redis_reach_each_member_once(php_server, tmp_path, stack, redis_server):
+    settings = json.dumps({"redis": redis_server.url})
+    srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=settings, SURGE_SUBSCRIBE="news")
+    clients, who, a, b = pair_across_workers(srv, stack)
+    for i in (a, b):
+        assert ask(clients[i], f"join:{who[i]['fd']}:news") is True
+    # Each worker has its own subscription: Redis counts two.
+    deadline = time.monotonic() + 10
+    while dict(redis_server.client.pubsub_numsub("laravel_database_news"))["laravel_database_news"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    event = {"event": "Shipped", "data": {"id": 1, "socket": None}, "socket": None}
+    assert redis_server.client.publish("laravel_database_news", json.dumps(event)) == 2
+    expected = {"event": "Shipped", "channel": "news", "data": {"id": 1, "socket": None}}
+    for i in (a, b):
+        assert json.loads(clients[i].recv(timeout=5)) == expected
+    # toOthers(): the socket id of worker 1's client, asked from worker 0, leaves only it out.
+    socket_b = ask(clients[a], f"socket:{who[b]['fd']}")
+    assert socket_b == f"{who[b]['pid']}.{who[b]['fd']}"
+    event = {"event": "Said", "data": {"socket": socket_b}, "socket": socket_b}
+    redis_server.client.publish("laravel_database_news", json.dumps(event))
+    assert json.loads(clients[a].recv(timeout=5))["event"] == "Said"
+    with pytest.raises(TimeoutError):
+        clients[b].recv(timeout=0.5)
+
+
 def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who = clients_on_both_workers(srv, stack, 8)
@@ -189,6 +217,40 @@ def test_a_worker_that_exits_is_replaced_and_fds_are_not_reused(php_server, tmp_
     assert later[0].recv(timeout=5) == f"chat from {seen[0]['fd']}: again"
     survivors = sum(1 for w in who if w["worker"] == 0)
     assert json.loads(later[0].recv(timeout=5))["pushed"] == survivors + CLIENTS
+
+
+def worker_pids(srv) -> dict:
+    return {int(i): int(p) for i, p in re.findall(r"^workerStart (\d) worker_id=\d pid=(\d+)", srv.stdout(), re.M)}
+
+
+def test_a_killed_worker_is_replaced_and_a_killed_master_takes_its_workers_along(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    srv.wait_output("workerStart 1")
+    first = worker_pids(srv)
+    os.kill(first[0], signal.SIGKILL)
+    srv.wait_output("worker 0 exited (killed by signal 9); starting another", stream="stderr", timeout=10)
+    deadline = time.monotonic() + 10
+    while worker_pids(srv)[0] == first[0]:
+        assert time.monotonic() < deadline, srv.stdout()
+        time.sleep(0.05)
+    clients, who = clients_on_both_workers(srv, stack)
+    srv.proc.kill()
+    srv.proc.wait()
+    for ws in clients:
+        assert close_code(ws) == 1001
+    for pid in worker_pids(srv).values():
+        deadline = time.monotonic() + 10
+        while running(pid):
+            assert time.monotonic() < deadline, f"worker {pid} outlived its master"
+            time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by whoever adopted it, maybe never here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_worker_that_cannot_start_makes_start_throw_and_leaves_no_process(tmp_path):

@@ -157,6 +157,15 @@ fn spawn(
         )),
         0 => {
             drop(read);
+            // A master that is killed (SIGKILL, a crash) takes its workers with it: they get
+            // SIGTERM and stop as they would at a stop.
+            // SAFETY: plain calls on this process.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() as u32 != server.master_pid.get() {
+                    libc::_exit(1);
+                }
+            }
             signals.restore();
             server.worker_id.set(id as i64);
             let mut ready = Ready(Some(write));

@@ -5,6 +5,11 @@ $server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
 $settings = getenv('SURGE_SETTINGS') ? json_decode(getenv('SURGE_SETTINGS'), true) : [];
 $server->set($settings + ['worker_num' => (int) (getenv('SURGE_WORKERS') ?: 2), 'log_level' => 'info']);
 
+if (getenv('SURGE_SUBSCRIBE')) {
+    // Before start(): every worker subscribes.
+    $server->subscribe(explode(',', getenv('SURGE_SUBSCRIBE')));
+}
+
 $table = new Surge\Table(64);
 $table->column('worker', Surge\Table::TYPE_INT);
 $table->create();
@@ -43,6 +48,7 @@ $server->on('message', function ($s, $frame) use ($table) {
         'channels' => ['all' => $s->channels(), 'members' => $s->members($a), 'of' => $s->channelsOf((int) $b)],
         'broadcast' => $s->broadcast($a, [$frame->fd]),
         'stats' => $s->stats(),
+        'socket' => $s->socketId((int) $a),
         'exit' => exit(3),
         'shutdown' => $s->shutdown(),
         default => "unknown $cmd",
