@@ -176,6 +176,45 @@ def test_no_state_leaks_between_connections(php_server, app_env):
     assert recv_json(alice)["data"]["said"] == 9
 
 
+def test_worker_processes_serve_the_app_together(php_server, app_env):
+    """worker_num 2: users on both workers chat through one channel, an artisan broadcast reaches
+    every subscriber once, and the counters in the cache are the same whichever worker asks."""
+    # A Pusher app in config/broadcasting.php is left out (set() would refuse it), with a word.
+    pusher = {"PUSHER_APP_KEY": "key", "PUSHER_APP_SECRET": "secret", "PUSHER_APP_ID": "1"}
+    server = serve(php_server, app_env, SURGE_SETTINGS=json.dumps({"worker_num": 2}), **pusher)
+    assert "pusher   off: the Pusher protocol needs worker_num 1 (surge.settings)" in server.stdout()
+    clients = []
+    for i in range(16):
+        token = ["token-alice", "token-bob", None, "token-carol"][i % 4]
+        ws, socket_id, welcome = open_client(server, token)
+        clients.append((ws, socket_id, welcome["user"]))
+    # A socket id is "<pid>.<fd>": the clients are on two processes (1 in 32768 that they are not).
+    assert len({socket_id.split(".")[0] for _, socket_id, _ in clients}) == 2
+    alice = clients[0][0]
+    alice.send(json.dumps({"say": "hi all"}))
+    for ws, _, _ in clients[1:]:
+        assert recv_json(ws) == {"event": "chat", "data": {"from": "alice", "text": "hi all"}}
+    for ws, _, _ in clients:
+        assert subscribe(ws, "orders")["event"] == "surge:subscribed"
+    out = artisan("app:broadcast", "orders", "to every worker", env=app_env)
+    assert out.returncode == 0, out.stderr
+    for ws, _, _ in clients:
+        assert recv_json(ws)["data"]["message"] == "to every worker"
+        assert_silent(ws, 0.05)
+    # The handler opened the database in the command's process; each worker has its own.
+    for ws, socket_id, _ in clients:
+        ws.send(json.dumps({"pdo": True}))
+        assert recv_json(ws)["data"] == {"parents": False, "pid": int(socket_id.split(".")[0])}
+    # alice has four connections, maybe on both workers: each sees what the other counted.
+    alices = [ws for ws, _, user in clients if user == "alice"]
+    for ws in alices:
+        ws.send(json.dumps({"whoami": True}))
+        assert recv_json(ws)["data"]["said"] == 1
+    server.signal(__import__("signal").SIGTERM)
+    assert server.wait() == 0
+    assert "Surge stopped." in server.stdout()
+
+
 def test_missing_extension_says_how_to_install_it(app_env):
     out = artisan("surge:serve", env=app_env, surge=False)
     assert out.returncode == 1

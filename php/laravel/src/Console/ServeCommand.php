@@ -133,6 +133,9 @@ class ServeCommand extends Command
         if (! filter_var($config['enabled'] ?? true, FILTER_VALIDATE_BOOLEAN)) {
             return [$settings, []];
         }
+        if ((int) ($settings['worker_num'] ?? 1) > 1) {
+            return [$settings, ['off: the Pusher protocol needs worker_num 1 (surge.settings)']];
+        }
         $options = $config['options'] ?? [];
         if (! is_array($options)) {
             throw new InvalidArgumentException('surge.pusher.options must be an array (client_events, client_event_rate, max_connections, activity_timeout)');
@@ -162,6 +165,11 @@ class ServeCommand extends Command
 
         $server->on('start', function ($server) {
             $this->line(sprintf('Surge listening on ws://%s:%d (pid %d)', $server->host, $server->port, getmypid()));
+        });
+        $server->on('workerStart', function ($server, int $workerId) use ($lifecycle) {
+            if ($server->worker_pid !== $server->master_pid) {
+                $lifecycle->forked();
+            }
         });
         $server->on('open', function ($server, $request) use ($handler, $lifecycle) {
             $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), HttpRequest::from($request));

@@ -70,6 +70,26 @@ class Lifecycle
         $this->bindRequest(IlluminateRequest::create('http://localhost/'));
     }
 
+    /**
+     * In a worker process (worker_num > 1), forked from the one that ran the command: database
+     * and Redis connections opened before the fork are the parent's sockets, shared with every
+     * other worker; they are dropped here so that each worker opens its own on first use.
+     */
+    public function forked(): void
+    {
+        $app = $this->app;
+        if ($app->resolved('db')) {
+            foreach (array_keys($app['db']->getConnections()) as $name) {
+                $app['db']->purge($name);
+            }
+        }
+        if ($app->resolved('redis')) {
+            foreach (array_keys($app['redis']->connections() ?? []) as $name) {
+                $app['redis']->purge($name);
+            }
+        }
+    }
+
     private function bindRequest(IlluminateRequest $request): void
     {
         // instance() fires Laravel's own 'request' rebinding: the auth provider sets the user resolver.

@@ -19,6 +19,14 @@ use Surge\WebSocket\Server;
  */
 class AppHandler extends ChannelHandler
 {
+    /** The database connection the command's process opened, before any worker was forked. */
+    private ?\PDO $parentPdo;
+
+    public function __construct()
+    {
+        $this->parentPdo = DB::connection()->getPdo();
+    }
+
     protected function user(Request $request): ?Authenticatable
     {
         $token = request()->query('token'); // request() is the handshake during onOpen
@@ -63,6 +71,12 @@ class AppHandler extends ChannelHandler
                 'from' => $user?->name ?? 'guest',
                 'text' => htmlspecialchars($message['say'], ENT_QUOTES),
             ]]), [$fd]);
+        } elseif (isset($message['pdo'])) {
+            // Each worker process must have a connection of its own, not its parent's socket.
+            $this->send($server, $fd, 'pdo', null, [
+                'parents' => DB::connection()->getPdo() === $this->parentPdo,
+                'pid' => getmypid(),
+            ]);
         } elseif (isset($message['begin'])) {
             DB::beginTransaction(); // and "forget" to commit: the next callback must not be in it
             User::where('name', $message['begin'])->update(['name' => 'renamed']);
