@@ -169,7 +169,16 @@ namespace Surge\WebSocket {
         /** The port listened on: the real one once start() has bound it, when 0 was given. */
         public readonly int $port;
 
-        /** The established WebSocket connections at the time of reading (unlike Swoole: no HTTP clients, no handshakes in progress, no closing connections); count() and foreach give their fds. */
+        /** This process's worker: 0 to worker_num - 1 in a worker process, -1 in their master (the process that called start()), 0 without worker processes. */
+        public readonly int $worker_id;
+
+        /** This process's id. */
+        public readonly int $worker_pid;
+
+        /** The id of the process that called start(): the master of the worker processes. */
+        public readonly int $master_pid;
+
+        /** The established WebSocket connections at the time of reading (unlike Swoole: no HTTP clients, no handshakes in progress, no closing connections), of every worker process; count() and foreach give their fds. */
         public readonly Connections $connections;
 
         /** Creates a server that will listen on $host:$port when start() runs (port 0 picks a free port); throws Surge\Exception for a port outside 0-65535. */
@@ -177,22 +186,22 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num => 1, task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
         public function set(array $settings): bool
         {
         }
 
-        /** Sets the callback for an event (case-insensitive), null removes it: start($server), workerStart($server, $workerId), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); an unknown event throws Surge\Exception. The callable is resolved here, in the caller's scope, as PHP resolves callable arguments: a class may register its own private methods ([$this, 'onMessage']); one that is not callable from here throws Surge\Exception. */
+        /** Sets the callback for an event (case-insensitive), null removes it: start($server) (in the master with worker_num > 1), workerStart($server, $workerId), workerStop($server, $workerId) (after the stop, before shutdown), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); an unknown event throws Surge\Exception. The callable is resolved here, in the caller's scope, as PHP resolves callable arguments: a class may register its own private methods ([$this, 'onMessage']); one that is not callable from here throws Surge\Exception. */
         public function on(string $event, ?callable $callback): bool
         {
         }
 
-        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, lets HTTP requests under way get their answer, runs the shutdown callback and returns true; after a fatal error in a callback (memory_limit, E_USER_ERROR) closes every client with 1011 (a request whose callback it was gets a 500) and ends the script as PHP does after any fatal error (exit status 255, register_shutdown_function functions run, the shutdown callback does not); throws Surge\Exception if it cannot listen, is already running, has already served and stopped (a server serves once: create a new one), or is called from a callback of a running server (one server serves per process). */
+        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, lets HTTP requests under way get their answer, runs the shutdown callback and returns true; after a fatal error in a callback (memory_limit, E_USER_ERROR) closes every client with 1011 (a request whose callback it was gets a 500) and ends the script as PHP does after any fatal error (exit status 255, register_shutdown_function functions run, the shutdown callback does not); throws Surge\Exception if it cannot listen, is already running, has already served and stopped (a server serves once: create a new one), or is called from a callback of a running server (one server serves per process). With worker_num > 1 the calling process forks the workers and returns once they all stopped (throwing if one could not start); a worker runs the callbacks and ends as exit(0) would, never returning. */
         public function start(): bool
         {
         }
 
-        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow; throws if text is not UTF-8. */
+        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow (for a connection of another worker process: true once handed to it); throws if text is not UTF-8. */
         public function push(int $fd, string $data, ?int $opcode = null): bool
         {
         }
@@ -277,7 +286,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Counters since start(): start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
+        /** Counters since start(), summed over the worker processes: start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
         public function stats(): array
         {
         }
@@ -297,7 +306,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Asks start() to stop: it closes every client with 1001, runs the shutdown callback and returns; safe to call from any callback. */
+        /** Asks start() to stop: it closes every client with 1001, runs the shutdown callback and returns; safe to call from any callback; in a worker process, stops every worker. */
         public function shutdown(): bool
         {
         }
