@@ -29,7 +29,8 @@ if [ $# -eq 0 ]; then
   # 6 s under valgrind, so the set stays small enough for CI): every server test as shipped, and
   # the message, HTTP, file and stream paths with worker_threads 0 too (inline_dispatch's
   # pointers); every method with hostile arguments; the Table's binding (values of every type,
-  # refusals, iteration, forked children); the Redis, channel and Pusher events that reach PHP.
+  # refusals, iteration, forked children); the Redis, channel and Pusher events that reach PHP;
+  # worker processes (the master's forks, the bus between workers, a worker replaced).
   t=tests/e2e
   set -- $t/test_server.py $t/test_php_thread_io.py $t/test_hostile_calls.py \
     $t/test_table.py::test_constants_and_schema_methods_return_true \
@@ -51,6 +52,11 @@ if [ $# -eq 0 ]; then
     $t/test_channels.py::test_a_closing_connection_leaves_all_its_channels \
     $t/test_pusher.py::test_php_callbacks_observe_subscriptions_and_client_events \
     $t/test_pusher.py::test_every_client_event_reaches_php_with_its_data_decoded \
+    $t/test_workers.py::test_an_fd_names_its_worker_and_a_php_loop_over_connections_reaches_every_client \
+    $t/test_workers.py::test_push_exist_and_client_info_for_a_connection_of_the_other_worker \
+    $t/test_workers.py::test_channels_span_workers \
+    $t/test_workers.py::test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once \
+    $t/test_workers.py::test_a_worker_that_exits_is_replaced_and_fds_are_not_reused \
     -k "not php_thread or test_php_thread_io or hostile or open_message_close or request_callback or sendfile or in_chunks"
 fi
 status=0
