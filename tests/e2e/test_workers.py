@@ -184,6 +184,19 @@ def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_se
     assert not list((tmp_path / "tmp").iterdir()), "the bus's directory is removed"
 
 
+def test_ctrl_c_reaches_every_process_and_each_worker_still_sees_its_clients_close(php_server, tmp_path, stack):
+    """A terminal's Ctrl-C signals the whole process group, and the master then sends SIGTERM:
+    a worker takes the second signal as the same stop, not as "cut the wait short"."""
+    srv = start_workers(php_server, tmp_path)
+    clients, who = clients_on_both_workers(srv, stack)
+    os.killpg(srv.proc.pid, signal.SIGINT)
+    for ws in clients:
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=15) == 0
+    closed = {int(fd) for fd in re.findall(r"^close (\d+) worker", srv.stdout(), re.M)}
+    assert closed == {w["fd"] for w in who}
+
+
 def test_shutdown_in_a_worker_stops_the_whole_server(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who, a, b = pair_across_workers(srv, stack)

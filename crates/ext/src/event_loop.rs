@@ -138,10 +138,10 @@ fn serve_and_stop(
         next = serve(server, this, &engine);
     }
     if next == Next::Continue {
-        next = drain(server, this, &engine, Next::Continue);
+        next = drain(server, this, &engine, Next::Continue, whole);
     }
     if next == Next::Fatal {
-        drain(server, this, &engine, Next::Fatal);
+        drain(server, this, &engine, Next::Fatal, whole);
     }
     let worker_id = engine.worker().0 as i64;
     let mut ended = match next {
@@ -155,15 +155,20 @@ fn serve_and_stop(
             false => Ended::Worker,
         };
     }
-    // Release everything PHP's GC cannot see (callables may hold the server) and stop Tokio;
-    // `Server::served` keeps start() from serving again without them.
     server.engine.borrow_mut().take();
     drop(engine);
+    release(server);
+    Ok(ended)
+}
+
+/// After serving: releases everything PHP's GC cannot see (callables may hold the server);
+/// `Server::served` keeps start() from serving again without them. The engine (and with it
+/// Tokio) is gone by then.
+pub fn release(server: &Server) {
     server.callbacks.borrow_mut().clear();
     server.frames.clear();
     server.timers.borrow_mut().clear_all();
     server.set_running(false, None);
-    Ok(ended)
 }
 
 /// Runs a lifecycle callback (`start`, `workerStop`, `shutdown`): how serving ends after it.
@@ -205,7 +210,10 @@ fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
 /// After the stop: every client gets 1001, and what arrives meanwhile (messages sent before
 /// the signal, close events) is still handed to PHP, until all are gone or the timeout. After
 /// a fatal error (`after` is `Next::Fatal`) every client gets 1011 and nothing reaches PHP.
-fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next) -> Next {
+/// A second signal cuts it short when this process is the `whole` server; a worker process
+/// gets the master's SIGTERM after its own signal (a terminal's Ctrl-C, systemd's stop reach
+/// every process), and leaves it to the master to kill it if it takes too long.
+fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool) -> Next {
     let fatal = after == Next::Fatal;
     if fatal {
         engine.begin_shutdown(1011, "server error");
@@ -232,6 +240,7 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next) -> Next {
         for event in batch.drain(..) {
             match dispatch(server, this, event) {
                 Next::Continue => {}
+                Next::Stop if !whole => {}
                 // A second signal: the user wants out now.
                 Next::Stop => return Next::Continue,
                 end @ (Next::Exit | Next::Fatal) => return end,

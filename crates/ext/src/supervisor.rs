@@ -79,7 +79,7 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     }
     if let Some(e) = failure {
         stop_all(&mut children, config.shutdown_timeout);
-        server.set_running(false, None);
+        event_loop::release(server);
         return Err(error(e));
     }
     log::info!(target: "surge", "{count} workers serving on port {}", pool.local_addr().port());
@@ -95,6 +95,7 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     if next == Ended::Stopped {
         next = event_loop::lifecycle(server, Kind::Shutdown, &[this]);
     }
+    event_loop::release(server);
     Ok(next)
 }
 
