@@ -9,7 +9,7 @@
 //! closed meanwhile is dropped, as for a closing local one); every other request gets one.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -510,7 +510,7 @@ impl Peers {
 }
 
 fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> std::io::Result<Vec<u8>> {
-    link.write_all(message)?;
+    send_all(link, message)?;
     if !reply {
         return Ok(Vec::new());
     }
@@ -519,4 +519,120 @@ fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> std::io:
     let mut answer = vec![0; u32::from_be_bytes(len) as usize];
     link.read_exact(&mut answer)?;
     Ok(answer)
+}
+
+/// Writes all of `message` with MSG_NOSIGNAL: to a worker that died, the write fails with EPIPE
+/// instead of raising SIGPIPE (which PHP's CLI ignores, but a script may have set it back).
+fn send_all(link: &UnixStream, mut message: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !message.is_empty() {
+        // SAFETY: a valid socket and a buffer of the given length.
+        let sent = unsafe {
+            libc::send(
+                link.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match sent {
+            n if n > 0 => message = &message[n as usize..],
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::frame;
+    use crate::registry::Conn;
+    use crate::workers::FdSource;
+
+    /// Worker 1 of 2 with two connections (fds 2 and 4, one in a channel), answering on a bus
+    /// in `dir`; Peers as worker 0.
+    fn worker_one(dir: &Path) -> (Arc<Shared>, BusServer, Peers) {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let shared = Arc::new(Shared::new(Config::default(), tx, FdSource::single()));
+        for fd in [2, 4] {
+            let conn = Arc::new(Conn::new(fd, "127.0.0.1:5000".parse().unwrap(), 7, 0));
+            shared.registry.insert(conn.clone());
+            if fd == 4 {
+                shared.channels.join(&conn, "room");
+            }
+        }
+        let bus = BusServer::start(dir, 1, shared.clone(), 9501).unwrap();
+        (shared, bus, Peers::new(dir, 0, 2))
+    }
+
+    #[test]
+    fn another_worker_reaches_these_connections_and_a_gone_one_answers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, bus, peers) = worker_one(dir.path());
+        assert!(peers.exists(1, 2) && peers.is_established(1, 4));
+        assert!(!peers.exists(1, 6));
+        assert_eq!(peers.connections(vec![1, 3]), vec![1, 3, 2, 4]);
+        let info = peers.client_info(1, 9501, 4).unwrap();
+        assert_eq!(
+            (info.remote.port(), info.connect_time, info.established),
+            (5000, 7, true)
+        );
+        assert_eq!(peers.members("room", vec![]), vec![4]);
+        assert_eq!(peers.channels_of(1, 4), vec!["room".to_string()]);
+        let counts = peers.channels([("room".to_string(), 1)].into());
+        assert_eq!(counts.get("room"), Some(&2));
+        assert!(peers.join(1, 2, "room") && !peers.join(1, 2, "room"));
+        assert_eq!(peers.stats(Default::default()).connections, 2);
+
+        let text = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, b"hello"));
+        assert!(peers.push(1, 2, &text));
+        assert_eq!(peers.publish("room", &text, &[4]), 1);
+        assert_eq!(
+            peers.broadcast(&Outgoing::Control(Message::Ping(Bytes::new())), &[]),
+            2
+        );
+        // A push gets no answer: the next request's answer shows it was handled first.
+        assert!(peers.disconnect(1, 2, 4000, "bye"));
+        assert!(!peers.is_established(1, 2));
+        assert!(shared.registry.get(4).unwrap().is_open());
+
+        drop(bus);
+        assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");
+        assert!(!peers.push(1, 4, &text));
+        assert_eq!(peers.connections(vec![]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn frames_cross_as_they_were_encoded_and_garbage_is_refused() {
+        for payload in [&b""[..], &[7u8; 125], &[7u8; 126], &[7u8; 70_000]] {
+            let sent = Outgoing::Frame(frame::Encoded::new(frame::OP_BINARY, payload));
+            let message = Writer::new(PUSH).u64(9).item(&sent).finish();
+            let mut r = Reader(&message[4..]);
+            assert_eq!((r.u8(), r.u64()), (Some(PUSH), Some(9)));
+            let Some(Outgoing::Frame(got)) = r.item() else {
+                panic!("a frame")
+            };
+            assert_eq!(got.plain(), sent.frame().unwrap().plain());
+        }
+        for bad in [
+            &[0x81u8, 5, b'a'][..],
+            &[0x01, 1, b'a'],
+            &[0x88, 0],
+            &[0x81],
+        ] {
+            assert!(
+                frame::Encoded::from_plain(Bytes::copy_from_slice(bad)).is_none(),
+                "{bad:?}"
+            );
+        }
+        assert!(Reader(&[0, 0, 0, 0, 0, 0, 0, 9, 1]).bytes().is_none());
+    }
 }
