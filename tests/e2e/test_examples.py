@@ -86,6 +86,27 @@ def test_chat_message_reaches_everyone_but_the_sender_escaped(php_server):
         assert recv(cat)["message"] == "hello Ann"
 
 
+def test_chat_runs_unchanged_with_worker_processes(php_server):
+    """CHAT_WORKERS=2: sixteen users spread over two processes (fds of worker 0 are odd, of
+    worker 1 even; all on one: 1 in 32768) see every join and every message, and the list of
+    users in the shared table is everybody's."""
+    srv = php_server(CHAT, env={"CHAT_WORKERS": "2"})
+    with ExitStack() as stack:
+        users = []
+        for i in range(16):
+            ws, hello = join(stack, srv, f"U{i}")
+            assert sorted(u["name"] for u in hello["all"]) == sorted(f"U{j}" for j in range(i + 1))
+            for earlier, _ in users:
+                assert recv(earlier)["message"] == f"U{i} joined"
+            users.append((ws, hello["user"]["fd"]))
+        assert {fd % 2 for _, fd in users} == {0, 1}
+        users[3][0].send("hello from U3")
+        for i, (ws, _) in enumerate(users):
+            if i != 3:
+                got = recv(ws)
+                assert (got["user"]["name"], got["message"]) == ("U3", "hello from U3")
+
+
 def test_chat_tells_the_others_who_left(php_server):
     srv = php_server(CHAT)
     with ExitStack() as stack:

@@ -38,7 +38,9 @@ class ChatServer
     {
         $this->server = new Surge\WebSocket\Server($this->config['host'], $this->config['port']);
         $this->server->set([
-            'worker_num' => 1,
+            // The same code serves with several worker processes (CHAT_WORKERS=4): the table is
+            // shared with them, and push() reaches a user whichever worker holds the connection.
+            'worker_num' => (int) (getenv('CHAT_WORKERS') ?: 1),
             'package_max_length' => 64 * 1024,
             // Browsers offer permessage-deflate; long messages then travel compressed.
             'websocket_compression' => true,
