@@ -61,6 +61,13 @@ def test_workers_start_with_their_ids_and_the_master_runs_start(php_server, tmp_
     assert out.count("start worker_id") == 1
 
 
+def test_a_timer_added_before_start_runs_in_every_worker(php_server, tmp_path):
+    srv = start_workers(php_server, tmp_path, SURGE_TIMER="1")
+    srv.wait_output("timer in worker 0")
+    srv.wait_output("timer in worker 1")
+    assert "timer in worker -1" not in srv.stdout()
+
+
 def test_an_fd_names_its_worker_and_a_php_loop_over_connections_reaches_every_client(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who = clients_on_both_workers(srv, stack)

@@ -10,6 +10,11 @@ if (getenv('SURGE_SUBSCRIBE')) {
     $server->subscribe(explode(',', getenv('SURGE_SUBSCRIBE')));
 }
 
+if (getenv('SURGE_TIMER')) {
+    // Before start(): every worker runs it.
+    $server->after(50, fn() => out("timer in worker {$server->worker_id}"));
+}
+
 $table = new Surge\Table(64);
 $table->column('worker', Surge\Table::TYPE_INT);
 $table->create();
