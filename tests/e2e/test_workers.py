@@ -302,6 +302,18 @@ def test_port_in_use_throws_before_any_worker_starts(php_server, tmp_path, stack
     assert "worker started" not in r.stdout
 
 
+def test_without_worker_processes_the_one_process_is_worker_0():
+    r = run_php("<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);"
+                "$s->on('start', function ($s) { echo \"start {$s->worker_id}\\n\"; $s->shutdown(); });"
+                "$s->on('workerStart', fn($s, $id) => print(\"workerStart $id\\n\"));"
+                "$s->on('workerStop', fn($s, $id) => print(\"workerStop $id {$s->worker_pid}\\n\"));"
+                "$s->on('shutdown', fn($s) => print(\"shutdown {$s->master_pid}\\n\"));"
+                "$s->start(); echo 'pid ', getmypid();")
+    assert r.returncode == 0, r.stderr
+    pid = r.stdout.rsplit(" ", 1)[1]
+    assert r.stdout == f"start 0\nworkerStart 0\nworkerStop 0 {pid}\nshutdown {pid}\npid {pid}"
+
+
 def test_the_pusher_protocol_needs_one_worker():
     r = run_php("<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);"
                 "try { $s->set(['worker_num' => 2, 'pusher' => ['app_id' => '1', 'key' => 'k', 'secret' => 's']]); }"
