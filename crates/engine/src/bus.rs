@@ -91,6 +91,7 @@ impl Writer {
         }
     }
 
+    /// The message with its length; one over 4 GiB is refused by `Peers::exchange`.
     fn finish(mut self) -> Vec<u8> {
         let len = (self.0.len() - 4) as u32;
         self.0[..4].copy_from_slice(&len.to_be_bytes());
@@ -337,6 +338,10 @@ impl Peers {
     /// Sends `message` to worker `peer` and, if `reply`, reads its answer. None if the worker
     /// cannot be reached (or, for a push, Some of nothing once sent).
     fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
+        if message.len() - 4 > u32::MAX as usize {
+            // Its length would not fit the header (a push of over 4 GiB).
+            return None;
+        }
         let mut links = self.links.lock();
         for _attempt in 0..2 {
             let link = match &mut links[peer] {
