@@ -256,9 +256,9 @@ impl BusServer {
             .name("surge-bus".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
+                    .enable_all()
                     .build()
-                    .expect("a current-thread runtime without timers starts");
+                    .expect("a current-thread runtime starts");
                 runtime.block_on(async move {
                     let listener = UnixListener::from_std(listener).expect("a Unix listener");
                     tokio::select! {
@@ -283,7 +283,16 @@ impl Drop for BusServer {
 }
 
 async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
-    while let Ok((stream, _)) = listener.accept().await {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: the bus must outlast it.
+                log::warn!(target: "surge", "bus: cannot accept a link: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let (mut rx, mut tx) = stream.into_split();
