@@ -204,6 +204,15 @@ def test_ctrl_c_reaches_every_process_and_each_worker_still_sees_its_clients_clo
     assert closed == {w["fd"] for w in who}
 
 
+def test_the_master_waits_only_for_its_workers(php_server, tmp_path):
+    """A process the script started before start() keeps its exit status for proc_close()."""
+    srv = start_workers(php_server, tmp_path, SURGE_CHILD="1")
+    time.sleep(0.5)  # the child has exited while the master supervises
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+    assert "child status 7" in srv.stdout()
+
+
 def test_shutdown_in_a_worker_stops_the_whole_server(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who, a, b = pair_across_workers(srv, stack)

@@ -239,24 +239,20 @@ fn read_report(read: OwnedFd) -> Result<(), String> {
     }
 }
 
-/// Workers that exited: id, how, and how long each had run.
+/// Workers that exited: id, how, and how long each had run. Only our workers are waited for
+/// (a process the script started itself before start() keeps its exit status).
 fn reap(children: &mut [Option<Child>]) -> Vec<(usize, String, Duration)> {
     let mut gone = Vec::new();
-    loop {
+    for (id, slot) in children.iter_mut().enumerate() {
+        let Some(child) = slot else { continue };
         let mut status = 0;
-        // SAFETY: reaps any child of ours without waiting.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return gone;
-        }
-        if let Some(id) = children
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.pid == pid))
-        {
-            let child = children[id].take().expect("found");
+        // SAFETY: waits for our own child without blocking.
+        if unsafe { libc::waitpid(child.pid, &mut status, libc::WNOHANG) } == child.pid {
             gone.push((id, describe(status), child.started.elapsed()));
+            *slot = None;
         }
     }
+    gone
 }
 
 fn describe(status: libc::c_int) -> String {

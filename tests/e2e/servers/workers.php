@@ -60,5 +60,12 @@ $server->on('message', function ($s, $frame) use ($table) {
     };
     $s->push($frame->fd, json_encode($reply));
 });
+if (getenv('SURGE_CHILD')) {
+    // A process of the script's own, which ends while the workers serve.
+    $child = proc_open(['sh', '-c', 'exit 7'], [], $pipes);
+}
 $server->start();
 out("start() returned in " . getmypid());
+if (isset($child)) {
+    out('child status ' . proc_close($child));
+}
