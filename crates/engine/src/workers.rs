@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use surge_table::Mapping;
+
 use crate::config::Config;
 use crate::logging;
 
@@ -146,58 +148,17 @@ pub(crate) fn owner(fd: u64, count: usize) -> Option<usize> {
     fd.checked_sub(1).map(|n| (n % count as u64) as usize)
 }
 
-/// `count` atomic counters in memory shared with every process forked after it was made.
-pub(crate) struct SharedCounters {
-    base: *mut AtomicU64,
-    count: usize,
-}
-
-// SAFETY: the memory is only reached through atomics.
-unsafe impl Send for SharedCounters {}
-unsafe impl Sync for SharedCounters {}
+/// One atomic counter a worker, in memory shared with every process forked after it was made.
+pub(crate) struct SharedCounters(Mapping);
 
 impl SharedCounters {
     fn new(count: usize) -> Result<Self, String> {
-        let len = count * std::mem::size_of::<AtomicU64>();
-        // SAFETY: a new anonymous mapping, zero-filled by the kernel; zero is a valid AtomicU64.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map shared memory: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(SharedCounters {
-            base: base.cast(),
-            count,
-        })
+        let mapping = Mapping::new(count * std::mem::size_of::<AtomicU64>());
+        mapping.map(SharedCounters).map_err(|e| e.to_string())
     }
 
     fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < self.count);
-        // SAFETY: in bounds of the mapping, which lives as long as self.
-        unsafe { &*self.base.add(i) }
-    }
-}
-
-impl Drop for SharedCounters {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, of this length.
-        unsafe {
-            libc::munmap(
-                self.base.cast(),
-                self.count * std::mem::size_of::<AtomicU64>(),
-            )
-        };
+        &self.0.words()[i]
     }
 }
 

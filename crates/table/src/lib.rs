@@ -70,4 +70,6 @@ pub use schema::{
     bucket_count, checked_string_size, checked_table_size, memory_size, row_bytes, Column,
     ColumnType, Value, BUCKET_BYTES, HEADER_BYTES, KEY_MAX, MAX_ROWS, ROW_HEADER_BYTES, STRING_MAX,
 };
+/// The shared mapping under a table, for other counters that forked processes share.
+pub use shm::Mapping;
 pub use table::{hash_words, Entry, Iter, RowVersion, Stats, Table};

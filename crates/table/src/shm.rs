@@ -7,7 +7,7 @@ use crate::error::TableError;
 /// An `mmap(MAP_SHARED | MAP_ANONYMOUS)` region. A forked child inherits the same pages, so
 /// all processes forked after the mapping see one table. Each process unmaps its own view
 /// when its `Table` is dropped; the pages go away with the last view.
-pub(crate) struct Mapping {
+pub struct Mapping {
     base: *mut u8,
     len: usize,
 }
@@ -19,7 +19,7 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` zeroed bytes. `len` is a multiple of 8 and greater than zero.
-    pub(crate) fn new(len: usize) -> Result<Mapping, TableError> {
+    pub fn new(len: usize) -> Result<Mapping, TableError> {
         // SAFETY: an anonymous mapping at an address of the kernel's choice touches no
         // existing memory; the result is checked before use.
         let base = unsafe {
@@ -48,7 +48,7 @@ impl Mapping {
 
     /// The whole mapping as 64-bit atomics. The mapping is page-aligned, zero-filled (a valid
     /// bit pattern for atomics) and lives as long as `self`.
-    pub(crate) fn words(&self) -> &[AtomicU64] {
+    pub fn words(&self) -> &[AtomicU64] {
         // SAFETY: see above; AtomicU64 has the size and alignment of u64, and every access
         // to the region, from any process, goes through atomics.
         unsafe { std::slice::from_raw_parts(self.base.cast::<AtomicU64>(), self.len / 8) }
