@@ -84,12 +84,13 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     if config.worker_num > 1 {
         return supervisor::run(server, this, config);
     }
-    let engine = start_engine(server, config, None)?;
+    let engine = start_engine(server, config, None).map_err(error)?;
     serve_and_stop(server, this, engine, true)
 }
 
 /// A forked worker (see `supervisor.rs`): serves until SIGTERM or a fatal error, then ends with
-/// `Ended::Worker` (the master runs `start` and `shutdown`).
+/// `Ended::Worker` (the master runs `start` and `shutdown`). An engine that cannot start is
+/// reported to the master through `ready` and returned as the error.
 pub fn serve_worker(
     server: &Server,
     this: &Zval,
@@ -97,23 +98,31 @@ pub fn serve_worker(
     worker: Worker,
     ready: &mut Ready,
 ) -> PhpResult<Ended> {
-    let engine = start_engine(server, config, Some(worker))?;
+    let engine = match start_engine(server, config, Some(worker)) {
+        Ok(engine) => engine,
+        Err(message) => {
+            ready.report(Err(&message));
+            return Err(error(message));
+        }
+    };
     ready.report(Ok(()));
     serve_and_stop(server, this, engine, false)
 }
 
-fn start_engine(server: &Server, config: Config, worker: Option<Worker>) -> PhpResult<Rc<Engine>> {
+/// Starts the engine; the error is a message for the user.
+fn start_engine(
+    server: &Server,
+    config: Config,
+    worker: Option<Worker>,
+) -> Result<Rc<Engine>, String> {
     let handlers = server.registered_handlers();
-    let engine = Rc::new(
-        Engine::start(
-            config,
-            &server.get_host(),
-            server.get_port() as u16,
-            &handlers,
-            worker,
-        )
-        .map_err(error)?,
-    );
+    let engine = Rc::new(Engine::start(
+        config,
+        &server.get_host(),
+        server.get_port() as u16,
+        &handlers,
+        worker,
+    )?);
     server.stop_requested.set(false);
     server.set_running(true, Some(engine.local_addr().port()));
     *server.engine.borrow_mut() = Some(engine.clone());

@@ -548,7 +548,7 @@ impl Server {
     /// In a worker process, the master is asked to stop every worker.
     pub fn shutdown(&self) -> bool {
         self.stop_requested.set(true);
-        if self.worker_id.get() >= 0 && self.master_pid.get() != std::process::id() {
+        if self.master_pid.get() != std::process::id() {
             // SAFETY: a signal to the master, which waits for it.
             unsafe { libc::kill(self.master_pid.get() as libc::pid_t, libc::SIGTERM) };
         }

@@ -174,10 +174,12 @@ fn spawn(
                 Ok(worker) => {
                     event_loop::serve_worker(server, this, config.clone(), worker, &mut ready)
                 }
-                Err(e) => Err(error(e)),
+                Err(e) => {
+                    ready.report(Err(&e));
+                    Err(error(e))
+                }
             };
-            if let Err(e) = &ended {
-                ready.report(Err(&format!("{e:?}")));
+            if ended.is_err() {
                 // The rest of the script is the master's, never a worker's.
                 // SAFETY: ends this process at once; nothing of it is shared but the pipe.
                 unsafe { libc::_exit(1) };
