@@ -188,6 +188,9 @@ def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_se
     # Only the master goes on after start(): a worker ends there.
     assert re.findall(r"^start\(\) returned in (\d+)$", out, re.M) == [str(srv.proc.pid)]
     assert out.index("workerStop") < out.index("shutdown in")
+    # A worker ends as exit(0) would: its shutdown functions run too.
+    ended = {int(p) for p in re.findall(r"^shutdown function in (\d+)$", out, re.M)}
+    assert ended == {srv.proc.pid, *(int(p) for p in re.findall(r"^workerStart \d worker_id=\d pid=(\d+)", out, re.M))}
     assert not list((tmp_path / "tmp").iterdir()), "the bus's directory is removed"
 
 

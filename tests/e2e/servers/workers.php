@@ -64,6 +64,7 @@ if (getenv('SURGE_CHILD')) {
     // A process of the script's own, which ends while the workers serve.
     $child = proc_open(['sh', '-c', 'exit 7'], [], $pipes);
 }
+register_shutdown_function(fn() => out('shutdown function in ' . getmypid()));
 $server->start();
 out("start() returned in " . getmypid());
 if (isset($child)) {
