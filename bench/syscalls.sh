@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The kernel's side of an echo round trip, counted: socket syscalls, futex calls, epoll waits and
 # context switches per round trip, and CPU time per round trip, of the server and of the load
-# client, for Surge as shipped, Surge with worker_threads 0 (bench/servers/echo.php, a PHP
-# callback per message) and the naive Rust server, driven by surge-load (32-byte messages,
+# client, for Surge as shipped, Surge with worker_threads 0, two worker processes with
+# worker_threads 0 each (bench/servers/echo.php, a PHP callback per message) and the naive Rust
+# server, driven by surge-load (32-byte messages,
 # BENCH_SC_CONNS connections, "50 1000"). perf stat counts 3 s from the 2nd second of a 5 s run.
 #
 # The kernel is three quarters of an echo's CPU time here, and what a server asks of it (how
@@ -15,8 +16,8 @@ cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 CONNS=${BENCH_SC_CONNS:-50 1000}
-# "As shipped" means the default worker_threads, whatever this shell has set.
-unset SURGE_WORKER_THREADS
+# "As shipped" means the default worker_threads and one process, whatever this shell has set.
+unset SURGE_WORKER_THREADS SURGE_WORKER_NUM
 # fail, spawn, stop, reap, exited, cleanup, wait_for, probe_start
 source bench/lib.sh
 for conns in $CONNS; do
@@ -45,7 +46,10 @@ count() {
         reap "$client" 1
         fail "surge-load against $name: $ENDED: $(cat "$WORK/load.err")"
     fi
-    perf stat -x, -e "$EVENTS" -p "$pid" -o "$WORK/server.csv" -- sleep 3 &
+    # A server with worker processes is counted whole: the master and its workers.
+    local pids
+    pids=$(pgrep -d, -P "$pid" || true)
+    perf stat -x, -e "$EVENTS" -p "$pid${pids:+,$pids}" -o "$WORK/server.csv" -- sleep 3 &
     local server_perf=$!
     perf stat -x, -e "$EVENTS" -p "$client" -o "$WORK/client.csv" -- sleep 3
     wait "$server_perf"
@@ -71,5 +75,6 @@ echo "|-------------------------|-------|---------|-----------------|-----------
 for conns in $CONNS; do
     count "Surge, as shipped" "$conns" php -n -d "extension=$(pwd)/build/surge.so" bench/servers/echo.php
     SURGE_WORKER_THREADS=0 count "Surge, worker_threads 0" "$conns" php -n -d "extension=$(pwd)/build/surge.so" bench/servers/echo.php
+    SURGE_WORKER_THREADS=0 SURGE_WORKER_NUM=2 count "Surge, worker_num 2" "$conns" php -n -d "extension=$(pwd)/build/surge.so" bench/servers/echo.php
     count "naive Rust" "$conns" "$CARGO_TARGET_DIR/release/naive-server"
 done
