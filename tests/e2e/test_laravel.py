@@ -201,10 +201,18 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
     for ws, _, _ in clients:
         assert recv_json(ws)["data"]["message"] == "to every worker"
         assert_silent(ws, 0.05)
-    # The handler opened the database in the command's process; each worker has its own.
+    # The handler opened the database and Redis in the command's process; each worker has its own.
+    redis_ids = {}
     for ws, socket_id, _ in clients:
         ws.send(json.dumps({"pdo": True}))
-        assert recv_json(ws)["data"] == {"parents": False, "pid": int(socket_id.split(".")[0])}
+        data = recv_json(ws)["data"]
+        pid = int(socket_id.split(".")[0])
+        assert {k: data[k] for k in ("parents", "pid", "redis_parents")} == {
+            "parents": False, "pid": pid, "redis_parents": False}
+        redis_ids.setdefault(pid, set()).add(data["redis_id"])
+    # One Redis connection per worker, each its own (Redis numbers its clients).
+    assert [len(ids) for ids in redis_ids.values()] == [1, 1]
+    assert len(set.union(*redis_ids.values())) == 2
     # alice has four connections, maybe on both workers: each sees what the other counted.
     alices = [ws for ws, _, user in clients if user == "alice"]
     for ws in alices:

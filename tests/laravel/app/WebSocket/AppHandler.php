@@ -7,6 +7,7 @@ use Illuminate\Contracts\Auth\Authenticatable;
 use Illuminate\Database\QueryException;
 use Illuminate\Support\Facades\Cache;
 use Illuminate\Support\Facades\DB;
+use Illuminate\Support\Facades\Redis;
 use Surge\Http\Request;
 use Surge\Laravel\ChannelHandler;
 use Surge\WebSocket\Frame;
@@ -22,9 +23,18 @@ class AppHandler extends ChannelHandler
     /** The database connection the command's process opened, before any worker was forked. */
     private ?\PDO $parentPdo;
 
+    /** The same for Redis: the phpredis client of the default connection, if Redis was up. */
+    private ?object $parentRedis = null;
+
     public function __construct()
     {
         $this->parentPdo = DB::connection()->getPdo();
+        try {
+            $this->parentRedis = Redis::connection()->client();
+            $this->parentRedis->ping();
+        } catch (\RedisException) {
+            // A test starts the app without Redis: nothing to compare with then.
+        }
     }
 
     protected function user(Request $request): ?Authenticatable
@@ -72,10 +82,13 @@ class AppHandler extends ChannelHandler
                 'text' => htmlspecialchars($message['say'], ENT_QUOTES),
             ]]), [$fd]);
         } elseif (isset($message['pdo'])) {
-            // Each worker process must have a connection of its own, not its parent's socket.
+            // Each worker process must have connections of its own, not its parent's sockets.
+            $redis = Redis::connection()->client();
             $this->send($server, $fd, 'pdo', null, [
                 'parents' => DB::connection()->getPdo() === $this->parentPdo,
                 'pid' => getmypid(),
+                'redis_parents' => $this->parentRedis ? $redis === $this->parentRedis : null,
+                'redis_id' => $redis->client('id'),
             ]);
         } elseif (isset($message['begin'])) {
             DB::beginTransaction(); // and "forget" to commit: the next callback must not be in it
