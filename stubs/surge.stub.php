@@ -172,6 +172,9 @@ namespace Surge\WebSocket {
         /** This process's worker: 0 to worker_num - 1 in a worker process, -1 in their master (the process that called start()), 0 without worker processes. */
         public readonly int $worker_id;
 
+        /** True in a task worker (worker ids from worker_num on, with task_worker_num). */
+        public readonly bool $taskworker;
+
         /** This process's id. */
         public readonly int $worker_pid;
 
@@ -186,17 +189,17 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num => 0); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
         public function set(array $settings): bool
         {
         }
 
-        /** Sets the callback for an event (case-insensitive), null removes it: start($server) (in the master with worker_num > 1), workerStart($server, $workerId), workerStop($server, $workerId) (after the stop, before shutdown), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); an unknown event throws Surge\Exception. The callable is resolved here, in the caller's scope, as PHP resolves callable arguments: a class may register its own private methods ([$this, 'onMessage']); one that is not callable from here throws Surge\Exception. */
+        /** Sets the callback for an event (case-insensitive), null removes it: start($server) (in the master with worker_num > 1), workerStart($server, $workerId), workerStop($server, $workerId) (after the stop, before shutdown), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); with task_worker_num, in a task worker task($server, int $taskId, int $srcWorkerId, mixed $data) (what it returns, unless null, is the task's result) and in the worker that sent the task finish($server, int $taskId, mixed $result); an unknown event throws Surge\Exception. The callable is resolved here, in the caller's scope, as PHP resolves callable arguments: a class may register its own private methods ([$this, 'onMessage']); one that is not callable from here throws Surge\Exception. */
         public function on(string $event, ?callable $callback): bool
         {
         }
 
-        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, lets HTTP requests under way get their answer, runs the shutdown callback and returns true; after a fatal error in a callback (memory_limit, E_USER_ERROR) closes every client with 1011 (a request whose callback it was gets a 500) and ends the script as PHP does after any fatal error (exit status 255, register_shutdown_function functions run, the shutdown callback does not); throws Surge\Exception if it cannot listen, is already running, has already served and stopped (a server serves once: create a new one), or is called from a callback of a running server (one server serves per process). With worker_num > 1 the calling process forks the workers and returns once they all stopped (throwing if one could not start); a worker runs the callbacks and ends as exit(0) would, never returning. */
+        /** Listens and runs the callbacks until SIGINT/SIGTERM or shutdown(), then closes every client with 1001, lets HTTP requests under way get their answer, runs the shutdown callback and returns true; after a fatal error in a callback (memory_limit, E_USER_ERROR) closes every client with 1011 (a request whose callback it was gets a 500) and ends the script as PHP does after any fatal error (exit status 255, register_shutdown_function functions run, the shutdown callback does not); throws Surge\Exception if it cannot listen, is already running, has already served and stopped (a server serves once: create a new one), or is called from a callback of a running server (one server serves per process). With worker_num > 1 or task_worker_num > 0 the calling process forks the workers (and task workers) and returns once they all stopped (throwing if one could not start); a worker runs the callbacks and ends as exit(0) would, never returning. */
         public function start(): bool
         {
         }
@@ -303,6 +306,16 @@ namespace Surge\WebSocket {
 
         /** Stops a timer made by tick() or after(); false if there is no such timer (or it already fired). */
         public function clearTimer(int $timer_id): bool
+        {
+        }
+
+        /** Hands $data (a string as it is, any other value serialized) to the first free task worker, whose task callback runs with it; the result (the callback's return value unless null, or what it gives finish()) comes back to this worker: to $finish_callback($server, $taskId, $result) if given, else to the finish callback. Returns the task id (each worker counts from 0), or false if the task queue stayed full for 5 s. Throws Surge\Exception without task_worker_num, before start(), in a task worker, or for a $dst_worker_id other than null or -1 (the task worker cannot be chosen); $finish_callback is a callable or null. */
+        public function task(mixed $data, ?int $dst_worker_id = null, mixed $finish_callback = null): int|false
+        {
+        }
+
+        /** In the task callback of a task worker: sends $data to the worker that sent the task (as returning it does); once per task, else throws Surge\Exception, as it does outside a running task. */
+        public function finish(mixed $data): bool
         {
         }
 

@@ -259,7 +259,7 @@ NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         ("$s->set(['worker_threads' => -1]);", "'worker_threads'"),
         ("$s->set(['worker_threads' => 257]);", "'worker_threads'"),
         ("$s->set(['worker_num' => 0]);", "'worker_num'"),
-        ("$s->set(['task_worker_num' => 2]);", "'task_worker_num'"),
+        ("$s->set(['task_worker_num' => 257]);", "'task_worker_num'"),
         ("$s->set(['websocket_compression' => 'yes']);", "'websocket_compression'"),
         ("$s->set(['document_root' => '/no/such/directory']);", "'document_root'"),
         ("$s->set(['document_root' => __FILE__]);", "'document_root'"),
@@ -293,6 +293,13 @@ def test_worker_num_1_and_task_worker_num_0_are_accepted():
     r = run_php(NEW_SERVER + "var_export($s->set(['worker_num' => 1, 'task_worker_num' => 0]));")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "true"
+
+
+def test_task_workers_and_pusher_do_not_go_together():
+    r = run_php(NEW_SERVER + "try { $s->set(['task_worker_num' => 1, 'pusher' => [['app_id' => '1', 'key' => 'k', 'secret' => 's']]]); }"
+                " catch (Surge\\Exception $e) { echo $e->getMessage(); }")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "setting 'pusher' needs 'task_worker_num' 0: the Pusher protocol is served by one process"
 
 
 def test_set_after_start_throws(php_server):

@@ -30,7 +30,8 @@ if [ $# -eq 0 ]; then
   # the message, HTTP, file and stream paths with worker_threads 0 too (inline_dispatch's
   # pointers); every method with hostile arguments; the Table's binding (values of every type,
   # refusals, iteration, forked children); the Redis, channel and Pusher events that reach PHP;
-  # worker processes (the master's forks, the bus between workers, a worker replaced).
+  # worker processes (the master's forks, the bus between workers, a worker replaced); task
+  # workers (tasks and results crossing, serialized, through a file, finish() and its refusals).
   t=tests/e2e
   set -- $t/test_server.py $t/test_php_thread_io.py $t/test_hostile_calls.py \
     $t/test_table.py::test_constants_and_schema_methods_return_true \
@@ -57,6 +58,9 @@ if [ $# -eq 0 ]; then
     $t/test_workers.py::test_channels_span_workers \
     $t/test_workers.py::test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once \
     $t/test_workers.py::test_a_worker_that_exits_is_replaced_and_fds_are_not_reused \
+    $t/test_tasks.py::test_a_task_runs_in_a_task_worker_and_its_result_comes_back_to_its_worker \
+    $t/test_tasks.py::test_string_data_crosses_as_its_bytes_and_large_data_too \
+    $t/test_tasks.py::test_finish_the_task_own_callback_and_what_is_refused \
     -k "not php_thread or test_php_thread_io or hostile or open_message_close or request_callback or sendfile or in_chunks"
 fi
 status=0

@@ -5,8 +5,9 @@
 //! asked each other at the same moment would otherwise wait for each other forever.
 //!
 //! A message is a 4-byte big-endian length, then its bytes; a request starts with its op.
-//! Pushes get no answer (they are sent in order on the link, and a push to a connection that
-//! closed meanwhile is dropped, as for a closing local one); every other request gets one.
+//! Pushes and task results get no answer (they are sent in order on the link, and a push to a
+//! connection that closed meanwhile is dropped, as for a closing local one); every other request
+//! gets one.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::engine::ClientInfo;
+use crate::events::Event;
 use crate::frame::Encoded;
 use crate::local;
 use crate::registry::Outgoing;
@@ -46,6 +48,8 @@ const CHANNELS: u8 = 12;
 const MEMBERS: u8 = 13;
 const CHANNELS_OF: u8 = 14;
 const STATS: u8 = 15;
+/// The result of a task, from a task worker to the worker that sent it (see `tasks.rs`).
+const FINISH: u8 = 16;
 
 /// A peer that does not answer within this is taken as gone (it answers from memory only).
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -216,6 +220,16 @@ fn answer(shared: &Shared, port: u16, request: &[u8]) -> Option<Vec<u8>> {
     Some(reply.finish())
 }
 
+/// A FINISH request as the event for PHP.
+fn finished(request: &[u8]) -> Option<Event> {
+    let mut r = Reader(request);
+    r.u8()?;
+    Some(Event::Finish {
+        task_id: r.u64()?,
+        data: r.bytes()?.to_vec(),
+    })
+}
+
 fn stats_fields(s: &StatsSnapshot) -> [u64; 10] {
     [
         s.connections,
@@ -302,6 +316,20 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                 request.resize(len as usize, 0);
                 if rx.read_exact(&mut request).await.is_err() {
                     return;
+                }
+                if request.first() == Some(&FINISH) {
+                    // Queued for PHP like any event: waits for room, as a message does.
+                    match finished(&request) {
+                        Some(event) => {
+                            if shared.events.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => {
+                            log::warn!(target: "surge", "bus: a task result that cannot be read was dropped")
+                        }
+                    }
+                    continue;
                 }
                 if let Some(reply) = answer(&shared, port, &request) {
                     if tx.write_all(&reply).await.is_err() {
@@ -401,6 +429,15 @@ impl Peers {
     /// Hands a push to the worker that owns `fd`; true once handed over.
     pub(crate) fn push(&self, peer: usize, fd: u64, item: &Outgoing) -> bool {
         let message = Writer::new(PUSH).u64(fd).item(item).finish();
+        self.exchange(peer, &message, false).is_some()
+    }
+
+    /// Hands the result of task `task_id` to worker `peer`, which sent it; true once handed over.
+    pub(crate) fn finish(&self, peer: usize, task_id: u64, data: &[u8]) -> bool {
+        if peer >= self.count {
+            return false;
+        }
+        let message = Writer::new(FINISH).u64(task_id).bytes(data).finish();
         self.exchange(peer, &message, false).is_some()
     }
 
@@ -573,8 +610,15 @@ mod tests {
 
     /// Worker 1 of 2 with two connections (fds 2 and 4, one in a channel), answering on a bus
     /// in `dir`; Peers as worker 0.
-    fn worker_one(dir: &Path) -> (Arc<Shared>, BusServer, Peers) {
-        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    fn worker_one(
+        dir: &Path,
+    ) -> (
+        Arc<Shared>,
+        BusServer,
+        Peers,
+        tokio::sync::mpsc::Receiver<Event>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
         let shared = Arc::new(Shared::new(Config::default(), tx, FdSource::single()));
         for fd in [2, 4] {
             let conn = Arc::new(Conn::new(fd, "127.0.0.1:5000".parse().unwrap(), 7, 0));
@@ -584,13 +628,13 @@ mod tests {
             }
         }
         let bus = BusServer::start(dir, 1, shared.clone(), 9501).unwrap();
-        (shared, bus, Peers::new(dir, 0, 2))
+        (shared, bus, Peers::new(dir, 0, 2), rx)
     }
 
     #[test]
     fn another_worker_reaches_these_connections_and_a_gone_one_answers_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (shared, bus, peers) = worker_one(dir.path());
+        let (shared, bus, peers, mut events) = worker_one(dir.path());
         assert!(peers.exists(1, 2) && peers.is_established(1, 4));
         assert!(!peers.exists(1, 6));
         assert_eq!(peers.connections(vec![1, 3]), vec![1, 3, 2, 4]);
@@ -617,6 +661,17 @@ mod tests {
         assert!(peers.disconnect(1, 2, 4000, "bye"));
         assert!(!peers.is_established(1, 2));
         assert!(shared.registry.get(4).unwrap().is_open());
+
+        // A task worker's result becomes an event for PHP.
+        assert!(peers.finish(1, 9, b"done"));
+        assert!(peers.exists(1, 4));
+        match events.try_recv() {
+            Ok(Event::Finish { task_id, data }) => {
+                assert_eq!((task_id, &data[..]), (9, &b"done"[..]))
+            }
+            other => panic!("a Finish event, not {other:?}"),
+        }
+        assert!(!peers.finish(2, 9, b"no such worker"));
 
         drop(bus);
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");

@@ -75,6 +75,9 @@ pub struct Config {
     /// PHP worker processes, each with its own engine, accepting from one listening socket
     /// (see `workers.rs`). 1: the process that calls start() serves itself.
     pub worker_num: usize,
+    /// PHP processes that run tasks handed over with `task()` (see `tasks.rs`); with any, the
+    /// process that calls start() is a master even for `worker_num` 1.
+    pub task_worker_num: usize,
     /// Open TCP connections (WebSocket and plain HTTP) accepted at once; past it new
     /// connections get `503` and are closed.
     pub max_connection: usize,
@@ -158,6 +161,7 @@ impl Default for Config {
         Config {
             worker_threads: cpus,
             worker_num: 1,
+            task_worker_num: 0,
             max_connection: default_max_connection(),
             package_max_length: 2 * 1024 * 1024,
             heartbeat_check_interval: Duration::from_secs(5),
@@ -187,9 +191,6 @@ impl Default for Config {
         }
     }
 }
-
-/// Settings accepted for Swoole compatibility whose only valid value is the one Surge runs with.
-const FIXED: &[(&str, i64, &str)] = &[("task_worker_num", 0, "task workers are not supported yet")];
 
 pub const KNOWN_KEYS: &[&str] = &[
     "worker_threads",
@@ -228,6 +229,7 @@ impl Config {
         match key {
             "worker_threads" => self.worker_threads = count(key, value, 0, 256)?,
             "worker_num" => self.worker_num = count(key, value, 1, 256)?,
+            "task_worker_num" => self.task_worker_num = count(key, value, 0, 256)?,
             "max_connection" => self.max_connection = count(key, value, 1, 10_000_000)?,
             "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
             "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,
@@ -258,19 +260,10 @@ impl Config {
             "http_index_files" => self.http_index_files = file_names(value)?,
             "upload_tmp_dir" => self.upload_tmp_dir = writable_directory(key, value)?,
             _ => {
-                if let Some((_, only, why)) = FIXED.iter().find(|(k, _, _)| *k == key) {
-                    let n = integer(key, value)?;
-                    if n != *only {
-                        return Err(ConfigError(format!(
-                            "setting '{key}' => {n} is not supported: {why}; use {only}"
-                        )));
-                    }
-                } else {
-                    return Err(ConfigError(format!(
-                        "unknown setting '{key}'; known settings: {}",
-                        KNOWN_KEYS.join(", ")
-                    )));
-                }
+                return Err(ConfigError(format!(
+                    "unknown setting '{key}'; known settings: {}",
+                    KNOWN_KEYS.join(", ")
+                )))
             }
         }
         Ok(())
@@ -306,6 +299,13 @@ impl Config {
             // worker's share.
             return Err(ConfigError(
                 "setting 'pusher' needs 'worker_num' 1: the Pusher protocol is served by one process"
+                    .into(),
+            ));
+        }
+        if self.task_worker_num > 0 && !self.pusher.is_empty() {
+            // A task worker would see none of the apps' channels.
+            return Err(ConfigError(
+                "setting 'pusher' needs 'task_worker_num' 0: the Pusher protocol is served by one process"
                     .into(),
             ));
         }
@@ -580,13 +580,9 @@ mod tests {
         let mut c = Config::default();
         c.apply("worker_num", &Value::Int(4)).unwrap();
         assert_eq!(c.worker_num, 4);
-        c.apply("task_worker_num", &Value::Int(0)).unwrap();
-        let err = c.apply("task_worker_num", &Value::Int(2)).unwrap_err();
-        assert!(
-            err.0
-                .starts_with("setting 'task_worker_num' => 2 is not supported"),
-            "{err}"
-        );
+        c.apply("task_worker_num", &Value::Int(2)).unwrap();
+        assert_eq!(c.task_worker_num, 2);
+        assert!(c.apply("task_worker_num", &Value::Int(257)).is_err());
         assert!(c.apply("worker_num", &Value::Int(0)).is_err());
         c.pusher = crate::pusher::AppConfig::parse_all(&Value::List(vec![Value::Map(vec![
             ("app_id".into(), Value::Str("1".into())),
@@ -594,7 +590,11 @@ mod tests {
             ("secret".into(), Value::Str("s".into())),
         ])]))
         .unwrap();
-        assert!(c.validate().unwrap_err().0.contains("'pusher'"));
+        assert!(c.validate().unwrap_err().0.contains("'worker_num' 1"));
+        c.worker_num = 1;
+        assert!(c.validate().unwrap_err().0.contains("'task_worker_num' 0"));
+        c.task_worker_num = 0;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

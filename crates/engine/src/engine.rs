@@ -11,7 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,6 +25,7 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
+use crate::tasks::{self, TaskSender};
 use crate::workers::{self, FdSource, Worker};
 use crate::{heartbeat, local, logging, memory, tls};
 
@@ -90,6 +91,10 @@ pub struct Engine {
     /// With worker processes: the links to the other workers, and this one's end of the bus.
     peers: Option<Peers>,
     bus: Option<BusServer>,
+    /// A worker's end of the task queue, with task workers.
+    task_sender: Option<TaskSender>,
+    /// In a task worker: PHP finished the task it was given (see `tasks::take_tasks`).
+    task_done: Arc<Notify>,
     /// Dropped last, after the runtime is gone.
     _signal_mask: PhpThreadSignals,
 }
@@ -116,12 +121,13 @@ impl Engine {
         };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         logging::init(config.log_level);
-        let listener = match &worker {
-            Some(worker) => worker
-                .listener
-                .try_clone()
-                .map_err(|e| format!("cannot share the listening socket: {e}"))?,
-            None => workers::bind(workers::resolve(host, port)?, false)?,
+        let (listener, task_sender, task_queue) = match &worker {
+            Some(worker) => worker.sockets()?,
+            None => (
+                Some(workers::bind(workers::resolve(host, port)?, false)?),
+                None,
+                None,
+            ),
         };
         // Before the runtime, so that every I/O thread starts with the mask it then undoes.
         let signal_mask = PhpThreadSignals::block(config.worker_threads)?;
@@ -139,26 +145,40 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the I/O threads: {e}"))?;
-        let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| format!("cannot listen on {local_addr}: {e}"))?
+        let local_addr = match (&listener, &worker) {
+            (Some(listener), _) => listener.local_addr().map_err(|e| e.to_string())?,
+            (None, Some(worker)) => worker.addr,
+            (None, None) => unreachable!("only a pool's task worker has no listener"),
+        };
+        let listener = match listener {
+            Some(listener) => {
+                let _guard = runtime.enter();
+                Some(
+                    tokio::net::TcpListener::from_std(listener)
+                        .map_err(|e| format!("cannot listen on {local_addr}: {e}"))?,
+                )
+            }
+            None => None,
         };
         let (tx, rx) = mpsc::channel(config.event_queue_size);
-        let fds = worker
-            .as_ref()
-            .map_or_else(FdSource::single, FdSource::worker);
+        let fds = match &worker {
+            Some(w) if listener.is_some() => FdSource::worker(w),
+            _ => FdSource::single(),
+        };
         let shared = Arc::new(Shared::new(config, tx, fds));
         let (peers, bus) = match &worker {
             Some(w) => (
                 Some(Peers::new(&w.bus_dir, w.id, w.count)),
-                Some(BusServer::start(
-                    &w.bus_dir,
-                    w.id,
-                    shared.clone(),
-                    local_addr.port(),
-                )?),
+                // Others ask only workers (ids below `count`): a task worker answers nothing.
+                match listener.is_some() {
+                    true => Some(BusServer::start(
+                        &w.bus_dir,
+                        w.id,
+                        shared.clone(),
+                        local_addr.port(),
+                    )?),
+                    false => None,
+                },
             ),
             None => (None, None),
         };
@@ -178,7 +198,13 @@ impl Engine {
             }
             None => None,
         };
-        runtime.spawn(accept_loop(listener, shared.clone(), tls));
+        if let Some(listener) = listener {
+            runtime.spawn(accept_loop(listener, shared.clone(), tls));
+        }
+        let task_done = Arc::new(Notify::new());
+        if let Some(queue) = task_queue {
+            runtime.spawn(tasks::take_tasks(queue, shared.clone(), task_done.clone()));
+        }
         runtime.spawn(heartbeat::run(shared.clone()));
         runtime.spawn(memory::run(shared.clone()));
         runtime.spawn(crate::pusher::sweep(shared.clone()));
@@ -201,6 +227,8 @@ impl Engine {
             redis,
             peers,
             bus,
+            task_sender,
+            task_done,
             _signal_mask: signal_mask,
         })
     }
@@ -420,6 +448,35 @@ impl Engine {
     /// This process's worker id, and how many workers there are (0 of 1 without workers).
     pub fn worker(&self) -> (usize, usize) {
         self.peers.as_ref().map_or((0, 1), |p| (p.me(), p.count()))
+    }
+
+    /// A task worker (its id is `worker_num` or above).
+    pub fn is_task_worker(&self) -> bool {
+        let (id, count) = self.worker();
+        id >= count
+    }
+
+    /// Queues a task for the task workers (see `tasks.rs`): this worker gets its result as
+    /// [`Event::Finish`] with the same `task_id`. Waits while the queue is full, up to 5 s;
+    /// the error is a message for the user.
+    pub fn task(&self, task_id: u64, data: &[u8]) -> Result<(), String> {
+        match &self.task_sender {
+            Some(sender) => sender.send(self.worker().0, task_id, data),
+            None => Err("there are no task workers to send tasks to".into()),
+        }
+    }
+
+    /// In a task worker: the task last handed over is finished; the next may be taken.
+    pub fn task_done(&self) {
+        self.task_done.notify_one();
+    }
+
+    /// Sends the result of task `task_id` to `worker`, the worker that sent it; false when
+    /// that worker cannot be reached.
+    pub fn finish(&self, worker: usize, task_id: u64, data: &[u8]) -> bool {
+        self.peers
+            .as_ref()
+            .is_some_and(|p| p.finish(worker, task_id, data))
     }
 
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.

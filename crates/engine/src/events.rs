@@ -138,6 +138,15 @@ pub enum Event {
     },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },
+    /// In a task worker: a task that `worker` handed over with `task()` (see `tasks.rs`). The
+    /// next is taken once [`crate::Engine::task_done`] says this one is finished.
+    Task {
+        task_id: u64,
+        worker: usize,
+        data: Vec<u8>,
+    },
+    /// In a worker: what a task worker finished one of this worker's tasks with.
+    Finish { task_id: u64, data: Vec<u8> },
     /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client
     /// event on `channel`; sent only when the matching PHP callback exists. Observed, not vetoed:
     /// it has happened (and been answered) when PHP sees it.

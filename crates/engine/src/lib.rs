@@ -35,6 +35,7 @@ mod shared;
 mod socket;
 mod static_files;
 pub mod stats;
+mod tasks;
 mod tls;
 mod wake_signal;
 pub mod workers;

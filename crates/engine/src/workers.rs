@@ -8,6 +8,10 @@
 //! ..., so any worker knows from an fd which worker owns it, and a worker restarted in a dead
 //! one's place goes on counting where it stopped (the counters are in shared memory), so fds
 //! are never reused while the server runs.
+//!
+//! With `task_worker_num`, ids `worker_num` and up are task workers (see `tasks.rs`): no
+//! listening socket, no connections, no bus server of their own; they reach the workers'
+//! connections over the bus as any worker does.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -18,22 +22,70 @@ use surge_table::Mapping;
 
 use crate::config::Config;
 use crate::logging;
+use crate::tasks::{TaskQueue, TaskSender};
 
 /// What the process calling start() holds while its workers serve.
 pub struct Pool {
     count: usize,
+    task_count: usize,
     listeners: Vec<TcpListener>,
     bus_dir: BusDir,
     counters: Arc<SharedCounters>,
+    tasks: Option<TaskQueue>,
 }
 
 /// What one worker's engine starts from (see `Engine::start`).
 pub struct Worker {
     pub id: usize,
+    /// Workers, task workers left out.
     pub count: usize,
-    pub(crate) listener: TcpListener,
+    pub(crate) addr: SocketAddr,
     pub(crate) bus_dir: PathBuf,
     pub(crate) counters: Arc<SharedCounters>,
+    pub(crate) role: Role,
+}
+
+/// A worker's listening socket (none in a task worker), the end of the task queue it sends
+/// tasks on (with task workers), and the end a task worker takes them from.
+pub(crate) type Sockets = (
+    Option<TcpListener>,
+    Option<TaskSender>,
+    Option<std::os::unix::net::UnixDatagram>,
+);
+
+impl Worker {
+    pub(crate) fn sockets(&self) -> Result<Sockets, String> {
+        Ok(match &self.role {
+            Role::Serving { listener, tasks } => (
+                Some(
+                    listener
+                        .try_clone()
+                        .map_err(|e| format!("cannot share the listening socket: {e}"))?,
+                ),
+                tasks.as_ref().map(TaskSender::try_clone).transpose()?,
+                None,
+            ),
+            Role::Tasks(queue) => (
+                None,
+                None,
+                Some(
+                    queue
+                        .try_clone()
+                        .map_err(|e| format!("cannot share the task queue: {e}"))?,
+                ),
+            ),
+        })
+    }
+}
+
+pub(crate) enum Role {
+    /// Accepts connections; may send tasks.
+    Serving {
+        listener: TcpListener,
+        tasks: Option<TaskSender>,
+    },
+    /// Takes tasks from this end of the queue.
+    Tasks(std::os::unix::net::UnixDatagram),
 }
 
 impl Pool {
@@ -51,12 +103,23 @@ impl Pool {
         let listeners = (0..count)
             .map(|_| bind(addr, true))
             .collect::<Result<_, _>>()?;
+        let tasks = match config.task_worker_num {
+            0 => None,
+            _ => Some(TaskQueue::new()?),
+        };
         Ok(Pool {
             count,
+            task_count: config.task_worker_num,
             listeners,
             bus_dir: BusDir::create()?,
             counters: Arc::new(SharedCounters::new(count)?),
+            tasks,
         })
+    }
+
+    /// Workers and task workers: the processes to fork, with ids from 0.
+    pub fn processes(&self) -> usize {
+        self.count + self.task_count
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -65,16 +128,31 @@ impl Pool {
             .expect("a bound socket has an address")
     }
 
-    /// What worker `id` needs; called in the forked worker.
+    /// What worker `id` needs (a task worker from `worker_num` on); called in the forked one.
     pub fn worker(&self, id: usize) -> Result<Worker, String> {
+        if id >= self.processes() {
+            return Err(format!("there is no worker {id}"));
+        }
+        let role = match (self.listeners.get(id), &self.tasks) {
+            (Some(listener), tasks) => Role::Serving {
+                listener: listener
+                    .try_clone()
+                    .map_err(|e| format!("cannot share the listening socket: {e}"))?,
+                tasks: tasks
+                    .as_ref()
+                    .map(|t| t.sender(&self.bus_dir.path))
+                    .transpose()?,
+            },
+            (None, Some(tasks)) => Role::Tasks(tasks.taker()?),
+            (None, None) => unreachable!("ids past the workers' are task workers'"),
+        };
         Ok(Worker {
             id,
             count: self.count,
-            listener: self.listeners[id]
-                .try_clone()
-                .map_err(|e| format!("cannot share the listening socket: {e}"))?,
+            addr: self.local_addr(),
             bus_dir: self.bus_dir.path.clone(),
             counters: self.counters.clone(),
+            role,
         })
     }
 }
@@ -162,7 +240,8 @@ impl SharedCounters {
     }
 }
 
-/// A directory only this user can enter, holding one Unix socket per worker. Removed by the
+/// A directory only this user can enter, holding one Unix socket per worker and the data of
+/// large tasks on their way (see `tasks.rs`). Removed by the
 /// process that made it (a forked worker's copy of the handle leaves it alone).
 struct BusDir {
     path: PathBuf,
@@ -236,6 +315,40 @@ mod tests {
         assert_eq!(owner(0, 3), None);
         let single = FdSource::single();
         assert_eq!([single.next(), single.next()], [1, 2]);
+    }
+
+    #[test]
+    fn task_workers_come_after_the_workers_and_take_from_the_queue() {
+        let config = Config {
+            task_worker_num: 2,
+            ..workers(2)
+        };
+        let pool = Pool::new(&config, "127.0.0.1", 0).unwrap();
+        assert_eq!(pool.processes(), 4);
+        let serving = pool.worker(1).unwrap();
+        let Role::Serving {
+            tasks: Some(sender),
+            ..
+        } = serving.role
+        else {
+            panic!("worker 1 serves and sends tasks")
+        };
+        let Role::Tasks(taker) = pool.worker(3).unwrap().role else {
+            panic!("worker 3 takes tasks")
+        };
+        sender.send(1, 5, b"job").unwrap();
+        let mut buffer = [0u8; 64];
+        let n = taker.recv(&mut buffer).unwrap();
+        assert_eq!(&buffer[16..n], b"\0job");
+        assert!(pool.worker(4).is_err());
+        let Role::Serving { tasks: None, .. } = Pool::new(&workers(2), "127.0.0.1", 0)
+            .unwrap()
+            .worker(0)
+            .unwrap()
+            .role
+        else {
+            panic!("no task workers, no task queue")
+        };
     }
 
     #[test]

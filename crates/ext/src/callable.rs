@@ -99,7 +99,8 @@ impl Callable {
     /// `memory_limit` is reported and unwound inside PHP's allocator, and the call returns;
     /// both ways, PHP marks the request as ending uncleanly, which is what tells them apart
     /// from a return.
-    pub fn call(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+    /// Returns what the callable returned.
+    pub fn call(&self, args: &[&dyn IntoZvalDyn]) -> Result<Zval, CallError> {
         let unclean_before = unclean_shutdown();
         let result = match self.resolved {
             Some(fcc) if args.len() <= MAX_ARGS => call_resolved(&fcc, args),
@@ -112,10 +113,10 @@ impl Callable {
     }
 
     /// A trampoline, or more arguments than `call_resolved` takes: through ext-php-rs.
-    fn call_unresolved(&self, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+    fn call_unresolved(&self, args: &[&dyn IntoZvalDyn]) -> Result<Zval, CallError> {
         let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
         match try_catch(AssertUnwindSafe(|| callable.try_call(args.to_vec()))) {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(retval)) => Ok(retval),
             Ok(Err(_)) => Err(CallError::Threw),
             Err(_) => Err(CallError::Fatal),
         }
@@ -152,7 +153,10 @@ unsafe extern "C" fn call_known(ctx: *const c_void) -> *const c_void {
 
 /// Calls a resolved callable (every message's callback goes this way: lighter than
 /// ext-php-rs's `try_catch`, which also catches Rust panics and runs its own cleanups).
-fn call_resolved(fcc: &zend_fcall_info_cache, args: &[&dyn IntoZvalDyn]) -> Result<(), CallError> {
+fn call_resolved(
+    fcc: &zend_fcall_info_cache,
+    args: &[&dyn IntoZvalDyn],
+) -> Result<Zval, CallError> {
     // On the stack: a callback runs for every message.
     let mut params: [Zval; MAX_ARGS] = std::array::from_fn(|_| Zval::new());
     for (param, arg) in params.iter_mut().zip(args) {
@@ -175,6 +179,6 @@ fn call_resolved(fcc: &zend_fcall_info_cache, args: &[&dyn IntoZvalDyn]) -> Resu
     if ExecutorGlobals::has_exception() {
         Err(CallError::Threw)
     } else {
-        Ok(())
+        Ok(retval)
     }
 }

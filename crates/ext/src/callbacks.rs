@@ -2,6 +2,7 @@
 //! logged and the server keeps serving.
 
 use ext_php_rs::convert::IntoZvalDyn;
+use ext_php_rs::types::Zval;
 use ext_php_rs::zend::ExecutorGlobals;
 use surge_engine::Handler;
 
@@ -14,6 +15,10 @@ pub enum Kind {
     WorkerStart,
     WorkerStop,
     Shutdown,
+    /// In a task worker: a task to run (see `tasks.rs`).
+    Task,
+    /// In a worker: a task it sent is finished.
+    Finish,
     /// Sent by the engine only while a callback for it is registered.
     Engine(Handler),
 }
@@ -37,6 +42,8 @@ pub const KINDS: &[(&str, Kind)] = &[
     ),
     ("workerStop", Kind::WorkerStop),
     ("shutdown", Kind::Shutdown),
+    ("task", Kind::Task),
+    ("finish", Kind::Finish),
 ];
 
 impl Kind {
@@ -74,20 +81,29 @@ pub enum Outcome {
 /// Calls `callback` with `args`. A thrown exception is taken, logged with its class, message
 /// and place, and forgotten; `exit()` is left pending so PHP still exits.
 pub fn call(callback: &Callable, args: &[&dyn IntoZvalDyn], context: &str) -> Outcome {
+    call_for_value(callback, args, context).0
+}
+
+/// As [`call`], with what the callback returned (None when it did not return).
+pub fn call_for_value(
+    callback: &Callable,
+    args: &[&dyn IntoZvalDyn],
+    context: &str,
+) -> (Outcome, Option<Zval>) {
     match callback.call(args) {
-        Ok(()) => return Outcome::Continue,
+        Ok(value) => return (Outcome::Continue, Some(value)),
         Err(CallError::NotCallable) => {
             log::error!(target: "surge", "the {context} callback is not callable");
-            return Outcome::Continue;
+            return (Outcome::Continue, None);
         }
         Err(CallError::Fatal) => {
             log::error!(target: "surge", "fatal error in the {context} callback: closing every client with 1011 and exiting");
-            return Outcome::Fatal;
+            return (Outcome::Fatal, None);
         }
         Err(CallError::Threw) => {}
     }
     if ExecutorGlobals::pending_exception_class().as_deref() == Some("UnwindExit") {
-        return Outcome::Exit;
+        return (Outcome::Exit, None);
     }
     if let Some(ex) = ExecutorGlobals::take_exception() {
         let class = ex.get_class_name().unwrap_or_else(|_| "Exception".into());
@@ -109,7 +125,7 @@ pub fn call(callback: &Callable, args: &[&dyn IntoZvalDyn], context: &str) -> Ou
             text("getFile")
         );
     }
-    Outcome::Continue
+    (Outcome::Continue, None)
 }
 
 /// Callables by event, at the event's place in [`KINDS`]. Held zvals are invisible to PHP's GC,

@@ -18,6 +18,7 @@ use crate::request::Request;
 use crate::response::Response;
 use crate::server::Server;
 use crate::supervisor::{self, Ready};
+use crate::tasks;
 
 const BATCH: usize = 256;
 
@@ -81,7 +82,12 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     let mut config = server.config.borrow().clone();
     config.max_file_uploads = form_input::max_file_uploads();
     server.master_pid.set(std::process::id());
-    if config.worker_num > 1 {
+    if config.task_worker_num > 0 && !server.callbacks.borrow().has(Kind::Task) {
+        return Err(error(
+            "task_worker_num needs a task callback: on('task', function ($server, $taskId, $workerId, $data) {...})",
+        ));
+    }
+    if config.worker_num > 1 || config.task_worker_num > 0 {
         return supervisor::run(server, this, config);
     }
     let engine = start_engine(server, config, None).map_err(error)?;
@@ -94,10 +100,14 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
 pub fn serve_worker(
     server: &Server,
     this: &Zval,
-    config: Config,
+    mut config: Config,
     worker: Worker,
     ready: &mut Ready,
 ) -> PhpResult<Ended> {
+    if worker.id >= worker.count {
+        // A task worker has no connections: its PHP thread needs no I/O threads beside it.
+        config.worker_threads = 0;
+    }
     let engine = match start_engine(server, config, Some(worker)) {
         Ok(engine) => engine,
         Err(message) => {
@@ -127,7 +137,10 @@ fn start_engine(
     server.set_running(true, Some(engine.local_addr().port()));
     *server.engine.borrow_mut() = Some(engine.clone());
     server.timers.borrow().schedule_all(&engine);
-    server.subscribe_pending(&engine);
+    if !engine.is_task_worker() {
+        // Subscriptions deliver to connections, which task workers do not have.
+        server.subscribe_pending(&engine);
+    }
     Ok(engine)
 }
 
@@ -175,6 +188,7 @@ fn serve_and_stop(
 /// Tokio) is gone by then.
 pub fn release(server: &Server) {
     server.callbacks.borrow_mut().clear();
+    server.tasks.clear();
     server.frames.clear();
     server.timers.borrow_mut().clear_all();
     server.set_running(false, None);
@@ -381,6 +395,12 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 }
             }
         }
+        Event::Task {
+            task_id,
+            worker,
+            data,
+        } => tasks::run(server, this, task_id, worker, &data).into(),
+        Event::Finish { task_id, data } => tasks::finished(server, this, task_id, &data).into(),
         Event::Signal { name } => {
             log::info!(target: "surge", "{name} received: shutting down");
             Next::Stop

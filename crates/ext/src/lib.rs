@@ -17,6 +17,7 @@ mod server;
 mod supervisor;
 mod table;
 mod table_fast;
+mod tasks;
 mod timers;
 
 /// Constants with Swoole's names and values, so ported code keeps working.

@@ -20,6 +20,7 @@ use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
 use crate::event_loop::{self, Ended};
 use crate::exception::error;
 use crate::frame::Frames;
+use crate::tasks::{self, Tasks};
 use crate::timers::Timers;
 
 pub const OPCODE_TEXT: i64 = 1;
@@ -47,6 +48,7 @@ pub struct Server {
     pub(crate) worker_id: Cell<i64>,
     /// The process that called start().
     pub(crate) master_pid: Cell<u32>,
+    pub(crate) tasks: Tasks,
 }
 
 fn fd_arg(fd: i64) -> u64 {
@@ -173,6 +175,7 @@ impl Server {
             pending_subscriptions: RefCell::default(),
             worker_id: Cell::new(0),
             master_pid: Cell::new(std::process::id()),
+            tasks: Tasks::default(),
         })
     }
 
@@ -193,6 +196,12 @@ impl Server {
     #[php(getter, name = "worker_id")]
     pub fn get_worker_id(&self) -> i64 {
         self.worker_id.get()
+    }
+
+    /// True in a task worker (worker ids from worker_num on).
+    #[php(getter, name = "taskworker")]
+    pub fn get_taskworker(&self) -> bool {
+        self.worker_id.get() >= self.config.borrow().worker_num as i64
     }
 
     /// This process's id.
@@ -542,6 +551,60 @@ impl Server {
         self.timers
             .borrow_mut()
             .clear(fd_arg(timer_id), engine.as_deref())
+    }
+
+    /// Hands `$data` (a string, or any value serialize() takes) to a free task worker, whose
+    /// `task` callback runs with it; what that returns (or gives finish()) comes back to
+    /// `$finish_callback($server, $taskId, $result)` if given, else to the `finish` callback.
+    /// Returns the task id, or false if the queue stayed full for 5 s.
+    pub fn task(
+        &self,
+        data: &Zval,
+        dst_worker_id: Option<i64>,
+        finish_callback: Option<&Zval>,
+    ) -> PhpResult<Zval> {
+        if self.config.borrow().task_worker_num == 0 {
+            return Err(error(
+                "task() needs task workers: set(['task_worker_num' => 4]) and on('task', ...)",
+            ));
+        }
+        if self.get_taskworker() {
+            return Err(error(
+                "task() is for workers; a task worker cannot send tasks",
+            ));
+        }
+        if dst_worker_id.is_some_and(|id| id != -1) {
+            return Err(error(
+                "task() hands a task to the first free task worker: pass -1 as $dst_worker_id",
+            ));
+        }
+        let callback = match finish_callback.filter(|z| !z.is_null()) {
+            Some(z) => {
+                Some(Callable::new(z).ok_or_else(|| error("the finish callback is not callable"))?)
+            }
+            None => None,
+        };
+        let Some(engine) = self.engine() else {
+            return Err(error(
+                "task() needs a running server: call it from a callback",
+            ));
+        };
+        let bytes = tasks::encode(data)?;
+        let id = self.tasks.next_id(callback);
+        match engine.task(id, &bytes) {
+            Ok(()) => tasks::id_or_false(Some(id)),
+            Err(e) => {
+                self.tasks.forget(id);
+                log::warn!(target: "surge", "task() failed: {e}");
+                tasks::id_or_false(None)
+            }
+        }
+    }
+
+    /// In the `task` callback: sends `$data` to the worker that sent the task, for its finish
+    /// callback (returning a value from the callback does the same). Once per task.
+    pub fn finish(&self, data: &Zval) -> PhpResult<bool> {
+        tasks::finish(self, data)
     }
 
     /// Stops the server: start() closes every client with 1001, runs `shutdown` and returns.

@@ -1,9 +1,10 @@
-//! `worker_num` > 1: the process that called start() becomes the master. It binds the port,
-//! forks the workers (each one serves as a whole single-process server would, on the shared
-//! socket, and reaches the others' connections over the engine's bus), runs `start`, forwards
-//! SIGINT/SIGTERM to them, starts a new worker in place of one that died, and runs `shutdown`
-//! once they are all gone. The master never starts a runtime or any other thread: it forks
-//! again for each restart, and a fork copies only the calling thread.
+//! `worker_num` > 1 or `task_worker_num` > 0: the process that called start() becomes the
+//! master. It binds the port, forks the workers (each one serves as a whole single-process
+//! server would, on the shared socket, and reaches the others' connections over the engine's
+//! bus) and the task workers, runs `start`, forwards SIGINT/SIGTERM to them, starts a new one in
+//! place of one that died, and runs `shutdown` once they are all gone. The master never starts
+//! a runtime or any other thread: it forks again for each restart, and a fork copies only the
+//! calling thread.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -61,10 +62,10 @@ enum Forked {
 
 pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     config.validate().map_err(|e| error(e.0))?;
-    let count = config.worker_num;
     let pool = Pool::new(&config, &server.get_host(), server.get_port() as u16).map_err(error)?;
     server.set_running(true, Some(pool.local_addr().port()));
     let signals = MasterSignals::block();
+    let count = pool.processes();
     let mut children: Vec<Option<Child>> = Vec::with_capacity(count);
     let mut failure = None;
     for id in 0..count {
@@ -82,7 +83,15 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
         event_loop::release(server);
         return Err(error(e));
     }
-    log::info!(target: "surge", "{count} workers serving on port {}", pool.local_addr().port());
+    let port = pool.local_addr().port();
+    match config.task_worker_num {
+        0 => log::info!(target: "surge", "{count} workers serving on port {port}"),
+        tasks => log::info!(
+            target: "surge",
+            "{} workers and {tasks} task workers serving on port {port}",
+            config.worker_num
+        ),
+    }
     server.worker_id.set(-1);
     let mut next = event_loop::lifecycle(server, Kind::Start, &[this]);
     if next == Ended::Stopped && !server.stop_requested.get() {

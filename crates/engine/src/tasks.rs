@@ -1,0 +1,276 @@
+//! Task workers (`task_worker_num`): processes that run what the workers hand over with
+//! `task()`. The queue is one Unix datagram socket pair that the master makes before it forks:
+//! every worker sends on one end, every task worker receives on the other, and the kernel hands
+//! each datagram to one receiver. A task worker takes the next task only once its PHP thread
+//! has finished the one before, so a task waits for the first task worker that is free, never
+//! behind a slow task while another task worker idles. The result goes back over the bus to
+//! the worker that sent the task (`bus.rs`).
+//!
+//! A datagram is the sending worker's id and the task id (8 bytes each), then 0 and the data,
+//! or, for data over [`INLINE_MAX`], 1 and the path of a file holding it (in the bus's private
+//! directory; the task worker that takes it removes it).
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::events::Event;
+use crate::shared::Shared;
+
+/// Data up to this size travels in the datagram itself; larger data goes through a file.
+const INLINE_MAX: usize = 8 << 10;
+const HEADER: usize = 17;
+/// The bytes of tasks not yet taken that the queue holds (the kernel's limit, `wmem_max`,
+/// may be lower); a task sent while it is full waits for room up to [`SEND_WAIT`].
+const QUEUE_BYTES: usize = 4 << 20;
+const SEND_WAIT: Duration = Duration::from_secs(5);
+
+/// Both ends of the queue, made before the fork (every process keeps both).
+pub(crate) struct TaskQueue {
+    send: UnixDatagram,
+    take: UnixDatagram,
+}
+
+impl TaskQueue {
+    pub(crate) fn new() -> Result<Self, String> {
+        let (send, take) =
+            UnixDatagram::pair().map_err(|e| format!("cannot make the task queue: {e}"))?;
+        let bytes = QUEUE_BYTES as libc::c_int;
+        // SAFETY: a valid socket and an int option of the size given. Clamped by the kernel.
+        unsafe {
+            libc::setsockopt(
+                send.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        Ok(TaskQueue { send, take })
+    }
+
+    /// A worker's end: it sends tasks, data over `INLINE_MAX` through files in `dir`.
+    pub(crate) fn sender(&self, dir: &Path) -> Result<TaskSender, String> {
+        let socket = self.send.try_clone().map_err(|e| e.to_string())?;
+        Ok(TaskSender {
+            socket,
+            dir: dir.to_owned(),
+            wait: SEND_WAIT,
+        })
+    }
+
+    /// A task worker's end.
+    pub(crate) fn taker(&self) -> Result<UnixDatagram, String> {
+        self.take.try_clone().map_err(|e| e.to_string())
+    }
+}
+
+pub(crate) struct TaskSender {
+    socket: UnixDatagram,
+    dir: PathBuf,
+    /// How long a task waits for room in a full queue.
+    wait: Duration,
+}
+
+impl TaskSender {
+    pub(crate) fn try_clone(&self) -> Result<Self, String> {
+        Ok(TaskSender {
+            socket: self
+                .socket
+                .try_clone()
+                .map_err(|e| format!("cannot share the task queue: {e}"))?,
+            dir: self.dir.clone(),
+            wait: self.wait,
+        })
+    }
+
+    /// Queues a task; waits while the queue is full, up to `wait`. The error is a message
+    /// for the user.
+    pub(crate) fn send(&self, worker: usize, task_id: u64, data: &[u8]) -> Result<(), String> {
+        let mut datagram = Vec::with_capacity(HEADER + data.len().min(INLINE_MAX + 64));
+        datagram.extend_from_slice(&(worker as u64).to_be_bytes());
+        datagram.extend_from_slice(&task_id.to_be_bytes());
+        let file = match data.len() > INLINE_MAX {
+            false => {
+                datagram.push(0);
+                datagram.extend_from_slice(data);
+                None
+            }
+            true => {
+                let path = self.write_file(data)?;
+                datagram.push(1);
+                datagram.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                Some(path)
+            }
+        };
+        let sent = self.send_waiting(&datagram);
+        if let (Err(_), Some(path)) = (&sent, file) {
+            let _ = std::fs::remove_file(path);
+        }
+        sent
+    }
+
+    fn write_file(&self, data: &[u8]) -> Result<PathBuf, String> {
+        let mut file = tempfile::Builder::new()
+            .prefix("task.")
+            .tempfile_in(&self.dir)
+            .map_err(|e| format!("cannot write the task's data: {e}"))?;
+        file.write_all(data)
+            .map_err(|e| format!("cannot write the task's data: {e}"))?;
+        let (_, path) = file
+            .keep()
+            .map_err(|e| format!("cannot keep the task's data: {e}"))?;
+        Ok(path)
+    }
+
+    fn send_waiting(&self, datagram: &[u8]) -> Result<(), String> {
+        let fd = self.socket.as_raw_fd();
+        loop {
+            // SAFETY: a valid socket and a buffer of the given length.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    datagram.as_ptr().cast(),
+                    datagram.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(());
+            }
+            let err = std::io::Error::last_os_error();
+            match err.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => {}
+                _ => return Err(format!("cannot queue the task: {err}")),
+            }
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut poll, 1, self.wait.as_millis() as i32) } == 0 {
+                return Err(format!(
+                    "the task queue stayed full for {:?}: the task workers are behind",
+                    self.wait
+                ));
+            }
+        }
+    }
+}
+
+/// A task worker's loop on its runtime: takes a task, hands it to PHP as [`Event::Task`] and
+/// waits for `done` (PHP finished it) before it takes the next.
+pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: Arc<Notify>) {
+    let queue = match queue
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixDatagram::from_std(queue))
+    {
+        Ok(queue) => queue,
+        Err(e) => {
+            log::error!(target: "surge", "cannot read the task queue: {e}");
+            return;
+        }
+    };
+    // The largest datagram: inline data, or a file's path (shorter than a path may be, 4 KiB).
+    let mut buffer = vec![0u8; HEADER + INLINE_MAX];
+    loop {
+        let n = match queue.recv(&mut buffer).await {
+            Ok(n) => n,
+            Err(e) => {
+                log::error!(target: "surge", "cannot read the task queue: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(event) = parse(&buffer[..n]) else {
+            log::error!(target: "surge", "a task that cannot be read was dropped");
+            continue;
+        };
+        let finished = done.notified();
+        if shared.events.send(event).await.is_err() {
+            return;
+        }
+        finished.await;
+    }
+}
+
+fn parse(datagram: &[u8]) -> Option<Event> {
+    let (head, rest) = datagram.split_at_checked(HEADER)?;
+    let worker = u64::from_be_bytes(head[..8].try_into().ok()?);
+    let task_id = u64::from_be_bytes(head[8..16].try_into().ok()?);
+    let data = match head[16] {
+        0 => rest.to_vec(),
+        1 => {
+            // Read on the task worker's runtime, which has nothing else to do meanwhile.
+            use std::os::unix::ffi::OsStrExt;
+            let path = Path::new(std::ffi::OsStr::from_bytes(rest));
+            let data = std::fs::read(path).ok()?;
+            let _ = std::fs::remove_file(path);
+            data
+        }
+        _ => return None,
+    };
+    Some(Event::Task {
+        task_id,
+        worker: usize::try_from(worker).ok()?,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_cross_inline_and_through_files_and_the_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = TaskQueue::new().unwrap();
+        let sender = queue.sender(dir.path()).unwrap();
+        let taker = queue.taker().unwrap();
+        let mut buffer = vec![0u8; HEADER + INLINE_MAX];
+        for size in [0, 10, INLINE_MAX, INLINE_MAX + 1, 3 << 20] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            sender.send(3, 77, &data).unwrap();
+            let n = taker.recv(&mut buffer).unwrap();
+            let Some(Event::Task {
+                task_id,
+                worker,
+                data: got,
+            }) = parse(&buffer[..n])
+            else {
+                panic!("a task of {size} bytes")
+            };
+            assert_eq!((task_id, worker), (77, 3));
+            assert!(got == data, "{size} bytes");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+        assert!(parse(&[0; 16]).is_none());
+        assert!(parse(&[[0; 16].as_slice(), &[2]].concat()).is_none());
+    }
+
+    #[test]
+    fn a_full_queue_is_an_error_after_the_wait_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = TaskQueue::new().unwrap();
+        let mut sender = queue.sender(dir.path()).unwrap();
+        sender.wait = Duration::from_millis(50);
+        let data = vec![7u8; INLINE_MAX];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = sender.send(0, 1, &data) {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60));
+        };
+        assert!(err.contains("the task queue stayed full"), "{err}");
+        assert!(sender.send(0, 1, &vec![7u8; INLINE_MAX + 1]).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,170 @@
+//! `task()`, `finish()` and the `task` and `finish` callbacks (`task_worker_num`, see the
+//! engine's `tasks.rs`). A task's data crosses as a string's bytes, or for any other value as
+//! PHP's `serialize()` of it, as Swoole does; the task worker gets the same value back.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use ext_php_rs::convert::IntoZval;
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::types::{ZendCallable, Zval};
+
+use crate::callable::Callable;
+use crate::callbacks::{call, call_for_value, Kind, Outcome};
+use crate::convert::binary_zval;
+use crate::exception::error;
+use crate::server::Server;
+
+const STRING: u8 = 0;
+const SERIALIZED: u8 = 1;
+
+/// The task a task worker is running.
+#[derive(Clone, Copy)]
+struct Running {
+    task_id: u64,
+    /// The worker that sent it, which gets the result.
+    worker: usize,
+    finished: bool,
+}
+
+#[derive(Default)]
+pub struct Tasks {
+    next_id: Cell<u64>,
+    /// The `$finish_callback` given to task(), by task id, until the result comes.
+    callbacks: RefCell<HashMap<u64, Callable>>,
+    running: Cell<Option<Running>>,
+}
+
+impl Tasks {
+    /// A worker's next task id (each worker counts from 0, as Swoole's do).
+    pub fn next_id(&self, callback: Option<Callable>) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        if let Some(callback) = callback {
+            self.callbacks.borrow_mut().insert(id, callback);
+        }
+        id
+    }
+
+    /// The task could not be sent: its callback goes.
+    pub fn forget(&self, task_id: u64) {
+        self.callbacks.borrow_mut().remove(&task_id);
+    }
+
+    /// Drops the callables (they may hold the server; see `event_loop::release`).
+    pub fn clear(&self) {
+        self.callbacks.borrow_mut().clear();
+    }
+}
+
+/// A task's or a result's data as bytes.
+pub fn encode(data: &Zval) -> PhpResult<Vec<u8>> {
+    if let Some(s) = data.zend_str() {
+        return Ok([&[STRING][..], s.as_bytes()].concat());
+    }
+    let serialize = ZendCallable::try_from_name("serialize")?;
+    let text = serialize.try_call(vec![data])?;
+    let bytes = text
+        .zend_str()
+        .ok_or_else(|| error("serialize() did not return a string"))?;
+    Ok([&[SERIALIZED][..], bytes.as_bytes()].concat())
+}
+
+fn decode(bytes: &[u8]) -> PhpResult<Zval> {
+    match bytes.split_first() {
+        Some((&STRING, rest)) => Ok(binary_zval(rest)),
+        Some((&SERIALIZED, rest)) => {
+            let unserialize = ZendCallable::try_from_name("unserialize")?;
+            Ok(unserialize.try_call(vec![&binary_zval(rest)])?)
+        }
+        _ => Err(error("task data that cannot be read")),
+    }
+}
+
+/// In a task worker: runs the `task` callback, sends what it returned (unless it called
+/// finish()) to the worker that sent the task, then lets the engine hand over the next task.
+pub fn run(server: &Server, this: &Zval, task_id: u64, worker: usize, data: &[u8]) -> Outcome {
+    let outcome = run_callback(server, this, task_id, worker, data);
+    server.tasks.running.set(None);
+    if let Some(engine) = server.engine() {
+        engine.task_done();
+    }
+    outcome
+}
+
+fn run_callback(server: &Server, this: &Zval, task_id: u64, worker: usize, data: &[u8]) -> Outcome {
+    let data = match decode(data) {
+        Ok(data) => data,
+        Err(e) => {
+            log::error!(target: "surge", "task {task_id} of worker {worker} dropped: {e:?}");
+            return Outcome::Continue;
+        }
+    };
+    let Some(callback) = server.callbacks.borrow().get(Kind::Task) else {
+        log::error!(target: "surge", "task {task_id} of worker {worker} dropped: no task callback");
+        return Outcome::Continue;
+    };
+    server.tasks.running.set(Some(Running {
+        task_id,
+        worker,
+        finished: false,
+    }));
+    let args: [&dyn ext_php_rs::convert::IntoZvalDyn; 4] =
+        [this, &(task_id as i64), &(worker as i64), &data];
+    let (outcome, value) = call_for_value(&callback, &args, "task");
+    if let Some(value) = value.filter(|v| !v.is_null()) {
+        if let Err(e) = finish(server, &value) {
+            log::error!(target: "surge", "the result of task {task_id} was not sent: {e:?}");
+        }
+    }
+    outcome
+}
+
+/// Sends the result of the running task (finish(), or the task callback's return value).
+pub fn finish(server: &Server, data: &Zval) -> PhpResult<bool> {
+    let Some(mut running) = server.tasks.running.get() else {
+        return Err(error(
+            "finish() is for the task callback of a task worker, while it runs",
+        ));
+    };
+    if running.finished {
+        return Err(error("finish() was called already for this task"));
+    }
+    let bytes = encode(data)?;
+    running.finished = true;
+    server.tasks.running.set(Some(running));
+    Ok(server
+        .engine()
+        .is_some_and(|e| e.finish(running.worker, running.task_id, &bytes)))
+}
+
+/// In a worker: runs the task's own callback (given to task()), else the `finish` callback.
+pub fn finished(server: &Server, this: &Zval, task_id: u64, data: &[u8]) -> Outcome {
+    let data = match decode(data) {
+        Ok(data) => data,
+        Err(e) => {
+            log::error!(target: "surge", "the result of task {task_id} was dropped: {e:?}");
+            return Outcome::Continue;
+        }
+    };
+    let own = server.tasks.callbacks.borrow_mut().remove(&task_id);
+    let callback = own.or_else(|| server.callbacks.borrow().get(Kind::Finish));
+    match callback {
+        Some(callback) => {
+            let id = task_id as i64;
+            call(&callback, &[this, &id, &data], "finish")
+        }
+        None => {
+            log::warn!(target: "surge", "task {task_id} finished with a result, and there is no finish callback");
+            Outcome::Continue
+        }
+    }
+}
+
+/// task()'s return value: the task id, or false.
+pub fn id_or_false(id: Option<u64>) -> PhpResult<Zval> {
+    match id {
+        Some(id) => Ok((id as i64).into_zval(false)?),
+        None => Ok(false.into_zval(false)?),
+    }
+}

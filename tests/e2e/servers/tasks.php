@@ -1,0 +1,91 @@
+<?php
+// Task workers (task_worker_num, SURGE_TASKS, default 2) beside worker_num (SURGE_WORKERS,
+// default 2), in the shape of the article that proxies Laravel broadcasts: a message hands a
+// task to the task workers with task(); onTask runs there and returns a result, which comes
+// back to onFinish in the worker that sent it. Messages are "cmd" or "cmd:ARG".
+$server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+$settings = getenv('SURGE_SETTINGS') ? json_decode(getenv('SURGE_SETTINGS'), true) : [];
+$server->set($settings + [
+    'worker_num' => (int) (getenv('SURGE_WORKERS') ?: 2),
+    'task_worker_num' => (int) (getenv('SURGE_TASKS') ?: 2),
+    'log_level' => 'info',
+]);
+
+function out(string $line): void { echo $line . "\n"; }
+
+$server->on('workerStart', fn($s, $id) => out("workerStart $id taskworker=" . json_encode($s->taskworker) . " pid=" . getmypid()));
+$server->on('workerStop', fn($s, $id) => out("workerStop $id"));
+$server->on('shutdown', fn($s) => out('shutdown'));
+
+$server->on('message', function ($s, $frame) {
+    [$cmd, $arg] = explode(':', $frame->data, 2) + ['', ''];
+    $task = ['cmd' => $cmd, 'arg' => $arg, 'fd' => $frame->fd, 'nested' => ['ü' => [1.5, null, true]]];
+    $reply = match ($cmd) {
+        // The data as a string, not serialized: it arrives as the same bytes.
+        'raw' => $s->task("raw\0" . $frame->fd),
+        'big' => $s->task(['cmd' => 'big', 'fd' => $frame->fd, 'data' => str_repeat($arg, 1 << 20)]),
+        // A named argument.
+        'own' => $s->task($task, finish_callback: function ($s, $taskId, $result) {
+            $s->push($result['fd'], json_encode(['own' => $taskId, 'result' => $result]));
+        }),
+        'dst' => (function () use ($s, $task) {
+            try {
+                return $s->task($task, 1);
+            } catch (Surge\Exception $e) {
+                return $e->getMessage();
+            }
+        })(),
+        default => $s->task($task),
+    };
+    $s->push($frame->fd, json_encode(['task' => $reply, 'worker' => $s->worker_id, 'pid' => getmypid()]));
+});
+
+$server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
+    if (is_string($data)) {
+        return ['cmd' => 'raw', 'fd' => (int) explode("\0", $data)[1], 'data' => $data];
+    }
+    $result = ['cmd' => $data['cmd'], 'fd' => $data['fd'], 'task_id' => $taskId, 'src' => $srcWorkerId,
+               'worker_id' => $s->worker_id, 'taskworker' => $s->taskworker, 'pid' => getmypid()];
+    switch ($data['cmd']) {
+        case 'info':
+            return $result + ['nested' => $data['nested']];
+        case 'slow':
+            usleep(500000);
+            return $result;
+        case 'big':
+            return $result + ['md5' => md5($data['data']), 'length' => strlen($data['data'])];
+        case 'all':
+            // The article's onTask: a PHP loop over every connection, from the task worker.
+            $n = 0;
+            foreach ($s->connections as $fd) {
+                $n += $s->push($fd, "to all: {$data['arg']}") ? 1 : 0;
+            }
+            return $result + ['pushed' => $n];
+        case 'finish':
+            $s->finish($result + ['by' => 'finish()']);
+            try {
+                $s->finish($result);
+            } catch (Surge\Exception $e) {
+                out("second finish(): {$e->getMessage()}");
+            }
+            return ['ignored' => true];
+        case 'nested':
+            try {
+                $s->task('from a task worker');
+            } catch (Surge\Exception $e) {
+                return $result + ['error' => $e->getMessage()];
+            }
+            return $result;
+        case 'silent':
+            out("silent task $taskId ran");
+            return null;
+        case 'exit':
+            exit(3);
+    }
+    return $result;
+});
+
+$server->on('finish', function ($s, $taskId, $result) {
+    $s->push($result['fd'], json_encode(['finish' => $taskId, 'result' => $result, 'worker' => $s->worker_id]));
+});
+$server->start();

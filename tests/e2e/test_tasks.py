@@ -1,0 +1,186 @@
+"""task_worker_num: task workers beside the workers. A task handed over with task() runs in a
+free task worker's `task` callback; its result comes back to the `finish` callback (or the
+task's own) in the worker that sent it; a task worker reaches every worker's connections."""
+
+import contextlib
+import hashlib
+import json
+import re
+import signal
+import threading
+
+import pytest
+from websockets.sync.client import connect
+
+from conftest import close_code, run_php
+
+CLIENTS = 16
+
+
+@pytest.fixture
+def stack():
+    with contextlib.ExitStack() as clients:
+        yield clients
+
+
+def start(php_server, tmp_path, **env):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    srv = php_server("tasks.php", env={"TMPDIR": str(tmp), **env})
+    workers = int(env.get("SURGE_WORKERS", 2)) + int(env.get("SURGE_TASKS", 2))
+    for i in range(workers):
+        srv.wait_output(f"workerStart {i} ")
+    return srv
+
+
+def recv(ws):
+    return json.loads(ws.recv(timeout=5))
+
+
+def send_task(ws, cmd):
+    """Sends a command; returns what task() returned there, with the worker that sent it."""
+    ws.send(cmd)
+    return recv(ws)
+
+
+def test_a_task_runs_in_a_task_worker_and_its_result_comes_back_to_its_worker(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    out = srv.stdout()
+    pids = dict(re.findall(r"^workerStart (\d) taskworker=\w+ pid=(\d+)$", out, re.M))
+    flags = dict(re.findall(r"^workerStart (\d) taskworker=(\w+)", out, re.M))
+    assert flags == {"0": "false", "1": "false", "2": "true", "3": "true"}
+    assert len(set(pids.values())) == 4
+    ws = stack.enter_context(connect(srv.url))
+    for _ in range(3):
+        sent = send_task(ws, "info")
+        assert isinstance(sent["task"], int)
+        done = recv(ws)
+        assert done["finish"] == sent["task"]
+        assert done["worker"] == sent["worker"], "the result comes back to the worker that sent the task"
+        result = done["result"]
+        assert result["src"] == sent["worker"] and result["task_id"] == sent["task"]
+        assert result["taskworker"] is True and result["worker_id"] in (2, 3)
+        assert str(result["pid"]) == pids[str(result["worker_id"])]
+        assert result["nested"] == {"ü": [1.5, None, True]}, "a value crosses as serialize() keeps it"
+    # Each worker counts its task ids from 0.
+    assert [send_task(ws, "info")["task"], recv(ws)["finish"]] == [3, 3]
+
+
+def test_string_data_crosses_as_its_bytes_and_large_data_too(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    sent = send_task(ws, "raw")
+    done = recv(ws)
+    assert done["result"]["data"] == f"raw\0{done['result']['fd']}" and done["finish"] == sent["task"]
+    send_task(ws, "big:abc")
+    result = recv(ws)["result"]
+    assert result["length"] == 3 << 20
+    assert result["md5"] == hashlib.md5(b"abc" * (1 << 20)).hexdigest()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+    assert not list((tmp_path / "tmp").iterdir()), "no task's file is left, nor the bus's directory"
+
+
+def test_tasks_go_to_a_free_task_worker(php_server, tmp_path, stack):
+    """Four slow tasks sent at once to two task workers: each takes one, and the next only once
+    it is done, so none waits behind a busy task worker while the other idles."""
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    for _ in range(4):
+        ws.send("slow")
+    messages = [recv(ws) for _ in range(8)]
+    results = [m["result"] for m in messages if "finish" in m]
+    assert sorted(r["worker_id"] for r in results) == [2, 2, 3, 3]
+    assert {r["worker_id"] for r in results[:2]} == {2, 3}
+
+
+def test_a_task_worker_pushes_to_every_workers_connections(php_server, tmp_path, stack):
+    """The article's onTask: a loop over $server->connections pushing to each, in a task worker."""
+    srv = start(php_server, tmp_path)
+    clients = [stack.enter_context(connect(srv.url)) for _ in range(CLIENTS)]
+    for ws in clients:
+        ws.send("info")
+    senders = {recv(ws)["worker"] for ws in clients}
+    for ws in clients:
+        recv(ws)
+    assert senders == {0, 1}, "clients on both workers"
+    clients[0].send("all:hello")
+    for ws in clients[1:]:
+        assert ws.recv(timeout=5) == "to all: hello"
+    # The sender's three messages: task()'s answer may come before or after the task's push.
+    mine = [clients[0].recv(timeout=5) for _ in range(3)]
+    assert "to all: hello" in mine
+    answers = [json.loads(m) for m in mine if m != "to all: hello"]
+    assert [a["result"]["pushed"] for a in answers if "finish" in a] == [CLIENTS]
+    assert len([a for a in answers if "task" in a]) == 1
+
+
+def test_finish_the_task_own_callback_and_what_is_refused(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    sent = send_task(ws, "own")
+    done = recv(ws)
+    assert done["own"] == sent["task"] and done["result"]["cmd"] == "own"
+    # finish() sends once; what the callback returns after it is not sent again.
+    sent = send_task(ws, "finish")
+    done = recv(ws)
+    assert done["result"]["by"] == "finish()" and done["finish"] == sent["task"]
+    srv.wait_output("second finish(): finish() was called already for this task")
+    # A task worker sends no tasks; choosing the task worker is not offered.
+    send_task(ws, "nested")
+    assert recv(ws)["result"]["error"] == "task() is for workers; a task worker cannot send tasks"
+    assert send_task(ws, "dst")["task"] == "task() hands a task to the first free task worker: pass -1 as $dst_worker_id"
+    # A task that returns nothing sends nothing back.
+    send_task(ws, "silent")
+    srv.wait_output("silent task")
+    ws.send("info")
+    assert "task" in recv(ws) and "finish" in recv(ws)
+
+
+def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    send_task(ws, "exit")
+    srv.wait_output("exited (status 3); starting another", stream="stderr", timeout=10)
+    assert re.search(r"worker [23] exited \(status 3\); starting another", srv.stderr())
+    for _ in range(4):
+        send_task(ws, "info")
+        assert recv(ws)["result"]["taskworker"] is True
+
+
+def test_sigterm_stops_the_task_workers_too(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    send_task(ws, "info")
+    recv(ws)
+    srv.signal(signal.SIGTERM)
+    assert close_code(ws) == 1001
+    assert srv.wait(timeout=15) == 0
+    out = srv.stdout()
+    assert sorted(re.findall(r"^workerStop (\d)$", out, re.M)) == ["0", "1", "2", "3"]
+    assert out.count("shutdown") == 1
+    assert "2 workers and 2 task workers serving on port" in srv.stderr()
+
+
+def test_one_worker_with_a_task_worker(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    ws = stack.enter_context(connect(srv.url))
+    sent = send_task(ws, "info")
+    assert sent["worker"] == 0
+    assert recv(ws)["result"]["worker_id"] == 1
+
+
+@pytest.mark.parametrize("code, message", [
+    ("$s->set(['task_worker_num' => 2]); $s->start();",
+     "task_worker_num needs a task callback: on('task', function ($server, $taskId, $workerId, $data) {...})"),
+    ("$s->task('x');", "task() needs task workers: set(['task_worker_num' => 4]) and on('task', ...)"),
+    ("$s->set(['task_worker_num' => 1]); $s->task('x');", "task() needs a running server: call it from a callback"),
+    ("$s->set(['task_worker_num' => 1]); $s->finish('x');", "finish() is for the task callback of a task worker, while it runs"),
+    ("$s->set(['task_worker_num' => 257]);", "setting 'task_worker_num'"),
+])
+def test_misuse_throws(code, message):
+    out = run_php(f"""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        try {{ {code} echo "no exception\\n"; }} catch (Surge\\Exception $e) {{ echo $e->getMessage(), "\\n"; }}
+    """)
+    assert message in out.stdout, out.stdout + out.stderr
