@@ -223,6 +223,24 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
     assert "Surge stopped." in server.stdout()
 
 
+def test_task_workers_run_the_handlers_tasks(php_server, app_env):
+    """task_worker_num: a handler that implements HandlesTasks runs its tasks in a task worker,
+    with the app (Eloquent there too) and no user left signed in; the result comes back to
+    onFinish in the worker that sent the task."""
+    server = serve(php_server, app_env, SURGE_SETTINGS=json.dumps({"worker_num": 2, "task_worker_num": 2}))
+    for token, name in [("token-alice", "alice"), (None, None), ("token-bob", "bob")]:
+        ws, socket_id, _ = open_client(server, token)
+        ws.send(json.dumps({"task": "make a report"}))
+        data = recv_json(ws)["data"]
+        assert (data["user"], data["text_upper"], data["users"]) == (name, "MAKE A REPORT", 3)
+        assert data["signed_in"] is False and data["taskworker"] is True
+        assert data["pid"] != int(socket_id.split(".")[0])
+        assert data["worker"] == data["src"] in (0, 1)
+        ws.close()
+    server.signal(__import__("signal").SIGTERM)
+    assert server.wait() == 0
+
+
 def test_missing_extension_says_how_to_install_it(app_env):
     out = artisan("surge:serve", env=app_env, surge=False)
     assert out.returncode == 1
@@ -235,6 +253,8 @@ def test_missing_extension_says_how_to_install_it(app_env):
     ({"SURGE_SETTINGS": '{"max_conection": 10}'}, "surge.settings:"),
     ({"SURGE_HANDLER": "App\\Nope"}, "surge.handler: class 'App\\\\Nope' does not exist"),
     ({"SURGE_REDIS_CONNECTION": "cache"}, "there is no Redis connection 'cache'"),
+    ({"SURGE_SETTINGS": '{"task_worker_num": 1}', "SURGE_HANDLER": "Surge\\Laravel\\ChannelHandler"},
+     "surge.settings.task_worker_num: the handler Surge\\Laravel\\ChannelHandler must implement Surge\\Laravel\\Contracts\\HandlesTasks to run tasks"),
 ])
 def test_bad_config_names_the_key(app_env, env, message):
     out = artisan("surge:serve", env={**app_env, **env}, surge=True)

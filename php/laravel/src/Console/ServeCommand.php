@@ -6,6 +6,7 @@ use Illuminate\Console\Command;
 use InvalidArgumentException;
 use Surge\Laravel\Contracts\Handler;
 use Surge\Laravel\Contracts\HandlesHttp;
+use Surge\Laravel\Contracts\HandlesTasks;
 use Surge\Laravel\Support\HttpRequest;
 use Surge\Laravel\Support\Lifecycle;
 use Surge\Laravel\Support\RedisTarget;
@@ -99,6 +100,9 @@ class ServeCommand extends Command
         if (! is_subclass_of($handler, Handler::class)) {
             throw new InvalidArgumentException("surge.handler: {$handler} does not implement ".Handler::class);
         }
+        if ((int) ($settings['task_worker_num'] ?? 0) > 0 && ! is_subclass_of($handler, HandlesTasks::class)) {
+            throw new InvalidArgumentException("surge.settings.task_worker_num: the handler {$handler} must implement ".HandlesTasks::class.' to run tasks');
+        }
 
         $redisConfig = (array) ($config['redis'] ?? []);
         $redis = null;
@@ -135,6 +139,9 @@ class ServeCommand extends Command
         }
         if ((int) ($settings['worker_num'] ?? 1) > 1) {
             return [$settings, ['off: the Pusher protocol needs worker_num 1 (surge.settings)']];
+        }
+        if ((int) ($settings['task_worker_num'] ?? 0) > 0) {
+            return [$settings, ['off: the Pusher protocol needs task_worker_num 0 (surge.settings)']];
         }
         $options = $config['options'] ?? [];
         if (! is_array($options)) {
@@ -192,6 +199,19 @@ class ServeCommand extends Command
                         }
                     }
                 }, HttpRequest::from($request));
+            });
+        }
+        if ($handler instanceof HandlesTasks) {
+            $server->on('task', function ($server, int $taskId, int $srcWorkerId, $data) use ($handler, $lifecycle) {
+                $result = null;
+                $lifecycle->run('onTask', function () use ($handler, $server, $taskId, $srcWorkerId, $data, &$result) {
+                    $result = $handler->onTask($server, $taskId, $srcWorkerId, $data);
+                });
+
+                return $result;
+            });
+            $server->on('finish', function ($server, int $taskId, $result) use ($handler, $lifecycle) {
+                $lifecycle->run('onFinish', fn () => $handler->onFinish($server, $taskId, $result));
             });
         }
         $server->on('shutdown', function () {

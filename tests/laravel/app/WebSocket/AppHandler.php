@@ -10,15 +10,17 @@ use Illuminate\Support\Facades\DB;
 use Illuminate\Support\Facades\Redis;
 use Surge\Http\Request;
 use Surge\Laravel\ChannelHandler;
+use Surge\Laravel\Contracts\HandlesTasks;
 use Surge\WebSocket\Frame;
 use Surge\WebSocket\Server;
 
 /**
  * The test app's handler: the default channel protocol, users from ?token= in the SQLite
  * database, and a chat room: {"say": text} goes to everyone in "chat" but the sender, with the
- * sender's name and how many messages they sent (counted in the cache).
+ * sender's name and how many messages they sent (counted in the cache). {"task": text} is
+ * run in a task worker (with task_worker_num), which answers with what it saw.
  */
-class AppHandler extends ChannelHandler
+class AppHandler extends ChannelHandler implements HandlesTasks
 {
     /** The database connection the command's process opened, before any worker was forked. */
     private ?\PDO $parentPdo;
@@ -90,6 +92,8 @@ class AppHandler extends ChannelHandler
                 'redis_parents' => $this->parentRedis ? $redis === $this->parentRedis : null,
                 'redis_id' => $redis->client('id'),
             ]);
+        } elseif (isset($message['task']) && is_string($message['task'])) {
+            $server->task(['fd' => $fd, 'user' => $user?->name, 'text' => $message['task']]);
         } elseif (isset($message['begin'])) {
             DB::beginTransaction(); // and "forget" to commit: the next callback must not be in it
             User::where('name', $message['begin'])->update(['name' => 'renamed']);
@@ -99,6 +103,23 @@ class AppHandler extends ChannelHandler
         } else {
             parent::message($server, $frame, $message);
         }
+    }
+
+    public function onTask(Server $server, int $taskId, int $srcWorkerId, mixed $data): mixed
+    {
+        return $data + [
+            'text_upper' => strtoupper($data['text']),
+            'users' => User::count(),
+            'signed_in' => auth()->check(),
+            'taskworker' => $server->taskworker,
+            'pid' => getmypid(),
+            'src' => $srcWorkerId,
+        ];
+    }
+
+    public function onFinish(Server $server, int $taskId, mixed $result): void
+    {
+        $this->send($server, $result['fd'], 'task', null, $result + ['worker' => $server->worker_id]);
     }
 
     public function onClose(Server $server, int $fd): void
