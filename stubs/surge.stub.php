@@ -314,6 +314,11 @@ namespace Surge\WebSocket {
         {
         }
 
+        /** As task(), then waits up to $timeout seconds (default 0.5, up to 86400) for the result and returns it (no finish callback runs for it), or false if it did not come in time (a late result is dropped) or the queue stayed full. The worker waits meanwhile (with worker_threads 0, its network work too). Throws Surge\Exception as task() does, and for a timeout out of range. */
+        public function taskwait(mixed $data, ?float $timeout = null, ?int $dst_worker_id = null): mixed
+        {
+        }
+
         /** In the task callback of a task worker: sends $data to the worker that sent the task (as returning it does); once per task, else throws Surge\Exception, as it does outside a running task. */
         public function finish(mixed $data): bool
         {

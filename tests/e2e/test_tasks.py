@@ -137,6 +137,20 @@ def test_finish_the_task_own_callback_and_what_is_refused(php_server, tmp_path, 
     assert "task" in recv(ws) and "finish" in recv(ws)
 
 
+def test_taskwait_returns_the_result_and_drops_a_late_one(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    answer = send_task(ws, "wait")
+    result = answer["task"]
+    assert result["taskworker"] is True and result["src"] == answer["worker"]
+    assert result["nested"] == {"ü": [1.5, None, True]}
+    # A task that takes longer than the wait: false, and its result reaches no callback.
+    assert send_task(ws, "waitshort")["task"] is False
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=1)
+    assert send_task(ws, "wait")["task"]["cmd"] == "info", "the worker goes on"
+
+
 def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))
@@ -176,6 +190,8 @@ def test_one_worker_with_a_task_worker(php_server, tmp_path, stack):
     ("$s->task('x');", "task() needs task workers: set(['task_worker_num' => 4]) and on('task', ...)"),
     ("$s->set(['task_worker_num' => 1]); $s->task('x');", "task() needs a running server: call it from a callback"),
     ("$s->set(['task_worker_num' => 1]); $s->finish('x');", "finish() is for the task callback of a task worker, while it runs"),
+    ("$s->taskwait('x');", "taskwait() needs task workers"),
+    ("$s->set(['task_worker_num' => 1]); $s->taskwait('x');", "taskwait() needs a running server: call it from a callback"),
     ("$s->set(['task_worker_num' => 257]);", "setting 'task_worker_num'"),
 ])
 def test_misuse_throws(code, message):

@@ -31,7 +31,7 @@ if [ $# -eq 0 ]; then
   # pointers); every method with hostile arguments; the Table's binding (values of every type,
   # refusals, iteration, forked children); the Redis, channel and Pusher events that reach PHP;
   # worker processes (the master's forks, the bus between workers, a worker replaced); task
-  # workers (tasks and results crossing, serialized, through a file, finish() and its refusals).
+  # workers (tasks and results crossing, serialized, through a file, finish() and its refusals, taskwait()).
   t=tests/e2e
   set -- $t/test_server.py $t/test_php_thread_io.py $t/test_hostile_calls.py \
     $t/test_table.py::test_constants_and_schema_methods_return_true \
@@ -61,6 +61,7 @@ if [ $# -eq 0 ]; then
     $t/test_tasks.py::test_a_task_runs_in_a_task_worker_and_its_result_comes_back_to_its_worker \
     $t/test_tasks.py::test_string_data_crosses_as_its_bytes_and_large_data_too \
     $t/test_tasks.py::test_finish_the_task_own_callback_and_what_is_refused \
+    $t/test_tasks.py::test_taskwait_returns_the_result_and_drops_a_late_one \
     -k "not php_thread or test_php_thread_io or hostile or open_message_close or request_callback or sendfile or in_chunks"
 fi
 status=0

@@ -220,14 +220,11 @@ fn answer(shared: &Shared, port: u16, request: &[u8]) -> Option<Vec<u8>> {
     Some(reply.finish())
 }
 
-/// A FINISH request as the event for PHP.
-fn finished(request: &[u8]) -> Option<Event> {
+/// A FINISH request: the task id, whether its sender waits for it, the result.
+fn finished(request: &[u8]) -> Option<(u64, bool, Vec<u8>)> {
     let mut r = Reader(request);
     r.u8()?;
-    Some(Event::Finish {
-        task_id: r.u64()?,
-        data: r.bytes()?.to_vec(),
-    })
+    Some((r.u64()?, r.u8()? == 1, r.bytes()?.to_vec()))
 }
 
 fn stats_fields(s: &StatsSnapshot) -> [u64; 10] {
@@ -318,9 +315,14 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                     return;
                 }
                 if request.first() == Some(&FINISH) {
-                    // Queued for PHP like any event: waits for room, as a message does.
                     match finished(&request) {
-                        Some(event) => {
+                        // The PHP thread waits for it in taskwait(), unless the wait is over.
+                        Some((task_id, true, data)) => {
+                            shared.task_results.deliver(task_id, data);
+                        }
+                        // Queued for PHP like any event: waits for room, as a message does.
+                        Some((task_id, false, data)) => {
+                            let event = Event::Finish { task_id, data };
                             if shared.events.send(event).await.is_err() {
                                 return;
                             }
@@ -433,11 +435,15 @@ impl Peers {
     }
 
     /// Hands the result of task `task_id` to worker `peer`, which sent it; true once handed over.
-    pub(crate) fn finish(&self, peer: usize, task_id: u64, data: &[u8]) -> bool {
+    pub(crate) fn finish(&self, peer: usize, task_id: u64, waited: bool, data: &[u8]) -> bool {
         if peer >= self.count {
             return false;
         }
-        let message = Writer::new(FINISH).u64(task_id).bytes(data).finish();
+        let message = Writer::new(FINISH)
+            .u64(task_id)
+            .u8(waited as u8)
+            .bytes(data)
+            .finish();
         self.exchange(peer, &message, false).is_some()
     }
 
@@ -663,7 +669,7 @@ mod tests {
         assert!(shared.registry.get(4).unwrap().is_open());
 
         // A task worker's result becomes an event for PHP.
-        assert!(peers.finish(1, 9, b"done"));
+        assert!(peers.finish(1, 9, false, b"done"));
         assert!(peers.exists(1, 4));
         match events.try_recv() {
             Ok(Event::Finish { task_id, data }) => {
@@ -671,7 +677,15 @@ mod tests {
             }
             other => panic!("a Finish event, not {other:?}"),
         }
-        assert!(!peers.finish(2, 9, b"no such worker"));
+        // One that the worker's PHP thread waits for goes to it, not to the queue.
+        shared.task_results.expect(10);
+        assert!(peers.finish(1, 10, true, b"waited"));
+        assert_eq!(
+            shared.task_results.wait(10, Duration::from_secs(5)),
+            Some(b"waited".to_vec())
+        );
+        assert!(events.try_recv().is_err());
+        assert!(!peers.finish(2, 9, false, b"no such worker"));
 
         drop(bus);
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");

@@ -460,10 +460,33 @@ impl Engine {
     /// [`Event::Finish`] with the same `task_id`. Waits while the queue is full, up to 5 s;
     /// the error is a message for the user.
     pub fn task(&self, task_id: u64, data: &[u8]) -> Result<(), String> {
-        match &self.task_sender {
-            Some(sender) => sender.send(self.worker().0, task_id, data),
-            None => Err("there are no task workers to send tasks to".into()),
+        self.task_sender()?
+            .send(self.worker().0, task_id, false, data)
+    }
+
+    /// Queues a task and waits up to `timeout` for its result, on this thread: None when it
+    /// did not come in time (it is dropped when it comes later). Other workers' requests to
+    /// this one are answered meanwhile (by the bus's thread), its own network work waits with
+    /// `worker_threads` 0.
+    pub fn task_wait(
+        &self,
+        task_id: u64,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let sender = self.task_sender()?;
+        self.shared.task_results.expect(task_id);
+        if let Err(e) = sender.send(self.worker().0, task_id, true, data) {
+            self.shared.task_results.wait(task_id, Duration::ZERO);
+            return Err(e);
         }
+        Ok(self.shared.task_results.wait(task_id, timeout))
+    }
+
+    fn task_sender(&self) -> Result<&TaskSender, String> {
+        self.task_sender
+            .as_ref()
+            .ok_or_else(|| "there are no task workers to send tasks to".into())
     }
 
     /// In a task worker: the task last handed over is finished; the next may be taken.
@@ -471,12 +494,12 @@ impl Engine {
         self.task_done.notify_one();
     }
 
-    /// Sends the result of task `task_id` to `worker`, the worker that sent it; false when
-    /// that worker cannot be reached.
-    pub fn finish(&self, worker: usize, task_id: u64, data: &[u8]) -> bool {
+    /// Sends the result of task `task_id` to `worker`, the worker that sent it (`waited` as the
+    /// task came); false when that worker cannot be reached.
+    pub fn finish(&self, worker: usize, task_id: u64, waited: bool, data: &[u8]) -> bool {
         self.peers
             .as_ref()
-            .is_some_and(|p| p.finish(worker, task_id, data))
+            .is_some_and(|p| p.finish(worker, task_id, waited, data))
     }
 
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.

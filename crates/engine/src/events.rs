@@ -140,9 +140,12 @@ pub enum Event {
     Signal { name: &'static str },
     /// In a task worker: a task that `worker` handed over with `task()` (see `tasks.rs`). The
     /// next is taken once [`crate::Engine::task_done`] says this one is finished.
+    /// `waited`: the sender waits for the result (`taskwait()`); pass it on to
+    /// [`crate::Engine::finish`].
     Task {
         task_id: u64,
         worker: usize,
+        waited: bool,
         data: Vec<u8>,
     },
     /// In a worker: what a task worker finished one of this worker's tasks with.

@@ -54,6 +54,8 @@ pub struct Shared {
     pub http_live: AtomicUsize,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Results of the tasks this worker's PHP thread waits for (`taskwait()`).
+    pub(crate) task_results: crate::tasks::TaskResults,
     fds: FdSource,
     epoch: Instant,
     pub start_unix_ms: u64,
@@ -81,6 +83,7 @@ impl Shared {
             stopping: watch::channel(None).0,
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
+            task_results: Default::default(),
             fds,
             epoch: Instant::now(),
             start_unix_ms: unix_ms(),

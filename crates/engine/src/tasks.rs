@@ -6,10 +6,13 @@
 //! behind a slow task while another task worker idles. The result goes back over the bus to
 //! the worker that sent the task (`bus.rs`).
 //!
-//! A datagram is the sending worker's id and the task id (8 bytes each), then 0 and the data,
-//! or, for data over [`INLINE_MAX`], 1 and the path of a file holding it (in the bus's private
-//! directory; the task worker that takes it removes it).
+//! A datagram is the sending worker's id and the task id (8 bytes each), a flags byte, then the
+//! data, or, for data over [`INLINE_MAX`] ([`IN_FILE`]), the path of a file holding it (in the
+//! bus's private directory; the task worker that takes it removes it). [`WAITED`] marks a task
+//! whose sender waits for its result (`taskwait()`): the result goes to [`TaskResults`], not to
+//! PHP's finish callback.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
@@ -25,6 +28,8 @@ use crate::shared::Shared;
 /// Data up to this size travels in the datagram itself; larger data goes through a file.
 const INLINE_MAX: usize = 8 << 10;
 const HEADER: usize = 17;
+const IN_FILE: u8 = 1;
+const WAITED: u8 = 2;
 /// The bytes of tasks not yet taken that the queue holds (the kernel's limit, `wmem_max`,
 /// may be lower); a task sent while it is full waits for room up to [`SEND_WAIT`].
 const QUEUE_BYTES: usize = 4 << 20;
@@ -91,19 +96,26 @@ impl TaskSender {
 
     /// Queues a task; waits while the queue is full, up to `wait`. The error is a message
     /// for the user.
-    pub(crate) fn send(&self, worker: usize, task_id: u64, data: &[u8]) -> Result<(), String> {
+    pub(crate) fn send(
+        &self,
+        worker: usize,
+        task_id: u64,
+        waited: bool,
+        data: &[u8],
+    ) -> Result<(), String> {
         let mut datagram = Vec::with_capacity(HEADER + data.len().min(INLINE_MAX + 64));
         datagram.extend_from_slice(&(worker as u64).to_be_bytes());
         datagram.extend_from_slice(&task_id.to_be_bytes());
+        let flags = if waited { WAITED } else { 0 };
         let file = match data.len() > INLINE_MAX {
             false => {
-                datagram.push(0);
+                datagram.push(flags);
                 datagram.extend_from_slice(data);
                 None
             }
             true => {
                 let path = self.write_file(data)?;
-                datagram.push(1);
+                datagram.push(flags | IN_FILE);
                 datagram.extend_from_slice(path.as_os_str().as_encoded_bytes());
                 Some(path)
             }
@@ -205,9 +217,10 @@ fn parse(datagram: &[u8]) -> Option<Event> {
     let (head, rest) = datagram.split_at_checked(HEADER)?;
     let worker = u64::from_be_bytes(head[..8].try_into().ok()?);
     let task_id = u64::from_be_bytes(head[8..16].try_into().ok()?);
-    let data = match head[16] {
+    let flags = head[16];
+    let data = match flags & !WAITED {
         0 => rest.to_vec(),
-        1 => {
+        IN_FILE => {
             // Read on the task worker's runtime, which has nothing else to do meanwhile.
             use std::os::unix::ffi::OsStrExt;
             let path = Path::new(std::ffi::OsStr::from_bytes(rest));
@@ -220,8 +233,51 @@ fn parse(datagram: &[u8]) -> Option<Event> {
     Some(Event::Task {
         task_id,
         worker: usize::try_from(worker).ok()?,
+        waited: flags & WAITED != 0,
         data,
     })
+}
+
+/// The results this worker waits for: a result for a task no one waits for (any more: the wait
+/// timed out) is dropped.
+#[derive(Default)]
+pub(crate) struct TaskResults {
+    slots: parking_lot::Mutex<HashMap<u64, Option<Vec<u8>>>>,
+    arrived: parking_lot::Condvar,
+}
+
+impl TaskResults {
+    /// Task `task_id`'s result will be waited for.
+    pub(crate) fn expect(&self, task_id: u64) {
+        self.slots.lock().insert(task_id, None);
+    }
+
+    /// Stores a result if it is expected; false if not.
+    pub(crate) fn deliver(&self, task_id: u64, data: Vec<u8>) -> bool {
+        let mut slots = self.slots.lock();
+        match slots.get_mut(&task_id) {
+            Some(slot) => {
+                *slot = Some(data);
+                self.arrived.notify_all();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the result; either way it is no longer expected after.
+    pub(crate) fn wait(&self, task_id: u64, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut slots = self.slots.lock();
+        loop {
+            if let Some(Some(_)) = slots.get(&task_id) {
+                return slots.remove(&task_id).flatten();
+            }
+            if self.arrived.wait_until(&mut slots, deadline).timed_out() {
+                return slots.remove(&task_id).flatten();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -237,22 +293,47 @@ mod tests {
         let mut buffer = vec![0u8; HEADER + INLINE_MAX];
         for size in [0, 10, INLINE_MAX, INLINE_MAX + 1, 3 << 20] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            sender.send(3, 77, &data).unwrap();
+            let waited = size % 2 == 1;
+            sender.send(3, 77, waited, &data).unwrap();
             let n = taker.recv(&mut buffer).unwrap();
             let Some(Event::Task {
                 task_id,
                 worker,
+                waited: got_waited,
                 data: got,
             }) = parse(&buffer[..n])
             else {
                 panic!("a task of {size} bytes")
             };
-            assert_eq!((task_id, worker), (77, 3));
+            assert_eq!((task_id, worker, got_waited), (77, 3, waited));
             assert!(got == data, "{size} bytes");
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         }
         assert!(parse(&[0; 16]).is_none());
-        assert!(parse(&[[0; 16].as_slice(), &[2]].concat()).is_none());
+        assert!(parse(&[[0; 16].as_slice(), &[4]].concat()).is_none());
+    }
+
+    #[test]
+    fn a_waited_result_is_taken_once_and_a_late_one_dropped() {
+        let results = Arc::new(TaskResults::default());
+        results.expect(1);
+        let late = results.clone();
+        let deliver = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            late.deliver(1, b"one".to_vec())
+        });
+        assert_eq!(
+            results.wait(1, Duration::from_secs(5)),
+            Some(b"one".to_vec())
+        );
+        assert!(deliver.join().unwrap());
+        results.expect(2);
+        assert_eq!(results.wait(2, Duration::from_millis(10)), None);
+        assert!(
+            !results.deliver(2, b"too late".to_vec()),
+            "no one waits any more"
+        );
+        assert!(!results.deliver(3, b"never asked".to_vec()));
     }
 
     #[test]
@@ -264,13 +345,15 @@ mod tests {
         let data = vec![7u8; INLINE_MAX];
         let started = std::time::Instant::now();
         let err = loop {
-            if let Err(e) = sender.send(0, 1, &data) {
+            if let Err(e) = sender.send(0, 1, false, &data) {
                 break e;
             }
             assert!(started.elapsed() < Duration::from_secs(60));
         };
         assert!(err.contains("the task queue stayed full"), "{err}");
-        assert!(sender.send(0, 1, &vec![7u8; INLINE_MAX + 1]).is_err());
+        assert!(sender
+            .send(0, 1, false, &vec![7u8; INLINE_MAX + 1])
+            .is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
@@ -563,31 +564,12 @@ impl Server {
         dst_worker_id: Option<i64>,
         finish_callback: Option<&Zval>,
     ) -> PhpResult<Zval> {
-        if self.config.borrow().task_worker_num == 0 {
-            return Err(error(
-                "task() needs task workers: set(['task_worker_num' => 4]) and on('task', ...)",
-            ));
-        }
-        if self.get_taskworker() {
-            return Err(error(
-                "task() is for workers; a task worker cannot send tasks",
-            ));
-        }
-        if dst_worker_id.is_some_and(|id| id != -1) {
-            return Err(error(
-                "task() hands a task to the first free task worker: pass -1 as $dst_worker_id",
-            ));
-        }
+        let engine = self.task_engine("task", dst_worker_id)?;
         let callback = match finish_callback.filter(|z| !z.is_null()) {
             Some(z) => {
                 Some(Callable::new(z).ok_or_else(|| error("the finish callback is not callable"))?)
             }
             None => None,
-        };
-        let Some(engine) = self.engine() else {
-            return Err(error(
-                "task() needs a running server: call it from a callback",
-            ));
         };
         let bytes = tasks::encode(data)?;
         let id = self.tasks.next_id(callback);
@@ -597,6 +579,34 @@ impl Server {
                 self.tasks.forget(id);
                 log::warn!(target: "surge", "task() failed: {e}");
                 tasks::id_or_false(None)
+            }
+        }
+    }
+
+    /// As task(), then waits up to `$timeout` seconds (default 0.5) for the result and returns
+    /// it (no finish callback runs), or false if it did not come in time (a late result is
+    /// dropped). The worker waits meanwhile: with `worker_threads` 0, its network work too.
+    pub fn taskwait(
+        &self,
+        data: &Zval,
+        timeout: Option<f64>,
+        dst_worker_id: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let engine = self.task_engine("taskwait", dst_worker_id)?;
+        let timeout = timeout.unwrap_or(0.5);
+        if !(0.0..=86_400.0).contains(&timeout) {
+            return Err(error(format!(
+                "taskwait() takes a timeout from 0 to 86400 seconds, got {timeout}"
+            )));
+        }
+        let bytes = tasks::encode(data)?;
+        let id = self.tasks.next_id(None);
+        match engine.task_wait(id, &bytes, Duration::from_secs_f64(timeout)) {
+            Ok(Some(result)) => tasks::decode(&result),
+            Ok(None) => Ok(false.into_zval(false)?),
+            Err(e) => {
+                log::warn!(target: "surge", "taskwait() failed: {e}");
+                Ok(false.into_zval(false)?)
             }
         }
     }
@@ -620,6 +630,30 @@ impl Server {
 }
 
 impl Server {
+    /// The engine, for `what` (task, taskwait) in a worker of a server with task workers.
+    fn task_engine(&self, what: &str, dst_worker_id: Option<i64>) -> PhpResult<Rc<Engine>> {
+        if self.config.borrow().task_worker_num == 0 {
+            return Err(error(format!(
+                "{what}() needs task workers: set(['task_worker_num' => 4]) and on('task', ...)"
+            )));
+        }
+        if self.get_taskworker() {
+            return Err(error(format!(
+                "{what}() is for workers; a task worker cannot send tasks"
+            )));
+        }
+        if dst_worker_id.is_some_and(|id| id != -1) {
+            return Err(error(format!(
+                "{what}() hands a task to the first free task worker: pass -1 as $dst_worker_id"
+            )));
+        }
+        self.engine().ok_or_else(|| {
+            error(format!(
+                "{what}() needs a running server: call it from a callback"
+            ))
+        })
+    }
+
     fn require_redis(&self, what: &str) -> PhpResult<()> {
         if self.config.borrow().redis.is_none() {
             return Err(error(format!(

@@ -24,6 +24,8 @@ struct Running {
     task_id: u64,
     /// The worker that sent it, which gets the result.
     worker: usize,
+    /// The sender waits for the result in taskwait().
+    waited: bool,
     finished: bool,
 }
 
@@ -70,7 +72,7 @@ pub fn encode(data: &Zval) -> PhpResult<Vec<u8>> {
     Ok([&[SERIALIZED][..], bytes.as_bytes()].concat())
 }
 
-fn decode(bytes: &[u8]) -> PhpResult<Zval> {
+pub fn decode(bytes: &[u8]) -> PhpResult<Zval> {
     match bytes.split_first() {
         Some((&STRING, rest)) => Ok(binary_zval(rest)),
         Some((&SERIALIZED, rest)) => {
@@ -83,8 +85,8 @@ fn decode(bytes: &[u8]) -> PhpResult<Zval> {
 
 /// In a task worker: runs the `task` callback, sends what it returned (unless it called
 /// finish()) to the worker that sent the task, then lets the engine hand over the next task.
-pub fn run(server: &Server, this: &Zval, task_id: u64, worker: usize, data: &[u8]) -> Outcome {
-    let outcome = run_callback(server, this, task_id, worker, data);
+pub fn run(server: &Server, this: &Zval, task: Task) -> Outcome {
+    let outcome = run_callback(server, this, task);
     server.tasks.running.set(None);
     if let Some(engine) = server.engine() {
         engine.task_done();
@@ -92,8 +94,22 @@ pub fn run(server: &Server, this: &Zval, task_id: u64, worker: usize, data: &[u8
     outcome
 }
 
-fn run_callback(server: &Server, this: &Zval, task_id: u64, worker: usize, data: &[u8]) -> Outcome {
-    let data = match decode(data) {
+/// What the engine handed over (see `Event::Task`).
+pub struct Task {
+    pub task_id: u64,
+    pub worker: usize,
+    pub waited: bool,
+    pub data: Vec<u8>,
+}
+
+fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
+    let Task {
+        task_id,
+        worker,
+        waited,
+        data,
+    } = task;
+    let data = match decode(&data) {
         Ok(data) => data,
         Err(e) => {
             log::error!(target: "surge", "task {task_id} of worker {worker} dropped: {e:?}");
@@ -107,6 +123,7 @@ fn run_callback(server: &Server, this: &Zval, task_id: u64, worker: usize, data:
     server.tasks.running.set(Some(Running {
         task_id,
         worker,
+        waited,
         finished: false,
     }));
     let args: [&dyn ext_php_rs::convert::IntoZvalDyn; 4] =
@@ -135,7 +152,7 @@ pub fn finish(server: &Server, data: &Zval) -> PhpResult<bool> {
     server.tasks.running.set(Some(running));
     Ok(server
         .engine()
-        .is_some_and(|e| e.finish(running.worker, running.task_id, &bytes)))
+        .is_some_and(|e| e.finish(running.worker, running.task_id, running.waited, &bytes)))
 }
 
 /// In a worker: runs the task's own callback (given to task()), else the `finish` callback.

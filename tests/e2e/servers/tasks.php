@@ -28,6 +28,9 @@ $server->on('message', function ($s, $frame) {
         'own' => $s->task($task, finish_callback: function ($s, $taskId, $result) {
             $s->push($result['fd'], json_encode(['own' => $taskId, 'result' => $result]));
         }),
+        // Waits for the result here: no finish callback runs for it.
+        'wait' => $s->taskwait(['cmd' => $arg ?: 'info', 'fd' => $frame->fd, 'nested' => $task['nested']], 2.0),
+        'waitshort' => $s->taskwait(['cmd' => 'slow', 'fd' => $frame->fd], 0.1),
         'dst' => (function () use ($s, $task) {
             try {
                 return $s->task($task, 1);
