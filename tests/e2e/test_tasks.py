@@ -129,6 +129,7 @@ def test_finish_the_task_own_callback_and_what_is_refused(php_server, tmp_path, 
     # A task worker sends no tasks; choosing the task worker is not offered.
     send_task(ws, "nested")
     assert recv(ws)["result"]["error"] == "task() is for workers; a task worker cannot send tasks"
+    assert send_task(ws, "closure")["task"] == "Exception: Serialization of 'Closure' is not allowed"
     assert send_task(ws, "dst")["task"] == "task() hands a task to the first free task worker: pass -1 as $dst_worker_id"
     # A task that returns nothing sends nothing back.
     send_task(ws, "silent")
@@ -174,6 +175,12 @@ def test_sigterm_stops_the_task_workers_too(php_server, tmp_path, stack):
     assert sorted(re.findall(r"^workerStop (\d)$", out, re.M)) == ["0", "1", "2", "3"]
     assert out.count("shutdown") == 1
     assert "2 workers and 2 task workers serving on port" in srv.stderr()
+
+
+def test_a_timer_added_before_start_runs_in_task_workers_too(php_server, tmp_path):
+    srv = start(php_server, tmp_path, SURGE_TIMER="1")
+    for worker in range(4):
+        srv.wait_output(f"timer in worker {worker}")
 
 
 def test_one_worker_with_a_task_worker(php_server, tmp_path, stack):

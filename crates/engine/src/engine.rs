@@ -477,7 +477,7 @@ impl Engine {
         let sender = self.task_sender()?;
         self.shared.task_results.expect(task_id);
         if let Err(e) = sender.send(self.worker().0, task_id, true, data) {
-            self.shared.task_results.wait(task_id, Duration::ZERO);
+            self.shared.task_results.forget(task_id);
             return Err(e);
         }
         Ok(self.shared.task_results.wait(task_id, timeout))

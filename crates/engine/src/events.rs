@@ -138,16 +138,9 @@ pub enum Event {
     },
     /// SIGINT or SIGTERM arrived.
     Signal { name: &'static str },
-    /// In a task worker: a task that `worker` handed over with `task()` (see `tasks.rs`). The
-    /// next is taken once [`crate::Engine::task_done`] says this one is finished.
-    /// `waited`: the sender waits for the result (`taskwait()`); pass it on to
-    /// [`crate::Engine::finish`].
-    Task {
-        task_id: u64,
-        worker: usize,
-        waited: bool,
-        data: Vec<u8>,
-    },
+    /// In a task worker: a task handed over with `task()` (see `tasks.rs`). The next is taken
+    /// once [`crate::Engine::task_done`] says this one is finished.
+    Task(Task),
     /// In a worker: what a task worker finished one of this worker's tasks with.
     Finish { task_id: u64, data: Vec<u8> },
     /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client
@@ -159,6 +152,17 @@ pub enum Event {
         channel: String,
         what: PusherEvent,
     },
+}
+
+/// A task for a task worker's PHP thread, for [`Event::Task`].
+#[derive(Debug)]
+pub struct Task {
+    pub task_id: u64,
+    /// The worker that sent it, which gets the result.
+    pub worker: usize,
+    /// The sender waits for the result (`taskwait()`): pass it on to [`crate::Engine::finish`].
+    pub waited: bool,
+    pub data: Vec<u8>,
 }
 
 /// What happened on a Pusher channel, for [`Event::Pusher`].

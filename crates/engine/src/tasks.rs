@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::events::Event;
+use crate::events::{Event, Task};
 use crate::shared::Shared;
 
 /// Data up to this size travels in the datagram itself; larger data goes through a file.
@@ -230,12 +230,12 @@ fn parse(datagram: &[u8]) -> Option<Event> {
         }
         _ => return None,
     };
-    Some(Event::Task {
+    Some(Event::Task(Task {
         task_id,
         worker: usize::try_from(worker).ok()?,
         waited: flags & WAITED != 0,
         data,
-    })
+    }))
 }
 
 /// The results this worker waits for: a result for a task no one waits for (any more: the wait
@@ -263,6 +263,11 @@ impl TaskResults {
             }
             None => false,
         }
+    }
+
+    /// The result will not be waited for after all (the task could not be sent).
+    pub(crate) fn forget(&self, task_id: u64) {
+        self.slots.lock().remove(&task_id);
     }
 
     /// Waits up to `timeout` for the result; either way it is no longer expected after.
@@ -296,12 +301,12 @@ mod tests {
             let waited = size % 2 == 1;
             sender.send(3, 77, waited, &data).unwrap();
             let n = taker.recv(&mut buffer).unwrap();
-            let Some(Event::Task {
+            let Some(Event::Task(Task {
                 task_id,
                 worker,
                 waited: got_waited,
                 data: got,
-            }) = parse(&buffer[..n])
+            })) = parse(&buffer[..n])
             else {
                 panic!("a task of {size} bytes")
             };

@@ -395,20 +395,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 }
             }
         }
-        Event::Task {
-            task_id,
-            worker,
-            waited,
-            data,
-        } => {
-            let task = tasks::Task {
-                task_id,
-                worker,
-                waited,
-                data,
-            };
-            tasks::run(server, this, task).into()
-        }
+        Event::Task(task) => tasks::run(server, this, task).into(),
         Event::Finish { task_id, data } => tasks::finished(server, this, task_id, &data).into(),
         Event::Signal { name } => {
             log::info!(target: "surge", "{name} received: shutting down");

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::{ZendCallable, Zval};
+use surge_engine::Task;
 
 use crate::callable::Callable;
 use crate::callbacks::{call, call_for_value, Kind, Outcome};
@@ -92,14 +93,6 @@ pub fn run(server: &Server, this: &Zval, task: Task) -> Outcome {
         engine.task_done();
     }
     outcome
-}
-
-/// What the engine handed over (see `Event::Task`).
-pub struct Task {
-    pub task_id: u64,
-    pub worker: usize,
-    pub waited: bool,
-    pub data: Vec<u8>,
 }
 
 fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {

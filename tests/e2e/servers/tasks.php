@@ -13,6 +13,11 @@ $server->set($settings + [
 
 function out(string $line): void { echo $line . "\n"; }
 
+if (getenv('SURGE_TIMER')) {
+    // Before start(): every worker and task worker runs it.
+    $server->after(50, fn() => out("timer in worker {$server->worker_id}"));
+}
+
 $server->on('workerStart', fn($s, $id) => out("workerStart $id taskworker=" . json_encode($s->taskworker) . " pid=" . getmypid()));
 $server->on('workerStop', fn($s, $id) => out("workerStop $id"));
 $server->on('shutdown', fn($s) => out('shutdown'));
@@ -31,6 +36,14 @@ $server->on('message', function ($s, $frame) {
         // Waits for the result here: no finish callback runs for it.
         'wait' => $s->taskwait(['cmd' => $arg ?: 'info', 'fd' => $frame->fd, 'nested' => $task['nested']], 2.0),
         'waitshort' => $s->taskwait(['cmd' => 'slow', 'fd' => $frame->fd], 0.1),
+        // serialize() refuses a closure: its exception reaches the caller.
+        'closure' => (function () use ($s) {
+            try {
+                return $s->task(fn() => 1);
+            } catch (Exception $e) {
+                return get_class($e) . ': ' . $e->getMessage();
+            }
+        })(),
         'dst' => (function () use ($s, $task) {
             try {
                 return $s->task($task, 1);
