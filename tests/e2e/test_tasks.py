@@ -12,7 +12,8 @@ import threading
 import pytest
 from websockets.sync.client import connect
 
-from conftest import close_code, run_php
+from conftest import close_code, run_php, settings_env
+from fanout_client import eventually
 
 CLIENTS = 16
 
@@ -189,6 +190,38 @@ def test_one_worker_with_a_task_worker(php_server, tmp_path, stack):
     sent = send_task(ws, "info")
     assert sent["worker"] == 0
     assert recv(ws)["result"]["worker_id"] == 1
+
+
+def test_a_full_queue_makes_task_return_false_and_the_tasks_queued_still_run(php_server, tmp_path, stack):
+    """The one task worker is held; the worker queues 8,000-byte tasks until the queue (4 MiB
+    of the kernel's socket buffer, or its wmem_max) stays full for 5 s: task() returns false."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    ws = stack.enter_context(connect(srv.url))
+    release = tmp_path / "release"
+    ws.send(f"flood:{release}")
+    flood = json.loads(ws.recv(timeout=30))["task"]
+    assert flood["queued"] > 10 and flood["false_after"] >= 4.9, flood
+    srv.wait_output("task() failed: the task queue stayed full for 5s", stream="stderr")
+    release.touch()
+    assert recv(ws)["result"]["cmd"] == "hold"
+    sent = send_task(ws, "info")
+    assert recv(ws)["finish"] == sent["task"], "the queued tasks ran, then this one"
+
+
+def test_redis_in_task_workers_publishes_but_does_not_subscribe(php_server, tmp_path, stack, redis_server):
+    """Subscriptions made before start() are the workers': a task worker has no connections to
+    forward to, so it does not subscribe. It can publish."""
+    srv = start(php_server, tmp_path, **settings_env(redis=redis_server.url))
+    channel = "laravel_database_news"
+    eventually(lambda: redis_server.client.pubsub_numsub(channel) == [(channel, 2)])
+    ws = stack.enter_context(connect(srv.url))
+    send_task(ws, "publish")
+    done = recv(ws)["result"]
+    assert done["published"] is True and done["taskworker"] is True
+    for worker in (0, 1):
+        srv.wait_output(f"redis in worker {worker}: news from task worker {done['worker_id']}")
+    assert redis_server.client.pubsub_numsub(channel) == [(channel, 2)]
+    assert srv.stdout().count("redis in worker") == 2
 
 
 @pytest.mark.parametrize("code, message", [

@@ -13,6 +13,12 @@ $server->set($settings + [
 
 function out(string $line): void { echo $line . "\n"; }
 
+if (isset($settings['redis'])) {
+    // Before start(): the workers subscribe, the task workers do not (they have no connections).
+    $server->subscribe(['news']);
+    $server->on('redis', fn($s, $channel, $payload) => out("redis in worker {$s->worker_id}: $channel $payload"));
+}
+
 if (getenv('SURGE_TIMER')) {
     // Before start(): every worker and task worker runs it.
     $server->after(50, fn() => out("timer in worker {$server->worker_id}"));
@@ -43,6 +49,21 @@ $server->on('message', function ($s, $frame) {
             } catch (Exception $e) {
                 return get_class($e) . ': ' . $e->getMessage();
             }
+        })(),
+        // Holds the one task worker until the file $arg exists, then queues 8,000-byte tasks
+        // until task() returns false (after the queue stayed full for 5 s).
+        'flood' => (function () use ($s, $task, $arg) {
+            $s->task(['cmd' => 'hold', 'arg' => $arg] + $task);
+            $queued = 0;
+            $pad = str_repeat('x', 8000);
+            while ($queued < 100000) {
+                $started = microtime(true);
+                if ($s->task(['cmd' => 'quick', 'pad' => $pad]) === false) {
+                    return ['queued' => $queued, 'false_after' => microtime(true) - $started];
+                }
+                $queued++;
+            }
+            return ['queued' => $queued];
         })(),
         'dst' => (function () use ($s, $task) {
             try {
@@ -92,6 +113,15 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
                 return $result + ['error' => $e->getMessage()];
             }
             return $result;
+        case 'hold':
+            while (!file_exists($data['arg'])) {
+                usleep(10000);
+            }
+            return $result;
+        case 'quick':
+            return null;
+        case 'publish':
+            return $result + ['published' => $s->redisPublish('news', "from task worker {$s->worker_id}")];
         case 'silent':
             out("silent task $taskId ran");
             return null;
