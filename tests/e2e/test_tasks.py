@@ -164,6 +164,25 @@ def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
         assert recv(ws)["result"]["taskworker"] is True
 
 
+def test_a_result_for_a_worker_replaced_since_is_dropped(php_server, tmp_path, stack):
+    """The worker started in place of one that died counts its task ids from 0 again: the
+    result of a task the dead one sent must not pass for the result of one of its own."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    release = tmp_path / "release"
+    with connect(srv.url) as ws:
+        assert send_task(ws, f"hold:{release}")["task"] == 0
+        ws.send("die")
+        srv.wait_output("worker 0 exited (status 4); starting another", stream="stderr", timeout=10)
+    eventually(lambda: srv.stdout().count("workerStart 0 ") == 2, timeout=10)
+    ws = stack.enter_context(connect(srv.url))
+    assert send_task(ws, "info")["task"] == 0
+    release.touch()
+    done = recv(ws)
+    assert (done["finish"], done["result"]["cmd"]) == (0, "info")
+    srv.wait_output("the result of task 0 was dropped: the process that sent it has been replaced", stream="stderr")
+    assert "finish 0 hold" not in srv.stdout()
+
+
 def test_sigterm_stops_the_task_workers_too(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))
@@ -190,6 +209,7 @@ def test_one_worker_with_a_task_worker(php_server, tmp_path, stack):
     sent = send_task(ws, "info")
     assert sent["worker"] == 0
     assert recv(ws)["result"]["worker_id"] == 1
+    assert "1 worker and 1 task worker serving on port" in srv.stderr()
 
 
 def test_a_full_queue_makes_task_return_false_and_the_tasks_queued_still_run(php_server, tmp_path, stack):

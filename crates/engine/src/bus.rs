@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::engine::ClientInfo;
-use crate::events::Event;
+use crate::events::{Event, ReplyTo};
 use crate::frame::Encoded;
 use crate::local;
 use crate::registry::Outgoing;
@@ -220,11 +220,12 @@ fn answer(shared: &Shared, port: u16, request: &[u8]) -> Option<Vec<u8>> {
     Some(reply.finish())
 }
 
-/// A FINISH request: the task id, whether its sender waits for it, the result.
-fn finished(request: &[u8]) -> Option<(u64, bool, Vec<u8>)> {
+/// A FINISH request: the task id, the process that sent the task, whether it waits for the
+/// result, the result.
+fn finished(request: &[u8]) -> Option<(u64, u64, bool, Vec<u8>)> {
     let mut r = Reader(request);
     r.u8()?;
-    Some((r.u64()?, r.u8()? == 1, r.bytes()?.to_vec()))
+    Some((r.u64()?, r.u64()?, r.u8()? == 1, r.bytes()?.to_vec()))
 }
 
 fn stats_fields(s: &StatsSnapshot) -> [u64; 10] {
@@ -316,12 +317,15 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                 }
                 if request.first() == Some(&FINISH) {
                     match finished(&request) {
+                        Some((task_id, pid, ..)) if pid != u64::from(std::process::id()) => {
+                            log::info!(target: "surge", "the result of task {task_id} was dropped: the process that sent it has been replaced");
+                        }
                         // The PHP thread waits for it in taskwait(), unless the wait is over.
-                        Some((task_id, true, data)) => {
+                        Some((task_id, _, true, data)) => {
                             shared.task_results.deliver(task_id, data);
                         }
                         // Queued for PHP like any event: waits for room, as a message does.
-                        Some((task_id, false, data)) => {
+                        Some((task_id, _, false, data)) => {
                             let event = Event::Finish { task_id, data };
                             if shared.events.send(event).await.is_err() {
                                 return;
@@ -434,17 +438,18 @@ impl Peers {
         self.exchange(peer, &message, false).is_some()
     }
 
-    /// Hands the result of task `task_id` to worker `peer`, which sent it; true once handed over.
-    pub(crate) fn finish(&self, peer: usize, task_id: u64, waited: bool, data: &[u8]) -> bool {
-        if peer >= self.count {
+    /// Hands the result of task `task_id` to the worker that sent it; true once handed over.
+    pub(crate) fn finish(&self, reply_to: ReplyTo, task_id: u64, data: &[u8]) -> bool {
+        if reply_to.worker >= self.count {
             return false;
         }
         let message = Writer::new(FINISH)
             .u64(task_id)
-            .u8(waited as u8)
+            .u64(reply_to.pid.into())
+            .u8(reply_to.waited as u8)
             .bytes(data)
             .finish();
-        self.exchange(peer, &message, false).is_some()
+        self.exchange(reply_to.worker, &message, false).is_some()
     }
 
     pub(crate) fn broadcast(&self, item: &Outgoing, except: &[u64]) -> usize {
@@ -669,7 +674,13 @@ mod tests {
         assert!(shared.registry.get(4).unwrap().is_open());
 
         // A task worker's result becomes an event for PHP.
-        assert!(peers.finish(1, 9, false, b"done"));
+        let pid = std::process::id();
+        let reply_to = |worker, waited| ReplyTo {
+            worker,
+            pid,
+            waited,
+        };
+        assert!(peers.finish(reply_to(1, false), 9, b"done"));
         assert!(peers.exists(1, 4));
         match events.try_recv() {
             Ok(Event::Finish { task_id, data }) => {
@@ -679,13 +690,21 @@ mod tests {
         }
         // One that the worker's PHP thread waits for goes to it, not to the queue.
         shared.task_results.expect(10);
-        assert!(peers.finish(1, 10, true, b"waited"));
+        assert!(peers.finish(reply_to(1, true), 10, b"waited"));
         assert_eq!(
             shared.task_results.wait(10, Duration::from_secs(5)),
             Some(b"waited".to_vec())
         );
         assert!(events.try_recv().is_err());
-        assert!(!peers.finish(2, 9, false, b"no such worker"));
+        assert!(!peers.finish(reply_to(2, false), 9, b"no such worker"));
+        // A result for a process that has been replaced since it sent the task is dropped.
+        let earlier = ReplyTo {
+            pid: pid + 1,
+            ..reply_to(1, false)
+        };
+        assert!(peers.finish(earlier, 11, b"stale"));
+        assert!(peers.exists(1, 4));
+        assert!(events.try_recv().is_err());
 
         drop(bus);
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::bus::{BusServer, Peers};
 use crate::config::Config;
-use crate::events::Event;
+use crate::events::{Event, ReplyTo};
 use crate::frame;
 use crate::inline_dispatch::{self, Serving};
 use crate::listener::accept_loop;
@@ -494,12 +494,12 @@ impl Engine {
         self.task_done.notify_one();
     }
 
-    /// Sends the result of task `task_id` to `worker`, the worker that sent it (`waited` as the
-    /// task came); false when that worker cannot be reached.
-    pub fn finish(&self, worker: usize, task_id: u64, waited: bool, data: &[u8]) -> bool {
+    /// Sends the result of task `task_id` to the worker that sent it (`reply_to` as the task
+    /// came); false when that worker cannot be reached.
+    pub fn finish(&self, reply_to: ReplyTo, task_id: u64, data: &[u8]) -> bool {
         self.peers
             .as_ref()
-            .is_some_and(|p| p.finish(worker, task_id, waited, data))
+            .is_some_and(|p| p.finish(reply_to, task_id, data))
     }
 
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.

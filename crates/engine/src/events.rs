@@ -158,11 +158,21 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Task {
     pub task_id: u64,
-    /// The worker that sent it, which gets the result.
-    pub worker: usize,
-    /// The sender waits for the result (`taskwait()`): pass it on to [`crate::Engine::finish`].
-    pub waited: bool,
+    /// Where the result goes: pass it on to [`crate::Engine::finish`].
+    pub reply_to: ReplyTo,
     pub data: Vec<u8>,
+}
+
+/// The process that sent a task, which gets its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The sending worker's id.
+    pub worker: usize,
+    /// The sending process: a worker restarted since does not get the result (its own task
+    /// ids start from 0 again, so the result would pass for one of its tasks).
+    pub pid: u32,
+    /// The sender waits for the result (`taskwait()`).
+    pub waited: bool,
 }
 
 /// What happened on a Pusher channel, for [`Event::Pusher`].

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::events::{Event, Task};
+use crate::events::{Event, ReplyTo, Task};
 use crate::shared::Shared;
 
 /// Data up to this size travels in the datagram itself; larger data goes through a file.
 const INLINE_MAX: usize = 8 << 10;
-const HEADER: usize = 17;
+/// The sending worker (u64), its process id (u32), the task id (u64), the flags (u8).
+const HEADER: usize = 21;
 const IN_FILE: u8 = 1;
 const WAITED: u8 = 2;
 /// The bytes of tasks not yet taken that the queue holds (the kernel's limit, `wmem_max`,
@@ -105,6 +106,7 @@ impl TaskSender {
     ) -> Result<(), String> {
         let mut datagram = Vec::with_capacity(HEADER + data.len().min(INLINE_MAX + 64));
         datagram.extend_from_slice(&(worker as u64).to_be_bytes());
+        datagram.extend_from_slice(&std::process::id().to_be_bytes());
         datagram.extend_from_slice(&task_id.to_be_bytes());
         let flags = if waited { WAITED } else { 0 };
         let file = match data.len() > INLINE_MAX {
@@ -216,8 +218,9 @@ pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: A
 fn parse(datagram: &[u8]) -> Option<Event> {
     let (head, rest) = datagram.split_at_checked(HEADER)?;
     let worker = u64::from_be_bytes(head[..8].try_into().ok()?);
-    let task_id = u64::from_be_bytes(head[8..16].try_into().ok()?);
-    let flags = head[16];
+    let pid = u32::from_be_bytes(head[8..12].try_into().ok()?);
+    let task_id = u64::from_be_bytes(head[12..20].try_into().ok()?);
+    let flags = head[20];
     let data = match flags & !WAITED {
         0 => rest.to_vec(),
         IN_FILE => {
@@ -232,8 +235,11 @@ fn parse(datagram: &[u8]) -> Option<Event> {
     };
     Some(Event::Task(Task {
         task_id,
-        worker: usize::try_from(worker).ok()?,
-        waited: flags & WAITED != 0,
+        reply_to: ReplyTo {
+            worker: usize::try_from(worker).ok()?,
+            pid,
+            waited: flags & WAITED != 0,
+        },
         data,
     }))
 }
@@ -303,19 +309,29 @@ mod tests {
             let n = taker.recv(&mut buffer).unwrap();
             let Some(Event::Task(Task {
                 task_id,
-                worker,
-                waited: got_waited,
+                reply_to,
                 data: got,
             })) = parse(&buffer[..n])
             else {
                 panic!("a task of {size} bytes")
             };
-            assert_eq!((task_id, worker, got_waited), (77, 3, waited));
+            let pid = std::process::id();
+            assert_eq!(
+                (task_id, reply_to),
+                (
+                    77,
+                    ReplyTo {
+                        worker: 3,
+                        pid,
+                        waited
+                    }
+                )
+            );
             assert!(got == data, "{size} bytes");
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         }
-        assert!(parse(&[0; 16]).is_none());
-        assert!(parse(&[[0; 16].as_slice(), &[4]].concat()).is_none());
+        assert!(parse(&[0; HEADER - 1]).is_none());
+        assert!(parse(&[[0; HEADER - 1].as_slice(), &[4]].concat()).is_none());
     }
 
     #[test]

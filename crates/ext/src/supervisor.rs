@@ -84,12 +84,14 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
         return Err(error(e));
     }
     let port = pool.local_addr().port();
+    let workers = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match config.task_worker_num {
         0 => log::info!(target: "surge", "{count} workers serving on port {port}"),
         tasks => log::info!(
             target: "surge",
-            "{} workers and {tasks} task workers serving on port {port}",
-            config.worker_num
+            "{} and {} serving on port {port}",
+            workers(config.worker_num, "worker"),
+            workers(tasks, "task worker")
         ),
     }
     server.worker_id.set(-1);

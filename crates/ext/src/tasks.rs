@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::{ZendCallable, Zval};
-use surge_engine::Task;
+use surge_engine::{ReplyTo, Task};
 
 use crate::callable::Callable;
 use crate::callbacks::{call, call_for_value, Kind, Outcome};
@@ -23,10 +23,7 @@ const SERIALIZED: u8 = 1;
 #[derive(Clone, Copy)]
 struct Running {
     task_id: u64,
-    /// The worker that sent it, which gets the result.
-    worker: usize,
-    /// The sender waits for the result in taskwait().
-    waited: bool,
+    reply_to: ReplyTo,
     finished: bool,
 }
 
@@ -98,10 +95,10 @@ pub fn run(server: &Server, this: &Zval, task: Task) -> Outcome {
 fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
     let Task {
         task_id,
-        worker,
-        waited,
+        reply_to,
         data,
     } = task;
+    let worker = reply_to.worker;
     let data = match decode(&data) {
         Ok(data) => data,
         Err(e) => {
@@ -115,8 +112,7 @@ fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
     };
     server.tasks.running.set(Some(Running {
         task_id,
-        worker,
-        waited,
+        reply_to,
         finished: false,
     }));
     let args: [&dyn ext_php_rs::convert::IntoZvalDyn; 4] =
@@ -145,7 +141,7 @@ pub fn finish(server: &Server, data: &Zval) -> PhpResult<bool> {
     server.tasks.running.set(Some(running));
     Ok(server
         .engine()
-        .is_some_and(|e| e.finish(running.worker, running.task_id, running.waited, &bytes)))
+        .is_some_and(|e| e.finish(running.reply_to, running.task_id, &bytes)))
 }
 
 /// In a worker: runs the task's own callback (given to task()), else the `finish` callback.

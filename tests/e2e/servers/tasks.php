@@ -65,6 +65,7 @@ $server->on('message', function ($s, $frame) {
             }
             return ['queued' => $queued];
         })(),
+        'die' => exit(4),
         'dst' => (function () use ($s, $task) {
             try {
                 return $s->task($task, 1);
@@ -132,6 +133,7 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
 });
 
 $server->on('finish', function ($s, $taskId, $result) {
+    out("finish $taskId {$result['cmd']} in worker {$s->worker_id}");
     $s->push($result['fd'], json_encode(['finish' => $taskId, 'result' => $result, 'worker' => $s->worker_id]));
 });
 $server->start();
