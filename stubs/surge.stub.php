@@ -328,6 +328,11 @@ namespace Surge\WebSocket {
         public function shutdown(): bool
         {
         }
+
+        /** Restarts the worker and task worker processes one at a time (only the task workers with $only_reload_taskworker), as SIGUSR1 (SIGUSR2) to the master does: each stops as at a stop (its clients are closed with 1001), then a new process takes its id and runs workerStart, so code included there is read anew; returns true once asked. Throws Surge\Exception without worker processes (worker_num 1 and no task workers), before start(), or with true and no task workers. */
+        public function reload(?bool $only_reload_taskworker = null): bool
+        {
+        }
     }
 
     /** One whole message from a client, passed to the message callback; fragmented messages are reassembled first. Its properties are plain public ones, as in Swoole: a callback may change them, Surge never reads them back. */

@@ -199,6 +199,17 @@ def run_php(code_or_file, env=None, timeout=30, extensions=None):
     return subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, **(env or {})), timeout=timeout)
 
 
+def surge_exception(code: str) -> str:
+    """Runs `code` with `$s`, a new server on a free port; returns the message of the
+    Surge\\Exception it throws, or "no exception"; fails on anything else."""
+    out = run_php(f"""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        try {{ {code} echo "no exception"; }} catch (Surge\\Exception $e) {{ echo $e->getMessage(); }}
+    """)
+    assert out.returncode == 0 and not out.stderr, out.stdout + out.stderr
+    return out.stdout
+
+
 def settings_env(**settings) -> dict:
     """The environment that makes echo.php apply these settings."""
     return {"SURGE_SETTINGS": json.dumps(settings)}

@@ -12,7 +12,7 @@ import threading
 import pytest
 from websockets.sync.client import connect
 
-from conftest import close_code, run_php, settings_env
+from conftest import close_code, settings_env, surge_exception
 from fanout_client import eventually
 
 CLIENTS = 16
@@ -197,6 +197,21 @@ def test_sigterm_stops_the_task_workers_too(php_server, tmp_path, stack):
     assert "2 workers and 2 task workers serving on port" in srv.stderr()
 
 
+def test_sigusr2_to_the_master_restarts_the_task_workers_only(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    before = dict(re.findall(r"^workerStart (\d) taskworker=\w+ pid=(\d+)$", srv.stdout(), re.M))
+    srv.signal(signal.SIGUSR2)
+    srv.wait_output("reload done", stream="stderr", timeout=15)
+    assert re.findall(r"worker (\d) stopped for the reload", srv.stderr()) == ["2", "3"]
+    starts = re.findall(r"^workerStart (\d) taskworker=\w+ pid=(\d+)$", srv.stdout(), re.M)
+    assert [i for i, _ in starts[4:]] == ["2", "3"], "the workers go on"
+    assert {pid for i, pid in starts[4:]}.isdisjoint(before.values())
+    sent = send_task(ws, "info")
+    assert recv(ws)["result"]["pid"] in {int(pid) for _, pid in starts[4:]}
+    assert sent["pid"] == int(before[str(sent["worker"])]), "the client's worker kept its connection"
+
+
 def test_a_timer_added_before_start_runs_in_task_workers_too(php_server, tmp_path):
     srv = start(php_server, tmp_path, SURGE_TIMER="1")
     for worker in range(4):
@@ -255,8 +270,4 @@ def test_redis_in_task_workers_publishes_but_does_not_subscribe(php_server, tmp_
     ("$s->set(['task_worker_num' => 257]);", "setting 'task_worker_num'"),
 ])
 def test_misuse_throws(code, message):
-    out = run_php(f"""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
-        try {{ {code} echo "no exception\\n"; }} catch (Surge\\Exception $e) {{ echo $e->getMessage(), "\\n"; }}
-    """)
-    assert message in out.stdout, out.stdout + out.stderr
+    assert message in surge_exception(code)

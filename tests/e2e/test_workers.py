@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import close_code, run_php
+from conftest import close_code, run_php, surge_exception
 
 CLIENTS = 16
 
@@ -249,6 +249,42 @@ def test_a_worker_that_exits_is_replaced_and_fds_are_not_reused(php_server, tmp_
     assert later[0].recv(timeout=5) == f"chat from {seen[0]['fd']}: again"
     survivors = sum(1 for w in who if w["worker"] == 0)
     assert json.loads(later[0].recv(timeout=5))["pushed"] == survivors + CLIENTS
+
+
+def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew(php_server, tmp_path, stack):
+    version = tmp_path / "version"
+    version.write_text("v1")
+    srv = start_workers(php_server, tmp_path, SURGE_VERSION_FILE=str(version))
+    clients, who = clients_on_both_workers(srv, stack)
+    assert {w["version"] for w in who} == {"v1"}
+    version.write_text("v2")
+    assert ask(clients[0], "reload") is True
+    # Every client is closed as at a stop, worker by worker; the master stays.
+    assert all(close_code(ws) == 1001 for ws in clients)
+    srv.wait_output("reload done", stream="stderr", timeout=15)
+    err = srv.stderr()
+    stopped = re.findall(r"worker (\d) stopped for the reload \(status 0\); starting another", err)
+    assert stopped == ["0", "1"], err
+    assert "exited" not in err
+    out = srv.stdout()
+    assert sorted(re.findall(r"^workerStop (\d)$", out, re.M)) == ["0", "1"]
+    assert len(re.findall(r"^workerStart ", out, re.M)) == 4 and "shutdown in" not in out
+    later, seen = clients_on_both_workers(srv, stack)
+    assert {w["version"] for w in seen} == {"v2"}
+    assert not {w["pid"] for w in seen} & {w["pid"] for w in who}
+    later[0].send("chat:after the reload")
+    assert all(ws.recv(timeout=5).endswith("after the reload") for ws in later)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize("code, message", [
+    ("$s->reload();", "reload() restarts worker processes: set worker_num above 1 or task_worker_num"),
+    ("$s->set(['worker_num' => 2]); $s->reload();", "reload() needs a running server: call it from a callback"),
+    ("$s->set(['worker_num' => 2]); $s->reload(true);", "reload(true) restarts the task workers: there are none"),
+])
+def test_reload_misuse_throws(code, message):
+    assert message in surge_exception(code)
 
 
 def worker_pids(srv) -> dict:

@@ -627,6 +627,36 @@ impl Server {
         }
         true
     }
+
+    /// Restarts the worker and task worker processes one at a time (the task workers only with
+    /// `$only_reload_taskworker`), as SIGUSR1 (SIGUSR2) to the master does: each stops as at a
+    /// stop (its clients are closed with 1001 and may reconnect to the others) and a new process,
+    /// which loads the code anew, takes its id. Returns once asked.
+    pub fn reload(&self, only_reload_taskworker: Option<bool>) -> PhpResult<bool> {
+        let config = self.config.borrow();
+        if config.worker_num < 2 && config.task_worker_num == 0 {
+            return Err(error(
+                "reload() restarts worker processes: set worker_num above 1 or task_worker_num",
+            ));
+        }
+        let signal = match only_reload_taskworker.unwrap_or(false) {
+            true if config.task_worker_num == 0 => {
+                return Err(error(
+                    "reload(true) restarts the task workers: there are none",
+                ))
+            }
+            true => libc::SIGUSR2,
+            false => libc::SIGUSR1,
+        };
+        if !self.running.get() {
+            return Err(error(
+                "reload() needs a running server: call it from a callback",
+            ));
+        }
+        // SAFETY: a signal to the master (this process, in the master), which waits for it.
+        unsafe { libc::kill(self.master_pid.get() as libc::pid_t, signal) };
+        Ok(true)
+    }
 }
 
 impl Server {

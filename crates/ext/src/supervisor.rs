@@ -2,10 +2,12 @@
 //! master. It binds the port, forks the workers (each one serves as a whole single-process
 //! server would, on the shared socket, and reaches the others' connections over the engine's
 //! bus) and the task workers, runs `start`, forwards SIGINT/SIGTERM to them, starts a new one in
-//! place of one that died, and runs `shutdown` once they are all gone. The master never starts
+//! place of one that died, restarts them one at a time on SIGUSR1 (the task workers only on
+//! SIGUSR2: `reload()`), and runs `shutdown` once they are all gone. The master never starts
 //! a runtime or any other thread: it forks again for each restart, and a fork copies only the
 //! calling thread.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -121,15 +123,23 @@ fn supervise(
     children: &mut [Option<Child>],
 ) -> Option<PhpResult<Ended>> {
     let mut due: Vec<(usize, Instant)> = Vec::new();
+    let mut reload = Reload::default();
     while !server.stop_requested.get() {
         match signals.wait(Duration::from_millis(200)) {
             Some(libc::SIGINT) | Some(libc::SIGTERM) => {
                 log::info!(target: "surge", "stop signal received: stopping the workers");
                 return None;
             }
+            Some(libc::SIGUSR1) => reload.ask(0..children.len(), "workers and task workers"),
+            Some(libc::SIGUSR2) => reload.ask(config.worker_num..children.len(), "task workers"),
             _ => {}
         }
         for (id, status, lived) in reap(children) {
+            if reload.current == Some(id) {
+                log::info!(target: "surge", "worker {id} stopped for the reload ({status}); starting another");
+                due.push((id, Instant::now()));
+                continue;
+            }
             log::warn!(target: "surge", "worker {id} exited ({status}); starting another");
             let delay = RESTART_DELAY.saturating_sub(lived);
             due.push((id, Instant::now() + delay));
@@ -138,7 +148,10 @@ fn supervise(
         while let Some(i) = due.iter().position(|(_, at)| *at <= now) {
             let (id, _) = due.swap_remove(i);
             match spawn(server, this, config, pool, id, signals) {
-                Ok(Forked::Master(child)) => children[id] = Some(child),
+                Ok(Forked::Master(child)) => {
+                    children[id] = Some(child);
+                    reload.started(id);
+                }
                 Ok(Forked::Worker(ended)) => return Some(ended),
                 Err(e) => {
                     log::error!(target: "surge", "worker {id} could not start: {e}");
@@ -147,8 +160,57 @@ fn supervise(
                 }
             }
         }
+        reload.next(children);
     }
     None
+}
+
+/// A rolling restart: one worker at a time is stopped (as at a stop: its clients are closed
+/// with 1001, `workerStop` runs) and started again (a new process, which loads the code anew),
+/// so the others serve meanwhile.
+#[derive(Default)]
+struct Reload {
+    /// Ids still to restart, in order.
+    waiting: VecDeque<usize>,
+    /// The one stopped for it and not yet serving again.
+    current: Option<usize>,
+}
+
+impl Reload {
+    /// Queues `ids`; during a reload, those not waiting yet, so that every one of them starts
+    /// after this request.
+    fn ask(&mut self, ids: std::ops::Range<usize>, what: &str) {
+        log::info!(target: "surge", "reload: restarting the {what} one at a time");
+        for id in ids {
+            if !self.waiting.contains(&id) {
+                self.waiting.push_back(id);
+            }
+        }
+    }
+
+    fn started(&mut self, id: usize) {
+        if self.current == Some(id) {
+            self.current = None;
+            if self.waiting.is_empty() {
+                log::info!(target: "surge", "reload done");
+            }
+        }
+    }
+
+    /// Stops the next one once the last one serves again.
+    fn next(&mut self, children: &[Option<Child>]) {
+        while self.current.is_none() {
+            let Some(id) = self.waiting.pop_front() else {
+                return;
+            };
+            // One not running now (it died and waits to be started again) starts anew anyway.
+            if let Some(child) = &children[id] {
+                // SAFETY: a signal to our own child.
+                unsafe { libc::kill(child.pid, libc::SIGTERM) };
+                self.current = Some(id);
+            }
+        }
+    }
 }
 
 /// Forks worker `id` and waits until it serves (or says why it cannot).
@@ -301,8 +363,8 @@ fn stop_all(children: &mut [Option<Child>], shutdown_timeout: Duration) {
     }
 }
 
-/// The master takes SIGINT, SIGTERM and SIGCHLD by waiting for them (blocked, so that none is
-/// lost between two waits); a forked worker gets the mask from before.
+/// The master takes SIGINT, SIGTERM, SIGCHLD, SIGUSR1 and SIGUSR2 by waiting for them (blocked,
+/// so that none is lost between two waits); a forked worker gets the mask from before.
 struct MasterSignals {
     set: libc::sigset_t,
     previous: libc::sigset_t,
@@ -314,7 +376,13 @@ impl MasterSignals {
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+            for signal in [
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGCHLD,
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+            ] {
                 libc::sigaddset(&mut set, signal);
             }
             let mut previous: libc::sigset_t = std::mem::zeroed();

@@ -23,7 +23,12 @@ $table->create();
 function out(string $line): void { echo $line . "\n"; }
 
 $server->on('start', fn($s) => out("start worker_id={$s->worker_id} master={$s->master_pid} pid=" . getmypid()));
-$server->on('workerStart', fn($s, $id) => out("workerStart $id worker_id={$s->worker_id} pid={$s->worker_pid} master={$s->master_pid}"));
+$server->on('workerStart', function ($s, $id) {
+    // Read here, after the fork: a worker started by reload() reads it anew (code included here
+    // would be too); what the script read before start() is the master's.
+    $GLOBALS['version'] = getenv('SURGE_VERSION_FILE') ? file_get_contents(getenv('SURGE_VERSION_FILE')) : null;
+    out("workerStart $id worker_id={$s->worker_id} pid={$s->worker_pid} master={$s->master_pid}");
+});
 $server->on('workerStop', fn($s, $id) => out("workerStop $id"));
 $server->on('shutdown', fn($s) => out("shutdown in " . getmypid()));
 $server->on('open', function ($s, $req) use ($table) {
@@ -34,7 +39,8 @@ $server->on('close', fn($s, $fd) => out("close $fd worker {$s->worker_id}"));
 $server->on('message', function ($s, $frame) use ($table) {
     [$cmd, $a, $b] = explode(':', $frame->data, 3) + ['', '', ''];
     $reply = match ($cmd) {
-        'who' => ['worker' => $s->worker_id, 'fd' => $frame->fd, 'pid' => getmypid()],
+        'who' => ['worker' => $s->worker_id, 'fd' => $frame->fd, 'pid' => getmypid(), 'version' => $GLOBALS['version']],
+        'reload' => $s->reload(),
         // The chat room of the articles: a PHP loop over every connection.
         'chat' => (function () use ($s, $frame, $a) {
             $n = 0;
