@@ -17,7 +17,7 @@ from conftest import ROOT, TIME_FACTOR, extension_args, surge_so
 APP = ROOT / "tests" / "laravel"
 ARTISAN = APP / "artisan"
 # php -n loads no shared extension: these are the ones Laravel (and phpredis) need here.
-EXTENSIONS = ["ctype", "mbstring", "tokenizer", "pdo", "pdo_sqlite", "igbinary", "redis"]
+EXTENSIONS = ["ctype", "mbstring", "tokenizer", "pdo", "pdo_sqlite", "igbinary", "redis", "posix"]
 
 
 def laravel_env(tmp_path, redis_server, **extra) -> dict:
@@ -242,6 +242,36 @@ def test_task_workers_run_the_handlers_tasks(php_server, app_env):
         ws.close()
     server.signal(__import__("signal").SIGTERM)
     assert server.wait() == 0
+
+
+def test_surge_reload_restarts_the_workers_of_the_running_server(php_server, app_env):
+    """A deploy's `php artisan surge:reload`: the running surge:serve (found through
+    storage/framework/surge.json) restarts its workers one at a time; the clients reconnect."""
+    state = Path(app_env["APP_STORAGE"]) / "framework" / "surge.json"
+    server = serve(php_server, app_env, SURGE_SETTINGS=json.dumps({"worker_num": 2}))
+    assert "reload   php artisan surge:reload" in server.stdout()
+    assert json.loads(state.read_text())["pid"] == server.proc.pid
+    before = {open_client(server)[1].split(".")[0] for _ in range(8)}
+    out = artisan("surge:reload", env=app_env)
+    assert out.returncode == 0 and f"Surge (pid {server.proc.pid}) restarts its workers one at a time" in out.stdout, out.stdout + out.stderr
+    server.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
+    ws, socket_id, welcome = open_client(server, "token-alice")
+    assert welcome["user"] == "alice" and socket_id.split(".")[0] not in before
+    out = artisan("surge:reload", "--tasks", env=app_env)
+    assert out.returncode == 1 and "has no task workers" in out.stdout + out.stderr
+    server.signal(__import__("signal").SIGTERM)
+    assert server.wait() == 0
+    assert not state.exists(), "the state goes with the server"
+    out = artisan("surge:reload", env=app_env)
+    assert out.returncode == 1 and "Surge is not running here" in out.stdout + out.stderr
+
+
+def test_surge_reload_refuses_a_server_of_one_process(php_server, app_env):
+    server = serve(php_server, app_env)
+    assert "surge:reload" not in server.stdout()
+    out = artisan("surge:reload", env=app_env)
+    assert out.returncode == 1 and "runs in one process" in out.stdout + out.stderr
+    open_client(server)  # still serving
 
 
 def test_missing_extension_says_how_to_install_it(app_env):

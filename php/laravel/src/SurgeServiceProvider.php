@@ -4,6 +4,7 @@ namespace Surge\Laravel;
 
 use Illuminate\Support\ServiceProvider;
 use Surge\Laravel\Console\MakeHandlerCommand;
+use Surge\Laravel\Console\ReloadCommand;
 use Surge\Laravel\Console\ServeCommand;
 
 class SurgeServiceProvider extends ServiceProvider
@@ -17,7 +18,7 @@ class SurgeServiceProvider extends ServiceProvider
     {
         if ($this->app->runningInConsole()) {
             $this->publishes([__DIR__.'/../config/surge.php' => $this->app->configPath('surge.php')], 'surge-config');
-            $this->commands([ServeCommand::class, MakeHandlerCommand::class]);
+            $this->commands([ServeCommand::class, ReloadCommand::class, MakeHandlerCommand::class]);
         }
     }
 }

@@ -10,6 +10,7 @@ use Surge\Laravel\Contracts\HandlesTasks;
 use Surge\Laravel\Support\HttpRequest;
 use Surge\Laravel\Support\Lifecycle;
 use Surge\Laravel\Support\RedisTarget;
+use Surge\Laravel\Support\ServerState;
 
 class ServeCommand extends Command
 {
@@ -53,12 +54,12 @@ class ServeCommand extends Command
         }
 
         $handler = $this->laravel->make($handlerClass);
-        $this->wire($server, $handler);
+        $this->wire($server, $handler, $settings);
         if ($redis !== null) {
             $server->subscribe($channels);
         }
 
-        $this->banner($host, $port, $handlerClass, $handler, $redis, $channels);
+        $this->banner($host, $port, $handlerClass, $handler, $redis, $channels, $settings);
         foreach ($pusherFrom as $line) {
             $this->line("  pusher   {$line}");
         }
@@ -68,6 +69,8 @@ class ServeCommand extends Command
             $this->error("Surge could not start: {$e->getMessage()}");
 
             return 1;
+        } finally {
+            ServerState::forget($this->laravel);
         }
         $this->line('Surge stopped.');
 
@@ -165,12 +168,14 @@ class ServeCommand extends Command
         return [$apps === [] ? $settings : $settings + ['pusher' => $apps], $lines];
     }
 
-    private function wire(\Surge\WebSocket\Server $server, Handler $handler): void
+    private function wire(\Surge\WebSocket\Server $server, Handler $handler, array $settings): void
     {
         $lifecycle = new Lifecycle($this->laravel, fn (string $line) => fwrite(STDERR, "surge: {$line}\n"));
         $lifecycle->reset();
 
-        $server->on('start', function ($server) {
+        $server->on('start', function ($server) use ($settings) {
+            // For surge:reload: the master's pid (this process's).
+            ServerState::write($this->laravel, $server, $settings);
             $this->line(sprintf('Surge listening on ws://%s:%d (pid %d)', $server->host, $server->port, getmypid()));
         });
         $server->on('workerStart', function ($server, int $workerId) use ($lifecycle) {
@@ -219,7 +224,7 @@ class ServeCommand extends Command
         });
     }
 
-    private function banner(string $host, int $port, string $handlerClass, Handler $handler, ?RedisTarget $redis, array $channels): void
+    private function banner(string $host, int $port, string $handlerClass, Handler $handler, ?RedisTarget $redis, array $channels, array $settings): void
     {
         $this->info('Surge '.(defined('SURGE_VERSION') ? SURGE_VERSION : '').' for Laravel '.$this->laravel->version());
         $this->line("  listen   ws://{$host}:{$port}".($handler instanceof HandlesHttp ? ' (and HTTP)' : ''));
@@ -239,5 +244,8 @@ class ServeCommand extends Command
             }
         }
         $this->line('  stop     Ctrl+C or SIGTERM');
+        if (($settings['worker_num'] ?? 1) > 1 || ($settings['task_worker_num'] ?? 0) > 0) {
+            $this->line('  reload   php artisan surge:reload (restarts the workers one at a time: deploy new code)');
+        }
     }
 }

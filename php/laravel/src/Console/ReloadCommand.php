@@ -1,0 +1,49 @@
+<?php
+
+namespace Surge\Laravel\Console;
+
+use Illuminate\Console\Command;
+use Surge\Laravel\Support\ServerState;
+
+/** php artisan surge:reload: a deploy's way to have the running surge:serve load the new code. */
+class ReloadCommand extends Command
+{
+    protected $signature = 'surge:reload
+        {--tasks : Restart only the task workers}';
+
+    protected $description = 'Restart the worker processes of the running surge:serve one at a time';
+
+    public function handle(): int
+    {
+        $state = ServerState::read($this->laravel);
+        if ($state === null) {
+            $this->error('Surge is not running here: '.ServerState::path($this->laravel).' is missing (php artisan surge:serve writes it).');
+
+            return 1;
+        }
+        if (! function_exists('posix_kill')) {
+            $this->error("surge:reload needs PHP's posix extension to signal the server (pid {$state['pid']}).");
+
+            return 1;
+        }
+        if (! posix_kill($state['pid'], 0)) {
+            $this->error("Surge is not running: its process (pid {$state['pid']}) is gone.");
+
+            return 1;
+        }
+        if ($this->option('tasks') ? $state['task_workers'] === 0 : $state['workers'] < 2 && $state['task_workers'] === 0) {
+            $what = $this->option('tasks') ? 'has no task workers' : 'runs in one process';
+            $this->error("Surge (pid {$state['pid']}) {$what}: a reload restarts worker processes (surge.settings.worker_num above 1, or task_worker_num). Restart surge:serve instead.");
+
+            return 1;
+        }
+        // The master restarts them one at a time, as $server->reload() asks it to (Linux's
+        // numbers where pcntl, which defines the names, is not loaded).
+        $signal = $this->option('tasks') ? (defined('SIGUSR2') ? SIGUSR2 : 12) : (defined('SIGUSR1') ? SIGUSR1 : 10);
+        posix_kill($state['pid'], $signal);
+        $which = $this->option('tasks') ? 'task workers' : 'workers';
+        $this->info("Surge (pid {$state['pid']}) restarts its {$which} one at a time.");
+
+        return 0;
+    }
+}
