@@ -12,7 +12,7 @@ import threading
 import pytest
 from websockets.sync.client import connect
 
-from conftest import close_code, settings_env, surge_exception
+from conftest import TIME_FACTOR, close_code, settings_env, surge_exception
 from fanout_client import eventually
 
 CLIENTS = 16
@@ -172,8 +172,8 @@ def test_a_result_for_a_worker_replaced_since_is_dropped(php_server, tmp_path, s
     with connect(srv.url) as ws:
         assert send_task(ws, f"hold:{release}")["task"] == 0
         ws.send("die")
-        srv.wait_output("worker 0 exited (status 4); starting another", stream="stderr", timeout=10)
-    eventually(lambda: srv.stdout().count("workerStart 0 ") == 2, timeout=10)
+        srv.wait_output("worker 0 exited (status 4); starting another", stream="stderr", timeout=10 * TIME_FACTOR)
+    eventually(lambda: srv.stdout().count("workerStart 0 ") == 2, timeout=10 * TIME_FACTOR)
     ws = stack.enter_context(connect(srv.url))
     assert send_task(ws, "info")["task"] == 0
     release.touch()
@@ -202,7 +202,7 @@ def test_sigusr2_to_the_master_restarts_the_task_workers_only(php_server, tmp_pa
     ws = stack.enter_context(connect(srv.url))
     before = dict(re.findall(r"^workerStart (\d) taskworker=\w+ pid=(\d+)$", srv.stdout(), re.M))
     srv.signal(signal.SIGUSR2)
-    srv.wait_output("reload done", stream="stderr", timeout=15)
+    srv.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
     assert re.findall(r"worker (\d) stopped for the reload", srv.stderr()) == ["2", "3"]
     starts = re.findall(r"^workerStart (\d) taskworker=\w+ pid=(\d+)$", srv.stdout(), re.M)
     assert [i for i, _ in starts[4:]] == ["2", "3"], "the workers go on"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import close_code, run_php, surge_exception
+from conftest import TIME_FACTOR, close_code, run_php, surge_exception
+from fanout_client import eventually
 
 CLIENTS = 16
 
@@ -261,14 +262,16 @@ def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew
     assert ask(clients[0], "reload") is True
     # Every client is closed as at a stop, worker by worker; the master stays.
     assert all(close_code(ws) == 1001 for ws in clients)
-    srv.wait_output("reload done", stream="stderr", timeout=15)
+    srv.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
     err = srv.stderr()
     stopped = re.findall(r"worker (\d) stopped for the reload \(status 0\); starting another", err)
     assert stopped == ["0", "1"], err
     assert "exited" not in err
+    # The master goes on once a new worker serves; its workerStart runs right after.
+    eventually(lambda: len(re.findall(r"^workerStart ", srv.stdout(), re.M)) == 4, timeout=10 * TIME_FACTOR)
     out = srv.stdout()
     assert sorted(re.findall(r"^workerStop (\d)$", out, re.M)) == ["0", "1"]
-    assert len(re.findall(r"^workerStart ", out, re.M)) == 4 and "shutdown in" not in out
+    assert "shutdown in" not in out
     later, seen = clients_on_both_workers(srv, stack)
     assert {w["version"] for w in seen} == {"v2"}
     assert not {w["pid"] for w in seen} & {w["pid"] for w in who}

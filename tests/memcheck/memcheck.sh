@@ -58,10 +58,12 @@ if [ $# -eq 0 ]; then
     $t/test_workers.py::test_channels_span_workers \
     $t/test_workers.py::test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once \
     $t/test_workers.py::test_a_worker_that_exits_is_replaced_and_fds_are_not_reused \
+    $t/test_workers.py::test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew \
     $t/test_tasks.py::test_a_task_runs_in_a_task_worker_and_its_result_comes_back_to_its_worker \
     $t/test_tasks.py::test_string_data_crosses_as_its_bytes_and_large_data_too \
     $t/test_tasks.py::test_finish_the_task_own_callback_and_what_is_refused \
     $t/test_tasks.py::test_taskwait_returns_the_result_and_drops_a_late_one \
+    $t/test_tasks.py::test_a_result_for_a_worker_replaced_since_is_dropped \
     -k "not php_thread or test_php_thread_io or hostile or open_message_close or request_callback or sendfile or in_chunks"
 fi
 status=0
