@@ -319,6 +319,11 @@ namespace Surge\WebSocket {
         {
         }
 
+        /** As taskwait() for every value of $tasks, all queued at once: waits up to $timeout seconds (default 0.5, up to 86400) and returns their results under the keys of $tasks, without those that did not come in time (their results are dropped when they come); false if the queue stayed full. Throws Surge\Exception as taskwait() does. */
+        public function taskWaitMulti(array $tasks, ?float $timeout = null): array|false
+        {
+        }
+
         /** In the task callback of a task worker: sends $data to the worker that sent the task (as returning it does); once per task, else throws Surge\Exception, as it does outside a running task. */
         public function finish(mixed $data): bool
         {

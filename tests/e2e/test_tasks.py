@@ -153,6 +153,22 @@ def test_taskwait_returns_the_result_and_drops_a_late_one(php_server, tmp_path, 
     assert send_task(ws, "wait")["task"]["cmd"] == "info", "the worker goes on"
 
 
+def test_taskwaitmulti_returns_the_results_that_came_under_their_keys(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    answer = send_task(ws, "multi:2")
+    got = answer["task"]
+    assert sorted(got) == ["7", "first", "slow"]
+    assert got["first"]["cmd"] == "info" and got["first"]["nested"] == {"ü": [1.5, None, True]}
+    assert got["7"]["data"] == f"raw\0{got['7']['fd']}" and got["slow"]["cmd"] == "slow"
+    assert got["first"]["taskworker"] is True and got["slow"]["src"] == answer["worker"]
+    # The slow one (0.5 s) is left out after 0.2 s; its result, when it comes, reaches no callback.
+    assert sorted(send_task(ws, "multi:0.2")["task"]) == ["7", "first"]
+    assert send_task(ws, "multinone")["task"] == []
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=1)
+
+
 def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))
@@ -267,6 +283,7 @@ def test_redis_in_task_workers_publishes_but_does_not_subscribe(php_server, tmp_
     ("$s->set(['task_worker_num' => 1]); $s->finish('x');", "finish() is for the task callback of a task worker, while it runs"),
     ("$s->taskwait('x');", "taskwait() needs task workers"),
     ("$s->set(['task_worker_num' => 1]); $s->taskwait('x');", "taskwait() needs a running server: call it from a callback"),
+    ("$s->taskWaitMulti(['x']);", "taskWaitMulti() needs task workers"),
     ("$s->set(['task_worker_num' => 257]);", "setting 'task_worker_num'"),
 ])
 def test_misuse_throws(code, message):

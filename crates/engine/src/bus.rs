@@ -692,8 +692,8 @@ mod tests {
         shared.task_results.expect(10);
         assert!(peers.finish(reply_to(1, true), 10, b"waited"));
         assert_eq!(
-            shared.task_results.wait(10, Duration::from_secs(5)),
-            Some(b"waited".to_vec())
+            shared.task_results.wait(&[10], Duration::from_secs(5)),
+            [Some(b"waited".to_vec())]
         );
         assert!(events.try_recv().is_err());
         assert!(!peers.finish(reply_to(2, false), 9, b"no such worker"));

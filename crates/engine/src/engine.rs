@@ -464,23 +464,27 @@ impl Engine {
             .send(self.worker().0, task_id, false, data)
     }
 
-    /// Queues a task and waits up to `timeout` for its result, on this thread: None when it
-    /// did not come in time (it is dropped when it comes later). Other workers' requests to
-    /// this one are answered meanwhile (by the bus's thread), its own network work waits with
-    /// `worker_threads` 0.
+    /// Queues tasks (id, data) and waits up to `timeout` for their results, on this thread:
+    /// None for one that did not come in time (it is dropped when it comes later). Other
+    /// workers' requests to this one are answered meanwhile (by the bus's thread), its own
+    /// network work waits with `worker_threads` 0. If one cannot be queued, the error: those
+    /// queued before it still run, and their results are dropped.
     pub fn task_wait(
         &self,
-        task_id: u64,
-        data: &[u8],
+        tasks: &[(u64, Vec<u8>)],
         timeout: Duration,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Vec<Option<Vec<u8>>>, String> {
         let sender = self.task_sender()?;
-        self.shared.task_results.expect(task_id);
-        if let Err(e) = sender.send(self.worker().0, task_id, true, data) {
-            self.shared.task_results.forget(task_id);
-            return Err(e);
+        let results = &self.shared.task_results;
+        let ids: Vec<u64> = tasks.iter().map(|(id, _)| *id).collect();
+        ids.iter().for_each(|id| results.expect(*id));
+        for (id, data) in tasks {
+            if let Err(e) = sender.send(self.worker().0, *id, true, data) {
+                ids.iter().for_each(|id| results.forget(*id));
+                return Err(e);
+            }
         }
-        Ok(self.shared.task_results.wait(task_id, timeout))
+        Ok(results.wait(&ids, timeout))
     }
 
     fn task_sender(&self) -> Result<&TaskSender, String> {

@@ -276,16 +276,20 @@ impl TaskResults {
         self.slots.lock().remove(&task_id);
     }
 
-    /// Waits up to `timeout` for the result; either way it is no longer expected after.
-    pub(crate) fn wait(&self, task_id: u64, timeout: Duration) -> Option<Vec<u8>> {
+    /// Waits up to `timeout` for the results of `task_ids`, in their order: None for one that
+    /// did not come in time. Either way none is expected after.
+    pub(crate) fn wait(&self, task_ids: &[u64], timeout: Duration) -> Vec<Option<Vec<u8>>> {
         let deadline = std::time::Instant::now() + timeout;
         let mut slots = self.slots.lock();
         loop {
-            if let Some(Some(_)) = slots.get(&task_id) {
-                return slots.remove(&task_id).flatten();
-            }
-            if self.arrived.wait_until(&mut slots, deadline).timed_out() {
-                return slots.remove(&task_id).flatten();
+            let all_in = task_ids
+                .iter()
+                .all(|id| matches!(slots.get(id), Some(Some(_))));
+            if all_in || self.arrived.wait_until(&mut slots, deadline).timed_out() {
+                return task_ids
+                    .iter()
+                    .map(|id| slots.remove(id).flatten())
+                    .collect();
             }
         }
     }
@@ -344,17 +348,37 @@ mod tests {
             late.deliver(1, b"one".to_vec())
         });
         assert_eq!(
-            results.wait(1, Duration::from_secs(5)),
-            Some(b"one".to_vec())
+            results.wait(&[1], Duration::from_secs(5)),
+            [Some(b"one".to_vec())]
         );
         assert!(deliver.join().unwrap());
         results.expect(2);
-        assert_eq!(results.wait(2, Duration::from_millis(10)), None);
+        assert_eq!(results.wait(&[2], Duration::from_millis(10)), [None]);
         assert!(
             !results.deliver(2, b"too late".to_vec()),
             "no one waits any more"
         );
         assert!(!results.deliver(3, b"never asked".to_vec()));
+    }
+
+    #[test]
+    fn several_results_are_waited_for_together_in_their_order() {
+        let results = Arc::new(TaskResults::default());
+        [4, 5, 6].iter().for_each(|id| results.expect(*id));
+        let workers = results.clone();
+        let deliver = std::thread::spawn(move || {
+            workers.deliver(6, b"six".to_vec());
+            std::thread::sleep(Duration::from_millis(20));
+            workers.deliver(4, b"four".to_vec())
+        });
+        // 5 never comes: the others are there at the timeout.
+        let got = results.wait(&[4, 5, 6], Duration::from_millis(300));
+        assert!(deliver.join().unwrap());
+        assert_eq!(got, [Some(b"four".to_vec()), None, Some(b"six".to_vec())]);
+        assert!(
+            !results.deliver(5, b"late".to_vec()),
+            "no one waits any more"
+        );
     }
 
     #[test]

@@ -593,22 +593,32 @@ impl Server {
         dst_worker_id: Option<i64>,
     ) -> PhpResult<Zval> {
         let engine = self.task_engine("taskwait", dst_worker_id)?;
-        let timeout = timeout.unwrap_or(0.5);
-        if !(0.0..=86_400.0).contains(&timeout) {
-            return Err(error(format!(
-                "taskwait() takes a timeout from 0 to 86400 seconds, got {timeout}"
-            )));
+        let result = tasks::wait_for(self, &engine, "taskwait", &[data], timeout)?;
+        match result.and_then(|mut results| results.pop().flatten()) {
+            Some(result) => Ok(result),
+            None => Ok(false.into_zval(false)?),
         }
-        let bytes = tasks::encode(data)?;
-        let id = self.tasks.next_id(None);
-        match engine.task_wait(id, &bytes, Duration::from_secs_f64(timeout)) {
-            Ok(Some(result)) => tasks::decode(&result),
-            Ok(None) => Ok(false.into_zval(false)?),
-            Err(e) => {
-                log::warn!(target: "surge", "taskwait() failed: {e}");
-                Ok(false.into_zval(false)?)
+    }
+
+    /// As taskwait() for every value of `$tasks`, all queued at once: returns their results
+    /// under the keys of `$tasks`, leaving out those that did not come within `$timeout`
+    /// seconds (default 0.5); false if the queue stayed full.
+    pub fn task_wait_multi(&self, tasks: &ZendHashTable, timeout: Option<f64>) -> PhpResult<Zval> {
+        let engine = self.task_engine("taskWaitMulti", None)?;
+        let (keys, values): (Vec<_>, Vec<_>) = tasks.iter().unzip();
+        let Some(results) = tasks::wait_for(self, &engine, "taskWaitMulti", &values, timeout)?
+        else {
+            return Ok(false.into_zval(false)?);
+        };
+        let mut came = ZendHashTable::new();
+        for (key, result) in keys.into_iter().zip(results) {
+            if let Some(result) = result {
+                came.insert(key, result)?;
             }
         }
+        let mut array = Zval::new();
+        array.set_hashtable(came);
+        Ok(array)
     }
 
     /// In the `task` callback: sends `$data` to the worker that sent the task, for its finish

@@ -4,11 +4,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::time::Duration;
 
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::{ZendCallable, Zval};
-use surge_engine::{ReplyTo, Task};
+use surge_engine::{Engine, ReplyTo, Task};
 
 use crate::callable::Callable;
 use crate::callbacks::{call, call_for_value, Kind, Outcome};
@@ -163,6 +164,37 @@ pub fn finished(server: &Server, this: &Zval, task_id: u64, data: &[u8]) -> Outc
         None => {
             log::warn!(target: "surge", "task {task_id} finished with a result, and there is no finish callback");
             Outcome::Continue
+        }
+    }
+}
+
+/// taskwait() and taskWaitMulti() (`what`): queues `values` as tasks and waits up to `timeout`
+/// seconds (default 0.5) for their results, decoded, in their order (None for one that did not
+/// come in time); None if one could not be queued (logged).
+pub fn wait_for(
+    server: &Server,
+    engine: &Engine,
+    what: &str,
+    values: &[&Zval],
+    timeout: Option<f64>,
+) -> PhpResult<Option<Vec<Option<Zval>>>> {
+    let timeout = timeout.unwrap_or(0.5);
+    if !(0.0..=86_400.0).contains(&timeout) {
+        return Err(error(format!(
+            "{what}() takes a timeout from 0 to 86400 seconds, got {timeout}"
+        )));
+    }
+    let tasks = (values.iter())
+        .map(|value| Ok((server.tasks.next_id(None), encode(value)?)))
+        .collect::<PhpResult<Vec<_>>>()?;
+    match engine.task_wait(&tasks, Duration::from_secs_f64(timeout)) {
+        Ok(results) => (results.into_iter())
+            .map(|result| result.map(|bytes| decode(&bytes)).transpose())
+            .collect::<PhpResult<_>>()
+            .map(Some),
+        Err(e) => {
+            log::warn!(target: "surge", "{what}() failed: {e}");
+            Ok(None)
         }
     }
 }

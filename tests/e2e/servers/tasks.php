@@ -42,6 +42,13 @@ $server->on('message', function ($s, $frame) {
         // Waits for the result here: no finish callback runs for it.
         'wait' => $s->taskwait(['cmd' => $arg ?: 'info', 'fd' => $frame->fd, 'nested' => $task['nested']], 2.0),
         'waitshort' => $s->taskwait(['cmd' => 'slow', 'fd' => $frame->fd], 0.1),
+        // Three tasks queued at once, waited for up to $arg seconds: the results under their keys.
+        'multi' => $s->taskWaitMulti([
+            'first' => ['cmd' => 'info'] + $task,
+            7 => "raw\0" . $frame->fd,
+            'slow' => ['cmd' => 'slow', 'fd' => $frame->fd],
+        ], (float) $arg),
+        'multinone' => $s->taskWaitMulti([]),
         // serialize() refuses a closure: its exception reaches the caller.
         'closure' => (function () use ($s) {
             try {
