@@ -169,6 +169,16 @@ def test_taskwaitmulti_returns_the_results_that_came_under_their_keys(php_server
         ws.recv(timeout=1)
 
 
+def test_a_task_worker_sends_a_message_to_a_worker(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    sender = send_task(ws, "pipe")["worker"]
+    # The message and the task's result, in either order.
+    got = sorted((recv(ws), recv(ws)), key=lambda m: "piped" in m)
+    assert got[0]["result"]["sent"] is True and got[0]["worker"] == sender
+    assert got[1] == {"piped": "from a task worker", "src": got[0]["result"]["worker_id"], "worker": sender}
+
+
 def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))

@@ -92,6 +92,20 @@ def pair_across_workers(srv, stack):
     return clients, who, a, b
 
 
+def test_send_message_reaches_the_other_workers_pipe_message_callback(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    assert ask(clients[a], "send:1:hello") is True
+    assert clients[a].recv(timeout=5) == "piped to worker 1 from 0: hello"
+    assert ask(clients[b], "send:0:back") is True
+    assert clients[b].recv(timeout=5) == "piped to worker 0 from 1: back"
+    # A string crosses as it is.
+    assert ask(clients[a], "sendraw:1:raw \0 text") is True
+    srv.wait_output("pipeMessage in worker 1 from 0: raw \0 text")
+    assert ask(clients[a], "send:0:me") == "sendMessage() sends to another worker: 0 is this one"
+    assert ask(clients[a], "send:2:x") == "sendMessage() sends to a worker, 0 to 1: got 2 (a task worker takes tasks: task())"
+
+
 def test_push_exist_and_client_info_for_a_connection_of_the_other_worker(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who, a, b = pair_across_workers(srv, stack)
@@ -285,8 +299,10 @@ def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew
     ("$s->reload();", "reload() restarts worker processes: set worker_num above 1 or task_worker_num"),
     ("$s->set(['worker_num' => 2]); $s->reload();", "reload() needs a running server: call it from a callback"),
     ("$s->set(['worker_num' => 2]); $s->reload(true);", "reload(true) restarts the task workers: there are none"),
+    ("$s->sendMessage('x', 1);", "sendMessage() reaches other worker processes: set worker_num above 1 (or task_worker_num)"),
+    ("$s->set(['worker_num' => 2]); $s->sendMessage('x', 1);", "sendMessage() is for workers and task workers: call it from their callbacks"),
 ])
-def test_reload_misuse_throws(code, message):
+def test_reload_and_send_message_misuse_throws(code, message):
     assert message in surge_exception(code)
 
 

@@ -50,6 +50,8 @@ const CHANNELS_OF: u8 = 14;
 const STATS: u8 = 15;
 /// The result of a task, from a task worker to the worker that sent it (see `tasks.rs`).
 const FINISH: u8 = 16;
+/// `sendMessage()`: a message from one worker (or task worker) for another's PHP.
+const PIPE: u8 = 17;
 
 /// A peer that does not answer within this is taken as gone (it answers from memory only).
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -315,6 +317,25 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                 if rx.read_exact(&mut request).await.is_err() {
                     return;
                 }
+                if request.first() == Some(&PIPE) {
+                    let mut r = Reader(&request[1..]);
+                    match (r.u64(), r.bytes()) {
+                        // Queued for PHP like any event: waits for room, as a message does.
+                        (Some(from), Some(data)) => {
+                            let event = Event::PipeMessage {
+                                worker: from as usize,
+                                data: data.to_vec(),
+                            };
+                            if shared.events.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => {
+                            log::warn!(target: "surge", "bus: a message that cannot be read was dropped")
+                        }
+                    }
+                    continue;
+                }
                 if request.first() == Some(&FINISH) {
                     match finished(&request) {
                         Some((task_id, pid, ..)) if pid != u64::from(std::process::id()) => {
@@ -450,6 +471,16 @@ impl Peers {
             .bytes(data)
             .finish();
         self.exchange(reply_to.worker, &message, false).is_some()
+    }
+
+    /// Hands `data` to worker `peer`'s PHP as [`Event::PipeMessage`] from this one; true once
+    /// handed over.
+    pub(crate) fn pipe(&self, peer: usize, data: &[u8]) -> bool {
+        if peer >= self.count {
+            return false;
+        }
+        let message = Writer::new(PIPE).u64(self.me as u64).bytes(data).finish();
+        self.exchange(peer, &message, false).is_some()
     }
 
     pub(crate) fn broadcast(&self, item: &Outgoing, except: &[u64]) -> usize {
@@ -705,6 +736,17 @@ mod tests {
         assert!(peers.finish(earlier, 11, b"stale"));
         assert!(peers.exists(1, 4));
         assert!(events.try_recv().is_err());
+
+        // sendMessage(): for worker 1's PHP, saying where it comes from.
+        assert!(peers.pipe(1, b"hello"));
+        assert!(peers.exists(1, 4));
+        match events.try_recv() {
+            Ok(Event::PipeMessage { worker, data }) => {
+                assert_eq!((worker, &data[..]), (peers.me(), &b"hello"[..]))
+            }
+            other => panic!("a PipeMessage event, not {other:?}"),
+        }
+        assert!(!peers.pipe(2, b"no such worker"));
 
         drop(bus);
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");

@@ -450,6 +450,12 @@ impl Engine {
         self.peers.as_ref().map_or((0, 1), |p| (p.me(), p.count()))
     }
 
+    /// Hands `data` to worker `worker` (not a task worker) as [`Event::PipeMessage`] from
+    /// this one; false when it cannot be reached.
+    pub fn send_message(&self, worker: usize, data: &[u8]) -> bool {
+        self.peers.as_ref().is_some_and(|p| p.pipe(worker, data))
+    }
+
     /// A task worker (its id is `worker_num` or above).
     pub fn is_task_worker(&self) -> bool {
         let (id, count) = self.worker();

@@ -143,6 +143,8 @@ pub enum Event {
     Task(Task),
     /// In a worker: what a task worker finished one of this worker's tasks with.
     Finish { task_id: u64, data: Vec<u8> },
+    /// In a worker: what worker (or task worker) `worker` sent it with `sendMessage()`.
+    PipeMessage { worker: usize, data: Vec<u8> },
     /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client
     /// event on `channel`; sent only when the matching PHP callback exists. Observed, not vetoed:
     /// it has happened (and been answered) when PHP sees it.

@@ -19,6 +19,8 @@ pub enum Kind {
     Task,
     /// In a worker: a task it sent is finished.
     Finish,
+    /// In a worker: what another one sent with sendMessage().
+    PipeMessage,
     /// Sent by the engine only while a callback for it is registered.
     Engine(Handler),
 }
@@ -44,6 +46,7 @@ pub const KINDS: &[(&str, Kind)] = &[
     ("shutdown", Kind::Shutdown),
     ("task", Kind::Task),
     ("finish", Kind::Finish),
+    ("pipeMessage", Kind::PipeMessage),
 ];
 
 impl Kind {

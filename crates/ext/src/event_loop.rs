@@ -14,6 +14,7 @@ use crate::callbacks::{call, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
 use crate::form_input;
+use crate::pipe_message;
 use crate::request::Request;
 use crate::response::Response;
 use crate::server::Server;
@@ -397,6 +398,9 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         }
         Event::Task(task) => tasks::run(server, this, task).into(),
         Event::Finish { task_id, data } => tasks::finished(server, this, task_id, &data).into(),
+        Event::PipeMessage { worker, data } => {
+            pipe_message::received(server, this, worker, &data).into()
+        }
         Event::Signal { name } => {
             log::info!(target: "surge", "{name} received: shutting down");
             Next::Stop

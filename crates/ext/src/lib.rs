@@ -11,6 +11,7 @@ mod event_loop;
 mod exception;
 mod form_input;
 mod frame;
+mod pipe_message;
 mod request;
 mod response;
 mod server;

@@ -21,6 +21,7 @@ use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
 use crate::event_loop::{self, Ended};
 use crate::exception::error;
 use crate::frame::Frames;
+use crate::pipe_message;
 use crate::tasks::{self, Tasks};
 use crate::timers::Timers;
 
@@ -619,6 +620,13 @@ impl Server {
         let mut array = Zval::new();
         array.set_hashtable(came);
         Ok(array)
+    }
+
+    /// Sends `$message` (a string as it is, any other value as serialize() makes it) to worker
+    /// `$dst_worker_id`'s `pipeMessage` callback, `($server, $srcWorkerId, $message)`; true
+    /// once handed over. From a worker or a task worker, to another worker.
+    pub fn send_message(&self, message: &Zval, dst_worker_id: i64) -> PhpResult<bool> {
+        pipe_message::send(self, message, dst_worker_id)
     }
 
     /// In the `task` callback: sends `$data` to the worker that sent the task, for its finish

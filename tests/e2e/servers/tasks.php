@@ -128,6 +128,9 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             return $result;
         case 'quick':
             return null;
+        case 'pipe':
+            // To the sending worker's pipeMessage callback.
+            return $result + ['sent' => $s->sendMessage(['fd' => $data['fd'], 'text' => 'from a task worker'], $srcWorkerId)];
         case 'publish':
             return $result + ['published' => $s->redisPublish('news', "from task worker {$s->worker_id}")];
         case 'silent':
@@ -137,6 +140,10 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             exit(3);
     }
     return $result;
+});
+
+$server->on('pipeMessage', function ($s, $src, $message) {
+    $s->push($message['fd'], json_encode(['piped' => $message['text'], 'src' => $src, 'worker' => $s->worker_id]));
 });
 
 $server->on('finish', function ($s, $taskId, $result) {

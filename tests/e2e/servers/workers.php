@@ -36,6 +36,13 @@ $server->on('open', function ($s, $req) use ($table) {
     out("open {$req->fd} worker {$s->worker_id}");
 });
 $server->on('close', fn($s, $fd) => out("close $fd worker {$s->worker_id}"));
+$server->on('pipeMessage', function ($s, $src, $message) {
+    if (is_string($message)) {
+        out("pipeMessage in worker {$s->worker_id} from $src: $message");
+        return;
+    }
+    $s->push($message['fd'], "piped to worker {$s->worker_id} from $src: {$message['text']}");
+});
 $server->on('message', function ($s, $frame) use ($table) {
     [$cmd, $a, $b] = explode(':', $frame->data, 3) + ['', '', ''];
     $reply = match ($cmd) {
@@ -60,6 +67,15 @@ $server->on('message', function ($s, $frame) use ($table) {
         'broadcast' => $s->broadcast($a, [$frame->fd]),
         'stats' => $s->stats(),
         'socket' => $s->socketId((int) $a),
+        // To worker $a's pipeMessage callback, which answers this client through the bus.
+        'send' => (function () use ($s, $frame, $a, $b) {
+            try {
+                return $s->sendMessage(['fd' => $frame->fd, 'text' => $b], (int) $a);
+            } catch (Surge\Exception $e) {
+                return $e->getMessage();
+            }
+        })(),
+        'sendraw' => $s->sendMessage($b, (int) $a),
         'exit' => exit(3),
         'shutdown' => $s->shutdown(),
         default => "unknown $cmd",
