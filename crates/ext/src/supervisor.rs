@@ -174,6 +174,8 @@ struct Reload {
     waiting: VecDeque<usize>,
     /// The one stopped for it and not yet serving again.
     current: Option<usize>,
+    /// A reload was asked for and is not done.
+    underway: bool,
 }
 
 impl Reload {
@@ -181,6 +183,7 @@ impl Reload {
     /// after this request.
     fn ask(&mut self, ids: std::ops::Range<usize>, what: &str) {
         log::info!(target: "surge", "reload: restarting the {what} one at a time");
+        self.underway = true;
         for id in ids {
             if !self.waiting.contains(&id) {
                 self.waiting.push_back(id);
@@ -191,9 +194,6 @@ impl Reload {
     fn started(&mut self, id: usize) {
         if self.current == Some(id) {
             self.current = None;
-            if self.waiting.is_empty() {
-                log::info!(target: "surge", "reload done");
-            }
         }
     }
 
@@ -201,6 +201,9 @@ impl Reload {
     fn next(&mut self, children: &[Option<Child>]) {
         while self.current.is_none() {
             let Some(id) = self.waiting.pop_front() else {
+                if std::mem::take(&mut self.underway) {
+                    log::info!(target: "surge", "reload done");
+                }
                 return;
             };
             // One not running now (it died and waits to be started again) starts anew anyway.
