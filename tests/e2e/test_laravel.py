@@ -266,6 +266,22 @@ def test_surge_reload_restarts_the_workers_of_the_running_server(php_server, app
     assert out.returncode == 1 and "Surge is not running here" in out.stdout + out.stderr
 
 
+def test_surge_reload_does_not_signal_a_process_that_is_not_surge_serve(app_env):
+    """A file left by a server killed outright: its pid now names another process, which must
+    not get SIGUSR1 (its default action would end it)."""
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        state = Path(app_env["APP_STORAGE"]) / "framework" / "surge.json"
+        state.write_text(json.dumps({"pid": other.pid, "host": "127.0.0.1", "port": 1, "workers": 2, "task_workers": 0}))
+        out = artisan("surge:reload", env=app_env)
+        assert out.returncode == 1 and f"pid {other.pid} is not surge:serve" in out.stdout + out.stderr
+        time.sleep(0.2)
+        assert other.poll() is None, "the other process was left alone"
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_surge_reload_refuses_a_server_of_one_process(php_server, app_env):
     server = serve(php_server, app_env)
     assert "surge:reload" not in server.stdout()

@@ -649,7 +649,8 @@ impl Server {
     /// Restarts the worker and task worker processes one at a time (the task workers only with
     /// `$only_reload_taskworker`), as SIGUSR1 (SIGUSR2) to the master does: each stops as at a
     /// stop (its clients are closed with 1001 and may reconnect to the others) and a new process,
-    /// which loads the code anew, takes its id. Returns once asked.
+    /// forked from the master, takes its id and runs `workerStart` (code included there is read
+    /// anew; what the script loaded before start() is the master's). Returns once asked.
     pub fn reload(&self, only_reload_taskworker: Option<bool>) -> PhpResult<bool> {
         let config = self.config.borrow();
         if config.worker_num < 2 && config.task_worker_num == 0 {

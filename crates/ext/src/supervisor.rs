@@ -166,8 +166,8 @@ fn supervise(
 }
 
 /// A rolling restart: one worker at a time is stopped (as at a stop: its clients are closed
-/// with 1001, `workerStop` runs) and started again (a new process, which loads the code anew),
-/// so the others serve meanwhile.
+/// with 1001, `workerStop` runs) and started again (a new process, forked from the master, which
+/// runs `workerStart` anew), so the others serve meanwhile.
 #[derive(Default)]
 struct Reload {
     /// Ids still to restart, in order.

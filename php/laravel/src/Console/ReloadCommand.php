@@ -5,7 +5,12 @@ namespace Surge\Laravel\Console;
 use Illuminate\Console\Command;
 use Surge\Laravel\Support\ServerState;
 
-/** php artisan surge:reload: a deploy's way to have the running surge:serve load the new code. */
+/**
+ * php artisan surge:reload: the running surge:serve restarts its worker processes one at a time.
+ * New processes are forked from surge:serve's own, so what it loaded before the fork (the app's
+ * boot, config, routes, the handler class) stays as it was: changed code of those needs a
+ * restart of surge:serve.
+ */
 class ReloadCommand extends Command
 {
     protected $signature = 'surge:reload
@@ -28,6 +33,13 @@ class ReloadCommand extends Command
         }
         if (! posix_kill($state['pid'], 0)) {
             $this->error("Surge is not running: its process (pid {$state['pid']}) is gone.");
+
+            return 1;
+        }
+        // A server that was killed outright leaves its file; its pid may be another process's now.
+        $command = @file_get_contents("/proc/{$state['pid']}/cmdline");
+        if ($command !== false && ! str_contains($command, 'surge:serve')) {
+            $this->error("Surge is not running: pid {$state['pid']} is not surge:serve (".ServerState::path($this->laravel).' is left from a server that did not stop cleanly).');
 
             return 1;
         }

@@ -245,7 +245,7 @@ class ServeCommand extends Command
         }
         $this->line('  stop     Ctrl+C or SIGTERM');
         if (($settings['worker_num'] ?? 1) > 1 || ($settings['task_worker_num'] ?? 0) > 0) {
-            $this->line('  reload   php artisan surge:reload (restarts the workers one at a time: deploy new code)');
+            $this->line('  reload   php artisan surge:reload (restarts the workers one at a time)');
         }
     }
 }
