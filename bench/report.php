@@ -284,6 +284,7 @@ foreach ($raw as $r) {
     $summary[$r['scenario']] = summarise($r);
 }
 $checks = checkTargets($summary);
+$verdicts = roundVerdicts($checks, $summary);
 $settings = json_decode($settingsJson, true, 512, JSON_THROW_ON_ERROR);
 $machine = machine();
 // When the report is written, at the end of the run; the run began $elapsed seconds before.
@@ -293,7 +294,7 @@ $peers = array_values(array_unique(array_column(array_filter($summary, fn($s) =>
 // The raw lines again as objects, so that an empty {} stays {} in the file.
 $rawObjects = array_map(fn($l) => json_decode($l, false, 512, JSON_THROW_ON_ERROR), $lines);
 $report = ['date' => $date, 'started' => $started, 'commit' => commit(), 'machine' => $machine, 'command' => 'bench/run.sh', 'settings' => $settings,
-           'peers' => $peers, 'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'targets' => $checks, 'raw' => $rawObjects];
+           'peers' => $peers, 'elapsed_secs' => (int) $elapsed, 'summary' => $summary, 'targets' => $checks, 'over_the_rounds' => $verdicts, 'raw' => $rawObjects];
 
 $load = $settings['loadavg_start'] ?? '?';
 $busy = (float) $load > 0.5 ? ' (above 0.5: other work shared the cores; figures are noisier)' : '';
@@ -313,6 +314,13 @@ foreach (legend($summary) as $kind => $text) {
     $out .= "$kind: $text\n";
 }
 $out .= "targets: ratio = Surge / the baseline of the same scenario in this run; 'yes' when the bound holds and the Surge row is ok.\n\n";
+if ($verdicts) {
+    $out .= "Over the rounds: the median of the rounds' ratios (each Surge row against the baseline of its own round)\n\n";
+    $out .= table(['scenario', 'server', 'target', 'median ratio', 'bound', 'rounds met', 'met?'], array_map(fn($v) => [
+        $v['scenario'], $v['server'], FIGURES[$v['figure']] . " against {$v['against']}",
+        $v['median_ratio'] === null ? '-' : number_format($v['median_ratio'], 2) . 'x', $v['bound'], "{$v['rounds_met']} of {$v['rounds']}",
+        $v['met'] ? 'yes' : 'NO'], $verdicts)) . "\n";
+}
 foreach ($raw as $r) {
     foreach (array_slice($r['server']['log'] ?? [], 0, 10) as $l) {
         $out .= "server log ({$r['scenario']}): $l\n";

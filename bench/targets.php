@@ -92,3 +92,44 @@ function targetCell(array $checks, string $id): string
     }
     return $parts ? implode('; ', $parts) : '-';
 }
+
+/**
+ * Each target over the rounds of a repeated scenario (echo, and fan-out with BENCH_FANOUT_ROUNDS):
+ * the median of the rounds' own ratios, and in how many rounds it held. One round moves with the
+ * shared cores' load (naive's echo rate moved from 54k to 97k round trips/s between rounds on one
+ * machine), and each round's ratio pairs rows a few seconds apart; the median of several rounds is
+ * the verdict such noise does not flip. It holds when the median meets the bound and every
+ * round's Surge row was ok. Fewer than 3 rounds give none.
+ * @param array<string, array> $summary rows by scenario id, as report.php summarises them
+ */
+function roundVerdicts(array $checks, array $summary): array
+{
+    $rounds = [];
+    foreach ($checks as $c) {
+        $s = $summary[$c['scenario']];
+        $scenario = preg_replace('/ #\d+$/', '', $s['group'], 1, $repeated);
+        if ($repeated && $c['against'] !== null) {
+            $rounds["$scenario|{$s['server']}|{$c['figure']}|{$c['against']}"][] = $c + ['of' => [$scenario, $s['server']]];
+        }
+    }
+    $verdicts = [];
+    foreach ($rounds as $cs) {
+        if (count($cs) < 3) {
+            continue;
+        }
+        $ratios = array_map(fn($c) => $c['value'] / $c['baseline_value'], array_filter($cs, fn($c) => $c['met'] !== null));
+        sort($ratios);
+        $n = count($ratios);
+        $median = $n === 0 ? null : ($n % 2 ? $ratios[intdiv($n, 2)] : ($ratios[$n / 2 - 1] + $ratios[$n / 2]) / 2);
+        [$op, $bound] = explode(' ', $cs[0]['bound']);
+        $bound = (float) $bound;
+        $holds = $median !== null && match ($op) { '<' => $median < $bound, '<=' => $median <= $bound, '>=' => $median >= $bound };
+        $allOk = count(array_filter($cs, fn($c) => $c['met'] === null || !empty($summary[$c['scenario']]['problems']))) === 0;
+        [$scenario, $server] = $cs[0]['of'];
+        $verdicts[] = ['target' => $cs[0]['target'], 'scenario' => $scenario, 'server' => $server, 'figure' => $cs[0]['figure'],
+                       'against' => $cs[0]['against'], 'bound' => $cs[0]['bound'], 'rounds' => count($cs),
+                       'rounds_met' => count(array_filter($cs, fn($c) => $c['met'] === true)),
+                       'median_ratio' => $median === null ? null : round($median, 3), 'met' => $holds && $allOk];
+    }
+    return $verdicts;
+}
