@@ -238,6 +238,21 @@ def test_sigusr2_to_the_master_restarts_the_task_workers_only(php_server, tmp_pa
     assert sent["pid"] == int(before[str(sent["worker"])]), "the client's worker kept its connection"
 
 
+def test_a_reload_loses_no_queued_task(php_server, tmp_path, stack):
+    """The one task worker is restarted while tasks wait in the queue: it stops taking them
+    once its stop begins, and its replacement runs the rest; each runs once."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    ws = stack.enter_context(connect(srv.url))
+    assert send_task(ws, "ticks:40")["task"] == list(range(40))
+    srv.wait_output("tick 3 ran")
+    srv.signal(signal.SIGUSR2)
+    srv.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
+    eventually(lambda: "tick 40 ran" in srv.stdout(), timeout=10 * TIME_FACTOR)
+    ran = re.findall(r"^tick (\d+) ran in pid (\d+)$", srv.stdout(), re.M)
+    assert [int(i) for i, _ in ran] == list(range(1, 41)), "every task ran once, in order"
+    assert len({pid for _, pid in ran}) == 2, "some ran in the task worker started in its place"
+
+
 def test_a_timer_added_before_start_runs_in_task_workers_too(php_server, tmp_path):
     srv = start(php_server, tmp_path, SURGE_TIMER="1")
     for worker in range(4):

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -430,10 +430,11 @@ impl Engine {
         }
     }
 
-    /// No WebSocket client, and no TCP connection speaking HTTP or in its TLS handshake: the
-    /// drain after a stop waits for this, so that requests under way get their answer.
+    /// No WebSocket client, no TCP connection speaking HTTP or in its TLS handshake, and in a
+    /// task worker no task being taken: the drain after a stop waits for this, so that requests
+    /// under way get their answer and a task taken from the queue is run.
     pub fn is_idle(&self) -> bool {
-        self.shared.live_connections() == 0
+        self.shared.live_connections() == 0 && !self.shared.taking_tasks.load(Acquire)
     }
 
     /// Counters since start, summed over every worker.

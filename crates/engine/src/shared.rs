@@ -56,6 +56,9 @@ pub struct Shared {
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Results of the tasks this worker's PHP thread waits for (`taskwait()`).
     pub(crate) task_results: crate::tasks::TaskResults,
+    /// In a task worker: its taker may still hand PHP a task (see `tasks::take_tasks`), so the
+    /// stop waits for it as it waits for connections.
+    pub(crate) taking_tasks: AtomicBool,
     fds: FdSource,
     epoch: Instant,
     pub start_unix_ms: u64,
@@ -84,6 +87,7 @@ impl Shared {
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
             task_results: Default::default(),
+            taking_tasks: AtomicBool::new(false),
             fds,
             epoch: Instant::now(),
             start_unix_ms: unix_ms(),

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Release;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +181,9 @@ impl TaskSender {
 }
 
 /// A task worker's loop on its runtime: takes a task, hands it to PHP as [`Event::Task`] and
-/// waits for `done` (PHP finished it) before it takes the next.
+/// waits for `done` (PHP finished it) before it takes the next. Once the stop begins it takes
+/// no more: the tasks left in the queue are for the other task workers, or the one started in
+/// its place at a reload, and the stop waits only for the task PHP has (`taking_tasks`).
 pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: Arc<Notify>) {
     let queue = match queue
         .set_nonblocking(true)
@@ -192,10 +195,23 @@ pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: A
             return;
         }
     };
+    shared.taking_tasks.store(true, Release);
+    take_until_stopped(&queue, &shared, &done).await;
+    shared.taking_tasks.store(false, Release);
+}
+
+async fn take_until_stopped(queue: &tokio::net::UnixDatagram, shared: &Shared, done: &Notify) {
+    let mut stopping = shared.stopping.subscribe();
     // The largest datagram: inline data, or a file's path (shorter than a path may be, 4 KiB).
     let mut buffer = vec![0u8; HEADER + INLINE_MAX];
     loop {
-        let n = match queue.recv(&mut buffer).await {
+        // A recv given up leaves its datagram in the queue.
+        let received = tokio::select! {
+            biased;
+            _ = stopping.wait_for(Option::is_some) => return,
+            received = queue.recv(&mut buffer) => received,
+        };
+        let n = match received {
             Ok(n) => n,
             Err(e) => {
                 log::error!(target: "surge", "cannot read the task queue: {e}");
@@ -298,6 +314,7 @@ impl TaskResults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Acquire;
 
     #[test]
     fn tasks_cross_inline_and_through_files_and_the_files_go() {
@@ -336,6 +353,59 @@ mod tests {
         }
         assert!(parse(&[0; HEADER - 1]).is_none());
         assert!(parse(&[[0; HEADER - 1].as_slice(), &[4]].concat()).is_none());
+    }
+
+    #[test]
+    fn a_stopping_task_worker_runs_the_task_it_took_and_leaves_the_rest_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = TaskQueue::new().unwrap();
+        let sender = queue.sender(dir.path()).unwrap();
+        for task_id in 0..3 {
+            sender.send(0, task_id, false, b"x").unwrap();
+        }
+        let (tx, mut events) = tokio::sync::mpsc::channel(8);
+        let shared = Arc::new(Shared::new(
+            crate::config::Config::default(),
+            tx,
+            crate::workers::FdSource::single(),
+        ));
+        let done = Arc::new(Notify::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let taker = tokio::spawn(take_tasks(
+                queue.taker().unwrap(),
+                shared.clone(),
+                done.clone(),
+            ));
+            let Some(Event::Task(first)) = events.recv().await else {
+                panic!("the first task")
+            };
+            assert_eq!(first.task_id, 0);
+            assert!(shared.taking_tasks.load(Acquire), "the stop waits for it");
+            shared.begin_shutdown(1001, "stop");
+            done.notify_one();
+            taker.await.unwrap();
+        });
+        assert!(!shared.taking_tasks.load(Acquire));
+        assert!(events.try_recv().is_err(), "no task taken after the stop");
+        let rest = queue.taker().unwrap();
+        rest.set_nonblocking(true).unwrap();
+        let mut buffer = vec![0u8; HEADER + INLINE_MAX];
+        let mut left = vec![];
+        while let Ok(n) = rest.recv(&mut buffer) {
+            let Some(Event::Task(task)) = parse(&buffer[..n]) else {
+                panic!("a task")
+            };
+            left.push(task.task_id);
+        }
+        assert_eq!(
+            left,
+            [1, 2],
+            "the others stay queued for another task worker"
+        );
     }
 
     #[test]

@@ -72,6 +72,8 @@ $server->on('message', function ($s, $frame) {
             }
             return ['queued' => $queued];
         })(),
+        // $arg tasks of 50 ms each, in order.
+        'ticks' => array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, (int) $arg)),
         'die' => exit(4),
         'dst' => (function () use ($s, $task) {
             try {
@@ -127,6 +129,10 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             }
             return $result;
         case 'quick':
+            return null;
+        case 'tick':
+            usleep(50000);
+            out("tick {$data['arg']} ran in pid " . getmypid());
             return null;
         case 'pipe':
             // To the sending worker's pipeMessage callback.
