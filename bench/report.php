@@ -112,6 +112,9 @@ function echoFigures(array $c): array
         'p99_us' => $c['p99_us'],
         'server_cpu_secs' => $c['server_cpu_secs'] ?? null,
         'cpu_us' => $cpu === null ? null : round($cpu * 1000, 2),
+        // Of that, user space (the rest is the kernel's), per round trip; older runs lack it.
+        'user_us' => isset($c['server_user_secs']) && $c['round_trips'] > 0 ? round($c['server_user_secs'] / $c['round_trips'] * 1e6, 2) : null,
+        'client_user_us' => isset($c['client_user_secs']) && $c['round_trips'] > 0 ? round($c['client_user_secs'] / $c['round_trips'] * 1e6, 2) : null,
         'client_cpu_secs' => $c['client_cpu_secs'],
         'server_on_cpu_secs' => $c['server_on_cpu_secs'] ?? null,
         'server_runqueue_wait_secs' => $c['server_runqueue_wait_secs'] ?? null,
@@ -245,11 +248,21 @@ function notes(array $s): string
         'idle' => sprintf('RSS %s -> %s MiB, %s after close; %s connects/s%s', mib($s['server_rss_listening_kib']),
             mib($s['server_rss_established_kib']), mib($s['server_rss_after_close_kib']), number_format((float) $s['connects_per_sec']),
             $s['client_processes'] > 1 ? " from {$s['client_processes']} client processes" : ''),
-        'echo' => "client CPU {$s['client_cpu_secs']} of {$s['secs']} s" . schedNote($s),
+        'echo' => "client CPU {$s['client_cpu_secs']} of {$s['secs']} s" . userNote($s) . schedNote($s),
         'fanout' => sprintf('first client p50 %s ms; sustained batch last p99 %s ms', ms($s['one_first_p50_us']), ms($s['sustained_batch_last_p99_us'])),
         'laravel' => sprintf('%s msgs/s: last p50 %s ms, p99 %s ms, %s', $s['fixed_rate'] ?? '-', ms($s['fixed_last_p50_us']), ms($s['fixed_last_p99_us']),
             $s['fixed_all_delivered'] ? 'all delivered' : 'NOT all delivered'),
     };
+}
+
+// How much of an echo row's CPU per round trip was user space (the kernel's socket work is the
+// rest, and much the same for every server): where the servers' own code differs.
+function userNote(array $s): string
+{
+    if ($s['user_us'] === null || $s['client_user_us'] === null) {
+        return '';
+    }
+    return sprintf('; user space per round trip: server %.2f us, client %.2f us', $s['user_us'], $s['client_user_us']);
 }
 
 // The scheduler's view of an echo row: how long server and client threads ran, and how long
@@ -269,7 +282,7 @@ function legend(array $summary): array
     $window = fn($kind) => current(array_filter(array_column(array_filter($summary, fn($s) => $s['kind'] === $kind), 'sustained_window'))) ?: '?';
     $all = [
         'idle' => 'server memory = (RSS with every connection up - RSS listening) / connections; "after N KiB": each client first sent one message of N KiB and had it back',
-        'echo' => 'p50/p99 of a round trip; rate = round trips/s; server CPU per round trip; memory = RSS at the end; notes: seconds on a CPU and waiting for one (runnable), summed over threads, from the scheduler (/proc/PID/task/*/schedstat) over the counted window',
+        'echo' => 'p50/p99 of a round trip; rate = round trips/s; server CPU per round trip; memory = RSS at the end; notes: user-space CPU per round trip (/proc/PID/stat utime; the rest of the CPU column is kernel time), seconds on a CPU and waiting for one (runnable), summed over threads, from the scheduler (/proc/PID/task/*/schedstat) over the counted window',
         'fanout' => 'p50/p99 over 20 single 100-byte messages, trigger until the last client had it; rate = sustained deliveries/s '
             . "(closed loop, at most {$window('fanout')} messages ahead of the slowest client); server CPU per delivery; memory = RSS at the end",
         'laravel' => "as fan-out, timed from the PUBLISH to Redis, closed loop at most {$window('laravel')} messages ahead; notes: the fixed rate",

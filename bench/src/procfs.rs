@@ -38,15 +38,22 @@ fn family(pid: &str) -> Vec<String> {
 /// User plus system CPU seconds used so far by `pid` (`self` for this process) and its
 /// children, all threads.
 pub fn cpu_secs(pid: &str) -> Result<f64, String> {
-    let mut total = process_cpu_secs(pid)?;
-    for child in family(pid).iter().skip(1) {
-        // A child that ended since it was listed is simply not counted.
-        total += process_cpu_secs(child).unwrap_or(0.0);
-    }
-    Ok(total)
+    cpu_split(pid).map(|(user, system)| user + system)
 }
 
-fn process_cpu_secs(pid: &str) -> Result<f64, String> {
+/// The user-space and the kernel's CPU seconds of [`cpu_secs`], apart.
+pub fn cpu_split(pid: &str) -> Result<(f64, f64), String> {
+    let (mut user, mut system) = process_cpu_secs(pid)?;
+    for child in family(pid).iter().skip(1) {
+        // A child that ended since it was listed is simply not counted.
+        let (u, s) = process_cpu_secs(child).unwrap_or((0.0, 0.0));
+        user += u;
+        system += s;
+    }
+    Ok((user, system))
+}
+
+fn process_cpu_secs(pid: &str) -> Result<(f64, f64), String> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
@@ -63,7 +70,7 @@ fn process_cpu_secs(pid: &str) -> Result<f64, String> {
             .map(|t| t as f64)
             .ok_or_else(|| format!("{path}: field {}", i + 3))
     };
-    Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
+    Ok((tick(11)? / TICKS_PER_SEC, tick(12)? / TICKS_PER_SEC))
 }
 
 /// Seconds the threads of `pid` and its children have spent on a CPU, and runnable but waiting

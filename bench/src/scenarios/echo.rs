@@ -133,6 +133,7 @@ async fn echo(o: Options) -> Result<Value, String> {
         &mut out,
         json!({
             "client_cpu_secs": used(0, |u| u.cpu_secs).map(round),
+            "client_user_secs": used(0, |u| u.user_secs).map(round),
             "client_on_cpu_secs": used(0, |u| u.on_cpu_secs).map(round),
             "client_runqueue_wait_secs": used(0, |u| u.waiting_secs).map(round),
         }),
@@ -146,6 +147,7 @@ async fn echo(o: Options) -> Result<Value, String> {
             json!({
                 "server_pid": pid,
                 "server_cpu_secs": used(1, |u| u.cpu_secs).map(round),
+                "server_user_secs": used(1, |u| u.user_secs).map(round),
                 "server_cpu_secs_per_1k_round_trips": per_1k.map(|x| (x * 1e5).round() / 1e5),
                 "server_on_cpu_secs": used(1, |u| u.on_cpu_secs).map(round),
                 "server_runqueue_wait_secs": used(1, |u| u.waiting_secs).map(round),
@@ -156,10 +158,12 @@ async fn echo(o: Options) -> Result<Value, String> {
 }
 
 /// What a process has used so far (None where unreadable): CPU time as `/proc/PID/stat` counts
-/// it, and the scheduler's own on-CPU and run-queue wait times.
+/// it (all of it, and its user-space part), and the scheduler's own on-CPU and run-queue wait
+/// times.
 #[derive(Default)]
 struct Usage {
     cpu_secs: Option<f64>,
+    user_secs: Option<f64>,
     on_cpu_secs: Option<f64>,
     waiting_secs: Option<f64>,
 }
@@ -167,8 +171,10 @@ struct Usage {
 impl Usage {
     fn of(pid: &str) -> Usage {
         let sched = procfs::sched_secs(pid).ok();
+        let cpu = procfs::cpu_split(pid).ok();
         Usage {
-            cpu_secs: procfs::cpu_secs(pid).ok(),
+            cpu_secs: cpu.map(|(user, system)| user + system),
+            user_secs: cpu.map(|c| c.0),
             on_cpu_secs: sched.map(|s| s.0),
             waiting_secs: sched.map(|s| s.1),
         }
