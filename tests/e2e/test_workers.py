@@ -306,6 +306,28 @@ def test_reload_and_send_message_misuse_throws(code, message):
     assert message in surge_exception(code)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
+def test_a_reload_signal_to_a_one_process_server_or_to_a_worker_is_logged_and_ignored(php_server, tmp_path, stack, sig):
+    """Their default action would end the process: a deploy script's `kill -USR1` sent to the
+    wrong pid must not take the server down."""
+    one = php_server("echo.php")
+    one.signal(sig)
+    one.wait_output(f"{sig.name} ignored: a server of one process has no worker processes to reload", stream="stderr")
+    with connect(one.url) as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+    srv = start_workers(php_server, tmp_path)
+    srv.wait_output("workerStart 1")
+    pids = worker_pids(srv)
+    os.kill(pids[0], sig)
+    srv.wait_output(f"{sig.name} ignored: a reload is asked of the master process", stream="stderr")
+    clients, who = clients_on_both_workers(srv, stack)
+    assert {w["pid"] for w in who} == set(pids.values())
+    assert "exited" not in srv.stderr()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
 def worker_pids(srv) -> dict:
     return {int(i): int(p) for i, p in re.findall(r"^workerStart (\d) worker_id=\d pid=(\d+)", srv.stdout(), re.M)}
 

@@ -208,14 +208,11 @@ impl Engine {
         runtime.spawn(heartbeat::run(shared.clone()));
         runtime.spawn(memory::run(shared.clone()));
         runtime.spawn(crate::pusher::sweep(shared.clone()));
-        // PHP's own signal handling would kill the process on SIGINT/SIGTERM even with Tokio's
-        // handler chained after it: give the signals back their default action first.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        }
+        // PHP's own signal handling (zend_signal) would kill the process on these signals even
+        // with Tokio's handler chained after it: give them back their default action first.
+        default_signal_actions();
         runtime
-            .block_on(async { watch_signals(shared.clone()) })
+            .block_on(async { watch_signals(shared.clone(), worker.is_some()) })
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         log::info!(target: "surge", "listening on {scheme}://{local_addr}");
         Ok(Engine {
@@ -588,22 +585,31 @@ impl Drop for Engine {
         }
         // Tokio's signal handler stays installed after its runtime is gone and would swallow
         // the signals: give PHP back the default behaviour.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        }
+        default_signal_actions();
     }
 }
 
-/// SIGINT and SIGTERM.
+/// The signals the engine takes (see `watch_signals`): SIGINT and SIGTERM stop it; SIGUSR1 and
+/// SIGUSR2, a master's reload signals, are only logged here.
+const ENGINE_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
+
 fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before sigaddset reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+        for signal in ENGINE_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
         set
+    }
+}
+
+fn default_signal_actions() {
+    for signal in ENGINE_SIGNALS {
+        // SAFETY: SIG_DFL is a valid action for each of these signals.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
 }
 
@@ -657,15 +663,30 @@ impl Drop for PhpThreadSignals {
     }
 }
 
-fn watch_signals(shared: Arc<Shared>) -> std::io::Result<()> {
+/// SIGINT and SIGTERM become [`Event::Signal`]. SIGUSR1 and SIGUSR2 ask a master to reload its
+/// workers (`supervisor.rs` in the extension takes them there); sent to a server of one process
+/// or to a worker, whose default action would end it, they are logged and ignored.
+fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
         loop {
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
+                _ = usr1.recv() => "SIGUSR1",
+                _ = usr2.recv() => "SIGUSR2",
             };
+            if name.starts_with("SIGUSR") {
+                let why = match in_pool {
+                    true => "a reload is asked of the master process ($server->master_pid)",
+                    false => "a server of one process has no worker processes to reload",
+                };
+                log::warn!(target: "surge", "{name} ignored: {why}");
+                continue;
+            }
             if shared.events.send(Event::Signal { name }).await.is_err() {
                 return;
             }
