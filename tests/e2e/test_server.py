@@ -347,8 +347,8 @@ def test_a_multipart_form_gives_post_fields_and_uploaded_files_as_php_does(php_s
 
 def test_the_static_handler_serves_files_under_document_root_without_php(php_server, tmp_path):
     """With enable_static_handler, a GET or HEAD for a file under document_root gets the file
-    (200, a type from its extension, Last-Modified, 304 when the client has it, 206 for a byte
-    range) and PHP never sees it (its answers are 201); other methods, missing files and paths
+    (200, a type from its extension, Last-Modified and ETag, 304 when the client has it, 206 for
+    a byte range) and PHP never sees it (its answers are 201); other methods, missing files and paths
     that lead outside the root go to the request callback; static_handler_locations narrows what
     is served, and http_index_files names what a directory serves (a directory named without its
     trailing slash is first redirected to it)."""
@@ -371,6 +371,10 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     assert "javascript" in headers["Content-Type"]
     status, _, body = ask("GET", "/assets/app.js", {"If-Modified-Since": headers["Last-Modified"]})
     assert (status, body) == (304, b"")
+    status, again, body = ask("GET", "/assets/app.js", {"If-None-Match": headers["ETag"]})
+    assert (status, again["ETag"], body) == (304, headers["ETag"], b"")
+    status, _, body = ask("GET", "/assets/app.js", {"If-None-Match": '"older"', "If-Modified-Since": headers["Last-Modified"]})
+    assert (status, body) == (200, b"console.log(1)"), "a tag that does not match decides"
     assert headers["Accept-Ranges"] == "bytes"
     status, headers, body = ask("GET", "/assets/app.js", {"Range": "bytes=2-5"})
     assert (status, headers["Content-Range"], body) == (206, "bytes 2-5/14", b"nsol")

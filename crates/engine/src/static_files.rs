@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use hyper::header::{HeaderMap, IF_MODIFIED_SINCE, IF_RANGE, RANGE};
+use hyper::header::{HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE};
 
 use crate::config::Config;
 use crate::events::HttpResponse;
@@ -63,34 +63,47 @@ fn under(path: &str, location: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// What to answer for a file found, given the request's headers: 304 when the client's copy
-/// (`If-Modified-Since`) is as new as the file; 206 and the part when one byte range is asked
-/// (`Range`, of the version the client has if `If-Range` says which), 416 when it lies past the
-/// end; else 200 and the whole file. None if the file cannot be opened after all.
+/// What to answer for a file found, given the request's headers: 304 when the client's copy is
+/// the file's version (`If-None-Match` names its `ETag`, or without that header,
+/// `If-Modified-Since` is as new as the file); 206 and the part when one byte range is asked
+/// (`Range`, of the version the client has if `If-Range` says which, by date or `ETag`), 416
+/// when it lies past the end; else 200 and the whole file. None if the file cannot be opened
+/// after all.
 pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Option<FileToSend>)> {
     let file = FileToSend::open(path, 0, 0).ok()?;
     let size = file.length();
     let modified = file.modified().map(whole_seconds);
     let last_modified = modified.map(httpdate::fmt_http_date);
+    let etag = modified.map(|m| entity_tag(m, size));
     let mut headers = vec![
         ("content-type".to_string(), file.content_type().to_string()),
         ("accept-ranges".to_string(), "bytes".to_string()),
     ];
-    if let Some(date) = &last_modified {
+    if let (Some(date), Some(tag)) = (&last_modified, &etag) {
         headers.push(("last-modified".into(), date.clone()));
+        headers.push(("etag".into(), tag.clone()));
     }
     let header = |name| asked.get(name).and_then(|v| v.to_str().ok());
-    let client_has = header(IF_MODIFIED_SINCE).and_then(|d| httpdate::parse_http_date(d).ok());
     let head = |status, headers| HttpResponse {
         status,
         reason: None,
         headers,
         body: Default::default(),
     };
-    if matches!((modified, client_has), (Some(m), Some(c)) if m <= c) {
+    // RFC 9110 13.2.2: If-None-Match, when sent, decides alone.
+    let client_has = match header(IF_NONE_MATCH) {
+        Some(tags) => etag.as_deref().is_some_and(|tag| names_tag(tags, tag)),
+        None => {
+            let since = header(IF_MODIFIED_SINCE).and_then(|d| httpdate::parse_http_date(d).ok());
+            matches!((modified, since), (Some(m), Some(c)) if m <= c)
+        }
+    };
+    if client_has {
         return Some((head(304, headers), None));
     }
-    let same_version = header(IF_RANGE).is_none_or(|v| Some(v) == last_modified.as_deref());
+    // If-Range compares strongly: a date as sent with Last-Modified, or the ETag itself.
+    let same_version = header(IF_RANGE)
+        .is_none_or(|v| Some(v) == last_modified.as_deref() || Some(v) == etag.as_deref());
     let range = header(RANGE).filter(|_| same_version);
     match range.and_then(|r| byte_range(r, size)) {
         None => Some((head(200, headers), Some(file))),
@@ -130,6 +143,26 @@ fn byte_range(header: &str, size: u64) -> Option<Option<(u64, u64)>> {
         n => n.parse::<u64>().ok()?.min(size - 1),
     };
     (last >= first).then(|| Some((first, last - first + 1)))
+}
+
+/// A file's version as an `ETag`: its modification second and its size, as web servers commonly
+/// make it (a file rewritten within one second to the same size keeps its tag, as it keeps its
+/// `Last-Modified`).
+fn entity_tag(modified: SystemTime, size: u64) -> String {
+    let secs = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("\"{secs:x}-{size:x}\"")
+}
+
+/// Whether an `If-None-Match` value names `tag`: `*`, or a list of tags compared weakly (a `W/`
+/// prefix does not matter).
+fn names_tag(list: &str, tag: &str) -> bool {
+    list.trim() == "*"
+        || list
+            .split(',')
+            .any(|t| t.trim().trim_start_matches("W/") == tag)
 }
 
 /// HTTP dates have whole seconds: a file changed within the second the client saw must not look
@@ -251,6 +284,23 @@ mod tests {
             let (head, _) = answer(&path, &asked(&[("if-modified-since", older)])).unwrap();
             assert_eq!(head.status, 200);
         }
+        let (name, tag) = &head.headers[3];
+        assert_eq!(name, "etag");
+        let weak = format!("W/{tag}");
+        for has in [tag.as_str(), &format!("\"other\", {weak}"), "*"] {
+            let (head, file) = answer(&path, &asked(&[("if-none-match", has)])).unwrap();
+            assert_eq!((head.status, file.is_none()), (304, true), "{has}");
+        }
+        // A tag that does not match decides, whatever the date says.
+        let stale = [
+            ("if-none-match", "\"other\""),
+            ("if-modified-since", modified),
+        ];
+        assert_eq!(answer(&path, &asked(&stale)).unwrap().0.status, 200);
+        let by_tag = [("range", "bytes=0-0"), ("if-range", tag.as_str())];
+        assert_eq!(answer(&path, &asked(&by_tag)).unwrap().0.status, 206);
+        let other = [("range", "bytes=0-0"), ("if-range", "\"other\"")];
+        assert_eq!(answer(&path, &asked(&other)).unwrap().0.status, 200);
     }
 
     #[test]
