@@ -141,7 +141,7 @@ impl Engine {
         };
         let runtime = builder
             .thread_name("surge-io")
-            .on_thread_start(unblock_stop_signals)
+            .on_thread_start(unblock_engine_signals)
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the I/O threads: {e}"))?;
@@ -594,7 +594,7 @@ impl Drop for Engine {
 const ENGINE_SIGNALS: [libc::c_int; 4] =
     [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
 
-fn stop_signals() -> libc::sigset_t {
+fn engine_signal_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before sigaddset reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -613,13 +613,19 @@ fn default_signal_actions() {
     }
 }
 
-fn unblock_stop_signals() {
+fn unblock_engine_signals() {
     // SAFETY: a valid set; changes only the calling thread's mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &stop_signals(), std::ptr::null_mut()) };
+    unsafe {
+        libc::pthread_sigmask(
+            libc::SIG_UNBLOCK,
+            &engine_signal_set(),
+            std::ptr::null_mut(),
+        )
+    };
 }
 
-/// While the engine runs, SIGINT and SIGTERM are blocked on the thread that started it (the
-/// PHP thread), so the kernel hands them to an I/O thread. Delivered to the PHP thread, they
+/// While the engine runs, its signals (`ENGINE_SIGNALS`) are blocked on the thread that started
+/// it (the PHP thread), so the kernel hands them to an I/O thread. Delivered to the PHP thread, they
 /// would interrupt what a callback is doing: a sleep ends early, a blocking read fails with
 /// EINTR. Dropping this gives the thread its mask back.
 struct PhpThreadSignals {
@@ -634,7 +640,7 @@ impl PhpThreadSignals {
         // SAFETY: valid sets; changes only the calling thread's mask.
         let previous = unsafe {
             let mut previous: libc::sigset_t = std::mem::zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals(), &mut previous);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &engine_signal_set(), &mut previous);
             previous
         };
         let mut signals = PhpThreadSignals {
@@ -646,7 +652,7 @@ impl PhpThreadSignals {
             std::thread::Builder::new()
                 .name("surge-signals".into())
                 .spawn(move || {
-                    unblock_stop_signals();
+                    unblock_engine_signals();
                     let _ = stopped.recv();
                 })
                 .map_err(|e| format!("cannot start the signal thread: {e}"))?;
