@@ -246,9 +246,9 @@ def test_task_workers_run_the_handlers_tasks(php_server, app_env):
 
 def test_surge_reload_restarts_the_workers_of_the_running_server(php_server, app_env):
     """A deploy's `php artisan surge:reload`: the running surge:serve (found through
-    storage/framework/surge.json) restarts its workers one at a time; the clients reconnect."""
-    state = Path(app_env["APP_STORAGE"]) / "framework" / "surge.json"
+    storage/framework/surge-PORT.json) restarts its workers one at a time; the clients reconnect."""
     server = serve(php_server, app_env, SURGE_SETTINGS=json.dumps({"worker_num": 2}))
+    state = Path(app_env["APP_STORAGE"]) / "framework" / f"surge-{server.port}.json"
     assert "reload   php artisan surge:reload" in server.stdout()
     assert json.loads(state.read_text())["pid"] == server.proc.pid
     before = {open_client(server)[1].split(".")[0] for _ in range(8)}
@@ -271,7 +271,7 @@ def test_surge_reload_does_not_signal_a_process_that_is_not_surge_serve(app_env)
     not get SIGUSR1 (its default action would end it)."""
     other = subprocess.Popen(["sleep", "30"])
     try:
-        state = Path(app_env["APP_STORAGE"]) / "framework" / "surge.json"
+        state = Path(app_env["APP_STORAGE"]) / "framework" / "surge-1.json"
         state.write_text(json.dumps({"pid": other.pid, "host": "127.0.0.1", "port": 1, "workers": 2, "task_workers": 0}))
         out = artisan("surge:reload", env=app_env)
         assert out.returncode == 1 and f"pid {other.pid} is not surge:serve" in out.stdout + out.stderr
@@ -280,6 +280,30 @@ def test_surge_reload_does_not_signal_a_process_that_is_not_surge_serve(app_env)
     finally:
         other.kill()
         other.wait()
+
+
+def test_surge_reload_asks_which_of_two_servers_and_each_keeps_its_state(php_server, app_env):
+    """Two surge:serve of one app on two ports: surge:reload asks for --port; stopping one
+    leaves the other's state, and a server that could not start removes nothing."""
+    workers = json.dumps({"worker_num": 2})
+    first = serve(php_server, app_env, SURGE_SETTINGS=workers)
+    second = serve(php_server, app_env, SURGE_SETTINGS=workers)
+    out = artisan("surge:reload", env=app_env)
+    ports = sorted([first.port, second.port])
+    assert out.returncode == 1 and f"Several surge:serve run here (ports {ports[0]}, {ports[1]}): choose one with --port" in out.stdout + out.stderr
+    busy = artisan("surge:serve", env={**app_env, "SURGE_PORT": str(first.port)}, surge=True)
+    assert busy.returncode == 1 and "Surge could not start" in busy.stdout + busy.stderr
+    out = artisan("surge:reload", f"--port={second.port}", env=app_env)
+    assert out.returncode == 0 and f"Surge (pid {second.proc.pid}) restarts its workers" in out.stdout, out.stdout + out.stderr
+    second.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
+    assert "reload done" not in first.stderr()
+    second.signal(__import__("signal").SIGTERM)
+    assert second.wait() == 0
+    out = artisan("surge:reload", env=app_env)
+    assert out.returncode == 0 and f"Surge (pid {first.proc.pid}) restarts its workers" in out.stdout, out.stdout + out.stderr
+    first.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
+    out = artisan("surge:reload", f"--port={second.port}", env=app_env)
+    assert out.returncode == 1 and f"Surge is not running here on port {second.port}" in out.stdout + out.stderr
 
 
 def test_surge_reload_refuses_a_server_of_one_process(php_server, app_env):

@@ -14,16 +14,15 @@ use Surge\Laravel\Support\ServerState;
 class ReloadCommand extends Command
 {
     protected $signature = 'surge:reload
-        {--tasks : Restart only the task workers}';
+        {--tasks : Restart only the task workers}
+        {--port= : The port of the surge:serve to reload, when several run here}';
 
     protected $description = 'Restart the worker processes of the running surge:serve one at a time';
 
     public function handle(): int
     {
-        $state = ServerState::read($this->laravel);
+        $state = $this->server();
         if ($state === null) {
-            $this->error('Surge is not running here: '.ServerState::path($this->laravel).' is missing (php artisan surge:serve writes it).');
-
             return 1;
         }
         if (! function_exists('posix_kill')) {
@@ -39,7 +38,7 @@ class ReloadCommand extends Command
         // A server that was killed outright leaves its file; its pid may be another process's now.
         $command = @file_get_contents("/proc/{$state['pid']}/cmdline");
         if ($command !== false && ! str_contains($command, 'surge:serve')) {
-            $this->error("Surge is not running: pid {$state['pid']} is not surge:serve (".ServerState::path($this->laravel).' is left from a server that did not stop cleanly).');
+            $this->error("Surge is not running: pid {$state['pid']} is not surge:serve (".ServerState::path($this->laravel, $state['port']).' is left from a server that did not stop cleanly).');
 
             return 1;
         }
@@ -57,5 +56,32 @@ class ReloadCommand extends Command
         $this->info("Surge (pid {$state['pid']}) restarts its {$which} one at a time.");
 
         return 0;
+    }
+
+    /** The state of the server to reload: the one running here, or the one on --port. */
+    private function server(): ?array
+    {
+        $states = ServerState::all($this->laravel);
+        $port = $this->option('port');
+        if ($port !== null) {
+            $state = $states[(int) $port] ?? null;
+            if ($state === null) {
+                $this->error('Surge is not running here on port '.(int) $port.': '.ServerState::path($this->laravel, (int) $port).' is missing.');
+            }
+
+            return $state;
+        }
+        if (count($states) > 1) {
+            $this->error('Several surge:serve run here (ports '.implode(', ', array_keys($states)).'): choose one with --port.');
+
+            return null;
+        }
+        if ($states === []) {
+            $this->error('Surge is not running here: no '.ServerState::pattern($this->laravel).' (php artisan surge:serve writes one while it serves).');
+
+            return null;
+        }
+
+        return reset($states);
     }
 }

@@ -70,7 +70,7 @@ class ServeCommand extends Command
 
             return 1;
         } finally {
-            ServerState::forget($this->laravel);
+            ServerState::forget($this->laravel, $server->port);
         }
         $this->line('Surge stopped.');
 
