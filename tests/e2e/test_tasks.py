@@ -253,6 +253,19 @@ def test_a_reload_loses_no_queued_task(php_server, tmp_path, stack):
     assert len({pid for _, pid in ran}) == 2, "some ran in the task worker started in its place"
 
 
+def test_tasks_queued_behind_a_fatal_one_run_in_the_task_worker_started_in_its_place(php_server, tmp_path, stack):
+    """A fatal error stops the task worker (its drain hands PHP nothing more) without waiting out
+    shutdown_timeout (30 s here); the tasks queued behind it stay in the queue for the next."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1", **settings_env(shutdown_timeout=30))
+    ws = stack.enter_context(connect(srv.url))
+    assert send_task(ws, "fatal")["task"] == [0, 1, 2, 3]
+    srv.wait_output("worker 1 exited (status 255); starting another", stream="stderr", timeout=10 * TIME_FACTOR)
+    eventually(lambda: "tick 3 ran" in srv.stdout(), timeout=10 * TIME_FACTOR)
+    starts = re.findall(r"^workerStart 1 taskworker=true pid=(\d+)$", srv.stdout(), re.M)
+    ran = re.findall(r"^tick (\d+) ran in pid (\d+)$", srv.stdout(), re.M)
+    assert ran == [(str(i), starts[1]) for i in (1, 2, 3)], "each ran once, in the new task worker"
+
+
 def test_a_timer_added_before_start_runs_in_task_workers_too(php_server, tmp_path):
     srv = start(php_server, tmp_path, SURGE_TIMER="1")
     for worker in range(4):

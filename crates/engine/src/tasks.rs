@@ -183,7 +183,8 @@ impl TaskSender {
 /// A task worker's loop on its runtime: takes a task, hands it to PHP as [`Event::Task`] and
 /// waits for `done` (PHP finished it) before it takes the next. Once the stop begins it takes
 /// no more: the tasks left in the queue are for the other task workers, or the one started in
-/// its place at a reload, and the stop waits only for the task PHP has (`taking_tasks`).
+/// its place at a reload. The stop's drain waits for it to return (`taking_tasks`), so that a
+/// task it took is handed to PHP first.
 pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: Arc<Notify>) {
     let queue = match queue
         .set_nonblocking(true)
@@ -227,7 +228,12 @@ async fn take_until_stopped(queue: &tokio::net::UnixDatagram, shared: &Shared, d
         if shared.events.send(event).await.is_err() {
             return;
         }
-        finished.await;
+        // Once the stop begins, the drain runs the task handed over (its event is queued
+        // already) or, after a fatal error, drops it: either way this has nothing to wait for.
+        tokio::select! {
+            _ = finished => {}
+            _ = stopping.wait_for(Option::is_some) => return,
+        }
     }
 }
 

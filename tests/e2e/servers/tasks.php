@@ -74,6 +74,9 @@ $server->on('message', function ($s, $frame) {
         })(),
         // $arg tasks of 50 ms each, in order.
         'ticks' => array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, (int) $arg)),
+        // A task that ends its task worker with a fatal error, and three queued behind it.
+        'fatal' => [$s->task(['cmd' => 'fatal', 'fd' => $frame->fd]),
+                    ...array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, 3))],
         'die' => exit(4),
         'dst' => (function () use ($s, $task) {
             try {
@@ -130,6 +133,8 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             return $result;
         case 'quick':
             return null;
+        case 'fatal':
+            trigger_error("a fatal error on purpose", E_USER_ERROR);
         case 'tick':
             usleep(50000);
             out("tick {$data['arg']} ran in pid " . getmypid());
