@@ -304,6 +304,9 @@ def test_surge_reload_asks_which_of_two_servers_and_each_keeps_its_state(php_ser
     first.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
     out = artisan("surge:reload", f"--port={second.port}", env=app_env)
     assert out.returncode == 1 and f"Surge is not running here on port {second.port}" in out.stdout + out.stderr
+    for bad in ["http", "70000", "0"]:
+        out = artisan("surge:reload", f"--port={bad}", env=app_env)
+        assert out.returncode == 1 and f"--port must be a port number from 1 to 65535, got '{bad}'" in out.stdout + out.stderr
 
 
 def test_surge_reload_refuses_a_server_of_one_process(php_server, app_env):

@@ -682,23 +682,29 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
-                _ = usr1.recv() => "SIGUSR1",
-                _ = usr2.recv() => "SIGUSR2",
+                _ = usr1.recv() => {
+                    ignore_reload_signal("SIGUSR1", in_pool);
+                    continue;
+                }
+                _ = usr2.recv() => {
+                    ignore_reload_signal("SIGUSR2", in_pool);
+                    continue;
+                }
             };
-            if name.starts_with("SIGUSR") {
-                let why = match in_pool {
-                    true => "a reload is asked of the master process ($server->master_pid)",
-                    false => "a server of one process has no worker processes to reload",
-                };
-                log::warn!(target: "surge", "{name} ignored: {why}");
-                continue;
-            }
             if shared.events.send(Event::Signal { name }).await.is_err() {
                 return;
             }
         }
     });
     Ok(())
+}
+
+fn ignore_reload_signal(name: &str, in_pool: bool) {
+    let why = match in_pool {
+        true => "a reload is asked of the master process ($server->master_pid)",
+        false => "a server of one process has no worker processes to reload",
+    };
+    log::warn!(target: "surge", "{name} ignored: {why}");
 }
 
 fn handler_flag(shared: &Shared, handler: Handler) -> &AtomicBool {

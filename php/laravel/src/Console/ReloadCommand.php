@@ -64,6 +64,11 @@ class ReloadCommand extends Command
         $states = ServerState::all($this->laravel);
         $port = $this->option('port');
         if ($port !== null) {
+            if (! ctype_digit($port) || (int) $port < 1 || (int) $port > 65535) {
+                $this->error("--port must be a port number from 1 to 65535, got '{$port}'.");
+
+                return null;
+            }
             $state = $states[(int) $port] ?? null;
             if ($state === null) {
                 $this->error('Surge is not running here on port '.(int) $port.': '.ServerState::path($this->laravel, (int) $port).' is missing.');
