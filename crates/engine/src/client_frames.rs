@@ -1,22 +1,21 @@
-//! What the layers under tungstenite know of the frames a client sends: their header lengths,
-//! and the splitting of large data frames into fragments.
+//! What the layers under the message reader (`message_reader`) know of the frames a client
+//! sends: their header lengths, and the splitting of large data frames into fragments.
 //!
-//! Why split: tungstenite reads a frame into one buffer that it reserves at the frame's length
-//! and keeps for the connection's life (the message's bytes are cut from it, and the buffer
-//! takes the whole allocation back once they are dropped). One 1 MB message left its
-//! connection holding 1 MB until it closed. Handed fragments of at most [`PIECE`] bytes
-//! instead, tungstenite never reserves more than that, and it assembles the message in a
-//! buffer it gives away with the message.
+//! Why split: the reader takes a frame once it is whole, and keeps the bytes of one cut short
+//! by a read until the rest comes. A 1 MB frame would be gathered whole (growing a buffer as it
+//! came) and then copied into its message. Handed fragments of at most [`PIECE`] bytes instead,
+//! the reader holds at most a piece apart from the message, and appends each piece to the
+//! message as it arrives.
 //!
 //! Only the headers change. A piece starts at a multiple of 4 bytes into its frame, so the
 //! frame's masking key still lines up and the payload bytes pass as they are. Frames that are
 //! not plain masked data frames (control frames, RSV bits set: permessage-deflate's first
-//! frame, or bad input) and frames over the size limit pass whole, so tungstenite and the
-//! inflate layer judge them exactly as before.
+//! frame, or bad input) and frames over the size limit pass whole, so the reader and the
+//! inflate layer judge them exactly as they came.
 
 use tokio::io::ReadBuf;
 
-/// The largest data frame handed on whole: about the most tungstenite's read buffer grows to.
+/// The largest data frame handed on whole: about the most the reader holds of a frame.
 pub(crate) const PIECE: u64 = 1024;
 const _: () = assert!(
     PIECE.is_multiple_of(4),
@@ -69,9 +68,9 @@ pub(crate) fn masked_header(first: u8, len: u64, mask: [u8; 4]) -> ([u8; 14], us
     (header, n + 4)
 }
 
-/// Rewrites the client's byte stream on its way to tungstenite (see the module comment).
+/// Rewrites the client's byte stream on its way to the reader (see the module comment).
 pub(crate) struct FrameSplitter {
-    /// Frames above this pass whole, so that tungstenite refuses them at their header.
+    /// Frames above this pass whole, so that the reader refuses them at their header.
     max_frame: u64,
     part: Part,
     /// A header being gathered (a read cut it short), then the header to hand on: that one,
@@ -291,8 +290,6 @@ mod tests {
     use std::io::Cursor;
 
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-    use tokio_tungstenite::tungstenite::Message;
 
     use super::*;
     use crate::fuzzing::client_frame;
@@ -345,7 +342,7 @@ mod tests {
         }
         input.extend(client_frame(0x89, b"ping"));
         input.extend(client_frame(0xc1, &[7; 5000])); // RSV1: permessage-deflate's to judge
-        input.extend(client_frame(0x82, &vec![9; MAX + 1])); // for tungstenite to refuse
+        input.extend(client_frame(0x82, &vec![9; MAX + 1])); // for the reader to refuse
         let mut unmasked = client_frame(0x82, &[1; 5000]);
         unmasked[1] &= !MASKED;
         unmasked.drain(4..8);
@@ -399,30 +396,14 @@ mod tests {
         }
     }
 
-    /// Reads from one buffer, writes (tungstenite's pongs) to another.
-    struct Duplex {
-        input: Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
+    #[tokio::test]
+    async fn the_message_reader_reads_the_pieces_as_the_messages_sent() {
+        use bytes::Bytes;
+        use tokio::io::AsyncWriteExt;
 
-    impl std::io::Read for Duplex {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.input.read(buf)
-        }
-    }
+        use crate::message_reader::{Incoming, MessageReader};
+        use crate::read_ahead::ReadAhead;
 
-    impl std::io::Write for Duplex {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.output.write(buf)
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn tungstenite_reads_the_pieces_as_the_messages_sent() {
         // UTF-8 characters of 2, 3 and 4 bytes cut by the piece boundaries.
         let text: String = "aé€😀".repeat(20_000);
         let binary: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
@@ -431,23 +412,22 @@ mod tests {
         input.extend(client_frame(0x02, &binary[..200_000]));
         input.extend(client_frame(0x89, b"inside a message"));
         input.extend(client_frame(0x80, &binary[200_000..]));
-        let config = WebSocketConfig::default().read_buffer_size(512);
-        let stream = Duplex {
-            input: Cursor::new(split(&input, 16384, 512)),
-            output: Vec::new(),
-        };
-        let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(async move { client.write_all(&input).await });
+        let mut socket = ReadAhead::with_ahead(server, Bytes::new(), MAX);
+        let mut reader = MessageReader::new(MAX);
         let mut got = Vec::new();
-        while let Ok(message) = ws.read() {
-            got.push(message);
+        while let Some(next) = std::future::poll_fn(|cx| reader.poll_next(&mut socket, cx)).await {
+            got.push(next.unwrap());
         }
+        writer.await.unwrap().unwrap();
         assert_eq!(
             got,
             [
-                Message::text(text),
-                Message::Ping("between".into()),
-                Message::Ping("inside a message".into()),
-                Message::binary(binary)
+                Incoming::Text(text.into()),
+                Incoming::Ping(Bytes::from_static(b"between")),
+                Incoming::Ping(Bytes::from_static(b"inside a message")),
+                Incoming::Binary(binary.into())
             ]
         );
     }

@@ -11,15 +11,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::deflate::inflate::{InflateError, Inflating};
 use crate::events::Event;
+use crate::frame;
 use crate::inline_dispatch;
+use crate::message_reader::{Incoming, MessageReader, ReadError};
 use crate::rate_limit::RateLimit;
 use crate::registry::{close_message, Conn, Outgoing};
 use crate::shared::Shared;
@@ -48,20 +47,47 @@ enum Flow {
 /// What woke an idle connection up.
 enum Wake {
     Outbox,
-    Input(Option<Result<Message, WsError>>),
+    Input(Option<Result<Incoming, ReadError>>),
+}
+
+/// An established connection's socket, with the layers under it, and the reader of its frames.
+/// Frames are written straight to the socket.
+pub(crate) struct WebSocket<S> {
+    socket: S,
+    reader: MessageReader,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// `max_message`: `package_max_length`.
+    pub(crate) fn new(socket: S, max_message: usize) -> Self {
+        WebSocket {
+            socket,
+            reader: MessageReader::new(max_message),
+        }
+    }
+
+    /// The next message or control frame; None once the input has ended.
+    async fn next(&mut self) -> Option<Result<Incoming, ReadError>> {
+        poll_fn(|cx| self.reader.poll_next(&mut self.socket, cx)).await
+    }
+
+    /// Writes one whole frame.
+    async fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.socket.write_all(frame).await?;
+        self.socket.flush().await
+    }
 }
 
 /// This future lives as long as its connection, idle or not, so it holds only the socket and
-/// the wait for input or a wake-up: handling what arrives (a tungstenite result is hundreds of
-/// bytes), writing, and closing are boxed futures that exist only while they run. `guard` is
-/// dropped when the connection ends.
+/// the wait for input or a wake-up: handling what arrives, writing, and closing are boxed
+/// futures that exist only while they run. `guard` is dropped when the connection ends.
 ///
 /// Spawn it as it is, and keep it a plain function returning an `async move` block: an `async
 /// fn`, or a block around it, would store the stream twice (arguments moved into locals keep
 /// their first place too), 340 bytes more of every connection.
 #[allow(clippy::manual_async_fn)] // on purpose, as said above
 pub(crate) fn run<S>(
-    mut ws: WebSocketStream<Inflating<S>>,
+    mut ws: WebSocket<Inflating<S>>,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
     guard: impl Send,
@@ -70,7 +96,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     async move {
-        let deflate = ws.get_ref().deflate_window();
+        let deflate = ws.socket.deflate_window();
         let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
         let flow = loop {
             let wake = tokio::select! {
@@ -90,7 +116,7 @@ where
 
 async fn step<S>(
     wake: Wake,
-    ws: &mut WebSocketStream<S>,
+    ws: &mut WebSocket<S>,
     conn: &Conn,
     shared: &Shared,
     rate: &mut Option<RateLimit>,
@@ -101,15 +127,37 @@ where
 {
     match wake {
         Wake::Outbox => write_outbox(ws, conn, shared, deflate).await,
-        Wake::Input(Some(Ok(message))) => {
+        Wake::Input(Some(Ok(incoming))) => {
             let now = shared.now_ms();
             conn.touch(now);
-            let data = matches!(message, Message::Text(_) | Message::Binary(_));
-            if data && rate.as_mut().is_some_and(|r| !r.take(now)) {
+            let (data, binary) = match incoming {
+                Incoming::Text(data) => (data, false),
+                Incoming::Binary(data) => (data, true),
+                Incoming::Ping(payload) => {
+                    return match ws.write(&frame::control(frame::OP_PONG, &payload)).await {
+                        Ok(()) => Flow::Continue,
+                        Err(_) => Flow::Stop(ABNORMAL),
+                    };
+                }
+                // Pongs only count as activity.
+                Incoming::Pong => return Flow::Continue,
+                Incoming::Close(code) => {
+                    conn.closed_by_peer();
+                    // The answer to the client's close frame, with its code.
+                    let payload = code.map(u16::to_be_bytes);
+                    let answer = frame::control(
+                        frame::OP_CLOSE,
+                        payload.as_ref().map_or(&[][..], |p| &p[..]),
+                    );
+                    let _ = ws.write(&answer).await;
+                    return Flow::Stop(code.unwrap_or(1005));
+                }
+            };
+            if rate.as_mut().is_some_and(|r| !r.take(now)) {
                 log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
                 fail(ws, conn, 1008, "message rate limit exceeded").await
             } else {
-                receive(message, ws, conn, shared, deflate).await
+                receive(data, binary, ws, conn, shared, deflate).await
             }
         }
         Wake::Input(Some(Err(err))) => close_for_error(ws, conn, err).await,
@@ -121,7 +169,7 @@ where
 /// event (or the Pusher protocol's unsubscribes).
 async fn finish<S>(
     flow: Flow,
-    mut ws: WebSocketStream<S>,
+    mut ws: WebSocket<S>,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
     deflate: Option<u8>,
@@ -134,9 +182,17 @@ async fn finish<S>(
             // before the signal) are still the client's messages: PHP gets them, until the
             // client answers our close frame or time runs out.
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(message)) = ws.next().await {
+                while let Some(Ok(incoming)) = ws.next().await {
+                    let (data, binary) = match incoming {
+                        Incoming::Text(data) => (data, false),
+                        Incoming::Binary(data) => (data, true),
+                        // The client's answer: the handshake is done.
+                        Incoming::Close(_) => break,
+                        // No pong once our close frame is sent.
+                        Incoming::Ping(_) | Incoming::Pong => continue,
+                    };
                     if matches!(
-                        receive(message, &mut ws, &conn, &shared, deflate).await,
+                        receive(data, binary, &mut ws, &conn, &shared, deflate).await,
                         Flow::Stop(_)
                     ) {
                         break;
@@ -174,10 +230,12 @@ async fn finish<S>(
     }
 }
 
-/// `deflate`: as for [`write_outbox`], for a reply written at once (see `inline_dispatch`).
+/// A data message from the client, for PHP or the Pusher protocol. `deflate`: as for
+/// [`write_outbox`], for a reply written at once (see `inline_dispatch`).
 async fn receive<S>(
-    message: Message,
-    ws: &mut WebSocketStream<S>,
+    data: Bytes,
+    binary: bool,
+    ws: &mut WebSocket<S>,
     conn: &Conn,
     shared: &Shared,
     deflate: Option<u8>,
@@ -185,18 +243,6 @@ async fn receive<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (data, binary): (Bytes, bool) = match message {
-        Message::Text(text) => (text.into(), false),
-        Message::Binary(data) => (data, true),
-        Message::Close(frame) => {
-            conn.closed_by_peer();
-            // tungstenite has queued the echo of the client's close frame: send it.
-            let _ = ws.flush().await;
-            return Flow::Stop(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
-        }
-        // Pings are answered by tungstenite; pongs only count as activity.
-        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Flow::Continue,
-    };
     bump(&shared.stats.messages_in, 1);
     bump(&shared.stats.bytes_in, data.len() as u64);
     if let Some(pusher) = conn.pusher.get() {
@@ -225,10 +271,7 @@ where
             );
             if let Some(frame) = reply {
                 // Borrowed, not cloned: the first clone of a frame's bytes allocates.
-                if write_frame(ws, frame.for_connection(deflate))
-                    .await
-                    .is_err()
-                {
+                if ws.write(frame.for_connection(deflate)).await.is_err() {
                     return Flow::Stop(ABNORMAL);
                 }
                 bump(&shared.stats.messages_out, 1);
@@ -258,7 +301,7 @@ where
 
 /// `deflate`: the window agreed if the client negotiated permessage-deflate.
 async fn write_outbox<S>(
-    ws: &mut WebSocketStream<S>,
+    ws: &mut WebSocket<S>,
     conn: &Conn,
     shared: &Shared,
     deflate: Option<u8>,
@@ -290,7 +333,7 @@ where
             if let Message::Close(close) = &message {
                 closing = Some(close.as_ref().map(|f| u16::from(f.code)).unwrap_or(1000));
             }
-            if ws.send(message).await.is_err() {
+            if ws.write(&control_frame(&message)).await.is_err() {
                 return Flow::Stop(ABNORMAL);
             }
         }
@@ -306,10 +349,9 @@ where
 /// Writes the first `frames` items of `items` (data frames, pre-encoded) straight to the socket,
 /// in vectored writes, taking each off once it is written. They are written from where they
 /// are, borrowed: copying them out took an allocation for the list and one for the first clone
-/// of each frame's bytes. tungstenite's own buffer (a pong it is answering with) is flushed
-/// first, so its frames and ours never interleave.
+/// of each frame's bytes.
 async fn write_frames<S>(
-    ws: &mut WebSocketStream<S>,
+    ws: &mut WebSocket<S>,
     items: &mut VecDeque<Outgoing>,
     mut frames: usize,
     deflate: Option<u8>,
@@ -320,8 +362,7 @@ where
     if frames == 0 {
         return Ok(());
     }
-    ws.flush().await.map_err(std::io::Error::other)?;
-    let socket = ws.get_mut();
+    let socket = &mut ws.socket;
     // Bytes of the first frame already written.
     let mut done = 0;
     while frames > 0 {
@@ -355,15 +396,18 @@ fn frame_bytes(item: &Outgoing, deflate: Option<u8>) -> &[u8] {
         .for_connection(deflate)
 }
 
-/// Writes one frame, after tungstenite's buffer as [`write_frames`] does.
-async fn write_frame<S>(ws: &mut WebSocketStream<S>, frame: &[u8]) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    ws.flush().await.map_err(std::io::Error::other)?;
-    let socket = ws.get_mut();
-    socket.write_all(frame).await?;
-    socket.flush().await
+/// A ping or close frame queued in an outbox, as written.
+fn control_frame(message: &Message) -> Bytes {
+    match message {
+        Message::Ping(payload) => frame::control(frame::OP_PING, payload),
+        Message::Close(Some(close)) => {
+            let mut payload = u16::from(close.code).to_be_bytes().to_vec();
+            payload.extend_from_slice(close.reason.as_bytes());
+            frame::control(frame::OP_CLOSE, &payload)
+        }
+        Message::Close(None) => frame::control(frame::OP_CLOSE, &[]),
+        other => unreachable!("only pings and close frames are queued: {other:?}"),
+    }
 }
 
 /// One write of the first `frames` frames of `items`, the first from byte `done` on, vectored
@@ -391,35 +435,32 @@ fn poll_write_front<S: AsyncWrite>(
 }
 
 /// Answers bad input with the close code RFC 6455 gives for it.
-async fn close_for_error<S>(ws: &mut WebSocketStream<S>, conn: &Conn, err: WsError) -> Flow
+async fn close_for_error<S>(ws: &mut WebSocket<S>, conn: &Conn, err: ReadError) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (code, reason) = match &err {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => (1009, "message too big"),
-        WsError::Capacity(_) => (1009, "frame too big"),
-        WsError::Utf8(_) => (1007, "invalid UTF-8 in text message"),
-        WsError::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<InflateError>()) {
+        ReadError::MessageTooBig => (1009, "message too big"),
+        ReadError::FrameTooBig => (1009, "frame too big"),
+        ReadError::Utf8 => (1007, "invalid UTF-8 in text message"),
+        ReadError::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<InflateError>()) {
             Some(InflateError::BadData) => (1007, "invalid compressed data"),
             Some(InflateError::TooBig) => (1009, "message too big"),
             None => return Flow::Stop(ABNORMAL),
         },
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            return Flow::Stop(ABNORMAL)
-        }
-        WsError::Protocol(_) => (1002, "protocol error"),
-        _ => return Flow::Stop(ABNORMAL),
+        ReadError::Protocol(_) => (1002, "protocol error"),
     };
     log::debug!(target: "surge", "fd {}: {err}; closing with {code}", conn.fd);
     fail(ws, conn, code, reason).await
 }
 
 /// Sends our close frame at once; what the client sends after it is discarded.
-async fn fail<S>(ws: &mut WebSocketStream<S>, conn: &Conn, code: u16, reason: &str) -> Flow
+async fn fail<S>(ws: &mut WebSocket<S>, conn: &Conn, code: u16, reason: &str) -> Flow
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     conn.closed_by_peer();
-    let _ = tokio::time::timeout(CLOSE_WAIT, ws.send(close_message(code, reason))).await;
+    let close = control_frame(&close_message(code, reason));
+    let _ = tokio::time::timeout(CLOSE_WAIT, ws.write(&close)).await;
     Flow::Refusing(code)
 }

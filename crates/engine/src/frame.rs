@@ -10,6 +10,9 @@ use crate::deflate;
 
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_BINARY: u8 = 0x2;
+pub(crate) const OP_CLOSE: u8 = 0x8;
+pub(crate) const OP_PING: u8 = 0x9;
+pub(crate) const OP_PONG: u8 = 0xA;
 const FIN: u8 = 0x80;
 /// RSV1: the payload is compressed (permessage-deflate).
 const RSV1: u8 = 0x40;
@@ -101,6 +104,19 @@ impl Encoded {
 /// A whole, final (FIN) frame: header then payload, ready to be written to any client.
 pub fn encode(opcode: u8, payload: &[u8]) -> Bytes {
     encode_first(FIN | opcode, payload)
+}
+
+/// A control frame (close, ping, pong). Its payload is cut to the 125 bytes RFC 6455 allows,
+/// at a character boundary when it is a close reason's text.
+pub(crate) fn control(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut len = payload.len().min(125);
+    if opcode == OP_CLOSE {
+        // The reason after the 2-byte code: back to the start of a character.
+        while len > 2 && len < payload.len() && payload[len] & 0xC0 == 0x80 {
+            len -= 1;
+        }
+    }
+    encode_first(FIN | opcode, &payload[..len])
 }
 
 /// A frame whose first byte (FIN, RSV bits, opcode) is `first`.

@@ -107,7 +107,7 @@ pub fn http(input: &[u8]) {
 
 const HANDSHAKE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nHost: fuzz\r\n\r\n";
 
-/// Raw WebSocket frames after a valid handshake, read by tungstenite as the engine configures it.
+/// Raw WebSocket frames after a valid handshake, read by the engine's message reader.
 pub fn websocket_frames(input: &[u8]) {
     let mut bytes = format!("GET /chat?fuzz=1 HTTP/1.1\r\n{HANDSHAKE}").into_bytes();
     bytes.extend_from_slice(input);
@@ -115,7 +115,7 @@ pub fn websocket_frames(input: &[u8]) {
 }
 
 /// Frames after a handshake that negotiates permessage-deflate: compressed messages go through
-/// the inflate layer (crates/engine/src/deflate/inflate.rs) before tungstenite.
+/// the inflate layer (crates/engine/src/deflate/inflate.rs) before the message reader.
 pub fn deflate_frames(input: &[u8]) {
     let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
     let mut bytes = format!("GET /chat HTTP/1.1\r\n{offer}{HANDSHAKE}").into_bytes();

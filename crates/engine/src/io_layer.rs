@@ -1,4 +1,4 @@
-//! What the stream layers under tungstenite (`deflate::inflate::Inflating`,
+//! What the stream layers under the message reader (`deflate::inflate::Inflating`,
 //! `read_ahead::ReadAhead`) share: they change reading only.
 
 /// `impl AsyncWrite` for a read-side layer `$layer<S>` whose field `inner` is the stream:

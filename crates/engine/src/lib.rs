@@ -25,6 +25,7 @@ mod listener;
 mod local;
 mod logging;
 mod memory;
+mod message_reader;
 pub mod multipart_form;
 pub mod pusher;
 mod rate_limit;

@@ -27,8 +27,6 @@ use tokio::time::error::Elapsed;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
@@ -673,11 +671,6 @@ async fn established(
     shared: Arc<Shared>,
 ) {
     let fd = peer.fd;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(512)
-        .write_buffer_size(64 * 1024)
-        .max_message_size(Some(shared.config.package_max_length))
-        .max_frame_size(Some(shared.config.package_max_length));
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
     let socket = ReadAhead::with_ahead(
         socket,
@@ -685,7 +678,7 @@ async fn established(
         shared.config.package_max_length,
     );
     let socket = Inflating::new(socket, window_bits, shared.config.package_max_length);
-    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
+    let ws = connection::WebSocket::new(socket, shared.config.package_max_length);
     let conn = Arc::new(Conn::new(
         fd,
         peer.remote,

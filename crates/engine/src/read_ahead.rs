@@ -1,13 +1,11 @@
 //! Reading the socket in large pieces for a reader that asks for small ones, with large frames
 //! handed on in pieces.
 //!
-//! tungstenite reads at most `read_buffer_size` bytes per call, and we keep that at 512 so that
-//! an idle connection's read buffer stays small; a 1 MiB message then took about 2,000 read
-//! system calls. Under it, this layer reads up to [`CHUNK`] bytes into a buffer on the stack,
-//! hands over what was asked for, and keeps the rest only until it is taken: an idle connection
-//! holds nothing more, a large message costs one system call per 16 KiB. What it hands over
-//! goes through a [`FrameSplitter`], so that no large message leaves tungstenite's read buffer
-//! large for the rest of the connection.
+//! This layer reads up to [`CHUNK`] bytes into a buffer on the stack, hands over what was asked
+//! for, and keeps the rest only until it is taken: an idle connection holds nothing, a large
+//! message costs one system call per 16 KiB. What it hands over goes through a
+//! [`FrameSplitter`], so that the message reader above never gathers a large frame whole (see
+//! `client_frames`).
 
 use std::io;
 use std::mem::MaybeUninit;

@@ -38,7 +38,7 @@ enum State {
 pub enum Outgoing {
     /// A data message encoded once (see `frame.rs`), possibly shared with many connections.
     Frame(Arc<Encoded>),
-    /// Pings and close frames, written through tungstenite.
+    /// Pings and close frames (encoded as they are written: see `connection`).
     Control(Message),
 }
 

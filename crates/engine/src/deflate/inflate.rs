@@ -1,15 +1,15 @@
-//! The inbound half of permessage-deflate, as a layer under tungstenite (which rejects any frame
-//! with RSV1 set): client frames pass through as they are, except the frames of a compressed
-//! message, whose payload is unmasked, inflated and handed on as ordinary uncompressed
-//! fragments (masked with a zero key, as tungstenite wants from a client). tungstenite then
-//! checks everything it checks on a plain connection (UTF-8, fragmentation, control frames,
-//! close, max_message_size) on what the application will see.
+//! The inbound half of permessage-deflate, as a layer under the message reader (which rejects
+//! any frame with RSV1 set): client frames pass through as they are, except the frames of a
+//! compressed message, whose payload is unmasked, inflated and handed on as ordinary
+//! uncompressed fragments (masked with a zero key, as the reader wants from a client). The
+//! reader then checks everything it checks on a plain connection (UTF-8, fragmentation, control
+//! frames, close, package_max_length) on what the application will see.
 //!
 //! RSV1 where RFC 7692 does not allow it (a continuation or control frame, RSV2/RSV3 too, an
 //! unmasked frame, a compressed frame inside a message) is passed through untouched, so
-//! tungstenite fails the connection with 1002 as it does without negotiation. Inflated output
-//! is made at most [`OUT_LIMIT`] bytes at a time and counted by tungstenite against
-//! max_message_size: a decompression bomb is closed with 1009 after package_max_length bytes,
+//! the reader fails the connection with 1002 as it does without negotiation. Inflated output
+//! is made at most [`OUT_LIMIT`] bytes at a time and counted by the reader against
+//! package_max_length: a decompression bomb is closed with 1009 after package_max_length bytes,
 //! with memory bounded by that. The compressed bytes of one message are held to the same limit
 //! (deflate can also shrink: empty blocks inflate to nothing).
 
@@ -25,10 +25,10 @@ use crate::client_frames::{
     header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION, PIECE,
 };
 
-/// Inflated bytes made before they are handed to tungstenite (plus one frame).
+/// Inflated bytes made before they are handed to the reader (plus one frame).
 const OUT_LIMIT: usize = 16 * 1024;
 /// The largest fragment we make out of inflated data: no larger than the plain frames that
-/// reach tungstenite whole, for the same reason (see `client_frames`).
+/// reach the reader whole, for the same reason (see `client_frames`).
 const CHUNK: usize = PIECE as usize;
 /// Bytes read from the socket at once.
 const READ: usize = 4096;
@@ -38,7 +38,7 @@ const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 const RSV1: u8 = 0x40;
 const RSV23: u8 = 0x30;
 
-/// What tungstenite reports (as an I/O error) when a compressed message cannot be read.
+/// What the reader reports (as an I/O error) when a compressed message cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InflateError {
     /// It does not inflate.
@@ -58,7 +58,7 @@ impl std::fmt::Display for InflateError {
 
 impl std::error::Error for InflateError {}
 
-/// A connection's socket as tungstenite sees it: the socket itself, or, with permessage-deflate
+/// A connection's socket as the reader sees it: the socket itself, or, with permessage-deflate
 /// negotiated, the socket with compressed messages inflated.
 pub(crate) struct Inflating<S> {
     inner: S,
@@ -71,7 +71,7 @@ struct Reader {
     decoder: Decoder,
     /// Bytes read but not decoded yet (the decoder stops at OUT_LIMIT); empty when idle.
     input: Vec<u8>,
-    /// Decoded bytes not yet handed to tungstenite, from `out_pos`; empty when idle.
+    /// Decoded bytes not yet handed to the reader, from `out_pos`; empty when idle.
     out: Vec<u8>,
     out_pos: usize,
 }
@@ -190,7 +190,7 @@ enum Message {
     },
 }
 
-/// Turns client frames into what tungstenite reads (see the module comment). Synchronous and
+/// Turns client frames into what the reader reads (see the module comment). Synchronous and
 /// socket-free, so it is tested on bytes.
 #[derive(Default)]
 struct Decoder {
@@ -342,7 +342,7 @@ impl Decoder {
                 self.tail_fed = 0;
                 self.compressed = 0;
                 if !fin {
-                    // Tell tungstenite a fragmented message has begun, so that a data frame
+                    // Tell the reader a fragmented message has begun, so that a data frame
                     // before its end is refused even if nothing has inflated yet.
                     self.fragment(&[], false, out);
                 }
@@ -359,7 +359,7 @@ impl Decoder {
             };
             return Ok(n);
         }
-        // Not ours to change: tungstenite reads (or rejects) it as it is.
+        // Not ours to change: the reader reads (or rejects) it as it is.
         match (opcode, fin) {
             (1 | 2, false) if self.message == Message::None => self.message = Message::Plain,
             (OP_CONTINUATION, true) if self.message == Message::Plain => {
@@ -465,7 +465,7 @@ mod tests {
     }
 
     /// Runs `input` through a decoder `step` bytes at a time, as the socket layer does;
-    /// returns the frames tungstenite would read: (first byte, payload unmasked).
+    /// returns the frames the reader would read: (first byte, payload unmasked).
     fn decode(input: &[u8], step: usize) -> io::Result<Vec<(u8, Vec<u8>)>> {
         let mut decoder = Decoder::new_for_test();
         let mut wire = Vec::new();
@@ -525,9 +525,9 @@ mod tests {
             assert_eq!(
                 first & (RSV1 | RSV23),
                 0,
-                "tungstenite sees no reserved bits"
+                "the reader sees no reserved bits"
             );
-            // Larger fragments would leave tungstenite's read buffer that large (client_frames).
+            // The reader would gather larger fragments whole (client_frames).
             assert!(
                 payload.len() <= PIECE as usize,
                 "a fragment of {} bytes",
@@ -579,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn reserved_bits_where_they_are_not_allowed_reach_tungstenite_untouched() {
+    fn reserved_bits_where_they_are_not_allowed_reach_the_reader_untouched() {
         for bad in [
             client_frame(FIN | RSV1 | 9, b"ping"),
             client_frame(RSV1, b"continuation"),

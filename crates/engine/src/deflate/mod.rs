@@ -4,7 +4,7 @@
 //! bytes for every client that negotiated it.
 //!
 //! Negotiation is here; outbound compression is [`compress`] (used by `frame::Encoded`);
-//! inbound frames are inflated by [`inflate::Inflating`] under tungstenite.
+//! inbound frames are inflated by [`inflate::Inflating`] under the message reader.
 
 use std::cell::RefCell;
 

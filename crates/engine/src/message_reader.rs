@@ -1,0 +1,495 @@
+//! The read half of a server's WebSocket connection (RFC 6455 section 5): client frames parsed,
+//! checked, unmasked and assembled into messages.
+//!
+//! Ours rather than tungstenite's: its reader sat behind a compatibility layer (wakers swapped
+//! in on every poll, `WouldBlock` errors made and dropped for every `Pending`) and a read buffer
+//! of its own, about 2,000 instructions per small message that missed the instruction cache on
+//! every round trip (BENCHMARKS.md, "Echo: level instructions, not level cycles"). This one
+//! parses a frame where the read put it, on the stack, and copies its payload once, unmasked,
+//! into the message handed on. It holds no buffer between messages: only a frame cut short by
+//! a read, or a fragmented message in the making, is kept on the heap.
+//!
+//! It reads from the layers under it (`deflate::inflate`, `read_ahead`): data frames reach it
+//! in pieces of at most `client_frames::PIECE` bytes, compressed messages already inflated, and
+//! frames it must refuse whole, so it refuses them at their header.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::client_frames::{header_len, payload_len, FIN, MASKED, OP_CONTINUATION};
+use crate::frame::{OP_BINARY, OP_CLOSE, OP_PING, OP_PONG};
+
+/// The most read from the layer under it at once (what `read_ahead` reads from the socket).
+const READ: usize = 16 * 1024;
+
+const RSV: u8 = 0x70;
+
+/// What a client sent.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Incoming {
+    /// A text message, valid UTF-8.
+    Text(Bytes),
+    Binary(Bytes),
+    /// To be answered with a pong of the same payload.
+    Ping(Bytes),
+    Pong,
+    /// The client's close frame, with its status code if it gave one. Nothing is read after it.
+    Close(Option<u16>),
+}
+
+/// Why the client's input was refused; the connection is failed with the close code each
+/// names. Nothing is read after it.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Against RFC 6455 (1002): the reason, for the log.
+    Protocol(&'static str),
+    /// A text message or close reason that is not UTF-8 (1007).
+    Utf8,
+    /// A frame over `package_max_length` (1009).
+    FrameTooBig,
+    /// A message over `package_max_length` (1009).
+    MessageTooBig,
+    /// The socket failed, or a layer under it refused the input (see `InflateError`).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Protocol(what) => write!(f, "protocol error: {what}"),
+            ReadError::Utf8 => f.write_str("invalid UTF-8 in a text message or close reason"),
+            ReadError::FrameTooBig => f.write_str("frame over the size limit"),
+            ReadError::MessageTooBig => f.write_str("message over the size limit"),
+            ReadError::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+pub(crate) struct MessageReader {
+    /// Bytes read and not yet taken, from `taken` on: the rest of a read that held more than
+    /// one frame, or a frame cut short. Unallocated between frames.
+    pending: Vec<u8>,
+    taken: usize,
+    frames: Frames,
+    /// A close frame or an error was read: the stream has ended.
+    ended: bool,
+}
+
+/// What is known between frames: the limits and a fragmented message being assembled.
+struct Frames {
+    max_frame: u64,
+    max_message: usize,
+    /// Boxed: an idle connection pays one pointer.
+    fragmented: Option<Box<Fragmented>>,
+}
+
+struct Fragmented {
+    binary: bool,
+    data: Vec<u8>,
+    /// Bytes of `data` known to be valid UTF-8 (text only): the check goes on from there.
+    valid: usize,
+}
+
+impl MessageReader {
+    /// `max_message`: `package_max_length`, for frames and messages alike.
+    pub(crate) fn new(max_message: usize) -> Self {
+        MessageReader {
+            pending: Vec::new(),
+            taken: 0,
+            frames: Frames {
+                max_frame: max_message as u64,
+                max_message,
+                fragmented: None,
+            },
+            ended: false,
+        }
+    }
+
+    /// The next message or control frame from `socket`; None once the stream has ended (the
+    /// socket closed, or after a close frame or an error).
+    pub(crate) fn poll_next<S: AsyncRead + Unpin>(
+        &mut self,
+        socket: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Incoming, ReadError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let next = ready!(self.poll_read_next(socket, cx));
+        let ends = match &next {
+            Some(Ok(Incoming::Close(_)) | Err(_)) | None => true,
+            Some(Ok(_)) => false,
+        };
+        if ends {
+            self.ended = true;
+            self.pending = Vec::new();
+            self.frames.fragmented = None;
+        }
+        Poll::Ready(next)
+    }
+
+    fn poll_read_next<S: AsyncRead + Unpin>(
+        &mut self,
+        socket: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Incoming, ReadError>>> {
+        loop {
+            while self.taken < self.pending.len() {
+                let Some((used, incoming)) = self.frames.take(&self.pending[self.taken..])? else {
+                    break;
+                };
+                self.taken += used;
+                if self.taken == self.pending.len() {
+                    (self.pending, self.taken) = (Vec::new(), 0);
+                }
+                if let Some(incoming) = incoming {
+                    return Poll::Ready(Some(Ok(incoming)));
+                }
+            }
+            // What is left is the start of a frame: keep it alone.
+            self.pending.drain(..self.taken);
+            self.taken = 0;
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ];
+            let mut read = ReadBuf::uninit(&mut chunk);
+            if let Err(err) = ready!(Pin::new(&mut *socket).poll_read(cx, &mut read)) {
+                return Poll::Ready(Some(Err(ReadError::Io(err))));
+            }
+            let got = read.filled();
+            if got.is_empty() {
+                return Poll::Ready(None);
+            }
+            if !self.pending.is_empty() {
+                self.pending.extend_from_slice(got);
+                continue;
+            }
+            // The usual case: the frames are taken where they were read, and only what follows
+            // the first message is kept.
+            let mut at = 0;
+            while let Some((used, incoming)) = self.frames.take(&got[at..])? {
+                at += used;
+                if let Some(incoming) = incoming {
+                    self.pending.extend_from_slice(&got[at..]);
+                    return Poll::Ready(Some(Ok(incoming)));
+                }
+            }
+            self.pending.extend_from_slice(&got[at..]);
+        }
+    }
+}
+
+impl Frames {
+    /// Takes the frame at the start of `bytes`: how many bytes it was and the message it ends,
+    /// if any; None if the frame is not whole yet. Frames that must be refused are refused as
+    /// soon as their header is read.
+    fn take(&mut self, bytes: &[u8]) -> Result<Option<(usize, Option<Incoming>)>, ReadError> {
+        let [first, second, ..] = *bytes else {
+            return Ok(None);
+        };
+        let opcode = first & 0x0f;
+        let fin = first & FIN != 0;
+        if first & RSV != 0 {
+            return Err(ReadError::Protocol("reserved bits set"));
+        }
+        if second & MASKED == 0 {
+            return Err(ReadError::Protocol("unmasked client frame"));
+        }
+        let control = opcode & 0x8 != 0;
+        if control {
+            if !matches!(opcode, OP_CLOSE | OP_PING | OP_PONG) {
+                return Err(ReadError::Protocol("reserved opcode"));
+            }
+            if !fin {
+                return Err(ReadError::Protocol("fragmented control frame"));
+            }
+            if second & 0x7f > 125 {
+                return Err(ReadError::Protocol("control frame over 125 bytes"));
+            }
+        } else if opcode > OP_BINARY {
+            return Err(ReadError::Protocol("reserved opcode"));
+        }
+        let header = header_len(second);
+        if bytes.len() < header {
+            return Ok(None);
+        }
+        let len = payload_len(&bytes[..header]);
+        if len > self.max_frame {
+            return Err(ReadError::FrameTooBig);
+        }
+        let len = len as usize;
+        if bytes.len() - header < len {
+            return Ok(None);
+        }
+        let mask: [u8; 4] = bytes[header - 4..header].try_into().expect("4 bytes");
+        let payload = &bytes[header..header + len];
+        let incoming = match opcode {
+            OP_CLOSE => Some(close(&unmasked(payload, mask))?),
+            OP_PING => Some(Incoming::Ping(unmasked(payload, mask).into())),
+            OP_PONG => Some(Incoming::Pong),
+            _ => self.data(opcode, fin, payload, mask)?,
+        };
+        Ok(Some((header + len, incoming)))
+    }
+
+    /// A data frame: a whole message, or a fragment of one.
+    fn data(
+        &mut self,
+        opcode: u8,
+        fin: bool,
+        payload: &[u8],
+        mask: [u8; 4],
+    ) -> Result<Option<Incoming>, ReadError> {
+        if opcode == OP_CONTINUATION {
+            let Some(message) = self.fragmented.as_deref_mut() else {
+                return Err(ReadError::Protocol(
+                    "continuation frame with no message to continue",
+                ));
+            };
+            if message.data.len() + payload.len() > self.max_message {
+                return Err(ReadError::MessageTooBig);
+            }
+            let start = message.data.len();
+            message.data.extend_from_slice(payload);
+            unmask(&mut message.data[start..], mask);
+            if !message.binary {
+                check_utf8(&message.data, &mut message.valid, fin)?;
+            }
+            if !fin {
+                return Ok(None);
+            }
+            let message = self.fragmented.take().expect("checked above");
+            return Ok(Some(data_message(message.binary, message.data)));
+        }
+        if self.fragmented.is_some() {
+            return Err(ReadError::Protocol("a new message inside a fragmented one"));
+        }
+        if payload.len() > self.max_message {
+            return Err(ReadError::MessageTooBig);
+        }
+        let binary = opcode == OP_BINARY;
+        let data = unmasked(payload, mask);
+        let mut valid = 0;
+        if !binary {
+            check_utf8(&data, &mut valid, fin)?;
+        }
+        if fin {
+            return Ok(Some(data_message(binary, data)));
+        }
+        self.fragmented = Some(Box::new(Fragmented {
+            binary,
+            data,
+            valid,
+        }));
+        Ok(None)
+    }
+}
+
+fn data_message(binary: bool, data: Vec<u8>) -> Incoming {
+    if binary {
+        Incoming::Binary(data.into())
+    } else {
+        Incoming::Text(data.into())
+    }
+}
+
+/// A close frame's payload: nothing, or a status code RFC 6455 7.4 lets an endpoint send,
+/// then a UTF-8 reason.
+fn close(payload: &[u8]) -> Result<Incoming, ReadError> {
+    match payload {
+        [] => Ok(Incoming::Close(None)),
+        [_] => Err(ReadError::Protocol("close frame of one byte")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            // 1004-1006 and 1015 are never sent; 1016-2999 are unassigned.
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                return Err(ReadError::Protocol("invalid close code"));
+            }
+            std::str::from_utf8(reason).map_err(|_| ReadError::Utf8)?;
+            Ok(Incoming::Close(Some(code)))
+        }
+    }
+}
+
+/// Checks `data` from byte `valid` on, and moves `valid` past what is valid. A character cut
+/// at the end is fine until the message is `complete`.
+fn check_utf8(data: &[u8], valid: &mut usize, complete: bool) -> Result<(), ReadError> {
+    match std::str::from_utf8(&data[*valid..]) {
+        Ok(_) => *valid = data.len(),
+        Err(err) if err.error_len().is_none() && !complete => *valid += err.valid_up_to(),
+        Err(_) => return Err(ReadError::Utf8),
+    }
+    Ok(())
+}
+
+fn unmasked(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut data = payload.to_vec();
+    unmask(&mut data, mask);
+    data
+}
+
+/// XORs `data` with the masking key, eight bytes at a time (the key repeated).
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let key = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut words = data.chunks_exact_mut(8);
+    for word in &mut words {
+        let value = u64::from_ne_bytes((&*word).try_into().expect("8 bytes")) ^ key;
+        word.copy_from_slice(&value.to_ne_bytes());
+    }
+    // The rest starts at a multiple of 8, so the key starts over with it.
+    for (byte, key) in words.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *byte ^= key;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::fuzzing::client_frame;
+
+    const MAX: usize = 4096;
+
+    /// Everything the reader makes of `input`, up to the end or an error (as its Debug text).
+    async fn read_all(input: &[u8], writes: usize) -> Vec<Result<Incoming, String>> {
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        // In `writes` pieces, so frames are cut at every place over the tests.
+        let piece = input.len().div_ceil(writes.max(1)).max(1);
+        for part in input.chunks(piece) {
+            client.write_all(part).await.unwrap();
+        }
+        drop(client);
+        let mut reader = MessageReader::new(MAX);
+        let mut out = Vec::new();
+        while let Some(next) = poll_fn(|cx| reader.poll_next(&mut server, cx)).await {
+            let failed = next.is_err();
+            out.push(next.map_err(|e| e.to_string()));
+            if failed {
+                break;
+            }
+        }
+        assert!(reader.poll_next(&mut server, &mut noop_cx()).is_ready());
+        out
+    }
+
+    fn noop_cx() -> Context<'static> {
+        Context::from_waker(std::task::Waker::noop())
+    }
+
+    fn text(s: &str) -> Result<Incoming, String> {
+        Ok(Incoming::Text(Bytes::copy_from_slice(s.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn messages_come_whole_and_unmasked_however_the_reads_cut_them() {
+        let big: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
+        let mut input = client_frame(0x81, b"hello");
+        input.extend(client_frame(0x82, &big));
+        input.extend(client_frame(0x89, b"are you there"));
+        // A fragmented text message with a pong between its fragments, and a character cut
+        // between two fragments.
+        input.extend(client_frame(0x01, "h\u{e9}".as_bytes().split_at(2).0));
+        input.extend(client_frame(0x8a, b""));
+        input.extend(client_frame(0x00, &"h\u{e9}".as_bytes()[2..]));
+        input.extend(client_frame(0x80, b" there"));
+        input.extend(client_frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e']));
+        input.extend(client_frame(0x81, b"after the close: not read"));
+        let expected = vec![
+            text("hello"),
+            Ok(Incoming::Binary(big.clone().into())),
+            Ok(Incoming::Ping(Bytes::from_static(b"are you there"))),
+            Ok(Incoming::Pong),
+            text("h\u{e9} there"),
+            Ok(Incoming::Close(Some(1000))),
+        ];
+        for writes in [1, 2, 3, 7, 50, input.len()] {
+            assert_eq!(read_all(&input, writes).await, expected, "{writes} writes");
+        }
+        assert_eq!(
+            read_all(&client_frame(0x88, b""), 1).await,
+            vec![Ok(Incoming::Close(None))]
+        );
+        assert_eq!(read_all(b"", 1).await, vec![]);
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_with_its_reason() {
+        let refused = |input: Vec<u8>| async move {
+            let got = read_all(&input, 1).await;
+            got.last().unwrap().as_ref().unwrap_err().clone()
+        };
+        let mut unmasked = client_frame(0x81, b"hi");
+        unmasked[1] &= 0x7f;
+        for (input, reason) in [
+            (client_frame(0xc1, b"x"), "reserved bits set"),
+            (client_frame(0x83, b"x"), "reserved opcode"),
+            (client_frame(0x8b, b"x"), "reserved opcode"),
+            (unmasked, "unmasked client frame"),
+            (client_frame(0x09, b"x"), "fragmented control frame"),
+            (
+                client_frame(0x89, &[0; 126]),
+                "control frame over 125 bytes",
+            ),
+            (
+                client_frame(0x80, b"x"),
+                "continuation frame with no message",
+            ),
+            (
+                [client_frame(0x01, b"x"), client_frame(0x81, b"y")].concat(),
+                "a new message inside a fragmented one",
+            ),
+            (client_frame(0x88, &[3]), "close frame of one byte"),
+            (
+                client_frame(0x88, &1005u16.to_be_bytes()),
+                "invalid close code",
+            ),
+            (
+                client_frame(0x88, &2000u16.to_be_bytes()),
+                "invalid close code",
+            ),
+            (client_frame(0x81, &[0xff]), "invalid UTF-8"),
+            (client_frame(0x88, &[0x03, 0xe8, 0xff]), "invalid UTF-8"),
+            (
+                client_frame(0x82, &[0; MAX + 1]),
+                "frame over the size limit",
+            ),
+            (
+                [client_frame(0x02, &[0; MAX]), client_frame(0x80, b"x")].concat(),
+                "message over the size limit",
+            ),
+        ] {
+            let err = refused(input).await;
+            assert!(err.contains(reason), "{err} should say {reason}");
+        }
+        // Refused at the header, before its payload comes: a frame that claims 1 GiB.
+        let mut huge = vec![0x82, 0x80 | 127];
+        huge.extend((1u64 << 30).to_be_bytes());
+        huge.extend([1, 2, 3, 4]);
+        assert_eq!(refused(huge).await, "frame over the size limit");
+        // Invalid UTF-8 is refused in the fragment that brings it, before the message ends.
+        let input = [client_frame(0x01, b"ok"), client_frame(0x00, &[0xc0, 0x80])].concat();
+        assert!(refused(input).await.contains("UTF-8"));
+    }
+
+    #[test]
+    fn unmasking_matches_the_bytewise_definition() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len as u8).collect();
+            let masked: Vec<u8> = plain
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            assert_eq!(unmasked(&masked, mask), plain);
+        }
+    }
+}
