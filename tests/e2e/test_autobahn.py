@@ -37,12 +37,6 @@ NON_STRICT = {
         case: "echo made by PHP raced by the frame that follows"
         for case in ("3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15", "7.1.6")
     },
-    # One text frame with invalid UTF-8 in its middle, delivered in pieces: the strict result
-    # fails the connection as soon as the bad bytes arrive. tungstenite validates UTF-8 per
-    # frame (and per fragment of a fragmented message), so the connection is failed with 1007
-    # when the frame is complete.
-    "6.4.3": "UTF-8 is validated once the frame is complete, not byte by byte",
-    "6.4.4": "UTF-8 is validated once the frame is complete, not byte by byte",
 }
 
 

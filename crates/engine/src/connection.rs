@@ -58,11 +58,12 @@ pub(crate) struct WebSocket<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    /// `max_message`: `package_max_length`.
-    pub(crate) fn new(socket: S, max_message: usize) -> Self {
+    /// `max_message`: `package_max_length`. `first`: frames the client sent after its
+    /// handshake, read with it.
+    pub(crate) fn new(socket: S, max_message: usize, first: &[u8]) -> Self {
         WebSocket {
             socket,
-            reader: MessageReader::new(max_message),
+            reader: MessageReader::new(max_message, first),
         }
     }
 

@@ -1,8 +1,6 @@
 //! Surge's network engine: WebSocket and HTTP on Tokio threads. It knows nothing of PHP: the
 //! PHP layer (crates/ext) drives it through [`Engine`] and the [`Event`]s it hands over.
 
-#[macro_use]
-mod io_layer;
 mod budget_queue;
 mod bus;
 pub mod channels;
@@ -29,7 +27,6 @@ mod message_reader;
 pub mod multipart_form;
 pub mod pusher;
 mod rate_limit;
-mod read_ahead;
 pub mod redis_bridge;
 pub mod registry;
 mod shared;

@@ -34,7 +34,6 @@ use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
 use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
 use crate::multipart_form;
-use crate::read_ahead::ReadAhead;
 use crate::registry::Conn;
 use crate::shared::{unix_ms, Shared};
 use crate::socket::Socket;
@@ -671,14 +670,10 @@ async fn established(
     shared: Arc<Shared>,
 ) {
     let fd = peer.fd;
+    let max = shared.config.package_max_length;
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
-    let socket = ReadAhead::with_ahead(
-        socket,
-        read_past_handshake,
-        shared.config.package_max_length,
-    );
-    let socket = Inflating::new(socket, window_bits, shared.config.package_max_length);
-    let ws = connection::WebSocket::new(socket, shared.config.package_max_length);
+    let (socket, first) = Inflating::new(socket, window_bits, max, read_past_handshake);
+    let ws = connection::WebSocket::new(socket, max, &first);
     let conn = Arc::new(Conn::new(
         fd,
         peer.remote,

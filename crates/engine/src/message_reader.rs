@@ -5,13 +5,14 @@
 //! in on every poll, `WouldBlock` errors made and dropped for every `Pending`) and a read buffer
 //! of its own, about 2,000 instructions per small message that missed the instruction cache on
 //! every round trip (BENCHMARKS.md, "Echo: level instructions, not level cycles"). This one
-//! parses a frame where the read put it, on the stack, and copies its payload once, unmasked,
-//! into the message handed on. It holds no buffer between messages: only a frame cut short by
-//! a read, or a fragmented message in the making, is kept on the heap.
+//! reads up to 16 KiB at once into a buffer on the stack, parses frames where the read put
+//! them, and copies each payload once, unmasked, into the message handed on; a large frame's
+//! payload is appended to its message as it comes. It holds no buffer between messages: only
+//! the start of a frame cut short by a read (at most a header or a control frame), what
+//! followed a message in its read, or a message in the making is kept on the heap.
 //!
-//! It reads from the layers under it (`deflate::inflate`, `read_ahead`): data frames reach it
-//! in pieces of at most `client_frames::PIECE` bytes, compressed messages already inflated, and
-//! frames it must refuse whole, so it refuses them at their header.
+//! Under it is the socket, or with permessage-deflate the inflate layer (`deflate::inflate`),
+//! which hands compressed messages on as plain fragments.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -21,13 +22,11 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::client_frames::{header_len, payload_len, FIN, MASKED, OP_CONTINUATION};
+use crate::client_frames::{header_len, payload_len, FIN, MASKED, OP_CONTINUATION, RSV};
 use crate::frame::{OP_BINARY, OP_CLOSE, OP_PING, OP_PONG};
 
-/// The most read from the layer under it at once (what `read_ahead` reads from the socket).
+/// The most read at once: a large message costs one system call per 16 KiB.
 const READ: usize = 16 * 1024;
-
-const RSV: u8 = 0x70;
 
 /// What a client sent.
 #[derive(Debug, PartialEq)]
@@ -71,8 +70,9 @@ impl std::fmt::Display for ReadError {
 }
 
 pub(crate) struct MessageReader {
-    /// Bytes read and not yet taken, from `taken` on: the rest of a read that held more than
-    /// one frame, or a frame cut short. Unallocated between frames.
+    /// Bytes read and not yet taken, from `taken` on: what followed a message in the read that
+    /// brought it, or the start of a frame cut short (part of a header, or of a control frame).
+    /// Unallocated between frames.
     pending: Vec<u8>,
     taken: usize,
     frames: Frames,
@@ -80,31 +80,39 @@ pub(crate) struct MessageReader {
     ended: bool,
 }
 
-/// What is known between frames: the limits and a fragmented message being assembled.
+/// What is known between reads: the limits and the message being assembled.
 struct Frames {
     max_frame: u64,
     max_message: usize,
-    /// Boxed: an idle connection pays one pointer.
-    fragmented: Option<Box<Fragmented>>,
+    /// A message of several frames, or of one frame that more than one read brings. Boxed: an
+    /// idle connection pays one pointer.
+    message: Option<Box<Assembly>>,
 }
 
-struct Fragmented {
+struct Assembly {
     binary: bool,
     data: Vec<u8>,
     /// Bytes of `data` known to be valid UTF-8 (text only): the check goes on from there.
     valid: usize,
+    /// The data frame being read: its payload bytes still to come (0 between fragments), its
+    /// masking key, where its payload starts in `data`, and whether it ends the message.
+    left: usize,
+    mask: [u8; 4],
+    frame_start: usize,
+    fin: bool,
 }
 
 impl MessageReader {
-    /// `max_message`: `package_max_length`, for frames and messages alike.
-    pub(crate) fn new(max_message: usize) -> Self {
+    /// `max_message`: `package_max_length`, for frames and messages alike. `first`: bytes the
+    /// client sent after its handshake, read with it.
+    pub(crate) fn new(max_message: usize, first: &[u8]) -> Self {
         MessageReader {
-            pending: Vec::new(),
+            pending: first.to_vec(),
             taken: 0,
             frames: Frames {
                 max_frame: max_message as u64,
                 max_message,
-                fragmented: None,
+                message: None,
             },
             ended: false,
         }
@@ -128,7 +136,7 @@ impl MessageReader {
         if ends {
             self.ended = true;
             self.pending = Vec::new();
-            self.frames.fragmented = None;
+            self.frames.message = None;
         }
         Poll::Ready(next)
     }
@@ -151,9 +159,12 @@ impl MessageReader {
                     return Poll::Ready(Some(Ok(incoming)));
                 }
             }
-            // What is left is the start of a frame: keep it alone.
-            self.pending.drain(..self.taken);
-            self.taken = 0;
+            if self.taken > 0 {
+                // What is left is the start of a frame: keep it alone, in a buffer its size
+                // (a client that stops there must not leave a read's worth held).
+                self.pending = self.pending[self.taken..].to_vec();
+                self.taken = 0;
+            }
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ];
             let mut read = ReadBuf::uninit(&mut chunk);
             if let Err(err) = ready!(Pin::new(&mut *socket).poll_read(cx, &mut read)) {
@@ -183,10 +194,19 @@ impl MessageReader {
 }
 
 impl Frames {
-    /// Takes the frame at the start of `bytes`: how many bytes it was and the message it ends,
-    /// if any; None if the frame is not whole yet. Frames that must be refused are refused as
-    /// soon as their header is read.
+    /// Takes what it can from the start of `bytes`: a whole frame, a data frame's header, or
+    /// payload bytes of the data frame being read. Returns how many bytes it took and the
+    /// message they end, if any; None if it needs more bytes to take any. Frames that must be
+    /// refused are refused as soon as their header is read.
     fn take(&mut self, bytes: &[u8]) -> Result<Option<(usize, Option<Incoming>)>, ReadError> {
+        if let Some(message) = self.message.as_deref_mut().filter(|m| m.left > 0) {
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            let n = message.left.min(bytes.len());
+            message.append(&bytes[..n])?;
+            return Ok(Some((n, self.frame_read()?)));
+        }
         let [first, second, ..] = *bytes else {
             return Ok(None);
         };
@@ -221,70 +241,102 @@ impl Frames {
             return Err(ReadError::FrameTooBig);
         }
         let len = len as usize;
-        if bytes.len() - header < len {
-            return Ok(None);
-        }
         let mask: [u8; 4] = bytes[header - 4..header].try_into().expect("4 bytes");
-        let payload = &bytes[header..header + len];
-        let incoming = match opcode {
-            OP_CLOSE => Some(close(&unmasked(payload, mask))?),
-            OP_PING => Some(Incoming::Ping(unmasked(payload, mask).into())),
-            OP_PONG => Some(Incoming::Pong),
-            _ => self.data(opcode, fin, payload, mask)?,
-        };
-        Ok(Some((header + len, incoming)))
-    }
-
-    /// A data frame: a whole message, or a fragment of one.
-    fn data(
-        &mut self,
-        opcode: u8,
-        fin: bool,
-        payload: &[u8],
-        mask: [u8; 4],
-    ) -> Result<Option<Incoming>, ReadError> {
-        if opcode == OP_CONTINUATION {
-            let Some(message) = self.fragmented.as_deref_mut() else {
-                return Err(ReadError::Protocol(
-                    "continuation frame with no message to continue",
-                ));
-            };
-            if message.data.len() + payload.len() > self.max_message {
-                return Err(ReadError::MessageTooBig);
-            }
-            let start = message.data.len();
-            message.data.extend_from_slice(payload);
-            unmask(&mut message.data[start..], mask);
-            if !message.binary {
-                check_utf8(&message.data, &mut message.valid, fin)?;
-            }
-            if !fin {
+        let whole = bytes.len() - header >= len;
+        if control {
+            if !whole {
                 return Ok(None);
             }
-            let message = self.fragmented.take().expect("checked above");
-            return Ok(Some(data_message(message.binary, message.data)));
+            let payload = unmasked(&bytes[header..header + len], mask);
+            let incoming = match opcode {
+                OP_CLOSE => close(&payload)?,
+                OP_PING => Incoming::Ping(payload.into()),
+                _ => Incoming::Pong,
+            };
+            return Ok(Some((header + len, Some(incoming))));
         }
-        if self.fragmented.is_some() {
-            return Err(ReadError::Protocol("a new message inside a fragmented one"));
+        self.begin(opcode, len)?;
+        if whole && fin && self.message.is_none() {
+            // The usual case: a message in one frame, all of it here.
+            let binary = opcode == OP_BINARY;
+            let data = unmasked(&bytes[header..header + len], mask);
+            if !binary {
+                check_utf8(&data, &mut 0, true)?;
+            }
+            return Ok(Some((header + len, Some(data_message(binary, data)))));
         }
-        if payload.len() > self.max_message {
+        // Its payload is appended to the message as it comes.
+        let message = match self.message.as_deref_mut() {
+            Some(message) => message,
+            None => self.message.insert(Box::new(Assembly {
+                binary: opcode == OP_BINARY,
+                data: Vec::new(),
+                valid: 0,
+                left: 0,
+                mask,
+                frame_start: 0,
+                fin,
+            })),
+        };
+        // Room for what one read brings: the rest grows with what comes, not with what the
+        // header claims.
+        message.data.reserve(len.min(READ));
+        (message.left, message.mask, message.fin) = (len, mask, fin);
+        message.frame_start = message.data.len();
+        Ok(Some((header, self.frame_read()?)))
+    }
+
+    /// Checks a data frame's header against the message it begins or continues.
+    fn begin(&self, opcode: u8, len: usize) -> Result<(), ReadError> {
+        let so_far = match (self.message.as_deref(), opcode) {
+            (None, OP_CONTINUATION) => {
+                return Err(ReadError::Protocol(
+                    "continuation frame with no message to continue",
+                ))
+            }
+            (Some(message), OP_CONTINUATION) => message.data.len(),
+            (Some(_), _) => {
+                return Err(ReadError::Protocol("a new message inside a fragmented one"))
+            }
+            (None, _) => 0,
+        };
+        if so_far + len > self.max_message {
             return Err(ReadError::MessageTooBig);
         }
-        let binary = opcode == OP_BINARY;
-        let data = unmasked(payload, mask);
-        let mut valid = 0;
-        if !binary {
-            check_utf8(&data, &mut valid, fin)?;
+        Ok(())
+    }
+
+    /// After bytes of a data frame: the message, if they ended the frame that ends it.
+    fn frame_read(&mut self) -> Result<Option<Incoming>, ReadError> {
+        let done = self
+            .message
+            .as_deref()
+            .is_some_and(|m| m.left == 0 && m.fin);
+        if !done {
+            return Ok(None);
         }
-        if fin {
-            return Ok(Some(data_message(binary, data)));
+        let mut message = self.message.take().expect("checked above");
+        if !message.binary {
+            check_utf8(&message.data, &mut message.valid, true)?;
         }
-        self.fragmented = Some(Box::new(Fragmented {
-            binary,
-            data,
-            valid,
-        }));
-        Ok(None)
+        Ok(Some(data_message(message.binary, message.data)))
+    }
+}
+
+impl Assembly {
+    /// Appends payload bytes of the frame being read, unmasked, and checks the text so far.
+    fn append(&mut self, payload: &[u8]) -> Result<(), ReadError> {
+        let start = self.data.len();
+        self.data.extend_from_slice(payload);
+        // The key goes on from where the frame's previous bytes left it.
+        let mut key = self.mask;
+        key.rotate_left((start - self.frame_start) % 4);
+        unmask(&mut self.data[start..], key);
+        self.left -= payload.len();
+        if !self.binary {
+            check_utf8(&self.data, &mut self.valid, false)?;
+        }
+        Ok(())
     }
 }
 
@@ -358,16 +410,28 @@ mod tests {
 
     const MAX: usize = 4096;
 
-    /// Everything the reader makes of `input`, up to the end or an error (as its Debug text).
+    /// Everything the reader makes of `input`, up to the end or an error (as its Display text).
     async fn read_all(input: &[u8], writes: usize) -> Vec<Result<Incoming, String>> {
-        let (mut client, mut server) = tokio::io::duplex(1 << 20);
-        // In `writes` pieces, so frames are cut at every place over the tests.
-        let piece = input.len().div_ceil(writes.max(1)).max(1);
-        for part in input.chunks(piece) {
-            client.write_all(part).await.unwrap();
-        }
-        drop(client);
-        let mut reader = MessageReader::new(MAX);
+        read_with(input, writes, MAX, 0).await
+    }
+
+    /// `input` written in `writes` pieces (so frames are cut at every place over the tests),
+    /// its first `first` bytes given as read with the handshake, to a reader of `max`.
+    async fn read_with(
+        input: &[u8],
+        writes: usize,
+        max: usize,
+        first: usize,
+    ) -> Vec<Result<Incoming, String>> {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let rest = input[first..].to_vec();
+        let writer = tokio::spawn(async move {
+            let piece = rest.len().div_ceil(writes.max(1)).max(1);
+            for part in rest.chunks(piece) {
+                client.write_all(part).await.unwrap();
+            }
+        });
+        let mut reader = MessageReader::new(max, &input[..first]);
         let mut out = Vec::new();
         while let Some(next) = poll_fn(|cx| reader.poll_next(&mut server, cx)).await {
             let failed = next.is_err();
@@ -377,6 +441,7 @@ mod tests {
             }
         }
         assert!(reader.poll_next(&mut server, &mut noop_cx()).is_ready());
+        writer.abort();
         out
     }
 
@@ -418,6 +483,31 @@ mod tests {
             vec![Ok(Incoming::Close(None))]
         );
         assert_eq!(read_all(b"", 1).await, vec![]);
+    }
+
+    #[tokio::test]
+    async fn large_messages_are_assembled_as_they_come_between_control_frames() {
+        // UTF-8 characters of 2, 3 and 4 bytes cut by the reads.
+        let text: String = "aé€😀".repeat(20_000);
+        let binary: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut input = client_frame(0x81, text.as_bytes());
+        input.extend(client_frame(0x89, b"between"));
+        input.extend(client_frame(0x02, &binary[..200_000]));
+        input.extend(client_frame(0x89, b"inside a message"));
+        input.extend(client_frame(0x80, &binary[200_000..]));
+        let expected = vec![
+            Ok(Incoming::Text(text.into())),
+            Ok(Incoming::Ping(Bytes::from_static(b"between"))),
+            Ok(Incoming::Ping(Bytes::from_static(b"inside a message"))),
+            Ok(Incoming::Binary(binary.into())),
+        ];
+        for (writes, first) in [(1, 0), (33, 0), (1001, 0), (7, 3), (5, 300_000)] {
+            assert_eq!(
+                read_with(&input, writes, 1 << 20, first).await,
+                expected,
+                "{writes} writes, {first} bytes first"
+            );
+        }
     }
 
     #[tokio::test]

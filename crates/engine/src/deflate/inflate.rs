@@ -18,18 +18,16 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::client_frames::{
-    header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION, PIECE,
-};
+use crate::client_frames::{header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION};
 
 /// Inflated bytes made before they are handed to the reader (plus one frame).
 const OUT_LIMIT: usize = 16 * 1024;
-/// The largest fragment we make out of inflated data: no larger than the plain frames that
-/// reach the reader whole, for the same reason (see `client_frames`).
-const CHUNK: usize = PIECE as usize;
+/// The largest fragment we make out of inflated data, inflated into a buffer on the stack.
+const CHUNK: usize = 1024;
 /// Bytes read from the socket at once.
 const READ: usize = 4096;
 /// What a sync flush ends with; RFC 7692 7.2.2: appended to a message's payload to inflate it.
@@ -78,22 +76,38 @@ struct Reader {
 
 impl<S> Inflating<S> {
     /// `window_bits`: None without permessage-deflate, else the window agreed for what we send.
-    /// `max_message`: the largest message, in compressed bytes as well as inflated.
-    pub fn new(inner: S, window_bits: Option<u8>, max_message: usize) -> Self {
-        let reader = window_bits.map(|window_bits| {
-            let decoder = Decoder {
-                max_compressed: max_message as u64,
-                ..Decoder::default()
+    /// `max_message`: the largest message, in compressed bytes as well as inflated. `first`:
+    /// bytes the client sent after its handshake, read with it: with permessage-deflate they are
+    /// read before the socket; without, they are given back, for the reader above.
+    pub fn new(
+        inner: S,
+        window_bits: Option<u8>,
+        max_message: usize,
+        first: Bytes,
+    ) -> (Self, Bytes) {
+        let Some(window_bits) = window_bits else {
+            let inflating = Inflating {
+                inner,
+                reader: None,
             };
-            Box::new(Reader {
-                window_bits,
-                decoder,
-                input: Vec::new(),
-                out: Vec::new(),
-                out_pos: 0,
-            })
+            return (inflating, first);
+        };
+        let decoder = Decoder {
+            max_compressed: max_message as u64,
+            ..Decoder::default()
+        };
+        let reader = Box::new(Reader {
+            window_bits,
+            decoder,
+            input: first.to_vec(),
+            out: Vec::new(),
+            out_pos: 0,
         });
-        Inflating { inner, reader }
+        let inflating = Inflating {
+            inner,
+            reader: Some(reader),
+        };
+        (inflating, Bytes::new())
     }
 
     /// The window agreed for the messages we send, if permessage-deflate was negotiated.
@@ -159,7 +173,36 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
     }
 }
 
-write_through_to_inner!(Inflating);
+/// Writes pass straight through: the layer changes reading only.
+impl<S: AsyncWrite + Unpin> AsyncWrite for Inflating<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
 
 /// Where the decoder is in the stream of client frames.
 #[derive(Debug, Default)]
@@ -527,9 +570,8 @@ mod tests {
                 0,
                 "the reader sees no reserved bits"
             );
-            // The reader would gather larger fragments whole (client_frames).
             assert!(
-                payload.len() <= PIECE as usize,
+                payload.len() <= CHUNK,
                 "a fragment of {} bytes",
                 payload.len()
             );
