@@ -184,4 +184,17 @@ mod tests {
             assert_eq!(payload_len(&bytes), len);
         }
     }
+
+    #[test]
+    fn control_frames_are_cut_to_125_bytes_at_a_character() {
+        let ping = control(OP_PING, &[7; 300]);
+        assert_eq!((ping[0], ping[1], ping.len()), (0x89, 125, 127));
+        // A close reason of 2-byte characters: cut before the one that would straddle 125.
+        let mut close = 1000u16.to_be_bytes().to_vec();
+        close.extend("é".repeat(100).as_bytes());
+        let frame = control(OP_CLOSE, &close);
+        assert_eq!((frame[0], frame[1]), (0x88, 124));
+        assert!(std::str::from_utf8(&frame[4..]).is_ok());
+        assert_eq!(&control(OP_CLOSE, &close[..10])[2..], &close[..10]);
+    }
 }
