@@ -22,13 +22,12 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::engine::ClientInfo;
 use crate::events::{Event, ReplyTo};
 use crate::frame::Encoded;
 use crate::local;
-use crate::registry::Outgoing;
+use crate::registry::{Control, Outgoing};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
 use crate::workers::socket_path;
@@ -92,7 +91,7 @@ impl Writer {
     fn item(self, item: &Outgoing) -> Self {
         match item {
             Outgoing::Frame(frame) => self.u8(0).bytes(frame.plain()),
-            Outgoing::Control(Message::Ping(data)) => self.u8(1).bytes(data),
+            Outgoing::Control(Control::Ping(data)) => self.u8(1).bytes(data),
             Outgoing::Control(other) => unreachable!("PHP pushes frames and pings, not {other:?}"),
         }
     }
@@ -146,7 +145,7 @@ impl<'a> Reader<'a> {
         let data = Bytes::copy_from_slice(self.bytes()?);
         match kind {
             0 => Encoded::from_plain(data).map(Outgoing::Frame),
-            1 => Some(Outgoing::Control(Message::Ping(data))),
+            1 => Some(Outgoing::Control(Control::Ping(data))),
             _ => None,
         }
     }
@@ -696,7 +695,7 @@ mod tests {
         assert!(peers.push(1, 2, &text));
         assert_eq!(peers.publish("room", &text, &[4]), 1);
         assert_eq!(
-            peers.broadcast(&Outgoing::Control(Message::Ping(Bytes::new())), &[]),
+            peers.broadcast(&Outgoing::Control(Control::Ping(Bytes::new())), &[]),
             2
         );
         // A push gets no answer: the next request's answer shows it was handled first.

@@ -144,7 +144,9 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::Message;
+    use bytes::Bytes;
+
+    use crate::registry::Control;
 
     fn conn(fd: u64) -> Arc<Conn> {
         Arc::new(Conn::new(fd, "127.0.0.1:1".parse().unwrap(), 0, 0))
@@ -161,7 +163,7 @@ mod tests {
         assert_eq!(ch.members("news"), vec![1, 2]);
         assert_eq!(ch.list(), vec![("news".into(), 2), ("sport".into(), 1)]);
         assert_eq!(ch.of(1), vec!["news".to_string(), "sport".to_string()]);
-        let text = || Outgoing::Control(Message::text("hi"));
+        let text = || Outgoing::Control(Control::Ping(Bytes::from_static(b"hi")));
         assert_eq!(ch.push("news", &[1], 1 << 20, text), 1);
         assert!(a.nothing_queued() && !b.nothing_queued());
         assert_eq!(ch.push("sport", &[1], 1 << 20, text), 0);

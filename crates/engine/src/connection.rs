@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::deflate::inflate::{InflateError, Inflating};
 use crate::events::Event;
@@ -20,7 +19,7 @@ use crate::frame;
 use crate::inline_dispatch;
 use crate::message_reader::{Incoming, MessageReader, ReadError};
 use crate::rate_limit::RateLimit;
-use crate::registry::{close_message, Conn, Outgoing};
+use crate::registry::{Conn, Control, Outgoing};
 use crate::shared::Shared;
 use crate::stats::bump;
 
@@ -330,11 +329,11 @@ where
         if write_frames(ws, &mut items, frames, deflate).await.is_err() {
             return Flow::Stop(ABNORMAL);
         }
-        if let Some(Outgoing::Control(message)) = items.pop_front() {
-            if let Message::Close(close) = &message {
-                closing = Some(close.as_ref().map(|f| u16::from(f.code)).unwrap_or(1000));
+        if let Some(Outgoing::Control(control)) = items.pop_front() {
+            if let Control::Close(code, _) = control {
+                closing = Some(code);
             }
-            if ws.write(&control_frame(&message)).await.is_err() {
+            if ws.write(&control.frame()).await.is_err() {
                 return Flow::Stop(ABNORMAL);
             }
         }
@@ -397,20 +396,6 @@ fn frame_bytes(item: &Outgoing, deflate: Option<u8>) -> &[u8] {
         .for_connection(deflate)
 }
 
-/// A ping or close frame queued in an outbox, as written.
-fn control_frame(message: &Message) -> Bytes {
-    match message {
-        Message::Ping(payload) => frame::control(frame::OP_PING, payload),
-        Message::Close(Some(close)) => {
-            let mut payload = u16::from(close.code).to_be_bytes().to_vec();
-            payload.extend_from_slice(close.reason.as_bytes());
-            frame::control(frame::OP_CLOSE, &payload)
-        }
-        Message::Close(None) => frame::control(frame::OP_CLOSE, &[]),
-        other => unreachable!("only pings and close frames are queued: {other:?}"),
-    }
-}
-
 /// One write of the first `frames` frames of `items`, the first from byte `done` on, vectored
 /// when there are several. The slices live on the stack of this call only: kept in the future,
 /// their array (1 KiB) made every connection step a large allocation.
@@ -461,7 +446,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     conn.closed_by_peer();
-    let close = control_frame(&close_message(code, reason));
+    let close = Control::Close(code, reason.into()).frame();
     let _ = tokio::time::timeout(CLOSE_WAIT, ws.write(&close)).await;
     Flow::Refusing(code)
 }

@@ -13,7 +13,6 @@ use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::bus::{BusServer, Peers};
 use crate::config::Config;
@@ -22,7 +21,7 @@ use crate::frame;
 use crate::inline_dispatch::{self, Serving};
 use crate::listener::accept_loop;
 use crate::redis_bridge::RedisBridge;
-use crate::registry::{Outgoing, PushError};
+use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
 use crate::tasks::{self, TaskSender};
@@ -60,7 +59,7 @@ impl Payload {
     }
 
     pub fn ping(data: &[u8]) -> Self {
-        Payload(Outgoing::Control(Message::Ping(Bytes::copy_from_slice(
+        Payload(Outgoing::Control(Control::Ping(Bytes::copy_from_slice(
             data,
         ))))
     }

@@ -20,13 +20,13 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
+use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::error::Elapsed;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
@@ -620,7 +620,7 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
             "missing or malformed Sec-WebSocket-Key\n",
         ));
     };
-    let accept = derive_accept_key(key.as_bytes());
+    let accept = accept_key(key.as_bytes());
     let offers = req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS);
     let agreed = shared
         .config
@@ -659,6 +659,15 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
         );
     }
     res
+}
+
+/// The Sec-WebSocket-Accept answer to a client's Sec-WebSocket-Key (RFC 6455 4.2.2).
+fn accept_key(key: &[u8]) -> String {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(GUID);
+    data_encoding::BASE64.encode(&sha1.finalize())
 }
 
 /// `window_bits`: Some if permessage-deflate was agreed.
@@ -745,5 +754,16 @@ fn http_request(
         remote: peer.remote,
         server_port: peer.server_port,
         time: unix_ms() as f64 / 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_accept_key_is_rfc_6455s_example() {
+        assert_eq!(
+            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -7,12 +7,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::frame::Encoded;
+use crate::frame::{self, Encoded};
 use crate::wake_signal::WakeSignal;
 
 /// Why a push was not queued.
@@ -38,8 +36,37 @@ enum State {
 pub enum Outgoing {
     /// A data message encoded once (see `frame.rs`), possibly shared with many connections.
     Frame(Arc<Encoded>),
-    /// Pings and close frames (encoded as they are written: see `connection`).
-    Control(Message),
+    /// Pings and close frames, encoded as they are written.
+    Control(Control),
+}
+
+/// A control frame waiting in an outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    Ping(Bytes),
+    /// Our close frame: its status code and reason.
+    Close(u16, String),
+}
+
+impl Control {
+    /// The frame as written.
+    pub(crate) fn frame(&self) -> Bytes {
+        match self {
+            Control::Ping(payload) => frame::control(frame::OP_PING, payload),
+            Control::Close(code, reason) => {
+                let mut payload = code.to_be_bytes().to_vec();
+                payload.extend_from_slice(reason.as_bytes());
+                frame::control(frame::OP_CLOSE, &payload)
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Control::Ping(payload) => payload.len(),
+            Control::Close(_, reason) => 2 + reason.len(),
+        }
+    }
 }
 
 impl Outgoing {
@@ -53,7 +80,7 @@ impl Outgoing {
     fn len(&self) -> usize {
         match self {
             Outgoing::Frame(frame) => frame.plain().len(),
-            Outgoing::Control(message) => message.len(),
+            Outgoing::Control(control) => control.len(),
         }
     }
 }
@@ -129,9 +156,9 @@ impl Conn {
             out.queue.clear();
             out.bytes = 0;
             out.state = State::Closing;
-            out.queue.push_back(Outgoing::Control(close_message(
+            out.queue.push_back(Outgoing::Control(Control::Close(
                 1008,
-                "slow consumer: too much data queued",
+                "slow consumer: too much data queued".into(),
             )));
             drop(out);
             self.wake.raise();
@@ -158,7 +185,7 @@ impl Conn {
         }
         out.state = State::Closing;
         out.queue
-            .push_back(Outgoing::Control(close_message(code, reason)));
+            .push_back(Outgoing::Control(Control::Close(code, reason.into())));
         drop(out);
         self.wake.raise();
         true
@@ -186,7 +213,7 @@ impl Conn {
         let mut out = self.outbox.lock();
         if out.state == State::Open {
             out.queue
-                .push_back(Outgoing::Control(Message::Ping(Default::default())));
+                .push_back(Outgoing::Control(Control::Ping(Bytes::new())));
             drop(out);
             self.wake.raise();
         }
@@ -201,13 +228,6 @@ impl Conn {
             kill: out.state == State::Kill,
         }
     }
-}
-
-pub(crate) fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.to_owned().into(),
-    }))
 }
 
 /// A map keyed by fd. fds are ours (counted up from 1, never chosen by a client), so a
@@ -339,7 +359,7 @@ mod tests {
         let drained = c.drain();
         assert_eq!(drained.items.len(), 1);
         match &drained.items[0] {
-            Outgoing::Control(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1008),
+            Outgoing::Control(Control::Close(code, _)) => assert_eq!(*code, 1008),
             other => panic!("expected a close, got {other:?}"),
         }
     }
