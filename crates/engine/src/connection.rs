@@ -144,12 +144,7 @@ where
                 Incoming::Close(code) => {
                     conn.closed_by_peer();
                     // The answer to the client's close frame, with its code.
-                    let payload = code.map(u16::to_be_bytes);
-                    let answer = frame::control(
-                        frame::OP_CLOSE,
-                        payload.as_ref().map_or(&[][..], |p| &p[..]),
-                    );
-                    let _ = ws.write(&answer).await;
+                    let _ = ws.write(&frame::close(code, "")).await;
                     return Flow::Stop(code.unwrap_or(1005));
                 }
             };

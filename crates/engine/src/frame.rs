@@ -106,17 +106,24 @@ pub fn encode(opcode: u8, payload: &[u8]) -> Bytes {
     encode_first(FIN | opcode, payload)
 }
 
-/// A control frame (close, ping, pong). Its payload is cut to the 125 bytes RFC 6455 allows,
-/// at a character boundary when it is a close reason's text.
+/// A ping or pong frame. Its payload is cut to the 125 bytes RFC 6455 allows.
 pub(crate) fn control(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut len = payload.len().min(125);
-    if opcode == OP_CLOSE {
-        // The reason after the 2-byte code: back to the start of a character.
-        while len > 2 && len < payload.len() && payload[len] & 0xC0 == 0x80 {
-            len -= 1;
-        }
+    encode_first(FIN | opcode, &payload[..payload.len().min(125)])
+}
+
+/// A close frame: empty without a status code, else the code and the reason, cut to fit the
+/// 125 bytes of a control frame at the start of a character.
+pub(crate) fn close(code: Option<u16>, reason: &str) -> Bytes {
+    let Some(code) = code else {
+        return encode_first(FIN | OP_CLOSE, &[]);
+    };
+    let mut fits = reason.len().min(123);
+    while !reason.is_char_boundary(fits) {
+        fits -= 1;
     }
-    encode_first(FIN | opcode, &payload[..len])
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(&reason.as_bytes()[..fits]);
+    encode_first(FIN | OP_CLOSE, &payload)
 }
 
 /// A frame whose first byte (FIN, RSV bits, opcode) is `first`.
@@ -190,11 +197,11 @@ mod tests {
         let ping = control(OP_PING, &[7; 300]);
         assert_eq!((ping[0], ping[1], ping.len()), (0x89, 125, 127));
         // A close reason of 2-byte characters: cut before the one that would straddle 125.
-        let mut close = 1000u16.to_be_bytes().to_vec();
-        close.extend("é".repeat(100).as_bytes());
-        let frame = control(OP_CLOSE, &close);
+        let frame = close(Some(1000), &"é".repeat(100));
         assert_eq!((frame[0], frame[1]), (0x88, 124));
+        assert_eq!(&frame[2..4], &1000u16.to_be_bytes());
         assert!(std::str::from_utf8(&frame[4..]).is_ok());
-        assert_eq!(&control(OP_CLOSE, &close[..10])[2..], &close[..10]);
+        assert_eq!(&close(Some(1001), "bye")[2..], b"\x03\xe9bye");
+        assert_eq!(&close(None, "ignored")[..], &[0x88, 0]);
     }
 }

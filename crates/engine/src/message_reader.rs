@@ -80,10 +80,10 @@ pub(crate) struct MessageReader {
     ended: bool,
 }
 
-/// What is known between reads: the limits and the message being assembled.
+/// What is known between reads: the size limit and the message being assembled.
 struct Frames {
-    max_frame: u64,
-    max_message: usize,
+    /// `package_max_length`: for a frame, and for a message of several frames.
+    max: usize,
     /// A message of several frames, or of one frame that more than one read brings. Boxed: an
     /// idle connection pays one pointer.
     message: Option<Box<Assembly>>,
@@ -110,8 +110,7 @@ impl MessageReader {
             pending: first.to_vec(),
             taken: 0,
             frames: Frames {
-                max_frame: max_message as u64,
-                max_message,
+                max: max_message,
                 message: None,
             },
             ended: false,
@@ -237,7 +236,7 @@ impl Frames {
             return Ok(None);
         }
         let len = payload_len(&bytes[..header]);
-        if len > self.max_frame {
+        if len > self.max as u64 {
             return Err(ReadError::FrameTooBig);
         }
         let len = len as usize;
@@ -300,7 +299,7 @@ impl Frames {
             }
             (None, _) => 0,
         };
-        if so_far + len > self.max_message {
+        if so_far + len > self.max {
             return Err(ReadError::MessageTooBig);
         }
         Ok(())
@@ -567,6 +566,55 @@ mod tests {
         // Invalid UTF-8 is refused in the fragment that brings it, before the message ends.
         let input = [client_frame(0x01, b"ok"), client_frame(0x00, &[0xc0, 0x80])].concat();
         assert!(refused(input).await.contains("UTF-8"));
+    }
+
+    #[tokio::test]
+    async fn what_is_held_follows_what_came_not_what_a_header_claims() {
+        // Room for everything written, so the writes never wait for the reader.
+        let (mut client, mut server) = tokio::io::duplex(2 << 20);
+        let mut reader = MessageReader::new(1 << 20, b"");
+        let stays_pending = |reader: &mut MessageReader, server: &mut tokio::io::DuplexStream| {
+            assert!(reader.poll_next(server, &mut noop_cx()).is_pending());
+        };
+        // A frame that claims 1 MiB and brings 100 bytes: no more than a read's worth reserved.
+        let big = client_frame(0x82, &vec![1; 1 << 20]);
+        client.write_all(&big[..114]).await.unwrap();
+        stays_pending(&mut reader, &mut server);
+        let message = reader
+            .frames
+            .message
+            .as_ref()
+            .expect("a message in the making");
+        assert_eq!(message.data.len(), 100);
+        assert!(
+            message.data.capacity() <= READ,
+            "{}",
+            message.data.capacity()
+        );
+        // The rest of it, two whole frames and 3 bytes of the next header, in one write: once
+        // the whole frames are taken, the 3 bytes are kept in a buffer their size.
+        client.write_all(&big[114..]).await.unwrap();
+        let mut input = client_frame(0x81, b"one");
+        input.extend(client_frame(0x81, b"two"));
+        input.extend(&client_frame(0x81, b"three")[..3]);
+        client.write_all(&input).await.unwrap();
+        for expected in [
+            Incoming::Binary(vec![1; 1 << 20].into()),
+            Incoming::Text("one".into()),
+        ] {
+            let got = poll_fn(|cx| reader.poll_next(&mut server, cx)).await;
+            assert_eq!(got.unwrap().unwrap(), expected);
+        }
+        assert_eq!(
+            poll_fn(|cx| reader.poll_next(&mut server, cx))
+                .await
+                .unwrap()
+                .unwrap(),
+            Incoming::Text("two".into())
+        );
+        stays_pending(&mut reader, &mut server);
+        assert_eq!(reader.pending.len(), 3);
+        assert_eq!(reader.pending.capacity(), 3);
     }
 
     #[test]

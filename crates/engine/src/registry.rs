@@ -53,11 +53,7 @@ impl Control {
     pub(crate) fn frame(&self) -> Bytes {
         match self {
             Control::Ping(payload) => frame::control(frame::OP_PING, payload),
-            Control::Close(code, reason) => {
-                let mut payload = code.to_be_bytes().to_vec();
-                payload.extend_from_slice(reason.as_bytes());
-                frame::control(frame::OP_CLOSE, &payload)
-            }
+            Control::Close(code, reason) => frame::close(Some(*code), reason),
         }
     }
 
