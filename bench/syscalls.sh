@@ -9,7 +9,10 @@
 # The kernel is three quarters of an echo's CPU time here, and what a server asks of it (how
 # often its threads sleep and wake each other, and how often its replies find a client thread
 # asleep: waking it is paid by the sender's sendto) is where the modes differ. perf slows what
-# it counts a little; the counts per round trip move less than the rates do.
+# it counts a little; the counts per round trip move less than the rates do. The TCP segments
+# (nstat's TcpOutSegs over the same 3 s, machine-wide: both directions, so 2 per round trip when
+# every reply carries the ACK of its request and no bare ACK is sent) say whether a server makes
+# the kernel send more packets than another.
 # Usage: bash bench/syscalls.sh   (needs perf: apt-get install linux-perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ for conns in $CONNS; do
     [[ $conns =~ ^[1-9][0-9]*$ ]] || fail "BENCH_SC_CONNS: '$conns' is not a number of connections"
 done
 probe_start sc perf linux-perf
+command -v nstat >/dev/null || fail "nstat is not installed (apt-get install iproute2)"
 EVENTS=syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,context-switches,task-clock
 perf stat -x, -e "$EVENTS" -- true >/dev/null 2>&1 ||
     fail "perf cannot count $EVENTS here (perf_event_paranoid, or no tracefs: run as root)"
@@ -51,8 +55,11 @@ count() {
     pids=$(pgrep -d, -P "$pid" || true)
     perf stat -x, -e "$EVENTS" -p "$pid${pids:+,$pids}" -o "$WORK/server.csv" -- sleep 3 &
     local server_perf=$!
+    nstat -n
     perf stat -x, -e "$EVENTS" -p "$client" -o "$WORK/client.csv" -- sleep 3
     wait "$server_perf"
+    local segments
+    segments=$(nstat -z TcpOutSegs | awk '$1 == "TcpOutSegs" { print $2 }')
     reap "$client" 10
     [ "$ENDED" = "exit 0" ] || fail "surge-load against $name: $ENDED: $(cat "$WORK/load.err")"
     stop "$pid"
@@ -60,18 +67,18 @@ count() {
     rate=$(php -r 'echo json_decode(file_get_contents($argv[1]), true)["round_trips_per_sec"];' "$WORK/load.json")
     [ "${rate%.*}" -gt 0 ] 2>/dev/null || fail "no round trips against $name: $(cat "$WORK/load.json")"
     # perf's CSV: value,unit,event,...; task-clock is in ms.
-    paste -d, "$WORK/server.csv" "$WORK/client.csv" | awk -F, -v name="$name" -v conns="$conns" -v rate="$rate" '
+    paste -d, "$WORK/server.csv" "$WORK/client.csv" | awk -F, -v name="$name" -v conns="$conns" -v rate="$rate" -v segments="$segments" '
         /^[0-9.]+,/ {
             n = split($0, f, ","); half = n / 2
             scale = ($3 == "task-clock") ? 1000 : 1   # ms to us
             row = row sprintf(" %6.3f / %6.3f |", f[1] * scale / (rate * 3), f[half + 1] * scale / (rate * 3))
         }
-        END { printf "| %-23s | %5d | %7d |%s\n", name, conns, rate, row }'
+        END { printf "| %-23s | %5d | %7d |%s %8.3f |\n", name, conns, rate, row, segments / (rate * 3) }'
 }
 
 echo "Per echo round trip, server / client (perf stat over 3 s of 5; 32 B), commit $(git rev-parse --short HEAD)"
-echo "| server                  | conns | RT/s    | recvfrom        | sendto          | epoll_wait      | futex           | context sw.     | CPU us          |"
-echo "|-------------------------|-------|---------|-----------------|-----------------|-----------------|-----------------|-----------------|-----------------|"
+echo "| server                  | conns | RT/s    | recvfrom        | sendto          | epoll_wait      | futex           | context sw.     | CPU us          | segments |"
+echo "|-------------------------|-------|---------|-----------------|-----------------|-----------------|-----------------|-----------------|-----------------|----------|"
 for conns in $CONNS; do
     count "Surge, as shipped" "$conns" php -n -d "extension=$(pwd)/build/surge.so" bench/servers/echo.php
     SURGE_WORKER_THREADS=0 count "Surge, worker_threads 0" "$conns" php -n -d "extension=$(pwd)/build/surge.so" bench/servers/echo.php
