@@ -222,6 +222,20 @@ def test_ctrl_c_reaches_every_process_and_each_worker_still_sees_its_clients_clo
     assert closed == {w["fd"] for w in who}
 
 
+@pytest.mark.parametrize("again", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_while_stopping_does_not_kill_the_master(php_server, tmp_path, again):
+    """A second Ctrl-C (or SIGTERM, or a reload) while the workers stop: the stop goes on, and the
+    master still returns from start() and exits 0 (the signal, left pending, used to end it)."""
+    srv = start_workers(php_server, tmp_path, SURGE_STOP_MS="1000")
+    srv.signal(signal.SIGTERM)
+    srv.wait_output("workerStop")
+    srv.signal(again)
+    assert srv.wait(timeout=15) == 0
+    out = srv.stdout()
+    assert re.findall(r"^start\(\) returned in (\d+)$", out, re.M) == [str(srv.proc.pid)]
+    assert out.count("shutdown in") == 1
+
+
 def test_the_master_waits_only_for_its_workers(php_server, tmp_path):
     """A process the script started before start() keeps its exit status for proc_close()."""
     srv = start_workers(php_server, tmp_path, SURGE_CHILD="1")

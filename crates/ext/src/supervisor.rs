@@ -413,6 +413,12 @@ impl MasterSignals {
 
 impl Drop for MasterSignals {
     fn drop(&mut self) {
+        // What came while stopping (a second Ctrl+C or SIGTERM, a reload) is answered by the
+        // stop already done. Left pending, it would be delivered as the mask is restored, with
+        // its default action: the master would die before start() returns.
+        while let Some(signal) = self.wait(Duration::ZERO) {
+            log::debug!(target: "surge", "signal {signal} came while stopping: ignored");
+        }
         self.restore();
     }
 }

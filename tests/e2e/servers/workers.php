@@ -29,7 +29,11 @@ $server->on('workerStart', function ($s, $id) {
     $GLOBALS['version'] = getenv('SURGE_VERSION_FILE') ? file_get_contents(getenv('SURGE_VERSION_FILE')) : null;
     out("workerStart $id worker_id={$s->worker_id} pid={$s->worker_pid} master={$s->master_pid}");
 });
-$server->on('workerStop', fn($s, $id) => out("workerStop $id"));
+$server->on('workerStop', function ($s, $id) {
+    out("workerStop $id");
+    // A stop that takes a while, for signals that come meanwhile.
+    usleep(1000 * (int) getenv('SURGE_STOP_MS'));
+});
 $server->on('shutdown', fn($s) => out("shutdown in " . getmypid()));
 $server->on('open', function ($s, $req) use ($table) {
     $table->set((string) $req->fd, ['worker' => $s->worker_id]);

@@ -37,7 +37,8 @@ pub fn verify_channel_auth(
     channel: &str,
     channel_data: Option<&str>,
 ) -> bool {
-    let Some((auth_key, signature)) = auth.split_once(':') else {
+    // The signature is hex; the key may hold a colon itself.
+    let Some((auth_key, signature)) = auth.rsplit_once(':') else {
         return false;
     };
     // The key is public: a plain comparison leaks nothing.
@@ -113,6 +114,9 @@ mod tests {
         assert!(!verify("key", &auth, "1.2", 2));
         assert!(!verify("other", &auth, "1.2", 1));
         assert!(!verify("key", &sig, "1.2", 1));
+        // A key with a colon in it (Laravel signs `key:hex` whatever the key).
+        assert!(verify("app:key", &format!("app:key:{sig}"), "1.2", 1));
+        assert!(!verify("app", &format!("app:key:{sig}"), "1.2", 1));
     }
 
     #[test]

@@ -207,9 +207,6 @@ pub struct App {
     /// sees joins and leaves in the same order as the snapshots handed to new subscribers.
     presence: Mutex<HashMap<String, Presence>>,
     connections: AtomicUsize,
-    /// HTTP API signatures already used, with their timestamps: a replayed POST is refused.
-    /// The size at which expired ones are next pruned comes with it.
-    used_signatures: Mutex<(HashMap<String, i64>, usize)>,
 }
 
 impl App {
@@ -219,7 +216,6 @@ impl App {
             channels: Channels::default(),
             presence: Mutex::default(),
             connections: AtomicUsize::new(0),
-            used_signatures: Mutex::default(),
         }
     }
 
