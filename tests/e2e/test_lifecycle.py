@@ -429,7 +429,7 @@ def test_every_kind_of_php_callable_runs_as_a_callback(php_server):
     with connect(srv.url) as ws:
         assert ws.recv(timeout=5) == "private method"
         got = []
-        for kind in ["call", "invokable", "static-magic", "function", "closure", "call"]:
+        for kind in ["call", "invokable", "static-magic", "function", "closure", "caller-this", "call"]:
             ws.send(f"use:{kind}")
             assert ws.recv(timeout=5) == "switched"
             for n in range(2):
@@ -441,6 +441,9 @@ def test_every_kind_of_php_callable_runs_as_a_callback(php_server):
         "__callStatic viaCallStatic: m0", "__callStatic viaCallStatic: m1",
         "function name: m0", "function name: m1",
         "closure: m0", "closure: m1",
+        # A method named by its class, registered from its own object: called on that object,
+        # which the callback keeps alive (its memory freed, another object took it).
+        "the caller's $this: m0", "the caller's $this: m1",
         "__call viaCall: m0", "__call viaCall: m1",
     ]
     out = srv.wait_output("static method closed")

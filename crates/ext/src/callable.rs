@@ -35,6 +35,10 @@ const MAX_ARGS: usize = 6;
 pub struct Callable {
     /// Holds what `resolved` points into: the closure, or the object of a method.
     zval: Zval,
+    /// Holds `resolved`'s object too: a method named by its class (`[self::class, 'm']`,
+    /// `'C::m'`) and registered from an instance method of that class is called on that
+    /// method's `$this`, which `zval` does not hold.
+    object: Zval,
     /// The function, its object and scope. None when the callable resolves to a `__call` or
     /// `__callStatic` trampoline, which PHP makes for one call only: those are resolved anew at
     /// every call.
@@ -79,8 +83,14 @@ impl Callable {
             // SAFETY: frees the trampoline made for this resolution, as PHP does after a call.
             unsafe { zend_release_fcall_info_cache(&mut fcc) };
         }
+        let mut object = Zval::new();
+        if !trampoline && !fcc.object.is_null() {
+            // SAFETY: resolution set it to a live object; set_object adds a reference.
+            object.set_object(unsafe { &mut *fcc.object });
+        }
         Some(Callable {
             zval,
+            object,
             resolved: (!trampoline).then_some(fcc),
         })
     }
@@ -89,6 +99,7 @@ impl Callable {
     pub fn shallow_clone(&self) -> Callable {
         Callable {
             zval: self.zval.shallow_clone(),
+            object: self.object.shallow_clone(),
             resolved: self.resolved,
         }
     }
@@ -135,8 +146,8 @@ struct KnownCall<'a> {
 unsafe extern "C" fn call_known(ctx: *const c_void) -> *const c_void {
     // SAFETY: `ctx` is the `KnownCall` that `call_resolved` passed, alive for the call.
     let call = unsafe { &*ctx.cast::<KnownCall>() };
-    // SAFETY: `fcc` was resolved from the callable's zval, which keeps the function and its
-    // object alive; the params and the return value are live zvals that outlive the call.
+    // SAFETY: `fcc` was resolved from the callable's zval, which keeps the function alive, and
+    // the `Callable` holds its object; the params and the return value are live zvals that outlive the call.
     unsafe {
         zend_call_known_function(
             call.fcc.function_handler,

@@ -44,6 +44,28 @@ class Handlers
     }
 }
 
+class Prefixed
+{
+    public function __construct(public string $prefix) {}
+
+    /** Registers one of its methods by class name: PHP calls it on this object, the caller's $this. */
+    public function attach($s): void
+    {
+        $s->on('message', [self::class, 'prefixed']);
+    }
+
+    public function prefixed($s, $frame): void
+    {
+        answer($s, $frame, $this->prefix);
+    }
+}
+
+/** The same size as Prefixed: it takes the memory of a Prefixed that was freed. */
+class Decoy
+{
+    public function __construct(public string $prefix) {}
+}
+
 class Invokable
 {
     public function __invoke($s, $frame): void
@@ -59,7 +81,12 @@ function by_name($s, $frame): void
 
 function answer($s, $frame, string $who): void
 {
-    if (str_starts_with($frame->data, 'use:')) {
+    if ($frame->data === 'use:caller-this') {
+        // Nothing but the callback holds this object once attach() returns.
+        (new Prefixed('the caller\'s $this'))->attach($s);
+        $GLOBALS['decoy'] = new Decoy('a freed object');
+        $s->push($frame->fd, 'switched');
+    } elseif (str_starts_with($frame->data, 'use:')) {
         $s->on('message', pick(substr($frame->data, 4)));
         $s->push($frame->fd, 'switched');
     } else {
