@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::deflate::inflate::{InflateError, Inflating};
 use crate::events::Event;
@@ -75,6 +75,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     async fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
         self.socket.write_all(frame).await?;
         self.socket.flush().await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<Inflating<S>> {
+    /// After refused input: says we are done writing, then drops what the client still sends
+    /// (the rest of a frame too big, its close frame), read from the socket itself, until it
+    /// closes. Closing a socket with unread bytes makes the kernel send a reset, and the client
+    /// would lose our close frame before it.
+    async fn discard_input(&mut self) {
+        let socket = self.socket.get_mut();
+        if socket.shutdown().await.is_err() {
+            return;
+        }
+        let mut dropped = [0u8; 4096];
+        while matches!(socket.read(&mut dropped).await, Ok(n) if n > 0) {}
     }
 }
 
@@ -164,7 +179,7 @@ where
 /// event (or the Pusher protocol's unsubscribes).
 async fn finish<S>(
     flow: Flow,
-    mut ws: WebSocket<S>,
+    mut ws: WebSocket<Inflating<S>>,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
     deflate: Option<u8>,
@@ -199,7 +214,16 @@ async fn finish<S>(
         }
         Flow::Refusing(code) => {
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(_)) = ws.next().await {}
+                loop {
+                    match ws.next().await {
+                        // The client's answer: the handshake is done.
+                        Some(Ok(Incoming::Close(_))) => return,
+                        Some(Ok(_)) => {}
+                        // The input was refused: what follows is not read as frames.
+                        Some(Err(_)) | None => break,
+                    }
+                }
+                ws.discard_input().await;
             })
             .await;
             code

@@ -236,7 +236,8 @@ impl Frames {
             return Ok(None);
         }
         let len = payload_len(&bytes[..header]);
-        if len > self.max as u64 {
+        // Control frames are up to 125 bytes whatever the limit (checked above).
+        if !control && len > self.max as u64 {
             return Err(ReadError::FrameTooBig);
         }
         let len = len as usize;
@@ -414,34 +415,50 @@ mod tests {
         read_with(input, writes, MAX, 0).await
     }
 
-    /// `input` written in `writes` pieces (so frames are cut at every place over the tests),
-    /// its first `first` bytes given as read with the handshake, to a reader of `max`.
+    /// `input` read in `writes` pieces, one a read (so frames are cut at every place over the
+    /// tests), its first `first` bytes given as read with the handshake, to a reader of `max`.
     async fn read_with(
         input: &[u8],
         writes: usize,
         max: usize,
         first: usize,
     ) -> Vec<Result<Incoming, String>> {
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
-        let rest = input[first..].to_vec();
-        let writer = tokio::spawn(async move {
-            let piece = rest.len().div_ceil(writes.max(1)).max(1);
-            for part in rest.chunks(piece) {
-                client.write_all(part).await.unwrap();
-            }
-        });
+        let rest = &input[first..];
+        let piece = rest.len().div_ceil(writes.max(1)).max(1);
+        let mut socket = Pieces(rest.chunks(piece).map(<[u8]>::to_vec).collect());
         let mut reader = MessageReader::new(max, &input[..first]);
         let mut out = Vec::new();
-        while let Some(next) = poll_fn(|cx| reader.poll_next(&mut server, cx)).await {
+        while let Some(next) = poll_fn(|cx| reader.poll_next(&mut socket, cx)).await {
             let failed = next.is_err();
             out.push(next.map_err(|e| e.to_string()));
             if failed {
                 break;
             }
         }
-        assert!(reader.poll_next(&mut server, &mut noop_cx()).is_ready());
-        writer.abort();
+        assert!(reader.poll_next(&mut socket, &mut noop_cx()).is_ready());
         out
+    }
+
+    /// A socket that gives one piece a read, as if each came in a packet of its own, then ends.
+    /// (A duplex pipe written by another task hands over everything written before the reader
+    /// runs, so it would not cut the frames.)
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut piece) = self.0.pop_front() {
+                let n = piece.len().min(buf.remaining());
+                buf.put_slice(&piece[..n]);
+                if n < piece.len() {
+                    self.0.push_front(piece.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
     }
 
     fn noop_cx() -> Context<'static> {
@@ -566,6 +583,20 @@ mod tests {
         // Invalid UTF-8 is refused in the fragment that brings it, before the message ends.
         let input = [client_frame(0x01, b"ok"), client_frame(0x00, &[0xc0, 0x80])].concat();
         assert!(refused(input).await.contains("UTF-8"));
+    }
+
+    #[tokio::test]
+    async fn control_frames_are_not_held_to_the_message_limit() {
+        // package_max_length may be as low as 16; a ping, or a close reason, may have 125 bytes.
+        let close = [&1000u16.to_be_bytes()[..], &[b'r'; 100]].concat();
+        let input = [client_frame(0x89, &[7; 125]), client_frame(0x88, &close)].concat();
+        assert_eq!(
+            read_with(&input, 1, 16, 0).await,
+            vec![
+                Ok(Incoming::Ping(vec![7; 125].into())),
+                Ok(Incoming::Close(Some(1000)))
+            ]
+        );
     }
 
     #[tokio::test]

@@ -114,6 +114,11 @@ impl<S> Inflating<S> {
     pub fn deflate_window(&self) -> Option<u8> {
         self.reader.as_ref().map(|r| r.window_bits)
     }
+
+    /// The socket under it, for bytes that are no longer read as messages.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
