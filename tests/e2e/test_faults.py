@@ -217,6 +217,21 @@ def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_ser
     slow.close()
 
 
+def test_a_client_that_reads_nothing_is_still_dropped_by_the_heartbeat(php_server):
+    """The flood fills the socket of a client that reads nothing, and the write waits for room
+    that never comes: the heartbeat's drop (nothing received for heartbeat_idle_time) still
+    ends the connection, and `close` runs (the task waited on the write for ever)."""
+    settings = settings_env(socket_buffer_size=1 << 20, heartbeat_check_interval=0.2, heartbeat_idle_time=1, ping_interval=0.5)
+    srv = php_server("faults.php", env={**settings, "SURGE_LOG_CLOSE": "1"})
+    slow = RawClient(srv.port, timeout=10).open()
+    try:
+        slow.send_frame(OP_TEXT, b"flood")
+        srv.wait_output("flood stopped", timeout=20)
+        srv.wait_output("close ", timeout=10)
+    finally:
+        slow.close()
+
+
 def test_warning_in_a_callback_is_printed_and_the_server_goes_on(php_server):
     srv = php_server("faults.php")
     with connect(srv.url) as ws:

@@ -113,13 +113,35 @@ where
     async move {
         let deflate = ws.socket.deflate_window();
         let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
+        // The outbox was raised while a step ran: the next step writes it.
+        let mut raised = false;
         let flow = loop {
-            let wake = tokio::select! {
-                biased;
-                _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => Wake::Outbox,
-                incoming = ws.next() => Wake::Input(incoming),
+            let wake = if std::mem::take(&mut raised) {
+                Wake::Outbox
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => Wake::Outbox,
+                    incoming = ws.next() => Wake::Input(incoming),
+                }
             };
-            let flow = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate)).await;
+            let mut step = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate));
+            let flow = poll_fn(|cx| {
+                if let Poll::Ready(flow) = step.as_mut().poll(cx) {
+                    return Poll::Ready(flow);
+                }
+                // A step may wait long on a write to a client that reads nothing: a kill (the
+                // heartbeat's, a full outbox's) ends it there. Looked at until the wait is
+                // registered again.
+                while conn.wake.poll_raised(cx).is_ready() {
+                    if conn.is_killed() {
+                        return Poll::Ready(Flow::Stop(ABNORMAL));
+                    }
+                    raised = true;
+                }
+                Poll::Pending
+            })
+            .await;
             if !matches!(flow, Flow::Continue) {
                 break flow;
             }

@@ -200,6 +200,10 @@ impl Conn {
         self.wake.raise();
     }
 
+    pub(crate) fn is_killed(&self) -> bool {
+        self.outbox.lock().state == State::Kill
+    }
+
     /// Queues a ping if the last one was at least `every_ms` ago.
     pub(crate) fn ping_if_due(&self, now_ms: u64, every_ms: u64) {
         if now_ms.saturating_sub(self.last_ping.load(Relaxed)) < every_ms {

@@ -5,6 +5,9 @@ $server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
 $settings = getenv('SURGE_SETTINGS') ? json_decode(getenv('SURGE_SETTINGS'), true) : [];
 $server->set($settings + ['log_level' => 'warn']);
 $server->on('start', fn($s) => print("start {$s->port}\n"));
+if (getenv('SURGE_LOG_CLOSE')) {
+    $server->on('close', fn($s, $fd) => print("close $fd\n"));
+}
 $server->on('message', function ($s, $frame) {
     $d = $frame->data;
     echo "message $d\n";
