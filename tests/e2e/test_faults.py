@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from conftest import settings_env
-from rawws import OP_TEXT, RawClient
+from rawws import OP_TEXT, RawClient, frame
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -230,6 +230,21 @@ def test_a_client_that_reads_nothing_is_still_dropped_by_the_heartbeat(php_serve
         srv.wait_output("close ", timeout=10)
     finally:
         slow.close()
+
+
+def test_a_message_that_takes_longer_than_heartbeat_idle_time_to_come_is_not_dropped(php_server):
+    """A large message over a slow uplink: its bytes coming count as activity, so the heartbeat
+    does not drop the client halfway (it counted only whole messages)."""
+    settings = settings_env(heartbeat_check_interval=0.2, heartbeat_idle_time=1, ping_interval=0.5)
+    srv = php_server("faults.php", env=settings)
+    payload = b"x" * 32768
+    whole = frame(OP_TEXT, payload)
+    with RawClient(srv.port, timeout=10) as slow:
+        slow.open()
+        for i in range(0, len(whole), 1024):  # 32 pieces over 3.2 s
+            slow.send(whole[i:i + 1024])
+            time.sleep(0.1)
+        assert slow.read_frame() == (OP_TEXT, payload)
 
 
 def test_warning_in_a_callback_is_printed_and_the_server_goes_on(php_server):

@@ -66,9 +66,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// The next message or control frame; None once the input has ended.
-    async fn next(&mut self) -> Option<Result<Incoming, ReadError>> {
-        poll_fn(|cx| self.reader.poll_next(&mut self.socket, cx)).await
+    /// The next message or control frame; None once the input has ended. `sending` runs when
+    /// a read brought part of a message and no more.
+    async fn next(&mut self, mut sending: impl FnMut()) -> Option<Result<Incoming, ReadError>> {
+        poll_fn(|cx| {
+            let next = self.reader.poll_next(&mut self.socket, cx);
+            if next.is_pending() && self.reader.took_input() {
+                sending();
+            }
+            next
+        })
+        .await
     }
 
     /// Writes one whole frame.
@@ -122,7 +130,8 @@ where
                 tokio::select! {
                     biased;
                     _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => Wake::Outbox,
-                    incoming = ws.next() => Wake::Input(incoming),
+                    // A message still coming counts as activity for the heartbeat.
+                    incoming = ws.next(|| conn.touch(shared.now_ms())) => Wake::Input(incoming),
                 }
             };
             let mut step = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate));
@@ -214,7 +223,7 @@ async fn finish<S>(
             // before the signal) are still the client's messages: PHP gets them, until the
             // client answers our close frame or time runs out.
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(incoming)) = ws.next().await {
+                while let Some(Ok(incoming)) = ws.next(|| {}).await {
                     let (data, binary) = match incoming {
                         Incoming::Text(data) => (data, false),
                         Incoming::Binary(data) => (data, true),
@@ -237,7 +246,7 @@ async fn finish<S>(
         Flow::Refusing(code) => {
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
                 loop {
-                    match ws.next().await {
+                    match ws.next(|| {}).await {
                         // The client's answer: the handshake is done.
                         Some(Ok(Incoming::Close(_))) => return,
                         Some(Ok(_)) => {}

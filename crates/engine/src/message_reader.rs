@@ -78,6 +78,8 @@ pub(crate) struct MessageReader {
     frames: Frames,
     /// A close frame or an error was read: the stream has ended.
     ended: bool,
+    /// The last `poll_next` read bytes from the socket.
+    took_input: bool,
 }
 
 /// What is known between reads: the size limit and the message being assembled.
@@ -114,7 +116,14 @@ impl MessageReader {
                 message: None,
             },
             ended: false,
+            took_input: false,
         }
+    }
+
+    /// Whether the last `poll_next` read bytes, if only part of a message: the client is
+    /// sending, even when one message takes longer than `heartbeat_idle_time` to come.
+    pub(crate) fn took_input(&self) -> bool {
+        self.took_input
     }
 
     /// The next message or control frame from `socket`; None once the stream has ended (the
@@ -124,6 +133,7 @@ impl MessageReader {
         socket: &mut S,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Incoming, ReadError>>> {
+        self.took_input = false;
         if self.ended {
             return Poll::Ready(None);
         }
@@ -173,6 +183,7 @@ impl MessageReader {
             if got.is_empty() {
                 return Poll::Ready(None);
             }
+            self.took_input = true;
             if !self.pending.is_empty() {
                 self.pending.extend_from_slice(got);
                 continue;
