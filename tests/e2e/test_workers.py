@@ -309,6 +309,29 @@ def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew
     assert srv.wait(timeout=15) == 0
 
 
+def test_a_reload_stops_no_more_workers_while_a_new_one_fails_in_worker_start(php_server, tmp_path, stack):
+    """A broken deploy: the new worker 0 dies in workerStart, again and again. The reload waits
+    for it to serve before it stops worker 1, which serves meanwhile; once the code is mended,
+    the reload goes on."""
+    version = tmp_path / "version"
+    version.write_text("v1")
+    srv = start_workers(php_server, tmp_path, SURGE_VERSION_FILE=str(version))
+    clients, who = clients_on_both_workers(srv, stack)
+    on_1 = next(ws for ws, w in zip(clients, who) if w["worker"] == 1)
+    version.write_text("broken")
+    assert ask(on_1, "reload") is True
+    srv.wait_output("worker 0 could not start: worker 0: it ended before it served", stream="stderr", timeout=10 * TIME_FACTOR)
+    time.sleep(2)  # more attempts at worker 0
+    assert "worker 1 stopped for the reload" not in srv.stderr()
+    assert ask(on_1, "who")["worker"] == 1, "worker 1 still serves its clients"
+    version.write_text("v2")
+    srv.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
+    later, seen = clients_on_both_workers(srv, stack)
+    assert {w["version"] for w in seen} == {"v2"}
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
 @pytest.mark.parametrize("code, message", [
     ("$s->reload();", "reload() restarts worker processes: set worker_num above 1 or task_worker_num"),
     ("$s->set(['worker_num' => 2]); $s->reload();", "reload() needs a running server: call it from a callback"),

@@ -92,7 +92,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
         return supervisor::run(server, this, config);
     }
     let engine = start_engine(server, config, None).map_err(error)?;
-    serve_and_stop(server, this, engine, true)
+    serve_and_stop(server, this, engine, None)
 }
 
 /// A forked worker (see `supervisor.rs`): serves until SIGTERM or a fatal error, then ends with
@@ -116,8 +116,7 @@ pub fn serve_worker(
             return Err(error(message));
         }
     };
-    ready.report(Ok(()));
-    serve_and_stop(server, this, engine, false)
+    serve_and_stop(server, this, engine, Some(ready))
 }
 
 /// Starts the engine; the error is a message for the user.
@@ -147,18 +146,20 @@ fn start_engine(
 
 /// Serves, drains, runs `workerStop` (and `start` before, `shutdown` after, when `whole`: this
 /// process is the whole server) and lets everything go.
+/// `ready`: a worker's report to the master, None for a server of one process (`whole`).
 fn serve_and_stop(
     server: &Server,
     this: &Zval,
     engine: Rc<Engine>,
-    whole: bool,
+    ready: Option<&mut Ready>,
 ) -> PhpResult<Ended> {
+    let whole = ready.is_none();
     let mut next = match whole {
         true => Next::from(callback(server, Kind::Start, &[this])),
         false => Next::Continue,
     };
     if next == Next::Continue {
-        next = serve(server, this, &engine);
+        next = serve(server, this, &engine, ready);
     }
     if next == Next::Continue {
         next = drain(server, this, &engine, Next::Continue, whole);
@@ -204,9 +205,13 @@ pub fn lifecycle(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Ende
     }
 }
 
-fn serve(server: &Server, this: &Zval, engine: &Engine) -> Next {
+fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready>) -> Next {
     let worker_id = engine.worker().0 as i64;
     let next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
+    // The master goes on (a reload stops the next worker) only once this one serves.
+    if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
+        ready.report(Ok(()));
+    }
     if next != Next::Continue {
         return next;
     }

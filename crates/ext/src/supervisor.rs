@@ -20,8 +20,11 @@ use crate::event_loop::{self, Ended};
 use crate::exception::error;
 use crate::server::Server;
 
-/// How long a worker may take to start its engine.
+/// How long a worker may take to start its engine and run its `workerStart`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a worker writes once its `workerStart` has returned: a worker that ends before (a
+/// fatal error in it, `exit()`) closes the pipe with nothing written.
+const SERVING: &str = "serving";
 /// A worker that died sooner than this after it started is started again only this late, so
 /// that one that cannot run does not make the master fork in a tight loop.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -41,10 +44,10 @@ pub fn exit_worker() {
 pub struct Ready(Option<OwnedFd>);
 
 impl Ready {
-    /// Writes the outcome once: empty for serving, else the error.
+    /// Writes the outcome once: serving, or the error.
     pub fn report(&mut self, outcome: Result<(), &str>) {
         if let Some(fd) = self.0.take() {
-            let text = outcome.err().unwrap_or("");
+            let text = outcome.err().unwrap_or(SERVING);
             let mut pipe = std::fs::File::from(fd);
             let _ = std::io::Write::write_all(&mut pipe, text.as_bytes());
         }
@@ -296,7 +299,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// The worker's report: Ok when it closed the pipe without a word (serving).
+/// The worker's report: Ok once its `workerStart` has returned.
 fn read_report(read: OwnedFd) -> Result<(), String> {
     let mut poll = libc::pollfd {
         fd: read.as_raw_fd(),
@@ -311,9 +314,10 @@ fn read_report(read: OwnedFd) -> Result<(), String> {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text)
         .map_err(|e| format!("cannot read its report: {e}"))?;
-    match text.is_empty() {
-        true => Ok(()),
-        false => Err(text),
+    match text.as_str() {
+        SERVING => Ok(()),
+        "" => Err("it ended before it served (exit() or a fatal error in workerStart?)".into()),
+        _ => Err(text),
     }
 }
 

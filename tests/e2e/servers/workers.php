@@ -27,6 +27,9 @@ $server->on('workerStart', function ($s, $id) {
     // Read here, after the fork: a worker started by reload() reads it anew (code included here
     // would be too); what the script read before start() is the master's.
     $GLOBALS['version'] = getenv('SURGE_VERSION_FILE') ? file_get_contents(getenv('SURGE_VERSION_FILE')) : null;
+    if ($GLOBALS['version'] === 'broken') {
+        trigger_error('a broken deploy', E_USER_ERROR);
+    }
     out("workerStart $id worker_id={$s->worker_id} pid={$s->worker_pid} master={$s->master_pid}");
 });
 $server->on('workerStop', function ($s, $id) {
