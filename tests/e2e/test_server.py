@@ -308,6 +308,23 @@ def test_query_and_form_fields_are_parsed_as_php_parses_them(php_server):
     assert got["post"] == {"x": ["1", "2"], "y_z": "3", "k": {"a": "="}}
 
 
+def test_a_warning_while_the_request_is_made_does_not_skip_the_open_callback(php_server):
+    """More query fields than max_input_vars: PHP warns while Surge parses them, and an error
+    handler that throws (Laravel's) left an exception pending, so `open` (where an app checks
+    its token) never ran and the client stayed connected unchecked."""
+    srv = php_server("echo.php", env={"SURGE_THROWING_ERRORS": "1"})
+    query = "&".join(f"f{i}={i}" for i in range(1001))
+    with connect(f"{srv.url}/?{query}") as ws:
+        out = srv.wait_output("open ")
+        opened = json.loads(out.split("open ", 1)[1].split(" ", 1)[1].splitlines()[0])
+        assert len(opened["get"]) == 1000, "PHP keeps max_input_vars of them"
+        ws.send("still served")
+        assert ws.recv(timeout=5) == "still served"
+    err = srv.stderr()
+    assert "uncaught ErrorException while the open callback's arguments were made" in err
+    assert "Input variables exceeded 1000" in err
+
+
 def test_a_multipart_form_gives_post_fields_and_uploaded_files_as_php_does(php_server, tmp_path):
     """A form from curl -F: fields in $request->post (nested), files in $request->files laid out
     as PHP's $_FILES, written under upload_tmp_dir, taken by is_uploaded_file() and

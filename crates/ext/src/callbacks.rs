@@ -93,6 +93,17 @@ pub fn call_for_value(
     args: &[&dyn IntoZvalDyn],
     context: &str,
 ) -> (Outcome, Option<Zval>) {
+    // Making the arguments can run PHP: a warning while a request's fields are parsed (more
+    // than max_input_vars) reaches the script's error handler, which may throw (Laravel's
+    // does). Pending, the exception would keep the callback from running at all.
+    if ExecutorGlobals::has_exception() {
+        match ExecutorGlobals::pending_exception_class().as_deref() {
+            Some("UnwindExit") => return (Outcome::Exit, None),
+            _ => log_pending(&format!(
+                "while the {context} callback's arguments were made"
+            )),
+        }
+    }
     match callback.call(args) {
         Ok(value) => return (Outcome::Continue, Some(value)),
         Err(CallError::NotCallable) => {
@@ -108,27 +119,33 @@ pub fn call_for_value(
     if ExecutorGlobals::pending_exception_class().as_deref() == Some("UnwindExit") {
         return (Outcome::Exit, None);
     }
-    if let Some(ex) = ExecutorGlobals::take_exception() {
-        let class = ex.get_class_name().unwrap_or_else(|_| "Exception".into());
-        let text = |method: &str| {
-            ex.try_call_method(method, vec![])
-                .ok()
-                .and_then(|z| z.string())
-                .unwrap_or_default()
-        };
-        let line = ex
-            .try_call_method("getLine", vec![])
-            .ok()
-            .and_then(|z| z.long())
-            .unwrap_or(0);
-        log::error!(
-            target: "surge",
-            "uncaught {class} in the {context} callback: {} in {}:{line}",
-            text("getMessage"),
-            text("getFile")
-        );
-    }
+    log_pending(&format!("in the {context} callback"));
     (Outcome::Continue, None)
+}
+
+/// Takes the exception PHP has pending, if any, and logs it as uncaught `place`.
+fn log_pending(place: &str) {
+    let Some(ex) = ExecutorGlobals::take_exception() else {
+        return;
+    };
+    let class = ex.get_class_name().unwrap_or_else(|_| "Exception".into());
+    let text = |method: &str| {
+        ex.try_call_method(method, vec![])
+            .ok()
+            .and_then(|z| z.string())
+            .unwrap_or_default()
+    };
+    let line = ex
+        .try_call_method("getLine", vec![])
+        .ok()
+        .and_then(|z| z.long())
+        .unwrap_or(0);
+    log::error!(
+        target: "surge",
+        "uncaught {class} {place}: {} in {}:{line}",
+        text("getMessage"),
+        text("getFile")
+    );
 }
 
 /// Callables by event, at the event's place in [`KINDS`]. Held zvals are invisible to PHP's GC,

@@ -7,6 +7,13 @@ $server->set($settings + ['log_level' => 'debug']);
 
 function out(string $line): void { echo $line, "\n"; }
 
+if (getenv('SURGE_THROWING_ERRORS')) {
+    // As Laravel's error handler does: every warning becomes an exception.
+    set_error_handler(function (int $level, string $message, string $file, int $line) {
+        throw new ErrorException($message, 0, $level, $file, $line);
+    });
+}
+
 $server->on('start', fn($s) => out("start {$s->port}"));
 $server->on('workerStart', fn($s, $id) => out("workerStart $id"));
 $server->on('open', function ($s, $req) {
