@@ -419,6 +419,18 @@ def test_a_worker_that_cannot_start_makes_start_throw_and_leaves_no_process(tmp_
     assert leftover == ""
 
 
+def test_a_worker_that_ends_in_worker_start_makes_start_throw(tmp_path):
+    script = tmp_path / "ends.php"
+    script.write_text(
+        "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
+        "$s->set(['worker_num' => 2]);\n"
+        "$s->on('workerStart', fn() => exit(3));\n"
+        "try { $s->start(); echo 'started'; } catch (Surge\\Exception $e) { echo 'thrown: ', $e->getMessage(); }\n"
+    )
+    r = run_php(script, timeout=30)
+    assert r.stdout == "thrown: worker 0: it ended before it served (exit() or a fatal error in workerStart?)", r.stdout + r.stderr
+
+
 def test_port_in_use_throws_before_any_worker_starts(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     r = run_php(f"<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', {srv.port});"
