@@ -53,7 +53,10 @@ const FINISH: u8 = 16;
 const PIPE: u8 = 17;
 
 /// A peer that does not answer within this is taken as gone (it answers from memory only).
+#[cfg(not(test))]
 const TIMEOUT: Duration = Duration::from_secs(5);
+#[cfg(test)]
+const TIMEOUT: Duration = Duration::from_millis(300);
 
 /// A message being written: its length is filled in by `finish`.
 struct Writer(Vec<u8>);
@@ -399,7 +402,10 @@ impl Peers {
     }
 
     /// Sends `message` to worker `peer` and, if `reply`, reads its answer. None if the worker
-    /// cannot be reached (or, for a push, Some of nothing once sent).
+    /// cannot be reached (or, for a push, Some of nothing once sent). A link that fails before
+    /// the message is written whole is made again once (its worker may have been restarted);
+    /// one that fails after is not: the peer may be slow, not gone (its link waits while its
+    /// PHP's queue is full), and would carry the request out twice (a broadcast sent twice).
     fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
         if message.len() - 4 > u32::MAX as usize {
             // Its length would not fit the header (a push of over 4 GiB).
@@ -416,9 +422,12 @@ impl Peers {
             };
             match send_and_read(link, message, reply) {
                 Ok(answer) => return Some(answer),
-                Err(e) => {
-                    log::debug!(target: "surge", "bus link to worker {peer}: {e}");
+                Err(failed) => {
+                    log::debug!(target: "surge", "bus link to worker {peer}: {}", failed.error);
                     links[peer] = None;
+                    if failed.written {
+                        return None;
+                    }
                 }
             }
         }
@@ -601,16 +610,31 @@ impl Peers {
     }
 }
 
-fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> std::io::Result<Vec<u8>> {
-    send_all(link, message)?;
+/// A failed exchange: the error, and whether the message had been written whole.
+struct Failed {
+    error: std::io::Error,
+    written: bool,
+}
+
+fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> Result<Vec<u8>, Failed> {
+    send_all(link, message).map_err(|error| Failed {
+        error,
+        written: false,
+    })?;
     if !reply {
         return Ok(Vec::new());
     }
     let mut len = [0u8; 4];
-    link.read_exact(&mut len)?;
-    let mut answer = vec![0; u32::from_be_bytes(len) as usize];
-    link.read_exact(&mut answer)?;
-    Ok(answer)
+    let mut read = || {
+        link.read_exact(&mut len)?;
+        let mut answer = vec![0; u32::from_be_bytes(len) as usize];
+        link.read_exact(&mut answer)?;
+        Ok(answer)
+    };
+    read().map_err(|error| Failed {
+        error,
+        written: true,
+    })
 }
 
 /// Writes all of `message` with MSG_NOSIGNAL: to a worker that died, the write fails with EPIPE
@@ -751,6 +775,29 @@ mod tests {
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");
         assert!(!peers.push(1, 4, &text));
         assert_eq!(peers.connections(vec![]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_request_written_whole_is_not_sent_again_when_its_answer_is_late() {
+        // A worker whose bus links are stuck (its PHP's queue is full): it takes requests and
+        // answers none in time. Sent again on a new link, each would be carried out twice.
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
+        let stuck = std::thread::spawn(move || {
+            let mut links = Vec::new();
+            listener.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + 3 * TIMEOUT;
+            while std::time::Instant::now() < until {
+                if let Ok((link, _)) = listener.accept() {
+                    links.push(link);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            links.len()
+        });
+        let peers = Peers::new(dir.path(), 0, 2);
+        assert!(!peers.exists(1, 2), "no answer in time");
+        assert_eq!(stuck.join().unwrap(), 1, "one link, the request sent once");
     }
 
     #[test]
