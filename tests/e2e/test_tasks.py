@@ -132,9 +132,12 @@ def test_finish_the_task_own_callback_and_what_is_refused(php_server, tmp_path, 
     assert recv(ws)["result"]["error"] == "task() is for workers; a task worker cannot send tasks"
     assert send_task(ws, "closure")["task"] == "Exception: Serialization of 'Closure' is not allowed"
     assert send_task(ws, "dst")["task"] == "task() hands a task to the first free task worker: pass -1 as $dst_worker_id"
-    # A task that returns nothing sends nothing back.
+    # A task that returns nothing sends nothing back; its sender lets go of its own callback.
     send_task(ws, "silent")
     srv.wait_output("silent task")
+    send_task(ws, "ownsilent")
+    srv.wait_output("the finish callback of a silent task is freed")
+    assert "a finish callback ran for a silent task" not in srv.stdout()
     ws.send("info")
     assert "task" in recv(ws) and "finish" in recv(ws)
 

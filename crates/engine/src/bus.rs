@@ -733,6 +733,7 @@ mod tests {
             worker,
             pid,
             waited,
+            callback: false,
         };
         assert!(peers.finish(reply_to(1, false), 9, b"done"));
         assert!(peers.exists(1, 4));

@@ -460,11 +460,12 @@ impl Engine {
     }
 
     /// Queues a task for the task workers (see `tasks.rs`): this worker gets its result as
-    /// [`Event::Finish`] with the same `task_id`. Waits while the queue is full, up to 5 s;
-    /// the error is a message for the user.
-    pub fn task(&self, task_id: u64, data: &[u8]) -> Result<(), String> {
+    /// [`Event::Finish`] with the same `task_id`; with `callback` (it keeps one for the
+    /// result), an empty one if the task ends without a result. Waits while the queue is
+    /// full, up to 5 s; the error is a message for the user.
+    pub fn task(&self, task_id: u64, callback: bool, data: &[u8]) -> Result<(), String> {
         self.task_sender()?
-            .send(self.worker().0, task_id, false, data)
+            .send(self.worker().0, task_id, (false, callback), data)
     }
 
     /// Queues tasks (id, data) and waits up to `timeout` for their results, on this thread:
@@ -482,7 +483,7 @@ impl Engine {
         let ids: Vec<u64> = tasks.iter().map(|(id, _)| *id).collect();
         ids.iter().for_each(|id| results.expect(*id));
         for (id, data) in tasks {
-            if let Err(e) = sender.send(self.worker().0, *id, true, data) {
+            if let Err(e) = sender.send(self.worker().0, *id, (true, false), data) {
                 ids.iter().for_each(|id| results.forget(*id));
                 return Err(e);
             }

@@ -175,6 +175,9 @@ pub struct ReplyTo {
     pub pid: u32,
     /// The sender waits for the result (`taskwait()`).
     pub waited: bool,
+    /// The sender keeps a callback for the result: a task that ends without one sends an
+    /// empty one, for the sender to let the callback go.
+    pub callback: bool,
 }
 
 /// What happened on a Pusher channel, for [`Event::Pusher`].

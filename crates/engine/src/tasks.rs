@@ -10,7 +10,8 @@
 //! data, or, for data over [`INLINE_MAX`] ([`IN_FILE`]), the path of a file holding it (in the
 //! bus's private directory; the task worker that takes it removes it). [`WAITED`] marks a task
 //! whose sender waits for its result (`taskwait()`): the result goes to [`TaskResults`], not to
-//! PHP's finish callback.
+//! PHP's finish callback. [`CALLBACK`] marks one whose sender keeps a callback for its result
+//! (`task()` with `$finish_callback`): if it ends without a result, an empty one says so.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -32,6 +33,7 @@ const INLINE_MAX: usize = 8 << 10;
 const HEADER: usize = 21;
 const IN_FILE: u8 = 1;
 const WAITED: u8 = 2;
+const CALLBACK: u8 = 4;
 /// The bytes of tasks not yet taken that the queue holds (the kernel's limit, `wmem_max`,
 /// may be lower); a task sent while it is full waits for room up to [`SEND_WAIT`].
 const QUEUE_BYTES: usize = 4 << 20;
@@ -102,14 +104,14 @@ impl TaskSender {
         &self,
         worker: usize,
         task_id: u64,
-        waited: bool,
+        (waited, callback): (bool, bool),
         data: &[u8],
     ) -> Result<(), String> {
         let mut datagram = Vec::with_capacity(HEADER + data.len().min(INLINE_MAX + 64));
         datagram.extend_from_slice(&(worker as u64).to_be_bytes());
         datagram.extend_from_slice(&std::process::id().to_be_bytes());
         datagram.extend_from_slice(&task_id.to_be_bytes());
-        let flags = if waited { WAITED } else { 0 };
+        let flags = if waited { WAITED } else { 0 } | if callback { CALLBACK } else { 0 };
         let file = match data.len() > INLINE_MAX {
             false => {
                 datagram.push(flags);
@@ -243,7 +245,7 @@ fn parse(datagram: &[u8]) -> Option<Event> {
     let pid = u32::from_be_bytes(head[8..12].try_into().ok()?);
     let task_id = u64::from_be_bytes(head[12..20].try_into().ok()?);
     let flags = head[20];
-    let data = match flags & !WAITED {
+    let data = match flags & !(WAITED | CALLBACK) {
         0 => rest.to_vec(),
         IN_FILE => {
             // Read on the task worker's runtime, which has nothing else to do meanwhile.
@@ -261,6 +263,7 @@ fn parse(datagram: &[u8]) -> Option<Event> {
             worker: usize::try_from(worker).ok()?,
             pid,
             waited: flags & WAITED != 0,
+            callback: flags & CALLBACK != 0,
         },
         data,
     }))
@@ -332,7 +335,7 @@ mod tests {
         for size in [0, 10, INLINE_MAX, INLINE_MAX + 1, 3 << 20] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let waited = size % 2 == 1;
-            sender.send(3, 77, waited, &data).unwrap();
+            sender.send(3, 77, (waited, !waited), &data).unwrap();
             let n = taker.recv(&mut buffer).unwrap();
             let Some(Event::Task(Task {
                 task_id,
@@ -350,7 +353,8 @@ mod tests {
                     ReplyTo {
                         worker: 3,
                         pid,
-                        waited
+                        waited,
+                        callback: !waited
                     }
                 )
             );
@@ -358,7 +362,7 @@ mod tests {
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         }
         assert!(parse(&[0; HEADER - 1]).is_none());
-        assert!(parse(&[[0; HEADER - 1].as_slice(), &[4]].concat()).is_none());
+        assert!(parse(&[[0; HEADER - 1].as_slice(), &[8]].concat()).is_none());
     }
 
     #[test]
@@ -367,7 +371,7 @@ mod tests {
         let queue = TaskQueue::new().unwrap();
         let sender = queue.sender(dir.path()).unwrap();
         for task_id in 0..3 {
-            sender.send(0, task_id, false, b"x").unwrap();
+            sender.send(0, task_id, (false, false), b"x").unwrap();
         }
         let (tx, mut events) = tokio::sync::mpsc::channel(8);
         let shared = Arc::new(Shared::new(
@@ -466,14 +470,14 @@ mod tests {
         let data = vec![7u8; INLINE_MAX];
         let started = std::time::Instant::now();
         let err = loop {
-            if let Err(e) = sender.send(0, 1, false, &data) {
+            if let Err(e) = sender.send(0, 1, (false, false), &data) {
                 break e;
             }
             assert!(started.elapsed() < Duration::from_secs(60));
         };
         assert!(err.contains("the task queue stayed full"), "{err}");
         assert!(sender
-            .send(0, 1, false, &vec![7u8; INLINE_MAX + 1])
+            .send(0, 1, (false, false), &vec![7u8; INLINE_MAX + 1])
             .is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -336,7 +336,7 @@ mod tests {
         let Role::Tasks(taker) = pool.worker(3).unwrap().role else {
             panic!("worker 3 takes tasks")
         };
-        sender.send(1, 5, false, b"job").unwrap();
+        sender.send(1, 5, (false, false), b"job").unwrap();
         let mut buffer = [0u8; 64];
         let n = taker.recv(&mut buffer).unwrap();
         assert!(buffer[..n].ends_with(b"\0job"), "the flags, then the data");

@@ -573,8 +573,9 @@ impl Server {
             None => None,
         };
         let bytes = tasks::encode(data)?;
+        let has_callback = callback.is_some();
         let id = self.tasks.next_id(callback);
-        match engine.task(id, &bytes) {
+        match engine.task(id, has_callback, &bytes) {
             Ok(()) => tasks::id_or_false(Some(id)),
             Err(e) => {
                 self.tasks.forget(id);

@@ -19,6 +19,9 @@ use crate::server::Server;
 
 const STRING: u8 = 0;
 const SERIALIZED: u8 = 1;
+/// What a task that ended without a result sends when its sender keeps a callback for one:
+/// no data at all (a result is at least its kind byte, STRING or SERIALIZED).
+const NO_RESULT: &[u8] = b"";
 
 /// The task a task worker is running.
 #[derive(Clone, Copy)]
@@ -124,6 +127,13 @@ fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
             log::error!(target: "surge", "the result of task {task_id} was not sent: {e:?}");
         }
     }
+    let sent = server.tasks.running.get().is_some_and(|r| r.finished);
+    if !sent && reply_to.callback {
+        // No result: the sender lets go of the callback it keeps for one.
+        if let Some(engine) = server.engine() {
+            engine.finish(reply_to, task_id, NO_RESULT);
+        }
+    }
     outcome
 }
 
@@ -145,8 +155,13 @@ pub fn finish(server: &Server, data: &Zval) -> PhpResult<bool> {
         .is_some_and(|e| e.finish(running.reply_to, running.task_id, &bytes)))
 }
 
-/// In a worker: runs the task's own callback (given to task()), else the `finish` callback.
+/// In a worker: runs the task's own callback (given to task()), else the `finish` callback;
+/// for a task that ended without a result, lets go of its own callback.
 pub fn finished(server: &Server, this: &Zval, task_id: u64, data: &[u8]) -> Outcome {
+    if data == NO_RESULT {
+        server.tasks.callbacks.borrow_mut().remove(&task_id);
+        return Outcome::Continue;
+    }
     let data = match decode(data) {
         Ok(data) => data,
         Err(e) => {

@@ -13,6 +13,17 @@ $server->set($settings + [
 
 function out(string $line): void { echo $line . "\n"; }
 
+/** Says when it is freed. */
+class Announce
+{
+    public function __construct(private string $text) {}
+
+    public function __destruct()
+    {
+        out($this->text);
+    }
+}
+
 if (isset($settings['redis'])) {
     // Before start(): the workers subscribe, the task workers do not (they have no connections).
     $server->subscribe(['news']);
@@ -39,6 +50,13 @@ $server->on('message', function ($s, $frame) {
         'own' => $s->task($task, finish_callback: function ($s, $taskId, $result) {
             $s->push($result['fd'], json_encode(['own' => $taskId, 'result' => $result]));
         }),
+        // A finish callback for a task that returns nothing: it never runs, and is let go of.
+        'ownsilent' => $s->task(['cmd' => 'quick'], -1, (function () {
+            $held = new Announce('the finish callback of a silent task is freed');
+            return function () use ($held) {
+                out('a finish callback ran for a silent task');
+            };
+        })()),
         // Waits for the result here: no finish callback runs for it.
         'wait' => $s->taskwait(['cmd' => $arg ?: 'info', 'fd' => $frame->fd, 'nested' => $task['nested']], 2.0),
         'waitshort' => $s->taskwait(['cmd' => 'slow', 'fd' => $frame->fd], 0.1),
