@@ -7,7 +7,9 @@
 //! A message is a 4-byte big-endian length, then its bytes; a request starts with its op.
 //! Pushes and task results get no answer (they are sent in order on the link, and a push to a
 //! connection that closed meanwhile is dropped, as for a closing local one); every other request
-//! gets one.
+//! gets one. What goes to this worker's PHP (`sendMessage()`, task results) waits for room in
+//! its event queue in a queue of the link's own, so that a busy PHP thread holds up only that,
+//! not the answers to the questions that follow on the link.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -21,7 +23,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::ClientInfo;
 use crate::events::{Event, ReplyTo};
@@ -51,6 +53,9 @@ const STATS: u8 = 15;
 const FINISH: u8 = 16;
 /// `sendMessage()`: a message from one worker (or task worker) for another's PHP.
 const PIPE: u8 = 17;
+
+/// Messages for PHP a link holds while the event queue is full; past them, the link waits too.
+const FOR_PHP_BACKLOG: usize = 1024;
 
 /// A peer that does not answer within this is taken as gone (it answers from memory only).
 #[cfg(not(test))]
@@ -312,6 +317,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let (mut rx, mut tx) = stream.into_split();
+            let for_php = to_php(&shared);
             let mut request = Vec::new();
             loop {
                 let Ok(len) = rx.read_u32().await else { return };
@@ -322,13 +328,13 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                 if request.first() == Some(&PIPE) {
                     let mut r = Reader(&request[1..]);
                     match (r.u64(), r.bytes()) {
-                        // Queued for PHP like any event: waits for room, as a message does.
+                        // Queued for PHP like any event, in order.
                         (Some(from), Some(data)) => {
                             let event = Event::PipeMessage {
                                 worker: from as usize,
                                 data: data.to_vec(),
                             };
-                            if shared.events.send(event).await.is_err() {
+                            if for_php.send(event).await.is_err() {
                                 return;
                             }
                         }
@@ -347,10 +353,10 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                         Some((task_id, _, true, data)) => {
                             shared.task_results.deliver(task_id, data);
                         }
-                        // Queued for PHP like any event: waits for room, as a message does.
+                        // Queued for PHP like any event, in order.
                         Some((task_id, _, false, data)) => {
                             let event = Event::Finish { task_id, data };
-                            if shared.events.send(event).await.is_err() {
+                            if for_php.send(event).await.is_err() {
                                 return;
                             }
                         }
@@ -368,6 +374,21 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
             }
         });
     }
+}
+
+/// A link's queue of messages for PHP: a task hands them on to the event queue in order,
+/// waiting for room there as a client's message does, until the link (the sender) is gone.
+fn to_php(shared: &Shared) -> mpsc::Sender<Event> {
+    let (sender, mut queued) = mpsc::channel(FOR_PHP_BACKLOG);
+    let events = shared.events.clone();
+    tokio::spawn(async move {
+        while let Some(event) = queued.recv().await {
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    sender
 }
 
 /// This worker's links to the others, used by its PHP thread. A link is made when first needed
@@ -776,6 +797,31 @@ mod tests {
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");
         assert!(!peers.push(1, 4, &text));
         assert_eq!(peers.connections(vec![]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_full_event_queue_holds_up_messages_for_php_not_the_questions_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, mut events) = worker_one(dir.path());
+        // Worker 1's PHP thread is busy: its event queue is full.
+        while shared
+            .events
+            .try_send(Event::Close { fd: 99, code: 1000 })
+            .is_ok()
+        {}
+        assert!(peers.pipe(1, b"first") && peers.pipe(1, b"second"));
+        assert!(peers.exists(1, 2), "answered while the messages wait");
+        // Once PHP takes its events, the messages follow, in order.
+        let mut piped = Vec::new();
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while piped.len() < 2 && std::time::Instant::now() < until {
+            match events.try_recv() {
+                Ok(Event::PipeMessage { data, .. }) => piped.push(data),
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        assert_eq!(piped, [b"first".to_vec(), b"second".to_vec()]);
     }
 
     #[test]
