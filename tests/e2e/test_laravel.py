@@ -249,7 +249,7 @@ def test_surge_reload_restarts_the_workers_of_the_running_server(php_server, app
     storage/framework/surge-PORT.json) restarts its workers one at a time; the clients reconnect."""
     server = serve(php_server, app_env, SURGE_SETTINGS=json.dumps({"worker_num": 2}))
     state = Path(app_env["APP_STORAGE"]) / "framework" / f"surge-{server.port}.json"
-    assert "reload   php artisan surge:reload" in server.stdout()
+    assert f"reload   php artisan surge:reload --port={server.port} (restarts" in server.stdout()
     assert json.loads(state.read_text())["pid"] == server.proc.pid
     before = {open_client(server)[1].split(".")[0] for _ in range(8)}
     out = artisan("surge:reload", env=app_env)

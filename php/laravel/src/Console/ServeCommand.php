@@ -245,7 +245,8 @@ class ServeCommand extends Command
         }
         $this->line('  stop     Ctrl+C or SIGTERM');
         if (($settings['worker_num'] ?? 1) > 1 || ($settings['task_worker_num'] ?? 0) > 0) {
-            $this->line('  reload   php artisan surge:reload (restarts the workers one at a time)');
+            // With the port: the command that finds this server when several run here too.
+            $this->line("  reload   php artisan surge:reload --port={$port} (restarts the workers one at a time)");
         }
     }
 }
