@@ -141,6 +141,15 @@ def test_binary_push(php_server):
         assert ws.recv(timeout=5) == b"\x00\xffraw"
 
 
+def test_numbers_are_pushed_as_php_prints_them(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send("cmd:numbers")
+        got = [ws.recv(timeout=5) for _ in range(6)]
+        assert got == ["42", "1.5", "0.3", "1.0E+20", "-INF", "NAN"]
+        assert json.loads(ws.recv(timeout=5)) == [True] * 6
+
+
 def test_exception_in_callback_is_logged_and_server_keeps_serving(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

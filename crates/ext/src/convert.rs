@@ -17,6 +17,12 @@ pub fn binary_zval(bytes: &[u8]) -> Zval {
     zv
 }
 
+unsafe extern "C" {
+    // Exported by PHP (Zend/zend_operators.h): a float as `(string)` makes it (the `precision`
+    // setting, `1.0E+20`, `INF`, `NAN`); ext-php-rs has no binding for it.
+    fn zend_double_to_str(num: f64) -> *mut ZendStr;
+}
+
 /// The bytes of a string argument; ints and floats are converted as PHP would print them.
 pub fn bytes_arg(zv: &Zval, what: &str) -> PhpResult<Vec<u8>> {
     if let Some(s) = zv.zend_str() {
@@ -26,7 +32,9 @@ pub fn bytes_arg(zv: &Zval, what: &str) -> PhpResult<Vec<u8>> {
         return Ok(n.to_string().into_bytes());
     }
     if let Some(f) = zv.double() {
-        return Ok(f.to_string().into_bytes());
+        // SAFETY: PHP makes a new string, which the box releases.
+        let text = unsafe { ZBox::from_raw(zend_double_to_str(f)) };
+        return Ok(text.as_bytes().to_vec());
     }
     Err(error(format!(
         "{what} must be a string, got {}",

@@ -45,6 +45,7 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'close' => $s->close($frame->fd),
         'push' => [$s->push((int) $arg, "to $arg"), $s->exist((int) $arg), $s->isEstablished((int) $arg)],
         'binary' => $s->push($frame->fd, "\x00\xffraw", WEBSOCKET_OPCODE_BINARY),
+        'numbers' => array_map(fn($n) => $s->push($frame->fd, $n), [42, 1.5, 0.1 + 0.2, 1e20, -INF, NAN]),
         'throw' => throw new RuntimeException("thrown on purpose"),
         'exit' => exit(3),
         'fatal' => trigger_error('fatal on purpose', E_USER_ERROR),
