@@ -425,8 +425,8 @@ impl Peers {
     /// Sends `message` to worker `peer` and, if `reply`, reads its answer. None if the worker
     /// cannot be reached (or, for a push, Some of nothing once sent). A link that fails before
     /// the message is written whole is made again once (its worker may have been restarted);
-    /// one that fails after is not: the peer may be slow, not gone (its link waits while its
-    /// PHP's queue is full), and would carry the request out twice (a broadcast sent twice).
+    /// one that fails after is not: the peer may be slow, not gone (its link waits once 1,024
+    /// messages for its busy PHP are held), and would carry the request out twice.
     fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
         if message.len() - 4 > u32::MAX as usize {
             // Its length would not fit the header (a push of over 4 GiB).
@@ -835,8 +835,8 @@ mod tests {
 
     #[test]
     fn a_request_written_whole_is_not_sent_again_when_its_answer_is_late() {
-        // A worker whose bus links are stuck (its PHP's queue is full): it takes requests and
-        // answers none in time. Sent again on a new link, each would be carried out twice.
+        // A worker whose bus links are stuck: it takes requests and answers none in time. Sent
+        // again on a new link, each would be carried out twice.
         let dir = tempfile::tempdir().unwrap();
         let listener = std::os::unix::net::UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
         let stuck = std::thread::spawn(move || {

@@ -147,7 +147,8 @@ unsafe extern "C" fn call_known(ctx: *const c_void) -> *const c_void {
     // SAFETY: `ctx` is the `KnownCall` that `call_resolved` passed, alive for the call.
     let call = unsafe { &*ctx.cast::<KnownCall>() };
     // SAFETY: `fcc` was resolved from the callable's zval, which keeps the function alive, and
-    // the `Callable` holds its object; the params and the return value are live zvals that outlive the call.
+    // the `Callable` holds its object; the params and the return value are live zvals that
+    // outlive the call.
     unsafe {
         zend_call_known_function(
             call.fcc.function_handler,
