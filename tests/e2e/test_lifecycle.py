@@ -183,15 +183,19 @@ def test_a_fatal_error_in_a_callback_closes_every_client_with_1011_and_php_ends_
     srv = php_server("echo.php")
     with connect(srv.url) as other, connect(srv.url) as ws:
         ws.send(f"cmd:{cmd}")
-        assert srv.wait(timeout=10) == 255
-        for client in (ws, other):
-            with pytest.raises(ConnectionClosed):
-                client.recv(timeout=5)
-            assert close_code(client) == 1011
+        assert_ended_by_a_fatal_error(srv, [ws, other])
     err = srv.stderr()
     assert "Fatal error: " in err and "fatal error in the message callback" in err, err
-    # No PHP code ran after the fatal error: neither the close nor the shutdown callback, and
-    # start() did not return to the script.
+
+
+def assert_ended_by_a_fatal_error(srv, clients):
+    """PHP ended with 255, every client got 1011, and no PHP code ran after the fatal error:
+    neither the close nor the shutdown callback, and start() did not return to the script."""
+    assert srv.wait(timeout=10) == 255
+    for client in clients:
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout=5)
+        assert close_code(client) == 1011
     out = srv.stdout()
     assert re.search(r"^(close|shutdown|start returned)", out, re.M) is None, out
 
@@ -449,3 +453,29 @@ def test_every_kind_of_php_callable_runs_as_a_callback(php_server):
     out = srv.wait_output("static method closed")
     assert "private timer" in out
     assert "not callable" not in srv.stderr() + out
+
+
+def test_a_fatal_error_in_a_destructor_after_a_callback_closes_every_client_with_1011(php_server):
+    # The one-shot timer's closure goes after it ran, outside the callback: its captured
+    # object's destructor fails there.
+    srv = php_server("echo.php")
+    with connect(srv.url) as other, connect(srv.url) as ws:
+        ws.send("cmd:fatal-later")
+        assert ws.recv(timeout=5) == "true"
+        assert_ended_by_a_fatal_error(srv, [ws, other])
+    err = srv.stderr()
+    assert "Fatal error: fatal in a destructor" in err and "fatal error outside a callback" in err, err
+
+
+def test_a_destructor_run_as_surge_lets_a_callback_go_may_call_the_server(php_server):
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        # clearTimer() lets the timer's closure go; its captured object's destructor adds a timer.
+        ws.send("cmd:clear-held")
+        assert ws.recv(timeout=5) == "true"
+        assert ws.recv(timeout=5) == "timer from a destructor"
+        # on() replaces the close callback; the old one's captured object sets it again.
+        ws.send("cmd:replace-held")
+        assert json.loads(ws.recv(timeout=5)) == [True, True]
+    srv.wait_output("replaced in a destructor")
+    assert "panic" not in srv.stderr().lower(), srv.stderr()

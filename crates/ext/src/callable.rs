@@ -5,28 +5,22 @@
 //! it once, as PHP's own functions that call back many times do (`array_map`, `usort`), and
 //! then calls the function found.
 
-use std::ffi::c_void;
 use std::panic::AssertUnwindSafe;
 use std::ptr;
 
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::{
-    ext_php_rs_compiler_globals, ext_php_rs_zend_try_catch, zend_call_known_function,
-    zend_fcall_info_cache, zend_is_callable_ex, ZEND_ACC_CALL_VIA_TRAMPOLINE,
+    zend_call_known_function, zend_fcall_info_cache, zend_is_callable_ex,
+    ZEND_ACC_CALL_VIA_TRAMPOLINE,
 };
 use ext_php_rs::types::{ZendCallable, Zval};
 use ext_php_rs::zend::{try_catch, ExecutorGlobals};
 
+use crate::fatal_error::{unclean_shutdown, zend_try};
+
 unsafe extern "C" {
     // Exported by PHP (Zend/zend_API.h); ext-php-rs has no binding for it.
     fn zend_release_fcall_info_cache(fcc: *mut zend_fcall_info_cache);
-}
-
-/// Whether PHP has been told to end this request uncleanly: set by every fatal error.
-fn unclean_shutdown() -> bool {
-    // SAFETY: PHP's compiler globals live as long as the process (this thread's, under ZTS);
-    // only the PHP thread calls callbacks.
-    unsafe { (*ext_php_rs_compiler_globals()).unclean_shutdown }
 }
 
 /// The most arguments Surge gives a callback (pusherClientEvent's six).
@@ -134,37 +128,7 @@ impl Callable {
     }
 }
 
-/// A resolved call, as `call_known` gets it through PHP's zend_try.
-struct KnownCall<'a> {
-    fcc: &'a zend_fcall_info_cache,
-    params: *mut Zval,
-    count: u32,
-    retval: *mut Zval,
-}
-
-/// Runs inside PHP's zend_try (ext-php-rs's C wrapper): PHP code only, nothing that unwinds.
-unsafe extern "C" fn call_known(ctx: *const c_void) -> *const c_void {
-    // SAFETY: `ctx` is the `KnownCall` that `call_resolved` passed, alive for the call.
-    let call = unsafe { &*ctx.cast::<KnownCall>() };
-    // SAFETY: `fcc` was resolved from the callable's zval, which keeps the function alive, and
-    // the `Callable` holds its object; the params and the return value are live zvals that
-    // outlive the call.
-    unsafe {
-        zend_call_known_function(
-            call.fcc.function_handler,
-            call.fcc.object,
-            call.fcc.called_scope,
-            call.retval,
-            call.count,
-            call.params,
-            ptr::null_mut(),
-        );
-    }
-    ctx
-}
-
-/// Calls a resolved callable (every message's callback goes this way: lighter than
-/// ext-php-rs's `try_catch`, which also catches Rust panics and runs its own cleanups).
+/// Calls a resolved callable (every message's callback goes this way).
 fn call_resolved(
     fcc: &zend_fcall_info_cache,
     args: &[&dyn IntoZvalDyn],
@@ -175,17 +139,23 @@ fn call_resolved(
         *param = arg.as_zval(false).map_err(|_| CallError::Threw)?;
     }
     let mut retval = Zval::new();
-    let call = KnownCall {
-        fcc,
-        params: params.as_mut_ptr(),
-        count: args.len() as u32,
-        retval: &mut retval,
-    };
-    let mut done = ptr::null_mut();
-    // SAFETY: `call_known` only calls PHP, with what `call` points to, alive until we return.
-    let bailed_out =
-        unsafe { ext_php_rs_zend_try_catch(call_known, (&raw const call).cast(), &mut done) };
-    if bailed_out {
+    let called = zend_try(|| {
+        // SAFETY: `fcc` was resolved from the callable's zval, which keeps the function alive,
+        // and the `Callable` holds its object; the params and the return value are live zvals
+        // that outlive the call.
+        unsafe {
+            zend_call_known_function(
+                fcc.function_handler,
+                fcc.object,
+                fcc.called_scope,
+                &mut retval,
+                args.len() as u32,
+                params.as_mut_ptr(),
+                ptr::null_mut(),
+            );
+        }
+    });
+    if called.is_none() {
         return Err(CallError::Fatal);
     }
     if ExecutorGlobals::has_exception() {

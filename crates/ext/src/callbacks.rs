@@ -154,8 +154,10 @@ fn log_pending(place: &str) {
 pub struct Callbacks([Option<Callable>; KINDS.len()]);
 
 impl Callbacks {
-    pub fn set(&mut self, kind: Kind, callback: Option<Callable>) {
-        self.0[kind.index()] = callback;
+    /// Returns the callable it replaces, for the caller to drop once its borrow has ended (see
+    /// `event_loop::release`).
+    pub fn set(&mut self, kind: Kind, callback: Option<Callable>) -> Option<Callable> {
+        std::mem::replace(&mut self.0[kind.index()], callback)
     }
 
     /// A new reference to the callable, so no borrow is held while PHP runs it.
@@ -165,9 +167,5 @@ impl Callbacks {
 
     pub fn has(&self, kind: Kind) -> bool {
         self.0[kind.index()].is_some()
-    }
-
-    pub fn clear(&mut self) {
-        self.0 = Default::default();
     }
 }

@@ -13,6 +13,7 @@ use surge_engine::{Config, Engine, Event, Handler, PusherEvent, Worker};
 use crate::callbacks::{call, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
+use crate::fatal_error::{unclean_shutdown, zend_try};
 use crate::form_input;
 use crate::pipe_message;
 use crate::request::Request;
@@ -187,12 +188,16 @@ fn serve_and_stop(
 
 /// After serving: releases everything PHP's GC cannot see (callables may hold the server);
 /// `Server::served` keeps start() from serving again without them. The engine (and with it
-/// Tokio) is gone by then.
+/// Tokio) is gone by then. Each is taken out of its RefCell before it is dropped: the
+/// destructors of what the callables captured run PHP code, which may call the server back
+/// (`on()`, `clearTimer()`), and a borrow held meanwhile would make that call panic.
 pub fn release(server: &Server) {
-    server.callbacks.borrow_mut().clear();
+    let callbacks = std::mem::take(&mut *server.callbacks.borrow_mut());
+    drop(callbacks);
     server.tasks.clear();
     server.frames.clear();
-    server.timers.borrow_mut().clear_all();
+    let timers = server.timers.borrow_mut().take_all();
+    drop(timers);
     server.set_running(false, None);
 }
 
@@ -221,17 +226,17 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
     }
     let mut next = Next::Continue;
     engine.serve(BATCH, |batch| {
-        for event in batch.drain(..) {
-            match dispatch(server, this, event) {
-                Next::Continue => {}
-                Next::Stop => server.stop_requested.set(true),
-                end @ (Next::Exit | Next::Fatal) => {
-                    next = end;
-                    return false;
+        next = guarded(|| {
+            for event in batch.drain(..) {
+                match dispatch(server, this, event) {
+                    Next::Continue => {}
+                    Next::Stop => server.stop_requested.set(true),
+                    end @ (Next::Exit | Next::Fatal) => return end,
                 }
             }
-        }
-        !server.stop_requested.get()
+            Next::Continue
+        });
+        next == Next::Continue && !server.stop_requested.get()
     });
     next
 }
@@ -266,14 +271,21 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
             batch.clear();
             continue;
         }
-        for event in batch.drain(..) {
-            match dispatch(server, this, event) {
-                Next::Continue => {}
-                Next::Stop if !whole => {}
-                // A second signal: the user wants out now.
-                Next::Stop => return Next::Continue,
-                end @ (Next::Exit | Next::Fatal) => return end,
+        let end = guarded(|| {
+            for event in batch.drain(..) {
+                match dispatch(server, this, event) {
+                    Next::Continue => {}
+                    Next::Stop if !whole => {}
+                    end @ (Next::Stop | Next::Exit | Next::Fatal) => return end,
+                }
             }
+            Next::Continue
+        });
+        match end {
+            Next::Continue => {}
+            // A second signal: the user wants out now.
+            Next::Stop => return Next::Continue,
+            end @ (Next::Exit | Next::Fatal) => return end,
         }
     }
 }
@@ -294,6 +306,24 @@ fn object<T: IntoZval>(value: PhpResult<T>, what: &str) -> Option<Zval> {
         Err(err) => {
             log::error!(target: "surge", "could not build the {what} object: {err:?}");
             None
+        }
+    }
+}
+
+/// Handles a batch of events inside PHP's zend_try. A callback catches its own fatal errors
+/// (see `Callable::call`), but PHP also runs outside it: a destructor, when the last reference
+/// to an argument or to a one-shot timer's closure goes after the call. A fatal error there
+/// would jump over the event loop; caught here, it ends serving as one in a callback does
+/// (1011; the rest of the batch is left unhandled).
+fn guarded(handle_batch: impl FnOnce() -> Next) -> Next {
+    match zend_try(handle_batch) {
+        // The callback's own fatal error, logged where it was caught.
+        Some(Next::Fatal) => Next::Fatal,
+        // Some fatal errors are reported without the jump (see `Callable::call`).
+        Some(next) if !unclean_shutdown() => next,
+        _ => {
+            log::error!(target: "surge", "fatal error outside a callback (in a destructor?): closing every client with 1011 and exiting");
+            Next::Fatal
         }
     }
 }

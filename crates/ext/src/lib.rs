@@ -9,6 +9,7 @@ mod connections;
 mod convert;
 mod event_loop;
 mod exception;
+mod fatal_error;
 mod form_input;
 mod frame;
 mod pipe_message;

@@ -260,10 +260,11 @@ impl Server {
             )
         };
         let present = callback.is_some();
-        self.callbacks.borrow_mut().set(kind, callback);
+        let replaced = self.callbacks.borrow_mut().set(kind, callback);
         if let (Some(engine), Some(handler)) = (self.engine(), handler_for(kind)) {
             engine.set_handler(handler, present);
         }
+        drop(replaced);
         Ok(true)
     }
 
@@ -550,9 +551,11 @@ impl Server {
     /// Stops a timer; false if there is no such timer.
     pub fn clear_timer(&self, timer_id: i64) -> bool {
         let engine = self.engine();
-        self.timers
+        let cleared = self
+            .timers
             .borrow_mut()
-            .clear(fd_arg(timer_id), engine.as_deref())
+            .clear(fd_arg(timer_id), engine.as_deref());
+        cleared.is_some()
     }
 
     /// Hands `$data` (a string, or any value serialize() takes) to a free task worker, whose

@@ -50,14 +50,17 @@ impl Tasks {
         id
     }
 
-    /// The task could not be sent: its callback goes.
+    /// The task could not be sent, or it ended without a result: its callback goes, once the
+    /// borrow has ended (see `event_loop::release`).
     pub fn forget(&self, task_id: u64) {
-        self.callbacks.borrow_mut().remove(&task_id);
+        let forgotten = self.callbacks.borrow_mut().remove(&task_id);
+        drop(forgotten);
     }
 
     /// Drops the callables (they may hold the server; see `event_loop::release`).
     pub fn clear(&self) {
-        self.callbacks.borrow_mut().clear();
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        drop(callbacks);
     }
 }
 
@@ -159,7 +162,7 @@ pub fn finish(server: &Server, data: &Zval) -> PhpResult<bool> {
 /// for a task that ended without a result, lets go of its own callback.
 pub fn finished(server: &Server, this: &Zval, task_id: u64, data: &[u8]) -> Outcome {
     if data == NO_RESULT {
-        server.tasks.callbacks.borrow_mut().remove(&task_id);
+        server.tasks.forget(task_id);
         return Outcome::Continue;
     }
     let data = match decode(data) {

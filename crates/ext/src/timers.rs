@@ -54,11 +54,13 @@ impl Timers {
         }
     }
 
-    pub fn clear(&mut self, id: u64, engine: Option<&Engine>) -> bool {
+    /// Returns the timer's callable, for the caller to drop once its borrow has ended (see
+    /// `event_loop::release`); None if there is no such timer.
+    pub fn clear(&mut self, id: u64, engine: Option<&Engine>) -> Option<Callable> {
         if let Some(engine) = engine {
             engine.clear_timer(id);
         }
-        self.entries.remove(&id).is_some()
+        self.entries.remove(&id).map(|t| t.callback)
     }
 
     /// The callable for a timer that fired, and whether it repeats. A one-shot timer is
@@ -72,7 +74,8 @@ impl Timers {
         }
     }
 
-    pub fn clear_all(&mut self) {
-        self.entries.clear();
+    /// Every timer's callable, for the caller to drop (see `event_loop::release`).
+    pub fn take_all(&mut self) -> Vec<Callable> {
+        self.entries.drain().map(|(_, t)| t.callback).collect()
     }
 }

@@ -72,6 +72,14 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'sequence' => [$s->push($frame->fd, 'one'), $s->broadcast('two'), $s->push($frame->fd, 'three')],
         'last-words' => [$s->push($frame->fd, $arg), $s->disconnect($frame->fd, 4001, 'said')],
         'big' => $s->push($frame->fd, str_repeat("\xab", (int) $arg), WEBSOCKET_OPCODE_BINARY),
+        // Callbacks whose captured object does something when Surge lets go of them: after the
+        // timer ran, when the timer is cleared, when the callback is replaced.
+        'fatal-later' => (bool) $s->after(10, holding(new OnDestroy(fn() => trigger_error('fatal in a destructor', E_USER_ERROR)))),
+        'clear-held' => $s->clearTimer($s->after(60000, holding(new OnDestroy(fn() => $s->after(1, fn() => $s->push($frame->fd, 'timer from a destructor')))))),
+        'replace-held' => [
+            $s->on('close', holding(new OnDestroy(fn() => $s->on('close', fn($s, $fd) => out("close $fd, replaced in a destructor"))))),
+            $s->on('close', fn() => null),
+        ],
         default => "unknown $cmd",
     };
 }
@@ -83,6 +91,19 @@ function keep(?object $frame = null): array
         $kept[] = $frame;
     }
     return $kept;
+}
+
+// Runs $then when it is destroyed.
+class OnDestroy
+{
+    public function __construct(private Closure $then) {}
+    public function __destruct() { ($this->then)(); }
+}
+
+// A callback that does nothing and holds $held.
+function holding(object $held): Closure
+{
+    return function () use ($held) {};
 }
 
 // Sleeps (blocking the PHP thread) and says for how long it really slept, in ms.
