@@ -215,6 +215,23 @@ def test_subscribe_and_unsubscribe_after_start(php_server, redis_server):
         assert err["exception"] == "Surge\\Exception" and "subscribe" in err["message"]
 
 
+def test_a_channel_redis_refuses_is_dropped_and_the_others_keep_working(php_server, redis_server):
+    # An ACL that lets the bridge's user use the "allowed" channels only: any other SUBSCRIBE
+    # is refused (NOPERM).
+    redis_server.client.execute_command("ACL", "SETUSER", "default", "resetchannels", f"&{PREFIX}allowed*")
+    srv = bridge(php_server, redis_server, ["forbidden", "allowed"])
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "allowed")
+        wait_subscribed(redis_server, PREFIX + "allowed")
+        assert a.call("subscribe", "forbidden-later") is True
+        srv.wait_output(f"subscribing {PREFIX}forbidden-later was refused", stream="stderr")
+        redis_server.client.publish(PREFIX + "allowed", laravel("Allowed", {}))
+        assert a.recv_json()["event"] == "Allowed"
+        stats = redis_stats(a)
+        assert (stats["state"], stats["reconnects"], stats["subscriptions"]) == ("connected", 0, 1)
+    assert f"subscribing {PREFIX}forbidden was refused, it is dropped: NoPerm: this user has no permissions" in srv.stderr()
+
+
 def test_redis_publish_round_trip(php_server, redis_server):
     srv = bridge(php_server, redis_server, None)
     listener = listen(redis_server, PREFIX + "outbox", raw=True)

@@ -320,10 +320,7 @@ async fn subscriber(
                 let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
                 let mut ok = true;
                 for topic in &wanted {
-                    ok = ok
-                        && answered(apply(&mut sink, &Change::Subscribe(topic.clone())))
-                            .await
-                            .is_ok();
+                    ok = ok && apply(&bridge, &mut sink, &Change::Subscribe(topic.clone())).await;
                 }
                 if ok {
                     bridge.set_state(BridgeState::Connected);
@@ -343,7 +340,7 @@ async fn subscriber(
                     loop {
                         tokio::select! {
                             change = changes.recv() => match change {
-                                Some(change) => if answered(apply(&mut sink, &change)).await.is_err() { break },
+                                Some(change) => if !apply(&bridge, &mut sink, &change).await { break },
                                 None => return,
                             },
                             _ = health.tick() => if answered(sink.ping::<redis::Value>()).await.is_err() { break },
@@ -404,7 +401,31 @@ async fn answered<T>(
     }
 }
 
-async fn apply(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::RedisResult<()> {
+/// Sends a (P)(UN)SUBSCRIBE; false if the connection failed. One that Redis refuses (an ACL
+/// without that channel: NOPERM) is that topic's problem, not the connection's: it is logged
+/// and forgotten, where reconnecting would only be refused again, every few seconds, for ever.
+async fn apply(bridge: &RedisBridge, sink: &mut redis::aio::PubSubSink, change: &Change) -> bool {
+    let err = match answered(send(sink, change)).await {
+        Ok(()) => return true,
+        Err(err) => err,
+    };
+    // A code is what Redis answered; an error without one is the connection's.
+    if err.code().is_none() {
+        return false;
+    }
+    match change {
+        Change::Subscribe(topic) => {
+            log::warn!(target: "surge", "redis: subscribing {} was refused, it is dropped: {err}", topic.name);
+            bridge.wanted.lock().remove(topic);
+        }
+        Change::Unsubscribe(topic) => {
+            log::warn!(target: "surge", "redis: unsubscribing {} was refused: {err}", topic.name);
+        }
+    }
+    true
+}
+
+async fn send(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::RedisResult<()> {
     match change {
         Change::Subscribe(Topic {
             name,
