@@ -62,6 +62,21 @@ def test_workers_start_with_their_ids_and_the_master_runs_start(php_server, tmp_
     assert out.count("start worker_id") == 1
 
 
+def test_the_workers_run_their_worker_start_side_by_side(php_server, tmp_path):
+    srv = start_workers(php_server, tmp_path, SURGE_START_MS="1000")
+    out = srv.wait_output("start worker_id=-1")
+    # Each began before the other ended.
+    for one, other in [(0, 1), (1, 0)]:
+        assert out.index(f"workerStart {one} begins") < out.index(f"workerStart {other} worker_id"), out
+
+
+def test_send_message_from_worker_start_reaches_a_worker_started_before(php_server, tmp_path):
+    srv = start_workers(php_server, tmp_path, SURGE_GREET="1", SURGE_WORKERS="3")
+    for id in (1, 2):
+        srv.wait_output(f"greeted from workerStart {id}: true")
+        srv.wait_output(f"pipeMessage in worker 0 from {id}: hello from workerStart {id}")
+
+
 def test_a_timer_added_before_start_runs_in_every_worker(php_server, tmp_path):
     srv = start_workers(php_server, tmp_path, SURGE_TIMER="1")
     srv.wait_output("timer in worker 0")

@@ -111,7 +111,10 @@ pub fn serve_worker(
         config.worker_threads = 0;
     }
     let engine = match start_engine(server, config, Some(worker)) {
-        Ok(engine) => engine,
+        Ok(engine) => {
+            ready.engine_started();
+            engine
+        }
         Err(message) => {
             ready.report(Err(&message));
             return Err(error(message));

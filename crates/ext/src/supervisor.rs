@@ -8,6 +8,8 @@
 //! calling thread.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -20,11 +22,15 @@ use crate::event_loop::{self, Ended};
 use crate::exception::error;
 use crate::server::Server;
 
-/// How long a worker may take to start its engine and run its `workerStart`.
+/// How long a worker may take to start its engine, and then to run its `workerStart`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a worker writes first, once its engine runs (its bus socket listens, so the workers
+/// forked after it can reach it from their `workerStart`), or else why it cannot start.
+const ENGINE_STARTED: u8 = b'+';
 /// What a worker writes once its `workerStart` has returned: a worker that ends before (a
-/// fatal error in it, `exit()`) closes the pipe with nothing written.
+/// fatal error in it, `exit()`) closes the pipe with nothing more written.
 const SERVING: &str = "serving";
+const ENDED: &str = "it ended before it served (exit() or a fatal error in workerStart?)";
 /// A worker that died sooner than this after it started is started again only this late, so
 /// that one that cannot run does not make the master fork in a tight loop.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -41,15 +47,21 @@ pub fn exit_worker() {
 }
 
 /// A worker's way of telling the master it is serving, or why it cannot.
-pub struct Ready(Option<OwnedFd>);
+pub struct Ready(Option<File>);
 
 impl Ready {
+    /// Tells the master that the engine runs (see [`ENGINE_STARTED`]).
+    pub fn engine_started(&mut self) {
+        if let Some(pipe) = &mut self.0 {
+            let _ = pipe.write_all(&[ENGINE_STARTED]);
+        }
+    }
+
     /// Writes the outcome once: serving, or the error.
     pub fn report(&mut self, outcome: Result<(), &str>) {
-        if let Some(fd) = self.0.take() {
+        if let Some(mut pipe) = self.0.take() {
             let text = outcome.err().unwrap_or(SERVING);
-            let mut pipe = std::fs::File::from(fd);
-            let _ = std::io::Write::write_all(&mut pipe, text.as_bytes());
+            let _ = pipe.write_all(text.as_bytes());
         }
     }
 }
@@ -60,7 +72,7 @@ struct Child {
 }
 
 enum Forked {
-    Master(Child),
+    Master(Starting),
     /// In the forked worker, how it ended; start() returns it.
     Worker(PhpResult<Ended>),
 }
@@ -71,15 +83,26 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     server.set_running(true, Some(pool.local_addr().port()));
     let signals = MasterSignals::block();
     let count = pool.processes();
-    let mut children: Vec<Option<Child>> = Vec::with_capacity(count);
+    let mut starting = Vec::with_capacity(count);
     let mut failure = None;
     for id in 0..count {
-        match spawn(server, this, &config, &pool, id, &signals) {
-            Ok(Forked::Master(child)) => children.push(Some(child)),
+        match fork_worker(server, this, &config, &pool, id, &signals) {
+            Ok(Forked::Master(worker)) => starting.push(worker),
             Ok(Forked::Worker(ended)) => return ended,
             Err(e) => {
                 failure = Some(e);
                 break;
+            }
+        }
+    }
+    // Each forked once the one before runs its engine: their workerStart callbacks (a Laravel
+    // app's boot) run side by side.
+    let mut children: Vec<Option<Child>> = Vec::with_capacity(count);
+    for worker in starting {
+        match worker.serving() {
+            Ok(child) => children.push(Some(child)),
+            Err(e) => {
+                failure.get_or_insert(e);
             }
         }
     }
@@ -150,12 +173,16 @@ fn supervise(
         let now = Instant::now();
         while let Some(i) = due.iter().position(|(_, at)| *at <= now) {
             let (id, _) = due.swap_remove(i);
-            match spawn(server, this, config, pool, id, signals) {
-                Ok(Forked::Master(child)) => {
+            let started = match fork_worker(server, this, config, pool, id, signals) {
+                Ok(Forked::Master(worker)) => worker.serving(),
+                Ok(Forked::Worker(ended)) => return Some(ended),
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(child) => {
                     children[id] = Some(child);
                     reload.started(id);
                 }
-                Ok(Forked::Worker(ended)) => return Some(ended),
                 Err(e) => {
                     log::error!(target: "surge", "worker {id} could not start: {e}");
                     due.push((id, now + RESTART_DELAY));
@@ -219,8 +246,66 @@ impl Reload {
     }
 }
 
-/// Forks worker `id` and waits until it serves (or says why it cannot).
-fn spawn(
+/// A worker forked and not yet serving.
+struct Starting {
+    id: usize,
+    child: Child,
+    /// The read end of the pipe it reports on (see `Ready`).
+    report: File,
+}
+
+impl Starting {
+    /// Waits until its engine runs.
+    fn engine_started(mut self) -> Result<Starting, String> {
+        let mut first = [0];
+        let read = readable(&self.report).and_then(|()| {
+            (&self.report)
+                .read(&mut first)
+                .map_err(|e| format!("cannot read its report: {e}"))
+        });
+        match read {
+            Ok(1) if first[0] == ENGINE_STARTED => Ok(self),
+            Ok(0) => Err(self.failed(ENDED.into())),
+            // The first byte of why it cannot start.
+            Ok(_) => {
+                let rest = self.rest();
+                Err(self.failed([&first[..], &rest].concat()))
+            }
+            Err(e) => Err(self.failed(e.into_bytes())),
+        }
+    }
+
+    /// Waits until it serves.
+    fn serving(mut self) -> Result<Child, String> {
+        match readable(&self.report).map(|()| self.rest()) {
+            Ok(text) if text == SERVING.as_bytes() => Ok(self.child),
+            Ok(text) if text.is_empty() => Err(self.failed(ENDED.into())),
+            Ok(text) => Err(self.failed(text)),
+            Err(e) => Err(self.failed(e.into_bytes())),
+        }
+    }
+
+    /// What is left to read, up to the end of the pipe.
+    fn rest(&mut self) -> Vec<u8> {
+        let mut text = Vec::new();
+        let _ = self.report.read_to_end(&mut text);
+        text
+    }
+
+    /// Kills it (it may be stuck); returns the error as start() throws it.
+    fn failed(&self, why: Vec<u8>) -> String {
+        // SAFETY: our own child; reaped at once so that it leaves no zombie.
+        unsafe {
+            libc::kill(self.child.pid, libc::SIGKILL);
+            libc::waitpid(self.child.pid, std::ptr::null_mut(), 0);
+        }
+        format!("worker {}: {}", self.id, String::from_utf8_lossy(&why))
+    }
+}
+
+/// Forks worker `id`; in the master, returns it once its engine runs (see
+/// `Starting::serving` for the rest).
+fn fork_worker(
     server: &Server,
     this: &Zval,
     config: &Config,
@@ -248,7 +333,7 @@ fn spawn(
             }
             signals.restore();
             server.worker_id.set(id as i64);
-            let mut ready = Ready(Some(write));
+            let mut ready = Ready(Some(File::from(write)));
             let ended = match pool.worker(id) {
                 Ok(worker) => {
                     event_loop::serve_worker(server, this, config.clone(), worker, &mut ready)
@@ -267,21 +352,15 @@ fn spawn(
         }
         pid => {
             drop(write);
-            let child = Child {
-                pid,
-                started: Instant::now(),
+            let worker = Starting {
+                id,
+                child: Child {
+                    pid,
+                    started: Instant::now(),
+                },
+                report: File::from(read),
             };
-            match read_report(read) {
-                Ok(()) => Ok(Forked::Master(child)),
-                Err(e) => {
-                    // SAFETY: our own child; reaped at once so that it leaves no zombie.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                        libc::waitpid(pid, std::ptr::null_mut(), 0);
-                    }
-                    Err(format!("worker {id}: {e}"))
-                }
-            }
+            worker.engine_started().map(Forked::Master)
         }
     }
 }
@@ -299,25 +378,17 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// The worker's report: Ok once its `workerStart` has returned.
-fn read_report(read: OwnedFd) -> Result<(), String> {
+/// Waits until the worker's report has something to read (or the pipe closed).
+fn readable(report: &File) -> Result<(), String> {
     let mut poll = libc::pollfd {
-        fd: read.as_raw_fd(),
+        fd: report.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut poll, 1, START_TIMEOUT.as_millis() as i32) };
-    if n == 0 {
-        return Err(format!("did not start within {START_TIMEOUT:?}"));
-    }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text)
-        .map_err(|e| format!("cannot read its report: {e}"))?;
-    match text.as_str() {
-        SERVING => Ok(()),
-        "" => Err("it ended before it served (exit() or a fatal error in workerStart?)".into()),
-        _ => Err(text),
+    match unsafe { libc::poll(&mut poll, 1, START_TIMEOUT.as_millis() as i32) } {
+        0 => Err(format!("did not start within {START_TIMEOUT:?}")),
+        _ => Ok(()),
     }
 }
 

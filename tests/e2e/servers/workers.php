@@ -30,6 +30,15 @@ $server->on('workerStart', function ($s, $id) {
     if ($GLOBALS['version'] === 'broken') {
         trigger_error('a broken deploy', E_USER_ERROR);
     }
+    if ($ms = (int) getenv('SURGE_START_MS')) {
+        // A slow boot (a Laravel app's, say).
+        out("workerStart $id begins");
+        usleep(1000 * $ms);
+    }
+    if (getenv('SURGE_GREET') && $id > 0) {
+        // The workers before this one already run their engine.
+        out("greeted from workerStart $id: " . var_export($s->sendMessage("hello from workerStart $id", 0), true));
+    }
     out("workerStart $id worker_id={$s->worker_id} pid={$s->worker_pid} master={$s->master_pid}");
 });
 $server->on('workerStop', function ($s, $id) {
