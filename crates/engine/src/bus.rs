@@ -54,7 +54,8 @@ const FINISH: u8 = 16;
 /// `sendMessage()`: a message from one worker (or task worker) for another's PHP.
 const PIPE: u8 = 17;
 
-/// Messages for PHP a link holds while the event queue is full; past them, the link waits too.
+/// Messages for PHP a link holds while the event queue is full; past them, or past the inbound
+/// budget (`Shared::hold_inbound`, shared with the clients' messages), the link waits too.
 const FOR_PHP_BACKLOG: usize = 1024;
 
 /// A peer that does not answer within this is taken as gone (it answers from memory only).
@@ -333,6 +334,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                             let event = Event::PipeMessage {
                                 worker: from as usize,
                                 data: data.to_vec(),
+                                held: shared.hold_inbound(data.len()).await,
                             };
                             if for_php.send(event).await.is_err() {
                                 return;
@@ -355,7 +357,12 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                         }
                         // Queued for PHP like any event, in order.
                         Some((task_id, _, false, data)) => {
-                            let event = Event::Finish { task_id, data };
+                            let held = shared.hold_inbound(data.len()).await;
+                            let event = Event::Finish {
+                                task_id,
+                                data,
+                                held,
+                            };
                             if for_php.send(event).await.is_err() {
                                 return;
                             }
@@ -692,6 +699,7 @@ mod tests {
     use crate::config::Config;
     use crate::frame;
     use crate::registry::Conn;
+    use crate::shared::INBOUND_BUDGET;
     use crate::workers::FdSource;
 
     /// Worker 1 of 2 with two connections (fds 2 and 4, one in a channel), answering on a bus
@@ -773,7 +781,7 @@ mod tests {
         };
         assert!(peers.finish(reply_to(1, false), 9, b"done"));
         match next_event(&mut events) {
-            Event::Finish { task_id, data } => {
+            Event::Finish { task_id, data, .. } => {
                 assert_eq!((task_id, &data[..]), (9, &b"done"[..]))
             }
             other => panic!("a Finish event, not {other:?}"),
@@ -798,7 +806,7 @@ mod tests {
         // queued for PHP.
         assert!(peers.pipe(1, b"hello"));
         match next_event(&mut events) {
-            Event::PipeMessage { worker, data } => {
+            Event::PipeMessage { worker, data, .. } => {
                 assert_eq!((worker, &data[..]), (peers.me(), &b"hello"[..]))
             }
             other => panic!("a PipeMessage event, not {other:?}"),
@@ -823,6 +831,8 @@ mod tests {
         {}
         assert!(peers.pipe(1, b"first") && peers.pipe(1, b"second"));
         assert!(peers.exists(1, 2), "answered while the messages wait");
+        // Waiting, they hold their bytes of the inbound budget, as clients' messages do.
+        assert_eq!(shared.inbound_available(), INBOUND_BUDGET - 11);
         // Once PHP takes its events, the messages follow, in order.
         let mut piped = Vec::new();
         while piped.len() < 2 {
@@ -831,6 +841,7 @@ mod tests {
             }
         }
         assert_eq!(piped, [b"first".to_vec(), b"second".to_vec()]);
+        assert_eq!(shared.inbound_available(), INBOUND_BUDGET);
     }
 
     #[test]

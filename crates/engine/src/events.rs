@@ -141,10 +141,20 @@ pub enum Event {
     /// In a task worker: a task handed over with `task()` (see `tasks.rs`). The next is taken
     /// once [`crate::Engine::task_done`] says this one is finished.
     Task(Task),
-    /// In a worker: what a task worker finished one of this worker's tasks with.
-    Finish { task_id: u64, data: Vec<u8> },
-    /// In a worker: what worker (or task worker) `worker` sent it with `sendMessage()`.
-    PipeMessage { worker: usize, data: Vec<u8> },
+    /// In a worker: what a task worker finished one of this worker's tasks with. `held` as for
+    /// `Message`: a worker whose PHP is busy holds what the others send it within the budget.
+    Finish {
+        task_id: u64,
+        data: Vec<u8>,
+        held: OwnedSemaphorePermit,
+    },
+    /// In a worker: what worker (or task worker) `worker` sent it with `sendMessage()`; `held`
+    /// as for `Finish`.
+    PipeMessage {
+        worker: usize,
+        data: Vec<u8>,
+        held: OwnedSemaphorePermit,
+    },
     /// A Pusher protocol connection of app `app_id` subscribed, unsubscribed or sent a client
     /// event on `channel`; sent only when the matching PHP callback exists. Observed, not vetoed:
     /// it has happened (and been answered) when PHP sees it.

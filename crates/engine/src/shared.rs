@@ -105,6 +105,11 @@ impl Shared {
             .expect("the inbound budget is never closed")
     }
 
+    #[cfg(test)]
+    pub fn inbound_available(&self) -> usize {
+        self.inbound.available_permits()
+    }
+
     /// fds start at 1 and are never reused while the server runs (see `workers.rs`).
     pub fn next_fd(&self) -> u64 {
         self.fds.next()

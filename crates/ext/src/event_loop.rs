@@ -435,8 +435,8 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             }
         }
         Event::Task(task) => tasks::run(server, this, task).into(),
-        Event::Finish { task_id, data } => tasks::finished(server, this, task_id, &data).into(),
-        Event::PipeMessage { worker, data } => {
+        Event::Finish { task_id, data, .. } => tasks::finished(server, this, task_id, &data).into(),
+        Event::PipeMessage { worker, data, .. } => {
             pipe_message::received(server, this, worker, &data).into()
         }
         Event::Signal { name } => {
