@@ -346,6 +346,26 @@ def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
     assert lines(8)[7] == ["unsubscribe", other_fd, "presence-room", app]
 
 
+def test_a_refused_repeat_of_a_presence_subscription_leaves_the_first_one_standing(php_server):
+    server = start(php_server)
+    ws, hello = pusher_socket(server)
+    other, other_hello = pusher_socket(server)
+    sid = socket_id(hello)
+    for c, s, user in [(ws, sid, {"user_id": 1}), (other, socket_id(other_hello), {"user_id": 2})]:
+        data = json.dumps(user)
+        send(c, "pusher:subscribe", {"channel": "presence-room", "auth": channel_auth(s, "presence-room", data), "channel_data": data})
+        assert recv(c)["event"] == "pusher_internal:subscription_succeeded"
+    assert recv(ws)["event"] == "pusher_internal:member_added"
+    # Signed, but without a user_id: refused.
+    data = json.dumps({"user_info": {"name": "nobody"}})
+    send(ws, "pusher:subscribe", {"channel": "presence-room", "auth": channel_auth(sid, "presence-room", data), "channel_data": data})
+    assert recv(ws)["event"] == "pusher:subscription_error"
+    # The first subscription still stands: leaving it tells the other member.
+    send(ws, "pusher:unsubscribe", {"channel": "presence-room"})
+    removed = recv(other)
+    assert (removed["event"], json.loads(removed["data"])) == ("pusher_internal:member_removed", {"user_id": "1"})
+
+
 def test_every_client_event_reaches_php_with_its_data_decoded(php_server):
     """pusherClientEvent gets each event's data as json_decode gives it, whatever its length (PHP's
     decoder reads the text where the engine keeps it, not in a PHP string)."""

@@ -325,7 +325,11 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
             Some((id, d.get("user_info").cloned().unwrap_or(Value::Null)))
         });
     let Some((user_id, info)) = member else {
-        session.subscriptions.lock().remove(channel);
+        // A repeat leaves the subscription made before as it is (forgetting it here would
+        // leave its member behind when the connection goes).
+        if new {
+            session.subscriptions.lock().remove(channel);
+        }
         subscription_error(
             conn,
             shared,
