@@ -324,7 +324,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Sends $message (a string as it is, any other value as serialize() makes it) to the pipeMessage callback of worker $dst_worker_id (0 to worker_num - 1, not this one), from a worker or a task worker; true once handed over, false if that worker cannot be reached. Throws Surge\Exception without worker processes, outside a worker's callbacks, or for a $dst_worker_id out of range or this worker's own. */
+        /** Sends $message (a string as it is, any other value as serialize() makes it) to the pipeMessage callback of worker or task worker $dst_worker_id (0 to worker_num + task_worker_num - 1, not this one), from a worker or a task worker; true once handed over, false if that worker cannot be reached. Throws Surge\Exception without worker processes, outside a worker's callbacks, or for a $dst_worker_id out of range or this worker's own. */
         public function sendMessage(mixed $message, int $dst_worker_id): bool
         {
         }

@@ -182,6 +182,17 @@ def test_a_task_worker_sends_a_message_to_a_worker(php_server, tmp_path, stack):
     assert got[1] == {"piped": "from a task worker", "src": got[0]["result"]["worker_id"], "worker": sender}
 
 
+def test_a_worker_sends_a_message_to_each_task_worker(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    ws = stack.enter_context(connect(srv.url))
+    for task_worker in (2, 3):
+        ws.send(f"topipe:{task_worker}")
+        # sendMessage()'s answer and the task worker's push, in either order.
+        got = sorted((recv(ws), recv(ws)), key=lambda m: "piped" in m)
+        assert got[0]["task"] is True
+        assert got[1] == {"piped": "to a task worker", "src": got[0]["worker"], "worker": task_worker}
+
+
 def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))

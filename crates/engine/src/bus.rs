@@ -402,18 +402,20 @@ fn to_php(shared: &Shared) -> mpsc::Sender<Event> {
 /// and made again once if it fails (its worker may have been restarted).
 pub(crate) struct Peers {
     me: usize,
+    /// Workers: the processes with connections, which the others ask about them.
     count: usize,
     dir: PathBuf,
     links: Mutex<Vec<Option<UnixStream>>>,
 }
 
 impl Peers {
-    pub(crate) fn new(dir: &Path, me: usize, count: usize) -> Self {
+    /// `processes`: workers and task workers, which any of them may send a message.
+    pub(crate) fn new(dir: &Path, me: usize, count: usize, processes: usize) -> Self {
         Peers {
             me,
             count,
             dir: dir.to_owned(),
-            links: Mutex::new((0..count).map(|_| None).collect()),
+            links: Mutex::new((0..processes).map(|_| None).collect()),
         }
     }
 
@@ -440,6 +442,9 @@ impl Peers {
             return None;
         }
         let mut links = self.links.lock();
+        if peer >= links.len() {
+            return None;
+        }
         for _attempt in 0..2 {
             let link = match &mut links[peer] {
                 Some(link) => link,
@@ -509,12 +514,9 @@ impl Peers {
         self.exchange(reply_to.worker, &message, false).is_some()
     }
 
-    /// Hands `data` to worker `peer`'s PHP as [`Event::PipeMessage`] from this one; true once
-    /// handed over.
+    /// Hands `data` to worker (or task worker) `peer`'s PHP as [`Event::PipeMessage`] from
+    /// this one; true once handed over.
     pub(crate) fn pipe(&self, peer: usize, data: &[u8]) -> bool {
-        if peer >= self.count {
-            return false;
-        }
         let message = Writer::new(PIPE).u64(self.me as u64).bytes(data).finish();
         self.exchange(peer, &message, false).is_some()
     }
@@ -722,7 +724,7 @@ mod tests {
             }
         }
         let bus = BusServer::start(dir, 1, shared.clone(), 9501).unwrap();
-        (shared, bus, Peers::new(dir, 0, 2), rx)
+        (shared, bus, Peers::new(dir, 0, 2, 2), rx)
     }
 
     /// The next event for PHP: messages from the bus reach the queue a moment after the link
@@ -862,7 +864,7 @@ mod tests {
             }
             links.len()
         });
-        let peers = Peers::new(dir.path(), 0, 2);
+        let peers = Peers::new(dir.path(), 0, 2, 2);
         assert!(!peers.exists(1, 2), "no answer in time");
         assert_eq!(stuck.join().unwrap(), 1, "one link, the request sent once");
     }

@@ -167,17 +167,15 @@ impl Engine {
         let shared = Arc::new(Shared::new(config, tx, fds));
         let (peers, bus) = match &worker {
             Some(w) => (
-                Some(Peers::new(&w.bus_dir, w.id, w.count)),
-                // Others ask only workers (ids below `count`): a task worker answers nothing.
-                match listener.is_some() {
-                    true => Some(BusServer::start(
-                        &w.bus_dir,
-                        w.id,
-                        shared.clone(),
-                        local_addr.port(),
-                    )?),
-                    false => None,
-                },
+                Some(Peers::new(&w.bus_dir, w.id, w.count, w.processes)),
+                // A task worker is sent only messages for its PHP (sendMessage): the others
+                // ask the workers about connections.
+                Some(BusServer::start(
+                    &w.bus_dir,
+                    w.id,
+                    shared.clone(),
+                    local_addr.port(),
+                )?),
             ),
             None => (None, None),
         };
@@ -447,8 +445,8 @@ impl Engine {
         self.peers.as_ref().map_or((0, 1), |p| (p.me(), p.count()))
     }
 
-    /// Hands `data` to worker `worker` (not a task worker) as [`Event::PipeMessage`] from
-    /// this one; false when it cannot be reached.
+    /// Hands `data` to worker (or task worker) `worker` as [`Event::PipeMessage`] from this
+    /// one; false when it cannot be reached.
     pub fn send_message(&self, worker: usize, data: &[u8]) -> bool {
         self.peers.as_ref().is_some_and(|p| p.pipe(worker, data))
     }

@@ -39,6 +39,8 @@ pub struct Worker {
     pub id: usize,
     /// Workers, task workers left out.
     pub count: usize,
+    /// Workers and task workers.
+    pub(crate) processes: usize,
     pub(crate) addr: SocketAddr,
     pub(crate) bus_dir: PathBuf,
     pub(crate) counters: Arc<SharedCounters>,
@@ -149,6 +151,7 @@ impl Pool {
         Ok(Worker {
             id,
             count: self.count,
+            processes: self.processes(),
             addr: self.local_addr(),
             bus_dir: self.bus_dir.path.clone(),
             counters: self.counters.clone(),

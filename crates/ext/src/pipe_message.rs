@@ -1,5 +1,5 @@
 //! `sendMessage()` and the `pipeMessage` callback: a value from one worker (or task worker) to
-//! another worker's PHP, over the engine's bus. It crosses as task data does (see `tasks.rs`).
+//! another's PHP, over the engine's bus. It crosses as task data does (see `tasks.rs`).
 
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
@@ -18,7 +18,7 @@ pub fn send(server: &Server, message: &Zval, dst: i64) -> PhpResult<bool> {
                 "sendMessage() reaches other worker processes: set worker_num above 1 (or task_worker_num)",
             ));
         }
-        config.worker_num as i64
+        (config.worker_num + config.task_worker_num) as i64
     };
     let me = server.worker_id.get();
     let Some(engine) = server.engine().filter(|_| me >= 0) else {
@@ -28,7 +28,7 @@ pub fn send(server: &Server, message: &Zval, dst: i64) -> PhpResult<bool> {
     };
     if !(0..workers).contains(&dst) {
         return Err(error(format!(
-            "sendMessage() sends to a worker, 0 to {}: got {dst} (a task worker takes tasks: task())",
+            "sendMessage() sends to a worker or task worker, 0 to {}: got {dst}",
             workers - 1
         )));
     }

@@ -628,7 +628,7 @@ impl Server {
 
     /// Sends `$message` (a string as it is, any other value as serialize() makes it) to worker
     /// `$dst_worker_id`'s `pipeMessage` callback, `($server, $srcWorkerId, $message)`; true
-    /// once handed over. From a worker or a task worker, to another worker.
+    /// once handed over. From a worker or a task worker, to another worker or task worker.
     pub fn send_message(&self, message: &Zval, dst_worker_id: i64) -> PhpResult<bool> {
         pipe_message::send(self, message, dst_worker_id)
     }

@@ -96,6 +96,8 @@ $server->on('message', function ($s, $frame) {
         'fatal' => [$s->task(['cmd' => 'fatal', 'fd' => $frame->fd]),
                     ...array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, 3))],
         'die' => exit(4),
+        // To the pipeMessage callback of worker or task worker $arg.
+        'topipe' => $s->sendMessage(['fd' => $frame->fd, 'text' => 'to a task worker'], (int) $arg),
         'dst' => (function () use ($s, $task) {
             try {
                 return $s->task($task, 1);
