@@ -252,6 +252,20 @@ def test_status_takes_a_reason_phrase_and_header_swooles_format_argument(php_ser
     assert res.headers["X-Refused"] == "the reason phrase of status 200 has a control character (a line break?)"
 
 
+def test_framing_headers_set_by_php_do_not_break_the_response(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    # Twice on one keep-alive connection: the second response starts where the first ended.
+    for _ in range(2):
+        conn.request("GET", "/wrong-length")
+        res = conn.getresponse()
+        assert (res.status, res.headers["Content-Length"], res.headers["Transfer-Encoding"], res.read()) == (200, "5", None, b"hello")
+    # HEAD keeps PHP's Content-Length: the size GET would send.
+    conn.request("HEAD", "/wrong-length")
+    res = conn.getresponse()
+    assert (res.status, res.headers["Content-Length"], res.read()) == (200, "3", b"")
+
+
 def test_redirect_ends_the_response_with_location(php_server):
     srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)

@@ -119,12 +119,14 @@ impl SetCookie<'_> {
 /// The cookies of a request's `Cookie` headers, by name, as PHP fills `$_COOKIE`: pairs split on
 /// `;` only (a value may hold `&` or `=`), names and values URL-decoded, and of a name sent twice
 /// the first kept (browsers send the cookie of the most specific path first).
+/// A set of the names seen, not a search of those kept: one header may hold 100,000 cookies.
 pub fn parse<'a>(headers: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for pair in headers.flat_map(|h| h.split(';')) {
         let (name, value) = pair.trim().split_once('=').unwrap_or((pair.trim(), ""));
         let name = url_decode(name);
-        if !name.is_empty() && !out.iter().any(|(n, _)| *n == name) {
+        if !name.is_empty() && seen.insert(name.clone()) {
             out.push((name, url_decode(value)));
         }
     }

@@ -423,8 +423,12 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     {
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
+    let head_request = parts.method == Method::HEAD;
     match rx.await {
-        Ok(Answer::Whole(response)) => reply(response),
+        Ok(Answer::Whole(mut response)) => {
+            drop_framing(&mut response, head_request);
+            reply(response)
+        }
         Ok(Answer::Streamed(mut head, chunks)) => {
             let mut stopping = shared.stopping.subscribe();
             let stop = async move {
@@ -434,7 +438,8 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             let body = ChunkBody::new(first, chunks, stop);
             with_head(head, Either::Right(Either::Left(body)))
         }
-        Ok(Answer::File(head, file)) => {
+        Ok(Answer::File(mut head, file)) => {
+            drop_framing(&mut head, false);
             with_head(head, Either::Right(Either::Right(FileBody::new(file))))
         }
         Err(_) => reply(HttpResponse::text(
@@ -442,6 +447,17 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             "the request callback sent no response\n",
         )),
     }
+}
+
+/// Takes out the framing headers PHP set on a response whose body Surge has whole: hyper frames
+/// it, and writes a Content-Length as given, so one that is not the body's would end the
+/// response early (the rest read as the next response on a keep-alive connection) or leave the
+/// client waiting. For HEAD, PHP's Content-Length stays: it tells the size of what GET sends.
+fn drop_framing(response: &mut HttpResponse, head_request: bool) {
+    response.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("transfer-encoding")
+            && (head_request || !name.eq_ignore_ascii_case("content-length"))
+    });
 }
 
 /// Swoole's static handler: the answer for a file under `document_root`, if the request names

@@ -26,7 +26,7 @@ pub(crate) enum Found {
 /// file inside the root (for a directory, its first `http_index_files` entry that exists),
 /// reached through one of `static_handler_locations` (URL path prefixes; empty: any). `..`,
 /// encoded slashes and symbolic links never lead outside the root: the path is resolved first
-/// and checked after.
+/// and checked after. PHP scripts and hidden files are never served (see [`servable`]).
 pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
     let decoded = percent_encoding::percent_decode_str(uri_path)
@@ -37,6 +37,9 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     }
     let path = std::fs::canonicalize(root.join(decoded.trim_start_matches('/'))).ok()?;
     let inside = path.strip_prefix(root).ok()?.to_str()?;
+    if !servable(inside) {
+        return None;
+    }
     let url_path = format!("/{inside}");
     let locations = &config.static_handler_locations;
     if !locations.is_empty() && !locations.iter().any(|l| under(&url_path, l)) {
@@ -46,7 +49,10 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
         let index = config.http_index_files.iter().map(|name| path.join(name));
         // Resolved again: an index file may be a link that leads out of the root.
         let mut resolved = index.filter_map(|file| std::fs::canonicalize(file).ok());
-        let index = resolved.find(|file| file.starts_with(root) && file.is_file())?;
+        let index = resolved.find(|file| {
+            let inside = file.strip_prefix(root).ok().and_then(|f| f.to_str());
+            inside.is_some_and(servable) && file.is_file()
+        })?;
         return Some(if uri_path.ends_with('/') {
             Found::File(index)
         } else {
@@ -54,6 +60,17 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
         });
     }
     path.is_file().then_some(Found::File(path))
+}
+
+/// Whether a file at `inside` (its path below the root, resolved) may be sent as it is: not a
+/// PHP script (a Laravel `public/` holds `index.php`: its source must not leak, its URL is the
+/// request callback's) and nothing hidden (`.env`, `.git/`, `.htaccess`). Those go to the
+/// `request` callback, as in Swoole, whose static handler serves only known file types.
+fn servable(inside: &str) -> bool {
+    let hidden = inside.split('/').any(|part| part.starts_with('.'));
+    let extension = inside.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let script = matches!(extension.as_deref(), Some("php" | "phtml" | "phar"));
+    !hidden && !script
 }
 
 /// Whether `path` is `location` or below it (`/assets` holds `/assets/a.js`, not `/assets2`).
@@ -259,6 +276,42 @@ mod tests {
             None,
             "an index file that links out"
         );
+    }
+
+    #[test]
+    fn php_scripts_and_hidden_files_are_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::create_dir_all(root.join("admin")).unwrap();
+        for name in [
+            "index.php",
+            "old.PHP",
+            "tool.phar",
+            "page.phtml",
+            ".env",
+            ".git/config",
+            "admin/index.php",
+            "robots.txt",
+        ] {
+            std::fs::write(root.join(name), "x").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("index.php"), root.join("index.txt")).unwrap();
+        let all = site(&root, &[], &[]);
+        for refused in [
+            "/index.php",
+            "/old.PHP",
+            "/tool.phar",
+            "/page.phtml",
+            "/.env",
+            "/.git/config",
+            "/index.txt",
+        ] {
+            assert_eq!(find(&all, refused), None, "{refused}");
+        }
+        assert_eq!(find(&all, "/robots.txt"), file(root.join("robots.txt")));
+        let indexed = site(&root, &[], &["index.php"]);
+        assert_eq!(find(&indexed, "/admin/"), None, "a PHP index file");
     }
 
     /// The request headers of a test.

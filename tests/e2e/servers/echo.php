@@ -128,6 +128,8 @@ if (getenv('SURGE_HTTP')) {
             '/cookie' => [set_cookies($res), respond($req, $res)],
             '/redirect' => $res->redirect('/elsewhere?x=1', 301),
             '/reason' => reason($res),
+            // Framing headers that do not match the body.
+            '/wrong-length' => [$res->header('Content-Length', '3'), $res->header('Transfer-Encoding', 'chunked'), $res->end('hello')],
             '/stream' => stream($res, 3),
             '/stream-forever' => stream($res, PHP_INT_MAX),
             '/stream-to-slow-client' => stream_until_refused($res),
