@@ -134,6 +134,8 @@ def test_private_channels_are_authorised_by_routes_channels(php_server, app_env)
     assert subscribe(guest, "private-orders.1")["event"] == "surge:error"
     assert subscribe(guest, "presence-room.1")["event"] == "surge:error"
     assert subscribe(guest, "bad channel!")["event"] == "surge:error"
+    # A channel for another guard's users: the connection's user is the default guard's.
+    assert subscribe(alice, "private-staff")["event"] == "surge:error"
 
     artisan("app:broadcast", "orders.1", "for alice only", "--private", env=app_env)
     got = recv_json(alice)

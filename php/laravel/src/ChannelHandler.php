@@ -33,11 +33,15 @@ class ChannelHandler implements Handler
     /** @var array<int, Authenticatable> the user of each connection, from user() at open */
     protected array $users = [];
 
+    /** @var array<int, string> the socket id of each connection with a user */
+    protected array $socketIds = [];
+
     public function onOpen(Server $server, Request $request): void
     {
         $user = $this->user($request);
         if ($user !== null) {
             $this->users[$request->fd] = $user;
+            $this->socketIds[$request->fd] = $server->socketId($request->fd);
         }
         $this->send($server, $request->fd, 'surge:connected', null, ['socket_id' => $server->socketId($request->fd)]);
     }
@@ -68,7 +72,7 @@ class ChannelHandler implements Handler
 
     public function onClose(Server $server, int $fd): void
     {
-        unset($this->users[$fd]);
+        unset($this->users[$fd], $this->socketIds[$fd]);
     }
 
     /**
@@ -103,8 +107,15 @@ class ChannelHandler implements Handler
         if ($broadcaster instanceof NullBroadcaster || $broadcaster instanceof LogBroadcaster) {
             return false; // they authorise everyone: never trust them with private channels
         }
-        $request = IlluminateRequest::create('http://localhost/broadcasting/auth', 'POST', ['channel_name' => $channel]);
-        $request->setUserResolver(fn () => $user);
+        // As Echo's POST to /broadcasting/auth: the Pusher SDK signs for a socket_id (its
+        // 7.x, Laravel 9 and later, refuses none), and a channel that names its guards
+        // ('guards' => ['admin']) asks for the user of each: the connection's user belongs to
+        // guard(), and is nobody for the others.
+        $request = IlluminateRequest::create('http://localhost/broadcasting/auth', 'POST', [
+            'channel_name' => $channel,
+            'socket_id' => $this->socketIds[$fd],
+        ]);
+        $request->setUserResolver(fn ($guard = null) => $guard === null || $guard === $this->guard() ? $user : null);
         try {
             $broadcaster->auth($request);
 
@@ -112,6 +123,12 @@ class ChannelHandler implements Handler
         } catch (Throwable) {
             return false;
         }
+    }
+
+    /** The auth guard of the users that user() returns: the default one unless overridden. */
+    protected function guard(): string
+    {
+        return config('auth.defaults.guard');
     }
 
     protected function subscribe(Server $server, int $fd, mixed $channel): void

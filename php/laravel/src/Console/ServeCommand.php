@@ -110,7 +110,9 @@ class ServeCommand extends Command
         $redisConfig = (array) ($config['redis'] ?? []);
         $redis = null;
         $channels = [];
-        if (filter_var($redisConfig['enabled'] ?? false, FILTER_VALIDATE_BOOLEAN)) {
+        // On unless switched off, as in the package's config: a published config/surge.php
+        // replaces the whole 'redis' array, and may leave 'enabled' out.
+        if (filter_var($redisConfig['enabled'] ?? true, FILTER_VALIDATE_BOOLEAN)) {
             $connection = $redisConfig['connection']
                 ?? $this->laravel['config']->get('broadcasting.connections.redis.connection')
                 ?? 'default';
