@@ -151,6 +151,22 @@ def test_pattern_subscription(php_server, redis_server):
         two.assert_nothing_pushed()
 
 
+def test_a_channel_also_matched_by_star_is_delivered_once(php_server, redis_server):
+    # As the Pusher protocol does (it subscribes `*`) beside the channels a script names.
+    srv = bridge(php_server, redis_server, ["orders", "private-*", "*"])
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "orders") and a.call("join", a.fd, "private-a")
+        wait_subscribed(redis_server, PREFIX + "orders", patterns=2)
+        redis_server.client.publish(PREFIX + "orders", laravel("Once", {}))
+        redis_server.client.publish(PREFIX + "private-a", laravel("OnceToo", {}))
+        assert a.recv_json()["event"] == "Once"
+        assert a.recv_json()["event"] == "OnceToo"
+        eventually(lambda: [c for c, _ in redis_lines(srv)] == ["orders", "private-a"])
+        a.assert_nothing_pushed()
+        assert [c for c, _ in redis_lines(srv)] == ["orders", "private-a"]
+        assert redis_stats(a)["received"] == 2
+
+
 def test_socket_id_leaves_out_the_sender(php_server, redis_server):
     """Laravel's toOthers(): the broadcast carries the sender's socket id (X-Socket-ID)."""
     srv = bridge(php_server, redis_server, ["chat"])

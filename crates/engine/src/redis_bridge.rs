@@ -5,7 +5,7 @@
 //! subscribes everything again.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,6 +97,10 @@ pub struct RedisBridge {
     forward: bool,
     /// What should be subscribed: the truth the bridge restores after every reconnect.
     wanted: Mutex<BTreeSet<Topic>>,
+    /// `wanted` holds `match_all_pattern`, which matches every channel: see `take`.
+    match_all: AtomicBool,
+    /// `<prefix>*`.
+    match_all_pattern: String,
     changes: mpsc::UnboundedSender<Change>,
     publishes: mpsc::Sender<(String, Bytes)>,
     /// Messages taken off the Redis connection as they come, to be forwarded and handed on
@@ -147,6 +151,8 @@ impl RedisBridge {
             prefix: prefix.to_owned(),
             forward,
             wanted: Mutex::new(BTreeSet::new()),
+            match_all: AtomicBool::new(false),
+            match_all_pattern: format!("{prefix}*"),
             changes,
             publishes,
             intake,
@@ -168,14 +174,19 @@ impl RedisBridge {
     /// Subscribes `name` (prefix added; a pattern if it has `*`, `?` or `[`).
     pub fn subscribe(&self, name: &str) {
         let topic = Topic::new(&self.prefix, name);
-        if self.wanted.lock().insert(topic.clone()) {
+        let mut wanted = self.wanted.lock();
+        if wanted.insert(topic.clone()) {
+            self.note_match_all(&wanted);
             let _ = self.changes.send(Change::Subscribe(topic));
         }
     }
 
     pub fn unsubscribe(&self, name: &str) -> bool {
         let topic = Topic::new(&self.prefix, name);
-        let removed = self.wanted.lock().remove(&topic);
+        let mut wanted = self.wanted.lock();
+        let removed = wanted.remove(&topic);
+        self.note_match_all(&wanted);
+        drop(wanted);
         if removed {
             let _ = self.changes.send(Change::Unsubscribe(topic));
         }
@@ -221,9 +232,27 @@ impl RedisBridge {
     /// Takes a message off the Redis connection without waiting: the redis crate buffers what
     /// is not taken, without a limit.
     fn take(&self, msg: redis::Msg) {
+        // With `*` subscribed, Redis sends every message through it, and once more for each
+        // other subscription it matches (its channel's own, another pattern: the Pusher
+        // protocol subscribes `*` beside the channels a script names): those are the same
+        // publish again.
+        if self.match_all.load(Relaxed) && !self.is_match_all(&msg) {
+            return;
+        }
         bump(&self.stats.received, 1);
         let size = msg.get_channel_name().len() + msg.get_payload_bytes().len();
         self.intake.offer(size, |held| (msg, held));
+    }
+
+    fn note_match_all(&self, wanted: &BTreeSet<Topic>) {
+        let all = (wanted.iter()).any(|t| t.pattern && t.name == self.match_all_pattern);
+        self.match_all.store(all, Relaxed);
+    }
+
+    fn is_match_all(&self, msg: &redis::Msg) -> bool {
+        msg.from_pattern()
+            && msg.get_pattern::<Vec<u8>>().ok().as_deref()
+                == Some(self.match_all_pattern.as_bytes())
     }
 
     /// Forwards one message to the channel's members and queues it for PHP (if it listens).
@@ -416,7 +445,9 @@ async fn apply(bridge: &RedisBridge, sink: &mut redis::aio::PubSubSink, change: 
     match change {
         Change::Subscribe(topic) => {
             log::warn!(target: "surge", "redis: subscribing {} was refused, it is dropped: {err}", topic.name);
-            bridge.wanted.lock().remove(topic);
+            let mut wanted = bridge.wanted.lock();
+            wanted.remove(topic);
+            bridge.note_match_all(&wanted);
         }
         Change::Unsubscribe(topic) => {
             log::warn!(target: "surge", "redis: unsubscribing {} was refused: {err}", topic.name);
