@@ -311,6 +311,7 @@ def test_an_unknown_column_is_refused_and_nothing_is_written():
         out(refusal(fn() => $t->set('k', ['i' => 2, 'nope' => 1])));
         out(refusal(fn() => $t->set('new', ['I' => 2])));
         out(refusal(fn() => $t->set('k', [0 => 2])));
+        out(refusal(fn() => $t->set('k', ['nope' => null])));
         out(refusal(fn() => $t->get('k', 'nope')));
         out(refusal(fn() => $t->incr('k', 'nope')));
         out(refusal(fn() => $t->decr('new', 'nope')));
@@ -321,6 +322,7 @@ def test_an_unknown_column_is_refused_and_nothing_is_written():
         "unknown column 'nope'; the columns are: i, f, s",
         "unknown column 'I'; the columns are: i, f, s",
         "unknown column '0'; the columns are: i, f, s",
+        "unknown column 'nope'; the columns are: i, f, s",
         "unknown column 'nope'; the columns are: i, f, s",
         "unknown column 'nope'; the columns are: i, f, s",
         "unknown column 'nope'; the columns are: i, f, s",
