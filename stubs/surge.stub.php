@@ -458,12 +458,12 @@ namespace Surge\Http {
         /** The connection's id. */
         public readonly int $fd;
 
-        /** Sets the status code (100-999, default 200) and, unless $reason is '', a reason phrase of its own (HTTP/1.1 404 Gone Fishing); throws Surge\Exception outside that range or for a control character in $reason; false once write() or end() has sent the head. */
+        /** Sets the status code (200-999, default 200; a 1xx is no final response) and, unless $reason is '', a reason phrase of its own (HTTP/1.1 404 Gone Fishing); throws Surge\Exception outside that range or for a control character in $reason; false once write() or end() has sent the head. */
         public function status(int $code, string $reason = ''): bool
         {
         }
 
-        /** Adds a response header; throws Surge\Exception for an invalid name or a line break in the value; false once write() or end() has sent the head. $format is Swoole's and changes nothing (header names are not case-sensitive). */
+        /** Adds a response header; throws Surge\Exception for an invalid name or a control character (a line break) in the value; false once write() or end() has sent the head. $format is Swoole's and changes nothing (header names are not case-sensitive). */
         public function header(string $name, string $value, bool $format = true): bool
         {
         }

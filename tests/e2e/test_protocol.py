@@ -186,6 +186,27 @@ def test_http_body_that_stops_arriving_gets_408_after_handshake_timeout(php_serv
     assert_serves(srv)
 
 
+def test_http_body_slower_in_all_than_handshake_timeout_but_never_pausing_is_taken(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(handshake_timeout=0.5)})
+    with RawClient(srv.port) as raw:
+        raw.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n")
+        # Ten bytes over 1.5 s, three times handshake_timeout: no pause as long as it.
+        for _ in range(10):
+            time.sleep(0.15)
+            raw.send(b"x")
+        assert raw.read_http().status == 201
+
+
+def test_http_body_announced_over_package_max_length_is_refused_before_it_is_sent(php_server):
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(package_max_length=LIMIT)})
+    with RawClient(srv.port) as raw:
+        # As curl uploads a large file: it waits for 100 Continue before it sends the body.
+        raw.send(f"PUT / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {LIMIT + 1}\r\nExpect: 100-continue\r\n\r\n".encode())
+        reply = raw.read_http()
+        assert reply.status == 413, "not 100 Continue"
+        assert b"package_max_length" in reply.body
+
+
 def test_past_max_connection_new_connections_get_503_until_one_leaves(php_server):
     srv = php_server("echo.php", env=settings_env(max_connection=2))
     with connect(srv.url) as first:

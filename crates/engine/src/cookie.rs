@@ -16,6 +16,11 @@ const COOKIE_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// Characters that would end a cookie's name, value or attribute early (PHP refuses the same).
 const FORBIDDEN: &[char] = &['=', ',', ';', ' ', '\t', '\r', '\n', '\x0b', '\x0c'];
 
+/// Whether `text` holds one of `set` or another control character (which no header may hold).
+fn breaks(text: &str, set: &[char]) -> bool {
+    text.contains(set) || text.chars().any(|c| c.is_ascii_control())
+}
+
 /// The last second an HTTP date can name (9999-12-31T23:59:59Z).
 const LAST_HTTP_DATE: i64 = 253_402_300_799;
 
@@ -40,16 +45,16 @@ impl SetCookie<'_> {
     /// `rawurlencode()` does; an empty value deletes the cookie in the browser (an expiry in the
     /// past), as in PHP.
     pub fn header_value(&self, now: SystemTime) -> Result<String, String> {
-        if self.name.is_empty() || self.name.contains(FORBIDDEN) {
+        if self.name.is_empty() || breaks(self.name, FORBIDDEN) {
             return Err(format!(
-                "cookie name '{}' is empty or contains one of =,; or white space",
+                "cookie name '{}' is empty or contains one of =,; or white space or a control character",
                 self.name
             ));
         }
         for (what, text) in [("path", self.path), ("domain", self.domain)] {
-            if text.contains(&FORBIDDEN[1..]) {
+            if breaks(text, &FORBIDDEN[1..]) {
                 return Err(format!(
-                    "cookie '{}' has one of ,; or white space in its {what}",
+                    "cookie '{}' has one of ,; or white space or a control character in its {what}",
                     self.name
                 ));
             }
@@ -66,9 +71,9 @@ impl SetCookie<'_> {
                 ))
             }
         };
-        if self.raw && self.value.contains(&FORBIDDEN[1..]) {
+        if self.raw && breaks(self.value, &FORBIDDEN[1..]) {
             return Err(format!(
-                "cookie '{}' has one of ,; or white space in its raw value",
+                "cookie '{}' has one of ,; or white space or a control character in its raw value",
                 self.name
             ));
         }

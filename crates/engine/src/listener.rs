@@ -28,6 +28,7 @@ use tokio::time::error::Elapsed;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::Config;
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
@@ -483,25 +484,64 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
     })
 }
 
-/// A request body, read within `package_max_length` and, unless it is 0, `handshake_timeout`: a
-/// body that stops arriving would hold the connection (and a max_connection place) forever.
-/// Refused: the HTTP status and why.
+/// A request body read whole, within `package_max_length` and its pauses within
+/// `handshake_timeout` (see [`paced`]). Refused: the HTTP status and why.
 pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, (u16, String)> {
-    let limit = shared.config.package_max_length;
-    let collect = Limited::new(body, limit).collect();
-    let wait = shared.config.handshake_timeout;
-    let collected = if wait.is_zero() {
-        Ok(collect.await)
-    } else {
-        tokio::time::timeout(wait, collect).await
-    };
-    match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err(over_package_max_length(limit)),
-        Err(_) => Err((
+    let config = &shared.config;
+    let mut pieces = std::pin::pin!(paced(body, config)?);
+    let mut whole = bytes::BytesMut::new();
+    while let Some(piece) = pieces.next().await {
+        whole.extend_from_slice(&piece.map_err(|cause| refusal(&*cause, config))?);
+    }
+    Ok(whole.freeze())
+}
+
+/// A body's pieces as they arrive: within `package_max_length` in all, and (unless it is 0) with
+/// no pause longer than `handshake_timeout` (a large body may take long; a stalled one may
+/// not). One whose Content-Length is over the limit is refused before a byte of it is read (a
+/// client that sent `Expect: 100-continue` then sends none).
+fn paced(
+    body: Incoming,
+    config: &Config,
+) -> Result<impl futures_util::Stream<Item = Result<Bytes, BoxError>>, (u16, String)> {
+    let (limit, wait) = (config.package_max_length, config.handshake_timeout);
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(over_package_max_length(limit));
+    }
+    let pieces = Limited::new(body, limit).into_data_stream();
+    Ok(futures_util::stream::unfold(
+        pieces,
+        move |mut pieces| async move {
+            let next = if wait.is_zero() {
+                pieces.next().await
+            } else {
+                match tokio::time::timeout(wait, pieces.next()).await {
+                    Ok(next) => next,
+                    Err(elapsed) => Some(Err(elapsed.into())),
+                }
+            };
+            next.map(|piece| (piece, pieces))
+        },
+    ))
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The refusal of a body that `paced` failed to read.
+fn refusal(
+    cause: &(dyn std::error::Error + Send + Sync + 'static),
+    config: &Config,
+) -> (u16, String) {
+    if cause.is::<LengthLimitError>() {
+        over_package_max_length(config.package_max_length)
+    } else if cause.is::<Elapsed>() {
+        let wait = config.handshake_timeout;
+        (
             408,
-            format!("the request body did not arrive within handshake_timeout ({wait:?})"),
-        )),
+            format!("the request body stopped arriving for handshake_timeout ({wait:?})"),
+        )
+    } else {
+        (400, format!("the request body could not be read: {cause}"))
     }
 }
 
@@ -513,40 +553,20 @@ fn over_package_max_length(limit: usize) -> (u16, String) {
     )
 }
 
-/// A `multipart/form-data` body split into fields and files as it arrives: within
-/// `package_max_length` in all, and (unless it is 0) with no pause longer than
-/// `handshake_timeout` (a large upload may take long; a stalled one may not). Refused: the
-/// HTTP status and why.
+/// A `multipart/form-data` body split into fields and files as it arrives, read as [`paced`]
+/// reads. Refused: the HTTP status and why.
 async fn read_form(
     body: Incoming,
     boundary: String,
     shared: &Shared,
 ) -> Result<multipart_form::MultipartForm, (u16, String)> {
     let config = &shared.config;
-    let (limit, wait) = (config.package_max_length, config.handshake_timeout);
-    let pieces = Limited::new(body, limit).into_data_stream();
-    let paced = futures_util::stream::unfold(pieces, move |mut pieces| async move {
-        let next = if wait.is_zero() {
-            pieces.next().await
-        } else {
-            match tokio::time::timeout(wait, pieces.next()).await {
-                Ok(next) => next,
-                Err(elapsed) => Some(Err(elapsed.into())),
-            }
-        };
-        next.map(|piece| (piece, pieces))
-    });
+    let pieces = paced(body, config)?;
     let tmp_dir = &config.upload_tmp_dir;
-    multipart_form::parse(paced, boundary, tmp_dir, config.max_file_uploads)
+    multipart_form::parse(pieces, boundary, tmp_dir, config.max_file_uploads)
         .await
         .map_err(|e| match &e {
-            multer::Error::StreamReadFailed(cause) if cause.is::<LengthLimitError>() => {
-                over_package_max_length(limit)
-            }
-            multer::Error::StreamReadFailed(cause) if cause.is::<Elapsed>() => (
-                408,
-                format!("the request body stopped arriving for handshake_timeout ({wait:?})"),
-            ),
+            multer::Error::StreamReadFailed(cause) => refusal(&**cause, config),
             _ => (400, format!("malformed multipart/form-data body: {e}")),
         })
 }

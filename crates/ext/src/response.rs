@@ -109,13 +109,14 @@ impl Response {
         self.fd as i64
     }
 
-    /// Sets the status code (100-999) and, if given, a reason phrase of its own instead of the
-    /// code's (Swoole's `$reason`); false once the head is sent.
+    /// Sets the status code (200-999) and, if given, a reason phrase of its own instead of the
+    /// code's (Swoole's `$reason`); false once the head is sent. A 1xx is no final answer:
+    /// hyper would replace it with a 500 and close the connection.
     #[php(defaults(reason = String::new()))]
     pub fn status(&self, code: i64, reason: String) -> PhpResult<bool> {
-        if !(100..=999).contains(&code) {
+        if !(200..=999).contains(&code) {
             return Err(error(format!(
-                "status code must be between 100 and 999, got {code}"
+                "status code must be between 200 and 999 (a 1xx is not a final response), got {code}"
             )));
         }
         if reason.chars().any(|c| c.is_control() && c != '\t') {
@@ -139,9 +140,11 @@ impl Response {
         if !valid_header_name(&name) {
             return Err(error(format!("invalid header name '{name}'")));
         }
-        if value.contains(['\r', '\n']) {
+        // hyper refuses any control character but the tab: left in, the header would be
+        // dropped after this call said it was set.
+        if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
             return Err(error(format!(
-                "header '{name}' has a line break in its value"
+                "header '{name}' has a control character (a line break?) in its value"
             )));
         }
         self.add_header(name, value)

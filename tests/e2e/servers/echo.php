@@ -170,10 +170,17 @@ function reason($res): void
 {
     $res->status(299, 'Gone Fishing');
     $res->header('X-Format', 'kept', false);
-    try {
-        $res->status(200, "OK\r\nX-Injected: 1");
-    } catch (Surge\Exception $e) {
-        $res->header('X-Refused', $e->getMessage());
+    $refusals = [
+        fn() => $res->status(200, "OK\r\nX-Injected: 1"),
+        fn() => $res->status(103),
+        fn() => $res->header('X-Nul', "a\x00b"),
+    ];
+    foreach ($refusals as $refused) {
+        try {
+            $refused();
+        } catch (Surge\Exception $e) {
+            $res->header('X-Refused', $e->getMessage());
+        }
     }
     $res->end('fishing');
 }
@@ -185,7 +192,7 @@ function set_cookies($res): void
     $res->cookie('gone');
     $res->cookie('until', 'v', time() + 3600, '/app', 'example.com', true);
     $res->rawCookie('token', 'a%20b=c/d', 0, '/', '', false, true);
-    foreach ([fn() => $res->cookie('bad;name', 'v'), fn() => $res->rawCookie('raw', 'a b')] as $refused) {
+    foreach ([fn() => $res->cookie('bad;name', 'v'), fn() => $res->rawCookie('raw', 'a b'), fn() => $res->cookie('ctl', 'v', 0, "/\x01")] as $refused) {
         try {
             $refused();
         } catch (Surge\Exception $e) {
