@@ -399,6 +399,25 @@ def test_open_transaction_is_rolled_back_and_lost_connection_reconnects(php_serv
     assert recv_json(ws)["event"] == "whoami"
 
 
+@pytest.mark.parametrize("conf, url", [
+    ({"host": "127.0.0.1", "port": "6379", "password": "s3cret"}, "redis://:s3cret@127.0.0.1:6379/0"),
+    # phpredis's scheme in the host, as Laravel's own formatHost() writes it.
+    ({"host": "tls://redis.example", "port": 6380}, "rediss://redis.example:6380/0"),
+    # A socket: no port (0 or -1 in many configs), its password and database in the query.
+    ({"host": "/run/redis.sock", "port": 0}, "redis+unix:///run/redis.sock?db=0"),
+    ({"host": "/run/redis.sock", "port": -1, "username": "u", "password": "p w", "database": 2},
+     "redis+unix:///run/redis.sock?db=2&user=u&pass=p%20w"),
+    # predis names the socket by path.
+    ({"scheme": "unix", "path": "/run/r.sock"}, "redis+unix:///run/r.sock?db=0"),
+    ({"url": "rediss://u:p@h:7000/3"}, "rediss://u:p@h:7000/3"),
+])
+def test_the_bridge_reads_the_redis_connection_as_laravel_configs_write_it(conf, url):
+    code = (f"require '{ROOT}/php/laravel/src/Support/RedisTarget.php';"
+            f"echo Surge\\Laravel\\Support\\RedisTarget::fromConfig(['default' => json_decode('{json.dumps(conf)}', true)], 'default')->url;")
+    out = subprocess.run(["php", "-n", "-r", code], capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (0, url), out.stderr
+
+
 def test_broadcast_with_predis_and_redis_url(php_server, app_env, redis_server):
     """The same bridge when the app uses predis and gives Redis as REDIS_URL."""
     env = {**app_env, "REDIS_CLIENT": "predis", "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0", "REDIS_PORT": "1"}

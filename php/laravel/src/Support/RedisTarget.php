@@ -40,24 +40,38 @@ final class RedisTarget
                 'database' => isset($parts['path']) && trim($parts['path'], '/') !== '' ? trim($parts['path'], '/') : null,
             ], fn ($v) => $v !== null));
         }
-        $host = (string) ($conf['host'] ?? '127.0.0.1');
-        $port = $conf['port'] ?? 6379;
-        $db = $conf['database'] ?? 0;
-        if (! is_numeric($port) || (int) $port < 1 || (int) $port > 65535) {
-            throw new InvalidArgumentException("database.redis.{$connection}.port must be a port number, got ".var_export($port, true));
+        // predis names a unix socket by 'path' ('scheme' => 'unix'); phpredis by the host.
+        if (($conf['scheme'] ?? '') === 'unix' && ! empty($conf['path'])) {
+            $conf['host'] = $conf['path'];
         }
+        $host = (string) ($conf['host'] ?? '127.0.0.1');
+        // phpredis takes the scheme in the host (REDIS_HOST=tls://redis.example).
+        if (preg_match('#^(tls|rediss|tcp|redis)://(.+)$#', $host, $m)) {
+            $host = $m[2];
+            if (in_array($m[1], ['tls', 'rediss'], true)) {
+                $conf['scheme'] = 'tls';
+            }
+        }
+        $db = $conf['database'] ?? 0;
         if (! is_numeric($db) || (int) $db < 0) {
             throw new InvalidArgumentException("database.redis.{$connection}.database must be a database number, got ".var_export($db, true));
         }
-        $auth = '';
-        if (isset($conf['password']) && $conf['password'] !== '') {
-            $auth = rawurlencode((string) ($conf['username'] ?? '')).':'.rawurlencode((string) $conf['password']).'@';
-        }
+        $password = isset($conf['password']) && $conf['password'] !== '' ? (string) $conf['password'] : null;
+        $username = (string) ($conf['username'] ?? '');
         // The redis broadcaster prefixes channels with the global options.prefix (BroadcastManager).
         $prefix = (string) ($redis['options']['prefix'] ?? '');
         if ($host !== '' && $host[0] === '/') {
-            return new self($connection, 'redis+unix://'.$host.'?db='.(int) $db, "unix:{$host} db ".(int) $db, null, null, $prefix);
+            // A socket has no port (phpredis configs often say 0 or -1).
+            $query = ['db' => (int) $db] + ($password === null ? [] : array_filter(['user' => $username, 'pass' => $password], fn ($v) => $v !== ''));
+            $url = 'redis+unix://'.$host.'?'.http_build_query($query, '', '&', PHP_QUERY_RFC3986);
+
+            return new self($connection, $url, "unix:{$host} db ".(int) $db, null, null, $prefix);
         }
+        $port = $conf['port'] ?? 6379;
+        if (! is_numeric($port) || (int) $port < 1 || (int) $port > 65535) {
+            throw new InvalidArgumentException("database.redis.{$connection}.port must be a port number, got ".var_export($port, true));
+        }
+        $auth = $password === null ? '' : rawurlencode($username).':'.rawurlencode($password).'@';
         $scheme = in_array($conf['scheme'] ?? '', ['tls', 'rediss'], true) ? 'rediss' : 'redis';
         $hostPart = str_contains($host, ':') ? "[{$host}]" : $host;
 
