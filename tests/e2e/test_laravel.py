@@ -49,9 +49,9 @@ def artisan(*args, env=None, surge=False, timeout=20 * TIME_FACTOR):
                           env=dict(os.environ, **(env or {})), timeout=timeout)
 
 
-def serve(php_server, env, **extra):
+def serve(php_server, env, scheme="ws", **extra):
     server = php_server(ARTISAN, env={**env, **extra}, args=["surge:serve"], extensions=EXTENSIONS)
-    server.wait_output("Surge listening on ws://127.0.0.1:")
+    server.wait_output(f"Surge listening on {scheme}://127.0.0.1:")
     return server
 
 
@@ -77,6 +77,12 @@ def subscribe(ws, channel):
 def assert_silent(ws, wait=0.3):
     with pytest.raises(TimeoutError):
         ws.recv(timeout=wait)
+
+
+def test_serve_with_a_certificate_says_wss(php_server, app_env, cert):
+    settings = json.dumps({"ssl_cert_file": str(cert[0]), "ssl_key_file": str(cert[1])})
+    server = serve(php_server, app_env, scheme="wss", SURGE_SETTINGS=settings)
+    assert f"listen   wss://127.0.0.1:{server.port}" in server.stdout()
 
 
 def test_serve_prints_banner_and_runs_the_handlers_chat(php_server, app_env):

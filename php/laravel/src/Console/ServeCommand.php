@@ -164,7 +164,7 @@ class ServeCommand extends Command
                 continue; // not set up (e.g. PUSHER_APP_KEY empty): not an app
             }
             $apps[] = $app + ($options === [] ? [] : ['options' => $options]);
-            $lines[] = "app {$app['app_id']} (key {$app['key']}) from broadcasting.connections.{$name}: Echo at ws://HOST:PORT/app/{$app['key']}";
+            $lines[] = "app {$app['app_id']} (key {$app['key']}) from broadcasting.connections.{$name}: Echo at ".self::scheme($settings)."://HOST:PORT/app/{$app['key']}";
         }
 
         return [$apps === [] ? $settings : $settings + ['pusher' => $apps], $lines];
@@ -178,7 +178,7 @@ class ServeCommand extends Command
         $server->on('start', function ($server) use ($settings) {
             // For surge:reload: the master's pid (this process's).
             ServerState::write($this->laravel, $server, $settings);
-            $this->line(sprintf('Surge listening on ws://%s:%d (pid %d)', $server->host, $server->port, getmypid()));
+            $this->line(sprintf('Surge listening on %s://%s:%d (pid %d)', self::scheme($settings), $server->host, $server->port, getmypid()));
         });
         $server->on('workerStart', function ($server, int $workerId) use ($lifecycle) {
             if ($server->worker_pid !== $server->master_pid) {
@@ -226,10 +226,16 @@ class ServeCommand extends Command
         });
     }
 
+    /** wss with a certificate (surge.settings.ssl_cert_file), else ws. */
+    private static function scheme(array $settings): string
+    {
+        return empty($settings['ssl_cert_file']) ? 'ws' : 'wss';
+    }
+
     private function banner(string $host, int $port, string $handlerClass, Handler $handler, ?RedisTarget $redis, array $channels, array $settings): void
     {
         $this->info('Surge '.(defined('SURGE_VERSION') ? SURGE_VERSION : '').' for Laravel '.$this->laravel->version());
-        $this->line("  listen   ws://{$host}:{$port}".($handler instanceof HandlesHttp ? ' (and HTTP)' : ''));
+        $this->line('  listen   '.self::scheme($settings)."://{$host}:{$port}".($handler instanceof HandlesHttp ? ' (and HTTP)' : ''));
         $this->line("  handler  {$handlerClass}");
         if ($redis === null) {
             $this->line('  redis    off (surge.redis.enabled): broadcasts are not forwarded');
