@@ -5,7 +5,6 @@
 //! it once, as PHP's own functions that call back many times do (`array_map`, `usort`), and
 //! then calls the function found.
 
-use std::panic::AssertUnwindSafe;
 use std::ptr;
 
 use ext_php_rs::convert::IntoZvalDyn;
@@ -14,7 +13,7 @@ use ext_php_rs::ffi::{
     ZEND_ACC_CALL_VIA_TRAMPOLINE,
 };
 use ext_php_rs::types::{ZendCallable, Zval};
-use ext_php_rs::zend::{try_catch, ExecutorGlobals};
+use ext_php_rs::zend::ExecutorGlobals;
 
 use crate::fatal_error::{unclean_shutdown, zend_try};
 
@@ -120,10 +119,10 @@ impl Callable {
     /// A trampoline, or more arguments than `call_resolved` takes: through ext-php-rs.
     fn call_unresolved(&self, args: &[&dyn IntoZvalDyn]) -> Result<Zval, CallError> {
         let callable = ZendCallable::new(&self.zval).map_err(|_| CallError::NotCallable)?;
-        match try_catch(AssertUnwindSafe(|| callable.try_call(args.to_vec()))) {
-            Ok(Ok(retval)) => Ok(retval),
-            Ok(Err(_)) => Err(CallError::Threw),
-            Err(_) => Err(CallError::Fatal),
+        match zend_try(|| callable.try_call(args.to_vec())) {
+            Some(Ok(retval)) => Ok(retval),
+            Some(Err(_)) => Err(CallError::Threw),
+            None => Err(CallError::Fatal),
         }
     }
 }

@@ -33,15 +33,11 @@ class ChannelHandler implements Handler
     /** @var array<int, Authenticatable> the user of each connection, from user() at open */
     protected array $users = [];
 
-    /** @var array<int, string> the socket id of each connection with a user */
-    protected array $socketIds = [];
-
     public function onOpen(Server $server, Request $request): void
     {
         $user = $this->user($request);
         if ($user !== null) {
             $this->users[$request->fd] = $user;
-            $this->socketIds[$request->fd] = $server->socketId($request->fd);
         }
         $this->send($server, $request->fd, 'surge:connected', null, ['socket_id' => $server->socketId($request->fd)]);
     }
@@ -72,7 +68,7 @@ class ChannelHandler implements Handler
 
     public function onClose(Server $server, int $fd): void
     {
-        unset($this->users[$fd], $this->socketIds[$fd]);
+        unset($this->users[$fd]);
     }
 
     /**
@@ -113,7 +109,8 @@ class ChannelHandler implements Handler
         // guard(), and is nobody for the others.
         $request = IlluminateRequest::create('http://localhost/broadcasting/auth', 'POST', [
             'channel_name' => $channel,
-            'socket_id' => $this->socketIds[$fd],
+            // Server::socketId()'s form: this process is the one that has the connection.
+            'socket_id' => getmypid().'.'.$fd,
         ]);
         $request->setUserResolver(fn ($guard = null) => $guard === null || $guard === $this->guard() ? $user : null);
         try {
