@@ -122,7 +122,7 @@ namespace Surge {
         {
         }
 
-        /** Bytes of shared memory the table maps: 64 + 8 * buckets + size * row bytes (see the README). */
+        /** Bytes of shared memory the table maps: 64 + 12 * buckets + size * row bytes (see the README). */
         public function getMemorySize(): int
         {
         }

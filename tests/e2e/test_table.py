@@ -499,18 +499,19 @@ def test_stats():
 
 
 def memory_formula(size: int, cp: float, columns: list) -> int:
-    """README's formula: 64 + 8 * buckets + size * row_bytes, where buckets is the power of two
-    at or above ceil(size * (1 + cp)) and row_bytes is 80 plus 8 per INT or FLOAT and
+    """README's formula: 64 + 12 * buckets + size * row_bytes, where buckets is the power of two
+    at or above ceil(size * (1 + cp)), at least 2, and row_bytes is 80 plus 8 per INT or FLOAT and
     8 + n rounded up to 8 per STRING(n)."""
-    buckets = 1 << (math.ceil(size * (1 + cp)) - 1).bit_length()
+    buckets = max(2, 1 << (math.ceil(size * (1 + cp)) - 1).bit_length())
     row = 80 + sum(8 if n == 0 else 8 + -(-n // 8) * 8 for n in columns)
-    return 64 + 8 * buckets + size * row
+    return 64 + 12 * buckets + size * row
 
 
 @pytest.mark.parametrize("size, cp, columns", [
-    (1, 0.2, [0]),                  # INT: 168 bytes
+    (1, 0.2, [0]),                  # INT: 176 bytes
+    (1, 0.0, [0]),                  # 2 buckets still
     (1000, 0.2, [0, 0, 255]),       # INT + FLOAT + STRING(255): 360 bytes a row
-    (1024, 0.2, [0, 255]),          # the README's example: 376,896 bytes
+    (1024, 0.2, [0, 255]),          # the README's example: 385,088 bytes
     (3, 0.0, [1]),
     (100, 1.0, [8, 9, 0]),
     (5, 0.2, []),
@@ -525,7 +526,7 @@ def test_memory_size_is_the_documented_formula(size, cp, columns):
     expected = memory_formula(size, cp, columns)
     assert got == [expected, expected, 80 + sum(8 if n == 0 else 8 + -(-n // 8) * 8 for n in columns), size]
     if (size, columns) == (1024, [0, 255]):
-        assert expected == 376_896
+        assert expected == 385_088
 
 
 def test_objects_are_not_cloned_or_serialized():
@@ -658,3 +659,15 @@ def run_script(script: Path, *args) -> dict:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and not res.stderr, f"{script.name} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
     return json.loads(res.stdout)
+
+
+def test_writers_killed_inside_their_locks_do_not_hang_the_others():
+    """30 rounds of 3 writers killed with SIGKILL while they rewrite, insert and delete rows
+    of 256 KiB (most of their time inside a lock): the parent then reads, writes, inserts and
+    iterates, the killed children still unreaped (zombies). Without the release of a dead
+    holder's lock this hangs (the run's 120 s timeout fails it)."""
+    res = run_script(TABLE / "killed.php", 30, 3)
+    assert res["killed"] == 90
+    # The 8 rows, plus at most one "new" row a killed writer had inserted but not deleted,
+    # or was deleting when it died.
+    assert 8 <= res["rows"] <= 11 and res["count"] >= res["rows"]

@@ -10,23 +10,26 @@
 //! seen as 64-bit words (every access to it, from any process, is atomic):
 //! - header, 64 bytes: magic, hash seed, row count, free-list head, high-water mark,
 //!   refused-insert counter;
-//! - hash index: a power-of-two number of bucket words, each the head of a chain of rows
-//!   (slot + 1, 0 = empty), a lock bit and a version;
+//! - hash index: a power-of-two number (at least 2) of bucket words, each the head of a
+//!   chain of rows (slot + 1, 0 = empty), a lock bit and a version; then as many 32-bit
+//!   words, each the pid of the process holding that bucket's lock (0 when none is);
 //! - rows: `size` slots of `row_bytes` each: a seqlock word, a chain link, a 64-byte key
 //!   block (length byte, key, zero padding; length 0 = dead row), then the columns (a
 //!   STRING is a length word and its bytes). Bytes are packed into little-endian words.
 //!
 //! # Memory formula ([`memory_size`])
-//! `HEADER_BYTES (64) + 8 * buckets + size * row_bytes`, where
+//! `HEADER_BYTES (64) + 12 * buckets + size * row_bytes`, where
 //! `buckets = next_power_of_two(ceil(size * (1 + conflict_proportion)))` and
 //! `row_bytes = 80 + sum(column bytes)`, a column taking 8 bytes for INT and FLOAT and
 //! `8 + round_up(n, 8)` for STRING(n). E.g. INT + FLOAT + STRING(255) is 80+8+8+264 = 360
 //! bytes a row. [`Table::memory_size`] returns exactly this; pages are committed as touched.
 //!
 //! # Concurrency protocol
-//! Locks are spin words in the shared region (they spin briefly, then yield the CPU):
+//! Locks are spin words in the shared region (they spin briefly, then yield the CPU, then
+//! sleep):
 //! - Each row has a seqlock: a writer makes the word odd (a CAS, which also excludes other
-//!   writers), writes, and makes it even again; a reader copies the row and keeps the copy
+//!   writers, and puts its pid in the word's top bits), writes, and makes it even again
+//!   (without the pid); a reader copies the row and keeps the copy
 //!   only if the word was even and unchanged around it. Readers never write shared memory,
 //!   and never see a torn row. incr/decr read and write under this lock: no lost updates.
 //! - Each bucket has a lock bit, held to insert into or unlink from its chain, and a
@@ -42,8 +45,13 @@
 //!   out from a high-water mark. The row count is reserved before a slot is taken, so the
 //!   table never holds more than its capacity and "full" is exact when nothing is in flight.
 //!
-//! A process killed (SIGKILL) inside one of these few-store critical sections leaves that
-//! row or bucket locked for good; nothing can repair that from outside.
+//! A process killed (SIGKILL, the OOM killer) inside one of these few-store critical sections
+//! leaves its row or bucket locked. A process that has waited on it for about 10 ms looks
+//! for the holder's pid, and if that process is gone (or a zombie) releases the lock in its
+//! place: the row keeps the columns the dead `set` had written, a chain the rows it had
+//! linked or unlinked. A row the dead process was inserting or deleting stays out of the
+//! count's reach (the table holds one row fewer). A holder killed between taking a bucket
+//! lock and storing its pid (one instruction) is not seen, nor one whose pid was reused.
 //!
 //! # Iteration
 //! [`Table::next_entry`] / [`Table::iter`] walk slots in order, holding nothing between
@@ -60,6 +68,7 @@
 //! reuses the caller's buffers.
 
 mod error;
+mod process;
 mod schema;
 mod shm;
 mod sync;

@@ -13,8 +13,8 @@ pub const MAX_ROWS: usize = 1 << 31;
 pub const HEADER_BYTES: usize = 64;
 /// Bytes of every row before its columns: seqlock word, chain link, key block.
 pub const ROW_HEADER_BYTES: usize = 8 + 8 + KEY_BYTES;
-/// Bytes of one bucket of the hash index.
-pub const BUCKET_BYTES: usize = 8;
+/// Bytes of one bucket of the hash index: its chain word and the pid of its lock's holder.
+pub const BUCKET_BYTES: usize = 8 + 4;
 
 pub(crate) const KEY_BYTES: usize = KEY_MAX + 1;
 
@@ -119,12 +119,13 @@ pub fn row_bytes(columns: &[Column]) -> usize {
 
 /// Number of buckets in the hash index: the smallest power of two that is at least
 /// `size * (1 + conflict_proportion)`. A larger proportion means more buckets, so shorter
-/// collision chains, for 8 bytes a bucket. It never changes the number of rows.
+/// collision chains, for 12 bytes a bucket. It never changes the number of rows.
 pub fn bucket_count(size: usize, conflict_proportion: f64) -> Result<usize, TableError> {
     check_size(size)?;
     check_conflict_proportion(conflict_proportion)?;
     let wanted = (size as f64 * (1.0 + conflict_proportion)).ceil() as usize;
-    Ok(wanted.max(1).next_power_of_two())
+    // At least 2: the 4-byte owner words then fill whole 8-byte words.
+    Ok(wanted.max(2).next_power_of_two())
 }
 
 /// The bytes a table maps:

@@ -1,6 +1,6 @@
 //! The shared anonymous mapping that holds a table.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::TableError;
 
@@ -52,6 +52,15 @@ impl Mapping {
         // SAFETY: see above; AtomicU64 has the size and alignment of u64, and every access
         // to the region, from any process, goes through atomics.
         unsafe { std::slice::from_raw_parts(self.base.cast::<AtomicU64>(), self.len / 8) }
+    }
+
+    /// `count` 32-bit atomics from word `word` on, for a part of the mapping that is only
+    /// ever used this way.
+    pub(crate) fn halves(&self, word: usize, count: usize) -> &[AtomicU32] {
+        assert!(word * 8 + count * 4 <= self.len, "halves past the mapping");
+        // SAFETY: in bounds (checked), 8-byte aligned, zero-filled like the rest, and every
+        // access to this part goes through these atomics.
+        unsafe { std::slice::from_raw_parts(self.base.add(word * 8).cast::<AtomicU32>(), count) }
     }
 }
 

@@ -1,45 +1,70 @@
 //! The two cross-process locks of the table, both single 64-bit words in shared memory.
 //! No OS mutex is used: a pthread mutex in shared memory needs PTHREAD_PROCESS_SHARED
 //! set up before the fork and a futex per lock, and every critical section here is a few
-//! dozen stores that never block, so spinning (and yielding when that fails) is cheaper.
+//! dozen stores that never block, so spinning (and yielding, then sleeping, when that fails)
+//! is cheaper.
+//!
+//! Each lock records the pid of its holder, so that a waiter that has waited long can see
+//! that the holder was killed inside its critical section and release the lock in its place
+//! (see `process`). The row or chain then keeps what the dead process had written of it.
 
-use std::sync::atomic::{fence, AtomicU64, Ordering::*};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
+use std::time::Duration;
 
-/// Spin a little, then give the CPU away. The other lock holder may be a process the
-/// scheduler has just preempted; on a small machine spinning on would only delay it.
+use crate::process::{self, PID_BITS};
+
+/// Spin a little, then give the CPU away, then sleep. The other lock holder may be a process
+/// the scheduler has just preempted; on a small machine spinning on would only delay it.
 pub(crate) struct Backoff(u32);
+
+/// Snoozes spent spinning, then yielding; every one after those sleeps SLEEP.
+const SPINS: u32 = 6;
+const YIELDS: u32 = 100;
+const SLEEP: Duration = Duration::from_micros(200);
+/// A waiter asks whether the holder still runs once every this many sleeps (about 10 ms).
+const SLEEPS_PER_LOOK: u32 = 50;
 
 impl Backoff {
     pub(crate) fn new() -> Backoff {
         Backoff(0)
     }
 
-    pub(crate) fn snooze(&mut self) {
-        if self.0 < 6 {
-            for _ in 0..(1u32 << self.0) {
+    /// Waits a little longer each time; true when the caller has waited long enough, since it
+    /// last heard true, to look at whether the holder of what it waits for is gone.
+    pub(crate) fn snooze(&mut self) -> bool {
+        let n = self.0;
+        self.0 = n.saturating_add(1);
+        if n < SPINS {
+            for _ in 0..(1u32 << n) {
                 std::hint::spin_loop();
             }
-            self.0 += 1;
-        } else {
+            false
+        } else if n < SPINS + YIELDS {
             std::thread::yield_now();
+            false
+        } else {
+            std::thread::sleep(SLEEP);
+            (n - SPINS - YIELDS) % SLEEPS_PER_LOOK == SLEEPS_PER_LOOK - 1
         }
     }
 }
 
-/// Waits until `word` is `free`, then swaps in `locked(word)` with acquire ordering, and
-/// returns the value it replaced. Both locks of the table are this, on different bits.
-fn spin_acquire(word: &AtomicU64, free: impl Fn(u64) -> bool, locked: impl Fn(u64) -> u64) -> u64 {
-    let mut backoff = Backoff::new();
-    loop {
-        let w = word.load(Relaxed);
-        if free(w)
-            && word
-                .compare_exchange_weak(w, locked(w), Acquire, Relaxed)
-                .is_ok()
-        {
-            return w;
-        }
-        backoff.snooze();
+/// A row's seqlock word: the sequence in the low SEQ_BITS bits, odd while a writer is inside,
+/// and the writer's pid above it while it is (0 otherwise, so an even word is the sequence
+/// alone). The sequence comes back to a value it had only after 2^41 writes to the row.
+const SEQ_BITS: u32 = 64 - PID_BITS;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+/// The even word that follows a locked (odd) one: what its writer's unlock stores.
+fn unlocked_after(locked: u64) -> u64 {
+    ((locked & SEQ_MASK) + 1) & SEQ_MASK
+}
+
+/// If the writer inside the row (`locked`, the word seen) has died, releases the row as its
+/// unlock would have. A compare-exchange: of several waiters that see the death, one releases.
+fn release_row_of_the_dead(seq: &AtomicU64, locked: u64) {
+    if process::is_gone((locked >> SEQ_BITS) as u32) {
+        let _ = seq.compare_exchange(locked, unlocked_after(locked), Release, Relaxed);
     }
 }
 
@@ -47,24 +72,39 @@ fn spin_acquire(word: &AtomicU64, free: impl Fn(u64) -> bool, locked: impl Fn(u6
 /// the odd value; readers never write, they copy and check the word did not move.
 pub(crate) struct RowGuard<'a> {
     seq: &'a AtomicU64,
-    odd: u64,
+    locked: u64,
 }
 
 impl<'a> RowGuard<'a> {
     pub(crate) fn lock(seq: &'a AtomicU64) -> RowGuard<'a> {
-        // The acquire makes the previous writer's stores (released by its unlock) visible,
-        // which incr needs since it reads the value it replaces.
-        let s = spin_acquire(seq, |s| s & 1 == 0, |s| s + 1);
-        // The data stores that follow must not become visible before the odd value: a
-        // reader that sees any of them then sees the sequence moved.
-        fence(Release);
-        RowGuard { seq, odd: s + 1 }
+        let me = u64::from(process::me()) << SEQ_BITS;
+        let mut backoff = Backoff::new();
+        loop {
+            let s = seq.load(Relaxed);
+            if s & 1 == 0 {
+                // The acquire makes the previous writer's stores (released by its unlock)
+                // visible, which incr needs since it reads the value it replaces.
+                let locked = (s + 1) | me;
+                if seq
+                    .compare_exchange_weak(s, locked, Acquire, Relaxed)
+                    .is_ok()
+                {
+                    // The data stores that follow must not become visible before the odd
+                    // value: a reader that sees any of them then sees the sequence moved.
+                    fence(Release);
+                    return RowGuard { seq, locked };
+                }
+            }
+            if backoff.snooze() && s & 1 == 1 {
+                release_row_of_the_dead(seq, s);
+            }
+        }
     }
 }
 
 impl Drop for RowGuard<'_> {
     fn drop(&mut self) {
-        self.seq.store(self.odd + 1, Release);
+        self.seq.store(unlocked_after(self.locked), Release);
     }
 }
 
@@ -83,12 +123,16 @@ pub(crate) fn read_stable<T>(seq: &AtomicU64, mut copy: impl FnMut(u64) -> T) ->
                 return result;
             }
         }
-        backoff.snooze();
+        if backoff.snooze() && before & 1 == 1 {
+            release_row_of_the_dead(seq, before);
+        }
     }
 }
 
 /// A bucket word: bits 0..32 the first row of the chain plus one (0 = empty chain), bit 32
-/// the bucket lock, bits 33..64 a version bumped by every change to the chain.
+/// the bucket lock, bits 33..64 a version bumped by every change to the chain. The holder's
+/// pid is in a word of its own (the bucket's `owner`), set just after the lock is taken and
+/// cleared just before it is released.
 const BUCKET_LOCK: u64 = 1 << 32;
 const VERSION_SHIFT: u32 = 33;
 
@@ -104,13 +148,55 @@ pub(crate) fn chain_version(word: u64) -> u64 {
 /// without a change; `publish` unlocks it with a new head and a new version.
 pub(crate) struct BucketGuard<'a> {
     bucket: &'a AtomicU64,
+    owner: &'a AtomicU32,
     word: u64,
 }
 
 impl<'a> BucketGuard<'a> {
-    pub(crate) fn lock(bucket: &'a AtomicU64) -> BucketGuard<'a> {
-        let word = spin_acquire(bucket, |w| w & BUCKET_LOCK == 0, |w| w | BUCKET_LOCK);
-        BucketGuard { bucket, word }
+    pub(crate) fn lock(bucket: &'a AtomicU64, owner: &'a AtomicU32) -> BucketGuard<'a> {
+        let mut backoff = Backoff::new();
+        loop {
+            let w = bucket.load(Relaxed);
+            if w & BUCKET_LOCK == 0
+                && bucket
+                    .compare_exchange_weak(w, w | BUCKET_LOCK, Acquire, Relaxed)
+                    .is_ok()
+            {
+                owner.store(process::me(), Relaxed);
+                return BucketGuard {
+                    bucket,
+                    owner,
+                    word: w,
+                };
+            }
+            if backoff.snooze() && w & BUCKET_LOCK != 0 {
+                Self::release_of_the_dead(bucket, owner);
+            }
+        }
+    }
+
+    /// If the holder has died, releases the bucket with its chain as it stands and the
+    /// version moved on: a dead delete may have unlinked its row without publishing, and a
+    /// lock-free search that overlapped it must search again. Whoever swaps the dead pid out
+    /// of `owner` releases; 0 there (a holder between its lock and its pid) is never taken
+    /// for dead. The owner word of a released bucket is 0 before the release (see `unlock`),
+    /// so a pid read there while the lock is held is the holder's.
+    fn release_of_the_dead(bucket: &AtomicU64, owner: &AtomicU32) {
+        let pid = owner.load(Acquire);
+        if process::is_gone(pid) && owner.compare_exchange(pid, 0, AcqRel, Relaxed).is_ok() {
+            let word = bucket.load(Acquire);
+            Self::unlock(
+                bucket,
+                owner,
+                chain_version(word).wrapping_add(1),
+                chain_head(word),
+            );
+        }
+    }
+
+    fn unlock(bucket: &AtomicU64, owner: &AtomicU32, version: u64, head: u32) {
+        owner.store(0, Relaxed);
+        bucket.store(version << VERSION_SHIFT | u64::from(head), Release);
     }
 
     pub(crate) fn head(&self) -> u32 {
@@ -120,14 +206,19 @@ impl<'a> BucketGuard<'a> {
     /// Unlocks with `head` as the chain's first row (plus one) and the version moved on, so
     /// a lock-free search that overlapped the change and found nothing searches again.
     pub(crate) fn publish(self, head: u32) {
-        let version = chain_version(self.word).wrapping_add(1) << VERSION_SHIFT;
-        self.bucket.store(version | head as u64, Release);
+        let version = chain_version(self.word).wrapping_add(1);
+        Self::unlock(self.bucket, self.owner, version, head);
         std::mem::forget(self);
     }
 }
 
 impl Drop for BucketGuard<'_> {
     fn drop(&mut self) {
-        self.bucket.store(self.word, Release);
+        Self::unlock(
+            self.bucket,
+            self.owner,
+            chain_version(self.word),
+            self.head(),
+        );
     }
 }

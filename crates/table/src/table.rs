@@ -50,8 +50,8 @@ pub struct Entry {
 
 /// Which content a row had: its slot and its seqlock word. Every write to a row moves the
 /// word on (a delete and a new key in the same slot included), in whichever process, and the
-/// 64-bit word never comes back to a value it had, so two reads with the same version saw the
-/// same key and values. For caches of rows: see [`Table::get_versioned`].
+/// word comes back to a value it had only after 2^41 writes to the row, so two reads with the
+/// same version saw the same key and values. For caches of rows: see [`Table::get_versioned`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowVersion {
     pub slot: usize,
@@ -138,6 +138,8 @@ impl Table {
             return Err(TableError::AlreadyCreated);
         }
         let shared = Shared::map(self.size, self.conflict_proportion, pending.clone())?;
+        // Before any fork: each child must know its own pid to mark the locks it takes.
+        crate::process::watch_forks();
         // Cannot fail: the lock is held and nothing was set.
         let _ = self.created.set(shared);
         Ok(())
@@ -433,6 +435,8 @@ struct Shared {
     capacity: usize,
     bucket_mask: usize,
     buckets_at: usize,
+    /// Word where the buckets' owner pids start, two to a word.
+    owners_at: usize,
     rows_at: usize,
     seed: u64,
 }
@@ -461,7 +465,8 @@ impl Shared {
             capacity: size,
             bucket_mask: buckets - 1,
             buckets_at,
-            rows_at: buckets_at + buckets,
+            owners_at: buckets_at + buckets,
+            rows_at: buckets_at + buckets + buckets / 2,
             seed,
         };
         // Everything else starts as zero, which the mapping already is: empty chains, an
@@ -477,6 +482,12 @@ impl Shared {
 
     fn bucket(&self, hash: u64) -> &AtomicU64 {
         &self.map.words()[self.buckets_at + (hash as usize & self.bucket_mask)]
+    }
+
+    /// The bucket of `hash`, locked.
+    fn lock_bucket(&self, hash: u64) -> BucketGuard<'_> {
+        let owners = self.map.halves(self.owners_at, self.bucket_mask + 1);
+        BucketGuard::lock(self.bucket(hash), &owners[hash as usize & self.bucket_mask])
     }
 
     fn row(&self, slot: usize) -> &[AtomicU64] {
@@ -674,7 +685,7 @@ impl Shared {
         }
         // Slow path: lock the chain, so that two processes inserting the same key cannot
         // both add it. Look again: someone may have inserted it since the search.
-        let bucket = BucketGuard::lock(self.bucket(key.hash));
+        let bucket = self.lock_bucket(key.hash);
         if let Some((slot, _)) = self.find_locked(&bucket, key) {
             let row = self.row(slot);
             let _row_lock = RowGuard::lock(&row[SEQ]);
@@ -705,7 +716,7 @@ impl Shared {
     }
 
     fn delete(&self, key: &Key<'_>) -> bool {
-        let bucket = BucketGuard::lock(self.bucket(key.hash));
+        let bucket = self.lock_bucket(key.hash);
         let Some((slot, prev)) = self.find_locked(&bucket, key) else {
             return false;
         };
@@ -975,5 +986,108 @@ mod tests {
             unpack(&row, len, &mut out);
             assert_eq!(out, &data[..len]);
         }
+    }
+}
+
+/// A process killed inside a critical section, as SIGKILL or the OOM killer leaves one: a
+/// forked child takes a lock and exits without releasing it. The others must go on.
+#[cfg(test)]
+mod dead_holder_tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn table() -> Table {
+        let t = Table::new(64, 0.2).unwrap();
+        t.add_column("n", ColumnType::Int).unwrap();
+        t.add_column("s", ColumnType::Str(8)).unwrap();
+        t.create().unwrap();
+        t
+    }
+
+    /// Forks a child that runs `lock` (which takes a lock and forgets its guard) and waits
+    /// until it has exited. The child is left unreaped: a zombie, as a worker is until the
+    /// master reaps it.
+    fn die_holding(lock: impl FnOnce()) -> libc::pid_t {
+        // SAFETY: the child only takes a lock (atomics, no allocation) and _exit()s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            lock();
+            // SAFETY: ends the child without running the test harness's code.
+            unsafe { libc::_exit(0) }
+        }
+        // SAFETY: waits for our own child, leaving it waitable (WNOWAIT).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "waitid failed");
+        pid
+    }
+
+    fn reap(pid: libc::pid_t) {
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+
+    /// Runs `body` on another thread and fails if it has not returned within 10 s (a lock
+    /// nobody releases hangs it for ever).
+    fn within_seconds<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(body()));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("waited for ever on a lock held by a dead process")
+    }
+
+    #[test]
+    fn a_row_locked_by_a_dead_writer_is_released() {
+        let t = std::sync::Arc::new(table());
+        t.set(b"k", &[("n", Value::Int(5))]).unwrap();
+        let slot = t
+            .shared()
+            .unwrap()
+            .find(&t.shared().unwrap().key(b"k").unwrap(), |v, _| v.slot)
+            .unwrap();
+        let child = die_holding(|| {
+            std::mem::forget(RowGuard::lock(&t.shared().unwrap().row(slot)[SEQ]));
+        });
+        let seen = std::sync::Arc::clone(&t);
+        // A reader, then a writer, then iteration, each of which waited on the row before.
+        let (row, after) = within_seconds(move || {
+            let mut row = Vec::new();
+            seen.get_into(b"k", &mut row).unwrap();
+            seen.incr(b"k", "n", Value::Int(1)).unwrap();
+            let after = seen.iter().unwrap().map(|e| e.values).collect::<Vec<_>>();
+            (row, after)
+        });
+        reap(child);
+        assert_eq!(row, [Value::Int(5), Value::Str(Vec::new())]);
+        assert_eq!(after, [vec![Value::Int(6), Value::Str(Vec::new())]]);
+    }
+
+    #[test]
+    fn a_bucket_locked_by_a_dead_writer_is_released() {
+        let t = std::sync::Arc::new(table());
+        t.set(b"old", &[("n", Value::Int(1))]).unwrap();
+        let hash = t.shared().unwrap().key(b"new").unwrap().hash;
+        let child = die_holding(|| std::mem::forget(t.shared().unwrap().lock_bucket(hash)));
+        let seen = std::sync::Arc::clone(&t);
+        // An insert into that chain, and a delete from it, each of which takes its lock.
+        let count = within_seconds(move || {
+            seen.set(b"new", &[("n", Value::Int(2))]).unwrap();
+            let found = seen.get_field(b"new", "n").unwrap();
+            assert!(seen.del(b"new").unwrap());
+            (found, seen.count().unwrap())
+        });
+        reap(child);
+        assert_eq!(count, (Some(Value::Int(2)), 1));
+        assert_eq!(t.get_field(b"old", "n").unwrap(), Some(Value::Int(1)));
     }
 }

@@ -516,10 +516,10 @@ fn memory_formula() {
     assert_eq!(bucket_count(1024, 0.2), Ok(2048));
     assert_eq!(bucket_count(1000, 0.0), Ok(1024));
     assert_eq!(bucket_count(1024, 0.0), Ok(1024));
-    assert_eq!(bucket_count(1, 0.0), Ok(1));
+    assert_eq!(bucket_count(1, 0.0), Ok(2)); // never fewer than 2
     assert_eq!(
         memory_size(1024, 0.2, &cols),
-        Ok(64 + 8 * 2048 + 1024 * 360)
+        Ok(64 + 12 * 2048 + 1024 * 360)
     );
     assert!(memory_size(0, 0.2, &cols).is_err());
     for (size, cp, schema) in [

@@ -1,0 +1,52 @@
+<?php
+// Writers killed with SIGKILL in the middle of their work, R times over: each round forks W
+// children that rewrite, insert and delete rows of 256 KiB strings (so that much of their time
+// is spent inside a row's or a bucket's lock), kills them all a few milliseconds later, and
+// then, before reaping them (zombies, as workers are until the master reaps them), reads,
+// writes, inserts and iterates over every row. A lock held by a killed writer would hang it.
+//   php killed.php R W
+[, $rounds, $writers] = array_map('intval', $argv);
+
+$big = 256 * 1024;
+$t = new Surge\Table(64);
+$t->column('n', Surge\Table::TYPE_INT);
+$t->column('s', Surge\Table::TYPE_STRING, $big);
+$t->create();
+for ($k = 0; $k < 8; $k++) {
+    $t->set("row $k", ['n' => 0, 's' => '']);
+}
+
+$killed = 0;
+for ($r = 0; $r < $rounds; $r++) {
+    $pids = [];
+    for ($w = 0; $w < $writers; $w++) {
+        $pid = pcntl_fork();
+        if ($pid === 0) {
+            $fill = str_repeat(chr(65 + $w), $big);
+            for ($i = 0; ; $i++) {
+                $t->set('row ' . ($i % 8), ['n' => $i, 's' => $fill]);
+                $t->set("new $w", ['s' => $fill]);
+                $t->del("new $w");
+            }
+        }
+        $pids[] = $pid;
+    }
+    usleep(random_int(2000, 20000));
+    exec('kill -9 ' . implode(' ', $pids));
+    // Every row can be read, written and iterated over, and a new key inserted and deleted.
+    for ($k = 0; $k < 8; $k++) {
+        $t->get("row $k");
+        $t->incr("row $k", 'n');
+    }
+    $t->set("parent $r", ['n' => $r]);
+    $t->del("parent $r");
+    $rows = 0;
+    foreach ($t as $row) {
+        $rows++;
+    }
+    foreach ($pids as $pid) {
+        pcntl_waitpid($pid, $status);
+        $killed += (int) (pcntl_wifsignaled($status) && pcntl_wtermsig($status) === 9);
+    }
+}
+echo json_encode(['killed' => $killed, 'rows' => $rows, 'count' => count($t)]), "\n";
