@@ -70,6 +70,57 @@ def test_timer_pushes_to_a_client(php_server):
             ws.recv(timeout=0.15)
 
 
+def test_a_tick_slower_than_its_interval_runs_again_once_not_in_a_burst():
+    """A 50 ms tick whose first call takes 1 s: the ticks due meanwhile are not all called, back
+    to back, when it returns (they were queued, one per interval); the next runs once, then
+    every 50 ms."""
+    result = run_php("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['log_level' => 'off']);
+        [$calls, $slowEnd] = [[], 0.0];
+        $s->on('start', function ($s) use (&$calls, &$slowEnd) {
+            $s->tick(50, function ($id) use ($s, &$calls, &$slowEnd) {
+                $calls[] = microtime(true);
+                if (count($calls) === 1) {
+                    usleep(1000000);
+                    $slowEnd = microtime(true);
+                }
+                if (count($calls) === 6) {
+                    $s->clearTimer($id);
+                    $s->shutdown();
+                }
+            });
+        });
+        $s->start();
+        echo count($calls), ' ', count(array_filter($calls, fn($t) => $t >= $slowEnd && $t < $slowEnd + 0.03)), "\\n";
+    """, timeout=15)
+    calls, in_30_ms = map(int, result.stdout.split())
+    assert calls == 6 and in_30_ms <= 1, result.stdout + result.stderr
+
+
+def test_a_timer_added_in_the_masters_start_callback_throws():
+    """With worker processes the master (start, shutdown) runs no event loop: its timer would
+    never run there, only later in every worker forked after a reload or a crash."""
+    result = run_php("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['log_level' => 'off', 'worker_num' => 2]);
+        $s->on('start', function ($s) {
+            foreach ([fn() => $s->tick(10, fn() => 1), fn() => $s->after(10, fn() => 1)] as $add) {
+                try {
+                    $add();
+                    echo "no exception\\n";
+                } catch (Surge\\Exception $e) {
+                    echo $e->getMessage(), "\\n";
+                }
+            }
+            $s->shutdown();
+        });
+        $s->start();
+    """, timeout=15)
+    message = "timers run in workers: the master process (start, shutdown) has none; add them in workerStart"
+    assert result.stdout == f"{message}\n{message}\n", result.stdout + result.stderr
+
+
 def test_after_pushes_to_the_client_that_asked(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:
@@ -152,6 +203,40 @@ def test_messages_sent_just_before_sigterm_reach_the_message_callback(php_server
         *[f"last words {i}" for i in range(5)],
     ]
     assert out.index("last words 4") < out.index("shutdown")
+
+
+def test_the_drain_after_a_stop_ends_at_shutdown_timeout(php_server, tmp_path):
+    """39 messages wait while the first one's callback sleeps, then calls shutdown(); each
+    takes 100 ms. With shutdown_timeout 1 the drain hands PHP about 10 of them, not all 39
+    (4 s)."""
+    script = tmp_path / "drain.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'shutdown_timeout' => 1]);
+        $handled = 0;
+        $s->on('message', function ($s, $frame) use (&$handled) {
+            if ($handled++ === 0) {
+                usleep(300000);
+                $s->shutdown();
+            } else {
+                usleep(100000);
+            }
+        });
+        $s->on('shutdown', function () use (&$handled) {
+            echo "handled $handled\\n";
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with connect(srv.url) as ws:
+        ws.send("first")
+        time.sleep(0.1)  # the first message is a batch of its own; the others queue
+        for i in range(39):
+            ws.send(f"queued {i}")
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=10) == 0
+    handled = int(re.search(r"^handled (\d+)$", srv.stdout(), re.M)[1])
+    assert 2 <= handled <= 25, srv.stdout()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -1,7 +1,6 @@
 //! The handle the PHP layer holds: starts the Tokio runtime and the listener, hands events to
 //! the PHP thread, and takes pushes, closes and timers from it without ever blocking on I/O.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
@@ -12,7 +11,6 @@ use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
-use tokio::task::AbortHandle;
 
 use crate::bus::{BusServer, Peers};
 use crate::config::Config;
@@ -25,6 +23,7 @@ use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
 use crate::tasks::{self, TaskSender};
+use crate::timers::Timers;
 use crate::workers::{self, FdSource, Worker};
 use crate::{heartbeat, local, logging, memory, tls};
 
@@ -84,7 +83,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     runtime: Option<Runtime>,
     events: Mutex<mpsc::Receiver<Event>>,
-    timers: Arc<Mutex<HashMap<u64, AbortHandle>>>,
+    timers: Timers,
     local_addr: SocketAddr,
     redis: Option<Arc<RedisBridge>>,
     /// With worker processes: the links to the other workers, and this one's end of the bus.
@@ -508,35 +507,22 @@ impl Engine {
             .is_some_and(|p| p.finish(reply_to, task_id, data))
     }
 
-    /// Sends `Event::Timer { id }` after `delay`, then every `every` if given.
+    /// Sends `Event::Timer { id }` after `delay`, then every `every` if given, each time
+    /// once `timer_ran(id)` said PHP ran the one before (see `timers::Timers::add`).
     pub fn add_timer(&self, id: u64, delay: Duration, every: Option<Duration>) {
         let events = self.shared.events.clone();
-        let timers = self.timers.clone();
-        let task = self.runtime().spawn(async move {
-            tokio::time::sleep(delay).await;
-            loop {
-                if events.send(Event::Timer { id }).await.is_err() {
-                    return;
-                }
-                match every {
-                    Some(every) => tokio::time::sleep(every).await,
-                    None => break,
-                }
-            }
-            timers.lock().remove(&id);
-        });
-        self.timers.lock().insert(id, task.abort_handle());
+        self.timers
+            .add(self.runtime().handle(), events, id, delay, every);
+    }
+
+    /// PHP has run tick `id`.
+    pub fn timer_ran(&self, id: u64) {
+        self.timers.ran(id);
     }
 
     /// Stops a timer; false if it does not exist (or already fired, for a one-shot).
     pub fn clear_timer(&self, id: u64) -> bool {
-        match self.timers.lock().remove(&id) {
-            Some(task) => {
-                task.abort();
-                true
-            }
-            None => false,
-        }
+        self.timers.clear(id)
     }
 
     /// Stops accepting and sends every client a close frame with `code` and `reason` (1001
@@ -548,9 +534,7 @@ impl Engine {
             return;
         }
         log::info!(target: "surge", "shutting down: closing {open} connections");
-        for timer in self.timers.lock().drain() {
-            timer.1.abort();
-        }
+        self.timers.clear_all();
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

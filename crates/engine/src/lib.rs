@@ -34,6 +34,7 @@ mod socket;
 mod static_files;
 pub mod stats;
 mod tasks;
+mod timers;
 mod tls;
 mod wake_signal;
 pub mod workers;

@@ -245,7 +245,8 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
 }
 
 /// After the stop: every client gets 1001, and what arrives meanwhile (messages sent before
-/// the signal, close events) is still handed to PHP, until all are gone or the timeout. After
+/// the signal, close events) is still handed to PHP, until all are gone or the timeout; what
+/// is still queued then is dropped (a worker's master kills it 5 s later anyway). After
 /// a fatal error (`after` is `Next::Fatal`) every client gets 1011 and nothing reaches PHP.
 /// A second signal cuts it short when this process is the `whole` server; a worker process
 /// gets the master's SIGTERM after its own signal (a terminal's Ctrl-C, systemd's stop reach
@@ -261,13 +262,16 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let now = Instant::now();
+        if now >= deadline {
+            return Next::Continue;
+        }
         let idle = engine.is_idle();
-        let wait = if idle || now >= deadline {
+        let wait = if idle {
             Duration::ZERO
         } else {
             (deadline - now).min(Duration::from_millis(50))
         };
-        if !engine.recv(&mut batch, BATCH, Some(wait)) && (idle || now >= deadline) {
+        if !engine.recv(&mut batch, BATCH, Some(wait)) && idle {
             return Next::Continue;
         }
         if fatal {
@@ -275,7 +279,12 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
             continue;
         }
         let end = guarded(|| {
-            for event in batch.drain(..) {
+            // Checked before each event: a batch of slow callbacks would run past the deadline.
+            let mut events = batch.drain(..);
+            while Instant::now() < deadline {
+                let Some(event) = events.next() else {
+                    break;
+                };
                 match dispatch(server, this, event) {
                     Next::Continue => {}
                     Next::Stop if !whole => {}
@@ -369,7 +378,14 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         Event::Timer { id } => {
             let fired = server.timers.borrow_mut().fired(id);
             match fired {
-                Some((cb, true)) => call(&cb, &[&(id as i64)], "tick").into(),
+                Some((cb, true)) => {
+                    let next = call(&cb, &[&(id as i64)], "tick").into();
+                    // The engine sends this tick again only now (no burst after a slow call).
+                    if let Some(engine) = server.engine() {
+                        engine.timer_ran(id);
+                    }
+                    next
+                }
                 Some((cb, false)) => call(&cb, &[], "after").into(),
                 None => Next::Continue,
             }

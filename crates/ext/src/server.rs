@@ -718,6 +718,13 @@ impl Server {
 
     fn add_timer(&self, ms: i64, callback: &Zval, repeat: bool) -> PhpResult<i64> {
         let delay = timer_delay(ms)?;
+        // The master runs no event loop; a timer kept here would only start in the workers it
+        // forks later (after a reload or a crash), in each of them.
+        if self.worker_id.get() == -1 {
+            return Err(error(
+                "timers run in workers: the master process (start, shutdown) has none; add them in workerStart",
+            ));
+        }
         let callback =
             Callable::new(callback).ok_or_else(|| error("the timer callback is not callable"))?;
         let engine = self.engine();
