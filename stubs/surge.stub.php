@@ -209,7 +209,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Queues $data for every established connection except the fds in $except ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING); the frame is encoded once and its bytes shared by all; returns how many connections it was queued for. */
+        /** Queues $data for every established connection (not the Pusher protocol's) except the fds in $except ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING); the frame is encoded once and its bytes shared by all; returns how many connections it was queued for. */
         public function broadcast(string $data, ?array $except = null, ?int $opcode = null): int
         {
         }
@@ -294,12 +294,12 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Calls $callback($timerId) every $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). */
+        /** Calls $callback($timerId) every $ms milliseconds (1 ms to 1 year) once the server runs (a tick due while PHP is busy runs once when it is free, not once per interval missed); returns the timer id for clearTimer(). Throws in the master process of worker processes (add timers in workerStart). */
         public function tick(int $ms, callable $callback): int
         {
         }
 
-        /** Calls $callback() once after $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). */
+        /** Calls $callback() once after $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). Throws in the master process of worker processes (add timers in workerStart). */
         public function after(int $ms, callable $callback): int
         {
         }

@@ -114,6 +114,23 @@ def test_connection_quota_and_activity_timeout(php_server):
     again.close()
 
 
+def test_broadcast_and_connections_leave_pusher_clients_out(php_server):
+    """PHP serves only its own connections: a Pusher client is not in `$server->connections`
+    and gets nothing of `broadcast()` (raw frames it could not read)."""
+    server = start(php_server)
+    pusher, _ = pusher_socket(server)
+    with connect(server.url) as native:
+        native.send("cmd:conns")
+        conns = json.loads(native.recv(timeout=5))
+        assert conns["count"] == 1 and len(conns["fds"]) == 1
+        native.send("cmd:broadcast:hello")
+        assert native.recv(timeout=5) == "hello"
+        assert json.loads(native.recv(timeout=5)) == 1
+        with pytest.raises(TimeoutError):
+            pusher.recv(timeout=0.3)
+    pusher.close()
+
+
 def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     server = start(php_server, package_max_length=64 * 1024)
     ws, hello = pusher_socket(server)

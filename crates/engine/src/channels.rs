@@ -20,9 +20,14 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Adds the connection to `name`; false if it was already a member.
+    /// Adds the connection to `name`; false if it was already a member, or is not open. The
+    /// check is made under the lock that `leave_all` takes, so a connection whose task has
+    /// ended (see `Conn::end`) is never added after it left every channel.
     pub fn join(&self, conn: &Arc<Conn>, name: &str) -> bool {
         let mut inner = self.inner.lock();
+        if !conn.is_open() {
+            return false;
+        }
         let key: Arc<str> = match inner.members.get_key_value(name) {
             Some((k, _)) => k.clone(),
             None => Arc::from(name),
@@ -150,6 +155,16 @@ mod tests {
 
     fn conn(fd: u64) -> Arc<Conn> {
         Arc::new(Conn::new(fd, "127.0.0.1:1".parse().unwrap(), 0, 0))
+    }
+
+    #[test]
+    fn a_connection_whose_task_ended_is_not_added() {
+        let ch = Channels::default();
+        let a = conn(1);
+        a.end();
+        assert!(!ch.join(&a, "news"));
+        assert_eq!(ch.list(), vec![]);
+        assert_eq!(ch.of(1), Vec::<String>::new());
     }
 
     #[test]

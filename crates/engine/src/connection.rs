@@ -263,6 +263,7 @@ async fn finish<S>(
         Flow::Continue => unreachable!(),
     };
     drop(ws);
+    conn.end();
     shared.registry.remove(conn.fd);
     shared.channels.leave_all(conn.fd);
     bump(&shared.stats.closed, 1);

@@ -15,7 +15,10 @@ pub(crate) fn broadcast(shared: &Shared, item: &Outgoing, except: &[u64]) -> usi
     let limit = shared.config.socket_buffer_size;
     let mut queued = 0;
     shared.registry.for_each(|conn| {
-        if !except.contains(&conn.fd) && conn.push(item.clone(), limit).is_ok() {
+        if !except.contains(&conn.fd)
+            && !conn.speaks_pusher()
+            && conn.push(item.clone(), limit).is_ok()
+        {
             queued += 1;
         }
     });
@@ -30,10 +33,10 @@ pub(crate) fn publish(shared: &Shared, channel: &str, item: &Outgoing, except: &
 }
 
 pub(crate) fn join(shared: &Shared, fd: u64, channel: &str) -> bool {
-    match shared.registry.get(fd) {
-        Some(conn) if conn.is_open() => shared.channels.join(&conn, channel),
-        _ => false,
-    }
+    shared
+        .registry
+        .get(fd)
+        .is_some_and(|conn| shared.channels.join(&conn, channel))
 }
 
 pub(crate) fn leave(shared: &Shared, fd: u64, channel: &str) -> bool {

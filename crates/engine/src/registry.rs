@@ -29,6 +29,8 @@ enum State {
     Closing,
     /// Drop the socket without a close handshake (dead peer found by the heartbeat).
     Kill,
+    /// The connection's task has ended: it left the registry and its channels.
+    Gone,
 }
 
 /// What waits in a connection's outbox.
@@ -195,6 +197,18 @@ impl Conn {
         }
     }
 
+    /// Set by the connection's task as it ends, before it leaves its channels: a join that
+    /// raced the end (PHP's `join()` of an fd whose client just vanished) then adds nothing.
+    pub(crate) fn end(&self) {
+        self.outbox.lock().state = State::Gone;
+    }
+
+    /// A connection of the Pusher protocol, which PHP's broadcast() and `connections` leave
+    /// out: its clients read Pusher's messages only.
+    pub(crate) fn speaks_pusher(&self) -> bool {
+        self.pusher.get().is_some()
+    }
+
     pub(crate) fn kill(&self) {
         self.outbox.lock().state = State::Kill;
         self.wake.raise();
@@ -311,11 +325,12 @@ impl Registry {
         }
     }
 
-    /// The fds of established connections (not closing), in ascending order.
+    /// The fds of established connections (not closing), in ascending order; not the Pusher
+    /// protocol's, which PHP does not serve.
     pub fn open_fds(&self) -> Vec<u64> {
         let mut fds = Vec::with_capacity(self.len());
         self.for_each(|c| {
-            if c.is_open() {
+            if c.is_open() && !c.speaks_pusher() {
                 fds.push(c.fd)
             }
         });

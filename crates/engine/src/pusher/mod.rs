@@ -13,7 +13,7 @@ pub mod presence;
 pub mod socket;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -342,6 +342,8 @@ pub(crate) fn publish(
 
 /// A Laravel broadcast from the Redis bridge, for the Pusher subscribers of `channel` in every
 /// app, in Pusher's shape (`data` as a JSON string). Returns how many connections got it.
+/// Never to an encrypted channel: Laravel's Redis broadcaster does not encrypt, and pusher-js
+/// would fail to decrypt the plain text (the pusher broadcaster's HTTP API calls encrypt).
 pub(crate) fn forward_broadcast(
     shared: &Shared,
     channel: &str,
@@ -350,6 +352,13 @@ pub(crate) fn forward_broadcast(
     except: &[u64],
 ) -> usize {
     if !shared.pusher.enabled() {
+        return 0;
+    }
+    if kind(channel) == Kind::Encrypted {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Relaxed) {
+            log::warn!(target: "surge", "Redis broadcasts on encrypted channels ({channel}) are not sent to Pusher clients: Laravel's redis broadcaster does not encrypt them (use the pusher driver); said once");
+        }
         return 0;
     }
     // Encoded once, for the first app with subscribers.
