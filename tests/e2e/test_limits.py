@@ -55,6 +55,37 @@ def test_max_connections_per_ip_refuses_the_next_one_from_that_address(php_serve
             assert again.recv(timeout=5) == "in again"
 
 
+def test_a_flood_of_refused_connections_is_closed_past_256_at_once(php_server):
+    """Over max_connection, a refused connection is held until its request head arrives (up
+    to handshake_timeout) to be told why; 300 that send nothing: the 256 first wait for their
+    503, the others are closed at once instead of each holding a descriptor for seconds."""
+    srv = php_server("echo.php", env=settings_env(max_connection=1, handshake_timeout=5))
+    with connect(srv.url) as ws:
+        stalled = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(300)]
+        try:
+            time.sleep(0.5)
+            closed = 0
+            for sock in stalled:
+                sock.setblocking(False)
+                try:
+                    closed += sock.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    closed += 1
+            assert 300 - 256 <= closed < 300 - 200, closed
+        finally:
+            for sock in stalled:
+                sock.close()
+        # Their places come back as they go: the next refused client is told why again.
+        time.sleep(0.3)
+        with pytest.raises(InvalidStatus) as err:
+            connect(srv.url, open_timeout=5)
+        assert err.value.response.status_code == 503
+        ws.send("still served")
+        assert ws.recv(timeout=5) == "still served"
+
+
 def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server):
     rate = 5
     srv = php_server("echo.php", env=settings_env(max_messages_per_second=rate))

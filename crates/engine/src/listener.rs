@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::time::error::Elapsed;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -42,6 +42,12 @@ use crate::static_files;
 use crate::stats::bump;
 use crate::tls;
 
+/// Refused connections answered at once, at most. Each holds its socket (and with TLS does a
+/// handshake) for up to a few seconds to say why; past this many, a refused connection is
+/// closed at once, so that a flood of them cannot use up the file descriptors (and the CPU)
+/// that max_connection and max_connections_per_ip are there to bound.
+const REFUSALS_AT_ONCE: usize = 256;
+
 /// With `tls`, every connection does its TLS handshake before HTTP.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
@@ -49,6 +55,7 @@ pub(crate) async fn accept_loop(
     tls: Option<TlsAcceptor>,
 ) {
     let mut stopping = shared.stopping.subscribe();
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     loop {
         let accepted = tokio::select! {
             _ = stopping.wait_for(Option::is_some) => break,
@@ -64,12 +71,14 @@ pub(crate) async fn accept_loop(
                     }
                     Err(why) => {
                         bump(&shared.stats.rejected, 1);
-                        tokio::spawn(refuse_tcp(
-                            stream,
-                            why,
-                            tls.clone(),
-                            shared.config.handshake_timeout,
-                        ));
+                        // Without a permit the stream is dropped here: closed unanswered.
+                        if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                            let (tls, wait) = (tls.clone(), shared.config.handshake_timeout);
+                            tokio::spawn(async move {
+                                refuse_tcp(stream, why, tls, wait).await;
+                                drop(permit);
+                            });
+                        }
                     }
                 }
             }
