@@ -53,7 +53,8 @@ def test_real_clients(php_server, scenario):
 
 
 def pusher_socket(server, key=APP["key"], protocol=7):
-    ws = connect(f"{server.url}/app/{key}?protocol={protocol}&client=js&version=8.6.0").__enter__()
+    query = ("" if protocol is None else f"protocol={protocol}&") + "client=js&version=8.6.0"
+    ws = connect(f"{server.url}/app/{key}?{query}").__enter__()
     hello = json.loads(ws.recv(timeout=5))
     return ws, hello
 
@@ -86,7 +87,7 @@ def test_connection_established_and_refusals(php_server):
     assert data["activity_timeout"] == 30 and data["socket_id"].split(".")[1].isdigit()
     send(ws, "pusher:ping")
     assert recv(ws) == {"event": "pusher:pong", "data": {}}
-    for key, protocol, code in [("nope", 7, 4001), (APP["key"], 4, 4007), (APP["key"], "x", 4007)]:
+    for key, protocol, code in [("nope", 7, 4001), (APP["key"], 4, 4007), (APP["key"], "x", 4007), (APP["key"], None, 4008)]:
         bad, error = pusher_socket(server, key, protocol)
         assert error["event"] == "pusher:error" and error["data"]["code"] == code, error
         assert close_code(bad) == code
@@ -232,6 +233,10 @@ def test_http_api_signatures(php_server):
     assert api_request(server, "POST", f"/apps/{APP['app_id']}/batch_events", batch)[0] == 400
     assert api_request(server, "GET", "/apps/999/channels")[0] == 404
     assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/news/users")[0] == 400
+    # A malformed socket_id (toOthers() gone wrong) is refused, not taken as none.
+    for sid in ["abc", "1.", "1.2.3", ""]:
+        bad_sid = json.dumps({"name": "n", "channel": "news", "data": "x", "socket_id": sid}).encode()
+        assert api_request(server, "POST", path, bad_sid)[0] == 400, sid
     # Nothing of the refused requests arrived: the next message is the next good one.
     assert api_request(server, "POST", path, json.dumps({"name": "last", "channel": "news", "data": "d"}).encode())[0] == 200
     assert recv(ws)["event"] == "last"
@@ -361,6 +366,38 @@ def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
     assert recv(other)["event"] == "pusher:pong"
     other.close()
     assert lines(8)[7] == ["unsubscribe", other_fd, "presence-room", app]
+
+
+def test_presence_channels_hold_at_most_their_members_and_member_size(php_server):
+    """presence_max_members 2: a third user is refused (4100) while a second tab of a member is
+    not; a user_info over presence_max_member_size is refused (4301). Every refusal leaves the
+    members as they were."""
+    app = {**APP, "options": {"presence_max_members": 2, "presence_max_member_size": 40}}
+    server = start(php_server, app=app)
+    clients = [pusher_socket(server) for _ in range(5)]
+
+    def subscribe(i, user):
+        ws, hello = clients[i]
+        data = json.dumps(user)
+        send(ws, "pusher:subscribe", {"channel": "presence-room", "auth": channel_auth(socket_id(hello), "presence-room", data), "channel_data": data})
+        return recv(ws)
+
+    assert subscribe(0, {"user_id": 1})["event"] == "pusher_internal:subscription_succeeded"
+    assert subscribe(1, {"user_id": 2})["event"] == "pusher_internal:subscription_succeeded"
+    refused = subscribe(2, {"user_id": 3})
+    assert refused["event"] == "pusher:subscription_error"
+    assert json.loads(refused["data"]) == {"type": "LimitReached", "status": 4100, "error": "the presence channel has its most members (2)"}
+    # A second connection of user 1 is no new member.
+    joined = subscribe(3, {"user_id": 1})
+    assert json.loads(joined["data"])["presence"]["count"] == 2
+    too_big = subscribe(4, {"user_id": 1, "user_info": {"name": "x" * 40}})
+    assert json.loads(too_big["data"])["status"] == 4301
+    # Nobody was added or removed by the refusals: user 1's first connection heard only user 2.
+    assert json.loads(recv(clients[0][0])["data"]) == {"user_id": "2", "user_info": None}
+    with pytest.raises(TimeoutError):
+        clients[0][0].recv(timeout=0.3)
+    for ws, _ in clients:
+        ws.close()
 
 
 def test_a_refused_repeat_of_a_presence_subscription_leaves_the_first_one_standing(php_server):

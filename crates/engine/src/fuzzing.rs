@@ -26,6 +26,8 @@ fn fuzz_app() -> AppConfig {
         client_event_rate: 10,
         max_connections: 0,
         activity_timeout: 30,
+        presence_max_members: 100,
+        presence_max_member_size: 2048,
     }
 }
 

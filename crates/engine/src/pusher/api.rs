@@ -218,6 +218,14 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
     if data.len() > MAX_EVENT_DATA {
         return Err((413, format!("event data over {MAX_EVENT_DATA} bytes")));
     }
+    // Pusher refuses a malformed one: taken as absent, the event would reach the sender that
+    // toOthers() meant to leave out.
+    if let Some(id) = t.socket_id.as_deref().filter(|id| !is_socket_id(id)) {
+        return Err((
+            400,
+            format!("socket_id '{id}' is not a socket id (digits.digits)"),
+        ));
+    }
     let except = t
         .socket_id
         .as_deref()
@@ -230,6 +238,15 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
         channels,
         except,
         info: t.info,
+    })
+}
+
+/// Pusher's socket id form: `123.456`.
+fn is_socket_id(id: &str) -> bool {
+    id.split_once('.').is_some_and(|(a, b)| {
+        [a, b]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|c| c.is_ascii_digit()))
     })
 }
 

@@ -48,6 +48,11 @@ pub struct AppConfig {
     pub max_connections: usize,
     /// Seconds of silence after which a client is sent `pusher:ping`; told to clients too.
     pub activity_timeout: u64,
+    /// Members (users) of one presence channel at most, as Pusher allows; 0: no limit. Each
+    /// member's arrival is sent to every other, and each subscription gets the whole list.
+    pub presence_max_members: usize,
+    /// Bytes of one member's `user_info` (as JSON) at most.
+    pub presence_max_member_size: usize,
 }
 
 pub(crate) const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
@@ -56,6 +61,8 @@ pub(crate) const OPTION_KEYS: &[&str] = &[
     "client_event_rate",
     "max_connections",
     "activity_timeout",
+    "presence_max_members",
+    "presence_max_member_size",
 ];
 
 fn entries<'a>(what: &str, value: &'a Value) -> Result<&'a [(String, Value)], ConfigError> {
@@ -134,6 +141,8 @@ impl AppConfig {
             client_event_rate: 10,
             max_connections: 0,
             activity_timeout: 30,
+            presence_max_members: 100,
+            presence_max_member_size: 2048,
         };
         for (k, v) in entries(what, value)? {
             let name = format!("{what}.{k}");
@@ -162,6 +171,14 @@ impl AppConfig {
                             }
                             "activity_timeout" => {
                                 app.activity_timeout = number(&name, v, 1, 3600)? as u64
+                            }
+                            "presence_max_members" => {
+                                app.presence_max_members =
+                                    number(&name, v, 0, 100_000_000)? as usize
+                            }
+                            "presence_max_member_size" => {
+                                app.presence_max_member_size =
+                                    number(&name, v, 2, MAX_EVENT_DATA as i64)? as usize
                             }
                             _ => {
                                 return Err(ConfigError(format!(

@@ -59,6 +59,11 @@ impl Presence {
         self.by_fd.get(&fd).map(String::as_str)
     }
 
+    /// Whether `user_id` is a member (with some connection).
+    pub fn has_user(&self, user_id: &str) -> bool {
+        self.users.contains_key(user_id)
+    }
+
     pub fn count(&self) -> usize {
         self.users.len()
     }

@@ -79,10 +79,12 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
     let Some(app) = shared.pusher.by_key(key) else {
         return refuse(conn, shared, 4001, &format!("App key {key} does not exist"));
     };
-    let protocol = form_urlencoded::parse(request.query.as_bytes())
-        .find(|(k, _)| k == "protocol")
-        .and_then(|(_, v)| v.parse::<u32>().ok());
-    if !protocol.is_some_and(|p| PROTOCOLS.contains(&p)) {
+    let Some((_, protocol)) =
+        form_urlencoded::parse(request.query.as_bytes()).find(|(k, _)| k == "protocol")
+    else {
+        return refuse(conn, shared, 4008, "No protocol version supplied");
+    };
+    if !protocol.parse().is_ok_and(|p: u32| PROTOCOLS.contains(&p)) {
         return refuse(
             conn,
             shared,
@@ -324,24 +326,42 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
             };
             Some((id, d.get("user_info").cloned().unwrap_or(Value::Null)))
         });
-    let Some((user_id, info)) = member else {
-        // A repeat leaves the subscription made before as it is (forgetting it here would
-        // leave its member behind when the connection goes).
+    // A refusal of a repeat leaves the subscription made before as it is (forgetting it here
+    // would leave its member behind when the connection goes).
+    let refuse = |kind: &str, status: u16, message: &str| {
         if new {
             session.subscriptions.lock().remove(channel);
         }
-        subscription_error(
-            conn,
-            shared,
-            channel,
+        subscription_error(conn, shared, channel, kind, status, message);
+        None
+    };
+    let Some((user_id, info)) = member else {
+        return refuse(
             "InvalidChannelData",
             400,
             "presence channel_data must be JSON with a user_id",
         );
-        return None;
     };
+    let info_size = info.to_string().len();
+    let max_size = app.config.presence_max_member_size;
+    if info_size > max_size {
+        return refuse(
+            "LimitReached",
+            4301,
+            &format!("user_info is {info_size} bytes of JSON; a member's is at most {max_size}"),
+        );
+    }
     let mut presence = app.presence.lock();
     let members = presence.entry(channel.to_owned()).or_default();
+    let max = app.config.presence_max_members;
+    if max > 0 && members.count() >= max && !members.has_user(&user_id) {
+        drop(presence);
+        return refuse(
+            "LimitReached",
+            4100,
+            &format!("the presence channel has its most members ({max})"),
+        );
+    }
     let added = members.join(conn.fd, &user_id, info.clone());
     app.channels.join(&handle, channel);
     subscription_succeeded(conn, shared, channel, &quote(&members.snapshot()));
