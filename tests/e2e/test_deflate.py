@@ -3,6 +3,7 @@ connection by real clients (Python websockets offers it by default), compressed 
 a broadcast reaching deflate and plain clients alike. Autobahn's sections 12 and 13 are in
 test_autobahn.py."""
 
+import os
 import zlib
 
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -94,6 +95,18 @@ def test_decompression_bomb_is_closed_with_1009_and_others_are_served(php_server
         bomber.send(bytes(64 << 20))
         assert close_code(bomber) == 1009
         assert_serves(srv, bystander)
+
+
+def test_random_bytes_just_under_the_limit_are_accepted_compressed_as_plain(php_server):
+    # Deflate makes random bytes larger: websockets (zlib's memLevel 5) by about 0.25%, so 100
+    # bytes under package_max_length (2 MiB) is about 5 KiB over it compressed.
+    srv = php_server("echo.php", env=ON)
+    data = os.urandom((2 << 20) - 100)
+    with connect(srv.url, max_size=None) as packed, connect(srv.url, max_size=None, compression=None) as plain:
+        assert deflate_of(packed) is not None
+        for ws in [packed, plain]:
+            ws.send(data)
+            assert ws.recv(timeout=10) == data
 
 
 def test_garbage_in_a_compressed_message_is_closed_with_1007(php_server):

@@ -10,8 +10,9 @@
 //! the reader fails the connection with 1002 as it does without negotiation. Inflated output
 //! is made at most [`OUT_LIMIT`] bytes at a time and counted by the reader against
 //! package_max_length: a decompression bomb is closed with 1009 after package_max_length bytes,
-//! with memory bounded by that. The compressed bytes of one message are held to the same limit
-//! (deflate can also shrink: empty blocks inflate to nothing).
+//! with memory bounded by that. The compressed bytes of one message are held to that limit plus
+//! what deflate may add to incompressible data ([`max_compressed`]): deflate can also shrink
+//! (empty blocks inflate to nothing), and this bounds such a message too.
 
 use std::cell::RefCell;
 use std::io;
@@ -35,6 +36,20 @@ const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 
 const RSV1: u8 = 0x40;
 const RSV23: u8 = 0x30;
+
+/// The most compressed bytes a message of at most `max_message` bytes may come in: deflate
+/// makes incompressible data a little larger, and a message of random bytes just under the limit
+/// must be accepted compressed as it is plain. This is zlib's deflateBound() for any parameters
+/// (its bound for fixed blocks of 9-bit literals, about 13%, which is over its bound for
+/// stored blocks of 127 bytes, about 4%), plus 64 bytes for the sync flush and what a compressor
+/// adds per message. zlib's tight bound for its default parameters (about 0.03%) is not enough:
+/// Python's websockets compresses with memLevel 5, which puts random data in stored blocks of
+/// about 2 KiB, 0.25% more. The inflated size is still held to `max_message`; this bounds only
+/// a message that inflates to little (empty blocks), to about the time its bytes take to read.
+fn max_compressed(max_message: usize) -> u64 {
+    let max = max_message as u64;
+    max.saturating_add(max / 8 + max / 256 + max / 512 + 64)
+}
 
 /// What the reader reports (as an I/O error) when a compressed message cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +91,8 @@ struct Reader {
 
 impl<S> Inflating<S> {
     /// `window_bits`: None without permessage-deflate, else the window agreed for what we send.
-    /// `max_message`: the largest message, in compressed bytes as well as inflated. `first`:
+    /// `max_message`: the largest message once inflated (its compressed bytes may be a little
+    /// more, see [`max_compressed`]). `first`:
     /// bytes the client sent after its handshake, read with it: with permessage-deflate they are
     /// read before the socket; without, they are given back, for the reader above.
     pub fn new(
@@ -93,7 +109,7 @@ impl<S> Inflating<S> {
             return (inflating, first);
         };
         let decoder = Decoder {
-            max_compressed: max_message as u64,
+            max_compressed: max_compressed(max_message),
             ..Decoder::default()
         };
         let reader = Box::new(Reader {
@@ -490,6 +506,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deflate::stored_in;
     use crate::fuzzing::client_frame;
 
     impl Decoder {
@@ -515,7 +532,14 @@ mod tests {
     /// Runs `input` through a decoder `step` bytes at a time, as the socket layer does;
     /// returns the frames the reader would read: (first byte, payload unmasked).
     fn decode(input: &[u8], step: usize) -> io::Result<Vec<(u8, Vec<u8>)>> {
-        let mut decoder = Decoder::new_for_test();
+        decode_with(Decoder::new_for_test(), input, step)
+    }
+
+    fn decode_with(
+        mut decoder: Decoder,
+        input: &[u8],
+        step: usize,
+    ) -> io::Result<Vec<(u8, Vec<u8>)>> {
         let mut wire = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         for piece in input.chunks(step) {
@@ -591,6 +615,19 @@ mod tests {
             }
         }
         done
+    }
+
+    /// `n` bytes that do not compress.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
     }
 
     fn text(n: usize) -> Vec<u8> {
@@ -690,5 +727,28 @@ mod tests {
             err.get_ref().unwrap().downcast_ref(),
             Some(&InflateError::TooBig)
         );
+    }
+
+    #[test]
+    fn incompressible_messages_just_under_the_limit_are_accepted() {
+        // Random bytes grow when deflated: a message a little under the limit is a little over
+        // it compressed, by 0.03% from zlib's defaults (flate2 here), by 0.25% in stored blocks
+        // of 2 KiB (Python's websockets, memLevel 5) and by 4% in stored blocks of 127 bytes
+        // (zlib's memLevel 1).
+        let max = 2 << 20;
+        let data = noise(max - 100);
+        let by_flate2 = deflated(&data);
+        let in_2k_blocks = stored_in(&data, 2048);
+        let in_127_byte_blocks = stored_in(&data, 127);
+        for compressed in [by_flate2, in_2k_blocks, in_127_byte_blocks] {
+            assert!(compressed.len() > max);
+            let decoder = Decoder {
+                max_compressed: max_compressed(max),
+                ..Decoder::default()
+            };
+            let input = client_frame(FIN | RSV1 | 2, &compressed);
+            let got = messages(&decode_with(decoder, &input, 4096).unwrap());
+            assert!(got == [(2, data.clone())], "{} bytes", compressed.len());
+        }
     }
 }

@@ -113,8 +113,13 @@ pub fn fits_window(len: usize, window_bits: u8) -> bool {
 /// `payload` as deflate stored blocks (no compression, up to 65535 bytes each): what RFC 7692
 /// calls a compressed message, at 5 bytes per block and one more at the end.
 pub fn stored(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 5 * (payload.len() / 0xffff) + 6);
-    for block in payload.chunks(0xffff) {
+    stored_in(payload, 0xffff)
+}
+
+/// `payload` as stored blocks of `size` bytes (1 to 65535); see [`stored`].
+pub(crate) fn stored_in(payload: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5 * (payload.len() / size) + 6);
+    for block in payload.chunks(size) {
         // BFINAL 0, BTYPE 00 (stored), padding to the byte; LEN and its one's complement.
         let len = block.len() as u16;
         out.push(0);
