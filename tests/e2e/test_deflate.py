@@ -10,10 +10,19 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from websockets.sync.client import connect
 
 from conftest import assert_serves, close_code, settings_env
-from rawws import OP_TEXT, RawClient
+from rawws import OP_TEXT, RawClient, frame
 
 ON = settings_env(websocket_compression=True)
 RSV1 = 0x40
+
+
+def deflated(data: bytes) -> bytes:
+    """`data` as a client compresses a message: raw deflate, sync-flushed, without the flush's
+    last 4 bytes (RFC 7692 7.2.1)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    packed = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert packed.endswith(b"\x00\x00\xff\xff")
+    return packed[:-4]
 
 
 def deflate_of(ws):
@@ -115,3 +124,13 @@ def test_garbage_in_a_compressed_message_is_closed_with_1007(php_server):
         assert raw.handshake(headers={"Sec-WebSocket-Extensions": "permessage-deflate"}).status == 101
         raw.send_frame(OP_TEXT, b"\xff" * 32, rsv=4)
         assert raw.read_close() == (1007, "invalid compressed data")
+
+
+def test_a_message_before_a_bad_compressed_frame_in_the_same_write_is_delivered(php_server):
+    srv = php_server("echo.php", env=ON)
+    with RawClient(srv.port) as raw:
+        assert raw.handshake(headers={"Sec-WebSocket-Extensions": "permessage-deflate"}).status == 101
+        good = frame(OP_TEXT, deflated(b"sent before the bad frame"), rsv=4)
+        raw.send(good + frame(OP_TEXT, b"\xff" * 32, rsv=4))
+        assert raw.read_close() == (1007, "invalid compressed data")
+        srv.wait_output("sent before the bad frame")

@@ -87,6 +87,10 @@ struct Reader {
     /// Decoded bytes not yet handed to the reader, from `out_pos`; empty when idle.
     out: Vec<u8>,
     out_pos: usize,
+    /// The decoder refused the input. Reported once the frames it decoded before are handed
+    /// on (a message that came before a bad one in the same read is delivered, as without
+    /// compression); nothing is decoded after it.
+    failed: Option<InflateError>,
 }
 
 impl<S> Inflating<S> {
@@ -118,6 +122,7 @@ impl<S> Inflating<S> {
             input: first.to_vec(),
             out: Vec::new(),
             out_pos: 0,
+            failed: None,
         });
         let inflating = Inflating {
             inner,
@@ -158,11 +163,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
                 }
                 return Poll::Ready(Ok(()));
             }
+            if let Some(failed) = reader.failed {
+                return Poll::Ready(Err(io::Error::other(failed)));
+            }
             if !reader.input.is_empty() || reader.decoder.has_output_pending() {
-                let used = reader.decoder.feed(&reader.input, &mut reader.out)?;
-                reader.input.drain(..used);
-                if used > 0 || !reader.out.is_empty() {
-                    continue;
+                match reader.decoder.feed(&reader.input, &mut reader.out) {
+                    Ok(used) => {
+                        reader.input.drain(..used);
+                        if used > 0 || !reader.out.is_empty() {
+                            continue;
+                        }
+                    }
+                    Err(err) => {
+                        reader.fail(err);
+                        continue;
+                    }
                 }
             }
             let mut raw = [0u8; READ];
@@ -183,14 +198,23 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
                         return Poll::Ready(Ok(()));
                     }
                     if reader.input.is_empty() {
-                        let used = reader.decoder.feed(raw, &mut reader.out)?;
-                        reader.input.extend_from_slice(&raw[used..]);
+                        match reader.decoder.feed(raw, &mut reader.out) {
+                            Ok(used) => reader.input.extend_from_slice(&raw[used..]),
+                            Err(err) => reader.fail(err),
+                        }
                     } else {
                         reader.input.extend_from_slice(raw);
                     }
                 }
             }
         }
+    }
+}
+
+impl Reader {
+    fn fail(&mut self, err: InflateError) {
+        self.failed = Some(err);
+        self.input = Vec::new();
     }
 }
 
@@ -305,8 +329,9 @@ impl Decoder {
     }
 
     /// Decodes from `input` into `out` until the input is used up or `out` holds OUT_LIMIT
-    /// bytes; returns how much input was used.
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+    /// bytes; returns how much input was used. On an error `out` may hold frames decoded before
+    /// it, to be handed on first; the decoder is not to be fed again.
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, InflateError> {
         let mut used = 0;
         while out.len() < OUT_LIMIT {
             let rest = &input[used..];
@@ -368,7 +393,7 @@ impl Decoder {
 
     /// Takes header bytes from `rest`; once the header is whole, decides what to do with the
     /// frame. Returns how many bytes it took.
-    fn read_header(&mut self, rest: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+    fn read_header(&mut self, rest: &[u8], out: &mut Vec<u8>) -> Result<usize, InflateError> {
         let need = if self.have < 2 {
             2
         } else {
@@ -413,7 +438,7 @@ impl Decoder {
             }
             self.compressed = self.compressed.saturating_add(payload);
             if self.compressed > self.max_compressed {
-                return Err(io::Error::other(InflateError::TooBig));
+                return Err(InflateError::TooBig);
             }
             self.part = Part::Inflate {
                 left: payload,
@@ -442,7 +467,12 @@ impl Decoder {
 
     /// Inflates what it can of `data` into `chunk`; returns how much of `data` it used and how
     /// many bytes it made. `last`: `data` is the tail, flush everything.
-    fn inflate(&mut self, data: &[u8], chunk: &mut [u8], last: bool) -> io::Result<(usize, usize)> {
+    fn inflate(
+        &mut self,
+        data: &[u8],
+        chunk: &mut [u8],
+        last: bool,
+    ) -> Result<(usize, usize), InflateError> {
         if self.ended {
             return Ok((data.len(), 0));
         }
@@ -458,7 +488,7 @@ impl Decoder {
         };
         let status = inflater
             .decompress(data, chunk, flush)
-            .map_err(|_| io::Error::other(InflateError::BadData))?;
+            .map_err(|_| InflateError::BadData)?;
         self.ended = status == Status::StreamEnd;
         Ok((
             (inflater.total_in() - before_in) as usize,
@@ -468,7 +498,7 @@ impl Decoder {
 
     /// The end of a compressed message: inflates the tail and hands on what comes out, the
     /// last of it as the final fragment (one CHUNK per call, so a bomb stops at OUT_LIMIT).
-    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), InflateError> {
         let mut chunk = [0u8; CHUNK];
         let (taken, made) = self.inflate(&TAIL[self.tail_fed..], &mut chunk, true)?;
         self.tail_fed += taken;
@@ -508,6 +538,7 @@ mod tests {
     use super::*;
     use crate::deflate::stored_in;
     use crate::fuzzing::client_frame;
+    use crate::message_reader::{Incoming, MessageReader, ReadError};
 
     impl Decoder {
         fn new_for_test() -> Self {
@@ -531,7 +562,7 @@ mod tests {
 
     /// Runs `input` through a decoder `step` bytes at a time, as the socket layer does;
     /// returns the frames the reader would read: (first byte, payload unmasked).
-    fn decode(input: &[u8], step: usize) -> io::Result<Vec<(u8, Vec<u8>)>> {
+    fn decode(input: &[u8], step: usize) -> Result<Vec<(u8, Vec<u8>)>, InflateError> {
         decode_with(Decoder::new_for_test(), input, step)
     }
 
@@ -539,7 +570,7 @@ mod tests {
         mut decoder: Decoder,
         input: &[u8],
         step: usize,
-    ) -> io::Result<Vec<(u8, Vec<u8>)>> {
+    ) -> Result<Vec<(u8, Vec<u8>)>, InflateError> {
         let mut wire = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         for piece in input.chunks(step) {
@@ -702,10 +733,7 @@ mod tests {
         let err = Decoder::new_for_test()
             .feed(&input, &mut Vec::new())
             .unwrap_err();
-        assert_eq!(
-            err.get_ref().unwrap().downcast_ref(),
-            Some(&InflateError::BadData)
-        );
+        assert_eq!(err, InflateError::BadData);
     }
 
     #[test]
@@ -723,10 +751,7 @@ mod tests {
         let err = decoder
             .feed(&client_frame(0, &empty_blocks), &mut out)
             .unwrap_err();
-        assert_eq!(
-            err.get_ref().unwrap().downcast_ref(),
-            Some(&InflateError::TooBig)
-        );
+        assert_eq!(err, InflateError::TooBig);
     }
 
     #[test]
@@ -749,6 +774,42 @@ mod tests {
             let input = client_frame(FIN | RSV1 | 2, &compressed);
             let got = messages(&decode_with(decoder, &input, 4096).unwrap());
             assert!(got == [(2, data.clone())], "{} bytes", compressed.len());
+        }
+    }
+
+    #[test]
+    fn messages_before_a_bad_one_in_the_same_read_are_handed_on_first() {
+        let hello = client_frame(FIN | RSV1 | 1, &deflated(b"hello"));
+        let plain = client_frame(FIN | 2, b"plain");
+        let garbage = client_frame(FIN | RSV1 | 2, &[0xff; 64]);
+        let mut huge = vec![FIN | RSV1 | 2, MASKED | 127];
+        huge.extend((1u64 << 40).to_be_bytes());
+        huge.extend([1, 2, 3, 4]);
+        for (bad, error) in [
+            (garbage, InflateError::BadData),
+            (huge, InflateError::TooBig),
+        ] {
+            // One read brings all three frames.
+            let input = [hello.clone(), plain.clone(), bad].concat();
+            let (mut socket, _) = Inflating::new(&input[..], Some(15), 1 << 20, Bytes::new());
+            let mut reader = MessageReader::new(1 << 20, &[]);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let mut next = || match reader.poll_next(&mut socket, &mut cx) {
+                Poll::Ready(Some(next)) => next,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(
+                next().unwrap(),
+                Incoming::Text(Bytes::from_static(b"hello"))
+            );
+            assert_eq!(
+                next().unwrap(),
+                Incoming::Binary(Bytes::from_static(b"plain"))
+            );
+            let Err(ReadError::Io(err)) = next() else {
+                panic!("an error")
+            };
+            assert_eq!(err.get_ref().unwrap().downcast_ref(), Some(&error));
         }
     }
 }
