@@ -10,7 +10,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from websockets.sync.client import connect
 
 from conftest import assert_serves, close_code, settings_env
-from rawws import OP_TEXT, RawClient, frame
+from rawws import OP_CLOSE, OP_TEXT, RawClient, frame
 
 ON = settings_env(websocket_compression=True)
 RSV1 = 0x40
@@ -134,3 +134,26 @@ def test_a_message_before_a_bad_compressed_frame_in_the_same_write_is_delivered(
         raw.send(good + frame(OP_TEXT, b"\xff" * 32, rsv=4))
         assert raw.read_close() == (1007, "invalid compressed data")
         srv.wait_output("sent before the bad frame")
+
+
+def test_a_message_cut_inside_a_deflate_block_is_closed_with_1007(php_server):
+    srv = php_server("echo.php", env=ON)
+    text = b"hello hello hello, surge deflates messages"
+    whole = deflated(text)  # one block of fixed codes
+    for cut in [5, 10, 24]:
+        # A receiver that only appends 00 00 ff ff inflates these without an error (to the
+        # message's start and a stray byte: "hellh" for 5).
+        zlib.decompressobj(-15).decompress(whole[:cut] + b"\x00\x00\xff\xff")
+        with RawClient(srv.port) as raw:
+            assert raw.handshake(headers={"Sec-WebSocket-Extensions": "permessage-deflate"}).status == 101
+            raw.send_frame(OP_TEXT, whole[:cut], rsv=4)
+            first, payload = raw.read_frame_first()
+            assert (first & 0x0F, payload[:2], payload[2:]) == (OP_CLOSE, (1007).to_bytes(2, "big"), b"invalid compressed data"), cut
+    # Whole, it is echoed; so is an empty compressed message, and one with the whole flush.
+    with RawClient(srv.port) as raw:
+        assert raw.handshake(headers={"Sec-WebSocket-Extensions": "permessage-deflate"}).status == 101
+        for payload, want in [(whole, text), (b"", b""), (whole + b"\x00\x00\xff\xff", text)]:
+            raw.send_frame(OP_TEXT, payload, rsv=4)
+            first, echoed = raw.read_frame_first()
+            assert first == 0x80 | RSV1 | OP_TEXT, hex(first)
+            assert zlib.decompressobj(-15).decompress(echoed + b"\x00\x00\xff\xff") == want

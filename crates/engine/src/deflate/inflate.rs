@@ -33,6 +33,17 @@ const CHUNK: usize = 1024;
 const READ: usize = 4096;
 /// What a sync flush ends with; RFC 7692 7.2.2: appended to a message's payload to inflate it.
 const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
+/// What is fed after a message's payload: the TAIL, then an empty final block (BFINAL, fixed
+/// Huffman codes, the end-of-block code: 10 bits). The stream ends there only if the payload
+/// ended between blocks, as RFC 7692 7.2.1 has it end (with the header of an empty stored block,
+/// whose length the TAIL is). A payload cut inside a block reads these bytes as more of that
+/// block: it does not end the stream, or does not inflate, and is refused (1007) instead of
+/// delivered with what they inflate to. Ending the stream is harmless: with no context takeover
+/// the inflater is reset after every message. A payload that is empty, or that ends with the
+/// whole sync flush (a client that did not take its last 4 bytes off), is between blocks
+/// already: it gets only the final block (`END[4..]`), and is read as zlib-based receivers that
+/// only append the TAIL read it (a payload as RFC 7692 has it end never ends with 0xff).
+const END: [u8; 6] = [0, 0, 0xff, 0xff, 0x03, 0x00];
 
 const RSV1: u8 = 0x40;
 const RSV23: u8 = 0x30;
@@ -290,11 +301,13 @@ struct Decoder {
     inflater: Option<Box<Decompress>>,
     /// The message's deflate stream ended (BFINAL): anything after it is ignored.
     ended: bool,
-    /// Bytes of the tail fed to the inflater at the end of the message.
+    /// Bytes of END fed to the inflater at the end of the message.
     tail_fed: usize,
     /// Compressed payload bytes of the current message, and the most it may have.
     compressed: u64,
     max_compressed: u64,
+    /// The last 4 compressed payload bytes of the current message inflated so far.
+    last_bytes: [u8; 4],
 }
 
 thread_local! {
@@ -373,6 +386,10 @@ impl Decoder {
                     }
                     let mut chunk = [0u8; CHUNK];
                     let (taken, made) = self.inflate(&data[..n], &mut chunk, false)?;
+                    for &byte in &data[taken.saturating_sub(4)..taken] {
+                        self.last_bytes.rotate_left(1);
+                        self.last_bytes[3] = byte;
+                    }
                     if made > 0 {
                         self.fragment(&chunk[..made], false, out);
                     } else if taken == 0 {
@@ -430,6 +447,7 @@ impl Decoder {
                 self.ended = false;
                 self.tail_fed = 0;
                 self.compressed = 0;
+                self.last_bytes = [0; 4];
                 if !fin {
                     // Tell the reader a fragmented message has begun, so that a data frame
                     // before its end is refused even if nothing has inflated yet.
@@ -466,7 +484,7 @@ impl Decoder {
     }
 
     /// Inflates what it can of `data` into `chunk`; returns how much of `data` it used and how
-    /// many bytes it made. `last`: `data` is the tail, flush everything.
+    /// many bytes it made. `last`: `data` is (the rest of) END, flush everything.
     fn inflate(
         &mut self,
         data: &[u8],
@@ -496,14 +514,22 @@ impl Decoder {
         ))
     }
 
-    /// The end of a compressed message: inflates the tail and hands on what comes out, the
+    /// The end of a compressed message: inflates END and hands on what comes out, the
     /// last of it as the final fragment (one CHUNK per call, so a bomb stops at OUT_LIMIT).
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), InflateError> {
+        let end = if self.compressed == 0 || self.compressed >= 4 && self.last_bytes == TAIL {
+            &END[TAIL.len()..]
+        } else {
+            &END[..]
+        };
         let mut chunk = [0u8; CHUNK];
-        let (taken, made) = self.inflate(&TAIL[self.tail_fed..], &mut chunk, true)?;
+        let (taken, made) = self.inflate(&end[self.tail_fed..], &mut chunk, true)?;
         self.tail_fed += taken;
         // Room left in the chunk means the inflater has nothing more to give.
-        let done = self.ended || (self.tail_fed == TAIL.len() && made < CHUNK);
+        if !self.ended && self.tail_fed == end.len() && made < CHUNK {
+            return Err(InflateError::BadData);
+        }
+        let done = self.ended;
         if made > 0 || done {
             self.fragment(&chunk[..made], done, out);
         }
@@ -810,6 +836,58 @@ mod tests {
                 panic!("an error")
             };
             assert_eq!(err.get_ref().unwrap().downcast_ref(), Some(&error));
+        }
+    }
+
+    #[test]
+    fn a_message_cut_inside_a_deflate_block_is_bad_data() {
+        let whole = deflated(&text(2000));
+        let mut accepted = Vec::new();
+        for cut in 1..whole.len() {
+            let input = client_frame(FIN | RSV1 | 1, &whole[..cut]);
+            match decode(&input, input.len()) {
+                Err(InflateError::BadData) => {}
+                other => accepted.push((cut, other)),
+            }
+        }
+        assert!(accepted.is_empty(), "{accepted:?}");
+        // Whole, the same message inflates.
+        let input = client_frame(FIN | RSV1 | 1, &whole);
+        assert_eq!(messages(&decode(&input, 7).unwrap()), [(1, text(2000))]);
+        // As zlib-based receivers read them: with the whole sync flush, and empty.
+        let unstripped = [&whole[..], &TAIL].concat();
+        let input = client_frame(FIN | RSV1 | 1, &unstripped);
+        for step in [1, 7, input.len()] {
+            assert_eq!(messages(&decode(&input, step).unwrap()), [(1, text(2000))]);
+        }
+        let input = client_frame(FIN | RSV1 | 1, &[]);
+        assert_eq!(messages(&decode(&input, 1).unwrap()), [(1, vec![])]);
+        // Cut inside a block, those same 4 bytes are refused.
+        let input = client_frame(FIN | RSV1 | 1, &[&whole[..24], &TAIL].concat());
+        assert_eq!(decode(&input, 1).unwrap_err(), InflateError::BadData);
+        // RFC 7692's examples of "Hello" inflate (7.2.3.1, 7.2.3.3 to 7.2.3.6: one block, a
+        // stored block, a final block, two blocks, fragments with an empty stored block at the
+        // end of the first, the second 0x00 as the RFC has it, or empty).
+        let hello = [(1, b"Hello".to_vec())];
+        for payload in [
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..],
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+            &[
+                0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+            ],
+        ] {
+            let input = client_frame(FIN | RSV1 | 1, payload);
+            assert_eq!(messages(&decode(&input, 1).unwrap()), hello);
+        }
+        let first = [
+            0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00, 0xff, 0xff,
+        ];
+        for last in [&[0x00][..], &[]] {
+            let input = [client_frame(RSV1 | 1, &first), client_frame(FIN, last)].concat();
+            assert_eq!(messages(&decode(&input, 1).unwrap()), hello);
         }
     }
 }
