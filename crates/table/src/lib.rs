@@ -30,8 +30,9 @@
 //! - Each row has a seqlock: a writer makes the word odd (a CAS, which also excludes other
 //!   writers, and puts its pid in the word's top bits), writes, and makes it even again
 //!   (without the pid); a reader copies the row and keeps the copy
-//!   only if the word was even and unchanged around it. Readers never write shared memory,
-//!   and never see a torn row. incr/decr read and write under this lock: no lost updates.
+//!   only if the word was even and unchanged around it. Readers never write shared memory
+//!   (but to release a dead writer's lock, below), and never see a torn row (but one a
+//!   killed writer left). incr/decr read and write under this lock: no lost updates.
 //! - Each bucket has a lock bit, held to insert into or unlink from its chain, and a
 //!   version that each such change bumps when it unlocks. Lock order is bucket, then row.
 //! - get/exists walk the chain without locks. A hit is final (the row was live with that
@@ -48,9 +49,10 @@
 //! A process killed (SIGKILL, the OOM killer) inside one of these few-store critical sections
 //! leaves its row or bucket locked. A process that has waited on it for about 10 ms looks
 //! for the holder's pid, and if that process is gone (or a zombie) releases the lock in its
-//! place: the row keeps the columns the dead `set` had written, a chain the rows it had
-//! linked or unlinked. A row the dead process was inserting or deleting stays out of the
-//! count's reach (the table holds one row fewer). A holder killed between taking a bucket
+//! place: the row keeps what the dead `set` had written (torn at word granularity: a string
+//! may be half old, half new), a chain the rows it had linked or unlinked; a row it had not
+//! linked yet is marked dead. A row the dead process was inserting or deleting stays out of
+//! the count's reach (the table holds one row fewer). A holder killed between taking a bucket
 //! lock and storing its pid (one instruction) is not seen, nor one whose pid was reused.
 //!
 //! # Iteration

@@ -60,23 +60,34 @@ fn unlocked_after(locked: u64) -> u64 {
     ((locked & SEQ_MASK) + 1) & SEQ_MASK
 }
 
-/// If the writer inside the row (`locked`, the word seen) has died, releases the row as its
-/// unlock would have. A compare-exchange: of several waiters that see the death, one releases.
-fn release_row_of_the_dead(seq: &AtomicU64, locked: u64) {
-    if process::is_gone((locked >> SEQ_BITS) as u32) {
-        let _ = seq.compare_exchange(locked, unlocked_after(locked), Release, Relaxed);
+/// If the writer inside the row (`locked`, the word seen) has died, takes the row over (a
+/// compare-exchange: of several waiters that see the death, one does), lets `repair` put right
+/// what that death can leave (see the table's `repair_row`), and releases the row as the
+/// writer's unlock would have.
+#[cold]
+#[inline(never)]
+fn release_row_of_the_dead(seq: &AtomicU64, locked: u64, repair: impl Fn()) {
+    if !process::is_gone((locked >> SEQ_BITS) as u32) {
+        return;
+    }
+    let mine = (locked & SEQ_MASK) | u64::from(process::me()) << SEQ_BITS;
+    if seq.compare_exchange(locked, mine, Acquire, Relaxed).is_ok() {
+        repair();
+        seq.store(unlocked_after(locked), Release);
     }
 }
 
 /// A row's seqlock: even = stable, odd = a writer is inside. Writers exclude each other with
-/// the odd value; readers never write, they copy and check the word did not move.
+/// the odd value; readers copy and check the word did not move (they write only to release
+/// the lock of a writer that died).
 pub(crate) struct RowGuard<'a> {
     seq: &'a AtomicU64,
     locked: u64,
 }
 
 impl<'a> RowGuard<'a> {
-    pub(crate) fn lock(seq: &'a AtomicU64) -> RowGuard<'a> {
+    /// `repair`: see `release_row_of_the_dead`.
+    pub(crate) fn lock(seq: &'a AtomicU64, repair: impl Fn()) -> RowGuard<'a> {
         let me = u64::from(process::me()) << SEQ_BITS;
         let mut backoff = Backoff::new();
         loop {
@@ -96,7 +107,7 @@ impl<'a> RowGuard<'a> {
                 }
             }
             if backoff.snooze() && s & 1 == 1 {
-                release_row_of_the_dead(seq, s);
+                release_row_of_the_dead(seq, s, &repair);
             }
         }
     }
@@ -111,7 +122,12 @@ impl Drop for RowGuard<'_> {
 /// Runs `copy` until it ran on a stable row, and returns that run's result. `copy` may see
 /// torn data in runs that are thrown away, so it must stay in bounds whatever it reads. It is
 /// given the (even) sequence the row had around it: the row's version in the kept run.
-pub(crate) fn read_stable<T>(seq: &AtomicU64, mut copy: impl FnMut(u64) -> T) -> T {
+/// `repair`: see `release_row_of_the_dead`.
+pub(crate) fn read_stable<T>(
+    seq: &AtomicU64,
+    repair: impl Fn(),
+    mut copy: impl FnMut(u64) -> T,
+) -> T {
     let mut backoff = Backoff::new();
     loop {
         let before = seq.load(Acquire);
@@ -124,7 +140,7 @@ pub(crate) fn read_stable<T>(seq: &AtomicU64, mut copy: impl FnMut(u64) -> T) ->
             }
         }
         if backoff.snooze() && before & 1 == 1 {
-            release_row_of_the_dead(seq, before);
+            release_row_of_the_dead(seq, before, &repair);
         }
     }
 }
