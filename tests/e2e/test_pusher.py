@@ -233,6 +233,9 @@ def test_http_api_signatures(php_server):
     assert api_request(server, "POST", f"/apps/{APP['app_id']}/batch_events", batch)[0] == 400
     assert api_request(server, "GET", "/apps/999/channels")[0] == 404
     assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/news/users")[0] == 400
+    # user_count is for presence channels only, as Pusher has it.
+    counted = json.dumps({"name": "n", "channel": "news", "data": "x", "info": "user_count"}).encode()
+    assert api_request(server, "POST", path, counted)[0] == 400
     # A malformed socket_id (toOthers() gone wrong) is refused, not taken as none.
     for sid in ["abc", "1.", "1.2.3", ""]:
         bad_sid = json.dumps({"name": "n", "channel": "news", "data": "x", "socket_id": sid}).encode()

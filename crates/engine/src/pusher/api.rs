@@ -201,6 +201,10 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
     if channels.is_empty() || channels.len() > MAX_CHANNELS {
         return bad(format!("an event goes to 1 to {MAX_CHANNELS} channels"));
     }
+    let user_count = t.info.as_deref().is_some_and(|i| i.contains("user_count"));
+    if user_count && channels.iter().any(|c| kind(c) != Kind::Presence) {
+        return bad("info=user_count is for presence channels only".into());
+    }
     if let Some(name) = channels.iter().find(|c| !valid_channel(c)) {
         return Err((
             400,
