@@ -7,9 +7,11 @@
 //! A message is a 4-byte big-endian length, then its bytes; a request starts with its op.
 //! Pushes and task results get no answer (they are sent in order on the link, and a push to a
 //! connection that closed meanwhile is dropped, as for a closing local one); every other request
-//! gets one. What goes to this worker's PHP (`sendMessage()`, task results) waits for room in
-//! its event queue in a queue of the link's own, so that a busy PHP thread holds up only that,
-//! not the answers to the questions that follow on the link.
+//! gets one. What goes to this worker's PHP (`sendMessage()`, task results not waited for)
+//! travels on links of its own (`Lane::ForPhp`) and waits there for room in the event queue
+//! and the inbound budget, holding the link back as a client's messages hold their socket: a
+//! busy PHP thread holds up only that, never the questions, pushes and waited task results on
+//! the other links.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -398,14 +400,26 @@ fn to_php(shared: &Shared) -> mpsc::Sender<Event> {
     sender
 }
 
-/// This worker's links to the others, used by its PHP thread. A link is made when first needed
-/// and made again once if it fails (its worker may have been restarted).
+/// Which of a peer's links a message takes.
+#[derive(Clone, Copy)]
+enum Lane {
+    /// Questions, pushes and waited task results: answered or carried out by the peer's bus
+    /// thread at once.
+    Now,
+    /// Messages for the peer's PHP, which wait for it when it is busy.
+    ForPhp,
+}
+
+/// This worker's links to the others, used by its PHP thread: two to each, one a lane. A link
+/// is made when first needed and made again once if it fails (its worker may have been
+/// restarted).
 pub(crate) struct Peers {
     me: usize,
     /// Workers: the processes with connections, which the others ask about them.
     count: usize,
     dir: PathBuf,
     links: Mutex<Vec<Option<UnixStream>>>,
+    for_php: Mutex<Vec<Option<UnixStream>>>,
 }
 
 impl Peers {
@@ -416,6 +430,7 @@ impl Peers {
             count,
             dir: dir.to_owned(),
             links: Mutex::new((0..processes).map(|_| None).collect()),
+            for_php: Mutex::new((0..processes).map(|_| None).collect()),
         }
     }
 
@@ -437,11 +452,18 @@ impl Peers {
     /// one that fails after is not: the peer may be slow, not gone (its link waits once 1,024
     /// messages for its busy PHP are held), and would carry the request out twice.
     fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
+        self.exchange_on(Lane::Now, peer, message, reply)
+    }
+
+    fn exchange_on(&self, lane: Lane, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
         if message.len() - 4 > u32::MAX as usize {
             // Its length would not fit the header (a push of over 4 GiB).
             return None;
         }
-        let mut links = self.links.lock();
+        let mut links = match lane {
+            Lane::Now => self.links.lock(),
+            Lane::ForPhp => self.for_php.lock(),
+        };
         if peer >= links.len() {
             return None;
         }
@@ -511,14 +533,22 @@ impl Peers {
             .u8(reply_to.waited as u8)
             .bytes(data)
             .finish();
-        self.exchange(reply_to.worker, &message, false).is_some()
+        // A waited result goes to taskwait() at once, past any message waiting for PHP.
+        let lane = if reply_to.waited {
+            Lane::Now
+        } else {
+            Lane::ForPhp
+        };
+        self.exchange_on(lane, reply_to.worker, &message, false)
+            .is_some()
     }
 
     /// Hands `data` to worker (or task worker) `peer`'s PHP as [`Event::PipeMessage`] from
     /// this one; true once handed over.
     pub(crate) fn pipe(&self, peer: usize, data: &[u8]) -> bool {
         let message = Writer::new(PIPE).u64(self.me as u64).bytes(data).finish();
-        self.exchange(peer, &message, false).is_some()
+        self.exchange_on(Lane::ForPhp, peer, &message, false)
+            .is_some()
     }
 
     pub(crate) fn broadcast(&self, item: &Outgoing, except: &[u64]) -> usize {
@@ -844,6 +874,33 @@ mod tests {
         }
         assert_eq!(piped, [b"first".to_vec(), b"second".to_vec()]);
         assert_eq!(shared.inbound_available(), INBOUND_BUDGET);
+    }
+
+    #[test]
+    fn messages_waiting_for_a_busy_php_hold_up_no_question_and_no_waited_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, _events) = worker_one(dir.path());
+        // Worker 1's PHP is busy: clients' messages hold the whole inbound budget.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let held = runtime.block_on(shared.hold_inbound(INBOUND_BUDGET));
+        assert!(peers.pipe(1, b"waits for PHP"));
+        let reply_to = |waited| ReplyTo {
+            worker: 1,
+            pid: std::process::id(),
+            waited,
+            callback: false,
+        };
+        assert!(peers.finish(reply_to(false), 9, b"waits for PHP too"));
+        assert!(peers.exists(1, 2), "answered, not timed out");
+        shared.task_results.expect(10);
+        assert!(peers.finish(reply_to(true), 10, b"waited"));
+        assert_eq!(
+            shared.task_results.wait(&[10], 3 * TIMEOUT),
+            [Some(b"waited".to_vec())]
+        );
+        drop(held);
     }
 
     #[test]
