@@ -56,6 +56,9 @@ const FINISH: u8 = 16;
 /// `sendMessage()`: a message from one worker (or task worker) for another's PHP.
 const PIPE: u8 = 17;
 
+/// The most a link's request buffer keeps between messages.
+const KEPT_REQUEST_BUFFER: usize = 1 << 20;
+
 /// Messages for PHP a link holds while the event queue is full; past them, or past the inbound
 /// budget (`Shared::hold_inbound`, shared with the clients' messages), the link waits too.
 const FOR_PHP_BACKLOG: usize = 1024;
@@ -324,6 +327,10 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
             let mut request = Vec::new();
             loop {
                 let Ok(len) = rx.read_u32().await else { return };
+                if request.capacity() > KEPT_REQUEST_BUFFER {
+                    // One large push or broadcast would keep its size for the link's life.
+                    request = Vec::new();
+                }
                 request.resize(len as usize, 0);
                 if rx.read_exact(&mut request).await.is_err() {
                     return;
