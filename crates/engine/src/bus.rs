@@ -417,6 +417,32 @@ enum Lane {
     ForPhp,
 }
 
+/// `UnixStream::connect`, giving up after `wait`: a worker that takes no link (out of file
+/// descriptors, its accept loop waiting) lets its listen backlog fill, and a blocking connect
+/// would then hold the asking PHP thread for ever. On a Unix socket a full backlog is EAGAIN
+/// (there is no connect in progress to wait on), so the connect is tried again until then.
+fn connect_within(path: &Path, wait: Duration) -> std::io::Result<UnixStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    let address = SockAddr::unix(path)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match socket.connect(&address) {
+            Ok(()) => break,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    socket.set_nonblocking(false)?;
+    Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket)))
+}
+
 /// This worker's links to the others, used by its PHP thread: two to each, one a lane. A link
 /// is made when first needed and made again once if it fails (its worker may have been
 /// restarted).
@@ -498,7 +524,7 @@ impl Peers {
 
     fn connect(&self, peer: usize) -> Option<UnixStream> {
         let path = socket_path(&self.dir, peer);
-        let link = UnixStream::connect(&path)
+        let link = connect_within(&path, TIMEOUT)
             .map_err(|e| log::debug!(target: "surge", "bus: cannot reach worker {peer}: {e}"))
             .ok()?;
         link.set_read_timeout(Some(TIMEOUT)).ok()?;
@@ -908,6 +934,26 @@ mod tests {
             [Some(b"waited".to_vec())]
         );
         drop(held);
+    }
+
+    #[test]
+    fn a_worker_whose_backlog_is_full_is_given_up_on_not_waited_for() {
+        // A worker that takes no link: its listen backlog fills.
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(dir.path(), 1);
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut queued = Vec::new();
+        while let Ok(link) = connect_within(&path, Duration::ZERO) {
+            queued.push(link);
+            assert!(queued.len() < 100_000, "the backlog never filled");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir_path = dir.path().to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(Peers::new(&dir_path, 0, 2, 2).exists(1, 2));
+        });
+        let answer = rx.recv_timeout(10 * TIMEOUT);
+        assert_eq!(answer, Ok(false), "an answer (no), not a wait for ever");
     }
 
     #[test]
