@@ -734,12 +734,19 @@ async fn established(
         peer.connect_time,
         shared.now_ms(),
     ));
+    log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
+    let pusher = shared.pusher.is_socket_path(&handshake.path);
+    if pusher {
+        // Served natively, not by PHP's open/message; marked as the Pusher protocol's before
+        // it is registered, so that no broadcast() in between sends it a frame pusher-js
+        // cannot read.
+        crate::pusher::socket::open(&conn, &handshake, &shared);
+    }
     // Registered before `open` is sent, so the open callback can already push to it.
     shared.registry.insert(conn.clone());
     shared.close_if_stopping(&conn);
     drop(peer.live);
-    log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
-    if !announce(handshake, &conn, &shared).await {
+    if !pusher && !announce(handshake, &conn, &shared).await {
         shared.registry.remove(fd);
         return;
     }
@@ -749,14 +756,9 @@ async fn established(
     tokio::spawn(connection::run(ws, conn, shared, peer._slot));
 }
 
-/// Tells PHP (or the Pusher protocol) about a new connection. Takes the handshake so that it
-/// is freed here, not kept for the connection's whole life when nobody listens to `open`.
+/// Tells PHP about a new connection. Takes the handshake so that it is freed here, not kept
+/// for the connection's whole life when nobody listens to `open`.
 async fn announce(handshake: HttpRequest, conn: &Arc<Conn>, shared: &Shared) -> bool {
-    if shared.pusher.is_socket_path(&handshake.path) {
-        // The Pusher protocol's connections are served natively, not by PHP's open/message.
-        crate::pusher::socket::open(conn, &handshake, shared);
-        return true;
-    }
     if !shared.handlers.open.load(Relaxed) {
         return true;
     }
