@@ -46,7 +46,7 @@ def run_scenario(server, name: str) -> None:
     assert done.returncode == 0 and f"ok {name}" in done.stdout, f"{done.stdout}\n{done.stderr}\n--- server:\n{server.stderr()[-3000:]}"
 
 
-@pytest.mark.parametrize("scenario", ["public", "private", "presence", "whisper", "api"])
+@pytest.mark.parametrize("scenario", ["public", "private", "presence", "whisper", "api", "cache"])
 def test_real_clients(php_server, scenario):
     server = start(php_server)
     run_scenario(server, scenario)
@@ -246,6 +246,56 @@ def test_http_api_signatures(php_server):
     ws.close()
 
 
+def test_cache_channels_keep_the_last_triggered_event(php_server):
+    """A cache channel's new subscriber gets the last event the server triggered on it right
+    after subscription_succeeded, or pusher:cache_miss; other channels and client events keep
+    nothing."""
+    server = start(php_server)
+    path = f"/apps/{APP['app_id']}/events"
+
+    def trigger(channel: str, data: str) -> None:
+        body = json.dumps({"name": "state", "channel": channel, "data": data}).encode()
+        assert api_request(server, "POST", path, body) == (200, {})
+
+    def subscribe(ws, channel: str, **data) -> dict:
+        send(ws, "pusher:subscribe", {"channel": channel, **data})
+        ok = recv(ws)
+        assert ok["event"] == "pusher_internal:subscription_succeeded" and ok["channel"] == channel, ok
+        return recv(ws)
+
+    first, _ = pusher_socket(server)
+    assert subscribe(first, "cache-score") == {"event": "pusher:cache_miss", "channel": "cache-score"}
+    trigger("cache-score", "1-0")
+    trigger("cache-score", "2-0")
+    assert [recv(first)["data"], recv(first)["data"]] == ["1-0", "2-0"], "live events as on any channel"
+    trigger("news", "not kept")
+    trigger("private-cache-orders", "shipped")
+    trigger("presence-cache-room", "open")
+
+    late, hello = pusher_socket(server)
+    sid = socket_id(hello)
+    assert subscribe(late, "cache-score") == {"event": "state", "channel": "cache-score", "data": "2-0"}
+    assert subscribe(late, "private-cache-orders", auth=channel_auth(sid, "private-cache-orders")) == {
+        "event": "state", "channel": "private-cache-orders", "data": "shipped"}
+    member = json.dumps({"user_id": "1"})
+    assert subscribe(late, "presence-cache-room", auth=channel_auth(sid, "presence-cache-room", member), channel_data=member) == {
+        "event": "state", "channel": "presence-cache-room", "data": "open"}
+    # Unauthorised, a private cache channel gives away nothing.
+    send(first, "pusher:subscribe", {"channel": "private-cache-orders", "auth": APP["key"] + ":" + "0" * 64})
+    assert recv(first)["event"] == "pusher:subscription_error"
+    # A client event is delivered but not kept.
+    send(late, "client-typing", {"who": "late"}, channel="private-cache-orders")
+    third, hello = pusher_socket(server)
+    assert subscribe(third, "private-cache-orders", auth=channel_auth(socket_id(hello), "private-cache-orders"))["data"] == "shipped"
+    # Not a cache channel: nothing follows the subscription.
+    send(third, "pusher:subscribe", {"channel": "news"})
+    assert recv(third)["event"] == "pusher_internal:subscription_succeeded"
+    with pytest.raises(TimeoutError):
+        third.recv(timeout=0.3)
+    for ws in (first, late, third):
+        ws.close()
+
+
 def test_laravel_serve_reads_the_pusher_app_and_echo_gets_a_broadcast(php_server, redis_server, tmp_path):
     import os
 
@@ -296,6 +346,19 @@ def test_redis_broadcasts_reach_pusher_and_native_clients(php_server, redis_serv
         out, _ = proc.communicate(timeout=15)
         assert proc.returncode == 0 and "ok redis" in out, out + server.stderr()[-3000:]
         assert json.loads(native.recv()) == {"event": "Headline", "channel": "news", "data": {"title": "hi", "socket": None}}
+        # A broadcast on a cache channel is kept for the next subscriber, in Pusher's shape.
+        redis_server.client.publish("laravel_database_cache-score", laravel("Score", {"home": 2}))
+        deadline = time.monotonic() + 5
+        while True:
+            late, _ = pusher_socket(server)
+            send(late, "pusher:subscribe", {"channel": "cache-score"})
+            assert recv(late)["event"] == "pusher_internal:subscription_succeeded"
+            kept = recv(late)
+            late.close()
+            if kept["event"] != "pusher:cache_miss" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert kept["event"] == "Score" and json.loads(kept["data"]) == {"home": 2, "socket": None}, kept
     finally:
         proc.kill()
         native.close()

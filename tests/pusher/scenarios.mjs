@@ -253,6 +253,26 @@ const scenarios = {
     b.disconnect();
   },
 
+  // A cache channel: pusher-js reports the miss, then a later subscriber gets the last event
+  // triggered on it as soon as it subscribes, through Echo too.
+  async cache() {
+    const first = pusherClient();
+    const missed = [];
+    const channel = first.subscribe('cache-score');
+    channel.bind('pusher:cache_miss', () => missed.push(true));
+    await subscribed(channel);
+    await until('the cache miss', () => missed.length === 1);
+    await server.trigger('cache-score', 'Score', { home: 1 });
+    await server.trigger('cache-score', 'Score', { home: 2 });
+    const late = echo();
+    const got = [];
+    late.channel('cache-score').listen('.Score', (e) => got.push(e));
+    await until('the kept event', () => got.length === 1);
+    assert(eq(got[0], { home: 2 }), JSON.stringify(got));
+    first.disconnect();
+    late.disconnect();
+  },
+
   // Subscribed and waiting for a broadcast coming through Redis (the Python test publishes).
   async redis() {
     const client = echo();

@@ -9,7 +9,7 @@ use hyper::{Method, Request};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{auth, event_json, kind, quote, valid_channel, App, Kind, MAX_EVENT_DATA};
+use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, MAX_EVENT_DATA};
 use crate::events::HttpResponse;
 use crate::listener::read_body;
 use crate::shared::{unix_ms, Shared};
@@ -257,13 +257,8 @@ fn is_socket_id(id: &str) -> bool {
 fn send(app: &App, shared: &Shared, ready: &Ready) {
     let data = quote(&ready.data);
     for channel in &ready.channels {
-        super::publish(
-            shared,
-            app,
-            channel,
-            &event_json(&ready.name, Some(channel), &data),
-            &ready.except,
-        );
+        let json = event_json(&ready.name, Some(channel), &data);
+        super::trigger(shared, app, channel, || text_frame(&json), &ready.except);
     }
 }
 

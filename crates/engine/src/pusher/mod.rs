@@ -1,6 +1,7 @@
 //! The Pusher Channels protocol (version 7), so Laravel Echo and pusher-js connect to Surge by
 //! changing only host and port: WebSockets at `/app/{key}`, public/private/presence channels
-//! with signed subscriptions, client events, and the HTTP API under `/apps/{id}/...`.
+//! with signed subscriptions, client events, cache channels, and the HTTP API under
+//! `/apps/{id}/...`.
 //!
 //! The engine calls in at a few points only: `socket::open` for a handshake on `/app/...`,
 //! `socket::receive` for each message of such a connection, `socket::closed` when it ends,
@@ -9,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod presence;
 pub mod socket;
 
@@ -223,6 +225,8 @@ pub struct App {
     /// Presence channels' members. Presence changes happen under this lock, so every member
     /// sees joins and leaves in the same order as the snapshots handed to new subscribers.
     presence: Mutex<HashMap<String, Presence>>,
+    /// The last event triggered on each cache channel.
+    pub cache: cache::Cache,
     connections: AtomicUsize,
 }
 
@@ -232,6 +236,7 @@ impl App {
             config,
             channels: Channels::default(),
             presence: Mutex::default(),
+            cache: cache::Cache::default(),
             connections: AtomicUsize::new(0),
         }
     }
@@ -357,6 +362,25 @@ pub(crate) fn publish(
         .push(channel, except, limit, || text_frame(json))
 }
 
+/// An event the server triggers (HTTP API, Redis): sent as `publish` sends, and kept as the
+/// channel's last when it is a cache channel. How many connections got it.
+pub(crate) fn trigger(
+    shared: &Shared,
+    app: &App,
+    channel: &str,
+    frame: impl FnOnce() -> Outgoing,
+    except: &[u64],
+) -> usize {
+    let limit = shared.config.socket_buffer_size;
+    if !cache::is_cache(channel) {
+        return app.channels.push(channel, except, limit, frame);
+    }
+    app.cache
+        .keep_and_send(channel, frame(), shared.now_ms(), |frame| {
+            app.channels.push(channel, except, limit, || frame.clone())
+        })
+}
+
 /// A Laravel broadcast from the Redis bridge, for the Pusher subscribers of `channel` in every
 /// app, in Pusher's shape (`data` as a JSON string). Returns how many connections got it.
 /// Never to an encrypted channel: Laravel's Redis broadcaster does not encrypt, and pusher-js
@@ -378,21 +402,29 @@ pub(crate) fn forward_broadcast(
         }
         return 0;
     }
-    // Encoded once, for the first app with subscribers.
+    // Encoded once, for the first app with subscribers (or a cache channel to keep it in).
     let mut item = None;
-    let limit = shared.config.socket_buffer_size;
     let mut sent = 0;
     for app in &shared.pusher.apps {
-        sent += app.channels.push(channel, except, limit, || {
-            item.get_or_insert_with(|| text_frame(&event_json(event, Some(channel), &quote(data))))
+        sent += trigger(
+            shared,
+            app,
+            channel,
+            || {
+                item.get_or_insert_with(|| {
+                    text_frame(&event_json(event, Some(channel), &quote(data)))
+                })
                 .clone()
-        });
+            },
+            except,
+        );
     }
     sent
 }
 
 /// Every second: a Pusher client silent for its app's `activity_timeout` is sent
 /// `pusher:ping`; one that stays silent for as long again (at most 30 s) is closed with 4201.
+/// Cache channels' events past their time are forgotten.
 pub(crate) async fn sweep(shared: Arc<Shared>) {
     if !shared.pusher.enabled() {
         return;
@@ -403,6 +435,9 @@ pub(crate) async fn sweep(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let now = shared.now_ms();
+        for app in &shared.pusher.apps {
+            app.cache.expire(now);
+        }
         shared.registry.for_each(|conn| {
             let Some(Some(session)) = conn.pusher.get() else { return };
             let timeout = session.app.config.activity_timeout * 1000;

@@ -24,6 +24,28 @@ fn send(conn: &Conn, shared: &Shared, json: &str) {
     let _ = conn.push(text_frame(json), shared.config.socket_buffer_size);
 }
 
+/// Adds `handle` to `channel` and tells it so (`subscription_succeeded` with `data`); on a
+/// cache channel then the kept event, or `pusher:cache_miss`.
+fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &str) {
+    let join = || {
+        app.channels.join(handle, channel);
+        subscription_succeeded(handle, shared, channel, data);
+    };
+    if !super::cache::is_cache(channel) {
+        return join();
+    }
+    let miss = || {
+        text_frame(&format!(
+            "{{\"event\":\"pusher:cache_miss\",\"channel\":{}}}",
+            quote(channel)
+        ))
+    };
+    app.cache
+        .subscribe(channel, shared.now_ms(), join, miss, |event| {
+            let _ = handle.push(event, shared.config.socket_buffer_size);
+        });
+}
+
 /// `pusher:error`, which leaves the connection open.
 fn error(conn: &Conn, shared: &Shared, code: Option<u16>, message: &str) {
     let code = code.map_or("null".to_owned(), |c| c.to_string());
@@ -304,8 +326,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     // Only a new subscription is reported, not a repeat.
     let wanted = &shared.handlers.pusher_subscribe;
     if kind != Kind::Presence {
-        app.channels.join(&handle, channel);
-        subscription_succeeded(conn, shared, channel, "\"{}\"");
+        join(&handle, app, shared, channel, "\"{}\"");
         return new
             .then(|| {
                 observed(wanted, session, conn.fd, channel, || {
@@ -363,8 +384,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
         );
     }
     let added = members.join(conn.fd, &user_id, info.clone());
-    app.channels.join(&handle, channel);
-    subscription_succeeded(conn, shared, channel, &quote(&members.snapshot()));
+    join(&handle, app, shared, channel, &quote(&members.snapshot()));
     if added {
         let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
         super::publish(
