@@ -80,9 +80,21 @@ def assert_silent(ws, wait=0.3):
 
 
 def test_serve_with_a_certificate_says_wss(php_server, app_env, cert):
+    """And the handshake is an https request in onOpen (request()->secure(), url())."""
+    import asyncio
+    import ssl
+
+    from websockets.asyncio.client import connect as wss_connect
+
     settings = json.dumps({"ssl_cert_file": str(cert[0]), "ssl_key_file": str(cert[1])})
     server = serve(php_server, app_env, scheme="wss", SURGE_SETTINGS=settings)
     assert f"listen   wss://127.0.0.1:{server.port}" in server.stdout()
+
+    async def welcome():
+        async with wss_connect(f"wss://127.0.0.1:{server.port}/", ssl=ssl.create_default_context(cafile=str(cert[0]))) as ws:
+            await asyncio.wait_for(ws.recv(), 5)  # surge:connected
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))["data"]
+    assert asyncio.run(welcome())["secure"] is True
 
 
 def test_serve_prints_banner_and_runs_the_handlers_chat(php_server, app_env):
@@ -95,7 +107,7 @@ def test_serve_prints_banner_and_runs_the_handlers_chat(php_server, app_env):
     assert "warning" not in out
 
     alice, _, welcome = open_client(server, "token-alice")
-    assert welcome == {"app": "SurgeTestApp", "user": "alice"}
+    assert welcome == {"app": "SurgeTestApp", "user": "alice", "secure": False}
     guest, _, welcome = open_client(server)
     assert welcome["user"] is None
 
@@ -184,6 +196,22 @@ def test_no_state_leaks_between_connections(php_server, app_env):
     assert recv_json(alice)["data"]["said"] == 9
 
 
+def test_what_one_callback_changes_is_gone_in_the_next(php_server, app_env):
+    """A user set on the Guard contract, the locale, a runtime config() change and a scoped
+    instance do not survive into the next callback (another client's); url() there is the
+    app's, as in an artisan command."""
+    server = serve(php_server, {**app_env, "APP_URL": "https://example.com/app"})
+    careless, _, _ = open_client(server)
+    other, _, _ = open_client(server)
+    careless.send(json.dumps({"leak": "alice"}))
+    assert recv_json(careless)["data"] == {"guard": "alice"}
+    other.send(json.dumps({"state": True}))
+    assert recv_json(other)["data"] == {
+        "guard": None, "locale": "en", "name": "SurgeTestApp", "scoped": 0,
+        "url": "https://example.com/app/orders/1", "secure": True,
+    }
+
+
 def test_worker_processes_serve_the_app_together(php_server, app_env):
     """worker_num 2: users on both workers chat through one channel, an artisan broadcast reaches
     every subscriber once, and the counters in the cache are the same whichever worker asks."""
@@ -260,7 +288,13 @@ def test_surge_reload_restarts_the_workers_of_the_running_server(php_server, app
     assert f"reload   php artisan surge:reload --port={server.port} (restarts" in server.stdout()
     assert json.loads(state.read_text())["pid"] == server.proc.pid
     before = {open_client(server)[1].split(".")[0] for _ in range(8)}
+    # The file of a server killed outright (its pid is gone) does not make surge:reload ask which.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = state.parent / "surge-1.json"
+    stale.write_text(json.dumps({"pid": dead.pid, "host": "127.0.0.1", "port": 1, "workers": 2, "task_workers": 0}))
     out = artisan("surge:reload", env=app_env)
+    stale.unlink()
     assert out.returncode == 0 and f"Surge (pid {server.proc.pid}) restarts its workers one at a time" in out.stdout, out.stdout + out.stderr
     server.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
     ws, socket_id, welcome = open_client(server, "token-alice")

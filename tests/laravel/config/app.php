@@ -4,7 +4,7 @@ return [
     'name' => env('APP_NAME', 'SurgeTestApp'),
     'env' => env('APP_ENV', 'testing'),
     'debug' => (bool) env('APP_DEBUG', false),
-    'url' => 'http://localhost',
+    'url' => env('APP_URL', 'http://localhost'),
     'timezone' => 'UTC',
     'locale' => 'en',
     'fallback_locale' => 'en',

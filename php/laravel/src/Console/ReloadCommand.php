@@ -36,8 +36,7 @@ class ReloadCommand extends Command
             return 1;
         }
         // A server that was killed outright leaves its file; its pid may be another process's now.
-        $command = @file_get_contents("/proc/{$state['pid']}/cmdline");
-        if ($command !== false && ! str_contains($command, 'surge:serve')) {
+        if (file_exists("/proc/{$state['pid']}") && ! ServerState::running($state)) {
             $this->error("Surge is not running: pid {$state['pid']} is not surge:serve (".ServerState::path($this->laravel, $state['port']).' is left from a server that did not stop cleanly).');
 
             return 1;
@@ -76,8 +75,15 @@ class ReloadCommand extends Command
 
             return $state;
         }
-        if (count($states) > 1) {
-            $this->error('Several surge:serve run here (ports '.implode(', ', array_keys($states)).'): choose one with --port.');
+        // Files left by servers that did not stop cleanly (killed, exit() in a callback) do
+        // not count against the one that runs.
+        $running = array_filter($states, [ServerState::class, 'running']);
+        if (count($running) === 1) {
+            return reset($running);
+        }
+        if (count($running) > 1 || count($states) > 1) {
+            $ports = array_keys($running ?: $states);
+            $this->error('Several surge:serve run here (ports '.implode(', ', $ports).'): choose one with --port.');
 
             return null;
         }

@@ -174,6 +174,7 @@ class ServeCommand extends Command
     {
         $lifecycle = new Lifecycle($this->laravel, fn (string $line) => fwrite(STDERR, "surge: {$line}\n"));
         $lifecycle->reset();
+        $secure = ! empty($settings['ssl_cert_file']);
 
         $server->on('start', function ($server) use ($settings) {
             // For surge:reload: the master's pid (this process's).
@@ -185,8 +186,8 @@ class ServeCommand extends Command
                 $lifecycle->forked();
             }
         });
-        $server->on('open', function ($server, $request) use ($handler, $lifecycle) {
-            $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), HttpRequest::from($request));
+        $server->on('open', function ($server, $request) use ($handler, $lifecycle, $secure) {
+            $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), HttpRequest::from($request, $secure));
         });
         $server->on('message', function ($server, $frame) use ($handler, $lifecycle) {
             $lifecycle->run('onMessage', fn () => $handler->onMessage($server, $frame));
@@ -195,7 +196,7 @@ class ServeCommand extends Command
             $lifecycle->run('onClose', fn () => $handler->onClose($server, $fd));
         });
         if ($handler instanceof HandlesHttp) {
-            $server->on('request', function ($request, $response) use ($handler, $lifecycle) {
+            $server->on('request', function ($request, $response) use ($handler, $lifecycle, $secure) {
                 $lifecycle->run('onRequest', function () use ($handler, $request, $response) {
                     try {
                         $handler->onRequest($request, $response);
@@ -205,7 +206,7 @@ class ServeCommand extends Command
                             $response->end('');
                         }
                     }
-                }, HttpRequest::from($request));
+                }, HttpRequest::from($request, $secure));
             });
         }
         if ($handler instanceof HandlesTasks) {

@@ -8,7 +8,8 @@ use Surge\Http\Request;
 /** Turns a Surge request (or WebSocket handshake) into an Illuminate request for request(). */
 final class HttpRequest
 {
-    public static function from(Request $request): IlluminateRequest
+    /** `$secure`: the server speaks TLS (so request()->secure() and url() say https). */
+    public static function from(Request $request, bool $secure): IlluminateRequest
     {
         $server = [];
         foreach ((array) $request->header as $name => $value) {
@@ -20,9 +21,12 @@ final class HttpRequest
         $method = strtoupper($info['request_method'] ?? 'GET');
         $uri = ($info['request_uri'] ?? '/').(isset($info['query_string']) ? '?'.$info['query_string'] : '');
         $host = $request->header['host'] ?? 'localhost';
+        if ($secure) {
+            $server['HTTPS'] = 'on';
+        }
 
         return IlluminateRequest::create(
-            'http://'.$host.$uri,
+            ($secure ? 'https://' : 'http://').$host.$uri,
             $method,
             $method === 'GET' ? (array) $request->get : (array) $request->post,
             (array) $request->cookie,

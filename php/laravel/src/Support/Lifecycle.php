@@ -2,6 +2,7 @@
 
 namespace Surge\Laravel\Support;
 
+use Illuminate\Config\Repository;
 use Illuminate\Contracts\Debug\ExceptionHandler;
 use Illuminate\Contracts\Foundation\Application;
 use Illuminate\Database\DetectsLostConnections;
@@ -13,11 +14,13 @@ use Throwable;
  * Runs every handler callback in a clean state: one process serves everybody for days, so
  * nothing that belongs to one client may survive into another client's callback.
  *
- * Around each callback: the request is a fresh one (the handshake's, for onOpen and onRequest);
- * afterwards every auth guard (and the user it holds) is forgotten, the in-memory session is
- * dropped, a transaction left open is rolled back, and a database connection that was lost
- * ("server has gone away", "lost connection", ...) is purged so the next query reconnects.
- * An exception is reported (log + one line on stderr) and the server keeps serving.
+ * Around each callback: the request is a fresh one (the handshake's, for onOpen and onRequest;
+ * else one for `app.url`, as artisan commands have); afterwards every auth guard (and the user
+ * it holds) is forgotten, the `Guard` the container handed out too, scoped instances are
+ * dropped, the configuration and locale go back to what the app booted with, the in-memory
+ * session is dropped, a transaction left open is rolled back, and a database connection that
+ * was lost ("server has gone away", "lost connection", ...) is purged so the next query
+ * reconnects. An exception is reported (log + one line on stderr) and the server keeps serving.
  */
 class Lifecycle
 {
@@ -26,15 +29,22 @@ class Lifecycle
     /** @var callable(string): void */
     private $warn;
 
+    /** The configuration as the app booted with it: each callback gets a copy of its own. */
+    private Repository $config;
+
+    private string $locale;
+
     public function __construct(private Application $app, callable $warn)
     {
         $this->warn = $warn;
+        $this->config = clone $app['config'];
+        $this->locale = (string) $this->config->get('app.locale');
     }
 
     /** Runs $callback (with $request as request(), if given) and cleans up after it. */
     public function run(string $what, callable $callback, ?IlluminateRequest $request = null): void
     {
-        $this->bindRequest($request ?? IlluminateRequest::create('http://localhost/'));
+        $this->bindRequest($request ?? $this->appUrlRequest());
         try {
             $callback();
         } catch (Throwable $e) {
@@ -48,8 +58,20 @@ class Lifecycle
     {
         $app = $this->app;
         try {
+            // config([...]) in a callback changes this copy only (a clone shares the arrays
+            // until one is written, so this costs nothing per callback).
+            $app->instance('config', clone $this->config);
+            Facade::clearResolvedInstance('config');
+            if ($app->resolved('translator') && $app['translator']->getLocale() !== $this->locale) {
+                $app->setLocale($this->locale);
+            }
             if ($app->resolved('auth')) {
                 $app['auth']->forgetGuards();
+            }
+            // What a type-hinted Guard contract resolved to: the default guard, kept apart.
+            $app->forgetInstance('auth.driver');
+            if (method_exists($app, 'forgetScopedInstances')) {
+                $app->forgetScopedInstances();
             }
             if ($app->resolved('session')) {
                 $app['session']->forgetDrivers();
@@ -67,7 +89,17 @@ class Lifecycle
         } catch (Throwable $e) {
             $this->report('cleanup', $e);
         }
-        $this->bindRequest(IlluminateRequest::create('http://localhost/'));
+        $this->bindRequest($this->appUrlRequest());
+    }
+
+    /** The request artisan commands have (Laravel's console bootstrap makes it from `app.url`). */
+    private function appUrlRequest(): IlluminateRequest
+    {
+        $url = (string) ($this->config->get('app.url') ?: 'http://localhost');
+        $path = parse_url($url, PHP_URL_PATH);
+        $server = $path ? ['SCRIPT_FILENAME' => $path, 'SCRIPT_NAME' => $path] : [];
+
+        return IlluminateRequest::create($url, 'GET', [], [], [], $server);
     }
 
     /**

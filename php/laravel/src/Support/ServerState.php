@@ -54,6 +54,14 @@ final class ServerState
         return $states;
     }
 
+    /** Whether the state's pid is a surge:serve now (a killed server's may be another process's). */
+    public static function running(array $state): bool
+    {
+        $command = @file_get_contents("/proc/{$state['pid']}/cmdline");
+
+        return $command !== false && str_contains($command, 'surge:serve');
+    }
+
     /** Where the files are, as a shell pattern (for messages too). */
     public static function pattern(Application $app): string
     {

@@ -52,6 +52,7 @@ class AppHandler extends ChannelHandler implements HandlesTasks
         $this->send($server, $request->fd, 'welcome', null, [
             'app' => config('app.name'),
             'user' => $this->users[$request->fd]->name ?? null,
+            'secure' => request()->secure(),
         ]);
     }
 
@@ -94,6 +95,22 @@ class AppHandler extends ChannelHandler implements HandlesTasks
             ]);
         } elseif (isset($message['task']) && is_string($message['task'])) {
             $server->task(['fd' => $fd, 'user' => $user?->name, 'text' => $message['task']]);
+        } elseif (isset($message['leak'])) {
+            // Per-callback state a careless handler changes; the next callback must not see it.
+            app(\Illuminate\Contracts\Auth\Guard::class)->setUser(User::where('name', $message['leak'])->firstOrFail());
+            app()->setLocale('fr');
+            config(['app.name' => 'Changed']);
+            app('surge.scoped')->append('leaked');
+            $this->send($server, $fd, 'leaked', null, ['guard' => app(\Illuminate\Contracts\Auth\Guard::class)->user()?->name]);
+        } elseif (isset($message['state'])) {
+            $this->send($server, $fd, 'state', null, [
+                'guard' => app(\Illuminate\Contracts\Auth\Guard::class)->user()?->name,
+                'locale' => app()->getLocale(),
+                'name' => config('app.name'),
+                'scoped' => count(app('surge.scoped')),
+                'url' => url('/orders/1'),
+                'secure' => request()->secure(),
+            ]);
         } elseif (isset($message['begin'])) {
             DB::beginTransaction(); // and "forget" to commit: the next callback must not be in it
             User::where('name', $message['begin'])->update(['name' => 'renamed']);
