@@ -252,6 +252,33 @@ def test_a_signal_does_not_cut_a_running_callback_short(php_server, sig):
     assert slept >= 400
 
 
+def test_a_callback_that_does_not_return_does_not_keep_a_stopped_server(php_server):
+    """The stop waits for a running callback (above), but not for ever: shutdown_timeout and
+    5 s after SIGTERM the process ends, status 1, saying why."""
+    srv = php_server("echo.php", env=settings_env(shutdown_timeout=1))
+    with connect(srv.url) as ws:
+        ws.send("cmd:sleep:120000")
+        srv.wait_output("cmd:sleep:120000")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=30) == 1
+    assert "PHP did not finish after the stop signal (1 received" in srv.stderr()
+    assert "slept" not in srv.stdout()
+
+
+def test_a_second_signal_ends_a_server_stuck_in_a_callback_at_once(php_server):
+    """With a long shutdown_timeout, Ctrl-C twice: the process ends a second after the second,
+    not 65 s after the first."""
+    srv = php_server("echo.php", env=settings_env(shutdown_timeout=60))
+    with connect(srv.url) as ws:
+        ws.send("cmd:sleep:120000")
+        srv.wait_output("cmd:sleep:120000")
+        srv.signal(signal.SIGINT)
+        time.sleep(0.2)
+        srv.signal(signal.SIGINT)
+        assert srv.wait(timeout=30) == 1
+    assert "PHP did not finish after the stop signal (2 received" in srv.stderr()
+
+
 def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:
@@ -506,6 +533,20 @@ def test_request_callback_that_never_ends_the_response_gives_500(php_server, pat
     assert time.monotonic() - start < 1
     with urllib.request.urlopen(srv.http + "/fine", timeout=5) as res:
         assert res.status == 201
+
+
+@pytest.mark.parametrize("path", ["/write-and-forget", "/write-then-fatal"])
+def test_a_streamed_body_never_ended_is_cut_short_not_complete(php_server, path):
+    """After write() the status is sent; a body PHP never ends (the callback returned, a fatal
+    error) closes without the last chunk, so the client knows it is incomplete."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", path)
+    res = conn.getresponse()
+    assert res.status == 200
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        res.read()
+    assert cut.value.partial == b"part one\n"
 
 
 # --- callables ------------------------------------------------------------------------------

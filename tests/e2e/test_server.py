@@ -311,10 +311,52 @@ def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):
         ({"path": tmp_path}, "is not a regular file"),
         ({"path": data, "offset": 299_999, "length": 2}, "go past the end"),
         ({"path": data, "offset": -1}, "must not be negative"),
+        # A NUL in the path: still a Surge\Exception (not PHP's \Error about the message).
+        ({"path": f"{data}\0.png"}, ".png: "),
     ]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    # A FIFO is refused at once, not waited on until a writer comes.
+    refused.append(({"path": fifo}, "is not a regular file"))
     for query, why in refused:
         assert get(**query)[::2] == (404, b"no such file")
         assert why in srv.wait_output(why)
+
+
+def test_a_client_that_stops_reading_a_file_is_dropped_after_send_timeout(php_server, tmp_path):
+    """It asked for 64 MiB and reads nothing: after send_timeout without progress the server
+    closes the connection and lets go of the file (before, both stayed for ever)."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(send_timeout=1)})
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(f"GET /file?{urllib.parse.urlencode({'path': big})} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    srv.wait_output("sendfile true")
+
+    def holds_the_file() -> bool:
+        fds = Path(f"/proc/{srv.proc.pid}/fd")
+        return any(os.readlink(fd) == str(big) for fd in fds.iterdir() if fd.is_symlink())
+    deadline = time.monotonic() + 15
+    while holds_the_file():
+        assert time.monotonic() < deadline, "the file is still open"
+        time.sleep(0.1)
+    sock.close()
+    with urllib.request.urlopen(srv.http + "/fine", timeout=5) as res:
+        assert res.status == 201
+
+
+def test_a_client_that_shuts_its_side_after_the_request_gets_the_answer(php_server):
+    """`nc -N`, some health checks: the request, then FIN; the answer still comes."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(b"GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201 "), answer
 
 
 def curl(srv, path, *args) -> tuple[int, dict | str]:
@@ -445,6 +487,8 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     (root / "docs" / "index.html").write_text("<p>docs</p>")
     status, headers, _ = ask("GET", "/docs?page=2", server=indexed)
     assert (status, headers["Location"]) == (301, "/docs/?page=2")  # so relative links resolve in /docs/
+    # Not `//docs/`, which a browser takes for the address of a host named docs.
+    assert ask("GET", "//docs", server=indexed)[1]["Location"] == "/docs/"
     assert ask("GET", "/docs/?page=2", server=indexed)[::2] == (200, b"<p>docs</p>")
 
 

@@ -386,6 +386,29 @@ def worker_pids(srv) -> dict:
     return {int(i): int(p) for i, p in re.findall(r"^workerStart (\d) worker_id=\d pid=(\d+)", srv.stdout(), re.M)}
 
 
+def test_a_worker_stuck_in_a_callback_neither_holds_up_a_reload_nor_outlives_its_killed_master(php_server, tmp_path, stack):
+    """A callback that never returns: a reload ends that worker shutdown_timeout + 5 s after
+    asking it to stop and goes on; after the master is killed outright, the stuck worker
+    (which the master can no longer kill) ends itself as long after."""
+    srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=json.dumps({"shutdown_timeout": 1}))
+    clients, who = clients_on_both_workers(srv, stack)
+    clients[0].send("hang")
+    time.sleep(0.3)  # in its callback
+    os.kill(srv.proc.pid, signal.SIGUSR1)
+    srv.wait_output("reload done", stream="stderr", timeout=40 * TIME_FACTOR)
+    assert re.search(r"worker \d stopped for the reload \(killed by signal 9\)|worker \d stopped for the reload \(status 1\)", srv.stderr()), srv.stderr()
+    later, seen = clients_on_both_workers(srv, stack)
+    stuck = seen[0]["pid"]
+    later[0].send("hang")
+    time.sleep(0.3)
+    srv.proc.kill()
+    srv.proc.wait()
+    deadline = time.monotonic() + 40 * TIME_FACTOR
+    while running(stuck):
+        assert time.monotonic() < deadline, f"stuck worker {stuck} outlived its master"
+        time.sleep(0.1)
+
+
 def test_a_killed_worker_is_replaced_and_a_killed_master_takes_its_workers_along(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     srv.wait_output("workerStart 1")

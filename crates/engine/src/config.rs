@@ -92,6 +92,9 @@ pub struct Config {
     /// An HTTP request or handshake whose headers have not arrived by then is dropped; a
     /// request body gets as long again after its headers, or a 408.
     pub handshake_timeout: Duration,
+    /// An HTTP response (or a WebSocket over TLS) whose writes make no progress for this long
+    /// is closed: its client stopped reading. Zero: never.
+    pub send_timeout: Duration,
     /// Bytes queued for one client beyond which it is a slow consumer and is closed with 1008.
     pub socket_buffer_size: usize,
     /// Events (open/message/close/request/timer) waiting for PHP; when full, connections stop
@@ -168,6 +171,7 @@ impl Default for Config {
             heartbeat_idle_time: Duration::from_secs(60),
             ping_interval: Duration::from_secs(25),
             handshake_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(60),
             socket_buffer_size: 4 * 1024 * 1024,
             event_queue_size: 4096,
             shutdown_timeout: Duration::from_secs(3),
@@ -200,6 +204,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "heartbeat_idle_time",
     "ping_interval",
     "handshake_timeout",
+    "send_timeout",
     "socket_buffer_size",
     "event_queue_size",
     "shutdown_timeout",
@@ -236,6 +241,7 @@ impl Config {
             "heartbeat_idle_time" => self.heartbeat_idle_time = seconds(key, value)?,
             "ping_interval" => self.ping_interval = seconds(key, value)?,
             "handshake_timeout" => self.handshake_timeout = seconds(key, value)?,
+            "send_timeout" => self.send_timeout = seconds(key, value)?,
             "socket_buffer_size" => self.socket_buffer_size = count(key, value, 1024, 1 << 32)?,
             "event_queue_size" => self.event_queue_size = count(key, value, 1, 1 << 24)?,
             "shutdown_timeout" => self.shutdown_timeout = seconds(key, value)?,

@@ -22,6 +22,7 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
+use crate::stop_watchdog::StopWatchdog;
 use crate::tasks::{self, TaskSender};
 use crate::timers::Timers;
 use crate::workers::{self, FdSource, Worker};
@@ -95,6 +96,7 @@ pub struct Engine {
     task_done: Arc<Notify>,
     /// Dropped last, after the runtime is gone.
     _signal_mask: PhpThreadSignals,
+    _stop_watchdog: StopWatchdog,
 }
 
 impl Engine {
@@ -210,6 +212,7 @@ impl Engine {
         runtime
             .block_on(async { watch_signals(shared.clone(), worker.is_some()) })
             .map_err(|e| format!("cannot watch signals: {e}"))?;
+        let stop_watchdog = StopWatchdog::start(shared.config.shutdown_timeout, worker.is_none())?;
         log::info!(target: "surge", "listening on {scheme}://{local_addr}");
         Ok(Engine {
             shared,
@@ -223,6 +226,7 @@ impl Engine {
             task_sender,
             task_done,
             _signal_mask: signal_mask,
+            _stop_watchdog: stop_watchdog,
         })
     }
 

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -31,7 +32,13 @@ impl FileToSend {
     /// Err says why not, for PHP's exception.
     pub fn open(path: &Path, offset: u64, length: u64) -> Result<Self, String> {
         let shown = path.display();
-        let mut file = File::open(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+        // Non-blocking, so that a FIFO is refused below rather than waited on (for a writer
+        // that may never come); a regular file ignores the flag.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| format!("cannot open {shown}: {e}"))?;
         let meta = file
             .metadata()
             .map_err(|e| format!("cannot read {shown}: {e}"))?;

@@ -36,6 +36,7 @@ use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
 use crate::multipart_form;
 use crate::registry::Conn;
+use crate::send_timeout::SendTimeout;
 use crate::shared::{unix_ms, Shared};
 use crate::socket::Socket;
 use crate::static_files;
@@ -297,12 +298,18 @@ where
     };
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new());
+    // A client that sent its request and shut its side (`nc -N`, some health checks and
+    // proxies) still gets the answer; one that left altogether is found when a write fails.
+    builder.half_close(true);
     if !timeout.is_zero() {
         // Drops a client that trickles its headers (or never sends any) after the timeout.
         builder.header_read_timeout(timeout);
     }
     let mut conn = std::pin::pin!(builder
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(
+            TokioIo::new(SendTimeout::new(stream, shared.config.send_timeout)),
+            svc,
+        )
         .with_upgrades());
     let ended = match unless_stopping(&shared, conn.as_mut()).await {
         Some(ended) => ended,
@@ -482,7 +489,9 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
             let uri = req.uri();
             let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             let mut moved = HttpResponse::text(301, "");
-            (moved.headers).push(("location".into(), format!("{}/{query}", uri.path())));
+            // One leading slash: `//docs/` would be another host's address to a browser.
+            let path = uri.path().trim_start_matches('/');
+            (moved.headers).push(("location".into(), format!("/{path}/{query}")));
             return Some(reply(moved));
         }
     };

@@ -10,6 +10,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::send_timeout::SendTimeout;
+
 pub(crate) enum Socket {
     /// Plain TCP, taken back out of hyper's `Upgraded`: every read and write would otherwise
     /// cross its boxed stream, its rewind layer and two adapters between hyper's and Tokio's
@@ -23,8 +25,13 @@ impl Socket {
     /// The stream, and what hyper had already read past the handshake (a client may send its
     /// first frames right behind it).
     pub fn from_upgraded(upgraded: Upgraded) -> (Socket, Bytes) {
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (Socket::Tcp(parts.io.into_inner()), parts.read_buf),
+        // A plain connection is let out of its HTTP send timeout: a WebSocket's slow readers
+        // are the outbox's and the heartbeat's business.
+        match upgraded.downcast::<TokioIo<SendTimeout<TcpStream>>>() {
+            Ok(parts) => (
+                Socket::Tcp(parts.io.into_inner().into_inner()),
+                parts.read_buf,
+            ),
             Err(upgraded) => (Socket::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
         }
     }

@@ -62,15 +62,36 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     path.is_file().then_some(Found::File(path))
 }
 
-/// Whether a file at `inside` (its path below the root, resolved) may be sent as it is: not a
-/// PHP script (a Laravel `public/` holds `index.php`: its source must not leak, its URL is the
-/// request callback's) and nothing hidden (`.env`, `.git/`, `.htaccess`). Those go to the
-/// `request` callback, as in Swoole, whose static handler serves only known file types.
+/// Whether a file at `inside` (its path below the root, resolved) may be sent as it is: not
+/// PHP source (a Laravel `public/` holds `index.php`: its source must not leak, its URL is the
+/// request callback's), nor an editor's or a deploy's copy of it (`index.php~`,
+/// `config.php.bak`, `x.php5`, `x.inc`), and nothing hidden (`.env`, `.git/`, `.htaccess`).
+/// Those go to the `request` callback, as in Swoole, whose static handler serves only known
+/// file types.
 fn servable(inside: &str) -> bool {
+    let name = inside
+        .rsplit('/')
+        .next()
+        .unwrap_or(inside)
+        .to_ascii_lowercase();
     let hidden = inside.split('/').any(|part| part.starts_with('.'));
-    let extension = inside.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    let script = matches!(extension.as_deref(), Some("php" | "phtml" | "phar"));
-    !hidden && !script
+    let php = |part: &str| {
+        let version = part
+            .strip_prefix("php")
+            .or_else(|| part.strip_prefix("pht"));
+        matches!(part, "phtml" | "phar" | "phps" | "inc")
+            || version.is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+    };
+    // Any dotted part of the name, not only the last: `index.php.bak`, `index.php~`.
+    let source = name
+        .split('.')
+        .skip(1)
+        .any(|part| php(part.trim_end_matches('~')));
+    let backup = name.ends_with('~')
+        || [".bak", ".orig", ".swp", ".save", ".old"]
+            .iter()
+            .any(|end| name.ends_with(end));
+    !hidden && !source && !backup
 }
 
 /// Whether `path` is `location` or below it (`/assets` holds `/assets/a.js`, not `/assets2`).
@@ -279,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn php_scripts_and_hidden_files_are_never_sent() {
+    fn php_source_its_copies_and_hidden_files_are_never_sent() {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::create_dir_all(root.join(".git")).unwrap();
@@ -293,6 +314,16 @@ mod tests {
             ".git/config",
             "admin/index.php",
             "robots.txt",
+            "index.php~",
+            "config.php.bak",
+            "db.php5",
+            "lib.inc",
+            "source.phps",
+            "old.pht",
+            "notes.txt~",
+            "style.css.orig",
+            "photo.jpg",
+            "archive.php.tar.gz",
         ] {
             std::fs::write(root.join(name), "x").unwrap();
         }
@@ -306,10 +337,20 @@ mod tests {
             "/.env",
             "/.git/config",
             "/index.txt",
+            "/index.php~",
+            "/config.php.bak",
+            "/db.php5",
+            "/lib.inc",
+            "/source.phps",
+            "/old.pht",
+            "/notes.txt~",
+            "/style.css.orig",
+            "/archive.php.tar.gz",
         ] {
             assert_eq!(find(&all, refused), None, "{refused}");
         }
         assert_eq!(find(&all, "/robots.txt"), file(root.join("robots.txt")));
+        assert_eq!(find(&all, "/photo.jpg"), file(root.join("photo.jpg")));
         let indexed = site(&root, &[], &["index.php"]);
         assert_eq!(find(&indexed, "/admin/"), None, "a PHP index file");
     }

@@ -17,12 +17,18 @@ pub fn register() -> ext_php_rs::error::Result<()> {
         .register()
 }
 
-/// A `Surge\Exception` with `message`, to return as `Err` from a PHP method.
+/// A `Surge\Exception` with `message`, to return as `Err` from a PHP method. A NUL in it (a
+/// path or header name PHP passed, quoted) is shown as `\0`: ext-php-rs cannot make an
+/// exception whose message holds one, and would throw a plain `\Error` instead.
 pub fn error(message: impl Into<String>) -> PhpException {
+    let mut message: String = message.into();
+    if message.contains('\0') {
+        message = message.replace('\0', "\\0");
+    }
     let ce = EXCEPTION_CE.load(Ordering::Acquire);
     // SAFETY: set once in MINIT before any PHP code can run, never freed while PHP runs.
     match unsafe { ce.as_ref() } {
-        Some(ce) => PhpException::new(message.into(), 0, ce),
-        None => PhpException::new(message.into(), 0, ce::exception()),
+        Some(ce) => PhpException::new(message, 0, ce),
+        None => PhpException::new(message, 0, ce::exception()),
     }
 }

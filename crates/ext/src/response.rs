@@ -76,7 +76,7 @@ impl Response {
             .object()
             .and_then(ZendClassObject::<Response>::from_zend_obj);
         let Some(response) = response else { return };
-        // A body under way just ends (its status is sent).
+        // A body under way is cut short (its status is sent): the client sees it incomplete.
         if let Ok(mut stream) = response.stream.try_borrow_mut() {
             stream.take();
         }

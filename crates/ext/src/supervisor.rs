@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
+use surge_engine::stop_watchdog::STOP_MARGIN;
 use surge_engine::{Config, Pool};
 
 use crate::callbacks::Kind;
@@ -190,7 +191,7 @@ fn supervise(
                 }
             }
         }
-        reload.next(children);
+        reload.next(children, config.shutdown_timeout + STOP_MARGIN);
     }
     None
 }
@@ -202,8 +203,9 @@ fn supervise(
 struct Reload {
     /// Ids still to restart, in order.
     waiting: VecDeque<usize>,
-    /// The one stopped for it and not yet serving again.
+    /// The one stopped for it and not yet serving again, and when it was told to stop.
     current: Option<usize>,
+    stopped_at: Option<Instant>,
     /// A reload was asked for and is not done.
     underway: bool,
 }
@@ -227,8 +229,19 @@ impl Reload {
         }
     }
 
-    /// Stops the next one once the last one serves again.
-    fn next(&mut self, children: &[Option<Child>]) {
+    /// Stops the next one once the last one serves again. One that has not stopped within
+    /// `limit` (a callback that does not return) is killed, as at a stop.
+    fn next(&mut self, children: &[Option<Child>], limit: Duration) {
+        if let (Some(id), Some(at)) = (self.current, self.stopped_at) {
+            if at.elapsed() >= limit {
+                if let Some(child) = &children[id] {
+                    log::warn!(target: "surge", "worker {id} did not stop for the reload within {limit:?}: killed");
+                    // SAFETY: a signal to our own child (reaped by the loop).
+                    unsafe { libc::kill(child.pid, libc::SIGKILL) };
+                }
+                self.stopped_at = None;
+            }
+        }
         while self.current.is_none() {
             let Some(id) = self.waiting.pop_front() else {
                 if std::mem::take(&mut self.underway) {
@@ -241,6 +254,7 @@ impl Reload {
                 // SAFETY: a signal to our own child.
                 unsafe { libc::kill(child.pid, libc::SIGTERM) };
                 self.current = Some(id);
+                self.stopped_at = Some(Instant::now());
             }
         }
     }
@@ -424,7 +438,7 @@ fn stop_all(children: &mut [Option<Child>], shutdown_timeout: Duration) {
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(child.pid, libc::SIGTERM) };
     }
-    let deadline = Instant::now() + shutdown_timeout + Duration::from_secs(5);
+    let deadline = Instant::now() + shutdown_timeout + STOP_MARGIN;
     while children.iter().any(Option::is_some) {
         reap(children);
         if Instant::now() >= deadline {

@@ -121,6 +121,8 @@ if (getenv('SURGE_HTTP')) {
     $server->on('request', function ($req, $res) {
         match ($req->server['request_uri']) {
             '/forget' => null, // returns without calling end()
+            '/write-and-forget' => $res->write("part one\n"),
+            '/write-then-fatal' => [$res->write("part one\n"), trigger_error('fatal on purpose', E_USER_ERROR)],
             '/throw' => throw new RuntimeException('request failed on purpose'),
             '/fatal' => trigger_error('fatal on purpose', E_USER_ERROR),
             '/oom' => strlen(str_repeat('x', 1 << 30)),

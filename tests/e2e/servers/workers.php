@@ -93,6 +93,8 @@ $server->on('message', function ($s, $frame) use ($table) {
         })(),
         'sendraw' => $s->sendMessage($b, (int) $a),
         'exit' => exit(3),
+        // A callback that does not return (a hung query): only a kill ends this process.
+        'hang' => sleep(3600),
         'shutdown' => $s->shutdown(),
         default => "unknown $cmd",
     };
