@@ -207,7 +207,7 @@ def test_what_one_callback_changes_is_gone_in_the_next(php_server, app_env):
     assert recv_json(careless)["data"] == {"guard": "alice"}
     other.send(json.dumps({"state": True}))
     assert recv_json(other)["data"] == {
-        "guard": None, "locale": "en", "name": "SurgeTestApp", "scoped": 0,
+        "guard": None, "locale": "en", "name": "SurgeTestApp", "hash": "bcrypt", "scoped": 0,
         "url": "https://example.com/app/orders/1", "secure": True,
     }
 

@@ -409,6 +409,20 @@ def test_a_worker_stuck_in_a_callback_neither_holds_up_a_reload_nor_outlives_its
         time.sleep(0.1)
 
 
+def test_a_replacement_stuck_in_worker_start_holds_up_neither_the_stop_nor_the_master(php_server, tmp_path, stack):
+    """A worker dies and its replacement hangs in workerStart: the master still answers a
+    stop at once (it waited up to 30 s per attempt before), and the stuck one is ended."""
+    marker = tmp_path / "slow"
+    srv = start_workers(php_server, tmp_path, SURGE_SLOW_START_FILE=str(marker), SURGE_SETTINGS=json.dumps({"shutdown_timeout": 1}))
+    srv.wait_output("workerStart 1")
+    marker.write_text("")
+    os.kill(worker_pids(srv)[0], signal.SIGKILL)
+    stuck = int(re.search(r"^workerStart 0 stuck pid=(\d+)", srv.wait_output("workerStart 0 stuck", timeout=10), re.M)[1])
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+    assert not running(stuck)
+
+
 def test_a_killed_worker_is_replaced_and_a_killed_master_takes_its_workers_along(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     srv.wait_output("workerStart 1")

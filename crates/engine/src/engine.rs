@@ -97,6 +97,8 @@ pub struct Engine {
     /// Dropped last, after the runtime is gone.
     _signal_mask: PhpThreadSignals,
     _stop_watchdog: StopWatchdog,
+    /// The process that started it (see `Drop`).
+    pid: libc::pid_t,
 }
 
 impl Engine {
@@ -227,6 +229,8 @@ impl Engine {
             task_done,
             _signal_mask: signal_mask,
             _stop_watchdog: stop_watchdog,
+            // SAFETY: getpid never fails.
+            pid: unsafe { libc::getpid() },
         })
     }
 
@@ -564,6 +568,17 @@ fn take_waiting(rx: &mut mpsc::Receiver<Event>, first: Event, batch: &mut Vec<Ev
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        // SAFETY: getpid never fails.
+        if unsafe { libc::getpid() } != self.pid {
+            // A child PHP forked (pcntl_fork) and now ending: it has none of the runtime's or
+            // the bus's threads, and shutting them down would wait for them for ever. What they
+            // hold goes with the process.
+            std::mem::forget(self.runtime.take());
+            std::mem::forget(self.bus.take());
+            std::mem::forget(self.peers.take());
+            std::mem::forget(self.redis.take());
+            return;
+        }
         // No other worker reaches this one's connections once it stops.
         drop(self.bus.take());
         if let Some(runtime) = self.runtime.take() {

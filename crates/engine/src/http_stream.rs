@@ -1,9 +1,9 @@
 //! A response body PHP writes piece by piece (`Response::write()`, for server-sent events or a
 //! long download): the chunks go through a channel to the connection's task, bounded by the bytes
-//! waiting there, and the body ends when PHP ends it, when the client goes away (the sender sees
-//! the channel closed), or when the server stops. One PHP drops without `end()` (a fatal error,
-//! a callback that returned) is cut short: the connection closes without the chunked body's
-//! last chunk, so the client knows it did not get it all.
+//! waiting there, and the body ends when PHP ends or drops it (as Swoole ends one freed without
+//! `end()`), when the client goes away (the sender sees the channel closed), or when the server
+//! stops (after the chunks already queued). One cut short by a fatal error closes the
+//! connection without the chunked body's last chunk, so the client knows it is incomplete.
 
 use std::future::Future;
 use std::io;
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 pub struct ChunkSender {
     tx: mpsc::UnboundedSender<Bytes>,
     queued: Arc<AtomicUsize>,
-    ended: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
     limit: usize,
 }
 
@@ -31,22 +31,22 @@ pub struct ChunkSender {
 pub(crate) struct ChunkReceiver {
     rx: mpsc::UnboundedReceiver<Bytes>,
     queued: Arc<AtomicUsize>,
-    /// Set by `finish`: the channel closing then ends the body, else it cuts it short.
-    ended: Arc<AtomicBool>,
+    /// Set by `cut_short`: the channel closing then fails the body instead of ending it.
+    cut: Arc<AtomicBool>,
 }
 
 /// A channel that refuses chunks while more than `limit` bytes wait to be written.
 pub(crate) fn channel(limit: usize) -> (ChunkSender, ChunkReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    let ended = Arc::new(AtomicBool::new(false));
+    let cut = Arc::new(AtomicBool::new(false));
     let sender = ChunkSender {
         tx,
         queued: queued.clone(),
-        ended: ended.clone(),
+        cut: cut.clone(),
         limit,
     };
-    (sender, ChunkReceiver { rx, queued, ended })
+    (sender, ChunkReceiver { rx, queued, cut })
 }
 
 impl ChunkSender {
@@ -63,10 +63,13 @@ impl ChunkSender {
     /// Queues the last chunk whatever already waits (an end() never loses its data), and ends
     /// the body once it is written.
     pub fn finish(self, chunk: Bytes) -> bool {
-        let queued = self.queue(chunk);
+        self.queue(chunk)
+    }
+
+    /// Ends the body as incomplete (after a fatal error): what is queued still goes out.
+    pub fn cut_short(self) {
         // Before the sender is dropped, which is what the receiver sees.
-        self.ended.store(true, Release);
-        queued
+        self.cut.store(true, Release);
     }
 
     fn queue(&self, chunk: Bytes) -> bool {
@@ -88,11 +91,13 @@ impl ChunkSender {
 pub(crate) struct ChunkBody {
     first: Option<Bytes>,
     chunks: ChunkReceiver,
-    /// Ready once the server stops: the body ends there, so a stream never holds up the stop.
+    /// Ready once the server stops: no chunk is taken after that, and the body ends once those
+    /// queued are written, so a stream never holds up the stop.
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
-    /// Known to be cut short: the next poll fails the body. Not at once, as hyper would then
-    /// close the connection without writing what it holds (the head included).
-    cut: bool,
+    stopping: bool,
+    /// Cut short: the next poll fails the body. Not at once, as hyper would then close the
+    /// connection without writing what it holds (the head included).
+    failing: bool,
 }
 
 impl ChunkBody {
@@ -105,15 +110,9 @@ impl ChunkBody {
             first: (!first.is_empty()).then_some(first),
             chunks,
             stop: Box::pin(stop),
-            cut: false,
+            stopping: false,
+            failing: false,
         }
-    }
-
-    /// Fails the body at the next poll, once hyper has written what it holds.
-    fn cut_short(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.cut = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -125,34 +124,30 @@ impl Body for ChunkBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        if self.cut {
-            return Poll::Ready(Some(Err(cut_short())));
+        if self.failing {
+            return Poll::Ready(Some(Err(io::Error::other(
+                "the response was cut short (a fatal error in its callback)",
+            ))));
         }
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        if self.stop.as_mut().poll(cx).is_ready() {
-            // The stop ends a body PHP still holds; one it dropped (a fatal error stops the
-            // server too) is cut short all the same.
-            let dropped = self.chunks.rx.is_closed() && !self.chunks.ended.load(Acquire);
+        if !self.stopping && self.stop.as_mut().poll(cx).is_ready() {
+            self.stopping = true;
             self.chunks.rx.close();
-            return match dropped {
-                true => self.cut_short(cx),
-                false => Poll::Ready(None),
-            };
         }
         match self.chunks.rx.poll_recv(cx) {
             Poll::Ready(Some(chunk)) => {
                 self.chunks.queued.fetch_sub(chunk.len(), Relaxed);
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
-            Poll::Ready(None) if self.chunks.ended.load(Acquire) => Poll::Ready(None),
-            Poll::Ready(None) => self.cut_short(cx),
+            Poll::Ready(None) if self.chunks.cut.load(Acquire) => {
+                self.failing = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-fn cut_short() -> io::Error {
-    io::Error::other("the response was dropped without end(): cut short")
 }

@@ -298,9 +298,6 @@ where
     };
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new());
-    // A client that sent its request and shut its side (`nc -N`, some health checks and
-    // proxies) still gets the answer; one that left altogether is found when a write fails.
-    builder.half_close(true);
     if !timeout.is_zero() {
         // Drops a client that trickles its headers (or never sends any) after the timeout.
         builder.header_read_timeout(timeout);

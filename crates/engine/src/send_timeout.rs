@@ -17,9 +17,11 @@ pub(crate) struct SendTimeout<S> {
     inner: S,
     /// Zero: writes may wait for ever.
     limit: Duration,
-    /// Since when the write under way has waited: made when a write first waits, dropped
-    /// when one makes progress.
-    waiting: Option<Pin<Box<Sleep>>>,
+    /// Made when a write first waits, kept for the connection's life (a slow download waits
+    /// again and again): set again each time a write begins to wait.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs for the write under way: it has waited since the timer was set.
+    waiting: bool,
 }
 
 impl<S> SendTimeout<S> {
@@ -27,7 +29,8 @@ impl<S> SendTimeout<S> {
         SendTimeout {
             inner,
             limit,
-            waiting: None,
+            timer: None,
+            waiting: false,
         }
     }
 
@@ -41,10 +44,13 @@ impl<S> SendTimeout<S> {
             return Poll::Pending;
         }
         let limit = self.limit;
-        let since = self
-            .waiting
+        let timer = self
+            .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match since.as_mut().poll(cx) {
+        if !std::mem::replace(&mut self.waiting, true) {
+            timer.as_mut().reset(tokio::time::Instant::now() + limit);
+        }
+        match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("the client took nothing for {limit:?} (send_timeout)"),
@@ -57,7 +63,7 @@ impl<S> SendTimeout<S> {
         match poll {
             Poll::Pending => self.waited(cx),
             done => {
-                self.waiting = None;
+                self.waiting = false;
                 done
             }
         }

@@ -75,18 +75,16 @@ fn servable(inside: &str) -> bool {
         .unwrap_or(inside)
         .to_ascii_lowercase();
     let hidden = inside.split('/').any(|part| part.starts_with('.'));
+    // `.php`, `.php5`, `.phps`, `.phtml`, `.phar`, and what copies make of them: `.php-bak`,
+    // `.php_old`, `.php (copy)`, `.php~`; `.inc` but not `.include`.
     let php = |part: &str| {
-        let version = part
-            .strip_prefix("php")
-            .or_else(|| part.strip_prefix("pht"));
-        matches!(part, "phtml" | "phar" | "phps" | "inc")
-            || version.is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+        ["php", "pht", "phar"].iter().any(|p| part.starts_with(p))
+            || part
+                .strip_prefix("inc")
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphabetic()))
     };
-    // Any dotted part of the name, not only the last: `index.php.bak`, `index.php~`.
-    let source = name
-        .split('.')
-        .skip(1)
-        .any(|part| php(part.trim_end_matches('~')));
+    // Any dotted part of the name, not only the last: `index.php.bak`.
+    let source = name.split('.').skip(1).any(php);
     let backup = name.ends_with('~')
         || [".bak", ".orig", ".swp", ".save", ".old"]
             .iter()
@@ -324,6 +322,11 @@ mod tests {
             "style.css.orig",
             "photo.jpg",
             "archive.php.tar.gz",
+            "config.php-bak",
+            "wp-config.php_old",
+            "index.php (copy)",
+            "index.phpx",
+            "menu.include.js",
         ] {
             std::fs::write(root.join(name), "x").unwrap();
         }
@@ -346,11 +349,19 @@ mod tests {
             "/notes.txt~",
             "/style.css.orig",
             "/archive.php.tar.gz",
+            "/config.php-bak",
+            "/wp-config.php_old",
+            "/index.php%20(copy)",
+            "/index.phpx",
         ] {
             assert_eq!(find(&all, refused), None, "{refused}");
         }
         assert_eq!(find(&all, "/robots.txt"), file(root.join("robots.txt")));
         assert_eq!(find(&all, "/photo.jpg"), file(root.join("photo.jpg")));
+        assert_eq!(
+            find(&all, "/menu.include.js"),
+            file(root.join("menu.include.js"))
+        );
         let indexed = site(&root, &[], &["index.php"]);
         assert_eq!(find(&indexed, "/admin/"), None, "a PHP index file");
     }

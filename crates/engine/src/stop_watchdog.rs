@@ -5,7 +5,8 @@
 //! was killed outright stayed behind holding the port. This thread is woken by the signals
 //! whatever PHP does, and ends the process `shutdown_timeout` + [`STOP_MARGIN`] after the first
 //! (the time a master gives a worker before it kills it), or a second after another one in a
-//! server of one process (where a second Ctrl-C means "now"); unless the engine ended before.
+//! server of one process (where a second Ctrl-C, a second or more after the first, means
+//! "now"); unless the engine ended before.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -18,6 +19,9 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(5);
 
 /// After a second stop signal to a server of one process.
 const AFTER_ANOTHER: Duration = Duration::from_secs(1);
+/// Signals this close to the first are the same stop: one Ctrl-C reaches the whole process
+/// group, and a wrapper (npm, honcho, tini -g) may forward it once more.
+const SAME_STOP: Duration = Duration::from_secs(1);
 
 /// Written to the pipe: a stop signal came, or the engine ended.
 const STOP: u8 = 1;
@@ -27,6 +31,9 @@ pub(crate) struct StopWatchdog {
     actions: Vec<SigId>,
     /// The pipe's write end; `ENDED` written on drop lets the thread return.
     wake: OwnedFd,
+    /// The process whose thread it is: a child forked by PHP (pcntl_fork) shares the pipe and
+    /// must not end its parent's watch when it exits.
+    owner: libc::pid_t,
 }
 
 impl StopWatchdog {
@@ -50,13 +57,14 @@ impl StopWatchdog {
             .name("surge-stop".into())
             .spawn(move || watch(read, grace, whole))
             .map_err(|e| format!("cannot start the stop watchdog: {e}"))?;
+        // SAFETY: getpid never fails.
+        let owner = unsafe { libc::getpid() };
         let mut watchdog = StopWatchdog {
             actions: Vec::new(),
             wake,
+            owner,
         };
         let fd = watchdog.wake.as_raw_fd();
-        // SAFETY: getpid never fails.
-        let owner = unsafe { libc::getpid() };
         for signal in [libc::SIGINT, libc::SIGTERM] {
             // SAFETY: the action only calls getpid and write, both async-signal-safe. A child
             // forked by PHP (pcntl_fork) inherits it with the pipe: it must not wake our thread.
@@ -81,13 +89,18 @@ impl Drop for StopWatchdog {
         for id in self.actions.drain(..) {
             signal_hook_registry::unregister(id);
         }
-        // SAFETY: one byte from a valid buffer to our own pipe.
-        unsafe { libc::write(self.wake.as_raw_fd(), [ENDED].as_ptr().cast(), 1) };
+        // SAFETY: getpid never fails; one byte from a valid buffer to our own pipe.
+        unsafe {
+            if libc::getpid() == self.owner {
+                libc::write(self.wake.as_raw_fd(), [ENDED].as_ptr().cast(), 1);
+            }
+        }
     }
 }
 
 fn watch(read: OwnedFd, grace: Duration, whole: bool) {
     let mut deadline: Option<Instant> = None;
+    let mut first: Option<Instant> = None;
     let mut stops = 0;
     loop {
         let wait_ms = match deadline {
@@ -100,26 +113,37 @@ fn watch(read: OwnedFd, grace: Duration, whole: bool) {
                 left.as_millis().min(i32::MAX as u128) as i32 + 1
             }
         };
-        let Some(bytes) = next_bytes(read.as_raw_fd(), wait_ms) else {
-            continue; // timed out or interrupted: the deadline is checked above
+        let bytes = match next_bytes(read.as_raw_fd(), wait_ms) {
+            Next::Bytes(bytes) => bytes,
+            Next::Nothing => continue, // timed out or interrupted: the deadline is checked above
+            Next::Closed => return,
         };
         for byte in bytes {
             if byte == ENDED {
                 return;
             }
             stops += 1;
-            let limit = match (stops, whole) {
-                (1, _) | (_, false) => grace,
-                _ => AFTER_ANOTHER,
+            let now = Instant::now();
+            let first = *first.get_or_insert(now);
+            let limit = match whole && now - first > SAME_STOP {
+                true => AFTER_ANOTHER,
+                false => grace,
             };
-            let at = Instant::now() + limit;
+            let at = now + limit;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
     }
 }
 
-/// What the pipe holds, waiting up to `wait_ms` (-1: for ever); None if nothing came.
-fn next_bytes(fd: RawFd, wait_ms: i32) -> Option<Vec<u8>> {
+enum Next {
+    Bytes(Vec<u8>),
+    Nothing,
+    /// Every write end is gone (cannot happen while the engine holds one; ends the watch).
+    Closed,
+}
+
+/// What the pipe holds, waiting up to `wait_ms` (-1: for ever).
+fn next_bytes(fd: RawFd, wait_ms: i32) -> Next {
     let mut poll = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -129,11 +153,15 @@ fn next_bytes(fd: RawFd, wait_ms: i32) -> Option<Vec<u8>> {
     // SAFETY: one valid pollfd; a read into a buffer of its stated length.
     let read = unsafe {
         if libc::poll(&mut poll, 1, wait_ms) <= 0 {
-            return None;
+            return Next::Nothing;
         }
         libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
     };
-    (read > 0).then(|| buf[..read as usize].to_vec())
+    match read {
+        0 => Next::Closed,
+        n if n < 0 => Next::Nothing,
+        n => Next::Bytes(buf[..n as usize].to_vec()),
+    }
 }
 
 fn give_up(stops: u32) -> ! {

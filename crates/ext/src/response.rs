@@ -77,8 +77,13 @@ impl Response {
             .and_then(ZendClassObject::<Response>::from_zend_obj);
         let Some(response) = response else { return };
         // A body under way is cut short (its status is sent): the client sees it incomplete.
-        if let Ok(mut stream) = response.stream.try_borrow_mut() {
-            stream.take();
+        if let Some(stream) = response
+            .stream
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut s| s.take())
+        {
+            stream.cut_short();
         }
         let reply = response
             .reply

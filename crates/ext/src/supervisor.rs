@@ -88,7 +88,13 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     let mut failure = None;
     for id in 0..count {
         match fork_worker(server, this, &config, &pool, id, &signals) {
-            Ok(Forked::Master(worker)) => starting.push(worker),
+            Ok(Forked::Master(worker)) => match worker.engine_started() {
+                Ok(worker) => starting.push(worker),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            },
             Ok(Forked::Worker(ended)) => return ended,
             Err(e) => {
                 failure = Some(e);
@@ -150,12 +156,15 @@ fn supervise(
     children: &mut [Option<Child>],
 ) -> Option<PhpResult<Ended>> {
     let mut due: Vec<(usize, Instant)> = Vec::new();
+    // Replacements forked and not yet serving: looked at between two waits for signals, so
+    // that one slow (or stuck) in its workerStart holds up neither a stop nor the others.
+    let mut starting: Vec<Starting> = Vec::new();
     let mut reload = Reload::default();
     while !server.stop_requested.get() {
         match signals.wait(Duration::from_millis(200)) {
             Some(libc::SIGINT) | Some(libc::SIGTERM) => {
                 log::info!(target: "surge", "stop signal received: stopping the workers");
-                return None;
+                break;
             }
             Some(libc::SIGUSR1) => reload.ask(0..children.len(), "workers and task workers"),
             Some(libc::SIGUSR2) => reload.ask(config.worker_num..children.len(), "task workers"),
@@ -174,16 +183,9 @@ fn supervise(
         let now = Instant::now();
         while let Some(i) = due.iter().position(|(_, at)| *at <= now) {
             let (id, _) = due.swap_remove(i);
-            let started = match fork_worker(server, this, config, pool, id, signals) {
-                Ok(Forked::Master(worker)) => worker.serving(),
+            match fork_worker(server, this, config, pool, id, signals) {
+                Ok(Forked::Master(worker)) => starting.push(worker),
                 Ok(Forked::Worker(ended)) => return Some(ended),
-                Err(e) => Err(e),
-            };
-            match started {
-                Ok(child) => {
-                    children[id] = Some(child);
-                    reload.started(id);
-                }
                 Err(e) => {
                     log::error!(target: "surge", "worker {id} could not start: {e}");
                     due.push((id, now + RESTART_DELAY));
@@ -191,7 +193,25 @@ fn supervise(
                 }
             }
         }
+        for worker in std::mem::take(&mut starting) {
+            let id = worker.id;
+            match worker.check() {
+                Check::Waiting(worker) => starting.push(worker),
+                Check::Serving(child) => {
+                    children[id] = Some(child);
+                    reload.started(id);
+                }
+                Check::Failed(e) => {
+                    log::error!(target: "surge", "worker {id} could not start: {e}");
+                    due.push((id, Instant::now() + RESTART_DELAY));
+                }
+            }
+        }
         reload.next(children, config.shutdown_timeout + STOP_MARGIN);
+    }
+    // Those still starting are stopped with the others.
+    for worker in starting {
+        children[worker.id] = Some(worker.child);
     }
     None
 }
@@ -266,36 +286,81 @@ struct Starting {
     child: Child,
     /// The read end of the pipe it reports on (see `Ready`).
     report: File,
+    /// It reported that its engine runs; `workerStart` is next.
+    engine_running: bool,
+    /// When it has taken too long to report its next step.
+    deadline: Instant,
+}
+
+/// How a replacement worker is doing (see `Starting::check`).
+enum Check {
+    Waiting(Starting),
+    Serving(Child),
+    Failed(String),
 }
 
 impl Starting {
     /// Waits until its engine runs.
     fn engine_started(mut self) -> Result<Starting, String> {
-        let mut first = [0];
-        let read = readable(&self.report).and_then(|()| {
-            (&self.report)
-                .read(&mut first)
-                .map_err(|e| format!("cannot read its report: {e}"))
-        });
-        match read {
-            Ok(1) if first[0] == ENGINE_STARTED => Ok(self),
-            Ok(0) => Err(self.failed(ENDED.into())),
-            // The first byte of why it cannot start.
-            Ok(_) => {
-                let rest = self.rest();
-                Err(self.failed([&first[..], &rest].concat()))
-            }
-            Err(e) => Err(self.failed(e.into_bytes())),
+        match self.wait().and_then(|()| self.advance()) {
+            Ok(_) => Ok(self),
+            Err(why) => Err(self.failed(why)),
         }
     }
 
-    /// Waits until it serves.
+    /// Waits until it serves (its engine runs).
     fn serving(mut self) -> Result<Child, String> {
-        match readable(&self.report).map(|()| self.rest()) {
-            Ok(text) if text == SERVING.as_bytes() => Ok(self.child),
-            Ok(text) if text.is_empty() => Err(self.failed(ENDED.into())),
-            Ok(text) => Err(self.failed(text)),
-            Err(e) => Err(self.failed(e.into_bytes())),
+        match self.wait().and_then(|()| self.advance()) {
+            Ok(true) => Ok(self.child),
+            Ok(false) => Err(self.failed(b"said twice that its engine runs".to_vec())),
+            Err(why) => Err(self.failed(why)),
+        }
+    }
+
+    /// Where it is, waiting for nothing: a replacement's start must not hold up the master.
+    fn check(mut self) -> Check {
+        let step = match readable(&self.report, Duration::ZERO) {
+            true => self.advance(),
+            false if Instant::now() >= self.deadline => Err(too_long()),
+            false => return Check::Waiting(self),
+        };
+        match step {
+            Ok(true) => Check::Serving(self.child),
+            Ok(false) => Check::Waiting(self),
+            Err(why) => Check::Failed(self.failed(why)),
+        }
+    }
+
+    /// Until its report has something to read, or its deadline.
+    fn wait(&self) -> Result<(), Vec<u8>> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match readable(&self.report, left) {
+            true => Ok(()),
+            false => Err(too_long()),
+        }
+    }
+
+    /// Reads its next step, there to be read: true once it serves, false once its engine runs
+    /// (its deadline then starts again, for `workerStart`), or why it cannot start.
+    fn advance(&mut self) -> Result<bool, Vec<u8>> {
+        if !self.engine_running {
+            let mut first = [0];
+            return match (&self.report).read(&mut first) {
+                Ok(1) if first[0] == ENGINE_STARTED => {
+                    self.engine_running = true;
+                    self.deadline = Instant::now() + START_TIMEOUT;
+                    Ok(false)
+                }
+                Ok(0) => Err(ENDED.into()),
+                // The first byte of why it cannot start.
+                Ok(_) => Err([&first[..], &self.rest()].concat()),
+                Err(e) => Err(format!("cannot read its report: {e}").into_bytes()),
+            };
+        }
+        match self.rest() {
+            text if text == SERVING.as_bytes() => Ok(true),
+            text if text.is_empty() => Err(ENDED.into()),
+            text => Err(text),
         }
     }
 
@@ -317,8 +382,11 @@ impl Starting {
     }
 }
 
-/// Forks worker `id`; in the master, returns it once its engine runs (see
-/// `Starting::serving` for the rest).
+fn too_long() -> Vec<u8> {
+    format!("did not start within {START_TIMEOUT:?}").into_bytes()
+}
+
+/// Forks worker `id`; in the master, returns it starting (see `Starting`).
 fn fork_worker(
     server: &Server,
     this: &Zval,
@@ -366,15 +434,16 @@ fn fork_worker(
         }
         pid => {
             drop(write);
-            let worker = Starting {
+            Ok(Forked::Master(Starting {
                 id,
                 child: Child {
                     pid,
                     started: Instant::now(),
                 },
                 report: File::from(read),
-            };
-            worker.engine_started().map(Forked::Master)
+                engine_running: false,
+                deadline: Instant::now() + START_TIMEOUT,
+            }))
         }
     }
 }
@@ -392,18 +461,15 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Waits until the worker's report has something to read (or the pipe closed).
-fn readable(report: &File) -> Result<(), String> {
+/// Whether the worker's report has something to read (or the pipe closed), waiting up to `wait`.
+fn readable(report: &File, wait: Duration) -> bool {
     let mut poll = libc::pollfd {
         fd: report.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
     // SAFETY: one valid pollfd.
-    match unsafe { libc::poll(&mut poll, 1, START_TIMEOUT.as_millis() as i32) } {
-        0 => Err(format!("did not start within {START_TIMEOUT:?}")),
-        _ => Ok(()),
-    }
+    unsafe { libc::poll(&mut poll, 1, wait.as_millis() as i32) > 0 }
 }
 
 /// Workers that exited: id, how, and how long each had run. Only our workers are waited for

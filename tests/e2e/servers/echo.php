@@ -53,6 +53,8 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'oom' => strlen(str_repeat('x', 1 << 30)),
         'shutdown' => $s->shutdown(),
         'sleep' => slept((int) $arg),
+        // A child of the callback's own that ends at once (the parent waits for it).
+        'fork' => ($pid = pcntl_fork()) === 0 ? exit(0) : pcntl_waitpid($pid, $status) === $pid,
         'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
         'code' => $s->disconnect($frame->fd, (int) $arg),
         'set' => $s->set(json_decode($arg, true)),

@@ -30,6 +30,11 @@ $server->on('workerStart', function ($s, $id) {
     if ($GLOBALS['version'] === 'broken') {
         trigger_error('a broken deploy', E_USER_ERROR);
     }
+    if (($marker = getenv('SURGE_SLOW_START_FILE')) && file_exists($marker)) {
+        // A replacement stuck in its boot (a database that does not answer).
+        out("workerStart $id stuck pid=" . getmypid());
+        sleep(120);
+    }
     if ($ms = (int) getenv('SURGE_START_MS')) {
         // A slow boot (a Laravel app's, say).
         out("workerStart $id begins");

@@ -25,13 +25,13 @@ fn send(conn: &Conn, shared: &Shared, json: &str) {
 }
 
 /// Adds `handle` to `channel` and tells it so (`subscription_succeeded` with `data`); on a
-/// cache channel then the kept event, or `pusher:cache_miss`.
-fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &str) {
+/// cache channel then, for a `new` subscription, the kept event or `pusher:cache_miss`.
+fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &str, new: bool) {
     let join = || {
         app.channels.join(handle, channel);
         subscription_succeeded(handle, shared, channel, data);
     };
-    if !super::cache::is_cache(channel) {
+    if !new || !super::cache::is_cache(channel) {
         return join();
     }
     let miss = || {
@@ -326,7 +326,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     // Only a new subscription is reported, not a repeat.
     let wanted = &shared.handlers.pusher_subscribe;
     if kind != Kind::Presence {
-        join(&handle, app, shared, channel, "\"{}\"");
+        join(&handle, app, shared, channel, "\"{}\"", new);
         return new
             .then(|| {
                 observed(wanted, session, conn.fd, channel, || {
@@ -384,7 +384,14 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
         );
     }
     let added = members.join(conn.fd, &user_id, info.clone());
-    join(&handle, app, shared, channel, &quote(&members.snapshot()));
+    join(
+        &handle,
+        app,
+        shared,
+        channel,
+        &quote(&members.snapshot()),
+        new,
+    );
     if added {
         let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
         super::publish(

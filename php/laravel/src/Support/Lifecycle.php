@@ -2,7 +2,6 @@
 
 namespace Surge\Laravel\Support;
 
-use Illuminate\Config\Repository;
 use Illuminate\Contracts\Debug\ExceptionHandler;
 use Illuminate\Contracts\Foundation\Application;
 use Illuminate\Database\DetectsLostConnections;
@@ -29,16 +28,20 @@ class Lifecycle
     /** @var callable(string): void */
     private $warn;
 
-    /** The configuration as the app booted with it: each callback gets a copy of its own. */
-    private Repository $config;
+    /** The configuration as the app booted with it, put back after every callback. */
+    private array $config;
+
+    /** How many service providers were loaded when it was taken (deferred ones load later). */
+    private int $providers;
 
     private string $locale;
 
     public function __construct(private Application $app, callable $warn)
     {
         $this->warn = $warn;
-        $this->config = clone $app['config'];
-        $this->locale = (string) $this->config->get('app.locale');
+        $this->config = $app['config']->all();
+        $this->providers = count($app->getLoadedProviders());
+        $this->locale = (string) ($this->config['app']['locale'] ?? 'en');
     }
 
     /** Runs $callback (with $request as request(), if given) and cleans up after it. */
@@ -58,10 +61,7 @@ class Lifecycle
     {
         $app = $this->app;
         try {
-            // config([...]) in a callback changes this copy only (a clone shares the arrays
-            // until one is written, so this costs nothing per callback).
-            $app->instance('config', clone $this->config);
-            Facade::clearResolvedInstance('config');
+            $this->restoreConfig();
             if ($app->resolved('translator') && $app['translator']->getLocale() !== $this->locale) {
                 $app->setLocale($this->locale);
             }
@@ -92,10 +92,31 @@ class Lifecycle
         $this->bindRequest($this->appUrlRequest());
     }
 
+    /**
+     * Puts back the items of the one configuration repository (services such as the managers
+     * keep that object: swapping in another would leave them with a stale one). PHP shares the
+     * arrays until one is written, so this costs nothing when nothing changed. A deferred
+     * provider first loaded by the callback merged its own configuration: that is kept from
+     * then on (with whatever else the callback changed).
+     */
+    private function restoreConfig(): void
+    {
+        $config = $this->app['config'];
+        $loaded = count($this->app->getLoadedProviders());
+        if ($loaded !== $this->providers) {
+            [$this->providers, $this->config] = [$loaded, $config->all()];
+
+            return;
+        }
+        (function (array $items) {
+            $this->items = $items;
+        })->call($config, $this->config);
+    }
+
     /** The request artisan commands have (Laravel's console bootstrap makes it from `app.url`). */
     private function appUrlRequest(): IlluminateRequest
     {
-        $url = (string) ($this->config->get('app.url') ?: 'http://localhost');
+        $url = (string) (($this->config['app']['url'] ?? null) ?: 'http://localhost');
         $path = parse_url($url, PHP_URL_PATH);
         $server = $path ? ['SCRIPT_FILENAME' => $path, 'SCRIPT_NAME' => $path] : [];
 

@@ -99,7 +99,8 @@ class AppHandler extends ChannelHandler implements HandlesTasks
             // Per-callback state a careless handler changes; the next callback must not see it.
             app(\Illuminate\Contracts\Auth\Guard::class)->setUser(User::where('name', $message['leak'])->firstOrFail());
             app()->setLocale('fr');
-            config(['app.name' => 'Changed']);
+            config(['app.name' => 'Changed', 'hashing.driver' => 'argon']);
+            app('hash'); // a manager made now keeps the configuration object it was given
             app('surge.scoped')->append('leaked');
             $this->send($server, $fd, 'leaked', null, ['guard' => app(\Illuminate\Contracts\Auth\Guard::class)->user()?->name]);
         } elseif (isset($message['state'])) {
@@ -107,6 +108,7 @@ class AppHandler extends ChannelHandler implements HandlesTasks
                 'guard' => app(\Illuminate\Contracts\Auth\Guard::class)->user()?->name,
                 'locale' => app()->getLocale(),
                 'name' => config('app.name'),
+                'hash' => app('hash')->getDefaultDriver(),
                 'scoped' => count(app('surge.scoped')),
                 'url' => url('/orders/1'),
                 'secure' => request()->secure(),
