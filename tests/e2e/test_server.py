@@ -480,6 +480,35 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     assert ask("GET", "/docs/?page=2", server=indexed)[::2] == (200, b"<p>docs</p>")
 
 
+def test_a_static_file_asked_while_out_of_descriptors_gets_503(php_server, tmp_path):
+    """The process at its open-file limit (slow downloads, many clients): the static handler
+    answers 503 rather than handing the file's URL to the request callback."""
+    root = tmp_path / "public"
+    root.mkdir()
+    (root / "app.js").write_text("console.log(1)")
+    script = tmp_path / "limited.php"
+    script.write_text("""<?php
+        posix_setrlimit(POSIX_RLIMIT_NOFILE, 64, 64);
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'max_connection' => 1000, 'handshake_timeout' => 30,
+                 'enable_static_handler' => true, 'document_root' => getenv('ROOT')]);
+        $s->on('request', fn($req, $res) => $res->end('from PHP'));
+        $s->start();
+    """)
+    srv = php_server(script, env={"ROOT": str(root)}, extensions=["posix"])
+    first = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    time.sleep(0.2)  # accepted: it holds a descriptor of its own
+    fillers = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(80)]
+    time.sleep(0.5)  # the server took descriptors until it had none left
+    first.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = b""
+    while chunk := first.recv(65536):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    for s in [first, *fillers]:
+        s.close()
+
+
 def test_a_response_written_in_chunks_streams_server_sent_events(php_server):
     """write() sends the head and a chunk at once, more chunks as PHP writes them (from a timer
     here), end() the last; a client that leaves makes write() false and isWritable() false."""

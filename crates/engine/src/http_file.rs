@@ -27,18 +27,32 @@ pub struct FileToSend {
     modified: Option<SystemTime>,
 }
 
+/// Opens a file to read it. Non-blocking, so that a FIFO is refused (not a regular file) rather
+/// than waited on for a writer that may never come; a regular file ignores the flag.
+pub(crate) fn open_to_read(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
 impl FileToSend {
     /// Opens `path` to send `length` bytes from `offset` (`length` 0: to the end of the file).
     /// Err says why not, for PHP's exception.
     pub fn open(path: &Path, offset: u64, length: u64) -> Result<Self, String> {
+        let file =
+            open_to_read(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Self::from_file(file, path, offset, length)
+    }
+
+    /// As `open`, with the file `path` already opened (by `open_to_read`).
+    pub(crate) fn from_file(
+        mut file: File,
+        path: &Path,
+        offset: u64,
+        length: u64,
+    ) -> Result<Self, String> {
         let shown = path.display();
-        // Non-blocking, so that a FIFO is refused below rather than waited on (for a writer
-        // that may never come); a regular file ignores the flag.
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| format!("cannot open {shown}: {e}"))?;
         let meta = file
             .metadata()
             .map_err(|e| format!("cannot read {shown}: {e}"))?;

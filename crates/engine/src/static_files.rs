@@ -10,7 +10,7 @@ use hyper::header::{HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, RANGE
 
 use crate::config::Config;
 use crate::events::HttpResponse;
-use crate::http_file::FileToSend;
+use crate::http_file::{open_to_read, FileToSend};
 
 /// What the static handler makes of a request path.
 #[derive(Debug, PartialEq)]
@@ -106,7 +106,19 @@ fn under(path: &str, location: &str) -> bool {
 /// when it lies past the end; else 200 and the whole file. None if the file cannot be opened
 /// after all.
 pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Option<FileToSend>)> {
-    let file = FileToSend::open(path, 0, 0).ok()?;
+    let opened = match open_to_read(path) {
+        Ok(file) => file,
+        // Out of file descriptors (a flood of slow downloads): say so, rather than hand the
+        // file's URL to the request callback.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            log::debug!(target: "surge", "cannot open {}: {e}: answered 503", path.display());
+            let mut busy = HttpResponse::text(503, "too many open files, try again\n");
+            busy.headers.push(("retry-after".into(), "1".into()));
+            return Some((busy, None));
+        }
+        Err(_) => return None,
+    };
+    let file = FileToSend::from_file(opened, path, 0, 0).ok()?;
     let size = file.length();
     let modified = file.modified().map(whole_seconds);
     let last_modified = modified.map(httpdate::fmt_http_date);
