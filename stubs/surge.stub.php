@@ -254,7 +254,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** PUBLISHes $payload to Redis on redis_prefix . $channel without waiting; false if the server is not running or too many publishes wait; a publish Redis does not take is dropped and counted in stats()['redis']['dropped']; throws Surge\Exception without the redis setting. */
+        /** PUBLISHes $payload to Redis on redis_prefix . $channel without waiting; false if the server is not running or 32 MiB of publishes wait; a publish Redis does not take is dropped and counted in stats()['redis']['dropped']; throws Surge\Exception without the redis setting. */
         public function redisPublish(string $channel, string $payload): bool
         {
         }

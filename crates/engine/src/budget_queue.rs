@@ -1,7 +1,8 @@
 //! A queue bounded in bytes, for a source that cannot be paused: what does not fit is dropped,
 //! counted, and logged at most every [`WARN_EVERY`].
 //!
-//! The Redis bridge needs it twice. The redis crate reads pub/sub messages as fast as Redis
+//! The Redis bridge needs it three times (the third: `redisPublish`'s messages, while Redis
+//! takes them slowly or not at all). The redis crate reads pub/sub messages as fast as Redis
 //! sends them and keeps them, without a limit, until they are taken; it offers no way to slow
 //! Redis down. So the bridge takes each message at once into such a queue (forwarding works
 //! from there), and what the `redis` callback should get waits in a second one, so that a slow
@@ -52,12 +53,16 @@ impl<T> BudgetQueue<T> {
 
     /// Queues the item `make` builds around its share of the budget (`size` bytes plus
     /// [`PER_ITEM`]), which it must hold until it is done with; drops it if that does not fit.
-    pub fn offer(&self, size: usize, make: impl FnOnce(OwnedSemaphorePermit) -> T) {
+    /// Whether it was queued.
+    pub fn offer(&self, size: usize, make: impl FnOnce(OwnedSemaphorePermit) -> T) -> bool {
         let cost = u32::try_from(size.saturating_add(PER_ITEM)).unwrap_or(u32::MAX);
         match self.budget.clone().try_acquire_many_owned(cost) {
             // Fails only when the receiving end is gone: nobody is left to tell.
-            Ok(held) => drop(self.queue.send(make(held))),
-            Err(_) => self.drop_one(),
+            Ok(held) => self.queue.send(make(held)).is_ok(),
+            Err(_) => {
+                self.drop_one();
+                false
+            }
         }
     }
 

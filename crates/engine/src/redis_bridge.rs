@@ -31,8 +31,13 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long Redis may take to connect or to answer a (P)SUBSCRIBE or PING before the
 /// connection counts as lost.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
-/// Messages waiting to be PUBLISHed by `redisPublish` before it starts returning false.
-const PUBLISH_QUEUE: usize = 10_000;
+/// Bytes of messages waiting to be PUBLISHed by `redisPublish` before it returns false.
+const PUBLISH_BYTES: usize = 32 << 20;
+/// After a PUBLISH failed, how long those queued behind it are dropped without trying: a
+/// Redis that does not answer (stopped, cut off) makes each attempt wait out its timeout.
+const PUBLISH_RETRY: Duration = Duration::from_secs(1);
+/// How often "not a Laravel broadcast" is logged, at most.
+const NOT_LARAVEL_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Bytes of messages taken from Redis and not yet forwarded, at most: what Redis itself holds
 /// for a subscriber before it disconnects it (`client-output-buffer-limit pubsub`, 32 MiB).
 pub const INTAKE_BYTES: usize = 32 << 20;
@@ -102,7 +107,9 @@ pub struct RedisBridge {
     /// `<prefix>*`.
     match_all_pattern: String,
     changes: mpsc::UnboundedSender<Change>,
-    publishes: mpsc::Sender<(String, Bytes)>,
+    publishes: BudgetQueue<(String, Bytes, OwnedSemaphorePermit)>,
+    /// When "not a Laravel broadcast" was last logged.
+    not_laravel_warned: Mutex<Option<std::time::Instant>>,
     /// Messages taken off the Redis connection as they come, to be forwarded and handed on
     /// (see [`crate::budget_queue`] for why).
     intake: BudgetQueue<(redis::Msg, OwnedSemaphorePermit)>,
@@ -144,7 +151,8 @@ impl RedisBridge {
     ) -> Result<Arc<RedisBridge>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("setting 'redis': {e}"))?;
         let (changes, changes_rx) = mpsc::unbounded_channel();
-        let (publishes, publishes_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let (publishes, publishes_rx) =
+            BudgetQueue::new(PUBLISH_BYTES, "redisPublish is ahead of Redis");
         let (intake, taken) = BudgetQueue::new(INTAKE_BYTES, "forwarding is behind Redis");
         let (to_php, for_php) = BudgetQueue::new(CALLBACK_BYTES, "the redis callback is behind");
         let bridge = Arc::new(RedisBridge {
@@ -155,6 +163,7 @@ impl RedisBridge {
             match_all_pattern: format!("{prefix}*"),
             changes,
             publishes,
+            not_laravel_warned: Mutex::new(None),
             intake,
             to_php,
             stats: BridgeStats::default(),
@@ -195,9 +204,10 @@ impl RedisBridge {
 
     /// Queues a PUBLISH to `<prefix><channel>`; false if the queue is full.
     pub fn publish(&self, channel: &str, payload: Bytes) -> bool {
-        self.publishes
-            .try_send((format!("{}{channel}", self.prefix), payload))
-            .is_ok()
+        let channel = format!("{}{channel}", self.prefix);
+        self.publishes.offer(channel.len() + payload.len(), |held| {
+            (channel, payload, held)
+        })
     }
 
     pub fn snapshot(&self) -> BridgeSnapshot {
@@ -276,7 +286,11 @@ impl RedisBridge {
             Some(sent) => bump(&self.stats.forwarded, sent as u64),
             None => {
                 bump(&self.stats.dropped, 1);
-                log::warn!(target: "surge", "redis: message on '{channel}' is not a Laravel broadcast (JSON with \"event\"); not forwarded");
+                let mut last = self.not_laravel_warned.lock();
+                if last.is_none_or(|at| at.elapsed() >= NOT_LARAVEL_WARN_EVERY) {
+                    *last = Some(std::time::Instant::now());
+                    log::warn!(target: "surge", "redis: message on '{channel}' is not a Laravel broadcast (JSON with \"event\"); not forwarded (said at most every {NOT_LARAVEL_WARN_EVERY:?}; redis_forward false turns forwarding off)");
+                }
             }
         }
     }
@@ -480,23 +494,27 @@ async fn send(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::Redi
 async fn publisher(
     client: redis::Client,
     bridge: Arc<RedisBridge>,
-    mut queue: mpsc::Receiver<(String, Bytes)>,
+    mut queue: mpsc::UnboundedReceiver<(String, Bytes, OwnedSemaphorePermit)>,
 ) {
     let mut conn = None;
-    // Failures are logged once per outage, not once per message.
-    let mut failing = false;
-    while let Some((channel, payload)) = queue.recv().await {
+    // Set by a failure, cleared by a success: failures are logged once per outage.
+    let mut failed_at: Option<tokio::time::Instant> = None;
+    while let Some((channel, payload, _held)) = queue.recv().await {
+        if failed_at.is_some_and(|at| at.elapsed() < PUBLISH_RETRY) {
+            bump(&bridge.stats.dropped, 1);
+            continue;
+        }
         match publish(&client, &mut conn, &channel, &payload).await {
             Ok(()) => {
                 bump(&bridge.stats.published, 1);
-                failing = false;
+                failed_at = None;
             }
             Err(err) => {
                 bump(&bridge.stats.dropped, 1);
-                if !failing {
+                if failed_at.is_none() {
                     log::warn!(target: "surge", "redis: publish to '{channel}' dropped: {err}; dropping publishes until Redis is back");
-                    failing = true;
                 }
+                failed_at = Some(tokio::time::Instant::now());
             }
         }
     }
