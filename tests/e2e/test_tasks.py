@@ -252,6 +252,19 @@ def test_sigusr2_to_the_master_restarts_the_task_workers_only(php_server, tmp_pa
     assert sent["pid"] == int(before[str(sent["worker"])]), "the client's worker kept its connection"
 
 
+def test_a_task_worker_takes_no_task_after_the_stop_signal(php_server, tmp_path, stack):
+    """SIGTERM while a task runs: that task finishes and no other starts (one more did: PHP
+    hears of the signal only after the next task was taken)."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    ws = stack.enter_context(connect(srv.url))
+    assert send_task(ws, "slowticks:6")["task"] == list(range(6))
+    srv.wait_output("tick 1 ran", timeout=10 * TIME_FACTOR)
+    srv.signal(signal.SIGTERM)  # tick 2 runs, for about 500 ms more
+    assert srv.wait(timeout=30 * TIME_FACTOR) == 0
+    ran = re.findall(r"^tick (\d+) ran", srv.stdout(), re.M)
+    assert ran == ["1", "2"], ran
+
+
 def test_a_reload_loses_no_queued_task(php_server, tmp_path, stack):
     """The one task worker is restarted while tasks wait in the queue: it stops taking them
     once its stop begins, and its replacement runs the rest; each runs once."""

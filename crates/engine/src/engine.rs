@@ -692,6 +692,7 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
                     continue;
                 }
             };
+            shared.signalled.send_replace(true);
             if shared.events.send(Event::Signal { name }).await.is_err() {
                 return;
             }

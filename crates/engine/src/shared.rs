@@ -50,6 +50,9 @@ pub struct Shared {
     /// Set when the server stops accepting (shutdown): the close code and reason every client
     /// gets, a connection registered later too.
     pub stopping: watch::Sender<Option<(u16, String)>>,
+    /// SIGINT or SIGTERM came (set by the signal watcher itself, before PHP hears of it): a
+    /// task worker takes no task after it.
+    pub signalled: watch::Sender<bool>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
     pub http_live: AtomicUsize,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
@@ -84,6 +87,7 @@ impl Shared {
             events,
             inbound: Arc::new(Semaphore::new(INBOUND_BUDGET)),
             stopping: watch::channel(None).0,
+            signalled: watch::channel(false).0,
             http_live: AtomicUsize::new(0),
             per_ip: Default::default(),
             task_results: Default::default(),

@@ -205,13 +205,19 @@ pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: A
 
 async fn take_until_stopped(queue: &tokio::net::UnixDatagram, shared: &Shared, done: &Notify) {
     let mut stopping = shared.stopping.subscribe();
+    let mut signalled = shared.signalled.subscribe();
     // The largest datagram: inline data, or a file's path (shorter than a path may be, 4 KiB).
     let mut buffer = vec![0u8; HEADER + INLINE_MAX];
     loop {
+        // A stop signal that came while PHP ran the last task is seen by its watcher once the
+        // runtime looks at its events, which it does before a yielded task runs again: so no
+        // task is taken after the signal (PHP hears of it only after this task was queued).
+        tokio::task::yield_now().await;
         // A recv given up leaves its datagram in the queue.
         let received = tokio::select! {
             biased;
             _ = stopping.wait_for(Option::is_some) => return,
+            _ = signalled.wait_for(|s| *s) => return,
             received = queue.recv(&mut buffer) => received,
         };
         let n = match received {

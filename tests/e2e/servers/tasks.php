@@ -92,6 +92,8 @@ $server->on('message', function ($s, $frame) {
         })(),
         // $arg tasks of 50 ms each, in order.
         'ticks' => array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, (int) $arg)),
+        // The same, of 500 ms each.
+        'slowticks' => array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'ms' => 500, 'fd' => $frame->fd]), range(1, (int) $arg)),
         // A task that ends its task worker with a fatal error, and three queued behind it.
         'fatal' => [$s->task(['cmd' => 'fatal', 'fd' => $frame->fd]),
                     ...array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, 3))],
@@ -156,7 +158,7 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
         case 'fatal':
             trigger_error("a fatal error on purpose", E_USER_ERROR);
         case 'tick':
-            usleep(50000);
+            usleep(1000 * ($data['ms'] ?? 50));
             out("tick {$data['arg']} ran in pid " . getmypid());
             return null;
         case 'pipe':
