@@ -281,6 +281,25 @@ def test_a_second_signal_ends_a_server_stuck_in_a_callback_at_once(php_server):
     assert "PHP did not finish after the stop signal (2 received" in srv.stderr()
 
 
+def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
+    """One Ctrl-C that reaches the process twice (the terminal's group, then a wrapper such as
+    npm forwarding it) does not end a shutdown callback that takes 2.5 s: one stop, not two."""
+    script = tmp_path / "slow_shutdown.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('message', fn() => null);
+        $s->on('shutdown', function () { usleep(2500000); echo "shutdown done\\n"; });
+        $s->start();
+    """)
+    srv = php_server(script)
+    srv.signal(signal.SIGINT)
+    time.sleep(0.1)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=30) == 0
+    assert "shutdown done" in srv.stdout()
+
+
 def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

@@ -10,11 +10,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::logging::Throttle;
 use crate::stats::bump;
 
 /// What an item costs beyond the bytes it is given for: its allocations and bookkeeping.
@@ -28,7 +28,7 @@ pub(crate) struct BudgetQueue<T> {
     bytes: usize,
     /// Items that did not fit.
     pub dropped: AtomicU64,
-    last_warning: Mutex<Option<Instant>>,
+    warning: Throttle,
     /// Said in the warning: why items are dropped.
     why: &'static str,
 }
@@ -44,7 +44,7 @@ impl<T> BudgetQueue<T> {
                 budget,
                 bytes,
                 dropped: AtomicU64::new(0),
-                last_warning: Mutex::new(None),
+                warning: Throttle::new(WARN_EVERY),
                 why,
             },
             receiver,
@@ -68,9 +68,7 @@ impl<T> BudgetQueue<T> {
 
     fn drop_one(&self) {
         bump(&self.dropped, 1);
-        let mut last = self.last_warning.lock();
-        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-            *last = Some(Instant::now());
+        if self.warning.due() {
             let (why, mib, dropped) = (self.why, self.bytes >> 20, self.dropped.load(Relaxed));
             log::warn!(target: "surge", "redis: {why}: {mib} MiB of messages wait; dropping ({dropped} so far)");
         }

@@ -1,9 +1,37 @@
 //! One line per event worth knowing, on stderr, at the level from `log_level`.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
 
 use crate::config::LogLevel;
+
+/// For a warning that may come once a message: true at most once every `every`, so that a
+/// flood is said, not written out line by line.
+pub(crate) struct Throttle {
+    every: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    pub(crate) const fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether to say it now.
+    pub(crate) fn due(&self) -> bool {
+        let mut last = self.last.lock();
+        let due = last.is_none_or(|at| at.elapsed() >= self.every);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
 
 struct StderrLogger;
 

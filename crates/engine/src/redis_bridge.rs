@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use crate::budget_queue::BudgetQueue;
 use crate::events::Event;
 use crate::frame;
+use crate::logging::Throttle;
 use crate::registry::Outgoing;
 use crate::shared::Shared;
 use crate::stats::bump;
@@ -108,8 +109,8 @@ pub struct RedisBridge {
     match_all_pattern: String,
     changes: mpsc::UnboundedSender<Change>,
     publishes: BudgetQueue<(String, Bytes, OwnedSemaphorePermit)>,
-    /// When "not a Laravel broadcast" was last logged.
-    not_laravel_warned: Mutex<Option<std::time::Instant>>,
+    /// "Not a Laravel broadcast", said at most every [`NOT_LARAVEL_WARN_EVERY`].
+    not_laravel: Throttle,
     /// Messages taken off the Redis connection as they come, to be forwarded and handed on
     /// (see [`crate::budget_queue`] for why).
     intake: BudgetQueue<(redis::Msg, OwnedSemaphorePermit)>,
@@ -163,7 +164,7 @@ impl RedisBridge {
             match_all_pattern: format!("{prefix}*"),
             changes,
             publishes,
-            not_laravel_warned: Mutex::new(None),
+            not_laravel: Throttle::new(NOT_LARAVEL_WARN_EVERY),
             intake,
             to_php,
             stats: BridgeStats::default(),
@@ -286,9 +287,7 @@ impl RedisBridge {
             Some(sent) => bump(&self.stats.forwarded, sent as u64),
             None => {
                 bump(&self.stats.dropped, 1);
-                let mut last = self.not_laravel_warned.lock();
-                if last.is_none_or(|at| at.elapsed() >= NOT_LARAVEL_WARN_EVERY) {
-                    *last = Some(std::time::Instant::now());
+                if self.not_laravel.due() {
                     log::warn!(target: "surge", "redis: message on '{channel}' is not a Laravel broadcast (JSON with \"event\"); not forwarded (said at most every {NOT_LARAVEL_WARN_EVERY:?}; redis_forward false turns forwarding off)");
                 }
             }

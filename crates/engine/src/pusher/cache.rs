@@ -52,21 +52,21 @@ impl Cache {
     }
 
     /// Runs `join` (which adds the subscriber to the channel and tells it so), then hands
-    /// `deliver` the channel's kept event, or `miss` when there is none.
+    /// `deliver` the channel's kept event, None when there is none.
     pub fn subscribe(
         &self,
         channel: &str,
         now_ms: u64,
         join: impl FnOnce(),
-        miss: impl FnOnce() -> Outgoing,
-        deliver: impl FnOnce(Outgoing),
+        deliver: impl FnOnce(Option<&Outgoing>),
     ) {
         let kept = self.kept.lock();
         join();
-        match kept.get(channel).filter(|k| k.until_ms > now_ms) {
-            Some(k) => deliver(k.frame.clone()),
-            None => deliver(miss()),
-        }
+        deliver(
+            kept.get(channel)
+                .filter(|k| k.until_ms > now_ms)
+                .map(|k| &k.frame),
+        );
     }
 
     /// Forgets the events kept past their time.
@@ -91,15 +91,16 @@ mod tests {
     }
 
     fn subscribe(cache: &Cache, channel: &str, now: u64) -> String {
-        let mut got = None;
+        let mut got = String::new();
         cache.subscribe(
             channel,
             now,
             || {},
-            || text_frame("miss"),
-            |f| got = Some(f),
+            |kept| {
+                got = kept.map_or("miss".into(), text);
+            },
         );
-        text(&got.unwrap())
+        got
     }
 
     #[test]

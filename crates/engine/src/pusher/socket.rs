@@ -34,16 +34,15 @@ fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &st
     if !new || !super::cache::is_cache(channel) {
         return join();
     }
-    let miss = || {
-        text_frame(&format!(
-            "{{\"event\":\"pusher:cache_miss\",\"channel\":{}}}",
-            quote(channel)
-        ))
-    };
-    app.cache
-        .subscribe(channel, shared.now_ms(), join, miss, |event| {
-            let _ = handle.push(event, shared.config.socket_buffer_size);
+    app.cache.subscribe(channel, shared.now_ms(), join, |kept| {
+        let event = kept.cloned().unwrap_or_else(|| {
+            text_frame(&format!(
+                "{{\"event\":\"pusher:cache_miss\",\"channel\":{}}}",
+                quote(channel)
+            ))
         });
+        let _ = handle.push(event, shared.config.socket_buffer_size);
+    });
 }
 
 /// `pusher:error`, which leaves the connection open.
