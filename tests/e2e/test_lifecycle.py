@@ -300,6 +300,28 @@ def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
     assert "shutdown done" in srv.stdout()
 
 
+def test_a_second_server_in_the_same_process_stops_gracefully_on_sigterm(php_server, tmp_path):
+    """The first server's end gives the signals their default action back; the second one
+    must take them again (it died of its SIGTERM at once: no shutdown callback, status -15)."""
+    script = tmp_path / "two_servers.php"
+    script.write_text("""<?php
+        $first = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $first->set(['log_level' => 'warn']);
+        $first->on('start', fn($s) => $s->shutdown());
+        $first->start();
+        $second = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $second->set(['log_level' => 'warn']);
+        $second->on('message', fn() => null);
+        $second->on('shutdown', function () { echo "second stopped\\n"; });
+        $second->start();
+        echo "after the second\\n";
+    """)
+    srv = php_server(script)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=30) == 0, srv.stderr()
+    assert srv.stdout().endswith("second stopped\nafter the second\n"), srv.stdout()
+
+
 def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -214,6 +214,7 @@ impl Engine {
         runtime
             .block_on(async { watch_signals(shared.clone(), worker.is_some()) })
             .map_err(|e| format!("cannot watch signals: {e}"))?;
+        reinstall_signal_handler();
         let stop_watchdog = StopWatchdog::start(shared.config.shutdown_timeout, worker.is_none())?;
         log::info!(target: "surge", "listening on {scheme}://{local_addr}");
         Ok(Engine {
@@ -611,6 +612,28 @@ fn default_signal_actions() {
     for signal in ENGINE_SIGNALS {
         // SAFETY: SIG_DFL is a valid action for each of these signals.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
+/// Tokio and signal-hook-registry install their handler for a signal once per process, and an
+/// engine that ends gives the signals their default action back (`Engine::drop`): a second
+/// server started later in the same process would die of its first SIGTERM. The handler as first
+/// installed is kept here and put back for every later engine.
+fn reinstall_signal_handler() {
+    static INSTALLED: OnceLock<[libc::sigaction; 4]> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        ENGINE_SIGNALS.map(|signal| {
+            // SAFETY: sigaction with no new action only fills `action`.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(signal, std::ptr::null(), &mut action);
+                action
+            }
+        })
+    });
+    for (signal, action) in ENGINE_SIGNALS.into_iter().zip(installed) {
+        // SAFETY: an action read back from the kernel for this same signal.
+        unsafe { libc::sigaction(signal, action, std::ptr::null_mut()) };
     }
 }
 
