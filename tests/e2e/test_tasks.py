@@ -324,6 +324,18 @@ def test_a_full_queue_makes_task_return_false_and_the_tasks_queued_still_run(php
     assert recv(ws)["finish"] == sent["task"], "the queued tasks ran, then this one"
 
 
+def test_a_burst_of_tasks_is_not_held_up_by_its_own_results(php_server, tmp_path, stack):
+    """20,000 task() calls in one callback: while the worker waits in task() for room in the
+    queue, the task workers must still hand over their results (they waited for that worker's
+    PHP, took no more tasks, and task() returned false after 5 s, now and then)."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="2")
+    ws = stack.enter_context(connect(srv.url))
+    ws.send("burst:20000")
+    assert json.loads(ws.recv(timeout=60))["task"] == 0, "no task() returned false"
+    assert eventually(lambda: send_task(ws, "burstresults")["task"] == 20000)
+    assert "task() failed" not in srv.stderr()
+
+
 def test_redis_in_task_workers_publishes_but_does_not_subscribe(php_server, tmp_path, stack, redis_server):
     """Subscriptions made before start() are the workers': a task worker has no connections to
     forward to, so it does not subscribe. It can publish."""

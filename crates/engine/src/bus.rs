@@ -25,7 +25,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::ClientInfo;
 use crate::events::{Event, ReplyTo};
@@ -323,7 +323,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let (mut rx, mut tx) = stream.into_split();
-            let for_php = to_php(&shared);
+            let for_php = ForPhp::new(&shared);
             let mut request = Vec::new();
             loop {
                 let Ok(len) = rx.read_u32().await else { return };
@@ -345,7 +345,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                                 data: data.to_vec(),
                                 held: shared.hold_inbound(data.len()).await,
                             };
-                            if for_php.send(event).await.is_err() {
+                            if for_php.send_in_turn(event).await.is_err() {
                                 return;
                             }
                         }
@@ -364,15 +364,15 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                         Some((task_id, _, true, data)) => {
                             shared.task_results.deliver(task_id, data);
                         }
-                        // Queued for PHP like any event, in order.
+                        // Queued for PHP in order, but never waiting for it (`ForPhp::send_now`).
                         Some((task_id, _, false, data)) => {
-                            let held = shared.hold_inbound(data.len()).await;
+                            let held = shared.hold_inbound_if_free(data.len());
                             let event = Event::Finish {
                                 task_id,
                                 data,
                                 held,
                             };
-                            if for_php.send(event).await.is_err() {
+                            if for_php.send_now(event).is_err() {
                                 return;
                             }
                         }
@@ -394,17 +394,50 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
 
 /// A link's queue of messages for PHP: a task hands them on to the event queue in order,
 /// waiting for room there as a client's message does, until the link (the sender) is gone.
-fn to_php(shared: &Shared) -> mpsc::Sender<Event> {
-    let (sender, mut queued) = mpsc::channel(FOR_PHP_BACKLOG);
-    let events = shared.events.clone();
-    tokio::spawn(async move {
-        while let Some(event) = queued.recv().await {
-            if events.send(event).await.is_err() {
-                return;
+struct ForPhp {
+    queue: mpsc::UnboundedSender<(Event, Option<OwnedSemaphorePermit>)>,
+    /// [`FOR_PHP_BACKLOG`] places, one taken by each message queued in turn until it reaches
+    /// the event queue.
+    backlog: Arc<Semaphore>,
+}
+
+struct Gone;
+
+impl ForPhp {
+    fn new(shared: &Shared) -> Self {
+        let (queue, mut queued) = mpsc::unbounded_channel::<(Event, Option<_>)>();
+        let events = shared.events.clone();
+        tokio::spawn(async move {
+            while let Some((event, _place)) = queued.recv().await {
+                if events.send(event).await.is_err() {
+                    return;
+                }
             }
+        });
+        ForPhp {
+            queue,
+            backlog: Arc::new(Semaphore::new(FOR_PHP_BACKLOG)),
         }
-    });
-    sender
+    }
+
+    /// Waits for a place in the backlog: a busy PHP holds the link back.
+    async fn send_in_turn(&self, event: Event) -> Result<(), Gone> {
+        let place = self
+            .backlog
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Gone)?;
+        self.queue.send((event, Some(place))).map_err(|_| Gone)
+    }
+
+    /// Queues at once. For task results: a worker whose PHP waits in task() for room in the
+    /// task queue would otherwise hold back the task workers' results, so that they take no
+    /// more tasks and the queue never gets room (task() failed after 5 s in bursts). What
+    /// waits here is no more than the results of the tasks that worker sent.
+    fn send_now(&self, event: Event) -> Result<(), Gone> {
+        self.queue.send((event, None)).map_err(|_| Gone)
+    }
 }
 
 /// Which of a peer's links a message takes.
@@ -884,16 +917,28 @@ mod tests {
         assert_eq!(peers.connections(vec![]), Vec::<u64>::new());
     }
 
-    #[test]
-    fn a_full_event_queue_holds_up_messages_for_php_not_the_questions_after_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let (shared, _bus, peers, mut events) = worker_one(dir.path());
-        // Worker 1's PHP thread is busy: its event queue is full.
+    /// Worker 1's PHP thread is busy: its event queue is full.
+    fn fill_event_queue(shared: &Shared) {
         while shared
             .events
             .try_send(Event::Close { fd: 99, code: 1000 })
             .is_ok()
         {}
+    }
+
+    /// Clients' messages waiting for a busy PHP hold the whole inbound budget.
+    fn hold_whole_budget(shared: &Shared) -> OwnedSemaphorePermit {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(shared.hold_inbound(INBOUND_BUDGET))
+    }
+
+    #[test]
+    fn a_full_event_queue_holds_up_messages_for_php_not_the_questions_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, mut events) = worker_one(dir.path());
+        fill_event_queue(&shared);
         assert!(peers.pipe(1, b"first") && peers.pipe(1, b"second"));
         assert!(peers.exists(1, 2), "answered while the messages wait");
         // Waiting, they hold their bytes of the inbound budget, as clients' messages do.
@@ -913,11 +958,8 @@ mod tests {
     fn messages_waiting_for_a_busy_php_hold_up_no_question_and_no_waited_result() {
         let dir = tempfile::tempdir().unwrap();
         let (shared, _bus, peers, _events) = worker_one(dir.path());
-        // Worker 1's PHP is busy: clients' messages hold the whole inbound budget.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let held = runtime.block_on(shared.hold_inbound(INBOUND_BUDGET));
+        // Worker 1's PHP is busy.
+        let held = hold_whole_budget(&shared);
         assert!(peers.pipe(1, b"waits for PHP"));
         let reply_to = |waited| ReplyTo {
             worker: 1,
@@ -925,7 +967,7 @@ mod tests {
             waited,
             callback: false,
         };
-        assert!(peers.finish(reply_to(false), 9, b"waits for PHP too"));
+        assert!(peers.finish(reply_to(false), 9, b"does not wait for PHP"));
         assert!(peers.exists(1, 2), "answered, not timed out");
         shared.task_results.expect(10);
         assert!(peers.finish(reply_to(true), 10, b"waited"));
@@ -934,6 +976,38 @@ mod tests {
             [Some(b"waited".to_vec())]
         );
         drop(held);
+    }
+
+    #[test]
+    fn task_results_for_a_busy_php_never_hold_up_the_task_worker() {
+        // Worker 1's PHP waits in task() for room in the task queue: its event queue is full
+        // and clients' messages hold the whole inbound budget. The task workers must still hand
+        // over their results (more than the link's backlog, and more bytes than its socket
+        // holds), or they take no more tasks and the queue never gets room.
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, mut events) = worker_one(dir.path());
+        fill_event_queue(&shared);
+        let held = hold_whole_budget(&shared);
+        let reply_to = ReplyTo {
+            worker: 1,
+            pid: std::process::id(),
+            waited: false,
+            callback: false,
+        };
+        let result = vec![b'r'; 16 << 10];
+        let count = FOR_PHP_BACKLOG as u64 + 200;
+        for task_id in 0..count {
+            assert!(peers.finish(reply_to, task_id, &result), "result {task_id}");
+        }
+        // Once PHP takes its events, every result follows, in order.
+        drop(held);
+        let mut next = 0;
+        while next < count {
+            if let Event::Finish { task_id, data, .. } = next_event(&mut events) {
+                assert_eq!((task_id, data.len()), (next, result.len()));
+                next += 1;
+            }
+        }
     }
 
     #[test]

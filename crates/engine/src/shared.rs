@@ -109,6 +109,18 @@ impl Shared {
             .expect("the inbound budget is never closed")
     }
 
+    /// Takes `len` bytes of [`INBOUND_BUDGET`] if they are free, else none: for what must not
+    /// wait (see `bus::ForPhp::send_now`), counted while there is room.
+    pub fn hold_inbound_if_free(&self, len: usize) -> OwnedSemaphorePermit {
+        let cost = len.min(INBOUND_BUDGET) as u32;
+        let budget = self.inbound.clone();
+        budget
+            .clone()
+            .try_acquire_many_owned(cost)
+            .or_else(|_| budget.try_acquire_many_owned(0))
+            .expect("no permits are always free")
+    }
+
     #[cfg(test)]
     pub fn inbound_available(&self) -> usize {
         self.inbound.available_permits()

@@ -11,6 +11,8 @@ $server->set($settings + [
     'log_level' => 'info',
 ]);
 
+$burst_results = 0;
+
 function out(string $line): void { echo $line . "\n"; }
 
 /** Says when it is freed. */
@@ -90,6 +92,13 @@ $server->on('message', function ($s, $frame) {
             }
             return ['queued' => $queued];
         })(),
+        // $arg tasks at once, each with a callback that counts its result: how many task()
+        // calls returned false, and (burstresults) how many results came.
+        'burst' => count(array_filter(array_map(
+            fn() => $s->task(['cmd' => 'burst', 'fd' => $frame->fd], -1, function () { $GLOBALS['burst_results']++; }),
+            range(1, (int) $arg),
+        ), fn($id) => $id === false)),
+        'burstresults' => $GLOBALS['burst_results'],
         // $arg tasks of 50 ms each, in order.
         'ticks' => array_map(fn($i) => $s->task(['cmd' => 'tick', 'arg' => $i, 'fd' => $frame->fd]), range(1, (int) $arg)),
         // The same, of 500 ms each.
