@@ -226,6 +226,24 @@ def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_se
     assert not list((tmp_path / "tmp").iterdir()), "the bus's directory is removed"
 
 
+def test_a_large_message_over_the_bus_leaves_no_buffer_of_its_size_behind(php_server, tmp_path, stack):
+    """A 40 MiB publish from worker 0 is read by worker 1 from the bus; worker 1 then holds no
+    40 MiB buffer for as long as that link stays idle."""
+    srv = start_workers(php_server, tmp_path)
+    clients, who = clients_on_both_workers(srv, stack)
+    sender = clients[[w["worker"] for w in who].index(0)]
+    other = next(w for w in who if w["worker"] == 1)
+    before = rss_kib(other["pid"])
+    assert ask(sender, "bigpublish:nobody:40") == 0
+    # Nothing more on that link: a next message would have freed the buffer.
+    assert eventually(lambda: rss_kib(other["pid"]) - before < 20 << 10, timeout=5)
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+
+
 def test_ctrl_c_reaches_every_process_and_each_worker_still_sees_its_clients_close(php_server, tmp_path, stack):
     """A terminal's Ctrl-C signals the whole process group, and the master then sends SIGTERM:
     a worker takes the second signal as the same stop, not as "cut the wait short"."""

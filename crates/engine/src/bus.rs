@@ -56,7 +56,7 @@ const FINISH: u8 = 16;
 /// `sendMessage()`: a message from one worker (or task worker) for another's PHP.
 const PIPE: u8 = 17;
 
-/// The most a link's request buffer keeps between messages.
+/// The largest message a link reads into the buffer it keeps between messages.
 const KEPT_REQUEST_BUFFER: usize = 1 << 20;
 
 /// Messages for PHP a link holds while the event queue is full; past them, or past the inbound
@@ -324,15 +324,18 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
         tokio::spawn(async move {
             let (mut rx, mut tx) = stream.into_split();
             let for_php = ForPhp::new(&shared);
-            let mut request = Vec::new();
+            let mut kept = Vec::new();
             loop {
                 let Ok(len) = rx.read_u32().await else { return };
-                if request.capacity() > KEPT_REQUEST_BUFFER {
-                    // One large push or broadcast would keep its size for the link's life.
-                    request = Vec::new();
-                }
+                // A large push or broadcast is read into a buffer of its own, freed once it is
+                // handled: kept, it would hold its size for as long as the link stays idle.
+                let mut large = Vec::new();
+                let request = match len as usize {
+                    len if len > KEPT_REQUEST_BUFFER => &mut large,
+                    _ => &mut kept,
+                };
                 request.resize(len as usize, 0);
-                if rx.read_exact(&mut request).await.is_err() {
+                if rx.read_exact(request).await.is_err() {
                     return;
                 }
                 if request.first() == Some(&PIPE) {

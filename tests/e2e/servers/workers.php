@@ -84,6 +84,8 @@ $server->on('message', function ($s, $frame) use ($table) {
         'join' => $s->join((int) $a, $b),
         'leave' => $s->leave((int) $a, $b),
         'publish' => $s->publish($a, $b),
+        // $b MiB to channel $a: every other worker reads it from the bus.
+        'bigpublish' => $s->publish($a, str_repeat('b', (int) $b << 20)),
         'channels' => ['all' => $s->channels(), 'members' => $s->members($a), 'of' => $s->channelsOf((int) $b)],
         'broadcast' => $s->broadcast($a, [$frame->fd]),
         'stats' => $s->stats(),
