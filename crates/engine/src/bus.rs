@@ -359,7 +359,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                     continue;
                 }
                 if request.first() == Some(&FINISH) {
-                    match finished(&request) {
+                    match finished(request) {
                         Some((task_id, pid, ..)) if pid != u64::from(std::process::id()) => {
                             log::info!(target: "surge", "the result of task {task_id} was dropped: the process that sent it has been replaced");
                         }
@@ -385,7 +385,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                     }
                     continue;
                 }
-                if let Some(reply) = answer(&shared, port, &request) {
+                if let Some(reply) = answer(&shared, port, request) {
                     if tx.write_all(&reply).await.is_err() {
                         return;
                     }
