@@ -34,6 +34,7 @@ use crate::local;
 use crate::registry::{Control, Outgoing};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
+use crate::unix_send;
 use crate::workers::socket_path;
 
 const PUSH: u8 = 1;
@@ -68,6 +69,11 @@ const FOR_PHP_BACKLOG: usize = 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
 #[cfg(test)]
 const TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the rest of a message whose start is written waits for room (see `send_all`).
+#[cfg(not(test))]
+const COMMITTED_WAIT: Duration = Duration::from_secs(60);
+#[cfg(test)]
+const COMMITTED_WAIT: Duration = Duration::from_secs(3);
 
 /// A message being written: its length is filled in by `finish`.
 struct Writer(Vec<u8>);
@@ -516,10 +522,12 @@ impl Peers {
     }
 
     /// Sends `message` to worker `peer` and, if `reply`, reads its answer. None if the worker
-    /// cannot be reached (or, for a push, Some of nothing once sent). A link that fails before
-    /// the message is written whole is made again once (its worker may have been restarted);
-    /// one that fails after is not: the peer may be slow, not gone (its link waits once 1,024
-    /// messages for its busy PHP are held), and would carry the request out twice.
+    /// cannot be reached (or, for a push, Some of nothing once sent). A link found closed before
+    /// the message is written whole is made again once (its worker may have been restarted).
+    /// A link without room (the peer's PHP is busy: its link waits once 1,024 messages for it
+    /// are held) is kept as it is and the message not sent: on a new link it would overtake
+    /// those waiting. One that fails after the message is written whole is not used again: the
+    /// peer may be slow, not gone, and would carry the request out twice.
     fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
         self.exchange_on(Lane::Now, peer, message, reply)
     }
@@ -546,11 +554,29 @@ impl Peers {
             };
             match send_and_read(link, message, reply) {
                 Ok(answer) => return Some(answer),
-                Err(failed) => {
-                    log::debug!(target: "surge", "bus link to worker {peer}: {}", failed.error);
-                    links[peer] = None;
-                    if failed.written {
-                        return None;
+                Err(Failed { error, sent }) => {
+                    log::debug!(target: "surge", "bus link to worker {peer}: {error} ({sent:?} sent)");
+                    let gone = matches!(
+                        error.kind(),
+                        std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::NotConnected
+                    );
+                    match (sent, gone) {
+                        // Busy: the link stays as it was, this message is not sent.
+                        (Sent::Nothing, false) => return None,
+                        // Its worker may have been restarted: a new link, once.
+                        (Sent::Nothing | Sent::Part, true) => links[peer] = None,
+                        (Sent::Part, false) => {
+                            log::warn!(target: "surge", "bus: a message to worker {peer} was cut short: its link had no room for {COMMITTED_WAIT:?}");
+                            links[peer] = None;
+                            return None;
+                        }
+                        // Maybe carried out (the answer is late): sent again, it could be twice.
+                        (Sent::Whole, _) => {
+                            links[peer] = None;
+                            return None;
+                        }
                     }
                 }
             }
@@ -564,7 +590,6 @@ impl Peers {
             .map_err(|e| log::debug!(target: "surge", "bus: cannot reach worker {peer}: {e}"))
             .ok()?;
         link.set_read_timeout(Some(TIMEOUT)).ok()?;
-        link.set_write_timeout(Some(TIMEOUT)).ok()?;
         Some(link)
     }
 
@@ -739,17 +764,22 @@ impl Peers {
     }
 }
 
-/// A failed exchange: the error, and whether the message had been written whole.
+/// How much of a message a failed exchange had written.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Sent {
+    Nothing,
+    Part,
+    Whole,
+}
+
+/// A failed exchange: the error, and how far it got.
 struct Failed {
     error: std::io::Error,
-    written: bool,
+    sent: Sent,
 }
 
 fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> Result<Vec<u8>, Failed> {
-    send_all(link, message).map_err(|error| Failed {
-        error,
-        written: false,
-    })?;
+    send_all(link, message).map_err(|(error, sent)| Failed { error, sent })?;
     if !reply {
         return Ok(Vec::new());
     }
@@ -762,33 +792,37 @@ fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> Result<V
     };
     read().map_err(|error| Failed {
         error,
-        written: true,
+        sent: Sent::Whole,
     })
 }
 
-/// Writes all of `message` with MSG_NOSIGNAL: to a worker that died, the write fails with EPIPE
-/// instead of raising SIGPIPE (which PHP's CLI ignores, but a script may have set it back).
-fn send_all(link: &UnixStream, mut message: &[u8]) -> std::io::Result<()> {
+/// Writes all of `message`. Before its first byte it waits up to [`TIMEOUT`] for room: a peer
+/// whose PHP is busy reads its link only as PHP takes events, and the message is then not sent
+/// and the link left whole, so that the next one keeps its place behind those sent before. A
+/// message up to one of the kernel's buffers (32 KiB) goes in one piece or not at all; once
+/// part of a larger one is written, the rest waits up to [`COMMITTED_WAIT`] for room.
+fn send_all(link: &UnixStream, message: &[u8]) -> Result<(), (std::io::Error, Sent)> {
     use std::os::fd::AsRawFd;
-    while !message.is_empty() {
-        // SAFETY: a valid socket and a buffer of the given length.
-        let sent = unsafe {
-            libc::send(
-                link.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                libc::MSG_NOSIGNAL,
-            )
+    let fd = link.as_raw_fd();
+    let mut rest = message;
+    while !rest.is_empty() {
+        let sent = match rest.len() == message.len() {
+            true => Sent::Nothing,
+            false => Sent::Part,
         };
-        match sent {
-            n if n > 0 => message = &message[n as usize..],
-            0 => return Err(std::io::ErrorKind::WriteZero.into()),
-            _ => {
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(err);
+        match unix_send::send_now(fd, rest) {
+            Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), sent)),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let wait = match sent {
+                    Sent::Nothing => TIMEOUT,
+                    _ => COMMITTED_WAIT,
+                };
+                if !unix_send::wait_for_room(fd, wait) {
+                    return Err((std::io::ErrorKind::TimedOut.into(), sent));
                 }
             }
+            Err(e) => return Err((e, sent)),
         }
     }
     Ok(())
@@ -979,6 +1013,46 @@ mod tests {
             [Some(b"waited".to_vec())]
         );
         drop(held);
+    }
+
+    #[test]
+    fn messages_for_a_busy_php_keep_their_order_and_say_when_there_is_no_room() {
+        // Worker 1's PHP is busy for longer than a sender waits: once its link is full, a
+        // message is refused (false), not sent on a new link to overtake those waiting.
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, mut events) = worker_one(dir.path());
+        fill_event_queue(&shared);
+        let held = hold_whole_budget(&shared);
+        let message = |i: u32| [i.to_be_bytes().as_slice(), &[b'p'; 8 << 10]].concat();
+        let (mut handed_over, mut refused) = (Vec::new(), 0);
+        for i in 0..200 {
+            match peers.pipe(1, &message(i)) {
+                true => handed_over.push(message(i)),
+                false => refused += 1,
+            }
+            if refused == 3 {
+                break;
+            }
+        }
+        assert_eq!(refused, 3, "the link never filled");
+        drop(held);
+        let mut piped = Vec::new();
+        while piped.len() < handed_over.len() {
+            if let Event::PipeMessage { data, .. } = next_event(&mut events) {
+                piped.push(data);
+            }
+        }
+        assert!(
+            piped == handed_over,
+            "every message handed over came, in order, and no other"
+        );
+        assert!(peers.pipe(1, b"after"), "room again");
+        loop {
+            if let Event::PipeMessage { data, .. } = next_event(&mut events) {
+                assert_eq!(data, b"after", "a refused message came");
+                break;
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod stop_watchdog;
 mod tasks;
 mod timers;
 mod tls;
+mod unix_send;
 mod wake_signal;
 pub mod workers;
 

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 
 use crate::events::{Event, ReplyTo, Task};
 use crate::shared::Shared;
+use crate::unix_send;
 
 /// Data up to this size travels in the datagram itself; larger data goes through a file.
 const INLINE_MAX: usize = 8 << 10;
@@ -148,35 +149,17 @@ impl TaskSender {
     fn send_waiting(&self, datagram: &[u8]) -> Result<(), String> {
         let fd = self.socket.as_raw_fd();
         loop {
-            // SAFETY: a valid socket and a buffer of the given length.
-            let n = unsafe {
-                libc::send(
-                    fd,
-                    datagram.as_ptr().cast(),
-                    datagram.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Ok(());
-            }
-            let err = std::io::Error::last_os_error();
-            match err.kind() {
-                std::io::ErrorKind::Interrupted => continue,
-                std::io::ErrorKind::WouldBlock => {}
-                _ => return Err(format!("cannot queue the task: {err}")),
-            }
-            let mut poll = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut poll, 1, self.wait.as_millis() as i32) } == 0 {
-                return Err(format!(
-                    "the task queue stayed full for {:?}: the task workers are behind",
-                    self.wait
-                ));
+            match unix_send::send_now(fd, datagram) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !unix_send::wait_for_room(fd, self.wait) {
+                        return Err(format!(
+                            "the task queue stayed full for {:?}: the task workers are behind",
+                            self.wait
+                        ));
+                    }
+                }
+                Err(e) => return Err(format!("cannot queue the task: {e}")),
             }
         }
     }
