@@ -180,7 +180,8 @@ def test_http_body_that_stops_arriving_gets_408_after_handshake_timeout(php_serv
     with RawClient(srv.port) as raw:
         raw.send(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n".encode() + part)
         start = time.monotonic()
-        assert raw.read_http().status == 408
+        reply = raw.read_http()
+        assert (reply.status, reply.headers.get("connection")) == (408, "close")
         raw.wait_eof(timeout=1)
         assert 0.4 <= time.monotonic() - start < 1.5
     assert_serves(srv)
@@ -205,6 +206,7 @@ def test_http_body_announced_over_package_max_length_is_refused_before_it_is_sen
         reply = raw.read_http()
         assert reply.status == 413, "not 100 Continue"
         assert b"package_max_length" in reply.body
+        assert reply.headers.get("connection") == "close", "the connection is not kept for another request"
 
 
 def test_past_max_connection_new_connections_get_503_until_one_leaves(php_server):

@@ -420,6 +420,30 @@ def test_a_multipart_form_gives_post_fields_and_uploaded_files_as_php_does(php_s
     assert status == 400 and body.startswith("malformed multipart/form-data body"), body
 
 
+def test_upload_limits_and_types_as_php_has_them(php_server, tmp_path):
+    """File inputs left empty do not count against max_file_uploads (20) and files do not count
+    against max_input_vars (1000): a form with more of them still keeps the file after them.
+    A file's type is the part's Content-Type as sent without its parameters, and empty for an
+    input left empty."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(upload_tmp_dir=str(tmp_path))})
+    parts = [(f"slot{i}", "", "application/octet-stream", b"") for i in range(20)]
+    parts += [(f"field{i}", None, None, b"v") for i in range(1000)]
+    parts += [("photo", "me.png", "Image/PNG; charset=binary", b"pixels")]
+    boundary = "XyZ"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
+        + (f'; filename="{filename}"\r\nContent-Type: {kind}'.encode() if filename is not None else b"")
+        + b"\r\n\r\n" + data + b"\r\n"
+        for name, filename, kind, data in parts) + f"--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("POST", "/form", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    got = json.loads(conn.getresponse().read())
+    assert len(got["post"]) == 1000
+    photo = got["files"]["photo"]
+    assert (photo["name"], photo["type"], photo["error"], photo["size"]) == ("me.png", "Image/PNG", 0, 6)
+    assert got["files"]["slot0"]["type"] == "" and got["files"]["slot0"]["error"] == 4
+
+
 def test_the_static_handler_serves_files_under_document_root_without_php(php_server, tmp_path):
     """With enable_static_handler, a GET or HEAD for a file under document_root gets the file
     (200, a type from its extension, Last-Modified and ETag, 304 when the client has it, 206 for

@@ -397,19 +397,17 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         .and_then(|value| value.to_str().ok())
         .and_then(multipart_form::boundary);
     // A multipart form goes to temporary files as it arrives; another body is read whole.
-    let (body, form) = match boundary {
-        Some(boundary) => match read_form(body, boundary, &shared).await {
-            Ok(form) => (Bytes::new(), Some(form)),
-            Err((status, message)) => {
-                return reply(HttpResponse::text(status, &format!("{message}\n")))
-            }
-        },
-        None => match read_body(body, &shared).await {
-            Ok(body) => (body, None),
-            Err((status, message)) => {
-                return reply(HttpResponse::text(status, &format!("{message}\n")))
-            }
-        },
+    let read = match boundary {
+        Some(boundary) => read_form(body, boundary, &shared)
+            .await
+            .map(|form| (Bytes::new(), Some(form))),
+        None => read_body(body, &shared).await.map(|body| (body, None)),
+    };
+    let (body, form) = match read {
+        Ok(read) => read,
+        Err((status, message)) => {
+            return reply(closing(HttpResponse::text(status, &format!("{message}\n"))))
+        }
     };
     let mut request = http_request(
         &parts.method,
@@ -503,8 +501,10 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
 /// `handshake_timeout` (see [`paced`]). Refused: the HTTP status and why.
 pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, (u16, String)> {
     let config = &shared.config;
+    // Sized at once from Content-Length: grown by doubling it would take a quarter more.
+    let expected = hyper::body::Body::size_hint(&body).lower() as usize;
     let mut pieces = std::pin::pin!(paced(body, config)?);
-    let mut whole = bytes::BytesMut::new();
+    let mut whole = bytes::BytesMut::with_capacity(expected.min(config.package_max_length));
     while let Some(piece) = pieces.next().await {
         whole.extend_from_slice(&piece.map_err(|cause| refusal(&*cause, config))?);
     }
@@ -558,6 +558,14 @@ fn refusal(
     } else {
         (400, format!("the request body could not be read: {cause}"))
     }
+}
+
+/// `response` to a request whose body was refused before it was read whole: hyper closes the
+/// connection after it (the rest of the body would be read as the next request), and it says
+/// so, or a keep-alive client would send its next request on it and get a reset.
+pub(crate) fn closing(mut response: HttpResponse) -> HttpResponse {
+    (response.headers).push(("connection".into(), "close".into()));
+    response
 }
 
 /// The refusal of a body (whole or a form) longer than `package_max_length`.

@@ -31,7 +31,8 @@ pub struct Upload {
     pub name: String,
     /// The client's file name as sent (a folder upload sends `dir/file`), as PHP's `full_path`.
     pub full_path: String,
-    /// The part's `Content-Type` as the client sent it; empty if none.
+    /// The part's `Content-Type` as the client sent it, without parameters; empty if none or
+    /// if nothing was written (as PHP).
     pub content_type: String,
     /// The temporary file holding the content; None when nothing was written (`error` says why).
     pub file: Option<TempPath>,
@@ -75,7 +76,7 @@ where
 {
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut form = MultipartForm::default();
-    let mut skipped = 0;
+    let (mut uploads, mut skipped) = (0, 0);
     while let Some(field) = multipart.next_field().await? {
         // A part without a name has nowhere to go in $_POST or $_FILES: PHP skips it too.
         let Some(name) = field.name().map(str::to_owned) else {
@@ -83,10 +84,13 @@ where
         };
         match field.file_name().map(str::to_owned) {
             None => form.fields.push((name, field.bytes().await?)),
-            Some(_) if form.files.len() == max_files => skipped += 1,
-            Some(full_path) => form
-                .files
-                .push(upload(field, name, full_path, tmp_dir).await?),
+            Some(_) if uploads == max_files => skipped += 1,
+            Some(full_path) => {
+                // As PHP, file inputs left empty do not count: the files after them are kept.
+                uploads += usize::from(!full_path.is_empty());
+                form.files
+                    .push(upload(field, name, full_path, tmp_dir).await?)
+            }
         }
     }
     if skipped > 0 {
@@ -104,10 +108,7 @@ async fn upload(
     let mut upload = Upload {
         field,
         name: base_name(&full_path).to_owned(),
-        content_type: part
-            .content_type()
-            .map(|mime| mime.to_string())
-            .unwrap_or_default(),
+        content_type: String::new(),
         full_path,
         file: None,
         size: 0,
@@ -139,7 +140,10 @@ async fn upload(
         }
     }
     match written {
-        Ok(_) => upload.error = UPLOAD_ERR_OK,
+        Ok(_) => {
+            upload.error = UPLOAD_ERR_OK;
+            upload.content_type = media_type(&part);
+        }
         Err(e) => {
             log::warn!(
                 "could not write the upload {:?} under {}: {e}",
@@ -163,6 +167,14 @@ async fn create_temporary(dir: &Path) -> std::io::Result<(std::fs::File, TempPat
     .await
     .map_err(std::io::Error::other)??;
     Ok(made.into_parts())
+}
+
+/// The part's `Content-Type` as PHP's `$_FILES` gives it: as sent, without its parameters.
+fn media_type(part: &multer::Field<'_>) -> String {
+    let sent = part.headers().get(hyper::header::CONTENT_TYPE);
+    let value = sent.map_or(&b""[..], |value| value.as_bytes());
+    let essence = value.split(|&b| b == b';').next().unwrap_or_default();
+    String::from_utf8_lossy(essence).into_owned()
 }
 
 /// The file name after its last `/` or `\` (a browser on Windows may send a whole path).

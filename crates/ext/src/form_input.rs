@@ -87,33 +87,25 @@ impl Drop for Uploads {
     }
 }
 
-/// `$request->post` and `$request->files` from a multipart form (fields, then files; PHP's
-/// `max_input_vars` counts both), and the uploads to keep alive as long as the request.
+/// `$request->post` and `$request->files` from a multipart form (PHP's `max_input_vars`
+/// counts the fields), and the uploads to keep alive as long as the request.
 pub fn multipart(form: MultipartForm) -> (Zval, Zval, Uploads) {
     let max_vars = usize::try_from(ProcessGlobals::get().max_input_vars).unwrap_or(usize::MAX);
     let mut post = empty_array();
     let mut files = empty_array();
     let mut kept = Vec::with_capacity(form.files.len());
-    let mut vars = 0;
-    for (name, value) in &form.fields {
-        vars += 1;
-        if vars > max_vars {
-            break;
-        }
+    for (name, value) in form.fields.iter().take(max_vars) {
         add_pair(name, value, &mut post);
     }
+    // Files count against max_file_uploads only (see `multipart_form::parse`), as in PHP.
     for upload in form.files {
-        vars += 1;
-        if vars > max_vars {
-            break;
-        }
         add_upload(&upload, &mut files);
         if let Some(file) = upload.file {
             register(&file);
             kept.push(file);
         }
     }
-    if vars > max_vars {
+    if form.fields.len() > max_vars {
         log::warn!(target: "surge", "a multipart form had more than max_input_vars ({max_vars}) fields; the rest were dropped");
     }
     integer_leaves(&mut files);

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, MAX_EVENT_DATA};
 use crate::events::HttpResponse;
-use crate::listener::read_body;
+use crate::listener::{closing, read_body};
 use crate::shared::{unix_ms, Shared};
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds.
@@ -43,7 +43,7 @@ pub(crate) async fn serve(req: Request<Incoming>, shared: &Shared) -> HttpRespon
     let query = parts.uri.query().unwrap_or("").to_owned();
     let body = match read_body(body, shared).await {
         Ok(body) => body,
-        Err((status, message)) => return fail(status, &message),
+        Err((status, message)) => return closing(fail(status, &message)),
     };
     route(shared, &parts.method, &path, &query, &body, true)
 }
