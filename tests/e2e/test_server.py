@@ -444,6 +444,37 @@ def test_upload_limits_and_types_as_php_has_them(php_server, tmp_path):
     assert got["files"]["slot0"]["type"] == "" and got["files"]["slot0"]["error"] == 4
 
 
+def test_upload_names_are_taken_as_sent_whatever_their_charset(php_server, tmp_path):
+    """A page in GBK sends its file and field names in GBK: they are bytes in $request->files
+    and ->post, not dropped or turned into a field (they are not UTF-8); parameter names in any
+    case and order, as PHP reads them."""
+    script = tmp_path / "names.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'upload_tmp_dir' => getenv('UPLOADS')]);
+        $s->on('request', function ($req, $res) {
+            $files = [];
+            foreach ($req->files as $field => $file) {
+                $files[bin2hex($field)] = [bin2hex($file['name']), file_get_contents($file['tmp_name'])];
+            }
+            $res->end(json_encode(['files' => $files, 'post' => array_map('bin2hex', array_keys($req->post))]));
+        });
+        $s->start();
+    """)
+    srv = php_server(script, env={"UPLOADS": str(tmp_path)})
+    photo = "照片.jpg".encode("gbk")
+    title = "标题".encode("gbk")
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="photo"; filename="' + photo + b'"\r\n\r\npixels\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="' + title + b'"\r\n\r\nhello\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; FileName="a b.txt"; Name="doc"\r\n\r\ntext\r\n'
+            b"--XyZ--\r\n")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("POST", "/", body, {"Content-Type": "multipart/form-data; boundary=XyZ"})
+    got = json.loads(conn.getresponse().read())
+    assert got["files"] == {b"photo".hex(): [photo.hex(), "pixels"], b"doc".hex(): [b"a b.txt".hex(), "text"]}
+    assert got["post"] == [title.hex()]
+
+
 def test_the_static_handler_serves_files_under_document_root_without_php(php_server, tmp_path):
     """With enable_static_handler, a GET or HEAD for a file under document_root gets the file
     (200, a type from its extension, Last-Modified and ETag, 304 when the client has it, 206 for

@@ -17,8 +17,8 @@ pub const UPLOAD_ERR_CANT_WRITE: i64 = 7;
 /// The fields of a `multipart/form-data` body, in the order sent.
 #[derive(Debug, Default)]
 pub struct MultipartForm {
-    /// Parts without a file name: `(name, value)`, the value as sent (not necessarily UTF-8).
-    pub fields: Vec<(String, Bytes)>,
+    /// Parts without a file name: `(name, value)`, both as sent (not necessarily UTF-8).
+    pub fields: Vec<(Vec<u8>, Bytes)>,
     pub files: Vec<Upload>,
 }
 
@@ -26,11 +26,12 @@ pub struct MultipartForm {
 #[derive(Debug)]
 pub struct Upload {
     /// The form field's name, brackets and all (`photos[]`).
-    pub field: String,
-    /// The client's file name without its directories, as PHP's `name`.
-    pub name: String,
+    pub field: Vec<u8>,
+    /// The client's file name without its directories, as PHP's `name`. As sent: a page in
+    /// another charset than UTF-8 (GBK, Shift_JIS) sends its bytes in that one.
+    pub name: Vec<u8>,
     /// The client's file name as sent (a folder upload sends `dir/file`), as PHP's `full_path`.
-    pub full_path: String,
+    pub full_path: Vec<u8>,
     /// The part's `Content-Type` as the client sent it, without parameters; empty if none or
     /// if nothing was written (as PHP).
     pub content_type: String,
@@ -78,11 +79,16 @@ where
     let mut form = MultipartForm::default();
     let (mut uploads, mut skipped) = (0, 0);
     while let Some(field) = multipart.next_field().await? {
+        let (name, file_name) = field
+            .headers()
+            .get(hyper::header::CONTENT_DISPOSITION)
+            .map(|value| disposition(value.as_bytes()))
+            .unwrap_or_default();
         // A part without a name has nowhere to go in $_POST or $_FILES: PHP skips it too.
-        let Some(name) = field.name().map(str::to_owned) else {
+        let Some(name) = name else {
             continue;
         };
-        match field.file_name().map(str::to_owned) {
+        match file_name {
             None => form.fields.push((name, field.bytes().await?)),
             Some(_) if uploads == max_files => skipped += 1,
             Some(full_path) => {
@@ -101,8 +107,8 @@ where
 
 async fn upload(
     mut part: multer::Field<'_>,
-    field: String,
-    full_path: String,
+    field: Vec<u8>,
+    full_path: Vec<u8>,
     tmp_dir: &Path,
 ) -> Result<Upload, multer::Error> {
     let mut upload = Upload {
@@ -147,7 +153,7 @@ async fn upload(
         Err(e) => {
             log::warn!(
                 "could not write the upload {:?} under {}: {e}",
-                upload.name,
+                String::from_utf8_lossy(&upload.name),
                 tmp_dir.display()
             );
             (upload.file, upload.size, upload.error) = (None, 0, UPLOAD_ERR_CANT_WRITE);
@@ -178,8 +184,69 @@ fn media_type(part: &multer::Field<'_>) -> String {
 }
 
 /// The file name after its last `/` or `\` (a browser on Windows may send a whole path).
-fn base_name(path: &str) -> &str {
-    path.rsplit(['/', '\\']).next().unwrap_or(path)
+fn base_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/' || b == b'\\')
+        .next()
+        .unwrap_or(path)
+}
+
+/// The `name` and `filename` of a part's Content-Disposition, read as PHP reads them: as bytes
+/// (a file name in the page's charset, GBK say, is not UTF-8), parameter names in any case,
+/// values quoted (`\"` inside) or not, `filename*` and everything else ignored.
+fn disposition(value: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let (mut name, mut file_name) = (None, None);
+    for parameter in split_unquoted(value, b';') {
+        let Some(equals) = parameter.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (key, value) = (parameter[..equals].trim_ascii(), &parameter[equals + 1..]);
+        if key.eq_ignore_ascii_case(b"name") {
+            name = Some(unquote(value));
+        } else if key.eq_ignore_ascii_case(b"filename") {
+            file_name = Some(unquote(value));
+        }
+    }
+    (name, file_name)
+}
+
+/// `value` split at each `separator` outside double quotes.
+fn split_unquoted(value: &[u8], separator: u8) -> impl Iterator<Item = &[u8]> {
+    let (mut quoted, mut escaped) = (false, false);
+    value.split(move |&b| {
+        if std::mem::take(&mut escaped) {
+            return false;
+        }
+        match b {
+            b'\\' => escaped = quoted,
+            b'"' => quoted = !quoted,
+            _ => return b == separator && !quoted,
+        }
+        false
+    })
+}
+
+/// A parameter's value: a quoted one without its quotes and with `\"` and `\\\\` taken as the
+/// character escaped, an unquoted one up to its first space.
+fn unquote(value: &[u8]) -> Vec<u8> {
+    let value = value.trim_ascii_start();
+    let Some(quoted) = value.strip_prefix(b"\"") else {
+        let end = value.iter().position(u8::is_ascii_whitespace);
+        return value[..end.unwrap_or(value.len())].to_vec();
+    };
+    let mut out = Vec::with_capacity(quoted.len());
+    let mut bytes = quoted.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => break,
+            b'\\' => match bytes.next() {
+                Some(&next @ (b'"' | b'\\')) => out.push(next),
+                Some(&next) => out.extend_from_slice(&[b, next]),
+                None => out.push(b),
+            },
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -238,6 +305,46 @@ mod tests {
         assert_eq!(boundary("multipart/form-data"), None);
     }
 
+    #[test]
+    fn content_disposition_is_read_as_php_reads_it() {
+        /// A header's value, and the name and file name read from it.
+        type Case<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>);
+        let cases: [Case; 7] = [
+            // A file name in a GBK page's charset: bytes, not UTF-8.
+            (
+                b"form-data; name=\"photo\"; filename=\"\xd5\xd5\xc6\xac.jpg\"",
+                Some(b"photo"),
+                Some(b"\xd5\xd5\xc6\xac.jpg"),
+            ),
+            (
+                b"form-data; filename=\"my name.txt\"; name=\"doc\"",
+                Some(b"doc"),
+                Some(b"my name.txt"),
+            ),
+            (
+                b"form-data; NAME=doc; FileName=\"a.txt\"",
+                Some(b"doc"),
+                Some(b"a.txt"),
+            ),
+            (
+                b"form-data; name=\"doc\"; filename*=UTF-8''a%20b.txt; filename=\"a b.txt\"",
+                Some(b"doc"),
+                Some(b"a b.txt"),
+            ),
+            (
+                b"form-data; name=\"a;b\"; filename=\"say \\\"hi\\\".txt\"",
+                Some(b"a;b"),
+                Some(b"say \"hi\".txt"),
+            ),
+            (b"form-data; name=\"field\"", Some(b"field"), None),
+            (b"form-data", None, None),
+        ];
+        for (value, name, file_name) in cases {
+            let expected = (name.map(<[u8]>::to_vec), file_name.map(<[u8]>::to_vec));
+            assert_eq!(disposition(value), expected, "{}", value.escape_ascii());
+        }
+    }
+
     #[tokio::test]
     async fn fields_and_files_are_split_and_files_removed_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
@@ -249,17 +356,13 @@ mod tests {
         let form = parse(pieces(sent, 7), "XyZ".into(), dir.path(), 20)
             .await
             .unwrap();
-        assert_eq!(form.fields, vec![("title".into(), Bytes::from("hello"))]);
+        assert_eq!(form.fields, vec![(b"title".to_vec(), Bytes::from("hello"))]);
         let [sent, empty] = &form.files[..] else {
             panic!("two files expected: {:?}", form.files);
         };
         assert_eq!(
-            (
-                sent.field.as_str(),
-                sent.name.as_str(),
-                sent.full_path.as_str()
-            ),
-            ("photos[]", "a.txt", "C:\\pics\\a.txt")
+            (&sent.field[..], &sent.name[..], &sent.full_path[..]),
+            (&b"photos[]"[..], &b"a.txt"[..], &b"C:\\pics\\a.txt"[..])
         );
         assert_eq!(
             (sent.content_type.as_str(), sent.size, sent.error),
@@ -306,7 +409,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(form.files.len(), 1);
-        assert_eq!(form.files[0].field, "a");
+        assert_eq!(form.files[0].field, b"a");
         assert_eq!(form.fields.len(), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -55,10 +55,10 @@ fn add_pairs(input: &[u8], array: &mut Zval) {
 
 /// One `name=value` pair of a multipart form, given to PHP's parser encoded, so that any byte
 /// (`&`, `=`, NUL) in either stays in it.
-fn add_pair(name: &str, value: &[u8], array: &mut Zval) {
+fn add_pair(name: &[u8], value: &[u8], array: &mut Zval) {
     let pair = format!(
         "{}={}",
-        percent_encode(name.as_bytes(), NON_ALPHANUMERIC),
+        percent_encode(name, NON_ALPHANUMERIC),
         percent_encode(value, NON_ALPHANUMERIC)
     );
     add_pairs(pair.as_bytes(), array);
@@ -119,34 +119,35 @@ fn add_upload(upload: &Upload, files: &mut Zval) {
     if !balanced(&upload.field) {
         return;
     }
-    let (base, index) = upload
-        .field
-        .split_at(upload.field.find('[').unwrap_or(upload.field.len()));
+    let field = &upload.field;
+    let (base, index) =
+        field.split_at(field.iter().position(|&b| b == b'[').unwrap_or(field.len()));
     let size = upload.size.to_string();
     let error = upload.error.to_string();
-    let entries: [(&str, &str); 6] = [
+    let entries: [(&str, &[u8]); 6] = [
         ("name", &upload.name),
         ("full_path", &upload.full_path),
-        ("type", &upload.content_type),
-        ("tmp_name", upload.tmp_name()),
-        ("error", &error),
-        ("size", &size),
+        ("type", upload.content_type.as_bytes()),
+        ("tmp_name", upload.tmp_name().as_bytes()),
+        ("error", error.as_bytes()),
+        ("size", size.as_bytes()),
     ];
     for (key, value) in entries {
-        add_pair(&format!("{base}[{key}]{index}"), value.as_bytes(), files);
+        let name = [base, b"[", key.as_bytes(), b"]", index].concat();
+        add_pair(&name, value, files);
     }
 }
 
 /// Whether the brackets of a field name pair up, each `]` followed by `[` or the end.
-fn balanced(field: &str) -> bool {
+fn balanced(field: &[u8]) -> bool {
     let mut depth = 0i32;
-    let mut chars = field.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => depth += 1,
-            ']' => {
+    let mut bytes = field.iter().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'[' => depth += 1,
+            b']' => {
                 depth -= 1;
-                if depth < 0 || chars.peek().is_some_and(|&next| next != '[') {
+                if depth < 0 || bytes.peek().is_some_and(|&&next| next != b'[') {
                     return false;
                 }
             }
