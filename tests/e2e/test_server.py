@@ -535,6 +535,25 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     assert ask("GET", "/docs/?page=2", server=indexed)[::2] == (200, b"<p>docs</p>")
 
 
+def out_of_descriptors(php_server, tmp_path, env: dict, settings: str, handler: str):
+    """A server limited to 64 open files, with `settings` and `handler` (PHP) as its request
+    callback: a first connection it accepted, and 80 more that took its last descriptors."""
+    script = tmp_path / "limited.php"
+    script.write_text(f"""<?php
+        posix_setrlimit(POSIX_RLIMIT_NOFILE, 64, 64);
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'max_connection' => 1000, 'handshake_timeout' => 30, {settings}]);
+        $s->on('request', {handler});
+        $s->start();
+    """)
+    srv = php_server(script, env=env, extensions=["posix"])
+    first = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    time.sleep(0.2)  # accepted: it holds a descriptor of its own
+    fillers = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(80)]
+    time.sleep(0.5)  # the server took descriptors until it had none left
+    return first, fillers
+
+
 @pytest.mark.skipif(TIME_FACTOR > 1, reason="under valgrind (memcheck.sh), which keeps descriptors of its own and emulates the open-file limit")
 def test_a_static_file_asked_while_out_of_descriptors_gets_503(php_server, tmp_path):
     """The process at its open-file limit (slow downloads, many clients): the static handler
@@ -542,20 +561,9 @@ def test_a_static_file_asked_while_out_of_descriptors_gets_503(php_server, tmp_p
     root = tmp_path / "public"
     root.mkdir()
     (root / "app.js").write_text("console.log(1)")
-    script = tmp_path / "limited.php"
-    script.write_text("""<?php
-        posix_setrlimit(POSIX_RLIMIT_NOFILE, 64, 64);
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn', 'max_connection' => 1000, 'handshake_timeout' => 30,
-                 'enable_static_handler' => true, 'document_root' => getenv('ROOT')]);
-        $s->on('request', fn($req, $res) => $res->end('from PHP'));
-        $s->start();
-    """)
-    srv = php_server(script, env={"ROOT": str(root)}, extensions=["posix"])
-    first = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-    time.sleep(0.2)  # accepted: it holds a descriptor of its own
-    fillers = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(80)]
-    time.sleep(0.5)  # the server took descriptors until it had none left
+    first, fillers = out_of_descriptors(php_server, tmp_path, {"ROOT": str(root)},
+                                        "'enable_static_handler' => true, 'document_root' => getenv('ROOT')",
+                                        "fn($req, $res) => $res->end('from PHP')")
     first.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     answer = b""
     while chunk := first.recv(65536):
@@ -563,6 +571,29 @@ def test_a_static_file_asked_while_out_of_descriptors_gets_503(php_server, tmp_p
     assert answer.startswith(b"HTTP/1.1 503 "), answer
     for s in [first, *fillers]:
         s.close()
+
+
+@pytest.mark.skipif(TIME_FACTOR > 1, reason="under valgrind (memcheck.sh), which keeps descriptors of its own and emulates the open-file limit")
+def test_an_upload_while_out_of_descriptors_waits_for_one(php_server, tmp_path):
+    """The process at its open-file limit (each upload under way holds a file beside its
+    connection): an upload waits for a descriptor instead of failing with error 7."""
+    first, fillers = out_of_descriptors(php_server, tmp_path, {"UPLOADS": str(tmp_path)},
+                                        "'upload_tmp_dir' => getenv('UPLOADS')",
+                                        "fn($req, $res) => $res->end(json_encode(array_map("
+                                        "fn($file) => [$file['error'], $file['size']], $req->files)))")
+    part = b'--XyZ\r\nContent-Disposition: form-data; name="doc"; filename="a.txt"\r\n\r\n' + b"x" * 1000
+    first.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Type: multipart/form-data; boundary=XyZ\r\n"
+                  + f"Content-Length: {len(part) + 11}\r\n\r\n".encode() + part)
+    time.sleep(0.5)  # the upload found no descriptor for its file
+    for filler in fillers:
+        filler.close()
+    first.sendall(b"\r\n--XyZ--\r\n")
+    answer = b""
+    while chunk := first.recv(65536):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"doc": [0, 1000]}
 
 
 def test_a_response_written_in_chunks_streams_server_sent_events(php_server):

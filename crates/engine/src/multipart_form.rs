@@ -3,6 +3,7 @@
 //! (unless PHP moved them away first, as `move_uploaded_file()` does).
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -162,17 +163,40 @@ async fn upload(
     Ok(upload)
 }
 
+/// How long an upload waits for a file descriptor while the process has none free.
+const FD_WAIT: Duration = Duration::from_secs(5);
+
 /// A new temporary file under `dir`, made on a blocking thread (the caller is a network task).
+/// While the process is out of file descriptors (each upload under way holds one beside its
+/// connection's), it waits for one up to [`FD_WAIT`], reading no more of the body meanwhile.
 async fn create_temporary(dir: &Path) -> std::io::Result<(std::fs::File, TempPath)> {
-    let dir = dir.to_owned();
-    let made = tokio::task::spawn_blocking(move || {
-        tempfile::Builder::new()
-            .prefix("surge.upload.")
-            .tempfile_in(dir)
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    Ok(made.into_parts())
+    let deadline = tokio::time::Instant::now() + FD_WAIT;
+    loop {
+        let dir = dir.to_owned();
+        // Opened here, not by tempfile, whose error would hide the errno under its path.
+        let made = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix("surge.upload.")
+                .make_in(dir, |path| {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut options = std::fs::File::options();
+                    options.read(true).write(true).create_new(true).mode(0o600);
+                    options.open(path)
+                })
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match made {
+            Err(e) if out_of_fds(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            made => return Ok(made?.into_parts()),
+        }
+    }
+}
+
+fn out_of_fds(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// The part's `Content-Type` as PHP's `$_FILES` gives it: as sent, without its parameters.
