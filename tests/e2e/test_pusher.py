@@ -133,7 +133,8 @@ def test_broadcast_and_connections_leave_pusher_clients_out(php_server):
 
 
 def test_bad_messages_get_errors_and_the_connection_stays(php_server):
-    server = start(php_server, package_max_length=64 * 1024)
+    app = {**APP, "options": {"max_channels_per_connection": 20}}
+    server = start(php_server, app, package_max_length=2 << 20)
     ws, hello = pusher_socket(server)
     other, other_hello = pusher_socket(server)
     sid, other_sid = socket_id(hello), socket_id(other_hello)
@@ -158,6 +159,11 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
         error = recv(ws)
         assert error["event"] == "pusher:subscription_error" and error["channel"] == channel
         assert json.loads(error["data"])["status"] == 401
+    # A private channel's auth with custom data signed too (the SDKs' authorizeChannel($channel,
+    # $socketId, $customData)) is taken, as the one without.
+    custom = '{"foo":1}'
+    send(ws, "pusher:subscribe", {"channel": "private-custom", "auth": channel_auth(sid, "private-custom", custom), "channel_data": custom})
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
     data = '{"user_info":{}}'
     send(ws, "pusher:subscribe", {"channel": "presence-a", "auth": channel_auth(sid, "presence-a", data), "channel_data": data})
     assert json.loads(recv(ws)["data"])["status"] == 400, "presence needs a user_id"
@@ -166,6 +172,8 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     # Client events: oversize, on a public channel, on a channel not subscribed: refused.
     send(ws, "client-big", {"x": "a" * 11_000}, channel="private-room")
     assert "over 10240 bytes" in recv(ws)["data"]["message"]
+    send(ws, "client-" + "x" * 1_000_000, {"ok": 1}, channel="private-room")
+    assert "name over 200 bytes" in recv(ws)["data"]["message"]
     send(ws, "client-x", {}, channel="news")
     assert "only allowed on private and presence" in recv(ws)["data"]["message"]
     send(ws, "client-x", {}, channel="private-elsewhere")
@@ -173,13 +181,14 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     # None of it reached the other member; a valid whisper does.
     send(ws, "client-ok", {"n": 1}, channel="private-room")
     assert recv(other) == {"event": "client-ok", "channel": "private-room", "data": {"n": 1}}
-    # Many subscriptions from one connection: past the limit each gets an error, nothing breaks.
-    for i in range(150):
+    # Many subscriptions from one connection: past the app's limit each gets an error, nothing
+    # breaks.
+    for i in range(50):
         send(ws, "pusher:subscribe", {"channel": f"many-{i}"})
-    replies = [recv(ws) for _ in range(150)]
+    replies = [recv(ws) for _ in range(50)]
     ok = [r for r in replies if r["event"] == "pusher_internal:subscription_succeeded"]
     refused = [r for r in replies if r["event"] == "pusher:subscription_error"]
-    assert len(ok) == 100 - 1 and len(refused) == 51, (len(ok), len(refused))
+    assert len(ok) == 20 - 2 and len(refused) == 32, (len(ok), len(refused))
     send(ws, "pusher:ping")
     assert recv(ws)["event"] == "pusher:pong"
     ws.close()
@@ -211,6 +220,11 @@ def test_http_api_signatures(php_server):
     body = json.dumps({"name": "n", "channel": "news", "data": "{\"i\":1}"}).encode()
     assert api_request(server, "POST", path, body) == (200, {})
     assert recv(ws) == {"event": "n", "channel": "news", "data": "{\"i\":1}"}
+    # A channel named twice gets the event once: the next one is the next event.
+    twice = json.dumps({"name": "twice", "channels": ["news", "news"], "data": "d"}).encode()
+    assert api_request(server, "POST", path, twice) == (200, {})
+    assert api_request(server, "POST", path, json.dumps({"name": "after", "channel": "news", "data": "d"}).encode())[0] == 200
+    assert [recv(ws)["event"], recv(ws)["event"]] == ["twice", "after"]
     # The same signed request twice in one second (the SDKs sign no nonce: two identical
     # broadcasts) is delivered twice, as Pusher does; stale, future, unsigned and wrong ones are not.
     again = json.dumps({"name": "n", "channel": "news", "data": "again"}).encode()

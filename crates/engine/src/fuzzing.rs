@@ -22,12 +22,7 @@ fn fuzz_app() -> AppConfig {
         app_id: "1".into(),
         key: "fuzz-key".into(),
         secret: "fuzz-secret".into(),
-        client_events: true,
-        client_event_rate: 10,
-        max_connections: 0,
-        activity_timeout: 30,
-        presence_max_members: 100,
-        presence_max_member_size: 2048,
+        ..AppConfig::default()
     }
 }
 

@@ -9,7 +9,10 @@ use hyper::{Method, Request};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, MAX_EVENT_DATA};
+use super::{
+    auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, MAX_EVENT_DATA,
+    MAX_EVENT_NAME,
+};
 use crate::events::HttpResponse;
 use crate::listener::{closing, read_body};
 use crate::shared::{unix_ms, Shared};
@@ -20,8 +23,6 @@ const TIMESTAMP_WINDOW: u64 = 600;
 const MAX_CHANNELS: usize = 100;
 /// Events in one batch.
 const MAX_BATCH: usize = 10;
-/// Longest event name.
-const MAX_EVENT_NAME: usize = 200;
 
 fn json_reply(status: u16, body: Value) -> HttpResponse {
     HttpResponse {
@@ -193,11 +194,15 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
     if t.name.is_empty() || t.name.len() > MAX_EVENT_NAME {
         return bad(format!("event name must be 1 to {MAX_EVENT_NAME} bytes"));
     }
-    let channels = match (t.channel, t.channels) {
+    let mut channels = match (t.channel, t.channels) {
         (Some(c), None) => vec![c],
         (None, Some(cs)) => cs,
         _ => return bad("give either channel or channels".into()),
     };
+    // A channel named twice (Laravel's broadcastOn() for an owner who is also the assignee)
+    // gets the event once.
+    let mut named = std::collections::HashSet::new();
+    channels.retain(|channel| named.insert(channel.clone()));
     if channels.is_empty() || channels.len() > MAX_CHANNELS {
         return bad(format!("an event goes to 1 to {MAX_CHANNELS} channels"));
     }

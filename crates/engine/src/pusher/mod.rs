@@ -31,8 +31,8 @@ use presence::Presence;
 
 /// Largest `data` of one event (client event or HTTP API), as Pusher limits it.
 pub const MAX_EVENT_DATA: usize = 10 * 1024;
-/// Channels one connection may be subscribed to at once.
-pub const MAX_CHANNELS_PER_CONNECTION: usize = 100;
+/// Longest event name (client event or HTTP API), as Pusher limits it.
+pub const MAX_EVENT_NAME: usize = 200;
 /// Longest channel name.
 pub const MAX_CHANNEL_NAME: usize = 164;
 
@@ -55,6 +55,27 @@ pub struct AppConfig {
     pub presence_max_members: usize,
     /// Bytes of one member's `user_info` (as JSON) at most.
     pub presence_max_member_size: usize,
+    /// Channels one connection may be subscribed to at once (Pusher sets no limit; this one
+    /// bounds what one client makes the server hold).
+    pub max_channels_per_connection: usize,
+}
+
+/// An app without id, key nor secret, its options as they are unless set.
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            app_id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            client_events: true,
+            client_event_rate: 10,
+            max_connections: 0,
+            activity_timeout: 30,
+            presence_max_members: 100,
+            presence_max_member_size: 2048,
+            max_channels_per_connection: 100,
+        }
+    }
 }
 
 pub(crate) const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
@@ -65,6 +86,7 @@ pub(crate) const OPTION_KEYS: &[&str] = &[
     "activity_timeout",
     "presence_max_members",
     "presence_max_member_size",
+    "max_channels_per_connection",
 ];
 
 fn entries<'a>(what: &str, value: &'a Value) -> Result<&'a [(String, Value)], ConfigError> {
@@ -135,17 +157,7 @@ impl AppConfig {
     }
 
     fn parse(what: &str, value: &Value) -> Result<AppConfig, ConfigError> {
-        let mut app = AppConfig {
-            app_id: String::new(),
-            key: String::new(),
-            secret: String::new(),
-            client_events: true,
-            client_event_rate: 10,
-            max_connections: 0,
-            activity_timeout: 30,
-            presence_max_members: 100,
-            presence_max_member_size: 2048,
-        };
+        let mut app = AppConfig::default();
         for (k, v) in entries(what, value)? {
             let name = format!("{what}.{k}");
             match k.as_str() {
@@ -181,6 +193,10 @@ impl AppConfig {
                             "presence_max_member_size" => {
                                 app.presence_max_member_size =
                                     number(&name, v, 2, MAX_EVENT_DATA as i64)? as usize
+                            }
+                            "max_channels_per_connection" => {
+                                app.max_channels_per_connection =
+                                    number(&name, v, 1, 1_000_000)? as usize
                             }
                             _ => {
                                 return Err(ConfigError(format!(

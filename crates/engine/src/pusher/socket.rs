@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, Session};
-use super::{MAX_CHANNELS_PER_CONNECTION, MAX_EVENT_DATA};
+use super::{MAX_EVENT_DATA, MAX_EVENT_NAME};
 use crate::events::{Event, HttpRequest, PusherEvent};
 use crate::rate_limit::RateLimit;
 use crate::registry::Conn;
@@ -283,15 +283,26 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     let handle = shared.registry.get(conn.fd)?;
     let kind = kind(channel);
     if kind != Kind::Public {
-        let data = if kind == Kind::Presence {
-            s.channel_data.as_deref()
-        } else {
-            None
-        };
         let app = &session.app.config;
-        let signed = s.auth.as_deref().is_some_and(|a| {
-            auth::verify_channel_auth(&app.key, &app.secret, a, &session.socket_id, channel, data)
-        });
+        let signed_with = |data| {
+            s.auth.as_deref().is_some_and(|a| {
+                auth::verify_channel_auth(
+                    &app.key,
+                    &app.secret,
+                    a,
+                    &session.socket_id,
+                    channel,
+                    data,
+                )
+            })
+        };
+        // A private channel's auth signs no channel_data, but the server SDKs' authorizeChannel()
+        // signs custom data when given some (pusher-js then sends it): both are taken.
+        let data = s.channel_data.as_deref();
+        let signed = match kind {
+            Kind::Presence => signed_with(data),
+            _ => signed_with(None) || (data.is_some() && signed_with(data)),
+        };
         if !signed {
             log::debug!(target: "surge", "fd {}: refused subscription to {channel}: bad auth", conn.fd);
             subscription_error(
@@ -307,7 +318,8 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
     }
     let new = {
         let mut subs = session.subscriptions.lock();
-        if !subs.contains(channel) && subs.len() >= MAX_CHANNELS_PER_CONNECTION {
+        let most = session.app.config.max_channels_per_connection;
+        if !subs.contains(channel) && subs.len() >= most {
             drop(subs);
             subscription_error(
                 conn,
@@ -315,7 +327,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
                 channel,
                 "LimitReached",
                 429,
-                &format!("a connection may be subscribed to at most {MAX_CHANNELS_PER_CONNECTION} channels"),
+                &format!("a connection may be subscribed to at most {most} channels"),
             );
             return None;
         }
@@ -500,6 +512,15 @@ fn client_event(
             shared,
             None,
             &format!("client event on '{channel}' refused: not subscribed to it"),
+        );
+        return None;
+    }
+    if event.len() > MAX_EVENT_NAME {
+        error(
+            conn,
+            shared,
+            None,
+            &format!("client event refused: name over {MAX_EVENT_NAME} bytes"),
         );
         return None;
     }
