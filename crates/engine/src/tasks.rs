@@ -13,7 +13,7 @@
 //! PHP's finish callback. [`CALLBACK`] marks one whose sender keeps a callback for its result
 //! (`task()` with `$finish_callback`): if it ends without a result, an empty one says so.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
@@ -39,6 +39,9 @@ const CALLBACK: u8 = 4;
 /// may be lower); a task sent while it is full waits for room up to [`SEND_WAIT`].
 const QUEUE_BYTES: usize = 4 << 20;
 const SEND_WAIT: Duration = Duration::from_secs(5);
+/// The most data one worker keeps in task files not yet taken (the queue counts a file by its
+/// name only); a task past it waits for room up to [`SEND_WAIT`] too.
+const FILE_BYTES: usize = 64 << 20;
 
 /// Both ends of the queue, made before the fork (every process keeps both).
 pub(crate) struct TaskQueue {
@@ -71,6 +74,7 @@ impl TaskQueue {
             socket,
             dir: dir.to_owned(),
             wait: SEND_WAIT,
+            files: Default::default(),
         })
     }
 
@@ -85,6 +89,29 @@ pub(crate) struct TaskSender {
     dir: PathBuf,
     /// How long a task waits for room in a full queue.
     wait: Duration,
+    /// This worker's task files not yet taken.
+    files: parking_lot::Mutex<QueuedFiles>,
+}
+
+/// Task files sent and maybe not yet taken, oldest first, and their bytes in all.
+#[derive(Default)]
+struct QueuedFiles {
+    files: VecDeque<(PathBuf, usize)>,
+    bytes: usize,
+}
+
+impl QueuedFiles {
+    /// Forgets those a task worker has taken (it removes the file), oldest first: the queue
+    /// hands them out in order, so this stops at the first still there.
+    fn forget_taken(&mut self) {
+        while let Some((path, len)) = self.files.front() {
+            if path.exists() {
+                return;
+            }
+            self.bytes -= len;
+            self.files.pop_front();
+        }
+    }
 }
 
 impl TaskSender {
@@ -96,6 +123,7 @@ impl TaskSender {
                 .map_err(|e| format!("cannot share the task queue: {e}"))?,
             dir: self.dir.clone(),
             wait: self.wait,
+            files: Default::default(),
         })
     }
 
@@ -120,6 +148,7 @@ impl TaskSender {
                 None
             }
             true => {
+                self.wait_for_file_room(data.len())?;
                 let path = self.write_file(data)?;
                 datagram.push(flags | IN_FILE);
                 datagram.extend_from_slice(path.as_os_str().as_encoded_bytes());
@@ -127,10 +156,41 @@ impl TaskSender {
             }
         };
         let sent = self.send_waiting(&datagram);
-        if let (Err(_), Some(path)) = (&sent, file) {
-            let _ = std::fs::remove_file(path);
+        match (&sent, file) {
+            (Ok(()), Some(path)) => {
+                let mut queued = self.files.lock();
+                queued.bytes += data.len();
+                queued.files.push_back((path, data.len()));
+            }
+            (Err(_), Some(path)) => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
         }
         sent
+    }
+
+    /// Waits up to `wait` until `len` more bytes fit in [`FILE_BYTES`] (one task file always
+    /// does when none is queued).
+    fn wait_for_file_room(&self, len: usize) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + self.wait;
+        loop {
+            {
+                let mut queued = self.files.lock();
+                queued.forget_taken();
+                if queued.bytes == 0 || queued.bytes + len <= FILE_BYTES {
+                    return Ok(());
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the task data waiting in files stayed over {} MiB for {:?}: the task workers are behind",
+                    FILE_BYTES >> 20,
+                    self.wait
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn write_file(&self, data: &[u8]) -> Result<PathBuf, String> {
@@ -448,6 +508,28 @@ mod tests {
             !results.deliver(5, b"late".to_vec()),
             "no one waits any more"
         );
+    }
+
+    #[test]
+    fn task_files_not_yet_taken_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = TaskQueue::new().unwrap();
+        let mut sender = queue.sender(dir.path()).unwrap();
+        sender.wait = Duration::from_millis(50);
+        let taker = queue.taker().unwrap();
+        let data = vec![7u8; FILE_BYTES / 4];
+        for _ in 0..4 {
+            sender.send(0, 1, (false, false), &data).unwrap();
+        }
+        let err = sender.send(0, 2, (false, false), &data).unwrap_err();
+        assert!(err.contains("waiting in files stayed over 64 MiB"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+        // A task worker takes the oldest: there is room for one more.
+        let mut buffer = vec![0u8; HEADER + INLINE_MAX];
+        let n = taker.recv(&mut buffer).unwrap();
+        assert!(parse(&buffer[..n]).is_some());
+        sender.send(0, 3, (false, false), &data).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     }
 
     #[test]
