@@ -126,8 +126,14 @@ fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
         [this, &(task_id as i64), &(worker as i64), &data];
     let (outcome, value) = call_for_value(&callback, &args, "task");
     if let Some(value) = value.filter(|v| !v.is_null()) {
-        if let Err(e) = finish(server, &value) {
-            log::error!(target: "surge", "the result of task {task_id} was not sent: {e:?}");
+        match finish(server, &value) {
+            Ok(true) => {}
+            Ok(false) => {
+                log::warn!(target: "surge", "the result of task {task_id} was not handed to worker {worker}: it is gone, or took none for 5 s")
+            }
+            Err(e) => {
+                log::error!(target: "surge", "the result of task {task_id} was not sent: {e:?}")
+            }
         }
     }
     let sent = server.tasks.running.get().is_some_and(|r| r.finished);
