@@ -31,7 +31,10 @@ class ReloadCommand extends Command
             return 1;
         }
         if (! posix_kill($state['pid'], 0)) {
-            $this->error("Surge is not running: its process (pid {$state['pid']}) is gone.");
+            // EPERM (1): it runs, as another user (systemd's www-data, say).
+            $this->error(posix_get_last_error() === 1
+                ? "Surge (pid {$state['pid']}) runs as another user: run surge:reload as that user (or root)."
+                : "Surge is not running: its process (pid {$state['pid']}) is gone.");
 
             return 1;
         }
