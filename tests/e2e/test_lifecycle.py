@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from conftest import assert_serves, close_code, run_php, settings_env
-from rawws import OP_PING, OP_PONG, OP_TEXT, RawClient
+from rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
 
 HEARTBEAT = dict(ping_interval=0.2, heartbeat_idle_time=0.6, heartbeat_check_interval=0.1)
 
@@ -298,6 +299,33 @@ def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
     srv.signal(signal.SIGTERM)
     assert srv.wait(timeout=30) == 0
     assert "shutdown done" in srv.stdout()
+
+
+def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_server, tmp_path):
+    """A client that answers the server's 1001 half a second late (a phone on a slow link) while
+    the same Ctrl-C reaches the process twice: its close callback still runs (the second signal
+    ended the drain at once, and the callback never ran)."""
+    script = tmp_path / "closes.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('open', function ($s, $req) { echo "open {$req->fd}\\n"; });
+        $s->on('message', fn() => null);
+        $s->on('close', function ($s, $fd) { echo "close $fd\\n"; });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with RawClient(srv.port) as slow:
+        slow.open()
+        srv.wait_output("open ")
+        srv.signal(signal.SIGINT)
+        time.sleep(0.1)
+        srv.signal(signal.SIGTERM)
+        assert slow.read_close()[0] == 1001
+        time.sleep(0.5)
+        slow.send_frame(OP_CLOSE, struct.pack("!H", 1001))
+        assert srv.wait(timeout=30) == 0
+    assert re.findall(r"^(open|close) \d+$", srv.stdout(), re.M) == ["open", "close"], srv.stdout()
 
 
 def test_a_second_server_in_the_same_process_stops_gracefully_on_sigterm(php_server, tmp_path):

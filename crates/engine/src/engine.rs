@@ -22,7 +22,7 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
-use crate::stop_watchdog::StopWatchdog;
+use crate::stop_watchdog::{StopWatchdog, SAME_STOP};
 use crate::tasks::{self, TaskSender};
 use crate::timers::Timers;
 use crate::workers::{self, FdSource, Worker};
@@ -702,6 +702,7 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
+        let mut first = None;
         loop {
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
@@ -716,7 +717,14 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
                 }
             };
             shared.signalled.send_replace(true);
-            if shared.events.send(Event::Signal { name }).await.is_err() {
+            let first = *first.get_or_insert_with(std::time::Instant::now);
+            let again = first.elapsed() > SAME_STOP;
+            if shared
+                .events
+                .send(Event::Signal { name, again })
+                .await
+                .is_err()
+            {
                 return;
             }
         }

@@ -136,8 +136,9 @@ pub enum Event {
         payload: Bytes,
         held: OwnedSemaphorePermit,
     },
-    /// SIGINT or SIGTERM arrived.
-    Signal { name: &'static str },
+    /// SIGINT or SIGTERM arrived. `again`: another came more than a second before it (closer,
+    /// two are one Ctrl-C reaching the process twice), so the user wants out now.
+    Signal { name: &'static str, again: bool },
     /// In a task worker: a task handed over with `task()` (see `tasks.rs`). The next is taken
     /// once [`crate::Engine::task_done`] says this one is finished.
     Task(Task),

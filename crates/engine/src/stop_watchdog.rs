@@ -21,7 +21,7 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(5);
 const AFTER_ANOTHER: Duration = Duration::from_secs(1);
 /// Signals this close to the first are the same stop: one Ctrl-C reaches the whole process
 /// group, and a wrapper (npm, honcho, tini -g) may forward it once more.
-const SAME_STOP: Duration = Duration::from_secs(1);
+pub(crate) const SAME_STOP: Duration = Duration::from_secs(1);
 
 /// Written to the pipe: a stop signal came, or the engine ended.
 const STOP: u8 = 1;

@@ -248,7 +248,8 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
 /// the signal, close events) is still handed to PHP, until all are gone or the timeout; what
 /// is still queued then is dropped (a worker's master kills it 5 s later anyway). After
 /// a fatal error (`after` is `Next::Fatal`) every client gets 1011 and nothing reaches PHP.
-/// A second signal cuts it short when this process is the `whole` server; a worker process
+/// A signal a second or more after the first cuts it short when this process is the `whole`
+/// server (see `Event::Signal`); a worker process
 /// gets the master's SIGTERM after its own signal (a terminal's Ctrl-C, systemd's stop reach
 /// every process), and leaves it to the master to kill it if it takes too long.
 fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool) -> Next {
@@ -285,6 +286,12 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
                 let Some(event) = events.next() else {
                     break;
                 };
+                // The stop under way: a signal cuts it short only a second or more after the
+                // first (closer, the same Ctrl-C reached the process twice).
+                if let Event::Signal { name, again: false } = event {
+                    log::info!(target: "surge", "{name} received while stopping: the same stop");
+                    continue;
+                }
                 match dispatch(server, this, event) {
                     Next::Continue => {}
                     Next::Stop if !whole => {}
@@ -455,8 +462,11 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         Event::PipeMessage { worker, data, .. } => {
             pipe_message::received(server, this, worker, &data).into()
         }
-        Event::Signal { name } => {
-            log::info!(target: "surge", "{name} received: shutting down");
+        Event::Signal { name, again } => {
+            match again {
+                false => log::info!(target: "surge", "{name} received: shutting down"),
+                true => log::info!(target: "surge", "{name} received again: stopping now"),
+            }
             Next::Stop
         }
     }
