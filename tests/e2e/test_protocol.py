@@ -207,6 +207,12 @@ def test_http_body_announced_over_package_max_length_is_refused_before_it_is_sen
         assert reply.status == 413, "not 100 Continue"
         assert b"package_max_length" in reply.body
         assert reply.headers.get("connection") == "close", "the connection is not kept for another request"
+    # An HTTP/1.0 client asking for keep-alive is not told both close and keep-alive.
+    with RawClient(srv.port) as raw:
+        raw.send(f"PUT / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Length: {LIMIT + 1}\r\n\r\n".encode())
+        reply = raw.read_http()
+        assert reply.status == 413 and "keep-alive" not in reply.headers.get("connection", ""), reply.headers
+        raw.wait_eof(timeout=5)
 
 
 def test_past_max_connection_new_connections_get_503_until_one_leaves(php_server):

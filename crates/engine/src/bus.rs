@@ -373,9 +373,10 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                         Some((task_id, _, true, data)) => {
                             shared.task_results.deliver(task_id, data);
                         }
-                        // Queued for PHP in order, but never waiting for it (`ForPhp::send_now`).
+                        // Queued for PHP in order, waiting for it only past the results'
+                        // overdraft (`ForPhp::send_now`).
                         Some((task_id, _, false, data)) => {
-                            let held = shared.hold_inbound_if_free(data.len());
+                            let held = shared.hold_inbound_or_overdraft(data.len()).await;
                             let event = Event::Finish {
                                 task_id,
                                 data,
@@ -443,7 +444,8 @@ impl ForPhp {
     /// Queues at once. For task results: a worker whose PHP waits in task() for room in the
     /// task queue would otherwise hold back the task workers' results, so that they take no
     /// more tasks and the queue never gets room (task() failed after 5 s in bursts). What
-    /// waits here is no more than the results of the tasks that worker sent.
+    /// waits here is no more than the results of the tasks that worker sent, within the
+    /// inbound budget and the results' overdraft (`Shared::hold_inbound_or_overdraft`).
     fn send_now(&self, event: Event) -> Result<(), Gone> {
         self.queue.send((event, None)).map_err(|_| Gone)
     }
@@ -800,11 +802,12 @@ fn send_and_read(link: &mut UnixStream, message: &[u8], reply: bool) -> Result<V
 /// whose PHP is busy reads its link only as PHP takes events, and the message is then not sent
 /// and the link left whole, so that the next one keeps its place behind those sent before. A
 /// message up to one of the kernel's buffers (32 KiB) goes in one piece or not at all; once
-/// part of a larger one is written, the rest waits up to [`COMMITTED_WAIT`] for room.
+/// part of a larger one is written, the rest has up to [`COMMITTED_WAIT`] in all.
 fn send_all(link: &UnixStream, message: &[u8]) -> Result<(), (std::io::Error, Sent)> {
     use std::os::fd::AsRawFd;
     let fd = link.as_raw_fd();
     let mut rest = message;
+    let mut deadline = std::time::Instant::now() + TIMEOUT;
     while !rest.is_empty() {
         let sent = match rest.len() == message.len() {
             true => Sent::Nothing,
@@ -812,13 +815,14 @@ fn send_all(link: &UnixStream, message: &[u8]) -> Result<(), (std::io::Error, Se
         };
         match unix_send::send_now(fd, rest) {
             Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), sent)),
-            Ok(n) => rest = &rest[n..],
+            Ok(n) => {
+                if rest.len() == message.len() {
+                    deadline = std::time::Instant::now() + COMMITTED_WAIT;
+                }
+                rest = &rest[n..];
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let wait = match sent {
-                    Sent::Nothing => TIMEOUT,
-                    _ => COMMITTED_WAIT,
-                };
-                if !unix_send::wait_for_room(fd, wait) {
+                if !unix_send::wait_for_room(fd, deadline) {
                     return Err((std::io::ErrorKind::TimedOut.into(), sent));
                 }
             }

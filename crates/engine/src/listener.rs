@@ -17,7 +17,7 @@ use hyper::ext::ReasonPhrase;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use sha1::{Digest, Sha1};
@@ -376,7 +376,11 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return upgrade(req, peer, shared);
     }
     if shared.pusher.is_api_path(req.uri().path()) {
-        return reply(crate::pusher::api::serve(req, &shared).await);
+        let version = req.version();
+        return match crate::pusher::api::serve(req, &shared).await {
+            Ok(response) => reply(response),
+            Err(refused) => closing(refused, version),
+        };
     }
     if let Some(file) = static_file(&req, &shared) {
         return file;
@@ -406,7 +410,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     let (body, form) = match read {
         Ok(read) => read,
         Err((status, message)) => {
-            return reply(closing(HttpResponse::text(status, &format!("{message}\n"))))
+            return closing(
+                HttpResponse::text(status, &format!("{message}\n")),
+                parts.version,
+            )
         }
     };
     let mut request = http_request(
@@ -501,10 +508,12 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
 /// `handshake_timeout` (see [`paced`]). Refused: the HTTP status and why.
 pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, (u16, String)> {
     let config = &shared.config;
-    // Sized at once from Content-Length: grown by doubling it would take a quarter more.
+    // Sized from Content-Length (grown by doubling it would take a quarter more), up to 1 MiB:
+    // a header alone should not make the server reserve package_max_length.
     let expected = hyper::body::Body::size_hint(&body).lower() as usize;
     let mut pieces = std::pin::pin!(paced(body, config)?);
-    let mut whole = bytes::BytesMut::with_capacity(expected.min(config.package_max_length));
+    let mut whole =
+        bytes::BytesMut::with_capacity(expected.min(config.package_max_length).min(1 << 20));
     while let Some(piece) = pieces.next().await {
         whole.extend_from_slice(&piece.map_err(|cause| refusal(&*cause, config))?);
     }
@@ -562,10 +571,17 @@ fn refusal(
 
 /// `response` to a request whose body was refused before it was read whole: hyper closes the
 /// connection after it (the rest of the body would be read as the next request), and it says
-/// so, or a keep-alive client would send its next request on it and get a reset.
-pub(crate) fn closing(mut response: HttpResponse) -> HttpResponse {
+/// so, or a keep-alive client would send its next request on it and get a reset. To HTTP/1.0 as
+/// an HTTP/1.0 response: hyper then leaves keep-alive off (it would add its own `keep-alive`
+/// beside a `close`).
+fn closing(mut response: HttpResponse, version: Version) -> Reply {
+    if version == Version::HTTP_10 {
+        let mut res = reply(response);
+        *res.version_mut() = Version::HTTP_10;
+        return res;
+    }
     (response.headers).push(("connection".into(), "close".into()));
-    response
+    reply(response)
 }
 
 /// The refusal of a body (whole or a form) longer than `package_max_length`.

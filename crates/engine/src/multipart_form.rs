@@ -89,16 +89,18 @@ where
         let Some(name) = name else {
             continue;
         };
-        match file_name {
-            None => form.fields.push((name, field.bytes().await?)),
-            Some(_) if uploads == max_files => skipped += 1,
-            Some(full_path) => {
-                // As PHP, file inputs left empty do not count: the files after them are kept.
-                uploads += usize::from(!full_path.is_empty());
-                form.files
-                    .push(upload(field, name, full_path, tmp_dir).await?)
-            }
+        let Some(full_path) = file_name else {
+            form.fields.push((name, field.bytes().await?));
+            continue;
+        };
+        if uploads == max_files {
+            skipped += 1;
+            continue;
         }
+        // As PHP, file inputs left empty do not count: the files after them are kept.
+        uploads += usize::from(!full_path.is_empty());
+        let upload = upload(field, name, full_path, tmp_dir).await?;
+        form.files.push(upload);
     }
     if skipped > 0 {
         log::warn!("a form had more files than max_file_uploads ({max_files}): {skipped} skipped");

@@ -35,6 +35,9 @@ pub struct Handlers {
 /// messages of `package_max_length` (8 GiB at 2 MiB) pile up behind a slow callback; past this
 /// budget a reader waits, and TCP stops its client.
 pub const INBOUND_BUDGET: usize = 64 << 20;
+/// Bytes of task results that may wait for the PHP thread past a full [`INBOUND_BUDGET`] (see
+/// `bus::ForPhp::send_now`): the results of a burst of tasks while PHP waits in task().
+pub const RESULTS_OVERDRAFT: usize = 256 << 20;
 
 pub struct Shared {
     pub config: Config,
@@ -47,6 +50,8 @@ pub struct Shared {
     pub events: mpsc::Sender<Event>,
     /// [`INBOUND_BUDGET`], held by the events that carry client bytes until PHP is done with them.
     inbound: Arc<Semaphore>,
+    /// [`RESULTS_OVERDRAFT`].
+    overdraft: Arc<Semaphore>,
     /// Set when the server stops accepting (shutdown): the close code and reason every client
     /// gets, a connection registered later too.
     pub stopping: watch::Sender<Option<(u16, String)>>,
@@ -86,6 +91,7 @@ impl Shared {
             handlers: Handlers::default(),
             events,
             inbound: Arc::new(Semaphore::new(INBOUND_BUDGET)),
+            overdraft: Arc::new(Semaphore::new(RESULTS_OVERDRAFT)),
             stopping: watch::channel(None).0,
             signalled: watch::channel(false).0,
             http_live: AtomicUsize::new(0),
@@ -109,16 +115,19 @@ impl Shared {
             .expect("the inbound budget is never closed")
     }
 
-    /// Takes `len` bytes of [`INBOUND_BUDGET`] if they are free, else none: for what must not
-    /// wait (see `bus::ForPhp::send_now`), counted while there is room.
-    pub fn hold_inbound_if_free(&self, len: usize) -> OwnedSemaphorePermit {
+    /// Takes `len` bytes of [`INBOUND_BUDGET`] if they are free, else of [`RESULTS_OVERDRAFT`];
+    /// waits for the budget only when both are taken. For task results (see
+    /// `bus::ForPhp::send_now`).
+    pub async fn hold_inbound_or_overdraft(&self, len: usize) -> OwnedSemaphorePermit {
         let cost = len.min(INBOUND_BUDGET) as u32;
-        let budget = self.inbound.clone();
-        budget
-            .clone()
-            .try_acquire_many_owned(cost)
-            .or_else(|_| budget.try_acquire_many_owned(0))
-            .expect("no permits are always free")
+        let overdraft = self.overdraft.clone();
+        match self.inbound.clone().try_acquire_many_owned(cost) {
+            Ok(held) => held,
+            Err(_) => match overdraft.try_acquire_many_owned(cost) {
+                Ok(held) => held,
+                Err(_) => self.hold_inbound(len).await,
+            },
+        }
     }
 
     #[cfg(test)]

@@ -208,11 +208,12 @@ impl TaskSender {
 
     fn send_waiting(&self, datagram: &[u8]) -> Result<(), String> {
         let fd = self.socket.as_raw_fd();
+        let deadline = std::time::Instant::now() + self.wait;
         loop {
             match unix_send::send_now(fd, datagram) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if !unix_send::wait_for_room(fd, self.wait) {
+                    if !unix_send::wait_for_room(fd, deadline) {
                         return Err(format!(
                             "the task queue stayed full for {:?}: the task workers are behind",
                             self.wait

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::Instant;
 
 /// One send without waiting: what it wrote, or WouldBlock when there is no room. MSG_NOSIGNAL:
 /// to a process that died it fails with EPIPE instead of raising SIGPIPE (which PHP's CLI
@@ -30,15 +30,22 @@ pub(crate) fn send_now(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Waits up to `wait` for room to write on `fd`; false if none came. True also when the socket
-/// failed meanwhile: the next send says how.
-pub(crate) fn wait_for_room(fd: RawFd, wait: Duration) -> bool {
+/// Waits until `deadline` at most for room to write on `fd`; false if none came. True also when
+/// the socket failed meanwhile: the next send says how.
+pub(crate) fn wait_for_room(fd: RawFd, deadline: Instant) -> bool {
     let mut poll = libc::pollfd {
         fd,
         events: libc::POLLOUT,
         revents: 0,
     };
-    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd. Interrupted (-1), it lets the caller try again.
-    unsafe { libc::poll(&mut poll, 1, ms) != 0 }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut poll, 1, ms) } {
+            0 => return false,
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            _ => return true,
+        }
+    }
 }

@@ -40,8 +40,8 @@ return [
     // pointing them at Surge: apps (app_id, key, secret) are read from these connections in
     // config/broadcasting.php (those with an empty key are skipped). 'settings' => ['pusher'
     // => [...]] above replaces this. Options: client_events, client_event_rate,
-    // max_connections, activity_timeout, presence_max_members, presence_max_member_size
-    // (README "Pusher protocol").
+    // max_connections, activity_timeout, presence_max_members, presence_max_member_size,
+    // max_channels_per_connection (README "Pusher protocol").
     'pusher' => [
         'enabled' => env('SURGE_PUSHER', true),
         'connections' => ['pusher', 'reverb'],

@@ -14,7 +14,7 @@ use super::{
     MAX_EVENT_NAME,
 };
 use crate::events::HttpResponse;
-use crate::listener::{closing, read_body};
+use crate::listener::read_body;
 use crate::shared::{unix_ms, Shared};
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds.
@@ -37,16 +37,19 @@ fn fail(status: u16, message: &str) -> HttpResponse {
     json_reply(status, json!({ "error": message }))
 }
 
-/// A request under `/apps/`.
-pub(crate) async fn serve(req: Request<Incoming>, shared: &Shared) -> HttpResponse {
+/// A request under `/apps/`; Err: its body was refused before it was read whole.
+pub(crate) async fn serve(
+    req: Request<Incoming>,
+    shared: &Shared,
+) -> Result<HttpResponse, HttpResponse> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
     let body = match read_body(body, shared).await {
         Ok(body) => body,
-        Err((status, message)) => return closing(fail(status, &message)),
+        Err((status, message)) => return Err(fail(status, &message)),
     };
-    route(shared, &parts.method, &path, &query, &body, true)
+    Ok(route(shared, &parts.method, &path, &query, &body, true))
 }
 
 /// A request once its body is in: app, signature (unless `verify` is false: fuzzing only),

@@ -150,7 +150,7 @@ class ServeCommand extends Command
         }
         $options = $config['options'] ?? [];
         if (! is_array($options)) {
-            throw new InvalidArgumentException('surge.pusher.options must be an array (client_events, client_event_rate, max_connections, activity_timeout, presence_max_members, presence_max_member_size)');
+            throw new InvalidArgumentException('surge.pusher.options must be an array (client_events, client_event_rate, max_connections, activity_timeout, presence_max_members, presence_max_member_size, max_channels_per_connection)');
         }
         $apps = [];
         $lines = [];
