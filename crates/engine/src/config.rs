@@ -87,8 +87,9 @@ pub struct Config {
     pub heartbeat_check_interval: Duration,
     /// A connection that sent nothing (not even a pong) for this long is dropped.
     pub heartbeat_idle_time: Duration,
-    /// A connection idle for this long is sent a ping (answered pongs count as activity).
-    pub ping_interval: Duration,
+    /// A connection idle for this long is sent a ping (answered pongs count as activity); None:
+    /// not set, see [`Config::ping_every`].
+    pub ping_interval: Option<Duration>,
     /// An HTTP request or handshake whose headers have not arrived by then is dropped; a
     /// request body gets as long again after its headers, or a 408.
     pub handshake_timeout: Duration,
@@ -142,6 +143,9 @@ pub struct Config {
     pub max_file_uploads: usize,
 }
 
+/// `ping_interval` unless set, or unless `heartbeat_idle_time` is this short or shorter.
+const DEFAULT_PING: Duration = Duration::from_secs(25);
+
 fn default_max_connection() -> usize {
     // Leave room for PHP's own files, the listener and Redis.
     let mut lim = libc::rlimit {
@@ -169,7 +173,7 @@ impl Default for Config {
             package_max_length: 2 * 1024 * 1024,
             heartbeat_check_interval: Duration::from_secs(5),
             heartbeat_idle_time: Duration::from_secs(60),
-            ping_interval: Duration::from_secs(25),
+            ping_interval: None,
             handshake_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
             socket_buffer_size: 4 * 1024 * 1024,
@@ -239,7 +243,7 @@ impl Config {
             "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
             "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,
             "heartbeat_idle_time" => self.heartbeat_idle_time = seconds(key, value)?,
-            "ping_interval" => self.ping_interval = seconds(key, value)?,
+            "ping_interval" => self.ping_interval = Some(seconds(key, value)?),
             "handshake_timeout" => self.handshake_timeout = seconds(key, value)?,
             "send_timeout" => self.send_timeout = seconds(key, value)?,
             "socket_buffer_size" => self.socket_buffer_size = count(key, value, 1024, 1 << 32)?,
@@ -275,19 +279,29 @@ impl Config {
         Ok(())
     }
 
+    /// How long a connection may be silent before it is pinged: `ping_interval`, or unless set
+    /// 25 s, or half of `heartbeat_idle_time` when that is no longer (Swoole has no
+    /// `ping_interval`: settings brought from it often drop idle clients after 10 or 20 s).
+    pub fn ping_every(&self) -> Duration {
+        let idle = self.heartbeat_idle_time;
+        self.ping_interval
+            .unwrap_or(match idle.is_zero() || idle > DEFAULT_PING {
+                true => DEFAULT_PING,
+                false => idle / 2,
+            })
+    }
+
     /// Checks the settings against each other, once all are applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let idle = self.heartbeat_idle_time;
-        if !idle.is_zero() && !self.ping_interval.is_zero() && self.ping_interval >= idle {
+        let ping = self.ping_every();
+        if !idle.is_zero() && !ping.is_zero() && ping >= idle {
             return Err(ConfigError(format!(
-                "setting 'ping_interval' ({:?}) must be shorter than 'heartbeat_idle_time' ({:?}), \
-                 or clients are dropped before they are pinged",
-                self.ping_interval, idle
+                "setting 'ping_interval' ({ping:?}) must be shorter than 'heartbeat_idle_time' ({idle:?}), \
+                 or clients are dropped before they are pinged"
             )));
         }
-        if self.heartbeat_check_interval.is_zero()
-            && (!idle.is_zero() || !self.ping_interval.is_zero())
-        {
+        if self.heartbeat_check_interval.is_zero() && (!idle.is_zero() || !ping.is_zero()) {
             return Err(ConfigError(
                 "setting 'heartbeat_check_interval' is 0, so nothing would ping or drop idle clients; \
                  set 'ping_interval' and 'heartbeat_idle_time' to 0 as well to turn the heartbeat off"
@@ -578,7 +592,7 @@ mod tests {
     fn seconds_accept_floats() {
         let mut c = Config::default();
         c.apply("ping_interval", &Value::Float(0.25)).unwrap();
-        assert_eq!(c.ping_interval, Duration::from_millis(250));
+        assert_eq!(c.ping_every(), Duration::from_millis(250));
     }
 
     #[test]
@@ -609,6 +623,14 @@ mod tests {
         c.apply("ping_interval", &Value::Int(30)).unwrap();
         c.apply("heartbeat_idle_time", &Value::Int(10)).unwrap();
         assert!(c.validate().unwrap_err().0.contains("'ping_interval'"));
+        // Swoole's settings, which have no ping_interval: pinged at half the idle time.
+        let mut c = Config::default();
+        c.apply("heartbeat_check_interval", &Value::Int(5)).unwrap();
+        c.apply("heartbeat_idle_time", &Value::Int(10)).unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.ping_every(), Duration::from_secs(5));
+        c.apply("heartbeat_idle_time", &Value::Int(60)).unwrap();
+        assert_eq!(c.ping_every(), Duration::from_secs(25));
     }
 
     #[test]

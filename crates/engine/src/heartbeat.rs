@@ -14,7 +14,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         return;
     }
     let idle_limit = config.heartbeat_idle_time.as_millis() as u64;
-    let ping_every = config.ping_interval.as_millis() as u64;
+    let ping_every = config.ping_every().as_millis() as u64;
     let mut tick = tokio::time::interval(
         config
             .heartbeat_check_interval
