@@ -301,6 +301,32 @@ def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
     assert "shutdown done" in srv.stdout()
 
 
+def test_timers_added_while_stopping_never_run(php_server, tmp_path):
+    """As those added before are cleared at the stop, those a close callback adds during the
+    drain never run (they did: a tick ran until the drain ended)."""
+    script = tmp_path / "late_timers.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('open', function ($s, $req) { echo "open\\n"; });
+        $s->on('message', fn() => null);
+        $s->on('close', function ($s, $fd) {
+            $s->after(1, function () { echo "after ran\\n"; });
+            $s->tick(1, function () { echo "tick ran\\n"; });
+            usleep(100000);
+            echo "closed\\n";
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with connect(srv.url) as ws:
+        srv.wait_output("open")
+        srv.signal(signal.SIGTERM)
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=30) == 0
+    assert srv.stdout() == "open\nclosed\n"
+
+
 def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_server, tmp_path):
     """A client that answers the server's 1001 half a second late (a phone on a slow link) while
     the same Ctrl-C reaches the process twice: its close callback still runs (the second signal

@@ -519,6 +519,10 @@ impl Engine {
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given, each time
     /// once `timer_ran(id)` said PHP ran the one before (see `timers::Timers::add`).
     pub fn add_timer(&self, id: u64, delay: Duration, every: Option<Duration>) {
+        // Those added while stopping never run, as those added before were cleared.
+        if self.shared.is_stopping() {
+            return;
+        }
         let events = self.shared.events.clone();
         self.timers
             .add(self.runtime().handle(), events, id, delay, every);

@@ -23,11 +23,12 @@ struct Timer {
 pub(crate) struct Timers(Arc<Mutex<HashMap<u64, Timer>>>);
 
 impl Timers {
-    /// Sends `Timer { id }` after `delay`, then every `every` if given. A tick is sent again
-    /// only once PHP has run the one before (`ran`): a tick whose callback, or anything else
-    /// on the PHP thread, takes longer than its interval runs again as soon as it can, once,
-    /// never as a burst of calls to catch up (nor a queue of them growing as long as PHP is
-    /// slower than the interval).
+    /// Sends `Timer { id }` after `delay`, then every `every` if given, on a fixed grid from
+    /// now (as Swoole's timers: a tick does not drift by the time each takes to be sent). A tick
+    /// is sent again only once PHP has run the one before (`ran`), at the next time on the grid
+    /// still to come: a tick whose callback, or anything else on the PHP thread, takes longer
+    /// than its interval runs again once at the next due time, never as a burst of calls to
+    /// catch up (nor a queue of them growing as long as PHP is slower than the interval).
     pub(crate) fn add(
         &self,
         runtime: &Handle,
@@ -40,19 +41,24 @@ impl Timers {
         let mut timers = self.0.lock();
         // Inserted under the lock the task takes to remove itself, so that a timer which
         // fires and ends before the insert does not leave its entry behind.
+        let mut due = Instant::now() + delay;
         let task = runtime.spawn({
             let ran = ran.clone();
             let timers = self.clone();
             async move {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep_until(due).await;
                 loop {
-                    let sent = Instant::now();
                     if events.send(Event::Timer { id }).await.is_err() {
                         return;
                     }
                     let Some(every) = every else { break };
                     ran.notified().await;
-                    tokio::time::sleep_until(sent + every).await;
+                    let now = Instant::now();
+                    due += every;
+                    while due <= now {
+                        due += every;
+                    }
+                    tokio::time::sleep_until(due).await;
                 }
                 timers.0.lock().remove(&id);
             }
@@ -88,5 +94,34 @@ impl Timers {
         for (_, timer) in self.0.lock().drain() {
             timer.task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_keep_to_their_grid_and_a_late_one_runs_once_when_next_due() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let timers = Timers::default();
+        let start = Instant::now();
+        let every = Duration::from_millis(100);
+        timers.add(&Handle::current(), tx, 1, every, Some(every));
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            rx.recv().await.unwrap();
+            at.push(start.elapsed().as_millis());
+            timers.ran(1);
+        }
+        // PHP is busy for 250 ms after this one: the ticks due meanwhile are skipped, and the
+        // next runs when next due, not at once.
+        rx.recv().await.unwrap();
+        at.push(start.elapsed().as_millis());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        timers.ran(1);
+        rx.recv().await.unwrap();
+        at.push(start.elapsed().as_millis());
+        assert_eq!(at, [100, 200, 300, 400, 500, 800]);
     }
 }
