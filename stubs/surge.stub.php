@@ -239,7 +239,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** The channels $fd is in, sorted by name. */
+        /** The channels $fd is in, sorted by name (in its close callback: those it was in). */
         public function channelsOf(int $fd): array
         {
         }
@@ -284,7 +284,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection. */
+        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4). */
         public function getClientInfo(int $fd): array|false
         {
         }

@@ -301,6 +301,29 @@ def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
     assert "shutdown done" in srv.stdout()
 
 
+def test_the_close_callback_still_gets_the_client_info_and_channels(php_server, tmp_path):
+    """Swoole's onClose idiom: getClientInfo($fd) (remote_ip, websocket_status ...) and the
+    channels it was in, for the connection that just closed (they were false and [])."""
+    script = tmp_path / "close_info.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('open', function ($s, $req) { $s->join($req->fd, 'room'); echo "open\\n"; });
+        $s->on('message', fn() => null);
+        $s->on('close', function ($s, $fd) {
+            $info = $s->getClientInfo($fd);
+            echo json_encode([$info['remote_ip'], $info['websocket_status'], $info['connect_time'] > 0,
+                              $s->channelsOf($fd), $s->exist($fd), $s->getClientInfo($fd + 1)]), "\\n";
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with connect(srv.url):
+        srv.wait_output("open")
+    out = srv.wait_output("]\n")
+    assert json.loads(out.splitlines()[-1]) == ["127.0.0.1", 4, True, ["room"], False, False]
+
+
 def test_timers_added_while_stopping_never_run(php_server, tmp_path):
     """As those added before are cleared at the stop, those a close callback adds during the
     drain never run (they did: a tick ran until the drain ended)."""

@@ -64,11 +64,13 @@ impl Channels {
     }
 
     /// Removes `fd` from every channel (when it closes).
-    pub fn leave_all(&self, fd: u64) {
+    /// Returns the channels it was in, sorted.
+    pub fn leave_all(&self, fd: u64) -> Vec<String> {
         let mut inner = self.inner.lock();
         let Some(names) = inner.of_fd.remove(&fd) else {
-            return;
+            return Vec::new();
         };
+        let mut left = Vec::with_capacity(names.len());
         for name in names {
             if let Some(members) = inner.members.get_mut(&name) {
                 members.remove(&fd);
@@ -76,7 +78,10 @@ impl Channels {
                     inner.members.remove(&name);
                 }
             }
+            left.push(name.to_string());
         }
+        left.sort();
+        left
     }
 
     /// Queues one message for the members of `name` but `except`; how many took it. The members

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::deflate::inflate::{InflateError, Inflating};
-use crate::events::Event;
+use crate::events::{Closed, Event};
 use crate::frame;
 use crate::inline_dispatch;
 use crate::message_reader::{Incoming, MessageReader, ReadError};
@@ -265,7 +265,7 @@ async fn finish<S>(
     drop(ws);
     conn.end();
     shared.registry.remove(conn.fd);
-    shared.channels.leave_all(conn.fd);
+    let channels = shared.channels.leave_all(conn.fd);
     bump(&shared.stats.closed, 1);
     log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
     if let Some(pusher) = conn.pusher.get() {
@@ -277,7 +277,19 @@ async fn finish<S>(
             }
         }
     } else if shared.handlers.close.load(Relaxed) {
-        let _ = shared.events.send(Event::Close { fd: conn.fd, code }).await;
+        let closed = Box::new(Closed {
+            remote: conn.remote,
+            connect_time: conn.connect_time,
+            last_time: shared.to_unix_secs(conn.last_active_ms()),
+            channels,
+        });
+        let _ = (shared.events)
+            .send(Event::Close {
+                fd: conn.fd,
+                code,
+                closed,
+            })
+            .await;
     }
 }
 

@@ -10,6 +10,19 @@ use crate::http_file::FileToSend;
 use crate::http_stream::{self, ChunkReceiver, ChunkSender};
 use crate::multipart_form::MultipartForm;
 
+/// A connection as it was when it closed: Swoole's getClientInfo() and a channel list still
+/// answer for it in its close callback.
+#[derive(Debug)]
+pub struct Closed {
+    pub remote: std::net::SocketAddr,
+    /// Unix seconds.
+    pub connect_time: u64,
+    /// Unix seconds of the last frame received.
+    pub last_time: u64,
+    /// The channels it was in, sorted.
+    pub channels: Vec<String>,
+}
+
 /// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).
 #[derive(Debug)]
 pub struct HttpRequest {
@@ -118,8 +131,13 @@ pub enum Event {
         binary: bool,
         held: Option<OwnedSemaphorePermit>,
     },
-    /// The connection is gone; no push to `fd` will succeed from now on.
-    Close { fd: u64, code: u16 },
+    /// The connection is gone; no push to `fd` will succeed from now on. `closed` says what it
+    /// was, for its close callback.
+    Close {
+        fd: u64,
+        code: u16,
+        closed: Box<Closed>,
+    },
     /// A plain HTTP request for the `request` callback; `held` as for `Message`, for its body.
     Request {
         request: Box<HttpRequest>,

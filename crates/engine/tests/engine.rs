@@ -100,7 +100,11 @@ fn open_message_push_and_close_reach_the_right_places() {
         Event::Close {
             fd: closed_fd,
             code,
-        } => assert_eq!((closed_fd, code), (fd, 4001)),
+            closed,
+        } => {
+            assert_eq!((closed_fd, code), (fd, 4001));
+            assert!(closed.remote.ip().is_loopback() && closed.connect_time > 0);
+        }
         other => panic!("expected close, got {other:?}"),
     }
     assert!(!engine.exists(fd));

@@ -364,8 +364,12 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             }
             None => Next::Continue,
         },
-        Event::Close { fd, code: _ } => {
-            callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]).into()
+        Event::Close { fd, closed, .. } => {
+            // getClientInfo($fd) and channelsOf($fd) answer for it while its callback runs.
+            server.closing.replace(Some((fd, closed)));
+            let outcome = callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]);
+            server.closing.take();
+            outcome.into()
         }
         Event::Request { request, reply, .. } => {
             let fd = request.fd;

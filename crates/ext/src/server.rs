@@ -12,7 +12,7 @@ use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use ext_php_rs::zend::bailout;
-use surge_engine::{Config, Engine, Handler, Payload, PushError};
+use surge_engine::{ClientInfo, Closed, Config, Engine, Handler, Payload, PushError};
 
 use crate::callable::Callable;
 use crate::callbacks::{Callbacks, Kind, KINDS};
@@ -51,6 +51,19 @@ pub struct Server {
     /// The process that called start().
     pub(crate) master_pid: Cell<u32>,
     pub(crate) tasks: Tasks,
+    /// The connection whose close callback is running, as it was (see `Event::Close`).
+    pub(crate) closing: RefCell<Option<(u64, Box<Closed>)>>,
+}
+
+impl Server {
+    /// The connection `fd` as it was when it closed, while its close callback runs.
+    fn closing_fd(&self, fd: i64) -> Option<std::cell::Ref<'_, Closed>> {
+        std::cell::Ref::filter_map(self.closing.borrow(), |closing| match closing {
+            Some((id, closed)) if *id == fd_arg(fd) => Some(&**closed),
+            _ => None,
+        })
+        .ok()
+    }
 }
 
 fn fd_arg(fd: i64) -> u64 {
@@ -178,6 +191,7 @@ impl Server {
             worker_id: Cell::new(0),
             master_pid: Cell::new(std::process::id()),
             tasks: Tasks::default(),
+            closing: RefCell::new(None),
         })
     }
 
@@ -371,6 +385,9 @@ impl Server {
 
     /// The channels `$fd` is in, sorted.
     pub fn channels_of(&self, fd: i64) -> Vec<String> {
+        if let Some(closed) = self.closing_fd(fd) {
+            return closed.channels.clone();
+        }
         self.engine()
             .map(|e| e.channels_of(fd_arg(fd)))
             .unwrap_or_default()
@@ -472,7 +489,19 @@ impl Server {
 
     /// remote_ip, remote_port, server_port, connect_time, last_time, websocket_status; or false.
     pub fn get_client_info(&self, fd: i64) -> PhpResult<Zval> {
-        let Some(info) = self.engine().and_then(|e| e.client_info(fd_arg(fd))) else {
+        let info = self.engine().and_then(|e| {
+            e.client_info(fd_arg(fd)).or_else(|| {
+                let closed = self.closing_fd(fd)?;
+                Some(ClientInfo {
+                    remote: closed.remote,
+                    server_port: e.local_addr().port(),
+                    connect_time: closed.connect_time,
+                    last_time: closed.last_time,
+                    established: false,
+                })
+            })
+        });
+        let Some(info) = info else {
             let mut no = Zval::new();
             no.set_bool(false);
             return Ok(no);
