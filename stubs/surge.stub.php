@@ -294,13 +294,18 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Calls $callback($timerId) every $ms milliseconds (1 ms to 1 year) once the server runs (a tick due while PHP is busy runs once when it is free, not once per interval missed); returns the timer id for clearTimer(). Throws in the master process of worker processes (add timers in workerStart). */
-        public function tick(int $ms, callable $callback): int
+        /** Calls $callback($timerId, ...$params) every $ms milliseconds (1 ms to 1 year) once the server runs, on a fixed grid from now (a tick due while PHP is busy runs once when it is free, not once per interval missed); returns the timer id for clearTimer(). Throws in the master process of worker processes (add timers in workerStart). */
+        public function tick(int $ms, callable $callback, mixed ...$params): int
         {
         }
 
-        /** Calls $callback() once after $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). Throws in the master process of worker processes (add timers in workerStart). */
-        public function after(int $ms, callable $callback): int
+        /** Calls $callback(...$params) once after $ms milliseconds (1 ms to 1 year) once the server runs; returns the timer id for clearTimer(). Throws in the master process of worker processes (add timers in workerStart). */
+        public function after(int $ms, callable $callback, mixed ...$params): int
+        {
+        }
+
+        /** Calls $callback() once PHP has handled the events already waiting (after the callback that asks returns), as Swoole's defer(). Throws in the master process of worker processes. */
+        public function defer(callable $callback): bool
         {
         }
 

@@ -19,6 +19,8 @@ from websockets.sync.client import connect
 from conftest import assert_serves, close_code, run_php, settings_env
 from rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
 
+NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
+
 HEARTBEAT = dict(ping_interval=0.2, heartbeat_idle_time=0.6, heartbeat_check_interval=0.1)
 
 
@@ -97,6 +99,31 @@ def test_a_tick_slower_than_its_interval_runs_again_once_not_in_a_burst():
     """, timeout=15)
     calls, in_30_ms = map(int, result.stdout.split())
     assert calls == 6 and in_30_ms <= 1, result.stdout + result.stderr
+
+
+def test_timers_pass_their_extra_arguments_as_swoole_does():
+    """Swoole's tick($ms, $callback, ...$params) calls $callback($timerId, ...$params), and
+    after($ms, $callback, ...$params) calls $callback(...$params) (they threw ArgumentCountError);
+    defer($callback) runs it after the callback that asked."""
+    result = run_php(NEW_SERVER + """
+        $s->set(['log_level' => 'off']);
+        $s->on('start', function ($s) {
+            $s->tick(5, function ($id, $room, $n) use ($s) {
+                echo "tick $room $n\n";
+                $s->clearTimer($id);
+                $s->after(5, function (...$args) use ($s) {
+                    echo 'after ', json_encode($args), "\n";
+                    $s->defer(function () use ($s) {
+                        echo "deferred\n";
+                        $s->shutdown();
+                    });
+                    echo "defer asked\n";
+                }, ['a' => 1], null);
+            }, 'lobby', 3);
+        });
+        $s->start();
+    """, timeout=15)
+    assert result.stdout == 'tick lobby 3\nafter [{"a":1},null]\ndefer asked\ndeferred\n', result.stdout + result.stderr
 
 
 def test_a_timer_added_in_the_masters_start_callback_throws():
@@ -483,7 +510,7 @@ def test_a_stream_under_way_ends_when_the_server_stops(php_server):
 
 # --- settings and events --------------------------------------------------------------------
 
-NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
+
 
 
 @pytest.mark.parametrize(

@@ -389,15 +389,23 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         Event::Timer { id } => {
             let fired = server.timers.borrow_mut().fired(id);
             match fired {
-                Some((cb, true)) => {
-                    let next = call(&cb, &[&(id as i64)], "tick").into();
+                Some((cb, params, true)) => {
+                    let id = id as i64;
+                    let args: Vec<&dyn IntoZvalDyn> = std::iter::once(&id as &dyn IntoZvalDyn)
+                        .chain(params.iter().map(|p| p as &dyn IntoZvalDyn))
+                        .collect();
+                    let next = call(&cb, &args, "tick").into();
                     // The engine sends this tick again only now (no burst after a slow call).
                     if let Some(engine) = server.engine() {
-                        engine.timer_ran(id);
+                        engine.timer_ran(id as u64);
                     }
                     next
                 }
-                Some((cb, false)) => call(&cb, &[], "after").into(),
+                Some((cb, params, false)) => {
+                    let args: Vec<&dyn IntoZvalDyn> =
+                        params.iter().map(|p| p as &dyn IntoZvalDyn).collect();
+                    call(&cb, &args, "after").into()
+                }
                 None => Next::Continue,
             }
         }

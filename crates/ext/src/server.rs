@@ -567,14 +567,21 @@ impl Server {
         Ok(a.into_zval())
     }
 
-    /// Calls `$callback($timerId)` every `$ms` milliseconds; returns the timer id.
-    pub fn tick(&self, ms: i64, callback: &Zval) -> PhpResult<i64> {
-        self.add_timer(ms, callback, true)
+    /// Calls `$callback($timerId, ...$params)` every `$ms` milliseconds; returns the timer id.
+    pub fn tick(&self, ms: i64, callback: &Zval, params: &[&Zval]) -> PhpResult<i64> {
+        self.add_timer(timer_delay(ms)?, callback, params, true)
     }
 
-    /// Calls `$callback()` once after `$ms` milliseconds; returns the timer id.
-    pub fn after(&self, ms: i64, callback: &Zval) -> PhpResult<i64> {
-        self.add_timer(ms, callback, false)
+    /// Calls `$callback(...$params)` once after `$ms` milliseconds; returns the timer id.
+    pub fn after(&self, ms: i64, callback: &Zval, params: &[&Zval]) -> PhpResult<i64> {
+        self.add_timer(timer_delay(ms)?, callback, params, false)
+    }
+
+    /// Calls `$callback()` once PHP has handled the events already waiting, as Swoole's
+    /// `defer()`: after the callback that asks returns.
+    pub fn defer(&self, callback: &Zval) -> PhpResult<bool> {
+        self.add_timer(Duration::ZERO, callback, &[], false)
+            .map(|_| true)
     }
 
     /// Stops a timer; false if there is no such timer.
@@ -745,8 +752,13 @@ impl Server {
         Ok(())
     }
 
-    fn add_timer(&self, ms: i64, callback: &Zval, repeat: bool) -> PhpResult<i64> {
-        let delay = timer_delay(ms)?;
+    fn add_timer(
+        &self,
+        delay: Duration,
+        callback: &Zval,
+        params: &[&Zval],
+        repeat: bool,
+    ) -> PhpResult<i64> {
         // The master runs no event loop; a timer kept here would only start in the workers it
         // forks later (after a reload or a crash), in each of them.
         if self.worker_id.get() == -1 {
@@ -756,10 +768,11 @@ impl Server {
         }
         let callback =
             Callable::new(callback).ok_or_else(|| error("the timer callback is not callable"))?;
+        let params = params.iter().map(|p| p.shallow_clone()).collect();
         let engine = self.engine();
         Ok(self
             .timers
             .borrow_mut()
-            .add(callback, delay, repeat, engine.as_deref()) as i64)
+            .add(callback, params, delay, repeat, engine.as_deref()) as i64)
     }
 }

@@ -4,12 +4,17 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ext_php_rs::types::Zval;
 use surge_engine::Engine;
 
 use crate::callable::Callable;
 
-struct Timer {
+/// A timer's callable and the values it is called with after its id (Swoole's
+/// `tick($ms, $callback, ...$params)`). Given back by `clear` and `take_all` for the caller to
+/// drop (see `event_loop::release`).
+pub struct Timer {
     callback: Callable,
+    params: Vec<Zval>,
     delay: Duration,
     /// Some for `tick`, None for `after`.
     every: Option<Duration>,
@@ -26,6 +31,7 @@ impl Timers {
     pub fn add(
         &mut self,
         callback: Callable,
+        params: Vec<Zval>,
         delay: Duration,
         repeat: bool,
         engine: Option<&Engine>,
@@ -40,6 +46,7 @@ impl Timers {
             id,
             Timer {
                 callback,
+                params,
                 delay,
                 every,
             },
@@ -54,28 +61,31 @@ impl Timers {
         }
     }
 
-    /// Returns the timer's callable, for the caller to drop once its borrow has ended (see
+    /// Returns the timer, for the caller to drop once its borrow has ended (see
     /// `event_loop::release`); None if there is no such timer.
-    pub fn clear(&mut self, id: u64, engine: Option<&Engine>) -> Option<Callable> {
+    pub fn clear(&mut self, id: u64, engine: Option<&Engine>) -> Option<Timer> {
         if let Some(engine) = engine {
             engine.clear_timer(id);
         }
-        self.entries.remove(&id).map(|t| t.callback)
+        self.entries.remove(&id)
     }
 
-    /// The callable for a timer that fired, and whether it repeats. A one-shot timer is
-    /// forgotten here, before its callback runs.
-    pub fn fired(&mut self, id: u64) -> Option<(Callable, bool)> {
-        let repeat = self.entries.get(&id)?.every.is_some();
-        if repeat {
-            Some((self.entries[&id].callback.shallow_clone(), true))
+    /// The callable and parameters of a timer that fired, and whether it repeats. A one-shot
+    /// timer is forgotten here, before its callback runs.
+    pub fn fired(&mut self, id: u64) -> Option<(Callable, Vec<Zval>, bool)> {
+        let timer = self.entries.get(&id)?;
+        if timer.every.is_some() {
+            let params = timer.params.iter().map(Zval::shallow_clone).collect();
+            Some((timer.callback.shallow_clone(), params, true))
         } else {
-            self.entries.remove(&id).map(|t| (t.callback, false))
+            self.entries
+                .remove(&id)
+                .map(|t| (t.callback, t.params, false))
         }
     }
 
-    /// Every timer's callable, for the caller to drop (see `event_loop::release`).
-    pub fn take_all(&mut self) -> Vec<Callable> {
-        self.entries.drain().map(|(_, t)| t.callback).collect()
+    /// Every timer, for the caller to drop (see `event_loop::release`).
+    pub fn take_all(&mut self) -> Vec<Timer> {
+        self.entries.drain().map(|(_, t)| t).collect()
     }
 }
