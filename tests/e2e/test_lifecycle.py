@@ -351,6 +351,18 @@ def test_the_close_callback_still_gets_the_client_info_and_channels(php_server, 
     assert json.loads(out.splitlines()[-1]) == ["127.0.0.1", 4, True, ["room"], False, False]
 
 
+def test_clients_that_never_answer_the_close_are_cut_off_at_shutdown_timeout_with_a_warning(php_server):
+    """A client that never answers its 1001 (a sleeping phone) is cut off once shutdown_timeout
+    is over, without a close callback; the warning counts it (nothing was said before)."""
+    srv = php_server("echo.php", env=settings_env(shutdown_timeout=0.5, log_level="warn"))
+    with RawClient(srv.port) as deaf:
+        deaf.open()
+        time.sleep(0.2)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=30) == 0
+    assert "shutdown_timeout (500ms) reached: 1 connections still open are cut off" in srv.stderr(), srv.stderr()
+
+
 def test_timers_added_while_stopping_never_run(php_server, tmp_path):
     """As those added before are cleared at the stop, those a close callback adds during the
     drain never run (they did: a tick ran until the drain ended)."""

@@ -432,6 +432,12 @@ impl Engine {
         }
     }
 
+    /// What the drain leaves behind at its deadline: connections still open (WebSocket
+    /// clients that have not answered their close, HTTP ones) and events not handed to PHP.
+    pub fn left_at_stop(&self) -> (usize, usize) {
+        (self.shared.live_connections(), self.events.lock().len())
+    }
+
     /// No WebSocket client, no TCP connection speaking HTTP or in its TLS handshake, and in a
     /// task worker no task being taken: the drain after a stop waits for this, so that requests
     /// under way get their answer and a task taken from the queue is run.

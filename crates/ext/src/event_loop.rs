@@ -264,6 +264,10 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
     loop {
         let now = Instant::now();
         if now >= deadline {
+            let (open, queued) = engine.left_at_stop();
+            if open + queued > 0 {
+                log::warn!(target: "surge", "shutdown_timeout ({:?}) reached: {open} connections still open are cut off and {queued} events for PHP dropped (no close callback runs for them)", engine.shutdown_timeout());
+            }
             return Next::Continue;
         }
         let idle = engine.is_idle();
