@@ -449,6 +449,35 @@ def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
             ws.recv(timeout=5)
 
 
+def test_what_a_callback_sent_before_exit_still_arrives(php_server, tmp_path):
+    """push() or end() just before exit(): the message and the answer arrive, then a 1001
+    (the engine went at once: an empty reply, or nothing and a reset)."""
+    script = tmp_path / "exit_after_send.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('message', function ($s, $frame) {
+            foreach ($s->connections as $fd) {
+                $s->push($fd, 'server restarting');
+            }
+            exit(3);
+        });
+        $s->on('request', function ($req, $res) { $res->end('bye'); exit(4); });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with connect(srv.url) as other, connect(srv.url) as ws:
+        ws.send("go")
+        for client in (ws, other):
+            assert client.recv(timeout=5) == "server restarting"
+            assert close_code(client) == 1001
+    assert srv.wait(timeout=10) == 3
+    srv = php_server(script)
+    with urllib.request.urlopen(srv.http + "/", timeout=5) as res:
+        assert res.read() == b"bye"
+    assert srv.wait(timeout=10) == 4
+
+
 @pytest.mark.parametrize("cmd", ["fatal", "oom"])
 def test_a_fatal_error_in_a_callback_closes_every_client_with_1011_and_php_ends_with_255(php_server, cmd):
     srv = php_server("echo.php")

@@ -577,10 +577,17 @@ fn take_waiting(rx: &mut mpsc::Receiver<Event>, first: Event, batch: &mut Vec<Ev
     }
 }
 
+impl Engine {
+    /// This is a child PHP forked (pcntl_fork): it has none of the runtime's threads.
+    pub fn in_forked_child(&self) -> bool {
+        // SAFETY: getpid never fails.
+        unsafe { libc::getpid() != self.pid }
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
-        // SAFETY: getpid never fails.
-        if unsafe { libc::getpid() } != self.pid {
+        if self.in_forked_child() {
             // A child PHP forked (pcntl_fork) and now ending: it has none of the runtime's or
             // the bus's threads, and shutting them down would wait for them for ever. What they
             // hold goes with the process.

@@ -171,6 +171,9 @@ fn serve_and_stop(
     if next == Next::Fatal {
         drain(server, this, &engine, Next::Fatal, whole);
     }
+    if next == Next::Exit {
+        flush_after_exit(&engine);
+    }
     let worker_id = engine.worker().0 as i64;
     let mut ended = match next {
         Next::Exit => Ended::Exited,
@@ -187,6 +190,26 @@ fn serve_and_stop(
     drop(engine);
     release(server);
     Ok(ended)
+}
+
+/// How long exit() in a callback lets the network work go on (see `flush_after_exit`).
+const EXIT_FLUSH: Duration = Duration::from_millis(500);
+
+/// exit() in a callback: PHP runs no more, but what it pushed or answered just before is
+/// written, and every client gets its 1001 rather than a reset, for [`EXIT_FLUSH`] at most.
+/// Events that come meanwhile are dropped (a request among them gets a 500).
+fn flush_after_exit(engine: &Engine) {
+    // A child forked by a callback has no network work to let go on (nor the threads for it).
+    if engine.in_forked_child() {
+        return;
+    }
+    engine.begin_shutdown(1001, "server shutting down");
+    let deadline = Instant::now() + EXIT_FLUSH;
+    let mut dropped = Vec::with_capacity(BATCH);
+    while !engine.is_idle() && Instant::now() < deadline {
+        engine.recv(&mut dropped, BATCH, Some(Duration::from_millis(10)));
+        dropped.clear();
+    }
 }
 
 /// After serving: releases everything PHP's GC cannot see (callables may hold the server);
