@@ -18,8 +18,14 @@ namespace {
     /** Opcode of a pong; Surge answers pings itself, so PHP never needs it. */
     const WEBSOCKET_OPCODE_PONG = 10;
 
+    /** Swoole's websocket_status of a TCP connection not yet in its handshake (Surge answers getClientInfo() for WebSocket connections only). */
+    const WEBSOCKET_STATUS_CONNECTION = 1;
+    /** Swoole's websocket_status of a connection in its handshake (not answered by Surge). */
+    const WEBSOCKET_STATUS_HANDSHAKE = 2;
     /** getClientInfo()['websocket_status'] of an open WebSocket connection. */
     const WEBSOCKET_STATUS_ACTIVE = 3;
+    /** Swoole's other name of WEBSOCKET_STATUS_ACTIVE. */
+    const WEBSOCKET_STATUS_FRAME = 3;
     /** getClientInfo()['websocket_status'] of a connection that is closing. */
     const WEBSOCKET_STATUS_CLOSING = 4;
 
@@ -284,7 +290,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4). */
+        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 3 if the client closed it, 4 if the server did, as in Swoole). */
         public function getClientInfo(int $fd): array|false
         {
         }
@@ -304,7 +310,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Calls $callback() once PHP has handled the events already waiting (after the callback that asks returns), as Swoole's defer(). Throws in the master process of worker processes. */
+        /** Calls $callback() once the batch of events being handled is done (after the callback that asks returns; also while stopping, but not from workerStop or shutdown), as Swoole's defer(). Throws in the master process of worker processes. */
         public function defer(callable $callback): bool
         {
         }

@@ -348,7 +348,17 @@ def test_the_close_callback_still_gets_the_client_info_and_channels(php_server, 
     with connect(srv.url):
         srv.wait_output("open")
     out = srv.wait_output("]\n")
-    assert json.loads(out.splitlines()[-1]) == ["127.0.0.1", 4, True, ["room"], False, False]
+    # Closed by the client: Swoole's status is still WEBSOCKET_STATUS_ACTIVE (3) there.
+    assert json.loads(out.splitlines()[-1]) == ["127.0.0.1", 3, True, ["room"], False, False]
+    with connect(srv.url) as ws:
+        deadline = time.monotonic() + 5
+        while srv.stdout().count("open\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        srv.signal(signal.SIGTERM)
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=10) == 0
+    # Closed by the server (the stop's 1001): WEBSOCKET_STATUS_CLOSING (4).
+    assert json.loads(srv.stdout().splitlines()[-1]) == ["127.0.0.1", 4, True, ["room"], False, False]
 
 
 def test_clients_that_never_answer_the_close_are_cut_off_at_shutdown_timeout_with_a_warning(php_server):
@@ -365,7 +375,7 @@ def test_clients_that_never_answer_the_close_are_cut_off_at_shutdown_timeout_wit
 
 def test_timers_added_while_stopping_never_run(php_server, tmp_path):
     """As those added before are cleared at the stop, those a close callback adds during the
-    drain never run (they did: a tick ran until the drain ended)."""
+    drain never run (they did: a tick ran until the drain ended); defer() still does."""
     script = tmp_path / "late_timers.php"
     script.write_text("""<?php
         $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
@@ -375,6 +385,7 @@ def test_timers_added_while_stopping_never_run(php_server, tmp_path):
         $s->on('close', function ($s, $fd) {
             $s->after(1, function () { echo "after ran\\n"; });
             $s->tick(1, function () { echo "tick ran\\n"; });
+            $s->defer(function () { echo "deferred ran\\n"; });
             usleep(100000);
             echo "closed\\n";
         });
@@ -386,7 +397,7 @@ def test_timers_added_while_stopping_never_run(php_server, tmp_path):
         srv.signal(signal.SIGTERM)
         assert close_code(ws) == 1001
     assert srv.wait(timeout=30) == 0
-    assert srv.stdout() == "open\nclosed\n"
+    assert srv.stdout() == "open\nclosed\ndeferred ran\n"
 
 
 def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_server, tmp_path):
@@ -414,6 +425,41 @@ def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_s
         slow.send_frame(OP_CLOSE, struct.pack("!H", 1001))
         assert srv.wait(timeout=30) == 0
     assert re.findall(r"^(open|close) \d+$", srv.stdout(), re.M) == ["open", "close"], srv.stdout()
+
+
+def test_the_same_ctrl_c_twice_while_php_is_behind_is_still_one_stop(php_server, tmp_path):
+    """Two signals 20 ms apart while the event queue is full (a slow callback, clients still
+    sending): the second was timed only once the first found room in the queue, seconds later,
+    and ended the drain, so no close callback ran."""
+    script = tmp_path / "behind.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'event_queue_size' => 2, 'shutdown_timeout' => 30]);
+        $s->on('open', function ($s, $req) { echo "open\\n"; });
+        $s->on('message', function () { usleep(100000); });
+        $s->on('close', function ($s, $fd) { echo "close\\n"; });
+        $s->start();
+    """)
+    srv = php_server(script)
+    clients = [connect(srv.url) for _ in range(15)]
+    try:
+        deadline = time.monotonic() + 5
+        while srv.stdout().count("open\n") < 15 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for ws in clients:
+            for i in range(2):
+                ws.send(f"m{i}")
+        time.sleep(0.2)  # PHP is behind: 30 messages of 100 ms, the queue full
+        srv.signal(signal.SIGINT)
+        time.sleep(0.02)
+        srv.signal(signal.SIGINT)
+        for ws in clients:
+            assert close_code(ws) == 1001
+    finally:
+        for ws in clients:
+            ws.close()
+    assert srv.wait(timeout=30) == 0
+    assert srv.stdout().count("close\n") == 15, srv.stdout()
 
 
 def test_a_second_server_in_the_same_process_stops_gracefully_on_sigterm(php_server, tmp_path):

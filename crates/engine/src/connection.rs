@@ -217,6 +217,7 @@ async fn finish<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let by_server = matches!(flow, Flow::Closing(_) | Flow::Refusing(_));
     let code = match flow {
         Flow::Closing(code) => {
             // Messages already on their way when we closed (at shutdown, those sent just
@@ -282,6 +283,7 @@ async fn finish<S>(
             connect_time: conn.connect_time,
             last_time: shared.to_unix_secs(conn.last_active_ms()),
             channels,
+            by_server,
         });
         let _ = (shared.events)
             .send(Event::Close {

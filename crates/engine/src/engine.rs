@@ -736,14 +736,10 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
             shared.signalled.send_replace(true);
             let first = *first.get_or_insert_with(std::time::Instant::now);
             let again = first.elapsed() > SAME_STOP;
-            if shared
-                .events
-                .send(Event::Signal { name, again })
-                .await
-                .is_err()
-            {
-                return;
-            }
+            // Sent apart: waiting here for room in a full event queue, the next signal would
+            // be seen (and timed) only once this one is queued.
+            let events = shared.events.clone();
+            tokio::spawn(async move { events.send(Event::Signal { name, again }).await });
         }
     });
     Ok(())

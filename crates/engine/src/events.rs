@@ -21,6 +21,9 @@ pub struct Closed {
     pub last_time: u64,
     /// The channels it was in, sorted.
     pub channels: Vec<String>,
+    /// The server closed it (disconnect(), close(), the stop, a broken rule), not the client
+    /// or the network.
+    pub by_server: bool,
 }
 
 /// A parsed HTTP request: a WebSocket handshake (for `open`) or a plain request (for `request`).

@@ -102,14 +102,24 @@ struct QueuedFiles {
 
 impl QueuedFiles {
     /// Forgets those a task worker has taken (it removes the file), oldest first: the queue
-    /// hands them out in order, so this stops at the first still there.
-    fn forget_taken(&mut self) {
+    /// hands them out in order, so this stops at the first still there. `all`: looks at every
+    /// one (a task worker killed before it removed its file would hold up the rest).
+    fn forget_taken(&mut self, all: bool) {
         while let Some((path, len)) = self.files.front() {
             if path.exists() {
-                return;
+                break;
             }
             self.bytes -= len;
             self.files.pop_front();
+        }
+        if all {
+            let mut bytes = 0;
+            self.files.retain(|(path, len)| {
+                let queued = path.exists();
+                bytes += if queued { *len } else { 0 };
+                queued
+            });
+            self.bytes = bytes;
         }
     }
 }
@@ -177,8 +187,13 @@ impl TaskSender {
         loop {
             {
                 let mut queued = self.files.lock();
-                queued.forget_taken();
-                if queued.bytes == 0 || queued.bytes + len <= FILE_BYTES {
+                let over = |q: &QueuedFiles| q.bytes > 0 && q.bytes + len > FILE_BYTES;
+                queued.forget_taken(false);
+                if !over(&queued) {
+                    return Ok(());
+                }
+                queued.forget_taken(true);
+                if !over(&queued) {
                     return Ok(());
                 }
             }
@@ -301,9 +316,9 @@ fn parse(datagram: &[u8]) -> Option<Event> {
             // Read on the task worker's runtime, which has nothing else to do meanwhile.
             use std::os::unix::ffi::OsStrExt;
             let path = Path::new(std::ffi::OsStr::from_bytes(rest));
-            let data = std::fs::read(path).ok()?;
+            let data = std::fs::read(path);
             let _ = std::fs::remove_file(path);
-            data
+            data.ok()?
         }
         _ => return None,
     };
@@ -524,6 +539,12 @@ mod tests {
         }
         let err = sender.send(0, 2, (false, false), &data).unwrap_err();
         assert!(err.contains("waiting in files stayed over 64 MiB"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+        // One gone out of order (its task worker read it; the oldest is left by one killed
+        // before it removed its file): counted out all the same.
+        let newest = sender.files.lock().files.back().unwrap().0.clone();
+        std::fs::remove_file(newest).unwrap();
+        sender.send(0, 2, (false, false), &data).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
         // A task worker takes the oldest: there is room for one more.
         let mut buffer = vec![0u8; HEADER + INLINE_MAX];

@@ -212,6 +212,21 @@ fn flush_after_exit(engine: &Engine) {
     }
 }
 
+/// Runs the callables given to `defer()`, in order, and those they defer in turn: after the
+/// batch of events (or the `workerStart` callback) during which they were deferred.
+fn run_deferred(server: &Server) -> Next {
+    loop {
+        // Taken out before the call: the callable may defer again.
+        let Some(deferred) = server.deferred.borrow_mut().pop_front() else {
+            return Next::Continue;
+        };
+        match Next::from(call(&deferred, &[], "defer")) {
+            Next::Continue | Next::Stop => {}
+            end => return end,
+        }
+    }
+}
+
 /// After serving: releases everything PHP's GC cannot see (callables may hold the server);
 /// `Server::served` keeps start() from serving again without them. The engine (and with it
 /// Tokio) is gone by then. Each is taken out of its RefCell before it is dropped: the
@@ -224,6 +239,8 @@ pub fn release(server: &Server) {
     server.frames.clear();
     let timers = server.timers.borrow_mut().take_all();
     drop(timers);
+    let deferred = std::mem::take(&mut *server.deferred.borrow_mut());
+    drop(deferred);
     server.set_running(false, None);
 }
 
@@ -238,7 +255,10 @@ pub fn lifecycle(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Ende
 
 fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready>) -> Next {
     let worker_id = engine.worker().0 as i64;
-    let next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
+    let mut next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
+    if next == Next::Continue {
+        next = run_deferred(server);
+    }
     // The master goes on (a reload stops the next worker) only once this one serves.
     if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
         ready.report(Ok(()));
@@ -260,7 +280,7 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
                     end @ (Next::Exit | Next::Fatal) => return end,
                 }
             }
-            Next::Continue
+            run_deferred(server)
         });
         next == Next::Continue && !server.stop_requested.get()
     });
@@ -284,10 +304,12 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
     }
     let deadline = Instant::now() + engine.shutdown_timeout();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut unhandled = 0;
     loop {
         let now = Instant::now();
         if now >= deadline {
             let (open, queued) = engine.left_at_stop();
+            let queued = queued + unhandled;
             if open + queued > 0 {
                 log::warn!(target: "surge", "shutdown_timeout ({:?}) reached: {open} connections still open are cut off and {queued} events for PHP dropped (no close callback runs for them)", engine.shutdown_timeout());
             }
@@ -325,12 +347,17 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
                     end @ (Next::Stop | Next::Exit | Next::Fatal) => return end,
                 }
             }
-            Next::Continue
+            // Those the deadline left in the batch are dropped with it.
+            unhandled += events.len();
+            run_deferred(server)
         });
         match end {
             Next::Continue => {}
             // A second signal: the user wants out now.
-            Next::Stop => return Next::Continue,
+            Next::Stop => {
+                log::info!(target: "surge", "stopping now, without waiting for the clients' close");
+                return Next::Continue;
+            }
             end @ (Next::Exit | Next::Fatal) => return end,
         }
     }
@@ -504,7 +531,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         Event::Signal { name, again } => {
             match again {
                 false => log::info!(target: "surge", "{name} received: shutting down"),
-                true => log::info!(target: "surge", "{name} received again: stopping now"),
+                true => log::info!(target: "surge", "{name} received again"),
             }
             Next::Stop
         }

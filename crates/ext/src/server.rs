@@ -51,6 +51,8 @@ pub struct Server {
     /// The process that called start().
     pub(crate) master_pid: Cell<u32>,
     pub(crate) tasks: Tasks,
+    /// Callables given to defer(), run after the batch of events being handled.
+    pub(crate) deferred: RefCell<std::collections::VecDeque<Callable>>,
     /// The connection whose close callback is running, as it was (see `Event::Close`).
     pub(crate) closing: RefCell<Option<(u64, Box<Closed>)>>,
 }
@@ -191,6 +193,7 @@ impl Server {
             worker_id: Cell::new(0),
             master_pid: Cell::new(std::process::id()),
             tasks: Tasks::default(),
+            deferred: RefCell::default(),
             closing: RefCell::new(None),
         })
     }
@@ -497,7 +500,9 @@ impl Server {
                     server_port: e.local_addr().port(),
                     connect_time: closed.connect_time,
                     last_time: closed.last_time,
-                    established: false,
+                    // Swoole's status in onClose: still ACTIVE (3) when the client or the
+                    // network ended it, CLOSING (4) when the server did.
+                    established: !closed.by_server,
                 })
             })
         });
@@ -577,11 +582,18 @@ impl Server {
         self.add_timer(timer_delay(ms)?, callback, params, false)
     }
 
-    /// Calls `$callback()` once PHP has handled the events already waiting, as Swoole's
-    /// `defer()`: after the callback that asks returns.
+    /// Calls `$callback()` once the batch of events being handled is done, as Swoole's
+    /// `defer()`: after the callback that asks returns, also while stopping.
     pub fn defer(&self, callback: &Zval) -> PhpResult<bool> {
-        self.add_timer(Duration::ZERO, callback, &[], false)
-            .map(|_| true)
+        if self.worker_id.get() == -1 {
+            return Err(error(
+                "defer() runs in workers: the master process (start, shutdown) has no event loop",
+            ));
+        }
+        let callback =
+            Callable::new(callback).ok_or_else(|| error("the defer callback is not callable"))?;
+        self.deferred.borrow_mut().push_back(callback);
+        Ok(true)
     }
 
     /// Stops a timer; false if there is no such timer.
