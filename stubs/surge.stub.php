@@ -290,7 +290,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 3 if the client closed it, 4 if the server did, as in Swoole). */
+        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4 if the server sent its close frame first, else 3, as in Swoole). */
         public function getClientInfo(int $fd): array|false
         {
         }

@@ -126,6 +126,30 @@ def test_timers_pass_their_extra_arguments_as_swoole_does():
     assert result.stdout == 'tick lobby 3\nafter [{"a":1},null]\ndefer asked\ndeferred\n', result.stdout + result.stderr
 
 
+def test_a_callable_that_defers_itself_lets_the_events_in(php_server, tmp_path):
+    """Deferred in turn, it waits for the next turn (as in Swoole): the server still answers
+    and stops (it ran in one endless turn: nothing else was served, the stop never came)."""
+    script = tmp_path / "defer_chain.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'shutdown_timeout' => 1]);
+        $s->on('workerStart', function ($s) {
+            $again = function () use ($s, &$again) { $s->defer($again); };
+            $s->defer($again);
+        });
+        $s->on('message', fn($s, $frame) => $s->push($frame->fd, "echo {$frame->data}"));
+        $s->on('shutdown', function () { echo "shutdown\\n"; });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with connect(srv.url) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "echo hi"
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+    assert srv.stdout() == "shutdown\n"
+
+
 def test_a_timer_added_in_the_masters_start_callback_throws():
     """With worker processes the master (start, shutdown) runs no event loop: its timer would
     never run there, only later in every worker forked after a reload or a crash."""

@@ -432,6 +432,12 @@ impl Engine {
         }
     }
 
+    /// Has the PHP thread's loop come round once more even with no event waiting (for the
+    /// callables deferred by deferred ones): an event for no timer.
+    pub fn wake_php(&self) {
+        let _ = self.shared.events.try_send(Event::Timer { id: 0 });
+    }
+
     /// What the drain leaves behind at its deadline: connections still open (WebSocket
     /// clients that have not answered their close, HTTP ones) and events not handed to PHP.
     pub fn left_at_stop(&self) -> (usize, usize) {

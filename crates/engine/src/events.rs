@@ -21,8 +21,8 @@ pub struct Closed {
     pub last_time: u64,
     /// The channels it was in, sorted.
     pub channels: Vec<String>,
-    /// The server closed it (disconnect(), close(), the stop, a broken rule), not the client
-    /// or the network.
+    /// The server sent its close frame first (disconnect(), close(), the stop, a broken rule);
+    /// not for the client's close, the network, nor a heartbeat drop (no frame), as in Swoole.
     pub by_server: bool,
 }
 

@@ -184,6 +184,8 @@ impl TaskSender {
     /// does when none is queued).
     fn wait_for_file_room(&self, len: usize) -> Result<(), String> {
         let deadline = std::time::Instant::now() + self.wait;
+        // Every file is looked at once a wait (thousands of them, maybe), else only the oldest.
+        let mut all = true;
         loop {
             {
                 let mut queued = self.files.lock();
@@ -192,9 +194,11 @@ impl TaskSender {
                 if !over(&queued) {
                     return Ok(());
                 }
-                queued.forget_taken(true);
-                if !over(&queued) {
-                    return Ok(());
+                if std::mem::take(&mut all) {
+                    queued.forget_taken(true);
+                    if !over(&queued) {
+                        return Ok(());
+                    }
                 }
             }
             if std::time::Instant::now() >= deadline {
@@ -316,9 +320,13 @@ fn parse(datagram: &[u8]) -> Option<Event> {
             // Read on the task worker's runtime, which has nothing else to do meanwhile.
             use std::os::unix::ffi::OsStrExt;
             let path = Path::new(std::ffi::OsStr::from_bytes(rest));
-            let data = std::fs::read(path);
+            // Removed once open, before it is read: a task worker killed meanwhile leaves
+            // nothing behind (the sender counts its files until they are gone).
+            let mut file = std::fs::File::open(path).ok();
             let _ = std::fs::remove_file(path);
-            data.ok()?
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(file.as_mut()?, &mut data).ok()?;
+            data
         }
         _ => return None,
     };

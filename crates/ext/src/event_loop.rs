@@ -212,19 +212,29 @@ fn flush_after_exit(engine: &Engine) {
     }
 }
 
-/// Runs the callables given to `defer()`, in order, and those they defer in turn: after the
-/// batch of events (or the `workerStart` callback) during which they were deferred.
-fn run_deferred(server: &Server) -> Next {
-    loop {
-        // Taken out before the call: the callable may defer again.
-        let Some(deferred) = server.deferred.borrow_mut().pop_front() else {
-            return Next::Continue;
-        };
-        match Next::from(call(&deferred, &[], "defer")) {
+/// Runs the callables given to `defer()`, in order, after the batch of events (or the
+/// `workerStart` callback) during which they were deferred. Those they defer in turn wait for
+/// the next turn, as in Swoole (a callable deferring itself would never let the events in):
+/// the engine is woken for it.
+fn run_deferred(server: &Server, engine: &Engine) -> Next {
+    // Taken out before the calls: they may defer again.
+    let deferred = std::mem::take(&mut *server.deferred.borrow_mut());
+    let mut next = Next::Continue;
+    for callable in &deferred {
+        match Next::from(call(callable, &[], "defer")) {
             Next::Continue | Next::Stop => {}
-            end => return end,
+            end => {
+                next = end;
+                break;
+            }
         }
     }
+    // Dropped here, not while the queue is borrowed: a destructor may call defer().
+    drop(deferred);
+    if !server.deferred.borrow().is_empty() {
+        engine.wake_php();
+    }
+    next
 }
 
 /// After serving: releases everything PHP's GC cannot see (callables may hold the server);
@@ -257,7 +267,7 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
     let worker_id = engine.worker().0 as i64;
     let mut next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
     if next == Next::Continue {
-        next = run_deferred(server);
+        next = guarded(|| run_deferred(server, engine));
     }
     // The master goes on (a reload stops the next worker) only once this one serves.
     if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
@@ -280,7 +290,7 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
                     end @ (Next::Exit | Next::Fatal) => return end,
                 }
             }
-            run_deferred(server)
+            run_deferred(server, engine)
         });
         next == Next::Continue && !server.stop_requested.get()
     });
@@ -349,7 +359,10 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
             }
             // Those the deadline left in the batch are dropped with it.
             unhandled += events.len();
-            run_deferred(server)
+            match Instant::now() < deadline {
+                true => run_deferred(server, engine),
+                false => Next::Continue,
+            }
         });
         match end {
             Next::Continue => {}
