@@ -11,6 +11,7 @@ import struct
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -22,6 +23,17 @@ from rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
 NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
 
 HEARTBEAT = dict(ping_interval=0.2, heartbeat_idle_time=0.6, heartbeat_check_interval=0.1)
+
+
+def server_script(tmp_path, name: str, callbacks: str, settings: str = "") -> Path:
+    """A PHP script: a server on SURGE_PORT that logs warnings, with `settings` (more entries
+    of the set() array) and `callbacks` (PHP statements on `$s`), then start()."""
+    script = tmp_path / f"{name}.php"
+    script.write_text(
+        "<?php\n$s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));\n"
+        f"$s->set(['log_level' => 'warn'{settings}]);\n{callbacks}\n$s->start();\n"
+    )
+    return script
 
 
 def opened_fds(out: str) -> list[int]:
@@ -129,18 +141,14 @@ def test_timers_pass_their_extra_arguments_as_swoole_does():
 def test_a_callable_that_defers_itself_lets_the_events_in(php_server, tmp_path):
     """Deferred in turn, it waits for the next turn (as in Swoole): the server still answers
     and stops (it ran in one endless turn: nothing else was served, the stop never came)."""
-    script = tmp_path / "defer_chain.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn', 'shutdown_timeout' => 1]);
+    script = server_script(tmp_path, "defer_chain", """
         $s->on('workerStart', function ($s) {
             $again = function () use ($s, &$again) { $s->defer($again); };
             $s->defer($again);
         });
         $s->on('message', fn($s, $frame) => $s->push($frame->fd, "echo {$frame->data}"));
         $s->on('shutdown', function () { echo "shutdown\\n"; });
-        $s->start();
-    """)
+    """, ", 'shutdown_timeout' => 1")
     srv = php_server(script)
     with connect(srv.url) as ws:
         ws.send("hi")
@@ -261,10 +269,7 @@ def test_the_drain_after_a_stop_ends_at_shutdown_timeout(php_server, tmp_path):
     """39 messages wait while the first one's callback sleeps, then calls shutdown(); each
     takes 100 ms. With shutdown_timeout 1 the drain hands PHP about 10 of them, not all 39
     (4 s)."""
-    script = tmp_path / "drain.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn', 'shutdown_timeout' => 1]);
+    script = server_script(tmp_path, "drain", """
         $handled = 0;
         $s->on('message', function ($s, $frame) use (&$handled) {
             if ($handled++ === 0) {
@@ -277,8 +282,7 @@ def test_the_drain_after_a_stop_ends_at_shutdown_timeout(php_server, tmp_path):
         $s->on('shutdown', function () use (&$handled) {
             echo "handled $handled\\n";
         });
-        $s->start();
-    """)
+    """, ", 'shutdown_timeout' => 1")
     srv = php_server(script)
     with connect(srv.url) as ws:
         ws.send("first")
@@ -336,13 +340,9 @@ def test_a_second_signal_ends_a_server_stuck_in_a_callback_at_once(php_server):
 def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
     """One Ctrl-C that reaches the process twice (the terminal's group, then a wrapper such as
     npm forwarding it) does not end a shutdown callback that takes 2.5 s: one stop, not two."""
-    script = tmp_path / "slow_shutdown.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn']);
+    script = server_script(tmp_path, "slow_shutdown", """
         $s->on('message', fn() => null);
         $s->on('shutdown', function () { usleep(2500000); echo "shutdown done\\n"; });
-        $s->start();
     """)
     srv = php_server(script)
     srv.signal(signal.SIGINT)
@@ -355,10 +355,7 @@ def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
 def test_the_close_callback_still_gets_the_client_info_and_channels(php_server, tmp_path):
     """Swoole's onClose idiom: getClientInfo($fd) (remote_ip, websocket_status ...) and the
     channels it was in, for the connection that just closed (they were false and [])."""
-    script = tmp_path / "close_info.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn']);
+    script = server_script(tmp_path, "close_info", """
         $s->on('open', function ($s, $req) { $s->join($req->fd, 'room'); echo "open\\n"; });
         $s->on('message', fn() => null);
         $s->on('close', function ($s, $fd) {
@@ -366,7 +363,6 @@ def test_the_close_callback_still_gets_the_client_info_and_channels(php_server, 
             echo json_encode([$info['remote_ip'], $info['websocket_status'], $info['connect_time'] > 0,
                               $s->channelsOf($fd), $s->exist($fd), $s->getClientInfo($fd + 1)]), "\\n";
         });
-        $s->start();
     """)
     srv = php_server(script)
     with connect(srv.url):
@@ -400,10 +396,7 @@ def test_clients_that_never_answer_the_close_are_cut_off_at_shutdown_timeout_wit
 def test_timers_added_while_stopping_never_run(php_server, tmp_path):
     """As those added before are cleared at the stop, those a close callback adds during the
     drain never run (they did: a tick ran until the drain ended); defer() still does."""
-    script = tmp_path / "late_timers.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn']);
+    script = server_script(tmp_path, "late_timers", """
         $s->on('open', function ($s, $req) { echo "open\\n"; });
         $s->on('message', fn() => null);
         $s->on('close', function ($s, $fd) {
@@ -413,7 +406,6 @@ def test_timers_added_while_stopping_never_run(php_server, tmp_path):
             usleep(100000);
             echo "closed\\n";
         });
-        $s->start();
     """)
     srv = php_server(script)
     with connect(srv.url) as ws:
@@ -428,14 +420,10 @@ def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_s
     """A client that answers the server's 1001 half a second late (a phone on a slow link) while
     the same Ctrl-C reaches the process twice: its close callback still runs (the second signal
     ended the drain at once, and the callback never ran)."""
-    script = tmp_path / "closes.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn']);
+    script = server_script(tmp_path, "closes", """
         $s->on('open', function ($s, $req) { echo "open {$req->fd}\\n"; });
         $s->on('message', fn() => null);
         $s->on('close', function ($s, $fd) { echo "close $fd\\n"; });
-        $s->start();
     """)
     srv = php_server(script)
     with RawClient(srv.port) as slow:
@@ -451,19 +439,18 @@ def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_s
     assert re.findall(r"^(open|close) \d+$", srv.stdout(), re.M) == ["open", "close"], srv.stdout()
 
 
+# With worker_threads 0 the signal watcher runs only between batches, so a signal that comes
+# while PHP works through a long batch is timed (as a second, later one) only after it.
+@pytest.mark.io_threads_only
 def test_the_same_ctrl_c_twice_while_php_is_behind_is_still_one_stop(php_server, tmp_path):
     """Two signals 20 ms apart while the event queue is full (a slow callback, clients still
     sending): the second was timed only once the first found room in the queue, seconds later,
     and ended the drain, so no close callback ran."""
-    script = tmp_path / "behind.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn', 'event_queue_size' => 2, 'shutdown_timeout' => 30]);
+    script = server_script(tmp_path, "behind", """
         $s->on('open', function ($s, $req) { echo "open\\n"; });
         $s->on('message', function () { usleep(100000); });
         $s->on('close', function ($s, $fd) { echo "close\\n"; });
-        $s->start();
-    """)
+    """, ", 'event_queue_size' => 2, 'shutdown_timeout' => 30")
     srv = php_server(script)
     clients = [connect(srv.url) for _ in range(15)]
     try:
@@ -522,10 +509,7 @@ def test_exit_in_a_callback_exits_the_process_with_its_code(php_server):
 def test_what_a_callback_sent_before_exit_still_arrives(php_server, tmp_path):
     """push() or end() just before exit(): the message and the answer arrive, then a 1001
     (the engine went at once: an empty reply, or nothing and a reset)."""
-    script = tmp_path / "exit_after_send.php"
-    script.write_text("""<?php
-        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
-        $s->set(['log_level' => 'warn']);
+    script = server_script(tmp_path, "exit_after_send", """
         $s->on('message', function ($s, $frame) {
             foreach ($s->connections as $fd) {
                 $s->push($fd, 'server restarting');
@@ -533,7 +517,6 @@ def test_what_a_callback_sent_before_exit_still_arrives(php_server, tmp_path):
             exit(3);
         });
         $s->on('request', function ($req, $res) { $res->end('bye'); exit(4); });
-        $s->start();
     """)
     srv = php_server(script)
     with connect(srv.url) as other, connect(srv.url) as ws:

@@ -960,7 +960,7 @@ mod tests {
 
     /// Worker 1's PHP thread is busy: its event queue is full.
     fn fill_event_queue(shared: &Shared) {
-        while shared.events.try_send(Event::Timer { id: 99 }).is_ok() {}
+        while shared.events.try_send(Event::Wake).is_ok() {}
     }
 
     /// Clients' messages waiting for a busy PHP hold the whole inbound budget.

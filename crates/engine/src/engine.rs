@@ -433,9 +433,9 @@ impl Engine {
     }
 
     /// Has the PHP thread's loop come round once more even with no event waiting (for the
-    /// callables deferred by deferred ones): an event for no timer.
+    /// callables deferred by deferred ones). A full queue has it come round anyway.
     pub fn wake_php(&self) {
-        let _ = self.shared.events.try_send(Event::Timer { id: 0 });
+        let _ = self.shared.events.try_send(Event::Wake);
     }
 
     /// What the drain leaves behind at its deadline: connections still open (WebSocket

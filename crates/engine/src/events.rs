@@ -149,6 +149,9 @@ pub enum Event {
     },
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },
+    /// Nothing happened: the PHP thread's loop is to come round once more (see
+    /// [`crate::Engine::wake_php`]).
+    Wake,
     /// A message on a subscribed Redis channel (prefix removed), for the `redis` callback.
     /// `held` is its share of the bridge's memory budget for the callback, given back when the
     /// event is dropped.

@@ -120,10 +120,9 @@ impl Shared {
     /// `bus::ForPhp::send_now`).
     pub async fn hold_inbound_or_overdraft(&self, len: usize) -> OwnedSemaphorePermit {
         let cost = len.min(INBOUND_BUDGET) as u32;
-        let overdraft = self.overdraft.clone();
         match self.inbound.clone().try_acquire_many_owned(cost) {
             Ok(held) => held,
-            Err(_) => match overdraft.try_acquire_many_owned(cost) {
+            Err(_) => match self.overdraft.clone().try_acquire_many_owned(cost) {
                 Ok(held) => held,
                 Err(_) => self.hold_inbound(len).await,
             },

@@ -455,27 +455,25 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
         }
         Event::Timer { id } => {
             let fired = server.timers.borrow_mut().fired(id);
-            match fired {
-                Some((cb, params, true)) => {
-                    let id = id as i64;
-                    let args: Vec<&dyn IntoZvalDyn> = std::iter::once(&id as &dyn IntoZvalDyn)
-                        .chain(params.iter().map(|p| p as &dyn IntoZvalDyn))
-                        .collect();
-                    let next = call(&cb, &args, "tick").into();
-                    // The engine sends this tick again only now (no burst after a slow call).
-                    if let Some(engine) = server.engine() {
-                        engine.timer_ran(id as u64);
-                    }
-                    next
-                }
-                Some((cb, params, false)) => {
-                    let args: Vec<&dyn IntoZvalDyn> =
-                        params.iter().map(|p| p as &dyn IntoZvalDyn).collect();
-                    call(&cb, &args, "after").into()
-                }
-                None => Next::Continue,
+            let Some((cb, params, repeat)) = fired else {
+                return Next::Continue;
+            };
+            // A tick is called with its id first, then the parameters; `after` with these only.
+            let timer_id = id as i64;
+            let args: Vec<&dyn IntoZvalDyn> = repeat
+                .then_some(&timer_id as &dyn IntoZvalDyn)
+                .into_iter()
+                .chain(params.iter().map(|p| p as &dyn IntoZvalDyn))
+                .collect();
+            let next = call(&cb, &args, if repeat { "tick" } else { "after" }).into();
+            // The engine sends this tick again only now (no burst after a slow call).
+            if let (true, Some(engine)) = (repeat, server.engine()) {
+                engine.timer_ran(id);
             }
+            next
         }
+        // Only to have the loop come round (see `run_deferred`).
+        Event::Wake => Next::Continue,
         Event::Redis {
             channel, payload, ..
         } => {
