@@ -439,9 +439,6 @@ def test_two_signals_within_a_second_do_not_cut_the_close_handshakes_short(php_s
     assert re.findall(r"^(open|close) \d+$", srv.stdout(), re.M) == ["open", "close"], srv.stdout()
 
 
-# With worker_threads 0 the signal watcher runs only between batches, so a signal that comes
-# while PHP works through a long batch is timed (as a second, later one) only after it.
-@pytest.mark.io_threads_only
 def test_the_same_ctrl_c_twice_while_php_is_behind_is_still_one_stop(php_server, tmp_path):
     """Two signals 20 ms apart while the event queue is full (a slow callback, clients still
     sending): the second was timed only once the first found room in the queue, seconds later,
@@ -471,6 +468,30 @@ def test_the_same_ctrl_c_twice_while_php_is_behind_is_still_one_stop(php_server,
             ws.close()
     assert srv.wait(timeout=30) == 0
     assert srv.stdout().count("close\n") == 15, srv.stdout()
+
+
+def test_ctrl_c_pressed_twice_during_a_long_callback_stops_at_once(php_server, tmp_path):
+    """Two signals 1.2 s apart while a callback runs: the user wants out now, so once it returns
+    the server stops without waiting for a client that never answers its 1001, and runs its
+    shutdown callback. Both were seen only after the callback (worker_threads 0), or in one
+    batch with the first (I/O threads), and taken as one stop: the drain waited, and the stop
+    watchdog ended the process 1 s after the second (exit status 1, no shutdown callback)."""
+    script = server_script(tmp_path, "long_callback", """
+        $s->on('open', function ($s, $req) { echo "open\\n"; });
+        $s->on('message', function () { echo "busy\\n"; usleep(1700000); echo "done\\n"; });
+        $s->on('shutdown', function () { echo "shutdown ran\\n"; });
+    """, ", 'shutdown_timeout' => 30")
+    srv = php_server(script)
+    with RawClient(srv.port) as deaf, connect(srv.url) as ws:
+        deaf.open()
+        srv.wait_output("open\nopen\n")
+        ws.send("work")
+        srv.wait_output("busy")
+        srv.signal(signal.SIGINT)
+        time.sleep(1.2)
+        srv.signal(signal.SIGINT)
+        assert srv.wait(timeout=30) == 0, srv.stderr()
+    assert srv.stdout().endswith("busy\ndone\nshutdown ran\n"), srv.stdout()
 
 
 def test_a_second_server_in_the_same_process_stops_gracefully_on_sigterm(php_server, tmp_path):

@@ -22,11 +22,11 @@ use crate::redis_bridge::RedisBridge;
 use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
-use crate::stop_watchdog::{StopWatchdog, SAME_STOP};
+use crate::stop_watchdog::StopWatchdog;
 use crate::tasks::{self, TaskSender};
 use crate::timers::Timers;
 use crate::workers::{self, FdSource, Worker};
-use crate::{heartbeat, local, logging, memory, tls};
+use crate::{heartbeat, local, logging, memory, signal_arrival, tls};
 
 /// Which PHP callbacks are registered (see [`Engine::set_handler`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,6 +211,8 @@ impl Engine {
         // PHP's own signal handling (zend_signal) would kill the process on these signals even
         // with Tokio's handler chained after it: give them back their default action first.
         default_signal_actions();
+        signal_arrival::reset();
+        signal_arrival::time_signals().map_err(|e| format!("cannot watch signals: {e}"))?;
         runtime
             .block_on(async { watch_signals(shared.clone(), worker.is_some()) })
             .map_err(|e| format!("cannot watch signals: {e}"))?;
@@ -725,7 +727,6 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
-        let mut first = None;
         loop {
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
@@ -740,8 +741,7 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
                 }
             };
             shared.signalled.send_replace(true);
-            let first = *first.get_or_insert_with(std::time::Instant::now);
-            let again = first.elapsed() > SAME_STOP;
+            let again = signal_arrival::again();
             // Sent apart: waiting here for room in a full event queue, the next signal would
             // be seen (and timed) only once this one is queued.
             let events = shared.events.clone();

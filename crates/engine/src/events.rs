@@ -160,8 +160,9 @@ pub enum Event {
         payload: Bytes,
         held: OwnedSemaphorePermit,
     },
-    /// SIGINT or SIGTERM arrived. `again`: another came more than a second before it (closer,
-    /// two are one Ctrl-C reaching the process twice), so the user wants out now.
+    /// SIGINT or SIGTERM arrived. `again`: one came a second or more after the first (timed as
+    /// they arrive, `signal_arrival.rs`; closer, two are one Ctrl-C reaching the process twice),
+    /// so the user wants out now. Signals that come together may be told as one.
     Signal { name: &'static str, again: bool },
     /// In a task worker: a task handed over with `task()` (see `tasks.rs`). The next is taken
     /// once [`crate::Engine::task_done`] says this one is finished.

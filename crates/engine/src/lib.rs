@@ -31,6 +31,7 @@ pub mod redis_bridge;
 pub mod registry;
 mod send_timeout;
 mod shared;
+mod signal_arrival;
 mod socket;
 mod static_files;
 pub mod stats;

@@ -165,8 +165,8 @@ fn serve_and_stop(
     if next == Next::Continue {
         next = serve(server, this, &engine, ready);
     }
-    if next == Next::Continue {
-        next = drain(server, this, &engine, Next::Continue, whole);
+    if matches!(next, Next::Continue | Next::Stop) {
+        next = drain(server, this, &engine, next, whole);
     }
     if next == Next::Fatal {
         drain(server, this, &engine, Next::Fatal, whole);
@@ -263,7 +263,9 @@ pub fn lifecycle(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Ende
     }
 }
 
+/// Next::Stop: a second signal came while serving (in a server of one process), no drain.
 fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready>) -> Next {
+    let whole = ready.is_none();
     let worker_id = engine.worker().0 as i64;
     let mut next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
     if next == Next::Continue {
@@ -284,8 +286,11 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
     engine.serve(BATCH, |batch| {
         next = guarded(|| {
             for event in batch.drain(..) {
+                let again = matches!(event, Event::Signal { again: true, .. });
                 match dispatch(server, this, event) {
                     Next::Continue => {}
+                    // Both presses of a Ctrl-C pressed twice may come in one batch.
+                    Next::Stop if again && whole => return Next::Stop,
                     Next::Stop => server.stop_requested.set(true),
                     end @ (Next::Exit | Next::Fatal) => return end,
                 }
@@ -304,13 +309,17 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
 /// A signal a second or more after the first cuts it short when this process is the `whole`
 /// server (see `Event::Signal`); a worker process
 /// gets the master's SIGTERM after its own signal (a terminal's Ctrl-C, systemd's stop reach
-/// every process), and leaves it to the master to kill it if it takes too long.
+/// every process), and leaves it to the master to kill it if it takes too long. `after` is
+/// `Next::Stop` when that second signal came while serving.
 fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool) -> Next {
     let fatal = after == Next::Fatal;
     if fatal {
         engine.begin_shutdown(1011, "server error");
     } else {
         engine.begin_shutdown(1001, "server shutting down");
+    }
+    if after == Next::Stop {
+        return stopping_now();
     }
     let deadline = Instant::now() + engine.shutdown_timeout();
     let mut batch = Vec::with_capacity(BATCH);
@@ -366,14 +375,16 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
         });
         match end {
             Next::Continue => {}
-            // A second signal: the user wants out now.
-            Next::Stop => {
-                log::info!(target: "surge", "stopping now, without waiting for the clients' close");
-                return Next::Continue;
-            }
+            Next::Stop => return stopping_now(),
             end @ (Next::Exit | Next::Fatal) => return end,
         }
     }
+}
+
+/// A second signal: the user wants out now.
+fn stopping_now() -> Next {
+    log::info!(target: "surge", "stopping now, without waiting for the clients' close");
+    Next::Continue
 }
 
 fn callback(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Outcome {

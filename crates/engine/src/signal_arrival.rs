@@ -1,0 +1,63 @@
+//! When the stop signals arrive, taken in the signal handler itself. Tokio's signal streams say
+//! only that a signal came, once the task reading them runs: with `worker_threads` 0 that is
+//! between two batches of PHP's events, so a second Ctrl-C pressed while PHP worked through a
+//! long batch was timed after it, and two presses a second apart became "the same stop" (or
+//! two signals of one press, seen late, "another one"). What tells them apart is the time each
+//! one came.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+
+use crate::stop_watchdog::SAME_STOP;
+
+/// CLOCK_MONOTONIC of the first SIGINT/SIGTERM since `reset`, in nanoseconds; 0: none yet.
+static FIRST: AtomicU64 = AtomicU64::new(0);
+/// A SIGINT/SIGTERM came `SAME_STOP` or more after the first: another stop, not the same one.
+static AGAIN: AtomicBool = AtomicBool::new(false);
+
+/// Starts timing the signals, once per process. Must come before Tokio watches them: the
+/// registry runs its actions in the order they were registered, so the time is taken before
+/// Tokio's action wakes the task that reads it (`again`).
+pub(crate) fn time_signals() -> std::io::Result<()> {
+    static REGISTERED: Once = Once::new();
+    let mut result = Ok(());
+    REGISTERED.call_once(|| {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the action only reads the clock and atomics, all async-signal-safe.
+            if let Err(err) = unsafe { signal_hook_registry::register(signal, arrived) } {
+                result = Err(err);
+            }
+        }
+    });
+    result
+}
+
+/// A new engine: the signals before it were another server's.
+pub(crate) fn reset() {
+    AGAIN.store(false, Ordering::SeqCst);
+    FIRST.store(0, Ordering::SeqCst);
+}
+
+/// Whether a stop signal came a second or more after the first one since `reset`.
+pub(crate) fn again() -> bool {
+    AGAIN.load(Ordering::SeqCst)
+}
+
+fn arrived() {
+    let now = monotonic_nanos().max(1);
+    if let Err(first) = FIRST.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst) {
+        if now.saturating_sub(first) > SAME_STOP.as_nanos() as u64 {
+            AGAIN.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn monotonic_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills a valid timespec; it is async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
