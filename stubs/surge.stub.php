@@ -265,6 +265,11 @@ namespace Surge\WebSocket {
         {
         }
 
+        /** Sends a Pusher event to the Pusher clients subscribed to $channels (one name, or up to 100: each gets it once), as the HTTP API's trigger does, with no HTTP round trip: $data a string as it is (usually JSON), anything else as json_encode() writes it; the connection of $except_socket_id left out (Laravel's toOthers()); $app_id needed only when several apps are configured. Kept as the last event of a cache channel. Returns how many connections it was sent to (0 if the server is not running). Throws Surge\Exception without the pusher setting, for an invalid channel or event name, an encrypted channel (its data must be encrypted by a Pusher server SDK), an unknown $app_id, a malformed socket id, or data over 10 KB, not UTF-8 or that JSON cannot hold. */
+        public function pusherTrigger(string|array $channels, string $event, mixed $data, ?string $except_socket_id = null, ?string $app_id = null): int
+        {
+        }
+
         /** The connection's socket id, "<process id>.<fd>", or null if the connection is gone: give it to the page, which sends it to Laravel as X-Socket-ID, so a broadcast made with toOthers() skips this connection. */
         public function socketId(int $fd): ?string
         {

@@ -448,6 +448,58 @@ def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
     assert lines(8)[7] == ["unsubscribe", other_fd, "presence-room", app]
 
 
+def test_php_triggers_events_for_pusher_clients(php_server):
+    """pusherTrigger() sends as the HTTP API would, from PHP in the process (no HTTP round trip,
+    none that waits on the PHP thread): to each channel once, the socket id left out, data as
+    its JSON unless a string, kept on cache channels; bad input throws, naming what was wrong."""
+    server = php_server("pusher_hooks.php", env=settings_env(pusher=[APP]))
+    a, a_hello = pusher_socket(server)
+    b, b_hello = pusher_socket(server)
+    send(a, "pusher:subscribe", {"channel": "news"})
+    send(b, "pusher:subscribe", {"channel": "news"})
+    send(b, "pusher:subscribe", {"channel": "private-b", "auth": channel_auth(socket_id(b_hello), "private-b")})
+    for ws, count in [(a, 1), (b, 2)]:
+        for _ in range(count):
+            assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    with connect(server.url) as php:
+
+        def trigger(*args):
+            php.send(json.dumps(args))
+            return php.recv(timeout=5)
+
+        assert trigger("news", "hi", {"a": 1}) == "2"
+        for ws in (a, b):
+            assert recv(ws) == {"event": "hi", "channel": "news", "data": '{"a":1}'}
+        assert trigger(["news", "private-b", "news"], "plain", "text", socket_id(a_hello)) == "2"
+        assert [recv(b), recv(b)] == [{"event": "plain", "channel": c, "data": "text"} for c in ("news", "private-b")]
+        assert trigger("cache-last", "kept", [1, 2], None, APP["app_id"]) == "0"
+        c, _ = pusher_socket(server)
+        send(c, "pusher:subscribe", {"channel": "cache-last"})
+        assert recv(c)["event"] == "pusher_internal:subscription_succeeded"
+        assert recv(c) == {"event": "kept", "channel": "cache-last", "data": "[1,2]"}
+        assert "invalid channel name 'bad name'" in trigger("bad name", "e", "x")
+        assert "encrypted channel" in trigger("private-encrypted-x", "e", "x")
+        assert "no Pusher app has app_id 'nope'" in trigger("news", "e", "x", None, "nope")
+        assert "event name must be 1 to 200 bytes" in trigger("news", "e" * 201, "x")
+        assert "could not be encoded as JSON" in trigger("news", "e", "NAN")
+        assert "must be UTF-8" in trigger("news", "e", "LATIN1")
+        assert "must be a string or an array of strings" in trigger(7, "e", "x")
+        assert "is not a socket id" in trigger("news", "e", "x", "12")
+        # Nothing refused reached anybody: the next message each gets is the one after.
+        assert trigger("news", "last", "x") == "2"
+        for ws in (a, b):
+            assert recv(ws)["event"] == "last"
+    for ws in (a, b, c):
+        ws.close()
+
+
+def test_pusher_trigger_needs_the_pusher_setting(php_server):
+    server = php_server("echo.php")
+    with connect(server.url) as ws:
+        ws.send("cmd:pusher-trigger:x")
+        assert "needs the Pusher protocol" in json.loads(ws.recv(timeout=5))["message"]
+
+
 def test_presence_channels_hold_at_most_their_members_and_member_size(php_server):
     """presence_max_members 2: a third user is refused (4100) while a second tab of a member is
     not; a user_info over presence_max_member_size is refused (4301). Every refusal leaves the

@@ -352,6 +352,27 @@ impl Engine {
             .map_or(0, |p| p.publish(channel, &item, except))
     }
 
+    /// Triggers a Pusher event on `channels` of the app `app_id` (the only one when None), as
+    /// an HTTP API trigger would; Err says what was wrong with it. How many connections got it.
+    pub fn pusher_trigger(
+        &self,
+        app_id: Option<&str>,
+        channels: Vec<String>,
+        event: String,
+        data: String,
+        except_socket_id: Option<String>,
+    ) -> Result<usize, String> {
+        let app = self.shared.pusher.app(app_id)?;
+        crate::pusher::api::trigger_from_php(
+            &self.shared,
+            app,
+            channels,
+            event,
+            data,
+            except_socket_id,
+        )
+    }
+
     /// Channel names with member counts, sorted.
     pub fn channels(&self) -> Vec<(String, usize)> {
         let here = self.shared.channels.list();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
-use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
+use ext_php_rs::types::{ZendCallable, ZendClassObject, ZendHashTable, Zval};
 use ext_php_rs::zend::bailout;
 use surge_engine::{ClientInfo, Closed, Config, Engine, Handler, Payload, PushError};
 
@@ -443,6 +443,34 @@ impl Server {
             .unwrap_or(false))
     }
 
+    /// Triggers a Pusher event on a channel (or up to 100) for the Pusher clients subscribed,
+    /// as the HTTP API's trigger does, without the HTTP round trip: `$data` a string as it is,
+    /// anything else as its JSON; `$exceptSocketId` left out (Laravel's toOthers());
+    /// `$appId` needed only with several apps. Returns how many connections it was sent to.
+    pub fn pusher_trigger(
+        &self,
+        channels: &Zval,
+        event: String,
+        data: &Zval,
+        except_socket_id: Option<String>,
+        app_id: Option<String>,
+    ) -> PhpResult<i64> {
+        if self.config.borrow().pusher.is_empty() {
+            return Err(error(
+                "pusherTrigger() needs the Pusher protocol: set(['pusher' => [[...]]])",
+            ));
+        }
+        let channels = pusher_channels(channels)?;
+        let data = pusher_data(data)?;
+        let Some(engine) = self.engine() else {
+            return Ok(0);
+        };
+        engine
+            .pusher_trigger(app_id.as_deref(), channels, event, data, except_socket_id)
+            .map(|sent| sent as i64)
+            .map_err(|why| error(format!("pusherTrigger(): {why}")))
+    }
+
     /// The connection's socket id (`<pid>.<fd>`), the id Laravel's toOthers() sends back; null
     /// if the connection is gone.
     pub fn socket_id(&self, fd: i64) -> Option<String> {
@@ -787,4 +815,38 @@ impl Server {
             .borrow_mut()
             .add(callback, params, delay, repeat, engine.as_deref()) as i64)
     }
+}
+
+/// pusherTrigger()'s channels: one name, or a list of names.
+fn pusher_channels(channels: &Zval) -> PhpResult<Vec<String>> {
+    if let Some(name) = channels.str() {
+        return Ok(vec![name.to_owned()]);
+    }
+    let bad = || {
+        error(format!(
+            "pusherTrigger() channels must be a string or an array of strings, got {}",
+            type_name(channels)
+        ))
+    };
+    let list = channels.array().ok_or_else(bad)?;
+    list.values()
+        .map(|name| name.str().map(str::to_owned).ok_or_else(bad))
+        .collect()
+}
+
+/// pusherTrigger()'s data as Pusher carries it: a string as it is (usually JSON already),
+/// anything else as json_encode() writes it.
+fn pusher_data(data: &Zval) -> PhpResult<String> {
+    if data.zend_str().is_none() {
+        let encode = ZendCallable::try_from_name("json_encode")?;
+        let json = encode.try_call(vec![data])?;
+        return json.str().map(str::to_owned).ok_or_else(|| {
+            error(
+                "pusherTrigger() data could not be encoded as JSON (json_encode() returned false)",
+            )
+        });
+    }
+    data.str().map(str::to_owned).ok_or_else(|| {
+        error("pusherTrigger() data must be UTF-8 text (Pusher carries it in a JSON string)")
+    })
 }

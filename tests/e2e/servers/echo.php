@@ -59,6 +59,7 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'code' => $s->disconnect($frame->fd, (int) $arg),
         'set' => $s->set(json_decode($arg, true)),
         'broadcast' => $s->broadcast($arg),
+        'pusher-trigger' => $s->pusherTrigger('news', 'event', $arg),
         'keep' => count(keep($frame)),
         'kept' => array_map(fn($f) => $f->data, keep()),
         'weak' => (bool) ($GLOBALS['weak'] = WeakReference::create($frame)),

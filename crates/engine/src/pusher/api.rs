@@ -262,12 +262,42 @@ fn is_socket_id(id: &str) -> bool {
     })
 }
 
-fn send(app: &App, shared: &Shared, ready: &Ready) {
+/// Sends it on each of its channels; how many connections got it.
+fn send(app: &App, shared: &Shared, ready: &Ready) -> usize {
     let data = quote(&ready.data);
+    let mut sent = 0;
     for channel in &ready.channels {
         let json = event_json(&ready.name, Some(channel), &data);
-        super::trigger(shared, app, channel, || text_frame(&json), &ready.except);
+        sent += super::trigger(shared, app, channel, || text_frame(&json), &ready.except);
     }
+    sent
+}
+
+/// An event triggered by PHP in this process (`pusherTrigger()`): checked as the HTTP API
+/// checks a trigger, sent as it sends one. How many connections got it.
+pub(crate) fn trigger_from_php(
+    shared: &Shared,
+    app: &App,
+    channels: Vec<String>,
+    name: String,
+    data: String,
+    socket_id: Option<String>,
+) -> Result<usize, String> {
+    // The SDKs encrypt with the app's encryption master key, which Surge does not have:
+    // pusher-js would fail to decrypt the plain text.
+    if let Some(channel) = channels.iter().find(|c| kind(c) == Kind::Encrypted) {
+        return Err(format!("'{channel}' is an encrypted channel: its events must be encrypted by a Pusher server SDK (Laravel's pusher broadcaster), through the HTTP API"));
+    }
+    let trigger = Trigger {
+        name,
+        data: Value::String(data),
+        channel: None,
+        channels: Some(channels),
+        socket_id,
+        info: None,
+    };
+    let ready = check(trigger, shared).map_err(|(_, why)| why)?;
+    Ok(send(app, shared, &ready))
 }
 
 /// `info` attributes for a channel: subscription_count and, for presence, user_count.

@@ -291,6 +291,18 @@ impl Pusher {
         self.apps.iter().find(|a| a.config.app_id == id)
     }
 
+    /// The app `app_id` names, or the only one when None.
+    pub fn app(&self, app_id: Option<&str>) -> Result<&Arc<App>, String> {
+        match (app_id, self.apps.as_slice()) {
+            (_, []) => Err("the Pusher protocol is off (no 'pusher' setting)".into()),
+            (None, [only]) => Ok(only),
+            (None, _) => Err("several Pusher apps are configured: name one by its app_id".into()),
+            (Some(id), _) => self
+                .by_id(id)
+                .ok_or_else(|| format!("no Pusher app has app_id '{id}'")),
+        }
+    }
+
     /// WebSocket handshakes on `/app/...` speak Pusher when apps are configured.
     pub fn is_socket_path(&self, path: &str) -> bool {
         self.enabled() && path.starts_with("/app/")
