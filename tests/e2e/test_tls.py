@@ -6,10 +6,13 @@ one OpenSSL connection from two threads, and now and then loses the handshake re
 while its reader thread takes the server's TLS 1.3 session ticket (about 1 connection in 60)."""
 
 import asyncio
+import base64
 import json
+import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import time
 import urllib.error
@@ -21,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import run_php, settings_env
+from rawws import OP_CLOSE, OP_TEXT, frame
 
 
 @pytest.fixture
@@ -47,6 +51,23 @@ def test_wss_echo_and_https_requests(tls_server):
         assert res.status == 201
         assert b'"uri":"\\/page"' in res.read()
     assert "listening on wss://" in srv.stderr()
+
+
+def test_a_closed_wss_connection_ends_with_close_notify(tls_server):
+    """Both ways of closing end the TLS session as TLS says (close_notify), not with a bare TCP
+    FIN, which a strict client (Python's ssl, suppress_ragged_eofs off) takes for a truncation."""
+    srv = tls_server()
+    for closing in [frame(OP_CLOSE, struct.pack("!H", 1000)), frame(OP_TEXT, b"cmd:disconnect:bye")]:
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        with srv.ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            key = base64.b64encode(os.urandom(16)).decode()
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            tls.sendall(closing)
+            got = b""
+            while chunk := tls.recv(4096):  # raised SSLEOFError without close_notify
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 101") and b"\x88" in got, got
 
 
 def test_plain_clients_on_the_tls_port_are_told_and_others_keep_being_served(tls_server):
@@ -103,8 +124,12 @@ def test_bad_certificate_files_are_named_at_start(cert, tmp_path):
          "-keyout", str(other / "key.pem"), "-out", str(other / "cert.pem"), "-days", "2", "-subj", "/CN=other"],
         check=True, capture_output=True,
     )
+    encrypted = other / "encrypted.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(other / "key.pem"), "-aes256", "-passout", "pass:secret", "-out", str(encrypted)],
+                   check=True, capture_output=True)
     cert_file, key_file = map(str, cert)
     cases = [
+        (cert_file, str(encrypted), f"ssl_key_file '{encrypted}' is encrypted with a passphrase"),
         (str(tmp_path / "missing.pem"), key_file, "cannot read ssl_cert_file '" + str(tmp_path / "missing.pem")),
         (str(junk), key_file, f"ssl_cert_file '{junk}' holds no certificate"),
         (cert_file, cert_file, f"ssl_key_file '{cert_file}' holds no private key"),

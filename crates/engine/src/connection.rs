@@ -26,6 +26,10 @@ use crate::stats::bump;
 /// How long a closing connection waits for the client's close frame before dropping it.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a closed connection may take to write its TLS close_notify (a client that reads
+/// nothing more leaves no room for it).
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
+
 /// Frames handed to one vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 64;
 
@@ -263,6 +267,11 @@ async fn finish<S>(
         Flow::Stop(code) => code,
         Flow::Continue => unreachable!(),
     };
+    if code != ABNORMAL {
+        // Over TLS, close_notify: a strict client takes a connection ended without it for a
+        // truncation attack (Python's ssl raises). Over TCP a FIN, as the drop would send.
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, ws.socket.get_mut().shutdown()).await;
+    }
     drop(ws);
     conn.end();
     shared.registry.remove(conn.fd);

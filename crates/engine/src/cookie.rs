@@ -22,7 +22,7 @@ fn breaks(text: &str, set: &[char]) -> bool {
 }
 
 /// The last second an HTTP date can name (9999-12-31T23:59:59Z).
-const LAST_HTTP_DATE: i64 = 253_402_300_799;
+pub(crate) const LAST_HTTP_DATE: i64 = 253_402_300_799;
 
 /// One `Set-Cookie` header's attributes, as `cookie()` takes them.
 pub struct SetCookie<'a> {

@@ -251,6 +251,7 @@ struct HttpLive(Arc<Shared>);
 impl Drop for HttpLive {
     fn drop(&mut self) {
         self.0.http_live.fetch_sub(1, Relaxed);
+        self.0.http_ended.fetch_add(1, Relaxed);
     }
 }
 

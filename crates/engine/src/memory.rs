@@ -20,7 +20,13 @@ const STEADY_CHURN_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let churn = || shared.stats.accepted.load(Relaxed) + shared.stats.closed.load(Relaxed);
+    // Plain HTTP (static files, downloads, TLS handshakes) churns as WebSockets do: a burst
+    // of it over, the next second without change trims.
+    let churn = || {
+        shared.stats.accepted.load(Relaxed)
+            + shared.stats.closed.load(Relaxed)
+            + shared.http_ended.load(Relaxed)
+    };
     let (mut trimmed_at, mut last, mut trimmed_when) = (churn(), churn(), Instant::now());
     loop {
         tick.tick().await;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +60,9 @@ pub struct Shared {
     pub signalled: watch::Sender<bool>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
     pub http_live: AtomicUsize,
+    /// How many times a connection stopped speaking HTTP (it ended or was upgraded): with
+    /// `stats.accepted` and `stats.closed`, the churn after which `memory.rs` trims.
+    pub(crate) http_ended: AtomicU64,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Results of the tasks this worker's PHP thread waits for (`taskwait()`).
@@ -95,6 +98,7 @@ impl Shared {
             stopping: watch::channel(None).0,
             signalled: watch::channel(false).0,
             http_live: AtomicUsize::new(0),
+            http_ended: AtomicU64::new(0),
             per_ip: Default::default(),
             task_results: Default::default(),
             taking_tasks: AtomicBool::new(false),

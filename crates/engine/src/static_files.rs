@@ -23,10 +23,13 @@ pub(crate) enum Found {
 }
 
 /// The file `uri_path` names under `document_root` when the static handler is on: a regular
-/// file inside the root (for a directory, its first `http_index_files` entry that exists),
-/// reached through one of `static_handler_locations` (URL path prefixes; empty: any). `..`,
-/// encoded slashes and symbolic links never lead outside the root: the path is resolved first
-/// and checked after. PHP scripts and hidden files are never served (see [`servable`]).
+/// file (for a directory, its first `http_index_files` entry that exists), reached through one
+/// of `static_handler_locations` (URL path prefixes; empty: any). The path is read as the URL
+/// names it: `..` (also encoded) never climbs above the root, and an encoded slash is a slash.
+/// Symbolic links in the root are followed wherever they lead, as Swoole's handler and nginx
+/// follow them (Laravel's `public/storage` is one): what the root links to is its owner's
+/// choice. PHP scripts and hidden files are never served (see [`servable`]), by the name in
+/// the URL or by the name of the file a link leads to.
 pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
     let decoded = percent_encoding::percent_decode_str(uri_path)
@@ -35,37 +38,67 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     if decoded.contains('\0') {
         return None;
     }
-    let path = std::fs::canonicalize(root.join(decoded.trim_start_matches('/'))).ok()?;
-    let inside = path.strip_prefix(root).ok()?.to_str()?;
-    if !servable(inside) {
+    let inside = below_root(&decoded)?;
+    if !servable(&inside) {
         return None;
     }
-    let url_path = format!("/{inside}");
     let locations = &config.static_handler_locations;
-    if !locations.is_empty() && !locations.iter().any(|l| under(&url_path, l)) {
+    if !locations.is_empty() && !locations.iter().any(|l| under(&format!("/{inside}"), l)) {
         return None;
     }
+    let path = root.join(&inside);
     if path.is_dir() {
         let index = config.http_index_files.iter().map(|name| path.join(name));
-        // Resolved again: an index file may be a link that leads out of the root.
-        let mut resolved = index.filter_map(|file| std::fs::canonicalize(file).ok());
-        let index = resolved.find(|file| {
-            let inside = file.strip_prefix(root).ok().and_then(|f| f.to_str());
-            inside.is_some_and(servable) && file.is_file()
-        })?;
+        let index = index
+            .filter(|file| {
+                file.strip_prefix(root)
+                    .ok()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(servable)
+            })
+            .find(|file| leads_to_servable(file))?;
         return Some(if uri_path.ends_with('/') {
             Found::File(index)
         } else {
             Found::DirectoryWithoutSlash
         });
     }
-    path.is_file().then_some(Found::File(path))
+    leads_to_servable(&path).then_some(Found::File(path))
 }
 
-/// Whether a file at `inside` (its path below the root, resolved) may be sent as it is: not
+/// The path below the root that a decoded URL path names (empty: the root itself), its `..`
+/// taken away with what they undo; None when one would climb above the root.
+fn below_root(decoded: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Whether `path` is a regular file (through its links) whose own name may be served: a link
+/// named `notes.txt` to `index.php` or `.env` is refused as they are.
+fn leads_to_servable(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|target| {
+        target.is_file()
+            && target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(servable)
+    })
+}
+
+/// Whether a file at `inside` (its path below the root, or its name) may be sent as it is: not
 /// PHP source (a Laravel `public/` holds `index.php`: its source must not leak, its URL is the
 /// request callback's), nor an editor's or a deploy's copy of it (`index.php~`,
-/// `config.php.bak`, `x.php5`, `x.inc`), and nothing hidden (`.env`, `.git/`, `.htaccess`).
+/// `config.php.bak`, `x.php5`, `x.inc`), and nothing hidden (`.env`, `.git/`, `.htaccess`) but
+/// what is under `.well-known/` (RFC 8615: ACME challenges, `security.txt`, app links).
 /// Those go to the `request` callback, as in Swoole, whose static handler serves only known
 /// file types.
 fn servable(inside: &str) -> bool {
@@ -74,7 +107,7 @@ fn servable(inside: &str) -> bool {
         .next()
         .unwrap_or(inside)
         .to_ascii_lowercase();
-    let hidden = inside.split('/').any(|part| part.starts_with('.'));
+    let hidden = (inside.split('/')).any(|part| part.starts_with('.') && part != ".well-known");
     // `.php`, `.php5`, `.phps`, `.phtml`, `.phar`, and what copies make of them: `.php-bak`,
     // `.php_old`, `.php (copy)`, `.php~`; `.inc` but not `.include`.
     let php = |part: &str| {
@@ -120,7 +153,7 @@ pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Op
     };
     let file = FileToSend::from_file(opened, path, 0, 0).ok()?;
     let size = file.length();
-    let modified = file.modified().map(whole_seconds);
+    let modified = file.modified().and_then(http_time);
     let last_modified = modified.map(httpdate::fmt_http_date);
     let etag = modified.map(|m| entity_tag(m, size));
     let mut headers = vec![
@@ -172,25 +205,40 @@ pub(crate) fn answer(path: &Path, asked: &HeaderMap) -> Option<(HttpResponse, Op
 
 /// The one byte range (offset, length) a `Range` header asks of a `size`-byte file; Some(None)
 /// when it starts past the end (416). None, to send the whole file as RFC 9110 allows, for no
-/// range, several ranges, or one this does not read.
+/// range, several ranges, or one that is not valid (a last byte before the first).
 fn byte_range(header: &str, size: u64) -> Option<Option<(u64, u64)>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
+    let (unit, spec) = header.trim().split_once('=')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
     let (first, last) = spec.trim().split_once('-')?;
     let (first, last) = (first.trim(), last.trim());
     if first.is_empty() {
         // The last `n` bytes.
-        let n: u64 = last.parse().ok()?;
+        let n = position(last)?;
         return Some((n > 0 && size > 0).then(|| (size - n.min(size), n.min(size))));
     }
-    let first: u64 = first.parse().ok()?;
+    let first = position(first)?;
+    let last = match last {
+        "" => u64::MAX,
+        n => position(n)?,
+    };
+    if last < first {
+        return None;
+    }
     if first >= size {
         return Some(None);
     }
-    let last = match last {
-        "" => size - 1,
-        n => n.parse::<u64>().ok()?.min(size - 1),
-    };
-    (last >= first).then(|| Some((first, last - first + 1)))
+    let last = last.min(size - 1);
+    Some(Some((first, last - first + 1)))
+}
+
+/// A byte position as RFC 9110 writes it: digits only; past what u64 holds, the largest.
+fn position(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// A file's version as an `ETag`: its modification second and its size, as web servers commonly
@@ -215,11 +263,15 @@ fn names_tag(list: &str, tag: &str) -> bool {
 
 /// HTTP dates have whole seconds: a file changed within the second the client saw must not look
 /// newer than it.
-fn whole_seconds(time: SystemTime) -> SystemTime {
+/// A file's modification time as HTTP dates carry it, in whole seconds; None for one HTTP
+/// cannot write (the year 10000 or later: from an archive, or a wrong clock), which then goes
+/// without Last-Modified and ETag.
+fn http_time(time: SystemTime) -> Option<SystemTime> {
     let since = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs())
+    (since.as_secs() <= crate::cookie::LAST_HTTP_DATE as u64)
+        .then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs()))
 }
 
 #[cfg(test)]
@@ -273,10 +325,12 @@ mod tests {
             found(&all, "/assets/../index.html"),
             file(root.join("index.html"))
         );
+        // A link the root holds is followed (Laravel's public/storage); `..` never climbs out.
+        assert_eq!(found(&all, "/link.txt"), file(root.join("link.txt")));
         for outside in [
             "/../secret.txt",
             "/assets/..%2f..%2fsecret.txt",
-            "/link.txt",
+            "/assets/%2e%2e/%2E%2E/secret.txt",
             "//etc/passwd",
         ] {
             assert_eq!(found(&all, outside), None, "{outside}");
@@ -303,10 +357,34 @@ mod tests {
         assert_eq!(found(&indexed, "/docs/"), file(root.join("docs/index.htm")));
         assert_eq!(found(&indexed, "/docs"), Some(Found::DirectoryWithoutSlash));
         assert_eq!(
-            found(&indexed, "/assets"),
-            None,
+            found(&indexed, "/assets/"),
+            file(root.join("assets/index.html")),
             "an index file that links out"
         );
+
+        // Locations are URL paths, whatever a link in them leads to.
+        std::os::unix::fs::symlink(root.join("assets"), root.join("built")).unwrap();
+        let built = site(&root, &["/built"], &[]);
+        assert_eq!(
+            found(&built, "/built/app.js"),
+            file(root.join("built/app.js"))
+        );
+        assert_eq!(found(&built, "/assets/app.js"), None);
+    }
+
+    #[test]
+    fn well_known_is_the_one_hidden_directory_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join(".well-known/acme-challenge")).unwrap();
+        std::fs::write(root.join(".well-known/acme-challenge/token"), "t").unwrap();
+        std::fs::write(root.join(".well-known/.htpasswd"), "x").unwrap();
+        let all = site(&root, &[], &[]);
+        assert_eq!(
+            find(&all, "/.well-known/acme-challenge/token"),
+            file(root.join(".well-known/acme-challenge/token"))
+        );
+        assert_eq!(find(&all, "/.well-known/.htpasswd"), None);
     }
 
     #[test]
@@ -421,6 +499,21 @@ mod tests {
     }
 
     #[test]
+    fn a_file_dated_after_the_year_9999_goes_without_its_date() {
+        let last = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
+        let later = last + std::time::Duration::from_millis(1500);
+        assert_eq!(
+            http_time(last + std::time::Duration::from_millis(300)),
+            Some(last)
+        );
+        assert_eq!(http_time(later), None);
+        assert_eq!(
+            http_time(SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(5)),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+    }
+
+    #[test]
     fn one_byte_range_is_sent_as_a_part() {
         assert_eq!(byte_range("bytes=2-5", 10), Some(Some((2, 4))));
         assert_eq!(byte_range("bytes=2-", 10), Some(Some((2, 8))));
@@ -430,12 +523,20 @@ mod tests {
         assert_eq!(byte_range("bytes=10-", 10), Some(None));
         assert_eq!(byte_range("bytes=-0", 10), Some(None));
         assert_eq!(byte_range("bytes=0-", 0), Some(None));
+        assert_eq!(byte_range("Bytes=0-1", 10), Some(Some((0, 2))));
+        assert_eq!(
+            byte_range("bytes=8-5000000000000000000000", 10),
+            Some(Some((8, 2)))
+        );
         for whole in [
             "bytes=5-2",
+            "bytes=10-5",
             "bytes=0-1,4-5",
             "items=0-1",
             "bytes=a-b",
             "bytes=-",
+            "bytes=+1-2",
+            "bytes=1-+2",
         ] {
             assert_eq!(byte_range(whole, 10), None, "{whole}");
         }

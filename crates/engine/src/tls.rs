@@ -24,7 +24,12 @@ pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, S
             "ssl_cert_file '{cert_file}' holds no certificate (expected PEM with -----BEGIN CERTIFICATE-----)"
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&read("ssl_key_file", key_file)?).map_err(|e| match e {
+    let key_pem = read("ssl_key_file", key_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+        _ if key_pem.windows(25).any(|w| w == b"BEGIN ENCRYPTED PRIVATE K") => format!(
+            "ssl_key_file '{key_file}' is encrypted with a passphrase, which Surge does not take: \
+             write it decrypted with `openssl pkey -in {key_file} -out <new file>` (readable by the server's user only)"
+        ),
         pem::Error::NoItemsFound => format!(
             "ssl_key_file '{key_file}' holds no private key (expected PEM with -----BEGIN PRIVATE KEY-----, \
              RSA PRIVATE KEY or EC PRIVATE KEY)"
