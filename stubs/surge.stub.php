@@ -270,7 +270,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** The connection's socket id, "<process id>.<fd>", or null if the connection is gone: give it to the page, which sends it to Laravel as X-Socket-ID, so a broadcast made with toOthers() skips this connection. */
+        /** The connection's socket id, "<random>.<fd>" (the first part drawn when the server starts: no other run or server gives the same id), or null if the connection is gone: give it to the page, which sends it to Laravel as X-Socket-ID, so a broadcast made with toOthers() skips this connection. */
         public function socketId(int $fd): ?string
         {
         }

@@ -224,7 +224,7 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
         token = ["token-alice", "token-bob", None, "token-carol"][i % 4]
         ws, socket_id, welcome = open_client(server, token)
         clients.append((ws, socket_id, welcome["user"]))
-    # A socket id is "<pid>.<fd>": the clients are on two processes (1 in 32768 that they are not).
+    # A socket id is "<random>.<fd>", the first part drawn by each process: the clients are on two.
     assert len({socket_id.split(".")[0] for _, socket_id, _ in clients}) == 2
     alice = clients[0][0]
     alice.send(json.dumps({"say": "hi all"}))
@@ -238,14 +238,15 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
         assert recv_json(ws)["data"]["message"] == "to every worker"
         assert_silent(ws, 0.05)
     # The handler opened the database and Redis in the command's process; each worker has its own.
-    redis_ids = {}
+    redis_ids, pids = {}, {}
     for ws, socket_id, _ in clients:
         ws.send(json.dumps({"pdo": True}))
         data = recv_json(ws)["data"]
-        pid = int(socket_id.split(".")[0])
-        assert {k: data[k] for k in ("parents", "pid", "redis_parents")} == {
-            "parents": False, "pid": pid, "redis_parents": False}
-        redis_ids.setdefault(pid, set()).add(data["redis_id"])
+        worker = socket_id.split(".")[0]
+        assert {k: data[k] for k in ("parents", "redis_parents")} == {"parents": False, "redis_parents": False}
+        assert pids.setdefault(worker, data["pid"]) == data["pid"]
+        redis_ids.setdefault(worker, set()).add(data["redis_id"])
+    assert len(set(pids.values())) == 2
     # One Redis connection per worker, each its own (Redis numbers its clients).
     assert [len(ids) for ids in redis_ids.values()] == [1, 1]
     assert len(set.union(*redis_ids.values())) == 2
@@ -273,7 +274,7 @@ def test_task_workers_run_the_handlers_tasks(php_server, app_env):
         data = recv_json(ws)["data"]
         assert (data["user"], data["text_upper"], data["users"]) == (name, "MAKE A REPORT", 3)
         assert data["signed_in"] is False and data["taskworker"] is True
-        assert data["pid"] != int(socket_id.split(".")[0])
+        assert data["pid"] != server.proc.pid
         assert data["worker"] == data["src"] == 0
         ws.close()
     server.signal(__import__("signal").SIGTERM)

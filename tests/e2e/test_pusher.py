@@ -315,10 +315,15 @@ def test_laravel_serve_reads_the_pusher_app_and_echo_gets_a_broadcast(php_server
 
     from test_laravel import artisan, laravel_env, serve
 
-    env = laravel_env(tmp_path, redis_server, PUSHER_APP_ID=APP["app_id"], PUSHER_APP_KEY=APP["key"], PUSHER_APP_SECRET=APP["secret"])
+    # The reverb connection holds the same app, as it often does after a switch: served once.
+    credentials = {"APP_ID": APP["app_id"], "APP_KEY": APP["key"], "APP_SECRET": APP["secret"]}
+    env = laravel_env(tmp_path, redis_server, **{f"{driver}_{name}": value for name, value in credentials.items() for driver in ("PUSHER", "REVERB")})
     assert "users: 3" in artisan("app:setup", "alice", "bob", "carol", env=env).stdout
+    refused = artisan("surge:serve", env={**env, "REVERB_APP_SECRET": "another"}, surge=True)
+    assert "broadcasting.connections.reverb names app 4242 (key surge-key) as another connection does" in refused.stdout + refused.stderr, refused
     server = serve(php_server, env)
     assert f"pusher   app {APP['app_id']} (key {APP['key']}) from broadcasting.connections.pusher" in server.stdout()
+    assert f"app {APP['app_id']} from broadcasting.connections.reverb: the same app as above" in server.stdout()
     proc = subprocess.Popen(
         ["node", str(SCENARIOS), "laravel"], cwd=ROOT, env=dict(os.environ, **node_env(server)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -446,6 +451,24 @@ def test_php_callbacks_observe_subscriptions_and_client_events(php_server):
     assert recv(other)["event"] == "pusher:pong"
     other.close()
     assert lines(8)[7] == ["unsubscribe", other_fd, "presence-room", app]
+
+
+def test_socket_ids_name_one_connection_of_one_server_run(php_server):
+    """Socket ids were <pid>.<fd>: a server in a container is process 1 at every start and its
+    fds start again, so a signature leaked from one run (or replica) subscribed on the next,
+    and toOthers() on one server left out a stranger on another. The first part is random."""
+    first, second = start(php_server), start(php_server)
+    a, a_hello = pusher_socket(first)
+    b, b_hello = pusher_socket(second)
+    prefix = lambda hello: socket_id(hello).split(".")[0]
+    assert prefix(a_hello) != prefix(b_hello) and prefix(a_hello) != str(first.proc.pid)
+    # Server B given the signature server A's page got.
+    send(b, "pusher:subscribe", {"channel": "private-orders", "auth": channel_auth(socket_id(a_hello), "private-orders")})
+    assert recv(b)["event"] == "pusher:subscription_error"
+    send(b, "pusher:subscribe", {"channel": "private-orders", "auth": channel_auth(socket_id(b_hello), "private-orders")})
+    assert recv(b)["event"] == "pusher_internal:subscription_succeeded"
+    a.close()
+    b.close()
 
 
 def test_php_triggers_events_for_pusher_clients(php_server):

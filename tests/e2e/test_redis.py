@@ -172,8 +172,8 @@ def test_socket_id_leaves_out_the_sender(php_server, redis_server):
     """Laravel's toOthers(): the broadcast carries the sender's socket id (X-Socket-ID)."""
     srv = bridge(php_server, redis_server, ["chat"])
     with Client(srv.url) as sender, Client(srv.url) as other:
-        pid = sender.socket.split(".")[0]
-        assert (sender.socket, other.socket) == (f"{pid}.{sender.fd}", f"{pid}.{other.fd}")
+        prefix = sender.socket.split(".")[0]
+        assert (sender.socket, other.socket) == (f"{prefix}.{sender.fd}", f"{prefix}.{other.fd}")
         assert sender.call("socketId", other.fd) == other.socket
         assert sender.call("socketId", 987654) is None
         for c in (sender, other):
@@ -185,7 +185,7 @@ def test_socket_id_leaves_out_the_sender(php_server, redis_server):
         sender.assert_nothing_pushed()
 
         # Someone else's socket id (another process, or garbage) leaves nobody out.
-        for socket in ("1.1", f"{pid}.abc", "nonsense"):
+        for socket in ("1.1", f"{prefix}.abc", "nonsense"):
             redis_server.client.publish(PREFIX + "chat", laravel("Said", {}, socket=socket))
             assert sender.recv_json()["data"]["socket"] == other.recv_json()["data"]["socket"] == socket
 

@@ -198,7 +198,7 @@ def test_laravel_broadcasts_through_redis_reach_each_member_once(php_server, tmp
         assert json.loads(clients[i].recv(timeout=5)) == expected
     # toOthers(): the socket id of worker 1's client, asked from worker 0, leaves only it out.
     socket_b = ask(clients[a], f"socket:{who[b]['fd']}")
-    assert socket_b == f"{who[b]['pid']}.{who[b]['fd']}"
+    assert socket_b == ask(clients[b], f"socket:{who[b]['fd']}") and socket_b.endswith(f".{who[b]['fd']}")
     event = {"event": "Said", "data": {"socket": socket_b}, "socket": socket_b}
     redis_server.client.publish("laravel_database_news", json.dumps(event))
     assert json.loads(clients[a].recv(timeout=5))["event"] == "Said"

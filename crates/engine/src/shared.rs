@@ -73,6 +73,8 @@ pub struct Shared {
     fds: FdSource,
     epoch: Instant,
     pub start_unix_ms: u64,
+    /// The first part of this engine's socket ids (see `socket_id`): random.
+    socket_id_prefix: u32,
 }
 
 pub fn unix_ms() -> u64 {
@@ -105,6 +107,7 @@ impl Shared {
             fds,
             epoch: Instant::now(),
             start_unix_ms: unix_ms(),
+            socket_id_prefix: random_u32(),
         }
     }
 
@@ -156,16 +159,19 @@ impl Shared {
         self.http_live.load(Relaxed) + self.registry.len()
     }
 
-    /// A connection's socket id, `<process id>.<fd>`: the `digits.digits` form Laravel Echo and
-    /// the Pusher protocol use, unique on this host. Laravel's `toOthers()` sends it back.
+    /// A connection's socket id, `<random>.<fd>`: the `digits.digits` form Laravel Echo and the
+    /// Pusher protocol use. Laravel's `toOthers()` sends it back, and private channels' auth
+    /// signs it, so it must name one connection only, here and on any other server: the
+    /// process id did not (a server in a container is process 1 at every start, and its fds
+    /// start again from 1), and a signature leaked from one run subscribed anew on the next.
     pub fn socket_id(&self, fd: u64) -> String {
-        format!("{}.{fd}", std::process::id())
+        format!("{}.{fd}", self.socket_id_prefix)
     }
 
-    /// The fd of one of our socket ids; None for another process's or a malformed one.
+    /// The fd of one of our socket ids; None for another server's or a malformed one.
     pub fn fd_of_socket_id(&self, socket_id: &str) -> Option<u64> {
-        let (process, fd) = socket_id.split_once('.')?;
-        (process.parse::<u32>().ok()? == std::process::id())
+        let (prefix, fd) = socket_id.split_once('.')?;
+        (prefix.parse::<u32>().ok()? == self.socket_id_prefix)
             .then(|| fd.parse().ok())
             .flatten()
     }
@@ -196,4 +202,13 @@ impl Shared {
             conn.close(*code, reason);
         }
     }
+}
+
+/// 32 random bits from the kernel.
+fn random_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    // SAFETY: getrandom fills at most the 4 bytes of a valid buffer; a pool that is not ready
+    // yet (early boot) leaves zeros after a short read, which still works, only less randomly.
+    unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    u32::from_ne_bytes(bytes)
 }

@@ -109,8 +109,8 @@ class ChannelHandler implements Handler
         // guard(), and is nobody for the others.
         $request = IlluminateRequest::create('http://localhost/broadcasting/auth', 'POST', [
             'channel_name' => $channel,
-            // Server::socketId()'s form: this process is the one that has the connection.
-            'socket_id' => getmypid().'.'.$fd,
+            // Only its form matters (the signature made for it is not used).
+            'socket_id' => '1.'.$fd,
         ]);
         $request->setUserResolver(fn ($guard = null) => $guard === null || $guard === $this->guard() ? $user : null);
         try {

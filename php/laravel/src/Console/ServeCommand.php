@@ -163,6 +163,16 @@ class ServeCommand extends Command
             if (in_array('', $app, true)) {
                 continue; // not set up (e.g. PUSHER_APP_KEY empty): not an app
             }
+            // The pusher and reverb connections often hold the same app (after a switch).
+            $same = array_filter($apps, fn ($other) => $other['app_id'] === $app['app_id'] || $other['key'] === $app['key']);
+            if ($same !== []) {
+                $other = reset($same);
+                if (array_slice($other, 0, 3) !== $app) {
+                    throw new InvalidArgumentException("broadcasting.connections.{$name} names app {$app['app_id']} (key {$app['key']}) as another connection does, with another id, key or secret: one app, one set of credentials");
+                }
+                $lines[] = "app {$app['app_id']} from broadcasting.connections.{$name}: the same app as above";
+                continue;
+            }
             $apps[] = $app + ($options === [] ? [] : ['options' => $options]);
             $lines[] = "app {$app['app_id']} (key {$app['key']}) from broadcasting.connections.{$name}: Echo at ".self::scheme($settings)."://HOST:PORT/app/{$app['key']}";
         }
