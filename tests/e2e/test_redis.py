@@ -251,6 +251,67 @@ def test_a_channel_redis_refuses_is_dropped_and_the_others_keep_working(php_serv
     assert f"subscribing {PREFIX}forbidden was refused, it is dropped: NoPerm: this user has no permissions" in srv.stderr()
 
 
+def test_a_redis_busy_with_a_script_keeps_the_subscriptions_asked_meanwhile(php_server, redis_server):
+    """Redis answers BUSY while a script runs past busy-reply-threshold: a subscription asked
+    then was dropped for ever (the refusal taken for the channel's, as NOPERM is) while stats
+    said connected. It is the connection's: the bridge reconnects and subscribes it again."""
+    redis_server.client.config_set("busy-reply-threshold", 100)
+    srv = bridge(php_server, redis_server, None)
+    with Client(srv.url) as a:
+        assert a.call("join", a.fd, "during")
+        eventually(lambda: redis_stats(a)["state"] == "connected")
+        script = subprocess.Popen(["redis-cli", "-p", str(redis_server.port), "eval", "while true do end", "0"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)  # past the threshold: Redis answers BUSY
+            assert a.call("subscribe", "during") is True
+            srv.wait_output("BUSY", stream="stderr")
+        finally:
+            subprocess.run(["redis-cli", "-p", str(redis_server.port), "script", "kill"], capture_output=True, timeout=10)
+            script.wait(timeout=10)
+        wait_subscribed(redis_server, PREFIX + "during")
+        redis_server.client.publish(PREFIX + "during", laravel("After", {}))
+        assert a.recv_json()["event"] == "After"
+        assert redis_stats(a)["subscriptions"] == 1
+
+
+def test_many_subscriptions_are_restored_after_a_reconnect(php_server, redis_server):
+    """1,200 channels and a pattern, all subscribed again (500 to a command) after Redis cut the
+    bridge off."""
+    names = [f"c{i}" for i in range(1200)]
+    srv = bridge(php_server, redis_server, [*names, "p-*"])
+    subscribed = lambda: (len(redis_server.client.pubsub_channels(PREFIX + "c*")), redis_server.client.pubsub_numpat())
+    with Client(srv.url) as a:
+        eventually(lambda: subscribed() == (1200, 1), timeout=10)
+        redis_server.client.client_kill_filter(_type="pubsub")
+        eventually(lambda: redis_stats(a)["reconnects"] == 1, timeout=10)
+        eventually(lambda: subscribed() == (1200, 1), timeout=10)
+        assert a.call("join", a.fd, "c1199")
+        redis_server.client.publish(PREFIX + "c1199", laravel("Last", {}))
+        assert a.recv_json()["event"] == "Last"
+    assert "redis: reconnected; 1201 subscriptions restored" in srv.stderr()
+
+
+def test_redis_publish_loses_nothing_to_a_pause_of_redis(php_server, redis_server):
+    """A Redis that pauses under a second (a slow command, a fork for a snapshot): PUBLISH
+    waited 500 ms, the redis crate's default, then it and those in the next second were lost."""
+    srv = bridge(php_server, redis_server, None)
+    listener = listen(redis_server, PREFIX + "outbox")
+    spin = "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + n[2] - s[2] > 800000"
+    with Client(srv.url) as a:
+        assert a.call("redisPublish", "outbox", "m0") is True
+        assert listener.get_message(timeout=5)["data"] == "m0"
+        pause = subprocess.Popen(["redis-cli", "-p", str(redis_server.port), "eval", spin, "0"], stdout=subprocess.DEVNULL)
+        time.sleep(0.1)
+        for i in range(1, 11):
+            assert a.call("redisPublish", "outbox", f"m{i}") is True
+        pause.wait(timeout=10)
+        got = [listener.get_message(timeout=5) for _ in range(10)]
+        assert [m and m["data"] for m in got] == [f"m{i}" for i in range(1, 11)]
+        eventually(lambda: (redis_stats(a)["published"], redis_stats(a)["dropped"]) == (11, 0))
+    listener.close()
+
+
 def test_redis_publish_round_trip(php_server, redis_server):
     srv = bridge(php_server, redis_server, None)
     listener = listen(redis_server, PREFIX + "outbox", raw=True)

@@ -25,13 +25,18 @@ use crate::shared::Shared;
 use crate::stats::bump;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Redis pub/sub keeps nothing for a subscriber that is not there: each second of waiting
+/// after Redis is back loses what is published meanwhile.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often the subscription connection is checked with a PING: a Redis host that vanished
 /// without closing the TCP connection (crash, network cut) is otherwise never noticed.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long Redis may take to connect or to answer a (P)SUBSCRIBE or PING before the
 /// connection counts as lost.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Topics (P)SUBSCRIBEd by one command when all are subscribed again: one at a time, 60,000
+/// took 20 s after a reconnect.
+const SUBSCRIBE_BATCH: usize = 500;
 /// Bytes of messages waiting to be PUBLISHed by `redisPublish` before it returns false.
 const PUBLISH_BYTES: usize = 32 << 20;
 /// After a PUBLISH failed, how long those queued behind it are dropped without trying: a
@@ -86,11 +91,29 @@ struct Topic {
 
 impl Topic {
     fn new(prefix: &str, name: &str) -> Topic {
+        let pattern = name.contains(['*', '?', '[']);
+        // In a pattern, the prefix is to be matched as it is, glob characters and all.
+        let prefix = match pattern {
+            true => escape_glob(prefix),
+            false => prefix.to_owned(),
+        };
         Topic {
             name: format!("{prefix}{name}"),
-            pattern: name.contains(['*', '?', '[']),
+            pattern,
         }
     }
+}
+
+/// `text` as a Redis glob pattern that matches only itself.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 enum Change {
@@ -161,7 +184,7 @@ impl RedisBridge {
             forward,
             wanted: Mutex::new(BTreeSet::new()),
             match_all: AtomicBool::new(false),
-            match_all_pattern: format!("{prefix}*"),
+            match_all_pattern: Topic::new(prefix, "*").name,
             changes,
             publishes,
             not_laravel: Throttle::new(NOT_LARAVEL_WARN_EVERY),
@@ -184,20 +207,17 @@ impl RedisBridge {
     /// Subscribes `name` (prefix added; a pattern if it has `*`, `?` or `[`).
     pub fn subscribe(&self, name: &str) {
         let topic = Topic::new(&self.prefix, name);
-        let mut wanted = self.wanted.lock();
-        if wanted.insert(topic.clone()) {
-            self.note_match_all(&wanted);
+        if self.wanted.lock().insert(topic.clone()) {
+            self.note_match_all(&topic, true);
             let _ = self.changes.send(Change::Subscribe(topic));
         }
     }
 
     pub fn unsubscribe(&self, name: &str) -> bool {
         let topic = Topic::new(&self.prefix, name);
-        let mut wanted = self.wanted.lock();
-        let removed = wanted.remove(&topic);
-        self.note_match_all(&wanted);
-        drop(wanted);
+        let removed = self.wanted.lock().remove(&topic);
         if removed {
+            self.note_match_all(&topic, false);
             let _ = self.changes.send(Change::Unsubscribe(topic));
         }
         removed
@@ -255,9 +275,13 @@ impl RedisBridge {
         self.intake.offer(size, |held| (msg, held));
     }
 
-    fn note_match_all(&self, wanted: &BTreeSet<Topic>) {
-        let all = (wanted.iter()).any(|t| t.pattern && t.name == self.match_all_pattern);
-        self.match_all.store(all, Relaxed);
+    /// `topic` is now wanted, or no longer: if it is `<prefix>*`, so is the match-all filter.
+    /// The filter changes when the (P)SUBSCRIBE is asked, not when Redis has done it: what is
+    /// on its way meanwhile may be lost or come twice (a documented limit).
+    fn note_match_all(&self, topic: &Topic, wanted: bool) {
+        if topic.pattern && topic.name == self.match_all_pattern {
+            self.match_all.store(wanted, Relaxed);
+        }
     }
 
     fn is_match_all(&self, msg: &redis::Msg) -> bool {
@@ -351,30 +375,30 @@ async fn subscriber(
     mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
     let mut backoff = BACKOFF_MIN;
-    let mut down_since_logged = false;
+    let mut down_logged = false;
     let mut ever_connected = false;
     loop {
-        match answered(client.get_async_pubsub()).await {
+        let lost = match answered(client.get_async_pubsub()).await {
             Ok(pubsub) => {
                 let (mut sink, mut stream) = pubsub.split();
                 // The wanted set is the truth: changes queued while down are already in it.
                 while changes.try_recv().is_ok() {}
-                let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
-                let mut ok = true;
-                for topic in &wanted {
-                    ok = ok && apply(&bridge, &mut sink, &Change::Subscribe(topic.clone())).await;
-                }
-                if ok {
+                // The commands go out while what Redis sends is taken: the redis crate would
+                // hold what is not taken meanwhile, without a limit (1.2 GB seen while 60,000
+                // subscriptions were restored under a flood).
+                let commands = async {
+                    let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
+                    restore(&bridge, &mut sink, &wanted).await?;
                     bridge.set_state(BridgeState::Connected);
                     backoff = BACKOFF_MIN;
-                    if ever_connected {
-                        bump(&bridge.stats.reconnects, 1);
-                        log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", wanted.len());
-                    } else {
-                        log::info!(target: "surge", "redis: connected to {url}");
+                    down_logged = false;
+                    match std::mem::replace(&mut ever_connected, true) {
+                        true => {
+                            bump(&bridge.stats.reconnects, 1);
+                            log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", wanted.len());
+                        }
+                        false => log::info!(target: "surge", "redis: connected to {url}"),
                     }
-                    ever_connected = true;
-                    down_since_logged = false;
                     let mut health = tokio::time::interval_at(
                         tokio::time::Instant::now() + HEALTH_INTERVAL,
                         HEALTH_INTERVAL,
@@ -382,34 +406,72 @@ async fn subscriber(
                     loop {
                         tokio::select! {
                             change = changes.recv() => match change {
-                                Some(change) => if !apply(&bridge, &mut sink, &change).await { break },
-                                None => return,
+                                Some(change) => apply(&bridge, &mut sink, &change).await?,
+                                // The bridge is gone: so is the server.
+                                None => return redis::RedisResult::Ok(()),
                             },
-                            _ = health.tick() => if answered(sink.ping::<redis::Value>()).await.is_err() { break },
-                            message = stream.next() => match message {
-                                Some(msg) => bridge.take(msg),
-                                None => break,
-                            },
+                            _ = health.tick() => answered(sink.ping::<redis::Value>()).await.map(drop)?,
                         }
                     }
-                }
-                bridge.set_state(BridgeState::Disconnected);
-                if !down_since_logged {
-                    log::warn!(target: "surge", "redis: connection to {url} lost; reconnecting");
-                    down_since_logged = true;
+                };
+                let taking = async {
+                    while let Some(msg) = stream.next().await {
+                        bridge.take(msg);
+                    }
+                };
+                tokio::select! {
+                    result = commands => match result {
+                        Ok(()) => return,
+                        Err(err) => format!("connection to {url} lost ({err}); reconnecting"),
+                    },
+                    () = taking => format!("connection to {url} lost; reconnecting"),
                 }
             }
-            Err(err) => {
-                bridge.set_state(BridgeState::Disconnected);
-                if !down_since_logged {
-                    log::warn!(target: "surge", "redis: cannot connect to {url}: {err}; retrying");
-                    down_since_logged = true;
-                }
-            }
+            Err(err) => format!("cannot connect to {url}: {err}; retrying"),
+        };
+        bridge.set_state(BridgeState::Disconnected);
+        if !down_logged {
+            log::warn!(target: "surge", "redis: {lost}");
+            down_logged = true;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// (P)SUBSCRIBEs every wanted topic again on a new connection, [`SUBSCRIBE_BATCH`] at a time;
+/// a batch Redis refuses (an ACL without one of its channels) is sent again one topic at a
+/// time, so that only the refused ones are dropped.
+async fn restore(
+    bridge: &RedisBridge,
+    sink: &mut redis::aio::PubSubSink,
+    wanted: &[Topic],
+) -> redis::RedisResult<()> {
+    for pattern in [false, true] {
+        let names: Vec<&Topic> = wanted.iter().filter(|t| t.pattern == pattern).collect();
+        for batch in names.chunks(SUBSCRIBE_BATCH) {
+            let names: Vec<&str> = batch.iter().map(|t| t.name.as_str()).collect();
+            let sent = match pattern {
+                false => answered(sink.subscribe(&names)).await,
+                true => answered(sink.psubscribe(&names)).await,
+            };
+            match sent {
+                Ok(()) => {}
+                Err(err) if refused(&err) => {
+                    for topic in batch {
+                        apply(bridge, sink, &Change::Subscribe((*topic).clone())).await?;
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An answer that refuses a topic (an ACL without that channel: NOPERM), not the connection.
+fn refused(err: &redis::RedisError) -> bool {
+    err.code() == Some("NOPERM")
 }
 
 /// Forwards and hands on what the subscriber took, in the order Redis sent it.
@@ -443,30 +505,32 @@ async fn answered<T>(
     }
 }
 
-/// Sends a (P)(UN)SUBSCRIBE; false if the connection failed. One that Redis refuses (an ACL
-/// without that channel: NOPERM) is that topic's problem, not the connection's: it is logged
-/// and forgotten, where reconnecting would only be refused again, every few seconds, for ever.
-async fn apply(bridge: &RedisBridge, sink: &mut redis::aio::PubSubSink, change: &Change) -> bool {
+/// Sends a (P)(UN)SUBSCRIBE; Err if the connection failed or Redis cannot take commands now
+/// (BUSY running a script, LOADING, NOAUTH...): the bridge reconnects and subscribes all that
+/// is wanted again. A topic Redis refuses (see [`refused`]) is that topic's problem: it is
+/// logged and forgotten, where reconnecting would only be refused again, for ever.
+async fn apply(
+    bridge: &RedisBridge,
+    sink: &mut redis::aio::PubSubSink,
+    change: &Change,
+) -> redis::RedisResult<()> {
     let err = match answered(send(sink, change)).await {
-        Ok(()) => return true,
-        Err(err) => err,
+        Ok(()) => return Ok(()),
+        Err(err) if refused(&err) => err,
+        Err(err) => return Err(err),
     };
-    // A code is what Redis answered; an error without one is the connection's.
-    if err.code().is_none() {
-        return false;
-    }
     match change {
         Change::Subscribe(topic) => {
             log::warn!(target: "surge", "redis: subscribing {} was refused, it is dropped: {err}", topic.name);
-            let mut wanted = bridge.wanted.lock();
-            wanted.remove(topic);
-            bridge.note_match_all(&wanted);
+            if bridge.wanted.lock().remove(topic) {
+                bridge.note_match_all(topic, false);
+            }
         }
         Change::Unsubscribe(topic) => {
             log::warn!(target: "surge", "redis: unsubscribing {} was refused: {err}", topic.name);
         }
     }
-    true
+    Ok(())
 }
 
 async fn send(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::RedisResult<()> {
@@ -531,7 +595,18 @@ async fn publish(
         let reused = conn.is_some();
         let c = match conn {
             Some(c) => c,
-            None => conn.insert(client.get_multiplexed_async_connection().await?),
+            None => {
+                // The crate's default waits 500 ms for an answer: a Redis that pauses longer
+                // (a fork for a snapshot) lost the PUBLISH and the second of them after it.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(ANSWER_TIMEOUT))
+                    .set_response_timeout(Some(ANSWER_TIMEOUT));
+                conn.insert(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
         };
         match redis::cmd("PUBLISH")
             .arg(channel)
@@ -594,5 +669,11 @@ mod tests {
             }
         );
         assert!(Topic::new("", "private-*").pattern);
+        // A prefix with glob characters is matched as it is in a pattern, not in a channel.
+        assert_eq!(
+            Topic::new("app[1]*_", "user.*").name,
+            "app\\[1\\]\\*_user.*"
+        );
+        assert_eq!(Topic::new("app[1]_", "news").name, "app[1]_news");
     }
 }
