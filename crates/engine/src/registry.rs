@@ -4,7 +4,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -300,7 +303,9 @@ impl Registry {
 
     pub fn remove(&self, fd: u64) {
         if self.shard(fd).lock().remove(&fd).is_some() {
-            self.len.fetch_sub(1, Relaxed);
+            // Release: whoever sees the count fall also sees what came before (a closing
+            // connection counted in `Shared::closing`: see `live_connections`).
+            self.len.fetch_sub(1, Release);
         }
     }
 
@@ -309,7 +314,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.len.load(Relaxed)
+        self.len.load(Acquire)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -63,6 +63,8 @@ pub struct Shared {
     /// How many times a connection stopped speaking HTTP (it ended or was upgraded): with
     /// `stats.accepted` and `stats.closed`, the churn after which `memory.rs` trims.
     pub(crate) http_ended: AtomicU64,
+    /// WebSocket connections gone from the registry whose close events are not queued yet.
+    pub(crate) closing: AtomicUsize,
     /// Open connections per remote address, kept when `max_connections_per_ip` is set.
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Results of the tasks this worker's PHP thread waits for (`taskwait()`).
@@ -101,6 +103,7 @@ impl Shared {
             signalled: watch::channel(false).0,
             http_live: AtomicUsize::new(0),
             http_ended: AtomicU64::new(0),
+            closing: AtomicUsize::new(0),
             per_ip: Default::default(),
             task_results: Default::default(),
             taking_tasks: AtomicBool::new(false),
@@ -156,7 +159,8 @@ impl Shared {
     }
 
     pub fn live_connections(&self) -> usize {
-        self.http_live.load(Relaxed) + self.registry.len()
+        // The registry first: a connection leaves it after it is counted as closing.
+        self.http_live.load(Relaxed) + self.registry.len() + self.closing.load(Relaxed)
     }
 
     /// A connection's socket id, `<random>.<fd>`: the `digits.digits` form Laravel Echo and the

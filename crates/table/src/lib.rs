@@ -11,8 +11,8 @@
 //! - header, 64 bytes: magic, hash seed, row count, free-list head, high-water mark,
 //!   refused-insert counter;
 //! - hash index: a power-of-two number (at least 2) of bucket words, each the head of a
-//!   chain of rows (slot + 1, 0 = empty), a lock bit and a version; then as many 32-bit
-//!   words, each the pid of the process holding that bucket's lock (0 when none is);
+//!   chain of rows (slot + 1, 0 = empty) and a version; then as many 32-bit words, each the
+//!   bucket's lock: the pid of the process holding it (0 when none is);
 //! - rows: `size` slots of `row_bytes` each: a seqlock word, a chain link, a 64-byte key
 //!   block (length byte, key, zero padding; length 0 = dead row), then the columns (a
 //!   STRING is a length word and its bytes). Bytes are packed into little-endian words.
@@ -33,8 +33,10 @@
 //!   only if the word was even and unchanged around it. Readers never write shared memory
 //!   (but to release a dead writer's lock, below), and never see a torn row (but one a
 //!   killed writer left). incr/decr read and write under this lock: no lost updates.
-//! - Each bucket has a lock bit, held to insert into or unlink from its chain, and a
-//!   version that each such change bumps when it unlocks. Lock order is bucket, then row.
+//! - Each bucket has a lock (its holder's pid, set by one CAS), held to insert into or unlink
+//!   from its chain, and a version that each such change bumps when it unlocks. Lock order
+//!   is bucket, then row. A reader that finds a row busy through its spins and yields takes
+//!   the row's lock as a writer would, so that writers in a loop cannot starve it.
 //! - get/exists walk the chain without locks. A hit is final (the row was live with that
 //!   key in a stable copy). A miss is final only if the chain's version did not move during
 //!   the walk; otherwise it walks again, because a deleted row may have been reused in
@@ -52,8 +54,8 @@
 //! place: the row keeps what the dead `set` had written (torn at word granularity: a string
 //! may be half old, half new), a chain the rows it had linked or unlinked; a row it had not
 //! linked yet is marked dead. A row the dead process was inserting or deleting stays out of
-//! the count's reach (the table holds one row fewer). A holder killed between taking a bucket
-//! lock and storing its pid (one instruction) is not seen, nor one whose pid was reused.
+//! the count's reach (the table holds one row fewer). A holder whose pid was reused by then
+//! is not seen as gone.
 //!
 //! # Iteration
 //! [`Table::next_entry`] / [`Table::iter`] walk slots in order, holding nothing between

@@ -31,6 +31,11 @@ impl Backoff {
 
     /// Waits a little longer each time; true when the caller has waited long enough, since it
     /// last heard true, to look at whether the holder of what it waits for is gone.
+    /// Whether it has spun and yielded all it will: the next snooze sleeps.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.0 >= SPINS + YIELDS
+    }
+
     pub(crate) fn snooze(&mut self) -> bool {
         let n = self.0;
         self.0 = n.saturating_add(1);
@@ -113,6 +118,13 @@ impl<'a> RowGuard<'a> {
     }
 }
 
+impl RowGuard<'_> {
+    /// The row's (even) sequence when the lock was taken: its version as it now stands.
+    fn version(&self) -> u64 {
+        (self.locked & SEQ_MASK) - 1
+    }
+}
+
 impl Drop for RowGuard<'_> {
     fn drop(&mut self) {
         self.seq.store(unlocked_after(self.locked), Release);
@@ -122,7 +134,10 @@ impl Drop for RowGuard<'_> {
 /// Runs `copy` until it ran on a stable row, and returns that run's result. `copy` may see
 /// torn data in runs that are thrown away, so it must stay in bounds whatever it reads. It is
 /// given the (even) sequence the row had around it: the row's version in the kept run.
-/// `repair`: see `release_row_of_the_dead`.
+/// A reader that found the row busy through all its spins and yields takes the writers' lock
+/// and copies under it: writers that keep a row busy (a loop of set() on it in another
+/// process) otherwise starved it, a get() waiting up to seconds. `repair`: see
+/// `release_row_of_the_dead`.
 pub(crate) fn read_stable<T>(
     seq: &AtomicU64,
     repair: impl Fn(),
@@ -139,18 +154,22 @@ pub(crate) fn read_stable<T>(
                 return result;
             }
         }
+        if backoff.exhausted() {
+            let guard = RowGuard::lock(seq, &repair);
+            return copy(guard.version());
+        }
         if backoff.snooze() && before & 1 == 1 {
             release_row_of_the_dead(seq, before, &repair);
         }
     }
 }
 
-/// A bucket word: bits 0..32 the first row of the chain plus one (0 = empty chain), bit 32
-/// the bucket lock, bits 33..64 a version bumped by every change to the chain. The holder's
-/// pid is in a word of its own (the bucket's `owner`), set just after the lock is taken and
-/// cleared just before it is released.
-const BUCKET_LOCK: u64 = 1 << 32;
-const VERSION_SHIFT: u32 = 33;
+/// A bucket word: bits 0..32 the first row of the chain plus one (0 = empty chain), bits
+/// 32..64 a version bumped by every change to the chain. Its lock is a word of its own (the
+/// bucket's `owner`): the pid of the process holding it, 0 when free, so that taking the
+/// lock and naming its holder are one step (two steps left a bucket locked for ever by a
+/// holder killed between them, about once in 25 kills of a process inserting in a loop).
+const VERSION_SHIFT: u32 = 32;
 
 pub(crate) fn chain_head(word: u64) -> u32 {
     word as u32
@@ -170,37 +189,36 @@ pub(crate) struct BucketGuard<'a> {
 
 impl<'a> BucketGuard<'a> {
     pub(crate) fn lock(bucket: &'a AtomicU64, owner: &'a AtomicU32) -> BucketGuard<'a> {
+        let me = process::me();
         let mut backoff = Backoff::new();
         loop {
-            let w = bucket.load(Relaxed);
-            if w & BUCKET_LOCK == 0
-                && bucket
-                    .compare_exchange_weak(w, w | BUCKET_LOCK, Acquire, Relaxed)
-                    .is_ok()
-            {
-                owner.store(process::me(), Relaxed);
+            let holder = owner.load(Relaxed);
+            // The acquire makes the chain as the last holder left it visible (its unlock
+            // stored the bucket word before it freed the owner word).
+            if holder == 0 && owner.compare_exchange_weak(0, me, Acquire, Relaxed).is_ok() {
                 return BucketGuard {
                     bucket,
                     owner,
-                    word: w,
+                    word: bucket.load(Relaxed),
                 };
             }
-            if backoff.snooze() && w & BUCKET_LOCK != 0 {
-                Self::release_of_the_dead(bucket, owner);
+            if backoff.snooze() && holder != 0 {
+                Self::release_of_the_dead(bucket, owner, holder);
             }
         }
     }
 
     /// If the holder has died, releases the bucket with its chain as it stands and the
     /// version moved on: a dead delete may have unlinked its row without publishing, and a
-    /// lock-free search that overlapped it must search again. Whoever swaps the dead pid out
-    /// of `owner` releases; 0 there (a holder between its lock and its pid) is never taken
-    /// for dead. The owner word of a released bucket is 0 before the release (see `unlock`),
-    /// so a pid read there while the lock is held is the holder's.
-    fn release_of_the_dead(bucket: &AtomicU64, owner: &AtomicU32) {
-        let pid = owner.load(Acquire);
-        if process::is_gone(pid) && owner.compare_exchange(pid, 0, AcqRel, Relaxed).is_ok() {
-            let word = bucket.load(Acquire);
+    /// lock-free search that overlapped it must search again. Whoever swaps the dead pid for
+    /// its own releases (and if it dies doing so, is the dead holder the next one sees).
+    fn release_of_the_dead(bucket: &AtomicU64, owner: &AtomicU32, holder: u32) {
+        if process::is_gone(holder)
+            && owner
+                .compare_exchange(holder, process::me(), Acquire, Relaxed)
+                .is_ok()
+        {
+            let word = bucket.load(Relaxed);
             Self::unlock(
                 bucket,
                 owner,
@@ -211,8 +229,8 @@ impl<'a> BucketGuard<'a> {
     }
 
     fn unlock(bucket: &AtomicU64, owner: &AtomicU32, version: u64, head: u32) {
-        owner.store(0, Relaxed);
         bucket.store(version << VERSION_SHIFT | u64::from(head), Release);
+        owner.store(0, Release);
     }
 
     pub(crate) fn head(&self) -> u32 {

@@ -1,13 +1,14 @@
 <?php
 // Writers killed with SIGKILL in the middle of their work, R times over: each round forks W
-// children that rewrite, insert and delete rows of 256 KiB strings (so that much of their time
-// is spent inside a row's or a bucket's lock), kills them all a few milliseconds later, and
-// then, before reaping them (zombies, as workers are until the master reaps them), reads,
-// writes, inserts and iterates over every row. A lock held by a killed writer would hang it.
-//   php killed.php R W
-[, $rounds, $writers] = array_map('intval', $argv);
+// children that rewrite, insert and delete rows of strings of BYTES (256 KiB: much of their
+// time is spent inside a row's lock; 8: the kill lands on the few instructions of a bucket's
+// lock more often), kills them all a few milliseconds later, and then, before reaping them
+// (zombies, as workers are until the master reaps them), reads, writes, inserts and deletes
+// the keys they inserted (in the same buckets) and iterates over every row. A lock held by a
+// killed writer would hang it.
+//   php killed.php R W BYTES
+[, $rounds, $writers, $big] = array_map('intval', $argv);
 
-$big = 256 * 1024;
 $t = new Surge\Table(64);
 $t->column('n', Surge\Table::TYPE_INT);
 $t->column('s', Surge\Table::TYPE_STRING, $big);
@@ -40,6 +41,10 @@ for ($r = 0; $r < $rounds; $r++) {
     }
     $t->set("parent $r", ['n' => $r]);
     $t->del("parent $r");
+    for ($w = 0; $w < $writers; $w++) {
+        $t->set("new $w", ['n' => $r]);
+        $t->del("new $w");
+    }
     $rows = 0;
     foreach ($t as $row) {
         $rows++;
