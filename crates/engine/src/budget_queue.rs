@@ -60,17 +60,24 @@ impl<T> BudgetQueue<T> {
             // Fails only when the receiving end is gone: nobody is left to tell.
             Ok(held) => self.queue.send(make(held)).is_ok(),
             Err(_) => {
-                self.drop_one();
+                self.drop_one(size);
                 false
             }
         }
     }
 
-    fn drop_one(&self) {
+    fn drop_one(&self, size: usize) {
         bump(&self.dropped, 1);
         if self.warning.due() {
             let (why, mib, dropped) = (self.why, self.bytes >> 20, self.dropped.load(Relaxed));
-            log::warn!(target: "surge", "redis: {why}: {mib} MiB of messages wait; dropping ({dropped} so far)");
+            match size > self.bytes {
+                true => {
+                    log::warn!(target: "surge", "redis: a message of {} MiB is over the {mib} MiB that may wait; dropped ({dropped} so far)", size >> 20)
+                }
+                false => {
+                    log::warn!(target: "surge", "redis: {why}: {mib} MiB of messages wait; dropping ({dropped} so far)")
+                }
+            }
         }
     }
 }
