@@ -3,10 +3,12 @@ Debian's php-laravel-framework with no Composer): `php artisan surge:serve`, bro
 another artisan process through a real Redis, the default channel protocol, per-connection
 state hygiene, and the messages of a broken setup."""
 
+import http.client
 import json
 import os
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -493,3 +495,39 @@ def test_an_uploaded_file_passes_laravels_validation_and_moves_into_storage(php_
     assert (Path(app_env["APP_STORAGE"]) / "uploads" / "doc.txt").read_text() == "quarterly numbers\n"
     status, body = post("tags[]=a")
     assert status == 422 and list(body) == ["doc"], body
+
+
+def test_the_request_laravel_sees_takes_its_path_and_query_from_the_request_line(php_server, app_env):
+    """The Host header is no part of the path: `Host: example.com/admin?role=admin#` made
+    request()->path() "admin" and added role=admin to the query."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\BrowserHandler")
+    for host in ["example.com/admin?role=admin#", "example.com?role=admin#"]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.putrequest("GET", "/request?z=1", skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        got = json.loads(conn.getresponse().read())
+        assert got == {"path": "request", "query": {"z": "1"}, "uri": "/request?z=1"}, (host, got)
+
+
+def test_a_response_the_handler_keeps_is_ended_when_it_says(php_server, app_env):
+    """A stream written in onRequest and ended by a later request (a timer, a task): it was
+    ended with the callback, the rest lost."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\BrowserHandler")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/stream")
+    stream = conn.getresponse()
+    assert stream.status == 200 and stream.readline() == b"first\n"
+    with urllib.request.urlopen(f"{server.http}/stream-end", timeout=10) as ended:
+        assert ended.read() == b"ended"
+    assert stream.read() == b"last\n"
+
+
+def test_a_handshake_with_more_query_variables_than_max_input_vars_still_runs_on_open(php_server, app_env):
+    """Laravel parsed the query again, and PHP's warning past max_input_vars (an exception under
+    Laravel) skipped onOpen, where a handler checks who connects, and left the client connected."""
+    server = serve(php_server, app_env)
+    query = "&".join(f"a{i}=1" for i in range(1001))
+    ws, _, welcome = open_client(server, f"token-alice&{query}")
+    assert welcome["user"] == "alice"
+    ws.close()

@@ -11,6 +11,7 @@ use Surge\Laravel\Support\HttpRequest;
 use Surge\Laravel\Support\Lifecycle;
 use Surge\Laravel\Support\RedisTarget;
 use Surge\Laravel\Support\ServerState;
+use Throwable;
 
 class ServeCommand extends Command
 {
@@ -197,7 +198,15 @@ class ServeCommand extends Command
             }
         });
         $server->on('open', function ($server, $request) use ($handler, $lifecycle, $secure) {
-            $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), HttpRequest::from($request, $secure));
+            // A handshake Laravel cannot take as a request is refused: onOpen, where a handler
+            // checks who connects, would not run, and the connection stayed open.
+            $illuminate = $lifecycle->request(fn () => HttpRequest::from($request, $secure));
+            if ($illuminate === null) {
+                $server->disconnect($request->fd, 4400, 'bad request');
+
+                return;
+            }
+            $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), $illuminate);
         });
         $server->on('message', function ($server, $frame) use ($handler, $lifecycle) {
             $lifecycle->run('onMessage', fn () => $handler->onMessage($server, $frame));
@@ -207,16 +216,26 @@ class ServeCommand extends Command
         });
         if ($handler instanceof HandlesHttp) {
             $server->on('request', function ($request, $response) use ($handler, $lifecycle, $secure) {
+                $illuminate = $lifecycle->request(fn () => HttpRequest::from($request, $secure));
+                if ($illuminate === null) {
+                    $response->status(400);
+                    $response->end('');
+
+                    return;
+                }
+                // A response the handler keeps to end later (a stream, a timer) is its own; one
+                // it neither ends nor keeps gets a 500 from Surge when it is freed.
                 $lifecycle->run('onRequest', function () use ($handler, $request, $response) {
                     try {
                         $handler->onRequest($request, $response);
-                    } finally {
+                    } catch (Throwable $e) {
                         if ($response->isWritable()) {
                             $response->status(500);
                             $response->end('');
                         }
+                        throw $e;
                     }
-                }, HttpRequest::from($request, $secure));
+                }, $illuminate);
             });
         }
         if ($handler instanceof HandlesTasks) {

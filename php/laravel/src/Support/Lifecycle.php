@@ -57,6 +57,18 @@ class Lifecycle
         }
     }
 
+    /** The request `$make` builds for request(), or null (reported) when it cannot be built. */
+    public function request(callable $make): ?IlluminateRequest
+    {
+        try {
+            return $make();
+        } catch (Throwable $e) {
+            $this->report('reading the request', $e);
+
+            return null;
+        }
+    }
+
     public function reset(): void
     {
         $app = $this->app;

@@ -24,6 +24,9 @@ class BrowserHandler extends AppHandler implements HandlesHttp
         '/js/echo.iife.js' => 'laravel-echo/dist/echo.iife.js',
     ];
 
+    /** @var list<Response> streams /stream began, for /stream-end to end */
+    private array $streams = [];
+
     public function onRequest(Request $request, Response $response): void
     {
         $path = $request->server['request_uri'] ?? '/';
@@ -41,6 +44,19 @@ class BrowserHandler extends AppHandler implements HandlesHttp
             $this->signSubscription($response);
         } elseif ($path === '/upload' && $request->server['request_method'] === 'POST') {
             $this->upload($response);
+        } elseif ($path === '/request') {
+            $response->header('Content-Type', 'application/json');
+            $response->end(json_encode(['path' => request()->path(), 'query' => request()->query(), 'uri' => request()->getRequestUri()]));
+        } elseif ($path === '/stream') {
+            // Written now, ended by the next request to /stream-end: kept past this callback.
+            $response->write("first\n");
+            $this->streams[] = $response;
+        } elseif ($path === '/stream-end') {
+            foreach ($this->streams as $stream) {
+                $stream->end("last\n");
+            }
+            $this->streams = [];
+            $response->end('ended');
         } else {
             $response->status(404);
             $response->end('not found');
