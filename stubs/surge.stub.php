@@ -474,23 +474,23 @@ namespace Surge\Http {
         /** The connection's id. */
         public readonly int $fd;
 
-        /** Sets the status code (200-999, default 200; a 1xx is no final response) and, unless $reason is '', a reason phrase of its own (HTTP/1.1 404 Gone Fishing); throws Surge\Exception outside that range or for a control character in $reason; false once write() or end() has sent the head. */
-        public function status(int $code, string $reason = ''): bool
+        /** Sets the status code (200-999, default 200; a 1xx is no final response) and, unless $reason is '' or null, a reason phrase of its own (HTTP/1.1 404 Gone Fishing); throws Surge\Exception outside that range or for a control character in $reason; false once write() or end() has sent the head. Arguments are read as PHP's coercive typing reads them, as Swoole's are ('201' is 201). */
+        public function status(int|string $code, ?string $reason = null): bool
         {
         }
 
-        /** Adds a response header; throws Surge\Exception for an invalid name or a control character (a line break) in the value; false once write() or end() has sent the head. $format is Swoole's and changes nothing (header names are not case-sensitive). */
-        public function header(string $name, string $value, bool $format = true): bool
+        /** Sets a response header, replacing one set before under the same name in any case (as Swoole does); an array $value sends one header of that name per element; an int, float or Stringable is taken as its text. Throws Surge\Exception for an invalid name or a control character (a line break) in the value; false once write() or end() has sent the head. $format is Swoole's and changes nothing (header names are not case-sensitive). */
+        public function header(string $name, string|int|float|array $value, bool $format = true): bool
         {
         }
 
-        /** Adds a Set-Cookie header as PHP's setcookie() writes it: $value URL-encoded (an empty one deletes the cookie), $expire a Unix time (0: until the browser closes), $samesite 'Lax', 'Strict', 'None' or ''; throws Surge\Exception for a name, path or domain that would break the header; false once write() or end() has sent the head. */
-        public function cookie(string $key, string $value = '', int $expire = 0, string $path = '/', string $domain = '', bool $secure = false, bool $httponly = false, string $samesite = ''): bool
+        /** Adds a Set-Cookie header as PHP's setcookie() writes it: $value URL-encoded (an empty one deletes the cookie), $expire a Unix time (0: until the browser closes), $path '/' unless given, $samesite 'Lax', 'Strict', 'None' or ''; null for any of them is its default (Symfony's Cookie getters give null), and they are read as PHP's coercive typing reads setcookie()'s arguments; throws Surge\Exception for a name, path or domain that would break the header; false once write() or end() has sent the head. */
+        public function cookie(string $key, ?string $value = null, int|string|null $expire = null, ?string $path = null, ?string $domain = null, ?bool $secure = null, ?bool $httponly = null, ?string $samesite = null): bool
         {
         }
 
         /** As cookie(), with $value sent as given, as PHP's setrawcookie() does: it must not hold ,; or white space (Surge\Exception). */
-        public function rawCookie(string $key, string $value = '', int $expire = 0, string $path = '/', string $domain = '', bool $secure = false, bool $httponly = false, string $samesite = ''): bool
+        public function rawCookie(string $key, ?string $value = null, int|string|null $expire = null, ?string $path = null, ?string $domain = null, ?bool $secure = null, ?bool $httponly = null, ?string $samesite = null): bool
         {
         }
 
@@ -499,8 +499,8 @@ namespace Surge\Http {
         {
         }
 
-        /** Ends the response as a redirect to $location with $http_code (300-399; throws outside that range); false if the head was already sent or the client has left. */
-        public function redirect(string $location, int $http_code = 302): bool
+        /** Ends the response as a redirect to $location (replacing a Location header set before) with $http_code (300-399, 302 when null; throws outside that range); false if the head was already sent or the client has left. */
+        public function redirect(string $location, int|string|null $http_code = null): bool
         {
         }
 
@@ -510,11 +510,11 @@ namespace Surge\Http {
         }
 
         /** Sends $length bytes of the file $filename from $offset (0: to its end) as the body, with its Content-Length and a Content-Type from its extension (application/octet-stream when unknown) unless header() set one, and ends the response. The file is read 64 KiB at a time as the client takes it, never whole into memory. Throws Surge\Exception if the file cannot be opened, is not a regular file, or the range goes past its end; false if the head was already sent or the client has left. */
-        public function sendfile(string $filename, int $offset = 0, int $length = 0): bool
+        public function sendfile(string $filename, int|string|null $offset = null, int|string|null $length = null): bool
         {
         }
 
-        /** True until end(), unless the client of a body under way (write()) has left. */
+        /** True until end(), unless the client has left (a long callback may ask, and stop). */
         public function isWritable(): bool
         {
         }

@@ -236,10 +236,11 @@ class RedisServer:
     """A real redis-server on a free loopback port, in its own directory, persisting nothing.
     kill() and start() again keep the port, to test an outage."""
 
-    def __init__(self, tmp: Path, tls: tuple | None = None):
+    def __init__(self, tmp: Path, tls: tuple | None = None, args: tuple = ()):
         self.host = "127.0.0.1"
         self.port = free_port()
         self.tls = tls  # (cert file, key file): TLS only, for rediss://
+        self.args = args  # more redis-server arguments
         self.dir = tmp / f"redis.{self.port}"
         self.dir.mkdir()
         self.proc = None
@@ -261,7 +262,7 @@ class RedisServer:
                       "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
             ssl = {"ssl": True, "ssl_cert_reqs": None}
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", self.host, *listen, "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            ["redis-server", "--bind", self.host, *listen, "--save", "", "--appendonly", "no", "--dir", str(self.dir), *self.args],
             stdout=open(self.dir / "redis.log", "a"),
             stderr=subprocess.STDOUT,
         )

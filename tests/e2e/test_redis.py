@@ -251,6 +251,26 @@ def test_a_channel_redis_refuses_is_dropped_and_the_others_keep_working(php_serv
     assert f"subscribing {PREFIX}forbidden was refused, it is dropped: NoPerm: this user has no permissions" in srv.stderr()
 
 
+def test_a_redis_without_psubscribe_drops_the_patterns_and_keeps_the_channels(php_server, tmp_path):
+    """A Redis (or a proxy) without PSUBSCRIBE answers "unknown command": the pattern is dropped
+    with a warning and the channels keep working (any answer but NOPERM was taken for the
+    connection's, and the bridge reconnected every second for ever, delivering nothing)."""
+    no_patterns = RedisServer(tmp_path, args=("--rename-command", "PSUBSCRIBE", ""))
+    no_patterns.start()
+    try:
+        srv = bridge(php_server, no_patterns, ["news", "pat*"])
+        with Client(srv.url) as a:
+            assert a.call("join", a.fd, "news")
+            wait_subscribed(no_patterns, PREFIX + "news")
+            srv.wait_output(f"subscribing {PREFIX}pat* was refused, it is dropped", stream="stderr")
+            no_patterns.client.publish(PREFIX + "news", laravel("News", {}))
+            assert a.recv_json()["event"] == "News"
+            stats = redis_stats(a)
+            assert (stats["state"], stats["reconnects"], stats["subscriptions"]) == ("connected", 0, 1)
+    finally:
+        no_patterns.kill()
+
+
 def test_a_redis_busy_with_a_script_keeps_the_subscriptions_asked_meanwhile(php_server, redis_server):
     """Redis answers BUSY while a script runs past busy-reply-threshold: a subscription asked
     then was dropped for ever (the refusal taken for the channel's, as NOPERM is) while stats

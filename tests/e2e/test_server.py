@@ -257,6 +257,27 @@ def test_status_takes_a_reason_phrase_and_header_swooles_format_argument(php_ser
     ]
 
 
+def test_response_arguments_are_read_as_php_reads_them_and_a_header_set_again_replaces_itself(php_server):
+    """Swoole's methods take coercive arguments: status('201'), header('X-Int', 5), a cookie's
+    null domain (Symfony's getters give null) threw a TypeError. header() set twice sent both
+    (two Content-Types; two Locations after redirect(), which Chrome refuses); an array sends
+    one header per element. path_info is URL-decoded, as Swoole's."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/coerced")
+    res = conn.getresponse()
+    assert (res.status, res.read()) == (201, b"coerced")
+    assert res.headers["X-Int"] == "5" and res.headers.get_all("Content-Type") == ["application/json"]
+    assert res.headers.get_all("Set-Cookie") == ["uid=5; path=/; HttpOnly"]
+    conn.request("GET", "/relocated")
+    res = conn.getresponse()
+    res.read()
+    assert (res.status, res.headers.get_all("Location")) == (301, ["/b"])
+    conn.request("GET", "/caf%C3%A9+au%20lait?x=1")
+    got = json.loads(conn.getresponse().read())
+    assert (got["uri"], got["path_info"]) == ("/caf%C3%A9+au%20lait", "/café au lait")
+
+
 def test_framing_headers_set_by_php_do_not_break_the_response(php_server):
     srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -320,7 +320,8 @@ impl<'a> Closing<'a> {
 
 impl Drop for Closing<'_> {
     fn drop(&mut self) {
-        self.0.closing.fetch_sub(1, Relaxed);
+        // Release: the drain that sees it fall sees the close event queued before.
+        self.0.closing.fetch_sub(1, Release);
     }
 }
 

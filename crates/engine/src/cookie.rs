@@ -95,7 +95,9 @@ impl SetCookie<'_> {
             }
             if self.expire > 0 {
                 let at = UNIX_EPOCH + Duration::from_secs(self.expire as u64);
-                let max_age = at.duration_since(now).map_or(0, |d| d.as_secs());
+                // In whole seconds from the current second, as PHP counts (`expire - time()`).
+                let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let max_age = (self.expire as u64).saturating_sub(now_secs);
                 out.push_str("; expires=");
                 out.push_str(&httpdate::fmt_http_date(at));
                 out.push_str(&format!("; Max-Age={max_age}"));
@@ -165,7 +167,8 @@ mod tests {
 
     #[test]
     fn builds_what_php_setcookie_builds() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // Part way into a second: Max-Age counts from the whole second, as PHP's time() does.
+        let now = UNIX_EPOCH + Duration::from_millis(1_700_000_000_700);
         let value = |c: SetCookie| c.header_value(now).unwrap();
         assert_eq!(
             value(cookie("sid", "a b&c/é")),

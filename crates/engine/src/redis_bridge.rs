@@ -207,7 +207,10 @@ impl RedisBridge {
     /// Subscribes `name` (prefix added; a pattern if it has `*`, `?` or `[`).
     pub fn subscribe(&self, name: &str) {
         let topic = Topic::new(&self.prefix, name);
-        if self.wanted.lock().insert(topic.clone()) {
+        // Noted under the lock: a refusal of `*` (see `apply`) in between would leave the
+        // filter on with `*` not subscribed, and every message filtered out.
+        let mut wanted = self.wanted.lock();
+        if wanted.insert(topic.clone()) {
             self.note_match_all(&topic, true);
             let _ = self.changes.send(Change::Subscribe(topic));
         }
@@ -215,7 +218,8 @@ impl RedisBridge {
 
     pub fn unsubscribe(&self, name: &str) -> bool {
         let topic = Topic::new(&self.prefix, name);
-        let removed = self.wanted.lock().remove(&topic);
+        let mut wanted = self.wanted.lock();
+        let removed = wanted.remove(&topic);
         if removed {
             self.note_match_all(&topic, false);
             let _ = self.changes.send(Change::Unsubscribe(topic));
@@ -407,7 +411,8 @@ async fn subscriber(
                         tokio::select! {
                             change = changes.recv() => match change {
                                 Some(change) => apply(&bridge, &mut sink, &change).await?,
-                                // The bridge is gone: so is the server.
+                                // Not while this task holds the bridge (and so the sender):
+                                // the task ends with the runtime.
                                 None => return redis::RedisResult::Ok(()),
                             },
                             _ = health.tick() => answered(sink.ping::<redis::Value>()).await.map(drop)?,
@@ -469,9 +474,16 @@ async fn restore(
     Ok(())
 }
 
-/// An answer that refuses a topic (an ACL without that channel: NOPERM), not the connection.
+/// Answers that say Redis cannot take commands now, not that it refuses the topic: a script
+/// running past busy-reply-threshold, a dataset loading, a password not given yet, a replica
+/// without its master.
+const NOT_NOW: [&str; 5] = ["BUSY", "LOADING", "NOAUTH", "MASTERDOWN", "TRYAGAIN"];
+
+/// An answer that refuses a topic for good (an ACL without that channel: NOPERM; a Redis or
+/// proxy without PSUBSCRIBE), not the connection: dropping the topic keeps the others going,
+/// where reconnecting would be refused the same way, for ever.
 fn refused(err: &redis::RedisError) -> bool {
-    err.code() == Some("NOPERM")
+    err.code().is_some_and(|code| !NOT_NOW.contains(&code))
 }
 
 /// Forwards and hands on what the subscriber took, in the order Redis sent it.
@@ -506,9 +518,8 @@ async fn answered<T>(
 }
 
 /// Sends a (P)(UN)SUBSCRIBE; Err if the connection failed or Redis cannot take commands now
-/// (BUSY running a script, LOADING, NOAUTH...): the bridge reconnects and subscribes all that
-/// is wanted again. A topic Redis refuses (see [`refused`]) is that topic's problem: it is
-/// logged and forgotten, where reconnecting would only be refused again, for ever.
+/// (see [`NOT_NOW`]): the bridge reconnects and subscribes all that is wanted again. A topic
+/// Redis refuses (see [`refused`]) is logged and forgotten.
 async fn apply(
     bridge: &RedisBridge,
     sink: &mut redis::aio::PubSubSink,
@@ -522,7 +533,8 @@ async fn apply(
     match change {
         Change::Subscribe(topic) => {
             log::warn!(target: "surge", "redis: subscribing {} was refused, it is dropped: {err}", topic.name);
-            if bridge.wanted.lock().remove(topic) {
+            let mut wanted = bridge.wanted.lock();
+            if wanted.remove(topic) {
                 bridge.note_match_all(topic, false);
             }
         }

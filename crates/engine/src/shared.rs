@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed},
+};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -160,7 +163,7 @@ impl Shared {
 
     pub fn live_connections(&self) -> usize {
         // The registry first: a connection leaves it after it is counted as closing.
-        self.http_live.load(Relaxed) + self.registry.len() + self.closing.load(Relaxed)
+        self.http_live.load(Relaxed) + self.registry.len() + self.closing.load(Acquire)
     }
 
     /// A connection's socket id, `<random>.<fd>`: the `digits.digits` form Laravel Echo and the

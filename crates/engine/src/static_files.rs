@@ -56,14 +56,14 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
                     .and_then(|f| f.to_str())
                     .is_some_and(servable)
             })
-            .find(|file| leads_to_servable(file))?;
+            .find(|file| leads_to_servable(root, file))?;
         return Some(if uri_path.ends_with('/') {
             Found::File(index)
         } else {
             Found::DirectoryWithoutSlash
         });
     }
-    leads_to_servable(&path).then_some(Found::File(path))
+    leads_to_servable(root, &path).then_some(Found::File(path))
 }
 
 /// The path below the root that a decoded URL path names (empty: the root itself), its `..`
@@ -82,15 +82,18 @@ fn below_root(decoded: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Whether `path` is a regular file (through its links) whose own name may be served: a link
-/// named `notes.txt` to `index.php` or `.env` is refused as they are.
-fn leads_to_servable(path: &Path) -> bool {
+/// Whether `path` is a regular file (through its links) that may be served as it is where it
+/// leads: a link named `notes.txt` to `index.php` or `.env` is refused as they are, and one to
+/// a hidden directory of the root (`git -> .git`) as it is. Outside the root, where a link
+/// leads is its owner's choice (the root's own path may hold hidden directories): the file's
+/// name is checked alone.
+fn leads_to_servable(root: &Path, path: &Path) -> bool {
     std::fs::canonicalize(path).is_ok_and(|target| {
-        target.is_file()
-            && target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(servable)
+        let name = match target.strip_prefix(root) {
+            Ok(inside) => inside.to_str(),
+            Err(_) => target.file_name().and_then(|n| n.to_str()),
+        };
+        target.is_file() && name.is_some_and(servable)
     })
 }
 
@@ -361,6 +364,12 @@ mod tests {
             file(root.join("assets/index.html")),
             "an index file that links out"
         );
+
+        // A link to a hidden directory of the root is as hidden as it.
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/config"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join(".git"), root.join("git")).unwrap();
+        assert_eq!(found(&all, "/git/config"), None);
 
         // Locations are URL paths, whatever a link in them leads to.
         std::os::unix::fs::symlink(root.join("assets"), root.join("built")).unwrap();

@@ -42,6 +42,71 @@ pub fn bytes_arg(zv: &Zval, what: &str) -> PhpResult<Vec<u8>> {
     )))
 }
 
+/// A string argument as PHP's coercive typing reads one (Swoole's methods take their strings
+/// so): ints and floats as printed, true as "1", false and null as "" (null still converts for
+/// PHP's own functions, with a deprecation: Symfony's getters give it), a Stringable object
+/// by its __toString(). The text must be UTF-8.
+pub fn text_arg(zv: &Zval, what: &str) -> PhpResult<String> {
+    let bytes = if zv.is_null() || zv.is_false() {
+        Vec::new()
+    } else if zv.is_true() {
+        b"1".to_vec()
+    } else if let Some(object) = zv.object().filter(|o| o.get_class_name().is_ok()) {
+        let text = object.try_call_method("__toString", vec![]).map_err(|_| {
+            error(format!(
+                "{what} must be a string, got an object without __toString()"
+            ))
+        })?;
+        bytes_arg(&text, what)?
+    } else {
+        bytes_arg(zv, what)?
+    };
+    String::from_utf8(bytes).map_err(|_| error(format!("{what} must be UTF-8 text")))
+}
+
+/// An int argument as PHP's coercive typing reads one: an int, a float without a fraction, a
+/// numeric string ("201", " 42 "), a bool; null as 0.
+pub fn int_arg(zv: &Zval, what: &str) -> PhpResult<i64> {
+    if let Some(n) = zv.long() {
+        return Ok(n);
+    }
+    if zv.is_null() || zv.is_false() {
+        return Ok(0);
+    }
+    if zv.is_true() {
+        return Ok(1);
+    }
+    let number = match (zv.double(), zv.str()) {
+        (Some(f), _) => Some(f),
+        (_, Some(text)) => text.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match number {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(f as i64),
+        _ => Err(error(format!(
+            "{what} must be an int, got {}",
+            type_name(zv)
+        ))),
+    }
+}
+
+/// Whether PHP takes the value for true (a bool argument in coercive typing reads it so).
+pub fn truthy(zv: &Zval) -> bool {
+    if let Some(b) = zv.bool() {
+        b
+    } else if let Some(n) = zv.long() {
+        n != 0
+    } else if let Some(f) = zv.double() {
+        f != 0.0
+    } else if let Some(s) = zv.zend_str() {
+        !matches!(s.as_bytes(), b"" | b"0")
+    } else if let Some(a) = zv.array() {
+        !a.is_empty()
+    } else {
+        zv.is_object()
+    }
+}
+
 pub fn type_name(zv: &Zval) -> &'static str {
     if zv.is_null() {
         "null"

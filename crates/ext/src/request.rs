@@ -45,11 +45,16 @@ fn headers(req: &HttpRequest) -> Vec<(String, String)> {
     out
 }
 
+/// Swoole's `path_info`: the path decoded as PHP's urldecode() decodes (`+` a space too).
+fn url_decoded(path: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(&path.replace('+', " ")).collect()
+}
+
 fn server_vars(req: &HttpRequest) -> PhpResult<Zval> {
     let mut s = Assoc::new();
     s.set("request_method", req.method.as_str())?;
     s.set("request_uri", req.path.as_str())?;
-    s.set("path_info", req.path.as_str())?;
+    s.set("path_info", binary_zval(&url_decoded(&req.path)))?;
     if !req.query.is_empty() {
         s.set("query_string", req.query.as_str())?;
     }

@@ -13,7 +13,7 @@ use surge_engine::http_file::FileToSend;
 use surge_engine::http_stream::ChunkSender;
 use surge_engine::{HttpResponse, Responder};
 
-use crate::convert::bytes_arg;
+use crate::convert::{bytes_arg, int_arg, text_arg, truthy};
 use crate::exception::error;
 
 #[php_class]
@@ -69,6 +69,58 @@ impl Response {
         Ok(true)
     }
 
+    fn set_status(&self, code: i64, reason: String) -> PhpResult<bool> {
+        if !(200..=999).contains(&code) {
+            return Err(error(format!(
+                "status code must be between 200 and 999 (a 1xx is not a final response), got {code}"
+            )));
+        }
+        if reason.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(error(format!(
+                "the reason phrase of status {code} has a control character (a line break?)"
+            )));
+        }
+        if self.head_sent() {
+            return Ok(false);
+        }
+        self.status.set(code as u16);
+        *self.reason.borrow_mut() = Some(reason).filter(|r| !r.is_empty());
+        Ok(true)
+    }
+
+    /// cookie() and rawcookie(): their arguments read as PHP reads a setcookie() call's.
+    #[allow(clippy::too_many_arguments)] // setcookie()'s parameters, in their order
+    fn cookie_from_args(
+        &self,
+        raw: bool,
+        key: &str,
+        value: Option<&Zval>,
+        expire: Option<&Zval>,
+        path: Option<&Zval>,
+        domain: Option<&Zval>,
+        secure: Option<&Zval>,
+        httponly: Option<&Zval>,
+        samesite: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        let text =
+            |zv: Option<&Zval>, what: &str| zv.map_or(Ok(String::new()), |zv| text_arg(zv, what));
+        let path = match path.filter(|zv| !zv.is_null()) {
+            Some(zv) => text_arg(zv, "cookie path")?,
+            None => "/".to_string(),
+        };
+        self.set_cookie(SetCookie {
+            name: key,
+            value: &text(value, "cookie value")?,
+            expire: expire.map_or(Ok(0), |zv| int_arg(zv, "cookie expire"))?,
+            path: &path,
+            domain: &text(domain, "cookie domain")?,
+            secure: secure.is_some_and(truthy),
+            http_only: httponly.is_some_and(truthy),
+            same_site: &text(samesite, "cookie samesite")?,
+            raw,
+        })
+    }
+
     /// After a fatal error in the request callback: a 500 that says so, unless the callback had
     /// answered. (Left to the object's drop, the client would read that end() was not called.)
     pub fn after_fatal_error(response: &Zval) {
@@ -116,131 +168,105 @@ impl Response {
 
     /// Sets the status code (200-999) and, if given, a reason phrase of its own instead of the
     /// code's (Swoole's `$reason`); false once the head is sent. A 1xx is no final answer:
-    /// hyper would replace it with a 500 and close the connection.
-    #[php(defaults(reason = String::new()))]
-    pub fn status(&self, code: i64, reason: String) -> PhpResult<bool> {
-        if !(200..=999).contains(&code) {
-            return Err(error(format!(
-                "status code must be between 200 and 999 (a 1xx is not a final response), got {code}"
-            )));
+    /// hyper would replace it with a 500 and close the connection. Arguments are read as PHP's
+    /// coercive typing reads them (`status('201')`, a reason of null), as Swoole's are.
+    pub fn status(&self, code: &Zval, reason: Option<&Zval>) -> PhpResult<bool> {
+        let code = int_arg(code, "status code")?;
+        let reason = reason.map_or(Ok(String::new()), |zv| text_arg(zv, "reason phrase"))?;
+        self.set_status(code, reason)
+    }
+
+    /// Sets a response header, replacing one set before under the same name (in any case), as
+    /// Swoole does; an array value sends one header of that name per element (Set-Cookie).
+    /// `$format` is Swoole's (write the name as `Content-Type`): taken and not needed, header
+    /// names are not case-sensitive and HTTP/1 clients read any case. Values are read as PHP's
+    /// coercive typing reads a string (`header('Content-Length', strlen($body))`).
+    #[php(defaults(format = true))]
+    pub fn header(&self, name: String, value: &Zval, format: bool) -> PhpResult<bool> {
+        let _ = format;
+        if !valid_header_name(&name) {
+            return Err(error(format!("invalid header name '{name}'")));
         }
-        if reason.chars().any(|c| c.is_control() && c != '\t') {
+        let values = match value.array() {
+            Some(list) => (list.values())
+                .map(|v| text_arg(v, "header value"))
+                .collect::<PhpResult<Vec<_>>>()?,
+            None => vec![text_arg(value, "header value")?],
+        };
+        // hyper refuses any control character but the tab: left in, the header would be
+        // dropped after this call said it was set.
+        if values
+            .iter()
+            .any(|v| v.chars().any(|c| c.is_ascii_control() && c != '\t'))
+        {
             return Err(error(format!(
-                "the reason phrase of status {code} has a control character (a line break?)"
+                "header '{name}' has a control character (a line break?) in its value"
             )));
         }
         if self.head_sent() {
             return Ok(false);
         }
-        self.status.set(code as u16);
-        *self.reason.borrow_mut() = Some(reason).filter(|r| !r.is_empty());
+        let mut headers = self.headers.borrow_mut();
+        headers.retain(|(set, _)| !set.eq_ignore_ascii_case(&name));
+        headers.extend(values.into_iter().map(|v| (name.clone(), v)));
         Ok(true)
-    }
-
-    /// Adds a response header. `$format` is Swoole's (write the name as `Content-Type`): taken
-    /// and not needed, header names are not case-sensitive and HTTP/1 clients read any case.
-    #[php(defaults(format = true))]
-    pub fn header(&self, name: String, value: String, format: bool) -> PhpResult<bool> {
-        let _ = format;
-        if !valid_header_name(&name) {
-            return Err(error(format!("invalid header name '{name}'")));
-        }
-        // hyper refuses any control character but the tab: left in, the header would be
-        // dropped after this call said it was set.
-        if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
-            return Err(error(format!(
-                "header '{name}' has a control character (a line break?) in its value"
-            )));
-        }
-        self.add_header(name, value)
     }
 
     /// Adds a Set-Cookie header as PHP's setcookie() writes it: the value URL-encoded, an empty
     /// value deletes the cookie, `$expire` is a Unix time (0: until the browser closes).
+    /// Arguments are read as setcookie() reads them (Symfony's null domain or same-site, an
+    /// expiry given as a string).
     #[allow(clippy::too_many_arguments)] // Swoole's and setcookie()'s parameters, in their order
-    #[php(defaults(
-        value = String::new(),
-        expire = 0,
-        path = "/".to_string(),
-        domain = String::new(),
-        secure = false,
-        httponly = false,
-        samesite = String::new()
-    ))]
     pub fn cookie(
         &self,
         key: String,
-        value: String,
-        expire: i64,
-        path: String,
-        domain: String,
-        secure: bool,
-        httponly: bool,
-        samesite: String,
+        value: Option<&Zval>,
+        expire: Option<&Zval>,
+        path: Option<&Zval>,
+        domain: Option<&Zval>,
+        secure: Option<&Zval>,
+        httponly: Option<&Zval>,
+        samesite: Option<&Zval>,
     ) -> PhpResult<bool> {
-        self.set_cookie(SetCookie {
-            name: &key,
-            value: &value,
-            expire,
-            path: &path,
-            domain: &domain,
-            secure,
-            http_only: httponly,
-            same_site: &samesite,
-            raw: false,
-        })
+        self.cookie_from_args(
+            false, &key, value, expire, path, domain, secure, httponly, samesite,
+        )
     }
 
     /// As cookie(), with the value sent as given (PHP's setrawcookie()): it must not hold `,;`
     /// or white space. (The same PHP parameters as cookie(): ext-php-rs declares each method's
     /// signature apart, the work is shared.)
     #[allow(clippy::too_many_arguments)] // Swoole's and setcookie()'s parameters, in their order
-    #[php(defaults(
-        value = String::new(),
-        expire = 0,
-        path = "/".to_string(),
-        domain = String::new(),
-        secure = false,
-        httponly = false,
-        samesite = String::new()
-    ))]
     pub fn raw_cookie(
         &self,
         key: String,
-        value: String,
-        expire: i64,
-        path: String,
-        domain: String,
-        secure: bool,
-        httponly: bool,
-        samesite: String,
+        value: Option<&Zval>,
+        expire: Option<&Zval>,
+        path: Option<&Zval>,
+        domain: Option<&Zval>,
+        secure: Option<&Zval>,
+        httponly: Option<&Zval>,
+        samesite: Option<&Zval>,
     ) -> PhpResult<bool> {
-        self.set_cookie(SetCookie {
-            name: &key,
-            value: &value,
-            expire,
-            path: &path,
-            domain: &domain,
-            secure,
-            http_only: httponly,
-            same_site: &samesite,
-            raw: true,
-        })
+        self.cookie_from_args(
+            true, &key, value, expire, path, domain, secure, httponly, samesite,
+        )
     }
 
-    /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302).
-    #[php(defaults(http_code = 302))]
-    pub fn redirect(&self, location: String, http_code: i64) -> PhpResult<bool> {
-        if !(300..=399).contains(&http_code) {
+    /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302),
+    /// replacing a Location set before.
+    pub fn redirect(&self, location: &Zval, http_code: Option<&Zval>) -> PhpResult<bool> {
+        let code = http_code.map_or(Ok(302), |zv| int_arg(zv, "redirect status code"))?;
+        if !(300..=399).contains(&code) {
             return Err(error(format!(
-                "a redirect's status code must be between 300 and 399, got {http_code}"
+                "a redirect's status code must be between 300 and 399, got {code}"
             )));
         }
         if self.head_sent() {
             return Ok(false);
         }
         self.header("Location".to_string(), location, true)?;
-        self.status(http_code, String::new())?;
+        self.set_status(code, String::new())?;
         self.end(None)
     }
 
@@ -282,8 +308,14 @@ impl Response {
     /// with a Content-Type from its extension unless one was set, and ends the response. The
     /// file is read as the client takes it. False if the response was already sent or the client
     /// left; throws if the file cannot be read or the range goes past its end.
-    #[php(defaults(offset = 0, length = 0))]
-    pub fn sendfile(&self, filename: String, offset: i64, length: i64) -> PhpResult<bool> {
+    pub fn sendfile(
+        &self,
+        filename: String,
+        offset: Option<&Zval>,
+        length: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        let offset = offset.map_or(Ok(0), |zv| int_arg(zv, "offset"))?;
+        let length = length.map_or(Ok(0), |zv| int_arg(zv, "length"))?;
         if offset < 0 || length < 0 {
             return Err(error(format!(
                 "offset and length must not be negative, got {offset} and {length}"
@@ -305,11 +337,11 @@ impl Response {
         Ok(reply.send_file(self.head(Vec::new()), file))
     }
 
-    /// True until end(), unless the client of a body under way has gone away.
+    /// True until end(), unless the client has gone away (a long callback may ask, and stop).
     pub fn is_writable(&self) -> bool {
         match &*self.stream.borrow() {
             Some(stream) => stream.is_open(),
-            None => self.reply.borrow().is_some(),
+            None => self.reply.borrow().as_ref().is_some_and(|r| !r.is_closed()),
         }
     }
 }

@@ -822,6 +822,11 @@ fn pusher_channels(channels: &Zval) -> PhpResult<Vec<String>> {
     if let Some(name) = channels.str() {
         return Ok(vec![name.to_owned()]);
     }
+    if channels.is_string() {
+        return Err(error(
+            "pusherTrigger() channel names are ASCII (not UTF-8 here)",
+        ));
+    }
     let bad = || {
         error(format!(
             "pusherTrigger() channels must be a string or an array of strings, got {}",

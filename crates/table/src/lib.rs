@@ -30,8 +30,9 @@
 //! - Each row has a seqlock: a writer makes the word odd (a CAS, which also excludes other
 //!   writers, and puts its pid in the word's top bits), writes, and makes it even again
 //!   (without the pid); a reader copies the row and keeps the copy
-//!   only if the word was even and unchanged around it. Readers never write shared memory
-//!   (but to release a dead writer's lock, below), and never see a torn row (but one a
+//!   only if the word was even and unchanged around it. Readers write no shared memory
+//!   but to release a dead writer's lock (below) or to wait their turn as a writer when
+//!   writers keep the row busy (the lock taken, nothing changed), and never see a torn row (but one a
 //!   killed writer left). incr/decr read and write under this lock: no lost updates.
 //! - Each bucket has a lock (its holder's pid, set by one CAS), held to insert into or unlink
 //!   from its chain, and a version that each such change bumps when it unlocks. Lock order

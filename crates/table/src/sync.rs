@@ -84,7 +84,8 @@ fn release_row_of_the_dead(seq: &AtomicU64, locked: u64, repair: impl Fn()) {
 
 /// A row's seqlock: even = stable, odd = a writer is inside. Writers exclude each other with
 /// the odd value; readers copy and check the word did not move (they write only to release
-/// the lock of a writer that died).
+/// the lock of a writer that died, or to take the lock themselves when writers keep the row
+/// busy: see `read_stable`).
 pub(crate) struct RowGuard<'a> {
     seq: &'a AtomicU64,
     locked: u64,

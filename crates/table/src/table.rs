@@ -49,7 +49,8 @@ pub struct Entry {
 }
 
 /// Which content a row had: its slot and its seqlock word. Every write to a row moves the
-/// word on (a delete and a new key in the same slot included), in whichever process, and the
+/// word on (a delete and a new key in the same slot included), in whichever process (so does
+/// a read that had to take the row's lock: a remembered version is then read again), and the
 /// word comes back to a value it had only after 2^41 writes to the row, so two reads with the
 /// same version saw the same key and values. For caches of rows: see [`Table::get_versioned`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

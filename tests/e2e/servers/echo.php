@@ -133,6 +133,11 @@ if (getenv('SURGE_HTTP')) {
             '/cookie' => [set_cookies($res), respond($req, $res)],
             '/redirect' => $res->redirect('/elsewhere?x=1', 301),
             '/reason' => reason($res),
+            // Arguments as PHP's coercive typing reads them, and header() replacing itself.
+            '/coerced' => [$res->status('201'), $res->header('X-Int', 5), $res->header('Content-Type', 'text/html'),
+                           $res->header('content-type', 'application/json'), $res->cookie('uid', 5, '0', '/', null, 0, 1, null),
+                           $res->end('coerced')],
+            '/relocated' => [$res->header('Location', '/a'), $res->redirect('/b', '301')],
             // Framing headers that do not match the body.
             '/wrong-length' => [$res->header('Content-Length', '3'), $res->header('Transfer-Encoding', 'chunked'), $res->end('hello')],
             '/stream' => stream($res, 3),
@@ -180,13 +185,15 @@ function reason($res): void
         fn() => $res->status(103),
         fn() => $res->header('X-Nul', "a\x00b"),
     ];
+    $said = [];
     foreach ($refusals as $refused) {
         try {
             $refused();
         } catch (Surge\Exception $e) {
-            $res->header('X-Refused', $e->getMessage());
+            $said[] = $e->getMessage();
         }
     }
+    $res->header('X-Refused', $said); // an array: one header each
     $res->end('fishing');
 }
 
@@ -197,13 +204,15 @@ function set_cookies($res): void
     $res->cookie('gone');
     $res->cookie('until', 'v', time() + 3600, '/app', 'example.com', true);
     $res->rawCookie('token', 'a%20b=c/d', 0, '/', '', false, true);
+    $said = [];
     foreach ([fn() => $res->cookie('bad;name', 'v'), fn() => $res->rawCookie('raw', 'a b'), fn() => $res->cookie('ctl', 'v', 0, "/\x01")] as $refused) {
         try {
             $refused();
         } catch (Surge\Exception $e) {
-            $res->header('X-Refused', $e->getMessage());
+            $said[] = $e->getMessage();
         }
     }
+    $res->header('X-Refused', $said);
 }
 
 // Server-sent events: one now, one every 20 ms from a timer, the last by end() after $count.
@@ -265,7 +274,7 @@ function respond($req, $res): void
     $res->end(json_encode([
         'fd' => $req->fd, 'get' => $req->get, 'post' => $req->post, 'cookie' => $req->cookie,
         'method' => $req->server['request_method'], 'uri' => $req->server['request_uri'],
-        'get_method' => $req->getMethod(),
+        'path_info' => $req->server['path_info'], 'get_method' => $req->getMethod(),
         'body' => $req->rawContent(), 'host' => $req->header['host'] ?? null,
     ]));
 }
