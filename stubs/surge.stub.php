@@ -494,7 +494,7 @@ namespace Surge\Http {
         {
         }
 
-        /** Sends the status and headers if not yet sent, then $data as a chunk of the body (chunked encoding), which goes on until end(): for server-sent events or a long download. False, sending nothing, when the client has left or more than socket_buffer_size bytes already wait for it (isWritable() stays true then: write again later). The body also ends when the Response is freed or the server stops; a fatal error in the callback cuts it short (the client sees it incomplete). */
+        /** Sends the status and headers if not yet sent, then $data as a chunk of the body (chunked encoding: a Content-Length set by header() is dropped), which goes on until end(): for server-sent events or a long download. False, sending nothing, when the client has left or more than socket_buffer_size bytes already wait for it (isWritable() stays true then: write again later). The body also ends when the Response is freed or the server stops; a fatal error in the callback cuts it short (the client sees it incomplete). */
         public function write(string $data): bool
         {
         }

@@ -273,6 +273,10 @@ def test_response_arguments_are_read_as_php_reads_them_and_a_header_set_again_re
     res = conn.getresponse()
     res.read()
     assert (res.status, res.headers.get_all("Location")) == (301, ["/b"])
+    conn.request("GET", "/status-599")
+    res = conn.getresponse()
+    res.read()
+    assert (res.status, res.reason) == (599, "Unknown")  # was `<none>`, hyper's word for no phrase
     conn.request("GET", "/caf%C3%A9+au%20lait?x=1")
     got = json.loads(conn.getresponse().read())
     assert (got["uri"], got["path_info"]) == ("/caf%C3%A9+au%20lait", "/café au lait")
@@ -286,6 +290,10 @@ def test_framing_headers_set_by_php_do_not_break_the_response(php_server):
         conn.request("GET", "/wrong-length")
         res = conn.getresponse()
         assert (res.status, res.headers["Content-Length"], res.headers["Transfer-Encoding"], res.read()) == (200, "5", None, b"hello")
+        # Streamed, chunked (hyper cut it off at the wrong length: curl saw nothing at all).
+        conn.request("GET", "/wrong-length-stream")
+        res = conn.getresponse()
+        assert (res.status, res.headers["Content-Length"], res.headers["Transfer-Encoding"], res.read()) == (200, None, "chunked", b"hello")
     # HEAD keeps PHP's Content-Length: the size GET would send.
     conn.request("HEAD", "/wrong-length")
     res = conn.getresponse()

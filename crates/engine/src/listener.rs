@@ -450,6 +450,9 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             reply(response)
         }
         Ok(Answer::Streamed(mut head, chunks)) => {
+            // Sent chunked: a Content-Length of PHP's that the chunks do not add up to made
+            // hyper cut the response off (nothing at all when it was too large).
+            drop_framing(&mut head, head_request);
             let mut stopping = shared.stopping.subscribe();
             let stop = async move {
                 let _ = stopping.wait_for(Option::is_some).await;
@@ -621,8 +624,15 @@ fn with_head<B>(response: HttpResponse, body: B) -> Response<B> {
     let mut res = Response::new(body);
     *res.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // Checked by the PHP layer (no control characters); an invalid one is left out.
-    if let Some(reason) = response.reason.and_then(|r| ReasonPhrase::try_from(r).ok()) {
+    // Checked by the PHP layer (no control characters); an invalid one is left out. A code
+    // with no phrase of its own (299, 600) would go out as `<none>`, hyper's word for it.
+    let unknown = res
+        .status()
+        .canonical_reason()
+        .is_none()
+        .then(|| "Unknown".to_string());
+    if let Some(reason) = (response.reason.or(unknown)).and_then(|r| ReasonPhrase::try_from(r).ok())
+    {
         res.extensions_mut().insert(reason);
     }
     for (name, value) in response.headers {

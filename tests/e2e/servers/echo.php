@@ -137,9 +137,11 @@ if (getenv('SURGE_HTTP')) {
             '/coerced' => [$res->status('201'), $res->header('X-Int', 5), $res->header('Content-Type', 'text/html'),
                            $res->header('content-type', 'application/json'), $res->cookie('uid', 5, '0', '/', null, 0, 1, null),
                            $res->end('coerced')],
+            '/status-599' => [$res->status(599), $res->end('')],
             '/relocated' => [$res->header('Location', '/a'), $res->redirect('/b', '301')],
             // Framing headers that do not match the body.
             '/wrong-length' => [$res->header('Content-Length', '3'), $res->header('Transfer-Encoding', 'chunked'), $res->end('hello')],
+            '/wrong-length-stream' => [$res->header('Content-Length', '100'), $res->write('hel'), $res->end('lo')],
             '/stream' => stream($res, 3),
             '/stream-forever' => stream($res, PHP_INT_MAX),
             '/stream-to-slow-client' => stream_until_refused($res),
