@@ -95,7 +95,7 @@ class ChannelHandler implements Handler
         if (! str_starts_with($channel, 'private-') && ! str_starts_with($channel, 'presence-')) {
             return true;
         }
-        $user = $this->users[$fd] ?? null;
+        $user = $this->fresh($this->users[$fd] ?? null);
         if ($user === null) {
             return false;
         }
@@ -120,6 +120,22 @@ class ChannelHandler implements Handler
         } catch (Throwable) {
             return false;
         }
+    }
+
+    /**
+     * The user as the database has them now, as /broadcasting/auth would load them for each
+     * subscription: the one kept since the handshake may have been deleted or lost a role
+     * since (it kept joining private channels). Null for a user gone; the kept one when the
+     * guard cannot load users again.
+     */
+    protected function fresh(?Authenticatable $user): ?Authenticatable
+    {
+        $guard = $user === null ? null : auth()->guard($this->guard());
+        if ($guard === null || ! method_exists($guard, 'getProvider')) {
+            return $user;
+        }
+
+        return $guard->getProvider()->retrieveById($user->getAuthIdentifier());
     }
 
     /** The auth guard of the users that user() returns: the default one unless overridden. */

@@ -1,7 +1,7 @@
 <?php
 
 // The app's published config/surge.php (php artisan vendor:publish --tag=surge-config), with
-// the handler of this test app.
+// the handler of this test app (and, for the tests of config errors, a misspelt key).
 
 return [
     'host' => env('SURGE_HOST', '127.0.0.1'),
@@ -12,5 +12,5 @@ return [
         'enabled' => env('SURGE_REDIS', true),
         'connection' => env('SURGE_REDIS_CONNECTION'),
         'channels' => ['*'],
-    ],
-];
+    ] + (env('SURGE_TEST_MISSPELT_REDIS') ? [env('SURGE_TEST_MISSPELT_REDIS') => false] : []),
+] + (env('SURGE_TEST_MISSPELT') ? [env('SURGE_TEST_MISSPELT') => []] : []);

@@ -21,6 +21,13 @@ class ServeCommand extends Command
 
     protected $description = 'Run the Surge WebSocket server until SIGINT or SIGTERM';
 
+    /** The keys config/surge.php may hold, at its top and in its redis and pusher arrays. */
+    private const CONFIG_KEYS = [
+        '' => ['host', 'port', 'handler', 'settings', 'redis', 'pusher'],
+        'redis' => ['enabled', 'connection', 'channels'],
+        'pusher' => ['enabled', 'connections', 'options'],
+    ];
+
     public function handle(): int
     {
         if (! extension_loaded('surge')) {
@@ -82,13 +89,22 @@ class ServeCommand extends Command
     private function configuration(): array
     {
         $config = (array) $this->laravel['config']->get('surge', []);
+        // A misspelt key ('setings', 'redis.enable') would be ignored, and the server run
+        // without what it said.
+        foreach (['' => $config, 'redis.' => $config['redis'] ?? [], 'pusher.' => $config['pusher'] ?? []] as $at => $items) {
+            $known = self::CONFIG_KEYS[rtrim($at, '.')];
+            $unknown = is_array($items) ? array_diff(array_keys($items), $known) : [];
+            if ($unknown !== []) {
+                throw new InvalidArgumentException("surge.{$at}".reset($unknown).' is no setting of config/surge.php; '.($at === '' ? 'it' : 'surge.'.rtrim($at, '.')).' takes '.implode(', ', $known));
+            }
+        }
 
         $host = $this->option('host') ?? $config['host'] ?? '0.0.0.0';
         if (! is_string($host) || $host === '') {
             throw new InvalidArgumentException('surge.host (or --host) must be an address such as 0.0.0.0, got '.var_export($host, true));
         }
         $port = $this->option('port') ?? $config['port'] ?? 6001;
-        if (! (is_int($port) || (is_string($port) && ctype_digit($port))) || (int) $port > 65535) {
+        if (! (is_int($port) || (is_string($port) && ctype_digit($port))) || (int) $port < 0 || (int) $port > 65535) {
             throw new InvalidArgumentException('surge.port (or --port) must be a port number from 0 to 65535, got '.var_export($port, true));
         }
 
@@ -206,7 +222,11 @@ class ServeCommand extends Command
 
                 return;
             }
-            $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), $illuminate);
+            // An onOpen that threw (a database down while it checked who connects) did not let
+            // the client in: it is closed, not served as if it had been.
+            if (! $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), $illuminate)) {
+                $server->disconnect($request->fd, 4500, 'server error');
+            }
         });
         $server->on('message', function ($server, $frame) use ($handler, $lifecycle) {
             $lifecycle->run('onMessage', fn () => $handler->onMessage($server, $frame));

@@ -17,9 +17,11 @@ use Throwable;
  * else one for `app.url`, as artisan commands have); afterwards every auth guard (and the user
  * it holds) is forgotten, the `Guard` the container handed out too, scoped instances are
  * dropped, the configuration and locale go back to what the app booted with, the in-memory
- * session is dropped, a transaction left open is rolled back, and a database connection that
- * was lost ("server has gone away", "lost connection", ...) is purged so the next query
- * reconnects. An exception is reported (log + one line on stderr) and the server keeps serving.
+ * session is dropped, a transaction left open is rolled back, the log context, queued cookies
+ * and the query log are cleared, a database connection opened under a configuration the
+ * callback changed is closed, and a database connection that was lost ("server has gone away",
+ * "lost connection", ...) is purged so the next query reconnects. An exception is reported
+ * (log + one line on stderr) and the server keeps serving.
  */
 class Lifecycle
 {
@@ -44,14 +46,21 @@ class Lifecycle
         $this->locale = (string) ($this->config['app']['locale'] ?? 'en');
     }
 
-    /** Runs $callback (with $request as request(), if given) and cleans up after it. */
-    public function run(string $what, callable $callback, ?IlluminateRequest $request = null): void
+    /**
+     * Runs $callback (with $request as request(), if given) and cleans up after it; false if
+     * it threw (reported).
+     */
+    public function run(string $what, callable $callback, ?IlluminateRequest $request = null): bool
     {
         $this->bindRequest($request ?? $this->appUrlRequest());
         try {
             $callback();
+
+            return true;
         } catch (Throwable $e) {
             $this->report($what, $e);
+
+            return false;
         } finally {
             $this->reset();
         }
@@ -73,12 +82,20 @@ class Lifecycle
     {
         $app = $this->app;
         try {
+            // Connections whose configuration the callback changed (a tenant's database): one
+            // it opened so must not serve the next callback, maybe another tenant's.
+            $retargeted = array_keys(array_filter(
+                (array) $app['config']->get('database.connections', []),
+                fn ($config, $name) => $config !== ($this->config['database']['connections'][$name] ?? null),
+                ARRAY_FILTER_USE_BOTH
+            ));
             $this->restoreConfig();
             if ($app->resolved('translator') && $app['translator']->getLocale() !== $this->locale) {
                 $app->setLocale($this->locale);
             }
             if ($app->resolved('auth')) {
                 $app['auth']->forgetGuards();
+                $this->forgetGuardRebindings();
             }
             // What a type-hinted Guard contract resolved to: the default guard, kept apart.
             $app->forgetInstance('auth.driver');
@@ -96,12 +113,48 @@ class Lifecycle
                         ($this->warn)("a callback left a transaction open on database connection '{$name}': rolled back");
                         $connection->rollBack(0);
                     }
+                    $connection->flushQueryLog();
+                    if (in_array($name, $retargeted, true)) {
+                        $app['db']->purge($name);
+                    }
                 }
+            }
+            // Log::withContext() of one user's callback would be in another's log lines.
+            if ($app->resolved('log')) {
+                foreach ($app['log']->getChannels() as $channel) {
+                    if (method_exists($channel, 'withoutContext')) {
+                        $channel->withoutContext();
+                    }
+                }
+                if (method_exists($app['log'], 'flushSharedContext')) {
+                    $app['log']->flushSharedContext();
+                }
+            }
+            // Cookie::queue() (a remember-me cookie) would go with another user's response.
+            if ($app->resolved('cookie') && method_exists($app['cookie'], 'flushQueuedCookies')) {
+                $app['cookie']->flushQueuedCookies();
             }
         } catch (Throwable $e) {
             $this->report('cleanup', $e);
         }
         $this->bindRequest($this->appUrlRequest());
+    }
+
+    /**
+     * Each guard registers itself for the next request (`$app->refresh('request', $guard,
+     * 'setRequest')`), and forgetGuards() does not take that back: every callback that used
+     * auth() left a guard (and its user) in the container for good, and every later request
+     * binding called them all (20,000 messages: 20,000 guards, the server 9x slower, then out
+     * of memory). The rebinding callbacks of guards are dropped with the guards.
+     */
+    private function forgetGuardRebindings(): void
+    {
+        (function () {
+            $this->reboundCallbacks['request'] = array_values(array_filter(
+                $this->reboundCallbacks['request'] ?? [],
+                fn ($callback) => ! ((new \ReflectionFunction($callback))->getStaticVariables()['target'] ?? null) instanceof \Illuminate\Contracts\Auth\Guard
+            ));
+        })->call($this->app);
     }
 
     /**

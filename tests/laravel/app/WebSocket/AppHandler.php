@@ -6,7 +6,9 @@ use App\Models\User;
 use Illuminate\Contracts\Auth\Authenticatable;
 use Illuminate\Database\QueryException;
 use Illuminate\Support\Facades\Cache;
+use Illuminate\Support\Facades\Cookie;
 use Illuminate\Support\Facades\DB;
+use Illuminate\Support\Facades\Log;
 use Illuminate\Support\Facades\Redis;
 use Surge\Http\Request;
 use Surge\Laravel\ChannelHandler;
@@ -47,6 +49,9 @@ class AppHandler extends ChannelHandler implements HandlesTasks
 
     public function onOpen(Server $server, Request $request): void
     {
+        if (request()->query('fail') !== null) {
+            throw new \RuntimeException('onOpen failed on purpose');
+        }
         parent::onOpen($server, $request);
         $server->join($request->fd, 'chat');
         $this->send($server, $request->fd, 'welcome', null, [
@@ -102,6 +107,15 @@ class AppHandler extends ChannelHandler implements HandlesTasks
             config(['app.name' => 'Changed', 'hashing.driver' => 'argon']);
             app('hash'); // a manager made now keeps the configuration object it was given
             app('surge.scoped')->append('leaked');
+            Log::withContext(['acting_user' => $message['leak']]);
+            Cookie::queue('remember', 'a secret of '.$message['leak']);
+            DB::enableQueryLog();
+            User::count();
+            // A tenant's database, as multi-tenant apps switch to one.
+            touch($tenant = storage_path('tenant.sqlite'));
+            config(['database.connections.sqlite.database' => $tenant]);
+            DB::purge('sqlite');
+            DB::connection('sqlite')->getPdo();
             $this->send($server, $fd, 'leaked', null, ['guard' => app(\Illuminate\Contracts\Auth\Guard::class)->user()?->name]);
         } elseif (isset($message['state'])) {
             $this->send($server, $fd, 'state', null, [
@@ -112,6 +126,13 @@ class AppHandler extends ChannelHandler implements HandlesTasks
                 'scoped' => count(app('surge.scoped')),
                 'url' => url('/orders/1'),
                 'secure' => request()->secure(),
+                'log_context' => (fn () => $this->context)->call(Log::driver()),
+                'queued_cookies' => count(Cookie::getQueuedCookies()),
+                'query_log' => count(DB::getQueryLog()),
+                'database' => basename(DB::connection('sqlite')->getDatabaseName()),
+                'users' => User::count(),
+                // Guards each register for the next request; a leak piles them up here.
+                'request_rebindings' => count((fn () => $this->reboundCallbacks['request'] ?? [])->call(app())),
             ]);
         } elseif (isset($message['begin'])) {
             DB::beginTransaction(); // and "forget" to commit: the next callback must not be in it
