@@ -459,6 +459,9 @@ def test_make_surge_handler_writes_a_handler_that_serves(php_server, app_env, tm
             assert json.loads(b.recv(timeout=5))["event"] == "welcome"
             a.send("hello")
             assert json.loads(b.recv(timeout=5))["data"] == {"from": "ann", "text": "hello"}
+            # Bytes that are not UTF-8 (json_encode() gave false, broadcast() threw).
+            a.send(b"\xff\xfe")
+            assert json.loads(b.recv(timeout=5))["data"] == {"from": "ann", "text": "\ufffd\ufffd"}
     finally:
         target.unlink(missing_ok=True)
 
