@@ -476,8 +476,15 @@ async fn restore(
 
 /// Answers that say Redis cannot take commands now, not that it refuses the topic: a script
 /// running past busy-reply-threshold, a dataset loading, a password not given yet, a replica
-/// without its master.
-const NOT_NOW: [&str; 5] = ["BUSY", "LOADING", "NOAUTH", "MASTERDOWN", "TRYAGAIN"];
+/// without its master, a cluster (behind a proxy) not serving.
+const NOT_NOW: [&str; 6] = [
+    "BUSY",
+    "LOADING",
+    "NOAUTH",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+];
 
 /// An answer that refuses a topic for good (an ACL without that channel: NOPERM; a Redis or
 /// proxy without PSUBSCRIBE), not the connection: dropping the topic keeps the others going,

@@ -64,8 +64,8 @@ pub fn text_arg(zv: &Zval, what: &str) -> PhpResult<String> {
     String::from_utf8(bytes).map_err(|_| error(format!("{what} must be UTF-8 text")))
 }
 
-/// An int argument as PHP's coercive typing reads one: an int, a float without a fraction, a
-/// numeric string ("201", " 42 "), a bool; null as 0.
+/// An int argument as PHP's coercive typing reads one: an int, a float (its fraction cut off),
+/// a numeric string ("201", " 42 ", "1e3"), a bool; null as 0.
 pub fn int_arg(zv: &Zval, what: &str) -> PhpResult<i64> {
     if let Some(n) = zv.long() {
         return Ok(n);
@@ -78,11 +78,19 @@ pub fn int_arg(zv: &Zval, what: &str) -> PhpResult<i64> {
     }
     let number = match (zv.double(), zv.str()) {
         (Some(f), _) => Some(f),
-        (_, Some(text)) => text.trim().parse::<f64>().ok(),
+        (_, Some(text)) => {
+            // The white space PHP allows around a numeric string, and no other.
+            let digits = text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+            if let Ok(n) = digits.parse::<i64>() {
+                return Ok(n);
+            }
+            digits.parse::<f64>().ok()
+        }
         _ => None,
     };
+    // A fraction is cut off, as PHP does (with a deprecation since 8.1).
     match number {
-        Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(f as i64),
+        Some(f) if f.is_finite() && f.abs() < 9.2e18 => Ok(f.trunc() as i64),
         _ => Err(error(format!(
             "{what} must be an int, got {}",
             type_name(zv)

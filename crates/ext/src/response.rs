@@ -27,6 +27,9 @@ pub struct Response {
     status: Cell<u16>,
     reason: RefCell<Option<String>>,
     headers: RefCell<Vec<(String, String)>>,
+    /// The Set-Cookie values of cookie() and rawCookie(), apart from header()'s as Swoole keeps
+    /// them: a header('Set-Cookie', ...) replaces only what header() set.
+    cookies: RefCell<Vec<String>>,
 }
 
 impl Response {
@@ -38,6 +41,7 @@ impl Response {
             status: Cell::new(200),
             reason: RefCell::new(None),
             headers: RefCell::new(Vec::new()),
+            cookies: RefCell::new(Vec::new()),
         }
     }
 
@@ -46,7 +50,14 @@ impl Response {
         HttpResponse {
             status: self.status.get(),
             reason: self.reason.borrow_mut().take(),
-            headers: std::mem::take(&mut *self.headers.borrow_mut()),
+            headers: (std::mem::take(&mut *self.headers.borrow_mut()).into_iter())
+                .chain(
+                    self.cookies
+                        .take()
+                        .into_iter()
+                        .map(|c| ("Set-Cookie".to_string(), c)),
+                )
+                .collect(),
             body: body.into(),
         }
     }
@@ -55,17 +66,32 @@ impl Response {
         self.reply.borrow().is_none()
     }
 
+    /// False, adding nothing, once the head is sent.
     fn set_cookie(&self, cookie: SetCookie) -> PhpResult<bool> {
         let header = cookie.header_value(SystemTime::now()).map_err(error)?;
-        self.add_header("Set-Cookie".to_string(), header)
-    }
-
-    /// False, adding nothing, once the head is sent.
-    fn add_header(&self, name: String, value: String) -> PhpResult<bool> {
         if self.head_sent() {
             return Ok(false);
         }
-        self.headers.borrow_mut().push((name, value));
+        self.cookies.borrow_mut().push(header);
+        Ok(true)
+    }
+
+    /// The header `name` is `values` from now on (none: taken away); false once the head is
+    /// sent.
+    fn set_header(&self, name: &str, values: Vec<String>) -> PhpResult<bool> {
+        // hyper refuses any control character but the tab: left in, the header would be
+        // dropped after this call said it was set.
+        if (values.iter()).any(|v| v.chars().any(|c| c.is_ascii_control() && c != '\t')) {
+            return Err(error(format!(
+                "header '{name}' has a control character (a line break?) in its value"
+            )));
+        }
+        if self.head_sent() {
+            return Ok(false);
+        }
+        let mut headers = self.headers.borrow_mut();
+        headers.retain(|(set, _)| !set.eq_ignore_ascii_case(name));
+        headers.extend(values.into_iter().map(|v| (name.to_string(), v)));
         Ok(true)
     }
 
@@ -177,7 +203,8 @@ impl Response {
     }
 
     /// Sets a response header, replacing one set before under the same name (in any case), as
-    /// Swoole does; an array value sends one header of that name per element (Set-Cookie).
+    /// Swoole does; an array value sends one header of that name per element, null takes the
+    /// header away (cookie()'s Set-Cookie headers are kept apart: see `cookies`).
     /// `$format` is Swoole's (write the name as `Content-Type`): taken and not needed, header
     /// names are not case-sensitive and HTTP/1 clients read any case. Values are read as PHP's
     /// coercive typing reads a string (`header('Content-Length', strlen($body))`).
@@ -191,25 +218,11 @@ impl Response {
             Some(list) => (list.values())
                 .map(|v| text_arg(v, "header value"))
                 .collect::<PhpResult<Vec<_>>>()?,
+            // Swoole's way to take a header away again.
+            None if value.is_null() => Vec::new(),
             None => vec![text_arg(value, "header value")?],
         };
-        // hyper refuses any control character but the tab: left in, the header would be
-        // dropped after this call said it was set.
-        if values
-            .iter()
-            .any(|v| v.chars().any(|c| c.is_ascii_control() && c != '\t'))
-        {
-            return Err(error(format!(
-                "header '{name}' has a control character (a line break?) in its value"
-            )));
-        }
-        if self.head_sent() {
-            return Ok(false);
-        }
-        let mut headers = self.headers.borrow_mut();
-        headers.retain(|(set, _)| !set.eq_ignore_ascii_case(&name));
-        headers.extend(values.into_iter().map(|v| (name.clone(), v)));
-        Ok(true)
+        self.set_header(&name, values)
     }
 
     /// Adds a Set-Cookie header as PHP's setcookie() writes it: the value URL-encoded, an empty
@@ -256,7 +269,9 @@ impl Response {
     /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302),
     /// replacing a Location set before.
     pub fn redirect(&self, location: &Zval, http_code: Option<&Zval>) -> PhpResult<bool> {
-        let code = http_code.map_or(Ok(302), |zv| int_arg(zv, "redirect status code"))?;
+        let location = text_arg(location, "redirect location")?;
+        let code = (http_code.filter(|zv| !zv.is_null()))
+            .map_or(Ok(302), |zv| int_arg(zv, "redirect status code"))?;
         if !(300..=399).contains(&code) {
             return Err(error(format!(
                 "a redirect's status code must be between 300 and 399, got {code}"
@@ -265,7 +280,7 @@ impl Response {
         if self.head_sent() {
             return Ok(false);
         }
-        self.header("Location".to_string(), location, true)?;
+        self.set_header("Location", vec![location])?;
         self.set_status(code, String::new())?;
         self.end(None)
     }

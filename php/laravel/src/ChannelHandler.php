@@ -4,6 +4,7 @@ namespace Surge\Laravel;
 
 use Illuminate\Broadcasting\Broadcasters\LogBroadcaster;
 use Illuminate\Broadcasting\Broadcasters\NullBroadcaster;
+use Illuminate\Auth\EloquentUserProvider;
 use Illuminate\Contracts\Auth\Authenticatable;
 use Illuminate\Contracts\Broadcasting\Factory as BroadcastFactory;
 use Illuminate\Http\Request as IlluminateRequest;
@@ -95,7 +96,11 @@ class ChannelHandler implements Handler
         if (! str_starts_with($channel, 'private-') && ! str_starts_with($channel, 'presence-')) {
             return true;
         }
-        $user = $this->fresh($this->users[$fd] ?? null);
+        try {
+            $user = $this->fresh($this->users[$fd] ?? null);
+        } catch (Throwable) {
+            return false; // the database down: nobody is let in
+        }
         if ($user === null) {
             return false;
         }
@@ -131,11 +136,14 @@ class ChannelHandler implements Handler
     protected function fresh(?Authenticatable $user): ?Authenticatable
     {
         $guard = $user === null ? null : auth()->guard($this->guard());
-        if ($guard === null || ! method_exists($guard, 'getProvider')) {
+        $provider = $guard !== null && method_exists($guard, 'getProvider') ? $guard->getProvider() : null;
+        // A user the provider does not load (a guard without one, Auth::viaRequest(); a model
+        // of another table) is taken as user() gave it.
+        if ($provider === null || ($provider instanceof EloquentUserProvider && ! is_a($user, $provider->getModel()))) {
             return $user;
         }
 
-        return $guard->getProvider()->retrieveById($user->getAuthIdentifier());
+        return $provider->retrieveById($user->getAuthIdentifier());
     }
 
     /** The auth guard of the users that user() returns: the default one unless overridden. */

@@ -136,9 +136,11 @@ if (getenv('SURGE_HTTP')) {
             // Arguments as PHP's coercive typing reads them, and header() replacing itself.
             '/coerced' => [$res->status('201'), $res->header('X-Int', 5), $res->header('Content-Type', 'text/html'),
                            $res->header('content-type', 'application/json'), $res->cookie('uid', 5, '0', '/', null, 0, 1, null),
+                           $res->header('Set-Cookie', 'raw=1'), $res->header('X-Gone', 'soon'), $res->header('X-Gone', null),
                            $res->end('coerced')],
             '/status-599' => [$res->status(599), $res->end('')],
             '/relocated' => [$res->header('Location', '/a'), $res->redirect('/b', '301')],
+            '/relocated-default' => $res->redirect('/c', null),
             // Framing headers that do not match the body.
             '/wrong-length' => [$res->header('Content-Length', '3'), $res->header('Transfer-Encoding', 'chunked'), $res->end('hello')],
             '/wrong-length-stream' => [$res->header('Content-Length', '100'), $res->write('hel'), $res->end('lo')],
