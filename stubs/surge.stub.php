@@ -441,7 +441,7 @@ namespace Surge\Http {
         /** Request headers by lowercase name; repeated headers are joined with ", ". */
         public readonly array $header;
 
-        /** request_method, request_uri, path_info, query_string (if any), server_protocol, remote_addr, remote_port, server_port, request_time, request_time_float. */
+        /** request_method, request_uri (the path as sent), path_info (the path URL-decoded, as Swoole gives it: %2e%2e%2f is ../ there, so never build a file path from it unchecked), query_string (if any), server_protocol, remote_addr, remote_port, server_port, request_time, request_time_float. */
         public readonly array $server;
 
         /** Cookies sent with the request, by name. */
