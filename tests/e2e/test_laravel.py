@@ -401,7 +401,7 @@ def test_missing_extension_says_how_to_install_it(app_env):
     out = artisan("surge:serve", env=app_env, surge=False)
     assert out.returncode == 1
     assert "The surge PHP extension is not loaded" in out.stdout
-    assert "extension=/path/to/libsurge.so" in out.stdout
+    assert "extension=/path/to/surge/build/surge.so" in out.stdout
 
 
 @pytest.mark.parametrize("env, message", [

@@ -650,6 +650,10 @@ def test_a_stream_under_way_ends_when_the_server_stops(php_server):
         ("$s->set(['http_index_files' => ['public/index.html']]);", "'http_index_files' must list file names like ['index.html'], got 'public/index.html'"),
         # An array that contains itself: refused, not followed down forever.
         ("$a = ['*']; $a[] = &$a; $s->set(['allowed_origins' => $a]);", "'allowed_origins'"),
+        # An object was taken for "none": Redis left off without a word.
+        ("$s->set(['redis' => new stdClass]);", "setting 'redis' must be a value such as an int, a string or an array, got object"),
+        ("$s->set(['worker_threads' => new stdClass]);", "got object"),
+        ("$s->set(['allowed_origins' => [new stdClass]]);", "setting 'allowed_origins' nests arrays too deep (or holds an object)"),
         ("$s->on('mesage', fn() => null);", "'mesage'"),
         ("$s->on('message', 'no_such_function');", "'message'"),
         ("$s->on('open', 42);", "'open'"),

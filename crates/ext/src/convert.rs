@@ -169,8 +169,11 @@ fn nested_setting_value(zv: &Zval, depth: usize) -> Option<Value> {
                     .collect::<Option<_>>()?,
             )
         }
-    } else {
+    } else if zv.is_null() {
         Value::Null
+    } else {
+        // An object or a resource: no setting takes one.
+        return None;
     })
 }
 

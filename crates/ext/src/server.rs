@@ -244,9 +244,15 @@ impl Server {
         let mut config = self.config.borrow().clone();
         for (key, value) in settings.iter() {
             let key = key.to_string();
+            if value.is_object() || value.is_resource() {
+                return Err(error(format!(
+                    "setting '{key}' must be a value such as an int, a string or an array, got {}",
+                    type_name(value)
+                )));
+            }
             let value = setting_value(value).ok_or_else(|| {
                 error(format!(
-                    "setting '{key}' nests arrays too deep (an array that contains itself?)"
+                    "setting '{key}' nests arrays too deep (or holds an object)"
                 ))
             })?;
             config.apply(&key, &value).map_err(|e| error(e.0))?;

@@ -234,7 +234,7 @@ class ChatServer
 
     /**
      * Where the users live: 1024 rows of fd and name (a name of 20 characters is at most 80
-     * bytes), 376,896 bytes of shared memory (getMemorySize()).
+     * bytes), 385,088 bytes of shared memory (getMemorySize()).
      */
     private function createTable(): void
     {

@@ -33,9 +33,9 @@ class ServeCommand extends Command
         if (! extension_loaded('surge')) {
             $this->error('The surge PHP extension is not loaded, so surge:serve cannot run.');
             $this->line('Build it and load it for the CLI, e.g.:');
-            $this->line('  scripts/build.sh    # in the Surge repository: target/release/libsurge.so');
-            $this->line('  echo "extension=/path/to/libsurge.so" | sudo tee /etc/php/'.PHP_MAJOR_VERSION.'.'.PHP_MINOR_VERSION.'/cli/conf.d/50-surge.ini');
-            $this->line('  (or run once: php -d extension=/path/to/libsurge.so artisan surge:serve)');
+            $this->line('  scripts/build.sh    # in the Surge repository: writes build/surge.so');
+            $this->line('  echo "extension=/path/to/surge/build/surge.so" | sudo tee /etc/php/'.PHP_MAJOR_VERSION.'.'.PHP_MINOR_VERSION.'/cli/conf.d/50-surge.ini');
+            $this->line('  (or run once: php -d extension=/path/to/surge/build/surge.so artisan surge:serve)');
 
             return 1;
         }
