@@ -173,6 +173,15 @@ def test_private_channels_are_authorised_by_routes_channels(php_server, app_env)
     assert subscribe(bob, "private-orders.2")["event"] == "surge:subscribed"
 
 
+def test_users_of_a_guard_without_a_provider_join_private_channels(php_server, app_env):
+    """Auth::viaRequest() guards have no user provider to load the user again from: the user
+    user() gave is taken as it is (the reload threw, and the subscription got no answer)."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\ApiGuardHandler")
+    alice, _, _ = open_client(server, "token-alice")
+    assert subscribe(alice, "private-orders.1")["event"] == "surge:subscribed"
+    assert subscribe(alice, "private-orders.2")["event"] == "surge:error"
+
+
 def test_an_on_open_that_throws_closes_the_connection(php_server, app_env):
     """onOpen threw (the database down while it checked who connects): the client stayed
     connected and was served as if it had been let in."""

@@ -15,5 +15,6 @@ class AppServiceProvider extends ServiceProvider
     public function boot(): void
     {
         require base_path('routes/channels.php');
+        \Illuminate\Support\Facades\Auth::viaRequest('query-token', fn ($request) => \App\Models\User::where('token', $request->query('token'))->first());
     }
 }
