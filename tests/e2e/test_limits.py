@@ -10,6 +10,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import assert_serves, settings_env
+from rawws import OP_PONG, RawClient, frame
 
 
 def test_allowed_origins_refuse_other_pages_with_403(php_server):
@@ -112,3 +113,26 @@ def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server)
     flood_fd = srv.stdout().split("open ")[2].split()[0]
     handed = [line for line in srv.stdout().splitlines() if line.startswith(f"message {flood_fd} flood")]
     assert rate <= len(handed) <= rate + 1, handed
+
+
+def test_a_request_head_much_over_64_kib_gets_431(php_server):
+    """hyper took heads up to about 400 KiB: each client that sent most of one and waited held
+    that much until the handshake timeout (1,000 of them: 414 MB). Its buffer grows in steps, so
+    a head a little over 64 KiB may still be read whole; 200 KB is not."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    for size, status in [(50_000, 201), (200_000, 431)]:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
+            assert s.recv(64).split(b" ")[1] == str(status).encode(), size
+    assert_serves(srv)
+
+
+def test_pings_and_pongs_count_against_max_messages_per_second(php_server):
+    """A flood of pongs (or pings) never reached the rate check: four such clients kept both
+    cores busy with the limit set."""
+    srv = php_server("echo.php", env=settings_env(max_messages_per_second=5))
+    with RawClient(srv.port) as flooder:
+        flooder.open()
+        flooder.send(frame(OP_PONG) * 50)
+        assert flooder.read_close()[0] == 1008
+    assert_serves(srv)

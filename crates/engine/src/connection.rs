@@ -180,6 +180,12 @@ where
         Wake::Input(Some(Ok(incoming))) => {
             let now = shared.now_ms();
             conn.touch(now);
+            // Pings and pongs count against the rate too: a flood of them cost a core each.
+            let limited = !matches!(incoming, Incoming::Close(_));
+            if limited && rate.as_mut().is_some_and(|r| !r.take(now)) {
+                log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
+                return fail(ws, conn, 1008, "message rate limit exceeded").await;
+            }
             let (data, binary) = match incoming {
                 Incoming::Text(data) => (data, false),
                 Incoming::Binary(data) => (data, true),
@@ -198,12 +204,7 @@ where
                     return Flow::Stop(code.unwrap_or(1005));
                 }
             };
-            if rate.as_mut().is_some_and(|r| !r.take(now)) {
-                log::info!(target: "surge", "fd {}: over max_messages_per_second; closing with 1008", conn.fd);
-                fail(ws, conn, 1008, "message rate limit exceeded").await
-            } else {
-                receive(data, binary, ws, conn, shared, deflate).await
-            }
+            receive(data, binary, ws, conn, shared, deflate).await
         }
         Wake::Input(Some(Err(err))) => close_for_error(ws, conn, err).await,
         Wake::Input(None) => Flow::Stop(ABNORMAL),

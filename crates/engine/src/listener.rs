@@ -284,6 +284,10 @@ async fn serve_tcp(
     }
 }
 
+/// hyper's read buffer for a request head (request line and headers): nginx's default buffers
+/// (4 x 8 KiB) and a margin for large cookies.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 async fn serve_http<S>(stream: S, peer: Peer, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -299,6 +303,10 @@ where
     };
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new());
+    // hyper's own limit (about 400 KiB) let each client that sends most of a head and waits
+    // hold that much: 1,000 of them, 414 MB for the timeout. The buffer grows in steps, so a
+    // head up to about twice this may still be read whole; past it, 431.
+    builder.max_buf_size(MAX_HEAD_BYTES);
     if !timeout.is_zero() {
         // Drops a client that trickles its headers (or never sends any) after the timeout.
         builder.header_read_timeout(timeout);
