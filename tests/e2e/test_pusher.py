@@ -506,7 +506,7 @@ def test_php_triggers_events_for_pusher_clients(php_server):
         assert "event name must be 1 to 200 bytes" in trigger("news", "e" * 201, "x")
         assert "could not be encoded as JSON" in trigger("news", "e", "NAN")
         assert "must be UTF-8" in trigger("news", "e", "LATIN1")
-        assert "must be a string or an array of strings" in trigger(7, "e", "x")
+        assert "pusherTrigger() takes a channel name or an array of them, got int" in trigger(7, "e", "x")
         assert "is not a socket id" in trigger("news", "e", "x", "12")
         # Nothing refused reached anybody: the next message each gets is the one after.
         assert trigger("news", "last", "x") == "2"

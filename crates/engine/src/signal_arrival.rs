@@ -7,17 +7,20 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
+use std::time::Duration;
 
-use crate::stop_watchdog::SAME_STOP;
+/// Signals this close to the first are the same stop: one Ctrl-C reaches the whole process
+/// group, and a wrapper (npm, honcho, tini -g) may forward it once more.
+const SAME_STOP: Duration = Duration::from_secs(1);
 
 /// CLOCK_MONOTONIC of the first SIGINT/SIGTERM since `reset`, in nanoseconds; 0: none yet.
 static FIRST: AtomicU64 = AtomicU64::new(0);
 /// A SIGINT/SIGTERM came `SAME_STOP` or more after the first: another stop, not the same one.
 static AGAIN: AtomicBool = AtomicBool::new(false);
 
-/// Starts timing the signals, once per process. Must come before Tokio watches them: the
-/// registry runs its actions in the order they were registered, so the time is taken before
-/// Tokio's action wakes the task that reads it (`again`).
+/// Starts timing the signals, once per process. Must come before Tokio and the stop watchdog
+/// watch them: the registry runs its actions in the order they were registered, so the time
+/// is taken before their actions wake what reads it (`again`).
 pub(crate) fn time_signals() -> std::io::Result<()> {
     static REGISTERED: Once = Once::new();
     let mut result = Ok(());

@@ -13,15 +13,14 @@ use std::time::{Duration, Instant};
 
 use signal_hook_registry::SigId;
 
+use crate::signal_arrival;
+
 /// How long past `shutdown_timeout` a stopping process may take (the drain, `workerStop`,
 /// `shutdown`) before it is ended: by its own watchdog, or by its master.
 pub const STOP_MARGIN: Duration = Duration::from_secs(5);
 
 /// After a second stop signal to a server of one process.
 const AFTER_ANOTHER: Duration = Duration::from_secs(1);
-/// Signals this close to the first are the same stop: one Ctrl-C reaches the whole process
-/// group, and a wrapper (npm, honcho, tini -g) may forward it once more.
-pub(crate) const SAME_STOP: Duration = Duration::from_secs(1);
 
 /// Written to the pipe: a stop signal came, or the engine ended.
 const STOP: u8 = 1;
@@ -100,7 +99,6 @@ impl Drop for StopWatchdog {
 
 fn watch(read: OwnedFd, grace: Duration, whole: bool) {
     let mut deadline: Option<Instant> = None;
-    let mut first: Option<Instant> = None;
     let mut stops = 0;
     loop {
         let wait_ms = match deadline {
@@ -124,8 +122,8 @@ fn watch(read: OwnedFd, grace: Duration, whole: bool) {
             }
             stops += 1;
             let now = Instant::now();
-            let first = *first.get_or_insert(now);
-            let limit = match whole && now - first > SAME_STOP {
+            // Timed as it arrived (`signal_arrival`, whose action runs before this pipe's).
+            let limit = match whole && signal_arrival::again() {
                 true => AFTER_ANOTHER,
                 false => grace,
             };

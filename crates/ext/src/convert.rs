@@ -51,7 +51,7 @@ pub fn text_arg(zv: &Zval, what: &str) -> PhpResult<String> {
         Vec::new()
     } else if zv.is_true() {
         b"1".to_vec()
-    } else if let Some(object) = zv.object().filter(|o| o.get_class_name().is_ok()) {
+    } else if let Some(object) = zv.object() {
         let text = object.try_call_method("__toString", vec![]).map_err(|_| {
             error(format!(
                 "{what} must be a string, got an object without __toString()"

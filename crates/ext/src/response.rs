@@ -114,20 +114,11 @@ impl Response {
         Ok(true)
     }
 
-    /// cookie() and rawcookie(): their arguments read as PHP reads a setcookie() call's.
-    #[allow(clippy::too_many_arguments)] // setcookie()'s parameters, in their order
-    fn cookie_from_args(
-        &self,
-        raw: bool,
-        key: &str,
-        value: Option<&Zval>,
-        expire: Option<&Zval>,
-        path: Option<&Zval>,
-        domain: Option<&Zval>,
-        secure: Option<&Zval>,
-        httponly: Option<&Zval>,
-        samesite: Option<&Zval>,
-    ) -> PhpResult<bool> {
+    /// cookie() and rawcookie(): their arguments (but the name) read as PHP reads a
+    /// setcookie() call's, in its order: value, expire, path, domain, secure, httponly,
+    /// samesite.
+    fn cookie_from_args(&self, raw: bool, key: &str, args: [Option<&Zval>; 7]) -> PhpResult<bool> {
+        let [value, expire, path, domain, secure, httponly, samesite] = args;
         let text =
             |zv: Option<&Zval>, what: &str| zv.map_or(Ok(String::new()), |zv| text_arg(zv, what));
         let path = match path.filter(|zv| !zv.is_null()) {
@@ -241,9 +232,8 @@ impl Response {
         httponly: Option<&Zval>,
         samesite: Option<&Zval>,
     ) -> PhpResult<bool> {
-        self.cookie_from_args(
-            false, &key, value, expire, path, domain, secure, httponly, samesite,
-        )
+        let args = [value, expire, path, domain, secure, httponly, samesite];
+        self.cookie_from_args(false, &key, args)
     }
 
     /// As cookie(), with the value sent as given (PHP's setrawcookie()): it must not hold `,;`
@@ -261,9 +251,8 @@ impl Response {
         httponly: Option<&Zval>,
         samesite: Option<&Zval>,
     ) -> PhpResult<bool> {
-        self.cookie_from_args(
-            true, &key, value, expire, path, domain, secure, httponly, samesite,
-        )
+        let args = [value, expire, path, domain, secure, httponly, samesite];
+        self.cookie_from_args(true, &key, args)
     }
 
     /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302),

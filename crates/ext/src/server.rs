@@ -109,13 +109,16 @@ fn names_arg(value: &Zval, what: &str) -> PhpResult<Vec<String>> {
     if let Some(name) = value.str() {
         return Ok(vec![name.to_owned()]);
     }
+    if value.is_string() {
+        return Err(error(format!("{what}() takes channel names as UTF-8 text")));
+    }
     if let Some(list) = value.array() {
         return list
             .values()
             .map(|v| {
                 v.str()
                     .map(str::to_owned)
-                    .ok_or_else(|| error(format!("{what}() takes channel names as strings")))
+                    .ok_or_else(|| error(format!("{what}() takes channel names as UTF-8 strings")))
             })
             .collect();
     }
@@ -466,7 +469,7 @@ impl Server {
                 "pusherTrigger() needs the Pusher protocol: set(['pusher' => [[...]]])",
             ));
         }
-        let channels = pusher_channels(channels)?;
+        let channels = names_arg(channels, "pusherTrigger")?;
         let data = pusher_data(data)?;
         let Some(engine) = self.engine() else {
             return Ok(0);
@@ -821,28 +824,6 @@ impl Server {
             .borrow_mut()
             .add(callback, params, delay, repeat, engine.as_deref()) as i64)
     }
-}
-
-/// pusherTrigger()'s channels: one name, or a list of names.
-fn pusher_channels(channels: &Zval) -> PhpResult<Vec<String>> {
-    if let Some(name) = channels.str() {
-        return Ok(vec![name.to_owned()]);
-    }
-    if channels.is_string() {
-        return Err(error(
-            "pusherTrigger() channel names are ASCII (not UTF-8 here)",
-        ));
-    }
-    let bad = || {
-        error(format!(
-            "pusherTrigger() channels must be a string or an array of strings, got {}",
-            type_name(channels)
-        ))
-    };
-    let list = channels.array().ok_or_else(bad)?;
-    list.values()
-        .map(|name| name.str().map(str::to_owned).ok_or_else(bad))
-        .collect()
 }
 
 /// pusherTrigger()'s data as Pusher carries it: a string as it is (usually JSON already),
