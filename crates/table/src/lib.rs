@@ -44,7 +44,8 @@
 //!   another chain while the walk stood on it. A freed row is reused only after the bump.
 //! - set/incr on an existing key lock just its row (and re-check the key under the lock);
 //!   a missing key takes the bucket lock, looks again, then inserts. Delete marks the row
-//!   dead under its row lock, unlinks it, bumps the version, then frees the slot.
+//!   dead under its row lock, unlinks it, bumps the version, frees the slot, then unlocks the
+//!   bucket: rows are taken and given back only under a bucket lock.
 //! - Free slots form a lock-free stack with a tag against ABA; slots never used are handed
 //!   out from a high-water mark. The row count is reserved before a slot is taken, so the
 //!   table never holds more than its capacity and "full" is exact when nothing is in flight.
@@ -55,8 +56,9 @@
 //! place: the row keeps what the dead `set` had written (torn at word granularity: a string
 //! may be half old, half new), a chain the rows it had linked or unlinked; a row it had not
 //! linked yet is marked dead. A row the dead process was inserting or deleting stays out of
-//! the count's reach (the table holds one row fewer). A holder whose pid was reused by then
-//! is not seen as gone.
+//! the count's reach until an insert finds the table full: it then locks every bucket and
+//! gives back the rows that neither a chain nor the free list holds (see `reclaim` in
+//! table.rs). A holder whose pid was reused by then is not seen as gone.
 //!
 //! # Iteration
 //! [`Table::next_entry`] / [`Table::iter`] walk slots in order, holding nothing between

@@ -189,7 +189,12 @@ pub(crate) struct BucketGuard<'a> {
 }
 
 impl<'a> BucketGuard<'a> {
-    pub(crate) fn lock(bucket: &'a AtomicU64, owner: &'a AtomicU32) -> BucketGuard<'a> {
+    /// `deaths` counts the buckets taken over from a dead holder (see `release_of_the_dead`).
+    pub(crate) fn lock(
+        bucket: &'a AtomicU64,
+        owner: &'a AtomicU32,
+        deaths: &AtomicU64,
+    ) -> BucketGuard<'a> {
         let me = process::me();
         let mut backoff = Backoff::new();
         loop {
@@ -204,7 +209,7 @@ impl<'a> BucketGuard<'a> {
                 };
             }
             if backoff.snooze() && holder != 0 {
-                Self::release_of_the_dead(bucket, owner, holder);
+                Self::release_of_the_dead(bucket, owner, holder, deaths);
             }
         }
     }
@@ -212,13 +217,16 @@ impl<'a> BucketGuard<'a> {
     /// If the holder has died, releases the bucket with its chain as it stands and the
     /// version moved on: a dead delete may have unlinked its row without publishing, and a
     /// lock-free search that overlapped it must search again. Whoever swaps the dead pid for
-    /// its own releases (and if it dies doing so, is the dead holder the next one sees).
-    fn release_of_the_dead(bucket: &AtomicU64, owner: &AtomicU32, holder: u32) {
+    /// its own releases (and if it dies doing so, is the dead holder the next one sees). The
+    /// death is counted: the holder may have taken or been giving back a row of the table,
+    /// which the table then finds again when it is full (see the table's `reclaim`).
+    fn release_of_the_dead(bucket: &AtomicU64, owner: &AtomicU32, holder: u32, deaths: &AtomicU64) {
         if process::is_gone(holder)
             && owner
                 .compare_exchange(holder, process::me(), Acquire, Relaxed)
                 .is_ok()
         {
+            deaths.fetch_add(1, Relaxed);
             let word = bucket.load(Relaxed);
             Self::unlock(
                 bucket,
@@ -238,12 +246,17 @@ impl<'a> BucketGuard<'a> {
         chain_head(self.word)
     }
 
-    /// Unlocks with `head` as the chain's first row (plus one) and the version moved on, so
-    /// a lock-free search that overlapped the change and found nothing searches again.
-    pub(crate) fn publish(self, head: u32) {
+    /// Makes `head` the chain's first row (plus one) and moves the version on, keeping the
+    /// lock: a lock-free search that overlapped the change and found nothing searches again.
+    pub(crate) fn move_to(&mut self, head: u32) {
         let version = chain_version(self.word).wrapping_add(1);
-        Self::unlock(self.bucket, self.owner, version, head);
-        std::mem::forget(self);
+        self.word = version << VERSION_SHIFT | u64::from(head);
+        self.bucket.store(self.word, Release);
+    }
+
+    /// `move_to`, then unlocks.
+    pub(crate) fn publish(mut self, head: u32) {
+        self.move_to(head);
     }
 }
 

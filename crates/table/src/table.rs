@@ -4,10 +4,11 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{fence, AtomicU64, Ordering::*};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::TableError;
+use crate::process;
 use crate::schema::{
     bucket_count, check_conflict_proportion, check_size, memory_size, row_bytes, Column,
     ColumnType, Value, HEADER_BYTES, KEY_BYTES, KEY_MAX, STRING_MAX,
@@ -22,6 +23,10 @@ const H_COUNT: usize = 2;
 const H_FREE: usize = 3;
 const H_UNUSED: usize = 4;
 const H_FULL: usize = 5;
+/// Buckets taken over from a holder that died, and that count when the table last reclaimed
+/// the rows such deaths can lose (see `reclaim`).
+const H_DEATHS: usize = 6;
+const H_RECLAIMED: usize = 7;
 const MAGIC: u64 = u64::from_be_bytes(*b"SURGETB1");
 
 // Words of a row.
@@ -488,7 +493,11 @@ impl Shared {
     /// The bucket of `hash`, locked.
     fn lock_bucket(&self, hash: u64) -> BucketGuard<'_> {
         let owners = self.map.halves(self.owners_at, self.bucket_mask + 1);
-        BucketGuard::lock(self.bucket(hash), &owners[hash as usize & self.bucket_mask])
+        BucketGuard::lock(
+            self.bucket(hash),
+            &owners[hash as usize & self.bucket_mask],
+            self.header(H_DEATHS),
+        )
     }
 
     /// The row's lock (see `sync::RowGuard`).
@@ -505,7 +514,7 @@ impl Shared {
     /// leaves the columns it had written; an insert that died after it wrote the key but
     /// before it linked the row into its chain leaves a row that iteration would show and no
     /// lookup can find (a later set of the key would make a second one): such a row is marked
-    /// dead (its slot stays counted, one row fewer for the table). Whether the row is in its
+    /// dead (its slot stays counted until `reclaim` gives it back). Whether the row is in its
     /// chain is asked as `find` asks for a key: a walk counts only if the chain's version did
     /// not move meanwhile. The chain cannot be locked here: its lock comes before the row's.
     #[cold]
@@ -712,8 +721,22 @@ impl Shared {
 
     /// Runs `change` on the key's row under the row lock, inserting the row (all columns
     /// zero/empty) when the key is missing. If `change` fails, nothing was written: it
-    /// checks before it stores, and a row inserted for it is given back unpublished.
+    /// checks before it stores, and a row inserted for it is given back unpublished. A table
+    /// found full is tried again after `reclaim` found rows lost to killed processes.
     fn upsert<T>(
+        &self,
+        key: &Key<'_>,
+        mut change: impl FnMut(&[AtomicU64]) -> Result<T, TableError>,
+    ) -> Result<T, TableError> {
+        loop {
+            match self.upsert_once(key, &mut change) {
+                Err(TableError::Full { .. }) if self.reclaim() => continue,
+                result => return result,
+            }
+        }
+    }
+
+    fn upsert_once<T>(
         &self,
         key: &Key<'_>,
         mut change: impl FnMut(&[AtomicU64]) -> Result<T, TableError>,
@@ -781,10 +804,85 @@ impl Shared {
             }
         };
         // The version bump comes before the slot can be reused (give_back), which is what
-        // makes a lock-free miss trustworthy (see `find`).
-        bucket.publish(head);
+        // makes a lock-free miss trustworthy (see `find`). The slot is given back before the
+        // bucket is unlocked, so that every change to which rows are taken happens under a
+        // bucket lock (see `reclaim`).
+        let mut bucket = bucket;
+        bucket.move_to(head);
         self.give_back(slot);
         true
+    }
+
+    /// Gives back the rows of the table that processes killed inside a bucket lock had taken
+    /// and not linked into a chain yet (or unlinked and not given back yet), and puts the
+    /// count right: every change to which rows are taken (take_slot, give_back) is made
+    /// under a bucket lock, so with every bucket locked each row is in a chain, on the free
+    /// list, or lost. An insert that finds the table full calls this; it does the work only
+    /// when a bucket was taken over from a dead holder since it last did, or one is held by a
+    /// process that is gone (a death nobody has waited on yet), and says whether it gave
+    /// anything back. O(buckets + slots), with inserts and deletes waiting meanwhile.
+    #[cold]
+    #[inline(never)]
+    fn reclaim(&self) -> bool {
+        let buckets = self.bucket_mask + 1;
+        let owners = self.map.halves(self.owners_at, buckets);
+        let deaths = self.header(H_DEATHS);
+        let held_by_the_dead = |owner: &AtomicU32| {
+            let pid = owner.load(Relaxed);
+            pid != 0 && process::is_gone(pid)
+        };
+        if deaths.load(Relaxed) == self.header(H_RECLAIMED).load(Relaxed)
+            && !owners.iter().any(held_by_the_dead)
+        {
+            return false;
+        }
+        // In index order, as no other process ever holds two buckets: no deadlock.
+        let mut guards: Vec<BucketGuard<'_>> = (0..buckets)
+            .map(|b| BucketGuard::lock(&self.map.words()[self.buckets_at + b], &owners[b], deaths))
+            .collect();
+        self.header(H_RECLAIMED)
+            .store(deaths.load(Relaxed), Relaxed);
+        let mut held = vec![false; self.capacity];
+        let mut live = 0;
+        for guard in &mut guards {
+            // A row marked dead in its chain is one a delete died before unlinking.
+            let (mut head, mut prev, mut link) = (guard.head(), None, guard.head());
+            while link != 0 {
+                let slot = link as usize - 1;
+                let next = self.row(slot)[NEXT].load(Relaxed) as u32;
+                if self.row(slot)[KEY].load(Relaxed) as u8 == 0 {
+                    match prev {
+                        None => head = next,
+                        Some(p) => self.row(p)[NEXT].store(u64::from(next), Release),
+                    }
+                } else {
+                    held[slot] = true;
+                    live += 1;
+                    prev = Some(slot);
+                }
+                link = next;
+            }
+            // Moves every version on: a lost row given back below may be reused at once.
+            guard.move_to(head);
+        }
+        let mut link = self.header(H_FREE).load(Acquire) as u32;
+        while link != 0 {
+            let slot = link as usize - 1;
+            held[slot] = true;
+            link = self.row(slot)[NEXT].load(Relaxed) as u32;
+        }
+        let used = (self.header(H_UNUSED).load(Relaxed) as usize).min(self.capacity);
+        let mut lost = 0;
+        for slot in (0..used).filter(|&s| !held[s]) {
+            {
+                let _row_lock = self.lock_row(slot);
+                self.row(slot)[KEY].store(0, Relaxed);
+            }
+            self.push_free(slot);
+            lost += 1;
+        }
+        let counted = self.header(H_COUNT).swap(live, Release);
+        lost > 0 || counted != live
     }
 
     /// Reserves one row in the count, then takes a slot: from the free list, else one never
@@ -1141,8 +1239,95 @@ mod dead_holder_tests {
         reap(child);
         assert_eq!(keys, [b"old".to_vec()]);
         assert!(!found);
-        // The ghost's slot stays counted: 3 counted, 2 rows.
+        // The ghost's slot stays counted (3 counted, 2 rows) until the table is full.
         assert_eq!(count, (vec![b"old".to_vec(), b"ghost".to_vec()], 3));
+    }
+
+    /// Keys of the table whose buckets all differ, so that each death below holds a bucket
+    /// of its own.
+    fn keys_in_distinct_buckets(t: &Table, n: usize) -> Vec<Vec<u8>> {
+        let shared = t.shared().unwrap();
+        let mut buckets = std::collections::HashSet::new();
+        (0..)
+            .map(|i| format!("key {i}").into_bytes())
+            .filter(|k| buckets.insert(shared.key(k).unwrap().hash as usize & shared.bucket_mask))
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn rows_lost_to_deaths_inside_a_bucket_lock_come_back_when_the_table_is_full() {
+        let t = std::sync::Arc::new(Table::new(8, 0.2).unwrap());
+        t.add_column("n", ColumnType::Int).unwrap();
+        t.create().unwrap();
+        let keys = keys_in_distinct_buckets(&t, 5);
+        let [reserving, taking, inserting, marking, unlinking] =
+            [0, 1, 2, 3, 4].map(|i| &keys[i][..]);
+        t.set(marking, &[]).unwrap();
+        t.set(unlinking, &[]).unwrap();
+        let shared = || t.shared().unwrap();
+        let locked = |k: &[u8]| shared().lock_bucket(shared().key(k).unwrap().hash);
+        let children = [
+            // An insert that had reserved its row in the count, then had taken a slot, then
+            // had written its key into it.
+            die_holding(|| {
+                std::mem::forget(locked(reserving));
+                shared().header(H_COUNT).fetch_add(1, Relaxed);
+            }),
+            die_holding(|| {
+                std::mem::forget(locked(taking));
+                shared().take_slot().unwrap();
+            }),
+            die_holding(|| {
+                std::mem::forget(locked(inserting));
+                let slot = shared().take_slot().unwrap();
+                std::mem::forget(shared().lock_row(slot));
+                shared().key(inserting).unwrap().store(shared().row(slot));
+            }),
+            // A delete that had marked its row dead, and one that had unlinked it too.
+            die_holding(|| {
+                let bucket = locked(marking);
+                let (slot, _) = shared()
+                    .find_locked(&bucket, &shared().key(marking).unwrap())
+                    .unwrap();
+                std::mem::forget(bucket);
+                std::mem::forget(shared().lock_row(slot));
+                shared().row(slot)[KEY].store(0, Relaxed);
+            }),
+            die_holding(|| {
+                let mut bucket = locked(unlinking);
+                let (slot, _) = shared()
+                    .find_locked(&bucket, &shared().key(unlinking).unwrap())
+                    .unwrap();
+                shared().row(slot)[KEY].store(0, Relaxed);
+                bucket.move_to(shared().row(slot)[NEXT].load(Relaxed) as u32);
+                std::mem::forget(bucket);
+            }),
+        ];
+        let seen = std::sync::Arc::clone(&t);
+        let (inserted, refused, count, rows) = within_seconds(move || {
+            let inserted = (0..8)
+                .filter(|i| {
+                    seen.set(format!("new {i}").as_bytes(), &[("n", Value::Int(*i))])
+                        .is_ok()
+                })
+                .count();
+            let refused = seen.set(b"one too many", &[]).unwrap_err();
+            let rows = seen.iter().unwrap().map(|e| e.key).collect::<Vec<_>>();
+            (inserted, refused, seen.count().unwrap(), rows.len())
+        });
+        children.into_iter().for_each(reap);
+        assert_eq!((inserted, count, rows), (8, 8, 8));
+        assert!(
+            matches!(
+                refused,
+                TableError::Full {
+                    rows: 8,
+                    capacity: 8
+                }
+            ),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 // lock more often), kills them all a few milliseconds later, and then, before reaping them
 // (zombies, as workers are until the master reaps them), reads, writes, inserts and deletes
 // the keys they inserted (in the same buckets) and iterates over every row. A lock held by a
-// killed writer would hang it.
+// killed writer would hang it. At the end it fills the table.
 //   php killed.php R W BYTES
 [, $rounds, $writers, $big] = array_map('intval', $argv);
 
@@ -54,4 +54,18 @@ for ($r = 0; $r < $rounds; $r++) {
         $killed += (int) (pcntl_wifsignaled($status) && pcntl_wtermsig($status) === 9);
     }
 }
-echo json_encode(['killed' => $killed, 'rows' => $rows, 'count' => count($t)]), "\n";
+// The rows killed writers had taken and not linked (or unlinked and not given back) come back
+// once the table is full: it holds its whole capacity again.
+$counted = count($t);
+try {
+    for ($i = 0; ; $i++) {
+        $t->set("fill $i", ['n' => $i]);
+    }
+} catch (Surge\Exception $e) {
+}
+$full = 0;
+foreach ($t as $row) {
+    $full++;
+}
+echo json_encode(['killed' => $killed, 'rows' => $rows, 'count' => $counted, 'full_rows' => $full,
+    'full_count' => count($t), 'refusal' => $e->getMessage()]), "\n";
