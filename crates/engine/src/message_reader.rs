@@ -102,6 +102,11 @@ struct Assembly {
     mask: [u8; 4],
     frame_start: usize,
     fin: bool,
+    /// Header bytes of the empty continuation frames that did not end it, counted against
+    /// `max` with its data: a message of endless empty fragments never grew and never ended,
+    /// and kept a core busy. (Only those: the inflate layer hands a compressed message on in
+    /// fragments of its own, never empty but the first and the last.)
+    empty_fragments: usize,
 }
 
 impl MessageReader {
@@ -266,7 +271,9 @@ impl Frames {
             };
             return Ok(Some((header + len, Some(incoming))));
         }
-        self.begin(opcode, len)?;
+        // What the frame adds to its message's size (see `Assembly::empty_fragments`).
+        let empty_fragment = opcode == OP_CONTINUATION && len == 0 && !fin;
+        self.begin(opcode, if empty_fragment { header } else { len })?;
         if whole && fin && self.message.is_none() {
             // The usual case: a message in one frame, all of it here.
             let binary = opcode == OP_BINARY;
@@ -287,8 +294,12 @@ impl Frames {
                 mask,
                 frame_start: 0,
                 fin,
+                empty_fragments: 0,
             })),
         };
+        if empty_fragment {
+            message.empty_fragments += header;
+        }
         // Room for what one read brings: the rest grows with what comes, not with what the
         // header claims.
         message.data.reserve(len.min(READ));
@@ -297,7 +308,8 @@ impl Frames {
         Ok(Some((header, self.frame_read()?)))
     }
 
-    /// Checks a data frame's header against the message it begins or continues.
+    /// Checks a data frame's header against the message it begins or continues, to which it
+    /// adds `len` bytes.
     fn begin(&self, opcode: u8, len: usize) -> Result<(), ReadError> {
         let so_far = match (self.message.as_deref(), opcode) {
             (None, OP_CONTINUATION) => {
@@ -305,7 +317,7 @@ impl Frames {
                     "continuation frame with no message to continue",
                 ))
             }
-            (Some(message), OP_CONTINUATION) => message.data.len(),
+            (Some(message), OP_CONTINUATION) => message.data.len() + message.empty_fragments,
             (Some(_), _) => {
                 return Err(ReadError::Protocol("a new message inside a fragmented one"))
             }
@@ -478,6 +490,17 @@ mod tests {
 
     fn text(s: &str) -> Result<Incoming, String> {
         Ok(Incoming::Text(Bytes::copy_from_slice(s.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn a_message_of_endless_empty_fragments_ends_at_the_size_limit() {
+        // Each empty client frame is 6 bytes of header: MAX / 6 of them fill the limit.
+        let mut input = client_frame(0x01, b"a");
+        for _ in 0..MAX {
+            input.extend(client_frame(0x00, b""));
+        }
+        let got = read_all(&input, 1).await;
+        assert_eq!(got, vec![Err("message over the size limit".to_string())]);
     }
 
     #[tokio::test]

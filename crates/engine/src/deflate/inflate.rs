@@ -428,6 +428,7 @@ impl Decoder {
         let opcode = first & 0x0f;
         let fin = first & FIN != 0;
         let payload = payload_len(header);
+        let header_bytes = header.len() as u64;
         let clean = first & RSV23 == 0 && second & MASKED != 0;
         let compressed_start = clean
             && first & RSV1 != 0
@@ -454,7 +455,14 @@ impl Decoder {
                     self.fragment(&[], false, out);
                 }
             }
-            self.compressed = self.compressed.saturating_add(payload);
+            // An empty fragment that does not end the message counts its header: endless
+            // ones never grew the message and never ended it.
+            let counted = if payload == 0 && !fin && compressed_next {
+                header_bytes
+            } else {
+                payload
+            };
+            self.compressed = self.compressed.saturating_add(counted);
             if self.compressed > self.max_compressed {
                 return Err(InflateError::TooBig);
             }
@@ -777,6 +785,20 @@ mod tests {
         let err = decoder
             .feed(&client_frame(0, &empty_blocks), &mut out)
             .unwrap_err();
+        assert_eq!(err, InflateError::TooBig);
+    }
+
+    #[test]
+    fn a_compressed_message_of_endless_empty_fragments_is_refused() {
+        let mut decoder = Decoder {
+            max_compressed: 100,
+            ..Decoder::default()
+        };
+        let mut input = client_frame(RSV1 | 2, &[]);
+        for _ in 0..100 {
+            input.extend(client_frame(0, &[]));
+        }
+        let err = decoder.feed(&input, &mut Vec::new()).unwrap_err();
         assert_eq!(err, InflateError::TooBig);
     }
 
