@@ -303,8 +303,11 @@ struct Decoder {
     ended: bool,
     /// Bytes of END fed to the inflater at the end of the message.
     tail_fed: usize,
-    /// Compressed payload bytes of the current message, and the most it may have.
+    /// Compressed payload bytes of the current message, and the most it may have with the
+    /// header bytes of its empty fragments that did not end it (`empty_fragments`): endless
+    /// ones never grew the message and never ended it.
     compressed: u64,
+    empty_fragments: u64,
     max_compressed: u64,
     /// The last 4 compressed payload bytes of the current message inflated so far.
     last_bytes: [u8; 4],
@@ -448,6 +451,7 @@ impl Decoder {
                 self.ended = false;
                 self.tail_fed = 0;
                 self.compressed = 0;
+                self.empty_fragments = 0;
                 self.last_bytes = [0; 4];
                 if !fin {
                     // Tell the reader a fragmented message has begun, so that a data frame
@@ -455,15 +459,11 @@ impl Decoder {
                     self.fragment(&[], false, out);
                 }
             }
-            // An empty fragment that does not end the message counts its header: endless
-            // ones never grew the message and never ended it.
-            let counted = if payload == 0 && !fin && compressed_next {
-                header_bytes
-            } else {
-                payload
-            };
-            self.compressed = self.compressed.saturating_add(counted);
-            if self.compressed > self.max_compressed {
+            if payload == 0 && !fin && compressed_next {
+                self.empty_fragments += header_bytes;
+            }
+            self.compressed = self.compressed.saturating_add(payload);
+            if self.compressed.saturating_add(self.empty_fragments) > self.max_compressed {
                 return Err(InflateError::TooBig);
             }
             self.part = Part::Inflate {
@@ -800,6 +800,14 @@ mod tests {
         }
         let err = decoder.feed(&input, &mut Vec::new()).unwrap_err();
         assert_eq!(err, InflateError::TooBig);
+    }
+
+    #[test]
+    fn an_empty_compressed_message_in_empty_fragments_is_empty() {
+        let mut input = client_frame(RSV1 | 1, &[]);
+        input.extend(client_frame(0, &[]));
+        input.extend(client_frame(FIN, &[]));
+        assert_eq!(messages(&decode(&input, 1).unwrap()), [(1, Vec::new())]);
     }
 
     #[test]
