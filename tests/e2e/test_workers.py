@@ -315,6 +315,23 @@ def test_a_worker_that_exits_is_replaced_and_fds_are_not_reused(php_server, tmp_
     assert json.loads(later[0].recv(timeout=5))["pushed"] == survivors + CLIENTS
 
 
+def test_while_a_dead_worker_cannot_be_replaced_new_connections_go_to_the_others(php_server, tmp_path, stack):
+    """A broken deploy: worker 1 dies and its replacement fails in workerStart, again and again.
+    Its listening socket went with it, so the kernel hands every new connection to worker 0 (the
+    master kept it open, and half the new clients waited for ever, unanswered)."""
+    version = tmp_path / "version"
+    version.write_text("v1")
+    srv = start_workers(php_server, tmp_path, SURGE_VERSION_FILE=str(version))
+    clients, who = clients_on_both_workers(srv, stack)
+    version.write_text("broken")
+    next(ws for ws, w in zip(clients, who) if w["worker"] == 1).send("exit")
+    srv.wait_output("worker 1 could not start", stream="stderr", timeout=10 * TIME_FACTOR)
+    later = [stack.enter_context(connect(srv.url, open_timeout=5 * TIME_FACTOR)) for _ in range(CLIENTS)]
+    assert {ask(ws, "who")["worker"] for ws in later} == {0}
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
 def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew(php_server, tmp_path, stack):
     version = tmp_path / "version"
     version.write_text("v1")

@@ -2,8 +2,10 @@
 //! it forks anything: a listening socket per worker, all on one port with SO_REUSEPORT (the
 //! kernel spreads new connections over them; from one shared socket, the worker that woke first
 //! took every connection of a burst), the directory of the local bus (see `bus.rs`), and the fd
-//! counters. The master keeps every socket open, so connections that come for a dead worker
-//! wait in its queue for the worker started in its place. Each worker's engine then starts from its
+//! counters. A worker's socket lives in that worker alone (the master closes its copy once it
+//! has forked the worker, and binds a new one for a replacement): the kernel stops sending
+//! connections to it when the worker stops serving, rather than queueing them for a replacement
+//! that may take long to start or never start (a broken deploy). Each worker's engine then starts from its
 //! [`Worker`]. fds are striped: worker `w` of `n` hands out `w + 1`, `w + 1 + n`, `w + 1 + 2n`
 //! ..., so any worker knows from an fd which worker owns it, and a worker restarted in a dead
 //! one's place goes on counting where it stopped (the counters are in shared memory), so fds
@@ -13,6 +15,7 @@
 //! listening socket, no connections, no bus server of their own; they reach the workers'
 //! connections over the bus as any worker does.
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -28,7 +31,9 @@ use crate::tasks::{TaskQueue, TaskSender};
 pub struct Pool {
     count: usize,
     task_count: usize,
-    listeners: Vec<TcpListener>,
+    addr: SocketAddr,
+    /// The listening sockets of the workers about to be forked (see the module's comment).
+    listeners: RefCell<Vec<Option<TcpListener>>>,
     bus_dir: BusDir,
     counters: Arc<SharedCounters>,
     tasks: Option<TaskQueue>,
@@ -102,8 +107,9 @@ impl Pool {
         let addr = bind(resolve(host, port)?, false)?
             .local_addr()
             .map_err(|e| e.to_string())?;
+        // All bound now, so that start() fails at once if they cannot be.
         let listeners = (0..count)
-            .map(|_| bind(addr, true))
+            .map(|_| bind(addr, true).map(Some))
             .collect::<Result<_, _>>()?;
         let tasks = match config.task_worker_num {
             0 => None,
@@ -112,7 +118,8 @@ impl Pool {
         Ok(Pool {
             count,
             task_count: config.task_worker_num,
-            listeners,
+            addr,
+            listeners: RefCell::new(listeners),
             bus_dir: BusDir::create()?,
             counters: Arc::new(SharedCounters::new(count)?),
             tasks,
@@ -125,21 +132,39 @@ impl Pool {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listeners[0]
-            .local_addr()
-            .expect("a bound socket has an address")
+        self.addr
     }
 
-    /// What worker `id` needs (a task worker from `worker_num` on); called in the forked one.
+    /// In the master, before it forks worker `id`: its listening socket, bound anew for a
+    /// replacement.
+    pub fn prepare(&self, id: usize) -> Result<(), String> {
+        if let Some(slot @ None) = self.listeners.borrow_mut().get_mut(id) {
+            *slot = Some(bind(self.addr, true)?);
+        }
+        Ok(())
+    }
+
+    /// In the master, once worker `id` is forked: the worker alone holds its socket now.
+    pub fn forked(&self, id: usize) {
+        if let Some(slot) = self.listeners.borrow_mut().get_mut(id) {
+            *slot = None;
+        }
+    }
+
+    /// What worker `id` needs (a task worker from `worker_num` on); called in the forked one,
+    /// which keeps its own listening socket and closes those of the workers forked after it.
     pub fn worker(&self, id: usize) -> Result<Worker, String> {
         if id >= self.processes() {
             return Err(format!("there is no worker {id}"));
         }
-        let role = match (self.listeners.get(id), &self.tasks) {
+        let listener = match self.listeners.borrow_mut().get_mut(id) {
+            Some(slot) => Some(slot.take().ok_or("its listening socket is gone")?),
+            None => None,
+        };
+        self.listeners.borrow_mut().clear();
+        let role = match (listener, &self.tasks) {
             (Some(listener), tasks) => Role::Serving {
-                listener: listener
-                    .try_clone()
-                    .map_err(|e| format!("cannot share the listening socket: {e}"))?,
+                listener,
                 tasks: tasks
                     .as_ref()
                     .map(|t| t.sender(&self.bus_dir.path))

@@ -395,6 +395,7 @@ fn fork_worker(
     id: usize,
     signals: &MasterSignals,
 ) -> Result<Forked, String> {
+    pool.prepare(id)?;
     let (read, write) = pipe()?;
     // SAFETY: the master has no other thread (see the module's comment).
     match unsafe { libc::fork() } {
@@ -434,6 +435,7 @@ fn fork_worker(
         }
         pid => {
             drop(write);
+            pool.forked(id);
             Ok(Forked::Master(Starting {
                 id,
                 child: Child {
