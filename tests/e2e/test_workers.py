@@ -332,6 +332,16 @@ def test_while_a_dead_worker_cannot_be_replaced_new_connections_go_to_the_others
     assert srv.wait(timeout=15) == 0
 
 
+def test_a_process_forked_in_worker_start_holds_up_nothing(php_server, tmp_path, stack):
+    """A helper forked in workerStart (pcntl_fork, no exec) inherits the pipe its worker tells the
+    master it serves on: the master read that pipe to its end, so its start callback, and its
+    answer to SIGTERM, waited until the helper ended (here 30 s)."""
+    srv = start_workers(php_server, tmp_path, SURGE_HELPER_SECONDS="30")
+    clients_on_both_workers(srv, stack)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
 def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew(php_server, tmp_path, stack):
     version = tmp_path / "version"
     version.write_text("v1")

@@ -31,6 +31,10 @@ const ENGINE_STARTED: u8 = b'+';
 /// What a worker writes once its `workerStart` has returned: a worker that ends before (a
 /// fatal error in it, `exit()`) closes the pipe with nothing more written.
 const SERVING: &str = "serving";
+/// What ends that report, or an error's text: the master does not wait for the pipe to close,
+/// which a process forked in `workerStart` (a helper of the app's) holds open as long as it
+/// lives, and the master with it.
+const END_OF_REPORT: u8 = 0;
 const ENDED: &str = "it ended before it served (exit() or a fatal error in workerStart?)";
 /// A worker that died sooner than this after it started is started again only this late, so
 /// that one that cannot run does not make the master fork in a tight loop.
@@ -62,7 +66,7 @@ impl Ready {
     pub fn report(&mut self, outcome: Result<(), &str>) {
         if let Some(mut pipe) = self.0.take() {
             let text = outcome.err().unwrap_or(SERVING);
-            let _ = pipe.write_all(text.as_bytes());
+            let _ = pipe.write_all(&[text.as_bytes(), &[END_OF_REPORT]].concat());
         }
     }
 }
@@ -284,10 +288,14 @@ impl Reload {
 struct Starting {
     id: usize,
     child: Child,
-    /// The read end of the pipe it reports on (see `Ready`).
+    /// The read end of the pipe it reports on (see `Ready`), and what it reported after the
+    /// engine started, up to END_OF_REPORT.
     report: File,
+    text: Vec<u8>,
     /// It reported that its engine runs; `workerStart` is next.
     engine_running: bool,
+    /// It reported that its `workerStart` returned.
+    serving: bool,
     /// When it has taken too long to report its next step.
     deadline: Instant,
 }
@@ -302,19 +310,29 @@ enum Check {
 impl Starting {
     /// Waits until its engine runs.
     fn engine_started(mut self) -> Result<Starting, String> {
-        match self.wait().and_then(|()| self.advance()) {
-            Ok(_) => Ok(self),
+        match self.wait_until(|s| s.engine_running) {
+            Ok(()) => Ok(self),
             Err(why) => Err(self.failed(why)),
         }
     }
 
-    /// Waits until it serves (its engine runs).
+    /// Waits until it serves.
     fn serving(mut self) -> Result<Child, String> {
-        match self.wait().and_then(|()| self.advance()) {
-            Ok(true) => Ok(self.child),
-            Ok(false) => Err(self.failed(b"said twice that its engine runs".to_vec())),
+        match self.wait_until(|s| s.serving) {
+            Ok(()) => Ok(self.child),
             Err(why) => Err(self.failed(why)),
         }
+    }
+
+    fn wait_until(&mut self, done: impl Fn(&Starting) -> bool) -> Result<(), Vec<u8>> {
+        while !done(self) {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if !readable(&self.report, left) {
+                return Err(too_long());
+            }
+            self.advance()?;
+        }
+        Ok(())
     }
 
     /// Where it is, waiting for nothing: a replacement's start must not hold up the master.
@@ -322,53 +340,48 @@ impl Starting {
         let step = match readable(&self.report, Duration::ZERO) {
             true => self.advance(),
             false if Instant::now() >= self.deadline => Err(too_long()),
-            false => return Check::Waiting(self),
+            false => Ok(()),
         };
         match step {
-            Ok(true) => Check::Serving(self.child),
-            Ok(false) => Check::Waiting(self),
+            Ok(()) if self.serving => Check::Serving(self.child),
+            Ok(()) => Check::Waiting(self),
             Err(why) => Check::Failed(self.failed(why)),
         }
     }
 
-    /// Until its report has something to read, or its deadline.
-    fn wait(&self) -> Result<(), Vec<u8>> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        match readable(&self.report, left) {
-            true => Ok(()),
-            false => Err(too_long()),
+    /// Reads what its report has to read (one read: it does not block): that its engine runs
+    /// (its deadline then starts again, for `workerStart`), that it serves, or why it cannot
+    /// start.
+    fn advance(&mut self) -> Result<(), Vec<u8>> {
+        let mut read = [0; 512];
+        let n = (&self.report)
+            .read(&mut read)
+            .map_err(|e| format!("cannot read its report: {e}").into_bytes())?;
+        let mut bytes = &read[..n];
+        if n == 0 {
+            // The pipe closed before the report ended.
+            return Err(match std::mem::take(&mut self.text) {
+                text if text.is_empty() => ENDED.into(),
+                text => text,
+            });
         }
-    }
-
-    /// Reads its next step, there to be read: true once it serves, false once its engine runs
-    /// (its deadline then starts again, for `workerStart`), or why it cannot start.
-    fn advance(&mut self) -> Result<bool, Vec<u8>> {
-        if !self.engine_running {
-            let mut first = [0];
-            return match (&self.report).read(&mut first) {
-                Ok(1) if first[0] == ENGINE_STARTED => {
-                    self.engine_running = true;
-                    self.deadline = Instant::now() + START_TIMEOUT;
-                    Ok(false)
-                }
-                Ok(0) => Err(ENDED.into()),
-                // The first byte of why it cannot start.
-                Ok(_) => Err([&first[..], &self.rest()].concat()),
-                Err(e) => Err(format!("cannot read its report: {e}").into_bytes()),
-            };
+        if !self.engine_running && self.text.is_empty() && bytes[0] == ENGINE_STARTED {
+            self.engine_running = true;
+            self.deadline = Instant::now() + START_TIMEOUT;
+            bytes = &bytes[1..];
         }
-        match self.rest() {
-            text if text == SERVING.as_bytes() => Ok(true),
-            text if text.is_empty() => Err(ENDED.into()),
+        self.text.extend_from_slice(bytes);
+        let Some(end) = self.text.iter().position(|&b| b == END_OF_REPORT) else {
+            return Ok(());
+        };
+        self.text.truncate(end);
+        match std::mem::take(&mut self.text) {
+            text if self.engine_running && text == SERVING.as_bytes() => {
+                self.serving = true;
+                Ok(())
+            }
             text => Err(text),
         }
-    }
-
-    /// What is left to read, up to the end of the pipe.
-    fn rest(&mut self) -> Vec<u8> {
-        let mut text = Vec::new();
-        let _ = self.report.read_to_end(&mut text);
-        text
     }
 
     /// Kills it (it may be stuck); returns the error as start() throws it.
@@ -443,7 +456,9 @@ fn fork_worker(
                     started: Instant::now(),
                 },
                 report: File::from(read),
+                text: Vec::new(),
                 engine_running: false,
+                serving: false,
                 deadline: Instant::now() + START_TIMEOUT,
             }))
         }

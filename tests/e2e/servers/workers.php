@@ -40,6 +40,13 @@ $server->on('workerStart', function ($s, $id) {
         out("workerStart $id begins");
         usleep(1000 * $ms);
     }
+    if ($seconds = (int) getenv('SURGE_HELPER_SECONDS')) {
+        // A helper process of the app's, forked without exec (a sidecar): it lives on.
+        if (pcntl_fork() === 0) {
+            sleep($seconds);
+            pcntl_exec('/bin/true');
+        }
+    }
     if (getenv('SURGE_GREET') && $id > 0) {
         // The workers before this one already run their engine.
         out("greeted from workerStart $id: " . var_export($s->sendMessage("hello from workerStart $id", 0), true));
