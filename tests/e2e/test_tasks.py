@@ -142,6 +142,22 @@ def test_finish_the_task_own_callback_and_what_is_refused(php_server, tmp_path, 
     assert "task" in recv(ws) and "finish" in recv(ws)
 
 
+def test_a_task_whose_data_cannot_be_unserialized_is_dropped_and_its_callback_let_go_of(php_server, tmp_path, stack):
+    """__wakeup throws in the task worker: the task is logged with that exception and dropped,
+    its sender lets go of its finish callback (it held it for ever), and the exception is not left
+    pending to be reported at the next task as uncaught there."""
+    srv = start(php_server, tmp_path, SURGE_TASKS="1")
+    ws = stack.enter_context(connect(srv.url))
+    task_id = send_task(ws, "unwakeable")["task"]
+    srv.wait_output("the finish callback of an unreadable task is freed")
+    err = srv.wait_output(f"task {task_id} of worker", stream="stderr")
+    assert re.search(rf"task {task_id} of worker \d dropped: unserialize\(\) threw RuntimeException: "
+                     r"cannot wake in a task worker in \S+tasks.php:\d+", err), err
+    assert send_task(ws, "wait")["task"]["cmd"] == "info"
+    assert "uncaught" not in srv.stderr()
+    assert "a finish callback ran for an unreadable task" not in srv.stdout()
+
+
 def test_taskwait_returns_the_result_and_drops_a_late_one(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))

@@ -125,9 +125,18 @@ pub fn call_for_value(
 
 /// Takes the exception PHP has pending, if any, and logs it as uncaught `place`.
 fn log_pending(place: &str) {
-    let Some(ex) = ExecutorGlobals::take_exception() else {
-        return;
-    };
+    if let Some((class, what)) = take_pending() {
+        log::error!(target: "surge", "uncaught {class} {place}: {what}");
+    }
+}
+
+/// Takes the exception PHP has pending, if any but `exit()`'s (left for PHP to exit): its
+/// class, and its message and place.
+pub fn take_pending() -> Option<(String, String)> {
+    if ExecutorGlobals::pending_exception_class().as_deref() == Some("UnwindExit") {
+        return None;
+    }
+    let ex = ExecutorGlobals::take_exception()?;
     let class = ex.get_class_name().unwrap_or_else(|_| "Exception".into());
     let text = |method: &str| {
         ex.try_call_method(method, vec![])
@@ -140,12 +149,8 @@ fn log_pending(place: &str) {
         .ok()
         .and_then(|z| z.long())
         .unwrap_or(0);
-    log::error!(
-        target: "surge",
-        "uncaught {class} {place}: {} in {}:{line}",
-        text("getMessage"),
-        text("getFile")
-    );
+    let what = format!("{} in {}:{line}", text("getMessage"), text("getFile"));
+    Some((class, what))
 }
 
 /// Callables by event, at the event's place in [`KINDS`]. Held zvals are invisible to PHP's GC,

@@ -49,7 +49,7 @@ pub fn received(server: &Server, this: &Zval, from: usize, data: &[u8]) -> Outco
     match decode(data) {
         Ok(message) => call(&callback, &[this, &(from as i64), &message], "pipeMessage"),
         Err(e) => {
-            log::error!(target: "surge", "a message from worker {from} was dropped: {e:?}");
+            log::error!(target: "surge", "a message from worker {from} was dropped: {e}");
             Outcome::Continue
         }
     }

@@ -12,7 +12,7 @@ use ext_php_rs::types::{ZendCallable, Zval};
 use surge_engine::{Engine, ReplyTo, Task};
 
 use crate::callable::Callable;
-use crate::callbacks::{call, call_for_value, Kind, Outcome};
+use crate::callbacks::{call, call_for_value, take_pending, Kind, Outcome};
 use crate::convert::binary_zval;
 use crate::exception::error;
 use crate::server::Server;
@@ -77,14 +77,21 @@ pub fn encode(data: &Zval) -> PhpResult<Vec<u8>> {
     Ok([&[SERIALIZED][..], bytes.as_bytes()].concat())
 }
 
-pub fn decode(bytes: &[u8]) -> PhpResult<Zval> {
+/// Data made by `encode`, or why it cannot be had (an exception unserialize() threw, from an
+/// object's __wakeup or __unserialize, is taken: it would otherwise stay pending and be
+/// reported at the next callback).
+pub fn decode(bytes: &[u8]) -> Result<Zval, String> {
     match bytes.split_first() {
         Some((&STRING, rest)) => Ok(binary_zval(rest)),
         Some((&SERIALIZED, rest)) => {
-            let unserialize = ZendCallable::try_from_name("unserialize")?;
-            Ok(unserialize.try_call(vec![&binary_zval(rest)])?)
+            let unserialize =
+                ZendCallable::try_from_name("unserialize").map_err(|e| e.to_string())?;
+            (unserialize.try_call(vec![&binary_zval(rest)])).map_err(|e| match take_pending() {
+                Some((class, what)) => format!("unserialize() threw {class}: {what}"),
+                None => format!("unserialize() failed: {e}"),
+            })
         }
-        _ => Err(error("task data that cannot be read")),
+        _ => Err("data that cannot be read".into()),
     }
 }
 
@@ -100,6 +107,20 @@ pub fn run(server: &Server, this: &Zval, task: Task) -> Outcome {
 }
 
 fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
+    let (task_id, reply_to) = (task.task_id, task.reply_to);
+    let outcome = call_task(server, this, task);
+    let sent = server.tasks.running.get().is_some_and(|r| r.finished);
+    if !sent && reply_to.callback {
+        // No result: the sender lets go of the callback it keeps for one.
+        if let Some(engine) = server.engine() {
+            engine.finish(reply_to, task_id, NO_RESULT);
+        }
+    }
+    outcome
+}
+
+/// Runs the `task` callback, and sends what it returned unless it called finish().
+fn call_task(server: &Server, this: &Zval, task: Task) -> Outcome {
     let Task {
         task_id,
         reply_to,
@@ -109,7 +130,7 @@ fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
     let data = match decode(&data) {
         Ok(data) => data,
         Err(e) => {
-            log::error!(target: "surge", "task {task_id} of worker {worker} dropped: {e:?}");
+            log::error!(target: "surge", "task {task_id} of worker {worker} dropped: {e}");
             return Outcome::Continue;
         }
     };
@@ -134,13 +155,6 @@ fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
             Err(e) => {
                 log::error!(target: "surge", "the result of task {task_id} was not sent: {e:?}")
             }
-        }
-    }
-    let sent = server.tasks.running.get().is_some_and(|r| r.finished);
-    if !sent && reply_to.callback {
-        // No result: the sender lets go of the callback it keeps for one.
-        if let Some(engine) = server.engine() {
-            engine.finish(reply_to, task_id, NO_RESULT);
         }
     }
     outcome
@@ -174,7 +188,8 @@ pub fn finished(server: &Server, this: &Zval, task_id: u64, data: &[u8]) -> Outc
     let data = match decode(data) {
         Ok(data) => data,
         Err(e) => {
-            log::error!(target: "surge", "the result of task {task_id} was dropped: {e:?}");
+            log::error!(target: "surge", "the result of task {task_id} was dropped: {e}");
+            server.tasks.forget(task_id);
             return Outcome::Continue;
         }
     };
@@ -213,7 +228,11 @@ pub fn wait_for(
         .collect::<PhpResult<Vec<_>>>()?;
     match engine.task_wait(&tasks, Duration::from_secs_f64(timeout)) {
         Ok(results) => (results.into_iter())
-            .map(|result| result.map(|bytes| decode(&bytes)).transpose())
+            .map(|result| {
+                result
+                    .map(|bytes| decode(&bytes).map_err(error))
+                    .transpose()
+            })
             .collect::<PhpResult<_>>()
             .map(Some),
         Err(e) => {

@@ -26,6 +26,17 @@ class Announce
     }
 }
 
+/** Cannot be unserialized in a task worker (a class that needs what only the workers boot). */
+class WorkersOnly
+{
+    public function __wakeup(): void
+    {
+        if ($GLOBALS['server']->taskworker) {
+            throw new RuntimeException('cannot wake in a task worker');
+        }
+    }
+}
+
 if (isset($settings['redis'])) {
     // Before start(): the workers subscribe, the task workers do not (they have no connections).
     $server->subscribe(['news']);
@@ -57,6 +68,14 @@ $server->on('message', function ($s, $frame) {
             $held = new Announce('the finish callback of a silent task is freed');
             return function () use ($held) {
                 out('a finish callback ran for a silent task');
+            };
+        })()),
+        // A task whose data the task worker cannot unserialize: it never runs, and its finish
+        // callback is let go of.
+        'unwakeable' => $s->task(new WorkersOnly(), -1, (function () {
+            $held = new Announce('the finish callback of an unreadable task is freed');
+            return function () use ($held) {
+                out('a finish callback ran for an unreadable task');
             };
         })()),
         // Waits for the result here: no finish callback runs for it.
