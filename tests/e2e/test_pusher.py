@@ -2,6 +2,7 @@
 (tests/pusher/scenarios.mjs, run with node), plus bad input sent by hand: malformed JSON,
 unknown events, oversize payloads, wrong auth, stale HTTP API signatures."""
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ from websockets.sync.client import connect
 
 from conftest import ROOT, close_code, settings_env
 from fanout_client import Client, start_fanout
+from rawws import OP_TEXT, RawClient
 
 APP = {"app_id": "4242", "key": "surge-key", "secret": "surge-secret"}
 SCENARIOS = ROOT / "tests/pusher/scenarios.mjs"
@@ -555,6 +557,61 @@ def test_presence_channels_hold_at_most_their_members_and_member_size(php_server
         ws.close()
 
 
+def subscribe_presence(ws, hello, channel: str, member: dict) -> dict:
+    data = json.dumps(member)
+    send(ws, "pusher:subscribe", {"channel": channel, "auth": channel_auth(socket_id(hello), channel, data), "channel_data": data})
+    return recv(ws)
+
+
+def test_a_client_the_server_is_closing_takes_part_in_nothing_more(php_server):
+    """A client kicked by PHP (disconnect()) that does not answer the close frame: what it sends
+    during the close wait reaches nobody. Its subscription announced a member who would never
+    hear anything (joined, then left 2 s later), and its client events reached the channel."""
+    server = start(php_server)
+    watcher, hello = pusher_socket(server)
+    for channel in ("presence-room", "presence-lobby"):
+        assert subscribe_presence(watcher, hello, channel, {"user_id": 1})["event"] == "pusher_internal:subscription_succeeded"
+    with RawClient(server.port) as raw, connect(server.url) as admin:
+        raw.open(f"/app/{APP['key']}?protocol=7")
+        raw_hello = json.loads(raw.read_frame()[1])
+        sid = socket_id(raw_hello)
+        data = json.dumps({"user_id": 2})
+        subscribe = lambda channel: raw.send_frame(OP_TEXT, json.dumps({"event": "pusher:subscribe", "data": {
+            "channel": channel, "auth": channel_auth(sid, channel, data), "channel_data": data}}).encode())
+        subscribe("presence-room")
+        assert json.loads(raw.read_frame()[1])["event"] == "pusher_internal:subscription_succeeded"
+        admin.send(f"cmd:kick:{sid.split('.')[1]}")
+        assert raw.read_close()[0] == 4009
+        subscribe("presence-lobby")
+        raw.send_frame(OP_TEXT, json.dumps({"event": "client-typing", "channel": "presence-room", "data": {}}).encode())
+        raw.wait_eof(5)
+    heard = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            message = json.loads(watcher.recv(timeout=0.5))
+            heard.append((message["event"], message.get("channel"), json.loads(message["data"])))
+    assert heard == [
+        ("pusher_internal:member_added", "presence-room", {"user_id": "2", "user_info": None}),
+        ("pusher_internal:member_removed", "presence-room", {"user_id": "2"}),
+    ]
+    watcher.close()
+
+
+def test_presence_user_ids_as_pusher_js_reads_them(php_server):
+    """A float id with no fraction (PHP's json_encode(7.0)) is the member "7", which pusher-js
+    looks itself up by (it was "7.0": members.me was null); an id counts in the member's size."""
+    app = {**APP, "options": {"presence_max_member_size": 40}}
+    server = start(php_server, app=app)
+    ws, hello = pusher_socket(server)
+    joined = subscribe_presence(ws, hello, "presence-room", {"user_id": 7.0})
+    assert json.loads(joined["data"])["presence"]["ids"] == ["7"]
+    other, other_hello = pusher_socket(server)
+    refused = subscribe_presence(other, other_hello, "presence-room", {"user_id": "x" * 40})
+    assert json.loads(refused["data"])["status"] == 4301
+    ws.close()
+    other.close()
+
+
 def test_a_refused_repeat_of_a_presence_subscription_leaves_the_first_one_standing(php_server):
     server = start(php_server)
     ws, hello = pusher_socket(server)
@@ -569,6 +626,10 @@ def test_a_refused_repeat_of_a_presence_subscription_leaves_the_first_one_standi
     data = json.dumps({"user_info": {"name": "nobody"}})
     send(ws, "pusher:subscribe", {"channel": "presence-room", "auth": channel_auth(sid, "presence-room", data), "channel_data": data})
     assert recv(ws)["event"] == "pusher:subscription_error"
+    # Signed as another user: refused too (it was answered succeeded, as user 1 still).
+    refused = subscribe_presence(ws, hello, "presence-room", {"user_id": 3})
+    assert refused["event"] == "pusher:subscription_error"
+    assert json.loads(refused["data"])["error"] == "this connection is subscribed as user 1: unsubscribe first"
     # The first subscription still stands: leaving it tells the other member.
     send(ws, "pusher:unsubscribe", {"channel": "presence-room"})
     removed = recv(other)

@@ -57,6 +57,7 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'fork' => ($pid = pcntl_fork()) === 0 ? exit(0) : pcntl_waitpid($pid, $status) === $pid,
         'after' => $s->after((int) $arg, fn() => $s->push($frame->fd, "after $arg")),
         'code' => $s->disconnect($frame->fd, (int) $arg),
+        'kick' => $s->disconnect((int) $arg, 4009, 'kicked'),
         'set' => $s->set(json_decode($arg, true)),
         'broadcast' => $s->broadcast($arg),
         'pusher-trigger' => $s->pusherTrigger('news', 'event', $arg),

@@ -53,7 +53,7 @@ pub struct AppConfig {
     /// Members (users) of one presence channel at most, as Pusher allows; 0: no limit. Each
     /// member's arrival is sent to every other, and each subscription gets the whole list.
     pub presence_max_members: usize,
-    /// Bytes of one member's `user_info` (as JSON) at most.
+    /// Bytes of one member's `user_id` and `user_info` (as JSON) at most.
     pub presence_max_member_size: usize,
     /// Channels one connection may be subscribed to at once (Pusher sets no limit; this one
     /// bounds what one client makes the server hold).

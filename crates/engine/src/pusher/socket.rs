@@ -218,6 +218,12 @@ pub(crate) fn receive(
         );
         return None;
     };
+    // A connection the server is closing (a kick, the activity timeout, a slow consumer) takes
+    // part in nothing more while its close is under way: a subscription announced a member who
+    // would hear nothing, and its client events still reached the channel.
+    if !conn.is_open() && message.event != "pusher:unsubscribe" {
+        return None;
+    }
     match message.event.as_str() {
         "pusher:ping" => send(conn, shared, &event_json("pusher:pong", None, "{}")),
         "pusher:pong" => {}
@@ -353,7 +359,7 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
         .and_then(|d| {
             let id = match d.get("user_id")? {
                 Value::String(s) if !s.is_empty() => s.clone(),
-                Value::Number(n) => n.to_string(),
+                Value::Number(n) => number_id(n),
                 _ => return None,
             };
             Some((id, d.get("user_info").cloned().unwrap_or(Value::Null)))
@@ -374,17 +380,24 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
             "presence channel_data must be JSON with a user_id",
         );
     };
-    let info_size = info.to_string().len();
+    let size = user_id.len() + info.to_string().len();
     let max_size = app.config.presence_max_member_size;
-    if info_size > max_size {
+    if size > max_size {
         return refuse(
             "LimitReached",
             4301,
-            &format!("user_info is {info_size} bytes of JSON; a member's is at most {max_size}"),
+            &format!(
+                "user_id and user_info are {size} bytes of JSON; a member's are at most {max_size}"
+            ),
         );
     }
     let mut presence = app.presence.lock();
     let members = presence.entry(channel.to_owned()).or_default();
+    if let Some(was) = members.user_of(conn.fd).filter(|was| *was != user_id) {
+        let message = format!("this connection is subscribed as user {was}: unsubscribe first");
+        drop(presence);
+        return refuse("InvalidChannelData", 400, &message);
+    }
     let max = app.config.presence_max_members;
     if max > 0 && members.count() >= max && !members.has_user(&user_id) {
         drop(presence);
@@ -421,6 +434,17 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
         })
     })
     .flatten()
+}
+
+/// A numeric user_id as JavaScript writes it, which pusher-js looks its own member up by: a
+/// float with no fraction without its `.0` (PHP's json_encode(1.0) is `1.0`).
+fn number_id(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 2f64.powi(53) => {
+            (f as i64).to_string()
+        }
+        _ => n.to_string(),
+    }
 }
 
 /// Takes `fd` out of `channel`, telling presence members when a user's last connection left.
