@@ -157,11 +157,13 @@ impl Pool {
         if id >= self.processes() {
             return Err(format!("there is no worker {id}"));
         }
-        let listener = match self.listeners.borrow_mut().get_mut(id) {
-            Some(slot) => Some(slot.take().ok_or("its listening socket is gone")?),
-            None => None,
+        let mut listeners = self.listeners.borrow_mut();
+        let listener = match id < self.count {
+            true => Some(listeners[id].take().ok_or("its listening socket is gone")?),
+            false => None,
         };
-        self.listeners.borrow_mut().clear();
+        listeners.iter_mut().for_each(|other| *other = None);
+        drop(listeners);
         let role = match (listener, &self.tasks) {
             (Some(listener), tasks) => Role::Serving {
                 listener,
@@ -332,9 +334,13 @@ mod tests {
         let pool = Pool::new(&workers(3), "127.0.0.1", 0).unwrap();
         let first = FdSource::worker(&pool.worker(1).unwrap());
         assert_eq!([first.next(), first.next()], [2, 5]);
-        // A worker restarted in the place of worker 1 goes on from its counter.
+        // A worker restarted in the place of worker 1 (on a socket bound anew) goes on from its
+        // counter.
+        assert!(pool.worker(1).is_err(), "its socket went with the first");
+        pool.prepare(1).unwrap();
         let restarted = FdSource::worker(&pool.worker(1).unwrap());
         assert_eq!(restarted.next(), 8);
+        pool.prepare(0).unwrap();
         let zero = FdSource::worker(&pool.worker(0).unwrap());
         assert_eq!(zero.next(), 1);
         for (fd, id) in [(1, 0), (2, 1), (3, 2), (8, 1), (9, 2)] {
