@@ -5,6 +5,7 @@ task's own) in the worker that sent it; a task worker reaches every worker's con
 import contextlib
 import hashlib
 import json
+import os
 import re
 import signal
 import threading
@@ -218,6 +219,34 @@ def test_a_task_worker_that_exits_is_replaced(php_server, tmp_path, stack):
     for _ in range(4):
         send_task(ws, "info")
         assert recv(ws)["result"]["taskworker"] is True
+
+
+def test_a_task_lost_with_its_killed_task_worker_lets_its_sender_go(php_server, tmp_path, stack):
+    """SIGKILL (the OOM killer, a reload's kill past its time) ends a task worker in the middle
+    of a task: the task worker started in its place tells the sender, which lets go of the
+    finish callback it kept for it (for ever before), and whose taskwait returns false (it
+    waited out its 60 s)."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    never = tmp_path / "never"
+    ws = stack.enter_context(connect(srv.url))
+
+    def kill_the_holder(count: int) -> None:
+        eventually(lambda: len(re.findall(r"^holding task", srv.stdout(), re.M)) == count, timeout=10)
+        os.kill(int(re.findall(r"^holding task \d+ in pid (\d+)", srv.stdout(), re.M)[-1]), signal.SIGKILL)
+
+    task_id = send_task(ws, f"ownhold:{never}")["task"]
+    kill_the_holder(1)
+    srv.wait_output("the finish callback of a lost task is freed", timeout=10 * TIME_FACTOR)
+    assert f"task {task_id} of worker 0 was lost: the task worker running it died" in srv.stderr()
+    assert "a finish callback ran for a lost task" not in srv.stdout()
+    ws.send(f"waitlong:hold,{never}")
+    kill_the_holder(2)
+    answer = json.loads(ws.recv(timeout=30))["task"]
+    assert answer["result"] is False and answer["seconds"] < 30, answer
+    # A task that returns nothing ends a taskwait at once too (false), rather than its timeout.
+    ws.send("waitlong:quick")
+    answer = json.loads(ws.recv(timeout=30))["task"]
+    assert answer["result"] is False and answer["seconds"] < 30, answer
 
 
 def test_a_result_for_a_worker_replaced_since_is_dropped(php_server, tmp_path, stack):

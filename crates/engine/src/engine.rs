@@ -23,7 +23,7 @@ use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
 use crate::stop_watchdog::StopWatchdog;
-use crate::tasks::{self, TaskSender};
+use crate::tasks::{self, TaskPlace, TaskSender};
 use crate::timers::Timers;
 use crate::workers::{self, FdSource, Worker};
 use crate::{heartbeat, local, logging, memory, signal_arrival, tls};
@@ -94,6 +94,8 @@ pub struct Engine {
     task_sender: Option<TaskSender>,
     /// In a task worker: PHP finished the task it was given (see `tasks::take_tasks`).
     task_done: Arc<Notify>,
+    /// In a task worker: its place in the shared note of running tasks (see `tasks.rs`).
+    task_place: Option<Arc<TaskPlace>>,
     /// Dropped last, after the runtime is gone.
     _signal_mask: PhpThreadSignals,
     _stop_watchdog: StopWatchdog,
@@ -202,9 +204,12 @@ impl Engine {
             runtime.spawn(accept_loop(listener, shared.clone(), tls));
         }
         let task_done = Arc::new(Notify::new());
-        if let Some(queue) = task_queue {
-            runtime.spawn(tasks::take_tasks(queue, shared.clone(), task_done.clone()));
-        }
+        let task_place = task_queue.map(|(queue, place)| {
+            tell_of_a_lost_task(&place, peers.as_ref());
+            let taking = tasks::take_tasks(queue, place.clone(), shared.clone(), task_done.clone());
+            runtime.spawn(taking);
+            place
+        });
         runtime.spawn(heartbeat::run(shared.clone()));
         runtime.spawn(memory::run(shared.clone()));
         runtime.spawn(crate::pusher::sweep(shared.clone()));
@@ -230,6 +235,7 @@ impl Engine {
             bus,
             task_sender,
             task_done,
+            task_place,
             _signal_mask: signal_mask,
             _stop_watchdog: stop_watchdog,
             // SAFETY: getpid never fails.
@@ -540,12 +546,19 @@ impl Engine {
 
     /// In a task worker: the task last handed over is finished; the next may be taken.
     pub fn task_done(&self) {
+        if let Some(place) = &self.task_place {
+            place.release();
+        }
         self.task_done.notify_one();
     }
 
     /// Sends the result of task `task_id` to the worker that sent it (`reply_to` as the task
     /// came); false when that worker cannot be reached.
     pub fn finish(&self, reply_to: ReplyTo, task_id: u64, data: &[u8]) -> bool {
+        // Sent: a death from here on loses no task.
+        if let Some(place) = &self.task_place {
+            place.release();
+        }
         self.peers
             .as_ref()
             .is_some_and(|p| p.finish(reply_to, task_id, data))
@@ -736,6 +749,21 @@ impl Drop for PhpThreadSignals {
     fn drop(&mut self) {
         // SAFETY: restores the mask saved by `block` on this same thread.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
+/// In a task worker started in the place of one that died: the task that one was running is
+/// lost; its sender is told (an empty result, `tasks::NO_RESULT`) when it waits for it or keeps
+/// a callback for it, so that it stops waiting or lets the callback go.
+fn tell_of_a_lost_task(place: &TaskPlace, peers: Option<&Peers>) {
+    let Some((reply_to, task_id)) = place.take_lost() else {
+        return;
+    };
+    log::warn!(target: "surge", "task {task_id} of worker {} was lost: the task worker running it died", reply_to.worker);
+    if reply_to.waited || reply_to.callback {
+        if let Some(peers) = peers {
+            peers.finish(reply_to, task_id, tasks::NO_RESULT);
+        }
     }
 }
 

@@ -49,4 +49,5 @@ pub use events::{Closed, Event, HttpRequest, HttpResponse, PusherEvent, ReplyTo,
 pub use redis_bridge::{BridgeSnapshot, BridgeState, RedisBridge};
 pub use registry::PushError;
 pub use stats::StatsSnapshot;
+pub use tasks::NO_RESULT;
 pub use workers::{Pool, Worker};

@@ -11,17 +11,20 @@
 //! bus's private directory; the task worker that takes it removes it). [`WAITED`] marks a task
 //! whose sender waits for its result (`taskwait()`): the result goes to [`TaskResults`], not to
 //! PHP's finish callback. [`CALLBACK`] marks one whose sender keeps a callback for its result
-//! (`task()` with `$finish_callback`): if it ends without a result, an empty one says so.
+//! (`task()` with `$finish_callback`): if such a task, or a waited one, ends without a result,
+//! an empty one ([`NO_RESULT`]) says so, sent by the task worker, or by the one started in its
+//! place if it died (see [`RunningTasks`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Release;
+use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::Duration;
 
+use surge_table::Mapping;
 use tokio::sync::Notify;
 
 use crate::events::{Event, ReplyTo, Task};
@@ -42,6 +45,79 @@ const SEND_WAIT: Duration = Duration::from_secs(5);
 /// The most data one worker keeps in task files not yet taken (the queue counts a file by its
 /// name only); a task past it waits for room up to [`SEND_WAIT`] too.
 const FILE_BYTES: usize = 64 << 20;
+
+/// The result a task that ended without one sends when its sender keeps a callback for it or
+/// waits for it: no data at all (a result is at least its kind byte).
+pub const NO_RESULT: &[u8] = b"";
+
+/// What each task worker is running, in memory shared by the master's children (made before
+/// the fork): the task worker started in the place of one that died with a task (a crash, the
+/// OOM killer, a reload's kill past its time) finds it there and tells its sender, which would
+/// otherwise keep its finish callback for ever, or wait out its taskwait.
+pub(crate) struct RunningTasks(Mapping);
+
+/// Words of a task worker's place: the sender's worker id plus one (0: no task) with the flags
+/// in the top byte, the sender's pid, the task id.
+const PLACE_WORDS: usize = 3;
+
+impl RunningTasks {
+    pub(crate) fn new(task_workers: usize) -> Result<Arc<Self>, String> {
+        let mapping = Mapping::new(task_workers * PLACE_WORDS * 8).map_err(|e| e.to_string())?;
+        Ok(Arc::new(RunningTasks(mapping)))
+    }
+}
+
+/// One task worker's place in [`RunningTasks`], written only by the task worker holding it.
+pub(crate) struct TaskPlace {
+    tasks: Arc<RunningTasks>,
+    index: usize,
+}
+
+impl TaskPlace {
+    pub(crate) fn new(tasks: &Arc<RunningTasks>, index: usize) -> Self {
+        TaskPlace {
+            tasks: tasks.clone(),
+            index,
+        }
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        &self.tasks.0.words()[self.index * PLACE_WORDS..][..PLACE_WORDS]
+    }
+
+    /// The task handed to PHP (released by `Engine::finish` or `Engine::task_done`, on the PHP
+    /// thread, which the task's event reaches after this).
+    fn hold(&self, reply_to: ReplyTo, task_id: u64) {
+        let w = self.words();
+        w[1].store(u64::from(reply_to.pid), Relaxed);
+        w[2].store(task_id, Relaxed);
+        let flags =
+            if reply_to.waited { WAITED } else { 0 } | if reply_to.callback { CALLBACK } else { 0 };
+        w[0].store(
+            (reply_to.worker as u64 + 1) | u64::from(flags) << 56,
+            Release,
+        );
+    }
+
+    /// The task is done with (its result sent, or PHP finished it).
+    pub(crate) fn release(&self) {
+        self.words()[0].store(0, Release);
+    }
+
+    /// The task the task worker before this one held when it died, taken out.
+    pub(crate) fn take_lost(&self) -> Option<(ReplyTo, u64)> {
+        let w = self.words();
+        let head = w[0].swap(0, Acquire);
+        let flags = (head >> 56) as u8;
+        let reply_to = ReplyTo {
+            worker: ((head & ((1 << 56) - 1)).checked_sub(1)?) as usize,
+            pid: w[1].load(Relaxed) as u32,
+            waited: flags & WAITED != 0,
+            callback: flags & CALLBACK != 0,
+        };
+        Some((reply_to, w[2].load(Relaxed)))
+    }
+}
 
 /// Both ends of the queue, made before the fork (every process keeps both).
 pub(crate) struct TaskQueue {
@@ -250,7 +326,12 @@ impl TaskSender {
 /// no more: the tasks left in the queue are for the other task workers, or the one started in
 /// its place at a reload. The stop's drain waits for it to return (`taking_tasks`), so that a
 /// task it took is handed to PHP first.
-pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: Arc<Notify>) {
+pub(crate) async fn take_tasks(
+    queue: UnixDatagram,
+    place: Arc<TaskPlace>,
+    shared: Arc<Shared>,
+    done: Arc<Notify>,
+) {
     let queue = match queue
         .set_nonblocking(true)
         .and_then(|()| tokio::net::UnixDatagram::from_std(queue))
@@ -262,11 +343,16 @@ pub(crate) async fn take_tasks(queue: UnixDatagram, shared: Arc<Shared>, done: A
         }
     };
     shared.taking_tasks.store(true, Release);
-    take_until_stopped(&queue, &shared, &done).await;
+    take_until_stopped(&queue, &place, &shared, &done).await;
     shared.taking_tasks.store(false, Release);
 }
 
-async fn take_until_stopped(queue: &tokio::net::UnixDatagram, shared: &Shared, done: &Notify) {
+async fn take_until_stopped(
+    queue: &tokio::net::UnixDatagram,
+    place: &TaskPlace,
+    shared: &Shared,
+    done: &Notify,
+) {
     let mut stopping = shared.stopping.subscribe();
     let mut signalled = shared.signalled.subscribe();
     // The largest datagram: inline data, or a file's path (shorter than a path may be, 4 KiB).
@@ -295,6 +381,9 @@ async fn take_until_stopped(queue: &tokio::net::UnixDatagram, shared: &Shared, d
             log::error!(target: "surge", "a task that cannot be read was dropped");
             continue;
         };
+        if let Event::Task(task) = &event {
+            place.hold(task.reply_to, task.task_id);
+        }
         let finished = done.notified();
         if shared.events.send(event).await.is_err() {
             return;
@@ -453,6 +542,8 @@ mod tests {
             crate::workers::FdSource::single(),
         ));
         let done = Arc::new(Notify::new());
+        let running = RunningTasks::new(2).unwrap();
+        let place = Arc::new(TaskPlace::new(&running, 1));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -460,6 +551,7 @@ mod tests {
         runtime.block_on(async {
             let taker = tokio::spawn(take_tasks(
                 queue.taker().unwrap(),
+                place,
                 shared.clone(),
                 done.clone(),
             ));
@@ -467,6 +559,11 @@ mod tests {
                 panic!("the first task")
             };
             assert_eq!(first.task_id, 0);
+            // Noted as running, for the task worker that would start in this one's place.
+            let successor = TaskPlace::new(&running, 1);
+            assert_eq!(successor.take_lost(), Some((first.reply_to, 0)));
+            assert_eq!(successor.take_lost(), None, "taken once");
+            assert_eq!(TaskPlace::new(&running, 0).take_lost(), None);
             assert!(shared.taking_tasks.load(Acquire), "the stop waits for it");
             shared.begin_shutdown(1001, "stop");
             done.notify_one();
@@ -488,6 +585,38 @@ mod tests {
             left,
             [1, 2],
             "the others stay queued for another task worker"
+        );
+    }
+
+    #[test]
+    fn a_released_task_is_not_lost() {
+        let running = RunningTasks::new(1).unwrap();
+        let place = TaskPlace::new(&running, 0);
+        let reply_to = ReplyTo {
+            worker: 3,
+            pid: 4242,
+            waited: true,
+            callback: false,
+        };
+        place.hold(reply_to, 9);
+        place.release();
+        assert_eq!(place.take_lost(), None);
+        place.hold(
+            ReplyTo {
+                worker: 0,
+                ..reply_to
+            },
+            u64::MAX,
+        );
+        assert_eq!(
+            place.take_lost(),
+            Some((
+                ReplyTo {
+                    worker: 0,
+                    ..reply_to
+                },
+                u64::MAX
+            ))
         );
     }
 

@@ -25,7 +25,7 @@ use surge_table::Mapping;
 
 use crate::config::Config;
 use crate::logging;
-use crate::tasks::{TaskQueue, TaskSender};
+use crate::tasks::{RunningTasks, TaskPlace, TaskQueue, TaskSender};
 
 /// What the process calling start() holds while its workers serve.
 pub struct Pool {
@@ -36,7 +36,7 @@ pub struct Pool {
     listeners: RefCell<Vec<Option<TcpListener>>>,
     bus_dir: BusDir,
     counters: Arc<SharedCounters>,
-    tasks: Option<TaskQueue>,
+    tasks: Option<(TaskQueue, Arc<RunningTasks>)>,
 }
 
 /// What one worker's engine starts from (see `Engine::start`).
@@ -53,11 +53,12 @@ pub struct Worker {
 }
 
 /// A worker's listening socket (none in a task worker), the end of the task queue it sends
-/// tasks on (with task workers), and the end a task worker takes them from.
+/// tasks on (with task workers), and the end a task worker takes them from with its place in
+/// [`RunningTasks`].
 pub(crate) type Sockets = (
     Option<TcpListener>,
     Option<TaskSender>,
-    Option<std::os::unix::net::UnixDatagram>,
+    Option<(std::os::unix::net::UnixDatagram, Arc<TaskPlace>)>,
 );
 
 impl Worker {
@@ -72,14 +73,15 @@ impl Worker {
                 tasks.as_ref().map(TaskSender::try_clone).transpose()?,
                 None,
             ),
-            Role::Tasks(queue) => (
+            Role::Tasks(queue, place) => (
                 None,
                 None,
-                Some(
+                Some((
                     queue
                         .try_clone()
                         .map_err(|e| format!("cannot share the task queue: {e}"))?,
-                ),
+                    place.clone(),
+                )),
             ),
         })
     }
@@ -91,8 +93,8 @@ pub(crate) enum Role {
         listener: TcpListener,
         tasks: Option<TaskSender>,
     },
-    /// Takes tasks from this end of the queue.
-    Tasks(std::os::unix::net::UnixDatagram),
+    /// Takes tasks from this end of the queue, noting the one it runs in its place.
+    Tasks(std::os::unix::net::UnixDatagram, Arc<TaskPlace>),
 }
 
 impl Pool {
@@ -113,7 +115,7 @@ impl Pool {
             .collect::<Result<_, _>>()?;
         let tasks = match config.task_worker_num {
             0 => None,
-            _ => Some(TaskQueue::new()?),
+            tasks => Some((TaskQueue::new()?, RunningTasks::new(tasks)?)),
         };
         Ok(Pool {
             count,
@@ -169,10 +171,13 @@ impl Pool {
                 listener,
                 tasks: tasks
                     .as_ref()
-                    .map(|t| t.sender(&self.bus_dir.path))
+                    .map(|(t, _)| t.sender(&self.bus_dir.path))
                     .transpose()?,
             },
-            (None, Some(tasks)) => Role::Tasks(tasks.taker()?),
+            (None, Some((tasks, running))) => Role::Tasks(
+                tasks.taker()?,
+                Arc::new(TaskPlace::new(running, id - self.count)),
+            ),
             (None, None) => unreachable!("ids past the workers' are task workers'"),
         };
         Ok(Worker {
@@ -367,7 +372,7 @@ mod tests {
         else {
             panic!("worker 1 serves and sends tasks")
         };
-        let Role::Tasks(taker) = pool.worker(3).unwrap().role else {
+        let Role::Tasks(taker, _) = pool.worker(3).unwrap().role else {
             panic!("worker 3 takes tasks")
         };
         sender.send(1, 5, (false, false), b"job").unwrap();

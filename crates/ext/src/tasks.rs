@@ -9,7 +9,7 @@ use std::time::Duration;
 use ext_php_rs::convert::IntoZval;
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::{ZendCallable, Zval};
-use surge_engine::{Engine, ReplyTo, Task};
+use surge_engine::{Engine, ReplyTo, Task, NO_RESULT};
 
 use crate::callable::Callable;
 use crate::callbacks::{call, call_for_value, take_pending, Kind, Outcome};
@@ -17,11 +17,9 @@ use crate::convert::binary_zval;
 use crate::exception::error;
 use crate::server::Server;
 
+/// A result's kind byte: NO_RESULT, which a task that ended without one sends, is shorter.
 const STRING: u8 = 0;
 const SERIALIZED: u8 = 1;
-/// What a task that ended without a result sends when its sender keeps a callback for one:
-/// no data at all (a result is at least its kind byte, STRING or SERIALIZED).
-const NO_RESULT: &[u8] = b"";
 
 /// The task a task worker is running.
 #[derive(Clone, Copy)]
@@ -110,8 +108,8 @@ fn run_callback(server: &Server, this: &Zval, task: Task) -> Outcome {
     let (task_id, reply_to) = (task.task_id, task.reply_to);
     let outcome = call_task(server, this, task);
     let sent = server.tasks.running.get().is_some_and(|r| r.finished);
-    if !sent && reply_to.callback {
-        // No result: the sender lets go of the callback it keeps for one.
+    if !sent && (reply_to.callback || reply_to.waited) {
+        // No result: the sender lets go of the callback it keeps for one, or stops waiting.
         if let Some(engine) = server.engine() {
             engine.finish(reply_to, task_id, NO_RESULT);
         }
@@ -229,6 +227,8 @@ pub fn wait_for(
     match engine.task_wait(&tasks, Duration::from_secs_f64(timeout)) {
         Ok(results) => (results.into_iter())
             .map(|result| {
+                // A task that ended without a result (or was lost with its task worker): false.
+                let result = result.filter(|bytes| bytes != NO_RESULT);
                 result
                     .map(|bytes| decode(&bytes).map_err(error))
                     .transpose()

@@ -78,6 +78,20 @@ $server->on('message', function ($s, $frame) {
                 out('a finish callback ran for an unreadable task');
             };
         })()),
+        // A task that holds its task worker until the file $arg exists, with a finish callback.
+        'ownhold' => $s->task(['cmd' => 'hold', 'arg' => $arg], -1, (function () {
+            $held = new Announce('the finish callback of a lost task is freed');
+            return function () use ($held) {
+                out('a finish callback ran for a lost task');
+            };
+        })()),
+        // Waits up to 60 s for task "$cmd,$file": what came, and after how long.
+        'waitlong' => (function () use ($s, $arg) {
+            [$cmd, $file] = explode(',', $arg) + ['', ''];
+            $started = microtime(true);
+            $result = $s->taskwait(['cmd' => $cmd, 'arg' => $file], 60.0);
+            return ['result' => $result, 'seconds' => microtime(true) - $started];
+        })(),
         // Waits for the result here: no finish callback runs for it.
         'wait' => $s->taskwait(['cmd' => $arg ?: 'info', 'fd' => $frame->fd, 'nested' => $task['nested']], 2.0),
         'waitshort' => $s->taskwait(['cmd' => 'slow', 'fd' => $frame->fd], 0.1),
@@ -177,6 +191,7 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             }
             return $result;
         case 'hold':
+            out("holding task $taskId in pid " . getmypid());
             while (!file_exists($data['arg'])) {
                 usleep(10000);
             }
