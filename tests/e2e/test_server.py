@@ -1,6 +1,7 @@
 """The Swoole-style server API, through a real WebSocket client (Python websockets)."""
 
 import email.utils
+import gzip
 import http.client
 import json
 import os
@@ -318,6 +319,34 @@ def http_get(srv, path: str):
     conn.request("GET", path)
     res = conn.getresponse()
     return res.status, res.headers, res.read()
+
+
+@pytest.mark.parametrize("compression", [None, False])
+def test_responses_are_compressed_for_clients_that_accept_gzip(php_server, compression):
+    """Swoole's http_compression, on unless set off: a JSON answer goes gzip-compressed to a
+    client that accepts it (and says Vary), as it is to one that does not; a stream is never."""
+    settings = {} if compression is None else {"http_compression": compression}
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(**settings)})
+
+    def get(path: str, accept: str | None):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", path, headers={"Accept-Encoding": accept} if accept else {})
+        res = conn.getresponse()
+        return res.headers, res.read()
+
+    path = "/echo?" + urllib.parse.urlencode({"text": "compressible " * 50})
+    headers, body = get(path, "br, gzip;q=0.8")
+    if compression is None:
+        assert (headers["Content-Encoding"], headers["Vary"]) == ("gzip", "Accept-Encoding")
+        assert int(headers["Content-Length"]) == len(body) < 300
+        body = gzip.decompress(body)
+    else:
+        assert headers["Content-Encoding"] is None
+    assert json.loads(body)["get"]["text"] == "compressible " * 50
+    headers, plain = get(path, None)
+    assert headers["Content-Encoding"] is None and json.loads(plain)["get"]["text"] == "compressible " * 50
+    headers, streamed = get("/stream", "gzip")
+    assert headers["Content-Encoding"] is None and streamed.startswith(b"data: 1")
 
 
 def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):

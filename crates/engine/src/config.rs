@@ -126,6 +126,11 @@ pub struct Config {
     pub max_messages_per_second: u32,
     /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
     pub websocket_compression: bool,
+    /// Compress whole HTTP responses of the `request` callback for clients that accept gzip or
+    /// deflate (see `http_compression.rs`), at this zlib level (1-9), from this many bytes.
+    pub http_compression: bool,
+    pub http_compression_level: u32,
+    pub http_compression_min_length: usize,
     /// Serve the files under `document_root` without calling PHP (GET and HEAD); other paths
     /// go to the `request` callback.
     pub enable_static_handler: bool,
@@ -190,6 +195,10 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_messages_per_second: 0,
             websocket_compression: false,
+            // Swoole's defaults.
+            http_compression: true,
+            http_compression_level: 1,
+            http_compression_min_length: 20,
             enable_static_handler: false,
             document_root: None,
             static_handler_locations: Vec::new(),
@@ -223,6 +232,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_connections_per_ip",
     "max_messages_per_second",
     "websocket_compression",
+    "http_compression",
+    "http_compression_level",
+    "http_compression_min_length",
     "enable_static_handler",
     "document_root",
     "static_handler_locations",
@@ -264,6 +276,13 @@ impl Config {
                 self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32
             }
             "websocket_compression" => self.websocket_compression = boolean(key, value)?,
+            "http_compression" => self.http_compression = boolean(key, value)?,
+            "http_compression_level" => {
+                self.http_compression_level = count(key, value, 1, 9)? as u32
+            }
+            "http_compression_min_length" => {
+                self.http_compression_min_length = count(key, value, 0, 1 << 30)?
+            }
             "enable_static_handler" => self.enable_static_handler = boolean(key, value)?,
             "document_root" => self.document_root = directory(key, value)?,
             "static_handler_locations" => self.static_handler_locations = locations(value)?,

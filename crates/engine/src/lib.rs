@@ -16,6 +16,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod heartbeat;
+mod http_compression;
 pub mod http_file;
 pub mod http_stream;
 mod inline_dispatch;

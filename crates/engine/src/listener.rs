@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
+use crate::http_compression;
 use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
 use crate::multipart_form;
@@ -455,6 +456,9 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     match rx.await {
         Ok(Answer::Whole(mut response)) => {
             drop_framing(&mut response, head_request);
+            if !head_request {
+                http_compression::apply(&mut response, &parts.headers, &shared.config);
+            }
             reply(response)
         }
         Ok(Answer::Streamed(mut head, chunks)) => {
