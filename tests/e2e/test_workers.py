@@ -342,6 +342,20 @@ def test_a_process_forked_in_worker_start_holds_up_nothing(php_server, tmp_path,
     assert srv.wait(timeout=15) == 0
 
 
+def test_a_helper_forked_by_a_dead_worker_takes_no_connections_from_its_replacement(php_server, tmp_path, stack):
+    """A helper forked in workerStart outlives its worker: it inherited the worker's listening
+    socket, which the kernel went on handing new connections (a third of them here) that
+    nobody answered, once the replacement listened on a socket of its own."""
+    srv = start_workers(php_server, tmp_path, SURGE_HELPER_SECONDS="30")
+    clients, who = clients_on_both_workers(srv, stack)
+    next(ws for ws, w in zip(clients, who) if w["worker"] == 1).send("exit")
+    eventually(lambda: len(re.findall(r"^workerStart 1 worker_id=1", srv.stdout(), re.M)) == 2, timeout=10 * TIME_FACTOR)
+    later = [stack.enter_context(connect(srv.url, open_timeout=5 * TIME_FACTOR)) for _ in range(CLIENTS)]
+    assert {ask(ws, "who")["worker"] for ws in later} == {0, 1}
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
 def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew(php_server, tmp_path, stack):
     version = tmp_path / "version"
     version.write_text("v1")

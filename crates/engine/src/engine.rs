@@ -555,7 +555,8 @@ impl Engine {
     /// Sends the result of task `task_id` to the worker that sent it (`reply_to` as the task
     /// came); false when that worker cannot be reached.
     pub fn finish(&self, reply_to: ReplyTo, task_id: u64, data: &[u8]) -> bool {
-        // Sent: a death from here on loses no task.
+        // Released before it is sent: a death during the send loses the result unreported,
+        // rather than have a NO_RESULT follow a result that arrived.
         if let Some(place) = &self.task_place {
             place.release();
         }

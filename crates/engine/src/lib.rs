@@ -21,6 +21,7 @@ pub mod http_file;
 pub mod http_stream;
 mod inline_dispatch;
 mod listener;
+mod listener_not_inherited;
 mod local;
 mod logging;
 mod memory;

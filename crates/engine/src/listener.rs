@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
 use crate::http_compression;
 use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
+use crate::listener_not_inherited::Listening;
 use crate::multipart_form;
 use crate::registry::Conn;
 use crate::send_timeout::SendTimeout;
@@ -51,8 +53,23 @@ use crate::tls;
 const REFUSALS_AT_ONCE: usize = 256;
 
 /// With `tls`, every connection does its TLS handshake before HTTP.
-pub(crate) async fn accept_loop(
+pub(crate) fn accept_loop(
     listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) -> impl Future<Output = ()> {
+    // Made now, not when the loop first runs: with worker_threads 0 that is after workerStart,
+    // which may fork.
+    let not_inherited = Listening::new(listener.as_raw_fd());
+    async move {
+        accept_until_stopped(&listener, shared, tls).await;
+        // Before the socket closes: its number may then be another file's.
+        drop(not_inherited);
+    }
+}
+
+async fn accept_until_stopped(
+    listener: &TcpListener,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
 ) {

@@ -445,6 +445,9 @@ struct Shared {
     owners_at: usize,
     rows_at: usize,
     seed: u64,
+    /// When this process last looked for buckets held by gone processes (ms since the epoch):
+    /// at most once a second, as it reads every owner word (a 1M-row table: ~1 ms).
+    owners_looked_at: AtomicU64,
 }
 
 impl Shared {
@@ -474,6 +477,7 @@ impl Shared {
             owners_at: buckets_at + buckets,
             rows_at: buckets_at + buckets + buckets / 2,
             seed,
+            owners_looked_at: AtomicU64::new(0),
         };
         // Everything else starts as zero, which the mapping already is: empty chains, an
         // empty free list, no slot used, and every row dead (key length 0).
@@ -820,7 +824,8 @@ impl Shared {
     /// list, or lost. An insert that finds the table full calls this; it does the work only
     /// when a bucket was taken over from a dead holder since it last did, or one is held by a
     /// process that is gone (a death nobody has waited on yet), and says whether it gave
-    /// anything back. O(buckets + slots), with inserts and deletes waiting meanwhile.
+    /// anything back. O(buckets + slots), with inserts and deletes waiting meanwhile; the look
+    /// for gone holders, O(buckets), at most once a second per process.
     #[cold]
     #[inline(never)]
     fn reclaim(&self) -> bool {
@@ -832,7 +837,7 @@ impl Shared {
             pid != 0 && process::is_gone(pid)
         };
         if deaths.load(Relaxed) == self.header(H_RECLAIMED).load(Relaxed)
-            && !owners.iter().any(held_by_the_dead)
+            && !(self.may_look_at_owners() && owners.iter().any(held_by_the_dead))
         {
             return false;
         }
@@ -883,6 +888,19 @@ impl Shared {
         }
         let counted = self.header(H_COUNT).swap(live, Release);
         lost > 0 || counted != live
+    }
+
+    /// Whether a second has passed since this process last looked at every bucket's owner (a
+    /// table full for good would otherwise pay that walk on every refused insert).
+    fn may_look_at_owners(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.owners_looked_at.load(Relaxed);
+        now.abs_diff(last) >= 1000
+            && (self.owners_looked_at)
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
     }
 
     /// Reserves one row in the count, then takes a slot: from the free list, else one never
