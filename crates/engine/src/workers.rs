@@ -146,7 +146,8 @@ impl Pool {
         Ok(())
     }
 
-    /// In the master, once worker `id` is forked: the worker alone holds its socket now.
+    /// In the master, once worker `id` is forked (the worker alone holds its socket now), or
+    /// could not be (a socket nobody accepts on must not listen).
     pub fn forked(&self, id: usize) {
         if let Some(slot) = self.listeners.borrow_mut().get_mut(id) {
             *slot = None;

@@ -408,14 +408,16 @@ fn fork_worker(
     id: usize,
     signals: &MasterSignals,
 ) -> Result<Forked, String> {
-    pool.prepare(id)?;
     let (read, write) = pipe()?;
+    pool.prepare(id)?;
     // SAFETY: the master has no other thread (see the module's comment).
     match unsafe { libc::fork() } {
-        -1 => Err(format!(
-            "cannot fork a worker: {}",
-            std::io::Error::last_os_error()
-        )),
+        -1 => {
+            let error = std::io::Error::last_os_error();
+            // Not left listening with nobody to accept (bound anew at the next try).
+            pool.forked(id);
+            Err(format!("cannot fork a worker: {error}"))
+        }
         0 => {
             drop(read);
             // A master that is killed (SIGKILL, a crash) takes its workers with it: they get
