@@ -532,15 +532,19 @@ def test_a_worker_that_cannot_start_makes_start_throw_and_leaves_no_process(tmp_
     assert leftover == ""
 
 
-def test_a_worker_that_ends_in_worker_start_makes_start_throw(tmp_path):
+@pytest.mark.parametrize("helper", [False, True])
+def test_a_worker_that_ends_in_worker_start_makes_start_throw(tmp_path, helper):
+    """With a helper forked first in workerStart, which keeps the worker's report pipe open,
+    the master saw the end only at its 30 s deadline, and said it did not start in time."""
+    fork = "if (pcntl_fork() === 0) { fclose(STDOUT); fclose(STDERR); sleep(20); pcntl_exec('/bin/true'); }" if helper else ""
     script = tmp_path / "ends.php"
     script.write_text(
         "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
         "$s->set(['worker_num' => 2]);\n"
-        "$s->on('workerStart', fn() => exit(3));\n"
+        f"$s->on('workerStart', function () {{ {fork} exit(3); }});\n"
         "try { $s->start(); echo 'started'; } catch (Surge\\Exception $e) { echo 'thrown: ', $e->getMessage(); }\n"
     )
-    r = run_php(script, timeout=30)
+    r = run_php(script, timeout=20)
     assert r.stdout == "thrown: worker 0: it ended before it served (exit() or a fatal error in workerStart?)", r.stdout + r.stderr
 
 

@@ -296,6 +296,8 @@ struct Starting {
     engine_running: bool,
     /// It reported that its `workerStart` returned.
     serving: bool,
+    /// It ended, and was reaped here.
+    reaped: bool,
     /// When it has taken too long to report its next step.
     deadline: Instant,
 }
@@ -327,25 +329,44 @@ impl Starting {
     fn wait_until(&mut self, done: impl Fn(&Starting) -> bool) -> Result<(), Vec<u8>> {
         while !done(self) {
             let left = self.deadline.saturating_duration_since(Instant::now());
-            if !readable(&self.report, left) {
+            if left.is_zero() {
                 return Err(too_long());
             }
-            self.advance()?;
+            // A look now and then at whether it ended (see `look`).
+            self.look(left.min(Duration::from_millis(100)))?;
         }
         Ok(())
     }
 
     /// Where it is, waiting for nothing: a replacement's start must not hold up the master.
     fn check(mut self) -> Check {
-        let step = match readable(&self.report, Duration::ZERO) {
-            true => self.advance(),
-            false if Instant::now() >= self.deadline => Err(too_long()),
-            false => Ok(()),
+        let step = match Instant::now() >= self.deadline {
+            true => Err(too_long()),
+            false => self.look(Duration::ZERO),
         };
         match step {
             Ok(()) if self.serving => Check::Serving(self.child),
             Ok(()) => Check::Waiting(self),
             Err(why) => Check::Failed(self.failed(why)),
+        }
+    }
+
+    /// Reads its report if it has something to read within `wait`; otherwise, if it has ended,
+    /// why. The pipe's end does not tell: a process it forked in `workerStart` (a helper) holds
+    /// it open, so a worker that ended there before it reported was seen only at its deadline.
+    fn look(&mut self, wait: Duration) -> Result<(), Vec<u8>> {
+        if readable(&self.report, wait) {
+            return self.advance();
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child without blocking.
+        self.reaped =
+            unsafe { libc::waitpid(self.child.pid, &mut status, libc::WNOHANG) } == self.child.pid;
+        match self.reaped {
+            // What it wrote just before it ended, if anything.
+            true if readable(&self.report, Duration::ZERO) => self.advance().and(Err(ENDED.into())),
+            true => Err(ENDED.into()),
+            false => Ok(()),
         }
     }
 
@@ -386,10 +407,12 @@ impl Starting {
 
     /// Kills it (it may be stuck); returns the error as start() throws it.
     fn failed(&self, why: Vec<u8>) -> String {
-        // SAFETY: our own child; reaped at once so that it leaves no zombie.
-        unsafe {
-            libc::kill(self.child.pid, libc::SIGKILL);
-            libc::waitpid(self.child.pid, std::ptr::null_mut(), 0);
+        if !self.reaped {
+            // SAFETY: our own child; reaped at once so that it leaves no zombie.
+            unsafe {
+                libc::kill(self.child.pid, libc::SIGKILL);
+                libc::waitpid(self.child.pid, std::ptr::null_mut(), 0);
+            }
         }
         format!("worker {}: {}", self.id, String::from_utf8_lossy(&why))
     }
@@ -461,6 +484,7 @@ fn fork_worker(
                 text: Vec::new(),
                 engine_running: false,
                 serving: false,
+                reaped: false,
                 deadline: Instant::now() + START_TIMEOUT,
             }))
         }
