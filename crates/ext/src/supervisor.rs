@@ -340,10 +340,12 @@ impl Starting {
 
     /// Where it is, waiting for nothing: a replacement's start must not hold up the master.
     fn check(mut self) -> Check {
-        let step = match Instant::now() >= self.deadline {
-            true => Err(too_long()),
-            false => self.look(Duration::ZERO),
-        };
+        let step = self.look(Duration::ZERO).and_then(|()| {
+            match !self.serving && Instant::now() >= self.deadline {
+                true => Err(too_long()),
+                false => Ok(()),
+            }
+        });
         match step {
             Ok(()) if self.serving => Check::Serving(self.child),
             Ok(()) => Check::Waiting(self),
