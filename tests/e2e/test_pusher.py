@@ -197,6 +197,33 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     other.close()
 
 
+def test_subscriptions_are_rate_limited(php_server):
+    """A client subscribing and unsubscribing in a loop made every member of a presence channel
+    hear a join and a leave each time, and got the member list back each time: subscriptions
+    are held to twice max_channels_per_connection a second (a whole page's, twice, at once)."""
+    app = {**APP, "options": {"max_channels_per_connection": 5}}
+    server = start(php_server, app)
+    watcher, watcher_hello = pusher_socket(server)
+    assert subscribe_presence(watcher, watcher_hello, "presence-room", {"user_id": 1})["event"] == "pusher_internal:subscription_succeeded"
+    ws, hello = pusher_socket(server)
+    data = json.dumps({"user_id": 2})
+    auth = channel_auth(socket_id(hello), "presence-room", data)
+    for _ in range(40):
+        send(ws, "pusher:subscribe", {"channel": "presence-room", "auth": auth, "channel_data": data})
+        send(ws, "pusher:unsubscribe", {"channel": "presence-room"})
+    replies = [recv(ws) for _ in range(40)]
+    refused = [json.loads(r["data"]) for r in replies if r["event"] == "pusher:subscription_error"]
+    assert 20 <= len(refused) <= 30, len(replies)
+    assert refused[0] == {"type": "LimitReached", "status": 4301, "error": "at most 10 subscriptions a second"}
+    heard = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            heard.append(recv(watcher)["event"])
+    assert heard.count("pusher_internal:member_added") == 40 - len(refused)
+    ws.close()
+    watcher.close()
+
+
 def api_request(server, method: str, path: str, body: bytes = b"", params=None, secret=APP["secret"], timestamp=None, md5=None):
     """A signed Pusher HTTP API request; returns (status, json body)."""
     query = {"auth_key": APP["key"], "auth_timestamp": str(int(timestamp if timestamp is not None else time.time())), "auth_version": "1.0", **(params or {})}

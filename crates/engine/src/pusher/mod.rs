@@ -323,6 +323,11 @@ pub struct Session {
     subscriptions: Mutex<HashSet<String>>,
     /// Client events: at most the app's `client_event_rate` a second.
     rate: Mutex<RateLimit>,
+    /// Subscriptions: at most twice `max_channels_per_connection` a second (a page subscribing
+    /// to all it may hold, twice over, passes at once). Each answers a presence
+    /// subscriber with the member list and tells every member of a new one: a client that
+    /// subscribed and unsubscribed in a loop made the server send a hundred times what it sent.
+    subscribe_rate: Mutex<RateLimit>,
 }
 
 /// Kinds of channels, from their name.

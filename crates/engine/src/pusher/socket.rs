@@ -134,6 +134,10 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
             app.config.client_event_rate,
             shared.now_ms(),
         )),
+        subscribe_rate: Mutex::new(RateLimit::at_least_one(
+            (2 * app.config.max_channels_per_connection).min(u32::MAX as usize) as u32,
+            shared.now_ms(),
+        )),
     };
     let data = format!(
         "{{\"socket_id\":{},\"activity_timeout\":{}}}",
@@ -283,6 +287,12 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
             400,
             "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ;",
         );
+        return None;
+    }
+    if !session.subscribe_rate.lock().take(shared.now_ms()) {
+        let most = 2 * session.app.config.max_channels_per_connection;
+        let why = format!("at most {most} subscriptions a second");
+        subscription_error(conn, shared, channel, "LimitReached", 4301, &why);
         return None;
     }
     // The Channels membership needs the shared handle of this connection.
