@@ -65,7 +65,8 @@ impl Ready {
     /// Writes the outcome once: serving, or the error.
     pub fn report(&mut self, outcome: Result<(), &str>) {
         if let Some(mut pipe) = self.0.take() {
-            let text = outcome.err().unwrap_or(SERVING);
+            // An error's text never holds the end of the report.
+            let text = outcome.err().unwrap_or(SERVING).replace('\0', "?");
             let _ = pipe.write_all(&[text.as_bytes(), &[END_OF_REPORT]].concat());
         }
     }

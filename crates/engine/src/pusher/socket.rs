@@ -447,12 +447,11 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
 }
 
 /// A numeric user_id as JavaScript writes it, which pusher-js looks its own member up by: a
-/// float with no fraction without its `.0` (PHP's json_encode(1.0) is `1.0`).
+/// float with no fraction without its `.0` (PHP's json_encode(1.0) is `1.0`), in digits up to
+/// 1e21 as JavaScript writes them.
 fn number_id(n: &serde_json::Number) -> String {
     match n.as_f64() {
-        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 2f64.powi(53) => {
-            (f as i64).to_string()
-        }
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e21 => (f as i128).to_string(),
         _ => n.to_string(),
     }
 }
@@ -607,4 +606,22 @@ fn client_event(
             data: data.to_owned(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numeric_user_ids_are_written_as_javascript_writes_them() {
+        let id = |json: &str| super::number_id(&serde_json::from_str(json).unwrap());
+        for (json, js) in [
+            ("7", "7"),
+            ("7.0", "7"),
+            ("-3.0", "-3"),
+            ("1.5", "1.5"),
+            ("9007199254740993", "9007199254740993"),
+            ("1e20", "100000000000000000000"),
+        ] {
+            assert_eq!(id(json), js, "{json}");
+        }
+    }
 }
