@@ -53,6 +53,21 @@ namespace {
     const WEBSOCKET_CLOSE_SERVER_ERROR = 1011;
     /** Close code 1013: try again later (the server is overloaded). */
     const WEBSOCKET_CLOSE_TRY_AGAIN_LATER = 1013;
+
+    /** Swoole's server mode, taken by the constructor so ported code runs; either mode serves alike here. */
+    const SWOOLE_BASE = 1;
+    /** Swoole's server mode, taken by the constructor so ported code runs; either mode serves alike here. */
+    const SWOOLE_PROCESS = 2;
+    /** Swoole's socket type, taken by the constructor (the host decides IPv4 or IPv6). */
+    const SWOOLE_SOCK_TCP = 1;
+    /** Swoole's socket type, taken by the constructor (the host decides IPv4 or IPv6). */
+    const SWOOLE_SOCK_TCP6 = 3;
+    /** Added to the constructor's socket type: start() then insists on the ssl_cert_file and ssl_key_file settings (TLS comes from them). */
+    const SWOOLE_SSL = 512;
+    /** push()'s $flags: the frame ends its message (every push here is a whole message). */
+    const SWOOLE_WEBSOCKET_FLAG_FIN = 1;
+    /** push()'s $flags: compress the frame; the websocket_compression setting decides here. */
+    const SWOOLE_WEBSOCKET_FLAG_COMPRESS = 2;
 }
 
 namespace Surge {
@@ -105,6 +120,16 @@ namespace Surge {
 
         /** Deletes row $key; false if there was none. Safe during foreach (see the README). */
         public function del(string|int $key): bool
+        {
+        }
+
+        /** Swoole's other name of exists(). */
+        public function exist(string|int $key): bool
+        {
+        }
+
+        /** Swoole's other name of del(). */
+        public function delete(string|int $key): bool
         {
         }
 
@@ -187,20 +212,23 @@ namespace Surge\WebSocket {
         /** The id of the process that called start(): the master of the worker processes. */
         public readonly int $master_pid;
 
+        /** What set() was given (a key set again: its last value), with worker_num and task_worker_num always there, as Swoole's $server->setting (its way to tell a task worker: $workerId >= $server->setting['worker_num']). */
+        public readonly array $setting;
+
         /** The established WebSocket connections at the time of reading (unlike Swoole: no HTTP clients, no handshakes in progress, no closing connections), of every worker process; count() and foreach give their fds. */
         public readonly Connections $connections;
 
-        /** Creates a server that will listen on $host:$port when start() runs (port 0 picks a free port); throws Surge\Exception for a port outside 0-65535. */
-        public function __construct(string $host, int $port)
+        /** Creates a server that will listen on $host:$port when start() runs (port 0, or null, picks a free port); throws Surge\Exception for a port outside 0-65535. $mode (SWOOLE_BASE or SWOOLE_PROCESS) and $sock_type (SWOOLE_SOCK_TCP or SWOOLE_SOCK_TCP6, with | SWOOLE_SSL) are Swoole's, taken so that ported code runs: either mode serves alike, the host decides IPv4 or IPv6, and SWOOLE_SSL makes start() insist on the ssl_cert_file and ssl_key_file settings. */
+        public function __construct(string $host, ?int $port = null, ?int $mode = null, ?int $sock_type = null)
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, send_timeout (default 60: an HTTP response whose writes make no progress that long is closed), socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); http_compression (bool, default true: whole text responses gzip-compressed for clients that accept it), http_compression_level (1-9, default 1), http_compression_min_length (bytes, default 20); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, send_timeout (default 60: an HTTP response whose writes make no progress that long is closed), socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[:password@]host:port[/db]), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); http_compression (bool, default true: whole text responses gzip-compressed for clients that accept it), http_compression_level (1-9, default 1), http_compression_min_length (bytes, default 20); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); numbers may be given as numeric strings (as read from the environment); Swoole's settings that ask for what Surge does anyway are taken ('daemonize' => false, 'dispatch_mode' => 2, 'enable_coroutine' => false, 'max_conn' as max_connection, an int log_level as SWOOLE_LOG_*), the others throw saying how Surge does the same; an unknown key or bad value throws Surge\Exception naming it and nothing is applied; throws once started. */
         public function set(array $settings): bool
         {
         }
 
-        /** Sets the callback for an event (case-insensitive), null removes it: start($server) (in the master with worker_num > 1), workerStart($server, $workerId), workerStop($server, $workerId) (after the stop, before shutdown), open($server, $request), message($server, $frame), close($server, $fd), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); with task_worker_num, in a task worker task($server, int $taskId, int $srcWorkerId, mixed $data) (what it returns, unless null, is the task's result) and in the worker that sent the task finish($server, int $taskId, mixed $result); with worker processes, pipeMessage($server, int $srcWorkerId, mixed $message) (what another worker or a task worker sent with sendMessage()); an unknown event throws Surge\Exception. The callable is resolved here, in the caller's scope, as PHP resolves callable arguments: a class may register its own private methods ([$this, 'onMessage']); one that is not callable from here throws Surge\Exception. */
+        /** Sets the callback for an event (case-insensitive), null removes it: start($server) (in the master with worker_num > 1), workerStart($server, $workerId), workerStop($server, $workerId) (after the stop, before shutdown), open($server, $request), message($server, $frame), close($server, $fd, $reactorId) ($reactorId, Swoole's, is -1 when the server closed the connection, else the worker id), request($request, $response), shutdown($server), redis($server, string $channel, string $payload) (a message on a subscribed Redis channel, redis_prefix stripped); for Pusher protocol connections, observed after the fact: pusherSubscribe($server, int $fd, string $channel, ?array $member, string $appId) (a new subscription; $member is ['user_id' => string, 'user_info' => mixed] on presence channels, else null), pusherUnsubscribe($server, int $fd, string $channel, string $appId) (also for each channel of a connection that ends), pusherClientEvent($server, int $fd, string $channel, string $event, mixed $data, string $appId) (a client-* event delivered; $data JSON-decoded, objects as arrays); with task_worker_num, in a task worker task($server, int $taskId, int $srcWorkerId, mixed $data) (what it returns, unless null, is the task's result) and in the worker that sent the task finish($server, int $taskId, mixed $result); with worker processes, pipeMessage($server, int $srcWorkerId, mixed $message) (what another worker or a task worker sent with sendMessage()); an unknown event throws Surge\Exception. The callable is resolved here, in the caller's scope, as PHP resolves callable arguments: a class may register its own private methods ([$this, 'onMessage']); one that is not callable from here throws Surge\Exception. */
         public function on(string $event, ?callable $callback): bool
         {
         }
@@ -210,8 +238,8 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow (for a connection of another worker process: true once handed to it); throws if text is not UTF-8. */
-        public function push(int $fd, string $data, ?int $opcode = null): bool
+        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow (for a connection of another worker process: true once handed to it); throws if text is not UTF-8. $flags is Swoole's: true or SWOOLE_WEBSOCKET_FLAG_FIN (with SWOOLE_WEBSOCKET_FLAG_COMPRESS, which the websocket_compression setting decides here); false or flags without FIN (a fragment) throw. Int arguments are read as PHP reads its own functions' (an fd given as the string key of a Table works). */
+        public function push(int $fd, string $data, ?int $opcode = null, bool|int|null $flags = null): bool
         {
         }
 
@@ -285,7 +313,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Closes the connection with a close frame carrying $code (null means 1000; else 3000-4999) and $reason (at most 123 bytes; else Surge\Exception); false if the connection is already gone. */
+        /** Closes the connection with a close frame carrying $code (null means 1000; also 1001-1003, 1007-1014 (WEBSOCKET_CLOSE_POLICY_ERROR ...) and 3000-4999) and $reason (at most 123 bytes; else Surge\Exception); false if the connection is already gone. */
         public function disconnect(int $fd, ?int $code = null, ?string $reason = null): bool
         {
         }
@@ -300,7 +328,27 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Counters since start(), summed over the worker processes: start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
+        /** Swoole's older name of getClientInfo(). */
+        public function connection_info(int $fd): array|false
+        {
+        }
+
+        /** Up to $find_count (null means 10; at most 100) established WebSocket connections with fds above $start_fd (null means 0), ascending; false when there are none, which ends Swoole's paging loop. */
+        public function getClientList(?int $start_fd = null, ?int $find_count = null): array|false
+        {
+        }
+
+        /** Swoole's older name of getClientList(). */
+        public function connection_list(?int $start_fd = null, ?int $find_count = null): array|false
+        {
+        }
+
+        /** Sends a ping frame carrying $data (null: none), as push($fd, $data, WEBSOCKET_OPCODE_PING); the client's pong is answered by nobody (it counts as activity). */
+        public function ping(int $fd, ?string $data = null): bool
+        {
+        }
+
+        /** Counters since start(), summed over the worker processes: start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count, request_count (messages and requests), worker_num, task_worker_num; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
         public function stats(): array
         {
         }
@@ -481,6 +529,16 @@ namespace Surge\Http {
 
         /** Sets a response header, replacing one set before under the same name in any case (as Swoole does); an array $value sends one header of that name per element; an int, float or Stringable is taken as its text. Throws Surge\Exception for an invalid name or a control character (a line break) in the value; false once write() or end() has sent the head. $format is Swoole's and changes nothing (header names are not case-sensitive). */
         public function header(string $name, string|int|float|array $value, bool $format = true): bool
+        {
+        }
+
+        /** Swoole's other name of status(). */
+        public function setStatusCode(int|string $code, ?string $reason = null): bool
+        {
+        }
+
+        /** Swoole's other name of header(). */
+        public function setHeader(string $name, string|int|float|array $value, bool $format = true): bool
         {
         }
 

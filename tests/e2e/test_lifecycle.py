@@ -632,7 +632,7 @@ def test_a_stream_under_way_ends_when_the_server_stops(php_server):
     "call, named",
     [
         ("$s->set(['heartbeat_idel_time' => 3]);", "'heartbeat_idel_time'"),
-        ("$s->set(['max_connection' => '10']);", "'max_connection'"),
+        ("$s->set(['max_connection' => 'ten']);", "'max_connection'"),
         ("$s->set(['ping_interval' => 'soon']);", "'ping_interval'"),
         ("$s->set(['worker_threads' => -1]);", "'worker_threads'"),
         ("$s->set(['worker_threads' => 257]);", "'worker_threads'"),
@@ -779,7 +779,16 @@ def test_close_closes_with_1000(php_server):
     srv.wait_output("close ")
 
 
-@pytest.mark.parametrize("code", [1005, 1006, 1001, 2999, 5000])
+@pytest.mark.parametrize("code", [1001, 1008, 1011])
+def test_disconnect_with_a_code_of_the_rfc_closes_with_it(php_server, code):
+    """WEBSOCKET_CLOSE_POLICY_ERROR (1008) is what an auth check in `open` sends, as in Swoole."""
+    srv = php_server("echo.php")
+    with connect(srv.url) as ws:
+        ws.send(f"cmd:code:{code}")
+        assert close_code(ws) == code
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 1015, 2999, 5000])
 def test_disconnect_with_a_code_a_server_may_not_send_throws(php_server, code):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

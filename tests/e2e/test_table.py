@@ -331,12 +331,31 @@ def test_an_unknown_column_is_refused_and_nothing_is_written():
     ]
 
 
-def test_a_wrong_type_is_refused_and_nothing_is_written():
+def test_values_are_converted_to_the_column_type_as_swoole_converts_them():
+    """Ported code sets what a query string, JSON or Redis gave it ('42' into an INT column),
+    time() into a STRING column, null: Swoole's table converts these, and so does ours."""
+    assert php("""
+        $t = table(8);
+        $t->set('a', ['i' => '42', 'f' => ' 1.5', 's' => 123]);
+        $t->set('b', ['i' => 2.9, 'f' => 7, 's' => 1.5]);
+        $t->set('c', ['i' => true, 'f' => '1e3', 's' => false]);
+        $t->set('d', ['i' => null, 'f' => null, 's' => null]);
+        $t->set('e', ['i' => '-7', 's' => true]);
+        out([$t->get('a'), $t->get('b'), $t->get('c'), $t->get('d'), $t->get('e')]);
+        out([$t->incr('a', 'i', '8'), $t->incr('a', 'f', '0.25')]);
+    """) == [
+        [{"i": 42, "f": 1.5, "s": "123"}, {"i": 2, "f": 7.0, "s": "1.5"}, {"i": 1, "f": 1000.0, "s": ""},
+         {"i": 0, "f": 0.0, "s": ""}, {"i": -7, "f": 0.0, "s": "1"}],
+        [50, 1.75],
+    ]
+
+
+def test_a_value_that_cannot_be_converted_is_refused_and_nothing_is_written():
     out = php("""
         $t = table(8);
         $t->set('k', ['i' => 1, 'f' => 1.5, 's' => 'abc']);
-        foreach ([['i' => 2.5], ['i' => '12'], ['f' => '1.5'], ['s' => 12], ['s' => 1.5], ['s' => true],
-                  ['i' => null], ['f' => [1]], ['s' => new stdClass()]] as $bad) {
+        foreach ([['i' => '12 apples'], ['f' => 'x'], ['i' => 1e30], ['i' => [1]],
+                  ['f' => [1]], ['s' => new stdClass()], ['s' => 12345678901]] as $bad) {
             out(refusal(fn() => $t->set('k', $bad + ['i' => 99, 'f' => 9.5, 's' => 'new'])));
             out(refusal(fn() => $t->set('fresh', $bad)));
         }
@@ -345,15 +364,13 @@ def test_a_wrong_type_is_refused_and_nothing_is_written():
     messages = out[:-1:2]
     assert out[1:-1:2] == messages, "a new row is refused the same way"
     assert messages == [
-        "column 'i' is INT; it cannot hold a float (only integers)",
-        "column 'i' is INT; it cannot hold a string (only integers)",
-        "column 'f' is FLOAT; it cannot hold a string (only floats and integers)",
-        "column 's' is STRING; it cannot hold an integer (only strings)",
-        "column 's' is STRING; it cannot hold a float (only strings)",
-        "column 's' is STRING; it cannot hold a bool (only strings)",
-        "value for column 'i' must be an int, float or string, got null",
+        "value for column 'i' must be a number, got the string '12 apples'",
+        "value for column 'f' must be a number, got the string 'x'",
+        "column 'i' is INT; it cannot hold 1000000000000000000000000000000 (beyond a 64-bit integer)",
+        "value for column 'i' must be an int, float or string, got array",
         "value for column 'f' must be an int, float or string, got array",
         "value for column 's' must be an int, float or string, got object",
+        "value for column 's' is 11 bytes; the column holds at most 5",
     ]
     assert out[-1] == [{"i": 1, "f": 1.5, "s": "abc"}, False, 1]
 
@@ -413,14 +430,14 @@ def test_incr_refusals_change_nothing():
         out(refusal(fn() => $t->decr('low', 'i', PHP_INT_MIN)));
         out(refusal(fn() => $t->incr('k', 's')));
         out(refusal(fn() => $t->incr('k', 'i', 1.5)));
-        out(refusal(fn() => $t->incr('k', 'f', '1')));
+        out(refusal(fn() => $t->incr('k', 'f', 'one')));
         out([$t->get('k'), $t->incr('k', 'i'), $t->exists('low'), count($t)]);
     """) == [
         "incr of column 'i' by 2 would overflow a 64-bit integer (the value is 9223372036854775806); nothing was changed",
         "decr of column 'i' by -9223372036854775808 would overflow a 64-bit integer (the value is 0); nothing was changed",
         "column 's' is STRING; incr and decr work only on INT and FLOAT columns",
         "column 'i' is INT; it cannot be changed by a float (the step must be an integer)",
-        "incr/decr of 'f' takes an int or float step",
+        "value for column 'f' must be a number, got the string 'one'",
         [{"i": 9223372036854775806, "f": 1.0, "s": "abc"}, 9223372036854775807, False, 1],
     ]
 

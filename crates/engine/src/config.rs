@@ -251,7 +251,10 @@ impl Config {
             "worker_threads" => self.worker_threads = count(key, value, 0, 256)?,
             "worker_num" => self.worker_num = count(key, value, 1, 256)?,
             "task_worker_num" => self.task_worker_num = count(key, value, 0, 256)?,
-            "max_connection" => self.max_connection = count(key, value, 1, 10_000_000)?,
+            // Swoole takes both names.
+            "max_connection" | "max_conn" => {
+                self.max_connection = count(key, value, 1, 10_000_000)?
+            }
             "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
             "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,
             "heartbeat_idle_time" => self.heartbeat_idle_time = seconds(key, value)?,
@@ -289,10 +292,12 @@ impl Config {
             "http_index_files" => self.http_index_files = file_names(value)?,
             "upload_tmp_dir" => self.upload_tmp_dir = writable_directory(key, value)?,
             _ => {
-                return Err(ConfigError(format!(
-                    "unknown setting '{key}'; known settings: {}",
-                    KNOWN_KEYS.join(", ")
-                )))
+                return swoole_setting(key, value).unwrap_or_else(|| {
+                    Err(ConfigError(format!(
+                        "unknown setting '{key}'; known settings: {}",
+                        KNOWN_KEYS.join(", ")
+                    )))
+                })
             }
         }
         Ok(())
@@ -371,9 +376,38 @@ impl Config {
     }
 }
 
+/// Swoole settings Surge has no key for. Accepted when they ask for what Surge does anyway
+/// (`'daemonize' => false`, `'enable_coroutine' => false`), so that ported settings keep
+/// working; refused otherwise, with how Surge does the same. None for a key Swoole lacks too.
+fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
+    let off = matches!(value, Value::Bool(false) | Value::Int(0));
+    let on = matches!(value, Value::Bool(true) | Value::Int(1));
+    let (as_here, how) = match key {
+        "daemonize" => (off, "Surge stays in the foreground: run it under systemd, supervisord or Docker, which keep it running"),
+        "log_file" => (false, "Surge logs to stderr: redirect it (2>>surge.log) or let systemd or supervisord keep it"),
+        "pid_file" => (false, "Surge writes no pid file: $server->master_pid (in the start callback) is the process to signal"),
+        "reactor_num" => (false, "Surge's network threads per worker are 'worker_threads'"),
+        "max_request" => (off, "Surge does not restart a worker after a number of requests: reload() (or SIGUSR1) restarts the workers"),
+        "dispatch_mode" => (matches!(value, Value::Int(2)), "a connection stays with the worker that accepted it (mode 2); the kernel spreads new ones"),
+        "enable_coroutine" | "task_enable_coroutine" => (off, "Surge has no coroutines: callbacks run one at a time; hand slow work to task workers"),
+        "open_websocket_protocol" | "open_http_protocol" => (on, "Surge always speaks WebSocket and HTTP on its port"),
+        "open_websocket_close_frame" => (off, "close frames are not handed to PHP: the close callback runs for every closed connection"),
+        "open_http2_protocol" => (off, "Surge speaks HTTP/1.1 (a proxy in front can speak HTTP/2)"),
+        _ => return None,
+    };
+    Some(match as_here {
+        true => Ok(()),
+        false => Err(ConfigError(format!("setting '{key}' is Swoole's: {how}"))),
+    })
+}
+
+/// An int, as PHP's coercive typing reads one: also a numeric string (settings read from the
+/// environment, `env('SURGE_WORKERS')`) and a float without fraction.
 fn integer(key: &str, value: &Value) -> Result<i64, ConfigError> {
     match value {
         Value::Int(n) => Ok(*n),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
+        Value::Str(s) if s.trim().parse::<i64>().is_ok() => Ok(s.trim().parse().expect("checked")),
         other => Err(ConfigError(format!(
             "setting '{key}' must be an int, got {}",
             other.kind()
@@ -395,6 +429,9 @@ fn seconds(key: &str, value: &Value) -> Result<Duration, ConfigError> {
     let secs = match value {
         Value::Int(n) => *n as f64,
         Value::Float(f) => *f,
+        Value::Str(s) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+            s.trim().parse().expect("checked")
+        }
         other => {
             return Err(ConfigError(format!(
                 "setting '{key}' must be a number of seconds (int or float), got {}",
@@ -535,6 +572,9 @@ fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
         Value::Bool(b) => Ok(*b),
         Value::Int(0) => Ok(false),
         Value::Int(1) => Ok(true),
+        // As read from the environment.
+        Value::Str(s) if matches!(s.as_str(), "0" | "" | "false") => Ok(false),
+        Value::Str(s) if matches!(s.as_str(), "1" | "true") => Ok(true),
         other => Err(ConfigError(format!(
             "setting '{key}' must be a bool, got {}",
             other.kind()
@@ -566,9 +606,11 @@ fn redis_url(value: &Value) -> Result<Option<String>, ConfigError> {
 fn log_level(value: &Value) -> Result<LogLevel, ConfigError> {
     let name = match value {
         Value::Str(s) => s.to_ascii_lowercase(),
+        // Swoole's SWOOLE_LOG_DEBUG (0) ... SWOOLE_LOG_NONE (6).
+        Value::Int(n @ 0..=6) => ["debug", "trace", "info", "info", "warn", "error", "off"][*n as usize].into(),
         other => {
             return Err(ConfigError(format!(
-                "setting 'log_level' must be a string (off, error, warn, info, debug), got {}",
+                "setting 'log_level' must be off, error, warn, info or debug (or Swoole's SWOOLE_LOG_* 0-6), got {}",
                 other.kind()
             )))
         }
@@ -602,9 +644,26 @@ mod tests {
     #[test]
     fn wrong_type_is_named() {
         let err = Config::default()
-            .apply("max_connection", &Value::Str("10".into()))
+            .apply("max_connection", &Value::Str("ten".into()))
             .unwrap_err();
         assert_eq!(err.0, "setting 'max_connection' must be an int, got string");
+    }
+
+    #[test]
+    fn numbers_read_from_the_environment_are_taken() {
+        let mut c = Config::default();
+        c.apply("max_connection", &Value::Str(" 10".into()))
+            .unwrap();
+        c.apply("heartbeat_idle_time", &Value::Str("30.5".into()))
+            .unwrap();
+        c.apply("websocket_compression", &Value::Str("true".into()))
+            .unwrap();
+        c.apply("worker_num", &Value::Float(2.0)).unwrap();
+        assert_eq!(c.max_connection, 10);
+        assert_eq!(c.heartbeat_idle_time, Duration::from_millis(30_500));
+        assert!(c.websocket_compression);
+        assert_eq!(c.worker_num, 2);
+        assert!(c.apply("worker_num", &Value::Float(2.5)).is_err());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use std::ffi::{c_char, c_int};
 
 use ext_php_rs::boxed::ZBox;
-use ext_php_rs::convert::IntoZval;
+use ext_php_rs::convert::{FromZval, IntoZval};
 use ext_php_rs::exception::PhpResult;
+use ext_php_rs::flags::DataType;
 use ext_php_rs::types::{ZendHashTable, ZendStr, Zval};
 use surge_engine::Value;
 
@@ -67,35 +68,50 @@ pub fn text_arg(zv: &Zval, what: &str) -> PhpResult<String> {
 /// An int argument as PHP's coercive typing reads one: an int, a float (its fraction cut off),
 /// a numeric string ("201", " 42 ", "1e3"), a bool; null as 0.
 pub fn int_arg(zv: &Zval, what: &str) -> PhpResult<i64> {
-    if let Some(n) = zv.long() {
-        return Ok(n);
-    }
-    if zv.is_null() || zv.is_false() {
+    if zv.is_null() {
         return Ok(0);
     }
-    if zv.is_true() {
-        return Ok(1);
+    coerced_int(zv).ok_or_else(|| error(format!("{what} must be an int, got {}", type_name(zv))))
+}
+
+/// An int parameter (an fd, a port, milliseconds) read as PHP reads one of its own functions'
+/// `int` parameters, and so Swoole's: `push($fd, ...)` with the string keys of a Table
+/// (`'7'`), a query string's value or a float works as it does there. Null is no int: a
+/// parameter that may be left out is an `Option<Int>`.
+#[derive(Clone, Copy)]
+pub struct Int(pub i64);
+
+impl FromZval<'_> for Int {
+    const TYPE: DataType = DataType::Long;
+
+    fn from_zval(zv: &Zval) -> Option<Self> {
+        coerced_int(zv).map(Int)
+    }
+}
+
+/// What PHP's coercive typing makes of a value for an `int`: an int, a bool, a float (its
+/// fraction cut off, as PHP does with a deprecation since 8.1), a numeric string; None for
+/// anything else (and null).
+fn coerced_int(zv: &Zval) -> Option<i64> {
+    if let Some(n) = zv.long() {
+        return Some(n);
+    }
+    if let Some(b) = zv.bool() {
+        return Some(i64::from(b));
     }
     let number = match (zv.double(), zv.str()) {
-        (Some(f), _) => Some(f),
+        (Some(f), _) => f,
         (_, Some(text)) => {
             // The white space PHP allows around a numeric string, and no other.
             let digits = text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
             if let Ok(n) = digits.parse::<i64>() {
-                return Ok(n);
+                return Some(n);
             }
-            digits.parse::<f64>().ok()
+            digits.parse::<f64>().ok()?
         }
-        _ => None,
+        _ => return None,
     };
-    // A fraction is cut off, as PHP does (with a deprecation since 8.1).
-    match number {
-        Some(f) if f.is_finite() && f.abs() < 9.2e18 => Ok(f.trunc() as i64),
-        _ => Err(error(format!(
-            "{what} must be an int, got {}",
-            type_name(zv)
-        ))),
-    }
+    (number.is_finite() && number.abs() < 9.2e18).then(|| number.trunc() as i64)
 }
 
 /// Whether PHP takes the value for true (a bool argument in coercive typing reads it so).
@@ -143,6 +159,33 @@ const SETTING_DEPTH: usize = 16;
 /// `SETTING_DEPTH` (a recursive array never ends).
 pub fn setting_value(zv: &Zval) -> Option<Value> {
     nested_setting_value(zv, SETTING_DEPTH)
+}
+
+/// A setting as set() was given it, back as PHP had it (for `$server->setting`).
+pub fn setting_zval(value: &Value) -> PhpResult<Zval> {
+    let mut zv = Zval::new();
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => zv.set_bool(*b),
+        Value::Int(n) => zv.set_long(*n),
+        Value::Float(f) => zv.set_double(*f),
+        Value::Str(s) => zv.set_string(s, false)?,
+        Value::List(items) => {
+            let mut list = ZendHashTable::new();
+            for item in items {
+                list.push(setting_zval(item)?)?;
+            }
+            zv.set_hashtable(list);
+        }
+        Value::Map(entries) => {
+            let mut map = Assoc::new();
+            for (key, item) in entries {
+                map.set(key, setting_zval(item)?)?;
+            }
+            return Ok(map.into_zval());
+        }
+    }
+    Ok(zv)
 }
 
 fn nested_setting_value(zv: &Zval, depth: usize) -> Option<Value> {

@@ -46,6 +46,19 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("WEBSOCKET_CLOSE_EXTENSION_MISSING", 1010),
     ("WEBSOCKET_CLOSE_SERVER_ERROR", 1011),
     ("WEBSOCKET_CLOSE_TRY_AGAIN_LATER", 1013),
+    ("SWOOLE_BASE", server::SWOOLE_BASE),
+    ("SWOOLE_PROCESS", server::SWOOLE_PROCESS),
+    ("SWOOLE_SOCK_TCP", server::SWOOLE_SOCK_TCP),
+    ("SWOOLE_SOCK_TCP6", server::SWOOLE_SOCK_TCP6),
+    ("SWOOLE_SSL", server::SWOOLE_SSL),
+    (
+        "SWOOLE_WEBSOCKET_FLAG_FIN",
+        server::SWOOLE_WEBSOCKET_FLAG_FIN,
+    ),
+    (
+        "SWOOLE_WEBSOCKET_FLAG_COMPRESS",
+        server::SWOOLE_WEBSOCKET_FLAG_COMPRESS,
+    ),
 ];
 
 unsafe extern "C" fn startup(_ty: i32, _module: i32) -> i32 {

@@ -78,7 +78,7 @@ impl Response {
 
     /// The header `name` is `values` from now on (none: taken away); false once the head is
     /// sent.
-    fn set_header(&self, name: &str, values: Vec<String>) -> PhpResult<bool> {
+    fn replace_header(&self, name: &str, values: Vec<String>) -> PhpResult<bool> {
         // hyper refuses any control character but the tab: left in, the header would be
         // dropped after this call said it was set.
         if (values.iter()).any(|v| v.chars().any(|c| c.is_ascii_control() && c != '\t')) {
@@ -213,7 +213,18 @@ impl Response {
             None if value.is_null() => Vec::new(),
             None => vec![text_arg(value, "header value")?],
         };
-        self.set_header(&name, values)
+        self.replace_header(&name, values)
+    }
+
+    /// Swoole's alias of status().
+    pub fn set_status_code(&self, code: &Zval, reason: Option<&Zval>) -> PhpResult<bool> {
+        self.status(code, reason)
+    }
+
+    /// Swoole's alias of header().
+    #[php(defaults(format = true))]
+    pub fn set_header(&self, name: String, value: &Zval, format: bool) -> PhpResult<bool> {
+        self.header(name, value, format)
     }
 
     /// Adds a Set-Cookie header as PHP's setcookie() writes it: the value URL-encoded, an empty
@@ -269,7 +280,7 @@ impl Response {
         if self.head_sent() {
             return Ok(false);
         }
-        self.set_header("Location", vec![location])?;
+        self.replace_header("Location", vec![location])?;
         self.set_status(code, String::new())?;
         self.end(None)
     }

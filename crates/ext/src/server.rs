@@ -12,12 +12,12 @@ use ext_php_rs::exception::PhpResult;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendCallable, ZendClassObject, ZendHashTable, Zval};
 use ext_php_rs::zend::bailout;
-use surge_engine::{ClientInfo, Closed, Config, Engine, Handler, Payload, PushError};
+use surge_engine::{ClientInfo, Closed, Config, Engine, Handler, Payload, PushError, Value};
 
 use crate::callable::Callable;
 use crate::callbacks::{Callbacks, Kind, KINDS};
 use crate::connections::Connections;
-use crate::convert::{bytes_arg, setting_value, type_name, Assoc};
+use crate::convert::{bytes_arg, int_arg, setting_value, setting_zval, type_name, Assoc, Int};
 use crate::event_loop::{self, Ended};
 use crate::exception::error;
 use crate::frame::Frames;
@@ -28,6 +28,16 @@ use crate::timers::Timers;
 pub const OPCODE_TEXT: i64 = 1;
 pub const OPCODE_BINARY: i64 = 2;
 pub const OPCODE_PING: i64 = 9;
+
+/// Swoole's constructor arguments, with its values: taken so that ported code runs unchanged.
+pub const SWOOLE_BASE: i64 = 1;
+pub const SWOOLE_PROCESS: i64 = 2;
+pub const SWOOLE_SOCK_TCP: i64 = 1;
+pub const SWOOLE_SOCK_TCP6: i64 = 3;
+pub const SWOOLE_SSL: i64 = 512;
+/// push()'s `$flags`: the frame ends its message (all Surge sends); compress it.
+pub const SWOOLE_WEBSOCKET_FLAG_FIN: i64 = 1;
+pub const SWOOLE_WEBSOCKET_FLAG_COMPRESS: i64 = 2;
 
 #[php_class]
 #[php(name = "Surge\\WebSocket\\Server")]
@@ -55,31 +65,35 @@ pub struct Server {
     pub(crate) deferred: RefCell<std::collections::VecDeque<Callable>>,
     /// The connection whose close callback is running, as it was (see `Event::Close`).
     pub(crate) closing: RefCell<Option<(u64, Box<Closed>)>>,
+    /// The constructor was given SWOOLE_SSL: start() needs a certificate.
+    tls_asked: bool,
+    /// What set() was given, for `$server->setting` (later calls replace a key's value).
+    given_settings: RefCell<Vec<(String, Value)>>,
 }
 
 impl Server {
     /// The connection `fd` as it was when it closed, while its close callback runs.
-    fn closing_fd(&self, fd: i64) -> Option<std::cell::Ref<'_, Closed>> {
+    fn closing_fd(&self, fd: u64) -> Option<std::cell::Ref<'_, Closed>> {
         std::cell::Ref::filter_map(self.closing.borrow(), |closing| match closing {
-            Some((id, closed)) if *id == fd_arg(fd) => Some(&**closed),
+            Some((id, closed)) if *id == fd => Some(&**closed),
             _ => None,
         })
         .ok()
     }
 }
 
-fn fd_arg(fd: i64) -> u64 {
+fn fd_arg(Int(fd): Int) -> u64 {
     // Negative fds never exist; mapping them to 0 (never allocated) makes every lookup fail.
     u64::try_from(fd).unwrap_or(0)
 }
 
-fn fds(list: Option<Vec<i64>>) -> Vec<u64> {
+fn fds(list: Option<Vec<Int>>) -> Vec<u64> {
     list.unwrap_or_default().into_iter().map(fd_arg).collect()
 }
 
 /// A message from PHP: text (the default) must be UTF-8; binary and ping take any bytes. A
 /// string's bytes go straight into the frame; the error text is only built for an error.
-fn payload(data: &Zval, opcode: Option<i64>, what: &str) -> PhpResult<Payload> {
+fn payload(data: &Zval, opcode: Option<Int>, what: &str) -> PhpResult<Payload> {
     let converted;
     let bytes = match data.zend_str() {
         Some(s) => s.as_bytes(),
@@ -88,7 +102,7 @@ fn payload(data: &Zval, opcode: Option<i64>, what: &str) -> PhpResult<Payload> {
             &converted[..]
         }
     };
-    Ok(match opcode.unwrap_or(OPCODE_TEXT) {
+    Ok(match opcode.map_or(OPCODE_TEXT, |Int(o)| o) {
         OPCODE_TEXT => Payload::text(std::str::from_utf8(bytes).map_err(|_| {
             error(format!(
                 "{what} data is not valid UTF-8; send it with WEBSOCKET_OPCODE_BINARY"
@@ -102,6 +116,21 @@ fn payload(data: &Zval, opcode: Option<i64>, what: &str) -> PhpResult<Payload> {
             )))
         }
     })
+}
+
+/// push()'s Swoole `$flags`: true or FIN (COMPRESS may be added: `websocket_compression`
+/// decides here); a fragment is refused, as every push here is a whole message.
+fn whole_message(flags: &Zval) -> PhpResult<()> {
+    let fin = match flags.bool() {
+        Some(finish) => finish,
+        None => int_arg(flags, "push flags")? & SWOOLE_WEBSOCKET_FLAG_FIN != 0,
+    };
+    if !fin {
+        return Err(error(
+            "push() sends whole messages: a fragment (flags without SWOOLE_WEBSOCKET_FLAG_FIN) cannot be sent",
+        ));
+    }
+    Ok(())
 }
 
 /// A channel name or a list of them.
@@ -178,9 +207,28 @@ impl Server {
 #[php_impl]
 impl Server {
     /// Creates a server that will listen on `$host:$port` (port 0 picks a free port).
-    pub fn __construct(host: String, port: i64) -> PhpResult<Self> {
+    /// `$mode` and `$sock_type` are Swoole's: either mode serves alike; SWOOLE_SSL in
+    /// `$sock_type` makes start() insist on `ssl_cert_file` (TLS comes from the settings).
+    pub fn __construct(
+        host: String,
+        port: Option<Int>,
+        mode: Option<Int>,
+        sock_type: Option<Int>,
+    ) -> PhpResult<Self> {
+        let port = port.map_or(0, |Int(p)| p);
         let port = u16::try_from(port)
             .map_err(|_| error(format!("port must be between 0 and 65535, got {port}")))?;
+        if let Some(Int(mode)) = mode.filter(|Int(m)| ![SWOOLE_BASE, SWOOLE_PROCESS].contains(m)) {
+            return Err(error(format!(
+                "mode must be SWOOLE_BASE or SWOOLE_PROCESS (both serve alike here), got {mode}"
+            )));
+        }
+        let sock_type = sock_type.map_or(SWOOLE_SOCK_TCP, |Int(t)| t);
+        if ![SWOOLE_SOCK_TCP, SWOOLE_SOCK_TCP6].contains(&(sock_type & !SWOOLE_SSL)) {
+            return Err(error(format!(
+                "socket type must be SWOOLE_SOCK_TCP or SWOOLE_SOCK_TCP6 (with | SWOOLE_SSL for TLS), got {sock_type}"
+            )));
+        }
         Ok(Server {
             host,
             port: Cell::new(port),
@@ -198,6 +246,8 @@ impl Server {
             tasks: Tasks::default(),
             deferred: RefCell::default(),
             closing: RefCell::new(None),
+            tls_asked: sock_type & SWOOLE_SSL != 0,
+            given_settings: RefCell::default(),
         })
     }
 
@@ -245,6 +295,7 @@ impl Server {
             return Err(error("settings cannot change after start()"));
         }
         let mut config = self.config.borrow().clone();
+        let mut given = Vec::new();
         for (key, value) in settings.iter() {
             let key = key.to_string();
             if value.is_object() || value.is_resource() {
@@ -259,10 +310,34 @@ impl Server {
                 ))
             })?;
             config.apply(&key, &value).map_err(|e| error(e.0))?;
+            given.push((key, value));
         }
         config.validate().map_err(|e| error(e.0))?;
         *self.config.borrow_mut() = config;
+        let mut settings = self.given_settings.borrow_mut();
+        for (key, value) in given {
+            settings.retain(|(k, _)| *k != key);
+            settings.push((key, value));
+        }
         Ok(true)
+    }
+
+    /// Swoole's `$server->setting`: what set() was given, with `worker_num` and
+    /// `task_worker_num` always there (Swoole's way to tell a task worker is
+    /// `$workerId >= $server->setting['worker_num']`).
+    #[php(getter, name = "setting")]
+    pub fn get_setting(&self) -> PhpResult<Zval> {
+        let config = self.config.borrow();
+        let mut settings = self.given_settings.borrow().clone();
+        for (key, n) in [
+            ("worker_num", config.worker_num),
+            ("task_worker_num", config.task_worker_num),
+        ] {
+            if !settings.iter().any(|(k, _)| k == key) {
+                settings.push((key.to_string(), Value::Int(n as i64)));
+            }
+        }
+        setting_zval(&Value::Map(settings))
     }
 
     /// Registers the callable for an event: start, workerStart, open, message, close, request,
@@ -302,6 +377,11 @@ impl Server {
         if self_.running.get() {
             return Err(error("the server is already running"));
         }
+        if self_.tls_asked && self_.config.borrow().ssl_cert_file.is_none() {
+            return Err(error(
+                "the server was made with SWOOLE_SSL: set ssl_cert_file and ssl_key_file for its certificate",
+            ));
+        }
         if self_.served.get() {
             return Err(error(
                 "this server has served and stopped: create a new Surge\\WebSocket\\Server to serve again",
@@ -326,8 +406,19 @@ impl Server {
     }
 
     /// Queues a message for `$fd`. False (and no warning) if the connection is gone or closing,
-    /// or the client is too slow and is being closed.
-    pub fn push(&self, fd: i64, data: &Zval, opcode: Option<i64>) -> PhpResult<bool> {
+    /// or the client is too slow and is being closed. `$flags` is Swoole's: true or
+    /// SWOOLE_WEBSOCKET_FLAG_FIN (with _COMPRESS, which `websocket_compression` decides here);
+    /// a fragment (no FIN) cannot be sent.
+    pub fn push(
+        &self,
+        fd: Int,
+        data: &Zval,
+        opcode: Option<Int>,
+        flags: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        if let Some(flags) = flags {
+            whole_message(flags)?;
+        }
         let payload = payload(data, opcode, "push")?;
         let Some(engine) = self.engine() else {
             return Ok(false);
@@ -343,8 +434,8 @@ impl Server {
     pub fn broadcast(
         &self,
         data: &Zval,
-        except: Option<Vec<i64>>,
-        opcode: Option<i64>,
+        except: Option<Vec<Int>>,
+        opcode: Option<Int>,
     ) -> PhpResult<i64> {
         let payload = payload(data, opcode, "broadcast")?;
         let except = fds(except);
@@ -352,12 +443,12 @@ impl Server {
     }
 
     /// Adds `$fd` to `$channel`; false if the connection is not open or already a member.
-    pub fn join(&self, fd: i64, channel: String) -> bool {
+    pub fn join(&self, fd: Int, channel: String) -> bool {
         self.engine().is_some_and(|e| e.join(fd_arg(fd), &channel))
     }
 
     /// Removes `$fd` from `$channel`; false if it was not a member.
-    pub fn leave(&self, fd: i64, channel: String) -> bool {
+    pub fn leave(&self, fd: Int, channel: String) -> bool {
         self.engine().is_some_and(|e| e.leave(fd_arg(fd), &channel))
     }
 
@@ -366,8 +457,8 @@ impl Server {
         &self,
         channel: String,
         data: &Zval,
-        except: Option<Vec<i64>>,
-        opcode: Option<i64>,
+        except: Option<Vec<Int>>,
+        opcode: Option<Int>,
     ) -> PhpResult<i64> {
         let payload = payload(data, opcode, "publish")?;
         let except = fds(except);
@@ -396,13 +487,12 @@ impl Server {
     }
 
     /// The channels `$fd` is in, sorted.
-    pub fn channels_of(&self, fd: i64) -> Vec<String> {
+    pub fn channels_of(&self, fd: Int) -> Vec<String> {
+        let fd = fd_arg(fd);
         if let Some(closed) = self.closing_fd(fd) {
             return closed.channels.clone();
         }
-        self.engine()
-            .map(|e| e.channels_of(fd_arg(fd)))
-            .unwrap_or_default()
+        self.engine().map(|e| e.channels_of(fd)).unwrap_or_default()
     }
 
     /// Subscribes Redis channels, or patterns with `*`, `?` or `[` (the `redis_prefix` is added).
@@ -482,32 +572,34 @@ impl Server {
 
     /// The connection's socket id (`<pid>.<fd>`), the id Laravel's toOthers() sends back; null
     /// if the connection is gone.
-    pub fn socket_id(&self, fd: i64) -> Option<String> {
+    pub fn socket_id(&self, fd: Int) -> Option<String> {
         self.engine().and_then(|e| e.socket_id(fd_arg(fd)))
     }
 
     /// True while the connection exists (also while it is closing).
-    pub fn exist(&self, fd: i64) -> bool {
+    pub fn exist(&self, fd: Int) -> bool {
         self.engine().is_some_and(|e| e.exists(fd_arg(fd)))
     }
 
     /// True if `$fd` is an established WebSocket connection that is not closing.
-    pub fn is_established(&self, fd: i64) -> bool {
+    pub fn is_established(&self, fd: Int) -> bool {
         self.engine().is_some_and(|e| e.is_established(fd_arg(fd)))
     }
 
     /// Closes the connection with a close frame carrying `$code` and `$reason`.
     pub fn disconnect(
         &self,
-        fd: i64,
-        code: Option<i64>,
+        fd: Int,
+        code: Option<Int>,
         reason: Option<String>,
     ) -> PhpResult<bool> {
-        let code = code.unwrap_or(1000);
+        let code = code.map_or(1000, |Int(c)| c);
         let reason = reason.unwrap_or_default();
-        if !(code == 1000 || (3000..=4999).contains(&code)) {
+        // RFC 6455's codes an endpoint may send (1004-1006 and 1015 it may not), and those
+        // for applications.
+        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
             return Err(error(format!(
-                "close code must be 1000 or between 3000 and 4999, got {code}"
+                "close code must be 1000-1003, 1007-1014 or 3000-4999, got {code}"
             )));
         }
         if reason.len() > 123 {
@@ -522,15 +614,16 @@ impl Server {
     }
 
     /// Closes the connection normally (close code 1000).
-    pub fn close(&self, fd: i64) -> bool {
+    pub fn close(&self, fd: Int) -> bool {
         self.engine()
             .is_some_and(|e| e.disconnect(fd_arg(fd), 1000, ""))
     }
 
     /// remote_ip, remote_port, server_port, connect_time, last_time, websocket_status; or false.
-    pub fn get_client_info(&self, fd: i64) -> PhpResult<Zval> {
+    pub fn get_client_info(&self, fd: Int) -> PhpResult<Zval> {
+        let fd = fd_arg(fd);
         let info = self.engine().and_then(|e| {
-            e.client_info(fd_arg(fd)).or_else(|| {
+            e.client_info(fd).or_else(|| {
                 let closed = self.closing_fd(fd)?;
                 Some(ClientInfo {
                     remote: closed.remote,
@@ -549,7 +642,7 @@ impl Server {
             return Ok(no);
         };
         let mut a = Assoc::new();
-        a.set("fd", fd)?;
+        a.set("fd", fd as i64)?;
         a.set("remote_ip", info.remote.ip().to_string())?;
         a.set("remote_port", i64::from(info.remote.port()))?;
         a.set("server_port", i64::from(info.server_port))?;
@@ -558,6 +651,50 @@ impl Server {
         // Swoole's WEBSOCKET_STATUS_ACTIVE (3) while open, WEBSOCKET_STATUS_CLOSING (4) after.
         a.set("websocket_status", if info.established { 3i64 } else { 4 })?;
         Ok(a.into_zval())
+    }
+
+    /// Swoole's `connection_info()`, the older name of getClientInfo().
+    #[php(name = "connection_info")]
+    pub fn connection_info(&self, fd: Int) -> PhpResult<Zval> {
+        self.get_client_info(fd)
+    }
+
+    /// Up to `$find_count` (at most 100) established connections with fds above `$start_fd`,
+    /// ascending; false when there are none (Swoole's paging loop ends on it).
+    pub fn get_client_list(
+        &self,
+        start_fd: Option<Int>,
+        find_count: Option<Int>,
+    ) -> PhpResult<Zval> {
+        let start = start_fd.map_or(0, |Int(fd)| fd);
+        let count = find_count.map_or(10, |Int(n)| n).clamp(0, 100) as usize;
+        let fds: Vec<i64> = (self.engine().map(|e| e.connections()).unwrap_or_default())
+            .into_iter()
+            .map(|fd| fd as i64)
+            .filter(|&fd| fd > start)
+            .take(count)
+            .collect();
+        if fds.is_empty() {
+            return Ok(false.into_zval(false)?);
+        }
+        Ok(fds.into_zval(false)?)
+    }
+
+    /// Swoole's `connection_list()`, the older name of getClientList().
+    #[php(name = "connection_list")]
+    pub fn connection_list(
+        &self,
+        start_fd: Option<Int>,
+        find_count: Option<Int>,
+    ) -> PhpResult<Zval> {
+        self.get_client_list(start_fd, find_count)
+    }
+
+    /// Sends a ping frame (Swoole's `ping()`), as push($fd, $data, WEBSOCKET_OPCODE_PING).
+    pub fn ping(&self, fd: Int, data: Option<&Zval>) -> PhpResult<bool> {
+        let mut empty = Zval::new();
+        empty.set_string("", false)?;
+        self.push(fd, data.unwrap_or(&empty), Some(Int(OPCODE_PING)), None)
     }
 
     /// The established WebSocket connections: countable and iterable (fds).
@@ -586,9 +723,15 @@ impl Server {
             ("connection_num", s.connections),
             ("accept_count", s.accepted),
             ("close_count", s.closed),
+            // Swoole's counts messages and requests (its onReceive, onMessage, onRequest).
+            ("request_count", s.http_requests + s.messages_in),
         ] {
             a.set(key, value as i64)?;
         }
+        let config = self.config.borrow();
+        a.set("worker_num", config.worker_num as i64)?;
+        a.set("task_worker_num", config.task_worker_num as i64)?;
+        drop(config);
         if let Some(r) = self.engine().and_then(|e| e.redis().map(|r| r.snapshot())) {
             let mut redis = Assoc::new();
             redis.set("state", format!("{:?}", r.state).to_lowercase())?;
@@ -610,13 +753,13 @@ impl Server {
     }
 
     /// Calls `$callback($timerId, ...$params)` every `$ms` milliseconds; returns the timer id.
-    pub fn tick(&self, ms: i64, callback: &Zval, params: &[&Zval]) -> PhpResult<i64> {
-        self.add_timer(timer_delay(ms)?, callback, params, true)
+    pub fn tick(&self, ms: Int, callback: &Zval, params: &[&Zval]) -> PhpResult<i64> {
+        self.add_timer(timer_delay(ms.0)?, callback, params, true)
     }
 
     /// Calls `$callback(...$params)` once after `$ms` milliseconds; returns the timer id.
-    pub fn after(&self, ms: i64, callback: &Zval, params: &[&Zval]) -> PhpResult<i64> {
-        self.add_timer(timer_delay(ms)?, callback, params, false)
+    pub fn after(&self, ms: Int, callback: &Zval, params: &[&Zval]) -> PhpResult<i64> {
+        self.add_timer(timer_delay(ms.0)?, callback, params, false)
     }
 
     /// Calls `$callback()` once the batch of events being handled is done, as Swoole's
@@ -634,7 +777,7 @@ impl Server {
     }
 
     /// Stops a timer; false if there is no such timer.
-    pub fn clear_timer(&self, timer_id: i64) -> bool {
+    pub fn clear_timer(&self, timer_id: Int) -> bool {
         let engine = self.engine();
         let cleared = self
             .timers
@@ -650,7 +793,7 @@ impl Server {
     pub fn task(
         &self,
         data: &Zval,
-        dst_worker_id: Option<i64>,
+        dst_worker_id: Option<Int>,
         finish_callback: Option<&Zval>,
     ) -> PhpResult<Zval> {
         let engine = self.task_engine("task", dst_worker_id)?;
@@ -680,7 +823,7 @@ impl Server {
         &self,
         data: &Zval,
         timeout: Option<f64>,
-        dst_worker_id: Option<i64>,
+        dst_worker_id: Option<Int>,
     ) -> PhpResult<Zval> {
         let engine = self.task_engine("taskwait", dst_worker_id)?;
         let result = tasks::wait_for(self, &engine, "taskwait", &[data], timeout)?;
@@ -714,8 +857,8 @@ impl Server {
     /// Sends `$message` (a string as it is, any other value as serialize() makes it) to worker
     /// `$dst_worker_id`'s `pipeMessage` callback, `($server, $srcWorkerId, $message)`; true
     /// once handed over. From a worker or a task worker, to another worker or task worker.
-    pub fn send_message(&self, message: &Zval, dst_worker_id: i64) -> PhpResult<bool> {
-        pipe_message::send(self, message, dst_worker_id)
+    pub fn send_message(&self, message: &Zval, dst_worker_id: Int) -> PhpResult<bool> {
+        pipe_message::send(self, message, dst_worker_id.0)
     }
 
     /// In the `task` callback: sends `$data` to the worker that sent the task, for its finish
@@ -769,7 +912,7 @@ impl Server {
 
 impl Server {
     /// The engine, for `what` (task, taskwait) in a worker of a server with task workers.
-    fn task_engine(&self, what: &str, dst_worker_id: Option<i64>) -> PhpResult<Rc<Engine>> {
+    fn task_engine(&self, what: &str, dst_worker_id: Option<Int>) -> PhpResult<Rc<Engine>> {
         if self.config.borrow().task_worker_num == 0 {
             return Err(error(format!(
                 "{what}() needs task workers: set(['task_worker_num' => 4]) and on('task', ...)"
@@ -780,7 +923,7 @@ impl Server {
                 "{what}() is for workers; a task worker cannot send tasks"
             )));
         }
-        if dst_worker_id.is_some_and(|id| id != -1) {
+        if dst_worker_id.is_some_and(|Int(id)| id != -1) {
             return Err(error(format!(
                 "{what}() hands a task to the first free task worker: pass -1 as $dst_worker_id"
             )));

@@ -19,7 +19,7 @@ use ext_php_rs::types::{ArrayKey, ZendHashTable, ZendStr, Zval};
 use ext_php_rs::zend::ce;
 use surge_table::{Column, ColumnType, Entry, RowVersion, Table as Shared, TableError, Value};
 
-use crate::convert::{binary_zval, bytes_arg, type_name, Assoc};
+use crate::convert::{binary_zval, bytes_arg, type_name, Assoc, Int};
 use crate::exception::error;
 
 #[php_class]
@@ -431,28 +431,70 @@ fn value_zval(value: &Value) -> Zval {
     zv
 }
 
-/// A value for `column`, as the crate takes it. `column` is None for a name the schema does
-/// not have (the crate then refuses the name). Booleans are 0 and 1 in number columns.
+/// A value for `column`, converted to the column's type as Swoole's table (and PHP's
+/// coercive typing) converts it: a numeric string or a float (its fraction cut off) into an
+/// INT column, a numeric string into a FLOAT one, an int, float or bool into a STRING one
+/// as PHP prints it, null as the column's zero. A string that is no number is refused for a
+/// number column. `column` is None for a name the schema does not have (the crate then
+/// refuses the name) and for incr()'s step.
 fn value_arg(zv: &Zval, name: &str, column: Option<&Column>) -> PhpResult<Value> {
-    if let Some(n) = zv.long() {
-        Ok(Value::Int(n))
+    let ty = column.map(|c| c.ty);
+    let value = if let Some(n) = zv.long() {
+        Value::Int(n)
     } else if let Some(f) = zv.double() {
-        Ok(Value::Float(f))
+        Value::Float(f)
     } else if let Some(s) = zv.zend_str() {
-        Ok(Value::Str(s.as_bytes().to_vec()))
-    } else if let Some(b) = zv.bool() {
-        match column.map(|c| c.ty) {
-            Some(ColumnType::Str(_)) => Err(error(format!(
-                "column '{name}' is STRING; it cannot hold a bool (only strings)"
-            ))),
-            _ => Ok(Value::Int(i64::from(b))),
+        match ty {
+            Some(ColumnType::Str(_)) => return Ok(Value::Str(s.as_bytes().to_vec())),
+            _ => numeric(s.as_bytes()).ok_or_else(|| {
+                error(format!(
+                    "value for column '{name}' must be a number, got the string '{}'",
+                    String::from_utf8_lossy(&s.as_bytes()[..s.len().min(40)])
+                ))
+            })?,
         }
+    } else if let Some(b) = zv.bool() {
+        match ty {
+            Some(ColumnType::Str(_)) => {
+                return Ok(Value::Str(if b { b"1".to_vec() } else { Vec::new() }))
+            }
+            _ => Value::Int(i64::from(b)),
+        }
+    } else if zv.is_null() && ty.is_some() {
+        Value::Int(0)
     } else {
-        Err(error(format!(
+        return Err(error(format!(
             "value for column '{name}' must be an int, float or string, got {}",
             type_name(zv)
-        )))
+        )));
+    };
+    Ok(match (ty, value) {
+        (Some(ColumnType::Str(_)), Value::Int(0)) if zv.is_null() => Value::Str(Vec::new()),
+        (Some(ColumnType::Str(_)), _) => Value::Str(bytes_arg(zv, "table value")?),
+        (Some(ColumnType::Int), Value::Float(f)) => match f.is_finite() && f.abs() < 9.2e18 {
+            true => Value::Int(f.trunc() as i64),
+            false => {
+                return Err(error(format!(
+                    "column '{name}' is INT; it cannot hold {f} (beyond a 64-bit integer)"
+                )))
+            }
+        },
+        (_, value) => value,
+    })
+}
+
+/// A numeric string as PHP reads one (white space around it allowed): an int when it is
+/// one, else a finite float.
+fn numeric(bytes: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let text = text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(Value::Int(n));
     }
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Value::Float)
 }
 
 /// The bytes of a key: borrowed from a PHP string, or an int written out in decimal as PHP
@@ -634,8 +676,8 @@ impl Table {
     /// A table of exactly `$size` rows (Swoole's may hold fewer); `$conflict_proportion` only
     /// sizes the hash index.
     #[php(defaults(conflict_proportion = 0.2))]
-    pub fn __construct(size: i64, conflict_proportion: f64) -> PhpResult<Self> {
-        let size = surge_table::checked_table_size(size).map_err(fail)?;
+    pub fn __construct(size: Int, conflict_proportion: f64) -> PhpResult<Self> {
+        let size = surge_table::checked_table_size(size.0).map_err(fail)?;
         let table = Shared::new(size, conflict_proportion).map_err(fail)?;
         Ok(Table {
             table,
@@ -727,6 +769,16 @@ impl Table {
         self.table.del(key_arg(key)?.bytes()).map_err(fail)
     }
 
+    /// Swoole's alias of exists().
+    pub fn exist(&self, key: &Zval) -> PhpResult<bool> {
+        self.exists(key)
+    }
+
+    /// Swoole's alias of del().
+    pub fn delete(&self, key: &Zval) -> PhpResult<bool> {
+        self.del(key)
+    }
+
     /// Atomically adds `$by` (default 1) to an INT or FLOAT column and returns the new value; a
     /// missing row is created at 0 first.
     pub fn incr(&self, key: &Zval, column: &str, by: Option<&Zval>) -> PhpResult<Zval> {
@@ -814,14 +866,7 @@ impl Table {
         let key = key_arg(key)?;
         let by = match by {
             None => Value::Int(1),
-            Some(zv) => match value_arg(zv, column, None)? {
-                Value::Str(_) => {
-                    return Err(error(format!(
-                        "incr/decr of '{column}' takes an int or float step"
-                    )))
-                }
-                number => number,
-            },
+            Some(zv) => value_arg(zv, column, None)?,
         };
         let result = if down {
             self.table.decr(key.bytes(), column, by)

@@ -1,0 +1,101 @@
+<?php
+// A chat server written as Swoole code is written (a class of handlers, Swoole's constructor
+// arguments and settings, fds as the string keys of a table, Swoole's method names), with only
+// `Swoole\` renamed: what a user porting an article's code runs first.
+
+use Surge\Table;
+use Surge\WebSocket\Server;
+
+class Chat
+{
+    private Table $users;
+
+    public function __construct(private Server $server)
+    {
+        $this->users = new Table('1024');
+        $this->users->column('fd', Table::TYPE_INT);
+        $this->users->column('name', Table::TYPE_STRING, 64);
+        $this->users->column('joined', Table::TYPE_STRING, 16);
+        $this->users->create();
+    }
+
+    public function onWorkerStart(Server $server, int $workerId): void
+    {
+        $role = $workerId >= $server->setting['worker_num'] ? 'task worker' : 'worker';
+        echo "workerStart $workerId as $role\n";
+    }
+
+    public function onOpen(Server $server, $request): void
+    {
+        if (($request->get['token'] ?? '') !== 'secret') {
+            $server->disconnect($request->fd, WEBSOCKET_CLOSE_POLICY_ERROR, 'bad token');
+            return;
+        }
+        // Values as a query string gives them: strings, into an INT column too; time() into a
+        // STRING one.
+        $this->users->set($request->fd, ['fd' => (string) $request->fd, 'name' => $request->get['name'], 'joined' => time()]);
+    }
+
+    public function onMessage(Server $server, $frame): void
+    {
+        $from = $this->users->get($frame->fd, 'name');
+        match ($frame->data) {
+            'who' => $server->push($frame->fd, json_encode($this->names()), WEBSOCKET_OPCODE_TEXT, true),
+            'pages' => $server->push($frame->fd, json_encode($this->pages())),
+            'ping' => $server->ping($frame->fd),
+            'stats' => $server->push($frame->fd, json_encode(array_intersect_key($server->stats(), array_flip(['worker_num', 'task_worker_num', 'request_count'])))),
+            default => $this->toEveryone($server, "$from: {$frame->data}"),
+        };
+    }
+
+    public function onClose(Server $server, int $fd, int $reactorId): void
+    {
+        if ($this->users->exist($fd)) {
+            $name = $this->users->get($fd, 'name');
+            $this->users->delete($fd);
+            $this->toEveryone($server, "$name left");
+        }
+    }
+
+    private function toEveryone(Server $server, string $message): void
+    {
+        foreach ($this->users as $fd => $row) {
+            // $fd is a string key ('7'), as in Swoole.
+            $server->push($fd, $message, WEBSOCKET_OPCODE_TEXT, SWOOLE_WEBSOCKET_FLAG_FIN);
+        }
+    }
+
+    private function names(): array
+    {
+        $names = array_column(iterator_to_array($this->users, false), 'name');
+        sort($names);
+        return $names;
+    }
+
+    // The established connections, two at a time, as older articles page through them.
+    private function pages(): array
+    {
+        $pages = [];
+        $start = 0;
+        while (($list = $this->server->getClientList($start, 2)) !== false) {
+            $pages[] = $list;
+            $start = end($list);
+        }
+        return $pages;
+    }
+}
+
+$server = new Server('127.0.0.1', getenv('SURGE_PORT'), SWOOLE_PROCESS, SWOOLE_SOCK_TCP);
+$server->set([
+    'worker_num' => '1',
+    'daemonize' => false,
+    'dispatch_mode' => 2,
+    'enable_coroutine' => false,
+    'max_conn' => 1000,
+    'log_level' => 2, // SWOOLE_LOG_INFO
+]);
+$chat = new Chat($server);
+foreach (['WorkerStart', 'Open', 'Message', 'Close'] as $event) {
+    $server->on($event, [$chat, "on$event"]);
+}
+$server->start();

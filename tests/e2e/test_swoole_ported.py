@@ -1,0 +1,83 @@
+"""Code written for Swoole, with only `Swoole\\` renamed to `Surge\\`, runs: Swoole's constructor
+arguments and constants, settings Surge does without, numbers given as strings (fds from a
+table's keys, a port from the environment), a close callback taking `$reactorId`, push()'s
+`$finish` flag, `$server->setting`, getClientList(), ping(), close codes such as 1008, and the
+table's exist()/delete() and conversions (tests/e2e/servers/swoole_ported.php)."""
+
+import json
+
+from websockets.sync.client import connect
+
+from conftest import close_code, surge_exception
+
+
+def recv_until(ws, text: str) -> list:
+    """The messages up to and including `text`."""
+    seen = []
+    while not seen or seen[-1] != text:
+        seen.append(ws.recv(timeout=5))
+    return seen
+
+
+def test_a_chat_written_for_swoole_serves(php_server):
+    srv = php_server("swoole_ported.php")
+    srv.wait_output("workerStart 0 as worker")
+    with connect(srv.url + "/?token=bad") as refused:
+        assert close_code(refused) == 1008
+    with connect(srv.url + "/?token=secret&name=ann") as ann, connect(srv.url + "/?token=secret&name=bob") as bob:
+        ann.send("who")
+        assert json.loads(ann.recv(timeout=5)) == ["ann", "bob"]
+        bob.send("hello")
+        assert ann.recv(timeout=5) == "bob: hello"
+        assert bob.recv(timeout=5) == "bob: hello"
+        ann.send("pages")
+        pages = json.loads(ann.recv(timeout=5))
+        assert [len(p) for p in pages] == [2], pages
+        ann.send("ping")
+        ann.send("stats")
+        stats = json.loads(ann.recv(timeout=5))
+        # Swoole's request_count counts messages and requests: at least the five messages.
+        assert stats["worker_num"] == 1 and stats["task_worker_num"] == 0 and stats["request_count"] >= 5, stats
+        # The close callback (with Swoole's three parameters) runs and tells the others.
+        bob.close()
+        assert ann.recv(timeout=5) == "bob left"
+        ann.send("who")
+        assert json.loads(ann.recv(timeout=5)) == ["ann"]
+    assert "uncaught" not in srv.stderr()
+
+
+def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_how():
+    assert surge_exception("$s->set(['daemonize' => 0, 'open_websocket_close_frame' => false, "
+                           "'open_http_protocol' => true, 'task_enable_coroutine' => false, 'max_request' => 0]);") == "no exception"
+    assert surge_exception("$s->set(['daemonize' => true]);") == (
+        "setting 'daemonize' is Swoole's: Surge stays in the foreground: run it under systemd, supervisord or Docker, which keep it running")
+    assert surge_exception("$s->set(['reactor_num' => 4]);") == (
+        "setting 'reactor_num' is Swoole's: Surge's network threads per worker are 'worker_threads'")
+    assert surge_exception("$s->set(['dispatch_mode' => 1]);").startswith("setting 'dispatch_mode' is Swoole's: a connection stays")
+    assert surge_exception("$s->set(['log_file' => '/tmp/x.log']);").startswith("setting 'log_file' is Swoole's: Surge logs to stderr")
+
+
+def test_settings_read_from_the_environment_as_strings_are_taken():
+    assert surge_exception("""$s->set(['worker_num' => '2', 'heartbeat_idle_time' => '30', 'websocket_compression' => 'true',
+                              'log_level' => 4, 'max_conn' => '100']);
+                              echo json_encode($s->setting), ' ';""") == (
+        '{"worker_num":"2","heartbeat_idle_time":"30","websocket_compression":"true","log_level":4,"max_conn":"100",'
+        '"task_worker_num":0} no exception')
+    assert surge_exception("$s->set(['worker_num' => 'two']);") == "setting 'worker_num' must be an int, got string"
+    assert surge_exception("$s->set(['log_level' => 9]);").startswith("setting 'log_level' must be off, error, warn, info or debug")
+
+
+def test_swooles_constructor_arguments_are_taken_and_ssl_asks_for_a_certificate():
+    assert surge_exception("new Surge\\WebSocket\\Server('127.0.0.1', '0', SWOOLE_BASE, SWOOLE_SOCK_TCP6);") == "no exception"
+    assert surge_exception("new Surge\\WebSocket\\Server('127.0.0.1', 0, 3);") == (
+        "mode must be SWOOLE_BASE or SWOOLE_PROCESS (both serve alike here), got 3")
+    assert surge_exception("(new Surge\\WebSocket\\Server('127.0.0.1', 0, SWOOLE_PROCESS, SWOOLE_SOCK_TCP | SWOOLE_SSL))->start();") == (
+        "the server was made with SWOOLE_SSL: set ssl_cert_file and ssl_key_file for its certificate")
+
+
+def test_push_refuses_a_fragment_and_disconnect_takes_the_rfcs_codes():
+    assert surge_exception("$s->push(1, 'x', WEBSOCKET_OPCODE_TEXT, false);") == (
+        "push() sends whole messages: a fragment (flags without SWOOLE_WEBSOCKET_FLAG_FIN) cannot be sent")
+    assert surge_exception("$s->disconnect('1', WEBSOCKET_CLOSE_SERVER_ERROR); $s->disconnect(1, 1001);") == "no exception"
+    for code in (1004, 1005, 1006, 1015, 2000, 5000):
+        assert surge_exception(f"$s->disconnect(1, {code});") == f"close code must be 1000-1003, 1007-1014 or 3000-4999, got {code}"
