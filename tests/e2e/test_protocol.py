@@ -1,6 +1,8 @@
 """Bad input from the network: each gets the answer RFC 6455 (or HTTP) gives for it, and costs
 the other clients nothing."""
 
+import http.client
+import socket
 import struct
 import time
 import urllib.error
@@ -168,6 +170,23 @@ def test_http_body_over_package_max_length_gets_413(php_server):
     assert err.value.code == 413
     with urllib.request.urlopen(urllib.request.Request(srv.http + "/", data=b"x" * LIMIT), timeout=5) as res:
         assert res.status == 201
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_client_that_sends_a_body_over_package_max_length_whole_reads_the_413(php_server, chunked):
+    """As nginx in front (and simple clients) do: the whole body is sent before the answer is
+    read. Closed at once with the body still arriving, the connection was reset: the client's
+    write failed, it never read the 413, and nginx answered 502."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(package_max_length=1 << 20)})
+    body = b"x" * (8 << 20)
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\n".encode())
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked else body)
+        reply = http.client.HTTPResponse(sock)
+        reply.begin()
+        assert reply.status == 413 and b"package_max_length" in reply.read()
+    assert_serves(srv)
 
 
 @pytest.mark.parametrize("content_type, part", [

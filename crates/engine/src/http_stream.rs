@@ -2,9 +2,11 @@
 //! long download): the chunks go through a channel to the connection's task, bounded by the bytes
 //! waiting there, and the body ends when PHP ends or drops it (as Swoole ends one freed without
 //! `end()`), when the client goes away (the sender sees the channel closed), or when the server
-//! stops (after the chunks already queued). One cut short by a fatal error closes the
-//! connection without the chunked body's last chunk, so the client knows it is incomplete.
+//! stops (after the chunks already queued). One cut short by a fatal error, or one with a hole
+//! (a chunk refused, then later ones taken), closes the connection without the chunked body's
+//! last chunk, so the client knows it is incomplete.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -24,6 +26,10 @@ pub struct ChunkSender {
     queued: Arc<AtomicUsize>,
     cut: Arc<AtomicBool>,
     limit: usize,
+    /// The last chunk refused, until the next one is taken.
+    refused: Cell<Option<Bytes>>,
+    /// Another chunk came after one was refused: the body has a hole.
+    hole: Cell<bool>,
 }
 
 /// The connection's side, handed over with the response's head.
@@ -45,24 +51,40 @@ pub(crate) fn channel(limit: usize) -> (ChunkSender, ChunkReceiver) {
         queued: queued.clone(),
         cut: cut.clone(),
         limit,
+        refused: Cell::new(None),
+        hole: Cell::new(false),
     };
     (sender, ChunkReceiver { rx, queued, cut })
 }
 
 impl ChunkSender {
     /// Queues a chunk for the client. False, queueing nothing, when the client has gone away or
-    /// when more than the limit already waits for a slow client (then `is_open()` stays true:
-    /// write again later).
+    /// when more than the limit already waits for a slow client (then `is_open()` stays true).
+    /// Code that writes on after a refusal (Swoole adapters write a whole download so, never
+    /// looking) leaves a hole in the body, which then ends as incomplete (see `finish`); code
+    /// that stops there, or writes the refused chunk again until it is taken, leaves none.
     pub fn send(&self, chunk: Bytes) -> bool {
+        if chunk.is_empty() {
+            return self.is_open();
+        }
+        let refused = self.refused.take();
+        // Another chunk than the one refused: at most one of them can be written again.
+        self.hole
+            .set(self.hole.get() || refused.is_some_and(|r| r != chunk));
         if self.queued.load(Relaxed) > self.limit {
+            self.refused.set(Some(chunk));
             return false;
         }
         self.queue(chunk)
     }
 
     /// Queues the last chunk whatever already waits (an end() never loses its data), and ends
-    /// the body once it is written.
+    /// the body once it is written; as incomplete if it has a hole (a client taking it for
+    /// whole would keep a file with data missing from its middle).
     pub fn finish(self, chunk: Bytes) -> bool {
+        if self.hole.get() {
+            self.cut.store(true, Release);
+        }
         self.queue(chunk)
     }
 
@@ -149,5 +171,46 @@ impl Body for ChunkBody {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the body a sender ended is cut short, after `writes` (true: room for it).
+    fn cut_after(writes: &[(&'static str, bool)]) -> bool {
+        let (sender, receiver) = channel(0);
+        for (chunk, room) in writes {
+            // Nothing waits, or more than the limit of 0 bytes.
+            receiver.queued.store(usize::from(!room), Relaxed);
+            assert_eq!(sender.send(Bytes::from_static(chunk.as_bytes())), *room);
+        }
+        sender.finish(Bytes::new());
+        receiver.cut.load(Acquire)
+    }
+
+    #[test]
+    fn a_hole_cuts_the_body_and_a_chunk_written_again_leaves_none() {
+        assert!(!cut_after(&[("a", true), ("b", true)]));
+        // Stopped at the refusal: what was taken is whole.
+        assert!(!cut_after(&[("a", true), ("b", false)]));
+        // The refused chunk written again once there is room.
+        assert!(!cut_after(&[
+            ("a", true),
+            ("b", false),
+            ("b", false),
+            ("b", true),
+            ("c", true)
+        ]));
+        // Written on regardless: "b" is missing between "a" and "c", or from the end.
+        assert!(cut_after(&[("a", true), ("b", false), ("c", true)]));
+        assert!(cut_after(&[
+            ("a", true),
+            ("b", false),
+            ("c", false),
+            ("c", true)
+        ]));
+        assert!(cut_after(&[("a", true), ("b", false), ("c", false)]));
     }
 }

@@ -20,6 +20,7 @@ mod http_compression;
 pub mod http_file;
 pub mod http_stream;
 mod inline_dispatch;
+mod lingering_close;
 mod listener;
 mod listener_not_inherited;
 mod local;

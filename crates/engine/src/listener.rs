@@ -36,6 +36,7 @@ use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
 use crate::http_compression;
 use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
+use crate::lingering_close::{Linger, LingeringClose};
 use crate::listener_not_inherited::Listening;
 use crate::multipart_form;
 use crate::registry::Conn;
@@ -288,6 +289,7 @@ async fn serve_tcp(
         connect_time: unix_ms() / 1000,
         _slot: slot,
         live: Some(Arc::new(HttpLive(shared.clone()))),
+        linger: Linger::default(),
     };
     match tls {
         None => serve_http(stream, peer, shared).await,
@@ -311,6 +313,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let fd = peer.fd;
+    let linger = peer.linger.clone();
     let timeout = shared.config.handshake_timeout;
     let svc = {
         let shared = shared.clone();
@@ -331,7 +334,10 @@ where
     }
     let mut conn = std::pin::pin!(builder
         .serve_connection(
-            TokioIo::new(SendTimeout::new(stream, shared.config.send_timeout)),
+            TokioIo::new(SendTimeout::new(
+                LingeringClose::new(stream, linger),
+                shared.config.send_timeout,
+            )),
             svc,
         )
         .with_upgrades());
@@ -372,6 +378,7 @@ where
         connect_time: 0,
         _slot: None,
         live: None,
+        linger: Linger::default(),
     };
     serve_http(stream, peer, shared).await
 }
@@ -392,6 +399,8 @@ struct Peer {
     _slot: Option<Arc<IpSlot>>,
     /// Held while the connection speaks HTTP, and by an upgrade until it is registered.
     live: Option<Arc<HttpLive>>,
+    /// Armed by an answer that leaves part of its request unread.
+    linger: Linger,
 }
 
 async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
@@ -406,7 +415,7 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         let version = req.version();
         return match crate::pusher::api::serve(req, &shared).await {
             Ok(response) => reply(response),
-            Err(refused) => closing(refused, version),
+            Err(refused) => closing(refused, version, &peer.linger),
         };
     }
     if let Some(file) = static_file(&req, &shared) {
@@ -440,6 +449,7 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             return closing(
                 HttpResponse::text(status, &format!("{message}\n")),
                 parts.version,
+                &peer.linger,
             )
         }
     };
@@ -604,10 +614,12 @@ fn refusal(
 
 /// `response` to a request whose body was refused before it was read whole: hyper closes the
 /// connection after it (the rest of the body would be read as the next request), and it says
-/// so, or a keep-alive client would send its next request on it and get a reset. To HTTP/1.0 as
-/// an HTTP/1.0 response: hyper then leaves keep-alive off (it would add its own `keep-alive`
-/// beside a `close`).
-fn closing(mut response: HttpResponse, version: Version) -> Reply {
+/// so, or a keep-alive client would send its next request on it and get a reset; the close
+/// lingers (see `lingering_close`), so that a client still sending reads the answer. To
+/// HTTP/1.0 as an HTTP/1.0 response: hyper then leaves keep-alive off (it would add its own
+/// `keep-alive` beside a `close`).
+fn closing(mut response: HttpResponse, version: Version, linger: &Linger) -> Reply {
+    linger.arm();
     if version == Version::HTTP_10 {
         let mut res = reply(response);
         *res.version_mut() = Version::HTTP_10;

@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::lingering_close::LingeringClose;
 use crate::send_timeout::SendTimeout;
 
 pub(crate) enum Socket {
@@ -27,9 +28,9 @@ impl Socket {
     pub fn from_upgraded(upgraded: Upgraded) -> (Socket, Bytes) {
         // A plain connection is let out of its HTTP send timeout: a WebSocket's slow readers
         // are the outbox's and the heartbeat's business.
-        match upgraded.downcast::<TokioIo<SendTimeout<TcpStream>>>() {
+        match upgraded.downcast::<TokioIo<SendTimeout<LingeringClose<TcpStream>>>>() {
             Ok(parts) => (
-                Socket::Tcp(parts.io.into_inner().into_inner()),
+                Socket::Tcp(parts.io.into_inner().into_inner().into_inner()),
                 parts.read_buf,
             ),
             Err(upgraded) => (Socket::Upgraded(TokioIo::new(upgraded)), Bytes::new()),

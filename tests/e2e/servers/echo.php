@@ -148,6 +148,7 @@ if (getenv('SURGE_HTTP')) {
             '/stream' => stream($res, 3),
             '/stream-forever' => stream($res, PHP_INT_MAX),
             '/stream-to-slow-client' => stream_until_refused($res),
+            '/write-on-after-refusal' => stream_until_refused($res, write_on: true),
             '/file' => send_file($req->get, $res),
             '/form' => form($req, $res),
             '/digest' => $res->end(json_encode([$req->files['doc']['size'], md5_file($req->files['doc']['tmp_name']), $req->rawContent()])),
@@ -258,17 +259,30 @@ function stream($res, int $count): void
 
 // 64 KiB chunks as fast as PHP can write them, to a client that does not read yet, until
 // write() refuses (or 256 MiB: the bound never came); then end() with the last chunk.
-function stream_until_refused($res): void
+function stream_until_refused($res, bool $write_on = false): void
 {
     global $server;
-    $server->after(5, function () use ($res) {
+    $server->after(5, function () use ($res, $write_on, $server) {
         $chunk = str_repeat('x', 65536);
         $sent = 0;
         while ($sent < (256 << 20) && $res->write($chunk)) {
             $sent += strlen($chunk);
         }
         out("refused after $sent bytes, writable " . var_export($res->isWritable(), true));
-        $res->end('done');
+        if (!$write_on) {
+            $res->end('done');
+            return;
+        }
+        // As code that never looks at write()'s result does: what the client reads meanwhile
+        // makes room, and later chunks are taken after the refused one.
+        $ticks = 0;
+        $server->tick(20, function ($id) use ($res, $server, &$ticks) {
+            $res->write(str_repeat('y', 1000));
+            if (++$ticks === 50) {
+                $res->end('');
+                $server->clearTimer($id);
+            }
+        });
     });
 }
 
