@@ -397,6 +397,21 @@ def test_redis_in_task_workers_publishes_but_does_not_subscribe(php_server, tmp_
     assert srv.stdout().count("redis in worker") == 2
 
 
+def test_a_publish_from_a_task_goes_out_while_the_task_works_on(php_server, tmp_path, stack, redis_server):
+    """A task worker's PHP thread is busy for the whole task: the Redis bridge must publish
+    without it (it went out only once the task ended, and a task over 3 s made it time out)."""
+    srv = start(php_server, tmp_path, **settings_env(redis=redis_server.url))
+    channel = "laravel_database_news"
+    eventually(lambda: redis_server.client.pubsub_numsub(channel) == [(channel, 2)])
+    ws = stack.enter_context(connect(srv.url))
+    release = tmp_path / "release"
+    send_task(ws, f"publish:{release}")
+    srv.wait_output("redis in worker 0: news from task worker", timeout=10)
+    assert "finish" not in srv.stdout(), "the task still works"
+    release.touch()
+    assert recv(ws)["result"]["published"] is True
+
+
 @pytest.mark.parametrize("code, message", [
     ("$s->set(['task_worker_num' => 2]); $s->start();",
      "task_worker_num needs a task callback: on('task', function ($server, $taskId, $workerId, $data) {...})"),

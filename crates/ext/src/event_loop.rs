@@ -107,8 +107,10 @@ pub fn serve_worker(
     ready: &mut Ready,
 ) -> PhpResult<Ended> {
     if worker.id >= worker.count {
-        // A task worker has no connections: its PHP thread needs no I/O threads beside it.
-        config.worker_threads = 0;
+        // A task worker has no connections: its PHP thread needs no I/O threads beside it,
+        // but for the Redis bridge, which must publish (and answer Redis's health check)
+        // while a task runs.
+        config.worker_threads = usize::from(config.redis.is_some());
     }
     let engine = match start_engine(server, config, Some(worker)) {
         Ok(engine) => {
@@ -443,9 +445,19 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             None => Next::Continue,
         },
         Event::Close { fd, closed, .. } => {
+            // Swoole's third argument, `$reactorId`: negative when the server closed the
+            // connection (code tells so by it); a callback taking it would fail without it.
+            let reactor_id = match closed.by_server {
+                true => -1,
+                false => server.worker_id.get().max(0),
+            };
             // getClientInfo($fd) and channelsOf($fd) answer for it while its callback runs.
             server.closing.replace(Some((fd, closed)));
-            let outcome = callback(server, Kind::Engine(Handler::Close), &[this, &(fd as i64)]);
+            let outcome = callback(
+                server,
+                Kind::Engine(Handler::Close),
+                &[this, &(fd as i64), &reactor_id],
+            );
             server.closing.take();
             outcome.into()
         }

@@ -208,7 +208,12 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             // To the sending worker's pipeMessage callback.
             return $result + ['sent' => $s->sendMessage(['fd' => $data['fd'], 'text' => 'from a task worker'], $srcWorkerId)];
         case 'publish':
-            return $result + ['published' => $s->redisPublish('news', "from task worker {$s->worker_id}")];
+            $published = $s->redisPublish('news', "from task worker {$s->worker_id}");
+            // With a file name: the task goes on working (until the file exists) after it.
+            while ($data['arg'] !== '' && !file_exists($data['arg'])) {
+                usleep(10000);
+            }
+            return $result + ['published' => $published];
         case 'silent':
             out("silent task $taskId ran");
             return null;
