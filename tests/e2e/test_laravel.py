@@ -230,9 +230,10 @@ def test_no_state_leaks_between_connections(php_server, app_env):
 
 def test_what_one_callback_changes_is_gone_in_the_next(php_server, app_env):
     """A user set on the Guard contract, the locale, a runtime config() change, a scoped
-    instance, Log::withContext(), a queued cookie, the query log and a connection to a tenant's
-    database do not survive into the next callback (another client's); url() there is the
-    app's, as in an artisan command. The guards of a signed-in user's callbacks do not pile up
+    instance (also through a facade, which kept the first it resolved), URL::defaults() and
+    forceRootUrl(), the array cache store, Log::withContext(), a queued cookie, the query log
+    and a connection to a tenant's database do not survive into the next callback (another
+    client's); url() there is the app's, as in an artisan command. The guards of a signed-in user's callbacks do not pile up
     (each registered itself for the next request, for good: 20,000 messages, 9x slower, then
     out of memory)."""
     server = serve(php_server, {**app_env, "APP_URL": "https://example.com/app"})
@@ -252,6 +253,7 @@ def test_what_one_callback_changes_is_gone_in_the_next(php_server, app_env):
         assert recv_json(alice)["data"]["user"] == "alice"
     assert state() == {
         "guard": None, "locale": "en", "name": "SurgeTestApp", "hash": "bcrypt", "scoped": 0,
+        "scoped_facade": 0, "url_defaults": [], "array_cache": None,
         "url": "https://example.com/app/orders/1", "secure": True, "log_context": [],
         "queued_cookies": 0, "query_log": 0, "database": "database.sqlite", "users": 3,
         "request_rebindings": before,
@@ -557,6 +559,30 @@ def test_the_request_laravel_sees_takes_its_path_and_query_from_the_request_line
         conn.endheaders()
         got = json.loads(conn.getresponse().read())
         assert got == {"path": "request", "query": {"z": "1"}, "uri": "/request?z=1"}, (host, got)
+
+
+def test_a_request_refused_the_laravel_way_is_answered_as_laravel_answers_it(php_server, app_env):
+    """abort(403), findOrFail() and a failed validation in onRequest get Laravel's 403, 404 and
+    422 (with the errors as JSON), an HttpResponseException its response, and only a real
+    failure is reported: all were a 500 with an empty body, each reported as a failure."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\BrowserHandler")
+
+    def get(how):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", f"/refused?how={how}", headers={"Accept": "application/json"})
+        res = conn.getresponse()
+        return res.status, res.getheader("Location"), res.read()
+
+    status, _, body = get("abort")
+    assert status == 403 and json.loads(body)["message"] == "not yours"
+    assert get("missing")[0] == 404
+    status, _, body = get("invalid")
+    assert status == 422 and list(json.loads(body)["errors"]) == ["name"]
+    status, location, _ = get("redirect")
+    assert status == 302 and location.endswith("/elsewhere")
+    assert "onRequest failed" not in server.stderr()
+    assert get("broken")[0] == 500
+    server.wait_output("broken on purpose", stream="stderr")
 
 
 def test_a_response_the_handler_keeps_is_ended_when_it_says(php_server, app_env):

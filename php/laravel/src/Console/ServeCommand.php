@@ -3,7 +3,9 @@
 namespace Surge\Laravel\Console;
 
 use Illuminate\Console\Command;
+use Illuminate\Contracts\Debug\ExceptionHandler;
 use InvalidArgumentException;
+use Surge\Http\Response as SurgeResponse;
 use Surge\Laravel\Contracts\Handler;
 use Surge\Laravel\Contracts\HandlesHttp;
 use Surge\Laravel\Contracts\HandlesTasks;
@@ -11,6 +13,7 @@ use Surge\Laravel\Support\HttpRequest;
 use Surge\Laravel\Support\Lifecycle;
 use Surge\Laravel\Support\RedisTarget;
 use Surge\Laravel\Support\ServerState;
+use Symfony\Component\HttpFoundation\Response as LaravelResponse;
 use Throwable;
 
 class ServeCommand extends Command
@@ -245,15 +248,19 @@ class ServeCommand extends Command
                 }
                 // A response the handler keeps to end later (a stream, a timer) is its own; one
                 // it neither ends nor keeps gets a 500 from Surge when it is freed.
-                $lifecycle->run('onRequest', function () use ($handler, $request, $response) {
+                $lifecycle->run('onRequest', function () use ($handler, $request, $response, $illuminate) {
                     try {
                         $handler->onRequest($request, $response);
                     } catch (Throwable $e) {
+                        // As Laravel answers it: abort(403) a 403, findOrFail() a 404, a failed
+                        // validation a 422 with its errors; reported only if Laravel would.
+                        $exceptions = $this->laravel->make(ExceptionHandler::class);
                         if ($response->isWritable()) {
-                            $response->status(500);
-                            $response->end('');
+                            $this->answer($response, fn () => $exceptions->render($illuminate, $e));
                         }
-                        throw $e;
+                        if ($exceptions->shouldReport($e)) {
+                            throw $e;
+                        }
                     }
                 }, $illuminate);
             });
@@ -306,5 +313,24 @@ class ServeCommand extends Command
             // With the port: the command that finds this server when several run here too.
             $this->line("  reload   php artisan surge:reload --port={$port} (restarts the workers one at a time)");
         }
+    }
+
+    /** Sends the response `$render` makes (a 500 without a body if it throws). */
+    private function answer(SurgeResponse $response, callable $render): void
+    {
+        try {
+            /** @var LaravelResponse $answer */
+            $answer = $render();
+        } catch (Throwable) {
+            $response->status(500);
+            $response->end('');
+
+            return;
+        }
+        $response->status($answer->getStatusCode());
+        foreach ($answer->headers->allPreserveCase() as $name => $values) {
+            $response->header($name, $values);
+        }
+        $response->end((string) $answer->getContent());
     }
 }

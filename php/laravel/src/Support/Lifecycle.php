@@ -6,6 +6,7 @@ use Illuminate\Contracts\Debug\ExceptionHandler;
 use Illuminate\Contracts\Foundation\Application;
 use Illuminate\Database\DetectsLostConnections;
 use Illuminate\Http\Request as IlluminateRequest;
+use Illuminate\Routing\UrlGenerator;
 use Illuminate\Support\Facades\Facade;
 use Throwable;
 
@@ -16,9 +17,11 @@ use Throwable;
  * Around each callback: the request is a fresh one (the handshake's, for onOpen and onRequest;
  * else one for `app.url`, as artisan commands have); afterwards every auth guard (and the user
  * it holds) is forgotten, the `Guard` the container handed out too, scoped instances are
- * dropped, the configuration and locale go back to what the app booted with, the in-memory
- * session is dropped, a transaction left open is rolled back, the log context, queued cookies
- * and the query log are cleared, a database connection opened under a configuration the
+ * dropped (and what facades resolved), the configuration, locale and URL defaults, forced
+ * root and scheme go back to what the app booted with, the in-memory session and the array
+ * cache store are dropped, a transaction left open is rolled back, the log context, queued
+ * cookies, the query log and a sticky connection's "records modified" are cleared, a database
+ * connection opened under a configuration the
  * callback changed is closed, and a database connection that was lost ("server has gone away",
  * "lost connection", ...) is purged so the next query reconnects. An exception is reported
  * (log + one line on stderr) and the server keeps serving.
@@ -38,12 +41,19 @@ class Lifecycle
 
     private string $locale;
 
+    /** The URL generator's defaults, forced root and scheme as the app booted with them. */
+    private array $urls = [[], null, null];
+
     public function __construct(private Application $app, callable $warn)
     {
         $this->warn = $warn;
         $this->config = $app['config']->all();
         $this->providers = count($app->getLoadedProviders());
         $this->locale = (string) ($this->config['app']['locale'] ?? 'en');
+        if ($app->resolved('url')) {
+            $url = $app['url'];
+            $this->urls = (fn () => [$this->getDefaultParameters(), $this->forcedRoot, $this->forceScheme])->call($url);
+        }
     }
 
     /**
@@ -105,7 +115,17 @@ class Lifecycle
             if ($app->resolved('session')) {
                 $app['session']->forgetDrivers();
                 $app->forgetInstance('session.store');
-                Facade::clearResolvedInstance('session.store');
+            }
+            // A facade keeps what it resolved first: one over a scoped service (Laravel 11's
+            // Context) or the session would hand the next callback this one's (as Laravel's
+            // queue worker, facades resolve anew after each job).
+            Facade::clearResolvedInstances();
+            if ($app->resolved('url')) {
+                $this->restoreUrls($app['url']);
+            }
+            // Laravel documents the array store as living for one request.
+            if ($app->resolved('cache') && isset($this->config['cache']['stores']['array'])) {
+                $app['cache']->store('array')->flush();
             }
             if ($app->resolved('db')) {
                 foreach ($app['db']->getConnections() as $name => $connection) {
@@ -114,6 +134,14 @@ class Lifecycle
                         $connection->rollBack(0);
                     }
                     $connection->flushQueryLog();
+                    // A write sends a sticky connection's reads to the primary for the rest of
+                    // the request: not for every later callback.
+                    $connection->forgetRecordModificationState();
+                    // Laravel 9+: whenQueryingForLongerThan() counts per request.
+                    if (method_exists($connection, 'resetTotalQueryDuration')) {
+                        $connection->resetTotalQueryDuration();
+                        $connection->allowQueryDurationHandlersToRunAgain();
+                    }
                     if (in_array($name, $retargeted, true)) {
                         $app['db']->purge($name);
                     }
@@ -138,6 +166,20 @@ class Lifecycle
             $this->report('cleanup', $e);
         }
         $this->bindRequest($this->appUrlRequest());
+    }
+
+    /**
+     * URL::defaults(), forceRootUrl() and forceScheme() (what tenant and locale middleware
+     * do) made for one callback's links, not every later one's.
+     */
+    private function restoreUrls(UrlGenerator $url): void
+    {
+        [$defaults, $root, $scheme] = $this->urls;
+        (function () use ($defaults, $root, $scheme) {
+            $this->routeUrl()->defaultParameters = $defaults;
+            $this->forcedRoot = $root;
+            $this->forceScheme = $scheme;
+        })->call($url);
     }
 
     /**

@@ -2,6 +2,7 @@
 
 namespace App\WebSocket;
 
+use App\Facades\Scoped;
 use App\Models\User;
 use Illuminate\Contracts\Auth\Authenticatable;
 use Illuminate\Database\QueryException;
@@ -10,6 +11,7 @@ use Illuminate\Support\Facades\Cookie;
 use Illuminate\Support\Facades\DB;
 use Illuminate\Support\Facades\Log;
 use Illuminate\Support\Facades\Redis;
+use Illuminate\Support\Facades\URL;
 use Surge\Http\Request;
 use Surge\Laravel\ChannelHandler;
 use Surge\Laravel\Contracts\HandlesTasks;
@@ -107,6 +109,11 @@ class AppHandler extends ChannelHandler implements HandlesTasks
             config(['app.name' => 'Changed', 'hashing.driver' => 'argon']);
             app('hash'); // a manager made now keeps the configuration object it was given
             app('surge.scoped')->append('leaked');
+            Scoped::append('leaked through the facade');
+            // What tenant and locale middleware do to links.
+            URL::defaults(['tenant' => 'acme']);
+            URL::forceRootUrl('http://acme.example.com');
+            Cache::store('array')->put('tenant', 'acme');
             Log::withContext(['acting_user' => $message['leak']]);
             Cookie::queue('remember', 'a secret of '.$message['leak']);
             DB::enableQueryLog();
@@ -124,6 +131,9 @@ class AppHandler extends ChannelHandler implements HandlesTasks
                 'name' => config('app.name'),
                 'hash' => app('hash')->getDefaultDriver(),
                 'scoped' => count(app('surge.scoped')),
+                'scoped_facade' => count(Scoped::getFacadeRoot()),
+                'url_defaults' => URL::getDefaultParameters(),
+                'array_cache' => Cache::store('array')->get('tenant'),
                 'url' => url('/orders/1'),
                 'secure' => request()->secure(),
                 'log_context' => (fn () => $this->context)->call(Log::driver()),

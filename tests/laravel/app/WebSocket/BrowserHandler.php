@@ -3,10 +3,12 @@
 namespace App\WebSocket;
 
 use App\Models\User;
+use Illuminate\Http\Exceptions\HttpResponseException;
 use Illuminate\Support\Facades\Broadcast;
 use Illuminate\Support\Facades\Validator;
 use Surge\Http\Request;
 use Surge\Http\Response;
+use RuntimeException;
 use Surge\Laravel\Contracts\HandlesHttp;
 use Throwable;
 
@@ -57,6 +59,15 @@ class BrowserHandler extends AppHandler implements HandlesHttp
             }
             $this->streams = [];
             $response->end('ended');
+        } elseif ($path === '/refused') {
+            // How Laravel code refuses a request: each answered as Laravel answers it.
+            match (request('how')) {
+                'abort' => abort(403, 'not yours'),
+                'missing' => User::findOrFail(999999),
+                'invalid' => Validator::make(request()->all(), ['name' => 'required'])->validate(),
+                'redirect' => throw new HttpResponseException(redirect('/elsewhere')),
+                default => throw new RuntimeException('broken on purpose'),
+            };
         } else {
             $response->status(404);
             $response->end('not found');
