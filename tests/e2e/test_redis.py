@@ -13,7 +13,7 @@ from redis import ConnectionPool
 from redis.client import PubSub
 
 from conftest import RedisServer, free_port, run_php
-from fanout_client import Client, eventually, start_fanout
+from fanout_client import FANOUT, Client, eventually, start_fanout
 
 PREFIX = "laravel_database_"
 
@@ -330,6 +330,22 @@ def test_redis_publish_loses_nothing_to_a_pause_of_redis(php_server, redis_serve
         assert [m and m["data"] for m in got] == [f"m{i}" for i in range(1, 11)]
         eventually(lambda: (redis_stats(a)["published"], redis_stats(a)["dropped"]) == (11, 0))
     listener.close()
+
+
+def test_what_close_callbacks_publish_while_the_server_stops_reaches_redis(php_server, redis_server):
+    """Apps tell the others "gone offline" from the close callback, which a stop runs for every
+    client: those publishes were mostly lost, the runtime going down under them."""
+    presence = listen(redis_server, PREFIX + "presence")
+    srv = php_server(FANOUT, env={"SURGE_SETTINGS": json.dumps({"redis": redis_server.url}), "SURGE_CLOSE_PUBLISH": "1"})
+    srv.wait_output("start ")
+    clients = [Client(srv.url) for _ in range(12)]
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+    left = set()
+    while (message := presence.get_message(timeout=2)) is not None:
+        left.add(message["data"])
+    assert left == {f"left {c.fd}" for c in clients}
+    presence.close()
 
 
 def test_redis_publish_round_trip(php_server, redis_server):

@@ -66,6 +66,11 @@ impl<T> BudgetQueue<T> {
         }
     }
 
+    /// Whether every item queued has been let go of (its share of the budget given back).
+    pub fn is_idle(&self) -> bool {
+        self.budget.available_permits() >= self.bytes
+    }
+
     fn drop_one(&self, size: usize) {
         bump(&self.dropped, 1);
         if self.warning.due() {

@@ -642,6 +642,14 @@ impl Drop for Engine {
         }
         // No other worker reaches this one's connections once it stops.
         drop(self.bus.take());
+        if let (Some(runtime), Some(redis)) = (&self.runtime, &self.redis) {
+            // What the callbacks of the stop published (a "gone offline" from `close` for each
+            // client it closed, a last word from `workerStop`) goes out before the runtime
+            // goes: for a moment at most (a Redis that does not answer is not waited for).
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(PUBLISHES_AT_STOP, redis.publishes_done()).await;
+            });
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_millis(200));
         }
@@ -650,6 +658,9 @@ impl Drop for Engine {
         default_signal_actions();
     }
 }
+
+/// How long a stopping engine waits for the Redis publishes its callbacks made.
+const PUBLISHES_AT_STOP: Duration = Duration::from_secs(1);
 
 /// The signals the engine takes (see `watch_signals`): SIGINT and SIGTERM stop it; SIGUSR1 and
 /// SIGUSR2, a master's reload signals, are only logged here.

@@ -235,6 +235,13 @@ impl RedisBridge {
         })
     }
 
+    /// Once every publish queued so far has been sent (or dropped).
+    pub(crate) async fn publishes_done(&self) {
+        while !self.publishes.is_idle() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub fn snapshot(&self) -> BridgeSnapshot {
         let s = &self.stats;
         BridgeSnapshot {

@@ -5,7 +5,8 @@
 // anything else is echoed back. The `redis` callback prints `redis <json [channel, payload]>`.
 //
 // Environment: SURGE_SETTINGS (JSON for set()), SURGE_SUBSCRIBE (JSON list subscribed before
-// start()), SURGE_REDIS_CALLBACK=0 to register no redis callback, SURGE_REDIS_SLEEP_MS to make
+// start()), SURGE_CLOSE_PUBLISH=1 to redisPublish('presence', "left <fd>") in the close
+// callback, SURGE_REDIS_CALLBACK=0 to register no redis callback, SURGE_REDIS_SLEEP_MS to make
 // the redis callback slow: it sleeps that long per message and prints the payload's length only
 // (`redis <json [channel, length]>`).
 $server = new Surge\WebSocket\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
@@ -35,7 +36,13 @@ $server->on('message', function ($s, $frame) {
     }
     $s->push($frame->fd, json_encode($reply));
 });
-$server->on('close', fn($s, $fd) => out("close $fd"));
+$server->on('close', function ($s, $fd) {
+    out("close $fd");
+    if (getenv('SURGE_CLOSE_PUBLISH')) {
+        // "Gone offline", as apps tell the others, also for the clients a stop closes.
+        $s->redisPublish('presence', "left $fd");
+    }
+});
 if (getenv('SURGE_REDIS_CALLBACK') !== '0') {
     $sleep_ms = (int) getenv('SURGE_REDIS_SLEEP_MS');
     $server->on('redis', function ($s, string $channel, string $payload) use ($sleep_ms) {
