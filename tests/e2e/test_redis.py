@@ -295,6 +295,21 @@ def test_a_redis_busy_with_a_script_keeps_the_subscriptions_asked_meanwhile(php_
         assert redis_stats(a)["subscriptions"] == 1
 
 
+def test_subscriptions_taken_back_cost_nothing_however_many(php_server, redis_server):
+    """A channel subscribed on open and unsubscribed on close, for 100,000 clients: the changes
+    that undo each other are not sent (each went to Redis, a round trip each: a subscription
+    asked after them waited tens of seconds, and during an outage they piled up in memory)."""
+    srv = bridge(php_server, redis_server, subscribe=["news"])
+    wait_subscribed(redis_server, PREFIX + "news")
+    with Client(srv.url) as client:
+        assert client.call("churn", 100_000) is True
+        assert client.call("subscribe", "late") is True
+        wait_subscribed(redis_server, PREFIX + "late")
+        assert redis_server.client.pubsub_numsub(PREFIX + "user.1") == [(PREFIX + "user.1", 0)]
+        redis_server.client.publish(PREFIX + "late", laravel("news", {"n": 1}))
+        srv.wait_output('redis ["late"')
+
+
 def test_many_subscriptions_are_restored_after_a_reconnect(php_server, redis_server):
     """1,200 channels and a pattern, all subscribed again (500 to a command) after Redis cut the
     bridge off."""

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
 use crate::budget_queue::BudgetQueue;
 use crate::events::Event;
@@ -130,7 +130,14 @@ pub struct RedisBridge {
     match_all: AtomicBool,
     /// `<prefix>*`.
     match_all_pattern: String,
-    changes: mpsc::UnboundedSender<Change>,
+    /// The topics subscribed or unsubscribed since the connection last caught up with
+    /// `wanted`; None while there is no connection (its restore will subscribe what is wanted).
+    /// A set, so that a topic subscribed and unsubscribed again and again (a client's channel
+    /// taken on open and let go on close) is one entry however often, and costs nothing to
+    /// Redis when it ends where it began.
+    touched: Mutex<Option<BTreeSet<Topic>>>,
+    /// Wakes the subscriber when `touched` has something.
+    changed: Notify,
     publishes: BudgetQueue<(String, Bytes, OwnedSemaphorePermit)>,
     /// "Not a Laravel broadcast", said at most every [`NOT_LARAVEL_WARN_EVERY`].
     not_laravel: Throttle,
@@ -174,7 +181,6 @@ impl RedisBridge {
         shared: &Arc<Shared>,
     ) -> Result<Arc<RedisBridge>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("setting 'redis': {e}"))?;
-        let (changes, changes_rx) = mpsc::unbounded_channel();
         let (publishes, publishes_rx) =
             BudgetQueue::new(PUBLISH_BYTES, "redisPublish is ahead of Redis");
         let (intake, taken) = BudgetQueue::new(INTAKE_BYTES, "forwarding is behind Redis");
@@ -185,19 +191,15 @@ impl RedisBridge {
             wanted: Mutex::new(BTreeSet::new()),
             match_all: AtomicBool::new(false),
             match_all_pattern: Topic::new(prefix, "*").name,
-            changes,
+            touched: Mutex::new(None),
+            changed: Notify::new(),
             publishes,
             not_laravel: Throttle::new(NOT_LARAVEL_WARN_EVERY),
             intake,
             to_php,
             stats: BridgeStats::default(),
         });
-        tokio::spawn(subscriber(
-            client.clone(),
-            redacted(url),
-            bridge.clone(),
-            changes_rx,
-        ));
+        tokio::spawn(subscriber(client.clone(), redacted(url), bridge.clone()));
         tokio::spawn(publisher(client, bridge.clone(), publishes_rx));
         tokio::spawn(deliverer(bridge.clone(), taken, shared.clone()));
         tokio::spawn(hand_to_php(for_php, shared.events.clone()));
@@ -212,7 +214,7 @@ impl RedisBridge {
         let mut wanted = self.wanted.lock();
         if wanted.insert(topic.clone()) {
             self.note_match_all(&topic, true);
-            let _ = self.changes.send(Change::Subscribe(topic));
+            self.touch(topic);
         }
     }
 
@@ -222,9 +224,17 @@ impl RedisBridge {
         let removed = wanted.remove(&topic);
         if removed {
             self.note_match_all(&topic, false);
-            let _ = self.changes.send(Change::Unsubscribe(topic));
+            self.touch(topic);
         }
         removed
+    }
+
+    /// Tells the connection, if there is one, that `topic` may have to be (un)subscribed.
+    fn touch(&self, topic: Topic) {
+        if let Some(touched) = self.touched.lock().as_mut() {
+            touched.insert(topic);
+            self.changed.notify_one();
+        }
     }
 
     /// Queues a PUBLISH to `<prefix><channel>`; false if the queue is full.
@@ -379,12 +389,7 @@ fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
     })
 }
 
-async fn subscriber(
-    client: redis::Client,
-    url: String,
-    bridge: Arc<RedisBridge>,
-    mut changes: mpsc::UnboundedReceiver<Change>,
-) {
+async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>) {
     let mut backoff = BACKOFF_MIN;
     let mut down_logged = false;
     let mut ever_connected = false;
@@ -392,14 +397,25 @@ async fn subscriber(
         let lost = match answered(client.get_async_pubsub()).await {
             Ok(pubsub) => {
                 let (mut sink, mut stream) = pubsub.split();
-                // The wanted set is the truth: changes queued while down are already in it.
-                while changes.try_recv().is_ok() {}
+                // From here changes are noted; those before are in the wanted set restored.
+                *bridge.touched.lock() = Some(BTreeSet::new());
                 // The commands go out while what Redis sends is taken: the redis crate would
                 // hold what is not taken meanwhile, without a limit (1.2 GB seen while 60,000
                 // subscriptions were restored under a flood).
                 let commands = async {
                     let wanted: Vec<Topic> = bridge.wanted.lock().iter().cloned().collect();
                     restore(&bridge, &mut sink, &wanted).await?;
+                    // Less those Redis refused (dropped from the wanted set); one unsubscribed
+                    // meanwhile is touched, and `catch_up` unsubscribes it.
+                    let mut subscribed: BTreeSet<Topic> = {
+                        let still = bridge.wanted.lock();
+                        let touched = bridge.touched.lock();
+                        let touched = touched.as_ref().expect("set at connect");
+                        (wanted.iter())
+                            .filter(|t| still.contains(*t) || touched.contains(*t))
+                            .cloned()
+                            .collect()
+                    };
                     bridge.set_state(BridgeState::Connected);
                     backoff = BACKOFF_MIN;
                     down_logged = false;
@@ -416,15 +432,15 @@ async fn subscriber(
                     );
                     loop {
                         tokio::select! {
-                            change = changes.recv() => match change {
-                                Some(change) => apply(&bridge, &mut sink, &change).await?,
-                                // Not while this task holds the bridge (and so the sender):
-                                // the task ends with the runtime.
-                                None => return redis::RedisResult::Ok(()),
-                            },
+                            () = bridge.changed.notified() => {
+                                catch_up(&bridge, &mut sink, &mut subscribed).await?;
+                            }
                             _ = health.tick() => answered(sink.ping::<redis::Value>()).await.map(drop)?,
                         }
                     }
+                    // Ends only by an error (the task itself, with the runtime).
+                    #[allow(unreachable_code)]
+                    redis::RedisResult::Ok(())
                 };
                 let taking = async {
                     while let Some(msg) = stream.next().await {
@@ -432,15 +448,13 @@ async fn subscriber(
                     }
                 };
                 tokio::select! {
-                    result = commands => match result {
-                        Ok(()) => return,
-                        Err(err) => format!("connection to {url} lost ({err}); reconnecting"),
-                    },
+                    Err(err) = commands => format!("connection to {url} lost ({err}); reconnecting"),
                     () = taking => format!("connection to {url} lost; reconnecting"),
                 }
             }
             Err(err) => format!("cannot connect to {url}: {err}; retrying"),
         };
+        *bridge.touched.lock() = None;
         bridge.set_state(BridgeState::Disconnected);
         if !down_logged {
             log::warn!(target: "surge", "redis: {lost}");
@@ -449,6 +463,32 @@ async fn subscriber(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Subscribes what was subscribed since the last call and unsubscribes what was unsubscribed,
+/// as `subscribed` (this connection's) and the wanted set now differ on each topic touched.
+async fn catch_up(
+    bridge: &RedisBridge,
+    sink: &mut redis::aio::PubSubSink,
+    subscribed: &mut BTreeSet<Topic>,
+) -> redis::RedisResult<()> {
+    let touched = (bridge.touched.lock().as_mut()).map_or_else(BTreeSet::new, std::mem::take);
+    for topic in touched {
+        let wanted = bridge.wanted.lock().contains(&topic);
+        if wanted == subscribed.contains(&topic) {
+            continue;
+        }
+        let change = match wanted {
+            true => Change::Subscribe(topic),
+            false => Change::Unsubscribe(topic),
+        };
+        apply(bridge, sink, &change).await?;
+        match change {
+            Change::Subscribe(topic) => subscribed.insert(topic),
+            Change::Unsubscribe(topic) => subscribed.remove(&topic),
+        };
+    }
+    Ok(())
 }
 
 /// (P)SUBSCRIBEs every wanted topic again on a new connection, [`SUBSCRIBE_BATCH`] at a time;

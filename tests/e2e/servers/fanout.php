@@ -1,7 +1,8 @@
 <?php
 // Fan-out, channels and the Redis bridge, driven by the tests. On open the client gets
 // {"fd": ..., "socket": ...}. A message {"call": "method", "args": [...]} calls that method of
-// the server and the client gets {"reply": <result>} (or {"exception": ..., "message": ...});
+// the server (or `churn`: n subscribe/unsubscribe pairs) and the client gets {"reply": <result>}
+// (or {"exception": ..., "message": ...});
 // anything else is echoed back. The `redis` callback prints `redis <json [channel, payload]>`.
 //
 // Environment: SURGE_SETTINGS (JSON for set()), SURGE_SUBSCRIBE (JSON list subscribed before
@@ -30,7 +31,11 @@ $server->on('message', function ($s, $frame) {
         if (isset($call['binary'])) { // the index of an argument sent base64-encoded
             $args[$call['binary']] = base64_decode($args[$call['binary']]);
         }
-        $reply = ['reply' => $s->{$call['call']}(...$args)];
+        $reply = ['reply' => match ($call['call']) {
+            // A channel per client, taken on open and let go on close, n times over.
+            'churn' => array_map(fn($i) => [$s->subscribe("user.$i"), $s->unsubscribe("user.$i")], range(1, $args[0])) !== [],
+            default => $s->{$call['call']}(...$args),
+        }];
     } catch (Surge\Exception $e) {
         $reply = ['exception' => get_class($e), 'message' => $e->getMessage()];
     }
