@@ -418,6 +418,42 @@ def test_redis_outage_keeps_clients_and_recovers(php_server, redis_server):
     assert "redis: reconnected; 1 subscriptions restored" in log
 
 
+def test_the_log_says_what_keeps_redis_from_coming_back(php_server, redis_server, tmp_path):
+    """Redis restarted asking for a password: the outage was logged once as a lost connection,
+    and then nothing told why every reconnection failed."""
+    srv = bridge(php_server, redis_server, ["live"])
+    wait_subscribed(redis_server, PREFIX + "live")
+    redis_server.kill()
+    srv.wait_output("redis: connection to", stream="stderr")
+    guarded = subprocess.Popen(
+        ["redis-server", "--bind", redis_server.host, "--port", str(redis_server.port), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path), "--requirepass", "rotated"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        srv.wait_output("NOAUTH", stream="stderr", timeout=10)
+    finally:
+        guarded.kill()
+        guarded.wait()
+
+
+def test_a_subscriber_redis_drops_again_and_again_is_logged_once(php_server, redis_server):
+    """Redis dropping the subscriber right after each resubscribe (one that falls behind under a
+    flood; here CLIENT KILL, again and again): that was two log lines and a retry ten times a
+    second; the backoff now grows and the outage is logged once."""
+    srv = bridge(php_server, redis_server, ["live"])
+    wait_subscribed(redis_server, PREFIX + "live")
+    kills = 0
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        kills += redis_server.client.client_kill_filter(_type="pubsub")
+        time.sleep(0.02)
+    assert kills >= 3
+    log = srv.stderr()
+    assert sum("redis: connection to" in line for line in log.splitlines()) == 1, log
+    assert log.count("redis: reconnected") <= 1, log
+    wait_subscribed(redis_server, PREFIX + "live")
+
+
 def test_a_redis_that_stops_answering_is_noticed(php_server, redis_server):
     """A Redis host that vanishes without closing the connection (here: frozen by SIGSTOP) is
     found out by the bridge's PING within seconds, not never."""

@@ -28,6 +28,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Redis pub/sub keeps nothing for a subscriber that is not there: each second of waiting
 /// after Redis is back loses what is published meanwhile.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A connection that lived this long ended its outage: the next loss is a new one.
+const STABLE: Duration = Duration::from_secs(10);
 /// How often the subscription connection is checked with a PING: a Redis host that vanished
 /// without closing the TCP connection (crash, network cut) is otherwise never noticed.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -391,8 +393,11 @@ fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
 
 async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>) {
     let mut backoff = BACKOFF_MIN;
-    let mut down_logged = false;
     let mut ever_connected = false;
+    // The outage under way, once logged: the Redis error code it was last logged with.
+    let mut outage: Option<Option<String>> = None;
+    let mut reconnect_said = false;
+    let mut up_since: Option<tokio::time::Instant> = None;
     loop {
         let lost = match answered(client.get_async_pubsub()).await {
             Ok(pubsub) => {
@@ -417,12 +422,13 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
                             .collect()
                     };
                     bridge.set_state(BridgeState::Connected);
-                    backoff = BACKOFF_MIN;
-                    down_logged = false;
+                    up_since = Some(tokio::time::Instant::now());
                     match std::mem::replace(&mut ever_connected, true) {
                         true => {
                             bump(&bridge.stats.reconnects, 1);
-                            log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", wanted.len());
+                            if !std::mem::replace(&mut reconnect_said, true) {
+                                log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", wanted.len());
+                            }
                         }
                         false => log::info!(target: "surge", "redis: connected to {url}"),
                     }
@@ -448,21 +454,43 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
                     }
                 };
                 tokio::select! {
-                    Err(err) = commands => format!("connection to {url} lost ({err}); reconnecting"),
-                    () = taking => format!("connection to {url} lost; reconnecting"),
+                    Err(err) = commands => (format!("connection to {url} lost ({err}); reconnecting"), code_of(&err)),
+                    () = taking => (format!("connection to {url} lost; reconnecting"), None),
                 }
             }
-            Err(err) => format!("cannot connect to {url}: {err}; retrying"),
+            Err(err) => (
+                format!("cannot connect to {url}: {err}; retrying"),
+                code_of(&err),
+            ),
         };
+        let (lost, code) = lost;
         *bridge.touched.lock() = None;
         bridge.set_state(BridgeState::Disconnected);
-        if !down_logged {
+        // A connection lost soon after it was made belongs to the same outage (Redis dropping
+        // the subscriber after each resubscribe, under a flood): not logged again, and the
+        // backoff goes on growing.
+        if up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
+            outage = None;
+            backoff = BACKOFF_MIN;
+        }
+        // Logged once an outage, and again when Redis gives another reason (it came back
+        // asking for a password: NOAUTH), so the log says what keeps it down.
+        if outage
+            .as_ref()
+            .is_none_or(|logged| code.is_some() && *logged != code)
+        {
             log::warn!(target: "surge", "redis: {lost}");
-            down_logged = true;
+            outage = Some(code);
+            reconnect_said = false;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// The error code Redis answered with (NOAUTH, LOADING ...), if it answered.
+fn code_of(err: &redis::RedisError) -> Option<String> {
+    err.code().map(str::to_owned)
 }
 
 /// Subscribes what was subscribed since the last call and unsubscribes what was unsubscribed,
