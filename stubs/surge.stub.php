@@ -278,7 +278,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Subscribes Redis channels (the redis_prefix setting is added), or patterns if a name has *, ? or [; before or after start(); each message goes to the redis callback and, with redis_forward, to the members of the Surge channel of the same name; throws Surge\Exception without the redis setting. */
+        /** Subscribes Redis channels (the redis_prefix setting is added), or patterns if a name has *, ? or [; before or after start() (not in the master's start or shutdown callback, which throws: it would reach no worker); each message goes to the redis callback and, with redis_forward, to the members of the Surge channel of the same name; throws Surge\Exception without the redis setting. */
         public function subscribe(string|array $channels): bool
         {
         }

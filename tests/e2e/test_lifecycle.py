@@ -181,6 +181,31 @@ def test_a_timer_added_in_the_masters_start_callback_throws():
     assert result.stdout == f"{message}\n{message}\n", result.stdout + result.stderr
 
 
+def test_subscribe_in_the_masters_start_callback_throws():
+    """It reached no worker: only those forked later, to replace one, subscribed (Redis
+    review): which clients got the channel hung on the crashes and reloads since."""
+    result = run_php("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['log_level' => 'off', 'worker_num' => 2, 'redis' => 'redis://127.0.0.1:1']);
+        $s->on('start', function ($s) {
+            foreach (['subscribe', 'unsubscribe'] as $call) {
+                try {
+                    $s->$call('news');
+                    echo "no exception\\n";
+                } catch (Surge\\Exception $e) {
+                    echo $e->getMessage(), "\\n";
+                }
+            }
+            $s->shutdown();
+        });
+        $s->start();
+    """, timeout=15)
+    assert result.stdout == (
+        "subscribe() in the master process (start, shutdown) reaches no worker: call it before start() or in workerStart\n"
+        "unsubscribe() in the master process (start, shutdown) reaches no worker: call it before start() or in workerStart\n"
+    ), result.stdout + result.stderr
+
+
 def test_after_pushes_to_the_client_that_asked(php_server):
     srv = php_server("echo.php")
     with connect(srv.url) as ws:

@@ -500,6 +500,7 @@ impl Server {
     pub fn subscribe(&self, channels: &Zval) -> PhpResult<bool> {
         let names = names_arg(channels, "subscribe")?;
         self.require_redis("subscribe")?;
+        self.not_in_the_master("subscribe")?;
         match self.engine() {
             Some(engine) => names
                 .iter()
@@ -513,6 +514,7 @@ impl Server {
     pub fn unsubscribe(&self, channels: &Zval) -> PhpResult<bool> {
         let names = names_arg(channels, "unsubscribe")?;
         self.require_redis("unsubscribe")?;
+        self.not_in_the_master("unsubscribe")?;
         match self.engine() {
             Some(engine) => {
                 let redis = engine.redis().expect("checked");
@@ -933,6 +935,17 @@ impl Server {
                 "{what}() needs a running server: call it from a callback"
             ))
         })
+    }
+
+    /// The master of worker processes (its `start` and `shutdown` callbacks) runs no bridge: a
+    /// subscription noted there would reach only the workers it forks later (replacements).
+    fn not_in_the_master(&self, what: &str) -> PhpResult<()> {
+        if self.worker_id.get() == -1 {
+            return Err(error(format!(
+                "{what}() in the master process (start, shutdown) reaches no worker: call it before start() or in workerStart"
+            )));
+        }
+        Ok(())
     }
 
     fn require_redis(&self, what: &str) -> PhpResult<()> {
