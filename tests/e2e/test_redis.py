@@ -436,6 +436,24 @@ def test_the_log_says_what_keeps_redis_from_coming_back(php_server, redis_server
         guarded.wait()
 
 
+def test_a_bridge_with_nothing_subscribed_sees_a_redis_that_refuses_it(php_server, tmp_path):
+    """Publish only (no subscription: nothing to ask Redis at connect): a Redis that wants a
+    password was said connected, its health PING's error answer taken for an answer."""
+    port = free_port()
+    guarded = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--requirepass", "secret"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        srv = start_fanout(php_server, {"redis": f"redis://127.0.0.1:{port}"})
+        srv.wait_output("NOAUTH", stream="stderr", timeout=10)
+        with Client(srv.url) as client:
+            assert redis_stats(client)["state"] != "connected"
+    finally:
+        guarded.kill()
+        guarded.wait()
+
+
 def test_a_subscriber_redis_drops_again_and_again_is_logged_once(php_server, redis_server):
     """Redis dropping the subscriber right after each resubscribe (one that falls behind under a
     flood; here CLIENT KILL, again and again): that was two log lines and a retry ten times a

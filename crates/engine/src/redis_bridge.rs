@@ -421,6 +421,9 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
                             .cloned()
                             .collect()
                     };
+                    // Answered: with nothing to subscribe, nothing else has asked Redis yet (one
+                    // that wants a password only says so when asked).
+                    ping(&mut sink).await?;
                     bridge.set_state(BridgeState::Connected);
                     up_since = Some(tokio::time::Instant::now());
                     match std::mem::replace(&mut ever_connected, true) {
@@ -441,7 +444,7 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
                             () = bridge.changed.notified() => {
                                 catch_up(&bridge, &mut sink, &mut subscribed).await?;
                             }
-                            _ = health.tick() => answered(sink.ping::<redis::Value>()).await.map(drop)?,
+                            _ = health.tick() => ping(&mut sink).await?,
                         }
                     }
                     // Ends only by an error (the task itself, with the runtime).
@@ -485,6 +488,14 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// PINGs Redis; Err if it does not answer in time or answers with an error (NOAUTH).
+async fn ping(sink: &mut redis::aio::PubSubSink) -> redis::RedisResult<()> {
+    match answered(sink.ping::<redis::Value>()).await? {
+        redis::Value::ServerError(err) => Err(err.into()),
+        _ => Ok(()),
     }
 }
 
