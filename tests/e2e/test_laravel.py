@@ -260,6 +260,30 @@ def test_what_one_callback_changes_is_gone_in_the_next(php_server, app_env):
     }
 
 
+def test_a_connection_joins_at_most_100_channels_and_bad_messages_get_an_answer(php_server, app_env):
+    """One anonymous client joined 200,000 channels (60 MB more for the server); an unsubscribe
+    of a list got no answer and logged a stack trace for every frame."""
+    server = serve(php_server, app_env)
+    ws, _, _ = open_client(server)
+    for i in range(99):  # and "chat", which the app's handler joins on open
+        assert subscribe(ws, f"room.{i}")["event"] == "surge:subscribed"
+    refused = subscribe(ws, "room.100")
+    assert refused["event"] == "surge:error" and refused["data"]["message"] == "a connection may be in at most 100 channels"
+    assert subscribe(ws, "room.7")["event"] == "surge:subscribed", "one it is in already"
+    ws.send(json.dumps({"unsubscribe": "room.7"}))
+    assert recv_json(ws)["event"] == "surge:unsubscribed"
+    assert subscribe(ws, "room.100")["event"] == "surge:subscribed"
+    ws.send(json.dumps({"unsubscribe": ["room.1"]}))
+    assert recv_json(ws) == {"event": "surge:error", "data": {"message": "unsubscribe takes a channel name"}}
+    assert "ErrorException" not in server.stderr()
+
+
+def test_redis_false_in_the_config_turns_the_bridge_off(php_server, app_env):
+    """`'redis' => false` was taken for an array with the bridge on."""
+    server = serve(php_server, {**app_env, "SURGE_TEST_REDIS_FALSE": "1"})
+    assert "redis    off" in server.stdout()
+
+
 def test_worker_processes_serve_the_app_together(php_server, app_env):
     """worker_num 2: users on both workers chat through one channel, an artisan broadcast reaches
     every subscriber once, and the counters in the cache are the same whichever worker asks."""

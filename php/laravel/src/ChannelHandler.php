@@ -34,6 +34,9 @@ class ChannelHandler implements Handler
     /** @var array<int, Authenticatable> the user of each connection, from user() at open */
     protected array $users = [];
 
+    /** Channels one connection may be in at once (the Pusher protocol's own bound). */
+    protected int $maxChannels = 100;
+
     public function onOpen(Server $server, Request $request): void
     {
         $user = $this->user($request);
@@ -59,7 +62,12 @@ class ChannelHandler implements Handler
         if (array_key_exists('subscribe', $message)) {
             $this->subscribe($server, $fd, $message['subscribe']);
         } elseif (array_key_exists('unsubscribe', $message)) {
-            $channel = (string) $message['unsubscribe'];
+            $channel = $message['unsubscribe'];
+            if (! is_string($channel)) {
+                $this->send($server, $fd, 'surge:error', null, ['message' => 'unsubscribe takes a channel name']);
+
+                return;
+            }
             $server->leave($fd, $channel);
             $this->send($server, $fd, 'surge:unsubscribed', $channel);
         } else {
@@ -156,6 +164,12 @@ class ChannelHandler implements Handler
     {
         if (! is_string($channel) || ! preg_match('/^[A-Za-z0-9_\-=@,.;]{1,200}$/', $channel)) {
             $this->send($server, $fd, 'surge:error', null, ['message' => 'a channel name is 1 to 200 letters, digits or _-=@,.;']);
+
+            return;
+        }
+        $joined = $server->channelsOf($fd);
+        if (count($joined) >= $this->maxChannels && ! in_array($channel, $joined, true)) {
+            $this->send($server, $fd, 'surge:error', $channel, ['message' => "a connection may be in at most {$this->maxChannels} channels"]);
 
             return;
         }

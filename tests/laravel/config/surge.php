@@ -8,7 +8,8 @@ return [
     'port' => env('SURGE_PORT', 6001),
     'handler' => env('SURGE_HANDLER', App\WebSocket\AppHandler::class),
     'settings' => json_decode(env('SURGE_SETTINGS', '[]'), true),
-    'redis' => [
+    // false, as an app turns it off: SURGE_TEST_REDIS_FALSE.
+    'redis' => env('SURGE_TEST_REDIS_FALSE') ? false : [
         'enabled' => env('SURGE_REDIS', true),
         'connection' => env('SURGE_REDIS_CONNECTION'),
         'channels' => ['*'],

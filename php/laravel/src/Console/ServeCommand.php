@@ -92,6 +92,9 @@ class ServeCommand extends Command
     private function configuration(): array
     {
         $config = (array) $this->laravel['config']->get('surge', []);
+        foreach (['redis', 'pusher'] as $part) {
+            $config[$part] = self::switchable($config[$part] ?? [], $part);
+        }
         // A misspelt key ('setings', 'redis.enable') would be ignored, and the server run
         // without what it said.
         foreach (['' => $config, 'redis.' => $config['redis'] ?? [], 'pusher.' => $config['pusher'] ?? []] as $at => $items) {
@@ -127,7 +130,7 @@ class ServeCommand extends Command
             throw new InvalidArgumentException("surge.settings.task_worker_num: the handler {$handler} must implement ".HandlesTasks::class.' to run tasks');
         }
 
-        $redisConfig = (array) ($config['redis'] ?? []);
+        $redisConfig = $config['redis'];
         $redis = null;
         $channels = [];
         // On unless switched off, as in the package's config: a published config/surge.php
@@ -155,7 +158,7 @@ class ServeCommand extends Command
      */
     private function pusherApps(array $settings): array
     {
-        $config = (array) $this->laravel['config']->get('surge.pusher', []);
+        $config = self::switchable($this->laravel['config']->get('surge.pusher', []), 'pusher');
         if (array_key_exists('pusher', $settings)) {
             return [$settings, ['apps from surge.settings.pusher']];
         }
@@ -300,7 +303,9 @@ class ServeCommand extends Command
             $this->line("  redis    on: connection '{$redis->connection}' {$redis->display}, prefix '{$redis->prefix}'");
             $this->line('  channels '.implode(', ', $channels));
             $driver = $this->laravel['config']->get('broadcasting.default');
-            if ($driver !== 'redis') {
+            // A pusher or reverb broadcaster reaches Surge too, through its HTTP API.
+            $viaApi = isset($settings['pusher']) && in_array($this->laravel['config']->get("broadcasting.connections.{$driver}.driver"), ['pusher', 'reverb'], true);
+            if ($driver !== 'redis' && ! $viaApi) {
                 // Laravel 11 renamed the variable behind broadcasting.default: name both.
                 $this->warn("  warning  the default broadcaster (BROADCAST_DRIVER, or BROADCAST_CONNECTION since Laravel 11) is '{$driver}', not 'redis': this app's own broadcasts will not reach Redis");
             }
@@ -311,8 +316,21 @@ class ServeCommand extends Command
         $this->line('  stop     Ctrl+C or SIGTERM');
         if (($settings['worker_num'] ?? 1) > 1 || ($settings['task_worker_num'] ?? 0) > 0) {
             // With the port: the command that finds this server when several run here too.
-            $this->line("  reload   php artisan surge:reload --port={$port} (restarts the workers one at a time)");
+            $this->line('  reload   php artisan surge:reload'.($port > 0 ? " --port={$port}" : '').' (restarts the workers one at a time)');
         }
+    }
+
+    /** surge.redis or surge.pusher as an array: `false` (or true) says whether it is enabled. */
+    private static function switchable(mixed $part, string $name): array
+    {
+        if (is_bool($part)) {
+            return ['enabled' => $part];
+        }
+        if (! is_array($part)) {
+            throw new InvalidArgumentException("surge.{$name} must be an array (or false to turn it off), got ".get_debug_type($part));
+        }
+
+        return $part;
     }
 
     /** Sends the response `$render` makes (a 500 without a body if it throws). */
