@@ -562,7 +562,7 @@ namespace Surge\Http {
         {
         }
 
-        /** Sends the status, headers and $data as the body (after write(): $data as the last chunk, and the body ends); false if it was already sent or the client has left. */
+        /** Sends the status, headers (Content-Type: text/html unless one was set, as Swoole sends) and $data as the body (after write(): $data as the last chunk, and the body ends, without its last chunk if the body has a hole: see the README); false if it was already sent or the client has left. */
         public function end(?string $data = null): bool
         {
         }

@@ -251,6 +251,8 @@ def test_status_takes_a_reason_phrase_and_header_swooles_format_argument(php_ser
     res = conn.getresponse()
     assert (res.status, res.reason, res.read()) == (299, "Gone Fishing", b"fishing")
     assert res.headers["X-Format"] == "kept" and res.headers["X-Injected"] is None
+    # No Content-Type given: Swoole's default.
+    assert res.headers["Content-Type"] == "text/html"
     assert res.headers.get_all("X-Refused") == [
         "the reason phrase of status 200 has a control character (a line break?)",
         "status code must be between 200 and 999 (a 1xx is not a final response), got 103",

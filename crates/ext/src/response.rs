@@ -47,10 +47,16 @@ impl Response {
 
     /// The status and headers set so far, with `body`.
     fn head(&self, body: Vec<u8>) -> HttpResponse {
+        let mut headers = std::mem::take(&mut *self.headers.borrow_mut());
+        // Swoole's default, which pages written for it count on (a browser told `nosniff`
+        // would show an untyped page as text).
+        if !(headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+            headers.push(("Content-Type".to_string(), "text/html".to_string()));
+        }
         HttpResponse {
             status: self.status.get(),
             reason: self.reason.borrow_mut().take(),
-            headers: (std::mem::take(&mut *self.headers.borrow_mut()).into_iter())
+            headers: (headers.into_iter())
                 .chain(
                     self.cookies
                         .take()
