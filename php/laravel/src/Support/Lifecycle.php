@@ -109,6 +109,16 @@ class Lifecycle
             }
             // What a type-hinted Guard contract resolved to: the default guard, kept apart.
             $app->forgetInstance('auth.driver');
+            // Laravel 11+: defer() runs its callbacks once the request (here the callback) is
+            // done; forgetting scoped instances would drop them unrun. once() keeps its values
+            // for one request.
+            $deferred = 'Illuminate\\Support\\Defer\\DeferredCallbackCollection';
+            if ($app->resolved($deferred)) {
+                $app->make($deferred)->invoke();
+            }
+            if (class_exists('Illuminate\\Support\\Once', false)) {
+                \Illuminate\Support\Once::flush();
+            }
             if (method_exists($app, 'forgetScopedInstances')) {
                 $app->forgetScopedInstances();
             }
