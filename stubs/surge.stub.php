@@ -348,7 +348,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Counters since start(), summed over the worker processes: start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count, request_count (messages and requests), worker_num, task_worker_num; with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
+        /** Counters since start(), summed over the worker processes: start_time, connections, accepted, closed, rejected, messages_in, messages_out, bytes_in, bytes_out, http_requests, and Swoole's connection_num, accept_count, close_count, request_count (messages and requests), worker_num, task_worker_num (accepted counts every TCP connection, closed only WebSocket ones: connections is the open count); with the redis setting also 'redis' => [state (connecting, connected, disconnected), received, forwarded, dropped, reconnects, published, callback_dropped, overload_dropped, subscriptions]. */
         public function stats(): array
         {
         }
