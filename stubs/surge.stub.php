@@ -68,6 +68,21 @@ namespace {
     const SWOOLE_WEBSOCKET_FLAG_FIN = 1;
     /** push()'s $flags: compress the frame; the websocket_compression setting decides here. */
     const SWOOLE_WEBSOCKET_FLAG_COMPRESS = 2;
+
+    /** Swoole's log levels, which the log_level setting takes: debug. */
+    const SWOOLE_LOG_DEBUG = 0;
+    /** log_level: debug. */
+    const SWOOLE_LOG_TRACE = 1;
+    /** log_level: info. */
+    const SWOOLE_LOG_INFO = 2;
+    /** log_level: info. */
+    const SWOOLE_LOG_NOTICE = 3;
+    /** log_level: warn. */
+    const SWOOLE_LOG_WARNING = 4;
+    /** log_level: error. */
+    const SWOOLE_LOG_ERROR = 5;
+    /** log_level: off. */
+    const SWOOLE_LOG_NONE = 6;
 }
 
 namespace Surge {
@@ -323,13 +338,13 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4 if the server sent its close frame first, else 3, as in Swoole). */
-        public function getClientInfo(int $fd): array|false
+        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4 if the server sent its close frame first, else 3, as in Swoole). $reactor_id and $ignore_error are Swoole's, taken and not needed. */
+        public function getClientInfo(int $fd, mixed $reactor_id = null, mixed $ignore_error = null): array|false
         {
         }
 
         /** Swoole's older name of getClientInfo(). */
-        public function connection_info(int $fd): array|false
+        public function connection_info(int $fd, mixed $reactor_id = null, mixed $ignore_error = null): array|false
         {
         }
 

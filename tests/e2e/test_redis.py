@@ -246,6 +246,14 @@ def test_a_channel_redis_refuses_is_dropped_and_the_others_keep_working(php_serv
         srv.wait_output(f"subscribing {PREFIX}forbidden-later was refused", stream="stderr")
         redis_server.client.publish(PREFIX + "allowed", laravel("Allowed", {}))
         assert a.recv_json()["event"] == "Allowed"
+        # Asked again, refused again (it was taken for subscribed, and with `*` every message
+        # was then filtered out).
+        assert a.call("subscribe", "*") is True
+        srv.wait_output(f"subscribing {PREFIX}* was refused", stream="stderr")
+        assert a.call("subscribe", "*") is True
+        eventually(lambda: srv.stderr().count(f"subscribing {PREFIX}* was refused") == 2)
+        redis_server.client.publish(PREFIX + "allowed", laravel("Still", {}))
+        assert a.recv_json()["event"] == "Still"
         stats = redis_stats(a)
         assert (stats["state"], stats["reconnects"], stats["subscriptions"]) == ("connected", 0, 1)
     assert f"subscribing {PREFIX}forbidden was refused, it is dropped: NoPerm: this user has no permissions" in srv.stderr()

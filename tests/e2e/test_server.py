@@ -253,6 +253,10 @@ def test_status_takes_a_reason_phrase_and_header_swooles_format_argument(php_ser
     assert res.headers["X-Format"] == "kept" and res.headers["X-Injected"] is None
     # No Content-Type given: Swoole's default.
     assert res.headers["Content-Type"] == "text/html"
+    conn.request("GET", "/no-content")
+    empty = conn.getresponse()
+    assert empty.status == 204 and empty.headers["Content-Type"] is None, "no body, no type"
+    empty.read()
     assert res.headers.get_all("X-Refused") == [
         "the reason phrase of status 200 has a control character (a line break?)",
         "status code must be between 200 and 999 (a 1xx is not a final response), got 103",

@@ -33,6 +33,8 @@ def test_a_chat_written_for_swoole_serves(php_server):
         ann.send("pages")
         pages = json.loads(ann.recv(timeout=5))
         assert [len(p) for p in pages] == [2], pages
+        ann.send("where")
+        assert json.loads(ann.recv(timeout=5)) == "127.0.0.1"
         ann.send("ping")
         ann.send("stats")
         stats = json.loads(ann.recv(timeout=5))
@@ -59,9 +61,9 @@ def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_h
 
 def test_settings_read_from_the_environment_as_strings_are_taken():
     assert surge_exception("""$s->set(['worker_num' => '2', 'heartbeat_idle_time' => '30', 'websocket_compression' => 'true',
-                              'log_level' => 4, 'max_conn' => '100']);
+                              'log_level' => '4', 'max_conn' => '100']);
                               echo json_encode($s->setting), ' ';""") == (
-        '{"worker_num":"2","heartbeat_idle_time":"30","websocket_compression":"true","log_level":4,"max_conn":"100",'
+        '{"worker_num":"2","heartbeat_idle_time":"30","websocket_compression":"true","log_level":"4","max_conn":"100",'
         '"task_worker_num":0} no exception')
     assert surge_exception("$s->set(['worker_num' => 'two']);") == "setting 'worker_num' must be an int, got string"
     assert surge_exception("$s->set(['log_level' => 9]);").startswith("setting 'log_level' must be off, error, warn, info or debug")

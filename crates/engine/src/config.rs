@@ -603,11 +603,16 @@ fn redis_url(value: &Value) -> Result<Option<String>, ConfigError> {
     }
 }
 
+/// Swoole's SWOOLE_LOG_DEBUG (0) ... SWOOLE_LOG_NONE (6), as Surge's levels.
+const SWOOLE_LOG_LEVELS: [&str; 7] = ["debug", "trace", "info", "info", "warn", "error", "off"];
+
 fn log_level(value: &Value) -> Result<LogLevel, ConfigError> {
     let name = match value {
+        Value::Int(n @ 0..=6) => SWOOLE_LOG_LEVELS[*n as usize].into(),
+        Value::Str(s) if matches!(s.trim().parse::<usize>(), Ok(0..=6)) => {
+            SWOOLE_LOG_LEVELS[s.trim().parse::<usize>().expect("checked")].into()
+        }
         Value::Str(s) => s.to_ascii_lowercase(),
-        // Swoole's SWOOLE_LOG_DEBUG (0) ... SWOOLE_LOG_NONE (6).
-        Value::Int(n @ 0..=6) => ["debug", "trace", "info", "info", "warn", "error", "off"][*n as usize].into(),
         other => {
             return Err(ConfigError(format!(
                 "setting 'log_level' must be off, error, warn, info or debug (or Swoole's SWOOLE_LOG_* 0-6), got {}",

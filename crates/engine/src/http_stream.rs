@@ -62,15 +62,17 @@ impl ChunkSender {
     /// when more than the limit already waits for a slow client (then `is_open()` stays true).
     /// Code that writes on after a refusal (Swoole adapters write a whole download so, never
     /// looking) leaves a hole in the body, which then ends as incomplete (see `finish`); code
-    /// that stops there, or writes the refused chunk again until it is taken, leaves none.
+    /// that stops there, or writes the refused chunk again (alone or with more after it) until
+    /// it is taken, leaves none.
     pub fn send(&self, chunk: Bytes) -> bool {
         if chunk.is_empty() {
             return self.is_open();
         }
         let refused = self.refused.take();
-        // Another chunk than the one refused: at most one of them can be written again.
+        // A chunk that does not begin with the one refused (written again, or kept and added
+        // to): that one is missing.
         self.hole
-            .set(self.hole.get() || refused.is_some_and(|r| r != chunk));
+            .set(self.hole.get() || refused.is_some_and(|r| !chunk.starts_with(&r)));
         if self.queued.load(Relaxed) > self.limit {
             self.refused.set(Some(chunk));
             return false;
@@ -195,7 +197,13 @@ mod tests {
         assert!(!cut_after(&[("a", true), ("b", true)]));
         // Stopped at the refusal: what was taken is whole.
         assert!(!cut_after(&[("a", true), ("b", false)]));
-        // The refused chunk written again once there is room.
+        // The refused chunk written again once there is room, or kept and added to.
+        assert!(!cut_after(&[
+            ("a", true),
+            ("b", false),
+            ("bc", false),
+            ("bcd", true)
+        ]));
         assert!(!cut_after(&[
             ("a", true),
             ("b", false),

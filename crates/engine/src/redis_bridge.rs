@@ -521,11 +521,13 @@ async fn catch_up(
             true => Change::Subscribe(topic),
             false => Change::Unsubscribe(topic),
         };
-        apply(bridge, sink, &change).await?;
-        match change {
-            Change::Subscribe(topic) => subscribed.insert(topic),
-            Change::Unsubscribe(topic) => subscribed.remove(&topic),
-        };
+        // A refused one stays as it was: subscribed again, it is asked again.
+        if apply(bridge, sink, &change).await? {
+            match change {
+                Change::Subscribe(topic) => subscribed.insert(topic),
+                Change::Unsubscribe(topic) => subscribed.remove(&topic),
+            };
+        }
     }
     Ok(())
 }
@@ -617,9 +619,9 @@ async fn apply(
     bridge: &RedisBridge,
     sink: &mut redis::aio::PubSubSink,
     change: &Change,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<bool> {
     let err = match answered(send(sink, change)).await {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(true),
         Err(err) if refused(&err) => err,
         Err(err) => return Err(err),
     };
@@ -635,7 +637,7 @@ async fn apply(
             log::warn!(target: "surge", "redis: unsubscribing {} was refused: {err}", topic.name);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 async fn send(sink: &mut redis::aio::PubSubSink, change: &Change) -> redis::RedisResult<()> {

@@ -79,7 +79,7 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .class::<connections::Connections>()
         .class::<table::Table>()
         .constant(("SURGE_VERSION", env!("CARGO_PKG_VERSION"), &[]));
-    for (name, value) in CONSTANTS {
+    for (name, value) in CONSTANTS.iter().chain(&server::SWOOLE_LOG_LEVELS) {
         module = module.constant((name, *value, &[]));
     }
     module

@@ -49,12 +49,16 @@ impl Response {
     fn head(&self, body: Vec<u8>) -> HttpResponse {
         let mut headers = std::mem::take(&mut *self.headers.borrow_mut());
         // Swoole's default, which pages written for it count on (a browser told `nosniff`
-        // would show an untyped page as text).
-        if !(headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        // would show an untyped page as text). Not on a 204 or 304, which have no body (a
+        // cache would copy a 304's headers onto what it keeps).
+        let status = self.status.get();
+        if !matches!(status, 204 | 304)
+            && !(headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
             headers.push(("Content-Type".to_string(), "text/html".to_string()));
         }
         HttpResponse {
-            status: self.status.get(),
+            status,
             reason: self.reason.borrow_mut().take(),
             headers: (headers.into_iter())
                 .chain(

@@ -38,6 +38,16 @@ pub const SWOOLE_SSL: i64 = 512;
 /// push()'s `$flags`: the frame ends its message (all Surge sends); compress it.
 pub const SWOOLE_WEBSOCKET_FLAG_FIN: i64 = 1;
 pub const SWOOLE_WEBSOCKET_FLAG_COMPRESS: i64 = 2;
+/// Swoole's log levels, for `log_level` (see `Config`'s reading of them).
+pub const SWOOLE_LOG_LEVELS: [(&str, i64); 7] = [
+    ("SWOOLE_LOG_DEBUG", 0),
+    ("SWOOLE_LOG_TRACE", 1),
+    ("SWOOLE_LOG_INFO", 2),
+    ("SWOOLE_LOG_NOTICE", 3),
+    ("SWOOLE_LOG_WARNING", 4),
+    ("SWOOLE_LOG_ERROR", 5),
+    ("SWOOLE_LOG_NONE", 6),
+];
 
 #[php_class]
 #[php(name = "Surge\\WebSocket\\Server")]
@@ -622,7 +632,14 @@ impl Server {
     }
 
     /// remote_ip, remote_port, server_port, connect_time, last_time, websocket_status; or false.
-    pub fn get_client_info(&self, fd: Int) -> PhpResult<Zval> {
+    /// `$reactor_id` and `$ignore_error` are Swoole's, taken and not needed.
+    pub fn get_client_info(
+        &self,
+        fd: Int,
+        reactor_id: Option<&Zval>,
+        ignore_error: Option<&Zval>,
+    ) -> PhpResult<Zval> {
+        let _ = (reactor_id, ignore_error);
         let fd = fd_arg(fd);
         let info = self.engine().and_then(|e| {
             e.client_info(fd).or_else(|| {
@@ -657,8 +674,13 @@ impl Server {
 
     /// Swoole's `connection_info()`, the older name of getClientInfo().
     #[php(name = "connection_info")]
-    pub fn connection_info(&self, fd: Int) -> PhpResult<Zval> {
-        self.get_client_info(fd)
+    pub fn connection_info(
+        &self,
+        fd: Int,
+        reactor_id: Option<&Zval>,
+        ignore_error: Option<&Zval>,
+    ) -> PhpResult<Zval> {
+        self.get_client_info(fd, reactor_id, ignore_error)
     }
 
     /// Up to `$find_count` (at most 100) established connections with fds above `$start_fd`,

@@ -140,6 +140,7 @@ if (getenv('SURGE_HTTP')) {
                            $res->header('Set-Cookie', 'raw=1'), $res->header('X-Gone', 'soon'), $res->header('X-Gone', null),
                            $res->end('coerced')],
             '/status-599' => [$res->status(599), $res->end('')],
+            '/no-content' => [$res->status(204), $res->end()],
             '/relocated' => [$res->header('Location', '/a'), $res->redirect('/b', '301')],
             '/relocated-default' => $res->redirect('/c', null),
             // Framing headers that do not match the body.

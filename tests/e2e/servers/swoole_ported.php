@@ -43,6 +43,7 @@ class Chat
             'who' => $server->push($frame->fd, json_encode($this->names()), WEBSOCKET_OPCODE_TEXT, true),
             'pages' => $server->push($frame->fd, json_encode($this->pages())),
             'ping' => $server->ping($frame->fd),
+            'where' => $server->push($frame->fd, json_encode($server->getClientInfo($frame->fd, -1, true)['remote_ip'])),
             'stats' => $server->push($frame->fd, json_encode(array_intersect_key($server->stats(), array_flip(['worker_num', 'task_worker_num', 'request_count'])))),
             default => $this->toEveryone($server, "$from: {$frame->data}"),
         };
@@ -92,7 +93,7 @@ $server->set([
     'dispatch_mode' => 2,
     'enable_coroutine' => false,
     'max_conn' => 1000,
-    'log_level' => 2, // SWOOLE_LOG_INFO
+    'log_level' => SWOOLE_LOG_INFO,
 ]);
 $chat = new Chat($server);
 foreach (['WorkerStart', 'Open', 'Message', 'Close'] as $event) {

@@ -258,7 +258,9 @@ class ServeCommand extends Command
                         // As Laravel answers it: abort(403) a 403, findOrFail() a 404, a failed
                         // validation a 422 with its errors; reported only if Laravel would.
                         $exceptions = $this->laravel->make(ExceptionHandler::class);
-                        if ($response->isWritable()) {
+                        // Not into a body already under way (a download written with write()):
+                        // status() is false once the head is sent.
+                        if ($response->isWritable() && $response->status(500)) {
                             $this->answer($response, fn () => $exceptions->render($illuminate, $e));
                         }
                         if ($exceptions->shouldReport($e)) {

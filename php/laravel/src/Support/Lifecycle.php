@@ -65,14 +65,34 @@ class Lifecycle
         $this->bindRequest($request ?? $this->appUrlRequest());
         try {
             $callback();
+            $this->runDeferred(true);
 
             return true;
         } catch (Throwable $e) {
             $this->report($what, $e);
+            $this->runDeferred(false);
 
             return false;
         } finally {
             $this->reset();
+        }
+    }
+
+    /**
+     * Laravel 11+: what defer() deferred runs once the request (here the callback) is done, in
+     * its state (config, user), as Laravel runs it after a response below 400 or a job that
+     * succeeded, those marked `always` after a failure too; the reset would drop them unrun.
+     */
+    private function runDeferred(bool $succeeded): void
+    {
+        $deferred = 'Illuminate\\Support\\Defer\\DeferredCallbackCollection';
+        if (! $this->app->resolved($deferred)) {
+            return;
+        }
+        try {
+            $this->app->make($deferred)->invokeWhen(fn ($callback) => $succeeded || $callback->always);
+        } catch (Throwable $e) {
+            $this->report('deferred callbacks', $e);
         }
     }
 
@@ -109,13 +129,7 @@ class Lifecycle
             }
             // What a type-hinted Guard contract resolved to: the default guard, kept apart.
             $app->forgetInstance('auth.driver');
-            // Laravel 11+: defer() runs its callbacks once the request (here the callback) is
-            // done; forgetting scoped instances would drop them unrun. once() keeps its values
-            // for one request.
-            $deferred = 'Illuminate\\Support\\Defer\\DeferredCallbackCollection';
-            if ($app->resolved($deferred)) {
-                $app->make($deferred)->invoke();
-            }
+            // Laravel 11+: once() keeps its values for one request.
             if (class_exists('Illuminate\\Support\\Once', false)) {
                 \Illuminate\Support\Once::flush();
             }
@@ -146,7 +160,9 @@ class Lifecycle
                     $connection->flushQueryLog();
                     // A write sends a sticky connection's reads to the primary for the rest of
                     // the request: not for every later callback.
-                    $connection->forgetRecordModificationState();
+                    if (method_exists($connection, 'forgetRecordModificationState')) { // 8.33+
+                        $connection->forgetRecordModificationState();
+                    }
                     // Laravel 9+: whenQueryingForLongerThan() counts per request.
                     if (method_exists($connection, 'resetTotalQueryDuration')) {
                         $connection->resetTotalQueryDuration();
