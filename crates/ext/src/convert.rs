@@ -99,19 +99,35 @@ fn coerced_int(zv: &Zval) -> Option<i64> {
     if let Some(b) = zv.bool() {
         return Some(i64::from(b));
     }
-    let number = match (zv.double(), zv.str()) {
-        (Some(f), _) => f,
-        (_, Some(text)) => {
-            // The white space PHP allows around a numeric string, and no other.
-            let digits = text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-            if let Ok(n) = digits.parse::<i64>() {
-                return Some(n);
-            }
-            digits.parse::<f64>().ok()?
-        }
-        _ => return None,
-    };
-    (number.is_finite() && number.abs() < 9.2e18).then(|| number.trunc() as i64)
+    match (zv.double(), zv.str().and_then(numeric_string)) {
+        (Some(f), _) | (_, Some(Number::Float(f))) => float_to_int(f),
+        (_, Some(Number::Int(n))) => Some(n),
+        _ => None,
+    }
+}
+
+/// A number read from a string.
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+/// A numeric string as PHP reads one ("42", " 1.5", "1e3"): an int when it is one, else a
+/// finite float; None for anything else ("12 apples", "inf").
+pub fn numeric_string(text: &str) -> Option<Number> {
+    // The white space PHP allows around a numeric string, and no other.
+    let digits = text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    if let Ok(n) = digits.parse::<i64>() {
+        return Some(Number::Int(n));
+    }
+    (digits.parse::<f64>().ok())
+        .filter(|f| f.is_finite())
+        .map(Number::Float)
+}
+
+/// A float as an int, its fraction cut off as PHP does; None beyond a 64-bit int (or NaN).
+pub fn float_to_int(f: f64) -> Option<i64> {
+    (f.is_finite() && f.abs() < 9.2e18).then(|| f.trunc() as i64)
 }
 
 /// Whether PHP takes the value for true (a bool argument in coercive typing reads it so).

@@ -19,7 +19,9 @@ use ext_php_rs::types::{ArrayKey, ZendHashTable, ZendStr, Zval};
 use ext_php_rs::zend::ce;
 use surge_table::{Column, ColumnType, Entry, RowVersion, Table as Shared, TableError, Value};
 
-use crate::convert::{binary_zval, bytes_arg, type_name, Assoc, Int};
+use crate::convert::{
+    binary_zval, bytes_arg, float_to_int, numeric_string, type_name, Assoc, Int, Number,
+};
 use crate::exception::error;
 
 #[php_class]
@@ -446,12 +448,16 @@ fn value_arg(zv: &Zval, name: &str, column: Option<&Column>) -> PhpResult<Value>
     } else if let Some(s) = zv.zend_str() {
         match ty {
             Some(ColumnType::Str(_)) => return Ok(Value::Str(s.as_bytes().to_vec())),
-            _ => numeric(s.as_bytes()).ok_or_else(|| {
-                error(format!(
-                    "value for column '{name}' must be a number, got the string '{}'",
-                    String::from_utf8_lossy(&s.as_bytes()[..s.len().min(40)])
-                ))
-            })?,
+            _ => match s.as_str().ok().and_then(numeric_string) {
+                Some(Number::Int(n)) => Value::Int(n),
+                Some(Number::Float(f)) => Value::Float(f),
+                None => {
+                    return Err(error(format!(
+                        "value for column '{name}' must be a number, got the string '{}'",
+                        String::from_utf8_lossy(&s.as_bytes()[..s.len().min(40)])
+                    )))
+                }
+            },
         }
     } else if let Some(b) = zv.bool() {
         match ty {
@@ -471,30 +477,15 @@ fn value_arg(zv: &Zval, name: &str, column: Option<&Column>) -> PhpResult<Value>
     Ok(match (ty, value) {
         (Some(ColumnType::Str(_)), Value::Int(0)) if zv.is_null() => Value::Str(Vec::new()),
         (Some(ColumnType::Str(_)), _) => Value::Str(bytes_arg(zv, "table value")?),
-        (Some(ColumnType::Int), Value::Float(f)) => match f.is_finite() && f.abs() < 9.2e18 {
-            true => Value::Int(f.trunc() as i64),
-            false => {
-                return Err(error(format!(
+        (Some(ColumnType::Int), Value::Float(f)) => {
+            Value::Int(float_to_int(f).ok_or_else(|| {
+                error(format!(
                     "column '{name}' is INT; it cannot hold {f} (beyond a 64-bit integer)"
-                )))
-            }
-        },
+                ))
+            })?)
+        }
         (_, value) => value,
     })
-}
-
-/// A numeric string as PHP reads one (white space around it allowed): an int when it is
-/// one, else a finite float.
-fn numeric(bytes: &[u8]) -> Option<Value> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let text = text.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    if let Ok(n) = text.parse::<i64>() {
-        return Some(Value::Int(n));
-    }
-    text.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .map(Value::Float)
 }
 
 /// The bytes of a key: borrowed from a PHP string, or an int written out in decimal as PHP
