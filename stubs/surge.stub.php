@@ -91,6 +91,45 @@ namespace Surge {
     {
     }
 
+    /** Swoole\Timer's static API over the timers of the server serving in this process (the same ids as $server->tick(), after() and clearTimer()): for code ported from Swoole. Adding a timer needs a serving server (from its callbacks, workerStart on); before start(), use $server->tick() and after(). */
+    class Timer
+    {
+        /** Not for user code: Timer's methods are static, and `new` throws \Exception. */
+        public function __construct()
+        {
+        }
+
+        /** As $server->tick(): calls $callback($timerId, ...$params) every $ms milliseconds; returns the timer id. Throws Surge\Exception when no server serves in this process, or in the master process of worker processes. */
+        public static function tick(int $ms, callable $callback, mixed ...$params): int
+        {
+        }
+
+        /** As $server->after(): calls $callback(...$params) once after $ms milliseconds; returns the timer id. Throws as tick(). */
+        public static function after(int $ms, callable $callback, mixed ...$params): int
+        {
+        }
+
+        /** Stops a timer; false if there is no such timer (it already fired, or no server serves). */
+        public static function clear(int $timer_id): bool
+        {
+        }
+
+        /** Stops every timer of this process, the server's tick() and after() ones too. */
+        public static function clearAll(): bool
+        {
+        }
+
+        /** True while the timer is still to run. */
+        public static function exists(int $timer_id): bool
+        {
+        }
+
+        /** The ids of this process's timers still to run, oldest first (Swoole gives an iterator of them). */
+        public static function list(): array
+        {
+        }
+    }
+
     /** A table of typed rows in shared memory, like Swoole\Table: define columns, create(), then every process forked afterwards (pcntl_fork) reads and writes the same rows; holds exactly $size rows and throws Surge\Exception where Swoole would truncate. */
     class Table implements \Countable, \Iterator
     {
@@ -564,6 +603,16 @@ namespace Surge\Http {
 
         /** As cookie(), with $value sent as given, as PHP's setrawcookie() does: it must not hold ,; or white space (Surge\Exception). */
         public function rawCookie(string $key, ?string $value = null, int|string|null $expire = null, ?string $path = null, ?string $domain = null, ?bool $secure = null, ?bool $httponly = null, ?string $samesite = null): bool
+        {
+        }
+
+        /** Swoole's other name of cookie(). */
+        public function setCookie(string $key, ?string $value = null, int|string|null $expire = null, ?string $path = null, ?string $domain = null, ?bool $secure = null, ?bool $httponly = null, ?string $samesite = null): bool
+        {
+        }
+
+        /** Swoole's other name of rawCookie(). */
+        public function setRawCookie(string $key, ?string $value = null, int|string|null $expire = null, ?string $path = null, ?string $domain = null, ?bool $secure = null, ?bool $httponly = null, ?string $samesite = null): bool
         {
         }
 

@@ -1,10 +1,12 @@
 """Code written for Swoole, with only `Swoole\\` renamed to `Surge\\`, runs: Swoole's constructor
 arguments and constants, settings Surge does without, numbers given as strings (fds from a
 table's keys, a port from the environment), a close callback taking `$reactorId`, push()'s
-`$finish` flag, `$server->setting`, getClientList(), ping(), close codes such as 1008, and the
-table's exist()/delete() and conversions (tests/e2e/servers/swoole_ported.php)."""
+`$finish` flag, `$server->setting`, getClientList(), ping(), close codes such as 1008, the
+table's exist()/delete() and conversions, the static `Timer` and Response::setCookie()
+(tests/e2e/servers/swoole_ported.php)."""
 
 import json
+import urllib.request
 
 from websockets.sync.client import connect
 
@@ -40,12 +42,28 @@ def test_a_chat_written_for_swoole_serves(php_server):
         stats = json.loads(ann.recv(timeout=5))
         # Swoole's request_count counts messages and requests: at least the five messages.
         assert stats["worker_num"] == 1 and stats["task_worker_num"] == 0 and stats["request_count"] >= 5, stats
+        # Timer's static API: the workerStart tick beats, and its ids are the server's.
+        ann.send("timers")
+        assert json.loads(ann.recv(timeout=5)) == {
+            "beating": True, "ticks": 1, "once": True, "cleared": True, "again": False, "left": True}
+        assert ann.recv(timeout=5) == "later"
         # The close callback (with Swoole's three parameters) runs and tells the others.
         bob.close()
         assert ann.recv(timeout=5) == "bob left"
         ann.send("who")
         assert json.loads(ann.recv(timeout=5)) == ["ann"]
+    with urllib.request.urlopen(srv.http + "/", timeout=5) as answer:
+        assert answer.read() == b"cookies"
+        assert answer.headers.get_all("Set-Cookie") == ["seen=a%20b; path=/; HttpOnly", "raw=a%20b; path=/"]
     assert "uncaught" not in srv.stderr()
+
+
+def test_timer_needs_a_serving_server_to_add_and_finds_nothing_without_one():
+    assert surge_exception("Surge\\Timer::tick(10, fn () => null);") == (
+        "Surge\\Timer::tick() needs a serving server: call it from the server's callbacks "
+        "(workerStart, open, message ...); before start(), use $server->tick()")
+    assert surge_exception("echo json_encode([Surge\\Timer::clear(1), Surge\\Timer::exists(1), Surge\\Timer::list(), "
+                           "Surge\\Timer::clearAll()]), ' ';") == "[false,false,[],true] no exception"
 
 
 def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_how():

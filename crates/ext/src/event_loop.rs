@@ -2,6 +2,7 @@
 //! objects and calls the callbacks; it is the only place PHP code runs while serving.
 
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -60,9 +61,10 @@ pub enum Ended {
 }
 
 thread_local! {
-    /// True while a server serves on this thread: its callbacks run inside the engine's
-    /// runtime, where another server's start() could not run its own.
-    static SERVING: Cell<bool> = const { Cell::new(false) };
+    /// The server serving on this thread, while it serves: its callbacks run inside the
+    /// engine's runtime, where another server's start() could not run its own, and
+    /// `Surge\Timer`'s static methods reach its timers through it.
+    static SERVING: Cell<Option<NonNull<Server>>> = const { Cell::new(None) };
 }
 
 /// Clears [`SERVING`] however `run` ends.
@@ -70,16 +72,24 @@ struct Serving;
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        SERVING.set(false);
+        SERVING.set(None);
     }
 }
 
+/// Calls `f` with the server serving on this thread; None when none serves.
+pub fn with_serving<R>(f: impl FnOnce(&Server) -> R) -> Option<R> {
+    // SAFETY: set from run()'s `&Server` and cleared when run returns, so valid while set;
+    // PHP code, the only caller, runs on this thread.
+    SERVING.get().map(|server| f(unsafe { server.as_ref() }))
+}
+
 pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
-    if SERVING.replace(true) {
+    if SERVING.get().is_some() {
         return Err(error(
             "start() cannot be called from a callback: a server is already serving in this process",
         ));
     }
+    SERVING.set(Some(NonNull::from(server)));
     let _serving = Serving;
     let mut config = server.config.borrow().clone();
     config.max_file_uploads = form_input::max_file_uploads();
@@ -249,7 +259,7 @@ pub fn release(server: &Server) {
     drop(callbacks);
     server.tasks.clear();
     server.frames.clear();
-    let timers = server.timers.borrow_mut().take_all();
+    let timers = server.timers.borrow_mut().take_all(None);
     drop(timers);
     let deferred = std::mem::take(&mut *server.deferred.borrow_mut());
     drop(deferred);

@@ -16,6 +16,7 @@ mod pipe_message;
 mod request;
 mod response;
 mod server;
+mod static_timer;
 mod supervisor;
 mod table;
 mod table_fast;
@@ -78,6 +79,7 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .class::<response::Response>()
         .class::<connections::Connections>()
         .class::<table::Table>()
+        .class::<static_timer::Timer>()
         .constant(("SURGE_VERSION", env!("CARGO_PKG_VERSION"), &[]));
     for (name, value) in CONSTANTS.iter().chain(&server::SWOOLE_LOG_LEVELS) {
         module = module.constant((name, *value, &[]));

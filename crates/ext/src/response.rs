@@ -77,7 +77,7 @@ impl Response {
     }
 
     /// False, adding nothing, once the head is sent.
-    fn set_cookie(&self, cookie: SetCookie) -> PhpResult<bool> {
+    fn add_set_cookie(&self, cookie: SetCookie) -> PhpResult<bool> {
         let header = cookie.header_value(SystemTime::now()).map_err(error)?;
         if self.head_sent() {
             return Ok(false);
@@ -135,7 +135,7 @@ impl Response {
             Some(zv) => text_arg(zv, "cookie path")?,
             None => "/".to_string(),
         };
-        self.set_cookie(SetCookie {
+        self.add_set_cookie(SetCookie {
             name: key,
             value: &text(value, "cookie value")?,
             expire: expire.map_or(Ok(0), |zv| int_arg(zv, "cookie expire"))?,
@@ -274,6 +274,38 @@ impl Response {
     ) -> PhpResult<bool> {
         let args = [value, expire, path, domain, secure, httponly, samesite];
         self.cookie_from_args(true, &key, args)
+    }
+
+    /// Swoole's alias of cookie() (named arguments too, hence the whole signature again).
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_cookie(
+        &self,
+        key: String,
+        value: Option<&Zval>,
+        expire: Option<&Zval>,
+        path: Option<&Zval>,
+        domain: Option<&Zval>,
+        secure: Option<&Zval>,
+        httponly: Option<&Zval>,
+        samesite: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        self.cookie(key, value, expire, path, domain, secure, httponly, samesite)
+    }
+
+    /// Swoole's alias of rawCookie().
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_raw_cookie(
+        &self,
+        key: String,
+        value: Option<&Zval>,
+        expire: Option<&Zval>,
+        path: Option<&Zval>,
+        domain: Option<&Zval>,
+        secure: Option<&Zval>,
+        httponly: Option<&Zval>,
+        samesite: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        self.raw_cookie(key, value, expire, path, domain, secure, httponly, samesite)
     }
 
     /// Ends the response as a redirect to `$location` with `$http_code` (300-399, default 302),

@@ -979,6 +979,27 @@ impl Server {
         Ok(())
     }
 
+    /// `Surge\Timer::clearAll()`: stops every timer, dropping them once the borrow has ended
+    /// (their callables may hold objects whose destructors call back in).
+    pub(crate) fn clear_all_timers(&self) {
+        let engine = self.engine();
+        let cleared = self.timers.borrow_mut().take_all(engine.as_deref());
+        drop(cleared);
+    }
+
+    pub(crate) fn timer_exists(&self, timer_id: Int) -> bool {
+        self.timers.borrow().contains(fd_arg(timer_id))
+    }
+
+    pub(crate) fn timer_ids(&self) -> Vec<i64> {
+        self.timers
+            .borrow()
+            .ids()
+            .into_iter()
+            .map(|id| id as i64)
+            .collect()
+    }
+
     fn add_timer(
         &self,
         delay: Duration,

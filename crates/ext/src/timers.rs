@@ -84,8 +84,25 @@ impl Timers {
         }
     }
 
-    /// Every timer, for the caller to drop (see `event_loop::release`).
-    pub fn take_all(&mut self) -> Vec<Timer> {
+    /// Every timer, stopped in the engine if it runs, for the caller to drop (see
+    /// `event_loop::release`).
+    pub fn take_all(&mut self, engine: Option<&Engine>) -> Vec<Timer> {
+        if let Some(engine) = engine {
+            for id in self.entries.keys() {
+                engine.clear_timer(*id);
+            }
+        }
         self.entries.drain().map(|(_, t)| t).collect()
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    /// The ids of the timers still to run, oldest first.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.entries.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 }

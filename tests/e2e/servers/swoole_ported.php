@@ -4,11 +4,13 @@
 // `Swoole\` renamed: what a user porting an article's code runs first.
 
 use Surge\Table;
+use Surge\Timer;
 use Surge\WebSocket\Server;
 
 class Chat
 {
     private Table $users;
+    private int $beats = 0;
 
     public function __construct(private Server $server)
     {
@@ -23,6 +25,10 @@ class Chat
     {
         $role = $workerId >= $server->setting['worker_num'] ? 'task worker' : 'worker';
         echo "workerStart $workerId as $role\n";
+        // Swoole\Timer's static API, as articles use it for heartbeats and delayed work.
+        Timer::tick(20, function (int $timerId, string $what) {
+            $this->beats++;
+        }, 'beat');
     }
 
     public function onOpen(Server $server, $request): void
@@ -44,6 +50,7 @@ class Chat
             'pages' => $server->push($frame->fd, json_encode($this->pages())),
             'ping' => $server->ping($frame->fd),
             'where' => $server->push($frame->fd, json_encode($server->getClientInfo($frame->fd, -1, true)['remote_ip'])),
+            'timers' => $this->timers($server, $frame->fd),
             'stats' => $server->push($frame->fd, json_encode(array_intersect_key($server->stats(), array_flip(['worker_num', 'task_worker_num', 'request_count'])))),
             default => $this->toEveryone($server, "$from: {$frame->data}"),
         };
@@ -64,6 +71,32 @@ class Chat
             // $fd is a string key ('7'), as in Swoole.
             $server->push($fd, $message, WEBSOCKET_OPCODE_TEXT, SWOOLE_WEBSOCKET_FLAG_FIN);
         }
+    }
+
+    // A delayed answer, then what the timer ids say: the static API and the server's share them.
+    private function timers(Server $server, int $fd): void
+    {
+        $ticks = Timer::list();
+        $once = Timer::after(30, function (string $text) use ($server, $fd) {
+            $server->push($fd, $text);
+        }, 'later');
+        $gone = $server->tick(1000, fn () => null);
+        $report = [
+            'beating' => $this->beats > 0,
+            'ticks' => count($ticks),
+            'once' => Timer::exists($once),
+            'cleared' => Timer::clear($gone),
+            'again' => $server->clearTimer($gone),
+            'left' => Timer::list() === [...$ticks, $once],
+        ];
+        $server->push($fd, json_encode($report));
+    }
+
+    public function onRequest($request, $response): void
+    {
+        $response->setCookie('seen', 'a b', 0, '/', '', false, true);
+        $response->setRawCookie('raw', 'a%20b');
+        $response->end('cookies');
     }
 
     private function names(): array
@@ -96,7 +129,7 @@ $server->set([
     'log_level' => SWOOLE_LOG_INFO,
 ]);
 $chat = new Chat($server);
-foreach (['WorkerStart', 'Open', 'Message', 'Close'] as $event) {
+foreach (['WorkerStart', 'Open', 'Message', 'Close', 'Request'] as $event) {
     $server->on($event, [$chat, "on$event"]);
 }
 $server->start();
