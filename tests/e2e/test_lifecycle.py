@@ -703,7 +703,7 @@ def test_worker_num_1_and_task_worker_num_0_are_accepted():
 
 
 def test_task_workers_and_pusher_do_not_go_together():
-    r = run_php(NEW_SERVER + "try { $s->set(['task_worker_num' => 1, 'pusher' => [['app_id' => '1', 'key' => 'k', 'secret' => 's']]]); }"
+    r = run_php(NEW_SERVER + "try { $s->set(['task_worker_num' => 1, 'pusher' => [['app_id' => '1', 'key' => 'k', 'secret' => 's']]]); $s->start(); }"
                 " catch (Surge\\Exception $e) { echo $e->getMessage(); }")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "setting 'pusher' needs 'task_worker_num' 0: the Pusher protocol is served by one process"

@@ -2,6 +2,8 @@
 max_connections_per_ip and max_messages_per_second. Each refusal is clear and costs the other
 clients nothing."""
 
+import http.client
+import resource
 import socket
 import time
 
@@ -85,6 +87,37 @@ def test_a_flood_of_refused_connections_is_closed_past_256_at_once(php_server):
         assert err.value.response.status_code == 503
         ws.send("still served")
         assert ws.recv(timeout=5) == "still served"
+
+
+def test_refusals_leave_the_served_connections_the_files_they_open(php_server, tmp_path):
+    """With the default max_connection (the open-file limit - 64), 600 silent connections
+    against a limit of 300 files: 236 are served (held until handshake_timeout), the refusals
+    answered at once stay within half the 64 left, and a client served before the flood still
+    gets a file. 256 refusals at once drove the process out of files: its sendfile() got 500."""
+    page = tmp_path / "page.txt"
+    page.write_text("the whole page\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))
+    try:
+        srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(handshake_timeout=10)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    served = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    served.request("GET", "/hello")
+    assert served.getresponse().read()
+    flood = []
+    try:
+        for _ in range(600):
+            flood.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        time.sleep(1)
+        served.request("GET", f"/file?path={page}")
+        answer = served.getresponse()
+        assert (answer.status, answer.read()) == (200, b"the whole page\n")
+    finally:
+        for sock in flood:
+            sock.close()
+        served.close()
+    assert "Too many open files" not in srv.stderr()
 
 
 def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server):

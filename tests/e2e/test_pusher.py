@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -274,8 +275,9 @@ def test_http_api_signatures(php_server):
     assert api_request(server, "POST", path, big)[0] == 413
     batch = json.dumps({"batch": [{"name": "n", "channel": "news", "data": "ok"}, {"name": "n", "channel": "bad name", "data": "x"}]}).encode()
     assert api_request(server, "POST", f"/apps/{APP['app_id']}/batch_events", batch)[0] == 400
-    assert api_request(server, "GET", "/apps/999/channels")[0] == 404
     assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/news/users")[0] == 400
+    assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/presence-a%20b/users")[0] == 400
+    assert api_request(server, "GET", path)[0] == 405
     # user_count is for presence channels only, as Pusher has it.
     counted = json.dumps({"name": "n", "channel": "news", "data": "x", "info": "user_count"}).encode()
     assert api_request(server, "POST", path, counted)[0] == 400
@@ -287,6 +289,26 @@ def test_http_api_signatures(php_server):
     assert api_request(server, "POST", path, json.dumps({"name": "last", "channel": "news", "data": "d"}).encode())[0] == 200
     assert recv(ws)["event"] == "last"
     ws.close()
+
+
+def test_the_api_takes_its_apps_paths_only_and_reads_no_body_unsigned(php_server):
+    server = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(pusher=[APP])})
+    # Other paths under /apps/ are the application's: a route of its own, another app id.
+    for other in ["/apps/my-dashboard", "/apps/999/channels"]:
+        with urllib.request.urlopen(server.http + other, timeout=5) as res:
+            assert (res.status, json.loads(res.read())["uri"]) == (201, other)
+    # A request the secret did not sign is refused before its body is read: no 100 Continue,
+    # nothing of the 2 MB read.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"POST /apps/{APP['app_id']}/events?auth_key={APP['key']}&auth_signature=x HTTP/1.1\r\n"
+                     "Host: x\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n".encode())
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 401 "), head
+        assert b"connection: close" in head.lower()
+    # A signed body over the API's 1 MiB is refused whatever package_max_length allows.
+    big = json.dumps({"name": "n", "channel": "news", "data": "x" * (1 << 20)}).encode()
+    assert api_request(server, "POST", f"/apps/{APP['app_id']}/events", big) == (
+        413, {"error": "request body over the Pusher API's limit (1048576 bytes)"})
 
 
 def test_cache_channels_keep_the_last_triggered_event(php_server):

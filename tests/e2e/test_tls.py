@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -24,6 +25,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import run_php, settings_env
+from fanout_client import eventually
 from rawws import OP_CLOSE, OP_TEXT, frame
 
 
@@ -51,6 +53,69 @@ def test_wss_echo_and_https_requests(tls_server):
         assert res.status == 201
         assert b'"uri":"\\/page"' in res.read()
     assert "listening on wss://" in srv.stderr()
+
+
+def test_a_client_offering_only_http_1_0_is_served(tls_server):
+    # curl --http1.0 (and PHP's curl asked for HTTP/1.0) offer ALPN http/1.0 alone: refused
+    # with a fatal alert, they could not fetch anything.
+    srv = tls_server(env={"SURGE_HTTP": "1"})
+    srv.ctx.set_alpn_protocols(["http/1.0"])
+    with srv.ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=5), server_hostname="localhost") as tls:
+        assert tls.selected_alpn_protocol() == "http/1.0"
+        tls.sendall(b"GET /page HTTP/1.0\r\n\r\n")
+        assert read_all(tls).startswith(b"HTTP/1.0 201 ")
+
+
+def read_all(sock) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_the_certificate_and_its_key_may_come_in_two_set_calls(cert):
+    # Swoole merges set() calls: a base configuration, then the TLS files when TLS is on.
+    result = run_php(
+        """<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['ssl_cert_file' => getenv('CERT')]);
+        $s->set(['ssl_key_file' => getenv('KEY')]);
+        $s->on('workerStart', fn ($s) => $s->shutdown());
+        echo json_encode($s->start());
+        """,
+        env={"CERT": str(cert[0]), "KEY": str(cert[1])},
+    )
+    assert result.stdout == "true", result.stdout + result.stderr
+    assert "listening on wss://" in result.stderr
+
+
+def test_a_reload_while_the_key_does_not_load_leaves_the_workers_serving(php_server, cert, tmp_path):
+    """A renewal writes the certificate and the key one after the other: a reload in between
+    stopped worker 0 before anything read the pair, and its replacement could not serve (with
+    one worker the port went dark). Task workers, which take no connection, read neither."""
+    live_key = tmp_path / "live-key.pem"
+    shutil.copy(cert[1], live_key)
+    (tmp_path / "tmp").mkdir()
+    srv = php_server("tasks.php", env={"TMPDIR": str(tmp_path / "tmp"), "SURGE_WORKERS": "1", "SURGE_TASKS": "1",
+                                       **settings_env(ssl_cert_file=str(cert[0]), ssl_key_file=str(live_key))})
+    srv.wait_output("workerStart 1 ")
+    live_key.write_text("not written yet\n")
+    srv.signal(signal.SIGUSR2)
+    srv.wait_output("reload done", stream="stderr", timeout=15)
+    srv.signal(signal.SIGUSR1)
+    srv.wait_output("reload stopped before worker 0, which serves on: ssl_key_file", stream="stderr", timeout=15)
+    ctx = ssl.create_default_context(cafile=str(cert[0]))
+
+    async def task_over_wss():
+        async with wss_connect(f"wss://127.0.0.1:{srv.port}", ssl=ctx) as ws:
+            await ws.send("wait")
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert asyncio.run(task_over_wss())["task"]["taskworker"] is True
+    assert "could not start" not in srv.stderr()
+    shutil.copy(cert[1], live_key)
+    srv.signal(signal.SIGUSR1)
+    eventually(lambda: srv.stderr().count("reload done") == 2, timeout=15)
+    assert asyncio.run(task_over_wss())["task"]["taskworker"] is True
 
 
 def test_a_closed_wss_connection_ends_with_close_notify(tls_server):
@@ -127,6 +192,15 @@ def test_bad_certificate_files_are_named_at_start(cert, tmp_path):
     encrypted = other / "encrypted.pem"
     subprocess.run(["openssl", "pkey", "-in", str(other / "key.pem"), "-aes256", "-passout", "pass:secret", "-out", str(encrypted)],
                    check=True, capture_output=True)
+    # The older encrypted PEM of `openssl genrsa -aes256` (a Proc-Type header), and an X.509 v1
+    # certificate (`openssl x509 -req -signkey` without extensions), which rustls cannot read.
+    legacy = other / "legacy.pem"
+    subprocess.run(["openssl", "ec", "-in", str(cert[1]), "-aes256", "-passout", "pass:secret", "-out", str(legacy)],
+                   check=True, capture_output=True)
+    v1 = other / "v1.pem"
+    csr = subprocess.run(["openssl", "req", "-new", "-key", str(cert[1]), "-subj", "/CN=v1"], check=True, capture_output=True).stdout
+    subprocess.run(["openssl", "x509", "-req", "-signkey", str(cert[1]), "-days", "2", "-out", str(v1)],
+                   input=csr, check=True, capture_output=True)
     cert_file, key_file = map(str, cert)
     cases = [
         (cert_file, str(encrypted), f"ssl_key_file '{encrypted}' is encrypted with a passphrase"),
@@ -135,6 +209,8 @@ def test_bad_certificate_files_are_named_at_start(cert, tmp_path):
         (cert_file, cert_file, f"ssl_key_file '{cert_file}' holds no private key"),
         (cert_file, str(other / "key.pem"), f"ssl_key_file '{other / 'key.pem'}' cannot serve ssl_cert_file '{cert_file}'"),
         (cert_file, None, "'ssl_cert_file' and 'ssl_key_file' go together"),
+        (cert_file, str(legacy), f"ssl_key_file '{legacy}' is encrypted with a passphrase"),
+        (str(v1), key_file, f"ssl_cert_file '{v1}' cannot be served: Other(OtherError(UnsupportedCertVersion)) (an X.509 v1"),
     ]
     for cert_arg, key_arg, expected in cases:
         settings = {"ssl_cert_file": cert_arg} | ({"ssl_key_file": key_arg} if key_arg else {})

@@ -572,7 +572,7 @@ def test_without_worker_processes_the_one_process_is_worker_0():
 
 def test_the_pusher_protocol_needs_one_worker():
     r = run_php("<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);"
-                "try { $s->set(['worker_num' => 2, 'pusher' => ['app_id' => '1', 'key' => 'k', 'secret' => 's']]); }"
+                "try { $s->set(['worker_num' => 2]); $s->set(['pusher' => ['app_id' => '1', 'key' => 'k', 'secret' => 's']]); $s->start(); }"
                 "catch (Surge\\Exception $e) { echo $e->getMessage(); }")
     assert r.returncode == 0, r.stderr
     assert "'pusher' needs 'worker_num' 1" in r.stdout

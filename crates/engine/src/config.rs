@@ -153,16 +153,21 @@ const DEFAULT_PING: Duration = Duration::from_secs(25);
 
 fn default_max_connection() -> usize {
     // Leave room for PHP's own files, the listener and Redis.
+    open_file_limit().saturating_sub(64).max(64)
+}
+
+/// The process's soft limit of open files.
+pub(crate) fn open_file_limit() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
         lim.rlim_cur as usize
     } else {
         1024
-    };
-    soft.saturating_sub(64).max(64)
+    }
 }
 
 impl Default for Config {

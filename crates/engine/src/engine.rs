@@ -27,6 +27,7 @@ use crate::tasks::{self, TaskPlace, TaskSender};
 use crate::timers::Timers;
 use crate::workers::{self, FdSource, Worker};
 use crate::{heartbeat, local, logging, memory, signal_arrival, tls};
+use tokio_rustls::TlsAcceptor;
 
 /// Which PHP callbacks are registered (see [`Engine::set_handler`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,20 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Whether the certificate files of `config` (if any) can be served now: what the master
+    /// asks before it stops a worker for a reload, or forks one, so that a certificate being
+    /// replaced (the key written after the certificate) takes no worker down.
+    pub fn check_tls(config: &Config) -> Result<(), String> {
+        Self::tls_acceptor(config).map(drop)
+    }
+
+    fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, String> {
+        match (&config.ssl_cert_file, &config.ssl_key_file) {
+            (Some(cert), Some(key)) => tls::acceptor(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Validates the settings, starts the runtime and binds the listener. Errors are messages
     /// for the user (bad settings, address in use, ...). `handlers` are the callbacks registered
     /// so far: known before the first connection is accepted (else a request that came at once
@@ -119,9 +134,13 @@ impl Engine {
         worker: Option<Worker>,
     ) -> Result<Engine, String> {
         config.validate().map_err(|e| e.to_string())?;
-        let tls = match (&config.ssl_cert_file, &config.ssl_key_file) {
-            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-            _ => None,
+        // Read before binding, so that a server that cannot serve its certificate says so
+        // without having listened; a task worker accepts no connection and does not depend on
+        // the files (which a renewal may be replacing while it restarts).
+        let is_task_worker = worker.as_ref().is_some_and(|w| w.id >= w.count);
+        let tls = match is_task_worker {
+            false => Self::tls_acceptor(&config)?,
+            true => None,
         };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         logging::init(config.log_level);

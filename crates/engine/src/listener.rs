@@ -29,7 +29,7 @@ use tokio::time::error::Elapsed;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Config;
+use crate::config::{open_file_limit, Config};
 use crate::connection;
 use crate::deflate::{self, inflate::Inflating};
 use crate::events::{Answer, Event, HttpRequest, HttpResponse, Responder};
@@ -53,6 +53,14 @@ use crate::tls;
 /// that max_connection and max_connections_per_ip are there to bound.
 const REFUSALS_AT_ONCE: usize = 256;
 
+/// How many refusals may be answered at once: at most half the files left beside
+/// max_connection (64 by default), so that the connections served keep the files they open
+/// (a sendfile(), an upload) when a flood is refused.
+fn refusals_at_once(config: &Config) -> usize {
+    let spare = open_file_limit().saturating_sub(config.max_connection);
+    REFUSALS_AT_ONCE.min(spare / 2)
+}
+
 /// With `tls`, every connection does its TLS handshake before HTTP.
 pub(crate) fn accept_loop(
     listener: TcpListener,
@@ -75,7 +83,9 @@ async fn accept_until_stopped(
     tls: Option<TlsAcceptor>,
 ) {
     let mut stopping = shared.stopping.subscribe();
-    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let refusals = Arc::new(Semaphore::new(refusals_at_once(&shared.config)));
+    // An accept failing again and again (out of files) is logged once until one succeeds.
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             _ = stopping.wait_for(Option::is_some) => break,
@@ -83,6 +93,7 @@ async fn accept_until_stopped(
         };
         match accepted {
             Ok((stream, remote)) => {
+                failing = false;
                 let _ = stream.set_nodelay(true);
                 match admit(&shared, remote.ip()) {
                     Ok(slot) => {
@@ -105,7 +116,9 @@ async fn accept_until_stopped(
             Err(err) => {
                 // Out of file descriptors or similar: say so once per burst and let the
                 // system recover instead of spinning.
-                log::error!(target: "surge", "accept failed: {err}");
+                if !std::mem::replace(&mut failing, true) {
+                    log::error!(target: "surge", "accept failed: {err}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -441,7 +454,13 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         Some(boundary) => read_form(body, boundary, &shared)
             .await
             .map(|form| (Bytes::new(), Some(form))),
-        None => read_body(body, &shared).await.map(|body| (body, None)),
+        None => read_body(
+            body,
+            BodyLimit::package_max_length(&shared.config),
+            &shared.config,
+        )
+        .await
+        .map(|body| (body, None)),
     };
     let (body, form) = match read {
         Ok(read) => read,
@@ -547,35 +566,54 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
     })
 }
 
-/// A request body read whole, within `package_max_length` and its pauses within
-/// `handshake_timeout` (see [`paced`]). Refused: the HTTP status and why.
-pub(crate) async fn read_body(body: Incoming, shared: &Shared) -> Result<Bytes, (u16, String)> {
-    let config = &shared.config;
+/// How much of a request body is read, and the name a refusal gives that limit.
+#[derive(Clone, Copy)]
+pub(crate) struct BodyLimit {
+    pub bytes: usize,
+    pub name: &'static str,
+}
+
+impl BodyLimit {
+    fn package_max_length(config: &Config) -> Self {
+        BodyLimit {
+            bytes: config.package_max_length,
+            name: "package_max_length",
+        }
+    }
+}
+
+/// A request body read whole, within `limit` and its pauses within `handshake_timeout` (see
+/// [`paced`]). Refused: the HTTP status and why.
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: BodyLimit,
+    config: &Config,
+) -> Result<Bytes, (u16, String)> {
     // Sized from Content-Length (grown by doubling it would take a quarter more), up to 1 MiB:
-    // a header alone should not make the server reserve package_max_length.
+    // a header alone should not make the server reserve the whole limit.
     let expected = hyper::body::Body::size_hint(&body).lower() as usize;
-    let mut pieces = std::pin::pin!(paced(body, config)?);
-    let mut whole =
-        bytes::BytesMut::with_capacity(expected.min(config.package_max_length).min(1 << 20));
+    let mut pieces = std::pin::pin!(paced(body, limit, config)?);
+    let mut whole = bytes::BytesMut::with_capacity(expected.min(limit.bytes).min(1 << 20));
     while let Some(piece) = pieces.next().await {
-        whole.extend_from_slice(&piece.map_err(|cause| refusal(&*cause, config))?);
+        whole.extend_from_slice(&piece.map_err(|cause| refusal(&*cause, limit, config))?);
     }
     Ok(whole.freeze())
 }
 
-/// A body's pieces as they arrive: within `package_max_length` in all, and (unless it is 0) with
-/// no pause longer than `handshake_timeout` (a large body may take long; a stalled one may
-/// not). One whose Content-Length is over the limit is refused before a byte of it is read (a
-/// client that sent `Expect: 100-continue` then sends none).
+/// A body's pieces as they arrive: within `limit` in all, and (unless it is 0) with no pause
+/// longer than `handshake_timeout` (a large body may take long; a stalled one may not). One
+/// whose Content-Length is over the limit is refused before a byte of it is read (a client
+/// that sent `Expect: 100-continue` then sends none).
 fn paced(
     body: Incoming,
+    limit: BodyLimit,
     config: &Config,
 ) -> Result<impl futures_util::Stream<Item = Result<Bytes, BoxError>>, (u16, String)> {
-    let (limit, wait) = (config.package_max_length, config.handshake_timeout);
-    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
-        return Err(over_package_max_length(limit));
+    let wait = config.handshake_timeout;
+    if hyper::body::Body::size_hint(&body).lower() > limit.bytes as u64 {
+        return Err(over_limit(limit));
     }
-    let pieces = Limited::new(body, limit).into_data_stream();
+    let pieces = Limited::new(body, limit.bytes).into_data_stream();
     Ok(futures_util::stream::unfold(
         pieces,
         move |mut pieces| async move {
@@ -597,10 +635,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The refusal of a body that `paced` failed to read.
 fn refusal(
     cause: &(dyn std::error::Error + Send + Sync + 'static),
+    limit: BodyLimit,
     config: &Config,
 ) -> (u16, String) {
     if cause.is::<LengthLimitError>() {
-        over_package_max_length(config.package_max_length)
+        over_limit(limit)
     } else if cause.is::<Elapsed>() {
         let wait = config.handshake_timeout;
         (
@@ -629,12 +668,10 @@ fn closing(mut response: HttpResponse, version: Version, linger: &Linger) -> Rep
     reply(response)
 }
 
-/// The refusal of a body (whole or a form) longer than `package_max_length`.
-fn over_package_max_length(limit: usize) -> (u16, String) {
-    (
-        413,
-        format!("request body over package_max_length ({limit} bytes)"),
-    )
+/// The refusal of a body (whole or a form) longer than its limit.
+fn over_limit(limit: BodyLimit) -> (u16, String) {
+    let BodyLimit { bytes, name } = limit;
+    (413, format!("request body over {name} ({bytes} bytes)"))
 }
 
 /// A `multipart/form-data` body split into fields and files as it arrives, read as [`paced`]
@@ -645,12 +682,13 @@ async fn read_form(
     shared: &Shared,
 ) -> Result<multipart_form::MultipartForm, (u16, String)> {
     let config = &shared.config;
-    let pieces = paced(body, config)?;
+    let limit = BodyLimit::package_max_length(config);
+    let pieces = paced(body, limit, config)?;
     let tmp_dir = &config.upload_tmp_dir;
     multipart_form::parse(pieces, boundary, tmp_dir, config.max_file_uploads)
         .await
         .map_err(|e| match &e {
-            multer::Error::StreamReadFailed(cause) => refusal(&**cause, config),
+            multer::Error::StreamReadFailed(cause) => refusal(&**cause, limit, config),
             _ => (400, format!("malformed multipart/form-data body: {e}")),
         })
 }

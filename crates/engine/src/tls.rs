@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{crypto, ServerConfig};
+use tokio_rustls::rustls::{crypto, Error, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello opens with it).
@@ -26,7 +26,7 @@ pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, S
     }
     let key_pem = read("ssl_key_file", key_file)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-        _ if key_pem.windows(25).any(|w| w == b"BEGIN ENCRYPTED PRIVATE K") => format!(
+        _ if encrypted(&key_pem) => format!(
             "ssl_key_file '{key_file}' is encrypted with a passphrase, which Surge does not take: \
              write it decrypted with `openssl pkey -in {key_file} -out <new file>` (readable by the server's user only)"
         ),
@@ -42,10 +42,26 @@ pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, S
             .map_err(|e| format!("cannot set up TLS: {e}"))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| {
-                format!("ssl_key_file '{key_file}' cannot serve ssl_cert_file '{cert_file}': {e}")
+            .map_err(|e| match e {
+                // rustls reads the certificate to check it against the key, and reads X.509 v3
+                // only: the v1 ones that `openssl x509 -req -signkey` makes are refused here.
+                Error::InvalidCertificate(why) => format!(
+                    "ssl_cert_file '{cert_file}' cannot be served: {why:?} (an X.509 v1 certificate, \
+                     as `openssl x509 -req -signkey` makes without extensions, cannot: make a v3 one, \
+                     e.g. `openssl req -x509 -key {key_file} -days 365 -subj /CN=localhost -out <new file>`)"
+                ),
+                e => format!("ssl_key_file '{key_file}' cannot serve ssl_cert_file '{cert_file}': {e}"),
             })?;
-    // WebSocket handshakes are HTTP/1.1 requests.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // WebSocket handshakes are HTTP/1.1 requests; an HTTP/1.0 client (curl --http1.0, PHP's
+    // curl asked for 1.0) offers only http/1.0, and would get a fatal alert without it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A key encrypted with a passphrase: PKCS#8's `ENCRYPTED PRIVATE KEY`, or the older
+/// `Proc-Type: 4,ENCRYPTED` header of `openssl genrsa -aes256` (which the PEM reader takes
+/// for bad base64).
+fn encrypted(pem: &[u8]) -> bool {
+    let has = |text: &[u8]| pem.windows(text.len()).any(|w| w == text);
+    has(b"BEGIN ENCRYPTED PRIVATE KEY") || has(b"Proc-Type: 4,ENCRYPTED")
 }

@@ -92,6 +92,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     SERVING.set(Some(NonNull::from(server)));
     let _serving = Serving;
     let mut config = server.config.borrow().clone();
+    config.validate().map_err(|e| error(e.0))?;
     config.max_file_uploads = form_input::max_file_uploads();
     server.master_pid.set(std::process::id());
     if config.task_worker_num > 0 && !server.callbacks.borrow().has(Kind::Task) {

@@ -322,7 +322,8 @@ impl Server {
             config.apply(&key, &value).map_err(|e| error(e.0))?;
             given.push((key, value));
         }
-        config.validate().map_err(|e| error(e.0))?;
+        // Settings that go together (the certificate and its key, the heartbeat's three) are
+        // checked by start(): Swoole code gives them in several set() calls.
         *self.config.borrow_mut() = config;
         let mut settings = self.given_settings.borrow_mut();
         for (key, value) in given {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
 use surge_engine::stop_watchdog::STOP_MARGIN;
-use surge_engine::{Config, Pool};
+use surge_engine::{Config, Engine, Pool};
 
 use crate::callbacks::Kind;
 use crate::event_loop::{self, Ended};
@@ -188,7 +188,13 @@ fn supervise(
         let now = Instant::now();
         while let Some(i) = due.iter().position(|(_, at)| *at <= now) {
             let (id, _) = due.swap_remove(i);
-            match fork_worker(server, this, config, pool, id, signals) {
+            // Not forked while it could not serve its certificate: it would take its share of
+            // new connections from the kernel, then fail and drop them.
+            let ready = match id < config.worker_num {
+                true => Engine::check_tls(config),
+                false => Ok(()),
+            };
+            match ready.and_then(|()| fork_worker(server, this, config, pool, id, signals)) {
                 Ok(Forked::Master(worker)) => starting.push(worker),
                 Ok(Forked::Worker(ended)) => return Some(ended),
                 Err(e) => {
@@ -212,7 +218,7 @@ fn supervise(
                 }
             }
         }
-        reload.next(children, config.shutdown_timeout + STOP_MARGIN);
+        reload.next(children, config.shutdown_timeout + STOP_MARGIN, config);
     }
     // Those still starting are stopped with the others.
     for worker in starting {
@@ -255,8 +261,10 @@ impl Reload {
     }
 
     /// Stops the next one once the last one serves again. One that has not stopped within
-    /// `limit` (a callback that does not return) is killed, as at a stop.
-    fn next(&mut self, children: &[Option<Child>], limit: Duration) {
+    /// `limit` (a callback that does not return) is killed, as at a stop. A worker whose
+    /// replacement could not serve the certificate files as they are now is not stopped: the
+    /// reload ends there, the workers serving on as they are.
+    fn next(&mut self, children: &[Option<Child>], limit: Duration, config: &Config) {
         if let (Some(id), Some(at)) = (self.current, self.stopped_at) {
             if at.elapsed() >= limit {
                 if let Some(child) = &children[id] {
@@ -274,6 +282,14 @@ impl Reload {
                 }
                 return;
             };
+            if id < config.worker_num {
+                if let Err(why) = Engine::check_tls(config) {
+                    log::error!(target: "surge", "reload stopped before worker {id}, which serves on: {why}");
+                    self.waiting.clear();
+                    self.underway = false;
+                    return;
+                }
+            }
             // One not running now (it died and waits to be started again) starts anew anyway.
             if let Some(child) = &children[id] {
                 // SAFETY: a signal to our own child.

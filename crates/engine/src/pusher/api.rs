@@ -2,6 +2,7 @@
 //! batch) and query channels and presence users, every request signed with the app secret.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -14,7 +15,7 @@ use super::{
     MAX_EVENT_NAME,
 };
 use crate::events::HttpResponse;
-use crate::listener::read_body;
+use crate::listener::{read_body, BodyLimit};
 use crate::shared::{unix_ms, Shared};
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds.
@@ -37,23 +38,44 @@ fn fail(status: u16, message: &str) -> HttpResponse {
     json_reply(status, json!({ "error": message }))
 }
 
-/// A request under `/apps/`; Err: its body was refused before it was read whole.
+/// The largest body the API reads: ten events of 10 KB of data (escaped in JSON, up to six
+/// times that) on 100 channels each fit; nothing a signed request sends comes near it.
+const API_BODY: BodyLimit = BodyLimit {
+    bytes: 1 << 20,
+    name: "the Pusher API's limit",
+};
+
+/// A request under `/apps/{app_id}/`; Err: refused before its body was read whole. Everything
+/// the signature covers (`body_md5` too) is checked before the body is read: a client without
+/// the secret gets no `100 Continue` and has nothing read, whatever it sends.
 pub(crate) async fn serve(
     req: Request<Incoming>,
     shared: &Shared,
 ) -> Result<HttpResponse, HttpResponse> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let body = match read_body(body, shared).await {
+    let (method, path) = (&parts.method, parts.uri.path());
+    let Some(app) = app_of(shared, path) else {
+        return Ok(fail(404, "no such app"));
+    };
+    let params = query_params(parts.uri.query());
+    if let Err(refused) = signed(app, method, path, &params) {
+        return match hyper::body::Body::is_end_stream(&body) {
+            true => Ok(refused),
+            false => Err(refused),
+        };
+    }
+    let body = match read_body(body, API_BODY, &shared.config).await {
         Ok(body) => body,
         Err((status, message)) => return Err(fail(status, &message)),
     };
-    Ok(route(shared, &parts.method, &path, &query, &body, true))
+    Ok(checked_body(
+        app, shared, method, path, &params, &body, true,
+    ))
 }
 
-/// A request once its body is in: app, signature (unless `verify` is false: fuzzing only),
-/// then the endpoint.
+/// The whole of `serve` on a request read whole, for fuzzing; `verify` false skips the
+/// signature and body checks.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn route(
     shared: &Shared,
     method: &Method,
@@ -62,17 +84,56 @@ pub(crate) fn route(
     body: &[u8],
     verify: bool,
 ) -> HttpResponse {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let Some(app) = segments.get(1).and_then(|id| shared.pusher.by_id(id)) else {
+    let Some(app) = app_of(shared, path) else {
         return fail(404, "no such app");
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+    let params = query_params(Some(query));
+    match signed(app, method, path, &params) {
+        Err(refused) if verify => refused,
+        _ => checked_body(app, shared, method, path, &params, body, verify),
+    }
+}
+
+fn app_of<'a>(shared: &'a Shared, path: &str) -> Option<&'a Arc<App>> {
+    let id = path.trim_start_matches('/').split('/').nth(1)?;
+    shared.pusher.by_id(id)
+}
+
+fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
-        .collect();
-    if let Err(why) = check_signature(app, method, path, &params, body) {
-        log::info!(target: "surge", "pusher api: {method} {path} refused: {why}");
+        .collect()
+}
+
+/// The signature check; a refusal is logged and answered 401.
+fn signed(
+    app: &App,
+    method: &Method,
+    path: &str,
+    params: &[(String, String)],
+) -> Result<(), HttpResponse> {
+    check_signature(app, method, path, params).map_err(|why| refused(method, path, why))
+}
+
+fn refused(method: &Method, path: &str, why: String) -> HttpResponse {
+    log::info!(target: "surge", "pusher api: {method} {path} refused: {why}");
+    fail(401, &why)
+}
+
+/// A signed request with its body: the body checked against the signed `body_md5` (unless
+/// `verify` is false), then the endpoint.
+fn checked_body(
+    app: &App,
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    params: &[(String, String)],
+    body: &[u8],
+    verify: bool,
+) -> HttpResponse {
+    if let Err(why) = check_body_md5(params, body) {
         if verify {
-            return fail(401, &why);
+            return refused(method, path, why);
         }
     }
     let param = |name: &str| {
@@ -81,20 +142,20 @@ pub(crate) fn route(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let decoded: Vec<String> = segments[2..].iter().map(|s| percent_decode(s)).collect();
-    match (
-        method,
-        decoded
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice(),
-    ) {
+    let segments: Vec<String> = (path.trim_start_matches('/').split('/').skip(2))
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (method, segments.as_slice()) {
         (&Method::POST, ["events"]) => trigger(app, shared, body),
         (&Method::POST, ["batch_events"]) => batch(app, shared, body),
         (&Method::GET, ["channels"]) => channels(app, param("filter_by_prefix"), param("info")),
         (&Method::GET, ["channels", name]) => channel(app, name, param("info")),
         (&Method::GET, ["channels", name, "users"]) => users(app, name),
+        (_, ["events" | "batch_events"]) => fail(405, "this endpoint takes POST"),
+        (_, ["channels"] | ["channels", _] | ["channels", _, "users"]) => {
+            fail(405, "this endpoint takes GET")
+        }
         _ => fail(404, "no such endpoint"),
     }
 }
@@ -120,15 +181,14 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Pusher's request signature: HMAC-SHA256 of `METHOD\nPATH\nsorted query` (auth_signature
-/// left out, keys lowercased, values unescaped), plus key, version, timestamp and body_md5
-/// checks. A signature may be used again within the timestamp window, as Pusher allows:
+/// left out, keys lowercased, values unescaped; `body_md5` among them), plus key, version and
+/// timestamp checks. A signature may be used again within the timestamp window, as Pusher allows:
 /// its SDKs sign no nonce, so two identical triggers in one second carry the same signature.
 fn check_signature(
     app: &App,
     method: &Method,
     path: &str,
     params: &[(String, String)],
-    body: &[u8],
 ) -> Result<(), String> {
     let get = |name: &str| {
         params
@@ -152,13 +212,6 @@ fn check_signature(
             "auth_timestamp is more than {TIMESTAMP_WINDOW} s from the server's time ({now})"
         ));
     }
-    match get("body_md5") {
-        Some(md5) if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) => {
-            return Err("body_md5 does not match the body".into())
-        }
-        None if !body.is_empty() => return Err("missing body_md5".into()),
-        _ => {}
-    }
     let mut signed: Vec<(String, &str)> = params
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("auth_signature"))
@@ -171,6 +224,20 @@ fn check_signature(
         return Err("invalid auth_signature".into());
     }
     Ok(())
+}
+
+/// The body against the `body_md5` that the signature covered.
+fn check_body_md5(params: &[(String, String)], body: &[u8]) -> Result<(), String> {
+    let md5 = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("body_md5"));
+    match md5 {
+        Some((_, md5)) if !md5.eq_ignore_ascii_case(&auth::md5_hex(body)) => {
+            Err("body_md5 does not match the body".into())
+        }
+        None if !body.is_empty() => Err("missing body_md5".into()),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -409,6 +476,9 @@ fn channel(app: &App, name: &str, info: Option<&str>) -> HttpResponse {
 }
 
 fn users(app: &App, name: &str) -> HttpResponse {
+    if !valid_channel(name) {
+        return fail(400, "invalid channel name");
+    }
     if kind(name) != Kind::Presence {
         return fail(400, "users are only listed for presence channels");
     }

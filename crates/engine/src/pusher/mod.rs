@@ -308,9 +308,12 @@ impl Pusher {
         self.enabled() && path.starts_with("/app/")
     }
 
-    /// HTTP requests under `/apps/` are the Pusher HTTP API when apps are configured.
+    /// HTTP requests under `/apps/{a configured app_id}/` are the Pusher HTTP API; other paths
+    /// under `/apps/` are the application's (its routes, its static files).
     pub fn is_api_path(&self, path: &str) -> bool {
-        self.enabled() && path.starts_with("/apps/")
+        (path.strip_prefix("/apps/"))
+            .and_then(|rest| rest.split('/').next())
+            .is_some_and(|id| self.by_id(id).is_some())
     }
 }
 
