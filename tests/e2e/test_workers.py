@@ -504,6 +504,39 @@ def test_a_killed_worker_is_replaced_and_a_killed_master_takes_its_workers_along
             time.sleep(0.05)
 
 
+def test_a_worker_that_dies_is_told_to_the_masters_worker_error_callback(php_server, tmp_path, stack):
+    """Swoole's workerError, in the master: the dead worker ran no close callback, so the rows a
+    table kept for its connections are the app's to delete there."""
+    srv = start_workers(php_server, tmp_path)
+    srv.wait_output("workerStart 1")
+    clients, who = clients_on_both_workers(srv, stack)
+    pids = worker_pids(srv)
+    os.kill(pids[1], signal.SIGKILL)
+    left = sum(w["worker"] == 0 for w in who)
+    srv.wait_output(f"workerError 1 pid={pids[1]} code=0 signal=9 in {srv.proc.pid}, rows left {left}", timeout=10)
+    on_0 = next(ws for ws, w in zip(clients, who) if w["worker"] == 0)
+    on_0.send("exit")
+    srv.wait_output(f"workerError 0 pid={pids[0]} code=3 signal=0 in {srv.proc.pid}, rows left 0", timeout=10)
+    # A reload's stop is no error.
+    srv.signal(signal.SIGUSR1)
+    srv.wait_output("reload done", stream="stderr", timeout=20)
+    assert srv.stdout().count("workerError") == 2
+
+
+def test_the_directory_of_a_master_killed_outright_is_removed_by_the_next(php_server, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    left = tmp / f"surge-bus.{dead}.abc123"
+    left.mkdir()
+    (left / "task-data").write_bytes(b"x" * 1000)
+    alive = tmp / f"surge-bus.{os.getpid()}.def456"
+    alive.mkdir()
+    srv = start_workers(php_server, tmp_path)
+    srv.wait_output("workerStart 1")
+    assert not left.exists() and alive.exists()
+
+
 def running(pid: int) -> bool:
     """Alive and not a zombie (an orphan is reaped by whoever adopted it, maybe never here)."""
     try:

@@ -284,11 +284,15 @@ struct BusDir {
     owner: u32,
 }
 
+/// The bus directories' names: `surge-bus.<the master's pid>.<random>`.
+const BUS_DIR_PREFIX: &str = "surge-bus.";
+
 impl BusDir {
     fn create() -> Result<Self, String> {
         use std::os::unix::fs::PermissionsExt;
+        remove_dead_masters_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("surge-bus.")
+            .prefix(&format!("{BUS_DIR_PREFIX}{}.", std::process::id()))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make the workers' socket directory: {e}"))?;
@@ -298,6 +302,31 @@ impl BusDir {
             owner: std::process::id(),
         })
     }
+}
+
+/// A master killed outright (SIGKILL, the OOM killer) leaves its directory behind, with the
+/// data of any large task on its way: the next master removes those whose process is gone.
+fn remove_dead_masters_dirs() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = (name.to_str())
+            .and_then(|n| n.strip_prefix(BUS_DIR_PREFIX))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = |pid| unsafe { libc::kill(pid, 0) } == -1 && errno() == libc::ESRCH;
+        if pid.is_some_and(|pid| pid > 0 && gone(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 impl Drop for BusDir {

@@ -15,6 +15,8 @@ pub enum Kind {
     WorkerStart,
     WorkerStop,
     Shutdown,
+    /// In the master of worker processes: one ended when it was not asked to.
+    WorkerError,
     /// In a task worker: a task to run (see `tasks.rs`).
     Task,
     /// In a worker: a task it sent is finished.
@@ -44,6 +46,7 @@ pub const KINDS: &[(&str, Kind)] = &[
     ),
     ("workerStop", Kind::WorkerStop),
     ("shutdown", Kind::Shutdown),
+    ("workerError", Kind::WorkerError),
     ("task", Kind::Task),
     ("finish", Kind::Finish),
     ("pipeMessage", Kind::PipeMessage),

@@ -137,9 +137,9 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     server.worker_id.set(-1);
     let mut next = event_loop::lifecycle(server, Kind::Start, &[this]);
     if next == Ended::Stopped && !server.stop_requested.get() {
-        if let Some(worker_ended) = supervise(server, this, &config, &pool, &signals, &mut children)
-        {
-            return worker_ended;
+        match supervise(server, this, &config, &pool, &signals, &mut children) {
+            Supervised::Master(ended) => next = ended,
+            Supervised::Worker(worker_ended) => return worker_ended,
         }
     }
     stop_all(&mut children, config.shutdown_timeout);
@@ -150,8 +150,16 @@ pub fn run(server: &Server, this: &Zval, config: Config) -> PhpResult<Ended> {
     Ok(next)
 }
 
-/// Waits for signals and dead workers until asked to stop. Returns Some only in a worker
-/// forked here as a replacement: how it ended.
+/// How supervising ended.
+enum Supervised {
+    /// In the master: asked to stop (`Ended::Stopped`), or a workerError callback called exit()
+    /// or died of a fatal error.
+    Master(Ended),
+    /// In a worker forked here as a replacement: how it ended.
+    Worker(PhpResult<Ended>),
+}
+
+/// Waits for signals and dead workers until asked to stop.
 fn supervise(
     server: &Server,
     this: &Zval,
@@ -159,7 +167,7 @@ fn supervise(
     pool: &Pool,
     signals: &MasterSignals,
     children: &mut [Option<Child>],
-) -> Option<PhpResult<Ended>> {
+) -> Supervised {
     let mut due: Vec<(usize, Instant)> = Vec::new();
     // Replacements forked and not yet serving: looked at between two waits for signals, so
     // that one slow (or stuck) in its workerStart holds up neither a stop nor the others.
@@ -175,15 +183,27 @@ fn supervise(
             Some(libc::SIGUSR2) => reload.ask(config.worker_num..children.len(), "task workers"),
             _ => {}
         }
-        for (id, status, lived) in reap(children) {
+        for exit in reap(children) {
+            let id = exit.id;
             if reload.current == Some(id) {
-                log::info!(target: "surge", "worker {id} stopped for the reload ({status}); starting another");
+                log::info!(target: "surge", "worker {id} stopped for the reload ({exit}); starting another");
                 due.push((id, Instant::now()));
                 continue;
             }
-            log::warn!(target: "surge", "worker {id} exited ({status}); starting another");
-            let delay = RESTART_DELAY.saturating_sub(lived);
+            log::warn!(target: "surge", "worker {id} exited ({exit}); starting another");
+            let delay = RESTART_DELAY.saturating_sub(exit.lived);
             due.push((id, Instant::now() + delay));
+            // Swoole's workerError, in the master: what the worker's close callbacks would
+            // have cleaned up (a table's rows of its connections) is the app's to clean here.
+            let (pid, code, signal) = (i64::from(exit.pid), exit.code, exit.signal);
+            let ended = event_loop::lifecycle(
+                server,
+                Kind::WorkerError,
+                &[this, &(id as i64), &pid, &code, &signal],
+            );
+            if ended != Ended::Stopped {
+                return Supervised::Master(ended);
+            }
         }
         let now = Instant::now();
         while let Some(i) = due.iter().position(|(_, at)| *at <= now) {
@@ -196,7 +216,7 @@ fn supervise(
             };
             match ready.and_then(|()| fork_worker(server, this, config, pool, id, signals)) {
                 Ok(Forked::Master(worker)) => starting.push(worker),
-                Ok(Forked::Worker(ended)) => return Some(ended),
+                Ok(Forked::Worker(ended)) => return Supervised::Worker(ended),
                 Err(e) => {
                     log::error!(target: "surge", "worker {id} could not start: {e}");
                     due.push((id, now + RESTART_DELAY));
@@ -224,7 +244,7 @@ fn supervise(
     for worker in starting {
         children[worker.id] = Some(worker.child);
     }
-    None
+    Supervised::Master(Ended::Stopped)
 }
 
 /// A rolling restart: one worker at a time is stopped (as at a stop: its clients are closed
@@ -536,26 +556,53 @@ fn readable(report: &File, wait: Duration) -> bool {
 
 /// Workers that exited: id, how, and how long each had run. Only our workers are waited for
 /// (a process the script started itself before start() keeps its exit status).
-fn reap(children: &mut [Option<Child>]) -> Vec<(usize, String, Duration)> {
+/// A worker process that ended, as waitpid() told it.
+struct Exit {
+    id: usize,
+    pid: libc::pid_t,
+    /// Its exit status, or 0 when a signal ended it.
+    code: i64,
+    /// The signal that ended it, or 0.
+    signal: i64,
+    lived: Duration,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.signal {
+            0 => write!(f, "status {}", self.code),
+            signal => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+fn reap(children: &mut [Option<Child>]) -> Vec<Exit> {
     let mut gone = Vec::new();
     for (id, slot) in children.iter_mut().enumerate() {
         let Some(child) = slot else { continue };
         let mut status = 0;
         // SAFETY: waits for our own child without blocking.
         if unsafe { libc::waitpid(child.pid, &mut status, libc::WNOHANG) } == child.pid {
-            gone.push((id, describe(status), child.started.elapsed()));
+            let signaled = libc::WIFSIGNALED(status);
+            gone.push(Exit {
+                id,
+                pid: child.pid,
+                code: if signaled {
+                    0
+                } else {
+                    i64::from(libc::WEXITSTATUS(status))
+                },
+                signal: if signaled {
+                    i64::from(libc::WTERMSIG(status))
+                } else {
+                    0
+                },
+                lived: child.started.elapsed(),
+            });
             *slot = None;
         }
     }
     gone
-}
-
-fn describe(status: libc::c_int) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("status {}", libc::WEXITSTATUS(status))
-    }
 }
 
 /// Sends every worker SIGTERM (each closes its clients with 1001 and finishes as a single

@@ -59,6 +59,12 @@ $server->on('workerStop', function ($s, $id) {
     usleep(1000 * (int) getenv('SURGE_STOP_MS'));
 });
 $server->on('shutdown', fn($s) => out("shutdown in " . getmypid()));
+// In the master, for a worker that died: the rows its close callbacks would have deleted.
+$server->on('workerError', function ($s, $id, $pid, $code, $signal) use ($table) {
+    $gone = array_keys(array_filter(iterator_to_array($table), fn($row) => $row['worker'] === $id));
+    array_map([$table, 'del'], $gone);
+    out("workerError $id pid=$pid code=$code signal=$signal in " . getmypid() . ", rows left " . count($table));
+});
 $server->on('open', function ($s, $req) use ($table) {
     $table->set((string) $req->fd, ['worker' => $s->worker_id]);
     out("open {$req->fd} worker {$s->worker_id}");
