@@ -80,6 +80,7 @@ class PhpServer:
         args: list | None = None,
         extensions: list | None = None,
         mode_settings: dict | None = None,
+        ini: dict | None = None,
     ):
         self.port = free_port()
         self.out_path = tmp / f"{script.stem}.{self.port}.out"
@@ -90,7 +91,8 @@ class PhpServer:
             own = json.loads(full_env.get("SURGE_SETTINGS") or "{}")
             full_env["SURGE_SETTINGS"] = json.dumps({**mode_settings, **own})
         self.proc = subprocess.Popen(
-            ["php", "-n", *extension_args(extensions), "-d", f"extension={surge_so()}", "-d", "display_errors=stderr", str(script), *(args or [])],
+            ["php", "-n", *extension_args(extensions), "-d", f"extension={surge_so()}", "-d", "display_errors=stderr",
+             *(arg for key, value in (ini or {}).items() for arg in ("-d", f"{key}={value}")), str(script), *(args or [])],
             stdout=open(self.out_path, "w"),
             stderr=open(self.err_path, "w"),
             env=full_env,
@@ -166,15 +168,15 @@ def io_mode(request) -> str:
 
 @pytest.fixture
 def php_server(tmp_path, io_mode):
-    """php_server("echo.php", env={...}) starts tests/e2e/servers/echo.php (or a path) in the
-    test's io_mode and waits until it listens; every server is stopped at the end of the test."""
+    """php_server("echo.php", env={...}, ini={...}) starts tests/e2e/servers/echo.php (or a path)
+    in the test's io_mode, with those php.ini values, and waits until it listens; every server is stopped at the end of the test."""
     started = []
 
-    def start(script, env=None, args=None, wait=True, extensions=None):
+    def start(script, env=None, args=None, wait=True, extensions=None, ini=None):
         path = Path(script)
         if not path.is_absolute():
             path = SERVERS / path
-        server = PhpServer(path, tmp_path, env=env, args=args, extensions=extensions, mode_settings=IO_MODES[io_mode])
+        server = PhpServer(path, tmp_path, env=env, args=args, extensions=extensions, mode_settings=IO_MODES[io_mode], ini=ini)
         started.append(server)
         if wait:
             try:

@@ -375,6 +375,10 @@ def test_sendfile_sends_a_file_or_a_range_of_it(php_server, tmp_path):
     assert (status, headers["Content-Length"], body) == (200, "70000", content[1000:71_000])
     _, headers, body = get(path=data, offset=299_990, type="text/plain; charset=utf-8")
     assert (headers["Content-Type"], body) == ("text/plain; charset=utf-8", content[299_990:])
+    # A name that is not UTF-8 (an upload kept under its GBK name): Linux names are bytes.
+    gbk = tmp_path / "caf\udce9.json"
+    gbk.write_bytes(b"{}")
+    assert http_get(srv, "/file?path=" + urllib.parse.quote(os.fsencode(gbk)))[::2] == (200, b"{}")
     refused = [
         ({"path": tmp_path / "missing.txt"}, "cannot open"),
         ({"path": tmp_path}, "is not a regular file"),
@@ -416,10 +420,11 @@ def test_a_client_that_stops_reading_a_file_is_dropped_after_send_timeout(php_se
         assert res.status == 201
 
 
-def curl(srv, path, *args) -> tuple[int, dict | str]:
-    """curl's answer to a request (-F fields make it a multipart form): status, JSON or text."""
+def curl(srv, path, *args, input=None) -> tuple[int, dict | str]:
+    """curl's answer to a request (-F fields make it a multipart form; `input` is its stdin):
+    status, JSON or text."""
     out = subprocess.run(["curl", "-sg", "-w", "\n%{http_code}", *args, srv.http + path],
-                         capture_output=True, text=True, timeout=10)
+                         capture_output=True, text=True, timeout=30, input=input)
     body, status = out.stdout.rsplit("\n", 1)
     return int(status), json.loads(body) if body.startswith("{") else body
 
@@ -433,6 +438,31 @@ def test_query_and_form_fields_are_parsed_as_php_parses_them(php_server):
     assert got["get"] == got["parse_str"]
     _, got = curl(srv, "/form", "--data", "x[]=1&x[]=2&y.z=3&k[a]=%3D")
     assert got["post"] == {"x": ["1", "2"], "y_z": "3", "k": {"a": "="}}
+
+
+def test_a_form_over_post_max_size_is_left_unparsed_as_php_leaves_it(php_server):
+    """package_max_length raised for uploads let a 40 MB form field or urlencoded body through,
+    and parsing it into $request->post exceeded memory_limit before any code of the app ran: the
+    server died. Past post_max_size $request->post stays empty, as PHP leaves $_POST."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(package_max_length=64 << 20)},
+                     ini={"memory_limit": "48M", "post_max_size": "8M"})
+    big = "a=" + "x" * (40 << 20)
+    status, got = curl(srv, "/form", "--data-binary", "@-", input=big)
+    assert (status, got["post"]) == (200, []), got if status != 200 else ""
+    status, got = curl(srv, "/form", "-F", "a=<-", input="x" * (40 << 20))
+    assert (status, got["post"]) == (200, []), got if status != 200 else ""
+    assert srv.stderr().count("is over post_max_size (8388608 bytes): $request->post is left empty") == 2
+    _, got = curl(srv, "/form", "--data", "a=1")
+    assert got["post"] == {"a": "1"}
+
+
+def test_a_request_with_a_forms_content_type_and_no_body_reaches_php(php_server):
+    """An empty POST (or a GET) with a multipart Content-Type got 400 "incomplete multipart
+    stream"; PHP runs the script with empty $_POST."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    for method in ["POST", "GET"]:
+        status, got = curl(srv, "/form", "-X", method, "-H", "Content-Type: multipart/form-data; boundary=XyZ")
+        assert (status, got["post"], got["files"]) == (200, [], []), (method, got)
 
 
 def test_a_warning_while_the_request_is_made_does_not_skip_the_open_callback(php_server):
@@ -612,7 +642,14 @@ def test_the_static_handler_serves_files_under_document_root_without_php(php_ser
     assert (status, headers["Location"]) == (301, "/docs/?page=2")  # so relative links resolve in /docs/
     # Not `//docs/`, which a browser takes for the address of a host named docs.
     assert ask("GET", "//docs", server=indexed)[1]["Location"] == "/docs/"
+    # Nor `/\evil.example/...`, which a browser reads as `//evil.example/...`.
+    assert ask("GET", "/\\evil.example/../docs", server=indexed)[1]["Location"] == "/evil.example/../docs/"
     assert ask("GET", "/docs/?page=2", server=indexed)[::2] == (200, b"<p>docs</p>")
+    # A file named as a directory is not one (nginx: 404); a name that is not UTF-8 (an upload
+    # kept under its GBK name) is served as it is named.
+    assert ask("GET", "/index.html/")[0] == 201
+    (root / "caf\udce9.html").write_bytes(b"<p>gbk</p>")
+    assert ask("GET", "/caf%E9.html")[::2] == (200, b"<p>gbk</p>")
 
 
 def test_memory_is_trimmed_once_a_burst_of_http_connections_has_ended(php_server):

@@ -444,9 +444,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return res;
     }
     let (parts, body) = req.into_parts();
-    let boundary = parts
-        .headers
-        .get(header::CONTENT_TYPE)
+    // No body (a GET with a form's Content-Type, an empty POST) is no form: PHP runs the
+    // script with empty $_POST then.
+    let boundary = (parts.headers.get(header::CONTENT_TYPE))
+        .filter(|_| !hyper::body::Body::is_end_stream(&body))
         .and_then(|value| value.to_str().ok())
         .and_then(multipart_form::boundary);
     // A multipart form goes to temporary files as it arrives; another body is read whole.
@@ -553,8 +554,12 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Option<Reply> {
             let uri = req.uri();
             let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             let mut moved = HttpResponse::text(301, "");
-            // One leading slash: `//docs/` would be another host's address to a browser.
-            let path = uri.path().trim_start_matches('/');
+            // One leading slash: `//docs/` (or `/\docs/`: browsers read `\` as `/`) would
+            // be another host's address to a browser.
+            let path = uri
+                .path()
+                .trim_start_matches(['/', '\\'])
+                .replace('\\', "%5C");
             (moved.headers).push(("location".into(), format!("/{path}/{query}")));
             return Some(reply(moved));
         }

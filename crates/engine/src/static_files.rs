@@ -3,6 +3,8 @@
 //! the I/O side with the file, and PHP is not called; any other request goes on to the `request`
 //! callback. A page's scripts, styles and images then cost PHP nothing.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -32,29 +34,27 @@ pub(crate) enum Found {
 /// the URL or by the name of the file a link leads to.
 pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
     let root = (config.document_root.as_deref()).filter(|_| config.enable_static_handler)?;
-    let decoded = percent_encoding::percent_decode_str(uri_path)
-        .decode_utf8()
-        .ok()?;
-    if decoded.contains('\0') {
+    // Bytes, not UTF-8 text: a file may be named in the charset it was uploaded in (GBK,
+    // Shift_JIS), as Linux names are bytes; the checks below read such names lossily.
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(uri_path).collect();
+    if decoded.contains(&0) {
         return None;
     }
     let inside = below_root(&decoded)?;
-    if !servable(&inside) {
+    let text = String::from_utf8_lossy(&inside);
+    if !servable(&text) {
         return None;
     }
     let locations = &config.static_handler_locations;
-    if !locations.is_empty() && !locations.iter().any(|l| under(&format!("/{inside}"), l)) {
+    if !locations.is_empty() && !locations.iter().any(|l| under(&format!("/{text}"), l)) {
         return None;
     }
-    let path = root.join(&inside);
+    let path = root.join(OsStr::from_bytes(&inside));
     if path.is_dir() {
         let index = config.http_index_files.iter().map(|name| path.join(name));
         let index = index
             .filter(|file| {
-                file.strip_prefix(root)
-                    .ok()
-                    .and_then(|f| f.to_str())
-                    .is_some_and(servable)
+                (file.strip_prefix(root).ok()).is_some_and(|f| servable(&f.to_string_lossy()))
             })
             .find(|file| leads_to_servable(root, file))?;
         return Some(if uri_path.ends_with('/') {
@@ -63,23 +63,25 @@ pub(crate) fn find(config: &Config, uri_path: &str) -> Option<Found> {
             Found::DirectoryWithoutSlash
         });
     }
-    leads_to_servable(root, &path).then_some(Found::File(path))
+    // `/index.html/` names a directory, which a file is not (nginx: 404).
+    let as_directory = decoded.ends_with(b"/") || decoded.ends_with(b"/.");
+    (!as_directory && leads_to_servable(root, &path)).then_some(Found::File(path))
 }
 
 /// The path below the root that a decoded URL path names (empty: the root itself), its `..`
 /// taken away with what they undo; None when one would climb above the root.
-fn below_root(decoded: &str) -> Option<String> {
+fn below_root(decoded: &[u8]) -> Option<Vec<u8>> {
     let mut parts = Vec::new();
-    for part in decoded.split('/') {
+    for part in decoded.split(|&b| b == b'/') {
         match part {
-            "" | "." => {}
-            ".." => {
+            b"" | b"." => {}
+            b".." => {
                 parts.pop()?;
             }
             part => parts.push(part),
         }
     }
-    Some(parts.join("/"))
+    Some(parts.join(&b'/'))
 }
 
 /// Whether `path` is a regular file (through its links) that may be served as it is where it
@@ -90,10 +92,10 @@ fn below_root(decoded: &str) -> Option<String> {
 fn leads_to_servable(root: &Path, path: &Path) -> bool {
     std::fs::canonicalize(path).is_ok_and(|target| {
         let name = match target.strip_prefix(root) {
-            Ok(inside) => inside.to_str(),
-            Err(_) => target.file_name().and_then(|n| n.to_str()),
+            Ok(inside) => Some(inside.as_os_str()),
+            Err(_) => target.file_name(),
         };
-        target.is_file() && name.is_some_and(servable)
+        target.is_file() && name.is_some_and(|name| servable(&name.to_string_lossy()))
     })
 }
 
@@ -338,9 +340,22 @@ mod tests {
         ] {
             assert_eq!(found(&all, outside), None, "{outside}");
         }
-        for nothing in ["/", "/assets", "/missing.js", "/index.html%00.js", "/%ff"] {
+        // A file named by a URL of a directory is not served (nginx: 404).
+        for nothing in [
+            "/",
+            "/assets",
+            "/missing.js",
+            "/index.html%00.js",
+            "/%ff",
+            "/index.html/",
+            "/index.html/.",
+        ] {
             assert_eq!(found(&all, nothing), None, "{nothing}");
         }
+        // A name that is not UTF-8 (an upload kept under its GBK name) is served as named.
+        let gbk = root.join(OsStr::from_bytes(b"caf\xe9.html"));
+        std::fs::write(&gbk, "gbk").unwrap();
+        assert_eq!(found(&all, "/caf%E9.html"), file(gbk));
         let off = Config {
             enable_static_handler: false,
             ..all.clone()

@@ -23,6 +23,20 @@ pub fn max_file_uploads() -> usize {
         .unwrap_or(20)
 }
 
+/// Whether a form of `len` bytes is over PHP's `post_max_size` (8M unless php.ini says
+/// otherwise; 0: no limit). PHP leaves `$_POST` empty then, with a warning, and so does
+/// `$request->post`: parsed into PHP's memory, a form of tens of MB raised by
+/// package_max_length exceeded memory_limit before any code of the app ran, and ended the
+/// server.
+pub fn over_post_max_size(len: usize) -> bool {
+    let max = SapiGlobals::get().post_max_size;
+    let over = max > 0 && i64::try_from(len).map_or(true, |len| len > max);
+    if over {
+        log::warn!(target: "surge", "a form of {len} bytes is over post_max_size ({max} bytes): $request->post is left empty, as PHP leaves $_POST");
+    }
+    over
+}
+
 /// `PARSE_STRING` of PHP's `main/php_variables.h`: parse the string given, as `parse_str()`.
 const PARSE_STRING: c_int = 3;
 
@@ -94,8 +108,11 @@ pub fn multipart(form: MultipartForm) -> (Zval, Zval, Uploads) {
     let mut post = empty_array();
     let mut files = empty_array();
     let mut kept = Vec::with_capacity(form.files.len());
-    for (name, value) in form.fields.iter().take(max_vars) {
-        add_pair(name, value, &mut post);
+    let size = (form.fields.iter()).map(|(name, value)| name.len() + value.len());
+    if !over_post_max_size(size.sum()) {
+        for (name, value) in form.fields.iter().take(max_vars) {
+            add_pair(name, value, &mut post);
+        }
     }
     // Files count against max_file_uploads only (see `multipart_form::parse`), as in PHP.
     for upload in form.files {

@@ -78,7 +78,9 @@ impl Request {
                 let (post, files, uploads) = form_input::multipart(form);
                 (post, files, Some(uploads))
             }
-            None if is_form => (form_input::parse_str(&req.body), empty_array(), None),
+            None if is_form && !form_input::over_post_max_size(req.body.len()) => {
+                (form_input::parse_str(&req.body), empty_array(), None)
+            }
             None => (empty_array(), empty_array(), None),
         };
         Ok(Request {

@@ -2,6 +2,8 @@
 //! `write()` and then `end()`, or read from a file by `sendfile()`.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -367,10 +369,12 @@ impl Response {
     /// left; throws if the file cannot be read or the range goes past its end.
     pub fn sendfile(
         &self,
-        filename: String,
+        filename: &Zval,
         offset: Option<&Zval>,
         length: Option<&Zval>,
     ) -> PhpResult<bool> {
+        // Bytes, as Linux names files: an upload kept under its GBK name is sent too.
+        let filename = bytes_arg(filename, "sendfile filename")?;
         let offset = offset.map_or(Ok(0), |zv| int_arg(zv, "offset"))?;
         let length = length.map_or(Ok(0), |zv| int_arg(zv, "length"))?;
         if offset < 0 || length < 0 {
@@ -378,8 +382,12 @@ impl Response {
                 "offset and length must not be negative, got {offset} and {length}"
             )));
         }
-        let file =
-            FileToSend::open(Path::new(&filename), offset as u64, length as u64).map_err(error)?;
+        let file = FileToSend::open(
+            Path::new(OsStr::from_bytes(&filename)),
+            offset as u64,
+            length as u64,
+        )
+        .map_err(error)?;
         let Some(reply) = self.reply.borrow_mut().take() else {
             return Ok(false);
         };
