@@ -152,8 +152,10 @@ pub struct Config {
 const DEFAULT_PING: Duration = Duration::from_secs(25);
 
 fn default_max_connection() -> usize {
-    // Leave room for PHP's own files, the listener and Redis.
-    open_file_limit().saturating_sub(64).max(64)
+    // Leave room for PHP's own files, the listener and Redis (and with a small limit, half of
+    // it: 64 connections under a limit of 100 left too few for the rest).
+    let limit = open_file_limit();
+    limit.saturating_sub(64).max(limit / 2)
 }
 
 /// The process's soft limit of open files.
