@@ -10,7 +10,7 @@ import urllib.request
 
 from websockets.sync.client import connect
 
-from conftest import close_code, surge_exception
+from conftest import close_code, run_php, surge_exception
 
 
 def recv_until(ws, text: str) -> list:
@@ -64,6 +64,22 @@ def test_timer_needs_a_serving_server_to_add_and_finds_nothing_without_one():
         "(workerStart, open, message ...); before start(), use $server->tick()")
     assert surge_exception("echo json_encode([Surge\\Timer::clear(1), Surge\\Timer::exists(1), Surge\\Timer::list(), "
                            "Surge\\Timer::clearAll()]), ' ';") == "[false,false,[],true] no exception"
+
+
+def test_timer_reaches_no_server_once_it_has_stopped():
+    """A destructor run as the stopped server lets go of its callbacks added a timer to it
+    (kept for ever, never run)."""
+    assert run_php("""<?php
+        class Late { function __destruct() {
+            try { Surge\\Timer::tick(10, fn () => null); echo "added "; } catch (Surge\\Exception $e) { echo "refused "; }
+            echo json_encode(Surge\\Timer::list()), " "; } }
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $late = new Late;
+        $s->on('workerStart', function ($s) use ($late) { $s->tick(1000, fn () => null); echo json_encode(Surge\\Timer::list()), " "; $s->shutdown(); });
+        unset($late);
+        $s->start();
+        echo json_encode(Surge\\Timer::list());
+        """).stdout == "[1] refused [] []"
 
 
 def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_how():

@@ -210,7 +210,7 @@ def test_bad_certificate_files_are_named_at_start(cert, tmp_path):
         (cert_file, str(other / "key.pem"), f"ssl_key_file '{other / 'key.pem'}' cannot serve ssl_cert_file '{cert_file}'"),
         (cert_file, None, "'ssl_cert_file' and 'ssl_key_file' go together"),
         (cert_file, str(legacy), f"ssl_key_file '{legacy}' is encrypted with a passphrase"),
-        (str(v1), key_file, f"ssl_cert_file '{v1}' cannot be served: Other(OtherError(UnsupportedCertVersion)) (an X.509 v1"),
+        (str(v1), key_file, f"ssl_cert_file '{v1}' cannot be served: Other(OtherError(UnsupportedCertVersion)) (if it is an X.509 v1"),
     ]
     for cert_arg, key_arg, expected in cases:
         settings = {"ssl_cert_file": cert_arg} | ({"ssl_key_file": key_arg} if key_arg else {})

@@ -3,6 +3,7 @@ the PHP loop over connections, channels, disconnect, getClientInfo, stats), the 
 lifecycle (start, shutdown, signals), a dead worker replaced, and what refuses to start."""
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -524,17 +525,24 @@ def test_a_worker_that_dies_is_told_to_the_masters_worker_error_callback(php_ser
 
 
 def test_the_directory_of_a_master_killed_outright_is_removed_by_the_next(php_server, tmp_path):
+    """A bus directory whose lock nobody holds is a dead master's (with any large task's data):
+    removed. One whose lock is held (a live master, maybe in another PID namespace sharing
+    /tmp, where its pid means nothing) and one without a lock file (being made) are kept."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
-    left = tmp / f"surge-bus.{dead}.abc123"
-    left.mkdir()
-    (left / "task-data").write_bytes(b"x" * 1000)
-    alive = tmp / f"surge-bus.{os.getpid()}.def456"
-    alive.mkdir()
-    srv = start_workers(php_server, tmp_path)
-    srv.wait_output("workerStart 1")
-    assert not left.exists() and alive.exists()
+    dirs = {name: tmp / f"surge-bus.{name}" for name in ["dead", "live", "new"]}
+    for path in dirs.values():
+        path.mkdir()
+    (dirs["dead"] / "lock").touch()
+    (dirs["dead"] / "task-data").write_bytes(b"x" * 1000)
+    held = open(dirs["live"] / "lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        srv = start_workers(php_server, tmp_path)
+        srv.wait_output("workerStart 1")
+        assert not dirs["dead"].exists() and dirs["live"].exists() and dirs["new"].exists()
+    finally:
+        held.close()
 
 
 def running(pid: int) -> bool:

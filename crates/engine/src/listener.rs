@@ -53,12 +53,17 @@ use crate::tls;
 /// that max_connection and max_connections_per_ip are there to bound.
 const REFUSALS_AT_ONCE: usize = 256;
 
+/// Refused connections answered at once however few files are left: a max_connection at or
+/// above the open-file limit (Swoole configurations carry 100000) leaves none, and every
+/// client refused (by max_connections_per_ip too) was reset unanswered.
+const REFUSALS_AT_LEAST: usize = 16;
+
 /// How many refusals may be answered at once: at most half the files left beside
 /// max_connection (64 by default), so that the connections served keep the files they open
 /// (a sendfile(), an upload) when a flood is refused.
 fn refusals_at_once(config: &Config) -> usize {
     let spare = open_file_limit().saturating_sub(config.max_connection);
-    REFUSALS_AT_ONCE.min(spare / 2)
+    REFUSALS_AT_ONCE.min(spare / 2).max(REFUSALS_AT_LEAST)
 }
 
 /// With `tls`, every connection does its TLS handshake before HTTP.

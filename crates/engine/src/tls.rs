@@ -46,8 +46,8 @@ pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, S
                 // rustls reads the certificate to check it against the key, and reads X.509 v3
                 // only: the v1 ones that `openssl x509 -req -signkey` makes are refused here.
                 Error::InvalidCertificate(why) => format!(
-                    "ssl_cert_file '{cert_file}' cannot be served: {why:?} (an X.509 v1 certificate, \
-                     as `openssl x509 -req -signkey` makes without extensions, cannot: make a v3 one, \
+                    "ssl_cert_file '{cert_file}' cannot be served: {why:?} (if it is an X.509 v1 \
+                     certificate, as `openssl x509 -req -signkey` makes without extensions, make a v3 one, \
                      e.g. `openssl req -x509 -key {key_file} -days 365 -subj /CN=localhost -out <new file>`)"
                 ),
                 e => format!("ssl_key_file '{key_file}' cannot serve ssl_cert_file '{cert_file}': {e}"),

@@ -277,56 +277,63 @@ impl SharedCounters {
 }
 
 /// A directory only this user can enter, holding one Unix socket per worker and the data of
-/// large tasks on their way (see `tasks.rs`). Removed by the
-/// process that made it (a forked worker's copy of the handle leaves it alone).
+/// large tasks on their way (see `tasks.rs`). Removed by the process that made it (a forked
+/// worker's copy of the handle leaves it alone); its `lock` file is locked while the master
+/// or any of its workers lives (they share the lock), so that a master killed outright can
+/// be told from a live one.
 struct BusDir {
     path: PathBuf,
     owner: u32,
+    _lock: std::fs::File,
 }
 
-/// The bus directories' names: `surge-bus.<the master's pid>.<random>`.
 const BUS_DIR_PREFIX: &str = "surge-bus.";
+const BUS_DIR_LOCK: &str = "lock";
 
 impl BusDir {
     fn create() -> Result<Self, String> {
         use std::os::unix::fs::PermissionsExt;
         remove_dead_masters_dirs();
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{BUS_DIR_PREFIX}{}.", std::process::id()))
+            .prefix(BUS_DIR_PREFIX)
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make the workers' socket directory: {e}"))?;
+        let lock = std::fs::File::create(dir.path().join(BUS_DIR_LOCK))
+            .ok()
+            .filter(try_lock)
+            .ok_or_else(|| format!("cannot lock {}", dir.path().display()))?;
         Ok(BusDir {
             // Removal is ours (see Drop).
             path: dir.keep(),
             owner: std::process::id(),
+            _lock: lock,
         })
     }
 }
 
+/// Takes the file's lock, if nobody holds it.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file we hold open.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 /// A master killed outright (SIGKILL, the OOM killer) leaves its directory behind, with the
-/// data of any large task on its way: the next master removes those whose process is gone.
+/// data of any large task on its way: the next master removes those whose lock nobody holds
+/// (a pid would not do: another PID namespace, a container sharing /tmp, has its own). Those
+/// without a lock file (being made) are left alone.
 fn remove_dead_masters_dirs() {
-    let tmp = std::env::temp_dir();
-    let Ok(entries) = std::fs::read_dir(&tmp) else {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = (name.to_str())
-            .and_then(|n| n.strip_prefix(BUS_DIR_PREFIX))
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok());
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone = |pid| unsafe { libc::kill(pid, 0) } == -1 && errno() == libc::ESRCH;
-        if pid.is_some_and(|pid| pid > 0 && gone(pid)) {
+        let ours = (entry.file_name().to_str()).is_some_and(|n| n.starts_with(BUS_DIR_PREFIX));
+        let lock = std::fs::File::open(entry.path().join(BUS_DIR_LOCK));
+        if ours && lock.is_ok_and(|lock| try_lock(&lock)) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 impl Drop for BusDir {

@@ -61,30 +61,33 @@ pub enum Ended {
 }
 
 thread_local! {
-    /// The server serving on this thread, while it serves: its callbacks run inside the
-    /// engine's runtime, where another server's start() could not run its own, and
-    /// `Surge\Timer`'s static methods reach its timers through it.
+    /// True while start() runs on this thread: its callbacks run inside the engine's runtime,
+    /// where another server's start() could not run its own.
+    static STARTED: Cell<bool> = const { Cell::new(false) };
+    /// The server whose callbacks may run, from start() until `release`: `Surge\Timer`'s
+    /// static methods reach its timers through it.
     static SERVING: Cell<Option<NonNull<Server>>> = const { Cell::new(None) };
 }
 
-/// Clears [`SERVING`] however `run` ends.
+/// Clears [`STARTED`] and [`SERVING`] however `run` ends.
 struct Serving;
 
 impl Drop for Serving {
     fn drop(&mut self) {
         SERVING.set(None);
+        STARTED.set(false);
     }
 }
 
 /// Calls `f` with the server serving on this thread; None when none serves.
 pub fn with_serving<R>(f: impl FnOnce(&Server) -> R) -> Option<R> {
-    // SAFETY: set from run()'s `&Server` and cleared when run returns, so valid while set;
+    // SAFETY: set from run()'s `&Server` and cleared before run returns, so valid while set;
     // PHP code, the only caller, runs on this thread.
     SERVING.get().map(|server| f(unsafe { server.as_ref() }))
 }
 
 pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
-    if SERVING.get().is_some() {
+    if STARTED.replace(true) {
         return Err(error(
             "start() cannot be called from a callback: a server is already serving in this process",
         ));
@@ -256,6 +259,9 @@ fn run_deferred(server: &Server, engine: &Engine) -> Next {
 /// destructors of what the callables captured run PHP code, which may call the server back
 /// (`on()`, `clearTimer()`), and a borrow held meanwhile would make that call panic.
 pub fn release(server: &Server) {
+    // Nothing serves any more: a destructor's `Surge\Timer` call must not reach this server
+    // (and a fatal error in one would jump past `Serving`'s drop).
+    SERVING.set(None);
     let callbacks = std::mem::take(&mut *server.callbacks.borrow_mut());
     drop(callbacks);
     server.tasks.clear();

@@ -15,8 +15,15 @@ use crate::server::Server;
 #[php(name = "Surge\\Timer")]
 pub struct Timer;
 
+/// `f` with the server serving in this worker process; None in the master of worker
+/// processes, whose timers (added before start()) are the workers' it forks, not its own.
+fn in_worker<R>(f: impl FnOnce(&Server) -> R) -> Option<R> {
+    with_serving(|server| (server.worker_id.get() != -1).then(|| f(server))).flatten()
+}
+
 /// `f` with the serving server; adding a timer with none serving throws, as there is no event
-/// loop to run it (before start(), `$server->tick()` keeps timers for the workers).
+/// loop to run it (before start(), `$server->tick()` keeps timers for the workers; the master's
+/// tick() says it has none).
 fn serving<R>(method: &str, f: impl FnOnce(&Server) -> PhpResult<R>) -> PhpResult<R> {
     with_serving(f).unwrap_or_else(|| {
         Err(error(format!(
@@ -40,22 +47,22 @@ impl Timer {
 
     /// Stops a timer; false if there is no such timer (or no server serves).
     pub fn clear(timer_id: Int) -> bool {
-        with_serving(|server| server.clear_timer(timer_id)).unwrap_or(false)
+        in_worker(|server| server.clear_timer(timer_id)).unwrap_or(false)
     }
 
     /// Stops every timer of this process (the server's too).
     pub fn clear_all() -> bool {
-        with_serving(Server::clear_all_timers);
+        in_worker(Server::clear_all_timers);
         true
     }
 
     /// Whether the timer is still to run.
     pub fn exists(timer_id: Int) -> bool {
-        with_serving(|server| server.timer_exists(timer_id)).unwrap_or(false)
+        in_worker(|server| server.timer_exists(timer_id)).unwrap_or(false)
     }
 
     /// The ids of this process's timers still to run, oldest first.
     pub fn list() -> Vec<i64> {
-        with_serving(Server::timer_ids).unwrap_or_default()
+        in_worker(Server::timer_ids).unwrap_or_default()
     }
 }

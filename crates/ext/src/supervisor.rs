@@ -173,7 +173,9 @@ fn supervise(
     // that one slow (or stuck) in its workerStart holds up neither a stop nor the others.
     let mut starting: Vec<Starting> = Vec::new();
     let mut reload = Reload::default();
-    while !server.stop_requested.get() {
+    // Stopped, unless a workerError callback ends the script (exit(), a fatal error).
+    let mut outcome = Ended::Stopped;
+    'supervising: while !server.stop_requested.get() {
         match signals.wait(Duration::from_millis(200)) {
             Some(libc::SIGINT) | Some(libc::SIGTERM) => {
                 log::info!(target: "surge", "stop signal received: stopping the workers");
@@ -202,7 +204,8 @@ fn supervise(
                 &[this, &(id as i64), &pid, &code, &signal],
             );
             if ended != Ended::Stopped {
-                return Supervised::Master(ended);
+                outcome = ended;
+                break 'supervising;
             }
         }
         let now = Instant::now();
@@ -244,7 +247,7 @@ fn supervise(
     for worker in starting {
         children[worker.id] = Some(worker.child);
     }
-    Supervised::Master(Ended::Stopped)
+    Supervised::Master(outcome)
 }
 
 /// A rolling restart: one worker at a time is stopped (as at a stop: its clients are closed

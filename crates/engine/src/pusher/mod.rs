@@ -312,8 +312,8 @@ impl Pusher {
     /// under `/apps/` are the application's (its routes, its static files).
     pub fn is_api_path(&self, path: &str) -> bool {
         (path.strip_prefix("/apps/"))
-            .and_then(|rest| rest.split('/').next())
-            .is_some_and(|id| self.by_id(id).is_some())
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(id, _)| self.by_id(id).is_some())
     }
 }
 
