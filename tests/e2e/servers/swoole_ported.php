@@ -51,6 +51,7 @@ class Chat
             'ping' => $server->ping($frame->fd),
             'where' => $server->push($frame->fd, json_encode($server->getClientInfo($frame->fd, -1, true)['remote_ip'])),
             'timers' => $this->timers($server, $frame->fd),
+            'beats' => $server->push($frame->fd, (string) $this->beats),
             'stats' => $server->push($frame->fd, json_encode(array_intersect_key($server->stats(), array_flip(['worker_num', 'task_worker_num', 'request_count'])))),
             default => $this->toEveryone($server, "$from: {$frame->data}"),
         };
@@ -82,7 +83,6 @@ class Chat
         }, 'later');
         $gone = $server->tick(1000, fn () => null);
         $report = [
-            'beating' => $this->beats > 0,
             'ticks' => count($ticks),
             'once' => Timer::exists($once),
             'cleared' => Timer::clear($gone),
