@@ -224,10 +224,13 @@ impl AppConfig {
                 return Err(ConfigError(format!("setting '{what}' has no '{field}'")));
             }
         }
-        if app.key.contains(['/', '?', '#']) {
-            return Err(ConfigError(format!(
-                "setting '{what}.key' must not contain '/', '?' or '#'"
-            )));
+        // Both are URL path segments (/app/{key}, /apps/{app_id}/...), compared as sent.
+        for (field, v) in [("key", &app.key), ("app_id", &app.app_id)] {
+            if v.contains(['/', '?', '#', '%']) || v.contains(char::is_whitespace) {
+                return Err(ConfigError(format!(
+                    "setting '{what}.{field}' must not contain '/', '?', '#', '%' or white space"
+                )));
+            }
         }
         Ok(app)
     }
@@ -555,6 +558,11 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.0.contains("'pusher.sekret'"), "{err}");
+        let err = AppConfig::parse_all(&app("a/b", "k")).unwrap_err();
+        assert!(
+            err.0.contains("'pusher.app_id' must not contain '/'"),
+            "{err}"
+        );
         let bad = map(&[("options", map(&[("activity_timeout", Value::Int(0))]))]);
         assert!(AppConfig::parse_all(&bad)
             .unwrap_err()
