@@ -147,7 +147,7 @@ IO_MODES = {"io_threads": {}, "php_thread": {"worker_threads": 0}}
 
 # The modules whose server tests run in both modes (test_php_thread_io.py has what is particular
 # to the second); elsewhere, and for tests marked io_threads_only, in the first only.
-IN_BOTH_IO_MODES = {"test_autobahn", "test_channels", "test_deflate", "test_hostile_calls", "test_lifecycle", "test_pusher", "test_redis", "test_server", "test_tasks", "test_tls", "test_workers"}
+IN_BOTH_IO_MODES = {"test_autobahn", "test_channels", "test_deflate", "test_handshake", "test_hostile_calls", "test_lifecycle", "test_pusher", "test_redis", "test_server", "test_tasks", "test_tls", "test_workers"}
 
 
 def pytest_configure(config):

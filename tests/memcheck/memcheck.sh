@@ -43,7 +43,7 @@ if [ $# -eq 0 ]; then
     $t/test_table.py::test_partial_rows_change_only_the_given_columns \
     $t/test_table.py::test_key_refusals $t/test_table.py::test_a_value_that_cannot_be_converted_is_refused_and_nothing_is_written \
     $t/test_table.py::test_values_are_converted_to_the_column_type_as_swoole_converts_them \
-    $t/test_swoole_ported.py \
+    $t/test_swoole_ported.py $t/test_handshake.py \
     $t/test_table.py::test_incr_and_decr $t/test_table.py::test_stats \
     $t/test_table.py::test_foreach_gives_every_row_with_its_key $t/test_table.py::test_deleting_rows_while_iterating \
     $t/test_table.py::test_a_row_read_again_is_the_current_row_and_changing_a_copy_changes_nothing \

@@ -274,15 +274,21 @@ async fn finish<S>(
         let _ = tokio::time::timeout(SHUTDOWN_WAIT, ws.socket.get_mut().shutdown()).await;
     }
     drop(ws);
+    forget(&conn, code, by_server, &shared).await;
+}
+
+/// Deregisters a connection that has ended and tells PHP (its `close` event), or the Pusher
+/// protocol (its unsubscribes). `by_server`: as [`Closed::by_server`].
+pub(crate) async fn forget(conn: &Conn, code: u16, by_server: bool, shared: &Shared) {
     conn.end();
-    let _closing = Closing::new(&shared);
+    let _closing = Closing::new(shared);
     shared.registry.remove(conn.fd);
     let channels = shared.channels.leave_all(conn.fd);
     bump(&shared.stats.closed, 1);
     log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
     if let Some(pusher) = conn.pusher.get() {
         if let Some(session) = pusher {
-            for event in crate::pusher::socket::closed(session, conn.fd, &shared) {
+            for event in crate::pusher::socket::closed(session, conn.fd, shared) {
                 if shared.events.send(event).await.is_err() {
                     break;
                 }

@@ -36,6 +36,8 @@ pub enum Handler {
     Message,
     Close,
     Request,
+    /// Swoole's `handshake`: PHP answers WebSocket handshakes (see [`crate::Event::Handshake`]).
+    Handshake,
     Redis,
     PusherSubscribe,
     PusherUnsubscribe,
@@ -846,6 +848,7 @@ fn handler_flag(shared: &Shared, handler: Handler) -> &AtomicBool {
         Handler::Message => &h.message,
         Handler::Close => &h.close,
         Handler::Request => &h.request,
+        Handler::Handshake => &h.handshake,
         Handler::Redis => &h.redis,
         Handler::PusherSubscribe => &h.pusher_subscribe,
         Handler::PusherUnsubscribe => &h.pusher_unsubscribe,

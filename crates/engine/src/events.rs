@@ -2,6 +2,7 @@
 //! into PHP objects on its own thread.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -9,6 +10,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use crate::http_file::FileToSend;
 use crate::http_stream::{self, ChunkReceiver, ChunkSender};
 use crate::multipart_form::MultipartForm;
+use crate::registry::Conn;
+use crate::shared::Shared;
 
 /// A connection as it was when it closed: Swoole's getClientInfo() and a channel list still
 /// answer for it in its close callback.
@@ -87,6 +90,9 @@ pub(crate) enum Answer {
     Streamed(HttpResponse, ChunkReceiver),
     /// The status and headers, and a file as the body (the response's `body` is not used).
     File(HttpResponse, FileToSend),
+    /// A `handshake` callback's 101: the connection is let in (see [`Admission`]) with these
+    /// headers beside the handshake's own.
+    Admitted(HttpResponse),
 }
 
 /// Where PHP's answer to one HTTP request goes. Dropping it unanswered sends a 500.
@@ -126,6 +132,36 @@ impl Responder {
     }
 }
 
+/// A WebSocket connection that a `handshake` callback may let in, made (not yet registered)
+/// when its handshake was read.
+pub struct Admission {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Admission {
+    /// Lets the connection in with `head` (a 101; its body is not sent): it is registered now,
+    /// before the answer goes, so that a push made right after (in the callback, or in what it
+    /// defers) waits in its outbox and follows the 101. False when the client has gone away.
+    pub fn admit(self, reply: Responder, head: HttpResponse) -> bool {
+        let Admission { conn, shared } = self;
+        shared.registry.insert(conn.clone());
+        if reply.tx.send(Answer::Admitted(head)).is_ok() {
+            return true;
+        }
+        shared.registry.remove(conn.fd);
+        false
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("fd", &self.conn.fd)
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 pub enum Event {
     /// A WebSocket handshake completed; the connection is established and accepts pushes.
@@ -151,6 +187,14 @@ pub enum Event {
         request: Box<HttpRequest>,
         reply: Responder,
         held: OwnedSemaphorePermit,
+    },
+    /// A WebSocket handshake for the `handshake` callback, which answers it in `reply`: a 101
+    /// through `admission` lets the connection in (and no `Open` follows, as in Swoole), any
+    /// other answer refuses it.
+    Handshake {
+        request: Box<HttpRequest>,
+        reply: Responder,
+        admission: Admission,
     },
     /// A timer registered with [`crate::Engine::add_timer`] fired.
     Timer { id: u64 },

@@ -48,7 +48,9 @@ pub mod workers;
 
 pub use config::{Config, ConfigError, Value};
 pub use engine::{ClientInfo, Engine, Handler, Payload};
-pub use events::{Closed, Event, HttpRequest, HttpResponse, PusherEvent, ReplyTo, Responder, Task};
+pub use events::{
+    Admission, Closed, Event, HttpRequest, HttpResponse, PusherEvent, ReplyTo, Responder, Task,
+};
 pub use redis_bridge::{BridgeSnapshot, BridgeState, RedisBridge};
 pub use registry::PushError;
 pub use stats::StatsSnapshot;

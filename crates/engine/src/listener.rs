@@ -427,7 +427,7 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
     if wants_websocket(&req) {
-        return upgrade(req, peer, shared);
+        return upgrade(req, peer, shared).await;
     }
     if shared.pusher.is_api_path(req.uri().path()) {
         let version = req.version();
@@ -504,12 +504,26 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     {
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
-    let head_request = parts.method == Method::HEAD;
-    match rx.await {
+    answered(
+        rx.await,
+        parts.method == Method::HEAD,
+        &parts.headers,
+        &shared,
+    )
+}
+
+/// What PHP answered to a request (`request_headers` its headers), as hyper sends it.
+fn answered(
+    answer: Result<Answer, oneshot::error::RecvError>,
+    head_request: bool,
+    request_headers: &header::HeaderMap,
+    shared: &Shared,
+) -> Reply {
+    match answer {
         Ok(Answer::Whole(mut response)) => {
             drop_framing(&mut response, head_request);
             if !head_request {
-                http_compression::apply(&mut response, &parts.headers, &shared.config);
+                http_compression::apply(&mut response, request_headers, &shared.config);
             }
             reply(response)
         }
@@ -529,10 +543,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
             drop_framing(&mut head, false);
             with_head(head, Either::Right(Either::Right(FileBody::new(file))))
         }
-        Err(_) => reply(HttpResponse::text(
-            500,
-            "the request callback sent no response\n",
-        )),
+        // Only a handshake's answer can be one (see `upgrade`).
+        Ok(Answer::Admitted(_)) | Err(_) => {
+            reply(HttpResponse::text(500, "the callback sent no response\n"))
+        }
     }
 }
 
@@ -713,8 +727,7 @@ fn with_head<B>(response: HttpResponse, body: B) -> Response<B> {
     let mut res = Response::new(body);
     *res.status_mut() =
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // Checked by the PHP layer (no control characters); an invalid one is left out. A code
-    // with no phrase of its own (299, 600) would go out as `<none>`, hyper's word for it.
+    // A code with no phrase of its own (299, 600) would go out as `<none>`, hyper's word for it.
     let unknown = res
         .status()
         .canonical_reason()
@@ -724,18 +737,24 @@ fn with_head<B>(response: HttpResponse, body: B) -> Response<B> {
     {
         res.extensions_mut().insert(reason);
     }
-    for (name, value) in response.headers {
+    append_headers(res.headers_mut(), response.headers);
+    res
+}
+
+/// PHP's headers, checked by the PHP layer (no control characters); an invalid one is left
+/// out.
+fn append_headers(to: &mut header::HeaderMap, headers: Vec<(String, String)>) {
+    for (name, value) in headers {
         match (
             header::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
         ) {
             (Ok(name), Ok(value)) => {
-                res.headers_mut().append(name, value);
+                to.append(name, value);
             }
             _ => log::warn!(target: "surge", "dropped invalid response header {name:?}"),
         }
     }
-    res
 }
 
 fn has_token(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
@@ -751,7 +770,7 @@ fn wants_websocket(req: &Request<Incoming>) -> bool {
     has_token(req, header::UPGRADE, "websocket")
 }
 
-fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
+async fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply {
     if req.method() != hyper::Method::GET || !has_token(&req, header::CONNECTION, "upgrade") {
         return reply(HttpResponse::text(
             400,
@@ -811,16 +830,32 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
         Bytes::new(),
         &peer,
     );
+    let asked =
+        shared.handlers.handshake.load(Relaxed) && !shared.pusher.is_socket_path(&handshake.path);
+    let (arrival, php_headers) = if asked {
+        match ask_php(handshake, &req, &peer, &shared).await {
+            Ok((conn, headers)) => (Arrival::Admitted(Unopened::new(conn, &shared)), headers),
+            Err(refused) => return refused,
+        }
+    } else {
+        (Arrival::Handshake(Box::new(handshake)), Vec::new())
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => established(upgraded, window_bits, handshake, peer, shared).await,
-            Err(err) => log::debug!(target: "surge", "fd {}: upgrade failed: {err}", peer.fd),
+            Ok(upgraded) => established(upgraded, window_bits, arrival, peer, shared).await,
+            Err(err) => {
+                log::debug!(target: "surge", "fd {}: upgrade failed: {err}", peer.fd);
+                if let Arrival::Admitted(admitted) = arrival {
+                    admitted.forget(&shared).await;
+                }
+            }
         }
     });
     let mut res = Response::new(Either::Left(Full::new(Bytes::new())));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
+    append_headers(h, php_headers);
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(
@@ -836,6 +871,121 @@ fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Reply
     res
 }
 
+/// Hands a handshake to the `handshake` callback. Let in: the connection (registered by
+/// [`crate::events::Admission::admit`]) and the headers of PHP's 101 to send beside the
+/// handshake's own; refused: PHP's answer, sent as to a request.
+async fn ask_php(
+    handshake: HttpRequest,
+    req: &Request<Incoming>,
+    peer: &Peer,
+    shared: &Arc<Shared>,
+) -> Result<(Arc<Conn>, Vec<(String, String)>), Reply> {
+    let conn = Arc::new(Conn::new(
+        peer.fd,
+        peer.remote,
+        peer.connect_time,
+        shared.now_ms(),
+    ));
+    // Should this future be dropped (the client gone) after PHP let the connection in, the
+    // guard takes it out again.
+    let unopened = Unopened::new(conn.clone(), shared);
+    let (tx, rx) = oneshot::channel();
+    let event = Event::Handshake {
+        request: Box::new(handshake),
+        reply: Responder {
+            tx,
+            stream_limit: shared.config.socket_buffer_size,
+        },
+        admission: crate::events::Admission {
+            conn,
+            shared: shared.clone(),
+        },
+    };
+    if shared.events.send(event).await.is_err() {
+        return Err(reply(HttpResponse::text(503, "server is shutting down\n")));
+    }
+    match rx.await {
+        Ok(Answer::Admitted(head)) => {
+            // What the handshake itself says is Surge's to write (PHP's own Accept may be
+            // wrong; extensions are the ones agreed here).
+            let headers = (head.headers.into_iter())
+                .filter(|(name, _)| {
+                    !HANDSHAKE_OWN
+                        .iter()
+                        .any(|own| name.eq_ignore_ascii_case(own))
+                })
+                .collect();
+            Ok((unopened.disarm(), headers))
+        }
+        answer => Err(answered(answer, false, req.headers(), shared)),
+    }
+}
+
+/// The headers of a 101 that Surge writes itself, whatever PHP set (Swoole code sets them all).
+const HANDSHAKE_OWN: [&str; 8] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-accept",
+    "sec-websocket-extensions",
+    "sec-websocket-version",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+];
+
+/// A connection the `handshake` callback let in (so registered) but not yet served: until it
+/// is, dropping this takes it out of the registry and tells PHP it closed, since PHP was told
+/// it was in.
+struct Unopened {
+    conn: Option<Arc<Conn>>,
+    shared: Arc<Shared>,
+}
+
+impl Unopened {
+    fn new(conn: Arc<Conn>, shared: &Arc<Shared>) -> Self {
+        Unopened {
+            conn: Some(conn),
+            shared: shared.clone(),
+        }
+    }
+
+    fn disarm(mut self) -> Arc<Conn> {
+        self.conn.take().expect("armed until disarmed")
+    }
+
+    /// The connection ends unserved (the upgrade failed): its close event.
+    async fn forget(self, shared: &Shared) {
+        let conn = self.disarm();
+        connection::forget(&conn, connection::ABNORMAL, false, shared).await;
+    }
+}
+
+impl Drop for Unopened {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // Not let in (refused, or PHP has not answered): nothing to undo.
+        if !(self.shared.registry.get(conn.fd)).is_some_and(|c| Arc::ptr_eq(&c, &conn)) {
+            return;
+        }
+        let shared = self.shared.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                connection::forget(&conn, connection::ABNORMAL, false, &shared).await;
+            });
+        } else {
+            shared.registry.remove(conn.fd);
+        }
+    }
+}
+
+/// How a WebSocket connection came in.
+enum Arrival {
+    /// Through Surge's own handshake: PHP's `open` is told, with the handshake.
+    Handshake(Box<HttpRequest>),
+    /// Let in by the `handshake` callback, so already registered; no `open` (Swoole's rule).
+    Admitted(Unopened),
+}
+
 /// The Sec-WebSocket-Accept answer to a client's Sec-WebSocket-Key (RFC 6455 4.2.2).
 fn accept_key(key: &[u8]) -> String {
     const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -849,7 +999,7 @@ fn accept_key(key: &[u8]) -> String {
 async fn established(
     upgraded: hyper::upgrade::Upgraded,
     window_bits: Option<u8>,
-    handshake: HttpRequest,
+    arrival: Arrival,
     peer: Peer,
     shared: Arc<Shared>,
 ) {
@@ -858,27 +1008,35 @@ async fn established(
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
     let (socket, first) = Inflating::new(socket, window_bits, max, read_past_handshake);
     let ws = connection::WebSocket::new(socket, max, &first);
-    let conn = Arc::new(Conn::new(
-        fd,
-        peer.remote,
-        peer.connect_time,
-        shared.now_ms(),
-    ));
-    log::debug!(target: "surge", "fd {fd} open from {}", handshake.remote);
-    let pusher = shared.pusher.is_socket_path(&handshake.path);
-    if pusher {
-        // Served natively, not by PHP's open/message; marked as the Pusher protocol's before
-        // it is registered, so that no broadcast() in between sends it a frame pusher-js
-        // cannot read.
-        crate::pusher::socket::open(&conn, &handshake, &shared);
-    }
-    // Registered before `open` is sent, so the open callback can already push to it.
-    shared.registry.insert(conn.clone());
+    let (conn, handshake) = match arrival {
+        Arrival::Admitted(unopened) => (unopened.disarm(), None),
+        Arrival::Handshake(handshake) => {
+            let conn = Arc::new(Conn::new(
+                fd,
+                peer.remote,
+                peer.connect_time,
+                shared.now_ms(),
+            ));
+            let pusher = shared.pusher.is_socket_path(&handshake.path);
+            if pusher {
+                // Served natively, not by PHP's open/message; marked as the Pusher protocol's
+                // before it is registered, so that no broadcast() in between sends it a frame
+                // pusher-js cannot read.
+                crate::pusher::socket::open(&conn, &handshake, &shared);
+            }
+            // Registered before `open` is sent, so the open callback can already push to it.
+            shared.registry.insert(conn.clone());
+            (conn, (!pusher).then_some(handshake))
+        }
+    };
+    log::debug!(target: "surge", "fd {fd} open from {}", peer.remote);
     shared.close_if_stopping(&conn);
     drop(peer.live);
-    if !pusher && !announce(handshake, &conn, &shared).await {
-        shared.registry.remove(fd);
-        return;
+    if let Some(handshake) = handshake {
+        if !announce(handshake, &conn, &shared).await {
+            shared.registry.remove(fd);
+            return;
+        }
     }
     // Its own task, so the long-lived future holds only what the connection needs, not this
     // function's handshake and upgrade state (they were 2.2 KB of every idle connection).
@@ -888,13 +1046,13 @@ async fn established(
 
 /// Tells PHP about a new connection. Takes the handshake so that it is freed here, not kept
 /// for the connection's whole life when nobody listens to `open`.
-async fn announce(handshake: HttpRequest, conn: &Arc<Conn>, shared: &Shared) -> bool {
+async fn announce(handshake: Box<HttpRequest>, conn: &Arc<Conn>, shared: &Shared) -> bool {
     if !shared.handlers.open.load(Relaxed) {
         return true;
     }
     let open = Event::Open {
         fd: conn.fd,
-        request: Box::new(handshake),
+        request: handshake,
     };
     Box::pin(shared.events.send(open)).await.is_ok()
 }

@@ -27,6 +27,7 @@ pub struct Handlers {
     pub message: AtomicBool,
     pub close: AtomicBool,
     pub request: AtomicBool,
+    pub handshake: AtomicBool,
     pub redis: AtomicBool,
     pub pusher_subscribe: AtomicBool,
     pub pusher_unsubscribe: AtomicBool,

@@ -34,6 +34,7 @@ pub const KINDS: &[(&str, Kind)] = &[
     ("message", Kind::Engine(Handler::Message)),
     ("close", Kind::Engine(Handler::Close)),
     ("request", Kind::Engine(Handler::Request)),
+    ("handshake", Kind::Engine(Handler::Handshake)),
     ("redis", Kind::Engine(Handler::Redis)),
     ("pusherSubscribe", Kind::Engine(Handler::PusherSubscribe)),
     (

@@ -11,7 +11,7 @@ use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
 use surge_engine::{Config, Engine, Event, Handler, PusherEvent, Worker};
 
-use crate::callbacks::{call, Kind, Outcome};
+use crate::callbacks::{call, call_for_value, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
 use crate::fatal_error::{unclean_shutdown, zend_try};
@@ -492,6 +492,37 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 }
                 _ => Next::Continue,
             }
+        }
+        Event::Handshake {
+            request,
+            reply,
+            admission,
+        } => {
+            let fd = request.fd;
+            let req = object(Request::from_engine(*request), "request");
+            let res = object(
+                Ok(Response::for_handshake(fd, reply, admission)),
+                "response",
+            );
+            let (Some(req), Some(res)) = (req, res) else {
+                return Next::Continue;
+            };
+            let cb = server
+                .callbacks
+                .borrow()
+                .get(Kind::Engine(Handler::Handshake));
+            let Some(cb) = cb else {
+                // Taken away with on('handshake', null) while this one waited: Surge's own.
+                Response::after_handshake(&res, true);
+                return Next::Continue;
+            };
+            let (outcome, returned) = call_for_value(&cb, &[&req, &res], "handshake");
+            match outcome {
+                Outcome::Fatal => Response::after_fatal_error(&res),
+                // Swoole's `return true` (a callback returning nothing has answered, or refuses).
+                _ => Response::after_handshake(&res, returned.and_then(|r| r.bool()) == Some(true)),
+            }
+            outcome.into()
         }
         Event::Timer { id } => {
             let fired = server.timers.borrow_mut().fired(id);

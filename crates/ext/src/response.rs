@@ -13,7 +13,7 @@ use ext_php_rs::types::{ZendClassObject, Zval};
 use surge_engine::cookie::SetCookie;
 use surge_engine::http_file::FileToSend;
 use surge_engine::http_stream::ChunkSender;
-use surge_engine::{HttpResponse, Responder};
+use surge_engine::{Admission, HttpResponse, Responder};
 
 use crate::convert::{bytes_arg, int_arg, text_arg, truthy};
 use crate::exception::error;
@@ -32,6 +32,9 @@ pub struct Response {
     /// The Set-Cookie values of cookie() and rawCookie(), apart from header()'s as Swoole keeps
     /// them: a header('Set-Cookie', ...) replaces only what header() set.
     cookies: RefCell<Vec<String>>,
+    /// The answer to a WebSocket handshake (the `handshake` callback's): a 101 lets the
+    /// connection in through this.
+    admission: RefCell<Option<Admission>>,
 }
 
 impl Response {
@@ -44,6 +47,47 @@ impl Response {
             reason: RefCell::new(None),
             headers: RefCell::new(Vec::new()),
             cookies: RefCell::new(Vec::new()),
+            admission: RefCell::new(None),
+        }
+    }
+
+    /// The answer to a WebSocket handshake: status(101) and end() let the connection in, any
+    /// other answer refuses it.
+    pub fn for_handshake(fd: u64, reply: Responder, admission: Admission) -> Self {
+        let response = Response::new(fd, reply);
+        *response.admission.borrow_mut() = Some(admission);
+        response
+    }
+
+    /// After the `handshake` callback returned (`accepted`: it returned true): a handshake it
+    /// did not answer is let in if accepted (Surge's own handshake, with the headers it set),
+    /// refused with a 403 otherwise.
+    pub fn after_handshake(response: &Zval, accepted: bool) {
+        let response = response
+            .object()
+            .and_then(ZendClassObject::<Response>::from_zend_obj);
+        let Some(response) = response else { return };
+        if response.head_sent() {
+            return;
+        }
+        if accepted {
+            response.status.set(101);
+            let _ = response.end(None);
+        } else if let Some(reply) = response.reply.borrow_mut().take() {
+            reply.send(HttpResponse::text(
+                403,
+                "the handshake callback refused this connection\n",
+            ));
+        }
+    }
+
+    /// Throws for a body on a handshake's 101 (the connection speaks WebSocket after it).
+    fn no_body_after_101(&self, what: &str) -> PhpResult<()> {
+        match self.status.get() == 101 && !self.head_sent() {
+            true => Err(error(format!(
+                "a 101 (the handshake's answer) has no body: {what}; end() without data lets the connection in"
+            ))),
+            false => Ok(()),
         }
     }
 
@@ -54,7 +98,7 @@ impl Response {
         // would show an untyped page as text). Not on a 204 or 304, which have no body (a
         // cache would copy a 304's headers onto what it keeps).
         let status = self.status.get();
-        if !matches!(status, 204 | 304)
+        if !matches!(status, 101 | 204 | 304)
             && !(headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
         {
             headers.push(("Content-Type".to_string(), "text/html".to_string()));
@@ -108,9 +152,11 @@ impl Response {
     }
 
     fn set_status(&self, code: i64, reason: String) -> PhpResult<bool> {
-        if !(200..=999).contains(&code) {
+        // A handshake's 101 is final: the connection speaks WebSocket after it.
+        let handshake_101 = code == 101 && self.admission.borrow().is_some();
+        if !(200..=999).contains(&code) && !handshake_101 {
             return Err(error(format!(
-                "status code must be between 200 and 999 (a 1xx is not a final response), got {code}"
+                "status code must be between 200 and 999 (a 1xx is not a final response; 101 only in the handshake callback), got {code}"
             )));
         }
         if reason.chars().any(|c| c.is_control() && c != '\t') {
@@ -335,6 +381,7 @@ impl Response {
     /// write again later).
     pub fn write(&self, data: &Zval) -> PhpResult<bool> {
         let chunk = bytes_arg(data, "response body")?;
+        self.no_body_after_101("write()")?;
         if let Some(stream) = &*self.stream.borrow() {
             return Ok(stream.send(chunk.into()));
         }
@@ -357,10 +404,19 @@ impl Response {
         if let Some(stream) = self.stream.borrow_mut().take() {
             return Ok(stream.finish(body.into()));
         }
+        if !body.is_empty() {
+            self.no_body_after_101("end() with data")?;
+        }
         let Some(reply) = self.reply.borrow_mut().take() else {
             return Ok(false);
         };
-        Ok(reply.send(self.head(body)))
+        let admission = self.admission.borrow_mut().take();
+        match admission {
+            Some(admission) if self.status.get() == 101 => {
+                Ok(admission.admit(reply, self.head(body)))
+            }
+            _ => Ok(reply.send(self.head(body))),
+        }
     }
 
     /// Sends `$length` bytes of the file `$filename` from `$offset` (0: to its end) as the body,
@@ -382,6 +438,7 @@ impl Response {
                 "offset and length must not be negative, got {offset} and {length}"
             )));
         }
+        self.no_body_after_101("sendfile()")?;
         let file = FileToSend::open(
             Path::new(OsStr::from_bytes(&filename)),
             offset as u64,

@@ -1,0 +1,91 @@
+"""Swoole's `handshake` callback (tests/e2e/servers/handshake.php): PHP answers the WebSocket
+handshake, letting the connection in with a 101 or refusing it with an answer of its own."""
+
+import json
+import socket
+import time
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+
+def refusal(url: str):
+    """The HTTP answer that refused a handshake to `url`."""
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, open_timeout=5)
+    return refused.value.response
+
+
+def messages_until(ws, last: str) -> list:
+    seen = []
+    while not seen or seen[-1] != last:
+        seen.append(ws.recv(timeout=5))
+    return seen
+
+
+@pytest.mark.parametrize("settings", [{}, {"worker_num": 2}], ids=["one_process", "worker_num_2"])
+def test_a_handshake_callback_written_for_swoole_lets_in_and_refuses(php_server, settings):
+    srv = php_server("handshake.php", env={"SURGE_SETTINGS": json.dumps(settings)})
+    srv.wait_output("listening")
+    with connect(srv.url + "/?token=secret&name=ann", subprotocols=["chat", "other"], open_timeout=5) as ws:
+        # The client checked the Accept; PHP's other headers came along.
+        assert ws.subprotocol == "chat"
+        assert ws.response.headers["X-Handshake"] == "php"
+        # Pushed right after end(), then the deferred open: in that order, and no open callback.
+        fd = srv.wait_output("handshake ").split("handshake ")[1].split()[0]
+        ws.send("hi")
+        assert messages_until(ws, f"{fd}: hi") == ["welcome", "deferred open ann", f"{fd}: hi"]
+    srv.wait_output(f"close {fd}, rows left 0")
+
+    refused = refusal(srv.url + "/?token=wrong")
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == "Token"
+    assert refused.body == b"a token is needed\n"
+
+    refused = refusal(srv.url + "/?token=throw")
+    assert refused.status_code == 403
+    assert b"refused" in refused.body
+    srv.wait_output("uncaught RuntimeException in the handshake callback: no handshake today", stream="stderr")
+    # Still serving.
+    with connect(srv.url + "/?token=secret&name=bob", open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "welcome"
+
+
+def test_a_handshake_callback_may_only_return(php_server):
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return"})
+    srv.wait_output("listening")
+    with connect(srv.url + "/?token=cookie&name=cy", open_timeout=5) as ws:
+        assert ws.response.headers["Set-Cookie"] == "session=abc; path=/"
+        assert ws.recv(timeout=5) == "deferred open cy"
+    refused = refusal(srv.url + "/?token=no")
+    assert refused.status_code == 403
+    assert refused.body == b"the handshake callback refused this connection\n"
+    with connect(srv.url + "/?token=secret&name=dee", open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "deferred open dee"
+        ws.send("x")
+        assert ws.recv(timeout=5).endswith(": x")
+
+
+def test_a_client_gone_during_the_handshake_callback_is_forgotten(php_server):
+    """A client that leaves while PHP decides: no connection is left behind (and the server
+    serves on), whether or not the callback lets it in."""
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
+    srv.wait_output("listening")
+    for n in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.sendall(
+            b"GET /?token=secret&name=gone HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        # Gone while the callback runs (it takes 300 ms).
+        deadline = time.monotonic() + 5
+        while srv.stdout().count("handshake ") <= n:
+            assert time.monotonic() < deadline, srv.stdout()
+            time.sleep(0.02)
+        s.close()
+    time.sleep(1)
+    with connect(srv.url + "/?token=secret&name=eve", open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "deferred open eve"
+        ws.send("count")
+        assert ws.recv(timeout=5).endswith(": count 1")
