@@ -5,6 +5,7 @@ state hygiene, and the messages of a broken setup."""
 
 import http.client
 import json
+import socket
 import os
 import sqlite3
 import subprocess
@@ -528,12 +529,30 @@ def test_open_transaction_is_rolled_back_and_lost_connection_reconnects(php_serv
     # predis names the socket by path.
     ({"scheme": "unix", "path": "/run/r.sock"}, "redis+unix:///run/r.sock?db=0"),
     ({"url": "rediss://u:p@h:7000/3"}, "rediss://u:p@h:7000/3"),
+    # IPv6, as a URL writes it (parse_url() keeps the brackets) and as a host.
+    ({"url": "redis://:s%3Aet@[::1]:7001"}, "redis://:s%3Aet@[::1]:7001/0"),
+    ({"host": "::1", "port": 7002}, "redis://[::1]:7002/0"),
+    ({"host": "[::1]", "port": 7003}, "redis://[::1]:7003/0"),
 ])
 def test_the_bridge_reads_the_redis_connection_as_laravel_configs_write_it(conf, url):
     code = (f"require '{ROOT}/php/laravel/src/Support/RedisTarget.php';"
             f"echo Surge\\Laravel\\Support\\RedisTarget::fromConfig(['default' => json_decode('{json.dumps(conf)}', true)], 'default')->url;")
     out = subprocess.run(["php", "-n", "-r", code], capture_output=True, text=True, timeout=30)
     assert (out.returncode, out.stdout) == (0, url), out.stderr
+
+
+def test_a_redis_url_laravel_would_refuse_is_refused_and_ipv6_is_reachable():
+    """A malformed url went to 127.0.0.1:6379 unsaid; a Redis that answers on an IPv6 address
+    was said unreachable in the banner (tcp://::1:port)."""
+    target = f"require '{ROOT}/php/laravel/src/Support/RedisTarget.php'; use Surge\\Laravel\\Support\\RedisTarget;"
+    code = target + "try { RedisTarget::fromConfig(['default' => ['url' => 'unix:///tmp/r.sock']], 'default'); } catch (InvalidArgumentException $e) { echo $e->getMessage(); }"
+    out = subprocess.run(["php", "-n", "-r", code], capture_output=True, text=True, timeout=30)
+    assert "database.redis.default.url is not a URL" in out.stdout, out.stdout + out.stderr
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as listening:
+        port = listening.getsockname()[1]
+        code = target + f"var_export(RedisTarget::fromConfig(['default' => ['host' => '::1', 'port' => {port}]], 'default')->unreachable());"
+        out = subprocess.run(["php", "-n", "-r", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout == "NULL", out.stdout + out.stderr
 
 
 def test_broadcast_with_predis_and_redis_url(php_server, app_env, redis_server):

@@ -444,6 +444,54 @@ def test_the_log_says_what_keeps_redis_from_coming_back(php_server, redis_server
         guarded.wait()
 
 
+def test_a_redis_back_with_another_password_is_logged(php_server, tmp_path):
+    """Redis restarted with a rotated password while the bridge keeps the old one: the lost
+    connection was logged, then nothing (the failed AUTH has no Redis error code, unlike
+    NOAUTH), the log's last word "lost; reconnecting" for ever."""
+    port = free_port()
+
+    def guarded(password):
+        return subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", str(tmp_path), "--requirepass", password],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = guarded("old")
+    try:
+        time.sleep(0.3)
+        srv = start_fanout(php_server, {"redis": f"redis://:old@127.0.0.1:{port}"}, subscribe=["live"])
+        srv.wait_output("redis: connected to redis://:***@", stream="stderr", timeout=10)
+    finally:
+        first.kill()
+        first.wait()
+    srv.wait_output("redis: connection to", stream="stderr")
+    second = guarded("new")
+    try:
+        srv.wait_output("Password authentication failed", stream="stderr", timeout=10)
+    finally:
+        second.kill()
+        second.wait()
+    assert "old" not in srv.stderr()
+
+
+def test_a_publish_redis_refuses_drops_that_one_only(php_server, redis_server):
+    """An ACL user that may not publish to one channel (NOPERM): that publish is dropped, logged,
+    and the connection serves on; the publishes after it were dropped for a second, unsaid."""
+    redis_server.client.execute_command(
+        "ACL", "SETUSER", "limited", "on", ">pw", "+@all", "resetchannels", f"&{PREFIX}orders")
+    srv = start_fanout(php_server, {"redis": f"redis://limited:pw@127.0.0.1:{redis_server.port}"})
+    orders = listen(redis_server, PREFIX + "orders")
+    with Client(srv.url) as client:
+        for n in range(3):
+            assert client.call("redisPublish", "secret", f"not for you {n}") is True
+            assert client.call("redisPublish", "orders", f"shipped {n}") is True
+            assert orders.get_message(timeout=5)["data"] == f"shipped {n}"
+        stats = redis_stats(client)
+        assert (stats["published"], stats["dropped"]) == (3, 3), stats
+    orders.close()
+    assert srv.stderr().count(f"redis: publish to '{PREFIX}secret' refused by Redis, dropped: NoPerm") == 1, srv.stderr()
+
+
 def test_a_bridge_with_nothing_subscribed_sees_a_redis_that_refuses_it(php_server, tmp_path):
     """Publish only (no subscription: nothing to ask Redis at connect): a Redis that wants a
     password was said connected, its health PING's error answer taken for an answer."""

@@ -589,19 +589,25 @@ fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
     }
 }
 
+/// The URL schemes of the `redis` setting (as the redis crate reads them; `unix://` is
+/// predis's name for a socket), in any case, as URL schemes are.
+const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+}
+
 fn redis_url(value: &Value) -> Result<Option<String>, ConfigError> {
     match value {
         Value::Null => Ok(None),
         Value::Str(s) if s.is_empty() => Ok(None),
-        Value::Str(s)
-            if s.starts_with("redis://")
-                || s.starts_with("rediss://")
-                || s.starts_with("redis+unix://") =>
-        {
+        Value::Str(s) if REDIS_SCHEMES.iter().any(|scheme| starts_with_ignoring_case(s, scheme)) => {
             Ok(Some(s.clone()))
         }
         Value::Str(s) => Err(ConfigError(format!(
-            "setting 'redis' must be a URL like redis://[:password@]host:port[/db], got '{s}'"
+            "setting 'redis' must be a URL like redis://[[user]:password@]host:port[/db], rediss:// (TLS) or redis+unix:///path/to/redis.sock[?db=0&pass=...], got '{}'",
+            crate::redis_bridge::redacted(s)
         ))),
         other => Err(ConfigError(format!(
             "setting 'redis' must be a URL string, got {}",
@@ -651,6 +657,23 @@ mod tests {
             .apply("heartbeat_idel_time", &Value::Int(3))
             .unwrap_err();
         assert!(err.0.contains("'heartbeat_idel_time'"), "{err}");
+    }
+
+    #[test]
+    fn redis_urls_in_every_scheme_redis_reads_and_no_password_in_a_refusal() {
+        let mut c = Config::default();
+        for url in [
+            "redis://:pw@127.0.0.1:6379/2",
+            "REDIS://127.0.0.1",
+            "rediss://cache:6380/#insecure",
+            "redis+unix:///run/redis.sock?db=1&pass=pw",
+            "unix:///run/redis.sock",
+        ] {
+            c.apply("redis", &Value::Str(url.into())).unwrap();
+            assert_eq!(c.redis.as_deref(), Some(url));
+        }
+        let err = (c.apply("redis", &Value::Str("tcp://:s3cret@127.0.0.1".into()))).unwrap_err();
+        assert!(err.0.ends_with("got 'tcp://:***@127.0.0.1'"), "{err}");
     }
 
     #[test]

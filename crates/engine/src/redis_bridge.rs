@@ -46,6 +46,8 @@ const PUBLISH_BYTES: usize = 32 << 20;
 const PUBLISH_RETRY: Duration = Duration::from_secs(1);
 /// How often "not a Laravel broadcast" is logged, at most.
 const NOT_LARAVEL_WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often a PUBLISH Redis refused (NOPERM) is logged, at most.
+const REFUSED_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Bytes of messages taken from Redis and not yet forwarded, at most: what Redis itself holds
 /// for a subscriber before it disconnects it (`client-output-buffer-limit pubsub`, 32 MiB).
 pub const INTAKE_BYTES: usize = 32 << 20;
@@ -151,18 +153,28 @@ pub struct RedisBridge {
     pub stats: BridgeStats,
 }
 
-/// The URL for logs: a password (`redis://user:secret@host`) is replaced by `***`.
-fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// The URL for logs and messages: a password (`redis://user:secret@host`, or the `pass` of a
+/// `redis+unix://` URL's query, as the Laravel package writes one) is replaced by `***`. One that
+/// does not parse is shown by its scheme alone.
+pub(crate) fn redacted(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        return format!("{scheme}://***");
     };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = (parsed.query_pairs())
+            .map(|(k, v)| match k == "pass" || k == "password" {
+                true => (k.into_owned(), "***".to_owned()),
+                false => (k.into_owned(), v.into_owned()),
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // `***` as written, not percent-encoded.
+    parsed.as_str().replace("%2A%2A%2A", "***")
 }
 
 /// A Laravel broadcast as the redis broadcaster publishes it.
@@ -394,8 +406,8 @@ fn laravel_message(channel: &str, payload: &[u8]) -> Option<Forwarded> {
 async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>) {
     let mut backoff = BACKOFF_MIN;
     let mut ever_connected = false;
-    // The outage under way, once logged: the Redis error code it was last logged with.
-    let mut outage: Option<Option<String>> = None;
+    // The outage under way, once logged: the reasons it was logged with (see `reason_of`).
+    let mut outage: Option<Vec<String>> = None;
     let mut reconnect_said = false;
     let mut up_since: Option<tokio::time::Instant> = None;
     loop {
@@ -430,7 +442,7 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
                         true => {
                             bump(&bridge.stats.reconnects, 1);
                             if !std::mem::replace(&mut reconnect_said, true) {
-                                log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", wanted.len());
+                                log::info!(target: "surge", "redis: reconnected; {} subscriptions restored", subscribed.len());
                             }
                         }
                         false => log::info!(target: "surge", "redis: connected to {url}"),
@@ -457,16 +469,16 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
                     }
                 };
                 tokio::select! {
-                    Err(err) = commands => (format!("connection to {url} lost ({err}); reconnecting"), code_of(&err)),
+                    Err(err) = commands => (format!("connection to {url} lost ({err}); reconnecting"), Some(err)),
                     () = taking => (format!("connection to {url} lost; reconnecting"), None),
                 }
             }
             Err(err) => (
                 format!("cannot connect to {url}: {err}; retrying"),
-                code_of(&err),
+                Some(err),
             ),
         };
-        let (lost, code) = lost;
+        let (lost, err) = lost;
         *bridge.touched.lock() = None;
         bridge.set_state(BridgeState::Disconnected);
         // A connection lost soon after it was made belongs to the same outage (Redis dropping
@@ -476,14 +488,15 @@ async fn subscriber(client: redis::Client, url: String, bridge: Arc<RedisBridge>
             outage = None;
             backoff = BACKOFF_MIN;
         }
-        // Logged once an outage, and again when Redis gives another reason (it came back
-        // asking for a password: NOAUTH), so the log says what keeps it down.
-        if outage
-            .as_ref()
-            .is_none_or(|logged| code.is_some() && *logged != code)
-        {
+        // Logged once an outage, and again for each other reason it gives (Redis came back
+        // asking for a password, or with another one; a certificate that no longer
+        // verifies), so the log says what keeps it down.
+        let reason = err.as_ref().and_then(reason_of);
+        let first = outage.is_none();
+        let logged = outage.get_or_insert_with(Vec::new);
+        if first || reason.as_ref().is_some_and(|r| !logged.contains(r)) {
             log::warn!(target: "surge", "redis: {lost}");
-            outage = Some(code);
+            logged.extend(reason);
             reconnect_said = false;
         }
         tokio::time::sleep(backoff).await;
@@ -499,9 +512,16 @@ async fn ping(sink: &mut redis::aio::PubSubSink) -> redis::RedisResult<()> {
     }
 }
 
-/// The error code Redis answered with (NOAUTH, LOADING ...), if it answered.
-fn code_of(err: &redis::RedisError) -> Option<String> {
-    err.code().map(str::to_owned)
+/// What tells one failure to reach Redis from another: the code Redis answered with (NOAUTH,
+/// LOADING ...), or what the client found that is more than Redis being away (a password
+/// refused, a certificate that does not verify). None for Redis away: a connection refused,
+/// dropped or unanswered.
+fn reason_of(err: &redis::RedisError) -> Option<String> {
+    if let Some(code) = err.code() {
+        return Some(code.to_owned());
+    }
+    let away = err.is_connection_refusal() || err.is_connection_dropped() || err.is_timeout();
+    (!away).then(|| err.to_string())
 }
 
 /// Subscribes what was subscribed since the last call and unsubscribes what was unsubscribed,
@@ -669,6 +689,7 @@ async fn publisher(
     let mut conn = None;
     // Set by a failure, cleared by a success: failures are logged once per outage.
     let mut failed_at: Option<tokio::time::Instant> = None;
+    let refusals = Throttle::new(REFUSED_WARN_EVERY);
     while let Some((channel, payload, _held)) = queue.recv().await {
         if failed_at.is_some_and(|at| at.elapsed() < PUBLISH_RETRY) {
             bump(&bridge.stats.dropped, 1);
@@ -679,7 +700,15 @@ async fn publisher(
                 bump(&bridge.stats.published, 1);
                 failed_at = None;
             }
-            Err(err) => {
+            // Redis answered, refusing this one (an ACL user without that channel: NOPERM):
+            // the connection serves on, and so do the publishes after it.
+            Err(Failure::Refused(err)) => {
+                bump(&bridge.stats.dropped, 1);
+                if refusals.due() {
+                    log::warn!(target: "surge", "redis: publish to '{channel}' refused by Redis, dropped: {err} (said at most every {REFUSED_WARN_EVERY:?})");
+                }
+            }
+            Err(Failure::Away(err)) => {
                 bump(&bridge.stats.dropped, 1);
                 if failed_at.is_none() {
                     log::warn!(target: "surge", "redis: publish to '{channel}' dropped: {err}; dropping publishes until Redis is back");
@@ -690,6 +719,14 @@ async fn publisher(
     }
 }
 
+/// Why a PUBLISH did not go out.
+enum Failure {
+    /// Redis answered it with an error: this message is refused, the connection is fine.
+    Refused(redis::RedisError),
+    /// Redis could not be reached, or did not answer.
+    Away(redis::RedisError),
+}
+
 /// PUBLISHes on the kept connection, opening one if there is none. A connection that broke
 /// while idle (Redis restarted) only says so when used: then the message goes out on a new one.
 async fn publish(
@@ -697,7 +734,7 @@ async fn publish(
     conn: &mut Option<redis::aio::MultiplexedConnection>,
     channel: &str,
     payload: &[u8],
-) -> redis::RedisResult<()> {
+) -> Result<(), Failure> {
     loop {
         let reused = conn.is_some();
         let c = match conn {
@@ -711,7 +748,8 @@ async fn publish(
                 conn.insert(
                     client
                         .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
+                        .await
+                        .map_err(Failure::Away)?,
                 )
             }
         };
@@ -722,10 +760,11 @@ async fn publish(
             .await
         {
             Ok(_) => return Ok(()),
+            Err(err) if err.code().is_some() => return Err(Failure::Refused(err)),
             Err(err) => {
                 *conn = None;
                 if !(reused && err.is_connection_dropped()) {
-                    return Err(err);
+                    return Err(Failure::Away(err));
                 }
             }
         }
@@ -758,6 +797,18 @@ mod tests {
             "rediss://app:***@cache:6380"
         );
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        // A user name alone is no secret; percent-encoded passwords go whole.
+        assert_eq!(redacted("redis://app@cache:6379"), "redis://app@cache:6379");
+        assert_eq!(
+            redacted("redis://:p%40ss%3Aw%2Frd@[::1]:6379/2"),
+            "redis://:***@[::1]:6379/2"
+        );
+        // The Laravel package's URL for a unix socket with a password.
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock?db=0&user=app&pass=sekr%3Aet%401"),
+            "redis+unix:///run/redis.sock?db=0&user=app&pass=***"
+        );
+        assert_eq!(redacted("redis://:sec ret@[bad"), "redis://***");
     }
 
     #[test]

@@ -30,7 +30,11 @@ final class RedisTarget
             throw new InvalidArgumentException("surge.redis.connection: there is no Redis connection '{$connection}' in config/database.php (redis: {$known})");
         }
         if (! empty($conf['url'])) {
-            $parts = parse_url((string) $conf['url']) ?: [];
+            $parts = parse_url((string) $conf['url']);
+            if ($parts === false) {
+                // As Laravel's own connector refuses it, rather than using 127.0.0.1:6379.
+                throw new InvalidArgumentException("database.redis.{$connection}.url is not a URL Laravel reads (redis://[[user]:password@]host:port[/db] or tls://...)");
+            }
             $conf = array_merge($conf, array_filter([
                 'scheme' => $parts['scheme'] ?? null,
                 'host' => $parts['host'] ?? null,
@@ -51,6 +55,11 @@ final class RedisTarget
             if (in_array($m[1], ['tls', 'rediss'], true)) {
                 $conf['scheme'] = 'tls';
             }
+        }
+        // An IPv6 address as a URL writes it ([::1], which parse_url() keeps): bare here,
+        // bracketed where a URL is made.
+        if (preg_match('#^\[(.*)\]$#', $host, $m)) {
+            $host = $m[1];
         }
         $db = $conf['database'] ?? 0;
         if (! is_numeric($db) || (int) $db < 0) {
@@ -91,7 +100,8 @@ final class RedisTarget
         if ($this->host === null) {
             return null;
         }
-        $socket = @stream_socket_client("tcp://{$this->host}:{$this->port}", $errno, $error, $timeout);
+        $host = str_contains($this->host, ':') ? "[{$this->host}]" : $this->host;
+        $socket = @stream_socket_client("tcp://{$host}:{$this->port}", $errno, $error, $timeout);
         if ($socket === false) {
             return $error !== '' ? $error : "error {$errno}";
         }
