@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import ROOT, TIME_FACTOR, extension_args, surge_so
@@ -183,6 +183,23 @@ def test_users_of_a_guard_without_a_provider_join_private_channels(php_server, a
     assert subscribe(alice, "private-orders.2")["event"] == "surge:error"
 
 
+def test_a_handler_may_turn_clients_away_at_the_handshake(php_server, app_env):
+    """HandlesHandshake: onHandshake decides with the app booted for the handshake; those it
+    lets in get onOpen as usual (with the cookie it set), the others its own answer (a 401)
+    or a 403 when it threw."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\HandshakeHandler")
+    ws, _, welcome = open_client(server, "token-alice")
+    assert welcome["user"] == "alice"
+    assert ws.response.headers["Set-Cookie"] == "seen=yes; path=/"
+    assert subscribe(ws, "private-orders.1")["event"] == "surge:subscribed"
+    for url, status, body in [("/", 401, b"who are you?"), ("/?token=nobody", 401, b"who are you?"),
+                              ("/?token=throw", 403, b"the handshake callback refused this connection\n")]:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.url + url, open_timeout=5)
+        assert (refused.value.response.status_code, refused.value.response.body) == (status, body)
+    assert "onHandshake failed: RuntimeException: onHandshake failed on purpose" in server.stderr()
+
+
 def test_an_on_open_that_throws_closes_the_connection(php_server, app_env):
     """onOpen threw (the database down while it checked who connects): the client stayed
     connected and was served as if it had been let in."""
@@ -317,6 +334,9 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
         data = recv_json(ws)["data"]
         worker = socket_id.split(".")[0]
         assert {k: data[k] for k in ("parents", "redis_parents")} == {"parents": False, "redis_parents": False}
+        # A connection object kept from before the fork works too (its PDO was dropped, not it).
+        ws.send(json.dumps({"held": True}))
+        assert recv_json(ws) == {"event": "held", "data": {"n": 3}}
         assert pids.setdefault(worker, data["pid"]) == data["pid"]
         redis_ids.setdefault(worker, set()).add(data["redis_id"])
     assert len(set(pids.values())) == 2
@@ -516,6 +536,8 @@ def test_open_transaction_is_rolled_back_and_lost_connection_reconnects(php_serv
     assert welcome["user"] == "carol"
     ws.send(json.dumps({"whoami": True}))  # and the failing connection is still served
     assert recv_json(ws)["event"] == "whoami"
+    ws.send(json.dumps({"held": True}))  # as is a connection object kept from before
+    assert recv_json(ws)["event"] == "held"
 
 
 @pytest.mark.parametrize("conf, url", [
@@ -589,6 +611,22 @@ def test_an_uploaded_file_passes_laravels_validation_and_moves_into_storage(php_
     assert (Path(app_env["APP_STORAGE"]) / "uploads" / "doc.txt").read_text() == "quarterly numbers\n"
     status, body = post("tags[]=a")
     assert status == 422 and list(body) == ["doc"], body
+
+
+def test_an_http_route_reaches_the_server_through_the_container(php_server, app_env):
+    """onRequest gets no $server, and nothing else gave one: a route could not push, publish or
+    hand a task over until a WebSocket client's onOpen had run in that worker."""
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\BrowserHandler",
+                   SURGE_SETTINGS=json.dumps({"worker_num": 2}))
+    pids = set()
+    for _ in range(8):
+        with urllib.request.urlopen(f"{server.http}/server", timeout=10) as res:
+            got = json.loads(res.read())
+        assert got["connections"] == 0, got
+        pids.add(got["pid"])
+    assert len(pids) >= 1
+    # No Pusher app configured: nothing to say it is off for.
+    assert "pusher" not in server.stdout()
 
 
 def test_the_request_laravel_sees_takes_its_path_and_query_from_the_request_line(php_server, app_env):

@@ -7,6 +7,7 @@ use Illuminate\Contracts\Debug\ExceptionHandler;
 use InvalidArgumentException;
 use Surge\Http\Response as SurgeResponse;
 use Surge\Laravel\Contracts\Handler;
+use Surge\Laravel\Contracts\HandlesHandshake;
 use Surge\Laravel\Contracts\HandlesHttp;
 use Surge\Laravel\Contracts\HandlesTasks;
 use Surge\Laravel\Support\HttpRequest;
@@ -165,12 +166,6 @@ class ServeCommand extends Command
         if (! filter_var($config['enabled'] ?? true, FILTER_VALIDATE_BOOLEAN)) {
             return [$settings, []];
         }
-        if ((int) ($settings['worker_num'] ?? 1) > 1) {
-            return [$settings, ['off: the Pusher protocol needs worker_num 1 (surge.settings)']];
-        }
-        if ((int) ($settings['task_worker_num'] ?? 0) > 0) {
-            return [$settings, ['off: the Pusher protocol needs task_worker_num 0 (surge.settings)']];
-        }
         $options = $config['options'] ?? [];
         if (! is_array($options)) {
             throw new InvalidArgumentException('surge.pusher.options must be an array (client_events, client_event_rate, max_connections, activity_timeout, presence_max_members, presence_max_member_size, max_channels_per_connection)');
@@ -200,11 +195,25 @@ class ServeCommand extends Command
             $lines[] = "app {$app['app_id']} (key {$app['key']}) from broadcasting.connections.{$name}: Echo at ".self::scheme($settings)."://HOST:PORT/app/{$app['key']}";
         }
 
-        return [$apps === [] ? $settings : $settings + ['pusher' => $apps], $lines];
+        if ($apps === []) {
+            return [$settings, []];
+        }
+        // Said only when there was an app to serve.
+        if ((int) ($settings['worker_num'] ?? 1) > 1) {
+            return [$settings, ['off: the Pusher protocol needs worker_num 1 (surge.settings)']];
+        }
+        if ((int) ($settings['task_worker_num'] ?? 0) > 0) {
+            return [$settings, ['off: the Pusher protocol needs task_worker_num 0 (surge.settings)']];
+        }
+
+        return [$settings + ['pusher' => $apps], $lines];
     }
 
     private function wire(\Surge\WebSocket\Server $server, Handler $handler, array $settings): void
     {
+        // For what has no $server of its own (onRequest, a service): app(Server::class). Every
+        // worker forked later has it too.
+        $this->laravel->instance(\Surge\WebSocket\Server::class, $server);
         $lifecycle = new Lifecycle($this->laravel, fn (string $line) => fwrite(STDERR, "surge: {$line}\n"));
         $lifecycle->reset();
         $secure = ! empty($settings['ssl_cert_file']);
@@ -219,7 +228,7 @@ class ServeCommand extends Command
                 $lifecycle->forked();
             }
         });
-        $server->on('open', function ($server, $request) use ($handler, $lifecycle, $secure) {
+        $open = function ($server, $request) use ($handler, $lifecycle, $secure) {
             // A handshake Laravel cannot take as a request is refused: onOpen, where a handler
             // checks who connects, would not run, and the connection stayed open.
             $illuminate = $lifecycle->request(fn () => HttpRequest::from($request, $secure));
@@ -233,7 +242,33 @@ class ServeCommand extends Command
             if (! $lifecycle->run('onOpen', fn () => $handler->onOpen($server, $request), $illuminate)) {
                 $server->disconnect($request->fd, 4500, 'server error');
             }
-        });
+        };
+        $server->on('open', $open);
+        if ($handler instanceof HandlesHandshake) {
+            $server->on('handshake', function ($request, $response) use ($server, $handler, $lifecycle, $secure, $open) {
+                $illuminate = $lifecycle->request(fn () => HttpRequest::from($request, $secure));
+                if ($illuminate === null) {
+                    $response->status(400);
+                    $response->end('');
+
+                    return false;
+                }
+                // One that threw refuses the client (403), as one that returned false.
+                $admitted = false;
+                $lifecycle->run('onHandshake', function () use ($handler, $request, $response, &$admitted) {
+                    $admitted = $handler->onHandshake($request, $response);
+                }, $illuminate);
+                // end() is false if the handler answered already (a refusal) or the client left.
+                if (! $admitted || ! $response->status(101) || ! $response->end()) {
+                    return false;
+                }
+                // Surge calls no open callback after a handshake callback: onOpen runs here, the
+                // connection registered by end().
+                $open($server, $request);
+
+                return true;
+            });
+        }
         $server->on('message', function ($server, $frame) use ($handler, $lifecycle) {
             $lifecycle->run('onMessage', fn () => $handler->onMessage($server, $frame));
         });

@@ -264,14 +264,25 @@ class Lifecycle
     public function forked(): void
     {
         $app = $this->app;
-        if ($app->resolved('db')) {
-            foreach (array_keys($app['db']->getConnections()) as $name) {
-                $app['db']->purge($name);
-            }
-        }
+        $this->dropDatabaseConnections();
         if ($app->resolved('redis')) {
             foreach (array_keys($app['redis']->connections() ?? []) as $name) {
                 $app['redis']->purge($name);
+            }
+        }
+    }
+
+    /**
+     * Each database connection lets go of its PDO and opens a new one on its next query. The
+     * connection objects stay: one kept by a service made before (Laravel 8's database cache
+     * store, made by every artisan command; a handler's injected connection) would otherwise
+     * be left without a PDO for good (purge() forgets the object, which then cannot reconnect).
+     */
+    private function dropDatabaseConnections(): void
+    {
+        if ($this->app->resolved('db')) {
+            foreach (array_keys($this->app['db']->getConnections()) as $name) {
+                $this->app['db']->disconnect($name);
             }
         }
     }
@@ -285,10 +296,8 @@ class Lifecycle
 
     private function report(string $what, Throwable $e): void
     {
-        if ($this->causedByLostConnection($e) && $this->app->resolved('db')) {
-            foreach (array_keys($this->app['db']->getConnections()) as $name) {
-                $this->app['db']->purge($name);
-            }
+        if ($this->causedByLostConnection($e)) {
+            $this->dropDatabaseConnections();
             ($this->warn)("{$what}: the database connection was lost; it reconnects on the next query");
         }
         ($this->warn)(sprintf('%s failed: %s: %s (%s:%d)', $what, get_class($e), $e->getMessage(), $e->getFile(), $e->getLine()));

@@ -29,12 +29,17 @@ class AppHandler extends ChannelHandler implements HandlesTasks
     /** The database connection the command's process opened, before any worker was forked. */
     private ?\PDO $parentPdo;
 
+    /** The connection object itself, kept as a handler that asks for one in its constructor
+     * (or Laravel 8's database cache store, made by every artisan command) keeps it. */
+    private \Illuminate\Database\ConnectionInterface $db;
+
     /** The same for Redis: the phpredis client of the default connection, if Redis was up. */
     private ?object $parentRedis = null;
 
     public function __construct()
     {
-        $this->parentPdo = DB::connection()->getPdo();
+        $this->db = DB::connection();
+        $this->parentPdo = $this->db->getPdo();
         try {
             $this->parentRedis = Redis::connection()->client();
             $this->parentRedis->ping();
@@ -100,6 +105,8 @@ class AppHandler extends ChannelHandler implements HandlesTasks
                 'redis_parents' => $this->parentRedis ? $redis === $this->parentRedis : null,
                 'redis_id' => $redis->client('id'),
             ]);
+        } elseif (isset($message['held'])) {
+            $this->send($server, $fd, 'held', null, ['n' => $this->db->selectOne('select count(*) as n from users')->n]);
         } elseif (isset($message['task']) && is_string($message['task'])) {
             $server->task(['fd' => $fd, 'user' => $user?->name, 'text' => $message['task']]);
         } elseif (isset($message['leak'])) {

@@ -46,6 +46,11 @@ class BrowserHandler extends AppHandler implements HandlesHttp
             $this->signSubscription($response);
         } elseif ($path === '/upload' && $request->server['request_method'] === 'POST') {
             $this->upload($response);
+        } elseif ($path === '/server') {
+            // An HTTP route has no $server argument: the container has it.
+            $server = app(\Surge\WebSocket\Server::class);
+            $response->header('Content-Type', 'application/json');
+            $response->end(json_encode(['connections' => $server->stats()['connections'], 'pid' => $server->worker_pid]));
         } elseif ($path === '/request') {
             $response->header('Content-Type', 'application/json');
             $response->end(json_encode(['path' => request()->path(), 'query' => request()->query(), 'uri' => request()->getRequestUri()]));
