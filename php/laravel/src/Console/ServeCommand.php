@@ -319,7 +319,7 @@ class ServeCommand extends Command
             });
         }
         $server->on('shutdown', function () {
-            $this->line('Surge shutting down: clients were closed with 1001.');
+            $this->line('Surge stopped.');
         });
     }
 
