@@ -4,6 +4,7 @@ handshake, letting the connection in with a 101 or refusing it with an answer of
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -67,9 +68,24 @@ def test_a_handshake_callback_may_only_return(php_server):
         assert ws.recv(timeout=5).endswith(": x")
 
 
+def test_handshakes_waiting_when_the_callback_is_taken_away_get_the_open_callback(php_server):
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
+    srv.wait_output("listening")
+    with ThreadPoolExecutor(2) as pool:
+        last = pool.submit(connect, srv.url + "/?token=last", open_timeout=5)
+        srv.wait_output("handshake ")
+        waiting = pool.submit(connect, srv.url + "/?token=none", open_timeout=5)
+        with last.result(), waiting.result() as ws:
+            assert ws.recv(timeout=5) == "open callback ran"
+    with connect(srv.url + "/?token=none", open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "open callback ran"
+    assert srv.stdout().count("handshake ") == 1
+
+
 def test_a_client_gone_during_the_handshake_callback_is_forgotten(php_server):
-    """A client that leaves while PHP decides: no connection is left behind (and the server
-    serves on), whether or not the callback lets it in."""
+    """A client that leaves while PHP decides: no connection is left behind, and the close
+    callback undoes what the callback (and its deferred open) did for it, as Swoole's onClose
+    would: the table kept their rows."""
     srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
     srv.wait_output("listening")
     for n in range(3):
@@ -84,7 +100,12 @@ def test_a_client_gone_during_the_handshake_callback_is_forgotten(php_server):
             assert time.monotonic() < deadline, srv.stdout()
             time.sleep(0.02)
         s.close()
-    time.sleep(1)
+    deadline = time.monotonic() + 5
+    while srv.stdout().count("close ") < 3:
+        assert time.monotonic() < deadline, srv.stdout()
+        time.sleep(0.02)
+    closes = [line for line in srv.stdout().splitlines() if line.startswith("close ")]
+    assert closes[-1].endswith("rows left 0"), closes
     with connect(srv.url + "/?token=secret&name=eve", open_timeout=5) as ws:
         assert ws.recv(timeout=5) == "deferred open eve"
         ws.send("count")

@@ -259,7 +259,7 @@ def test_status_takes_a_reason_phrase_and_header_swooles_format_argument(php_ser
     empty.read()
     assert res.headers.get_all("X-Refused") == [
         "the reason phrase of status 200 has a control character (a line break?)",
-        "status code must be between 200 and 999 (a 1xx is not a final response), got 103",
+        "status code must be between 200 and 999 (a 1xx is not a final response; 101 only in the handshake callback), got 103",
         "header 'X-Nul' has a control character (a line break?) in its value",
     ]
 

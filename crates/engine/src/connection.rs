@@ -312,6 +312,18 @@ pub(crate) async fn forget(conn: &Conn, code: u16, by_server: bool, shared: &Sha
     }
 }
 
+/// [`forget`] for a connection that ended before it was served (let in by PHP, the client gone
+/// before the 101 went out), from where there is no awaiting: on the runtime, when there is
+/// one here (there is on the PHP thread while it serves); else only out of the registry.
+pub(crate) fn forget_unserved(conn: Arc<Conn>, shared: Arc<Shared>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { forget(&conn, ABNORMAL, false, &shared).await });
+        }
+        Err(_) => shared.registry.remove(conn.fd),
+    }
+}
+
 /// Counts a connection as live ([`Shared::live_connections`]) from its removal from the
 /// registry until its close events are queued for PHP. The drain after a stop waits for
 /// live connections: it found none while close events waited for room in a full event

@@ -142,14 +142,16 @@ pub struct Admission {
 impl Admission {
     /// Lets the connection in with `head` (a 101; its body is not sent): it is registered now,
     /// before the answer goes, so that a push made right after (in the callback, or in what it
-    /// defers) waits in its outbox and follows the 101. False when the client has gone away.
+    /// defers) waits in its outbox and follows the 101. False when the client has gone away:
+    /// the connection then ends as any other, its close event following (what PHP did for it
+    /// after end() is undone there, as Swoole's onClose would).
     pub fn admit(self, reply: Responder, head: HttpResponse) -> bool {
         let Admission { conn, shared } = self;
         shared.registry.insert(conn.clone());
         if reply.tx.send(Answer::Admitted(head)).is_ok() {
             return true;
         }
-        shared.registry.remove(conn.fd);
+        crate::connection::forget_unserved(conn, shared);
         false
     }
 }

@@ -967,14 +967,7 @@ impl Drop for Unopened {
         if !(self.shared.registry.get(conn.fd)).is_some_and(|c| Arc::ptr_eq(&c, &conn)) {
             return;
         }
-        let shared = self.shared.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                connection::forget(&conn, connection::ABNORMAL, false, &shared).await;
-            });
-        } else {
-            shared.registry.remove(conn.fd);
-        }
+        connection::forget_unserved(conn, self.shared.clone());
     }
 }
 

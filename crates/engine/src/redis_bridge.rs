@@ -154,12 +154,14 @@ pub struct RedisBridge {
 }
 
 /// The URL for logs and messages: a password (`redis://user:secret@host`, or the `pass` of a
-/// `redis+unix://` URL's query, as the Laravel package writes one) is replaced by `***`. One that
-/// does not parse is shown by its scheme alone.
+/// `redis+unix://` URL's query, as the Laravel package writes one) is replaced by `***`. In one
+/// that does not parse, all before an `@`.
 pub(crate) fn redacted(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
-        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-        return format!("{scheme}://***");
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_owned(),
+        };
     };
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some("***"));
@@ -808,7 +810,8 @@ mod tests {
             redacted("redis+unix:///run/redis.sock?db=0&user=app&pass=sekr%3Aet%401"),
             "redis+unix:///run/redis.sock?db=0&user=app&pass=***"
         );
-        assert_eq!(redacted("redis://:sec ret@[bad"), "redis://***");
+        assert_eq!(redacted("redis://:sec ret@[bad"), "***@[bad");
+        assert_eq!(redacted("127.0.0.1:6379"), "127.0.0.1:6379");
     }
 
     #[test]

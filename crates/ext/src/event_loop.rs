@@ -512,15 +512,20 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 .borrow()
                 .get(Kind::Engine(Handler::Handshake));
             let Some(cb) = cb else {
-                // Taken away with on('handshake', null) while this one waited: Surge's own.
-                Response::after_handshake(&res, true);
-                return Next::Continue;
+                // Taken away with on('handshake', null) while this one waited: Surge's own
+                // handshake, and so the open callback.
+                return match Response::after_handshake(&res, true) {
+                    true => callback(server, Kind::Engine(Handler::Open), &[this, &req]).into(),
+                    false => Next::Continue,
+                };
             };
             let (outcome, returned) = call_for_value(&cb, &[&req, &res], "handshake");
             match outcome {
                 Outcome::Fatal => Response::after_fatal_error(&res),
                 // Swoole's `return true` (a callback returning nothing has answered, or refuses).
-                _ => Response::after_handshake(&res, returned.and_then(|r| r.bool()) == Some(true)),
+                _ => {
+                    Response::after_handshake(&res, returned.and_then(|r| r.bool()) == Some(true));
+                }
             }
             outcome.into()
         }

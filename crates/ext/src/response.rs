@@ -61,24 +61,28 @@ impl Response {
 
     /// After the `handshake` callback returned (`accepted`: it returned true): a handshake it
     /// did not answer is let in if accepted (Surge's own handshake, with the headers it set),
-    /// refused with a 403 otherwise.
-    pub fn after_handshake(response: &Zval, accepted: bool) {
+    /// refused with a 403 otherwise. True if let in here.
+    pub fn after_handshake(response: &Zval, accepted: bool) -> bool {
         let response = response
             .object()
             .and_then(ZendClassObject::<Response>::from_zend_obj);
-        let Some(response) = response else { return };
+        let Some(response) = response else {
+            return false;
+        };
         if response.head_sent() {
-            return;
+            return false;
         }
         if accepted {
             response.status.set(101);
-            let _ = response.end(None);
-        } else if let Some(reply) = response.reply.borrow_mut().take() {
+            return response.end(None).unwrap_or(false);
+        }
+        if let Some(reply) = response.reply.borrow_mut().take() {
             reply.send(HttpResponse::text(
                 403,
                 "the handshake callback refused this connection\n",
             ));
         }
+        false
     }
 
     /// Throws for a body on a handshake's 101 (the connection speaks WebSocket after it).
@@ -220,7 +224,7 @@ impl Response {
         if let Some(reply) = reply {
             reply.send(HttpResponse::text(
                 500,
-                "the request callback ended in a fatal error\n",
+                "the callback ended in a fatal error\n",
             ));
         }
     }

@@ -28,6 +28,11 @@ $server->on('handshake', function ($request, $response) use ($server, $style, $o
     if (getenv('SURGE_SLOW_HANDSHAKE')) {
         usleep(300_000);
     }
+    if ($token === 'last') {
+        // The handshakes after this one get Surge's own, and so the open callback; even those
+        // already waiting.
+        $server->on('handshake', null);
+    }
     if ($token === 'throw') {
         throw new RuntimeException('no handshake today');
     }
@@ -35,7 +40,7 @@ $server->on('handshake', function ($request, $response) use ($server, $style, $o
         if ($token === 'cookie') {
             $response->cookie('session', 'abc');
         }
-        $in = $token === 'secret' || $token === 'cookie';
+        $in = in_array($token, ['secret', 'cookie', 'last'], true);
         if ($in) {
             $server->defer(fn () => $onOpen($server, $request));
         }
