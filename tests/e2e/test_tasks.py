@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import threading
+import time
 
 import pytest
 from websockets.sync.client import connect
@@ -247,6 +248,37 @@ def test_a_task_lost_with_its_killed_task_worker_lets_its_sender_go(php_server, 
     ws.send("waitlong:quick")
     answer = json.loads(ws.recv(timeout=30))["task"]
     assert answer["result"] is False and answer["seconds"] < 30, answer
+
+
+def test_a_result_that_cannot_be_serialized_is_dropped_and_the_next_task_runs(php_server, tmp_path, stack):
+    """serialize() threw on a task's result (a closure) and its exception stayed pending in the
+    task worker: the next task it took was dropped as if its own data had failed."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    ws = stack.enter_context(connect(srv.url))
+    task_id = send_task(ws, "closureresult")["task"]
+    srv.wait_output(f"the result of task {task_id} was not sent: serialize() threw Exception: "
+                    "Serialization of 'Closure' is not allowed", stream="stderr")
+    assert send_task(ws, "wait")["task"]["cmd"] == "info"
+
+
+def test_a_worker_waiting_for_a_task_when_the_server_stops_stops_too(php_server, tmp_path, stack):
+    """taskwait() for a task queued behind a busy one when SIGTERM came: the stop drops the
+    queued task, and the worker waited on for its result until it was killed (its clients cut
+    off with 1006, no workerStop)."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    done = tmp_path / "done"
+    busy = stack.enter_context(connect(srv.url))
+    waiting = stack.enter_context(connect(srv.url))
+    send_task(busy, f"ownhold:{done}")
+    srv.wait_output("holding task")
+    waiting.send("waitlong:quick")
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    done.touch()  # the busy task ends; the task worker takes no other
+    assert close_code(waiting) == 1001
+    assert srv.wait(timeout=15) == 0
+    assert "workerStop 0" in srv.stdout()
 
 
 def test_a_result_for_a_worker_replaced_since_is_dropped(php_server, tmp_path, stack):

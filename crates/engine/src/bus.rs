@@ -929,7 +929,9 @@ mod tests {
         shared.task_results.expect(10);
         assert!(peers.finish(reply_to(1, true), 10, b"waited"));
         assert_eq!(
-            shared.task_results.wait(&[10], Duration::from_secs(5)),
+            shared
+                .task_results
+                .wait(&[10], Duration::from_secs(5), || false),
             [Some(b"waited".to_vec())]
         );
         assert!(!peers.finish(reply_to(2, false), 9, b"no such worker"));
@@ -1009,7 +1011,7 @@ mod tests {
         shared.task_results.expect(10);
         assert!(peers.finish(reply_to(true), 10, b"waited"));
         assert_eq!(
-            shared.task_results.wait(&[10], 3 * TIMEOUT),
+            shared.task_results.wait(&[10], 3 * TIMEOUT, || false),
             [Some(b"waited".to_vec())]
         );
         drop(held);

@@ -556,7 +556,10 @@ impl Engine {
                 return Err(e);
             }
         }
-        Ok(results.wait(&ids, timeout))
+        // A stop signal is seen here even while this thread is the runtime's (worker_threads
+        // 0), which then does nothing.
+        let stopping = || self.shared.is_stopping() || crate::signal_arrival::came();
+        Ok(results.wait(&ids, timeout, stopping))
     }
 
     fn task_sender(&self) -> Result<&TaskSender, String> {

@@ -41,6 +41,11 @@ pub(crate) fn reset() {
     FIRST.store(0, Ordering::SeqCst);
 }
 
+/// Whether a stop signal came since `reset`.
+pub(crate) fn came() -> bool {
+    FIRST.load(Ordering::SeqCst) != 0
+}
+
 /// Whether a stop signal came a second or more after the first one since `reset`.
 pub(crate) fn again() -> bool {
     AGAIN.load(Ordering::SeqCst)

@@ -377,13 +377,28 @@ async fn take_until_stopped(
                 continue;
             }
         };
-        let Some(event) = parse(&buffer[..n]) else {
+        let Some(Taken {
+            task_id,
+            reply_to,
+            data,
+        }) = parse(&buffer[..n])
+        else {
             log::error!(target: "surge", "a task that cannot be read was dropped");
             continue;
         };
-        if let Event::Task(task) = &event {
-            place.hold(task.reply_to, task.task_id);
-        }
+        // Held before its data is read: a task worker killed while it reads a large task's
+        // file (when the OOM killer is likeliest to pick it) is told as having lost the task.
+        place.hold(reply_to, task_id);
+        let Some(data) = data.read() else {
+            place.release();
+            log::error!(target: "surge", "task {task_id} of worker {} dropped: its data could not be read", reply_to.worker);
+            continue;
+        };
+        let event = Event::Task(Task {
+            task_id,
+            reply_to,
+            data,
+        });
         let finished = done.notified();
         if shared.events.send(event).await.is_err() {
             return;
@@ -397,29 +412,50 @@ async fn take_until_stopped(
     }
 }
 
-fn parse(datagram: &[u8]) -> Option<Event> {
+/// A task as its datagram tells it, its data not yet read.
+struct Taken<'a> {
+    task_id: u64,
+    reply_to: ReplyTo,
+    data: TaskData<'a>,
+}
+
+/// Where a task's data is: in its datagram, or in a file (see `TaskSender::send`).
+enum TaskData<'a> {
+    Inline(&'a [u8]),
+    InFile(&'a Path),
+}
+
+impl TaskData<'_> {
+    fn read(self) -> Option<Vec<u8>> {
+        match self {
+            TaskData::Inline(data) => Some(data.to_vec()),
+            TaskData::InFile(path) => {
+                // Read on the task worker's runtime, which has nothing else to do meanwhile.
+                // Removed once open, before it is read: a task worker killed meanwhile leaves
+                // nothing behind (the sender counts its files until they are gone).
+                let mut file = std::fs::File::open(path).ok();
+                let _ = std::fs::remove_file(path);
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(file.as_mut()?, &mut data).ok()?;
+                Some(data)
+            }
+        }
+    }
+}
+
+fn parse(datagram: &[u8]) -> Option<Taken<'_>> {
+    use std::os::unix::ffi::OsStrExt;
     let (head, rest) = datagram.split_at_checked(HEADER)?;
     let worker = u64::from_be_bytes(head[..8].try_into().ok()?);
     let pid = u32::from_be_bytes(head[8..12].try_into().ok()?);
     let task_id = u64::from_be_bytes(head[12..20].try_into().ok()?);
     let flags = head[20];
     let data = match flags & !(WAITED | CALLBACK) {
-        0 => rest.to_vec(),
-        IN_FILE => {
-            // Read on the task worker's runtime, which has nothing else to do meanwhile.
-            use std::os::unix::ffi::OsStrExt;
-            let path = Path::new(std::ffi::OsStr::from_bytes(rest));
-            // Removed once open, before it is read: a task worker killed meanwhile leaves
-            // nothing behind (the sender counts its files until they are gone).
-            let mut file = std::fs::File::open(path).ok();
-            let _ = std::fs::remove_file(path);
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(file.as_mut()?, &mut data).ok()?;
-            data
-        }
+        0 => TaskData::Inline(rest),
+        IN_FILE => TaskData::InFile(Path::new(std::ffi::OsStr::from_bytes(rest))),
         _ => return None,
     };
-    Some(Event::Task(Task {
+    Some(Taken {
         task_id,
         reply_to: ReplyTo {
             worker: usize::try_from(worker).ok()?,
@@ -428,8 +464,11 @@ fn parse(datagram: &[u8]) -> Option<Event> {
             callback: flags & CALLBACK != 0,
         },
         data,
-    }))
+    })
 }
+
+/// How often a worker waiting for task results looks whether the server is stopping.
+const STOP_LOOK: Duration = Duration::from_millis(50);
 
 /// The results this worker waits for: a result for a task no one waits for (any more: the wait
 /// timed out) is dropped.
@@ -464,15 +503,24 @@ impl TaskResults {
     }
 
     /// Waits up to `timeout` for the results of `task_ids`, in their order: None for one that
-    /// did not come in time. Either way none is expected after.
-    pub(crate) fn wait(&self, task_ids: &[u64], timeout: Duration) -> Vec<Option<Vec<u8>>> {
+    /// did not come in time. Either way none is expected after. `stopping` is asked every
+    /// [`STOP_LOOK`]: once it says so the wait ends (the stop drops tasks still queued, whose
+    /// results would never come, and the worker would be killed waiting).
+    pub(crate) fn wait(
+        &self,
+        task_ids: &[u64],
+        timeout: Duration,
+        stopping: impl Fn() -> bool,
+    ) -> Vec<Option<Vec<u8>>> {
         let deadline = std::time::Instant::now() + timeout;
         let mut slots = self.slots.lock();
         loop {
             let all_in = task_ids
                 .iter()
                 .all(|id| matches!(slots.get(id), Some(Some(_))));
-            if all_in || self.arrived.wait_until(&mut slots, deadline).timed_out() {
+            let look = (std::time::Instant::now() + STOP_LOOK).min(deadline);
+            let timed_out = !all_in && self.arrived.wait_until(&mut slots, look).timed_out();
+            if all_in || (timed_out && (std::time::Instant::now() >= deadline || stopping())) {
                 return task_ids
                     .iter()
                     .map(|id| slots.remove(id).flatten())
@@ -499,14 +547,15 @@ mod tests {
             let waited = size % 2 == 1;
             sender.send(3, 77, (waited, !waited), &data).unwrap();
             let n = taker.recv(&mut buffer).unwrap();
-            let Some(Event::Task(Task {
+            let Some(Taken {
                 task_id,
                 reply_to,
                 data: got,
-            })) = parse(&buffer[..n])
+            }) = parse(&buffer[..n])
             else {
                 panic!("a task of {size} bytes")
             };
+            let got = got.read().expect("its data");
             let pid = std::process::id();
             assert_eq!(
                 (task_id, reply_to),
@@ -576,7 +625,7 @@ mod tests {
         let mut buffer = vec![0u8; HEADER + INLINE_MAX];
         let mut left = vec![];
         while let Ok(n) = rest.recv(&mut buffer) {
-            let Some(Event::Task(task)) = parse(&buffer[..n]) else {
+            let Some(task) = parse(&buffer[..n]) else {
                 panic!("a task")
             };
             left.push(task.task_id);
@@ -586,6 +635,69 @@ mod tests {
             [1, 2],
             "the others stay queued for another task worker"
         );
+    }
+
+    #[test]
+    fn a_task_is_held_while_its_file_is_read() {
+        // A task worker killed while it reads a large task's file (the OOM killer's moment)
+        // lost the task untold: it was held only once read. The file here is a FIFO, so the
+        // read waits for this test to write it.
+        let dir = tempfile::tempdir().unwrap();
+        let queue = TaskQueue::new().unwrap();
+        let sender = queue.sender(dir.path()).unwrap();
+        let data = vec![5u8; INLINE_MAX + 1];
+        sender.send(2, 41, (true, false), &data).unwrap();
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::remove_file(&path).unwrap();
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (tx, mut events) = tokio::sync::mpsc::channel(8);
+        let shared = Arc::new(Shared::new(
+            crate::config::Config::default(),
+            tx,
+            crate::workers::FdSource::single(),
+        ));
+        let done = Arc::new(Notify::new());
+        let running = RunningTasks::new(1).unwrap();
+        let place = Arc::new(TaskPlace::new(&running, 0));
+        let taker = queue.taker().unwrap();
+        let (stop, notify) = (shared.clone(), done.clone());
+        let worker = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let taking = tokio::spawn(take_tasks(taker, place, stop.clone(), notify.clone()));
+                let Some(Event::Task(task)) = events.recv().await else {
+                    panic!("the task")
+                };
+                stop.begin_shutdown(1001, "stop");
+                notify.notify_one();
+                taking.await.unwrap();
+                task
+            })
+        });
+        let started = std::time::Instant::now();
+        let held = loop {
+            if let Some(held) = TaskPlace::new(&running, 0).take_lost() {
+                break held;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "not held while read"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(held.1, 41);
+        std::fs::write(&path, &data).unwrap();
+        let task = worker.join().unwrap();
+        assert!(task.task_id == 41 && task.data == data);
     }
 
     #[test]
@@ -630,12 +742,15 @@ mod tests {
             late.deliver(1, b"one".to_vec())
         });
         assert_eq!(
-            results.wait(&[1], Duration::from_secs(5)),
+            results.wait(&[1], Duration::from_secs(5), || false),
             [Some(b"one".to_vec())]
         );
         assert!(deliver.join().unwrap());
         results.expect(2);
-        assert_eq!(results.wait(&[2], Duration::from_millis(10)), [None]);
+        assert_eq!(
+            results.wait(&[2], Duration::from_millis(10), || false),
+            [None]
+        );
         assert!(
             !results.deliver(2, b"too late".to_vec()),
             "no one waits any more"
@@ -654,7 +769,7 @@ mod tests {
             workers.deliver(4, b"four".to_vec())
         });
         // 5 never comes: the others are there at the timeout.
-        let got = results.wait(&[4, 5, 6], Duration::from_millis(300));
+        let got = results.wait(&[4, 5, 6], Duration::from_millis(300), || false);
         assert!(deliver.join().unwrap());
         assert_eq!(got, [Some(b"four".to_vec()), None, Some(b"six".to_vec())]);
         assert!(
@@ -686,7 +801,9 @@ mod tests {
         // A task worker takes the oldest: there is room for one more.
         let mut buffer = vec![0u8; HEADER + INLINE_MAX];
         let n = taker.recv(&mut buffer).unwrap();
-        assert!(parse(&buffer[..n]).is_some());
+        assert!(parse(&buffer[..n])
+            .and_then(|task| task.data.read())
+            .is_some());
         sender.send(0, 3, (false, false), &data).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     }

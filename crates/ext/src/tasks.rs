@@ -144,16 +144,28 @@ fn call_task(server: &Server, this: &Zval, task: Task) -> Outcome {
     let args: [&dyn ext_php_rs::convert::IntoZvalDyn; 4] =
         [this, &(task_id as i64), &(worker as i64), &data];
     let (outcome, value) = call_for_value(&callback, &args, "task");
-    if let Some(value) = value.filter(|v| !v.is_null()) {
-        match finish(server, &value) {
-            Ok(true) => {}
-            Ok(false) => {
-                log::warn!(target: "surge", "the result of task {task_id} was not handed to worker {worker}: it is gone, or took none for 5 s")
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return outcome;
+    };
+    if server.tasks.running.get().is_some_and(|r| r.finished) {
+        log::warn!(target: "surge", "task {task_id} returned a value after finish() sent its result: the value is dropped");
+        return outcome;
+    }
+    match finish(server, &value) {
+        Ok(true) => {}
+        Ok(false) => {
+            log::warn!(target: "surge", "the result of task {task_id} was not handed to worker {worker}: it is gone, or took none for 5 s")
+        }
+        // serialize() threw (a closure, a __sleep that throws): its exception is taken here,
+        // or it would stay pending and fail the next task handed to this worker.
+        Err(e) => match take_pending() {
+            Some((class, what)) => {
+                log::error!(target: "surge", "the result of task {task_id} was not sent: serialize() threw {class}: {what}")
             }
-            Err(e) => {
+            None => {
                 log::error!(target: "surge", "the result of task {task_id} was not sent: {e:?}")
             }
-        }
+        },
     }
     outcome
 }

@@ -198,6 +198,9 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
             return $result;
         case 'quick':
             return null;
+        case 'closureresult':
+            // A result serialize() refuses.
+            return fn () => 1;
         case 'fatal':
             trigger_error("a fatal error on purpose", E_USER_ERROR);
         case 'tick':
