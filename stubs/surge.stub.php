@@ -266,6 +266,9 @@ namespace Surge\WebSocket {
         /** The id of the process that called start(): the master of the worker processes. */
         public readonly int $master_pid;
 
+        /** Swoole's manager process id: the master's (it starts workers again and runs workerError here). */
+        public readonly int $manager_pid;
+
         /** What set() was given (a key set again: its last value), with worker_num and task_worker_num always there, as Swoole's $server->setting (its way to tell a task worker: $workerId >= $server->setting['worker_num']). */
         public readonly array $setting;
 
@@ -277,7 +280,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, send_timeout (default 60: an HTTP response whose writes make no progress that long is closed), socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[[user]:password@]host:port[/db], rediss:// for TLS, redis+unix:///path.sock?db=0&pass=...), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); http_compression (bool, default true: whole text responses gzip-compressed for clients that accept it), http_compression_level (1-9, default 1), http_compression_min_length (bytes, default 20); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); numbers may be given as numeric strings (as read from the environment); Swoole's settings that ask for what Surge does anyway are taken ('daemonize' => false, 'dispatch_mode' => 2, 'enable_coroutine' => false, 'max_conn' as max_connection, an int log_level as SWOOLE_LOG_*), the others throw saying how Surge does the same; an unknown key or bad value throws Surge\Exception naming it and nothing is applied; calls add up (settings that go together, such as ssl_cert_file and ssl_key_file, are checked by start()); throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time, ping_interval, handshake_timeout, send_timeout (default 60: an HTTP response whose writes make no progress that long is closed), socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[[user]:password@]host:port[/db], rediss:// for TLS, redis+unix:///path.sock?db=0&pass=...), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate); http_compression (bool, default true: whole text responses gzip-compressed for clients that accept it), http_compression_level (1-9, default 1), http_compression_min_length (bytes, default 20); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); numbers may be given as numeric strings (as read from the environment); Swoole's settings that ask for what Surge does anyway are taken ('daemonize' => false, 'dispatch_mode' => 1, 2 or 3, 'enable_coroutine' => false, 'max_conn' as max_connection, an int log_level as SWOOLE_LOG_*), the others throw saying how Surge does the same; an unknown key or bad value throws Surge\Exception naming it and nothing is applied; calls add up (settings that go together, such as ssl_cert_file and ssl_key_file, are checked by start()); throws once started. */
         public function set(array $settings): bool
         {
         }
@@ -384,6 +387,26 @@ namespace Surge\WebSocket {
 
         /** Swoole's older name of getClientInfo(). */
         public function connection_info(int $fd, mixed $reactor_id = null, mixed $ignore_error = null): array|false
+        {
+        }
+
+        /** Swoole's getMasterPid(): $master_pid. */
+        public function getMasterPid(): int
+        {
+        }
+
+        /** Swoole's getManagerPid(): $manager_pid (the master's id). */
+        public function getManagerPid(): int
+        {
+        }
+
+        /** Swoole's getWorkerId(): $worker_id. */
+        public function getWorkerId(): int
+        {
+        }
+
+        /** Swoole's getWorkerPid(): $worker_pid. */
+        public function getWorkerPid(): int
         {
         }
 
@@ -646,4 +669,11 @@ namespace Surge\Http {
         {
         }
     }
+}
+
+namespace {
+    // Swoole's other server classes, which ported code type-hints (Swoole\Server) and constructs
+    // (Swoole\Http\Server, an HTTP server: this one answers HTTP with the request callback).
+    class_alias(\Surge\WebSocket\Server::class, 'Surge\Server');
+    class_alias(\Surge\WebSocket\Server::class, 'Surge\Http\Server');
 }

@@ -101,7 +101,9 @@ def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_h
         "setting 'daemonize' is Swoole's: Surge stays in the foreground: run it under systemd, supervisord or Docker, which keep it running")
     assert surge_exception("$s->set(['reactor_num' => 4]);") == (
         "setting 'reactor_num' is Swoole's: Surge's network threads per worker are 'worker_threads'")
-    assert surge_exception("$s->set(['dispatch_mode' => 1]);").startswith("setting 'dispatch_mode' is Swoole's: a connection stays")
+    # Modes 1 and 3 promise nothing about a connection's messages that mode 2 breaks.
+    assert surge_exception("$s->set(['dispatch_mode' => 1]); $s->set(['dispatch_mode' => 3]);") == "no exception"
+    assert surge_exception("$s->set(['dispatch_mode' => 4]);").startswith("setting 'dispatch_mode' is Swoole's: a connection stays")
     assert surge_exception("$s->set(['log_file' => '/tmp/x.log']);").startswith("setting 'log_file' is Swoole's: Surge logs to stderr")
 
 
@@ -113,6 +115,18 @@ def test_settings_read_from_the_environment_as_strings_are_taken():
         '"task_worker_num":0} no exception')
     assert surge_exception("$s->set(['worker_num' => 'two']);") == "setting 'worker_num' must be an int, got string"
     assert surge_exception("$s->set(['log_level' => 9]);").startswith("setting 'log_level' must be off, error, warn, info or debug")
+
+
+def test_swooles_other_server_classes_and_pid_getters():
+    """Ported code type-hints Swoole\\Server or Swoole\\Http\\Server (a TypeError in every
+    callback, logged while the server served on) and asks for the manager's pid."""
+    out = surge_exception("""
+        function onStart(Surge\\Server $server) { return $server instanceof Surge\\Http\\Server; }
+        $http = new Surge\\Http\\Server('127.0.0.1', 0);
+        echo json_encode([onStart($s), get_class($http), $s->manager_pid === $s->master_pid,
+                          $s->getMasterPid() === getmypid(), $s->getManagerPid() === getmypid(),
+                          $s->getWorkerId(), $s->getWorkerPid() === getmypid()]), ' ';""")
+    assert out == '[true,"Surge\\\\WebSocket\\\\Server",true,true,true,0,true] no exception', out
 
 
 def test_swooles_constructor_arguments_are_taken_and_ssl_asks_for_a_certificate():

@@ -395,7 +395,9 @@ fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
         "pid_file" => (false, "Surge writes no pid file: $server->master_pid (in the start callback) is the process to signal"),
         "reactor_num" => (false, "Surge's network threads per worker are 'worker_threads'"),
         "max_request" => (off, "Surge does not restart a worker after a number of requests: reload() (or SIGUSR1) restarts the workers"),
-        "dispatch_mode" => (matches!(value, Value::Int(2)), "a connection stays with the worker that accepted it (mode 2); the kernel spreads new ones"),
+        // 1 and 3 (round robin, to a free worker) promise nothing a program could count on
+        // for a connection's messages; 4 and 5 (by IP, by uid) do.
+        "dispatch_mode" => (matches!(value, Value::Int(1..=3)), "a connection stays with the worker that accepted it (mode 2; 1 and 3 are taken as it); the kernel spreads new ones, not by IP or uid"),
         "enable_coroutine" | "task_enable_coroutine" => (off, "Surge has no coroutines: callbacks run one at a time; hand slow work to task workers"),
         "open_websocket_protocol" | "open_http_protocol" => (on, "Surge always speaks WebSocket and HTTP on its port"),
         "open_websocket_close_frame" => (off, "close frames are not handed to PHP: the close callback runs for every closed connection"),

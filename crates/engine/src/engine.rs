@@ -244,7 +244,10 @@ impl Engine {
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         reinstall_signal_handler();
         let stop_watchdog = StopWatchdog::start(shared.config.shutdown_timeout, worker.is_none())?;
-        log::info!(target: "surge", "listening on {scheme}://{local_addr}");
+        // A task worker has the port open but takes no connections.
+        if !is_task_worker {
+            log::info!(target: "surge", "listening on {scheme}://{local_addr}");
+        }
         Ok(Engine {
             shared,
             runtime: Some(runtime),

@@ -62,6 +62,38 @@ const CONSTANTS: &[(&str, i64)] = &[
     ),
 ];
 
+extern "C" {
+    /// PHP's own (ZEND_API), as `class_alias()` uses it: ext-php-rs has no binding for it.
+    fn zend_register_class_alias_ex(
+        name: *const std::ffi::c_char,
+        name_len: usize,
+        ce: *mut ext_php_rs::ffi::zend_class_entry,
+        persistent: bool,
+    ) -> i32;
+}
+
+/// Swoole's other server classes, which ported code names in type hints (`function
+/// onMessage(Swoole\Server $server, ...)`) and constructs (an HTTP server): one class serves
+/// both here.
+const SERVER_ALIASES: [&str; 2] = ["Surge\\Server", "Surge\\Http\\Server"];
+
+/// RINIT: the aliases, made for each request as `class_alias()` makes them (the classes are
+/// registered after the module's own startup function runs, so not there).
+unsafe extern "C" fn request_startup(_ty: i32, _module: i32) -> i32 {
+    use ext_php_rs::class::RegisteredClass;
+    let ce = std::ptr::from_ref(server::Server::get_metadata().ce()).cast_mut();
+    for alias in SERVER_ALIASES {
+        // SAFETY: a name and length of our own, the class entry PHP registered; the alias is
+        // per request (not persistent), as class_alias() makes one.
+        if unsafe { zend_register_class_alias_ex(alias.as_ptr().cast(), alias.len(), ce, false) }
+            != 0
+        {
+            return -1;
+        }
+    }
+    0
+}
+
 unsafe extern "C" fn startup(_ty: i32, _module: i32) -> i32 {
     match exception::register() {
         Ok(()) => 0,
@@ -73,6 +105,7 @@ unsafe extern "C" fn startup(_ty: i32, _module: i32) -> i32 {
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     let mut module = module
         .startup_function(startup)
+        .request_startup_function(request_startup)
         .class::<server::Server>()
         .class::<frame::Frame>()
         .class::<request::Request>()

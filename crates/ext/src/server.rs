@@ -298,6 +298,37 @@ impl Server {
         i64::from(self.master_pid.get())
     }
 
+    /// Swoole's manager process: its work (starting workers again, workerError) is the
+    /// master's here, so its id.
+    #[php(getter, name = "manager_pid")]
+    pub fn get_manager_pid(&self) -> i64 {
+        self.get_master_pid()
+    }
+
+    /// Swoole's getMasterPid(): `master_pid`.
+    #[php(name = "getMasterPid")]
+    pub fn master_pid_method(&self) -> i64 {
+        self.get_master_pid()
+    }
+
+    /// Swoole's getManagerPid(): `manager_pid`, the master's id.
+    #[php(name = "getManagerPid")]
+    pub fn manager_pid_method(&self) -> i64 {
+        self.get_master_pid()
+    }
+
+    /// Swoole's getWorkerId(): `worker_id`.
+    #[php(name = "getWorkerId")]
+    pub fn worker_id_method(&self) -> i64 {
+        self.get_worker_id()
+    }
+
+    /// Swoole's getWorkerPid(): `worker_pid`.
+    #[php(name = "getWorkerPid")]
+    pub fn worker_pid_method(&self) -> i64 {
+        self.get_worker_pid()
+    }
+
     /// Applies settings; an unknown key or a wrong type throws Surge\Exception naming it, and
     /// then none of the given settings is applied.
     pub fn set(&self, settings: &ZendHashTable) -> PhpResult<bool> {
