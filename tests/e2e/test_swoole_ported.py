@@ -105,6 +105,10 @@ def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_h
     assert surge_exception("$s->set(['dispatch_mode' => 1]); $s->set(['dispatch_mode' => 3]);") == "no exception"
     assert surge_exception("$s->set(['dispatch_mode' => 4]);").startswith("setting 'dispatch_mode' is Swoole's: a connection stays")
     assert surge_exception("$s->set(['log_file' => '/tmp/x.log']);").startswith("setting 'log_file' is Swoole's: Surge logs to stderr")
+    # Task workers' own: a bare "unknown setting" before.
+    assert surge_exception("$s->set(['task_ipc_mode' => 3, 'task_max_request' => 0]);") == "no exception"
+    assert surge_exception("$s->set(['task_max_request' => 1000]);").startswith("setting 'task_max_request' is Swoole's: Surge does not restart a task worker")
+    assert surge_exception("$s->set(['task_tmpdir' => '/tmp']);").endswith("set the TMPDIR environment variable")
 
 
 def test_settings_read_from_the_environment_as_strings_are_taken():
@@ -115,6 +119,12 @@ def test_settings_read_from_the_environment_as_strings_are_taken():
         '"task_worker_num":0} no exception')
     assert surge_exception("$s->set(['worker_num' => 'two']);") == "setting 'worker_num' must be an int, got string"
     assert surge_exception("$s->set(['log_level' => 9]);").startswith("setting 'log_level' must be off, error, warn, info or debug")
+
+
+def test_a_timer_added_after_the_server_stopped_says_so():
+    # It said the master process has no timers (worker processes) or was kept unrun.
+    assert surge_exception("$s->set(['log_level' => 'off']); $s->on('workerStart', fn ($s) => $s->shutdown()); $s->start(); $s->after(10, fn () => 1);") == (
+        "the server has stopped (start() returned): a timer added now would never run")
 
 
 def test_swooles_other_server_classes_and_pid_getters():

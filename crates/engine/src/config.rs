@@ -395,6 +395,11 @@ fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
         "pid_file" => (false, "Surge writes no pid file: $server->master_pid (in the start callback) is the process to signal"),
         "reactor_num" => (false, "Surge's network threads per worker are 'worker_threads'"),
         "max_request" => (off, "Surge does not restart a worker after a number of requests: reload() (or SIGUSR1) restarts the workers"),
+        "task_max_request" => (off, "Surge does not restart a task worker after a number of tasks: reload(true) (or SIGUSR2) restarts the task workers"),
+        // Mode 3 (a queue any free task worker takes from) is how tasks go here; 1 and 2 (sent
+        // to a free one) give a program nothing more to count on.
+        "task_ipc_mode" => (matches!(value, Value::Int(1..=3)), "tasks go through one queue that any free task worker takes from (modes 1 to 3 are taken)"),
+        "task_tmpdir" => (false, "large task data goes to files in the system's temporary directory: set the TMPDIR environment variable"),
         // 1 and 3 (round robin, to a free worker) promise nothing a program could count on
         // for a connection's messages; 4 and 5 (by IP, by uid) do.
         "dispatch_mode" => (matches!(value, Value::Int(1..=3)), "a connection stays with the worker that accepted it (mode 2; 1 and 3 are taken as it); the kernel spreads new ones, not by IP or uid"),

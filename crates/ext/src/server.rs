@@ -1039,6 +1039,11 @@ impl Server {
         params: &[&Zval],
         repeat: bool,
     ) -> PhpResult<i64> {
+        if self.served.get() {
+            return Err(error(
+                "the server has stopped (start() returned): a timer added now would never run",
+            ));
+        }
         // The master runs no event loop; a timer kept here would only start in the workers it
         // forks later (after a reload or a crash), in each of them.
         if self.worker_id.get() == -1 {
