@@ -183,11 +183,13 @@ def test_users_of_a_guard_without_a_provider_join_private_channels(php_server, a
     assert subscribe(alice, "private-orders.2")["event"] == "surge:error"
 
 
-def test_a_handler_may_turn_clients_away_at_the_handshake(php_server, app_env):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_handler_may_turn_clients_away_at_the_handshake(php_server, app_env, workers):
     """HandlesHandshake: onHandshake decides with the app booted for the handshake; those it
     lets in get onOpen as usual (with the cookie it set), the others its own answer (a 401)
     or a 403 when it threw."""
-    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\HandshakeHandler")
+    server = serve(php_server, app_env, SURGE_HANDLER="App\\WebSocket\\HandshakeHandler",
+                   SURGE_SETTINGS=json.dumps({"worker_num": workers}))
     ws, _, welcome = open_client(server, "token-alice")
     assert welcome["user"] == "alice"
     assert ws.response.headers["Set-Cookie"] == "seen=yes; path=/"
