@@ -266,8 +266,11 @@ class Lifecycle
         $app = $this->app;
         $this->dropDatabaseConnections();
         if ($app->resolved('redis')) {
-            foreach (array_keys($app['redis']->connections() ?? []) as $name) {
-                $app['redis']->purge($name);
+            // Closed, not purged: the same object connects again on its next command (phpredis
+            // and predis do by themselves), so one a service kept from before goes on working
+            // on a socket of this worker's, not on the parent's, which every worker shared.
+            foreach ($app['redis']->connections() ?? [] as $connection) {
+                $connection->disconnect();
             }
         }
     }

@@ -33,16 +33,16 @@ class AppHandler extends ChannelHandler implements HandlesTasks
      * (or Laravel 8's database cache store, made by every artisan command) keeps it. */
     private \Illuminate\Database\ConnectionInterface $db;
 
-    /** The same for Redis: the phpredis client of the default connection, if Redis was up. */
-    private ?object $parentRedis = null;
+    /** The default Redis connection object, if Redis was up, as a service made at boot keeps it. */
+    private ?object $heldRedis = null;
 
     public function __construct()
     {
         $this->db = DB::connection();
         $this->parentPdo = $this->db->getPdo();
         try {
-            $this->parentRedis = Redis::connection()->client();
-            $this->parentRedis->ping();
+            $this->heldRedis = Redis::connection();
+            $this->heldRedis->client()->ping();
         } catch (\RedisException) {
             // A test starts the app without Redis: nothing to compare with then.
         }
@@ -102,8 +102,8 @@ class AppHandler extends ChannelHandler implements HandlesTasks
             $this->send($server, $fd, 'pdo', null, [
                 'parents' => DB::connection()->getPdo() === $this->parentPdo,
                 'pid' => getmypid(),
-                'redis_parents' => $this->parentRedis ? $redis === $this->parentRedis : null,
                 'redis_id' => $redis->client('id'),
+                'held_redis_id' => $this->heldRedis?->client()->client('id'),
             ]);
         } elseif (isset($message['held'])) {
             $this->send($server, $fd, 'held', null, ['n' => $this->db->selectOne('select count(*) as n from users')->n]);
