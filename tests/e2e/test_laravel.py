@@ -309,7 +309,8 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
     every subscriber once, and the counters in the cache are the same whichever worker asks."""
     # A Pusher app in config/broadcasting.php is left out (set() would refuse it), with a word.
     pusher = {"PUSHER_APP_KEY": "key", "PUSHER_APP_SECRET": "secret", "PUSHER_APP_ID": "1"}
-    server = serve(php_server, app_env, SURGE_SETTINGS=json.dumps({"worker_num": 2}), **pusher)
+    # Redis database 3: a connection made again in a worker must select it again.
+    server = serve(php_server, {**app_env, "REDIS_DB": "3"}, SURGE_SETTINGS=json.dumps({"worker_num": 2}), **pusher)
     assert "pusher   off: the Pusher protocol needs worker_num 1 (surge.settings)" in server.stdout()
     clients = []
     for i in range(16):
@@ -344,7 +345,7 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
         redis_ids.setdefault(worker, set()).add(data["redis_id"])
         # A connection object kept from before the fork is the worker's own too (it was the
         # parent's socket, shared by every worker: their replies would cross).
-        assert data["held_redis_id"] == data["redis_id"], data
+        assert data["held_redis_id"] == data["redis_id"] and data["held_redis_db"] == 3, data
     assert len(set(pids.values())) == 2
     # One Redis connection per worker, each its own (Redis numbers its clients).
     assert [len(ids) for ids in redis_ids.values()] == [1, 1]

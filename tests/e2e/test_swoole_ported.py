@@ -102,7 +102,7 @@ def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_h
     assert surge_exception("$s->set(['reactor_num' => 4]);") == (
         "setting 'reactor_num' is Swoole's: Surge's network threads per worker are 'worker_threads'")
     # Modes 1 and 3 promise nothing about a connection's messages that mode 2 breaks.
-    assert surge_exception("$s->set(['dispatch_mode' => 1]); $s->set(['dispatch_mode' => 3]);") == "no exception"
+    assert surge_exception("$s->set(['dispatch_mode' => 1]); $s->set(['dispatch_mode' => '3']);") == "no exception"
     assert surge_exception("$s->set(['dispatch_mode' => 4]);").startswith("setting 'dispatch_mode' is Swoole's: a connection stays")
     assert surge_exception("$s->set(['log_file' => '/tmp/x.log']);").startswith("setting 'log_file' is Swoole's: Surge logs to stderr")
     # Task workers' own: a bare "unknown setting" before.

@@ -387,8 +387,11 @@ impl Config {
 /// (`'daemonize' => false`, `'enable_coroutine' => false`), so that ported settings keep
 /// working; refused otherwise, with how Surge does the same. None for a key Swoole lacks too.
 fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
-    let off = matches!(value, Value::Bool(false) | Value::Int(0));
-    let on = matches!(value, Value::Bool(true) | Value::Int(1));
+    // Numbers as the other settings take them: numeric strings too (env() gives strings).
+    let n = integer(key, value).ok();
+    let off = matches!(value, Value::Bool(false)) || n == Some(0);
+    let on = matches!(value, Value::Bool(true)) || n == Some(1);
+    let mode_1_to_3 = n.is_some_and(|n| (1..=3).contains(&n));
     let (as_here, how) = match key {
         "daemonize" => (off, "Surge stays in the foreground: run it under systemd, supervisord or Docker, which keep it running"),
         "log_file" => (false, "Surge logs to stderr: redirect it (2>>surge.log) or let systemd or supervisord keep it"),
@@ -398,11 +401,11 @@ fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
         "task_max_request" => (off, "Surge does not restart a task worker after a number of tasks: reload(true) (or SIGUSR2) restarts the task workers"),
         // Mode 3 (a queue any free task worker takes from) is how tasks go here; 1 and 2 (sent
         // to a free one) give a program nothing more to count on.
-        "task_ipc_mode" => (matches!(value, Value::Int(1..=3)), "tasks go through one queue that any free task worker takes from (modes 1 to 3 are taken)"),
+        "task_ipc_mode" => (mode_1_to_3, "tasks go through one queue that any free task worker takes from (modes 1 to 3 are taken)"),
         "task_tmpdir" => (false, "large task data goes to files in the system's temporary directory: set the TMPDIR environment variable"),
         // 1 and 3 (round robin, to a free worker) promise nothing a program could count on
         // for a connection's messages; 4 and 5 (by IP, by uid) do.
-        "dispatch_mode" => (matches!(value, Value::Int(1..=3)), "a connection stays with the worker that accepted it (mode 2; 1 and 3 are taken as it); the kernel spreads new ones, not by IP or uid"),
+        "dispatch_mode" => (mode_1_to_3, "a connection stays with the worker that accepted it (mode 2; 1 and 3 are taken as it); the kernel spreads new ones, not by IP or uid"),
         "enable_coroutine" | "task_enable_coroutine" => (off, "Surge has no coroutines: callbacks run one at a time; hand slow work to task workers"),
         "open_websocket_protocol" | "open_http_protocol" => (on, "Surge always speaks WebSocket and HTTP on its port"),
         "open_websocket_close_frame" => (off, "close frames are not handed to PHP: the close callback runs for every closed connection"),

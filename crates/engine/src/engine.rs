@@ -559,10 +559,13 @@ impl Engine {
                 return Err(e);
             }
         }
-        // A stop signal is seen here even while this thread is the runtime's (worker_threads
-        // 0), which then does nothing.
-        let stopping = || self.shared.is_stopping() || crate::signal_arrival::came();
-        Ok(results.wait(&ids, timeout, stopping))
+        // After a stop signal (seen here even while this thread is the runtime's, with
+        // worker_threads 0) a result may still come, from a task running then, for as long as
+        // the stop waits for its clients; past that the task waited for was dropped with the
+        // queue, and the stop's watchdog would kill this worker waiting.
+        let grace = self.shared.config.shutdown_timeout;
+        let stopped = || crate::signal_arrival::since_first().is_some_and(|t| t >= grace);
+        Ok(results.wait(&ids, timeout, stopped))
     }
 
     fn task_sender(&self) -> Result<&TaskSender, String> {

@@ -41,9 +41,14 @@ pub(crate) fn reset() {
     FIRST.store(0, Ordering::SeqCst);
 }
 
-/// Whether a stop signal came since `reset`.
-pub(crate) fn came() -> bool {
-    FIRST.load(Ordering::SeqCst) != 0
+/// How long ago the first stop signal since `reset` came, if one did.
+pub(crate) fn since_first() -> Option<Duration> {
+    match FIRST.load(Ordering::SeqCst) {
+        0 => None,
+        first => Some(Duration::from_nanos(
+            monotonic_nanos().saturating_sub(first),
+        )),
+    }
 }
 
 /// Whether a stop signal came a second or more after the first one since `reset`.

@@ -503,14 +503,14 @@ impl TaskResults {
     }
 
     /// Waits up to `timeout` for the results of `task_ids`, in their order: None for one that
-    /// did not come in time. Either way none is expected after. `stopping` is asked every
-    /// [`STOP_LOOK`]: once it says so the wait ends (the stop drops tasks still queued, whose
+    /// did not come in time. Either way none is expected after. `stopped` is asked every
+    /// [`STOP_LOOK`]: once it says so the wait ends (a stop drops the tasks still queued, whose
     /// results would never come, and the worker would be killed waiting).
     pub(crate) fn wait(
         &self,
         task_ids: &[u64],
         timeout: Duration,
-        stopping: impl Fn() -> bool,
+        stopped: impl Fn() -> bool,
     ) -> Vec<Option<Vec<u8>>> {
         let deadline = std::time::Instant::now() + timeout;
         let mut slots = self.slots.lock();
@@ -520,7 +520,7 @@ impl TaskResults {
                 .all(|id| matches!(slots.get(id), Some(Some(_))));
             let look = (std::time::Instant::now() + STOP_LOOK).min(deadline);
             let timed_out = !all_in && self.arrived.wait_until(&mut slots, look).timed_out();
-            if all_in || (timed_out && (std::time::Instant::now() >= deadline || stopping())) {
+            if all_in || (timed_out && (std::time::Instant::now() >= deadline || stopped())) {
                 return task_ids
                     .iter()
                     .map(|id| slots.remove(id).flatten())

@@ -77,15 +77,20 @@ extern "C" {
 /// both here.
 const SERVER_ALIASES: [&str; 2] = ["Surge\\Server", "Surge\\Http\\Server"];
 
-/// RINIT: the aliases, made for each request as `class_alias()` makes them (the classes are
-/// registered after the module's own startup function runs, so not there).
+/// RINIT of the first request: the aliases, for the life of the process as the class's own
+/// name (the classes are registered after the module's own startup function runs, so not
+/// there). Persistent, so made once: one made per request was never freed with the class.
 unsafe extern "C" fn request_startup(_ty: i32, _module: i32) -> i32 {
     use ext_php_rs::class::RegisteredClass;
+    static MADE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if MADE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return 0;
+    }
     let ce = std::ptr::from_ref(server::Server::get_metadata().ce()).cast_mut();
     for alias in SERVER_ALIASES {
-        // SAFETY: a name and length of our own, the class entry PHP registered; the alias is
-        // per request (not persistent), as class_alias() makes one.
-        if unsafe { zend_register_class_alias_ex(alias.as_ptr().cast(), alias.len(), ce, false) }
+        // SAFETY: a name and length of our own, the class entry PHP registered, in the
+        // process's first request, before any script runs.
+        if unsafe { zend_register_class_alias_ex(alias.as_ptr().cast(), alias.len(), ce, true) }
             != 0
         {
             return -1;

@@ -214,6 +214,9 @@ class ServeCommand extends Command
         // For what has no $server of its own (onRequest, a service): app(Server::class). Every
         // worker forked later has it too.
         $this->laravel->instance(\Surge\WebSocket\Server::class, $server);
+        foreach (['Surge\\Server', 'Surge\\Http\\Server'] as $alias) {
+            $this->laravel->alias(\Surge\WebSocket\Server::class, $alias);
+        }
         $lifecycle = new Lifecycle($this->laravel, fn (string $line) => fwrite(STDERR, "surge: {$line}\n"));
         $lifecycle->reset();
         $secure = ! empty($settings['ssl_cert_file']);

@@ -266,11 +266,12 @@ class Lifecycle
         $app = $this->app;
         $this->dropDatabaseConnections();
         if ($app->resolved('redis')) {
-            // Closed, not purged: the same object connects again on its next command (phpredis
-            // and predis do by themselves), so one a service kept from before goes on working
-            // on a socket of this worker's, not on the parent's, which every worker shared.
-            foreach ($app['redis']->connections() ?? [] as $connection) {
-                $connection->disconnect();
+            // The same objects, on sockets of this worker's: one a service kept from before
+            // went on using the parent's socket, which every worker shared.
+            foreach ($app['redis']->connections() ?? [] as $name => $connection) {
+                if (! $this->reconnected($connection)) {
+                    $app['redis']->purge($name);
+                }
             }
         }
     }
@@ -288,6 +289,34 @@ class Lifecycle
                 $this->app['db']->disconnect($name);
             }
         }
+    }
+
+    /**
+     * A Redis connection made anew in place: phpredis's client, which would connect again by
+     * itself after close() but without its SELECT (on database 0) nor its name, is replaced by
+     * one its connector makes as it made the first; predis connects again with both. False if
+     * Redis cannot be reached now: the old client is closed all the same.
+     */
+    private function reconnected(object $connection): bool
+    {
+        if (! $connection instanceof \Illuminate\Redis\Connections\PhpRedisConnection) {
+            $connection->disconnect();
+
+            return true;
+        }
+
+        return (function (): bool {
+            $old = $this->client;
+            try {
+                $this->client = ($this->connector)();
+
+                return true;
+            } catch (Throwable) {
+                return false;
+            } finally {
+                $old->close();
+            }
+        })->call($connection);
     }
 
     private function bindRequest(IlluminateRequest $request): void

@@ -104,6 +104,9 @@ class AppHandler extends ChannelHandler implements HandlesTasks
                 'pid' => getmypid(),
                 'redis_id' => $redis->client('id'),
                 'held_redis_id' => $this->heldRedis?->client()->client('id'),
+                // The database the server has the connection on (phpredis's own getDbNum()
+                // says what it was told, not what the connection is on).
+                'held_redis_db' => preg_match('/ db=(\d+)/', (string) $this->heldRedis?->client()->rawCommand('CLIENT', 'INFO'), $m) ? (int) $m[1] : null,
             ]);
         } elseif (isset($message['held'])) {
             $this->send($server, $fd, 'held', null, ['n' => $this->db->selectOne('select count(*) as n from users')->n]);

@@ -47,8 +47,9 @@ class BrowserHandler extends AppHandler implements HandlesHttp
         } elseif ($path === '/upload' && $request->server['request_method'] === 'POST') {
             $this->upload($response);
         } elseif ($path === '/server') {
-            // An HTTP route has no $server argument: the container has it.
+            // An HTTP route has no $server argument: the container has it, by Swoole's name too.
             $server = app(\Surge\WebSocket\Server::class);
+            abort_unless(app('Surge\\Http\\Server') === $server && app('Surge\\Server') === $server, 500);
             $response->header('Content-Type', 'application/json');
             $response->end(json_encode(['connections' => $server->stats()['connections'], 'pid' => $server->worker_pid]));
         } elseif ($path === '/request') {
