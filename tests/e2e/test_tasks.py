@@ -281,6 +281,21 @@ def test_a_worker_waiting_for_a_task_when_the_server_stops_stops_too(php_server,
     assert "workerStop 0" in srv.stdout()
 
 
+def test_a_task_running_when_the_server_stops_still_answers_its_taskwait(php_server, tmp_path, stack):
+    """The stop ends a taskwait() only once it has waited for its clients (shutdown_timeout):
+    a task running at the signal still gets its result to the worker waiting for it."""
+    srv = start(php_server, tmp_path, SURGE_WORKERS="1", SURGE_TASKS="1")
+    done = tmp_path / "done"
+    ws = stack.enter_context(connect(srv.url))
+    ws.send(f"waitlong:hold,{done}")
+    srv.wait_output("holding task")
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    done.touch()
+    assert srv.wait(timeout=15) == 0
+    assert "waitlong got a result" in srv.stdout(), srv.stdout()
+
+
 def test_a_result_for_a_worker_replaced_since_is_dropped(php_server, tmp_path, stack):
     """The worker started in place of one that died counts its task ids from 0 again: the
     result of a task the dead one sent must not pass for the result of one of its own."""

@@ -90,6 +90,7 @@ $server->on('message', function ($s, $frame) {
             [$cmd, $file] = explode(',', $arg) + ['', ''];
             $started = microtime(true);
             $result = $s->taskwait(['cmd' => $cmd, 'arg' => $file], 60.0);
+            out('waitlong got ' . ($result === false ? 'false' : 'a result'));
             return ['result' => $result, 'seconds' => microtime(true) - $started];
         })(),
         // Waits for the result here: no finish callback runs for it.
