@@ -790,28 +790,33 @@ mod tests {
 
     #[test]
     fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redacted("redis://:s3cret@127.0.0.1:6379/0"),
-            "redis://:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redacted("rediss://app:s3cret@cache:6380"),
-            "rediss://app:***@cache:6380"
-        );
-        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        // A user name alone is no secret; percent-encoded passwords go whole.
-        assert_eq!(redacted("redis://app@cache:6379"), "redis://app@cache:6379");
-        assert_eq!(
-            redacted("redis://:p%40ss%3Aw%2Frd@[::1]:6379/2"),
-            "redis://:***@[::1]:6379/2"
-        );
-        // The Laravel package's URL for a unix socket with a password.
-        assert_eq!(
-            redacted("redis+unix:///run/redis.sock?db=0&user=app&pass=sekr%3Aet%401"),
-            "redis+unix:///run/redis.sock?db=0&user=app&pass=***"
-        );
-        assert_eq!(redacted("redis://:sec ret@[bad"), "***@[bad");
-        assert_eq!(redacted("127.0.0.1:6379"), "127.0.0.1:6379");
+        for (url, shown) in [
+            (
+                "redis://:s3cret@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "rediss://app:s3cret@cache:6380",
+                "rediss://app:***@cache:6380",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            // A user name alone is no secret; percent-encoded passwords go whole.
+            ("redis://app@cache:6379", "redis://app@cache:6379"),
+            (
+                "redis://:p%40ss%3Aw%2Frd@[::1]:6379/2",
+                "redis://:***@[::1]:6379/2",
+            ),
+            // The Laravel package's URL for a unix socket with a password.
+            (
+                "redis+unix:///run/redis.sock?db=0&user=app&pass=sekr%3Aet%401",
+                "redis+unix:///run/redis.sock?db=0&user=app&pass=***",
+            ),
+            // Not a URL: what comes before an @ goes.
+            ("redis://:sec ret@[bad", "***@[bad"),
+            ("127.0.0.1:6379", "127.0.0.1:6379"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
     }
 
     #[test]

@@ -535,6 +535,34 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering::Acquire;
 
+    /// What a task worker's taker runs with: its engine's state (and the receiving end of its
+    /// events), the notice PHP gives when a task is done, and its place among the task workers.
+    struct TaskWorker {
+        shared: Arc<Shared>,
+        events: tokio::sync::mpsc::Receiver<Event>,
+        done: Arc<Notify>,
+        running: Arc<RunningTasks>,
+        place: Arc<TaskPlace>,
+    }
+
+    fn task_worker(task_workers: usize, index: usize) -> TaskWorker {
+        let (tx, events) = tokio::sync::mpsc::channel(8);
+        let shared = Arc::new(Shared::new(
+            crate::config::Config::default(),
+            tx,
+            crate::workers::FdSource::single(),
+        ));
+        let running = RunningTasks::new(task_workers).unwrap();
+        let place = Arc::new(TaskPlace::new(&running, index));
+        TaskWorker {
+            shared,
+            events,
+            done: Arc::new(Notify::new()),
+            running,
+            place,
+        }
+    }
+
     #[test]
     fn tasks_cross_inline_and_through_files_and_the_files_go() {
         let dir = tempfile::tempdir().unwrap();
@@ -584,15 +612,13 @@ mod tests {
         for task_id in 0..3 {
             sender.send(0, task_id, (false, false), b"x").unwrap();
         }
-        let (tx, mut events) = tokio::sync::mpsc::channel(8);
-        let shared = Arc::new(Shared::new(
-            crate::config::Config::default(),
-            tx,
-            crate::workers::FdSource::single(),
-        ));
-        let done = Arc::new(Notify::new());
-        let running = RunningTasks::new(2).unwrap();
-        let place = Arc::new(TaskPlace::new(&running, 1));
+        let TaskWorker {
+            shared,
+            mut events,
+            done,
+            running,
+            place,
+        } = task_worker(2, 1);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -656,15 +682,13 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let (tx, mut events) = tokio::sync::mpsc::channel(8);
-        let shared = Arc::new(Shared::new(
-            crate::config::Config::default(),
-            tx,
-            crate::workers::FdSource::single(),
-        ));
-        let done = Arc::new(Notify::new());
-        let running = RunningTasks::new(1).unwrap();
-        let place = Arc::new(TaskPlace::new(&running, 0));
+        let TaskWorker {
+            shared,
+            mut events,
+            done,
+            running,
+            place,
+        } = task_worker(1, 0);
         let taker = queue.taker().unwrap();
         let (stop, notify) = (shared.clone(), done.clone());
         let worker = std::thread::spawn(move || {
