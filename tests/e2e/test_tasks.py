@@ -326,7 +326,11 @@ def test_sigterm_stops_the_task_workers_too(php_server, tmp_path, stack):
     out = srv.stdout()
     assert sorted(re.findall(r"^workerStop (\d)$", out, re.M)) == ["0", "1", "2", "3"]
     assert out.count("shutdown") == 1
-    assert "2 workers and 2 task workers serving on port" in srv.stderr()
+    err = srv.stderr()
+    assert "2 workers and 2 task workers serving on port" in err
+    # Only the workers, which take connections, say so.
+    assert len(re.findall(r"listening on ws://", err)) == 2, err
+    assert len(re.findall(r"shutting down: closing \d+ connections?", err)) == 2, err
 
 
 def test_sigusr2_to_the_master_restarts_the_task_workers_only(php_server, tmp_path, stack):

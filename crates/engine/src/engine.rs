@@ -625,7 +625,11 @@ impl Engine {
         if !self.shared.begin_shutdown(code, reason) {
             return;
         }
-        log::info!(target: "surge", "shutting down: closing {open} connections");
+        // A task worker has no clients to close.
+        if !self.is_task_worker() {
+            let s = if open == 1 { "" } else { "s" };
+            log::info!(target: "surge", "shutting down: closing {open} connection{s}");
+        }
         self.timers.clear_all();
     }
 
