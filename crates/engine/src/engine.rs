@@ -596,7 +596,7 @@ impl Engine {
     }
 
     /// Sends `Event::Timer { id }` after `delay`, then every `every` if given, each time
-    /// once `timer_ran(id)` said PHP ran the one before (see `timers::Timers::add`).
+    /// once `timer_ran` said PHP ran the one before (see `timers::Timers::add`).
     pub fn add_timer(&self, id: u64, delay: Duration, every: Option<Duration>) {
         // Those added while stopping never run, as those added before were cleared.
         if self.shared.is_stopping() {
@@ -607,9 +607,9 @@ impl Engine {
             .add(self.runtime().handle(), events, id, delay, every);
     }
 
-    /// PHP has run tick `id`.
-    pub fn timer_ran(&self, id: u64) {
-        self.timers.ran(id);
+    /// PHP has run tick `id`, which it began at `began`.
+    pub fn timer_ran(&self, id: u64, began: std::time::Instant) {
+        self.timers.ran(id, began);
     }
 
     /// Stops a timer; false if it does not exist (or already fired, for a one-shot).

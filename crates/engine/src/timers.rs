@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -15,8 +15,8 @@ use crate::events::Event;
 
 struct Timer {
     task: AbortHandle,
-    /// Told when PHP has run the tick the task sent last.
-    ran: Arc<Notify>,
+    /// Told when PHP began the tick the task sent last, once it has run it.
+    ran: mpsc::Sender<Instant>,
 }
 
 #[derive(Clone, Default)]
@@ -25,10 +25,11 @@ pub(crate) struct Timers(Arc<Mutex<HashMap<u64, Timer>>>);
 impl Timers {
     /// Sends `Timer { id }` after `delay`, then every `every` if given, on a fixed grid from
     /// now (as Swoole's timers: a tick does not drift by the time each takes to be sent). A tick
-    /// is sent again only once PHP has run the one before (`ran`), at the next time on the grid
-    /// still to come: a tick whose callback, or anything else on the PHP thread, takes longer
-    /// than its interval runs again once at the next due time, never as a burst of calls to
-    /// catch up (nor a queue of them growing as long as PHP is slower than the interval).
+    /// is sent again only once PHP has run the one before (`ran`), at the first time on the
+    /// grid after PHP began that one, as Swoole reckons: a tick whose own call outlasts its
+    /// interval runs again at once, one that waited behind other callbacks at its next time;
+    /// never a burst of calls to catch up (nor a queue of them growing as long as PHP is slower
+    /// than the interval).
     pub(crate) fn add(
         &self,
         runtime: &Handle,
@@ -37,13 +38,12 @@ impl Timers {
         delay: Duration,
         every: Option<Duration>,
     ) {
-        let ran = Arc::new(Notify::new());
+        let (ran, mut began) = mpsc::channel(1);
         let mut timers = self.0.lock();
         // Inserted under the lock the task takes to remove itself, so that a timer which
         // fires and ends before the insert does not leave its entry behind.
         let mut due = Instant::now() + delay;
         let task = runtime.spawn({
-            let ran = ran.clone();
             let timers = self.clone();
             async move {
                 tokio::time::sleep_until(due).await;
@@ -52,10 +52,11 @@ impl Timers {
                         return;
                     }
                     let Some(every) = every else { break };
-                    ran.notified().await;
-                    let now = Instant::now();
+                    let Some(began) = began.recv().await else {
+                        return;
+                    };
                     due += every;
-                    while due <= now {
+                    while due <= began {
                         due += every;
                     }
                     tokio::time::sleep_until(due).await;
@@ -72,10 +73,11 @@ impl Timers {
         );
     }
 
-    /// PHP has run tick `id` (or found it cleared): it may be sent again when due.
-    pub(crate) fn ran(&self, id: u64) {
+    /// PHP has run tick `id`, which it began at `began`: it may be sent again when due.
+    pub(crate) fn ran(&self, id: u64, began: std::time::Instant) {
         if let Some(timer) = self.0.lock().get(&id) {
-            timer.ran.notify_one();
+            // Room for one: a tick is sent again only after this.
+            let _ = timer.ran.try_send(Instant::from_std(began));
         }
     }
 
@@ -102,26 +104,36 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn ticks_keep_to_their_grid_and_a_late_one_runs_once_when_next_due() {
+    async fn ticks_keep_to_their_grid_and_a_late_one_runs_once() {
         let (tx, mut rx) = mpsc::channel(8);
         let timers = Timers::default();
         let start = Instant::now();
         let every = Duration::from_millis(100);
         timers.add(&Handle::current(), tx, 1, every, Some(every));
         let mut at = Vec::new();
+        let tick = |at: &mut Vec<u128>| at.push(start.elapsed().as_millis());
         for _ in 0..4 {
             rx.recv().await.unwrap();
-            at.push(start.elapsed().as_millis());
-            timers.ran(1);
+            tick(&mut at);
+            timers.ran(1, Instant::now().into_std());
         }
-        // PHP is busy for 250 ms after this one: the ticks due meanwhile are skipped, and the
-        // next runs when next due, not at once.
+        // Its own call takes 250 ms: it runs again at once, then on its grid.
         rx.recv().await.unwrap();
-        at.push(start.elapsed().as_millis());
+        tick(&mut at);
+        let began = Instant::now().into_std();
         tokio::time::sleep(Duration::from_millis(250)).await;
-        timers.ran(1);
+        timers.ran(1, began);
         rx.recv().await.unwrap();
-        at.push(start.elapsed().as_millis());
-        assert_eq!(at, [100, 200, 300, 400, 500, 800]);
+        tick(&mut at);
+        timers.ran(1, Instant::now().into_std());
+        // It waits 250 ms behind other callbacks: it runs once when PHP is free, then when next
+        // due, not again at once for the times it missed.
+        rx.recv().await.unwrap();
+        tick(&mut at);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        timers.ran(1, Instant::now().into_std());
+        rx.recv().await.unwrap();
+        tick(&mut at);
+        assert_eq!(at, [100, 200, 300, 400, 500, 750, 800, 1100]);
     }
 }

@@ -541,10 +541,11 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
                 .into_iter()
                 .chain(params.iter().map(|p| p as &dyn IntoZvalDyn))
                 .collect();
+            let began = Instant::now();
             let next = call(&cb, &args, if repeat { "tick" } else { "after" }).into();
             // The engine sends this tick again only now (no burst after a slow call).
             if let (true, Some(engine)) = (repeat, server.engine()) {
-                engine.timer_ran(id);
+                engine.timer_ran(id, began);
             }
             next
         }
