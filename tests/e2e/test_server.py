@@ -675,6 +675,31 @@ def test_memory_is_trimmed_once_a_burst_of_http_connections_has_ended(php_server
     assert trims() == 2, "the 300 connections ended: trimmed again"
 
 
+def test_a_burst_of_connections_is_held_to_max_connection(php_server):
+    """200 handshakes waiting to be accepted at once (with worker_threads 0, while a callback
+    runs): a connection counted against max_connection only once its own task ran, so the accept
+    loop let a burst past the limit (at the default limit the process ran out of files and left
+    the rest unanswered). Those past it get 503."""
+    srv = php_server("echo.php", env=settings_env(max_connection=20, handshake_timeout=10))
+    with connect(srv.url) as ws:
+        ws.send("cmd:sleep:1000")
+        srv.wait_output("message")
+        burst = []
+        try:
+            for _ in range(200):
+                sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * TIME_FACTOR)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                burst.append(sock)
+            statuses = [sock.recv(12)[9:12] for sock in burst]
+        finally:
+            for sock in burst:
+                sock.close()
+        served = statuses.count(b"101")
+        assert 1 <= served <= 19 and served + statuses.count(b"503") == 200, statuses
+        assert json.loads(ws.recv(timeout=5 * TIME_FACTOR)) >= 1000, "the first client is still served"
+
+
 def out_of_descriptors(php_server, tmp_path, env: dict, settings: str, handler: str):
     """A server limited to 64 open files, with `settings` and `handler` (PHP) as its request
     callback: a first connection it accepted, and 80 more that took its last descriptors."""

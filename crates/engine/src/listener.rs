@@ -101,9 +101,15 @@ async fn accept_until_stopped(
                 failing = false;
                 let _ = stream.set_nodelay(true);
                 match admit(&shared, remote.ip()) {
-                    Ok(slot) => {
+                    Ok(admitted) => {
                         bump(&shared.stats.accepted, 1);
-                        tokio::spawn(serve_tcp(stream, remote, shared.clone(), tls.clone(), slot));
+                        tokio::spawn(serve_tcp(
+                            stream,
+                            remote,
+                            shared.clone(),
+                            tls.clone(),
+                            admitted,
+                        ));
                     }
                     Err(why) => {
                         bump(&shared.stats.rejected, 1);
@@ -130,8 +136,17 @@ async fn accept_until_stopped(
     }
 }
 
-/// Whether a new connection from `ip` may be served; if not, why (the body of a 503).
-fn admit(shared: &Shared, ip: IpAddr) -> Result<Option<Arc<IpSlot>>, String> {
+/// What a connection let in holds: its place in `max_connection`, and in
+/// `max_connections_per_ip` when that is set.
+struct Admitted {
+    live: HttpLive,
+    slot: Option<Arc<IpSlot>>,
+}
+
+/// Whether a new connection from `ip` may be served (counted live at once: a burst accepted
+/// before the first of it ran went past max_connection, at its default out of files); if not,
+/// why (the body of a 503).
+fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Result<Admitted, String> {
     let max = shared.config.max_connection;
     if shared.live_connections() >= max {
         return Err(format!(
@@ -139,21 +154,26 @@ fn admit(shared: &Shared, ip: IpAddr) -> Result<Option<Arc<IpSlot>>, String> {
         ));
     }
     let per_ip = shared.config.max_connections_per_ip;
-    if per_ip == 0 {
-        return Ok(None);
-    }
-    let mut counts = shared.per_ip.lock();
-    let open = counts.entry(ip).or_insert(0);
-    if *open >= per_ip {
-        return Err(format!(
-            "too many connections from {ip} (max_connections_per_ip = {per_ip})\n"
-        ));
-    }
-    *open += 1;
-    Ok(Some(Arc::new(IpSlot {
-        counts: shared.per_ip.clone(),
-        ip,
-    })))
+    let slot = if per_ip == 0 {
+        None
+    } else {
+        let mut counts = shared.per_ip.lock();
+        let open = counts.entry(ip).or_insert(0);
+        if *open >= per_ip {
+            return Err(format!(
+                "too many connections from {ip} (max_connections_per_ip = {per_ip})\n"
+            ));
+        }
+        *open += 1;
+        Some(Arc::new(IpSlot {
+            counts: shared.per_ip.clone(),
+            ip,
+        }))
+    };
+    Ok(Admitted {
+        live: HttpLive::new(shared),
+        slot,
+    })
 }
 
 /// One connection's place in `max_connections_per_ip`, held by its HTTP connection and then
@@ -285,6 +305,13 @@ async fn read_until<S: AsyncRead + Unpin>(
 /// moment it is counted twice: a client arriving then at the limit is refused, never let past).
 struct HttpLive(Arc<Shared>);
 
+impl HttpLive {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.http_live.fetch_add(1, Relaxed);
+        HttpLive(shared.clone())
+    }
+}
+
 impl Drop for HttpLive {
     fn drop(&mut self) {
         self.0.http_live.fetch_sub(1, Relaxed);
@@ -297,16 +324,15 @@ async fn serve_tcp(
     remote: SocketAddr,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
-    slot: Option<Arc<IpSlot>>,
+    Admitted { live, slot }: Admitted,
 ) {
-    shared.http_live.fetch_add(1, Relaxed);
     let peer = Peer {
         fd: shared.next_fd(),
         remote,
         server_port: stream.local_addr().map(|a| a.port()).unwrap_or(0),
         connect_time: unix_ms() / 1000,
         _slot: slot,
-        live: Some(Arc::new(HttpLive(shared.clone()))),
+        live: Some(Arc::new(live)),
         linger: Linger::default(),
     };
     match tls {
