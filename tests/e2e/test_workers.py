@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import TIME_FACTOR, close_code, run_php, surge_exception
+from conftest import TIME_FACTOR, close_code, free_port, run_php, surge_exception, surge_so
 from fanout_client import eventually
 
 CLIENTS = 16
@@ -618,3 +619,38 @@ def test_the_pusher_protocol_needs_one_worker():
                 "catch (Surge\\Exception $e) { echo $e->getMessage(); }")
     assert r.returncode == 0, r.stderr
     assert "'pusher' needs 'worker_num' 1" in r.stdout
+
+
+def test_a_server_started_with_stdout_and_stderr_closed_keeps_its_output_out_of_the_clients(tmp_path):
+    """`php server.php >&- 2>&-` (a way to drop a service's output): the first connection a
+    worker accepted became its fd 2, so Surge's log lines and PHP's output went into that
+    client's stream after the 101."""
+    port = free_port()
+    script = tmp_path / "closed.php"
+    script.write_text(f"""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', {port});
+        $s->set(['worker_num' => 2, 'log_level' => 'debug']);
+        $s->on('open', function ($s, $req) {{ echo "open $req->fd\\n"; error_log("open $req->fd"); }});
+        $s->on('message', fn($s, $frame) => $s->push($frame->fd, $frame->data));
+        $s->start();
+    """)
+    proc = subprocess.Popen(["sh", "-c", f'exec php -n -d extension={surge_so()} "$0" >&- 2>&-', str(script)],
+                            stdin=subprocess.DEVNULL)
+    try:
+        eventually(lambda: accepts(port), timeout=10 * TIME_FACTOR)
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(connect(f"ws://127.0.0.1:{port}")) for _ in range(6)]
+            for i, ws in enumerate(clients * 3):
+                ws.send(f"m{i}")
+                assert ws.recv(timeout=5) == f"m{i}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -100,9 +100,25 @@ unsafe extern "C" fn request_startup(_ty: i32, _module: i32) -> i32 {
 }
 
 unsafe extern "C" fn startup(_ty: i32, _module: i32) -> i32 {
+    open_standard_fds();
     match exception::register() {
         Ok(()) => 0,
         Err(_) => -1,
+    }
+}
+
+/// Puts /dev/null on stdin, stdout or stderr where the process was started with it closed
+/// (`php server.php >&- 2>&-`): the lowest free descriptor goes to the next file opened, so a
+/// client's socket became fd 2 and got Surge's log lines and PHP's errors in its stream.
+fn open_standard_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether the descriptor is open; the lower ones are open by
+        // now, so open() takes this one.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
     }
 }
 
