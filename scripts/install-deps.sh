@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(php8.2-cli php8.2-dev libclang-dev clang make curl ca-certificates git)
 if $with_tests; then
-  packages+=(redis-server redis-tools chromium python3 python3-venv nodejs npm openssl valgrind)
+  packages+=(redis-server redis-tools chromium python3 python3-venv nodejs npm openssl valgrind iproute2)
   # The Laravel 8 test application (tests/laravel) is assembled from Debian packages, no Composer.
   packages+=(php-laravel-framework php-predis php-redis php8.2-sqlite3 php8.2-mbstring)
 fi

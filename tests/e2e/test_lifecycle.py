@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import time
 import urllib.error
@@ -914,3 +915,31 @@ def test_a_destructor_run_as_surge_lets_a_callback_go_may_call_the_server(php_se
         assert json.loads(ws.recv(timeout=5)) == [True, True]
     srv.wait_output("replaced in a destructor")
     assert "panic" not in srv.stderr().lower(), srv.stderr()
+
+
+@pytest.mark.io_threads_only
+def test_a_stop_signal_frees_the_port_while_a_callback_still_runs(php_server):
+    """SIGTERM while a callback takes seconds: the port was held (and new clients taken in, only
+    to be closed) until PHP heard of the signal, so the server that replaces it could not
+    listen; a worker orphaned by a killed master kept it so. It is let go at once."""
+    srv = php_server("echo.php", env=settings_env(shutdown_timeout=10))
+    with connect(srv.url) as ws:
+        ws.send("cmd:sleep:3000")
+        srv.wait_output("message")
+        srv.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "still accepting 2 s after SIGTERM"
+            time.sleep(0.05)
+        assert "slept" not in srv.stdout(), "the callback was still running"
+        with socket.socket() as replacement:
+            # As a server binds (SO_REUSEADDR: the port's connections may stay).
+            replacement.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            replacement.bind(("127.0.0.1", srv.port))
+            replacement.listen()
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=15) == 0

@@ -700,6 +700,15 @@ def test_a_burst_of_connections_is_held_to_max_connection(php_server):
         assert json.loads(ws.recv(timeout=5 * TIME_FACTOR)) >= 1000, "the first client is still served"
 
 
+def test_the_listen_backlog_is_the_longest_the_kernel_allows(php_server):
+    """1024 overflowed when 10k clients came back at once after a restart (each overflow a
+    client waiting 1-3 s to send its SYN again): the backlog is net.core.somaxconn's."""
+    srv = php_server("echo.php")
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{srv.port}"], capture_output=True, text=True, check=True)
+    backlog = int(listening.stdout.split()[2])
+    assert backlog == int(Path("/proc/sys/net/core/somaxconn").read_text()), listening.stdout
+
+
 def out_of_descriptors(php_server, tmp_path, env: dict, settings: str, handler: str):
     """A server limited to 64 open files, with `settings` and `handler` (PHP) as its request
     callback: a first connection it accepted, and 80 more that took its last descriptors."""

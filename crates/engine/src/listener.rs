@@ -88,12 +88,18 @@ async fn accept_until_stopped(
     tls: Option<TlsAcceptor>,
 ) {
     let mut stopping = shared.stopping.subscribe();
+    let mut signalled = shared.signalled.subscribe();
     let refusals = Arc::new(Semaphore::new(refusals_at_once(&shared.config)));
     // An accept failing again and again (out of files) is logged once until one succeeds.
     let mut failing = false;
     loop {
         let accepted = tokio::select! {
             _ = stopping.wait_for(Option::is_some) => break,
+            // A stop signal ends accepting before PHP hears of it (it may be in a long
+            // callback): the port is free at once for the server that replaces this one (a
+            // worker orphaned by a killed master held it until then, and took clients in only
+            // to close them).
+            _ = signalled.wait_for(|s| *s) => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {

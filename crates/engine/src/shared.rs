@@ -59,8 +59,8 @@ pub struct Shared {
     /// Set when the server stops accepting (shutdown): the close code and reason every client
     /// gets, a connection registered later too.
     pub stopping: watch::Sender<Option<(u16, String)>>,
-    /// SIGINT or SIGTERM came (set by the signal watcher itself, before PHP hears of it): a
-    /// task worker takes no task after it.
+    /// SIGINT or SIGTERM came (set by the signal watcher itself, before PHP hears of it): no
+    /// connection is accepted, and a task worker takes no task, after it.
     pub signalled: watch::Sender<bool>,
     /// TCP connections not (yet) upgraded to WebSocket: handshakes and plain HTTP.
     pub http_live: AtomicUsize,

@@ -201,8 +201,10 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("host '{host}' has no address"))
 }
 
-/// A listening socket, bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's) and a backlog
-/// of 1024, not yet registered with any runtime (so that it can be made before forking).
+/// A listening socket, bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's) and the
+/// longest backlog the kernel allows (net.core.somaxconn; 1024 overflowed when 10k clients came
+/// back at once after a restart, each overflow a client waiting 1-3 s to retry its SYN), not yet
+/// registered with any runtime (so that it can be made before forking).
 pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, String> {
     use socket2::{Domain, Socket, Type};
     let listen = || -> std::io::Result<TcpListener> {
@@ -213,7 +215,8 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, St
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        // Linux caps it at net.core.somaxconn.
+        socket.listen(i32::MAX)?;
         Ok(socket.into())
     };
     listen().map_err(|e| format!("cannot listen on {addr}: {e}"))
