@@ -124,6 +124,41 @@ def test_refusals_leave_the_served_connections_the_files_they_open(php_server, t
     assert "Too many open files" not in srv.stderr()
 
 
+def test_a_max_connection_above_the_open_file_limit_is_lowered_and_said(php_server):
+    """max_connection 10000 under a limit of 128 open files (Swoole configurations carry such
+    numbers): past the limit accept() failed and the clients waited unanswered. The setting is
+    lowered to what the limit allows, with a warning, and the clients past it get 503 (or are
+    closed at once past the 32 refusals answered at a time)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    try:
+        srv = php_server("echo.php", env=settings_env(max_connection=10000, handshake_timeout=10))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "max_connection 10000 is more than the open-file limit (128) allows: 64 at most" in srv.stderr()
+    clients = []
+    try:
+        for _ in range(100):
+            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            clients.append(sock)
+        statuses = [status_or_reset(sock) for sock in clients]
+    finally:
+        for sock in clients:
+            sock.close()
+    assert statuses.count(b"101") == 64 and statuses.count(b"503") >= 16, statuses
+    assert set(statuses) <= {b"101", b"503", b"reset"}, statuses
+
+
+def status_or_reset(sock) -> bytes:
+    """The status code of the answer to a request sent on `sock`, or b"reset"."""
+    try:
+        return sock.recv(12)[9:12] or b"reset"
+    except ConnectionResetError:
+        return b"reset"
+
+
 def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server):
     rate = 5
     srv = php_server("echo.php", env=settings_env(max_messages_per_second=rate))

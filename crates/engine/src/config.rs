@@ -158,6 +158,25 @@ fn default_max_connection() -> usize {
     limit.saturating_sub(64).max(limit / 2)
 }
 
+impl Config {
+    /// `max_connection` as the open-file limit allows: a setting above what the default would
+    /// be (Swoole configurations carry 10000 under a limit of 1024) is lowered to it, said once:
+    /// past the limit, accept() failed and new clients were neither refused nor answered.
+    pub(crate) fn within_open_files(mut self) -> Self {
+        let most = default_max_connection();
+        if self.max_connection > most {
+            log::warn!(
+                target: "surge",
+                "max_connection {} is more than the open-file limit ({}) allows: {most} at most (raise the limit: ulimit -n, systemd's LimitNOFILE)",
+                self.max_connection,
+                open_file_limit()
+            );
+            self.max_connection = most;
+        }
+        self
+    }
+}
+
 /// The process's soft limit of open files.
 pub(crate) fn open_file_limit() -> usize {
     let mut lim = libc::rlimit {

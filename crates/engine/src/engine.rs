@@ -146,6 +146,10 @@ impl Engine {
         };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         logging::init(config.log_level);
+        let config = match is_task_worker {
+            false => config.within_open_files(),
+            true => config,
+        };
         let (listener, task_sender, task_queue) = match &worker {
             Some(worker) => worker.sockets()?,
             None => (
