@@ -33,6 +33,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def accepts(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 # Waits made for a machine that runs PHP at full speed are multiplied by SURGE_E2E_TIME_FACTOR
 # (memcheck.sh sets 6: under valgrind `php artisan --version` alone takes 10 s). Node scripts the
 # tests run read it too.

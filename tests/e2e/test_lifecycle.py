@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import assert_serves, close_code, run_php, settings_env
+from conftest import SERVERS, accepts, assert_serves, close_code, free_port, run_php, settings_env, surge_so
+from fanout_client import eventually
 from rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient
 
 NEW_SERVER = "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
@@ -943,3 +945,35 @@ def test_a_stop_signal_frees_the_port_while_a_callback_still_runs(php_server):
             replacement.listen()
         assert close_code(ws) == 1001
     assert srv.wait(timeout=15) == 0
+
+
+def test_a_log_reader_that_stops_reading_holds_nothing_up():
+    """stderr to a pipe nobody reads any more (`php server.php 2>&1 | shipper`, the shipper
+    stuck): once the pipe was full, every network thread waited in its log write (handshakes
+    timed out), and so did the stop. Lines are dropped instead, and said once there is room."""
+    port = free_port()
+    proc = subprocess.Popen(["php", "-n", "-d", f"extension={surge_so()}", str(SERVERS / "echo.php")],
+                            env=dict(os.environ, SURGE_PORT=str(port)), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        eventually(lambda: accepts(port), timeout=10)
+        # A debug line or two each: several times the pipe's 64 KiB.
+        for _ in range(2000):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                assert sock.recv(12)[9:12] == b"101"
+        # The reader comes back: what it missed is said.
+        os.set_blocking(proc.stderr.fileno(), False)
+        while proc.stderr.read():
+            pass
+        with connect(f"ws://127.0.0.1:{port}", open_timeout=5) as ws:
+            ws.send("still served")
+            assert ws.recv(timeout=5) == "still served"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        os.set_blocking(proc.stderr.fileno(), True)
+        assert re.search(rb"^\[[\d:.]+\] surge WARN: \d+ log lines dropped: stderr was not being read\n", proc.stderr.read(), re.M)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from conftest import TIME_FACTOR, close_code, free_port, run_php, surge_exception, surge_so
+from conftest import TIME_FACTOR, accepts, close_code, free_port, run_php, surge_exception, surge_so
 from fanout_client import eventually
 
 CLIENTS = 16
@@ -646,11 +645,3 @@ def test_a_server_started_with_stdout_and_stderr_closed_keeps_its_output_out_of_
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
