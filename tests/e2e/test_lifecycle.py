@@ -977,3 +977,27 @@ def test_a_log_reader_that_stops_reading_holds_nothing_up():
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("nohup", [False, True])
+def test_sighup_stops_the_server_as_sigterm_does_unless_ignored(nohup):
+    """A closed terminal (SIGHUP) killed the server outright: no close frames, no close or
+    shutdown callbacks. It is a stop now; under nohup, which ignores it, the server serves on."""
+    code = """
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['log_level' => 'info']);
+        $s->on('start', function ($s) {
+            $s->after(100, fn() => exec('kill -HUP ' . getmypid()));
+            $s->after(600, function () use ($s) { echo "still serving\\n"; $s->shutdown(); });
+        });
+        $s->on('shutdown', fn() => print("shutdown\\n"));
+        $s->start();
+    """
+    args = ["php", "-n", "-d", f"extension={surge_so()}", "-r", code]
+    result = subprocess.run(["nohup", *args] if nohup else args, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    if nohup:
+        assert result.stdout == "still serving\nshutdown\n", result.stdout + result.stderr
+    else:
+        assert result.stdout == "shutdown\n", result.stdout + result.stderr
+        assert "SIGTERM received: shutting down" in result.stderr

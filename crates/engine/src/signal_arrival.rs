@@ -35,6 +35,48 @@ pub(crate) fn time_signals() -> std::io::Result<()> {
     result
 }
 
+/// SIGHUP (the terminal closed, `kill -HUP`) stops the server as SIGTERM does: it is turned
+/// into one, so that every process (a master, its workers) takes it the way it takes SIGTERM.
+/// Its default action killed the process outright (no close frames, no `close` or `shutdown`
+/// callbacks). Left alone when the process was started with it ignored (`nohup`: the server is
+/// meant to outlive the terminal; see `remember_hangup_ignored`). As for SIGTERM, a handler of
+/// PHP's own (zend_signal's, which would run the default action after ours; `pcntl_signal`'s)
+/// is replaced. Once per process.
+pub fn stop_on_hangup() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        if HANGUP_IGNORED.load(Ordering::Relaxed) {
+            return;
+        }
+        // SAFETY: SIG_DFL is a valid action for SIGHUP; the registered action only calls getpid
+        // and kill, both async-signal-safe.
+        let installed = unsafe {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            signal_hook_registry::register(libc::SIGHUP, || {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            })
+        };
+        if let Err(err) = installed {
+            log::warn!(target: "surge", "SIGHUP will end the process at once: {err}");
+        }
+    });
+}
+
+/// SIGHUP was ignored when the process started.
+static HANGUP_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Notes whether SIGHUP is ignored, before PHP's request start puts its own handler on it
+/// (which then ignores it itself: the process's own disposition no longer tells).
+pub fn remember_hangup_ignored() {
+    // SAFETY: sigaction with no new action only reads the current one.
+    let ignored = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current);
+        current.sa_sigaction == libc::SIG_IGN
+    };
+    HANGUP_IGNORED.store(ignored, Ordering::Relaxed);
+}
+
 /// A new engine: the signals before it were another server's.
 pub(crate) fn reset() {
     AGAIN.store(false, Ordering::SeqCst);

@@ -101,6 +101,7 @@ unsafe extern "C" fn request_startup(_ty: i32, _module: i32) -> i32 {
 
 unsafe extern "C" fn startup(_ty: i32, _module: i32) -> i32 {
     open_standard_fds();
+    surge_engine::remember_hangup_ignored();
     match exception::register() {
         Ok(()) => 0,
         Err(_) => -1,

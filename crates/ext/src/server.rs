@@ -429,6 +429,7 @@ impl Server {
                 "this server has served and stopped: create a new Surge\\WebSocket\\Server to serve again",
             ));
         }
+        surge_engine::stop_on_hangup();
         let mut this = Zval::new();
         this.set_object(&mut self_.std);
         let ended = event_loop::run(self_, &this)?;
