@@ -122,7 +122,7 @@ def test_serve_prints_banner_and_runs_the_handlers_chat(php_server, app_env):
 
     server.signal(__import__("signal").SIGTERM)
     assert server.wait() == 0
-    assert "Surge stopped." in server.stdout()
+    assert server.stdout().count("Surge stopped.") == 1, server.stdout()
 
 
 def test_broadcast_from_another_artisan_process_reaches_subscribers(php_server, app_env):
@@ -357,7 +357,7 @@ def test_worker_processes_serve_the_app_together(php_server, app_env):
         assert recv_json(ws)["data"]["said"] == 1
     server.signal(__import__("signal").SIGTERM)
     assert server.wait() == 0
-    assert "Surge stopped." in server.stdout()
+    assert server.stdout().count("Surge stopped.") == 1, server.stdout()
 
 
 def test_task_workers_run_the_handlers_tasks(php_server, app_env):

@@ -321,9 +321,6 @@ class ServeCommand extends Command
                 $lifecycle->run('onFinish', fn () => $handler->onFinish($server, $taskId, $result));
             });
         }
-        $server->on('shutdown', function () {
-            $this->line('Surge stopped.');
-        });
     }
 
     /** wss with a certificate (surge.settings.ssl_cert_file), else ws. */
