@@ -645,3 +645,17 @@ def test_a_server_started_with_stdout_and_stderr_closed_keeps_its_output_out_of_
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_a_temporary_directory_too_long_for_the_bus_says_what_to_do(tmp_path):
+    """The workers' bus is Unix sockets under TMPDIR, whose paths may have 107 bytes: a longer
+    TMPDIR made start() throw only "path must be shorter than SUN_LEN"."""
+    long_tmp = tmp_path / ("x" * (100 - len(str(tmp_path))))
+    long_tmp.mkdir()
+    result = run_php("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['worker_num' => 2, 'log_level' => 'off']);
+        $s->on('message', fn() => null);
+        try { $s->start(); } catch (Surge\\Exception $e) { echo $e->getMessage(); }
+    """, env={"TMPDIR": str(long_tmp)}, timeout=30)
+    assert "(the bus's directory is under TMPDIR: set it to a shorter path)" in result.stdout, result.stdout + result.stderr

@@ -283,7 +283,14 @@ impl BusServer {
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+            .map_err(|e| {
+                // sockaddr_un holds 108 bytes with the final NUL.
+                let hint = match path.as_os_str().len() >= 108 {
+                    true => " (the bus's directory is under TMPDIR: set it to a shorter path)",
+                    false => "",
+                };
+                format!("cannot listen on {}: {e}{hint}", path.display())
+            })?;
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("surge-bus".into())
