@@ -1001,3 +1001,27 @@ def test_sighup_stops_the_server_as_sigterm_does_unless_ignored(nohup):
     else:
         assert result.stdout == "shutdown\n", result.stdout + result.stderr
         assert "SIGTERM received: shutting down" in result.stderr
+
+
+def test_a_stdout_reader_that_goes_away_does_not_end_the_server():
+    """stdout to a pipe whose reader left (`php server.php | tee log`, tee gone): PHP ends a
+    script whose output fails unless ignore_user_abort is on, so the server died at its next
+    echo (here the open callback's), its clients cut off."""
+    port = free_port()
+    proc = subprocess.Popen(["php", "-n", "-d", f"extension={surge_so()}", str(SERVERS / "echo.php")],
+                            env=dict(os.environ, SURGE_PORT=str(port)), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        eventually(lambda: accepts(port), timeout=10)
+        proc.stdout.close()
+        with connect(f"ws://127.0.0.1:{port}", open_timeout=5) as ws:
+            for i in range(3):
+                ws.send(f"m{i}")
+                assert ws.recv(timeout=5) == f"m{i}"
+            proc.send_signal(signal.SIGTERM)
+            assert close_code(ws) == 1001
+        # PHP's own end of script still fails on the lost output (exit status 255).
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -430,6 +430,11 @@ impl Server {
             ));
         }
         surge_engine::stop_on_hangup();
+        // PHP ends a script whose output fails (stdout a pipe whose reader left, /dev/full) as
+        // a client that went away, unless told to ignore it: the server died at its next echo.
+        // It serves on, its output off.
+        let yes = true.into_zval(false)?;
+        ZendCallable::try_from_name("ignore_user_abort")?.try_call(vec![&yes])?;
         let mut this = Zval::new();
         this.set_object(&mut self_.std);
         let ended = event_loop::run(self_, &this)?;
