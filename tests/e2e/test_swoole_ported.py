@@ -109,6 +109,9 @@ def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_h
     assert surge_exception("$s->set(['task_ipc_mode' => 3, 'task_max_request' => 0]);") == "no exception"
     assert surge_exception("$s->set(['task_max_request' => 1000]);").startswith("setting 'task_max_request' is Swoole's: Surge does not restart a task worker")
     assert surge_exception("$s->set(['task_tmpdir' => '/tmp']);").endswith("set the TMPDIR environment variable")
+    # In Swoole's own examples (an unknown setting before).
+    assert surge_exception("$s->set(['backlog' => 128]);") == "no exception"
+    assert surge_exception("$s->set(['backlog' => 0]);").startswith("setting 'backlog' is Swoole's: Surge listens with the kernel's longest backlog")
 
 
 def test_settings_read_from_the_environment_as_strings_are_taken():

@@ -424,6 +424,8 @@ fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
         "task_tmpdir" => (false, "large task data goes to files in the system's temporary directory: set the TMPDIR environment variable"),
         // 1 and 3 (round robin, to a free worker) promise nothing a program could count on
         // for a connection's messages; 4 and 5 (by IP, by uid) do.
+        // Swoole's examples carry 128: the kernel's longest queue is at least that.
+        "backlog" => (n.is_some_and(|n| n > 0), "Surge listens with the kernel's longest backlog (net.core.somaxconn): a number above 0 is taken as asking for it"),
         "dispatch_mode" => (mode_1_to_3, "a connection stays with the worker that accepted it (mode 2; 1 and 3 are taken as it); the kernel spreads new ones, not by IP or uid"),
         "enable_coroutine" | "task_enable_coroutine" => (off, "Surge has no coroutines: callbacks run one at a time; hand slow work to task workers"),
         "open_websocket_protocol" | "open_http_protocol" => (on, "Surge always speaks WebSocket and HTTP on its port"),
