@@ -34,6 +34,19 @@ class HttpReply:
         self.status, self.headers, self.body = status, headers, body
 
 
+# An opening handshake to send as it is, on many sockets before any answer is read (a burst).
+UPGRADE_REQUEST = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def status_or_reset(sock) -> bytes:
+    """The status code of the answer to a request sent on `sock`, or b"reset"."""
+    try:
+        return sock.recv(12)[9:12] or b"reset"
+    except ConnectionResetError:
+        return b"reset"
+
+
 class RawClient:
     """One TCP connection to the server; every read fails after `timeout` seconds."""
 

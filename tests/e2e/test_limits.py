@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import assert_serves, settings_env
-from rawws import OP_PONG, RawClient, frame
+from rawws import OP_PONG, UPGRADE_REQUEST, RawClient, frame, status_or_reset
 
 
 def test_allowed_origins_refuse_other_pages_with_403(php_server):
@@ -140,8 +140,7 @@ def test_a_max_connection_above_the_open_file_limit_is_lowered_and_said(php_serv
     try:
         for _ in range(100):
             sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            sock.sendall(UPGRADE_REQUEST)
             clients.append(sock)
         statuses = [status_or_reset(sock) for sock in clients]
     finally:
@@ -149,14 +148,6 @@ def test_a_max_connection_above_the_open_file_limit_is_lowered_and_said(php_serv
             sock.close()
     assert statuses.count(b"101") == 64 and statuses.count(b"503") >= 16, statuses
     assert set(statuses) <= {b"101", b"503", b"reset"}, statuses
-
-
-def status_or_reset(sock) -> bytes:
-    """The status code of the answer to a request sent on `sock`, or b"reset"."""
-    try:
-        return sock.recv(12)[9:12] or b"reset"
-    except ConnectionResetError:
-        return b"reset"
 
 
 def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server):

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from conftest import TIME_FACTOR, close_code, settings_env
+from rawws import UPGRADE_REQUEST, status_or_reset
 
 
 def test_open_message_close_callbacks(php_server):
@@ -688,10 +689,9 @@ def test_a_burst_of_connections_is_held_to_max_connection(php_server):
         try:
             for _ in range(200):
                 sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * TIME_FACTOR)
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                sock.sendall(UPGRADE_REQUEST)
                 burst.append(sock)
-            statuses = [sock.recv(12)[9:12] for sock in burst]
+            statuses = [status_or_reset(sock) for sock in burst]
         finally:
             for sock in burst:
                 sock.close()
