@@ -986,7 +986,7 @@ def test_a_log_reader_that_stops_reading_holds_nothing_up():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         os.set_blocking(proc.stderr.fileno(), True)
-        assert re.search(rb"^\[[\d:.]+\] surge WARN: \d+ log lines dropped: stderr was not being read\n", proc.stderr.read(), re.M)
+        assert re.search(rb"^\[\d{4}-\d\d-\d\d [\d:.]+\] surge\[\d+\] WARN: \d+ log lines dropped: stderr was not being read\n", proc.stderr.read(), re.M)
 
 
 @pytest.mark.parametrize("nohup", [False, True])

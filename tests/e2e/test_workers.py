@@ -302,6 +302,11 @@ def test_a_worker_that_exits_is_replaced_and_fds_are_not_reused(php_server, tmp_
     # Its clients lose their connection; the other worker's stay.
     assert close_code(clients[b]) in (1006, 1011, 1001)
     srv.wait_output("worker 1 exited (status 3); starting another", stream="stderr", timeout=10)
+    # The processes share a stderr: each line says which one wrote it, and when.
+    stamp = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] "
+    err = srv.stderr()
+    assert re.search(stamp + rf"surge\[{srv.proc.pid}\] master WARN: worker 1 exited", err, re.M), err
+    assert re.search(stamp + rf"surge\[{old_pid}\] worker 1 INFO: listening on ", err, re.M), err
     deadline = time.monotonic() + 10
     while len(new := re.findall(r"^workerStart 1 worker_id=1 pid=(\d+)", srv.stdout(), re.M)) < 2:
         assert time.monotonic() < deadline, srv.stdout()

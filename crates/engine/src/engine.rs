@@ -145,7 +145,14 @@ impl Engine {
             true => None,
         };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
-        logging::init(config.log_level);
+        logging::init(
+            config.log_level,
+            match &worker {
+                None => logging::Role::Alone,
+                Some(w) if is_task_worker => logging::Role::TaskWorker(w.id),
+                Some(w) => logging::Role::Worker(w.id),
+            },
+        );
         let config = match is_task_worker {
             false => config.within_open_files(),
             true => config,

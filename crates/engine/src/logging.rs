@@ -47,18 +47,13 @@ impl log::Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = now.as_secs() % 86_400;
-        let stamp = format!(
-            "{:02}:{:02}:{:02}.{:03}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
-            now.subsec_millis()
+        let stamp = utc_stamp();
+        let line = format!(
+            "[{stamp}] {} {}: {}\n",
+            who(),
+            record.level(),
+            record.args()
         );
-        let line = format!("[{stamp}] surge {}: {}\n", record.level(), record.args());
         // One write per line so lines from several threads never interleave.
         let mut stderr = std::io::stderr().lock();
         // Never waited for: a log reader that stopped reading (`php server.php 2>&1 | shipper`)
@@ -71,7 +66,8 @@ impl log::Log for StderrLogger {
         let dropped = DROPPED.swap(0, Relaxed);
         if dropped > 0 {
             let said = format!(
-                "[{stamp}] surge WARN: {dropped} log lines dropped: stderr was not being read\n"
+                "[{stamp}] {} WARN: {dropped} log lines dropped: stderr was not being read\n",
+                who()
             );
             let _ = stderr.write_all(said.as_bytes());
         }
@@ -98,8 +94,56 @@ fn writable_now(stderr: &impl AsRawFd) -> bool {
     unsafe { libc::poll(&mut poll, 1, 0) == 1 && poll.revents & libc::POLLOUT != 0 }
 }
 
-/// Installs the logger (once per process) and sets the level (every call).
-pub fn init(level: LogLevel) {
+/// Which process of a server a line comes from, after `surge[pid]`: the processes of one
+/// server share a stderr, and the pid alone does not say which worker a process is.
+pub enum Role {
+    /// The server is this one process.
+    Alone,
+    /// The process that called start() and forks the workers.
+    Master,
+    /// A worker process, with its `worker_id`.
+    Worker(usize),
+    /// A task worker, with its `worker_id` (from `worker_num` on).
+    TaskWorker(usize),
+}
+
+static ROLE: Mutex<String> = Mutex::new(String::new());
+
+fn who() -> String {
+    format!("surge[{}]{}", std::process::id(), ROLE.lock())
+}
+
+/// The date and time of day in UTC, to the millisecond: a log line must say when without
+/// whatever collects stderr adding it.
+fn utc_stamp() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as libc::time_t;
+    // SAFETY: tm is plain integers and a pointer, for which zeroes are valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: gmtime_r reads secs and writes only the tm it is given.
+    unsafe { libc::gmtime_r(&secs, &mut tm) };
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        now.subsec_millis()
+    )
+}
+
+/// Installs the logger (once per process), sets the level and the process's role (every call).
+pub fn init(level: LogLevel, role: Role) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level.filter());
+    *ROLE.lock() = match role {
+        Role::Alone => String::new(),
+        Role::Master => " master".into(),
+        Role::Worker(id) => format!(" worker {id}"),
+        Role::TaskWorker(id) => format!(" task worker {id}"),
+    };
 }

@@ -101,7 +101,7 @@ impl Pool {
     /// Binds `host:port` and prepares for `config.worker_num` workers (and starts the log, for
     /// the master's lines). Errors are messages for the user.
     pub fn new(config: &Config, host: &str, port: u16) -> Result<Pool, String> {
-        logging::init(config.log_level);
+        logging::init(config.log_level, logging::Role::Master);
         let count = config.worker_num;
         // Bound first without SO_REUSEPORT, which fails if anything listens on the port, even
         // another server's workers (sockets that all set SO_REUSEPORT share a port silently).
