@@ -328,6 +328,39 @@ def test_the_drain_after_a_stop_ends_at_shutdown_timeout(php_server, tmp_path):
     assert 2 <= handled <= 25, srv.stdout()
 
 
+def test_a_backlog_queued_before_a_stop_signal_is_served_for_shutdown_timeout_at_most(php_server, tmp_path):
+    """1000 messages of 20 ms each (20 s) wait when SIGTERM comes. They are still served, and
+    their echoes go out, but for shutdown_timeout (1 s) at most; then 1001, the shutdown
+    callback, status 0. The whole backlog was served first, and shutdown_timeout + 5 s after
+    the signal the stop watchdog ended the process (status 1, no 1001, no shutdown callback)."""
+    script = server_script(tmp_path, "backlog", """
+        $handled = 0;
+        $s->on('message', function ($s, $frame) use (&$handled) {
+            $handled++;
+            usleep(20000);
+            $s->push($frame->fd, "echo {$frame->data}");
+        });
+        $s->on('shutdown', function () use (&$handled) { echo "handled $handled\\n"; });
+    """, ", 'shutdown_timeout' => 1")
+    srv = php_server(script)
+    with connect(srv.url, max_queue=None) as ws:
+        for i in range(1000):
+            ws.send(str(i))
+        assert ws.recv(timeout=5) == "echo 0"
+        srv.signal(signal.SIGTERM)
+        echoes = ["echo 0"]
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                echoes.append(ws.recv(timeout=10))
+    assert closed.value.rcvd.code == 1001
+    assert echoes == [f"echo {i}" for i in range(len(echoes))]
+    assert srv.wait(timeout=10) == 0, srv.stderr()
+    handled = int(re.search(r"^handled (\d+)$", srv.stdout(), re.M)[1])
+    assert len(echoes) <= handled < 1000
+    assert "still queued: stopping now" in srv.stderr(), srv.stderr()
+    assert "PHP did not finish" not in srv.stderr()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_does_not_cut_a_running_callback_short(php_server, sig):
     srv = php_server("echo.php")

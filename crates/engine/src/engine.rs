@@ -644,6 +644,11 @@ impl Engine {
         self.timers.clear_all();
     }
 
+    /// A SIGINT or SIGTERM came, whether or not its event has reached PHP yet.
+    pub fn stop_signal_came(&self) -> bool {
+        signal_arrival::came()
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         self.shared.config.shutdown_timeout
     }

@@ -93,6 +93,12 @@ pub(crate) fn since_first() -> Option<Duration> {
     }
 }
 
+/// Whether a stop signal came since `reset`: known as it arrives, before Tokio's signal stream
+/// (which runs only between two of PHP's batches with `worker_threads` 0) has queued its event.
+pub(crate) fn came() -> bool {
+    FIRST.load(Ordering::Relaxed) != 0
+}
+
 /// Whether a stop signal came a second or more after the first one since `reset`.
 pub(crate) fn again() -> bool {
     AGAIN.load(Ordering::SeqCst)

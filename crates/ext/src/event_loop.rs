@@ -178,14 +178,22 @@ fn serve_and_stop(
         true => Next::from(callback(server, Kind::Start, &[this])),
         false => Next::Continue,
     };
+    let mut stopping = Stopping::default();
     if next == Next::Continue {
-        next = serve(server, this, &engine, ready);
+        (next, stopping) = serve(server, this, &engine, ready);
     }
     if matches!(next, Next::Continue | Next::Stop) {
-        next = drain(server, this, &engine, next, whole);
+        next = drain(server, this, &engine, next, whole, stopping);
     }
     if next == Next::Fatal {
-        drain(server, this, &engine, Next::Fatal, whole);
+        drain(
+            server,
+            this,
+            &engine,
+            Next::Fatal,
+            whole,
+            Stopping::default(),
+        );
     }
     if next == Next::Exit {
         flush_after_exit(&engine);
@@ -282,8 +290,53 @@ pub fn lifecycle(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Ende
     }
 }
 
+/// How long clients get to answer their 1001 at least (`shutdown_timeout` if shorter), when
+/// what came before the stop signal took all of `shutdown_timeout`.
+const ANSWER_TIME: Duration = Duration::from_secs(1);
+
+/// How far a stop signal's stop has gone when serving ends. Events queued before the signal are
+/// still served (what their callbacks push goes out before the 1001s), but for
+/// `shutdown_timeout` at most from when PHP first saw that a signal came: a backlog of slow
+/// callbacks had no bound, and the stop watchdog ended the process without its 1001s, `close`
+/// or `shutdown` callbacks.
+#[derive(Default)]
+struct Stopping {
+    /// `shutdown_timeout` after PHP first saw that a stop signal came.
+    deadline: Option<Instant>,
+    /// Events that were not served for lack of time, for the drain to take first.
+    left: Vec<Event>,
+}
+
+impl Stopping {
+    /// Whether serving must end before the next event: a stop signal came `shutdown_timeout`
+    /// ago or more. While none came, one atomic load.
+    fn out_of_time(&mut self, engine: &Engine) -> bool {
+        if !engine.stop_signal_came() {
+            return false;
+        }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + engine.shutdown_timeout());
+        Instant::now() >= deadline
+    }
+
+    /// Until when the drain hands PHP events and waits for the clients' closes.
+    fn drain_deadline(&self, engine: &Engine) -> Instant {
+        let now = Instant::now();
+        match self.deadline {
+            Some(deadline) => deadline.max(now + ANSWER_TIME.min(engine.shutdown_timeout())),
+            None => now + engine.shutdown_timeout(),
+        }
+    }
+}
+
 /// Next::Stop: a second signal came while serving (in a server of one process), no drain.
-fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready>) -> Next {
+fn serve(
+    server: &Server,
+    this: &Zval,
+    engine: &Engine,
+    ready: Option<&mut Ready>,
+) -> (Next, Stopping) {
     let whole = ready.is_none();
     let worker_id = engine.worker().0 as i64;
     let mut next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
@@ -294,17 +347,26 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
     if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
         ready.report(Ok(()));
     }
+    let mut stopping = Stopping::default();
     if next != Next::Continue {
-        return next;
+        return (next, stopping);
     }
     // shutdown() may have been called by a start callback already.
     if server.stop_requested.get() {
-        return Next::Continue;
+        return (Next::Continue, stopping);
     }
     let mut next = Next::Continue;
     engine.serve(BATCH, |batch| {
         next = guarded(|| {
-            for event in batch.drain(..) {
+            let mut events = batch.drain(..);
+            while let Some(event) = events.next() {
+                if stopping.out_of_time(engine) {
+                    log::warn!(target: "surge", "shutdown_timeout ({:?}) passed since the stop signal with events that came before it still queued: stopping now", engine.shutdown_timeout());
+                    stopping.left.push(event);
+                    stopping.left.extend(events);
+                    server.stop_requested.set(true);
+                    return Next::Continue;
+                }
                 let again = matches!(event, Event::Signal { again: true, .. });
                 match dispatch(server, this, event) {
                     Next::Continue => {}
@@ -318,7 +380,7 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
         });
         next == Next::Continue && !server.stop_requested.get()
     });
-    next
+    (next, stopping)
 }
 
 /// After the stop: every client gets 1001, and what arrives meanwhile (messages sent before
@@ -329,8 +391,15 @@ fn serve(server: &Server, this: &Zval, engine: &Engine, ready: Option<&mut Ready
 /// server (see `Event::Signal`); a worker process
 /// gets the master's SIGTERM after its own signal (a terminal's Ctrl-C, systemd's stop reach
 /// every process), and leaves it to the master to kill it if it takes too long. `after` is
-/// `Next::Stop` when that second signal came while serving.
-fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool) -> Next {
+/// `Next::Stop` when that second signal came while serving. `stopping`: see [`Stopping`].
+fn drain(
+    server: &Server,
+    this: &Zval,
+    engine: &Engine,
+    after: Next,
+    whole: bool,
+    stopping: Stopping,
+) -> Next {
     let fatal = after == Next::Fatal;
     if fatal {
         engine.begin_shutdown(1011, "server error");
@@ -340,8 +409,11 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
     if after == Next::Stop {
         return stopping_now();
     }
-    let deadline = Instant::now() + engine.shutdown_timeout();
-    let mut batch = Vec::with_capacity(BATCH);
+    let deadline = stopping.drain_deadline(engine);
+    // The signal that began the stop is still queued when serving ran out of time before it:
+    // the warning then said why the stop began.
+    let mut signal_told = stopping.left.is_empty();
+    let mut batch = stopping.left;
     let mut unhandled = 0;
     loop {
         let now = Instant::now();
@@ -359,7 +431,7 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
         } else {
             (deadline - now).min(Duration::from_millis(50))
         };
-        if !engine.recv(&mut batch, BATCH, Some(wait)) && idle {
+        if batch.is_empty() && !engine.recv(&mut batch, BATCH, Some(wait)) && idle {
             return Next::Continue;
         }
         if fatal {
@@ -376,7 +448,10 @@ fn drain(server: &Server, this: &Zval, engine: &Engine, after: Next, whole: bool
                 // The stop under way: a signal cuts it short only a second or more after the
                 // first (closer, the same Ctrl-C reached the process twice).
                 if let Event::Signal { name, again: false } = event {
-                    log::info!(target: "surge", "{name} received while stopping: the same stop");
+                    if signal_told {
+                        log::info!(target: "surge", "{name} received while stopping: the same stop");
+                    }
+                    signal_told = true;
                     continue;
                 }
                 match dispatch(server, this, event) {
