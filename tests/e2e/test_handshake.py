@@ -110,3 +110,27 @@ def test_a_client_gone_during_the_handshake_callback_is_forgotten(php_server):
         assert ws.recv(timeout=5) == "deferred open eve"
         ws.send("count")
         assert ws.recv(timeout=5).endswith(": count 1")
+
+
+@pytest.mark.io_threads_only
+def test_a_handshake_whose_client_left_while_it_waited_is_not_handed_to_php(php_server):
+    """While one handshake holds PHP (300 ms), five clients ask to be let in and leave at once:
+    the handshake callback does not run for them (it would answer nobody, ahead of the clients
+    still waiting). With worker_threads 0 the engine reads that they left only once PHP is
+    free, after it took their handshakes."""
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
+    srv.wait_output("listening")
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(connect, srv.url + "/?token=secret&name=first", open_timeout=10)
+        srv.wait_output("handshake ")
+        for n in range(5):
+            with socket.create_connection(("127.0.0.1", srv.port)) as gone:
+                gone.sendall(
+                    f"GET /?token=secret&name=gone{n} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+                )
+        with first.result(timeout=10), connect(srv.url + "/?token=secret&name=last", open_timeout=10) as ws:
+            assert ws.recv(timeout=5) == "deferred open last"
+    # The first client's and the last's.
+    assert srv.stdout().count("handshake ") == 2, srv.stdout()

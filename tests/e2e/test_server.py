@@ -832,3 +832,23 @@ def test_the_network_work_runs_where_the_mode_says(php_server, io_mode):
     tasks = Path(f"/proc/{srv.proc.pid}/task")
     names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
     assert any(name.startswith("surge-io") for name in names) == (io_mode == "io_threads"), names
+
+
+
+@pytest.mark.io_threads_only
+def test_a_get_whose_client_left_while_it_waited_is_not_handed_to_php(php_server):
+    """While /slow holds PHP (400 ms), five clients ask for /slow and leave at once. A GET whose
+    client left has nothing to do but answer nobody: it is not handed to PHP (a slow callback's
+    backlog grew with every client that gave up and retried). With worker_threads 0 the engine
+    reads that they left only once PHP is free, after it took their requests."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    first = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    first.request("GET", "/slow")
+    srv.wait_output("slow request")
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", srv.port)) as gone:
+            gone.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert first.getresponse().status == 201
+    # Answered after those five were taken (in order), whether PHP ran them or not.
+    assert urllib.request.urlopen(srv.http + "/", timeout=10).status == 201
+    assert srv.stdout().count("slow request") == 1, srv.stdout()

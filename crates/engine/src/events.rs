@@ -104,12 +104,12 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Sends the response; false when the client has gone away meanwhile.
     /// The client has gone away: nothing sent now would reach it.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
 
+    /// Sends the response; false when the client has gone away meanwhile.
     pub fn send(self, response: HttpResponse) -> bool {
         self.tx.send(Answer::Whole(response)).is_ok()
     }

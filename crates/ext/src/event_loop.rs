@@ -553,6 +553,21 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             server.closing.take();
             outcome.into()
         }
+        // A client that left while its request waited in the queue: a GET or HEAD (safe: there
+        // is nothing to do but answer) or a WebSocket handshake is not handed to PHP, which would
+        // answer nobody, ahead of the clients still waiting. Clients that give up and retry
+        // (browsers, pusher-js, health checks) made a slow callback's backlog grow with each
+        // retry. Other methods still run, for what they change.
+        Event::Request { request, reply, .. }
+            if reply.is_closed() && matches!(request.method.as_str(), "GET" | "HEAD") =>
+        {
+            log::debug!(target: "surge", "{} {}: the client left before PHP took the request", request.method, request.path);
+            Next::Continue
+        }
+        Event::Handshake { request, reply, .. } if reply.is_closed() => {
+            log::debug!(target: "surge", "handshake of {}: the client left before PHP took it", request.path);
+            Next::Continue
+        }
         Event::Request { request, reply, .. } => {
             let fd = request.fd;
             let req = object(Request::from_engine(*request), "request");
