@@ -20,3 +20,24 @@ def test_a_message_right_behind_the_handshake_still_comes_after_open(php_server)
         assert raw.read_frame() == (OP_TEXT, b"second")
     events = [line.split(" ")[0] for line in srv.wait_output("message").splitlines() if line.startswith(("open", "message"))]
     assert events == ["open", "message", "message"]
+
+
+def test_a_client_whose_messages_keep_php_busy_does_not_hold_up_the_others(php_server):
+    """One client sends 150 messages of 20 ms each (3 s of PHP) in one go, which its task finds
+    already read and runs one after another. It lets the others have a turn every few ms: a new
+    client is let in and its ping answered while the burst still runs (the whole burst ran first:
+    400 such messages kept every handshake and ping waiting 8 s, and the heartbeat dropped idle
+    clients whose pongs waited unread)."""
+    from websockets.sync.client import connect
+
+    from rawws import OP_TEXT, RawClient, frame
+
+    srv = php_server("echo.php")
+    with RawClient(srv.port) as flood:
+        assert flood.handshake().status == 101
+        flood.send(b"".join(frame(OP_TEXT, b"cmd:sleep:20") for _ in range(150)))
+        srv.wait_output("slept ")
+        with connect(srv.url, open_timeout=10) as other:
+            assert other.ping().wait(timeout=10)
+            ran = srv.stdout().count("slept ")
+    assert ran < 100, srv.stdout()

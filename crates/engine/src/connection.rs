@@ -374,7 +374,7 @@ where
     }
     if shared.handlers.message.load(Relaxed) {
         if let Some(here) = inline_dispatch::here(shared) {
-            let reply = here.run(
+            let ran = here.run(
                 Event::Message {
                     fd: conn.fd,
                     data,
@@ -383,13 +383,16 @@ where
                 },
                 conn,
             );
-            if let Some(frame) = reply {
+            if let Some(frame) = ran.reply {
                 // Borrowed, not cloned: the first clone of a frame's bytes allocates.
                 if ws.write(frame.for_connection(deflate)).await.is_err() {
                     return Flow::Stop(ABNORMAL);
                 }
                 bump(&shared.stats.messages_out, 1);
                 bump(&shared.stats.bytes_out, frame.payload_len() as u64);
+            }
+            if ran.must_yield {
+                tokio::task::yield_now().await;
             }
             return Flow::Continue;
         }

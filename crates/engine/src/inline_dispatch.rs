@@ -6,6 +6,11 @@
 //! callback, which is all the backpressure needed). Whenever events wait in the queue (they keep
 //! their order), a callback is already running, or the loop has stopped, the queue is used.
 //!
+//! A task that finds many messages already read (a client sending faster than PHP handles them)
+//! runs their callbacks one after another with nothing to wait for: it yields once callbacks have
+//! run [`SLICE`] without the other tasks getting a turn, or every other connection's network work
+//! (pings, handshakes, the heartbeat's view of them) waited for the whole burst.
+//!
 //! The first message such a callback pushes to its own connection (an echo, an answer) skips the
 //! outbox too: it is handed back to the task, which writes it as soon as the callback returns,
 //! with no registry lookup, no outbox lock and no wake-up of itself.
@@ -16,6 +21,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -25,6 +31,11 @@ use crate::registry::Conn;
 use crate::shared::Shared;
 
 type Handle<'a> = dyn FnMut(&mut Vec<Event>) -> bool + 'a;
+
+/// How long callbacks run from tasks before the one running them lets the others have a turn:
+/// long beside one callback of an echo-speed server (yielding after each cost 1,000 connections
+/// their rate), short beside the heartbeat and a client's patience.
+const SLICE: Duration = Duration::from_millis(5);
 
 /// `Engine::serve`'s loop, on its stack while it runs.
 pub(crate) struct Serving<'a> {
@@ -40,6 +51,8 @@ pub(crate) struct Serving<'a> {
     replying: Cell<Option<NonNull<Conn>>>,
     /// The first message that callback pushed to its own connection, for the task to write.
     reply: Cell<Option<Arc<Encoded>>>,
+    /// When callbacks began to run from tasks with no task yielding since (see [`SLICE`]).
+    slice_began: Cell<Option<Instant>>,
 }
 
 thread_local! {
@@ -66,6 +79,7 @@ impl<'a> Serving<'a> {
             waker: RefCell::new(None),
             replying: Cell::new(None),
             reply: Cell::new(None),
+            slice_began: Cell::new(None),
         }
     }
 
@@ -108,12 +122,23 @@ pub(crate) struct Here<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
+/// What [`Here::run`] leaves its task to do.
+pub(crate) struct Ran {
+    /// The message the callback pushed back to its connection that [`reply`] took, for the task
+    /// to write before anything queued.
+    pub reply: Option<Arc<Encoded>>,
+    /// Callbacks have run [`SLICE`] since a task last yielded: this one must, before it reads on.
+    pub must_yield: bool,
+}
+
 impl Here<'_> {
-    /// Runs the callback of `event`, a message from `conn`, now; returns the message the callback
-    /// pushed back to `conn` that [`reply`] took, for the caller to write before anything queued.
-    /// A callback that stops the server ends the loop.
-    pub fn run(self, event: Event, conn: &Conn) -> Option<Arc<Encoded>> {
+    /// Runs the callback of `event`, a message from `conn`, now. A callback that stops the server
+    /// ends the loop.
+    pub fn run(self, event: Event, conn: &Conn) -> Ran {
         let serving = self.serving;
+        if serving.slice_began.get().is_none() {
+            serving.slice_began.set(Some(Instant::now()));
+        }
         let mut single = serving.single.borrow_mut();
         single.push(event);
         serving.replying.set(Some(NonNull::from(conn)));
@@ -125,7 +150,17 @@ impl Here<'_> {
             }
         }
         single.clear();
-        serving.reply.take()
+        let must_yield = serving
+            .slice_began
+            .get()
+            .is_some_and(|began| began.elapsed() >= SLICE);
+        if must_yield {
+            serving.slice_began.set(None);
+        }
+        Ran {
+            reply: serving.reply.take(),
+            must_yield,
+        }
     }
 }
 
