@@ -232,6 +232,20 @@ def test_a_client_that_reads_nothing_is_still_dropped_by_the_heartbeat(php_serve
         slow.close()
 
 
+def test_a_slow_consumer_that_reads_nothing_is_dropped_soon_after_its_1008(php_server):
+    """Its 1008 waits behind a write the client never lets end: two seconds on, the connection
+    is dropped and `close` runs, as for a client that does not answer a close frame (it waited
+    for the heartbeat: a minute by default, with its Table rows and presence)."""
+    srv = php_server("faults.php", env={**settings_env(socket_buffer_size=1 << 20), "SURGE_LOG_CLOSE": "1"})
+    slow = RawClient(srv.port, timeout=10).open()
+    try:
+        slow.send_frame(OP_TEXT, b"flood")
+        srv.wait_output("flood stopped", timeout=20)
+        srv.wait_output("close ", timeout=10)
+    finally:
+        slow.close()
+
+
 def test_a_message_that_takes_longer_than_heartbeat_idle_time_to_come_is_not_dropped(php_server):
     """A large message over a slow uplink: its bytes coming count as activity, so the heartbeat
     does not drop the client halfway (it counted only whole messages)."""

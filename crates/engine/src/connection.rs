@@ -45,6 +45,9 @@ enum Flow {
     Refusing(u16),
     /// Stop now: the socket broke, the peer is dead, or PHP is gone.
     Stop(u16),
+    /// Stop now: we closed with this code, but the client read nothing more, not even what
+    /// was queued before our close frame.
+    Abandoned(u16),
 }
 
 /// What woke an idle connection up.
@@ -138,19 +141,33 @@ where
                     incoming = ws.next(|| conn.touch(shared.now_ms())) => Wake::Input(incoming),
                 }
             };
+            let writing = matches!(wake, Wake::Outbox);
             let mut step = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate));
+            let mut close_wait = None;
             let flow = poll_fn(|cx| {
                 if let Poll::Ready(flow) = step.as_mut().poll(cx) {
                     return Poll::Ready(flow);
                 }
                 // A step may wait long on a write to a client that reads nothing: a kill (the
-                // heartbeat's, a full outbox's) ends it there. Looked at until the wait is
-                // registered again.
+                // heartbeat's) ends it there. Looked at until the wait is registered again.
                 while conn.wake.poll_raised(cx).is_ready() {
                     if conn.is_killed() {
                         return Poll::Ready(Flow::Stop(ABNORMAL));
                     }
                     raised = true;
+                }
+                // A close asked meanwhile (a slow consumer's 1008, disconnect()) waits behind
+                // the write, which a client that reads nothing never lets end: it gets
+                // CLOSE_WAIT, as the client's answer to it would. Its `close` callback and
+                // what the write holds waited for the heartbeat (a minute), or for ever.
+                if writing && raised {
+                    if let Some(code) = conn.close_queued() {
+                        let timer = close_wait
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_WAIT)));
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Flow::Abandoned(code));
+                        }
+                    }
                 }
                 Poll::Pending
             })
@@ -222,7 +239,10 @@ async fn finish<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let by_server = matches!(flow, Flow::Closing(_) | Flow::Refusing(_));
+    let by_server = matches!(
+        flow,
+        Flow::Closing(_) | Flow::Refusing(_) | Flow::Abandoned(_)
+    );
     let code = match flow {
         Flow::Closing(code) => {
             // Messages already on their way when we closed (at shutdown, those sent just
@@ -266,6 +286,10 @@ async fn finish<S>(
             code
         }
         Flow::Stop(code) => code,
+        Flow::Abandoned(code) => {
+            log::info!(target: "surge", "fd {}: closed with {code}, but it reads nothing: dropping it", conn.fd);
+            code
+        }
         Flow::Continue => unreachable!(),
     };
     if code != ABNORMAL {

@@ -172,6 +172,16 @@ impl Conn {
         Ok(())
     }
 
+    /// The code of the close frame waiting in the outbox, if one waits (it is the last: nothing
+    /// is queued once the connection closes).
+    pub(crate) fn close_queued(&self) -> Option<u16> {
+        let out = self.outbox.lock();
+        match (out.state, out.queue.back()) {
+            (State::Closing, Some(Outgoing::Control(Control::Close(code, _)))) => Some(*code),
+            _ => None,
+        }
+    }
+
     /// Open, with nothing waiting in the outbox.
     pub(crate) fn nothing_queued(&self) -> bool {
         let out = self.outbox.lock();

@@ -485,9 +485,11 @@ pub(crate) async fn sweep(shared: Arc<Shared>) {
             if pinged != 0 && last >= pinged {
                 session.pinged_at.store(0, Relaxed);
             } else if pinged != 0 {
-                if now.saturating_sub(pinged) >= timeout.min(30_000) {
-                    log::info!(target: "surge", "fd {}: no answer to pusher:ping; closing with 4201", conn.fd);
-                    conn.close(4201, "Pong reply not received");
+                // Said once: a connection already closing stays swept until it is gone.
+                if now.saturating_sub(pinged) >= timeout.min(30_000)
+                    && conn.close(4201, "Pong reply not received")
+                {
+                    log::info!(target: "surge", "fd {}: no answer to pusher:ping; closed with 4201", conn.fd);
                 }
                 return;
             }
