@@ -134,3 +134,19 @@ def test_a_handshake_whose_client_left_while_it_waited_is_not_handed_to_php(php_
             assert ws.recv(timeout=5) == "deferred open last"
     # The first client's and the last's.
     assert srv.stdout().count("handshake ") == 2, srv.stdout()
+
+
+def test_websocket_subprotocol_is_agreed_when_the_client_asks_for_one_it_lists(php_server):
+    """Swoole's `websocket_subprotocol`: a browser that asks for a subprotocol (graphql-ws,
+    STOMP, MQTT clients do) fails the connection when the 101 names none."""
+    from conftest import settings_env
+
+    srv = php_server("echo.php", env=settings_env(websocket_subprotocol=["graphql-transport-ws", "chat"]))
+    with connect(srv.url, subprotocols=["superchat", "chat"], open_timeout=5) as ws:
+        assert ws.subprotocol == "chat"
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "hi"
+    # Not asked for: not answered (the client would refuse a subprotocol it did not ask for).
+    for asked in ([], ["mqtt"]):
+        with connect(srv.url, subprotocols=asked or None, open_timeout=5) as ws:
+            assert ws.subprotocol is None

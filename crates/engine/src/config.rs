@@ -126,6 +126,8 @@ pub struct Config {
     pub max_messages_per_second: u32,
     /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
     pub websocket_compression: bool,
+    /// Subprotocols Surge's own handshake agrees to, Swoole's `websocket_subprotocol`.
+    pub websocket_subprotocol: Vec<String>,
     /// Compress whole HTTP responses of the `request` callback for clients that accept gzip or
     /// deflate (see `http_compression.rs`), at this zlib level (1-9), from this many bytes.
     pub http_compression: bool,
@@ -221,6 +223,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_messages_per_second: 0,
             websocket_compression: false,
+            websocket_subprotocol: Vec::new(),
             // Swoole's defaults.
             http_compression: true,
             http_compression_level: 1,
@@ -258,6 +261,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_connections_per_ip",
     "max_messages_per_second",
     "websocket_compression",
+    "websocket_subprotocol",
     "http_compression",
     "http_compression_level",
     "http_compression_min_length",
@@ -305,6 +309,7 @@ impl Config {
                 self.max_messages_per_second = count(key, value, 0, 1_000_000)? as u32
             }
             "websocket_compression" => self.websocket_compression = boolean(key, value)?,
+            "websocket_subprotocol" => self.websocket_subprotocol = subprotocols(value)?,
             "http_compression" => self.http_compression = boolean(key, value)?,
             "http_compression_level" => {
                 self.http_compression_level = count(key, value, 1, 9)? as u32
@@ -546,6 +551,28 @@ fn locations(value: &Value) -> Result<Vec<String>, ConfigError> {
     )
 }
 
+/// One subprotocol (Swoole's way) or a list, each a token as RFC 6455 requires.
+fn subprotocols(value: &Value) -> Result<Vec<String>, ConfigError> {
+    let one;
+    let list = match value {
+        Value::Str(_) => {
+            one = Value::List(vec![value.clone()]);
+            &one
+        }
+        _ => value,
+    };
+    strings(
+        list,
+        "websocket_subprotocol",
+        "subprotocol names like 'chat' or ['graphql-transport-ws']",
+        |s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        },
+    )
+}
+
 fn file_names(value: &Value) -> Result<Vec<String>, ConfigError> {
     strings(
         value,
@@ -705,6 +732,26 @@ mod tests {
         }
         let err = (c.apply("redis", &Value::Str("tcp://:s3cret@127.0.0.1".into()))).unwrap_err();
         assert!(err.0.ends_with("got 'tcp://:***@127.0.0.1'"), "{err}");
+    }
+
+    #[test]
+    fn websocket_subprotocol_is_one_token_or_a_list_of_them() {
+        let mut c = Config::default();
+        c.apply("websocket_subprotocol", &Value::Str("chat".into()))
+            .unwrap();
+        assert_eq!(c.websocket_subprotocol, ["chat"]);
+        let list = Value::List(vec![
+            Value::Str("v12.stomp".into()),
+            Value::Str("mqtt".into()),
+        ]);
+        c.apply("websocket_subprotocol", &list).unwrap();
+        assert_eq!(c.websocket_subprotocol, ["v12.stomp", "mqtt"]);
+        for bad in ["", "a,b", "two words"] {
+            let err = c
+                .apply("websocket_subprotocol", &Value::Str(bad.into()))
+                .unwrap_err();
+            assert!(err.0.contains("subprotocol names"), "{err}");
+        }
     }
 
     #[test]

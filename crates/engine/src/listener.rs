@@ -872,6 +872,7 @@ async fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) ->
     } else {
         (Arrival::Handshake(Box::new(handshake)), Vec::new())
     };
+    let protocol = subprotocol(req.headers(), &shared.config.websocket_subprotocol);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -900,7 +901,23 @@ async fn upgrade(mut req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) ->
             HeaderValue::from_str(&agreed.response).expect("ASCII we wrote"),
         );
     }
+    // A `handshake` callback's own choice stands.
+    if let Some(chosen) = protocol.filter(|_| !h.contains_key(header::SEC_WEBSOCKET_PROTOCOL)) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, chosen);
+    }
     res
+}
+
+/// The first subprotocol the client asks for that `websocket_subprotocol` lists. A browser
+/// that asked for one fails the connection when the answer names none, as RFC 6455 lets it.
+fn subprotocol(headers: &header::HeaderMap, ours: &[String]) -> Option<HeaderValue> {
+    let asked = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
+    asked
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| ours.iter().any(|o| o == p))
+        .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
 /// Hands a handshake to the `handshake` callback. Let in: the connection (registered by
