@@ -249,6 +249,22 @@ def test_idle_clients_are_pinged_and_stay_while_they_answer(php_server):
         assert_serves(srv, quiet)
 
 
+def test_idle_clients_are_pinged_before_a_short_heartbeat_idle_time_drops_them(php_server):
+    """heartbeat_idle_time under ping_interval + heartbeat_check_interval (0.8 s against 0.4 +
+    0.5, as 8 against Swoole-style 4 + 5): a client just short of ping_interval at one sweep
+    was dropped at the next, never pinged. Ten idle clients that answer pings, opened 50 ms
+    apart so that some fall there, all stay."""
+    srv = php_server("echo.php", env=settings_env(heartbeat_idle_time=0.8, ping_interval=0.4, heartbeat_check_interval=0.5))
+    with contextlib.ExitStack() as stack:
+        clients = []
+        for _ in range(10):
+            clients.append(stack.enter_context(connect(srv.url, ping_interval=None)))
+            time.sleep(0.05)
+        time.sleep(2.5)
+        assert "close " not in srv.stdout(), srv.stdout()
+        assert_serves(srv, *clients)
+
+
 def test_client_that_stops_answering_is_dropped_after_heartbeat_idle_time(php_server):
     srv = php_server("echo.php", env=settings_env(**HEARTBEAT))
     with connect(srv.url, ping_interval=None) as healthy, RawClient(srv.port) as dead:

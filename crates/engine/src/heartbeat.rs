@@ -15,11 +15,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
     let idle_limit = config.heartbeat_idle_time.as_millis() as u64;
     let ping_every = config.ping_every().as_millis() as u64;
-    let mut tick = tokio::time::interval(
-        config
-            .heartbeat_check_interval
-            .max(Duration::from_millis(10)),
-    );
+    let check = config
+        .heartbeat_check_interval
+        .max(Duration::from_millis(10));
+    // A connection is pinged at the last sweep before the one that would drop it, if not
+    // before: with `heartbeat_idle_time` under `ping_interval` + `heartbeat_check_interval`
+    // (8 s against 4 + 5) one that was just short of `ping_interval` at a sweep was dropped at
+    // the next without a ping.
+    let ping_at = match idle_limit {
+        0 => ping_every,
+        limit => ping_every.min(limit.saturating_sub(check.as_millis() as u64)),
+    };
+    let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -29,8 +36,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             if idle_limit > 0 && idle >= idle_limit {
                 log::info!(target: "surge", "fd {}: nothing received for {idle} ms; dropping it", conn.fd);
                 conn.kill();
-            } else if ping_every > 0 && idle >= ping_every {
-                conn.ping_if_due(now, ping_every);
+            } else if ping_every > 0 && idle >= ping_at {
+                conn.ping_if_due(now, ping_at);
             }
         });
     }
