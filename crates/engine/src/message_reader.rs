@@ -252,6 +252,9 @@ impl Frames {
             return Ok(None);
         }
         let len = payload_len(&bytes[..header]);
+        if len >> 63 != 0 {
+            return Err(ReadError::Protocol("payload length with its top bit set"));
+        }
         // Control frames are up to 125 bytes whatever the limit (checked above).
         if !control && len > self.max as u64 {
             return Err(ReadError::FrameTooBig);
@@ -614,6 +617,11 @@ mod tests {
         huge.extend((1u64 << 30).to_be_bytes());
         huge.extend([1, 2, 3, 4]);
         assert_eq!(refused(huge).await, "frame over the size limit");
+        // A 64-bit length must leave its top bit clear (RFC 6455 5.2): a protocol error.
+        let mut bad = vec![0x82, 0x80 | 127];
+        bad.extend((1u64 << 63).to_be_bytes());
+        bad.extend([1, 2, 3, 4]);
+        assert!(refused(bad).await.contains("top bit set"));
         // Invalid UTF-8 is refused in the fragment that brings it, before the message ends.
         let input = [client_frame(0x01, b"ok"), client_frame(0x00, &[0xc0, 0x80])].concat();
         assert!(refused(input).await.contains("UTF-8"));
