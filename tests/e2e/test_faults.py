@@ -63,6 +63,55 @@ def test_clients_flooding_a_blocked_php_thread_are_held_back_nothing_lost(php_se
     assert grew < 192 * 1024, f"peak RSS grew {grew} KiB while PHP was blocked"
 
 
+def test_memory_large_messages_took_is_given_back_once_they_stop(php_server, tmp_path):
+    """Four clients stream 2 MB messages for 3 s into a callback that takes 20 ms: once PHP has
+    handled them, the server's RSS falls back to near where it started (glibc kept what they
+    took in its heaps: 44 MB of 63, with no message or connection left, until 256 connections
+    had come or gone)."""
+    script = tmp_path / "slow_messages.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('message', function ($s, $frame) {
+            if ($frame->data === 'done?') {
+                $s->push($frame->fd, 'done');
+            } else {
+                usleep(20000);
+            }
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    time.sleep(0.5)
+    base = rss_kib(srv.proc.pid)
+    stop = time.monotonic() + 3
+
+    def stream():
+        with RawClient(srv.port, timeout=1) as raw:
+            raw.open()
+            message = frame(0x2, b"y" * 2_000_000)
+            while time.monotonic() < stop:
+                try:
+                    raw.sock.sendall(message)
+                except TimeoutError:
+                    pass
+
+    threads = [threading.Thread(target=stream) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    grew = rss_kib(srv.proc.pid) - base
+    assert grew > 32 * 1024, f"the messages took only {grew} KiB: the test measures nothing"
+    with connect(srv.url, open_timeout=10) as ws:
+        ws.send("done?")
+        assert ws.recv(timeout=60) == "done"
+    deadline = time.monotonic() + 10
+    while (kept := rss_kib(srv.proc.pid) - base) > 16 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kept <= 16 * 1024, f"RSS still {kept} KiB above where it started ({grew} KiB at the most)"
+
+
 def test_memory_a_burst_of_connections_took_is_given_back_after_they_leave(php_server):
     """3000 clients connect at once, stay a moment and leave: the server's RSS falls back to
     near where it started (glibc alone would keep most of it in its heaps)."""

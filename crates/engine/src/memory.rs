@@ -1,10 +1,14 @@
-//! Gives the memory a burst of connections leaves behind back to the system.
+//! Gives the memory a burst of connections, or of large messages, leaves behind back to the
+//! system.
 //!
 //! A connection's handshake allocates far more (hyper's buffers, the HTTP task) than the open
 //! connection keeps, and glibc keeps freed memory in its heaps: after 10,000 clients connected
 //! at once, about 0.5 KiB per connection sat in whole free pages (RSS 3.12 KiB per connection,
-//! 2.58 after a trim, measured). `malloc_trim` hands such pages back (MADV_DONTNEED); it walks
-//! the heaps, a few milliseconds, so it runs once a burst is over, not on every change.
+//! 2.58 after a trim, measured). Large messages do the same (glibc serves them from its heaps
+//! once it has freed a few that size): after clients flooded a slow callback with 2 MB
+//! messages, 83 MB stayed with no connection left. `malloc_trim` hands such pages back
+//! (MADV_DONTNEED); it walks the heaps, a few milliseconds, so it runs once a burst is over,
+//! not on every change.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,31 +19,39 @@ use crate::shared::Shared;
 /// Connections opened or closed since the last trim that make another worth doing.
 const CHURN: u64 = 256;
 
-/// With connections coming and going all the time, trim this often at most.
+/// Message bytes received and sent since the last trim that make another worth doing.
+const MOVED: u64 = 64 << 20;
+
+/// With connections or messages coming all the time, trim this often at most.
 const STEADY_CHURN_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // Plain HTTP (static files, downloads, TLS handshakes) churns as WebSockets do: a burst
     // of it over, the next second without change trims.
-    let churn = || {
-        shared.stats.accepted.load(Relaxed)
-            + shared.stats.closed.load(Relaxed)
-            + shared.http_ended.load(Relaxed)
+    let stats = &shared.stats;
+    let now = || {
+        let churn = stats.accepted.load(Relaxed)
+            + stats.closed.load(Relaxed)
+            + shared.http_ended.load(Relaxed);
+        (
+            churn,
+            stats.bytes_in.load(Relaxed) + stats.bytes_out.load(Relaxed),
+        )
     };
-    let (mut trimmed_at, mut last, mut trimmed_when) = (churn(), churn(), Instant::now());
+    let (mut trimmed_at, mut last, mut trimmed_when) = (now(), now(), Instant::now());
     loop {
         tick.tick().await;
-        let now = churn();
-        // A second without connections opening or closing: the burst is over.
-        let quiet = now == last || trimmed_when.elapsed() >= STEADY_CHURN_EVERY;
-        if quiet && now - trimmed_at >= CHURN {
+        let (churn, moved) = now();
+        // A second without connections opening or closing, nor messages: the burst is over.
+        let quiet = (churn, moved) == last || trimmed_when.elapsed() >= STEADY_CHURN_EVERY;
+        if quiet && (churn - trimmed_at.0 >= CHURN || moved - trimmed_at.1 >= MOVED) {
             trimmed_when = Instant::now();
             trim();
             log::debug!(target: "surge", "returned free heap pages to the system in {:?}", trimmed_when.elapsed());
-            trimmed_at = now;
+            trimmed_at = (churn, moved);
         }
-        last = now;
+        last = (churn, moved);
     }
 }
 
