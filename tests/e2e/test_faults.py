@@ -8,6 +8,7 @@ import http.client
 import json
 import resource
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -293,6 +294,38 @@ def test_a_slow_consumer_that_reads_nothing_is_dropped_soon_after_its_1008(php_s
         srv.wait_output("close ", timeout=10)
     finally:
         slow.close()
+
+
+def test_a_client_that_reads_slowly_gets_all_of_a_large_message_before_its_close(php_server, tmp_path):
+    """disconnect() right after a 6 MB push to a client that reads it slowly but steadily (a
+    small receive buffer, 64 KiB every 50 ms: about 5 s): the close waits behind the write while
+    the write goes on, so the client gets the whole message, then its close frame (a close
+    waiting behind a write was given 2 s in all, and the client was cut halfway)."""
+    script = tmp_path / "big_then_close.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn']);
+        $s->on('message', function ($s, $frame) {
+            $s->push($frame->fd, str_repeat('x', 6_000_000));
+            $s->after(200, fn () => $s->disconnect($frame->fd, 4000, 'bye'));
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    raw = RawClient(srv.port, timeout=10)
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    with raw:
+        raw.open()
+        raw.send_frame(OP_TEXT, b"go")
+        got = b""
+        while not got.endswith(b"bye"):
+            time.sleep(0.05)
+            chunk = raw.sock.recv(64 * 1024)
+            assert chunk, f"the connection ended after {len(got)} bytes"
+            got += chunk
+    # The message (a 10-byte header, its bytes), then the close frame with its code and reason.
+    assert len(got) == 10 + 6_000_000 + 2 + 2 + 3
+    assert got.endswith(b"\x88\x05" + (4000).to_bytes(2, "big") + b"bye")
 
 
 def test_a_message_that_takes_longer_than_heartbeat_idle_time_to_come_is_not_dropped(php_server):

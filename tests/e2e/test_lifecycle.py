@@ -377,6 +377,36 @@ def test_a_backlog_queued_before_a_stop_signal_is_served_for_shutdown_timeout_at
     assert "PHP did not finish" not in srv.stderr()
 
 
+@pytest.mark.parametrize("ms", [500, 2000])
+def test_a_backlog_cut_short_by_shutdown_timeout_still_runs_the_close_callbacks(php_server, tmp_path, ms):
+    """Two clients' 10 messages of 0.5 or 2 s each wait when SIGTERM comes. Once shutdown_timeout
+    (3 s) has passed since the signal, the messages left are not handed to PHP: the clients'
+    closes are, and the process stops with status 0 (the drain spent its time on the messages,
+    whose answers could no longer go out, and the close callbacks never ran; with 2 s callbacks
+    the stop watchdog ended the process)."""
+    script = server_script(tmp_path, "backlog_closes", f"""
+        $s->on('message', function ($s, $frame) {{
+            usleep({ms} * 1000);
+            $s->push($frame->fd, "done {{$frame->data}}");
+        }});
+        $s->on('close', function ($s, $fd) {{ echo "close $fd\\n"; }});
+        $s->on('shutdown', function () {{ echo "shutdown\\n"; }});
+    """, ", 'shutdown_timeout' => 3")
+    srv = php_server(script)
+    with connect(srv.url) as a, connect(srv.url) as b:
+        for i in range(10):
+            a.send(f"a{i}")
+            b.send(f"b{i}")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        assert close_code(a) == 1001
+        assert close_code(b) == 1001
+    assert srv.wait(timeout=15) == 0, srv.stderr()
+    out = srv.stdout()
+    assert len(re.findall(r"^close \d+$", out, re.M)) == 2, out
+    assert "shutdown" in out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_does_not_cut_a_running_callback_short(php_server, sig):
     srv = php_server("echo.php")

@@ -157,15 +157,23 @@ where
                     raised = true;
                 }
                 // A close asked meanwhile (a slow consumer's 1008, disconnect()) waits behind
-                // the write, which a client that reads nothing never lets end: it gets
-                // CLOSE_WAIT, as the client's answer to it would. Its `close` callback and
-                // what the write holds waited for the heartbeat (a minute), or for ever.
+                // the write, which a client that reads nothing never lets end: once the write
+                // has made no progress for CLOSE_WAIT, as long as the client's answer to the
+                // close gets, the connection is dropped. Its `close` callback and what the
+                // write holds waited for the heartbeat (a minute), or for ever.
                 if writing && raised {
                     if let Some(code) = conn.close_queued() {
-                        let timer = close_wait
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_WAIT)));
-                        if timer.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Flow::Abandoned(code));
+                        let (timer, seen) = close_wait.get_or_insert_with(|| {
+                            (Box::pin(tokio::time::sleep(CLOSE_WAIT)), conn.written())
+                        });
+                        while timer.as_mut().poll(cx).is_ready() {
+                            if conn.written() == *seen {
+                                return Poll::Ready(Flow::Abandoned(code));
+                            }
+                            *seen = conn.written();
+                            timer
+                                .as_mut()
+                                .reset(tokio::time::Instant::now() + CLOSE_WAIT);
                         }
                     }
                 }
@@ -287,7 +295,7 @@ async fn finish<S>(
         }
         Flow::Stop(code) => code,
         Flow::Abandoned(code) => {
-            log::info!(target: "surge", "fd {}: closed with {code}, but it reads nothing: dropping it", conn.fd);
+            log::info!(target: "surge", "fd {}: closed with {code}, but it has read nothing for {CLOSE_WAIT:?}: dropping it", conn.fd);
             code
         }
         Flow::Continue => unreachable!(),
@@ -467,7 +475,10 @@ where
             .iter()
             .take_while(|item| item.frame().is_some())
             .count();
-        if write_frames(ws, &mut items, frames, deflate).await.is_err() {
+        if write_frames(ws, conn, &mut items, frames, deflate)
+            .await
+            .is_err()
+        {
             return Flow::Stop(ABNORMAL);
         }
         if let Some(Outgoing::Control(control)) = items.pop_front() {
@@ -493,6 +504,7 @@ where
 /// of each frame's bytes.
 async fn write_frames<S>(
     ws: &mut WebSocket<S>,
+    conn: &Conn,
     items: &mut VecDeque<Outgoing>,
     mut frames: usize,
     deflate: Option<u8>,
@@ -514,6 +526,7 @@ where
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
+        conn.wrote(written);
         while written > 0 {
             let left = frame_bytes(&items[0], deflate).len() - done;
             if written >= left {

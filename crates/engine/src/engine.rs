@@ -575,7 +575,7 @@ impl Engine {
         // the stop waits for its clients; past that the task waited for was dropped with the
         // queue, and the stop's watchdog would kill this worker waiting.
         let grace = self.shared.config.shutdown_timeout;
-        let stopped = || crate::signal_arrival::since_first().is_some_and(|t| t >= grace);
+        let stopped = || signal_arrival::since_first().is_some_and(|t| t >= grace);
         Ok(results.wait(&ids, timeout, stopped))
     }
 
@@ -644,9 +644,9 @@ impl Engine {
         self.timers.clear_all();
     }
 
-    /// A SIGINT or SIGTERM came, whether or not its event has reached PHP yet.
-    pub fn stop_signal_came(&self) -> bool {
-        signal_arrival::came()
+    /// How long ago the first SIGINT or SIGTERM came, whether or not its event has reached PHP.
+    pub fn since_stop_signal(&self) -> Option<Duration> {
+        signal_arrival::since_first()
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

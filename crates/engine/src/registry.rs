@@ -101,6 +101,9 @@ pub struct Conn {
     /// Milliseconds since the engine started, of the last frame received.
     last_active: AtomicU64,
     last_ping: AtomicU64,
+    /// Bytes of queued frames written so far (by the connection's task alone): a close waiting
+    /// behind a write gives up on the client only while this stands still.
+    written: AtomicU64,
     outbox: Mutex<Outbox>,
     pub(crate) wake: WakeSignal,
     /// Set once for a connection on the Pusher protocol's path (`/app/{key}`): its session,
@@ -122,6 +125,7 @@ impl Conn {
             connect_time,
             last_active: AtomicU64::new(now_ms),
             last_ping: AtomicU64::new(now_ms),
+            written: AtomicU64::new(0),
             outbox: Mutex::new(Outbox {
                 queue: VecDeque::new(),
                 bytes: 0,
@@ -170,6 +174,16 @@ impl Conn {
         drop(out);
         self.wake.raise();
         Ok(())
+    }
+
+    pub(crate) fn wrote(&self, bytes: usize) {
+        // One writer: a load and a store, not a locked add.
+        let total = self.written.load(Relaxed) + bytes as u64;
+        self.written.store(total, Relaxed);
+    }
+
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Relaxed)
     }
 
     /// The code of the close frame waiting in the outbox, if one waits (it is the last: nothing

@@ -83,7 +83,9 @@ pub(crate) fn reset() {
     FIRST.store(0, Ordering::SeqCst);
 }
 
-/// How long ago the first stop signal since `reset` came, if one did.
+/// How long ago the first stop signal since `reset` came, if one did: known as it arrives,
+/// before Tokio's signal stream (which runs only between two of PHP's batches with
+/// `worker_threads` 0) has queued its event.
 pub(crate) fn since_first() -> Option<Duration> {
     match FIRST.load(Ordering::SeqCst) {
         0 => None,
@@ -91,12 +93,6 @@ pub(crate) fn since_first() -> Option<Duration> {
             monotonic_nanos().saturating_sub(first),
         )),
     }
-}
-
-/// Whether a stop signal came since `reset`: known as it arrives, before Tokio's signal stream
-/// (which runs only between two of PHP's batches with `worker_threads` 0) has queued its event.
-pub(crate) fn came() -> bool {
-    FIRST.load(Ordering::Relaxed) != 0
 }
 
 /// Whether a stop signal came a second or more after the first one since `reset`.

@@ -296,12 +296,12 @@ const ANSWER_TIME: Duration = Duration::from_secs(1);
 
 /// How far a stop signal's stop has gone when serving ends. Events queued before the signal are
 /// still served (what their callbacks push goes out before the 1001s), but for
-/// `shutdown_timeout` at most from when PHP first saw that a signal came: a backlog of slow
-/// callbacks had no bound, and the stop watchdog ended the process without its 1001s, `close`
-/// or `shutdown` callbacks.
+/// `shutdown_timeout` at most from the signal's arrival (which the stop watchdog counts from
+/// too): a backlog of slow callbacks had no bound, and the watchdog ended the process without
+/// its 1001s, `close` or `shutdown` callbacks.
 #[derive(Default)]
 struct Stopping {
-    /// `shutdown_timeout` after PHP first saw that a stop signal came.
+    /// `shutdown_timeout` after the stop signal came, once PHP has seen that it did.
     deadline: Option<Instant>,
     /// Events that were not served for lack of time, for the drain to take first.
     left: Vec<Event>,
@@ -311,13 +311,26 @@ impl Stopping {
     /// Whether serving must end before the next event: a stop signal came `shutdown_timeout`
     /// ago or more. While none came, one atomic load.
     fn out_of_time(&mut self, engine: &Engine) -> bool {
-        if !engine.stop_signal_came() {
-            return false;
-        }
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| Instant::now() + engine.shutdown_timeout());
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => {
+                let Some(since) = engine.since_stop_signal() else {
+                    return false;
+                };
+                let came = Instant::now()
+                    .checked_sub(since)
+                    .unwrap_or_else(Instant::now);
+                *self.deadline.insert(came + engine.shutdown_timeout())
+            }
+        };
         Instant::now() >= deadline
+    }
+
+    /// Serving ran out of time: the messages still queued are not handed to PHP (what their
+    /// callbacks pushed could not follow the 1001s, and the time was spent), so that the
+    /// clients' closes and the HTTP requests under way are in the time left.
+    fn cut_short(&self) -> bool {
+        !self.left.is_empty()
     }
 
     /// Until when the drain hands PHP events and waits for the clients' closes.
@@ -361,7 +374,7 @@ fn serve(
             let mut events = batch.drain(..);
             while let Some(event) = events.next() {
                 if stopping.out_of_time(engine) {
-                    log::warn!(target: "surge", "shutdown_timeout ({:?}) passed since the stop signal with events that came before it still queued: stopping now", engine.shutdown_timeout());
+                    log::warn!(target: "surge", "shutdown_timeout ({:?}) passed since the stop signal with events that came before it still queued: stopping now, without the messages", engine.shutdown_timeout());
                     stopping.left.push(event);
                     stopping.left.extend(events);
                     server.stop_requested.set(true);
@@ -412,7 +425,8 @@ fn drain(
     let deadline = stopping.drain_deadline(engine);
     // The signal that began the stop is still queued when serving ran out of time before it:
     // the warning then said why the stop began.
-    let mut signal_told = stopping.left.is_empty();
+    let cut_short = stopping.cut_short();
+    let mut signal_told = !cut_short;
     let mut batch = stopping.left;
     let mut unhandled = 0;
     loop {
@@ -447,6 +461,10 @@ fn drain(
                 };
                 // The stop under way: a signal cuts it short only a second or more after the
                 // first (closer, the same Ctrl-C reached the process twice).
+                if cut_short && matches!(event, Event::Message { .. }) {
+                    unhandled += 1;
+                    continue;
+                }
                 if let Event::Signal { name, again: false } = event {
                     if signal_told {
                         log::info!(target: "surge", "{name} received while stopping: the same stop");
