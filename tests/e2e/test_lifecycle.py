@@ -449,6 +449,27 @@ def test_a_second_signal_ends_a_server_stuck_in_a_callback_at_once(php_server):
     assert "PHP did not finish after the stop signal (2 received" in srv.stderr()
 
 
+def test_a_second_ctrl_c_during_the_backlog_stops_at_once_with_1001(php_server, tmp_path):
+    """Ctrl-C while 20 messages of 0.5 s wait, and again 1.5 s later: the second one is "now",
+    and the clients get their 1001 (its event waited behind the backlog, and the stop watchdog
+    ended the process a second later: status 1, no 1001, no shutdown callback)."""
+    script = server_script(tmp_path, "backlog_twice", """
+        $s->on('message', function ($s, $frame) { usleep(500000); });
+        $s->on('shutdown', function () { echo "shutdown\\n"; });
+    """, ", 'shutdown_timeout' => 10")
+    srv = php_server(script)
+    with connect(srv.url) as ws:
+        for i in range(20):
+            ws.send(f"m{i}")
+        time.sleep(0.3)
+        srv.signal(signal.SIGINT)
+        time.sleep(1.5)
+        srv.signal(signal.SIGINT)
+        assert close_code(ws) == 1001
+    assert srv.wait(timeout=10) == 0, srv.stderr()
+    assert "shutdown" in srv.stdout()
+
+
 def test_two_signals_within_a_second_are_one_stop(php_server, tmp_path):
     """One Ctrl-C that reaches the process twice (the terminal's group, then a wrapper such as
     npm forwarding it) does not end a shutdown callback that takes 2.5 s: one stop, not two."""

@@ -649,6 +649,11 @@ impl Engine {
         signal_arrival::since_first()
     }
 
+    /// Another stop signal came a second or more after the first (see `signal_arrival`).
+    pub fn stop_signal_again(&self) -> bool {
+        signal_arrival::again()
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         self.shared.config.shutdown_timeout
     }

@@ -219,6 +219,10 @@ fn serve_and_stop(
 /// How long exit() in a callback lets the network work go on (see `flush_after_exit`).
 const EXIT_FLUSH: Duration = Duration::from_millis(500);
 
+/// How long a stop "now" (a second signal) lets the 1001s go out: the stop watchdog gives the
+/// process a second after that signal.
+const NOW_FLUSH: Duration = Duration::from_millis(300);
+
 /// exit() in a callback: PHP runs no more, but what it pushed or answered just before is
 /// written, and every client gets its 1001 rather than a reset, for [`EXIT_FLUSH`] at most.
 /// Events that come meanwhile are dropped (a request among them gets a 500).
@@ -228,7 +232,12 @@ fn flush_after_exit(engine: &Engine) {
         return;
     }
     engine.begin_shutdown(1001, "server shutting down");
-    let deadline = Instant::now() + EXIT_FLUSH;
+    flush(engine, EXIT_FLUSH);
+}
+
+/// Lets the network work go on, without PHP, until every client is gone or `within` passed.
+fn flush(engine: &Engine, within: Duration) {
+    let deadline = Instant::now() + within;
     let mut dropped = Vec::with_capacity(BATCH);
     while !engine.is_idle() && Instant::now() < deadline {
         engine.recv(&mut dropped, BATCH, Some(Duration::from_millis(10)));
@@ -380,6 +389,12 @@ fn serve(
                     server.stop_requested.set(true);
                     return Next::Continue;
                 }
+                // A second signal as the first's backlog is served: "now" (its event waits
+                // behind the backlog, and the stop watchdog gives it a second).
+                if whole && stopping.deadline.is_some() && engine.stop_signal_again() {
+                    log::info!(target: "surge", "stop signal received again");
+                    return Next::Stop;
+                }
                 let again = matches!(event, Event::Signal { again: true, .. });
                 match dispatch(server, this, event) {
                     Next::Continue => {}
@@ -420,6 +435,7 @@ fn drain(
         engine.begin_shutdown(1001, "server shutting down");
     }
     if after == Next::Stop {
+        flush(engine, NOW_FLUSH);
         return stopping_now();
     }
     let deadline = stopping.drain_deadline(engine);
