@@ -249,12 +249,14 @@ def test_idle_clients_are_pinged_and_stay_while_they_answer(php_server):
         assert_serves(srv, quiet)
 
 
-def test_idle_clients_are_pinged_before_a_short_heartbeat_idle_time_drops_them(php_server):
+@pytest.mark.parametrize("idle,ping,check", [(0.8, 0.4, 0.5), (1.0, 0.5, 0.5)])
+def test_idle_clients_are_pinged_before_a_short_heartbeat_idle_time_drops_them(php_server, idle, ping, check):
     """heartbeat_idle_time under ping_interval + heartbeat_check_interval (0.8 s against 0.4 +
-    0.5, as 8 against Swoole-style 4 + 5): a client just short of ping_interval at one sweep
-    was dropped at the next, never pinged. Ten idle clients that answer pings, opened 50 ms
-    apart so that some fall there, all stay."""
-    srv = php_server("echo.php", env=settings_env(heartbeat_idle_time=0.8, ping_interval=0.4, heartbeat_check_interval=0.5))
+    0.5, as 8 against Swoole-style 4 + 5), or just at it (10 against 5 + 5, a sweep a moment
+    late): a client just short of ping_interval at one sweep was dropped at the next, never
+    pinged. Ten idle clients that answer pings, opened 50 ms apart so that some fall there,
+    all stay."""
+    srv = php_server("echo.php", env=settings_env(heartbeat_idle_time=idle, ping_interval=ping, heartbeat_check_interval=check))
     with contextlib.ExitStack() as stack:
         clients = []
         for _ in range(10):

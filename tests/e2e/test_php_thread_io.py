@@ -41,3 +41,27 @@ def test_a_client_whose_messages_keep_php_busy_does_not_hold_up_the_others(php_s
             assert other.ping().wait(timeout=10)
             ran = srv.stdout().count("slept ")
     assert ran < 100, srv.stdout()
+
+
+def test_a_push_and_disconnect_to_a_client_that_reads_nothing_ends_soon(php_server, tmp_path):
+    """Here the push and the close frame a callback queues go out in one write, which a client
+    that reads nothing never lets end: two seconds without progress, and the connection is
+    dropped and `close` runs (it waited for the heartbeat: a minute)."""
+    from rawws import OP_TEXT, RawClient
+
+    script = tmp_path / "push_and_close.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'worker_threads' => 0]);
+        $s->on('message', function ($s, $frame) {
+            $s->push($frame->fd, str_repeat('x', 12_000_000));
+            $s->disconnect($frame->fd, 4000, 'bye');
+        });
+        $s->on('close', function ($s, $fd) { echo "close $fd\\n"; });
+        $s->start();
+    """)
+    srv = php_server(script)
+    with RawClient(srv.port) as raw:
+        raw.open()
+        raw.send_frame(OP_TEXT, b"go")
+        srv.wait_output("close ", timeout=10)

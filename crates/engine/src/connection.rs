@@ -143,7 +143,7 @@ where
             };
             let writing = matches!(wake, Wake::Outbox);
             let mut step = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate));
-            let mut close_wait = None;
+            let mut close_wait = CloseWait::default();
             let flow = poll_fn(|cx| {
                 if let Poll::Ready(flow) = step.as_mut().poll(cx) {
                     return Poll::Ready(flow);
@@ -156,25 +156,9 @@ where
                     }
                     raised = true;
                 }
-                // A close asked meanwhile (a slow consumer's 1008, disconnect()) waits behind
-                // the write, which a client that reads nothing never lets end: once the write
-                // has made no progress for CLOSE_WAIT, as long as the client's answer to the
-                // close gets, the connection is dropped. Its `close` callback and what the
-                // write holds waited for the heartbeat (a minute), or for ever.
-                if writing && raised {
-                    if let Some(code) = conn.close_queued() {
-                        let (timer, seen) = close_wait.get_or_insert_with(|| {
-                            (Box::pin(tokio::time::sleep(CLOSE_WAIT)), conn.written())
-                        });
-                        while timer.as_mut().poll(cx).is_ready() {
-                            if conn.written() == *seen {
-                                return Poll::Ready(Flow::Abandoned(code));
-                            }
-                            *seen = conn.written();
-                            timer
-                                .as_mut()
-                                .reset(tokio::time::Instant::now() + CLOSE_WAIT);
-                        }
+                if writing && (raised || close_wait.watching()) {
+                    if let Some(code) = close_wait.given_up(&conn, cx) {
+                        return Poll::Ready(Flow::Abandoned(code));
                     }
                 }
                 Poll::Pending
@@ -186,6 +170,49 @@ where
         };
         Box::pin(finish(flow, ws, conn, shared, deflate)).await;
         drop(guard);
+    }
+}
+
+/// A close we asked for (a slow consumer's 1008, disconnect()) waits behind the write under way
+/// (or is its last frame), which a client that reads nothing never lets end: once the write has
+/// made no progress for CLOSE_WAIT, as long as the client's answer to a close gets, the
+/// connection is dropped. Its `close` callback, and what the write holds, waited for the
+/// heartbeat (a minute), or for ever.
+#[derive(Default)]
+struct CloseWait {
+    /// Whether the step has been looked at once (a close may have come with its batch).
+    looked: bool,
+    /// Since our close: a timer of CLOSE_WAIT, and the bytes written when it was set.
+    timer: Option<(Pin<Box<tokio::time::Sleep>>, u64)>,
+}
+
+impl CloseWait {
+    /// Whether to look again though the outbox was not raised: once per step, then while a
+    /// close waits.
+    fn watching(&self) -> bool {
+        !self.looked || self.timer.is_some()
+    }
+
+    /// The code we closed with, once the write has stood still for CLOSE_WAIT since. Out of
+    /// line: it runs only for a write that waits, and the step's poll is the hot path.
+    #[cold]
+    #[inline(never)]
+    fn given_up(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Option<u16> {
+        self.looked = true;
+        let code = conn.closed_with()?;
+        let (timer, seen) = self
+            .timer
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(CLOSE_WAIT)), conn.written()));
+        while timer.as_mut().poll(cx).is_ready() {
+            if conn.written() == *seen {
+                return Some(code);
+            }
+            *seen = conn.written();
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + CLOSE_WAIT);
+        }
+        None
     }
 }
 

@@ -21,10 +21,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // A connection is pinged at the last sweep before the one that would drop it, if not
     // before: with `heartbeat_idle_time` under `ping_interval` + `heartbeat_check_interval`
     // (8 s against 4 + 5) one that was just short of `ping_interval` at a sweep was dropped at
-    // the next without a ping. (Sweeps as far apart as the idle time leave no such sweep.)
+    // the next without a ping; so was one at twice the check interval (10 against 5 + 5) when
+    // a sweep came a moment late, hence the half. (Sweeps as far apart as the idle time leave
+    // no such sweep.)
     let check_ms = check.as_millis() as u64;
     let ping_at = match idle_limit > check_ms {
-        true => ping_every.min(idle_limit - check_ms),
+        true => ping_every.min((idle_limit - check_ms) / 2),
         false => ping_every,
     };
     let mut tick = tokio::time::interval(check);

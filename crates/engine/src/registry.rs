@@ -28,8 +28,9 @@ pub enum PushError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
-    /// A close frame is queued (by us or in answer to the client's); nothing more is accepted.
-    Closing,
+    /// A close frame is queued (by us, with this code, or in answer to the client's: None);
+    /// nothing more is accepted.
+    Closing(Option<u16>),
     /// Drop the socket without a close handshake (dead peer found by the heartbeat).
     Kill,
     /// The connection's task has ended: it left the registry and its channels.
@@ -160,7 +161,7 @@ impl Conn {
             log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008", self.fd, out.bytes);
             out.queue.clear();
             out.bytes = 0;
-            out.state = State::Closing;
+            out.state = State::Closing(Some(1008));
             out.queue.push_back(Outgoing::Control(Control::Close(
                 1008,
                 "slow consumer: too much data queued".into(),
@@ -186,12 +187,11 @@ impl Conn {
         self.written.load(Relaxed)
     }
 
-    /// The code of the close frame waiting in the outbox, if one waits (it is the last: nothing
-    /// is queued once the connection closes).
-    pub(crate) fn close_queued(&self) -> Option<u16> {
-        let out = self.outbox.lock();
-        match (out.state, out.queue.back()) {
-            (State::Closing, Some(Outgoing::Control(Control::Close(code, _)))) => Some(*code),
+    /// The code we closed with, once we have (our close frame queued, or in the batch being
+    /// written).
+    pub(crate) fn closed_with(&self) -> Option<u16> {
+        match self.outbox.lock().state {
+            State::Closing(code) => code,
             _ => None,
         }
     }
@@ -208,7 +208,7 @@ impl Conn {
         if out.state != State::Open {
             return false;
         }
-        out.state = State::Closing;
+        out.state = State::Closing(Some(code));
         out.queue
             .push_back(Outgoing::Control(Control::Close(code, reason.into())));
         drop(out);
@@ -220,7 +220,7 @@ impl Conn {
     pub(crate) fn closed_by_peer(&self) {
         let mut out = self.outbox.lock();
         if out.state == State::Open {
-            out.state = State::Closing;
+            out.state = State::Closing(None);
         }
     }
 

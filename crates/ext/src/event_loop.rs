@@ -475,12 +475,12 @@ fn drain(
                 let Some(event) = events.next() else {
                     break;
                 };
-                // The stop under way: a signal cuts it short only a second or more after the
-                // first (closer, the same Ctrl-C reached the process twice).
                 if cut_short && matches!(event, Event::Message { .. }) {
                     unhandled += 1;
                     continue;
                 }
+                // The stop under way: a signal cuts it short only a second or more after the
+                // first (closer, the same Ctrl-C reached the process twice).
                 if let Event::Signal { name, again: false } = event {
                     if signal_told {
                         log::info!(target: "surge", "{name} received while stopping: the same stop");
