@@ -267,6 +267,12 @@ def test_idle_clients_are_pinged_before_a_short_heartbeat_idle_time_drops_them(p
         assert_serves(srv, *clients)
 
 
+def test_a_heartbeat_check_interval_not_under_the_idle_time_is_warned_of(php_server):
+    """No check comes between a client's last ping and its drop: say so at start."""
+    srv = php_server("echo.php", env=settings_env(heartbeat_idle_time=1, ping_interval=0.5, heartbeat_check_interval=2))
+    srv.wait_output("heartbeat_check_interval (2s) is not shorter than heartbeat_idle_time (1s)", stream="stderr")
+
+
 def test_client_that_stops_answering_is_dropped_after_heartbeat_idle_time(php_server):
     srv = php_server("echo.php", env=settings_env(**HEARTBEAT))
     with connect(srv.url, ping_interval=None) as healthy, RawClient(srv.port) as dead:

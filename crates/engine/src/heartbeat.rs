@@ -29,6 +29,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         true => ping_every.min((idle_limit - check_ms) / 2),
         false => ping_every,
     };
+    if idle_limit > 0 && check_ms >= idle_limit {
+        log::warn!(target: "surge", "heartbeat_check_interval ({check:?}) is not shorter than heartbeat_idle_time ({:?}): an idle client may be dropped before any ping (make the interval a fraction of the idle time)", config.heartbeat_idle_time);
+    }
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
