@@ -267,26 +267,18 @@ def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_ser
     slow.close()
 
 
-def test_a_client_that_reads_nothing_is_still_dropped_by_the_heartbeat(php_server):
+@pytest.mark.parametrize("settings", [
+    dict(heartbeat_check_interval=0.2, heartbeat_idle_time=1, ping_interval=0.5),
+    {},
+], ids=["heartbeat", "closed_with_1008"])
+def test_a_client_that_reads_nothing_is_dropped_and_its_close_runs(php_server, settings):
     """The flood fills the socket of a client that reads nothing, and the write waits for room
-    that never comes: the heartbeat's drop (nothing received for heartbeat_idle_time) still
-    ends the connection, and `close` runs (the task waited on the write for ever)."""
-    settings = settings_env(socket_buffer_size=1 << 20, heartbeat_check_interval=0.2, heartbeat_idle_time=1, ping_interval=0.5)
-    srv = php_server("faults.php", env={**settings, "SURGE_LOG_CLOSE": "1"})
-    slow = RawClient(srv.port, timeout=10).open()
-    try:
-        slow.send_frame(OP_TEXT, b"flood")
-        srv.wait_output("flood stopped", timeout=20)
-        srv.wait_output("close ", timeout=10)
-    finally:
-        slow.close()
-
-
-def test_a_slow_consumer_that_reads_nothing_is_dropped_soon_after_its_1008(php_server):
-    """Its 1008 waits behind a write the client never lets end: two seconds on, the connection
-    is dropped and `close` runs, as for a client that does not answer a close frame (it waited
-    for the heartbeat: a minute by default, with its Table rows and presence)."""
-    srv = php_server("faults.php", env={**settings_env(socket_buffer_size=1 << 20), "SURGE_LOG_CLOSE": "1"})
+    that never comes (the task waited on it for ever). The heartbeat's drop (nothing received
+    for heartbeat_idle_time) ends the connection; so does its slow consumer's 1008, which waits
+    behind that write: two seconds without progress on, the connection is dropped, as for a
+    client that does not answer a close frame (it waited for the heartbeat: a minute by default,
+    with its Table rows and presence). `close` runs either way."""
+    srv = php_server("faults.php", env={**settings_env(socket_buffer_size=1 << 20, **settings), "SURGE_LOG_CLOSE": "1"})
     slow = RawClient(srv.port, timeout=10).open()
     try:
         slow.send_frame(OP_TEXT, b"flood")

@@ -10,6 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from conftest import settings_env
+
 
 def refusal(url: str):
     """The HTTP answer that refused a handshake to `url`."""
@@ -139,8 +141,6 @@ def test_a_handshake_whose_client_left_while_it_waited_is_not_handed_to_php(php_
 def test_websocket_subprotocol_is_agreed_when_the_client_asks_for_one_it_lists(php_server):
     """Swoole's `websocket_subprotocol`: a browser that asks for a subprotocol (graphql-ws,
     STOMP, MQTT clients do) fails the connection when the 101 names none."""
-    from conftest import settings_env
-
     srv = php_server("echo.php", env=settings_env(websocket_subprotocol=["graphql-transport-ws", "chat"]))
     with connect(srv.url, subprotocols=["superchat", "chat"], open_timeout=5) as ws:
         assert ws.subprotocol == "chat"

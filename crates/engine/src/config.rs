@@ -553,16 +553,12 @@ fn locations(value: &Value) -> Result<Vec<String>, ConfigError> {
 
 /// One subprotocol (Swoole's way) or a list, each a token as RFC 6455 requires.
 fn subprotocols(value: &Value) -> Result<Vec<String>, ConfigError> {
-    let one;
     let list = match value {
-        Value::Str(_) => {
-            one = Value::List(vec![value.clone()]);
-            &one
-        }
-        _ => value,
+        Value::Str(_) => Value::List(vec![value.clone()]),
+        other => other.clone(),
     };
     strings(
-        list,
+        &list,
         "websocket_subprotocol",
         "subprotocol names like 'chat' or ['graphql-transport-ws']",
         |s| {

@@ -43,13 +43,7 @@ const SLICE_MS: u64 = 5;
 /// precise one (`Instant::now`) cost an echo round trip 3% more instructions; its few ms of
 /// resolution are nothing beside [`SLICE_MS`]'s purpose.
 fn coarse_now_ms() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
+    crate::signal_arrival::clock_nanos(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
 }
 
 /// `Engine::serve`'s loop, on its stack while it runs.

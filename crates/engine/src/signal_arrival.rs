@@ -110,11 +110,16 @@ fn arrived() {
 }
 
 fn monotonic_nanos() -> u64 {
+    clock_nanos(libc::CLOCK_MONOTONIC)
+}
+
+/// `clock`'s time in nanoseconds (also `inline_dispatch`'s coarse clock).
+pub(crate) fn clock_nanos(clock: libc::clockid_t) -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime fills a valid timespec; it is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    unsafe { libc::clock_gettime(clock, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
