@@ -39,13 +39,6 @@ const REPLY_MAX: usize = 64 * 1024;
 /// connections their rate), short beside the heartbeat and a client's patience.
 const SLICE_MS: u64 = 5;
 
-/// The coarse monotonic clock, in ms: read after every callback run from a task, where the
-/// precise one (`Instant::now`) cost an echo round trip 3% more instructions; its few ms of
-/// resolution are nothing beside [`SLICE_MS`]'s purpose.
-fn coarse_now_ms() -> u64 {
-    crate::signal_arrival::clock_nanos(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
-}
-
 /// `Engine::serve`'s loop, on its stack while it runs.
 pub(crate) struct Serving<'a> {
     shared: &'a Shared,
@@ -147,7 +140,7 @@ impl Here<'_> {
     pub fn run(self, event: Event, conn: &Conn) -> Ran {
         let serving = self.serving;
         if serving.slice_began.get().is_none() {
-            serving.slice_began.set(Some(coarse_now_ms()));
+            serving.slice_began.set(Some(serving.shared.now_ms()));
         }
         let mut single = serving.single.borrow_mut();
         single.push(event);
@@ -163,7 +156,7 @@ impl Here<'_> {
         let must_yield = serving
             .slice_began
             .get()
-            .is_some_and(|began| coarse_now_ms().saturating_sub(began) >= SLICE_MS);
+            .is_some_and(|began| serving.shared.now_ms().saturating_sub(began) >= SLICE_MS);
         if must_yield {
             serving.slice_began.set(None);
         }

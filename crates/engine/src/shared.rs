@@ -8,7 +8,7 @@ use std::sync::atomic::{
     Ordering::{Acquire, Relaxed},
 };
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -17,6 +17,7 @@ use crate::channels::Channels;
 use crate::config::Config;
 use crate::events::Event;
 use crate::registry::{Conn, Registry};
+use crate::signal_arrival::clock_nanos;
 use crate::stats::Stats;
 use crate::workers::FdSource;
 
@@ -77,7 +78,8 @@ pub struct Shared {
     /// stop waits for it as it waits for connections.
     pub(crate) taking_tasks: AtomicBool,
     fds: FdSource,
-    epoch: Instant,
+    /// When the engine started, in the monotonic clock's ns (see `now_ms`).
+    epoch_ns: u64,
     pub start_unix_ms: u64,
     /// The first part of this engine's socket ids (see `socket_id`): random.
     socket_id_prefix: u32,
@@ -112,7 +114,7 @@ impl Shared {
             task_results: Default::default(),
             taking_tasks: AtomicBool::new(false),
             fds,
-            epoch: Instant::now(),
+            epoch_ns: clock_nanos(libc::CLOCK_MONOTONIC),
             start_unix_ms: unix_ms(),
             socket_id_prefix: random_u32(),
         }
@@ -153,9 +155,11 @@ impl Shared {
         self.fds.next()
     }
 
-    /// Milliseconds since the engine started (monotonic).
+    /// Milliseconds since the engine started, by the coarse monotonic clock: read for every
+    /// message (activity, rate limits), where the precise one cost four times as much; it lags
+    /// by a few ms at most, nothing beside what it times.
     pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        clock_nanos(libc::CLOCK_MONOTONIC_COARSE).saturating_sub(self.epoch_ns) / 1_000_000
     }
 
     pub fn to_unix_secs(&self, engine_ms: u64) -> u64 {

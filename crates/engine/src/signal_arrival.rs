@@ -113,7 +113,7 @@ fn monotonic_nanos() -> u64 {
     clock_nanos(libc::CLOCK_MONOTONIC)
 }
 
-/// `clock`'s time in nanoseconds (also `inline_dispatch`'s coarse clock).
+/// `clock`'s time in nanoseconds (also `Shared::now_ms`'s coarse clock).
 pub(crate) fn clock_nanos(clock: libc::clockid_t) -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
