@@ -65,3 +65,44 @@ def test_a_push_and_disconnect_to_a_client_that_reads_nothing_ends_soon(php_serv
         raw.open()
         raw.send_frame(OP_TEXT, b"go")
         srv.wait_output("close ", timeout=10)
+
+
+@pytest.mark.parametrize("answer", ["echo", "pong"])
+def test_a_kick_while_an_answer_waits_on_a_client_that_reads_nothing_ends_soon(php_server, tmp_path, answer):
+    """Here the task that read a message writes its answer itself (the callback's echo, a pong)
+    straight after: a client that sends and reads nothing makes one of those wait for room for
+    good. A disconnect() asked meanwhile (from another client's callback) gives up on it after
+    two seconds without progress, as behind the outbox's writes, and `close` runs (it waited for
+    the heartbeat: a minute)."""
+    import socket
+
+    from rawws import OP_PING, OP_TEXT, RawClient, frame
+
+    script = tmp_path / "echo_and_kick.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'worker_threads' => 0]);
+        $s->on('open', function ($s, $req) { echo "open {$req->fd}\\n"; });
+        $s->on('message', function ($s, $frame) {
+            if (str_starts_with($frame->data, 'kick:')) {
+                $s->disconnect((int) substr($frame->data, 5), 4009, 'kicked');
+                return;
+            }
+            $s->push($frame->fd, $frame->data);
+        });
+        $s->on('close', function ($s, $fd) { echo "close $fd\\n"; });
+        $s->start();
+    """)
+    srv = php_server(script)
+    one = frame(OP_TEXT, b"x" * 60_000) if answer == "echo" else frame(OP_PING, b"p" * 125)
+    with RawClient(srv.port, timeout=3) as flood:
+        flood.open()
+        fd = srv.wait_output("open ").split()[-1]
+        # Until the server stops reading: its answers fill the socket the client does not read.
+        with pytest.raises(socket.timeout):
+            for _ in range(2_000_000):
+                flood.sock.sendall(one)
+        with RawClient(srv.port) as kicker:
+            kicker.open()
+            kicker.send_frame(OP_TEXT, f"kick:{fd}".encode())
+            srv.wait_output(f"close {fd}", timeout=10)

@@ -156,7 +156,7 @@ where
                     }
                     raised = true;
                 }
-                if writing && (raised || close_wait.watching()) {
+                if (writing || conn.answering()) && (raised || close_wait.watching()) {
                     if let Some(code) = close_wait.given_up(&conn, cx) {
                         return Poll::Ready(Flow::Abandoned(code));
                     }
@@ -177,7 +177,8 @@ where
 /// (or is its last frame), which a client that reads nothing never lets end: once the write has
 /// made no progress for CLOSE_WAIT, as long as the client's answer to a close gets, the
 /// connection is dropped. Its `close` callback, and what the write holds, waited for the
-/// heartbeat (a minute), or for ever.
+/// heartbeat (a minute), or for ever. An [`answer`] (64 KiB at most) counts as progress only
+/// once it is written whole.
 #[derive(Default)]
 struct CloseWait {
     /// Whether the step has been looked at once (a close may have come with its batch).
@@ -242,7 +243,7 @@ where
                 Incoming::Text(data) => (data, false),
                 Incoming::Binary(data) => (data, true),
                 Incoming::Ping(payload) => {
-                    return match ws.write(&frame::control(frame::OP_PONG, &payload)).await {
+                    return match answer(ws, conn, &frame::control(frame::OP_PONG, &payload)).await {
                         Ok(()) => Flow::Continue,
                         Err(_) => Flow::Stop(ABNORMAL),
                     };
@@ -261,6 +262,19 @@ where
         Wake::Input(Some(Err(err))) => close_for_error(ws, conn, err).await,
         Wake::Input(None) => Flow::Stop(ABNORMAL),
     }
+}
+
+/// Writes an answer of the step that read a message (its echo, a pong), marked as such so that
+/// a close asked while it waits on a client that reads nothing gives up on it (see
+/// [`CloseWait`]): it waited for the heartbeat.
+async fn answer<S>(ws: &mut WebSocket<S>, conn: &Conn, frame: &[u8]) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    conn.set_answering(true);
+    let written = ws.write(frame).await;
+    conn.set_answering(false);
+    written
 }
 
 /// Ends the connection: the rest of the close handshake, then deregistration and the `close`
@@ -444,7 +458,10 @@ where
             );
             if let Some(frame) = ran.reply {
                 // Borrowed, not cloned: the first clone of a frame's bytes allocates.
-                if ws.write(frame.for_connection(deflate)).await.is_err() {
+                if answer(ws, conn, frame.for_connection(deflate))
+                    .await
+                    .is_err()
+                {
                     return Flow::Stop(ABNORMAL);
                 }
                 bump(&shared.stats.messages_out, 1);

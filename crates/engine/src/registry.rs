@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{
-    AtomicU64, AtomicUsize,
+    AtomicBool, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::Arc;
@@ -105,6 +105,9 @@ pub struct Conn {
     /// Bytes of queued frames written so far (by the connection's task alone): a close waiting
     /// behind a write gives up on the client only while this stands still.
     written: AtomicU64,
+    /// The task is writing an answer of its own (an echo written straight after the callback,
+    /// a pong), not the outbox: a close asked meanwhile waits behind it as behind the outbox's.
+    answering: AtomicBool,
     outbox: Mutex<Outbox>,
     pub(crate) wake: WakeSignal,
     /// Set once for a connection on the Pusher protocol's path (`/app/{key}`): its session,
@@ -127,6 +130,7 @@ impl Conn {
             last_active: AtomicU64::new(now_ms),
             last_ping: AtomicU64::new(now_ms),
             written: AtomicU64::new(0),
+            answering: AtomicBool::new(false),
             outbox: Mutex::new(Outbox {
                 queue: VecDeque::new(),
                 bytes: 0,
@@ -185,6 +189,14 @@ impl Conn {
 
     pub(crate) fn written(&self) -> u64 {
         self.written.load(Relaxed)
+    }
+
+    pub(crate) fn set_answering(&self, answering: bool) {
+        self.answering.store(answering, Relaxed);
+    }
+
+    pub(crate) fn answering(&self) -> bool {
+        self.answering.load(Relaxed)
     }
 
     /// The code we closed with, once we have (our close frame queued, or in the batch being
