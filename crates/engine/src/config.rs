@@ -148,6 +148,9 @@ pub struct Config {
     /// Files one request may upload; parts past it are skipped. Not a setting: the PHP layer
     /// gives PHP's `max_file_uploads` ini value.
     pub max_file_uploads: usize,
+    /// Parts one form may have (see `multipart_form::parse`). Not a setting: the PHP layer gives
+    /// PHP's `max_multipart_body_parts`.
+    pub max_multipart_body_parts: usize,
 }
 
 /// `ping_interval` unless set, or unless `heartbeat_idle_time` is this short or shorter.
@@ -234,6 +237,7 @@ impl Default for Config {
             http_index_files: Vec::new(),
             upload_tmp_dir: std::env::temp_dir(),
             max_file_uploads: 20,
+            max_multipart_body_parts: 1020,
         }
     }
 }

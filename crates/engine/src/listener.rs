@@ -741,12 +741,18 @@ async fn read_form(
     let limit = BodyLimit::package_max_length(config);
     let pieces = paced(body, limit, config)?;
     let tmp_dir = &config.upload_tmp_dir;
-    multipart_form::parse(pieces, boundary, tmp_dir, config.max_file_uploads)
-        .await
-        .map_err(|e| match &e {
-            multer::Error::StreamReadFailed(cause) => refusal(&**cause, limit, config),
-            _ => (400, format!("malformed multipart/form-data body: {e}")),
-        })
+    multipart_form::parse(
+        pieces,
+        boundary,
+        tmp_dir,
+        config.max_file_uploads,
+        config.max_multipart_body_parts,
+    )
+    .await
+    .map_err(|e| match &e {
+        multer::Error::StreamReadFailed(cause) => refusal(&**cause, limit, config),
+        _ => (400, format!("malformed multipart/form-data body: {e}")),
+    })
 }
 
 fn reply(mut response: HttpResponse) -> Reply {

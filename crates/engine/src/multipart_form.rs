@@ -64,13 +64,17 @@ pub fn boundary(content_type: &str) -> Option<String> {
 
 /// Splits a body, read as it arrives from `stream`, into fields and files: each file part is
 /// written piece by piece to a temporary file under `tmp_dir` (never held whole in memory); file
-/// parts past the first `max_files` are skipped, not written. Err: the stream failed (its error
-/// in `StreamReadFailed`) or the body is not valid multipart.
+/// parts past the first `max_files` are skipped, not written; the parts past the first
+/// `max_parts` of any kind (file inputs left empty too) are left out, as PHP leaves them (its
+/// `max_multipart_body_parts`): 12,000 empty file inputs in a 2 MiB form made PHP arrays that
+/// went over `memory_limit` and ended the server. Err: the stream failed (its error in
+/// `StreamReadFailed`) or the body is not valid multipart.
 pub async fn parse<S, E>(
     stream: S,
     boundary: String,
     tmp_dir: &Path,
     max_files: usize,
+    max_parts: usize,
 ) -> Result<MultipartForm, multer::Error>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
@@ -78,8 +82,14 @@ where
 {
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut form = MultipartForm::default();
-    let (mut uploads, mut skipped) = (0, 0);
+    let (mut uploads, mut skipped, mut parts) = (0, 0, 0);
     while let Some(field) = multipart.next_field().await? {
+        // Read on to the end all the same: a reply before the body's end makes the client's
+        // kernel reset the connection, and it may lose the reply.
+        parts += 1;
+        if parts > max_parts {
+            continue;
+        }
         let (name, file_name) = field
             .headers()
             .get(hyper::header::CONTENT_DISPOSITION)
@@ -104,6 +114,9 @@ where
     }
     if skipped > 0 {
         log::warn!("a form had more files than max_file_uploads ({max_files}): {skipped} skipped");
+    }
+    if parts > max_parts {
+        log::warn!("a form had more than max_multipart_body_parts ({max_parts}) parts: the rest were left out");
     }
     Ok(form)
 }
@@ -379,7 +392,7 @@ mod tests {
             ("photos[]", Some("C:\\pics\\a.txt"), "first file"),
             ("photos[]", Some(""), ""),
         ]);
-        let form = parse(pieces(sent, 7), "XyZ".into(), dir.path(), 20)
+        let form = parse(pieces(sent, 7), "XyZ".into(), dir.path(), 20, 1020)
             .await
             .unwrap();
         assert_eq!(form.fields, vec![(b"title".to_vec(), Bytes::from("hello"))]);
@@ -412,13 +425,14 @@ mod tests {
             "XyZ".into(),
             Path::new("/nonexistent/surge"),
             20,
+            1020,
         )
         .await
         .unwrap();
         assert_eq!(form.files[0].error, UPLOAD_ERR_CANT_WRITE);
         assert_eq!(form.files[0].tmp_name(), "");
         let cut = Bytes::from("--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end");
-        assert!(parse(whole(cut), "XyZ".into(), Path::new("/tmp"), 20)
+        assert!(parse(whole(cut), "XyZ".into(), Path::new("/tmp"), 20, 1020)
             .await
             .is_err());
     }
@@ -431,7 +445,7 @@ mod tests {
             ("b", Some("2.txt"), "2"),
             ("c", None, "field"),
         ];
-        let form = parse(whole(body(&parts)), "XyZ".into(), dir.path(), 1)
+        let form = parse(whole(body(&parts)), "XyZ".into(), dir.path(), 1, 1020)
             .await
             .unwrap();
         assert_eq!(form.files.len(), 1);
@@ -441,13 +455,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parts_past_max_parts_are_left_out_empty_file_inputs_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = [
+            ("a", Some(""), ""),
+            ("b", None, "field"),
+            ("c", Some(""), ""),
+            ("d", Some("1.txt"), "1"),
+            ("e", None, "field"),
+        ];
+        let form = parse(whole(body(&parts)), "XyZ".into(), dir.path(), 20, 3)
+            .await
+            .unwrap();
+        let names = |files: &[Upload]| files.iter().map(|f| f.field.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&form.files), [b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(form.fields.len(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
     async fn a_body_that_fails_halfway_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let sent = body(&[("doc", Some("a.txt"), "a long enough content")]);
         let first = sent.slice(..sent.len() - 20);
         let failing =
             futures_util::stream::iter(vec![Ok(first), Err(std::io::Error::other("gone"))]);
-        let failed = parse(failing, "XyZ".into(), dir.path(), 20).await;
+        let failed = parse(failing, "XyZ".into(), dir.path(), 20, 1020).await;
         assert!(
             matches!(failed, Err(multer::Error::StreamReadFailed(_))),
             "{failed:?}"

@@ -97,6 +97,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     let mut config = server.config.borrow().clone();
     config.validate().map_err(|e| error(e.0))?;
     config.max_file_uploads = form_input::max_file_uploads();
+    config.max_multipart_body_parts = form_input::max_multipart_body_parts(config.max_file_uploads);
     server.master_pid.set(std::process::id());
     if config.task_worker_num > 0 && !server.callbacks.borrow().has(Kind::Task) {
         return Err(error(

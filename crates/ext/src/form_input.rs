@@ -16,11 +16,26 @@ use surge_engine::multipart_form::{MultipartForm, TempPath, Upload};
 /// PHP's `max_file_uploads` ini setting (20 unless php.ini says otherwise): the uploads one
 /// request may write; the engine skips the file parts past it, as PHP does.
 pub fn max_file_uploads() -> usize {
-    ExecutorGlobals::get()
-        .ini_values()
-        .get("max_file_uploads")
-        .and_then(|value| value.as_deref()?.trim().parse().ok())
-        .unwrap_or(20)
+    ini_count("max_file_uploads").unwrap_or(20)
+}
+
+/// PHP's `max_multipart_body_parts` ini setting (-1 unless php.ini says otherwise, which means
+/// `max_input_vars` + `max_file_uploads`): the parts one form may have, fields, files and file
+/// inputs left empty alike; the engine leaves out the rest of a form, as PHP does.
+pub fn max_multipart_body_parts(max_files: usize) -> usize {
+    ini_count("max_multipart_body_parts").unwrap_or(max_input_vars().saturating_add(max_files))
+}
+
+/// PHP's `max_input_vars` (1000 unless php.ini says otherwise): the most variables one input
+/// (a query string, a form's fields, the cookies) gives.
+pub fn max_input_vars() -> usize {
+    usize::try_from(ProcessGlobals::get().max_input_vars).unwrap_or(usize::MAX)
+}
+
+/// An ini setting's value as a count; None if it is not set, or negative.
+fn ini_count(name: &str) -> Option<usize> {
+    let ini = ExecutorGlobals::get().ini_values();
+    ini.get(name)?.as_deref()?.trim().parse().ok()
 }
 
 /// Whether a form of `len` bytes is over PHP's `post_max_size` (8M unless php.ini says
@@ -104,7 +119,7 @@ impl Drop for Uploads {
 /// `$request->post` and `$request->files` from a multipart form (PHP's `max_input_vars`
 /// counts the fields), and the uploads to keep alive as long as the request.
 pub fn multipart(form: MultipartForm) -> (Zval, Zval, Uploads) {
-    let max_vars = usize::try_from(ProcessGlobals::get().max_input_vars).unwrap_or(usize::MAX);
+    let max_vars = max_input_vars();
     let mut post = empty_array();
     let mut files = empty_array();
     let mut kept = Vec::with_capacity(form.files.len());
