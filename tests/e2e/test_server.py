@@ -223,6 +223,14 @@ def test_cookies_are_set_and_read_as_php_does(php_server):
     assert res.status == 201
     assert body["cookie"] == {"q": "k=v&w=2", "name": "Jörg B"}
     assert body["get_method"] == "GET"
+    # At most max_input_vars (1000) of them, as in $_COOKIE: their names may all collide in
+    # PHP's hash (unseeded), which made a head of 4,096 cost the PHP thread ten times as much.
+    conn.request("GET", "/cookie", headers={"Cookie": "; ".join(f"c{i}=v" for i in range(1500))})
+    assert len(json.loads(conn.getresponse().read())["cookie"]) == 1000
+    assert "more than max_input_vars (1000) cookies" in srv.stderr()
+    conn.request("GET", "/cookie", headers={"Cookie": "q=k%3Dv&w=2; name=J%C3%B6rg+B; q=second"})
+    res = conn.getresponse()
+    body = json.loads(res.read())
     cookies = res.headers.get_all("Set-Cookie")
     assert cookies[:2] == [
         "sid=a%20b%26c; path=/; HttpOnly; SameSite=Lax",
@@ -522,10 +530,12 @@ def test_a_multipart_form_gives_post_fields_and_uploaded_files_as_php_does(php_s
 
 def test_upload_limits_and_types_as_php_has_them(php_server, tmp_path):
     """File inputs left empty do not count against max_file_uploads (20) and files do not count
-    against max_input_vars (1000): a form with more of them still keeps the file after them.
+    against max_input_vars (1000): a form with more of them still keeps the file after them
+    (with max_multipart_body_parts raised: by default it bounds the parts of any kind to 1020).
     A file's type is the part's Content-Type as sent without its parameters, and empty for an
     input left empty."""
-    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(upload_tmp_dir=str(tmp_path))})
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(upload_tmp_dir=str(tmp_path))},
+                     ini={"max_multipart_body_parts": "2000"})
     parts = [(f"slot{i}", "", "application/octet-stream", b"") for i in range(20)]
     parts += [(f"field{i}", None, None, b"v") for i in range(1000)]
     parts += [("photo", "me.png", "Image/PNG; charset=binary", b"pixels")]
@@ -542,6 +552,25 @@ def test_upload_limits_and_types_as_php_has_them(php_server, tmp_path):
     photo = got["files"]["photo"]
     assert (photo["name"], photo["type"], photo["error"], photo["size"]) == ("me.png", "Image/PNG", 0, 6)
     assert got["files"]["slot0"]["type"] == "" and got["files"]["slot0"]["error"] == 4
+
+
+def test_a_form_of_more_parts_than_max_multipart_body_parts_keeps_the_first_ones(php_server):
+    """PHP's max_multipart_body_parts (max_input_vars + max_file_uploads: 1020 here) bounds the
+    parts of a form, file inputs left empty too, and the rest is left out, as PHP leaves it. A
+    form of 10,000 empty inputs named `a[][]...[]` made PHP arrays over memory_limit before the
+    callback ran: the server ended (255), and every client with it (1011)."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    part = b'--B\r\nContent-Disposition: form-data; name="a' + b"[]" * 60 + b'"; filename=""\r\n\r\n\r\n'
+    body = part * 10_000 + b"--B--\r\n"
+    with connect(srv.url) as ws:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request("POST", "/form", body, {"Content-Type": "multipart/form-data; boundary=B"})
+        reply = conn.getresponse()
+        assert reply.status == 200, reply.read()
+        assert len(json.loads(reply.read())["files"]["a"]["error"]) == 1020
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "still here"
+    assert "more than max_multipart_body_parts (1020) parts: the rest were left out" in srv.stderr()
 
 
 def test_upload_names_are_taken_as_sent_whatever_their_charset(php_server, tmp_path):

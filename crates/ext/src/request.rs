@@ -25,9 +25,17 @@ pub struct Request {
     _uploads: Option<Uploads>,
 }
 
+/// The cookies, at most `max_input_vars` of them as in PHP's `$_COOKIE` (a head may carry
+/// thousands, whose names PHP's unseeded hash lets an attacker make collide).
 fn cookies(req: &HttpRequest) -> Vec<(String, String)> {
     let headers = req.headers.iter().filter(|(k, _)| k == "cookie");
-    cookie::parse(headers.map(|(_, v)| v.as_str()))
+    let mut cookies = cookie::parse(headers.map(|(_, v)| v.as_str()));
+    let max_vars = form_input::max_input_vars();
+    if cookies.len() > max_vars {
+        log::warn!(target: "surge", "a request had more than max_input_vars ({max_vars}) cookies; the rest were dropped");
+        cookies.truncate(max_vars);
+    }
+    cookies
 }
 
 /// Headers by lowercase name; a repeated header's values are joined with ", " as HTTP allows.
