@@ -144,9 +144,23 @@ def test_handshake_that_never_completes_is_dropped_after_handshake_timeout(echo,
     assert 0.4 <= elapsed < 1.5, elapsed
 
 
+def assert_nothing_more_is_served(raw):
+    """A refused handshake ends its connection: a proxy that opens a tunnel on seeing Upgrade,
+    without looking for the 101, must not hand its client a raw connection to the server for
+    what follows (WebSocket smuggling; a second request on it was answered)."""
+    try:
+        raw.send(b"GET /second HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        raw.sock.settimeout(3)
+        rest = raw.buf + raw.sock.recv(65536)
+    except (BrokenPipeError, ConnectionResetError):
+        rest = b""
+    assert rest == b"", rest
+
+
 def test_wrong_websocket_version_gets_426_naming_version_13(echo):
     with RawClient(echo.port) as raw:
         reply = raw.handshake(headers={"Sec-WebSocket-Version": "8"})
+        assert_nothing_more_is_served(raw)
     assert reply.status == 426
     assert reply.headers["sec-websocket-version"] == "13"
 
@@ -159,6 +173,7 @@ def test_wrong_websocket_version_gets_426_naming_version_13(echo):
 def test_bad_handshake_gets_400(echo, headers):
     with RawClient(echo.port) as raw:
         reply = raw.handshake(headers=headers)
+        assert_nothing_more_is_served(raw)
     assert reply.status == 400
     assert "upgrade" not in reply.headers
 

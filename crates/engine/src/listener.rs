@@ -459,7 +459,14 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
     if wants_websocket(&req) {
-        return upgrade(req, peer, shared).await;
+        let mut res = upgrade(req, peer, shared).await;
+        // A refused handshake ends its connection: a proxy that opens a tunnel on seeing
+        // Upgrade, without looking for the 101, would hand its client a raw connection here
+        // for what follows (WebSocket smuggling).
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            (res.headers_mut()).insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return res;
     }
     if shared.pusher.is_api_path(req.uri().path()) {
         let version = req.version();
