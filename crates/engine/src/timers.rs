@@ -14,9 +14,10 @@ use tokio::time::Instant;
 use crate::events::Event;
 
 /// How late Tokio's timer may wake a task (its wheel counts whole ms, and the wait for the
-/// next one rounds up again): a slot of the grid that PHP passed by less than this was missed
-/// by the timer, not by PHP, and still runs (at once). Without it a 1 ms tick, woken a ms late
-/// each time, found every other slot gone and ran about 575 times a second.
+/// next one rounds up again): a tick that PHP began less than this past its next time on the
+/// grid was late by the timer's doing, not PHP's, and its next time stands (at once). Without
+/// it a 1 ms tick, woken a ms late each time, found its next time gone and skipped it: it ran
+/// about 575 times a second.
 const TIMER_LATENESS: Duration = Duration::from_millis(2);
 
 struct Timer {
@@ -62,8 +63,10 @@ impl Timers {
                         return;
                     };
                     due += every;
-                    while due + TIMER_LATENESS <= began {
-                        due += every;
+                    if due + TIMER_LATENESS <= began {
+                        while due <= began {
+                            due += every;
+                        }
                     }
                     tokio::time::sleep_until(due).await;
                 }
