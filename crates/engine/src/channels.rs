@@ -2,6 +2,8 @@
 //! so publishing needs no registry lookups; a closing connection leaves all its channels.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,6 +19,9 @@ struct Inner {
 #[derive(Default)]
 pub struct Channels {
     inner: Mutex<Inner>,
+    /// Memberships ended so far, by `leave` or `leave_all`: what they freed may be handed back
+    /// to the system (see `memory.rs`).
+    left: AtomicU64,
 }
 
 impl Channels {
@@ -51,13 +56,18 @@ impl Channels {
         if members.remove(&fd).is_none() {
             return false;
         }
+        shrink_if_sparse(members);
         if members.is_empty() {
             inner.members.remove(name);
+            shrink_if_sparse(&mut inner.members);
         }
+        self.left.fetch_add(1, Relaxed);
         if let Some(names) = inner.of_fd.get_mut(&fd) {
             names.remove(name);
+            shrink_if_sparse(names);
             if names.is_empty() {
                 inner.of_fd.remove(&fd);
+                shrink_if_sparse(&mut inner.of_fd);
             }
         }
         true
@@ -70,16 +80,21 @@ impl Channels {
         let Some(names) = inner.of_fd.remove(&fd) else {
             return Vec::new();
         };
+        shrink_if_sparse(&mut inner.of_fd);
         let mut left = Vec::with_capacity(names.len());
         for name in names {
             if let Some(members) = inner.members.get_mut(&name) {
                 members.remove(&fd);
+                shrink_if_sparse(members);
                 if members.is_empty() {
                     inner.members.remove(&name);
                 }
             }
             left.push(name.to_string());
         }
+        shrink_if_sparse(&mut inner.members);
+        // Counted once the tables are emptied: a trim before that found little to give back.
+        self.left.fetch_add(left.len() as u64, Relaxed);
         left.sort();
         left
     }
@@ -111,6 +126,11 @@ impl Channels {
             .iter()
             .filter(|c| c.push(item.clone(), limit).is_ok())
             .count()
+    }
+
+    /// Memberships ended so far.
+    pub(crate) fn left(&self) -> u64 {
+        self.left.load(Relaxed)
     }
 
     pub fn members(&self, name: &str) -> Vec<u64> {
@@ -151,6 +171,41 @@ impl Channels {
     }
 }
 
+/// Gives a table's memory back once it is down to a quarter of its room (at twice what it
+/// holds, so that shrinking costs O(1) a removal over time): a table never shrinks on its own,
+/// and one connection that joined two million channels, or a crowd gone, left the server holding
+/// hundreds of MB for good.
+fn shrink_if_sparse(table: &mut impl Shrink) {
+    let (len, room) = table.len_and_room();
+    if room > 64 && len < room / 4 {
+        table.shrink_to(len * 2);
+    }
+}
+
+/// What [`shrink_if_sparse`] needs of a `HashMap` or `HashSet`.
+trait Shrink {
+    fn len_and_room(&self) -> (usize, usize);
+    fn shrink_to(&mut self, min: usize);
+}
+
+impl<K: Eq + Hash, V, S: BuildHasher> Shrink for HashMap<K, V, S> {
+    fn len_and_room(&self) -> (usize, usize) {
+        (self.len(), self.capacity())
+    }
+    fn shrink_to(&mut self, min: usize) {
+        HashMap::shrink_to(self, min);
+    }
+}
+
+impl<K: Eq + Hash, S: BuildHasher> Shrink for HashSet<K, S> {
+    fn len_and_room(&self) -> (usize, usize) {
+        (self.len(), self.capacity())
+    }
+    fn shrink_to(&mut self, min: usize) {
+        HashSet::shrink_to(self, min);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +225,30 @@ mod tests {
         assert!(!ch.join(&a, "news"));
         assert_eq!(ch.list(), vec![]);
         assert_eq!(ch.of(1), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tables_give_their_room_back_once_channels_are_left() {
+        let ch = Channels::default();
+        let (a, b) = (conn(1), conn(2));
+        for i in 0..10_000 {
+            ch.join(&a, &format!("room-{i}"));
+        }
+        ch.join(&b, "room-1");
+        ch.leave_all(1);
+        for i in 0..5_000 {
+            ch.join(&b, &format!("room-{i}"));
+        }
+        for i in 0..5_000 {
+            ch.leave(2, &format!("room-{i}"));
+        }
+        let inner = ch.inner.lock();
+        assert!(
+            inner.members.capacity() <= 64,
+            "{}",
+            inner.members.capacity()
+        );
+        assert!(inner.of_fd.capacity() <= 64, "{}", inner.of_fd.capacity());
     }
 
     #[test]
