@@ -173,7 +173,7 @@ impl Channels {
 
 /// Gives a table's memory back once it is down to a quarter of its room (at twice what it
 /// holds, so that shrinking costs O(1) a removal over time): a table never shrinks on its own,
-/// and one connection that joined two million channels, or a crowd gone, left the server holding
+/// and one connection that joined millions of channels, or a crowd gone, left the server holding
 /// hundreds of MB for good.
 fn shrink_if_sparse(table: &mut impl Shrink) {
     let (len, room) = table.len_and_room();

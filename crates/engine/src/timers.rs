@@ -36,7 +36,8 @@ impl Timers {
     /// grid after PHP began that one, as Swoole reckons: a tick whose own call outlasts its
     /// interval runs again at once, one that waited behind other callbacks at its next time;
     /// never a burst of calls to catch up (nor a queue of them growing as long as PHP is slower
-    /// than the interval). "After" allows for the timer's own lateness ([`TIMER_LATENESS`]).
+    /// than the interval). One exception, for the timer's own lateness: a tick PHP began less
+    /// than [`TIMER_LATENESS`] past its next time keeps that time.
     pub(crate) fn add(
         &self,
         runtime: &Handle,
