@@ -21,12 +21,28 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from conftest import settings_env
-from rawws import OP_TEXT, RawClient, frame
+from rawws import OP_BINARY, OP_TEXT, RawClient, frame
+from test_deflate import deflated
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def assert_php_wakes_with(control, messages: int, size: int) -> None:
+    """slow_php.php's `sleep` (sent on `control`) ends, and PHP then gets `messages` messages of
+    `size` bytes, every one."""
+    assert control.recv(timeout=30) == "slept"
+    expected = f"{messages} {messages * size}"
+    deadline = time.monotonic() + 30
+    while True:
+        control.send("count")
+        got = control.recv(timeout=10)
+        if got == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got == expected, "messages lost"
 
 
 def test_clients_flooding_a_blocked_php_thread_are_held_back_nothing_lost(php_server):
@@ -51,17 +67,33 @@ def test_clients_flooding_a_blocked_php_thread_are_held_back_nothing_lost(php_se
         for t in threads:
             t.join(timeout=60)
         assert not any(t.is_alive() for t in threads), "a flooding client is stuck"
-        assert control.recv(timeout=30) == "slept"
-        deadline = time.monotonic() + 30
-        while True:
-            control.send("count")
-            got = control.recv(timeout=10)
-            if got == f"{clients * count} {clients * count * size}" or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert got == f"{clients * count} {clients * count * size}", "messages lost"
+        assert_php_wakes_with(control, clients * count, size)
     grew = rss_kib(srv.proc.pid, "VmHWM") - base
     assert grew < 192 * 1024, f"peak RSS grew {grew} KiB while PHP was blocked"
+
+
+def test_compressed_messages_that_inflate_large_wait_in_bounded_memory(php_server):
+    """With websocket_compression, 400 clients each send 2 KB that inflate to 2 MiB while PHP
+    sleeps 3 s. Each was held inflated while it waited for PHP: 800 MiB, for 800 KB sent. Now a
+    message past 64 KiB inflates on only in one of 32 slots, so the peak grows by what the slots
+    and the inbound budget hold (128 MiB) and 80 KiB a connection; PHP then gets every one."""
+    srv = php_server("slow_php.php", env=settings_env(websocket_compression=True))
+    base = rss_kib(srv.proc.pid)
+    clients, size = 400, 2 * 1024 * 1024 - 1024
+    packed = deflated(bytes(size))
+    assert len(packed) < 4096
+    with connect(srv.url) as control:
+        control.send("sleep")
+        time.sleep(0.2)
+        raws = [RawClient(srv.port) for _ in range(clients)]
+        for raw in raws:
+            offer = {"Sec-WebSocket-Extensions": "permessage-deflate"}
+            assert raw.handshake(headers=offer, then=frame(OP_BINARY, packed, rsv=4)).status == 101
+        assert_php_wakes_with(control, clients, size)
+        for raw in raws:
+            raw.close()
+    grew = rss_kib(srv.proc.pid, "VmHWM") - base
+    assert grew < 320 * 1024, f"peak RSS grew {grew} KiB"
 
 
 def test_memory_large_messages_took_is_given_back_once_they_stop(php_server, tmp_path):

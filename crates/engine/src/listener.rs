@@ -1061,7 +1061,13 @@ async fn established(
     let fd = peer.fd;
     let max = shared.config.package_max_length;
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
-    let (socket, first) = Inflating::new(socket, window_bits, max, read_past_handshake);
+    let (socket, first) = Inflating::new(
+        socket,
+        window_bits,
+        max,
+        read_past_handshake,
+        &shared.large_messages,
+    );
     let ws = connection::WebSocket::new(socket, max, &first);
     let (conn, handshake) = match arrival {
         Arrival::Admitted(unopened) => (unopened.disarm(), None),

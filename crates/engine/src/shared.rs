@@ -57,6 +57,8 @@ pub struct Shared {
     inbound: Arc<Semaphore>,
     /// [`RESULTS_OVERDRAFT`].
     overdraft: Arc<Semaphore>,
+    /// For compressed messages that inflate large (see `deflate::large_slot`).
+    pub(crate) large_messages: Arc<Semaphore>,
     /// Set when the server stops accepting (shutdown): the close code and reason every client
     /// gets, a connection registered later too.
     pub stopping: watch::Sender<Option<(u16, String)>>,
@@ -95,6 +97,7 @@ pub fn unix_ms() -> u64 {
 impl Shared {
     pub(crate) fn new(config: Config, events: mpsc::Sender<Event>, fds: FdSource) -> Self {
         let pusher = crate::pusher::Pusher::new(&config.pusher);
+        let large_messages = crate::deflate::large_slot::slots(config.package_max_length);
         Shared {
             pusher,
             config,
@@ -105,6 +108,7 @@ impl Shared {
             events,
             inbound: Arc::new(Semaphore::new(INBOUND_BUDGET)),
             overdraft: Arc::new(Semaphore::new(RESULTS_OVERDRAFT)),
+            large_messages,
             stopping: watch::channel(None).0,
             signalled: watch::channel(false).0,
             http_live: AtomicUsize::new(0),

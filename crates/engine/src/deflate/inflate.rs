@@ -12,17 +12,22 @@
 //! package_max_length: a decompression bomb is closed with 1009 after package_max_length bytes,
 //! with memory bounded by that. The compressed bytes of one message are held to that limit plus
 //! what deflate may add to incompressible data ([`max_compressed`]): deflate can also shrink
-//! (empty blocks inflate to nothing), and this bounds such a message too.
+//! (empty blocks inflate to nothing), and this bounds such a message too. A message that
+//! inflates past 64 KiB goes on only while it holds a slot of `large_slot`, which bounds what
+//! such messages hold across connections.
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
 
+use super::large_slot::{LargeSlot, LARGE};
 use crate::client_frames::{header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION};
 
 /// Inflated bytes made before they are handed to the reader (plus one frame).
@@ -102,6 +107,7 @@ struct Reader {
     /// on (a message that came before a bad one in the same read is delivered, as without
     /// compression); nothing is decoded after it.
     failed: Option<InflateError>,
+    large: LargeSlot,
 }
 
 impl<S> Inflating<S> {
@@ -110,11 +116,13 @@ impl<S> Inflating<S> {
     /// more, see [`max_compressed`]). `first`:
     /// bytes the client sent after its handshake, read with it: with permessage-deflate they are
     /// read before the socket; without, they are given back, for the reader above.
+    /// `large_slots`: the process's (see `large_slot::slots`).
     pub fn new(
         inner: S,
         window_bits: Option<u8>,
         max_message: usize,
         first: Bytes,
+        large_slots: &Arc<Semaphore>,
     ) -> (Self, Bytes) {
         let Some(window_bits) = window_bits else {
             let inflating = Inflating {
@@ -134,6 +142,7 @@ impl<S> Inflating<S> {
             out: Vec::new(),
             out_pos: 0,
             failed: None,
+            large: LargeSlot::new(large_slots.clone()),
         });
         let inflating = Inflating {
             inner,
@@ -176,6 +185,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
             }
             if let Some(failed) = reader.failed {
                 return Poll::Ready(Err(io::Error::other(failed)));
+            }
+            // Every byte inflated is with the reader, which wants more: a message that ended has
+            // been handed on, and its slot is free.
+            reader
+                .large
+                .release_unless(reader.decoder.compressed_message());
+            if let Some(message) = reader.decoder.large_message() {
+                ready!(reader.large.poll_hold(message, cx));
             }
             if !reader.input.is_empty() || reader.decoder.has_output_pending() {
                 match reader.decoder.feed(&reader.input, &mut reader.out) {
@@ -311,6 +328,9 @@ struct Decoder {
     max_compressed: u64,
     /// The last 4 compressed payload bytes of the current message inflated so far.
     last_bytes: [u8; 4],
+    /// Compressed messages begun, the current one's number; the bytes it inflated to so far.
+    messages: u64,
+    inflated: u64,
 }
 
 thread_local! {
@@ -331,6 +351,16 @@ fn give_back(mut inflater: Box<Decompress>) {
 }
 
 impl Decoder {
+    /// The number of the compressed message being inflated, if one is.
+    fn compressed_message(&self) -> Option<u64> {
+        matches!(self.message, Message::Compressed { .. }).then_some(self.messages)
+    }
+
+    /// The number of the compressed message being inflated if it is past [`LARGE`] bytes.
+    fn large_message(&self) -> Option<u64> {
+        self.compressed_message().filter(|_| self.inflated >= LARGE)
+    }
+
     /// Whether the decoder can make output without more input (the end of a compressed
     /// message that was cut at OUT_LIMIT).
     fn has_output_pending(&self) -> bool {
@@ -453,6 +483,8 @@ impl Decoder {
                 self.compressed = 0;
                 self.empty_fragments = 0;
                 self.last_bytes = [0; 4];
+                self.messages += 1;
+                self.inflated = 0;
                 if !fin {
                     // Tell the reader a fragmented message has begun, so that a data frame
                     // before its end is refused even if nothing has inflated yet.
@@ -562,6 +594,7 @@ impl Decoder {
             [0; 4],
         );
         *opcode = OP_CONTINUATION;
+        self.inflated += data.len() as u64;
         out.extend_from_slice(&header[..len]);
         out.extend_from_slice(data);
     }
@@ -570,6 +603,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deflate::large_slot::slots;
     use crate::deflate::stored_in;
     use crate::fuzzing::client_frame;
     use crate::message_reader::{Incoming, MessageReader, ReadError};
@@ -834,6 +868,34 @@ mod tests {
     }
 
     #[test]
+    fn a_large_message_waits_for_a_slot_until_the_one_before_is_handed_on() {
+        let text = vec![b'a'; 1 << 20];
+        let input = client_frame(FIN | RSV1 | 1, &deflated(&text));
+        // A limit that leaves one slot.
+        let (max, slots) = (1 << 30, slots(1 << 30));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let [(mut a, mut a_reader), (mut b, mut b_reader)] = [(); 2].map(|_| {
+            let (socket, _) = Inflating::new(&input[..], Some(15), max, Bytes::new(), &slots);
+            (socket, MessageReader::new(max, &[]))
+        });
+        let whole = |next| matches!(next, Poll::Ready(Some(Ok(Incoming::Text(t)))) if t == text);
+        assert!(whole(a_reader.poll_next(&mut a, &mut cx)));
+        // Past 64 KiB (and one output more), b waits for the slot a's message holds.
+        assert!(b_reader.poll_next(&mut b, &mut cx).is_pending());
+        let held = b.reader.as_ref().unwrap().decoder.inflated;
+        assert!(
+            (LARGE..LARGE + 2 * OUT_LIMIT as u64).contains(&held),
+            "{held}"
+        );
+        // Once a's reader reads on, its message has been handed on: b has the slot.
+        assert!(matches!(
+            a_reader.poll_next(&mut a, &mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(whole(b_reader.poll_next(&mut b, &mut cx)));
+    }
+
+    #[test]
     fn messages_before_a_bad_one_in_the_same_read_are_handed_on_first() {
         let hello = client_frame(FIN | RSV1 | 1, &deflated(b"hello"));
         let plain = client_frame(FIN | 2, b"plain");
@@ -847,7 +909,8 @@ mod tests {
         ] {
             // One read brings all three frames.
             let input = [hello.clone(), plain.clone(), bad].concat();
-            let (mut socket, _) = Inflating::new(&input[..], Some(15), 1 << 20, Bytes::new());
+            let (mut socket, _) =
+                Inflating::new(&input[..], Some(15), 1 << 20, Bytes::new(), &slots(1 << 20));
             let mut reader = MessageReader::new(1 << 20, &[]);
             let mut cx = Context::from_waker(std::task::Waker::noop());
             let mut next = || match reader.poll_next(&mut socket, &mut cx) {

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use flate2::{Compress, Compression, FlushCompress};
 
 pub(crate) mod inflate;
+pub(crate) mod large_slot;
 
 /// The extension's token in `Sec-WebSocket-Extensions`.
 const NAME: &str = "permessage-deflate";

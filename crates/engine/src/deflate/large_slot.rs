@@ -1,0 +1,121 @@
+//! Room for compressed messages that inflate large, shared by a process's connections.
+//!
+//! A plain message holds no more memory than its client sent. A compressed one may hold a
+//! thousand times more: 2 KB of zeros inflate to 2 MiB, which waits, whole, for room in the
+//! inbound budget while PHP is busy, so 1,000 connections sending 2 MB in all held 1.6 GiB (a
+//! review's measure). So a compressed message past [`LARGE`] inflated bytes is inflated further
+//! only while it holds one of a few slots, kept from then until it has been handed on: their
+//! count times `package_max_length` is [`LARGE_BUDGET`]. A message waiting for a slot reads
+//! nothing more, and TCP holds its client back, as the inbound budget does.
+//!
+//! No deadlock: a slot's message needs nothing more than its own client's bytes and then the
+//! inbound budget, which PHP frees without any slot. The price: a client that trickles the
+//! bytes of a large compressed message holds its slot meanwhile, so enough of them make the
+//! others' large compressed messages wait (small ones never do).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+
+/// Inflated bytes of a message that need no slot: most messages never wait, and a connection
+/// holds at most this (and one read more) of a message it inflates without one.
+pub(crate) const LARGE: u64 = 64 * 1024;
+
+/// What the large messages being inflated, or waiting to be handed on, may hold in all.
+const LARGE_BUDGET: usize = 64 << 20;
+
+/// The slots of one process: [`LARGE_BUDGET`] in messages of `package_max_length` (at least one).
+pub(crate) fn slots(package_max_length: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new((LARGE_BUDGET / package_max_length).max(1)))
+}
+
+type Acquiring = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// One connection's hold on a slot.
+pub(crate) struct LargeSlot {
+    slots: Arc<Semaphore>,
+    state: State,
+}
+
+enum State {
+    Free,
+    Waiting(Acquiring),
+    /// For the compressed message of this number; the permit is given back when dropped.
+    Held {
+        _permit: OwnedSemaphorePermit,
+        message: u64,
+    },
+}
+
+impl LargeSlot {
+    pub fn new(slots: Arc<Semaphore>) -> Self {
+        LargeSlot {
+            slots,
+            state: State::Free,
+        }
+    }
+
+    /// Ready once message number `message` holds a slot (at once if it already does).
+    pub fn poll_hold(&mut self, message: u64, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.state {
+                State::Held { message: held, .. } if *held == message => return Poll::Ready(()),
+                State::Waiting(acquiring) => {
+                    let permit = ready!(acquiring.as_mut().poll(cx)).expect("never closed");
+                    self.state = State::Held {
+                        _permit: permit,
+                        message,
+                    };
+                }
+                _ => self.state = State::Waiting(Box::pin(self.slots.clone().acquire_owned())),
+            }
+        }
+    }
+
+    /// Gives the slot back unless it is held for `current`, the message still being inflated:
+    /// called when the reader wants more bytes and has had all the inflated ones, so a message
+    /// that ended has been handed on.
+    pub fn release_unless(&mut self, current: Option<u64>) {
+        if matches!(self.state, State::Held { message, .. } if Some(message) != current) {
+            self.state = State::Free;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_passes_on_once_its_message_is_done() {
+        let slots = slots(LARGE_BUDGET / 2);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let (mut a, mut b, mut c) = (
+            LargeSlot::new(slots.clone()),
+            LargeSlot::new(slots.clone()),
+            LargeSlot::new(slots.clone()),
+        );
+        assert!(a.poll_hold(1, &mut cx).is_ready());
+        assert!(b.poll_hold(1, &mut cx).is_ready());
+        assert!(c.poll_hold(1, &mut cx).is_pending());
+        // Still inflating its message 1: kept.
+        a.release_unless(Some(1));
+        assert!(c.poll_hold(1, &mut cx).is_pending());
+        // On to message 2, which needs none yet: given back, and c has it.
+        a.release_unless(Some(2));
+        assert!(c.poll_hold(1, &mut cx).is_ready());
+        assert!(a.poll_hold(2, &mut cx).is_pending());
+        c.release_unless(None);
+        assert!(a.poll_hold(2, &mut cx).is_ready());
+        assert!(a.poll_hold(2, &mut cx).is_ready());
+    }
+
+    #[test]
+    fn at_least_one_slot_whatever_the_limit() {
+        assert_eq!(slots(2 << 20).available_permits(), 32);
+        assert_eq!(slots(1 << 30).available_permits(), 1);
+    }
+}
