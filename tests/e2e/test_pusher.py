@@ -175,7 +175,7 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     # Client events: oversize, on a public channel, on a channel not subscribed: refused.
     send(ws, "client-big", {"x": "a" * 11_000}, channel="private-room")
     assert "over 10240 bytes" in recv(ws)["data"]["message"]
-    send(ws, "client-" + "x" * 1_000_000, {"ok": 1}, channel="private-room")
+    send(ws, "client-" + "x" * 100_000, {"ok": 1}, channel="private-room")
     assert "name over 200 bytes" in recv(ws)["data"]["message"]
     send(ws, "client-x", {}, channel="news")
     assert "only allowed on private and presence" in recv(ws)["data"]["message"]
@@ -196,6 +196,21 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     assert recv(ws)["event"] == "pusher:pong"
     ws.close()
     other.close()
+
+
+def test_a_message_larger_than_any_pusher_message_closes_the_connection(php_server):
+    """A Pusher client's largest message is a client event's 10 KB, escaped: one over 128 KiB is
+    refused (1009) as it comes, whatever package_max_length, compressed or not. It was read,
+    inflated and parsed, up to package_max_length, to be refused after."""
+    server = start(php_server, package_max_length=8 << 20, websocket_compression=True)
+    for compression in ["deflate", None]:
+        url = f"{server.url}/app/{APP['key']}?protocol=7"
+        with connect(url, compression=compression, max_size=None) as ws:
+            assert recv(ws)["event"] == "pusher:connection_established"
+            send(ws, "pusher:ping", {"padding": "a" * 100_000})
+            assert recv(ws)["event"] == "pusher:pong"
+            send(ws, "pusher:ping", {"padding": "a" * 140_000})
+            assert close_code(ws) == 1009
 
 
 def test_subscriptions_are_rate_limited(php_server):

@@ -1059,7 +1059,12 @@ async fn established(
     shared: Arc<Shared>,
 ) {
     let fd = peer.fd;
-    let max = shared.config.package_max_length;
+    let pusher = matches!(&arrival, Arrival::Handshake(h) if shared.pusher.is_socket_path(&h.path));
+    // A Pusher client's messages are small: a larger one is refused as it comes.
+    let max = match pusher {
+        true => crate::pusher::MAX_CLIENT_MESSAGE.min(shared.config.package_max_length),
+        false => shared.config.package_max_length,
+    };
     let (socket, read_past_handshake) = Socket::from_upgraded(upgraded);
     let (socket, first) = Inflating::new(
         socket,
@@ -1078,7 +1083,6 @@ async fn established(
                 peer.connect_time,
                 shared.now_ms(),
             ));
-            let pusher = shared.pusher.is_socket_path(&handshake.path);
             if pusher {
                 // Served natively, not by PHP's open/message; marked as the Pusher protocol's
                 // before it is registered, so that no broadcast() in between sends it a frame

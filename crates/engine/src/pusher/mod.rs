@@ -35,6 +35,12 @@ pub const MAX_EVENT_DATA: usize = 10 * 1024;
 pub const MAX_EVENT_NAME: usize = 200;
 /// Longest channel name.
 pub const MAX_CHANNEL_NAME: usize = 164;
+/// The largest message a Pusher client may send (`package_max_length` if that is less): a
+/// client event's [`MAX_EVENT_DATA`], or a presence member's (at most as much JSON), escaped
+/// as a string twice over, with room to spare. Past it the connection is closed with 1009 as
+/// the message comes: such a message is refused anyway, and was read, inflated and parsed up to
+/// `package_max_length` first (compressed, 2 KB of zeros cost 2 MiB of inflating each).
+pub const MAX_CLIENT_MESSAGE: usize = 128 * 1024;
 
 /// One app of the `pusher` setting.
 #[derive(Debug, Clone, PartialEq)]
