@@ -573,6 +573,25 @@ def test_a_form_of_more_parts_than_max_multipart_body_parts_keeps_the_first_ones
     assert "more than max_multipart_body_parts (1020) parts: the rest were left out" in srv.stderr()
 
 
+def test_a_forms_ini_limits_are_read_as_php_reads_them(php_server, tmp_path):
+    """PHP 8.2 reads max_multipart_body_parts and max_file_uploads as C's strtol does: "3K" is
+    3 (the suffix was taken for no number, and the default of 1020 applied), "0x2" is 2."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(upload_tmp_dir=str(tmp_path))},
+                     ini={"max_multipart_body_parts": "3K", "max_file_uploads": "0x2"})
+
+    def form(parts: list) -> dict:
+        body = b"".join(
+            f'--B\r\nContent-Disposition: form-data; name="{name}"'.encode()
+            + (f'; filename="{name}.txt"'.encode() if file else b"") + b"\r\n\r\nv\r\n"
+            for name, file in parts) + b"--B--\r\n"
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.request("POST", "/form", body, {"Content-Type": "multipart/form-data; boundary=B"})
+        return json.loads(conn.getresponse().read())
+
+    assert sorted(form([(f"field{i}", False) for i in range(5)])["post"]) == ["field0", "field1", "field2"]
+    assert sorted(form([(f"file{i}", True) for i in range(3)])["files"]) == ["file0", "file1"]
+
+
 def test_upload_names_are_taken_as_sent_whatever_their_charset(php_server, tmp_path):
     """A page in GBK sends its file and field names in GBK: they are bytes in $request->files
     and ->post, not dropped or turned into a field (they are not UTF-8); parameter names in any

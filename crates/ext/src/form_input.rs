@@ -4,26 +4,29 @@
 //! files are laid out as `$_FILES` and registered as uploads, so that `is_uploaded_file()` and
 //! `move_uploaded_file()` accept them (Laravel's `file` validation rule asks the first).
 
-use std::ffi::c_int;
+use std::ffi::{c_char, c_int};
 
 use ext_php_rs::alloc::estrdup;
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
-use ext_php_rs::zend::{ExecutorGlobals, ProcessGlobals, SapiGlobals, SapiModule};
+use ext_php_rs::zend::{ProcessGlobals, SapiGlobals, SapiModule};
 use percent_encoding::{percent_encode, NON_ALPHANUMERIC};
 use surge_engine::multipart_form::{MultipartForm, TempPath, Upload};
 
 /// PHP's `max_file_uploads` ini setting (20 unless php.ini says otherwise): the uploads one
 /// request may write; the engine skips the file parts past it, as PHP does.
 pub fn max_file_uploads() -> usize {
-    ini_count("max_file_uploads").unwrap_or(20)
+    ini_int("max_file_uploads").map_or(20, |n| n.max(0) as usize)
 }
 
 /// PHP's `max_multipart_body_parts` ini setting (-1 unless php.ini says otherwise, which means
 /// `max_input_vars` + `max_file_uploads`): the parts one form may have, fields, files and file
 /// inputs left empty alike; the engine leaves out the rest of a form, as PHP does.
 pub fn max_multipart_body_parts(max_files: usize) -> usize {
-    ini_count("max_multipart_body_parts").unwrap_or(max_input_vars().saturating_add(max_files))
+    match ini_int("max_multipart_body_parts") {
+        Some(n) if n >= 0 => n as usize,
+        _ => max_input_vars().saturating_add(max_files),
+    }
 }
 
 /// PHP's `max_input_vars` (1000 unless php.ini says otherwise): the most variables one input
@@ -32,10 +35,32 @@ pub fn max_input_vars() -> usize {
     usize::try_from(ProcessGlobals::get().max_input_vars).unwrap_or(usize::MAX)
 }
 
-/// An ini setting's value as a count; None if it is not set, or negative.
-fn ini_count(name: &str) -> Option<usize> {
-    let ini = ExecutorGlobals::get().ini_values();
-    ini.get(name)?.as_deref()?.trim().parse().ok()
+unsafe extern "C" {
+    // Exported by PHP (Zend/zend_ini.h): an ini setting's value, and whether PHP has the
+    // setting; ext-php-rs has no binding for it.
+    fn zend_ini_string_ex(
+        name: *const c_char,
+        name_length: usize,
+        orig: c_int,
+        exists: *mut bool,
+    ) -> *const c_char;
+}
+
+/// An ini setting read as PHP 8.2 reads the two above (`INI_INT`: C's strtoll in base 0, so
+/// "2K" is 2 and "0x10" is 16); None if this PHP has no such setting.
+fn ini_int(name: &str) -> Option<i64> {
+    let mut exists = false;
+    // SAFETY: PHP reads `name_length` bytes of the name; the value is PHP's own NUL-terminated
+    // string, only read here.
+    let value = unsafe { zend_ini_string_ex(name.as_ptr().cast(), name.len(), 0, &mut exists) };
+    if !exists {
+        return None;
+    }
+    if value.is_null() {
+        return Some(0);
+    }
+    // SAFETY: as above.
+    Some(unsafe { libc::strtoll(value, std::ptr::null_mut(), 0) })
 }
 
 /// Whether a form of `len` bytes is over PHP's `post_max_size` (8M unless php.ini says
