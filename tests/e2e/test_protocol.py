@@ -167,8 +167,9 @@ def test_wrong_websocket_version_gets_426_naming_version_13(echo):
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Sec-WebSocket-Key": None}, {"Sec-WebSocket-Key": "short"}, {"Connection": "keep-alive"}],
-    ids=["missing key", "malformed key", "no Connection: Upgrade"],
+    [{"Sec-WebSocket-Key": None}, {"Sec-WebSocket-Key": "short"}, {"Connection": "keep-alive"}, {"Host": None},
+     {"Host": "a\r\nHost: b"}],
+    ids=["missing key", "malformed key", "no Connection: Upgrade", "no Host", "two Host headers"],
 )
 def test_bad_handshake_gets_400(echo, headers):
     with RawClient(echo.port) as raw:
@@ -176,6 +177,21 @@ def test_bad_handshake_gets_400(echo, headers):
         assert_nothing_more_is_served(raw)
     assert reply.status == 400
     assert "upgrade" not in reply.headers
+
+
+def test_a_request_names_its_host_once_or_gets_400(php_server):
+    """RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two (which a proxy and PHP
+    may read differently), is refused, and its connection closed; HTTP/1.0 needs none."""
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1"})
+    for head, status in [(b"GET / HTTP/1.1\r\n", 400), (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n", 400),
+                         (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n", 400), (b"GET / HTTP/1.0\r\n", 201),
+                         (b"GET / HTTP/1.1\r\nHost: a\r\n", 201)]:
+        with RawClient(srv.port) as raw:
+            raw.send(head + b"\r\n")
+            reply = raw.read_http()
+            assert reply.status == status, head
+            if status == 400:
+                assert_nothing_more_is_served(raw)
 
 
 def test_http_body_over_package_max_length_gets_413(php_server):

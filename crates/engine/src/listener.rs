@@ -458,6 +458,10 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
     if shared.is_stopping() {
         return reply(HttpResponse::text(503, "server is shutting down\n"));
     }
+    if !one_host(&req) {
+        let refused = HttpResponse::text(400, "a request names its host once (Host)\n");
+        return closing(refused, req.version(), &peer.linger);
+    }
     if wants_websocket(&req) {
         let mut res = upgrade(req, peer, shared).await;
         // A refused handshake ends its connection: a proxy that opens a tunnel on seeing
@@ -711,6 +715,16 @@ fn refusal(
         )
     } else {
         (400, format!("the request body could not be read: {cause}"))
+    }
+}
+
+/// RFC 9112 3.2: a request has one Host header, or none in HTTP/1.0. Two may be read one way by
+/// a proxy and the other by the application (which host a cache keys, which PHP sees).
+fn one_host<B>(req: &Request<B>) -> bool {
+    match req.headers().get_all(header::HOST).iter().count() {
+        1 => true,
+        0 => req.version() == Version::HTTP_10,
+        _ => false,
     }
 }
 
