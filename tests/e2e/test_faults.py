@@ -96,6 +96,27 @@ def test_compressed_messages_that_inflate_large_wait_in_bounded_memory(php_serve
     assert grew < 320 * 1024, f"peak RSS grew {grew} KiB"
 
 
+def test_a_large_compressed_message_that_stops_coming_gives_its_slot_up(php_server):
+    """At a package_max_length of 64 MiB there is one slot for compressed messages past 64 KiB:
+    a client that sent half of one and stopped held it for ever, and another client's large
+    message waited until the heartbeat dropped that client as idle. Now the first is closed
+    (1008) 30 s after it took the slot, and the second's message goes through."""
+    srv = php_server("echo.php", env=settings_env(websocket_compression=True, package_max_length=64 << 20))
+    text = "a" * (1 << 20)
+    whole = frame(OP_TEXT, deflated(text.encode()), rsv=4)
+    with RawClient(srv.port, timeout=45) as stalled:
+        offer = {"Sec-WebSocket-Extensions": "permessage-deflate"}
+        assert stalled.handshake(headers=offer, then=whole[: len(whole) // 2]).status == 101
+        time.sleep(0.5)
+        with connect(srv.url, max_size=None, ping_interval=None) as waiting:
+            waiting.send(text)
+            began = time.monotonic()
+            assert waiting.recv(timeout=45) == text
+            waited = time.monotonic() - began
+        assert stalled.read_close() == (1008, "message too slow")
+    assert waited > 20, "the second message waited for the first one's slot"
+
+
 def test_memory_large_messages_took_is_given_back_once_they_stop(php_server, tmp_path):
     """Four clients stream 2 MB messages for 3 s into a callback that takes 20 ms: once PHP has
     handled them, the server's RSS falls back to near where it started (glibc kept what they

@@ -630,6 +630,7 @@ where
         ReadError::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<InflateError>()) {
             Some(InflateError::BadData) => (1007, "invalid compressed data"),
             Some(InflateError::TooBig) => (1009, "message too big"),
+            Some(InflateError::TooSlow) => (1008, "message too slow"),
             None => return Flow::Stop(ABNORMAL),
         },
         ReadError::Protocol(_) => (1002, "protocol error"),

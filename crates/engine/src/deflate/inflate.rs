@@ -74,6 +74,8 @@ pub(crate) enum InflateError {
     BadData,
     /// Its compressed bytes are over the message size limit.
     TooBig,
+    /// It held a large message slot longer than `large_slot::SLOT_TIME` and has not all come.
+    TooSlow,
 }
 
 impl std::fmt::Display for InflateError {
@@ -81,6 +83,7 @@ impl std::fmt::Display for InflateError {
         f.write_str(match self {
             InflateError::BadData => "compressed message does not inflate",
             InflateError::TooBig => "compressed message over the size limit",
+            InflateError::TooSlow => "large compressed message too slow to arrive",
         })
     }
 }
@@ -212,6 +215,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
             let mut read = ReadBuf::new(&mut raw);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 Poll::Pending => {
+                    if reader.decoder.compressed_message().is_some() && reader.large.overdue(cx) {
+                        reader.fail(InflateError::TooSlow);
+                        continue;
+                    }
                     // Idle: hold no buffers.
                     if reader.input.is_empty() {
                         reader.input = Vec::new();
@@ -243,6 +250,8 @@ impl Reader {
     fn fail(&mut self, err: InflateError) {
         self.failed = Some(err);
         self.input = Vec::new();
+        // Nothing more is inflated: the slot is for the next one, not for the close that follows.
+        self.large.release_unless(None);
     }
 }
 
@@ -867,8 +876,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_large_message_waits_for_a_slot_until_the_one_before_is_handed_on() {
+    #[tokio::test]
+    async fn a_large_message_waits_for_a_slot_until_the_one_before_is_handed_on() {
         let text = vec![b'a'; 1 << 20];
         let input = client_frame(FIN | RSV1 | 1, &deflated(&text));
         // A limit that leaves one slot.
@@ -893,6 +902,33 @@ mod tests {
             Poll::Ready(None)
         ));
         assert!(whole(b_reader.poll_next(&mut b, &mut cx)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_message_that_stops_coming_gives_its_slot_up_after_slot_time() {
+        use super::super::large_slot::SLOT_TIME;
+        use tokio::io::AsyncWriteExt;
+
+        let input = client_frame(FIN | RSV1 | 1, &deflated(&[b'a'; 1 << 20]));
+        let (max, slots) = (1 << 30, slots(1 << 30));
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        // Half of it: far past 64 KiB inflated, and then nothing more.
+        client.write_all(&input[..input.len() / 2]).await.unwrap();
+        let (mut socket, _) = Inflating::new(server, Some(15), max, Bytes::new(), &slots);
+        let mut reader = MessageReader::new(max, &[]);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(reader.poll_next(&mut socket, &mut cx).is_pending());
+        assert_eq!(slots.available_permits(), 0);
+        tokio::time::advance(SLOT_TIME).await;
+        let Poll::Ready(Some(Err(ReadError::Io(err)))) = reader.poll_next(&mut socket, &mut cx)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(
+            err.get_ref().unwrap().downcast_ref(),
+            Some(&InflateError::TooSlow)
+        );
+        assert_eq!(slots.available_permits(), 1);
     }
 
     #[test]

@@ -4,21 +4,27 @@
 //! thousand times more: 2 KB of zeros inflate to 2 MiB, which waits, whole, for room in the
 //! inbound budget while PHP is busy, so 1,000 connections sending 2 MB in all held 1.6 GiB (a
 //! review's measure). So a compressed message past [`LARGE`] inflated bytes is inflated further
-//! only while it holds one of a few slots, kept from then until it has been handed on: their
-//! count times `package_max_length` is [`LARGE_BUDGET`]. A message waiting for a slot reads
-//! nothing more, and TCP holds its client back, as the inbound budget does.
+//! only while it holds one of a few slots (their count times `package_max_length` is
+//! [`LARGE_BUDGET`], per process), from then until its connection reads again after handing it
+//! on. A message waiting for a slot reads nothing more, and TCP holds its client back, as the
+//! inbound budget does.
 //!
-//! No deadlock: a slot's message needs nothing more than its own client's bytes and then the
-//! inbound budget, which PHP frees without any slot. The price: a client that trickles the
-//! bytes of a large compressed message holds its slot meanwhile, so enough of them make the
-//! others' large compressed messages wait (small ones never do).
+//! No deadlock: a slot's message needs nothing more than its own client's bytes, then the
+//! inbound budget and room in the event queue, which PHP frees without any slot (and then the
+//! writes its step may have to finish before the connection reads again). A client that sent
+//! a few bytes of such a message and then next to nothing held a slot for as long as it liked,
+//! and the clients waiting behind it were dropped by the heartbeat (they read nothing): a
+//! message must arrive within [`SLOT_TIME`] of taking its slot, so that the slots pass on in
+//! order (tokio's semaphore is first come, first served) well within `heartbeat_idle_time`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 
 /// Inflated bytes of a message that need no slot: most messages never wait, and a connection
 /// holds at most this (and one read more) of a message it inflates without one.
@@ -26,6 +32,10 @@ pub(crate) const LARGE: u64 = 64 * 1024;
 
 /// What the large messages being inflated, or waiting to be handed on, may hold in all.
 const LARGE_BUDGET: usize = 64 << 20;
+
+/// How long a message may take to arrive once it holds a slot: 2 MiB that do not compress,
+/// over a link of 600 kbit/s.
+pub(crate) const SLOT_TIME: Duration = Duration::from_secs(30);
 
 /// The slots of one process: [`LARGE_BUDGET`] in messages of `package_max_length` (at least one).
 pub(crate) fn slots(package_max_length: usize) -> Arc<Semaphore> {
@@ -43,10 +53,12 @@ pub(crate) struct LargeSlot {
 enum State {
     Free,
     Waiting(Acquiring),
-    /// For the compressed message of this number; the permit is given back when dropped.
+    /// For the compressed message of this number, which must have arrived by `deadline`; the
+    /// permit is given back when dropped.
     Held {
         _permit: OwnedSemaphorePermit,
         message: u64,
+        deadline: Pin<Box<Sleep>>,
     },
 }
 
@@ -68,10 +80,20 @@ impl LargeSlot {
                     self.state = State::Held {
                         _permit: permit,
                         message,
+                        deadline: Box::pin(tokio::time::sleep(SLOT_TIME)),
                     };
                 }
                 _ => self.state = State::Waiting(Box::pin(self.slots.clone().acquire_owned())),
             }
+        }
+    }
+
+    /// Whether the message that holds the slot is past its [`SLOT_TIME`]; if not, `cx` is woken
+    /// when it is. For a message still arriving (see `release_unless`).
+    pub fn overdue(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.state {
+            State::Held { deadline, .. } => deadline.as_mut().poll(cx).is_ready(),
+            _ => false,
         }
     }
 
@@ -89,8 +111,8 @@ impl LargeSlot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_slot_passes_on_once_its_message_is_done() {
+    #[tokio::test]
+    async fn a_slot_passes_on_once_its_message_is_done() {
         let slots = slots(LARGE_BUDGET / 2);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let (mut a, mut b, mut c) = (
@@ -111,6 +133,18 @@ mod tests {
         c.release_unless(None);
         assert!(a.poll_hold(2, &mut cx).is_ready());
         assert!(a.poll_hold(2, &mut cx).is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_is_overdue_slot_time_after_it_took_its_slot() {
+        let mut slot = LargeSlot::new(slots(LARGE_BUDGET));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(!slot.overdue(&mut cx), "no slot, nothing overdue");
+        assert!(slot.poll_hold(1, &mut cx).is_ready());
+        tokio::time::advance(SLOT_TIME - Duration::from_millis(1)).await;
+        assert!(!slot.overdue(&mut cx));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(slot.overdue(&mut cx));
     }
 
     #[test]
