@@ -13,8 +13,8 @@
 //! with memory bounded by that. The compressed bytes of one message are held to that limit plus
 //! what deflate may add to incompressible data ([`max_compressed`]): deflate can also shrink
 //! (empty blocks inflate to nothing), and this bounds such a message too. A message that
-//! inflates past 64 KiB goes on only while it holds a slot of `large_slot`, which bounds what
-//! such messages hold across connections.
+//! inflates past 64 KiB, to more than 8 times its compressed bytes, goes on only while it holds
+//! a slot of `large_slot`, which bounds what such messages hold across connections.
 
 use std::cell::RefCell;
 use std::io;
@@ -27,7 +27,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 
-use super::large_slot::{LargeSlot, LARGE};
+use super::large_slot::{LargeSlot, LARGE, RATIO};
 use crate::client_frames::{header_len, masked_header, payload_len, FIN, MASKED, OP_CONTINUATION};
 
 /// Inflated bytes made before they are handed to the reader (plus one frame).
@@ -337,9 +337,11 @@ struct Decoder {
     max_compressed: u64,
     /// The last 4 compressed payload bytes of the current message inflated so far.
     last_bytes: [u8; 4],
-    /// Compressed messages begun, the current one's number; the bytes it inflated to so far.
+    /// Compressed messages begun, the current one's number; the bytes it inflated to so far,
+    /// and the compressed bytes those came from.
     messages: u64,
     inflated: u64,
+    inflated_from: u64,
 }
 
 thread_local! {
@@ -365,9 +367,11 @@ impl Decoder {
         matches!(self.message, Message::Compressed { .. }).then_some(self.messages)
     }
 
-    /// The number of the compressed message being inflated if it is past [`LARGE`] bytes.
+    /// The number of the compressed message being inflated if it needs a slot: past [`LARGE`]
+    /// bytes, and more than [`RATIO`] times the bytes they came in.
     fn large_message(&self) -> Option<u64> {
-        self.compressed_message().filter(|_| self.inflated >= LARGE)
+        let large = self.inflated >= LARGE && self.inflated > RATIO * self.inflated_from;
+        self.compressed_message().filter(|_| large)
     }
 
     /// Whether the decoder can make output without more input (the end of a compressed
@@ -438,6 +442,7 @@ impl Decoder {
                         break;
                     }
                     used += taken;
+                    self.inflated_from += taken as u64;
                     self.part = Part::Inflate {
                         left: left - taken as u64,
                         mask,
@@ -493,7 +498,7 @@ impl Decoder {
                 self.empty_fragments = 0;
                 self.last_bytes = [0; 4];
                 self.messages += 1;
-                self.inflated = 0;
+                (self.inflated, self.inflated_from) = (0, 0);
                 if !fin {
                     // Tell the reader a fragmented message has begun, so that a data frame
                     // before its end is refused even if nothing has inflated yet.
@@ -902,6 +907,28 @@ mod tests {
             Poll::Ready(None)
         ));
         assert!(whole(b_reader.poll_next(&mut b, &mut cx)));
+    }
+
+    #[tokio::test]
+    async fn a_large_message_that_compresses_little_needs_no_slot() {
+        // Bytes that do not compress (an upload) hold about what was sent: they never wait.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let data: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let input = client_frame(FIN | RSV1 | 2, &deflated(&data));
+        let (max, slots) = (1 << 30, slots(1 << 30));
+        let _the_only_slot = slots.clone().try_acquire_owned().unwrap();
+        let (mut socket, _) = Inflating::new(&input[..], Some(15), max, Bytes::new(), &slots);
+        let mut reader = MessageReader::new(max, &[]);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let next = reader.poll_next(&mut socket, &mut cx);
+        assert!(matches!(next, Poll::Ready(Some(Ok(Incoming::Binary(b)))) if b == data));
     }
 
     #[tokio::test(start_paused = true)]

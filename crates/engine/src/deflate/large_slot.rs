@@ -3,11 +3,13 @@
 //! A plain message holds no more memory than its client sent. A compressed one may hold a
 //! thousand times more: 2 KB of zeros inflate to 2 MiB, which waits, whole, for room in the
 //! inbound budget while PHP is busy, so 1,000 connections sending 2 MB in all held 1.6 GiB (a
-//! review's measure). So a compressed message past [`LARGE`] inflated bytes is inflated further
-//! only while it holds one of a few slots (their count times `package_max_length` is
-//! [`LARGE_BUDGET`], per process), from then until its connection reads again after handing it
-//! on. A message waiting for a slot reads nothing more, and TCP holds its client back, as the
-//! inbound budget does.
+//! review's measure). So a compressed message past [`LARGE`] inflated bytes, and more than
+//! [`RATIO`] times the bytes it came in, is inflated further only while it holds one of a few
+//! slots (their count times `package_max_length` is [`LARGE_BUDGET`], per process), from then
+//! until its connection reads again after handing it on. A message waiting for a slot reads
+//! nothing more, and TCP holds its client back, as the inbound budget does. Messages that
+//! compress less (an image, an upload) hold about what their clients sent, as plain ones do,
+//! and never wait for a slot: many slow uploads at once would have waited in turn.
 //!
 //! No deadlock: a slot's message needs nothing more than its own client's bytes, then the
 //! inbound budget and room in the event queue, which PHP frees without any slot (and then the
@@ -29,6 +31,12 @@ use tokio::time::Sleep;
 /// Inflated bytes of a message that need no slot: most messages never wait, and a connection
 /// holds at most this (and one read more) of a message it inflates without one.
 pub(crate) const LARGE: u64 = 64 * 1024;
+
+/// How much larger than its compressed bytes a large message may inflate without a slot: about
+/// what text and JSON shrink by (often 3 to 10 times), so that most of them never wait, while
+/// zeros or repeats (a thousandfold) do; a client makes us hold at most this many times what
+/// it sent without one.
+pub(crate) const RATIO: u64 = 8;
 
 /// What the large messages being inflated, or waiting to be handed on, may hold in all.
 const LARGE_BUDGET: usize = 64 << 20;
