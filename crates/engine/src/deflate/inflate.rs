@@ -618,7 +618,7 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::deflate::large_slot::slots;
-    use crate::deflate::stored_in;
+    use crate::deflate::{noise, stored_in};
     use crate::fuzzing::client_frame;
     use crate::message_reader::{Incoming, MessageReader, ReadError};
 
@@ -728,19 +728,6 @@ mod tests {
             }
         }
         done
-    }
-
-    /// `n` bytes that do not compress.
-    fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     fn text(n: usize) -> Vec<u8> {
@@ -912,15 +899,7 @@ mod tests {
     #[tokio::test]
     async fn a_large_message_that_compresses_little_needs_no_slot() {
         // Bytes that do not compress (an upload) hold about what was sent: they never wait.
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let data: Vec<u8> = (0..1 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(1 << 20);
         let input = client_frame(FIN | RSV1 | 2, &deflated(&data));
         let (max, slots) = (1 << 30, slots(1 << 30));
         let _the_only_slot = slots.clone().try_acquire_owned().unwrap();

@@ -171,6 +171,20 @@ pub fn compress(payload: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// `len` bytes that do not compress (xorshift), the same every time.
+#[cfg(test)]
+pub(crate) fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,15 +314,10 @@ mod tests {
             assert_eq!(inflate(&packed), text.as_bytes());
         }
         assert_eq!(compress(b"short"), None, "under MIN_COMPRESS");
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        assert_eq!(compress(&noise), None, "incompressible data goes plain");
+        assert_eq!(
+            compress(&noise(4096)),
+            None,
+            "incompressible data goes plain"
+        );
     }
 }
