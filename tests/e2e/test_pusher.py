@@ -82,6 +82,75 @@ def channel_auth(socket: str, channel: str, data: str | None = None, secret=APP[
     return APP["key"] + ":" + hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
+class Webhooks:
+    """An HTTP server that takes webhook POSTs, as an application's endpoint would: answers a
+    path the `statuses` given for it in turn (then 200), and keeps each request's headers and
+    body."""
+
+    def __init__(self, statuses=None, tls=None):
+        import http.server
+        import threading
+
+        self.requests, self.statuses = [], statuses or {}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                waiting = outer.statuses.get(self.path)
+                status = waiting.pop(0) if waiting else 200
+                outer.requests.append({"path": self.path, "status": status, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode()})
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls:  # (certificate chain, key) files
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.http.socket = context.wrap_socket(self.http.socket, server_side=True)
+            self.scheme = "https"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://localhost:{self.http.server_address[1]}{path}"
+
+    def events(self, path: str, count: int, timeout: float = 5) -> list:
+        """The events of the 2xx-answered requests to `path`, once there are `count`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [e for r in self.requests if r["path"] == path and r["status"] == 200 for e in json.loads(r["body"])["events"]]
+            if len(got) >= count or time.monotonic() > deadline:
+                assert len(got) == count, f"expected {count} events at {path}, got {got}"
+                return got
+            time.sleep(0.02)
+
+
+def pusher_sdk_reads(requests: list) -> list:
+    """What the `pusher` server SDK's webhook() makes of each request: [valid, events]."""
+    import os
+
+    script = """
+    const Pusher = require('pusher');
+    const pusher = new Pusher({appId: process.env.PUSHER_APP_ID, key: process.env.PUSHER_KEY, secret: process.env.PUSHER_SECRET});
+    const requests = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+    console.log(JSON.stringify(requests.map(r => {
+        const hook = pusher.webhook({headers: r.headers, rawBody: r.body});
+        return [hook.isValid(), hook.isValid() ? hook.getEvents() : null];
+    })));
+    """
+    env = dict(os.environ, PUSHER_APP_ID=APP["app_id"], PUSHER_KEY=APP["key"], PUSHER_SECRET=APP["secret"])
+    done = subprocess.run(["node", "-e", script], cwd=ROOT, input=json.dumps(requests), env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_connection_established_and_refusals(php_server):
     server = start(php_server)
     ws, hello = pusher_socket(server)
@@ -384,6 +453,9 @@ def test_laravel_serve_reads_the_pusher_app_and_echo_gets_a_broadcast(php_server
     # The reverb connection holds the same app, as it often does after a switch: served once.
     credentials = {"APP_ID": APP["app_id"], "APP_KEY": APP["key"], "APP_SECRET": APP["secret"]}
     env = laravel_env(tmp_path, redis_server, **{f"{driver}_{name}": value for name, value in credentials.items() for driver in ("PUSHER", "REVERB")})
+    # surge.pusher.webhooks: given to the app read from the broadcasting config.
+    hooks = Webhooks()
+    env["SURGE_TEST_WEBHOOKS"] = json.dumps([{"url": hooks.url("/laravel"), "event_types": ["channel_occupied"]}])
     assert "users: 3" in artisan("app:setup", "alice", "bob", "carol", env=env).stdout
     refused = artisan("surge:serve", env={**env, "REVERB_APP_SECRET": "another"}, surge=True)
     assert "broadcasting.connections.reverb names app 4242 (key surge-key) as another connection does" in refused.stdout + refused.stderr, refused
@@ -402,6 +474,7 @@ def test_laravel_serve_reads_the_pusher_app_and_echo_gets_a_broadcast(php_server
         assert proc.returncode == 0 and "ok laravel" in out, out + server.stderr()[-3000:]
     finally:
         proc.kill()
+    assert hooks.events("/laravel", 1) == [{"name": "channel_occupied", "channel": "orders"}]
 
 
 def test_redis_broadcasts_reach_pusher_and_native_clients(php_server, redis_server):
@@ -718,3 +791,121 @@ def test_every_client_event_reaches_php_with_its_data_decoded(php_server):
         assert recv(ws)["event"] == "client-typing"
     events = hook_lines(server, 2 + len(sent))[2:]
     assert [e[4] for e in events] == sent
+
+
+def test_webhooks_tell_the_application_what_happened_signed_as_pusher_signs(php_server):
+    """Channels occupied and vacated, presence members added and removed, client events and
+    cache misses reach the app's webhooks in order, signed so that Pusher's own SDK takes them;
+    a webhook gets only the kinds it asked for; a request answered 500 is sent again."""
+    hooks = Webhooks(statuses={"/all": [500]})
+    app = dict(APP, webhooks=[{"url": hooks.url("/all")}, {"url": hooks.url("/members"), "event_types": ["member_added", "member_removed"]}])
+    server = start(php_server, app=app)
+
+    ws, hello = pusher_socket(server)
+    other, other_hello = pusher_socket(server)
+    sid, other_sid = socket_id(hello), socket_id(other_hello)
+    for c, s, user in [(ws, sid, {"user_id": 7}), (other, other_sid, {"user_id": "8", "user_info": {"name": "Bo"}})]:
+        data = json.dumps(user)
+        send(c, "pusher:subscribe", {"channel": "presence-room", "auth": channel_auth(s, "presence-room", data), "channel_data": data})
+        assert recv(c)["event"] == "pusher_internal:subscription_succeeded"
+    assert recv(ws)["event"] == "pusher_internal:member_added"
+    send(other, "client-typing", {"text": "hi"}, channel="presence-room")
+    assert recv(ws)["event"] == "client-typing"
+    send(ws, "pusher:subscribe", {"channel": "cache-prices"})
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    assert recv(ws)["event"] == "pusher:cache_miss"
+    send(other, "pusher:subscribe", {"channel": "news"})  # public: occupied, no member
+    assert recv(other)["event"] == "pusher_internal:subscription_succeeded"
+    ws.close()  # leaves presence-room (member 7 goes) and cache-prices (vacated)
+    assert recv(other)["event"] == "pusher_internal:member_removed"
+    send(other, "pusher:unsubscribe", {"channel": "presence-room"})
+    send(other, "pusher:ping")
+    assert recv(other)["event"] == "pusher:pong"
+    every = hooks.events("/all", 11)
+    assert every[:7] == [
+        {"name": "channel_occupied", "channel": "presence-room"},
+        {"name": "member_added", "channel": "presence-room", "user_id": "7"},
+        {"name": "member_added", "channel": "presence-room", "user_id": "8"},
+        {"name": "client_event", "channel": "presence-room", "event": "client-typing", "data": json.dumps({"text": "hi"}), "socket_id": other_sid, "user_id": "8"},
+        {"name": "channel_occupied", "channel": "cache-prices"},
+        {"name": "cache_miss", "channel": "cache-prices"},
+        {"name": "channel_occupied", "channel": "news"},
+    ], every
+    # The closed connection's two channels, in either order; then the unsubscription's.
+    assert sorted(every[7:9], key=json.dumps) == [
+        {"name": "channel_vacated", "channel": "cache-prices"},
+        {"name": "member_removed", "channel": "presence-room", "user_id": "7"},
+    ], every
+    assert every[9:] == [
+        {"name": "member_removed", "channel": "presence-room", "user_id": "8"},
+        {"name": "channel_vacated", "channel": "presence-room"},
+    ], every
+    assert [e["name"] for e in hooks.events("/members", 4)] == ["member_added", "member_added", "member_removed", "member_removed"]
+
+    # The first request was answered 500 and sent again; every request is Pusher's shape and
+    # signature, read by Pusher's SDK.
+    sent = [r for r in hooks.requests if r["path"] == "/all"]
+    assert sent[0]["status"] == 500 and sent[1]["body"] == sent[0]["body"], sent[:2]
+    assert all(r["headers"]["content-type"] == "application/json" and r["headers"]["x-pusher-key"] == APP["key"] for r in sent)
+    read = pusher_sdk_reads(hooks.requests)
+    assert read == [[True, json.loads(r["body"])["events"]] for r in hooks.requests], read
+    assert all(abs(json.loads(r["body"])["time_ms"] / 1000 - time.time()) < 60 for r in hooks.requests)
+
+    # A signature made with another secret is refused by the SDK (the check can fail).
+    forged = dict(sent[1], headers=dict(sent[1]["headers"], **{"x-pusher-signature": hmac.new(b"other", sent[1]["body"].encode(), hashlib.sha256).hexdigest()}))
+    assert pusher_sdk_reads([forged]) == [[False, None]]
+    other.close()
+
+
+def test_webhooks_hear_of_the_channels_a_stop_empties(php_server):
+    """At the stop every client is closed: the channels they leave are told to the webhook
+    before the process ends."""
+    hooks = Webhooks()
+    server = start(php_server, app=dict(APP, webhooks=[{"url": hooks.url("/h"), "event_types": ["channel_vacated"]}]))
+    ws, _ = pusher_socket(server)
+    for channel in ["a", "b"]:
+        send(ws, "pusher:subscribe", {"channel": channel})
+        assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    server.stop()
+    assert sorted(e["channel"] for e in hooks.events("/h", 2, timeout=1)) == ["a", "b"]
+
+
+def test_https_webhooks_are_verified_against_the_trusted_roots(php_server, tmp_path):
+    """An https:// webhook whose certificate a private CA signed: delivered when SSL_CERT_FILE
+    names that CA, refused (and logged) against the system's roots."""
+    ca, ca_key, cert, key, csr = (tmp_path / f for f in ["ca.pem", "ca.key", "leaf.pem", "leaf.key", "leaf.csr"])
+    run = lambda *args: subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)  # noqa: E731
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=Surge test CA")
+    run("req", "-new", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+    extensions = tmp_path / "leaf.ext"
+    extensions.write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extensions)
+    hooks = Webhooks(tls=(cert, key))
+    for trusted, path in [(True, "/trusted"), (False, "/untrusted")]:
+        app = dict(APP, webhooks=[{"url": hooks.url(path), "event_types": ["channel_occupied"]}])
+        env = settings_env(pusher=[app]) | ({"SSL_CERT_FILE": str(ca)} if trusted else {})
+        server = php_server("echo.php", env=env)
+        ws, _ = pusher_socket(server)
+        send(ws, "pusher:subscribe", {"channel": "news"})
+        assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+        if trusted:
+            assert hooks.events(path, 1) == [{"name": "channel_occupied", "channel": "news"}]
+        else:
+            server.wait_output("TLS failed", stream="stderr")
+            assert hooks.requests == [r for r in hooks.requests if r["path"] != path]
+        ws.close()
+
+
+def test_webhook_settings_are_checked():
+    from conftest import surge_exception
+
+    def refusal(webhooks) -> str:
+        app = dict(APP, webhooks=webhooks)
+        return surge_exception(f"$s->set(['pusher' => json_decode('{json.dumps(app)}', true)]);")
+
+    assert "must be an http:// or https:// URL" in refusal([{"url": "ftp://127.0.0.1/"}])
+    assert "unknown event type; known: channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss" in refusal(
+        [{"url": "http://127.0.0.1/", "event_types": ["joined"]}]
+    )
+    assert "has no 'url'" in refusal([{"event_types": []}])

@@ -29,6 +29,13 @@ impl Channels {
     /// check is made under the lock that `leave_all` takes, so a connection whose task has
     /// ended (see `Conn::end`) is never added after it left every channel.
     pub fn join(&self, conn: &Arc<Conn>, name: &str) -> bool {
+        self.join_counted(conn, name, |_| ())
+    }
+
+    /// As `join`, and when the connection is added, `then` is called with the channel's member
+    /// count, under the lock: what it sends out (a Pusher webhook's `channel_occupied`) keeps
+    /// the order of the joins and leaves.
+    pub fn join_counted(&self, conn: &Arc<Conn>, name: &str, then: impl FnOnce(usize)) -> bool {
         let mut inner = self.inner.lock();
         if !conn.is_open() {
             return false;
@@ -37,18 +44,23 @@ impl Channels {
             Some((k, _)) => k.clone(),
             None => Arc::from(name),
         };
-        let added = inner
-            .members
-            .entry(key.clone())
-            .or_default()
-            .insert(conn.fd, conn.clone())
-            .is_none();
+        let members = inner.members.entry(key.clone()).or_default();
+        let added = members.insert(conn.fd, conn.clone()).is_none();
+        if added {
+            then(members.len());
+        }
         inner.of_fd.entry(conn.fd).or_default().insert(key);
         added
     }
 
     /// Removes `fd` from `name`; false if it was not a member. Empty channels disappear.
     pub fn leave(&self, fd: u64, name: &str) -> bool {
+        self.leave_counted(fd, name, |_| ())
+    }
+
+    /// As `leave`, and when `fd` was a member, `then` is called with the members left, under
+    /// the lock (see `join_counted`).
+    pub fn leave_counted(&self, fd: u64, name: &str, then: impl FnOnce(usize)) -> bool {
         let mut inner = self.inner.lock();
         let Some(members) = inner.members.get_mut(name) else {
             return false;
@@ -56,6 +68,7 @@ impl Channels {
         if members.remove(&fd).is_none() {
             return false;
         }
+        then(members.len());
         shrink_if_sparse(members);
         if members.is_empty() {
             inner.members.remove(name);

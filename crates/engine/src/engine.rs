@@ -245,6 +245,7 @@ impl Engine {
         runtime.spawn(heartbeat::run(shared.clone()));
         runtime.spawn(memory::run(shared.clone()));
         runtime.spawn(crate::pusher::sweep(shared.clone()));
+        runtime.spawn(crate::pusher::post_webhooks(shared.clone()));
         // PHP's own signal handling (zend_signal) would kill the process on these signals even
         // with Tokio's handler chained after it: give them back their default action first.
         default_signal_actions();
@@ -705,6 +706,17 @@ impl Drop for Engine {
                 let _ = tokio::time::timeout(PUBLISHES_AT_STOP, redis.publishes_done()).await;
             });
         }
+        if let Some(runtime) = &self.runtime {
+            // The webhooks' last events (the channels the stop emptied) likewise.
+            runtime.block_on(async {
+                let deadline = tokio::time::Instant::now() + PUBLISHES_AT_STOP;
+                while crate::pusher::webhooks_pending(&self.shared) > 0
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_millis(200));
         }
@@ -714,7 +726,8 @@ impl Drop for Engine {
     }
 }
 
-/// How long a stopping engine waits for the Redis publishes its callbacks made.
+/// How long a stopping engine waits for the Redis publishes its callbacks made, and for the
+/// webhooks' last events.
 const PUBLISHES_AT_STOP: Duration = Duration::from_secs(1);
 
 /// The signals the engine takes (see `watch_signals`): SIGINT and SIGTERM stop it; SIGUSR1 and

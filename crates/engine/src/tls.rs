@@ -1,12 +1,15 @@
 //! TLS (wss://, https://) with rustls and its ring provider. The certificate chain and key are
-//! read once, at start; each accepted connection does its TLS handshake before HTTP.
+//! read once, at start; each accepted connection does its TLS handshake before HTTP. Also the
+//! client side, for `https://` webhooks.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{crypto, Error, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{crypto, ClientConfig, Error, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello opens with it).
 pub(crate) const HANDSHAKE_RECORD: u8 = 0x16;
@@ -64,4 +67,34 @@ pub(crate) fn acceptor(cert_file: &str, key_file: &str) -> Result<TlsAcceptor, S
 fn encrypted(pem: &[u8]) -> bool {
     let has = |text: &[u8]| pem.windows(text.len()).any(|w| w == text);
     has(b"BEGIN ENCRYPTED PRIVATE KEY") || has(b"Proc-Type: 4,ENCRYPTED")
+}
+
+/// A TLS connection to `host` over `tcp`, its certificate verified against the system's roots
+/// (or only the PEM bundle that `SSL_CERT_FILE` names, as for a TLS Redis).
+pub(crate) async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(found.certs);
+        if roots.is_empty() {
+            return Err(format!(
+                "no trusted root certificates found: {:?}",
+                found.errors
+            ));
+        }
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("cannot set up TLS: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        Ok(Arc::new(config))
+    });
+    let config = config.clone()?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("bad host name: {e}"))?;
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS failed: {e}"))
 }

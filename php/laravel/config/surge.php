@@ -41,11 +41,14 @@ return [
     // config/broadcasting.php (those with an empty key are skipped). 'settings' => ['pusher'
     // => [...]] above replaces this. Options: client_events, client_event_rate,
     // max_connections, activity_timeout, presence_max_members, presence_max_member_size,
-    // max_channels_per_connection (README "Pusher protocol").
+    // max_channels_per_connection (README "Pusher protocol"). Webhooks, as Pusher's, for every
+    // app: e.g. [['url' => env('APP_URL').'/pusher/webhook', 'event_types' => ['member_added',
+    // 'member_removed']]] (README "Pusher webhooks").
     'pusher' => [
         'enabled' => env('SURGE_PUSHER', true),
         'connections' => ['pusher', 'reverb'],
         'options' => [],
+        'webhooks' => [],
     ],
 
 ];

@@ -14,4 +14,7 @@ return [
         'connection' => env('SURGE_REDIS_CONNECTION'),
         'channels' => ['*'],
     ] + (env('SURGE_TEST_MISSPELT_REDIS') ? [env('SURGE_TEST_MISSPELT_REDIS') => false] : []),
+    'pusher' => [
+        'webhooks' => json_decode(env('SURGE_TEST_WEBHOOKS', '[]'), true),
+    ],
 ] + (env('SURGE_TEST_MISSPELT') ? [env('SURGE_TEST_MISSPELT') => []] : []);

@@ -6,13 +6,15 @@
 //! The engine calls in at a few points only: `socket::open` for a handshake on `/app/...`,
 //! `socket::receive` for each message of such a connection, `socket::closed` when it ends,
 //! `api::serve` for HTTP requests under `/apps/`, `sweep` for the activity timeout and
-//! `forward_broadcast` for Laravel broadcasts arriving through the Redis bridge.
+//! `forward_broadcast` for Laravel broadcasts arriving through the Redis bridge, and
+//! `post_webhooks` for the apps' webhooks.
 
 pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod presence;
 pub mod socket;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -28,6 +30,7 @@ use crate::rate_limit::RateLimit;
 use crate::registry::Outgoing;
 use crate::shared::Shared;
 use presence::Presence;
+use webhooks::{WebhookConfig, Webhooks};
 
 /// Largest `data` of one event (client event or HTTP API), as Pusher limits it.
 pub const MAX_EVENT_DATA: usize = 10 * 1024;
@@ -64,6 +67,8 @@ pub struct AppConfig {
     /// Channels one connection may be subscribed to at once (Pusher sets no limit; this one
     /// bounds what one client makes the server hold).
     pub max_channels_per_connection: usize,
+    /// Where to post what happens on the app's channels (see `webhooks.rs`).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// An app without id, key nor secret, its options as they are unless set.
@@ -80,11 +85,12 @@ impl Default for AppConfig {
             presence_max_members: 100,
             presence_max_member_size: 2048,
             max_channels_per_connection: 100,
+            webhooks: Vec::new(),
         }
     }
 }
 
-pub(crate) const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options"];
+pub(crate) const APP_KEYS: &[&str] = &["app_id", "key", "secret", "options", "webhooks"];
 pub(crate) const OPTION_KEYS: &[&str] = &[
     "client_events",
     "client_event_rate",
@@ -170,6 +176,7 @@ impl AppConfig {
                 "app_id" => app.app_id = text(&name, v)?,
                 "key" => app.key = text(&name, v)?,
                 "secret" => app.secret = text(&name, v)?,
+                "webhooks" => app.webhooks = WebhookConfig::parse_all(&name, v)?,
                 "options" => {
                     for (k, v) in entries(&name, v)? {
                         let name = format!("{name}.{k}");
@@ -253,11 +260,13 @@ pub struct App {
     /// The last event triggered on each cache channel.
     pub cache: cache::Cache,
     connections: AtomicUsize,
+    pub webhooks: Webhooks,
 }
 
 impl App {
     fn new(config: AppConfig) -> App {
         App {
+            webhooks: Webhooks::new(&config.webhooks),
             config,
             channels: Channels::default(),
             presence: Mutex::default(),
@@ -465,6 +474,25 @@ pub(crate) fn forward_broadcast(
         );
     }
     sent
+}
+
+/// Posts every app's webhooks, for as long as the server runs.
+pub(crate) async fn post_webhooks(shared: Arc<Shared>) {
+    let apps = shared.pusher.apps.iter().map(|app| {
+        let config = &app.config;
+        app.webhooks.run(&config.key, &config.secret)
+    });
+    futures_util::future::join_all(apps).await;
+}
+
+/// Webhook events still to post, over every app.
+pub(crate) fn webhooks_pending(shared: &Shared) -> usize {
+    shared
+        .pusher
+        .apps
+        .iter()
+        .map(|a| a.webhooks.pending())
+        .sum()
 }
 
 /// Every second: a Pusher client silent for its app's `activity_timeout` is sent

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::webhooks::Kind as Hook;
 use super::{auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, Session};
 use super::{MAX_EVENT_DATA, MAX_EVENT_NAME};
 use crate::events::{Event, HttpRequest, PusherEvent};
@@ -28,7 +29,12 @@ fn send(conn: &Conn, shared: &Shared, json: &str) {
 /// cache channel then, for a `new` subscription, the kept event or `pusher:cache_miss`.
 fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &str, new: bool) {
     let join = || {
-        app.channels.join(handle, channel);
+        app.channels.join_counted(handle, channel, |members| {
+            if members == 1 && app.webhooks.want(Hook::ChannelOccupied) {
+                app.webhooks
+                    .send(Hook::ChannelOccupied, json!({"channel": channel}));
+            }
+        });
         subscription_succeeded(handle, shared, channel, data);
     };
     if !new || !super::cache::is_cache(channel) {
@@ -36,6 +42,10 @@ fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &st
     }
     app.cache.subscribe(channel, shared.now_ms(), join, |kept| {
         let event = kept.cloned().unwrap_or_else(|| {
+            if app.webhooks.want(Hook::CacheMiss) {
+                app.webhooks
+                    .send(Hook::CacheMiss, json!({"channel": channel}));
+            }
             text_frame(&format!(
                 "{{\"event\":\"pusher:cache_miss\",\"channel\":{}}}",
                 quote(channel)
@@ -426,6 +436,10 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
         &quote(&members.snapshot()),
         new,
     );
+    if added && app.webhooks.want(Hook::MemberAdded) {
+        let fields = json!({"channel": channel, "user_id": user_id});
+        app.webhooks.send(Hook::MemberAdded, fields);
+    }
     if added {
         let data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
         super::publish(
@@ -456,21 +470,37 @@ fn number_id(n: &serde_json::Number) -> String {
     }
 }
 
-/// Takes `fd` out of `channel`, telling presence members when a user's last connection left.
+/// Takes `fd` out of `channel`, telling presence members when a user's last connection left
+/// (and the webhooks, in Pusher's order: `member_removed`, then `channel_vacated`).
 fn leave(app: &App, fd: u64, channel: &str, shared: &Shared) {
+    let leave_channel = || {
+        app.channels.leave_counted(fd, channel, |members| {
+            if members == 0 && app.webhooks.want(Hook::ChannelVacated) {
+                app.webhooks
+                    .send(Hook::ChannelVacated, json!({"channel": channel}));
+            }
+        })
+    };
     if kind(channel) != Kind::Presence {
-        app.channels.leave(fd, channel);
+        leave_channel();
         return;
     }
     let mut presence = app.presence.lock();
-    app.channels.leave(fd, channel);
-    let Some(members) = presence.get_mut(channel) else {
-        return;
+    let gone = match presence.get_mut(channel) {
+        Some(members) => {
+            let gone = members.leave(fd);
+            if members.is_empty() {
+                presence.remove(channel);
+            }
+            gone
+        }
+        None => None,
     };
-    let gone = members.leave(fd);
-    if members.is_empty() {
-        presence.remove(channel);
+    if let (Some(user_id), true) = (&gone, app.webhooks.want(Hook::MemberRemoved)) {
+        let fields = json!({"channel": channel, "user_id": user_id});
+        app.webhooks.send(Hook::MemberRemoved, fields);
     }
+    leave_channel();
     if let Some(user_id) = gone {
         let data = serde_json::json!({"user_id": user_id}).to_string();
         super::publish(
@@ -596,6 +626,9 @@ fn client_event(
     }
     json.push('}');
     super::publish(shared, app, &channel, &json, &[conn.fd]);
+    if app.webhooks.want(Hook::ClientEvent) {
+        client_event_webhook(session, conn.fd, &channel, event, data);
+    }
     observed(
         &shared.handlers.pusher_client_event,
         session,
@@ -606,6 +639,19 @@ fn client_event(
             data: data.to_owned(),
         },
     )
+}
+
+/// The `client_event` webhook: `data` as Pusher gives it, a string (a JSON string's text, any
+/// other JSON as written), and the sender's `user_id` on a presence channel.
+fn client_event_webhook(session: &Session, fd: u64, channel: &str, event: &str, data: &str) {
+    let app = &session.app;
+    let data = serde_json::from_str::<String>(data).unwrap_or_else(|_| data.to_owned());
+    let mut fields =
+        json!({"channel": channel, "event": event, "data": data, "socket_id": session.socket_id});
+    if let Some(user_id) = app.presence.lock().get(channel).and_then(|p| p.user_of(fd)) {
+        fields["user_id"] = Value::from(user_id);
+    }
+    app.webhooks.send(Hook::ClientEvent, fields);
 }
 
 #[cfg(test)]

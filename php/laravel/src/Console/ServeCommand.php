@@ -29,7 +29,7 @@ class ServeCommand extends Command
     private const CONFIG_KEYS = [
         '' => ['host', 'port', 'handler', 'settings', 'redis', 'pusher'],
         'redis' => ['enabled', 'connection', 'channels'],
-        'pusher' => ['enabled', 'connections', 'options'],
+        'pusher' => ['enabled', 'connections', 'options', 'webhooks'],
     ];
 
     public function handle(): int
@@ -170,6 +170,10 @@ class ServeCommand extends Command
         if (! is_array($options)) {
             throw new InvalidArgumentException('surge.pusher.options must be an array (client_events, client_event_rate, max_connections, activity_timeout, presence_max_members, presence_max_member_size, max_channels_per_connection)');
         }
+        $webhooks = $config['webhooks'] ?? [];
+        if (! is_array($webhooks)) {
+            throw new InvalidArgumentException("surge.pusher.webhooks must be a list of ['url' => ..., 'event_types' => [...]]");
+        }
         $apps = [];
         $lines = [];
         foreach ((array) ($config['connections'] ?? ['pusher', 'reverb']) as $name) {
@@ -191,7 +195,7 @@ class ServeCommand extends Command
                 $lines[] = "app {$app['app_id']} from broadcasting.connections.{$name}: the same app as above";
                 continue;
             }
-            $apps[] = $app + ($options === [] ? [] : ['options' => $options]);
+            $apps[] = $app + ($options === [] ? [] : ['options' => $options]) + ($webhooks === [] ? [] : ['webhooks' => $webhooks]);
             $lines[] = "app {$app['app_id']} (key {$app['key']}) from broadcasting.connections.{$name}: Echo at ".self::scheme($settings)."://HOST:PORT/app/{$app['key']}";
         }
 
