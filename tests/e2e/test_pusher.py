@@ -49,7 +49,7 @@ def run_scenario(server, name: str) -> None:
     assert done.returncode == 0 and f"ok {name}" in done.stdout, f"{done.stdout}\n{done.stderr}\n--- server:\n{server.stderr()[-3000:]}"
 
 
-@pytest.mark.parametrize("scenario", ["public", "private", "presence", "whisper", "api", "cache"])
+@pytest.mark.parametrize("scenario", ["public", "private", "presence", "whisper", "api", "cache", "user"])
 def test_real_clients(php_server, scenario):
     server = start(php_server)
     run_scenario(server, scenario)
@@ -895,6 +895,38 @@ def test_https_webhooks_are_verified_against_the_trusted_roots(php_server, tmp_p
             server.wait_output("TLS failed", stream="stderr")
             assert hooks.requests == [r for r in hooks.requests if r["path"] != path]
         ws.close()
+
+
+def test_signin_is_checked_and_a_user_channel_is_its_users_alone(php_server):
+    """pusher:signin with a wrong signature, without an id, or as a second user is refused
+    (4009, the connection stays); only the connections signed in as a user may subscribe to
+    their #server-to-user- channel."""
+    server = start(php_server)
+    ws, hello = pusher_socket(server)
+    sid = socket_id(hello)
+
+    def signin(user_data: str, secret=APP["secret"]) -> dict:
+        signature = hmac.new(secret.encode(), f"{sid}::user::{user_data}".encode(), hashlib.sha256).hexdigest()
+        send(ws, "pusher:signin", {"auth": f"{APP['key']}:{signature}", "user_data": user_data})
+        return recv(ws)
+
+    def subscribe(channel: str) -> dict:
+        send(ws, "pusher:subscribe", {"channel": channel})
+        return recv(ws)
+
+    refused = signin('{"id":"u7"}', secret="wrong")
+    assert refused["event"] == "pusher:error" and refused["data"]["code"] == 4009, refused
+    assert subscribe("#server-to-user-u7")["event"] == "pusher:subscription_error"
+    assert signin('{"name":"no id"}')["data"]["code"] == 4009
+    assert signin('{"id":7}')["data"]["code"] == 4009  # Pusher's ids are strings
+    ok = signin('{"id":"u7","name":"Ann"}')
+    assert ok == {"event": "pusher:signin_success", "data": json.dumps({"user_data": '{"id":"u7","name":"Ann"}'}, separators=(",", ":"))}, ok
+    assert subscribe("#server-to-user-u8")["event"] == "pusher:subscription_error"
+    assert subscribe("#server-to-user-u7") == {"event": "pusher_internal:subscription_succeeded", "channel": "#server-to-user-u7", "data": "{}"}
+    assert signin('{"id":"u8"}')["data"]["message"] == "signin refused: this connection is signed in as another user"
+    assert signin('{"id":"u7"}')["event"] == "pusher:signin_success"
+    assert subscribe("#server-to-user-")["event"] == "pusher:subscription_error"
+    ws.close()
 
 
 def test_webhook_settings_are_checked():

@@ -287,6 +287,38 @@ const scenarios = {
     client.disconnect();
   },
 
+  // pusher-js's signin(), signed by the server SDK's authenticateUser(): events the SDK sends
+  // to the user (sendToUser) reach each of their connections, and terminateUserConnections()
+  // ends them for good (pusher-js does not reconnect after 4009).
+  async user() {
+    const userAuthentication = {
+      customHandler: ({ socketId }, callback) => callback(null, server.authenticateUser(socketId, { id: 'u7', name: 'Ann' })),
+    };
+    const tabs = [0, 1].map(() => new Pusher(key, { ...clientOptions(), userAuthentication }));
+    const got = [[], []];
+    tabs.forEach((tab, i) => {
+      tab.user.bind('note', (data) => got[i].push(data));
+      tab.signin();
+    });
+    for (const tab of tabs) {
+      await connected(tab);
+      await until('signed in', () => tab.user.user_data?.id === 'u7');
+      await until('the user channel', () => tab.user.serverToUserChannel?.subscribed);
+    }
+    await server.sendToUser('u7', 'note', { text: 'for you' });
+    await server.sendToUser('u8', 'note', { text: 'for someone else' });
+    await until('the note, in both tabs', () => got[0].length === 1 && got[1].length === 1);
+    assert(eq(got, [[{ text: 'for you' }], [{ text: 'for you' }]]), JSON.stringify(got));
+    const other = pusherClient();
+    await connected(other);
+    await server.terminateUserConnections('u7');
+    for (const tab of tabs) await until('terminated', () => tab.connection.state === 'disconnected');
+    await sleep(1500);
+    assert(tabs.every((tab) => tab.connection.state === 'disconnected'), 'a terminated tab reconnected');
+    assert(other.connection.state === 'connected', `another user's connection: ${other.connection.state}`);
+    other.disconnect();
+  },
+
   // Laravel Echo on `php artisan surge:serve`, its app read from broadcasting.connections.pusher;
   // the Python test runs `artisan app:broadcast orders ...` once this says ready.
   async laravel() {

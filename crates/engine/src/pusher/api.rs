@@ -152,7 +152,10 @@ fn checked_body(
         (&Method::GET, ["channels"]) => channels(app, param("filter_by_prefix"), param("info")),
         (&Method::GET, ["channels", name]) => channel(app, name, param("info")),
         (&Method::GET, ["channels", name, "users"]) => users(app, name),
-        (_, ["events" | "batch_events"]) => fail(405, "this endpoint takes POST"),
+        (&Method::POST, ["users", user, "terminate_connections"]) => terminate(app, shared, user),
+        (_, ["events" | "batch_events"] | ["users", _, "terminate_connections"]) => {
+            fail(405, "this endpoint takes POST")
+        }
         (_, ["channels"] | ["channels", _] | ["channels", _, "users"]) => {
             fail(405, "this endpoint takes GET")
         }
@@ -280,7 +283,9 @@ fn check(t: Trigger, shared: &Shared) -> Result<Ready, (u16, String)> {
     if user_count && channels.iter().any(|c| kind(c) != Kind::Presence) {
         return bad("info=user_count is for presence channels only".into());
     }
-    if let Some(name) = channels.iter().find(|c| !valid_channel(c)) {
+    // A user's channel (`sendToUser()`) is the server's to send on.
+    let valid = |c: &str| valid_channel(c) || super::user_channel(c).is_some();
+    if let Some(name) = channels.iter().find(|c| !valid(c)) {
         return Err((
             400,
             format!(
@@ -437,6 +442,28 @@ fn batch(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
             .collect();
         return json_reply(200, json!({ "batch": results }));
     }
+    json_reply(200, json!({}))
+}
+
+/// The server SDKs' `terminateUserConnections()`: every connection signed in as `user` (with
+/// `pusher:signin`) gets `pusher:error` 4009 and is closed with 4009, which pusher-js takes as
+/// "do not reconnect".
+fn terminate(app: &App, shared: &Shared, user: &str) -> HttpResponse {
+    let message = "Connection terminated by the server (terminate_connections)";
+    let error = text_frame(&event_json(
+        "pusher:error",
+        None,
+        &format!("{{\"code\":4009,\"message\":{}}}", quote(message)),
+    ));
+    shared.registry.for_each(|conn| {
+        let Some(Some(session)) = conn.pusher.get() else {
+            return;
+        };
+        if std::ptr::eq(&*session.app, app) && session.user() == Some(user) {
+            let _ = conn.push(error.clone(), shared.config.socket_buffer_size);
+            conn.close(4009, message);
+        }
+    });
     json_reply(200, json!({}))
 }
 

@@ -37,19 +37,38 @@ pub fn verify_channel_auth(
     channel: &str,
     channel_data: Option<&str>,
 ) -> bool {
+    let message = match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
+    };
+    verify_auth(key, secret, auth, &message)
+}
+
+/// Checks a `pusher:signin`'s `auth` (`<key>:<hex hmac of socket_id::user::user_data>`), as the
+/// server SDKs' `authenticateUser()` signs it.
+pub fn verify_user_auth(
+    key: &str,
+    secret: &str,
+    auth: &str,
+    socket_id: &str,
+    user_data: &str,
+) -> bool {
+    verify_auth(
+        key,
+        secret,
+        auth,
+        &format!("{socket_id}::user::{user_data}"),
+    )
+}
+
+/// `auth` is `<key>:<hex HMAC-SHA256(secret, message)>`.
+fn verify_auth(key: &str, secret: &str, auth: &str, message: &str) -> bool {
     // The signature is hex; the key may hold a colon itself.
     let Some((auth_key, signature)) = auth.rsplit_once(':') else {
         return false;
     };
     // The key is public: a plain comparison leaks nothing.
-    if auth_key != key {
-        return false;
-    }
-    let message = match channel_data {
-        Some(data) => format!("{socket_id}:{channel}:{data}"),
-        None => format!("{socket_id}:{channel}"),
-    };
-    verify(secret, &message, signature)
+    auth_key == key && verify(secret, message, signature)
 }
 
 pub fn md5_hex(body: &[u8]) -> String {
@@ -117,6 +136,22 @@ mod tests {
         // A key with a colon in it (Laravel signs `key:hex` whatever the key).
         assert!(verify("app:key", &format!("app:key:{sig}"), "1.2", 1));
         assert!(!verify("app", &format!("app:key:{sig}"), "1.2", 1));
+    }
+
+    #[test]
+    fn user_auth_covers_socket_and_user_data() {
+        let data = r#"{"id":"7"}"#;
+        let auth = format!("key:{}", sign("secret", &format!("1.2::user::{data}")));
+        assert!(verify_user_auth("key", "secret", &auth, "1.2", data));
+        assert!(!verify_user_auth("key", "secret", &auth, "1.3", data));
+        assert!(!verify_user_auth(
+            "key",
+            "secret",
+            &auth,
+            "1.2",
+            r#"{"id":"8"}"#
+        ));
+        assert!(!verify_user_auth("key", "other", &auth, "1.2", data));
     }
 
     #[test]

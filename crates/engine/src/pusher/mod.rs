@@ -349,7 +349,29 @@ pub struct Session {
     /// subscriber with the member list and tells every member of a new one: a client that
     /// subscribed and unsubscribed in a loop made the server send a hundred times what it sent.
     subscribe_rate: Mutex<RateLimit>,
+    /// The user this connection signed in as (`pusher:signin`), once it has.
+    user: std::sync::OnceLock<String>,
 }
+
+impl Session {
+    pub fn user(&self) -> Option<&str> {
+        self.user.get().map(String::as_str)
+    }
+}
+
+/// The channel of a signed-in user's connections: events sent to the user (the server SDKs'
+/// `sendToUser()`) are triggered on it, and only that user's connections may subscribe to it.
+pub const SERVER_TO_USER: &str = "#server-to-user-";
+
+/// The user whose channel `channel` is, if it is one (`#server-to-user-{id}`).
+pub fn user_channel(channel: &str) -> Option<&str> {
+    channel
+        .strip_prefix(SERVER_TO_USER)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_USER_ID)
+}
+
+/// Longest user id a connection may sign in with.
+pub const MAX_USER_ID: usize = 200;
 
 /// Kinds of channels, from their name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ fn send(conn: &Conn, shared: &Shared, json: &str) {
 fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &str, new: bool) {
     let join = || {
         app.channels.join_counted(handle, channel, |members| {
-            if members == 1 && app.webhooks.want(Hook::ChannelOccupied) {
+            if members == 1 && app.webhooks.want(Hook::ChannelOccupied) && !is_internal(channel) {
                 app.webhooks
                     .send(Hook::ChannelOccupied, json!({"channel": channel}));
             }
@@ -53,6 +53,11 @@ fn join(handle: &Arc<Conn>, app: &App, shared: &Shared, channel: &str, data: &st
         });
         let _ = handle.push(event, shared.config.socket_buffer_size);
     });
+}
+
+/// A user's own channel (`#server-to-user-`): Pusher tells no webhook of it.
+fn is_internal(channel: &str) -> bool {
+    super::user_channel(channel).is_some()
 }
 
 /// `pusher:error`, which leaves the connection open.
@@ -148,6 +153,7 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
             (2 * app.config.max_channels_per_connection).min(u32::MAX as usize) as u32,
             shared.now_ms(),
         )),
+        user: Default::default(),
     };
     let data = format!(
         "{{\"socket_id\":{},\"activity_timeout\":{}}}",
@@ -177,6 +183,53 @@ struct Subscribe {
     channel: String,
     auth: Option<String>,
     channel_data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Signin {
+    auth: String,
+    user_data: String,
+}
+
+/// `pusher:signin` (pusher-js's `signin()`): with `auth` signed by the app (the server SDKs'
+/// `authenticateUser()`), the connection is the user `user_data.id` from then on: it may
+/// subscribe to that user's `#server-to-user-` channel, and ending the user's connections
+/// (the HTTP API's `terminate_connections`) ends it. A refusal is a `pusher:error` 4009; the
+/// connection stays, as it was.
+fn signin(session: &Session, conn: &Conn, shared: &Shared, s: Signin) {
+    let app = &session.app.config;
+    let refuse = |why: &str| error(conn, shared, Some(4009), &format!("signin refused: {why}"));
+    if !auth::verify_user_auth(
+        &app.key,
+        &app.secret,
+        &s.auth,
+        &session.socket_id,
+        &s.user_data,
+    ) {
+        return refuse("invalid signature for this socket_id and user_data");
+    }
+    let id = match serde_json::from_str::<Value>(&s.user_data)
+        .ok()
+        .as_ref()
+        .and_then(|d| d.get("id"))
+    {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= super::MAX_USER_ID => id.clone(),
+        _ => {
+            return refuse(&format!(
+                "user_data must be JSON with an id, a string of 1 to {} bytes",
+                super::MAX_USER_ID
+            ))
+        }
+    };
+    if session.user.get_or_init(|| id.clone()) != &id {
+        return refuse("this connection is signed in as another user");
+    }
+    let data = serde_json::json!({"user_data": s.user_data}).to_string();
+    send(
+        conn,
+        shared,
+        &event_json("pusher:signin_success", None, &quote(&data)),
+    );
 }
 
 /// Pusher clients send `data` as an object; some send it as a string holding JSON.
@@ -270,6 +323,15 @@ pub(crate) fn receive(
                 "pusher:unsubscribe needs data {\"channel\": ...}",
             ),
         },
+        "pusher:signin" => match payload::<Signin>(message.data) {
+            Some(s) => signin(session, conn, shared, s),
+            None => error(
+                conn,
+                shared,
+                None,
+                "pusher:signin needs data {\"auth\": ..., \"user_data\": ...}",
+            ),
+        },
         event if event.starts_with("client-") => {
             return client_event(session, conn, shared, event, message.channel, message.data)
         }
@@ -288,7 +350,13 @@ pub(crate) fn receive(
 
 fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> Option<Event> {
     let channel = s.channel.as_str();
-    if !valid_channel(channel) {
+    if let Some(user) = super::user_channel(channel) {
+        if session.user() != Some(user) {
+            let why = "only the connections signed in as this user (pusher:signin) may subscribe";
+            subscription_error(conn, shared, channel, "AuthError", 401, why);
+            return None;
+        }
+    } else if !valid_channel(channel) {
         subscription_error(
             conn,
             shared,
@@ -475,7 +543,7 @@ fn number_id(n: &serde_json::Number) -> String {
 fn leave(app: &App, fd: u64, channel: &str, shared: &Shared) {
     let leave_channel = || {
         app.channels.leave_counted(fd, channel, |members| {
-            if members == 0 && app.webhooks.want(Hook::ChannelVacated) {
+            if members == 0 && app.webhooks.want(Hook::ChannelVacated) && !is_internal(channel) {
                 app.webhooks
                     .send(Hook::ChannelVacated, json!({"channel": channel}));
             }
