@@ -859,15 +859,54 @@ def test_webhooks_tell_the_application_what_happened_signed_as_pusher_signs(php_
 
 def test_webhooks_hear_of_the_channels_a_stop_empties(php_server):
     """At the stop every client is closed: the channels they leave are told to the webhook
-    before the process ends."""
+    before the process ends, also those of a client that never answers its close (cut off at
+    shutdown_timeout)."""
     hooks = Webhooks()
-    server = start(php_server, app=dict(APP, webhooks=[{"url": hooks.url("/h"), "event_types": ["channel_vacated"]}]))
+    app = dict(APP, webhooks=[{"url": hooks.url("/h"), "event_types": ["channel_vacated", "member_removed"]}])
+    server = start(php_server, app=app, shutdown_timeout=1)
     ws, _ = pusher_socket(server)
     for channel in ["a", "b"]:
         send(ws, "pusher:subscribe", {"channel": channel})
         assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    rude = RawClient(server.port).open(f"/app/{APP['key']}?protocol=7")
+    rude_sid = json.loads(json.loads(rude.read_frame()[1])["data"])["socket_id"]
+    data = json.dumps({"user_id": "r"})
+    subscription = {"channel": "presence-r", "auth": channel_auth(rude_sid, "presence-r", data), "channel_data": data}
+    rude.send_frame(OP_TEXT, json.dumps({"event": "pusher:subscribe", "data": subscription}).encode())
+    assert json.loads(rude.read_frame()[1])["event"] == "pusher_internal:subscription_succeeded"
     server.stop()
-    assert sorted(e["channel"] for e in hooks.events("/h", 2, timeout=1)) == ["a", "b"]
+    got = sorted(json.dumps(e, sort_keys=True) for e in hooks.events("/h", 4, timeout=1))
+    assert got == sorted(
+        json.dumps(e, sort_keys=True)
+        for e in [
+            {"name": "channel_vacated", "channel": "a"},
+            {"name": "channel_vacated", "channel": "b"},
+            {"name": "member_removed", "channel": "presence-r", "user_id": "r"},
+            {"name": "channel_vacated", "channel": "presence-r"},
+        ]
+    ), got
+    rude.close()
+
+
+def test_a_webhook_answered_4xx_is_given_up_at_once_and_url_credentials_go_as_basic_auth(php_server):
+    """A 400 would come again for the same body: it is not sent again (the events behind it
+    go on), with a warning that hides the URL's password."""
+    import base64
+
+    hooks = Webhooks(statuses={"/h": [400]})
+    url = hooks.url("/h").replace("://", "://hook:s%40cret@")
+    server = start(php_server, app=dict(APP, webhooks=[{"url": url, "event_types": ["channel_occupied"]}]))
+    ws, _ = pusher_socket(server)
+    send(ws, "pusher:subscribe", {"channel": "first"})
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    server.wait_output("answered 400 Bad Request; gave up on 1 events", stream="stderr")
+    send(ws, "pusher:subscribe", {"channel": "second"})
+    assert recv(ws)["event"] == "pusher_internal:subscription_succeeded"
+    assert hooks.events("/h", 1) == [{"name": "channel_occupied", "channel": "second"}]
+    assert [json.loads(r["body"])["events"][0]["channel"] for r in hooks.requests] == ["first", "second"]
+    assert {r["headers"]["authorization"] for r in hooks.requests} == {"Basic " + base64.b64encode(b"hook:s@cret").decode()}
+    assert "cret" not in server.stderr() and "hook:***@localhost" in server.stderr()
+    ws.close()
 
 
 def test_https_webhooks_are_verified_against_the_trusted_roots(php_server, tmp_path):
@@ -940,4 +979,6 @@ def test_webhook_settings_are_checked():
     assert "unknown event type; known: channel_occupied, channel_vacated, member_added, member_removed, client_event, cache_miss" in refusal(
         [{"url": "http://127.0.0.1/", "event_types": ["joined"]}]
     )
-    assert "has no 'url'" in refusal([{"event_types": []}])
+    assert "has no 'url'" in refusal([{"event_types": ["cache_miss"]}])
+    assert "names no event type" in refusal([{"url": "http://127.0.0.1/", "event_types": []}])
+    assert "secret" not in refusal([{"url": "ftp://user:secret@127.0.0.1/"}])

@@ -698,24 +698,31 @@ impl Drop for Engine {
         }
         // No other worker reaches this one's connections once it stops.
         drop(self.bus.take());
-        if let (Some(runtime), Some(redis)) = (&self.runtime, &self.redis) {
-            // What the callbacks of the stop published (a "gone offline" from `close` for each
-            // client it closed, a last word from `workerStop`) goes out before the runtime
-            // goes: for a moment at most (a Redis that does not answer is not waited for).
-            runtime.block_on(async {
-                let _ = tokio::time::timeout(PUBLISHES_AT_STOP, redis.publishes_done()).await;
-            });
-        }
         if let Some(runtime) = &self.runtime {
-            // The webhooks' last events (the channels the stop emptied) likewise.
+            // What the callbacks of the stop published (a "gone offline" from `close` for each
+            // client it closed, a last word from `workerStop`), and the webhooks' last events
+            // (the channels the stop emptied, those of clients that never answered their close
+            // included), go out before the runtime goes: for a moment at most (a Redis or an
+            // endpoint that does not answer is not waited for), and not after a second stop
+            // signal, which gives the process a second in all.
+            crate::pusher::end_sessions(&self.shared);
+            let hurried = signal_arrival::again();
             runtime.block_on(async {
                 let deadline = tokio::time::Instant::now() + PUBLISHES_AT_STOP;
-                while crate::pusher::webhooks_pending(&self.shared) > 0
+                if let Some(redis) = &self.redis {
+                    let _ = tokio::time::timeout_at(deadline, redis.publishes_done()).await;
+                }
+                while !hurried
+                    && crate::pusher::webhooks_pending(&self.shared) > 0
                     && tokio::time::Instant::now() < deadline
                 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             });
+            let left = crate::pusher::webhooks_pending(&self.shared);
+            if left > 0 {
+                log::warn!(target: "surge", "{left} webhook events were not posted before the stop");
+            }
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_millis(200));

@@ -72,6 +72,16 @@ fn encrypted(pem: &[u8]) -> bool {
 /// A TLS connection to `host` over `tcp`, its certificate verified against the system's roots
 /// (or only the PEM bundle that `SSL_CERT_FILE` names, as for a TLS Redis).
 pub(crate) async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("bad host name: {e}"))?;
+    TlsConnector::from(client_config()?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS failed: {e}"))
+}
+
+/// The client side's settings, with the trusted roots read once (tens of ms): the first call
+/// is best made at start.
+pub(crate) fn client_config() -> Result<Arc<ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
         let mut roots = RootCertStore::empty();
@@ -91,10 +101,5 @@ pub(crate) async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpS
                 .with_no_client_auth();
         Ok(Arc::new(config))
     });
-    let config = config.clone()?;
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("bad host name: {e}"))?;
-    TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS failed: {e}"))
+    config.clone()
 }

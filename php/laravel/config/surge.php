@@ -43,7 +43,7 @@ return [
     // max_connections, activity_timeout, presence_max_members, presence_max_member_size,
     // max_channels_per_connection (README "Pusher protocol"). Webhooks, as Pusher's, for every
     // app: e.g. [['url' => env('APP_URL').'/pusher/webhook', 'event_types' => ['member_added',
-    // 'member_removed']]] (README "Pusher webhooks").
+    // 'member_removed']]] (README "Pusher protocol", webhooks).
     'pusher' => [
         'enabled' => env('SURGE_PUSHER', true),
         'connections' => ['pusher', 'reverb'],

@@ -351,6 +351,8 @@ pub struct Session {
     subscribe_rate: Mutex<RateLimit>,
     /// The user this connection signed in as (`pusher:signin`), once it has.
     user: std::sync::OnceLock<String>,
+    /// It has left its channels and its app (see `socket::closed`), which happens once.
+    ended: AtomicBool,
 }
 
 impl Session {
@@ -500,11 +502,27 @@ pub(crate) fn forward_broadcast(
 
 /// Posts every app's webhooks, for as long as the server runs.
 pub(crate) async fn post_webhooks(shared: Arc<Shared>) {
+    let https = shared.pusher.apps.iter().any(|a| a.webhooks.has_https());
+    if let (true, Err(why)) = (https, crate::tls::client_config()) {
+        log::warn!(target: "surge", "https:// webhooks cannot be verified: {why}");
+    }
     let apps = shared.pusher.apps.iter().map(|app| {
         let config = &app.config;
         app.webhooks.run(&config.key, &config.secret)
     });
     futures_util::future::join_all(apps).await;
+}
+
+/// At the stop, once the clients have had their time to close: the Pusher connections still
+/// there leave their channels (and presence), so that webhooks hear of the channels the stop
+/// empties, also from clients that did not answer their close. Their PHP events are not sent:
+/// PHP is done.
+pub(crate) fn end_sessions(shared: &Shared) {
+    shared.registry.for_each(|conn| {
+        if let Some(Some(session)) = conn.pusher.get() {
+            let _ = socket::closed(session, conn.fd, shared);
+        }
+    });
 }
 
 /// Webhook events still to post, over every app.

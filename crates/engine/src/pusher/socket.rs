@@ -154,6 +154,7 @@ pub(crate) fn open(conn: &Arc<Conn>, request: &HttpRequest, shared: &Shared) {
             shared.now_ms(),
         )),
         user: Default::default(),
+        ended: Default::default(),
     };
     let data = format!(
         "{{\"socket_id\":{},\"activity_timeout\":{}}}",
@@ -585,9 +586,12 @@ fn leave(app: &App, fd: u64, channel: &str, shared: &Shared) {
     }
 }
 
-/// The connection ended: it leaves its channels and its app. Returns the unsubscriptions for
-/// PHP (empty without that callback).
+/// The connection ended: it leaves its channels and its app, once (a stop may end it before
+/// its task does). Returns the unsubscriptions for PHP (empty without that callback).
 pub(crate) fn closed(session: &Session, fd: u64, shared: &Shared) -> Vec<Event> {
+    if session.ended.swap(true, Relaxed) {
+        return Vec::new();
+    }
     let channels: Vec<String> = session.subscriptions.lock().drain().collect();
     let mut events = Vec::new();
     for channel in channels {
@@ -682,21 +686,21 @@ fn client_event(
         quote(event),
         quote(&channel)
     );
-    if kind == Kind::Presence {
-        if let Some(user_id) = app
-            .presence
-            .lock()
-            .get(&channel)
-            .and_then(|p| p.user_of(conn.fd).map(quote))
-        {
-            json.push_str(&format!(",\"user_id\":{user_id}"));
-        }
+    let user_id = (kind == Kind::Presence)
+        .then(|| {
+            let presence = app.presence.lock();
+            presence.get(&channel)?.user_of(conn.fd).map(str::to_owned)
+        })
+        .flatten();
+    if let Some(user_id) = &user_id {
+        json.push_str(&format!(",\"user_id\":{}", quote(user_id)));
     }
     json.push('}');
-    super::publish(shared, app, &channel, &json, &[conn.fd]);
+    // Queued before it is sent: what its receivers do about it comes after it.
     if app.webhooks.want(Hook::ClientEvent) {
-        client_event_webhook(session, conn.fd, &channel, event, data);
+        client_event_webhook(session, &channel, event, data, user_id);
     }
+    super::publish(shared, app, &channel, &json, &[conn.fd]);
     observed(
         &shared.handlers.pusher_client_event,
         session,
@@ -711,15 +715,20 @@ fn client_event(
 
 /// The `client_event` webhook: `data` as Pusher gives it, a string (a JSON string's text, any
 /// other JSON as written), and the sender's `user_id` on a presence channel.
-fn client_event_webhook(session: &Session, fd: u64, channel: &str, event: &str, data: &str) {
-    let app = &session.app;
+fn client_event_webhook(
+    session: &Session,
+    channel: &str,
+    event: &str,
+    data: &str,
+    user_id: Option<String>,
+) {
     let data = serde_json::from_str::<String>(data).unwrap_or_else(|_| data.to_owned());
     let mut fields =
         json!({"channel": channel, "event": event, "data": data, "socket_id": session.socket_id});
-    if let Some(user_id) = app.presence.lock().get(channel).and_then(|p| p.user_of(fd)) {
+    if let Some(user_id) = user_id {
         fields["user_id"] = Value::from(user_id);
     }
-    app.webhooks.send(Hook::ClientEvent, fields);
+    session.app.webhooks.send(Hook::ClientEvent, fields);
 }
 
 #[cfg(test)]

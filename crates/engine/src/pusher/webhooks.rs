@@ -2,24 +2,28 @@
 //! when a channel gets its first subscriber or loses its last, a presence member comes or goes,
 //! a client event is sent, or a cache channel had nothing kept for a new subscriber.
 //!
-//! Events are queued where they happen (never waiting: a full queue drops them, counted and
-//! logged) and a task of each webhook posts what has queued, in order, up to [`BATCH`] events
-//! a request: `{"time_ms":..,"events":[..]}` with `X-Pusher-Key` and `X-Pusher-Signature`
-//! (hex HMAC-SHA256 of the body with the app's secret). A request that fails (no connection, no
-//! answer within [`TIMEOUT`], a status other than 2xx) is sent again, as Pusher does, with
-//! exponential backoff for [`RETRY_FOR`], then given up with a warning; the events behind it
-//! wait meanwhile.
+//! Events are queued where they happen, as JSON text with their time (never waiting: past
+//! [`QUEUE`] events or [`QUEUE_BYTES`] the new ones are dropped, counted, and told by the task
+//! that posts), and a task of each webhook posts them in order, up to [`BATCH`] events and
+//! [`BATCH_BYTES`] a request: `{"time_ms":..,"events":[..]}` with `X-Pusher-Key` and
+//! `X-Pusher-Signature` (hex HMAC-SHA256 of the body with the app's secret); `time_ms` is when
+//! its first event happened, so a consumer sees how late a request comes. A request that fails
+//! (no connection, no answer within [`TIMEOUT`], a 5xx, 408 or 429) is sent again with
+//! exponential backoff for [`RETRY_FOR`], as Pusher does, then given up with a warning; the
+//! events behind it wait meanwhile. Any other 3xx or 4xx is given up at once: sending the same
+//! body again would get the same answer, and hold up every event behind it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::Request;
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -29,8 +33,12 @@ use crate::config::{ConfigError, Value};
 
 /// Events one request carries at most.
 const BATCH: usize = 100;
-/// Events that may wait for one webhook; past them new ones are dropped.
+/// Bytes of events one request carries at most (but always one event): below the 1 MiB that
+/// web servers take by default (nginx's `client_max_body_size`), with client events of 10 KB.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Events that may wait for one webhook, and their bytes; past either, new ones are dropped.
 const QUEUE: usize = 10_000;
+const QUEUE_BYTES: usize = 16 << 20;
 /// How long one request may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request that fails is tried again: 1 s after the first try, then twice as long
@@ -113,7 +121,8 @@ impl WebhookConfig {
                         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
                     url = Some(parsed.ok_or_else(|| {
                         ConfigError(format!(
-                            "setting '{what}.url' must be an http:// or https:// URL, got '{s}'"
+                            "setting '{what}.url' must be an http:// or https:// URL, got '{}'",
+                            redacted_text(s)
                         ))
                     })?);
                 }
@@ -131,6 +140,11 @@ impl WebhookConfig {
                             )));
                         };
                         kinds |= kind.bit();
+                    }
+                    if kinds == 0 {
+                        return Err(ConfigError(format!(
+                            "setting '{what}.event_types' names no event type (leave it out for every one)"
+                        )));
                     }
                 }
                 ("url" | "event_types", other) => {
@@ -152,15 +166,98 @@ impl WebhookConfig {
     }
 }
 
+/// A URL as logs may show it: its password as `***`.
+fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
+/// As [`redacted`], for a text that may not parse: what comes before an `@` hidden.
+fn redacted_text(url: &str) -> String {
+    match (Url::parse(url), url.rsplit_once('@')) {
+        (Ok(parsed), _) => redacted(&parsed),
+        (Err(_), Some((_, host))) => format!("***@{host}"),
+        (Err(_), None) => url.to_owned(),
+    }
+}
+
+/// Where a webhook's requests go: `user:password@` in its URL is sent as Basic authorization.
+struct Target {
+    url: Url,
+    /// The URL for the log.
+    shown: String,
+    authorization: Option<String>,
+}
+
+impl Target {
+    fn new(url: &Url) -> Target {
+        let decoded = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            let pair = format!(
+                "{}:{}",
+                decoded(url.username()),
+                decoded(url.password().unwrap_or(""))
+            );
+            format!("Basic {}", data_encoding::BASE64.encode(pair.as_bytes()))
+        });
+        Target {
+            url: url.clone(),
+            shown: redacted(url),
+            authorization,
+        }
+    }
+}
+
+/// An event waiting to be posted: its JSON text, and when it happened (Unix ms).
+struct Queued {
+    time_ms: u64,
+    json: String,
+}
+
 /// One webhook while the server runs: its queue, and what it has dropped.
 struct Hook {
-    config: WebhookConfig,
-    tx: mpsc::Sender<Json>,
+    target: Target,
+    kinds: u8,
+    tx: mpsc::Sender<Queued>,
     /// Taken by the task that posts (see [`Webhooks::run`]).
-    rx: Mutex<Option<mpsc::Receiver<Json>>>,
-    /// Events queued or being posted.
+    rx: Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// Events queued or being posted, and their bytes.
     pending: AtomicUsize,
+    pending_bytes: AtomicUsize,
     dropped: AtomicU64,
+}
+
+impl Hook {
+    fn wants(&self, kind: Kind) -> bool {
+        self.kinds & kind.bit() != 0
+    }
+
+    fn queue(&self, time_ms: u64, json: &str) {
+        let bytes = json.len();
+        if self.pending_bytes.fetch_add(bytes, Relaxed) + bytes > QUEUE_BYTES {
+            self.pending_bytes.fetch_sub(bytes, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        self.pending.fetch_add(1, Relaxed);
+        let json = json.to_owned();
+        if self.tx.try_send(Queued { time_ms, json }).is_err() {
+            self.done(1, bytes);
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn done(&self, events: usize, bytes: usize) {
+        self.pending_bytes.fetch_sub(bytes, Relaxed);
+        self.pending.fetch_sub(events, Relaxed);
+    }
 }
 
 /// An app's webhooks.
@@ -176,10 +273,12 @@ impl Webhooks {
             .map(|config| {
                 let (tx, rx) = mpsc::channel(QUEUE);
                 Arc::new(Hook {
-                    config: config.clone(),
+                    target: Target::new(&config.url),
+                    kinds: config.kinds,
                     tx,
                     rx: Mutex::new(Some(rx)),
                     pending: AtomicUsize::new(0),
+                    pending_bytes: AtomicUsize::new(0),
                     dropped: AtomicU64::new(0),
                 })
             })
@@ -189,33 +288,28 @@ impl Webhooks {
 
     /// Whether some webhook wants `kind`: the event is made only then.
     pub fn want(&self, kind: Kind) -> bool {
-        self.hooks.iter().any(|h| h.config.kinds & kind.bit() != 0)
+        self.hooks.iter().any(|h| h.wants(kind))
     }
 
-    /// Queues the event `kind` with `fields` for the webhooks that want it.
+    /// Queues the event `kind` with `fields` for the webhooks that want it. Never waits, and
+    /// logs nothing: it is called under the channels' locks.
     pub fn send(&self, kind: Kind, fields: Json) {
         let mut event = fields;
         event["name"] = Json::from(kind.name());
-        for hook in self
-            .hooks
-            .iter()
-            .filter(|h| h.config.kinds & kind.bit() != 0)
-        {
-            hook.pending.fetch_add(1, Relaxed);
-            if hook.tx.try_send(event.clone()).is_err() {
-                hook.pending.fetch_sub(1, Relaxed);
-                // Said at the first drop and every 1000th after: a webhook that stays down
-                // keeps saying so without flooding the log.
-                if hook.dropped.fetch_add(1, Relaxed) % 1000 == 0 {
-                    log::warn!(target: "surge", "webhook {}: {QUEUE} events wait for it; new ones are dropped ({} so far)", hook.config.url, hook.dropped.load(Relaxed));
-                }
-            }
+        let json = event.to_string();
+        let time_ms = unix_ms();
+        for hook in self.hooks.iter().filter(|h| h.wants(kind)) {
+            hook.queue(time_ms, &json);
         }
     }
 
     /// Events queued or being posted, over every webhook.
     pub fn pending(&self) -> usize {
         self.hooks.iter().map(|h| h.pending.load(Relaxed)).sum()
+    }
+
+    pub fn has_https(&self) -> bool {
+        self.hooks.iter().any(|h| h.target.url.scheme() == "https")
     }
 
     /// Posts each webhook's events until the queue is gone (spawned once, on the runtime).
@@ -237,39 +331,117 @@ impl Webhooks {
     }
 }
 
-async fn post_all(hook: &Hook, mut rx: mpsc::Receiver<Json>, key: &str, secret: &str) {
-    let mut events = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut events, BATCH).await > 0 {
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let body = json!({"time_ms": time_ms, "events": events}).to_string();
-        let signature = super::auth::sign(secret, &body);
-        let first_try = tokio::time::Instant::now();
-        let mut wait = Duration::from_secs(1);
-        loop {
-            let outcome = tokio::time::timeout(
-                TIMEOUT,
-                post(&hook.config.url, key, &signature, body.clone()),
-            )
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {TIMEOUT:?}")));
-            let Err(why) = outcome else { break };
-            if first_try.elapsed() + wait > RETRY_FOR {
-                log::warn!(target: "surge", "webhook {}: {why}; gave up on {} events after trying for {RETRY_FOR:?}", hook.config.url, events.len());
-                break;
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn post_all(hook: &Hook, mut rx: mpsc::Receiver<Queued>, key: &str, secret: &str) {
+    let mut waiting = VecDeque::new();
+    let mut reported = 0;
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(first) => waiting.push_back(first),
+                None => return,
             }
-            log::info!(target: "surge", "webhook {}: {why}; trying again in {wait:?}", hook.config.url);
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(RETRY_MAX);
         }
-        hook.pending.fetch_sub(events.len(), Relaxed);
-        events.clear();
+        while waiting.len() < BATCH {
+            match rx.try_recv() {
+                Ok(more) => waiting.push_back(more),
+                Err(_) => break,
+            }
+        }
+        let (body, events, bytes) = batch(&waiting);
+        let signature = super::auth::sign(secret, &body);
+        deliver(hook, key, &signature, body, events, &mut reported).await;
+        waiting.drain(..events);
+        hook.done(events, bytes);
     }
 }
 
-/// One POST of `body`; Ok once the webhook answered 2xx.
-async fn post(url: &Url, key: &str, signature: &str, body: String) -> Result<(), String> {
+/// The body of the next request: the first events waiting, within [`BATCH`] and
+/// [`BATCH_BYTES`] (one at least); how many, and their bytes.
+fn batch(waiting: &VecDeque<Queued>) -> (String, usize, usize) {
+    let mut body = format!("{{\"time_ms\":{},\"events\":[", waiting[0].time_ms);
+    let (mut events, mut bytes) = (0, 0);
+    for event in waiting.iter().take(BATCH) {
+        if events > 0 && body.len() + event.json.len() + 3 > BATCH_BYTES {
+            break;
+        }
+        if events > 0 {
+            body.push(',');
+        }
+        body.push_str(&event.json);
+        events += 1;
+        bytes += event.json.len();
+    }
+    body.push_str("]}");
+    (body, events, bytes)
+}
+
+/// Posts one body until it is taken, refused for good, or [`RETRY_FOR`] has passed.
+async fn deliver(
+    hook: &Hook,
+    key: &str,
+    signature: &str,
+    body: String,
+    events: usize,
+    reported: &mut u64,
+) {
+    let shown = &hook.target.shown;
+    let first_try = tokio::time::Instant::now();
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let dropped = hook.dropped.load(Relaxed);
+        if dropped > *reported {
+            log::warn!(target: "surge", "webhook {shown}: {} events were dropped, {QUEUE} events or {} MiB waiting for it ({dropped} so far)", dropped - *reported, QUEUE_BYTES >> 20);
+            *reported = dropped;
+        }
+        let outcome =
+            tokio::time::timeout(TIMEOUT, post(&hook.target, key, signature, body.clone()))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {TIMEOUT:?}")));
+        let why = match outcome {
+            Ok(status) if status.is_success() => return,
+            Ok(status) if !again_after(status) => {
+                log::warn!(target: "surge", "webhook {shown}: answered {status}; gave up on {events} events (not tried again: only failures, 5xx, 408 and 429 are)");
+                return;
+            }
+            Ok(status) => format!("answered {status}"),
+            Err(why) => why,
+        };
+        if first_try.elapsed() + wait > RETRY_FOR {
+            log::warn!(target: "surge", "webhook {shown}: {why}; gave up on {events} events after trying for {RETRY_FOR:?}");
+            return;
+        }
+        // The first failure of a run of them is a warning; the tries after it, information.
+        if wait == Duration::from_secs(1) {
+            log::warn!(target: "surge", "webhook {shown}: {why}; trying again in {wait:?}, then less and less often for {RETRY_FOR:?}");
+        } else {
+            log::info!(target: "surge", "webhook {shown}: {why}; trying again in {wait:?}");
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// Whether a request answered `status` may be taken if sent again.
+fn again_after(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// One POST of `body`; the webhook's answer.
+async fn post(
+    target: &Target,
+    key: &str,
+    signature: &str,
+    body: String,
+) -> Result<StatusCode, String> {
+    let url = &target.url;
     // An IPv6 address without its brackets, as the resolver and the TLS name take it.
     let host = match url.host() {
         Some(url::Host::Ipv6(address)) => address.to_string(),
@@ -280,7 +452,7 @@ async fn post(url: &Url, key: &str, signature: &str, body: String) -> Result<(),
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let request = Request::post(&url[url::Position::BeforePath..url::Position::AfterQuery])
+    let mut request = Request::post(&url[url::Position::BeforePath..url::Position::AfterQuery])
         .header(
             hyper::header::HOST,
             &url[url::Position::BeforeHost..url::Position::AfterPort],
@@ -291,23 +463,22 @@ async fn post(url: &Url, key: &str, signature: &str, body: String) -> Result<(),
             concat!("Surge/", env!("CARGO_PKG_VERSION")),
         )
         .header("x-pusher-key", key)
-        .header("x-pusher-signature", signature)
+        .header("x-pusher-signature", signature);
+    if let Some(authorization) = &target.authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("cannot make the request: {e}"))?;
-    let status = if url.scheme() == "https" {
+    if url.scheme() == "https" {
         let tls = crate::tls::connect(&host, tcp).await?;
-        exchange(tls, request).await?
+        exchange(tls, request).await
     } else {
-        exchange(tcp, request).await?
-    };
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("answered {status}"))
+        exchange(tcp, request).await
     }
 }
 
-async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<hyper::StatusCode, String>
+async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -326,6 +497,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn hook(entries: &[(&str, Value)]) -> Value {
         Value::List(vec![Value::Map(
@@ -381,6 +553,13 @@ mod tests {
         assert!(err(unknown).contains("channel_occupied, channel_vacated"));
         assert!(err(hook(&[("uri", Value::Null)])).contains("'pusher.webhooks[0].uri'"));
         assert!(err(Value::Str("http://x/".into())).contains("must be a list"));
+        let none = hook(&[
+            ("url", Value::Str("http://x/".into())),
+            ("event_types", Value::List(vec![])),
+        ]);
+        assert!(err(none).contains("names no event type"));
+        let secret = hook(&[("url", Value::Str("ftp://u:secret@x/".into()))]);
+        assert!(!err(secret).contains("secret"));
     }
 
     #[test]
@@ -398,6 +577,72 @@ mod tests {
             .unwrap()
             .try_recv()
             .unwrap();
-        assert_eq!(first, json!({"name": "cache_miss", "channel": "cache-x"}));
+        assert_eq!(first.json, r#"{"channel":"cache-x","name":"cache_miss"}"#);
+        // Bytes too: large client events fill the queue long before 10,000 of them.
+        let hooks = every_kind_to("http://127.0.0.1:9/");
+        let data = "x".repeat(10_000);
+        for _ in 0..2000 {
+            hooks.send(Kind::ClientEvent, json!({"data": data}));
+        }
+        let held = hooks.pending();
+        assert!(
+            held * 10_000 <= QUEUE_BYTES && held * 10_050 > QUEUE_BYTES - 20_000,
+            "{held}"
+        );
+    }
+
+    #[test]
+    fn a_request_carries_at_most_its_bytes_but_always_one_event() {
+        let event = |time_ms, size: usize| Queued {
+            time_ms,
+            json: format!(r#"{{"data":"{}"}}"#, "x".repeat(size)),
+        };
+        let waiting: VecDeque<Queued> = (0..40).map(|i| event(1000 + i, 20_000)).collect();
+        let (body, events, bytes) = batch(&waiting);
+        assert_eq!(events, 13, "13 events of 20 KB fit in 256 KiB");
+        assert!(body.len() <= BATCH_BYTES && bytes == 13 * 20_011);
+        let parsed: Json = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["time_ms"], 1000, "the time of the first event");
+        assert_eq!(parsed["events"].as_array().unwrap().len(), 13);
+        let huge: VecDeque<Queued> = [event(1, 300_000), event(2, 10)].into();
+        assert_eq!(batch(&huge).1, 1);
+        let small: VecDeque<Queued> = (0..150).map(|i| event(i, 10)).collect();
+        assert_eq!(batch(&small).1, BATCH);
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_sent_as_basic_authorization_and_never_shown() {
+        let target =
+            Target::new(&Url::parse("https://hook%20user:p%40ss@example.com/w?x=1").unwrap());
+        assert_eq!(
+            target.authorization.as_deref(),
+            Some("Basic aG9vayB1c2VyOnBAc3M=")
+        );
+        assert_eq!(target.shown, "https://hook%20user:***@example.com/w?x=1");
+        assert_eq!(
+            Target::new(&Url::parse("http://a/").unwrap()).authorization,
+            None
+        );
+        assert!(!redacted_text("http://u:secret@").contains("secret"));
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_tried_again() {
+        for (status, again) in [
+            (500, true),
+            (503, true),
+            (408, true),
+            (429, true),
+            (400, false),
+            (401, false),
+            (413, false),
+            (301, false),
+        ] {
+            assert_eq!(
+                again_after(StatusCode::from_u16(status).unwrap()),
+                again,
+                "{status}"
+            );
+        }
     }
 }
