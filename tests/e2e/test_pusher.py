@@ -909,6 +909,28 @@ def test_a_webhook_answered_4xx_is_given_up_at_once_and_url_credentials_go_as_ba
     ws.close()
 
 
+def test_a_second_stop_signal_does_not_wait_for_a_silent_webhook(php_server):
+    """A stop waits a second at most for webhooks; a second signal ends that wait (the process
+    has a second in all then): an endpoint that never answers does not make the stop fail."""
+    import signal as signals
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    server = start(php_server, app=dict(APP, webhooks=[{"url": f"http://127.0.0.1:{silent.getsockname()[1]}/h"}]))
+    rude = RawClient(server.port).open(f"/app/{APP['key']}?protocol=7")
+    rude.read_frame()
+    rude.send_frame(OP_TEXT, json.dumps({"event": "pusher:subscribe", "data": {"channel": "a"}}).encode())
+    assert json.loads(rude.read_frame()[1])["event"] == "pusher_internal:subscription_succeeded"
+    server.signal(signals.SIGTERM)
+    time.sleep(1.1)  # the client never answers its close: the second signal cuts the wait short
+    server.signal(signals.SIGTERM)
+    assert server.wait(10) == 0, server.stderr()[-2000:]
+    assert "PHP did not finish" not in server.stderr()
+    silent.close()
+    rude.close()
+
+
 def test_https_webhooks_are_verified_against_the_trusted_roots(php_server, tmp_path):
     """An https:// webhook whose certificate a private CA signed: delivered when SSL_CERT_FILE
     names that CA, refused (and logged) against the system's roots."""

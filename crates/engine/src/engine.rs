@@ -706,13 +706,12 @@ impl Drop for Engine {
             // endpoint that does not answer is not waited for), and not after a second stop
             // signal, which gives the process a second in all.
             crate::pusher::end_sessions(&self.shared);
-            let hurried = signal_arrival::again();
             runtime.block_on(async {
                 let deadline = tokio::time::Instant::now() + PUBLISHES_AT_STOP;
                 if let Some(redis) = &self.redis {
                     let _ = tokio::time::timeout_at(deadline, redis.publishes_done()).await;
                 }
-                while !hurried
+                while !signal_arrival::again()
                     && crate::pusher::webhooks_pending(&self.shared) > 0
                     && tokio::time::Instant::now() < deadline
                 {
