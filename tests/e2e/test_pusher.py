@@ -984,10 +984,40 @@ def test_signin_is_checked_and_a_user_channel_is_its_users_alone(php_server):
     assert ok == {"event": "pusher:signin_success", "data": json.dumps({"user_data": '{"id":"u7","name":"Ann"}'}, separators=(",", ":"))}, ok
     assert subscribe("#server-to-user-u8")["event"] == "pusher:subscription_error"
     assert subscribe("#server-to-user-u7") == {"event": "pusher_internal:subscription_succeeded", "channel": "#server-to-user-u7", "data": "{}"}
+    assert subscribe("news")["event"] == "pusher_internal:subscription_succeeded"
+    # Users' channels are not listed: they would say who is online.
+    assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels") == (200, {"channels": {"news": {}}})
     assert signin('{"id":"u8"}')["data"]["message"] == "signin refused: this connection is signed in as another user"
     assert signin('{"id":"u7"}')["event"] == "pusher:signin_success"
     assert subscribe("#server-to-user-")["event"] == "pusher:subscription_error"
     ws.close()
+
+
+def test_terminate_connections_ends_the_users_connections_alone(php_server):
+    """POST /users/{id}/terminate_connections closes the connections signed in as that user
+    (with 4009; an id with a %-escape as the SDKs send it, unencoded) and no other."""
+    server = start(php_server)
+
+    def signed_in(user_id: str):
+        ws, hello = pusher_socket(server)
+        user_data = json.dumps({"id": user_id})
+        signature = hmac.new(APP["secret"].encode(), f"{socket_id(hello)}::user::{user_data}".encode(), hashlib.sha256).hexdigest()
+        send(ws, "pusher:signin", {"auth": f"{APP['key']}:{signature}", "user_data": user_data})
+        assert recv(ws)["event"] == "pusher:signin_success"
+        return ws
+
+    odd, plain, other = signed_in("a%2Fb"), signed_in("u7"), signed_in("u8")
+    stranger, _ = pusher_socket(server)
+    for user_id, ws in [("a%2Fb", odd), ("u7", plain)]:
+        assert api_request(server, "POST", f"/apps/{APP['app_id']}/users/{user_id}/terminate_connections", b"{}") == (200, {})
+        error = recv(ws)
+        assert error["event"] == "pusher:error" and error["data"]["code"] == 4009, error
+        assert close_code(ws) == 4009
+    assert api_request(server, "POST", f"/apps/{APP['app_id']}/users/nobody/terminate_connections", b"{}") == (200, {})
+    for ws in [other, stranger]:
+        send(ws, "pusher:ping")
+        assert recv(ws)["event"] == "pusher:pong"
+        ws.close()
 
 
 def test_webhook_settings_are_checked():

@@ -152,7 +152,11 @@ fn checked_body(
         (&Method::GET, ["channels"]) => channels(app, param("filter_by_prefix"), param("info")),
         (&Method::GET, ["channels", name]) => channel(app, name, param("info")),
         (&Method::GET, ["channels", name, "users"]) => users(app, name),
-        (&Method::POST, ["users", user, "terminate_connections"]) => terminate(app, shared, user),
+        (&Method::POST, ["users", user, "terminate_connections"]) => {
+            // The SDKs put the id in the path as it is: matched as sent and as decoded.
+            let raw = path.split('/').nth(4).unwrap_or_default();
+            terminate(app, shared, &[raw, user])
+        }
         (_, ["events" | "batch_events"] | ["users", _, "terminate_connections"]) => {
             fail(405, "this endpoint takes POST")
         }
@@ -448,7 +452,7 @@ fn batch(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
 /// The server SDKs' `terminateUserConnections()`: every connection signed in as `user` (with
 /// `pusher:signin`) gets `pusher:error` 4009 and is closed with 4009, which pusher-js takes as
 /// "do not reconnect".
-fn terminate(app: &App, shared: &Shared, user: &str) -> HttpResponse {
+fn terminate(app: &App, shared: &Shared, user: &[&str]) -> HttpResponse {
     let message = "Connection terminated by the server (terminate_connections)";
     let error = text_frame(&event_json(
         "pusher:error",
@@ -459,7 +463,7 @@ fn terminate(app: &App, shared: &Shared, user: &str) -> HttpResponse {
         let Some(Some(session)) = conn.pusher.get() else {
             return;
         };
-        if std::ptr::eq(&*session.app, app) && session.user() == Some(user) {
+        if std::ptr::eq(&*session.app, app) && session.user().is_some_and(|u| user.contains(&u)) {
             let _ = conn.push(error.clone(), shared.config.socket_buffer_size);
             conn.close(4009, message);
         }
@@ -474,7 +478,8 @@ fn channels(app: &App, prefix: Option<&str>, info: Option<&str>) -> HttpResponse
     }
     let mut out: HashMap<String, Value> = HashMap::new();
     for (name, _) in app.channels.list() {
-        if name.starts_with(prefix) {
+        // Users' own channels are not the app's to list: they would say who is online.
+        if name.starts_with(prefix) && super::user_channel(&name).is_none() {
             let attrs = attributes(
                 app,
                 &name,
