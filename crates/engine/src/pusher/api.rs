@@ -10,6 +10,7 @@ use hyper::{Method, Request};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::presence::Presence;
 use super::{
     auth, event_json, kind, quote, text_frame, valid_channel, App, Kind, MAX_EVENT_DATA,
     MAX_EVENT_NAME,
@@ -377,23 +378,42 @@ pub(crate) fn trigger_from_php(
 }
 
 /// `info` attributes for a channel: subscription_count and, for presence, user_count.
-fn attributes(app: &App, channel: &str, info: Option<&str>) -> serde_json::Map<String, Value> {
+/// The attributes `info` asks for, of a channel with `subscriptions` connections and, if it is
+/// a presence channel, `users` members.
+fn attributes(
+    subscriptions: usize,
+    users: Option<usize>,
+    info: Option<&str>,
+) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     for attr in info.unwrap_or("").split(',').map(str::trim) {
-        match attr {
-            "subscription_count" => {
-                out.insert(attr.into(), json!(app.channels.members(channel).len()));
+        match (attr, users) {
+            ("subscription_count", _) => {
+                out.insert(attr.into(), json!(subscriptions));
             }
-            "user_count" if kind(channel) == Kind::Presence => {
-                out.insert(
-                    attr.into(),
-                    json!(app.presence.lock().get(channel).map_or(0, |p| p.count())),
-                );
+            ("user_count", Some(users)) => {
+                out.insert(attr.into(), json!(users));
             }
             _ => {}
         }
     }
     out
+}
+
+/// The members of a presence channel (None for other kinds), with `presence` held: presence
+/// channels change their subscriptions and their members together under it, so what is read
+/// beside it is of the same moment (an answer said `occupied` false with 2 subscriptions).
+fn users_of(presence: &HashMap<String, Presence>, channel: &str) -> Option<usize> {
+    (kind(channel) == Kind::Presence).then(|| presence.get(channel).map_or(0, |p| p.count()))
+}
+
+/// A channel's subscriptions and presence members (see `users_of`), of one moment.
+fn counts(app: &App, channel: &str) -> (usize, Option<usize>) {
+    let presence = app.presence.lock();
+    (
+        app.channels.members(channel).len(),
+        users_of(&presence, channel),
+    )
 }
 
 fn trigger(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
@@ -410,7 +430,11 @@ fn trigger(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
             let channels: serde_json::Map<String, Value> = ready
                 .channels
                 .iter()
-                .map(|c| (c.clone(), Value::Object(attributes(app, c, Some(info)))))
+                .map(|c| {
+                    let (subscriptions, users) = counts(app, c);
+                    let attrs = attributes(subscriptions, users, Some(info));
+                    (c.clone(), Value::Object(attrs))
+                })
                 .collect();
             json_reply(200, json!({ "channels": channels }))
         }
@@ -442,7 +466,10 @@ fn batch(app: &App, shared: &Shared, body: &[u8]) -> HttpResponse {
     if ready.iter().any(|r| r.info.is_some()) {
         let results: Vec<Value> = ready
             .iter()
-            .map(|r| Value::Object(attributes(app, &r.channels[0], r.info.as_deref())))
+            .map(|r| {
+                let (subscriptions, users) = counts(app, &r.channels[0]);
+                Value::Object(attributes(subscriptions, users, r.info.as_deref()))
+            })
             .collect();
         return json_reply(200, json!({ "batch": results }));
     }
@@ -476,19 +503,19 @@ fn channels(app: &App, prefix: Option<&str>, info: Option<&str>) -> HttpResponse
     if info.is_some_and(|i| i.contains("user_count")) && !prefix.starts_with("presence-") {
         return fail(400, "info=user_count needs filter_by_prefix=presence-");
     }
+    let info = info
+        .filter(|i| i.contains("user_count"))
+        .map(|_| "user_count");
     let mut out: HashMap<String, Value> = HashMap::new();
-    for (name, _) in app.channels.list() {
+    let presence = app.presence.lock();
+    for (name, subscriptions) in app.channels.list() {
         // Users' own channels are not the app's to list: they would say who is online.
         if name.starts_with(prefix) && super::user_channel(&name).is_none() {
-            let attrs = attributes(
-                app,
-                &name,
-                info.filter(|i| i.contains("user_count"))
-                    .map(|_| "user_count"),
-            );
+            let attrs = attributes(subscriptions, users_of(&presence, &name), info);
             out.insert(name, Value::Object(attrs));
         }
     }
+    drop(presence);
     json_reply(200, json!({ "channels": out }))
 }
 
@@ -499,11 +526,9 @@ fn channel(app: &App, name: &str, info: Option<&str>) -> HttpResponse {
     if info.is_some_and(|i| i.contains("user_count")) && kind(name) != Kind::Presence {
         return fail(400, "user_count is only for presence channels");
     }
-    let mut attrs = attributes(app, name, info);
-    attrs.insert(
-        "occupied".into(),
-        json!(!app.channels.members(name).is_empty()),
-    );
+    let (subscriptions, users) = counts(app, name);
+    let mut attrs = attributes(subscriptions, users, info);
+    attrs.insert("occupied".into(), json!(subscriptions > 0));
     json_reply(200, Value::Object(attrs))
 }
 
