@@ -41,6 +41,8 @@ const QUEUE: usize = 10_000;
 const QUEUE_BYTES: usize = 16 << 20;
 /// How long one request may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection to one address of several may take before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request that fails is tried again: 1 s after the first try, then twice as long
 /// each time, up to [`RETRY_MAX`] between tries.
 const RETRY_FOR: Duration = Duration::from_secs(300);
@@ -448,9 +450,7 @@ async fn post(
         _ => url.host_str().ok_or("no host")?.to_owned(),
     };
     let port = url.port_or_known_default().ok_or("no port")?;
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+    let tcp = connect(&host, port).await?;
     let _ = tcp.set_nodelay(true);
     let mut request = Request::post(&url[url::Position::BeforePath..url::Position::AfterQuery])
         .header(
@@ -476,6 +476,39 @@ async fn post(
     } else {
         exchange(tcp, request).await
     }
+}
+
+/// A connection to one of the addresses `host` has, tried in turn, each for
+/// [`CONNECT_TIMEOUT`] but the last: one that drops what is sent to it (an IPv6 address with
+/// no route) does not take the whole [`TIMEOUT`] of every try.
+async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+    let addresses: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    connect_to_one(&addresses)
+        .await
+        .map_err(|why| why.unwrap_or_else(|| format!("{host} has no address")))
+}
+
+/// The first of `addresses` that takes a connection; else why the last did not (None: none).
+async fn connect_to_one(addresses: &[std::net::SocketAddr]) -> Result<TcpStream, Option<String>> {
+    let mut why = None;
+    for (i, address) in addresses.iter().enumerate() {
+        let attempt = TcpStream::connect(address);
+        let outcome = if i + 1 < addresses.len() {
+            tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        } else {
+            attempt.await
+        };
+        match outcome {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => why = Some(format!("cannot connect to {address}: {e}")),
+        }
+    }
+    Err(why)
 }
 
 async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
@@ -624,6 +657,24 @@ mod tests {
             None
         );
         assert!(!redacted_text("http://u:secret@").contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn an_address_that_takes_no_connection_gives_way_to_the_next() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refusing = closed.local_addr().unwrap();
+        drop(closed);
+        // 192.0.2.1 (TEST-NET-1) goes nowhere: dropped, or unreachable at once.
+        let nowhere = "192.0.2.1:80".parse().unwrap();
+        let began = std::time::Instant::now();
+        let addresses = [nowhere, refusing, listener.local_addr().unwrap()];
+        let tcp = connect_to_one(&addresses).await.unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), listener.local_addr().unwrap());
+        assert!(began.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(1));
+        let why = connect_to_one(&[refusing]).await.unwrap_err().unwrap();
+        assert!(why.contains("cannot connect to 127.0.0.1"), "{why}");
+        assert!(connect_to_one(&[]).await.unwrap_err().is_none());
     }
 
     #[test]
