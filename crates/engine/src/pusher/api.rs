@@ -377,8 +377,7 @@ pub(crate) fn trigger_from_php(
     Ok(send(app, shared, &ready))
 }
 
-/// `info` attributes for a channel: subscription_count and, for presence, user_count.
-/// The attributes `info` asks for, of a channel with `subscriptions` connections and, if it is
+/// The `info` attributes (subscription_count; user_count for presence channels) asked for, of a channel with `subscriptions` connections and, if it is
 /// a presence channel, `users` members.
 fn attributes(
     subscriptions: usize,
