@@ -377,8 +377,8 @@ pub(crate) fn trigger_from_php(
     Ok(send(app, shared, &ready))
 }
 
-/// The `info` attributes (subscription_count; user_count for presence channels) asked for, of a channel with `subscriptions` connections and, if it is
-/// a presence channel, `users` members.
+/// The `info` attributes asked for (subscription_count; user_count for presence channels), of
+/// a channel with `subscriptions` connections and, if it is a presence channel, `users` members.
 fn attributes(
     subscriptions: usize,
     users: Option<usize>,
