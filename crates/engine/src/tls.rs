@@ -70,7 +70,7 @@ fn encrypted(pem: &[u8]) -> bool {
 }
 
 /// A TLS connection to `host` over `tcp`, its certificate verified against the system's roots
-/// (or only the PEM bundle that `SSL_CERT_FILE` names, as for a TLS Redis).
+/// (or only those that `SSL_CERT_FILE` or `SSL_CERT_DIR` name, as for a TLS Redis).
 pub(crate) async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
     let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("bad host name: {e}"))?;
     TlsConnector::from(client_config()?)
