@@ -82,6 +82,13 @@ def channel_auth(socket: str, channel: str, data: str | None = None, secret=APP[
     return APP["key"] + ":" + hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
+def sign_in(ws, socket: str, user_data: str, secret=APP["secret"]) -> dict:
+    """Sends pusher:signin signed as the SDKs' authenticateUser() signs it; the answer."""
+    signature = hmac.new(secret.encode(), f"{socket}::user::{user_data}".encode(), hashlib.sha256).hexdigest()
+    send(ws, "pusher:signin", {"auth": f"{APP['key']}:{signature}", "user_data": user_data})
+    return recv(ws)
+
+
 class Webhooks:
     """An HTTP server that takes webhook POSTs, as an application's endpoint would: answers a
     path the `statuses` given for it in turn (then 200), and keeps each request's headers and
@@ -649,6 +656,12 @@ def test_php_triggers_events_for_pusher_clients(php_server):
         assert "must be UTF-8" in trigger("news", "e", "LATIN1")
         assert "pusherTrigger() takes a channel name or an array of them, got int" in trigger(7, "e", "x")
         assert "is not a socket id" in trigger("news", "e", "x", "12")
+        # A user's channel: the connections signed in as that user and subscribed to it.
+        assert sign_in(a, socket_id(a_hello), '{"id":"u1"}')["event"] == "pusher:signin_success"
+        send(a, "pusher:subscribe", {"channel": "#server-to-user-u1"})
+        assert recv(a)["event"] == "pusher_internal:subscription_succeeded"
+        assert trigger("#server-to-user-u1", "note", "for u1") == "1"
+        assert recv(a) == {"event": "note", "channel": "#server-to-user-u1", "data": "for u1"}
         # Nothing refused reached anybody: the next message each gets is the one after.
         assert trigger("news", "last", "x") == "2"
         for ws in (a, b):
@@ -967,9 +980,7 @@ def test_signin_is_checked_and_a_user_channel_is_its_users_alone(php_server):
     sid = socket_id(hello)
 
     def signin(user_data: str, secret=APP["secret"]) -> dict:
-        signature = hmac.new(secret.encode(), f"{sid}::user::{user_data}".encode(), hashlib.sha256).hexdigest()
-        send(ws, "pusher:signin", {"auth": f"{APP['key']}:{signature}", "user_data": user_data})
-        return recv(ws)
+        return sign_in(ws, sid, user_data, secret)
 
     def subscribe(channel: str) -> dict:
         send(ws, "pusher:subscribe", {"channel": channel})
@@ -1000,10 +1011,7 @@ def test_terminate_connections_ends_the_users_connections_alone(php_server):
 
     def signed_in(user_id: str):
         ws, hello = pusher_socket(server)
-        user_data = json.dumps({"id": user_id})
-        signature = hmac.new(APP["secret"].encode(), f"{socket_id(hello)}::user::{user_data}".encode(), hashlib.sha256).hexdigest()
-        send(ws, "pusher:signin", {"auth": f"{APP['key']}:{signature}", "user_data": user_data})
-        assert recv(ws)["event"] == "pusher:signin_success"
+        assert sign_in(ws, socket_id(hello), json.dumps({"id": user_id}))["event"] == "pusher:signin_success"
         return ws
 
     odd, plain, other = signed_in("a%2Fb"), signed_in("u7"), signed_in("u8")
