@@ -10,7 +10,9 @@
 //! joined three million left 1 GB behind it, 0.3 GB with a trim once it had left them).
 //! `malloc_trim` hands such pages back
 //! (MADV_DONTNEED); it walks the heaps, a few milliseconds, so it runs once a burst is over,
-//! not on every change.
+//! not on every change, and once PHP is done with the messages the burst brought: what PHP
+//! still holds at a trim is freed after it, into the heaps (a slow callback can work through
+//! 64 MB of queued messages for seconds after the network went quiet).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use crate::shared::Shared;
 /// Connections opened or closed since the last trim that make another worth doing.
 const CHURN: u64 = 256;
 
-/// Message bytes received and sent since the last trim that make another worth doing.
+/// Message bytes received and sent, and no longer held for PHP, since the last trim that make
+/// another worth doing.
 const MOVED: u64 = 64 << 20;
 
 /// Channel memberships ended since the last trim that make another worth doing.
@@ -35,33 +38,160 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // Plain HTTP (static files, downloads, TLS handshakes) churns as WebSockets do: a burst
     // of it over, the next second without change trims.
     let stats = &shared.stats;
-    let now = || {
-        let churn = stats.accepted.load(Relaxed)
+    let now = || Counts {
+        churn: stats.accepted.load(Relaxed)
             + stats.closed.load(Relaxed)
-            + shared.http_ended.load(Relaxed);
-        (
-            churn,
-            stats.bytes_in.load(Relaxed) + stats.bytes_out.load(Relaxed),
-            shared.channels.left(),
-        )
+            + shared.http_ended.load(Relaxed),
+        moved: stats.bytes_in.load(Relaxed) + stats.bytes_out.load(Relaxed),
+        left: shared.channels.left(),
+        held: shared.inbound_held(),
     };
-    let (mut trimmed_at, mut last, mut trimmed_when) = (now(), now(), Instant::now());
+    let mut trims = Trims::new(now(), Instant::now());
     loop {
         tick.tick().await;
-        let counts = now();
-        let (churn, moved, left) = counts;
-        // A second without connections opening or closing, nor messages: the burst is over.
-        let quiet = counts == last || trimmed_when.elapsed() >= STEADY_CHURN_EVERY;
-        let worth = churn - trimmed_at.0 >= CHURN
-            || moved - trimmed_at.1 >= MOVED
-            || left - trimmed_at.2 >= LEFT;
-        if quiet && worth {
-            trimmed_when = Instant::now();
+        if trims.due(now(), Instant::now()) {
+            let began = Instant::now();
             trim();
-            log::debug!(target: "surge", "returned free heap pages to the system in {:?}", trimmed_when.elapsed());
-            trimmed_at = counts;
+            log::debug!(target: "surge", "returned free heap pages to the system in {:?}", began.elapsed());
         }
-        last = counts;
+    }
+}
+
+/// What the memory task watches, read once a second.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+struct Counts {
+    /// Connections opened and closed, HTTP exchanges ended.
+    churn: u64,
+    /// Message bytes received and sent.
+    moved: u64,
+    /// Channel memberships ended.
+    left: u64,
+    /// Bytes of messages PHP has not finished with: freed as it handles them, which can take
+    /// seconds after the network went quiet (a slow callback, a queue of large messages).
+    held: u64,
+}
+
+impl Counts {
+    /// Message bytes received or sent that are no longer held for PHP: what a trim can give back.
+    fn freed(&self) -> u64 {
+        self.moved.saturating_sub(self.held)
+    }
+}
+
+/// When to trim: once a second passed with no change, if enough changed since the last trim.
+struct Trims {
+    trimmed_at: Counts,
+    trimmed_when: Instant,
+    last: Counts,
+}
+
+impl Trims {
+    fn new(counts: Counts, now: Instant) -> Self {
+        Trims {
+            trimmed_at: counts,
+            trimmed_when: now,
+            last: counts,
+        }
+    }
+
+    /// Whether to trim now, given the counts of this second.
+    fn due(&mut self, counts: Counts, now: Instant) -> bool {
+        let was = std::mem::replace(&mut self.last, counts);
+        // A second without connections opening or closing, messages, nor PHP handling them:
+        // the burst is over.
+        let quiet = counts == was || now - self.trimmed_when >= STEADY_CHURN_EVERY;
+        let since = &self.trimmed_at;
+        let worth = counts.churn - since.churn >= CHURN
+            || counts.freed().saturating_sub(since.freed()) >= MOVED
+            || counts.left - since.left >= LEFT;
+        if !(quiet && worth) {
+            return false;
+        }
+        self.trimmed_at = counts;
+        self.trimmed_when = now;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1 << 20;
+
+    /// Feeds `seconds` of counts to a fresh `Trims`; the seconds at which it trimmed.
+    fn trims_over(seconds: &[Counts]) -> Vec<usize> {
+        let start = Instant::now();
+        let mut trims = Trims::new(Counts::default(), start);
+        let mut at = Vec::new();
+        for (second, &counts) in seconds.iter().enumerate() {
+            if trims.due(counts, start + Duration::from_secs(second as u64 + 1)) {
+                at.push(second);
+            }
+        }
+        at
+    }
+
+    fn moved(moved: u64, held: u64) -> Counts {
+        Counts {
+            moved,
+            held,
+            ..Counts::default()
+        }
+    }
+
+    #[test]
+    fn a_burst_is_trimmed_once_the_second_after_it() {
+        let burst = [
+            moved(40 * MB, 0),
+            moved(80 * MB, 0),
+            moved(80 * MB, 0),
+            moved(80 * MB, 0),
+        ];
+        assert_eq!(trims_over(&burst), [2]);
+    }
+
+    #[test]
+    fn too_little_moved_is_not_worth_a_trim() {
+        assert_eq!(
+            trims_over(&[moved(MB, 0), moved(MB, 0), moved(MB, 0)]),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn nothing_is_trimmed_while_php_works_through_what_it_was_given() {
+        // The network quiet from the second second on; PHP frees 20 MB a second.
+        let seconds = [
+            moved(100 * MB, 64 * MB),
+            moved(100 * MB, 44 * MB),
+            moved(100 * MB, 24 * MB),
+            moved(100 * MB, 4 * MB),
+            moved(100 * MB, 0),
+            moved(100 * MB, 0),
+        ];
+        assert_eq!(trims_over(&seconds), [5]);
+    }
+
+    #[test]
+    fn what_php_holds_counts_once_it_lets_it_go() {
+        // A callback holds 64 MB for three seconds with nothing else moving, then lets it go:
+        // the 36 MB freed before are not worth a trim, the 100 after are.
+        let seconds = [
+            moved(100 * MB, 64 * MB),
+            moved(100 * MB, 64 * MB),
+            moved(100 * MB, 64 * MB),
+            moved(100 * MB, 0),
+            moved(100 * MB, 0),
+            moved(100 * MB, 0),
+        ];
+        assert_eq!(trims_over(&seconds), [4]);
+    }
+
+    #[test]
+    fn steady_traffic_is_trimmed_every_minute() {
+        let seconds: Vec<Counts> = (1..=130).map(|s| moved(s * 10 * MB, 0)).collect();
+        assert_eq!(trims_over(&seconds), [59, 119]);
     }
 }
 

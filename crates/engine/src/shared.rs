@@ -154,6 +154,13 @@ impl Shared {
         self.inbound.available_permits()
     }
 
+    /// Bytes of client messages and task results that wait for PHP or that PHP is handling:
+    /// memory not freed yet (see `memory.rs`).
+    pub(crate) fn inbound_held(&self) -> u64 {
+        let free = self.inbound.available_permits() + self.overdraft.available_permits();
+        (INBOUND_BUDGET + RESULTS_OVERDRAFT - free) as u64
+    }
+
     /// fds start at 1 and are never reused while the server runs (see `workers.rs`).
     pub fn next_fd(&self) -> u64 {
         self.fds.next()
