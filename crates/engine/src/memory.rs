@@ -35,6 +35,9 @@ const STEADY_CHURN_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Ticks missed while the thread was held (a callback, with `worker_threads` 0) must not come
+    // back to back: two reads of the counts with no time between them would look quiet.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Plain HTTP (static files, downloads, TLS handshakes) churns as WebSockets do: a burst
     // of it over, the next second without change trims.
     let stats = &shared.stats;
