@@ -116,6 +116,15 @@ impl Trims {
     }
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: glibc's malloc_trim takes the heaps' own locks; any thread may call it.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,17 +171,17 @@ mod tests {
         );
     }
 
+    /// Seconds in which `total` MB have come and PHP still holds `held` MB of them.
+    fn php_holding(total: u64, held: &[u64]) -> Vec<Counts> {
+        held.iter()
+            .map(|&held| moved(total * MB, held * MB))
+            .collect()
+    }
+
     #[test]
     fn nothing_is_trimmed_while_php_works_through_what_it_was_given() {
-        // The network quiet from the second second on; PHP frees 20 MB a second.
-        let seconds = [
-            moved(100 * MB, 64 * MB),
-            moved(100 * MB, 44 * MB),
-            moved(100 * MB, 24 * MB),
-            moved(100 * MB, 4 * MB),
-            moved(100 * MB, 0),
-            moved(100 * MB, 0),
-        ];
+        // The network quiet from the first second on; PHP frees 20 MB a second.
+        let seconds = php_holding(100, &[64, 44, 24, 4, 0, 0]);
         assert_eq!(trims_over(&seconds), [5]);
     }
 
@@ -180,14 +189,7 @@ mod tests {
     fn what_php_holds_counts_once_it_lets_it_go() {
         // A callback holds 64 MB for three seconds with nothing else moving, then lets it go:
         // the 36 MB freed before are not worth a trim, the 100 after are.
-        let seconds = [
-            moved(100 * MB, 64 * MB),
-            moved(100 * MB, 64 * MB),
-            moved(100 * MB, 64 * MB),
-            moved(100 * MB, 0),
-            moved(100 * MB, 0),
-            moved(100 * MB, 0),
-        ];
+        let seconds = php_holding(100, &[64, 64, 64, 0, 0, 0]);
         assert_eq!(trims_over(&seconds), [4]);
     }
 
@@ -197,12 +199,3 @@ mod tests {
         assert_eq!(trims_over(&seconds), [59, 119]);
     }
 }
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() {
-    // SAFETY: glibc's malloc_trim takes the heaps' own locks; any thread may call it.
-    unsafe { libc::malloc_trim(0) };
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
