@@ -315,6 +315,8 @@ struct Stopping {
     deadline: Option<Instant>,
     /// Events that were not served for lack of time, for the drain to take first.
     left: Vec<Event>,
+    /// The stop signal's event was served (and logged): serving may run out of time before.
+    signal_told: bool,
 }
 
 impl Stopping {
@@ -384,7 +386,6 @@ fn serve(
             let mut events = batch.drain(..);
             while let Some(event) = events.next() {
                 if stopping.out_of_time(engine) {
-                    log::warn!(target: "surge", "shutdown_timeout ({:?}) passed since the stop signal with events that came before it still queued: stopping now, without the messages", engine.shutdown_timeout());
                     stopping.left.push(event);
                     stopping.left.extend(events);
                     server.stop_requested.set(true);
@@ -397,6 +398,7 @@ fn serve(
                     return Next::Stop;
                 }
                 let again = matches!(event, Event::Signal { again: true, .. });
+                stopping.signal_told |= matches!(event, Event::Signal { .. });
                 match dispatch(server, this, event) {
                     Next::Continue => {}
                     // Both presses of a Ctrl-C pressed twice may come in one batch.
@@ -440,13 +442,14 @@ fn drain(
         return stopping_now();
     }
     let deadline = stopping.drain_deadline(engine);
-    // The signal that began the stop is still queued when serving ran out of time before it:
-    // the warning then said why the stop began.
     let cut_short = stopping.cut_short();
-    let mut signal_told = !cut_short;
+    let mut signal_told = stopping.signal_told;
     let mut batch = stopping.left;
+    // Messages the stop cut short, counted in a warning at the end: after the signal's own line
+    // (its event may be queued behind them).
+    let mut dropped = 0;
     let mut unhandled = 0;
-    loop {
+    let end = loop {
         let now = Instant::now();
         if now >= deadline {
             let (open, queued) = engine.left_at_stop();
@@ -454,7 +457,7 @@ fn drain(
             if open + queued > 0 {
                 log::warn!(target: "surge", "shutdown_timeout ({:?}) reached: {open} connections still open are cut off and {queued} events for PHP dropped (no close callback runs for them)", engine.shutdown_timeout());
             }
-            return Next::Continue;
+            break Next::Continue;
         }
         let idle = engine.is_idle();
         let wait = if idle {
@@ -463,7 +466,7 @@ fn drain(
             (deadline - now).min(Duration::from_millis(50))
         };
         if batch.is_empty() && !engine.recv(&mut batch, BATCH, Some(wait)) && idle {
-            return Next::Continue;
+            break Next::Continue;
         }
         if fatal {
             batch.clear();
@@ -477,16 +480,18 @@ fn drain(
                     break;
                 };
                 if cut_short && matches!(event, Event::Message { .. }) {
-                    unhandled += 1;
+                    dropped += 1;
                     continue;
                 }
                 // The stop under way: a signal cuts it short only a second or more after the
                 // first (closer, the same Ctrl-C reached the process twice).
                 if let Event::Signal { name, again: false } = event {
-                    if signal_told {
-                        log::info!(target: "surge", "{name} received while stopping: the same stop");
+                    match std::mem::replace(&mut signal_told, true) {
+                        true => {
+                            log::info!(target: "surge", "{name} received while stopping: the same stop")
+                        }
+                        false => log::info!(target: "surge", "{name} received: shutting down"),
                     }
-                    signal_told = true;
                     continue;
                 }
                 match dispatch(server, this, event) {
@@ -504,10 +509,14 @@ fn drain(
         });
         match end {
             Next::Continue => {}
-            Next::Stop => return stopping_now(),
-            end @ (Next::Exit | Next::Fatal) => return end,
+            Next::Stop => break stopping_now(),
+            end @ (Next::Exit | Next::Fatal) => break end,
         }
+    };
+    if dropped > 0 {
+        log::warn!(target: "surge", "shutdown_timeout ({:?}) passed since the stop signal with messages that came before it still queued: {dropped} dropped, not handed to PHP", engine.shutdown_timeout());
     }
+    end
 }
 
 /// A second signal: the user wants out now.
