@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import http.client
 import json
+import random
 import resource
 import signal
 import socket
@@ -164,6 +165,66 @@ def test_memory_large_messages_took_is_given_back_once_they_stop(php_server, tmp
     while (kept := rss_kib(srv.proc.pid) - base) > 16 * 1024 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert kept <= 16 * 1024, f"RSS still {kept} KiB above where it started ({grew} KiB at the most)"
+
+
+def test_memory_large_messages_took_is_given_back_while_a_timer_pushes_on(php_server, tmp_path):
+    """Eight clients send 1-2 MB messages for 3 s into a callback that takes 50 ms, then stay,
+    while a 500 ms timer pushes to every client: once PHP has answered them all, RSS falls back
+    near where it started; twice (the ticks made every second look busy, and often 30 MB
+    stayed for a minute)."""
+    script = tmp_path / "ticking.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'package_max_length' => 4 << 20]);
+        $s->on('workerStart', function ($s) {
+            $s->tick(500, function () use ($s) {
+                foreach ($s->connections as $fd) {
+                    $s->push($fd, 'tick');
+                }
+            });
+        });
+        $s->on('message', function ($s, $frame) {
+            usleep(50000);
+            $s->push($frame->fd, 'ok');
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    time.sleep(0.5)
+    base = rss_kib(srv.proc.pid)
+    sizes = random.Random(7)
+
+    async def send_then_wait(ws, payload: bytes, until: float):
+        sent = 0
+        while time.monotonic() < until:
+            await ws.send(payload[: sizes.randint(1 << 20, 2 << 20)])
+            sent += 1
+        while sent:
+            sent -= await asyncio.wait_for(ws.recv(), 120) == "ok"
+
+    async def peak(until: float) -> int:
+        most = 0
+        while time.monotonic() < until:
+            most = max(most, rss_kib(srv.proc.pid) - base)
+            await asyncio.sleep(0.1)
+        return most
+
+    async def run():
+        payload = random.Random(1).randbytes(2 << 20)
+        # max_queue None: the ticks nobody reads must not stop a client reading its close.
+        clients = await asyncio.gather(*(aconnect(srv.url, max_size=None, max_queue=None, ping_interval=None) for _ in range(8)))
+        # Twice: glibc sometimes gives such a burst back by itself.
+        for burst in (1, 2):
+            until = time.monotonic() + 3
+            grew, *_ = await asyncio.gather(peak(until), *(send_then_wait(ws, payload, until) for ws in clients))
+            assert grew > 32 * 1024, f"the messages took only {grew} KiB: the test measures nothing"
+            deadline = time.monotonic() + 10
+            while (kept := rss_kib(srv.proc.pid) - base) > 16 * 1024 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert kept <= 16 * 1024, f"burst {burst}: RSS still {kept} KiB above where it started ({grew} KiB at the most)"
+        await asyncio.gather(*(ws.close() for ws in clients))
+
+    asyncio.run(run())
 
 
 def test_memory_a_burst_of_connections_took_is_given_back_after_they_leave(php_server):
