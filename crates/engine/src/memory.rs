@@ -44,7 +44,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // back to back: two reads of the counts with no time between them would look quiet.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Plain HTTP (static files, downloads, TLS handshakes) churns as WebSockets do: a burst
-    // of it over, the next second without change trims.
+    // of it over, the next quiet second trims.
     let stats = &shared.stats;
     let now = || Counts {
         churn: stats.accepted.load(Relaxed)
@@ -94,7 +94,7 @@ impl Counts {
     }
 }
 
-/// When to trim: once a second passed with no change, if enough changed since the last trim.
+/// When to trim: once a second passed with little change, if enough changed since the last trim.
 struct Trims {
     trimmed_at: Counts,
     trimmed_when: Instant,
