@@ -6,6 +6,7 @@ import http.client
 import resource
 import socket
 import time
+from collections import Counter
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -136,6 +137,9 @@ def test_a_max_connection_above_the_open_file_limit_is_lowered_and_said(php_serv
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert "max_connection 10000 is more than the open-file limit (128) allows: 64 at most" in srv.stderr()
+    # wait_for_port's probe holds a place until the server's task drops it, a moment after the
+    # FIN the probe waits for: on a loaded machine the 64th client found it still taken (CI).
+    time.sleep(0.5)
     clients = []
     try:
         for _ in range(100):
@@ -146,7 +150,7 @@ def test_a_max_connection_above_the_open_file_limit_is_lowered_and_said(php_serv
     finally:
         for sock in clients:
             sock.close()
-    assert statuses.count(b"101") == 64 and statuses.count(b"503") >= 16, statuses
+    assert statuses.count(b"101") == 64 and statuses.count(b"503") >= 16, (Counter(statuses), srv.stderr())
     assert set(statuses) <= {b"101", b"503", b"reset"}, statuses
 
 
