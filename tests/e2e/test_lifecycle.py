@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import SERVERS, accepts, assert_serves, close_code, free_port, run_php, settings_env, surge_so
+from conftest import SERVERS, accepts, assert_serves, close_code, free_port, run_php, settings_env, surge_exception, surge_so
 from fanout_client import eventually
 from rawws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, UPGRADE_REQUEST, RawClient
 
@@ -766,6 +766,22 @@ def test_a_request_under_way_when_the_server_stops_gets_its_answer(php_server, s
     assert srv.wait(timeout=5) == 0
 
 
+def test_a_long_poll_kept_past_the_stop_gets_the_answer_worker_stop_gives(php_server):
+    # With worker_threads 0 end() said true and the client got no answer at all: nothing wrote
+    # it after the drain.
+    srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(shutdown_timeout=1)})
+    answer = concurrent.futures.ThreadPoolExecutor(1).submit(
+        lambda: urllib.request.urlopen(srv.http + "/long-poll", timeout=10)
+    )
+    srv.wait_output("long poll kept")
+    srv.signal(signal.SIGTERM)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        answer.result(timeout=10)
+    assert refused.value.code == 503 and refused.value.read() == b"server stopping\n"
+    assert srv.wait(timeout=5) == 0
+    assert "long poll answered: true" in srv.stdout()
+
+
 def test_an_idle_keep_alive_http_client_does_not_hold_up_the_stop(php_server):
     srv = php_server("echo.php", env={"SURGE_HTTP": "1", **settings_env(shutdown_timeout=30)})
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
@@ -899,6 +915,16 @@ def test_a_server_serves_once_and_start_again_throws():
     assert result.stdout == (
         "bool(true)\nthis server has served and stopped: create a new Surge\\WebSocket\\Server to serve again\n"
     ), result.stdout
+
+
+@pytest.mark.parametrize("call, why", [
+    ("$s->defer(fn () => 1);", "a callback deferred now would never run"),
+    ("$s->on('message', fn () => 1);", "a callback registered now would never be called"),
+])
+def test_a_callback_handed_over_after_the_server_stopped_is_refused(call, why):
+    # Both said true and kept the callable, unrun, until the script ended (with all it held).
+    assert surge_exception("$s->set(['log_level' => 'off']); $s->on('workerStart', fn ($s) => $s->shutdown()); $s->start(); " + call) == (
+        "the server has stopped (start() returned): " + why)
 
 
 # --- slow callbacks -------------------------------------------------------------------------

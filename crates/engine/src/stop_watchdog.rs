@@ -97,6 +97,13 @@ impl Drop for StopWatchdog {
     }
 }
 
+/// `poll`'s timeout for `left`: a millisecond more than `as_millis` (which rounds down), so
+/// that it does not wake just before the deadline; capped to poll's `i32` (a shutdown_timeout
+/// of a year is past it), where a wrap would have made it wait for ever.
+fn poll_timeout(left: Duration) -> i32 {
+    left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+}
+
 fn watch(read: OwnedFd, grace: Duration, whole: bool) {
     let mut deadline: Option<Instant> = None;
     let mut stops = 0;
@@ -108,7 +115,7 @@ fn watch(read: OwnedFd, grace: Duration, whole: bool) {
                 if left.is_zero() {
                     give_up(stops);
                 }
-                left.as_millis().min(i32::MAX as u128) as i32 + 1
+                poll_timeout(left)
             }
         };
         let bytes = match next_bytes(read.as_raw_fd(), wait_ms) {
@@ -167,4 +174,17 @@ fn give_up(stops: u32) -> ! {
     // SAFETY: ends the process at once, without running PHP's shutdown (the PHP thread is
     // busy in a callback and would never get there).
     unsafe { libc::_exit(1) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_timeout_ends_after_the_deadline_and_never_wraps() {
+        assert_eq!(poll_timeout(Duration::from_micros(1500)), 2);
+        assert_eq!(poll_timeout(Duration::ZERO), 1);
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(poll_timeout(year), i32::MAX);
+    }
 }

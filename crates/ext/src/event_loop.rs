@@ -211,11 +211,19 @@ fn serve_and_stop(
             false => Ended::Worker,
         };
     }
+    if matches!(ended, Ended::Stopped | Ended::Worker) && !engine.stop_signal_again() {
+        flush(&engine, ANSWERS_AFTER_STOP);
+    }
     server.engine.borrow_mut().take();
     drop(engine);
     release(server);
     Ok(ended)
 }
+
+/// How long the answers `workerStop` and `shutdown` gave requests still under way after the
+/// drain (a long poll kept for later) get to go out, with clients still open (the drain's
+/// deadline passed): with `worker_threads` 0 nothing else would write them.
+const ANSWERS_AFTER_STOP: Duration = Duration::from_millis(300);
 
 /// How long exit() in a callback lets the network work go on (see `flush_after_exit`).
 const EXIT_FLUSH: Duration = Duration::from_millis(500);

@@ -386,6 +386,7 @@ impl Server {
     /// shutdown. `null` removes it. The callable is resolved now, in the caller's scope (see
     /// `callable.rs`), so a class may register its private methods.
     pub fn on(&self, event: String, callback: &Zval) -> PhpResult<bool> {
+        self.refuse_once_served("a callback registered now would never be called")?;
         let Some(kind) = Kind::parse(&event) else {
             let known: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
             return Err(error(format!(
@@ -827,6 +828,7 @@ impl Server {
     /// Calls `$callback()` once the batch of events being handled is done, as Swoole's
     /// `defer()`: after the callback that asks returns, also while stopping.
     pub fn defer(&self, callback: &Zval) -> PhpResult<bool> {
+        self.refuse_once_served("a callback deferred now would never run")?;
         if self.worker_id.get() == -1 {
             return Err(error(
                 "defer() runs in workers: the master process (start, shutdown) has no event loop",
@@ -1038,6 +1040,17 @@ impl Server {
             .collect()
     }
 
+    /// What is handed over after start() returned would be kept unused until the script ends
+    /// (out of reach of PHP's cycle collector, with all it holds): refused, saying why.
+    fn refuse_once_served(&self, why: &str) -> PhpResult<()> {
+        if self.served.get() {
+            return Err(error(format!(
+                "the server has stopped (start() returned): {why}"
+            )));
+        }
+        Ok(())
+    }
+
     fn add_timer(
         &self,
         delay: Duration,
@@ -1045,11 +1058,7 @@ impl Server {
         params: &[&Zval],
         repeat: bool,
     ) -> PhpResult<i64> {
-        if self.served.get() {
-            return Err(error(
-                "the server has stopped (start() returned): a timer added now would never run",
-            ));
-        }
+        self.refuse_once_served("a timer added now would never run")?;
         // The master runs no event loop; a timer kept here would only start in the workers it
         // forks later (after a reload or a crash), in each of them.
         if self.worker_id.get() == -1 {

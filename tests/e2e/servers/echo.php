@@ -125,6 +125,7 @@ if (getenv('SURGE_HTTP')) {
     $server->on('request', function ($req, $res) {
         match ($req->server['request_uri']) {
             '/forget' => null, // returns without calling end()
+            '/long-poll' => [$GLOBALS['long_polls'][] = $res, out('long poll kept')], // answered at the stop
             '/write-and-forget' => $res->write("part one\n"),
             '/write-then-fatal' => [$res->write("part one\n"), trigger_error('fatal on purpose', E_USER_ERROR)],
             '/throw' => throw new RuntimeException('request failed on purpose'),
@@ -158,6 +159,13 @@ if (getenv('SURGE_HTTP')) {
                 . '<input type="file" name="empty"><button>send</button></form>'),
             default => respond($req, $res),
         };
+    });
+    // What a long-poll endpoint does at a stop: the requests it kept are answered.
+    $server->on('workerStop', function () {
+        foreach ($GLOBALS['long_polls'] ?? [] as $res) {
+            $res->status(503);
+            out('long poll answered: ' . json_encode($res->end("server stopping\n")));
+        }
     });
 }
 
