@@ -128,9 +128,12 @@ def test_chat_serves_its_page_and_the_admin_page_on_the_same_port(php_server):
 
     with ExitStack() as stack:
         ann, _ = join(stack, srv, "Ann")
-        join(stack, srv, "Bob")
+        bob, _ = join(stack, srv, "Bob")
+        recv(ann)  # Bob joined
         ann.send("one message")
-        recv(ann)  # Bob joined; after it, the message has been handled
+        # Handled once Bob has it (Ann's "Bob joined" was sent before: with it alone, a loaded
+        # machine let the admin page count no message yet).
+        assert recv(bob)["message"] == "one message"
         status, ctype, admin = http_get(srv.http + "/admin")
     assert status == 200 and ctype.startswith("text/html")
     assert "Online users (2)" in admin

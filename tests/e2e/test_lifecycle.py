@@ -549,16 +549,37 @@ def test_the_close_callback_still_gets_the_client_info_and_channels(php_server, 
     assert json.loads(srv.stdout().splitlines()[-1]) == ["127.0.0.1", 4, True, ["room"], False, False]
 
 
-def test_clients_that_never_answer_the_close_are_cut_off_at_shutdown_timeout_with_a_warning(php_server):
-    """A client that never answers its 1001 (a sleeping phone) is cut off once shutdown_timeout
-    is over, without a close callback; the warning counts it (nothing was said before)."""
-    srv = php_server("echo.php", env=settings_env(shutdown_timeout=0.5, log_level="warn"))
-    with RawClient(srv.port) as deaf:
+def test_clients_that_never_answer_the_close_are_cut_off_at_shutdown_timeout_with_their_close_callbacks(php_server, tmp_path):
+    """Clients that never answer their 1001 (sleeping phones) are cut off once shutdown_timeout
+    is over, with a warning that counts them, and their close callbacks run then, $reactorId
+    -1 (they did not: a count of users kept them after every stop or reload that cut clients
+    off); a client that answers gets its own, as before."""
+    script = server_script(tmp_path, "deaf", """
+        $open = 0;
+        $s->on('open', function ($s, $req) use (&$open) { $open++; echo "open {$req->fd}\n"; });
+        $s->on('message', fn() => null);
+        $s->on('close', function ($s, $fd, $reactorId) use (&$open) {
+            $open--;
+            echo "close $fd $reactorId ", json_encode([$s->exist($fd), $s->getClientInfo($fd)['remote_ip'] ?? null]), "\n";
+        });
+        $s->on('shutdown', function () use (&$open) { echo "still open: $open\n"; });
+    """, ", 'shutdown_timeout' => 0.5")
+    srv = php_server(script)
+    with RawClient(srv.port) as deaf, RawClient(srv.port) as also_deaf, connect(srv.url) as answering:
         deaf.open()
-        time.sleep(0.2)
+        also_deaf.open()
+        deadline = time.monotonic() + 5
+        while len(opened_fds(srv.stdout())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
         srv.signal(signal.SIGTERM)
+        assert close_code(answering) == 1001
         assert srv.wait(timeout=30) == 0
-    assert "shutdown_timeout (500ms) reached: 1 connections still open are cut off" in srv.stderr(), srv.stderr()
+    out = srv.stdout()
+    closes = re.findall(r"^close (\d+) (-?\d+) (.*)$", out, re.M)
+    assert sorted(int(fd) for fd, _, _ in closes) == sorted(opened_fds(out)), out
+    assert {(reactor, info) for _, reactor, info in closes} == {("-1", '[false,"127.0.0.1"]')}, out
+    assert out.endswith("still open: 0\n"), out
+    assert "shutdown_timeout (500ms) reached: 2 connections still open are cut off, 2 close callbacks run at that point" in srv.stderr(), srv.stderr()
 
 
 def test_timers_added_while_stopping_never_run(php_server, tmp_path):

@@ -4,6 +4,7 @@ clients nothing."""
 
 import http.client
 import resource
+import re
 import socket
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ def test_max_connections_per_ip_refuses_the_next_one_from_that_address(php_serve
             connect_from(srv, "127.0.0.1")
         assert err.value.response.status_code == 503
         assert b"max_connections_per_ip = 2" in err.value.response.body
+        assert "refusing connections: too many connections from 127.0.0.1 (max_connections_per_ip = 2) (1 refused so far" in srv.stderr()
         # Another address has its own count.
         with connect_from(srv, "127.0.0.2") as other:
             other.send("other address")
@@ -92,6 +94,9 @@ def test_a_flood_of_refused_connections_is_closed_past_256_at_once(php_server):
         assert err.value.response.status_code == 503
         ws.send("still served")
         assert ws.recv(timeout=5) == "still served"
+    # Said once, not once for each of the 301 (nothing was said at all).
+    refusing = re.findall(r"refusing connections: server is at its connection limit \(max_connection = 1\) \((\d+) refused so far", srv.stderr())
+    assert refusing == ["1"], srv.stderr()
 
 
 def test_refusals_leave_the_served_connections_the_files_they_open(php_server, tmp_path):

@@ -17,6 +17,7 @@ from websockets.sync.client import connect
 
 from conftest import TIME_FACTOR, accepts, close_code, free_port, run_php, surge_exception, surge_so
 from fanout_client import eventually
+from rawws import RawClient
 
 CLIENTS = 16
 
@@ -388,6 +389,25 @@ def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew
     assert not {w["pid"] for w in seen} & {w["pid"] for w in who}
     later[0].send("chat:after the reload")
     assert all(ws.recv(timeout=5).endswith("after the reload") for ws in later)
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+
+
+def test_a_reload_runs_the_close_callbacks_of_clients_it_cuts_off(php_server, tmp_path, stack):
+    """Clients that never answer a reload's 1001 are cut off at shutdown_timeout, and each still
+    gets its close callback in the worker that had it (none ran: a table of users by fd kept
+    thousands of rows after a reload at 50k connections)."""
+    srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=json.dumps({"shutdown_timeout": 0.5}))
+    for _ in range(8):
+        stack.enter_context(RawClient(srv.port)).open()
+    eventually(lambda: len(re.findall(r"^open \d+ worker \d$", srv.stdout(), re.M)) == 8, timeout=5 * TIME_FACTOR)
+    os.kill(srv.proc.pid, signal.SIGUSR1)
+    srv.wait_output("reload done", stream="stderr", timeout=15 * TIME_FACTOR)
+    out = srv.stdout()
+    opened = sorted(re.findall(r"^open (\d+ worker \d)$", out, re.M))
+    assert sorted(re.findall(r"^close (\d+ worker \d)$", out, re.M)) == opened, out
+    cut = re.findall(r"(\d+) close callbacks run at that point", srv.stderr())
+    assert sum(map(int, cut)) == 8, srv.stderr()
     srv.signal(signal.SIGTERM)
     assert srv.wait(timeout=15) == 0
 

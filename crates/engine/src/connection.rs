@@ -353,12 +353,11 @@ async fn finish<S>(
 /// Deregisters a connection that has ended and tells PHP (its `close` event), or the Pusher
 /// protocol (its unsubscribes). `by_server`: as [`Closed::by_server`].
 pub(crate) async fn forget(conn: &Conn, code: u16, by_server: bool, shared: &Shared) {
-    conn.end();
+    if !conn.end() {
+        return; // cut off by the stop, which told PHP (`cut_off`)
+    }
     let _closing = Closing::new(shared);
-    shared.registry.remove(conn.fd);
-    let channels = shared.channels.leave_all(conn.fd);
-    bump(&shared.stats.closed, 1);
-    log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
+    let channels = deregister(conn, code, shared);
     if let Some(pusher) = conn.pusher.get() {
         if let Some(session) = pusher {
             for event in crate::pusher::socket::closed(session, conn.fd, shared) {
@@ -367,22 +366,59 @@ pub(crate) async fn forget(conn: &Conn, code: u16, by_server: bool, shared: &Sha
                 }
             }
         }
-    } else if shared.handlers.close.load(Relaxed) {
-        let closed = Box::new(Closed {
+    } else if let Some(event) = close_event(conn, code, by_server, channels, shared) {
+        let _ = shared.events.send(event).await;
+    }
+}
+
+/// The stop's deadline: the WebSocket clients that have not answered their close are let go
+/// (out of the registry and their channels, their sockets closed with the engine), each with
+/// the `close` event its end would have queued, so that PHP's bookkeeping (a Table of users
+/// by fd) sees every connection it saw open close. Not the Pusher protocol's, whose sessions
+/// end with the engine (`pusher::end_sessions`).
+pub(crate) fn cut_off(shared: &Shared) -> Vec<Event> {
+    let mut open = Vec::new();
+    shared.registry.for_each(|conn| open.push(conn.clone()));
+    let mut events = Vec::new();
+    for conn in open {
+        if conn.speaks_pusher() || !conn.end() {
+            continue; // its task is telling PHP itself
+        }
+        let channels = deregister(&conn, ABNORMAL, shared);
+        events.extend(close_event(&conn, ABNORMAL, true, channels, shared));
+        conn.wake.raise(); // its task drops the socket (`is_killed`)
+    }
+    events
+}
+
+/// Out of the registry and its channels, counted closed; the channels it was in.
+fn deregister(conn: &Conn, code: u16, shared: &Shared) -> Vec<String> {
+    shared.registry.remove(conn.fd);
+    let channels = shared.channels.leave_all(conn.fd);
+    bump(&shared.stats.closed, 1);
+    log::debug!(target: "surge", "fd {} closed ({code})", conn.fd);
+    channels
+}
+
+/// The `close` event of a connection that ended, if PHP has a `close` callback.
+fn close_event(
+    conn: &Conn,
+    code: u16,
+    by_server: bool,
+    channels: Vec<String>,
+    shared: &Shared,
+) -> Option<Event> {
+    shared.handlers.close.load(Relaxed).then(|| Event::Close {
+        fd: conn.fd,
+        code,
+        closed: Box::new(Closed {
             remote: conn.remote,
             connect_time: conn.connect_time,
             last_time: shared.to_unix_secs(conn.last_active_ms()),
             channels,
             by_server,
-        });
-        let _ = (shared.events)
-            .send(Event::Close {
-                fd: conn.fd,
-                code,
-                closed,
-            })
-            .await;
-    }
+        }),
+    })
 }
 
 /// [`forget`] for a connection that ended before it was served (let in by PHP, the client gone

@@ -362,11 +362,11 @@ impl Engine {
     /// once and shared. Returns how many connections it was queued for.
     pub fn broadcast(&self, payload: Payload, except: &[u64]) -> usize {
         let item = payload.into_outgoing();
-        let here = local::broadcast(&self.shared, &item, except);
-        here + self
-            .peers
-            .as_ref()
-            .map_or(0, |p| p.broadcast(&item, except))
+        let here = || local::broadcast(&self.shared, &item, except);
+        match &self.peers {
+            Some(peers) => peers.broadcast(&item, except, here),
+            None => here(),
+        }
     }
 
     /// Adds an established connection to a channel; false if `fd` is not open or already in it.
@@ -387,11 +387,11 @@ impl Engine {
     /// Queues one message (encoded once) for the members of `channel` but `except`.
     pub fn publish(&self, channel: &str, payload: Payload, except: &[u64]) -> usize {
         let item = payload.into_outgoing();
-        let here = local::publish(&self.shared, channel, &item, except);
-        here + self
-            .peers
-            .as_ref()
-            .map_or(0, |p| p.publish(channel, &item, except))
+        let here = || local::publish(&self.shared, channel, &item, except);
+        match &self.peers {
+            Some(peers) => peers.publish(channel, &item, except, here),
+            None => here(),
+        }
     }
 
     /// Triggers a Pusher event on `channels` of the app `app_id` (the only one when None), as
@@ -507,6 +507,17 @@ impl Engine {
     /// clients that have not answered their close, HTTP ones) and events not handed to PHP.
     pub fn left_at_stop(&self) -> (usize, usize) {
         (self.shared.live_connections(), self.events.lock().len())
+    }
+
+    /// At the drain's deadline: lets go of the WebSocket clients that have not answered their
+    /// close, and gives the `close` events they would have queued (see `connection::cut_off`).
+    pub fn cut_off(&self) -> Vec<Event> {
+        crate::connection::cut_off(&self.shared)
+    }
+
+    /// Connections that ended whose `close` events are still on their way to the queue.
+    pub fn closes_on_the_way(&self) -> usize {
+        self.shared.closing.load(Acquire)
     }
 
     /// No WebSocket client, no TCP connection speaking HTTP or in its TLS handshake, and in a

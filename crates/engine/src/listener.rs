@@ -38,6 +38,7 @@ use crate::http_file::FileBody;
 use crate::http_stream::ChunkBody;
 use crate::lingering_close::{Linger, LingeringClose};
 use crate::listener_not_inherited::Listening;
+use crate::logging::Throttle;
 use crate::multipart_form;
 use crate::registry::Conn;
 use crate::send_timeout::SendTimeout;
@@ -82,6 +83,8 @@ pub(crate) fn accept_loop(
     }
 }
 
+const REFUSALS_WARN_EVERY: Duration = Duration::from_secs(10);
+
 async fn accept_until_stopped(
     listener: &TcpListener,
     shared: Arc<Shared>,
@@ -92,6 +95,9 @@ async fn accept_until_stopped(
     let refusals = Arc::new(Semaphore::new(refusals_at_once(&shared.config)));
     // An accept failing again and again (out of files) is logged once until one succeeds.
     let mut failing = false;
+    // A server turning clients away says so (it said nothing: a worker full after a reload
+    // refused a third of all clients for minutes, seen only in stats()).
+    let refusing = Throttle::new(REFUSALS_WARN_EVERY);
     loop {
         let accepted = tokio::select! {
             _ = stopping.wait_for(Option::is_some) => break,
@@ -119,6 +125,10 @@ async fn accept_until_stopped(
                     }
                     Err(why) => {
                         bump(&shared.stats.rejected, 1);
+                        if refusing.due() {
+                            let so_far = shared.stats.rejected.load(Relaxed);
+                            log::warn!(target: "surge", "refusing connections: {} ({so_far} refused so far; said at most every {}s)", why.trim_end(), REFUSALS_WARN_EVERY.as_secs());
+                        }
                         // Without a permit the stream is dropped here: closed unanswered.
                         if let Ok(permit) = refusals.clone().try_acquire_owned() {
                             let (tls, wait) = (tls.clone(), shared.config.handshake_timeout);

@@ -236,10 +236,13 @@ impl Conn {
         }
     }
 
-    /// Set by the connection's task as it ends, before it leaves its channels: a join that
-    /// raced the end (PHP's `join()` of an fd whose client just vanished) then adds nothing.
-    pub(crate) fn end(&self) {
-        self.outbox.lock().state = State::Gone;
+    /// Set as the connection ends, before it leaves its channels: a join that raced the end
+    /// (PHP's `join()` of an fd whose client just vanished) then adds nothing. False if it had
+    /// ended already: its task and the stop's cut-off (`connection::cut_off`) both end it, and
+    /// only the first tells PHP.
+    pub(crate) fn end(&self) -> bool {
+        let mut out = self.outbox.lock();
+        !matches!(std::mem::replace(&mut out.state, State::Gone), State::Gone)
     }
 
     /// A connection of the Pusher protocol, which PHP's broadcast() and `connections` leave
@@ -253,8 +256,10 @@ impl Conn {
         self.wake.raise();
     }
 
+    /// Killed, or cut off by the stop while its task runs on (`connection::cut_off`): either
+    /// way the socket is dropped without waiting more.
     pub(crate) fn is_killed(&self) -> bool {
-        self.outbox.lock().state == State::Kill
+        matches!(self.outbox.lock().state, State::Kill | State::Gone)
     }
 
     /// Queues a ping if the last one was at least `every_ms` ago.
@@ -278,7 +283,7 @@ impl Conn {
         // Taking the queue (not draining it) leaves an idle connection holding no buffer.
         Drained {
             items: std::mem::take(&mut out.queue),
-            kill: out.state == State::Kill,
+            kill: matches!(out.state, State::Kill | State::Gone),
         }
     }
 }

@@ -456,16 +456,12 @@ fn drain(
     // Messages the stop cut short, counted in a warning at the end: after the signal's own line
     // (its event may be queued behind them).
     let mut dropped = 0;
-    let mut unhandled = 0;
+    // Events the deadline left in their batch.
+    let mut late = Vec::new();
     let end = loop {
         let now = Instant::now();
         if now >= deadline {
-            let (open, queued) = engine.left_at_stop();
-            let queued = queued + unhandled;
-            if open + queued > 0 {
-                log::warn!(target: "surge", "shutdown_timeout ({:?}) reached: {open} connections still open are cut off and {queued} events for PHP dropped (no close callback runs for them)", engine.shutdown_timeout());
-            }
-            break Next::Continue;
+            break closes_at_deadline(server, this, engine, late);
         }
         let idle = engine.is_idle();
         let wait = if idle {
@@ -508,8 +504,7 @@ fn drain(
                     end @ (Next::Stop | Next::Exit | Next::Fatal) => return end,
                 }
             }
-            // Those the deadline left in the batch are dropped with it.
-            unhandled += events.len();
+            late.extend(events);
             match Instant::now() < deadline {
                 true => run_deferred(server, engine),
                 false => Next::Continue,
@@ -525,6 +520,65 @@ fn drain(
         log::warn!(target: "surge", "shutdown_timeout ({:?}) passed since the stop signal with messages that came before it still queued: {dropped} dropped, not handed to PHP", engine.shutdown_timeout());
     }
     end
+}
+
+/// How long the `close` callbacks run at the drain's deadline may take in all: the stop
+/// watchdog ends PHP 5 s after it.
+const CLOSES_AT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The drain's deadline: the clients that have not answered their close are let go, and each
+/// still gets its `close` callback ($reactorId -1), as do those whose close events were still
+/// queued (for CLOSES_AT_DEADLINE in all), so that every `open` PHP saw gets its `close` (a
+/// Table of users by fd stayed wrong after a stop or a reload that cut clients off); the other
+/// events still queued are dropped. `late`: events the deadline left in their batch.
+fn closes_at_deadline(server: &Server, this: &Zval, engine: &Engine, mut late: Vec<Event>) -> Next {
+    let (open, _) = engine.left_at_stop();
+    let until = Instant::now() + CLOSES_AT_DEADLINE;
+    let mut closes = engine.cut_off();
+    let (mut told, mut dropped) = (0, 0);
+    let mut next = Next::Continue;
+    loop {
+        // The close events still queued, and those of connections that ended meanwhile (on
+        // their way while the queue was full): a moment's wait for the latter.
+        let wait = match closes.is_empty() && engine.closes_on_the_way() > 0 {
+            true => Duration::from_millis(10),
+            false => Duration::ZERO,
+        };
+        if late.is_empty() {
+            engine.recv(&mut late, BATCH, Some(wait));
+        }
+        for event in late.drain(..) {
+            match event {
+                Event::Close { .. } => closes.push(event),
+                _ => dropped += 1,
+            }
+        }
+        let out_of_time = Instant::now() >= until;
+        if out_of_time || (closes.is_empty() && engine.closes_on_the_way() == 0) {
+            dropped += closes.len();
+            break;
+        }
+        next = guarded(|| {
+            for event in closes.drain(..) {
+                if Instant::now() >= until {
+                    dropped += 1;
+                    continue;
+                }
+                told += 1;
+                if let end @ (Next::Exit | Next::Fatal) = dispatch(server, this, event) {
+                    return end;
+                }
+            }
+            Next::Continue
+        });
+        if next != Next::Continue {
+            break;
+        }
+    }
+    if open + told + dropped > 0 {
+        log::warn!(target: "surge", "shutdown_timeout ({:?}) reached: {open} connections still open are cut off, {told} close callbacks run at that point (theirs and those still queued), {dropped} events for PHP dropped", engine.shutdown_timeout());
+    }
+    next
 }
 
 /// A second signal: the user wants out now.
