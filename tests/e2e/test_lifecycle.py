@@ -751,6 +751,18 @@ def test_a_fatal_error_in_a_callback_closes_every_client_with_1011_and_php_ends_
     assert "Fatal error: " in err and "fatal error in the message callback" in err, err
 
 
+def test_a_fatal_error_runs_no_close_callback_for_clients_cut_off_after_it(php_server):
+    """A client that never answers the 1011 is cut off at shutdown_timeout: no PHP runs for it
+    either (the deadline's close callbacks are a stop's, not a fatal error's)."""
+    srv = php_server("echo.php", env=settings_env(shutdown_timeout=0.5))
+    with RawClient(srv.port) as deaf, connect(srv.url) as ws:
+        deaf.open()
+        srv.wait_output("open 2")
+        ws.send("cmd:fatal")
+        assert_ended_by_a_fatal_error(srv, [ws])
+    assert "1 connections still open are cut off, 0 close callbacks run" in srv.stderr(), srv.stderr()
+
+
 def assert_ended_by_a_fatal_error(srv, clients):
     """PHP ended with 255, every client got 1011, and no PHP code ran after the fatal error:
     neither the close nor the shutdown callback, and start() did not return to the script."""

@@ -461,7 +461,7 @@ fn drain(
     let end = loop {
         let now = Instant::now();
         if now >= deadline {
-            break closes_at_deadline(server, this, engine, late);
+            break closes_at_deadline(server, this, engine, late, fatal);
         }
         let idle = engine.is_idle();
         let wait = if idle {
@@ -530,8 +530,15 @@ const CLOSES_AT_DEADLINE: Duration = Duration::from_secs(2);
 /// still gets its `close` callback ($reactorId -1), as do those whose close events were still
 /// queued (for CLOSES_AT_DEADLINE in all), so that every `open` PHP saw gets its `close` (a
 /// Table of users by fd stayed wrong after a stop or a reload that cut clients off); the other
-/// events still queued are dropped. `late`: events the deadline left in their batch.
-fn closes_at_deadline(server: &Server, this: &Zval, engine: &Engine, mut late: Vec<Event>) -> Next {
+/// events still queued are dropped. `late`: events the deadline left in their batch. After a
+/// fatal error (`fatal`) no PHP runs: every event is dropped.
+fn closes_at_deadline(
+    server: &Server,
+    this: &Zval,
+    engine: &Engine,
+    mut late: Vec<Event>,
+    fatal: bool,
+) -> Next {
     let (open, _) = engine.left_at_stop();
     let until = Instant::now() + CLOSES_AT_DEADLINE;
     let mut closes = engine.cut_off();
@@ -554,7 +561,7 @@ fn closes_at_deadline(server: &Server, this: &Zval, engine: &Engine, mut late: V
             }
         }
         let out_of_time = Instant::now() >= until;
-        if out_of_time || (closes.is_empty() && engine.closes_on_the_way() == 0) {
+        if fatal || out_of_time || (closes.is_empty() && engine.closes_on_the_way() == 0) {
             dropped += closes.len();
             break;
         }
