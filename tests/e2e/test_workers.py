@@ -370,6 +370,8 @@ def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew
     srv = start_workers(php_server, tmp_path, SURGE_VERSION_FILE=str(version))
     clients, who = clients_on_both_workers(srv, stack)
     assert {w["version"] for w in who} == {"v1"}
+    started = ask(clients[0], "stats")["start_time"]
+    time.sleep(1.1)  # start_time is in seconds
     version.write_text("v2")
     assert ask(clients[0], "reload") is True
     # Every client is closed as at a stop, worker by worker; the master stays.
@@ -387,6 +389,8 @@ def test_reload_restarts_the_workers_one_at_a_time_and_they_read_their_code_anew
     later, seen = clients_on_both_workers(srv, stack)
     assert {w["version"] for w in seen} == {"v2"}
     assert not {w["pid"] for w in seen} & {w["pid"] for w in who}
+    # The server's start, not the reload's.
+    assert ask(later[0], "stats")["start_time"] == started
     later[0].send("chat:after the reload")
     assert all(ws.recv(timeout=5).endswith("after the reload") for ws in later)
     srv.signal(signal.SIGTERM)

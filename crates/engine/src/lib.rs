@@ -54,6 +54,6 @@ pub use events::{
 pub use redis_bridge::{BridgeSnapshot, BridgeState, RedisBridge};
 pub use registry::PushError;
 pub use signal_arrival::{remember_hangup_ignored, stop_on_hangup};
-pub use stats::StatsSnapshot;
+pub use stats::{mark_server_start, StatsSnapshot};
 pub use tasks::NO_RESULT;
 pub use workers::{Pool, Worker};

@@ -74,7 +74,8 @@ pub(crate) fn socket_id(shared: &Shared, fd: u64) -> Option<String> {
 }
 
 pub(crate) fn stats(shared: &Shared) -> StatsSnapshot {
-    shared
-        .stats
-        .snapshot(shared.registry.len() as u64, shared.start_unix_ms / 1000)
+    shared.stats.snapshot(
+        shared.registry.len() as u64,
+        crate::stats::server_start(shared.start_unix_ms / 1000),
+    )
 }

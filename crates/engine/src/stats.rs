@@ -28,6 +28,25 @@ pub struct StatsSnapshot {
     pub start_time: u64,
 }
 
+/// When the server started (Unix seconds): set by the process that calls `start()`, inherited
+/// by the worker processes it forks, so that `start_time` stays the server's across a reload
+/// (it became the time of the reload: each worker's engine starts anew).
+static SERVER_START: AtomicU64 = AtomicU64::new(0);
+
+/// Called as `start()` begins to serve.
+pub fn mark_server_start() {
+    SERVER_START.store(crate::shared::unix_ms() / 1000, Relaxed);
+}
+
+/// The server's start time, or `engine_start` (Unix seconds) where none was marked (an engine
+/// started without `start()`, in tests).
+pub(crate) fn server_start(engine_start: u64) -> u64 {
+    match SERVER_START.load(Relaxed) {
+        0 => engine_start,
+        marked => marked,
+    }
+}
+
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Relaxed);
 }

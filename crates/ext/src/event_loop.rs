@@ -99,6 +99,7 @@ pub fn run(server: &Server, this: &Zval) -> PhpResult<Ended> {
     config.max_file_uploads = form_input::max_file_uploads();
     config.max_multipart_body_parts = form_input::max_multipart_body_parts(config.max_file_uploads);
     server.master_pid.set(std::process::id());
+    surge_engine::mark_server_start();
     if config.task_worker_num > 0 && !server.callbacks.borrow().has(Kind::Task) {
         return Err(error(
             "task_worker_num needs a task callback: on('task', function ($server, $taskId, $workerId, $data) {...})",
