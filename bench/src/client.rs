@@ -76,6 +76,7 @@ impl Target {
             };
             let socket = socket.map_err(|e| format!("socket: {e}"))?;
             if let Some(ip) = self.bind {
+                port_chosen_at_connect(&socket).map_err(|e| format!("bind {ip}: {e}"))?;
                 socket
                     .bind(SocketAddr::new(ip, 0))
                     .map_err(|e| format!("bind {ip}: {e}"))?;
@@ -150,6 +151,30 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: a bind() to a source address leaves the port to connect(), which
+/// picks one free for this destination. bind() picking it alone searched the address's whole
+/// port range: past about 13k connections from one address, connecting slowed to about 100 a
+/// second per process, and late handshakes made the server look slow (a reconnect storm hit its
+/// handshake_timeout).
+fn port_chosen_at_connect(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option of the right size.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 #[cfg(test)]
