@@ -372,7 +372,7 @@ pub(crate) async fn forget(conn: &Conn, code: u16, by_server: bool, shared: &Sha
 }
 
 /// The stop's deadline: the WebSocket clients that have not answered their close are let go
-/// (out of the registry and their channels, their sockets closed with the engine), each with
+/// (out of the registry and their channels, their sockets dropped by their tasks), each with
 /// the `close` event its end would have queued, so that PHP's bookkeeping (a Table of users
 /// by fd) sees every connection it saw open close. Not the Pusher protocol's, whose sessions
 /// end with the engine (`pusher::end_sessions`).
@@ -382,7 +382,7 @@ pub(crate) fn cut_off(shared: &Shared) -> Vec<Event> {
     let mut events = Vec::new();
     for conn in open {
         if conn.speaks_pusher() || !conn.end() {
-            continue; // its task is telling PHP itself
+            continue; // the Pusher protocol's, or ended: its task is telling PHP itself
         }
         let channels = deregister(&conn, ABNORMAL, shared);
         events.extend(close_event(&conn, ABNORMAL, true, channels, shared));
