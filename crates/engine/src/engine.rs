@@ -503,10 +503,10 @@ impl Engine {
         let _ = self.shared.events.try_send(Event::Wake);
     }
 
-    /// What the drain leaves behind at its deadline: connections still open (WebSocket
-    /// clients that have not answered their close, HTTP ones) and events not handed to PHP.
-    pub fn left_at_stop(&self) -> (usize, usize) {
-        (self.shared.live_connections(), self.events.lock().len())
+    /// What the drain leaves open at its deadline: WebSocket clients that have not answered
+    /// their close, HTTP connections, and those whose close events are on their way.
+    pub fn open_at_stop(&self) -> usize {
+        self.shared.live_connections()
     }
 
     /// At the drain's deadline: lets go of the WebSocket clients that have not answered their

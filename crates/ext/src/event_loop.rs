@@ -540,7 +540,7 @@ fn closes_at_deadline(
     mut late: Vec<Event>,
     fatal: bool,
 ) -> Next {
-    let (open, _) = engine.left_at_stop();
+    let open = engine.open_at_stop();
     let until = Instant::now() + CLOSES_AT_DEADLINE;
     let mut closes = engine.cut_off();
     let (mut told, mut dropped) = (0, 0);
