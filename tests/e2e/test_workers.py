@@ -157,6 +157,29 @@ def test_disconnect_closes_a_connection_of_the_other_worker(php_server, tmp_path
     assert ask(clients[a], f"kick:{fd_b}") is False
 
 
+def test_pushes_to_the_other_worker_come_in_order_and_before_a_close_sent_after_them(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    # Pushes to another worker's connection are written in batches: the close must not
+    # overtake them.
+    clients[a].send(f"pushkick:{who[b]['fd']}:3000")
+    got = [clients[b].recv(timeout=5) for _ in range(3000)]
+    assert got == [f"push {i}" for i in range(1, 3001)]
+    assert close_code(clients[b]) == 4000
+    assert json.loads(clients[a].recv(timeout=5)) is True
+
+
+def test_a_push_to_the_other_worker_goes_out_while_its_callback_still_runs(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    clients[a].send(f"pushwait:{who[b]['fd']}")
+    # The callback that pushed waits for this client's word that the push came.
+    assert clients[b].recv(timeout=5) == "while you wait"
+    clients[b].send("got")
+    assert json.loads(clients[b].recv(timeout=5)) is True
+    assert json.loads(clients[a].recv(timeout=15)) is True, "the push waited for the callback's end"
+
+
 def test_channels_span_workers(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who, a, b = pair_across_workers(srv, stack)

@@ -7,22 +7,24 @@
 //! A message is a 4-byte big-endian length, then its bytes; a request starts with its op.
 //! Pushes and task results get no answer (they are sent in order on the link, and a push to a
 //! connection that closed meanwhile is dropped, as for a closing local one); every other request
-//! gets one. What goes to this worker's PHP (`sendMessage()`, task results not waited for)
+//! gets one. Pushes are written many at a time (`push_batches`), never after what is sent after
+//! them. What goes to this worker's PHP (`sendMessage()`, task results not waited for)
 //! travels on links of its own (`Lane::ForPhp`) and waits there for room in the event queue
 //! and the inbound budget, holding the link back as a client's messages hold their socket: a
 //! busy PHP thread holds up only that, never the questions, pushes and waited task results on
 //! the other links.
 
+mod links;
+mod push_batches;
+
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::MutexGuard;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -34,8 +36,9 @@ use crate::local;
 use crate::registry::{Control, Outgoing};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
-use crate::unix_send;
 use crate::workers::socket_path;
+use links::{Links, Streams};
+use push_batches::PushBatches;
 
 const PUSH: u8 = 1;
 const BROADCAST: u8 = 2;
@@ -57,23 +60,15 @@ const FINISH: u8 = 16;
 /// `sendMessage()`: a message from one worker (or task worker) for another's PHP.
 const PIPE: u8 = 17;
 
+/// What a link reads from its socket at once.
+const LINK_READ_BUFFER: usize = 16 << 10;
+
 /// The largest message a link reads into the buffer it keeps between messages.
 const KEPT_REQUEST_BUFFER: usize = 1 << 20;
 
 /// Messages for PHP a link holds while the event queue is full; past them, or past the inbound
 /// budget (`Shared::hold_inbound`, shared with the clients' messages), the link waits too.
 const FOR_PHP_BACKLOG: usize = 1024;
-
-/// A peer that does not answer within this is taken as gone (it answers from memory only).
-#[cfg(not(test))]
-const TIMEOUT: Duration = Duration::from_secs(5);
-#[cfg(test)]
-const TIMEOUT: Duration = Duration::from_secs(1);
-/// How long the rest of a message whose start is written waits for room (see `send_all`).
-#[cfg(not(test))]
-const COMMITTED_WAIT: Duration = Duration::from_secs(60);
-#[cfg(test)]
-const COMMITTED_WAIT: Duration = Duration::from_secs(3);
 
 /// A message being written: its length is filled in by `finish`.
 struct Writer(Vec<u8>);
@@ -335,7 +330,9 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let (mut rx, mut tx) = stream.into_split();
+            let (rx, mut tx) = stream.into_split();
+            // Pushes come in batches (see `push_batches`): read as many as a buffer holds.
+            let mut rx = tokio::io::BufReader::with_capacity(LINK_READ_BUFFER, rx);
             let for_php = ForPhp::new(&shared);
             let mut kept = Vec::new();
             loop {
@@ -458,6 +455,11 @@ impl ForPhp {
     }
 }
 
+/// Whether `message` is too long for its length's 4 bytes (a push of over 4 GiB).
+fn too_long(message: &[u8]) -> bool {
+    message.len() - 4 > u32::MAX as usize
+}
+
 /// Which of a peer's links a message takes.
 #[derive(Clone, Copy)]
 enum Lane {
@@ -468,53 +470,26 @@ enum Lane {
     ForPhp,
 }
 
-/// `UnixStream::connect`, giving up after `wait`: a worker that takes no link (out of file
-/// descriptors, its accept loop waiting) lets its listen backlog fill, and a blocking connect
-/// would then hold the asking PHP thread for ever. On a Unix socket a full backlog is EAGAIN
-/// (there is no connect in progress to wait on), so the connect is tried again until then.
-fn connect_within(path: &Path, wait: Duration) -> std::io::Result<UnixStream> {
-    use socket2::{Domain, SockAddr, Socket, Type};
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.set_nonblocking(true)?;
-    let address = SockAddr::unix(path)?;
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match socket.connect(&address) {
-            Ok(()) => break,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    socket.set_nonblocking(false)?;
-    Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket)))
-}
-
-/// This worker's links to the others, used by its PHP thread: two to each, one a lane. A link
-/// is made when first needed and made again once if it fails (its worker may have been
-/// restarted).
+/// This worker's links to the others, used by its PHP thread: two to each, one a lane.
 pub(crate) struct Peers {
     me: usize,
     /// Workers: the processes with connections, which the others ask about them.
     count: usize,
-    dir: PathBuf,
-    links: Mutex<Vec<Option<UnixStream>>>,
-    for_php: Mutex<Vec<Option<UnixStream>>>,
+    now: Arc<Links>,
+    for_php: Links,
+    pushes: PushBatches,
 }
 
 impl Peers {
     /// `processes`: workers and task workers, which any of them may send a message.
     pub(crate) fn new(dir: &Path, me: usize, count: usize, processes: usize) -> Self {
+        let now = Arc::new(Links::new(dir, processes));
         Peers {
             me,
             count,
-            dir: dir.to_owned(),
-            links: Mutex::new((0..processes).map(|_| None).collect()),
-            for_php: Mutex::new((0..processes).map(|_| None).collect()),
+            pushes: PushBatches::start(now.clone(), processes),
+            now,
+            for_php: Links::new(dir, processes),
         }
     }
 
@@ -530,80 +505,38 @@ impl Peers {
         (0..self.count).filter(move |&w| w != self.me)
     }
 
+    /// The links of `Lane::Now`, locked, with every push batch written first (see
+    /// `push_batches`).
+    fn now_links(&self) -> MutexGuard<'_, Streams> {
+        let mut streams = self.now.lock();
+        self.pushes.write(&self.now, &mut streams);
+        streams
+    }
+
     /// Sends `message` to worker `peer` and, if `reply`, reads its answer. None if the worker
-    /// cannot be reached (or, for a push, Some of nothing once sent). A link found closed before
-    /// the message is written whole is made again once (its worker may have been restarted).
-    /// A link without room (the peer's PHP is busy: its link waits once 1,024 messages for it
-    /// are held) is kept as it is and the message not sent: on a new link it would overtake
-    /// those waiting. One that fails after the message is written whole is not used again: the
-    /// peer may be slow, not gone, and would carry the request out twice.
+    /// cannot be reached (or, for a message without answer, Some of nothing once sent).
     fn exchange(&self, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
         self.exchange_on(Lane::Now, peer, message, reply)
     }
 
     fn exchange_on(&self, lane: Lane, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
-        let mut links = match lane {
-            Lane::Now => self.links.lock(),
-            Lane::ForPhp => self.for_php.lock(),
+        if too_long(message) {
+            return None;
+        }
+        let (links, mut streams) = match lane {
+            Lane::Now => (&*self.now, self.now_links()),
+            Lane::ForPhp => {
+                drop(self.now_links());
+                (&self.for_php, self.for_php.lock())
+            }
         };
-        if !self.send_on(&mut links, peer, message) {
+        if !links.send_on(&mut streams, peer, message) {
             return None;
         }
         match reply {
-            true => read_answer(&mut links, peer),
+            true => links.read_answer(&mut streams, peer),
             false => Some(Vec::new()),
         }
-    }
-
-    /// Writes `message` on the link to `peer` (see [`Peers::exchange`]); false if not sent.
-    fn send_on(&self, links: &mut [Option<UnixStream>], peer: usize, message: &[u8]) -> bool {
-        if message.len() - 4 > u32::MAX as usize {
-            // Its length would not fit the header (a push of over 4 GiB).
-            return false;
-        }
-        if peer >= links.len() {
-            return false;
-        }
-        for _attempt in 0..2 {
-            let link = match &mut links[peer] {
-                Some(link) => link,
-                empty => match self.connect(peer) {
-                    Some(link) => empty.insert(link),
-                    None => return false,
-                },
-            };
-            let Err((error, sent)) = send_all(link, message) else {
-                return true;
-            };
-            log::debug!(target: "surge", "bus link to worker {peer}: {error} ({sent:?} sent)");
-            let gone = matches!(
-                error.kind(),
-                std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::NotConnected
-            );
-            match (sent, gone) {
-                // Busy: the link stays as it was, this message is not sent.
-                (Sent::Nothing, false) => return false,
-                // Its worker may have been restarted: a new link, once.
-                (Sent::Nothing | Sent::Part, true) => links[peer] = None,
-                (Sent::Part, false) => {
-                    log::warn!(target: "surge", "bus: a message to worker {peer} was cut short: its link had no room for {COMMITTED_WAIT:?}");
-                    links[peer] = None;
-                    return false;
-                }
-            }
-        }
-        false
-    }
-
-    fn connect(&self, peer: usize) -> Option<UnixStream> {
-        let path = socket_path(&self.dir, peer);
-        let link = connect_within(&path, TIMEOUT)
-            .map_err(|e| log::debug!(target: "surge", "bus: cannot reach worker {peer}: {e}"))
-            .ok()?;
-        link.set_read_timeout(Some(TIMEOUT)).ok()?;
-        Some(link)
     }
 
     fn ask(&self, peer: usize, message: Writer) -> Option<Vec<u8>> {
@@ -622,13 +555,16 @@ impl Peers {
         mut fold: impl FnMut(T, Reader) -> T,
     ) -> T {
         let message = message.finish();
-        let mut links = self.links.lock();
+        if too_long(&message) {
+            return here();
+        }
+        let mut streams = self.now_links();
         let asked: Vec<usize> = (self.others())
-            .filter(|&peer| self.send_on(&mut links, peer, &message))
+            .filter(|&peer| self.now.send_on(&mut streams, peer, &message))
             .collect();
         let init = here();
         (asked.into_iter())
-            .filter_map(|peer| read_answer(&mut links, peer))
+            .filter_map(|peer| self.now.read_answer(&mut streams, peer))
             .fold(init, |acc, answer| fold(acc, Reader(&answer)))
     }
 
@@ -637,10 +573,28 @@ impl Peers {
             .is_some_and(|a| Reader(&a).u8() == Some(1))
     }
 
-    /// Hands a push to the worker that owns `fd`; true once handed over.
+    /// Writes the pushes not written yet (see `push_batches`).
+    pub(crate) fn write_pushes(&self) {
+        if self.pushes.held() {
+            drop(self.now_links());
+        }
+    }
+
+    /// Hands a push to the worker that owns `fd`: true once in its batch (see `push_batches`),
+    /// or, when that worker has no link yet (or lost it), once a link is made and the push
+    /// written on it: false if it cannot be reached.
     pub(crate) fn push(&self, peer: usize, fd: u64, item: &Outgoing) -> bool {
         let message = Writer::new(PUSH).u64(fd).item(item).finish();
-        self.exchange(peer, &message, false).is_some()
+        if too_long(&message) || peer >= self.count {
+            return false;
+        }
+        if !self.now.linked(peer) {
+            return self.exchange(peer, &message, false).is_some();
+        }
+        if self.pushes.add(peer, &message) {
+            drop(self.now_links());
+        }
+        true
     }
 
     /// Hands the result of task `task_id` to the worker that sent it; true once handed over.
@@ -820,70 +774,10 @@ impl Peers {
     }
 }
 
-/// How much of a message a failed send had written.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Sent {
-    Nothing,
-    Part,
-}
-
-/// Reads `peer`'s answer to the message sent on its link. A link that fails then is not used
-/// again: the peer may be slow, not gone, and would carry the request out twice.
-fn read_answer(links: &mut [Option<UnixStream>], peer: usize) -> Option<Vec<u8>> {
-    let link = links[peer].as_mut()?;
-    let mut len = [0u8; 4];
-    let mut read = || {
-        link.read_exact(&mut len)?;
-        let mut answer = vec![0; u32::from_be_bytes(len) as usize];
-        link.read_exact(&mut answer)?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    match read() {
-        Ok(answer) => Some(answer),
-        Err(error) => {
-            log::debug!(target: "surge", "bus link to worker {peer}: {error} (no answer)");
-            links[peer] = None;
-            None
-        }
-    }
-}
-
-/// Writes all of `message`. Before its first byte it waits up to [`TIMEOUT`] for room: a peer
-/// whose PHP is busy reads its link only as PHP takes events, and the message is then not sent
-/// and the link left whole, so that the next one keeps its place behind those sent before. A
-/// message up to one of the kernel's buffers (32 KiB) goes in one piece or not at all; once
-/// part of a larger one is written, the rest has up to [`COMMITTED_WAIT`] in all.
-fn send_all(link: &UnixStream, message: &[u8]) -> Result<(), (std::io::Error, Sent)> {
-    use std::os::fd::AsRawFd;
-    let fd = link.as_raw_fd();
-    let mut rest = message;
-    let mut deadline = std::time::Instant::now() + TIMEOUT;
-    while !rest.is_empty() {
-        let sent = match rest.len() == message.len() {
-            true => Sent::Nothing,
-            false => Sent::Part,
-        };
-        match unix_send::send_now(fd, rest) {
-            Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), sent)),
-            Ok(n) => {
-                if rest.len() == message.len() {
-                    deadline = std::time::Instant::now() + COMMITTED_WAIT;
-                }
-                rest = &rest[n..];
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if !unix_send::wait_for_room(fd, deadline) {
-                    return Err((std::io::ErrorKind::TimedOut.into(), sent));
-                }
-            }
-            Err(e) => return Err((e, sent)),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::links::{connect_within, TIMEOUT};
+    use super::push_batches::WRITTEN_WITHIN;
     use super::*;
     use crate::config::Config;
     use crate::frame;
@@ -1017,6 +911,46 @@ mod tests {
         assert!(!peers.exists(1, 4), "a worker that is gone answers nothing");
         assert!(!peers.push(1, 4, &text));
         assert_eq!(peers.connections(vec![]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn pushes_are_written_before_anything_sent_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, _events) = worker_one(dir.path());
+        assert!(peers.exists(1, 2), "the link is made");
+        let frame = |i: usize| frame::Encoded::new(frame::OP_TEXT, format!("push {i}").as_bytes());
+        for i in 0..1000 {
+            assert!(peers.push(1, 2, &Outgoing::Frame(frame(i))));
+        }
+        assert!(peers.disconnect(1, 2, 4000, "after them"));
+        let items = shared.registry.get(2).unwrap().drain().items;
+        assert_eq!(items.len(), 1001);
+        for (i, item) in items.iter().take(1000).enumerate() {
+            let Outgoing::Frame(got) = item else {
+                panic!("push {i} is {item:?}")
+            };
+            assert_eq!(got.plain(), frame(i).plain());
+        }
+        assert!(matches!(
+            items[1000],
+            Outgoing::Control(Control::Close(4000, _))
+        ));
+    }
+
+    #[test]
+    fn a_push_goes_out_while_the_php_thread_is_busy_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, _events) = worker_one(dir.path());
+        assert!(peers.exists(1, 2), "the link is made");
+        let text = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, b"hello"));
+        assert!(peers.push(1, 2, &text));
+        // Nothing else is sent, and nothing writes the pushes but the batches' own thread.
+        let two = shared.registry.get(2).unwrap();
+        let until = std::time::Instant::now() + 20 * WRITTEN_WITHIN;
+        while two.nothing_queued() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!two.nothing_queued(), "the push is still held");
     }
 
     /// Worker 1's PHP thread is busy: its event queue is full.

@@ -301,6 +301,14 @@ impl Engine {
     pub fn serve(&self, max: usize, mut handle: impl FnMut(&mut Vec<Event>) -> bool) {
         let mut rx = self.events.lock();
         let mut batch = Vec::with_capacity(max);
+        let mut handle = |batch: &mut Vec<Event>| {
+            let go_on = handle(batch);
+            // What these callbacks pushed to other workers' connections goes out now.
+            if let Some(peers) = &self.peers {
+                peers.write_pushes();
+            }
+            go_on
+        };
         let serving = Serving::new(&self.shared, &mut handle);
         let _installed = serving.install();
         self.runtime().block_on(async {
@@ -339,7 +347,7 @@ impl Engine {
     }
 
     /// Queues a message for one connection; never waits for the network. A connection of
-    /// another worker is handed to it over the bus: Ok once handed over.
+    /// another worker is queued for it on the bus (see `bus::push_batches`): Ok once queued.
     pub fn push(&self, fd: u64, payload: Payload) -> Result<(), PushError> {
         let item = payload.into_outgoing();
         if let Some((peers, owner)) = self.elsewhere(fd) {

@@ -94,6 +94,24 @@ $server->on('message', function ($s, $frame) use ($table) {
                     'info' => $s->getClientInfo((int) $a), 'push' => $s->push((int) $a, "to $a from worker {$s->worker_id}"),
                     'table' => $table->get($a, 'worker')],
         'kick' => $s->disconnect((int) $a, 4000, 'kicked'),
+        // $b numbered pushes to fd $a, then its close: they must come first.
+        'pushkick' => (function () use ($s, $a, $b) {
+            for ($i = 1; $i <= (int) $b; $i++) {
+                $s->push((int) $a, "push $i");
+            }
+            return $s->disconnect((int) $a, 4000, 'after the pushes');
+        })(),
+        // A push to fd $a, then a callback that goes on (a task reporting its progress) until
+        // that client says it has it ('got', to any worker): true if it did within 10 s.
+        'pushwait' => (function () use ($s, $a, $table) {
+            $table->del('got');
+            $s->push((int) $a, 'while you wait');
+            for ($i = 0; $i < 1000 && !$table->exists('got'); $i++) {
+                usleep(10000);
+            }
+            return $table->exists('got');
+        })(),
+        'got' => $table->set('got', ['worker' => $s->worker_id]),
         'join' => $s->join((int) $a, $b),
         'leave' => $s->leave((int) $a, $b),
         'publish' => $s->publish($a, $b),
