@@ -57,7 +57,8 @@ function serverName(array $r): string
             ['idle', 'deflate'] => 'Surge, permessage-deflate',
             default => 'Surge',
         },
-        'fanout.php' => ['broadcast' => 'Surge, broadcast()', 'publish' => 'Surge, publish()', 'loop' => 'Surge, PHP foreach push'][$r['mode']],
+        'fanout.php' => ['broadcast' => 'Surge, broadcast()', 'publish' => 'Surge, publish()', 'loop' => 'Surge, PHP foreach push'][$r['mode']]
+            . (($r['worker_num'] ?? 1) > 1 ? ", worker_num {$r['worker_num']}" : ''),
     };
 }
 

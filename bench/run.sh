@@ -25,7 +25,8 @@
 #            (rates here move by 30% from one minute to the next).
 #   fanout   1k and 10k clients, 100-byte messages: one at a time (20 times, until the last
 #            client has it), then a closed loop for BENCH_FANOUT_SECS after 1 s warm-up.
-#            Surge fanout.php in modes broadcast, publish and loop (PHP foreach push), naive;
+#            Surge fanout.php in modes broadcast, publish and loop (PHP foreach push), the loop
+#            again with worker_num 2 (most pushes go to the other worker's clients), naive;
 #            and issue 8's scenario 5, the Pusher HTTP API (bench/peers/pusher-trigger.js) to
 #            Pusher clients: Surge pusher.php beside soketi.
 #   laravel  1k clients; Laravel-shaped payloads PUBLISHed to a redis-server of the row's own:
@@ -288,8 +289,8 @@ run_delivery() {
         || { cat "$out.err" >&2; fail "$name: surge-load failed"; }
     rss=$(rss_kib "$SERVER_PID")
     stop_server
-    record "$(printf '"scenario":"%s","kind":"%s","server_kind":"%s","mode":"%s","conns":%d,"loadavg":"%s","server_rss_kib":%d%s' \
-        "$name" "$kind" "$server" "$mode" "$conns" "$load" "$rss" "$(round_field "$round")")" "$out"
+    record "$(printf '"scenario":"%s","kind":"%s","server_kind":"%s","mode":"%s","worker_num":%d,"conns":%d,"loadavg":"%s","server_rss_kib":%d%s' \
+        "$name" "$kind" "$server" "$mode" "${SURGE_WORKER_NUM:-1}" "$conns" "$load" "$rss" "$(round_field "$round")")" "$out"
 }
 
 # row FUNCTION NAME ARGS...: one row of the table (run_idle, run_echo or run_delivery) in a
@@ -316,7 +317,7 @@ row() {
     case $1 in
     run_echo) fields=$(printf '"kind":"echo","server_kind":"%s","mode":"%s","round":%d,"conns":%d' "${4:-echo.php}" "${5:-}" "${6:-1}" "$3") ;;
     run_idle) fields=$(printf '"kind":"idle","server_kind":"%s","conns":%d,"message_bytes":%d' "$3" "$4" "${IDLE_MESSAGE_BYTES:-0}") ;;
-    run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s"%s' "$3" "$4" "$5" "${6:-}" "$(round_field "${7:-}")") ;;
+    run_delivery) fields=$(printf '"kind":"%s","server_kind":"%s","conns":%d,"mode":"%s","worker_num":%d%s' "$3" "$4" "$5" "${6:-}" "${SURGE_WORKER_NUM:-1}" "$(round_field "${7:-}")") ;;
     esac
     printf '{"scenario":"%s",%s,"loadavg":"%s","failed":%s}\n' "$2" "$fields" "$(loadavg)" \
         "$(php -r 'echo json_encode(trim(file_get_contents($argv[1])));' "$failure")" >>"$RESULTS"
@@ -361,6 +362,8 @@ fanout_scenario() {
             for mode in broadcast publish loop; do
                 row run_delivery "fanout_${k}_$mode${r:+_r$r}" fanout fanout.php "$conns" "$mode" "$r"
             done
+            # The articles' loop with worker processes: most of its pushes cross to the other one.
+            SURGE_WORKER_NUM=2 row run_delivery "fanout_${k}_loop_workers${r:+_r$r}" fanout fanout.php "$conns" loop "$r"
             row run_delivery "fanout_${k}_naive${r:+_r$r}" fanout naive "$conns" broadcast "$r"
             [ "$PEERS" = 0 ] && continue
             row run_delivery "fanout_${k}_pusher${r:+_r$r}" fanout pusher.php "$conns" "" "$r"
