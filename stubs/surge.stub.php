@@ -360,12 +360,12 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** True while the connection exists, including while it is closing; fds are never reused within a process, so a stale fd never reaches a newer client. */
+        /** True while the connection exists, including while it is closing; fds are never reused within a process, so a stale fd never reaches a newer client. With worker processes, an fd of another worker listed by the last $server->connections read in the same batch of callbacks is true without asking that worker (see the README's Worker processes). */
         public function exist(int $fd): bool
         {
         }
 
-        /** True if $fd is an established WebSocket connection that is not closing (false for plain HTTP clients). */
+        /** True if $fd is an established WebSocket connection that is not closing (false for plain HTTP clients). With worker processes, an fd of another worker listed by the last $server->connections read in the same batch of callbacks is true without asking that worker, unless this worker disconnected it since (see the README's Worker processes). */
         public function isEstablished(int $fd): bool
         {
         }

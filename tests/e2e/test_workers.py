@@ -105,6 +105,21 @@ def test_an_fd_names_its_worker_and_a_php_loop_over_connections_reaches_every_cl
     assert stats["messages_in"] >= len(clients) + 2
 
 
+def test_the_documented_loop_that_checks_each_fd_reaches_every_client_of_both_workers(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who = clients_on_both_workers(srv, stack)
+    clients[0].send("estchat:hello")
+    for ws in clients:
+        assert ws.recv(timeout=5) == f"chat from {who[0]['fd']}: hello"
+    assert json.loads(clients[0].recv(timeout=5)) == {"pushed": len(clients), "skipped": 0}
+    # A connection of the other worker disconnected by this one is no longer established, in
+    # the callback that listed it too.
+    a = next(i for i, w in enumerate(who) if w["worker"] == 0)
+    b = next(i for i, w in enumerate(who) if w["worker"] == 1)
+    assert ask(clients[a], f"kickcheck:{who[b]['fd']}") == {"listed": True, "established": False}
+    assert close_code(clients[b]) == 4000
+
+
 def pair_across_workers(srv, stack):
     clients, who = clients_on_both_workers(srv, stack)
     a = next(i for i, w in enumerate(who) if w["worker"] == 0)

@@ -305,7 +305,7 @@ impl Engine {
             let go_on = handle(batch);
             // What these callbacks pushed to other workers' connections goes out now.
             if let Some(peers) = &self.peers {
-                peers.write_pushes();
+                peers.batch_done();
             }
             go_on
         };
@@ -324,6 +324,9 @@ impl Engine {
     /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
     /// first. Returns false if the wait timed out with nothing received.
     pub fn recv(&self, batch: &mut Vec<Event>, max: usize, timeout: Option<Duration>) -> bool {
+        if let Some(peers) = &self.peers {
+            peers.batch_done();
+        }
         let mut rx = self.events.lock();
         let first = match rx.try_recv() {
             Ok(event) => Some(event),

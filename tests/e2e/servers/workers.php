@@ -90,6 +90,24 @@ $server->on('message', function ($s, $frame) use ($table) {
             }
             return ['pushed' => $n, 'count' => count($s->connections)];
         })(),
+        // The loop of Swoole's documentation: every fd checked before its push.
+        'estchat' => (function () use ($s, $frame, $a) {
+            $pushed = $skipped = 0;
+            foreach ($s->connections as $fd) {
+                if ($s->isEstablished($fd) && $s->exist($fd)) {
+                    $pushed += $s->push($fd, "chat from {$frame->fd}: $a") ? 1 : 0;
+                } else {
+                    $skipped++;
+                }
+            }
+            return ['pushed' => $pushed, 'skipped' => $skipped];
+        })(),
+        // fd $a listed, then disconnected by this worker: is it still established?
+        'kickcheck' => (function () use ($s, $a) {
+            $listed = in_array((int) $a, iterator_to_array($s->connections), true);
+            $s->disconnect((int) $a, 4000, 'kicked');
+            return ['listed' => $listed, 'established' => $s->isEstablished((int) $a)];
+        })(),
         'probe' => ['exist' => $s->exist((int) $a), 'established' => $s->isEstablished((int) $a),
                     'info' => $s->getClientInfo((int) $a), 'push' => $s->push((int) $a, "to $a from worker {$s->worker_id}"),
                     'table' => $table->get($a, 'worker')],
