@@ -301,12 +301,18 @@ impl Engine {
     pub fn serve(&self, max: usize, mut handle: impl FnMut(&mut Vec<Event>) -> bool) {
         let mut rx = self.events.lock();
         let mut batch = Vec::with_capacity(max);
-        let mut handle = |batch: &mut Vec<Event>| {
-            let go_on = handle(batch);
-            // What these callbacks pushed to other workers' connections goes out now.
+        // What the callbacks of a batch pushed to other workers' connections goes out once
+        // they return, and what they listed is forgotten (see `Peers::batch_done`); what
+        // `workerStart` listed, before the first.
+        let batch_done = || {
             if let Some(peers) = &self.peers {
                 peers.batch_done();
             }
+        };
+        batch_done();
+        let mut handle = |batch: &mut Vec<Event>| {
+            let go_on = handle(batch);
+            batch_done();
             go_on
         };
         let serving = Serving::new(&self.shared, &mut handle);
@@ -324,6 +330,7 @@ impl Engine {
     /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
     /// first. Returns false if the wait timed out with nothing received.
     pub fn recv(&self, batch: &mut Vec<Event>, max: usize, timeout: Option<Duration>) -> bool {
+        // The batch before, if any, is over (see `serve`).
         if let Some(peers) = &self.peers {
             peers.batch_done();
         }
