@@ -118,6 +118,20 @@ def test_a_task_worker_pushes_to_every_workers_connections(php_server, tmp_path,
     assert len([a for a in answers if "task" in a]) == 1
 
 
+def test_a_push_made_before_a_task_reaches_its_client_before_the_tasks_own(php_server, tmp_path, stack):
+    srv = start(php_server, tmp_path)
+    clients = [stack.enter_context(connect(srv.url)) for _ in range(CLIENTS)]
+    who = [send_task(ws, "who") for ws in clients]
+    a = next(i for i, w in enumerate(who) if w["worker"] == 0)
+    b = next(i for i, w in enumerate(who) if w["worker"] == 1)
+    # Pushes to another worker's client are written in batches: the task must not overtake
+    # them (its task worker pushes at once).
+    for _ in range(20):
+        assert isinstance(send_task(clients[a], f"pushthentask:{who[b]['task']}")["task"], int)
+        got = [clients[b].recv(timeout=5) for _ in range(2)]
+        assert got == ["before the task", "from the task"]
+
+
 def test_finish_the_task_own_callback_and_what_is_refused(php_server, tmp_path, stack):
     srv = start(php_server, tmp_path)
     ws = stack.enter_context(connect(srv.url))

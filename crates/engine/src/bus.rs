@@ -485,6 +485,12 @@ pub(crate) struct Peers {
     /// clients such a loop took 4.5x the CPU of the loop without the check). Forgotten in
     /// `batch_done`.
     listed: Mutex<Vec<u64>>,
+    /// The process these links are for: a child forked by a callback (`pcntl_fork()`) has
+    /// copies of them and of the batches not written yet, but must not write on the parent's
+    /// links (its writes would double or cut into the parent's), nor wait for a lock the
+    /// batches' thread, which it does not have, held at the fork. To it the other workers
+    /// cannot be reached.
+    pid: u32,
 }
 
 impl Peers {
@@ -498,7 +504,13 @@ impl Peers {
             now,
             for_php: Links::new(dir, processes),
             listed: Mutex::new(Vec::new()),
+            pid: std::process::id(),
         }
+    }
+
+    /// This is a child forked from the process the links are for (see `Peers::pid`).
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -528,7 +540,7 @@ impl Peers {
     }
 
     fn exchange_on(&self, lane: Lane, peer: usize, message: &[u8], reply: bool) -> Option<Vec<u8>> {
-        if too_long(message) {
+        if too_long(message) || self.forked() {
             return None;
         }
         let (links, mut streams) = match lane {
@@ -563,7 +575,7 @@ impl Peers {
         mut fold: impl FnMut(T, Reader) -> T,
     ) -> T {
         let message = message.finish();
-        if too_long(&message) {
+        if too_long(&message) || self.forked() {
             return here();
         }
         let mut streams = self.now_links();
@@ -581,12 +593,18 @@ impl Peers {
             .is_some_and(|a| Reader(&a).u8() == Some(1))
     }
 
-    /// A batch of callbacks is over: writes the pushes it made (see `push_batches`) and
-    /// forgets the connections it listed.
-    pub(crate) fn batch_done(&self) {
-        if self.pushes.held() {
+    /// Writes the pushes made so far (see `push_batches`): before what goes out by another
+    /// way than the bus (a task, a Redis publish), which must not overtake them either.
+    pub(crate) fn write_pushes(&self) {
+        if !self.forked() && self.pushes.held() {
             drop(self.now_links());
         }
+    }
+
+    /// A batch of callbacks is over: writes the pushes it made and forgets the connections it
+    /// listed.
+    pub(crate) fn batch_done(&self) {
+        self.write_pushes();
         let mut listed = self.listed.lock();
         if !listed.is_empty() {
             *listed = Vec::new();
@@ -603,7 +621,7 @@ impl Peers {
     /// written on it: false if it cannot be reached.
     pub(crate) fn push(&self, peer: usize, fd: u64, item: &Outgoing) -> bool {
         let message = Writer::new(PUSH).u64(fd).item(item).finish();
-        if too_long(&message) || peer >= self.count {
+        if too_long(&message) || peer >= self.count || self.forked() {
             return false;
         }
         if !self.now.linked(peer) {
@@ -954,6 +972,45 @@ mod tests {
         );
         peers.batch_done();
         assert!(!peers.exists(1, 2), "the list goes with its batch");
+    }
+
+    #[test]
+    fn a_child_forked_by_a_callback_writes_nothing_on_the_parents_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, _events) = worker_one(dir.path());
+        assert!(peers.exists(1, 2), "the link is made");
+        // The lock as the batches' thread holds it while it writes: held at the fork.
+        let writing = peers.now.lock();
+        let text = Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, b"x"));
+        for _ in 0..3 {
+            assert!(peers.push(1, 2, &text));
+        }
+        // SAFETY: the child only calls the bus and ends with _exit.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // The child's callback ends (an exit()): its batch is done. Nothing it does may
+            // write the parent's batch again or wait for the lock.
+            peers.batch_done();
+            let reached = peers.push(1, 2, &text) || peers.exists(1, 2);
+            unsafe { libc::_exit(i32::from(reached)) };
+        }
+        let mut status = 0;
+        let until = std::time::Instant::now() + 10 * TIMEOUT;
+        while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } != child {
+            if std::time::Instant::now() > until {
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                panic!("the forked child hangs");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status}"
+        );
+        drop(writing);
+        // A question's answer comes after the pushes before it were handled.
+        assert!(peers.exists(1, 2));
+        assert_eq!(shared.registry.get(2).unwrap().drain().items.len(), 3);
     }
 
     #[test]

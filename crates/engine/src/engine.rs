@@ -301,18 +301,11 @@ impl Engine {
     pub fn serve(&self, max: usize, mut handle: impl FnMut(&mut Vec<Event>) -> bool) {
         let mut rx = self.events.lock();
         let mut batch = Vec::with_capacity(max);
-        // What the callbacks of a batch pushed to other workers' connections goes out once
-        // they return, and what they listed is forgotten (see `Peers::batch_done`); what
-        // `workerStart` listed, before the first.
-        let batch_done = || {
-            if let Some(peers) = &self.peers {
-                peers.batch_done();
-            }
-        };
-        batch_done();
+        // What `workerStart` listed is forgotten before the first batch.
+        self.batch_done();
         let mut handle = |batch: &mut Vec<Event>| {
             let go_on = handle(batch);
-            batch_done();
+            self.batch_done();
             go_on
         };
         let serving = Serving::new(&self.shared, &mut handle);
@@ -327,13 +320,19 @@ impl Engine {
         })
     }
 
-    /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
-    /// first. Returns false if the wait timed out with nothing received.
-    pub fn recv(&self, batch: &mut Vec<Event>, max: usize, timeout: Option<Duration>) -> bool {
-        // The batch before, if any, is over (see `serve`).
+    /// The callbacks of a batch of events have run (and the batch before `recv` takes the
+    /// next): what they pushed to other workers' connections goes out, what they listed of
+    /// them is forgotten (see `Peers::batch_done`).
+    pub fn batch_done(&self) {
         if let Some(peers) = &self.peers {
             peers.batch_done();
         }
+    }
+
+    /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
+    /// first. Returns false if the wait timed out with nothing received.
+    pub fn recv(&self, batch: &mut Vec<Event>, max: usize, timeout: Option<Duration>) -> bool {
+        self.batch_done();
         let mut rx = self.events.lock();
         let first = match rx.try_recv() {
             Ok(event) => Some(event),
@@ -474,6 +473,19 @@ impl Engine {
         self.redis.as_deref()
     }
 
+    /// PUBLISHes `payload` through the Redis bridge (see [`RedisBridge::publish`]), once the
+    /// pushes made before are written: another worker may forward it to the same clients.
+    /// False without a bridge.
+    pub fn redis_publish(&self, channel: &str, payload: Bytes) -> bool {
+        let Some(redis) = self.redis() else {
+            return false;
+        };
+        if let Some(peers) = &self.peers {
+            peers.write_pushes();
+        }
+        redis.publish(channel, payload)
+    }
+
     /// Starts the close handshake with `code`; false if `fd` is not open.
     pub fn disconnect(&self, fd: u64, code: u16, reason: &str) -> bool {
         match self.elsewhere(fd) {
@@ -609,10 +621,15 @@ impl Engine {
         Ok(results.wait(&ids, timeout, stopped))
     }
 
+    /// The task queue, once the pushes made before the task are written: the task worker may
+    /// push to the same clients.
     fn task_sender(&self) -> Result<&TaskSender, String> {
-        self.task_sender
-            .as_ref()
-            .ok_or_else(|| "there are no task workers to send tasks to".into())
+        let sender = (self.task_sender.as_ref())
+            .ok_or_else(|| "there are no task workers to send tasks to".to_string())?;
+        if let Some(peers) = &self.peers {
+            peers.write_pushes();
+        }
+        Ok(sender)
     }
 
     /// In a task worker: the task last handed over is finished; the next may be taken.

@@ -566,6 +566,8 @@ fn closes_at_deadline(
             dropped += closes.len();
             break;
         }
+        // A batch of its own: what the drain's last callbacks listed is not this one's.
+        engine.batch_done();
         next = guarded(|| {
             for event in closes.drain(..) {
                 if Instant::now() >= until {

@@ -589,8 +589,7 @@ impl Server {
         self.require_redis("redisPublish")?;
         Ok(self
             .engine()
-            .and_then(|e| e.redis().map(|r| r.publish(&channel, payload.into())))
-            .unwrap_or(false))
+            .is_some_and(|e| e.redis_publish(&channel, payload.into())))
     }
 
     /// Triggers a Pusher event on a channel (or up to 100) for the Pusher clients subscribed,

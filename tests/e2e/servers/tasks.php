@@ -103,6 +103,13 @@ $server->on('message', function ($s, $frame) {
             'slow' => ['cmd' => 'slow', 'fd' => $frame->fd],
         ], (float) $arg),
         'multinone' => $s->taskWaitMulti([]),
+        'who' => $frame->fd,
+        // A push to client $arg (another worker's, say), then a task that pushes to it too:
+        // the task's push must come second.
+        'pushthentask' => (function () use ($s, $arg) {
+            $s->push((int) $arg, 'before the task');
+            return $s->task(['cmd' => 'pushto', 'fd' => (int) $arg]);
+        })(),
         // serialize() refuses a closure: its exception reaches the caller.
         'closure' => (function () use ($s) {
             try {
@@ -164,6 +171,9 @@ $server->on('task', function ($s, $taskId, $srcWorkerId, $data) {
     switch ($data['cmd']) {
         case 'info':
             return $result + ['nested' => $data['nested']];
+        case 'pushto':
+            $s->push($data['fd'], 'from the task');
+            return null;
         case 'slow':
             usleep(500000);
             return $result;

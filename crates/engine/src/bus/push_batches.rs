@@ -106,10 +106,24 @@ impl Batches {
         };
         for (peer, batch) in taken.iter().enumerate() {
             if !batch.is_empty() && !links.send_on(streams, peer, batch) {
-                log::debug!(target: "surge", "bus: {} bytes of pushes to worker {peer} dropped: it cannot be reached", batch.len());
+                // push() said true for each: say what became of them.
+                log::warn!(target: "surge", "bus: {} pushes to worker {peer}'s connections were dropped: it could not be reached, or read none for {:?}", messages_in(batch), super::links::TIMEOUT);
             }
         }
     }
+}
+
+/// How many messages `batch` holds (each a 4-byte length, then that many bytes).
+fn messages_in(batch: &[u8]) -> usize {
+    let mut rest = batch;
+    let mut count = 0;
+    while let Some((len, after)) = rest.split_first_chunk::<4>() {
+        rest = after
+            .get(u32::from_be_bytes(*len) as usize..)
+            .unwrap_or_default();
+        count += 1;
+    }
+    count
 }
 
 /// The writer's thread: writes a batch [`WRITTEN_WITHIN`] after its first push if the PHP
