@@ -67,6 +67,20 @@ def test_workers_start_with_their_ids_and_the_master_runs_start(php_server, tmp_
     assert out.count("start worker_id") == 1
 
 
+@pytest.mark.io_threads_only
+@pytest.mark.parametrize("settings", [{}, {"worker_threads": 3}])
+def test_the_workers_share_the_cpus_as_network_threads_unless_worker_threads_says(php_server, tmp_path, settings):
+    """Unset, worker_threads is the CPUs shared out among the workers, at least one each: with as
+    many each as there are CPUs, the two workers' threads wrote each push as it came, and the
+    articles' foreach-push loop ran at half the rate (BENCHMARKS.md). Set, it is each worker's."""
+    srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=json.dumps(settings))
+    srv.wait_output("workerStart 1")
+    each = settings.get("worker_threads", max(1, len(os.sched_getaffinity(0)) // 2))
+    for pid in worker_pids(srv).values():
+        names = [(task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()]
+        assert sum(name.startswith("surge-io") for name in names) == each, names
+
+
 def test_the_workers_run_their_worker_start_side_by_side(php_server, tmp_path):
     srv = start_workers(php_server, tmp_path, SURGE_START_MS="1000")
     out = srv.wait_output("start worker_id=-1")

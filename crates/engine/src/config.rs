@@ -68,10 +68,10 @@ impl LogLevel {
 /// PHP (int or float, as in Swoole) and kept as `Duration`; zero disables a timer.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Tokio worker threads doing the network work. 0: none, the PHP thread does it between
-    /// callbacks (no hand-off between threads, but a callback that blocks stalls every
-    /// connection).
-    pub worker_threads: usize,
+    /// Tokio worker threads doing the network work, when set (see [`Config::network_threads`]).
+    /// 0: none, the PHP thread does it between callbacks (no hand-off between threads, but a
+    /// callback that blocks stalls every connection).
+    pub worker_threads: Option<usize>,
     /// PHP worker processes, each with its own engine, accepting from one listening socket
     /// (see `workers.rs`). 1: the process that calls start() serves itself.
     pub worker_num: usize,
@@ -198,11 +198,8 @@ pub(crate) fn open_file_limit() -> usize {
 
 impl Default for Config {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
         Config {
-            worker_threads: cpus,
+            worker_threads: None,
             worker_num: 1,
             task_worker_num: 0,
             max_connection: default_max_connection(),
@@ -279,10 +276,22 @@ pub const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl Config {
+    /// The network threads of each worker: `worker_threads` when set, else the CPUs shared out
+    /// among the workers, at least one each. Each worker holding as many as there are CPUs
+    /// (4 threads and 2 PHP threads on 2 cores for `worker_num` 2) made them write each message
+    /// as it came instead of several at once: the articles' foreach-push loop to 10k clients
+    /// ran at 145-175k deliveries/s, 215-400k with one thread each (BENCHMARKS.md).
+    pub fn network_threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+            (cpus / self.worker_num).max(1)
+        })
+    }
+
     /// Stores one setting, or explains what is wrong with it.
     pub fn apply(&mut self, key: &str, value: &Value) -> Result<(), ConfigError> {
         match key {
-            "worker_threads" => self.worker_threads = count(key, value, 0, 256)?,
+            "worker_threads" => self.worker_threads = Some(count(key, value, 0, 256)?),
             "worker_num" => self.worker_num = count(key, value, 1, 256)?,
             "task_worker_num" => self.task_worker_num = count(key, value, 0, 256)?,
             // Swoole takes both names.

@@ -166,8 +166,9 @@ impl Engine {
             ),
         };
         // Before the runtime, so that every I/O thread starts with the mask it then undoes.
-        let signal_mask = PhpThreadSignals::block(config.worker_threads)?;
-        let mut builder = match config.worker_threads {
+        let threads = config.network_threads();
+        let signal_mask = PhpThreadSignals::block(threads)?;
+        let mut builder = match threads {
             0 => tokio::runtime::Builder::new_current_thread(),
             threads => {
                 let mut builder = tokio::runtime::Builder::new_multi_thread();

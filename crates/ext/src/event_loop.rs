@@ -126,7 +126,7 @@ pub fn serve_worker(
         // A task worker has no connections: its PHP thread needs no I/O threads beside it,
         // but for the Redis bridge, which must publish (and answer Redis's health check)
         // while a task runs.
-        config.worker_threads = usize::from(config.redis.is_some());
+        config.worker_threads = Some(usize::from(config.redis.is_some()));
     }
     let engine = match start_engine(server, config, Some(worker)) {
         Ok(engine) => {
