@@ -482,7 +482,7 @@ pub(crate) struct Peers {
     /// ascending: `exists()` and `is_established()` answer true for them without asking, so
     /// that the articles' `foreach ($server->connections as $fd) if
     /// ($server->isEstablished($fd)) ...` makes no round trip per fd (with 3 workers x 5k
-    /// clients such a loop took 4.5x the CPU of the loop without the check). Forgotten in
+    /// clients such a loop took 4.8x the CPU of the loop without the check). Forgotten in
     /// `batch_done`.
     listed: Mutex<Vec<u64>>,
     /// The process these links are for: a child forked by a callback (`pcntl_fork()`) has

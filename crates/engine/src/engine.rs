@@ -330,6 +330,14 @@ impl Engine {
         }
     }
 
+    /// Writes the pushes made so far to other workers' connections, before what may reach the
+    /// same clients by another way (a task, a Redis publish): see `Peers::write_pushes`.
+    fn write_pushes(&self) {
+        if let Some(peers) = &self.peers {
+            peers.write_pushes();
+        }
+    }
+
     /// Moves up to `max` events into `batch`, waiting up to `timeout` (forever if None) for the
     /// first. Returns false if the wait timed out with nothing received.
     pub fn recv(&self, batch: &mut Vec<Event>, max: usize, timeout: Option<Duration>) -> bool {
@@ -481,9 +489,7 @@ impl Engine {
         let Some(redis) = self.redis() else {
             return false;
         };
-        if let Some(peers) = &self.peers {
-            peers.write_pushes();
-        }
+        self.write_pushes();
         redis.publish(channel, payload)
     }
 
@@ -627,9 +633,7 @@ impl Engine {
     fn task_sender(&self) -> Result<&TaskSender, String> {
         let sender = (self.task_sender.as_ref())
             .ok_or_else(|| "there are no task workers to send tasks to".to_string())?;
-        if let Some(peers) = &self.peers {
-            peers.write_pushes();
-        }
+        self.write_pushes();
         Ok(sender)
     }
 
