@@ -295,7 +295,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow (for a connection of another worker process: true once queued for it, false if it cannot be reached); throws if text is not UTF-8. $flags is Swoole's: true or SWOOLE_WEBSOCKET_FLAG_FIN (with SWOOLE_WEBSOCKET_FLAG_COMPRESS, which the websocket_compression setting decides here); false or flags without FIN (a fragment) throw. Int arguments are read as PHP reads its own functions' (an fd given as the string key of a Table works). */
+        /** Queues a message for $fd ($opcode null means WEBSOCKET_OPCODE_TEXT; also BINARY or PING) and returns true; unlike Swoole, returns false without a warning when the connection is gone, closing or too slow (for a connection of another worker process: true once queued for it, false if it cannot be reached); throws if text is not UTF-8. $flags is Swoole's: true or SWOOLE_WEBSOCKET_FLAG_FIN (with SWOOLE_WEBSOCKET_FLAG_COMPRESS, which the websocket_compression setting decides here); false or flags without FIN (a fragment) throw. Int arguments are read as PHP reads its own functions' (an fd given as the string key of a Table works). Pushes of the same message one after another (a foreach over connections) share one encoded frame, as broadcast() does. */
         public function push(int $fd, string $data, ?int $opcode = null, bool|int|null $flags = null): bool
         {
         }

@@ -381,6 +381,26 @@ def test_slow_consumer_is_closed_with_1008_others_unaffected_rss_bounded(php_ser
     slow.close()
 
 
+def test_the_articles_loop_queues_one_frame_for_all_its_clients(php_server):
+    """`foreach ($server->connections as $fd) $server->push($fd, $message)` of 8 MiB, to 20
+    clients that read nothing: a message waits whole for the client until its sockets have
+    taken it all (they take about 4 MiB), and each client held a copy of its own (160 MiB).
+    Pushes of the same message now share one frame, as broadcast()'s do."""
+    srv = php_server("echo.php")
+    idle = [RawClient(srv.port).open() for _ in range(20)]
+    try:
+        with connect(srv.url, max_size=None) as ws:
+            before = rss_kib(srv.proc.pid)
+            ws.send("cmd:loop:8")
+            assert len(ws.recv(timeout=30)) == 8 << 20
+            assert json.loads(ws.recv(timeout=10)) == 21
+            held = rss_kib(srv.proc.pid) - before
+        assert held < 40 << 10, f"the server took {held} KiB more"
+    finally:
+        for client in idle:
+            client.close()
+
+
 @pytest.mark.parametrize("settings", [
     dict(heartbeat_check_interval=0.2, heartbeat_idle_time=1, ping_interval=0.5),
     {},

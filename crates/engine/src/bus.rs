@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::ClientInfo;
 use crate::events::{Event, ReplyTo};
-use crate::frame::Encoded;
+use crate::frame::LastFrame;
 use crate::local;
 use crate::registry::{Control, Outgoing};
 use crate::shared::Shared;
@@ -155,35 +155,39 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.u64()).collect()
     }
 
-    fn item(&mut self) -> Option<Outgoing> {
+    /// What PHP pushed; a frame with the bytes of `last`'s is shared with it.
+    fn item(&mut self, last: &mut LastFrame) -> Option<Outgoing> {
         let kind = self.u8()?;
-        let data = Bytes::copy_from_slice(self.bytes()?);
+        let data = self.bytes()?;
         match kind {
-            0 => Encoded::from_plain(data).map(Outgoing::Frame),
-            1 => Some(Outgoing::Control(Control::Ping(data))),
+            0 => last.from_plain(data).map(Outgoing::Frame),
+            1 => Some(Outgoing::Control(Control::Ping(Bytes::copy_from_slice(
+                data,
+            )))),
             _ => None,
         }
     }
 }
 
 /// The answer to one request, or None for a push (and for a request that makes no sense).
-fn answer(shared: &Shared, port: u16, request: &[u8]) -> Option<Vec<u8>> {
+/// `last` is the link's last frame pushed (see [`LastFrame`]).
+fn answer(shared: &Shared, port: u16, request: &[u8], last: &mut LastFrame) -> Option<Vec<u8>> {
     let mut r = Reader(request);
     let reply = Writer::reply();
     let reply = match r.u8()? {
         PUSH => {
             let fd = r.u64()?;
-            let _ = local::push(shared, fd, r.item()?);
+            let _ = local::push(shared, fd, r.item(last)?);
             return None;
         }
         BROADCAST => {
             let except = r.fds()?;
-            reply.u64(local::broadcast(shared, &r.item()?, &except) as u64)
+            reply.u64(local::broadcast(shared, &r.item(last)?, &except) as u64)
         }
         PUBLISH => {
             let channel = r.string()?;
             let except = r.fds()?;
-            reply.u64(local::publish(shared, &channel, &r.item()?, &except) as u64)
+            reply.u64(local::publish(shared, &channel, &r.item(last)?, &except) as u64)
         }
         JOIN => {
             let fd = r.u64()?;
@@ -335,6 +339,7 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
             let mut rx = tokio::io::BufReader::with_capacity(LINK_READ_BUFFER, rx);
             let for_php = ForPhp::new(&shared);
             let mut kept = Vec::new();
+            let mut last = LastFrame::default();
             loop {
                 let Ok(len) = rx.read_u32().await else { return };
                 // A large push or broadcast is read into a buffer of its own, freed once it is
@@ -396,7 +401,12 @@ async fn accept(listener: UnixListener, shared: Arc<Shared>, port: u16) {
                     }
                     continue;
                 }
-                if let Some(reply) = answer(&shared, port, request) {
+                let reply = answer(&shared, port, request, &mut last);
+                if rx.buffer().is_empty() {
+                    // The burst of pushes is read: keep no frame for the next.
+                    last.forget();
+                }
+                if let Some(reply) = reply {
                     if tx.write_all(&reply).await.is_err() {
                         return;
                     }
@@ -1232,7 +1242,7 @@ mod tests {
             let message = Writer::new(PUSH).u64(9).item(&sent).finish();
             let mut r = Reader(&message[4..]);
             assert_eq!((r.u8(), r.u64()), (Some(PUSH), Some(9)));
-            let Some(Outgoing::Frame(got)) = r.item() else {
+            let Some(Outgoing::Frame(got)) = r.item(&mut LastFrame::default()) else {
                 panic!("a frame")
             };
             assert_eq!(got.plain(), sent.frame().unwrap().plain());

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::bus::{BusServer, Peers};
 use crate::config::Config;
 use crate::events::{Event, ReplyTo};
-use crate::frame;
+use crate::frame::{self, LastFrame};
 use crate::inline_dispatch::{self, Serving};
 use crate::listener::accept_loop;
 use crate::redis_bridge::RedisBridge;
@@ -99,6 +99,9 @@ pub struct Engine {
     task_done: Arc<Notify>,
     /// In a task worker: its place in the shared note of running tasks (see `tasks.rs`).
     task_place: Option<Arc<TaskPlace>>,
+    /// The frame of the last push to this process's connections, for the next push of the
+    /// same message; forgotten at the end of each batch of callbacks.
+    last_pushed: Mutex<LastFrame>,
     /// Dropped last, after the runtime is gone.
     _signal_mask: PhpThreadSignals,
     _stop_watchdog: StopWatchdog,
@@ -273,6 +276,7 @@ impl Engine {
             task_sender,
             task_done,
             task_place,
+            last_pushed: Mutex::default(),
             _signal_mask: signal_mask,
             _stop_watchdog: stop_watchdog,
             // SAFETY: getpid never fails.
@@ -325,6 +329,7 @@ impl Engine {
     /// next): what they pushed to other workers' connections goes out, what they listed of
     /// them is forgotten (see `Peers::batch_done`).
     pub fn batch_done(&self) {
+        self.last_pushed.lock().forget();
         if let Some(peers) = &self.peers {
             peers.batch_done();
         }
@@ -375,10 +380,13 @@ impl Engine {
             };
         }
         let item = match item {
-            Outgoing::Frame(frame) => match inline_dispatch::reply(&self.shared, fd, frame) {
-                Ok(()) => return Ok(()),
-                Err(frame) => Outgoing::Frame(frame),
-            },
+            Outgoing::Frame(frame) => {
+                let frame = self.last_pushed.lock().share(frame);
+                match inline_dispatch::reply(&self.shared, fd, frame) {
+                    Ok(()) => return Ok(()),
+                    Err(frame) => Outgoing::Frame(frame),
+                }
+            }
             control => control,
         };
         local::push(&self.shared, fd, item)

@@ -101,6 +101,40 @@ impl Encoded {
     }
 }
 
+/// The frame of the last message pushed, handed out again for a push of the same bytes: the
+/// articles' loop (`foreach ($server->connections as $fd) $server->push($fd, $msg)`) then
+/// queues one frame for all its clients, as `broadcast()` does, instead of a copy each (and a
+/// permessage-deflate client's frame is compressed once, not once per client). Forgotten when
+/// the burst is over, so that it keeps no large message alive.
+#[derive(Default)]
+pub(crate) struct LastFrame(Option<Arc<Encoded>>);
+
+impl LastFrame {
+    /// `frame`, or the last one if it has the same bytes.
+    pub(crate) fn share(&mut self, frame: Arc<Encoded>) -> Arc<Encoded> {
+        match &self.0 {
+            Some(last) if last.plain == frame.plain => last.clone(),
+            _ => self.0.insert(frame).clone(),
+        }
+    }
+
+    /// As [`Encoded::from_plain`], with no copy of `plain` if the last frame has its bytes.
+    pub(crate) fn from_plain(&mut self, plain: &[u8]) -> Option<Arc<Encoded>> {
+        match &self.0 {
+            Some(last) if last.plain == plain => Some(last.clone()),
+            _ => Some(
+                self.0
+                    .insert(Encoded::from_plain(Bytes::copy_from_slice(plain))?)
+                    .clone(),
+            ),
+        }
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// A whole, final (FIN) frame: header then payload, ready to be written to any client.
 pub fn encode(opcode: u8, payload: &[u8]) -> Bytes {
     encode_first(FIN | opcode, payload)
@@ -177,6 +211,29 @@ pub fn payload_len(frame: &[u8]) -> usize {
 mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    #[test]
+    fn a_push_of_the_last_bytes_shares_their_frame_and_no_other_does() {
+        let mut last = LastFrame::default();
+        let first = last.share(Encoded::new(OP_TEXT, b"hello"));
+        assert!(Arc::ptr_eq(
+            &last.share(Encoded::new(OP_TEXT, b"hello")),
+            &first
+        ));
+        let plain = encode(OP_TEXT, b"hello");
+        assert!(Arc::ptr_eq(&last.from_plain(&plain).unwrap(), &first));
+        // Other bytes, or the same bytes as another opcode, are a frame of their own.
+        let binary = last.share(Encoded::new(OP_BINARY, b"hello"));
+        assert!(!Arc::ptr_eq(&binary, &first) && binary.plain()[0] == FIN | OP_BINARY);
+        let other = last.share(Encoded::new(OP_BINARY, b"other"));
+        assert_eq!(&other.plain()[2..], b"other");
+        assert!(last.from_plain(&[0x81]).is_none(), "not a whole frame");
+        last.forget();
+        assert!(!Arc::ptr_eq(
+            &last.share(Encoded::new(OP_BINARY, b"other")),
+            &other
+        ));
+    }
 
     #[test]
     fn frames_parse_back_with_tungstenite() {

@@ -60,6 +60,15 @@ function command($s, $frame, string $cmd, string $arg): mixed
         'kick' => $s->disconnect((int) $arg, 4009, 'kicked'),
         'set' => $s->set(json_decode($arg, true)),
         'broadcast' => $s->broadcast($arg),
+        // The articles' loop: $arg MiB to every connection, one push each.
+        'loop' => (function () use ($s, $arg) {
+            $message = random_bytes((int) $arg << 20);
+            $pushed = 0;
+            foreach ($s->connections as $fd) {
+                $pushed += (int) $s->push($fd, $message, WEBSOCKET_OPCODE_BINARY);
+            }
+            return $pushed;
+        })(),
         'pusher-trigger' => $s->pusherTrigger('news', 'event', $arg),
         'keep' => count(keep($frame)),
         'kept' => array_map(fn($f) => $f->data, keep()),
