@@ -160,7 +160,7 @@ impl<'a> Reader<'a> {
         let kind = self.u8()?;
         let data = self.bytes()?;
         match kind {
-            0 => last.from_plain(data).map(Outgoing::Frame),
+            0 => last.share_plain(data).map(Outgoing::Frame),
             1 => Some(Outgoing::Control(Control::Ping(Bytes::copy_from_slice(
                 data,
             )))),

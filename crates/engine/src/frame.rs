@@ -119,7 +119,7 @@ impl LastFrame {
     }
 
     /// As [`Encoded::from_plain`], with no copy of `plain` if the last frame has its bytes.
-    pub(crate) fn from_plain(&mut self, plain: &[u8]) -> Option<Arc<Encoded>> {
+    pub(crate) fn share_plain(&mut self, plain: &[u8]) -> Option<Arc<Encoded>> {
         match &self.0 {
             Some(last) if last.plain == plain => Some(last.clone()),
             _ => Some(
@@ -221,13 +221,13 @@ mod tests {
             &first
         ));
         let plain = encode(OP_TEXT, b"hello");
-        assert!(Arc::ptr_eq(&last.from_plain(&plain).unwrap(), &first));
+        assert!(Arc::ptr_eq(&last.share_plain(&plain).unwrap(), &first));
         // Other bytes, or the same bytes as another opcode, are a frame of their own.
         let binary = last.share(Encoded::new(OP_BINARY, b"hello"));
         assert!(!Arc::ptr_eq(&binary, &first) && binary.plain()[0] == FIN | OP_BINARY);
         let other = last.share(Encoded::new(OP_BINARY, b"other"));
         assert_eq!(&other.plain()[2..], b"other");
-        assert!(last.from_plain(&[0x81]).is_none(), "not a whole frame");
+        assert!(last.share_plain(&[0x81]).is_none(), "not a whole frame");
         last.forget();
         assert!(!Arc::ptr_eq(
             &last.share(Encoded::new(OP_BINARY, b"other")),
