@@ -33,6 +33,7 @@ use crate::engine::ClientInfo;
 use crate::events::{Event, ReplyTo};
 use crate::frame::LastFrame;
 use crate::local;
+use crate::made_in::MadeIn;
 use crate::registry::{Control, Outgoing};
 use crate::shared::Shared;
 use crate::stats::StatsSnapshot;
@@ -500,7 +501,7 @@ pub(crate) struct Peers {
     /// links (its writes would double or cut into the parent's), nor wait for a lock the
     /// batches' thread, which it does not have, held at the fork. To it the other workers
     /// cannot be reached.
-    pid: u32,
+    made_in: MadeIn,
 }
 
 impl Peers {
@@ -514,13 +515,13 @@ impl Peers {
             now,
             for_php: Links::new(dir, processes),
             listed: Mutex::new(Vec::new()),
-            pid: std::process::id(),
+            made_in: MadeIn::here(),
         }
     }
 
-    /// This is a child forked from the process the links are for (see `Peers::pid`).
+    /// This is a child forked from the process the links are for (see `Peers::made_in`).
     fn forked(&self) -> bool {
-        std::process::id() != self.pid
+        self.made_in.forked()
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -982,6 +983,26 @@ mod tests {
         );
         peers.batch_done();
         assert!(!peers.exists(1, 2), "the list goes with its batch");
+    }
+
+    #[test]
+    fn pushes_of_one_message_to_another_workers_clients_share_its_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, _bus, peers, _events) = worker_one(dir.path());
+        let text = |bytes: &[u8]| Outgoing::Frame(frame::Encoded::new(frame::OP_TEXT, bytes));
+        // As the loop pushes: a frame of its own made for each push.
+        assert!(peers.push(1, 2, &text(b"all")) && peers.push(1, 4, &text(b"all")));
+        assert!(peers.push(1, 4, &text(b"other")));
+        // A question's answer comes after the pushes before it were handled.
+        assert!(peers.exists(1, 2));
+        let (two, four) = (
+            shared.registry.get(2).unwrap().drain().items,
+            shared.registry.get(4).unwrap().drain().items,
+        );
+        let frame = |item: &Outgoing| item.frame().unwrap() as *const frame::Encoded;
+        assert_eq!(frame(&two[0]), frame(&four[0]), "one frame for both");
+        assert_ne!(frame(&four[0]), frame(&four[1]));
+        assert_eq!(&four[1].frame().unwrap().plain()[2..], b"other");
     }
 
     #[test]

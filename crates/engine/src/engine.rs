@@ -18,6 +18,7 @@ use crate::events::{Event, ReplyTo};
 use crate::frame::{self, LastFrame};
 use crate::inline_dispatch::{self, Serving};
 use crate::listener::accept_loop;
+use crate::made_in::MadeIn;
 use crate::redis_bridge::RedisBridge;
 use crate::registry::{Control, Outgoing, PushError};
 use crate::shared::Shared;
@@ -106,7 +107,7 @@ pub struct Engine {
     _signal_mask: PhpThreadSignals,
     _stop_watchdog: StopWatchdog,
     /// The process that started it (see `Drop`).
-    pid: libc::pid_t,
+    made_in: MadeIn,
 }
 
 impl Engine {
@@ -279,8 +280,7 @@ impl Engine {
             last_pushed: Mutex::default(),
             _signal_mask: signal_mask,
             _stop_watchdog: stop_watchdog,
-            // SAFETY: getpid never fails.
-            pid: unsafe { libc::getpid() },
+            made_in: MadeIn::here(),
         })
     }
 
@@ -738,8 +738,7 @@ fn take_waiting(rx: &mut mpsc::Receiver<Event>, first: Event, batch: &mut Vec<Ev
 impl Engine {
     /// This is a child PHP forked (pcntl_fork): it has none of the runtime's threads.
     pub fn in_forked_child(&self) -> bool {
-        // SAFETY: getpid never fails.
-        unsafe { libc::getpid() != self.pid }
+        self.made_in.forked()
     }
 }
 

@@ -25,6 +25,7 @@ mod listener;
 mod listener_not_inherited;
 mod local;
 mod logging;
+mod made_in;
 mod memory;
 mod message_reader;
 pub mod multipart_form;

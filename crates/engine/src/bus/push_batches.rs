@@ -11,7 +11,7 @@
 //! `Peers::write_pushes`), which thus never overtakes a push made before it. A thread of its
 //! own writes what a callback still running pushed [`WRITTEN_WITHIN`] before (a task reporting
 //! its progress, a callback that sleeps), so no push waits for the callback's end. A child
-//! that a callback forks writes none of them (`Peers::pid`).
+//! that a callback forks writes none of them (`Peers::made_in`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
