@@ -263,6 +263,24 @@ def test_laravel_broadcasts_through_redis_reach_each_member_once(php_server, tmp
         clients[b].recv(timeout=0.5)
 
 
+def test_a_push_to_the_other_worker_is_not_overtaken_by_a_redis_publish_made_after_it(php_server, tmp_path, stack, redis_server):
+    settings = json.dumps({"redis": redis_server.url})
+    srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=settings, SURGE_SUBSCRIBE="news")
+    clients, who, a, b = pair_across_workers(srv, stack)
+    assert ask(clients[b], f"join:{who[b]['fd']}:news") is True
+    deadline = time.monotonic() + 10
+    while dict(redis_server.client.pubsub_numsub("laravel_database_news"))["laravel_database_news"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # Worker 0 pushes to worker 1's client, then publishes through Redis, which worker 1
+    # forwards to the same client: the push is held for a batch until then, and must go first.
+    for _ in range(5):
+        clients[a].send(f"pushredis:{who[b]['fd']}:news")
+        assert clients[b].recv(timeout=5) == "pushed first"
+        assert json.loads(clients[b].recv(timeout=5)) == {"event": "Then", "channel": "news", "data": {"through": "redis"}}
+        assert json.loads(clients[a].recv(timeout=5)) is True
+
+
 def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_server, tmp_path, stack):
     srv = start_workers(php_server, tmp_path)
     clients, who = clients_on_both_workers(srv, stack, 8)

@@ -130,6 +130,14 @@ $server->on('message', function ($s, $frame) use ($table) {
             return $table->exists('got');
         })(),
         'got' => $table->set('got', ['worker' => $s->worker_id]),
+        // A push to fd $a, then a Laravel broadcast on channel $b through Redis, which must not
+        // overtake it; the callback goes on a while (so its end writes nothing).
+        'pushredis' => (function () use ($s, $a, $b) {
+            $s->push((int) $a, 'pushed first');
+            $s->redisPublish($b, json_encode(['event' => 'Then', 'data' => ['through' => 'redis'], 'socket' => null]));
+            usleep(200000);
+            return true;
+        })(),
         'join' => $s->join((int) $a, $b),
         'leave' => $s->leave((int) $a, $b),
         'publish' => $s->publish($a, $b),
