@@ -34,8 +34,8 @@
 # Environment: BENCH_ONLY (idle,echo,fanout,laravel), BENCH_PEERS=0 to leave out everything
 # that needs Node.js (soketi, les and Surge's Pusher row), BENCH_IDLE_CONNS ("1000 10000 19000"),
 # BENCH_FANOUT_CONNS ("1000 10000"), BENCH_ECHO_SECS (5), BENCH_ECHO_CONNS ("50 1000"),
-# BENCH_ECHO_ROUNDS (3), BENCH_FANOUT_ROUNDS (1; more repeats every fan-out row in turn, each
-# round judged against its own naive and soketi rows),
+# BENCH_ECHO_ROUNDS (5), BENCH_FANOUT_ROUNDS (3: every fan-out row in turn, each round judged
+# against its own naive and soketi rows; 1 runs each once),
 # BENCH_FANOUT_SECS (3), BENCH_LARAVEL_RATE (200 messages/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +48,8 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000 10000 19000}
 FANOUT_CONNS=${BENCH_FANOUT_CONNS:-1000 10000}
 ECHO_SECS=${BENCH_ECHO_SECS:-5}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50 1000}
-ECHO_ROUNDS=${BENCH_ECHO_ROUNDS:-3}
-FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-1}
+ECHO_ROUNDS=${BENCH_ECHO_ROUNDS:-5}
+FANOUT_ROUNDS=${BENCH_FANOUT_ROUNDS:-3}
 FANOUT_SECS=${BENCH_FANOUT_SECS:-3}
 LARAVEL_RATE=${BENCH_LARAVEL_RATE:-200}
 # Every Surge row runs as shipped (the php_thread and workers echo rows set theirs themselves),
