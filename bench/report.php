@@ -48,7 +48,7 @@ function serverName(array $r): string
         'naive' => 'naive Rust',
         'soketi' => 'soketi ' . peerVersion('@soketi/soketi'),
         'les' => 'laravel-echo-server ' . peerVersion('laravel-echo-server'),
-        'pusher.php' => 'Surge, Pusher HTTP API',
+        'pusher.php' => $r['kind'] === 'idle' ? 'Surge, Pusher protocol' : 'Surge, Pusher HTTP API',
         'laravel.php' => 'Surge, Redis bridge',
         'echo.php' => match ([$r['kind'], $r['mode'] ?? '']) {
             ['echo', 'php_thread'] => 'Surge, worker_threads 0',

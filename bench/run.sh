@@ -14,7 +14,8 @@
 # Scenarios (BENCH_ONLY picks some, by these names):
 #   idle     1k, 10k, 19k connections held by surge-load (one client process per 10k, from
 #            127.0.0.2, .3, ... when more than one): server RSS per connection. Surge
-#            (echo.php), naive, soketi, les; at 10k Surge once more with websocket_compression
+#            (echo.php), Surge as a Pusher server (pusher.php, clients on soketi's path: the
+#            like-for-like row for soketi), naive, soketi, les; at 10k Surge once more with websocket_compression
 #            on and every client negotiating permessage-deflate, and Surge and naive once more
 #            after one 64 KiB message from every client, echoed back (what a connection keeps
 #            after traffic).
@@ -324,10 +325,11 @@ row() {
 }
 
 idle_scenario() {
-    local conns server
+    local conns server short
     for conns in $IDLE_CONNS; do
-        for server in echo.php naive $(peers soketi les); do
-            row run_idle "idle_$(size_name "$conns")_${server/echo.php/surge}" "$server" "$conns"
+        for server in echo.php pusher.php naive $(peers soketi les); do
+            short=${server/echo.php/surge}
+            row run_idle "idle_$(size_name "$conns")_${short%.php}" "$server" "$conns"
         done
         if [ "$conns" = 10000 ]; then
             SURGE_COMPRESSION=1 row run_idle idle_10k_deflate echo.php "$conns"
