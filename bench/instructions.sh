@@ -13,7 +13,7 @@
 # Usage: bash bench/instructions.sh   (needs valgrind: apt-get install valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/cargo-path.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 CONNS=${BENCH_CG_CONNS:-10}
 SECS=${BENCH_CG_SECS:-6}

@@ -41,7 +41,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/cargo-path.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 ONLY=${BENCH_ONLY:-idle,echo,fanout,laravel}
 PEERS=${BENCH_PEERS:-1}

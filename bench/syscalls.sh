@@ -16,7 +16,7 @@
 # Usage: bash bench/syscalls.sh   (needs perf: apt-get install linux-perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/cargo-path.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 CONNS=${BENCH_SC_CONNS:-50 1000}
 # "As shipped" means the default worker_threads and one process, whatever this shell has set.

@@ -4,7 +4,7 @@
 # clone reuses an earlier build instead of compiling everything again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/cargo-path.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
 echo "==> cargo build --release (target: $CARGO_TARGET_DIR)"
 cargo build --release --locked -p surge

@@ -5,7 +5,7 @@
 # Stable Rust is enough (RUSTC_BOOTSTRAP=1, no sanitizer); needs cargo-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+source ../scripts/cargo-path.sh
 export RUSTC_BOOTSTRAP=1
 seconds="${SURGE_FUZZ_SECONDS:-10}"
 # Its own target directory: fuzz builds are instrumented, unlike the extension's.

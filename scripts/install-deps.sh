@@ -34,14 +34,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+source scripts/cargo-path.sh
 if ! command -v cargo >/dev/null; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-  else
-    echo "==> installing Rust (rustup, stable)"
-    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-    export PATH="$HOME/.cargo/bin:$PATH"
-  fi
+  echo "==> installing Rust (rustup, stable)"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  source scripts/cargo-path.sh
 fi
 
 if $with_tests; then

@@ -9,7 +9,7 @@ started=$(date +%s)
 ./scripts/install-deps.sh --test
 ./scripts/build.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/surge/target}"
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/cargo-path.sh
 echo "==> cargo fmt --check (rustfmt's default style; run cargo fmt to apply it)"
 cargo fmt --check
 (cd fuzz && cargo fmt --check)
