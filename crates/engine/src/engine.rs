@@ -966,3 +966,32 @@ fn handler_flag(shared: &Shared, handler: Handler) -> &AtomicBool {
         Handler::PusherClientEvent => &h.pusher_client_event,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frame of the last push is shared with the pushes of the same message after it only
+    /// until the batch of callbacks that made it is done: kept longer, a large message would
+    /// stay in memory until something else is pushed.
+    #[test]
+    fn the_last_pushed_frame_is_forgotten_once_its_batch_is_done() {
+        let mut config = Config::default();
+        config
+            .apply("log_level", &crate::Value::Str("off".into()))
+            .unwrap();
+        let engine = Engine::start(config, "127.0.0.1", 0, &[], None).unwrap();
+        let pushed = || {
+            // No such connection: the frame is made, and kept, all the same.
+            let _ = engine.push(12345, Payload::text("a message"));
+            engine.last_pushed.lock().holds_a_frame()
+        };
+        assert!(pushed());
+        engine.batch_done();
+        assert!(!engine.last_pushed.lock().holds_a_frame());
+        // The PHP thread's next wait for events ends the batch too.
+        assert!(pushed());
+        assert!(!engine.recv(&mut Vec::new(), 1, Some(Duration::ZERO)));
+        assert!(!engine.last_pushed.lock().holds_a_frame());
+    }
+}

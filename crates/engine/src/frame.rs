@@ -133,6 +133,11 @@ impl LastFrame {
     pub(crate) fn forget(&mut self) {
         self.0 = None;
     }
+
+    #[cfg(test)]
+    pub(crate) fn holds_a_frame(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// A whole, final (FIN) frame: header then payload, ready to be written to any client.
