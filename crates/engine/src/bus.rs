@@ -1008,6 +1008,16 @@ mod tests {
         assert_eq!(frame(&two[0]), frame(&four[0]), "one frame for both");
         assert_ne!(frame(&four[0]), frame(&four[1]));
         assert_eq!(&four[1].frame().unwrap().plain()[2..], b"other");
+        // That burst is read (the question after it too): the bus keeps no frame for the next,
+        // which may not come for a long time.
+        assert!(peers.push(1, 2, &text(b"other")));
+        assert!(peers.exists(1, 2));
+        let again = shared.registry.get(2).unwrap().drain().items;
+        assert_ne!(
+            frame(&four[1]),
+            frame(&again[0]),
+            "made anew after the burst"
+        );
     }
 
     #[test]
