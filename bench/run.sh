@@ -15,10 +15,10 @@
 #   idle     1k, 10k, 19k connections held by surge-load (one client process per 10k, from
 #            127.0.0.2, .3, ... when more than one): server RSS per connection. Surge
 #            (echo.php), Surge as a Pusher server (pusher.php, clients on soketi's path: the
-#            like-for-like row for soketi), naive, soketi, les; at 10k Surge once more with websocket_compression
-#            on and every client negotiating permessage-deflate, and Surge and naive once more
-#            after one 64 KiB message from every client, echoed back (what a connection keeps
-#            after traffic).
+#            like-for-like row for soketi), naive, soketi, les; at 10k Surge once more with
+#            websocket_compression on and every client negotiating permessage-deflate, and
+#            Surge and naive once more after one 64 KiB message from every client, echoed back
+#            (what a connection keeps after traffic).
 #   echo     50 and 1000 connections, 32-byte messages echoed by a PHP callback (echo.php), 1 s
 #            warm-up then BENCH_ECHO_SECS: round trips/s, p50/p99, server CPU per round trip.
 #            Surge as shipped, Surge with worker_threads 0 (network work on the PHP thread), Surge

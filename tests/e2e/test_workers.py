@@ -237,17 +237,21 @@ def test_broadcast_reaches_every_worker_but_the_excluded(php_server, tmp_path, s
         assert ws.recv(timeout=5) == "all of you"
 
 
+def both_workers_subscribed(redis_server, channel: str):
+    """Each worker has its own subscription: waits until Redis counts two."""
+    deadline = time.monotonic() + 10
+    while dict(redis_server.client.pubsub_numsub(channel))[channel] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_laravel_broadcasts_through_redis_reach_each_member_once(php_server, tmp_path, stack, redis_server):
     settings = json.dumps({"redis": redis_server.url})
     srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=settings, SURGE_SUBSCRIBE="news")
     clients, who, a, b = pair_across_workers(srv, stack)
     for i in (a, b):
         assert ask(clients[i], f"join:{who[i]['fd']}:news") is True
-    # Each worker has its own subscription: Redis counts two.
-    deadline = time.monotonic() + 10
-    while dict(redis_server.client.pubsub_numsub("laravel_database_news"))["laravel_database_news"] < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    both_workers_subscribed(redis_server, "laravel_database_news")
     event = {"event": "Shipped", "data": {"id": 1, "socket": None}, "socket": None}
     assert redis_server.client.publish("laravel_database_news", json.dumps(event)) == 2
     expected = {"event": "Shipped", "channel": "news", "data": {"id": 1, "socket": None}}
@@ -268,10 +272,7 @@ def test_a_push_to_the_other_worker_is_not_overtaken_by_a_redis_publish_made_aft
     srv = start_workers(php_server, tmp_path, SURGE_SETTINGS=settings, SURGE_SUBSCRIBE="news")
     clients, who, a, b = pair_across_workers(srv, stack)
     assert ask(clients[b], f"join:{who[b]['fd']}:news") is True
-    deadline = time.monotonic() + 10
-    while dict(redis_server.client.pubsub_numsub("laravel_database_news"))["laravel_database_news"] < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    both_workers_subscribed(redis_server, "laravel_database_news")
     # Worker 0 pushes to worker 1's client, then publishes through Redis, which worker 1
     # forwards to the same client: the push is held for a batch until then, and must go first.
     for _ in range(5):
