@@ -131,7 +131,8 @@ $server->on('message', function ($s, $frame) use ($table) {
         })(),
         'got' => $table->set('got', ['worker' => $s->worker_id]),
         // A push to fd $a, then a Laravel broadcast on channel $b through Redis, which must not
-        // overtake it; the callback goes on a while (so its end writes nothing).
+        // overtake it; the callback goes on a while, so that what writes the push in time is
+        // the publish's flush, not the callback's end.
         'pushredis' => (function () use ($s, $a, $b) {
             $s->push((int) $a, 'pushed first');
             $s->redisPublish($b, json_encode(['event' => 'Then', 'data' => ['through' => 'redis'], 'socket' => null]));
