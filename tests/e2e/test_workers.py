@@ -4,6 +4,7 @@ lifecycle (start, shutdown, signals), a dead worker replaced, and what refuses t
 
 import contextlib
 import fcntl
+import http.client
 import json
 import os
 import re
@@ -280,6 +281,35 @@ def test_a_push_to_the_other_worker_is_not_overtaken_by_a_redis_publish_made_aft
         assert clients[b].recv(timeout=5) == "pushed first"
         assert json.loads(clients[b].recv(timeout=5)) == {"event": "Then", "channel": "news", "data": {"through": "redis"}}
         assert json.loads(clients[a].recv(timeout=5)) is True
+
+
+def http_connections_to_both_workers(srv):
+    """Keep-alive HTTP connections, one served by each worker (by GET /push's answer)."""
+    by_worker = {}
+    for _ in range(40):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("GET", "/push?fd=0&text=")
+        by_worker.setdefault(int(conn.getresponse().read()), conn)
+        if len(by_worker) == 2:
+            return by_worker[0], by_worker[1]
+    raise AssertionError(f"every connection landed on worker {list(by_worker)}")
+
+
+def test_a_push_to_the_other_worker_is_not_overtaken_by_what_a_client_does_on_the_response(php_server, tmp_path, stack):
+    srv = start_workers(php_server, tmp_path)
+    clients, who, a, b = pair_across_workers(srv, stack)
+    to_0, to_1 = http_connections_to_both_workers(srv)
+    fd_b = who[b]["fd"]
+    # Worker 0 pushes to worker 1's client and answers, then goes on; on the answer, a request
+    # to worker 1 pushes to the same client. The first push is held for a batch: the answer's
+    # flush must have written it, or the second overtakes it.
+    for i in range(5):
+        for conn, query, worker in [(to_0, f"text=first{i}&after=300", 0), (to_1, f"text=then{i}", 1)]:
+            conn.request("GET", f"/push?fd={fd_b}&{query}")
+            assert conn.getresponse().read() == str(worker).encode()
+        assert [clients[b].recv(timeout=5), clients[b].recv(timeout=5)] == [f"first{i}", f"then{i}"]
+    to_0.close()
+    to_1.close()
 
 
 def test_sigterm_to_the_master_stops_every_worker_then_runs_shutdown_once(php_server, tmp_path, stack):

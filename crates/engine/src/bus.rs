@@ -605,7 +605,8 @@ impl Peers {
     }
 
     /// Writes the pushes made so far (see `push_batches`): before what goes out by another
-    /// way than the bus (a task, a Redis publish), which must not overtake them either.
+    /// way than the bus (a task, a Redis publish, an HTTP response), which must not overtake
+    /// them either.
     pub(crate) fn write_pushes(&self) {
         if !self.forked() && self.pushes.held() {
             drop(self.now_links());

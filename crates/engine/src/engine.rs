@@ -336,8 +336,9 @@ impl Engine {
     }
 
     /// Writes the pushes made so far to other workers' connections, before what may reach the
-    /// same clients by another way (a task, a Redis publish): see `Peers::write_pushes`.
-    fn write_pushes(&self) {
+    /// same clients by another way (a task, a Redis publish, an HTTP response whose client acts
+    /// on it): see `Peers::write_pushes`.
+    pub fn write_pushes(&self) {
         if let Some(peers) = &self.peers {
             peers.write_pushes();
         }

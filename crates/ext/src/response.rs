@@ -16,6 +16,7 @@ use surge_engine::http_stream::ChunkSender;
 use surge_engine::{Admission, HttpResponse, Responder};
 
 use crate::convert::{bytes_arg, int_arg, text_arg, truthy};
+use crate::event_loop::with_serving;
 use crate::exception::error;
 
 #[php_class]
@@ -120,6 +121,13 @@ impl Response {
                 .collect(),
             body: body.into(),
         }
+    }
+
+    /// Writes what callbacks pushed to other workers' connections before any of the response
+    /// goes out: a client that acts on the response (its next request may land on that other
+    /// worker, which pushes at once to its own connections) must not see those pushes overtaken.
+    fn pushes_go_first() {
+        with_serving(|server| server.engine().map(|engine| engine.write_pushes()));
     }
 
     fn head_sent(&self) -> bool {
@@ -386,6 +394,7 @@ impl Response {
     pub fn write(&self, data: &Zval) -> PhpResult<bool> {
         let chunk = bytes_arg(data, "response body")?;
         self.no_body_after_101("write()")?;
+        Self::pushes_go_first();
         if let Some(stream) = &*self.stream.borrow() {
             return Ok(stream.send(chunk.into()));
         }
@@ -405,6 +414,7 @@ impl Response {
             Some(zv) if !zv.is_null() => bytes_arg(zv, "response body")?,
             _ => Vec::new(),
         };
+        Self::pushes_go_first();
         if let Some(stream) = self.stream.borrow_mut().take() {
             return Ok(stream.finish(body.into()));
         }
@@ -449,6 +459,7 @@ impl Response {
             length as u64,
         )
         .map_err(error)?;
+        Self::pushes_go_first();
         let Some(reply) = self.reply.borrow_mut().take() else {
             return Ok(false);
         };

@@ -165,6 +165,14 @@ $server->on('message', function ($s, $frame) use ($table) {
     };
     $s->push($frame->fd, json_encode($reply));
 });
+// GET /push?fd=N&text=T pushes T to fd N, then answers with this worker's id; with &after=MS the
+// callback goes on that long after its answer, so that what writes a push to another worker's
+// connection in time is the answer's flush, not the callback's end.
+$server->on('request', function ($req, $resp) use ($server) {
+    $server->push((int) $req->get['fd'], $req->get['text']);
+    $resp->end((string) $server->worker_id);
+    usleep((int) ($req->get['after'] ?? 0) * 1000);
+});
 if (getenv('SURGE_CHILD')) {
     // A process of the script's own, which ends while the workers serve.
     $child = proc_open(['sh', '-c', 'exit 7'], [], $pipes);
