@@ -155,13 +155,18 @@ impl Conn {
 
     /// Queues a message unless the connection is closing or its outbox is over `limit` bytes,
     /// in which case the client is closed with 1008 (see the README's slow-consumer policy).
+    /// The message next in line does not count: whether the writer has taken it yet is the
+    /// scheduler's doing, not the client's (a small reply right behind a large message closed a
+    /// client that read at full speed when the writer's thread had not run in between).
     pub fn push(&self, item: Outgoing, limit: usize) -> Result<(), PushError> {
         let mut out = self.outbox.lock();
         if out.state != State::Open {
             return Err(PushError::Closed);
         }
         let size = item.len();
-        if out.bytes + size > limit && !out.queue.is_empty() {
+        // Pings go in uncounted: hence saturating.
+        let behind_next = (out.bytes).saturating_sub(out.queue.front().map_or(0, Outgoing::len));
+        if behind_next + size > limit && !out.queue.is_empty() {
             log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008", self.fd, out.bytes);
             out.queue.clear();
             out.bytes = 0;
@@ -416,6 +421,8 @@ mod tests {
     fn slow_consumer_is_closed_with_1008() {
         let c = conn(1);
         c.push(frame(600), 1000).unwrap();
+        // The next in line does not count: its writer may just not have run yet.
+        c.push(frame(600), 1000).unwrap();
         assert_eq!(c.push(frame(600), 1000), Err(PushError::SlowConsumer));
         let drained = c.drain();
         assert_eq!(drained.items.len(), 1);
@@ -429,6 +436,9 @@ mod tests {
     fn one_message_larger_than_the_limit_still_goes_to_an_idle_client() {
         let c = conn(1);
         assert!(c.push(frame(5000), 1000).is_ok());
+        // Nor does a small one behind it, not yet taken by the writer, close the client.
+        assert!(c.push(frame(10), 1000).is_ok());
+        assert_eq!(c.push(frame(5000), 1000), Err(PushError::SlowConsumer));
     }
 
     #[test]
