@@ -284,7 +284,8 @@ def test_a_push_to_the_other_worker_is_not_overtaken_by_a_redis_publish_made_aft
 
 
 def http_connections_to_both_workers(srv):
-    """Keep-alive HTTP connections, one served by each worker (by GET /push's answer)."""
+    """Keep-alive HTTP connections, one served by each worker (by GET /push's answer; fd 0 is
+    no connection, so nothing is pushed)."""
     by_worker = {}
     for _ in range(40):
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)

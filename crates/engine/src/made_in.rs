@@ -59,6 +59,7 @@ mod tests {
             } else {
                 1
             };
+            // SAFETY: ends the child without running the test harness's exit handlers.
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;

@@ -164,8 +164,9 @@ impl Conn {
             return Err(PushError::Closed);
         }
         let size = item.len();
+        let next = out.queue.front().map_or(0, Outgoing::len);
         // Pings go in uncounted: hence saturating.
-        let behind_next = (out.bytes).saturating_sub(out.queue.front().map_or(0, Outgoing::len));
+        let behind_next = out.bytes.saturating_sub(next);
         if behind_next + size > limit && !out.queue.is_empty() {
             log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008", self.fd, out.bytes);
             out.queue.clear();

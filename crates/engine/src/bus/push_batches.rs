@@ -8,10 +8,10 @@
 //! single push did: a peer that reads slowly holds the pushes back, not memory), and before
 //! anything else it sends to a peer (a question, a broadcast, a task result, a
 //! `sendMessage()`) or that may reach the same clients another way (a task, a Redis publish, an
-//! HTTP response: `Peers::write_pushes`), which thus never overtakes a push made before it. A thread of its
-//! own writes what a callback still running pushed [`WRITTEN_WITHIN`] before (a task reporting
-//! its progress, a callback that sleeps), so no push waits for the callback's end. A child
-//! that a callback forks writes none of them (`Peers::made_in`).
+//! HTTP response: `Peers::write_pushes`), which thus never overtakes a push made before it. A
+//! thread of its own writes what a callback still running pushed [`WRITTEN_WITHIN`] before (a
+//! task reporting its progress, a callback that sleeps), so no push waits for the callback's
+//! end. A child that a callback forks writes none of them (`Peers::made_in`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
