@@ -198,3 +198,39 @@ fn send_all(link: &UnixStream, message: &[u8]) -> Result<(), (std::io::Error, Se
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_message_cut_short_drops_its_link_and_the_next_goes_on_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A peer that takes links but reads nothing until told to.
+        let peer = UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
+        let links = Links::new(dir.path(), 2);
+        let mut streams = links.lock();
+        let large = vec![7u8; 8 << 20];
+        let started = std::time::Instant::now();
+        assert!(!links.send_on(&mut streams, 1, &large), "not sent whole");
+        assert!(started.elapsed() >= COMMITTED_WAIT);
+        assert!(
+            !links.linked(1),
+            "the link it was cut short on is not used again"
+        );
+
+        // The peer sees part of it, then the end of that link: never a whole message.
+        let (mut first, _) = peer.accept().unwrap();
+        let mut got = Vec::new();
+        first.read_to_end(&mut got).unwrap();
+        assert!(!got.is_empty() && got.len() < large.len(), "{}", got.len());
+
+        assert!(links.send_on(&mut streams, 1, b"next"), "on a new link");
+        assert!(links.linked(1));
+        let (mut second, _) = peer.accept().unwrap();
+        let mut next = [0u8; 4];
+        second.read_exact(&mut next).unwrap();
+        assert_eq!(&next, b"next");
+    }
+}
