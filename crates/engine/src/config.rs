@@ -83,10 +83,12 @@ pub struct Config {
     pub max_connection: usize,
     /// Largest WebSocket message (after reassembly) or HTTP body accepted, in bytes.
     pub package_max_length: usize,
-    /// How often the heartbeat sweep looks at every connection.
-    pub heartbeat_check_interval: Duration,
-    /// A connection that sent nothing (not even a pong) for this long is dropped.
-    pub heartbeat_idle_time: Duration,
+    /// How often the heartbeat sweep looks at every connection; None: not set, see
+    /// [`Config::check_interval`].
+    pub heartbeat_check_interval: Option<Duration>,
+    /// A connection that sent nothing (not even a pong) for this long is dropped; None: not
+    /// set, see [`Config::idle_time`].
+    pub heartbeat_idle_time: Option<Duration>,
     /// A connection idle for this long is sent a ping (answered pongs count as activity); None:
     /// not set, see [`Config::ping_every`].
     pub ping_interval: Option<Duration>,
@@ -153,8 +155,12 @@ pub struct Config {
     pub max_multipart_body_parts: usize,
 }
 
-/// `ping_interval` unless set, or unless `heartbeat_idle_time` is this short or shorter.
+/// `ping_interval` unless set, or unless the idle time is this short or shorter.
 const DEFAULT_PING: Duration = Duration::from_secs(25);
+/// `heartbeat_check_interval` unless set.
+const DEFAULT_CHECK: Duration = Duration::from_secs(5);
+/// `heartbeat_idle_time` unless it or `heartbeat_check_interval` is set.
+const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
 fn default_max_connection() -> usize {
     // Leave room for PHP's own files, the listener and Redis (and with a small limit, half of
@@ -204,8 +210,8 @@ impl Default for Config {
             task_worker_num: 0,
             max_connection: default_max_connection(),
             package_max_length: 2 * 1024 * 1024,
-            heartbeat_check_interval: Duration::from_secs(5),
-            heartbeat_idle_time: Duration::from_secs(60),
+            heartbeat_check_interval: None,
+            heartbeat_idle_time: None,
             ping_interval: None,
             handshake_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
@@ -299,8 +305,10 @@ impl Config {
                 self.max_connection = count(key, value, 1, 10_000_000)?
             }
             "package_max_length" => self.package_max_length = count(key, value, 16, 1 << 30)?,
-            "heartbeat_check_interval" => self.heartbeat_check_interval = seconds(key, value)?,
-            "heartbeat_idle_time" => self.heartbeat_idle_time = seconds(key, value)?,
+            "heartbeat_check_interval" => {
+                self.heartbeat_check_interval = Some(seconds(key, value)?)
+            }
+            "heartbeat_idle_time" => self.heartbeat_idle_time = Some(seconds(key, value)?),
             "ping_interval" => self.ping_interval = Some(seconds(key, value)?),
             "handshake_timeout" => self.handshake_timeout = seconds(key, value)?,
             "send_timeout" => self.send_timeout = seconds(key, value)?,
@@ -347,11 +355,25 @@ impl Config {
         Ok(())
     }
 
+    /// How long a connection may be silent before it is dropped: `heartbeat_idle_time`, or
+    /// unless set twice `heartbeat_check_interval` when that is set (Swoole's default: ported
+    /// settings often give the interval alone, 60 s, and with the idle time at its own 60 s the
+    /// sweep after a ping dropped the client that answered it), or 60 s.
+    pub fn idle_time(&self) -> Duration {
+        let set_check = self.heartbeat_check_interval.filter(|c| !c.is_zero());
+        (self.heartbeat_idle_time).unwrap_or(set_check.map_or(DEFAULT_IDLE, |check| check * 2))
+    }
+
+    /// How often the heartbeat sweep runs: `heartbeat_check_interval`, or unless set 5 s.
+    pub fn check_interval(&self) -> Duration {
+        self.heartbeat_check_interval.unwrap_or(DEFAULT_CHECK)
+    }
+
     /// How long a connection may be silent before it is pinged: `ping_interval`, or unless set
-    /// 25 s, or half of `heartbeat_idle_time` when that is no longer (Swoole has no
-    /// `ping_interval`: settings brought from it often drop idle clients after 10 or 20 s).
+    /// 25 s, or half of the idle time when that is no longer (Swoole has no `ping_interval`:
+    /// settings brought from it often drop idle clients after 10 or 20 s).
     pub fn ping_every(&self) -> Duration {
-        let idle = self.heartbeat_idle_time;
+        let idle = self.idle_time();
         self.ping_interval
             .unwrap_or(match idle.is_zero() || idle > DEFAULT_PING {
                 true => DEFAULT_PING,
@@ -361,15 +383,19 @@ impl Config {
 
     /// Checks the settings against each other, once all are applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let idle = self.heartbeat_idle_time;
+        let idle = self.idle_time();
         let ping = self.ping_every();
         if !idle.is_zero() && !ping.is_zero() && ping >= idle {
+            let unless_set = match self.heartbeat_idle_time {
+                Some(_) => "",
+                None => ", unless set twice 'heartbeat_check_interval'",
+            };
             return Err(ConfigError(format!(
-                "setting 'ping_interval' ({ping:?}) must be shorter than 'heartbeat_idle_time' ({idle:?}), \
+                "setting 'ping_interval' ({ping:?}) must be shorter than 'heartbeat_idle_time' ({idle:?}{unless_set}), \
                  or clients are dropped before they are pinged"
             )));
         }
-        if self.heartbeat_check_interval.is_zero() && (!idle.is_zero() || !ping.is_zero()) {
+        if self.check_interval().is_zero() && (!idle.is_zero() || !ping.is_zero()) {
             return Err(ConfigError(
                 "setting 'heartbeat_check_interval' is 0, so nothing would ping or drop idle clients; \
                  set 'ping_interval' and 'heartbeat_idle_time' to 0 as well to turn the heartbeat off"
@@ -782,7 +808,7 @@ mod tests {
             .unwrap();
         c.apply("worker_num", &Value::Float(2.0)).unwrap();
         assert_eq!(c.max_connection, 10);
-        assert_eq!(c.heartbeat_idle_time, Duration::from_millis(30_500));
+        assert_eq!(c.idle_time(), Duration::from_millis(30_500));
         assert!(c.websocket_compression);
         assert_eq!(c.worker_num, 2);
         assert!(c.apply("worker_num", &Value::Float(2.5)).is_err());
@@ -831,6 +857,37 @@ mod tests {
         assert_eq!(c.ping_every(), Duration::from_secs(5));
         c.apply("heartbeat_idle_time", &Value::Int(60)).unwrap();
         assert_eq!(c.ping_every(), Duration::from_secs(25));
+    }
+
+    #[test]
+    fn the_idle_time_is_twice_the_check_interval_when_only_that_is_set() {
+        let mut c = Config::default();
+        assert_eq!(
+            (c.check_interval(), c.idle_time()),
+            (DEFAULT_CHECK, DEFAULT_IDLE)
+        );
+        // As Swoole: with the idle time at its own 60 s, the sweep after the one that pinged a
+        // client dropped it, pong or not.
+        c.apply("heartbeat_check_interval", &Value::Int(60))
+            .unwrap();
+        assert_eq!(c.idle_time(), Duration::from_secs(120));
+        c.validate().unwrap();
+        c.apply("heartbeat_idle_time", &Value::Int(150)).unwrap();
+        assert_eq!(c.idle_time(), Duration::from_secs(150));
+        // The heartbeat off takes all three at 0, as before.
+        let mut c = Config::default();
+        c.apply("heartbeat_check_interval", &Value::Int(0)).unwrap();
+        assert_eq!(c.idle_time(), DEFAULT_IDLE);
+        assert!(c.validate().is_err());
+        // A ping_interval past the derived idle time names where that comes from.
+        let mut c = Config::default();
+        c.apply("heartbeat_check_interval", &Value::Int(5)).unwrap();
+        c.apply("ping_interval", &Value::Int(25)).unwrap();
+        let error = c.validate().unwrap_err().0;
+        assert!(
+            error.contains("(10s, unless set twice 'heartbeat_check_interval')"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -10,14 +10,13 @@ use crate::shared::Shared;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let config = &shared.config;
-    if config.heartbeat_check_interval.is_zero() {
+    if config.check_interval().is_zero() {
         return;
     }
-    let idle_limit = config.heartbeat_idle_time.as_millis() as u64;
+    let idle_time = config.idle_time();
+    let idle_limit = idle_time.as_millis() as u64;
     let ping_every = config.ping_every().as_millis() as u64;
-    let check = config
-        .heartbeat_check_interval
-        .max(Duration::from_millis(10));
+    let check = config.check_interval().max(Duration::from_millis(10));
     // A connection is pinged at the last sweep before the one that would drop it, if not
     // before: with `heartbeat_idle_time` under `ping_interval` + `heartbeat_check_interval`
     // (8 s against 4 + 5) one that was just short of `ping_interval` at a sweep was dropped at
@@ -30,7 +29,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         false => ping_every,
     };
     if idle_limit > 0 && check_ms >= idle_limit {
-        log::warn!(target: "surge", "heartbeat_check_interval ({check:?}) is not shorter than heartbeat_idle_time ({:?}): an idle client may be dropped before any ping (make the interval a fraction of the idle time)", config.heartbeat_idle_time);
+        log::warn!(target: "surge", "heartbeat_check_interval ({check:?}) is not shorter than heartbeat_idle_time ({idle_time:?}): an idle client may be dropped before any ping (make the interval a fraction of the idle time)");
     }
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
