@@ -18,7 +18,7 @@ namespace {
     /** Opcode of a pong; Surge answers pings itself, so PHP never needs it. */
     const WEBSOCKET_OPCODE_PONG = 10;
 
-    /** Swoole's websocket_status of a TCP connection not yet in its handshake (Surge answers getClientInfo() for WebSocket connections only). */
+    /** getClientInfo()['websocket_status'] of a handshake's fd in the handshake callback (Swoole's status of a request that asks for an upgrade). */
     const WEBSOCKET_STATUS_CONNECTION = 1;
     /** Swoole's websocket_status of a connection in its handshake (not answered by Surge). */
     const WEBSOCKET_STATUS_HANDSHAKE = 2;
@@ -360,7 +360,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** True while the connection exists, including while it is closing; fds are never reused within a process, so a stale fd never reaches a newer client. With worker processes, an fd of another worker listed by the last $server->connections read in the same batch of callbacks is true without asking that worker (see the README's Worker processes). */
+        /** True while the connection exists, including while it is closing (an HTTP request's fd: until its response is sent); fds are never reused within a process, so a stale fd never reaches a newer client. With worker processes, an fd of another worker listed by the last $server->connections read in the same batch of callbacks is true without asking that worker (see the README's Worker processes). */
         public function exist(int $fd): bool
         {
         }
@@ -375,12 +375,12 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Closes the connection with a normal close frame (1000); false if it is already gone. */
-        public function close(int $fd): bool
+        /** Closes the connection with a normal close frame (1000); an HTTP request's connection, before its response is sent, without any answer (Swoole's way to refuse a request); false if it is already gone. $reset is Swoole's, taken and not needed. */
+        public function close(int $fd, mixed $reset = null): bool
         {
         }
 
-        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4 if the server sent its close frame first, else 3, as in Swoole). $reactor_id and $ignore_error are Swoole's, taken and not needed. */
+        /** ['fd', 'remote_ip', 'remote_port', 'server_port', 'connect_time', 'last_time', 'websocket_status'] of a connection, or false if there is no such connection (in its close callback: as it was, websocket_status 4 if the server sent its close frame first, else 3, as in Swoole; of an HTTP request's fd until its response is sent: websocket_status 0, or 1 in the handshake callback, last_time when the request was read). $reactor_id and $ignore_error are Swoole's, taken and not needed. */
         public function getClientInfo(int $fd, mixed $reactor_id = null, mixed $ignore_error = null): array|false
         {
         }

@@ -68,6 +68,13 @@ def test_a_handshake_callback_may_only_return(php_server):
         assert ws.recv(timeout=5) == "deferred open dee"
         ws.send("x")
         assert ws.recv(timeout=5).endswith(": x")
+    # close($request->fd) in the callback: the connection ends with no answer, after
+    # getClientInfo() said its fd asks for an upgrade (Swoole's WEBSOCKET_STATUS_CONNECTION).
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall(b"GET /?token=close HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert sock.recv(100) == b""
+    assert "closed handshake: [1,true]" in srv.wait_output("closed handshake: ")
 
 
 def test_handshakes_waiting_when_the_callback_is_taken_away_get_the_open_callback(php_server):

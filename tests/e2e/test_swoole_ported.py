@@ -5,9 +5,13 @@ table's keys, a port from the environment), a close callback taking `$reactorId`
 table's exist()/delete() and conversions, the static `Timer` and Response::setCookie()
 (tests/e2e/servers/swoole_ported.php)."""
 
+import http.client
 import json
 import time
+import urllib.error
 import urllib.request
+
+import pytest
 
 from websockets.sync.client import connect
 
@@ -68,6 +72,41 @@ def test_a_chat_written_for_swoole_serves(php_server):
         assert answer.read() == b"cookies"
         assert answer.headers.get_all("Set-Cookie") == ["seen=a%20b; path=/; HttpOnly", "raw=a%20b; path=/"]
     assert "uncaught" not in srv.stderr()
+
+
+def test_a_requests_fd_is_known_until_answered_and_close_refuses_it_without_an_answer(php_server):
+    """getClientInfo($request->fd) (Swoole code logs its remote_ip) and exist() answer for an
+    HTTP request until its response is sent; close($request->fd) closes the connection with no
+    answer at all, as Swoole does (article 004 refuses a request without its token so); a
+    callback that throws answers a 500 that says where to look."""
+    srv = php_server("swoole_ported.php")
+    with urllib.request.urlopen(srv.http + "/who", timeout=5) as answer:
+        info, exists, established = json.loads(answer.read())
+    assert (exists, established) == (True, False)
+    assert info["remote_ip"] == "127.0.0.1" and info["server_port"] == srv.port, info
+    assert info["websocket_status"] == 0 and abs(info["last_time"] - time.time()) < 60, info
+    assert info["connect_time"] <= info["last_time"], info
+    assert srv.wait_output("after end: ").count("after end: [false,false]") == 1
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/refuse")
+    with pytest.raises(http.client.RemoteDisconnected):
+        conn.getresponse()
+    conn.close()
+    assert "closed: [true,false]" in srv.wait_output("closed: ")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request("GET", "/cut")
+    answer = conn.getresponse()
+    assert answer.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        answer.read()
+    conn.close()
+
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(srv.http + "/throw", timeout=5)
+    assert failed.value.code == 500
+    assert failed.value.read() == b"the request callback failed: the server's log says why\n"
+    assert "no such page" in srv.stderr()
 
 
 def test_timer_needs_a_serving_server_to_add_and_finds_nothing_without_one():

@@ -48,6 +48,8 @@ pub struct HttpRequest {
     pub form: Option<MultipartForm>,
     pub remote: SocketAddr,
     pub server_port: u16,
+    /// When its connection was accepted, in Unix seconds.
+    pub connect_time: u64,
     /// When the request was read, as a Unix time in seconds.
     pub time: f64,
 }
@@ -93,6 +95,8 @@ pub(crate) enum Answer {
     /// A `handshake` callback's 101: the connection is let in (see [`Admission`]) with these
     /// headers beside the handshake's own.
     Admitted(HttpResponse),
+    /// No answer: the connection is closed (Swoole's `close($request->fd)`).
+    Dropped,
 }
 
 /// Where PHP's answer to one HTTP request goes. Dropping it unanswered sends a 500.
@@ -112,6 +116,12 @@ impl Responder {
     /// Sends the response; false when the client has gone away meanwhile.
     pub fn send(self, response: HttpResponse) -> bool {
         self.tx.send(Answer::Whole(response)).is_ok()
+    }
+
+    /// Closes the connection without an answer, as Swoole's `close($request->fd)` does (a
+    /// request it refuses gets nothing); false when the client has gone away meanwhile.
+    pub fn close_connection(self) -> bool {
+        self.tx.send(Answer::Dropped).is_ok()
     }
 
     /// Sends the status and headers with `file` as the body; false when the client has gone

@@ -2,7 +2,6 @@
 //! upgraded here, other requests go to PHP's `request` callback or get a clear status.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -379,7 +378,14 @@ where
         let shared = shared.clone();
         service_fn(move |req| {
             let (shared, peer) = (shared.clone(), peer.clone());
-            async move { Ok::<_, Infallible>(handle(req, peer, shared).await) }
+            async move {
+                let res = handle(req, peer, shared).await;
+                // An error is hyper's way to close the connection without an answer.
+                match res.extensions().get::<Dropped>() {
+                    Some(_) => Err(Dropped),
+                    None => Ok(res),
+                }
+            }
         })
     };
     let mut builder = http1::Builder::new();
@@ -442,6 +448,19 @@ where
     };
     serve_http(stream, peer, shared).await
 }
+
+/// Marks a reply that is not to be sent: PHP closed the connection instead
+/// ([`crate::Responder::close_connection`]).
+#[derive(Debug, Clone, Copy)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed by PHP without an answer")
+    }
+}
+
+impl std::error::Error for Dropped {}
 
 /// A whole body, or one PHP writes in chunks (`Response::write()`), or a file
 /// (`Response::sendfile()`).
@@ -595,6 +614,11 @@ fn answered(
         Ok(Answer::File(mut head, file)) => {
             drop_framing(&mut head, false);
             with_head(head, Either::Right(Either::Right(FileBody::new(file))))
+        }
+        Ok(Answer::Dropped) => {
+            let mut res = reply(HttpResponse::text(500, ""));
+            res.extensions_mut().insert(Dropped);
+            res
         }
         // Only a handshake's answer can be one (see `upgrade`).
         Ok(Answer::Admitted(_)) | Err(_) => {
@@ -1177,6 +1201,7 @@ fn http_request(
         form: None,
         remote: peer.remote,
         server_port: peer.server_port,
+        connect_time: peer.connect_time,
         time: unix_ms() as f64 / 1000.0,
     }
 }

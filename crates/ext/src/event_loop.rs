@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ext_php_rs::convert::{IntoZval, IntoZvalDyn};
 use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
-use surge_engine::{Config, Engine, Event, Handler, PusherEvent, Worker};
+use surge_engine::{Config, Engine, Event, Handler, HttpRequest, PusherEvent, Worker};
 
 use crate::callbacks::{call, call_for_value, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
@@ -22,6 +22,7 @@ use crate::response::Response;
 use crate::server::Server;
 use crate::supervisor::{self, Ready};
 use crate::tasks;
+use crate::unanswered::Client;
 
 const BATCH: usize = 256;
 
@@ -606,6 +607,20 @@ fn callback(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Outcome {
     }
 }
 
+/// The body of the 500 that answers a request whose callback ended in a fatal error.
+const FATAL_ANSWER: &str = "the callback ended in a fatal error";
+
+/// Who sent `request`, for getClientInfo() of its fd while it is answered.
+fn client_of(request: &HttpRequest, websocket_status: i64) -> Client {
+    Client {
+        remote: request.remote,
+        server_port: request.server_port,
+        connect_time: request.connect_time,
+        last_time: request.time as u64,
+        websocket_status,
+    }
+}
+
 /// Builds a PHP object for an event argument; on failure logs and skips the event.
 fn object<T: IntoZval>(value: PhpResult<T>, what: &str) -> Option<Zval> {
     match value.and_then(|v| v.into_zval(false).map_err(Into::into)) {
@@ -685,29 +700,40 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             Next::Continue
         }
         Event::Request { request, reply, .. } => {
-            let fd = request.fd;
+            let (fd, client) = (request.fd, client_of(&request, 0));
             let req = object(Request::from_engine(*request), "request");
-            let res = object(Ok(Response::new(fd, reply)), "response");
-            match (req, res) {
-                (Some(req), Some(res)) => {
-                    let next = callback(server, Kind::Engine(Handler::Request), &[&req, &res]);
-                    if next == Outcome::Fatal {
-                        Response::after_fatal_error(&res);
-                    }
-                    next.into()
-                }
-                _ => Next::Continue,
+            let res = object(Ok(Response::new(fd, reply, client)), "response");
+            let (Some(req), Some(res)) = (req, res) else {
+                return Next::Continue;
+            };
+            let cb = server
+                .callbacks
+                .borrow()
+                .get(Kind::Engine(Handler::Request));
+            let Some(cb) = cb else {
+                return Next::Continue;
+            };
+            match call_for_value(&cb, &[&req, &res], "request") {
+                (Outcome::Fatal, _) => Response::after_failure(&res, FATAL_ANSWER),
+                // It threw (logged by the call).
+                (Outcome::Continue, None) => Response::after_failure(
+                    &res,
+                    "the request callback failed: the server's log says why",
+                ),
+                (outcome, _) => return outcome.into(),
             }
+            Next::Continue
         }
         Event::Handshake {
             request,
             reply,
             admission,
         } => {
-            let fd = request.fd;
+            // Swoole's WEBSOCKET_STATUS_CONNECTION: the request asks for an upgrade.
+            let (fd, client) = (request.fd, client_of(&request, 1));
             let req = object(Request::from_engine(*request), "request");
             let res = object(
-                Ok(Response::for_handshake(fd, reply, admission)),
+                Ok(Response::for_handshake(fd, reply, client, admission)),
                 "response",
             );
             let (Some(req), Some(res)) = (req, res) else {
@@ -727,7 +753,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             };
             let (outcome, returned) = call_for_value(&cb, &[&req, &res], "handshake");
             match outcome {
-                Outcome::Fatal => Response::after_fatal_error(&res),
+                Outcome::Fatal => Response::after_failure(&res, FATAL_ANSWER),
                 // Swoole's `return true` (a callback returning nothing has answered, or refuses).
                 _ => {
                     Response::after_handshake(&res, returned.and_then(|r| r.bool()) == Some(true));

@@ -22,6 +22,7 @@ mod table;
 mod table_fast;
 mod tasks;
 mod timers;
+mod unanswered;
 
 /// Constants with Swoole's names and values, so ported code keeps working.
 const CONSTANTS: &[(&str, i64)] = &[

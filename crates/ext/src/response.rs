@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use ext_php_rs::exception::PhpResult;
@@ -12,21 +13,20 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, Zval};
 use surge_engine::cookie::SetCookie;
 use surge_engine::http_file::FileToSend;
-use surge_engine::http_stream::ChunkSender;
 use surge_engine::{Admission, HttpResponse, Responder};
 
 use crate::convert::{bytes_arg, int_arg, text_arg, truthy};
 use crate::event_loop::with_serving;
 use crate::exception::error;
+use crate::unanswered::{self, Answer, Client};
 
 #[php_class]
 #[php(name = "Surge\\Http\\Response")]
 pub struct Response {
     fd: u64,
-    /// Until the head (status and headers) is sent.
-    reply: RefCell<Option<Responder>>,
-    /// After write() sent the head, until end().
-    stream: RefCell<Option<ChunkSender>>,
+    /// The head (status and headers) until sent; after write() sent it, the body until end().
+    /// Shared with the list of unanswered requests, through which close($fd) may take it.
+    answer: Rc<Answer>,
     status: Cell<u16>,
     reason: RefCell<Option<String>>,
     headers: RefCell<Vec<(String, String)>>,
@@ -39,11 +39,16 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(fd: u64, reply: Responder) -> Self {
-        Response {
-            fd,
+    /// The answer to the request from `client` on `fd`.
+    pub fn new(fd: u64, reply: Responder, client: Client) -> Self {
+        let answer = Rc::new(Answer {
             reply: RefCell::new(Some(reply)),
             stream: RefCell::new(None),
+        });
+        unanswered::add(fd, client, &answer);
+        Response {
+            fd,
+            answer,
             status: Cell::new(200),
             reason: RefCell::new(None),
             headers: RefCell::new(Vec::new()),
@@ -54,8 +59,8 @@ impl Response {
 
     /// The answer to a WebSocket handshake: status(101) and end() let the connection in, any
     /// other answer refuses it.
-    pub fn for_handshake(fd: u64, reply: Responder, admission: Admission) -> Self {
-        let response = Response::new(fd, reply);
+    pub fn for_handshake(fd: u64, reply: Responder, client: Client, admission: Admission) -> Self {
+        let response = Response::new(fd, reply, client);
         *response.admission.borrow_mut() = Some(admission);
         response
     }
@@ -77,7 +82,7 @@ impl Response {
             response.status.set(101);
             return response.end(None).unwrap_or(false);
         }
-        if let Some(reply) = response.reply.borrow_mut().take() {
+        if let Some(reply) = response.answer.reply.borrow_mut().take() {
             reply.send(HttpResponse::text(
                 403,
                 "the handshake callback refused this connection\n",
@@ -131,7 +136,7 @@ impl Response {
     }
 
     fn head_sent(&self) -> bool {
-        self.reply.borrow().is_none()
+        self.answer.reply.borrow().is_none()
     }
 
     /// False, adding nothing, once the head is sent.
@@ -208,15 +213,17 @@ impl Response {
         })
     }
 
-    /// After a fatal error in the request callback: a 500 that says so, unless the callback had
-    /// answered. (Left to the object's drop, the client would read that end() was not called.)
-    pub fn after_fatal_error(response: &Zval) {
+    /// After a fatal error or an uncaught exception in the callback: a 500 that says so (`why`),
+    /// unless the callback had answered. (Left to the object's drop, the client would read that
+    /// end() was not called.)
+    pub fn after_failure(response: &Zval, why: &str) {
         let response = response
             .object()
             .and_then(ZendClassObject::<Response>::from_zend_obj);
         let Some(response) = response else { return };
         // A body under way is cut short (its status is sent): the client sees it incomplete.
         if let Some(stream) = response
+            .answer
             .stream
             .try_borrow_mut()
             .ok()
@@ -225,15 +232,13 @@ impl Response {
             stream.cut_short();
         }
         let reply = response
+            .answer
             .reply
             .try_borrow_mut()
             .ok()
             .and_then(|mut r| r.take());
         if let Some(reply) = reply {
-            reply.send(HttpResponse::text(
-                500,
-                "the callback ended in a fatal error\n",
-            ));
+            reply.send(HttpResponse::text(500, &format!("{why}\n")));
         }
     }
 }
@@ -395,15 +400,15 @@ impl Response {
         let chunk = bytes_arg(data, "response body")?;
         self.no_body_after_101("write()")?;
         Self::pushes_go_first();
-        if let Some(stream) = &*self.stream.borrow() {
+        if let Some(stream) = &*self.answer.stream.borrow() {
             return Ok(stream.send(chunk.into()));
         }
-        let Some(reply) = self.reply.borrow_mut().take() else {
+        let Some(reply) = self.answer.reply.borrow_mut().take() else {
             return Ok(false);
         };
         let sender = reply.stream(self.head(chunk));
         let started = sender.is_some();
-        *self.stream.borrow_mut() = sender;
+        *self.answer.stream.borrow_mut() = sender;
         Ok(started)
     }
 
@@ -415,13 +420,13 @@ impl Response {
             _ => Vec::new(),
         };
         Self::pushes_go_first();
-        if let Some(stream) = self.stream.borrow_mut().take() {
+        if let Some(stream) = self.answer.stream.borrow_mut().take() {
             return Ok(stream.finish(body.into()));
         }
         if !body.is_empty() {
             self.no_body_after_101("end() with data")?;
         }
-        let Some(reply) = self.reply.borrow_mut().take() else {
+        let Some(reply) = self.answer.reply.borrow_mut().take() else {
             return Ok(false);
         };
         let admission = self.admission.borrow_mut().take();
@@ -460,7 +465,7 @@ impl Response {
         )
         .map_err(error)?;
         Self::pushes_go_first();
-        let Some(reply) = self.reply.borrow_mut().take() else {
+        let Some(reply) = self.answer.reply.borrow_mut().take() else {
             return Ok(false);
         };
         let typed = (self.headers.borrow().iter())
@@ -476,18 +481,24 @@ impl Response {
 
     /// True until end(), unless the client has gone away (a long callback may ask, and stop).
     pub fn is_writable(&self) -> bool {
-        match &*self.stream.borrow() {
+        match &*self.answer.stream.borrow() {
             Some(stream) => stream.is_open(),
-            None => self.reply.borrow().as_ref().is_some_and(|r| !r.is_closed()),
+            None => self
+                .answer
+                .reply
+                .borrow()
+                .as_ref()
+                .is_some_and(|r| !r.is_closed()),
         }
     }
 }
 
 impl Drop for Response {
     fn drop(&mut self) {
+        unanswered::forget(self.fd, &self.answer);
         // The callback neither ended the response nor kept it for later: say so to the client
         // instead of leaving it waiting.
-        if let Some(reply) = self.reply.get_mut().take() {
+        if let Some(reply) = self.answer.reply.borrow_mut().take() {
             reply.send(HttpResponse::text(
                 500,
                 "the request callback did not call $response->end()\n",

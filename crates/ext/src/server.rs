@@ -24,6 +24,7 @@ use crate::frame::Frames;
 use crate::pipe_message;
 use crate::tasks::{self, Tasks};
 use crate::timers::Timers;
+use crate::unanswered::{self, Client};
 
 pub const OPCODE_TEXT: i64 = 1;
 pub const OPCODE_BINARY: i64 = 2;
@@ -626,9 +627,11 @@ impl Server {
         self.engine().and_then(|e| e.socket_id(fd_arg(fd)))
     }
 
-    /// True while the connection exists (also while it is closing).
+    /// True while the connection exists (also while it is closing); for an HTTP request's fd,
+    /// until its response is sent.
     pub fn exist(&self, fd: Int) -> bool {
-        self.engine().is_some_and(|e| e.exists(fd_arg(fd)))
+        let fd = fd_arg(fd);
+        self.engine().is_some_and(|e| e.exists(fd)) || unanswered::client(fd).is_some()
     }
 
     /// True if `$fd` is an established WebSocket connection that is not closing.
@@ -663,14 +666,18 @@ impl Server {
             .is_some_and(|e| e.disconnect(fd_arg(fd), code as u16, &reason)))
     }
 
-    /// Closes the connection normally (close code 1000).
-    pub fn close(&self, fd: Int) -> bool {
-        self.engine()
-            .is_some_and(|e| e.disconnect(fd_arg(fd), 1000, ""))
+    /// Closes the connection normally (close code 1000); an HTTP request's connection, before
+    /// its response is sent, without one (Swoole's way to refuse a request). `$reset` is
+    /// Swoole's (an RST instead of a FIN), taken and not needed.
+    pub fn close(&self, fd: Int, reset: Option<&Zval>) -> bool {
+        let _ = reset;
+        let fd = fd_arg(fd);
+        self.engine().is_some_and(|e| e.disconnect(fd, 1000, "")) || unanswered::close(fd)
     }
 
     /// remote_ip, remote_port, server_port, connect_time, last_time, websocket_status; or false.
-    /// `$reactor_id` and `$ignore_error` are Swoole's, taken and not needed.
+    /// Also for an HTTP request's fd until its response is sent. `$reactor_id` and
+    /// `$ignore_error` are Swoole's, taken and not needed.
     pub fn get_client_info(
         &self,
         fd: Int,
@@ -693,7 +700,15 @@ impl Server {
                 })
             })
         });
-        let Some(info) = info else {
+        let info = info.map(|info| Client {
+            remote: info.remote,
+            server_port: info.server_port,
+            connect_time: info.connect_time,
+            last_time: info.last_time,
+            // Swoole's WEBSOCKET_STATUS_ACTIVE (3) while open, WEBSOCKET_STATUS_CLOSING (4) after.
+            websocket_status: if info.established { 3 } else { 4 },
+        });
+        let Some(info) = info.or_else(|| unanswered::client(fd)) else {
             let mut no = Zval::new();
             no.set_bool(false);
             return Ok(no);
@@ -705,8 +720,7 @@ impl Server {
         a.set("server_port", i64::from(info.server_port))?;
         a.set("connect_time", info.connect_time as i64)?;
         a.set("last_time", info.last_time as i64)?;
-        // Swoole's WEBSOCKET_STATUS_ACTIVE (3) while open, WEBSOCKET_STATUS_CLOSING (4) after.
-        a.set("websocket_status", if info.established { 3i64 } else { 4 })?;
+        a.set("websocket_status", info.websocket_status)?;
         Ok(a.into_zval())
     }
 

@@ -36,6 +36,12 @@ $server->on('handshake', function ($request, $response) use ($server, $style, $o
     if ($token === 'throw') {
         throw new RuntimeException('no handshake today');
     }
+    if ($token === 'close') {
+        // Refused with no answer at all, as Swoole's close() of the request's fd does.
+        $status = $server->getClientInfo($request->fd)['websocket_status'];
+        echo 'closed handshake: ', json_encode([$status, $server->close($request->fd)]), "\n";
+        return false;
+    }
     if ($style === 'return') {
         if ($token === 'cookie') {
             $response->cookie('session', 'abc');

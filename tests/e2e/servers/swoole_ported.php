@@ -94,6 +94,27 @@ class Chat
 
     public function onRequest($request, $response): void
     {
+        $server = $this->server;
+        switch ($request->server['request_uri']) {
+            // Who asks, as articles log it, while the request is answered and after.
+            case '/who':
+                $asked = [$server->getClientInfo($request->fd), $server->exist($request->fd), $server->isEstablished($request->fd)];
+                $response->end(json_encode($asked));
+                echo 'after end: ', json_encode([$server->getClientInfo($request->fd), $server->exist($request->fd)]), "\n";
+                return;
+            // Article 004's refusal of a request without its token: the connection is closed
+            // and nothing answered ($reset is Swoole's).
+            case '/refuse':
+                echo 'closed: ', json_encode([$server->close($request->fd, true), $server->close($request->fd)]), "\n";
+                return;
+            // A body under way: cut short, the client sees it incomplete.
+            case '/cut':
+                $response->write('part');
+                $server->close($request->fd);
+                return;
+            case '/throw':
+                throw new RuntimeException('no such page');
+        }
         $response->setCookie('seen', 'a b', 0, '/', '', false, true);
         $response->setRawCookie('raw', 'a%20b');
         $response->end('cookies');
