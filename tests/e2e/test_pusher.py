@@ -238,6 +238,12 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
         error = recv(ws)
         assert error["event"] == "pusher:subscription_error" and error["channel"] == channel
         assert json.loads(error["data"])["status"] == 401
+        assert json.loads(error["data"])["error"] == "invalid signature for this socket_id and channel"
+    # No auth at all (Laravel's redis broadcaster answers pusher-js's auth request unsigned):
+    # said so.
+    send(ws, "pusher:subscribe", {"channel": "private-a"})
+    error = json.loads(recv(ws)["data"])
+    assert error["status"] == 401 and error["error"].startswith("no auth: the auth endpoint answered without a signature"), error
     # A private channel's auth with custom data signed too (the SDKs' authorizeChannel($channel,
     # $socketId, $customData)) is taken, as the one without.
     custom = '{"foo":1}'
@@ -255,6 +261,8 @@ def test_bad_messages_get_errors_and_the_connection_stays(php_server):
     assert "name over 200 bytes" in recv(ws)["data"]["message"]
     send(ws, "client-x", {}, channel="news")
     assert "only allowed on private and presence" in recv(ws)["data"]["message"]
+    send(ws, "client-x", {}, channel="private-encrypted-room")
+    assert recv(ws)["data"]["message"] == "client events are not allowed on private-encrypted channels"
     send(ws, "client-x", {}, channel="private-elsewhere")
     assert "not subscribed" in recv(ws)["data"]["message"]
     # None of it reached the other member; a valid whisper does.
@@ -369,6 +377,10 @@ def test_http_api_signatures(php_server):
     assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/news/users")[0] == 400
     assert api_request(server, "GET", f"/apps/{APP['app_id']}/channels/presence-a%20b/users")[0] == 400
     assert api_request(server, "GET", path)[0] == 405
+    # An SDK given another app id than the server's (a stale config cache) is told so, not that
+    # this is a WebSocket server.
+    assert api_request(server, "POST", "/apps/999/events", body) == (404, {
+        "error": "no Pusher app has app_id '999' here: the HTTP API takes the app_id of an app in the 'pusher' setting"})
     # user_count is for presence channels only, as Pusher has it.
     counted = json.dumps({"name": "n", "channel": "news", "data": "x", "info": "user_count"}).encode()
     assert api_request(server, "POST", path, counted)[0] == 400

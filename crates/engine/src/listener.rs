@@ -512,6 +512,11 @@ async fn handle(req: Request<Incoming>, peer: Peer, shared: Arc<Shared>) -> Repl
         return file;
     }
     if !shared.handlers.request.load(Relaxed) {
+        if let Some(unknown) =
+            crate::pusher::api::unknown_app(&shared, req.method(), req.uri().path())
+        {
+            return reply(unknown);
+        }
         let mut res = reply(HttpResponse::text(
             426,
             "This is a WebSocket server: connect with a WebSocket client (Upgrade: websocket).\n",

@@ -39,6 +39,17 @@ fn fail(status: u16, message: &str) -> HttpResponse {
     json_reply(status, json!({ "error": message }))
 }
 
+/// The answer to `/apps/{id}/...` for an app not configured here, when no request callback
+/// takes such paths: a server SDK given another app_id than Surge's (a stale config cache, a
+/// second .env) is told so (Laravel shows it in its BroadcastException), not that this is a
+/// WebSocket server.
+pub(crate) fn unknown_app(shared: &Shared, method: &Method, path: &str) -> Option<HttpResponse> {
+    let id = shared.pusher.unknown_api_app(path)?;
+    log::info!(target: "surge", "pusher api: {method} {path}: no app has app_id '{id}' here");
+    let why = format!("no Pusher app has app_id '{id}' here: the HTTP API takes the app_id of an app in the 'pusher' setting");
+    Some(fail(404, &why))
+}
+
 /// The largest body the API reads: ten events of 10 KB of data (escaped in JSON, up to six
 /// times that) on 100 channels each fit; nothing a signed request sends comes near it.
 const API_BODY: BodyLimit = BodyLimit {

@@ -326,6 +326,13 @@ impl Pusher {
         self.enabled() && path.starts_with("/app/")
     }
 
+    /// The app id of a path shaped as an HTTP API call (`/apps/{id}/...`) for an app not
+    /// configured here (see `api::unknown_app`).
+    pub fn unknown_api_app<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let (id, _) = path.strip_prefix("/apps/")?.split_once('/')?;
+        (self.enabled() && self.by_id(id).is_none()).then_some(id)
+    }
+
     /// HTTP requests under `/apps/{a configured app_id}/` are the Pusher HTTP API; other paths
     /// under `/apps/` are the application's (its routes, its static files).
     pub fn is_api_path(&self, path: &str) -> bool {

@@ -400,14 +400,13 @@ fn subscribe(session: &Session, conn: &Conn, shared: &Shared, s: Subscribe) -> O
         };
         if !signed {
             log::debug!(target: "surge", "fd {}: refused subscription to {channel}: bad auth", conn.fd);
-            subscription_error(
-                conn,
-                shared,
-                channel,
-                "AuthError",
-                401,
-                "invalid signature for this socket_id and channel",
-            );
+            // None at all: pusher-js sends what the auth endpoint answered, and Laravel's redis
+            // broadcaster answers without a signature (it was made for laravel-echo-server).
+            let why = match s.auth {
+                Some(_) => "invalid signature for this socket_id and channel",
+                None => "no auth: the auth endpoint answered without a signature (Laravel's redis broadcaster does not sign: authorize with the pusher or reverb one)",
+            };
+            subscription_error(conn, shared, channel, "AuthError", 401, why);
             return None;
         }
     }
@@ -633,12 +632,12 @@ fn client_event(
     }
     let kind = kind(&channel);
     if !matches!(kind, Kind::Private | Kind::Presence) {
-        error(
-            conn,
-            shared,
-            None,
-            "client events are only allowed on private and presence channels",
-        );
+        // pusher-js refuses them on encrypted channels itself (it could not encrypt them).
+        let why = match kind {
+            Kind::Encrypted => "client events are not allowed on private-encrypted channels",
+            _ => "client events are only allowed on private and presence channels",
+        };
+        error(conn, shared, None, why);
         return None;
     }
     if !session.subscriptions.lock().contains(&channel) {
