@@ -11,6 +11,7 @@ use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::Zval;
 use surge_engine::{Config, Engine, Event, Handler, HttpRequest, PusherEvent, Worker};
 
+use crate::callable::Callable;
 use crate::callbacks::{call, call_for_value, Kind, Outcome};
 use crate::convert::{binary_zval, json_zval, Assoc};
 use crate::exception::error;
@@ -599,12 +600,16 @@ fn stopping_now() -> Next {
 }
 
 fn callback(server: &Server, kind: Kind, args: &[&dyn IntoZvalDyn]) -> Outcome {
-    // Cloned out of the RefCell so that the callback may call on() itself.
-    let cb = server.callbacks.borrow().get(kind);
-    match cb {
+    match registered(server, kind) {
         Some(cb) => call(&cb, args, kind.name()),
         None => Outcome::Continue,
     }
+}
+
+/// The callback registered for `kind`, cloned out of the RefCell so that it may call on()
+/// itself.
+fn registered(server: &Server, kind: Kind) -> Option<Callable> {
+    server.callbacks.borrow().get(kind)
 }
 
 /// The body of the 500 that answers a request whose callback ended in a fatal error.
@@ -706,11 +711,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             let (Some(req), Some(res)) = (req, res) else {
                 return Next::Continue;
             };
-            let cb = server
-                .callbacks
-                .borrow()
-                .get(Kind::Engine(Handler::Request));
-            let Some(cb) = cb else {
+            let Some(cb) = registered(server, Kind::Engine(Handler::Request)) else {
                 return Next::Continue;
             };
             match call_for_value(&cb, &[&req, &res], "request") {
@@ -739,11 +740,7 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             let (Some(req), Some(res)) = (req, res) else {
                 return Next::Continue;
             };
-            let cb = server
-                .callbacks
-                .borrow()
-                .get(Kind::Engine(Handler::Handshake));
-            let Some(cb) = cb else {
+            let Some(cb) = registered(server, Kind::Engine(Handler::Handshake)) else {
                 // Taken away with on('handshake', null) while this one waited: Surge's own
                 // handshake, and so the open callback.
                 return match Response::after_handshake(&res, true) {
