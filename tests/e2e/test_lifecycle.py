@@ -292,12 +292,12 @@ def test_heartbeat_check_interval_alone_drops_after_twice_it_as_swoole_does(php_
     often give the interval alone (60 s), and with the idle time at Surge's own 60 s the sweep
     after the one that pinged a client dropped it, pong or not. A client that answers the pings
     stays through many sweeps; one that does not is dropped after about twice the interval."""
-    srv = php_server("echo.php", env=settings_env(heartbeat_check_interval=0.3))
+    srv = php_server("echo.php", env=settings_env(heartbeat_check_interval=0.5))
     with connect(srv.url, ping_interval=None) as healthy, RawClient(srv.port) as dead:
         dead.open()
         # Reads what comes (pings) but never answers: gone long before Surge's own 60 s.
-        dead.wait_eof(timeout=3)
-        time.sleep(1.5)  # five more sweeps for the client that answers
+        dead.wait_eof(timeout=4)
+        time.sleep(2.5)  # five more sweeps for the client that answers
         out = srv.wait_output("close ")
         healthy_fd = command(healthy, "cmd:info")["fd"]
         assert [fd for fd in opened_fds(out) if fd != healthy_fd] == [int(fd) for fd in re.findall(r"^close (\d+)", out, re.M)]

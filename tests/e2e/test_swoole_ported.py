@@ -7,6 +7,7 @@ table's exist()/delete() and conversions, the static `Timer` and Response::setCo
 
 import http.client
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -101,6 +102,20 @@ def test_a_requests_fd_is_known_until_answered_and_close_refuses_it_without_an_a
     with pytest.raises(http.client.IncompleteRead):
         answer.read()
     conn.close()
+
+    # A response kept for later: known while its client waits, not once it has left.
+    def held() -> list:
+        with urllib.request.urlopen(srv.http + "/held", timeout=5) as answer:
+            return json.loads(answer.read())
+
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as waiting:
+        waiting.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        srv.wait_output("holding")
+        assert held() == [True, True, True]
+    deadline = time.monotonic() + 5
+    while held() != [False, False, False]:
+        assert time.monotonic() < deadline, held()
+        time.sleep(0.05)
 
     with pytest.raises(urllib.error.HTTPError) as failed:
         urllib.request.urlopen(srv.http + "/throw", timeout=5)

@@ -481,15 +481,7 @@ impl Response {
 
     /// True until end(), unless the client has gone away (a long callback may ask, and stop).
     pub fn is_writable(&self) -> bool {
-        match &*self.answer.stream.borrow() {
-            Some(stream) => stream.is_open(),
-            None => self
-                .answer
-                .reply
-                .borrow()
-                .as_ref()
-                .is_some_and(|r| !r.is_closed()),
-        }
+        self.answer.owed()
     }
 }
 

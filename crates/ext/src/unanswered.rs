@@ -22,8 +22,13 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn unanswered(&self) -> bool {
-        self.reply.borrow().is_some() || self.stream.borrow().is_some()
+    /// Owed to a client still there: `exist()` of a request whose client left is false, as
+    /// for a WebSocket (a timer that streams to it stops on that).
+    pub fn owed(&self) -> bool {
+        match &*self.stream.borrow() {
+            Some(stream) => stream.is_open(),
+            None => self.reply.borrow().as_ref().is_some_and(|r| !r.is_closed()),
+        }
     }
 }
 
@@ -70,23 +75,23 @@ pub fn forget(fd: u64, answer: &Rc<Answer>) {
 }
 
 /// The answer still owed on `fd`, with its client.
-fn owed(fd: u64) -> Option<(Client, Rc<Answer>)> {
+fn owed_on(fd: u64) -> Option<(Client, Rc<Answer>)> {
     UNANSWERED.with_borrow(|all| {
         let entry = all.get(&fd)?;
-        let answer = entry.answer.upgrade().filter(|a| a.unanswered())?;
+        let answer = entry.answer.upgrade().filter(|a| a.owed())?;
         Some((entry.client, answer))
     })
 }
 
 /// Who sent the request on `fd`, while its answer is owed.
 pub fn client(fd: u64) -> Option<Client> {
-    owed(fd).map(|(client, _)| client)
+    owed_on(fd).map(|(client, _)| client)
 }
 
 /// Closes the connection of the request on `fd` without (the rest of) an answer; false if no
 /// answer is owed there.
 pub fn close(fd: u64) -> bool {
-    let Some((_, answer)) = owed(fd) else {
+    let Some((_, answer)) = owed_on(fd) else {
         return false;
     };
     if let Some(reply) = answer.reply.borrow_mut().take() {

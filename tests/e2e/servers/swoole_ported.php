@@ -11,6 +11,9 @@ class Chat
 {
     private Table $users;
     private int $beats = 0;
+    /** A request kept unanswered (/hold), and its fd. */
+    private $held = null;
+    private int $heldFd = 0;
 
     public function __construct(private Server $server)
     {
@@ -111,6 +114,14 @@ class Chat
             case '/cut':
                 $response->write('part');
                 $server->close($request->fd);
+                return;
+            // A response kept for later, as long polling does; /held asks after its client.
+            case '/hold':
+                [$this->held, $this->heldFd] = [$response, $request->fd];
+                echo "holding\n";
+                return;
+            case '/held':
+                $response->end(json_encode([$server->exist($this->heldFd), $server->getClientInfo($this->heldFd) !== false, $this->held->isWritable()]));
                 return;
             case '/throw':
                 throw new RuntimeException('no such page');
