@@ -303,12 +303,20 @@ def test_a_push_to_the_other_worker_is_not_overtaken_by_what_a_client_does_on_th
     fd_b = who[b]["fd"]
     # Worker 0 pushes to worker 1's client and answers, then goes on; on the answer, a request
     # to worker 1 pushes to the same client. The first push is held for a batch: the answer's
-    # flush must have written it, or the second overtakes it.
-    for i in range(5):
-        for conn, query, worker in [(to_0, f"text=first{i}&after=300", 0), (to_1, f"text=then{i}", 1)]:
+    # flush must have written it, or the second overtakes it (without the flush, 18 to 19 times
+    # in 20 here). Worker 1's bus thread still hands the first push on after it is written, the
+    # window README leaves, which two busy cores stretched past the request's way once in CI:
+    # two in ten are let pass.
+    overtaken = []
+    for i in range(10):
+        for conn, query, worker in [(to_0, f"text=first{i}&after=100", 0), (to_1, f"text=then{i}", 1)]:
             conn.request("GET", f"/push?fd={fd_b}&{query}")
             assert conn.getresponse().read() == str(worker).encode()
-        assert [clients[b].recv(timeout=5), clients[b].recv(timeout=5)] == [f"first{i}", f"then{i}"]
+        got = [clients[b].recv(timeout=5), clients[b].recv(timeout=5)]
+        assert sorted(got) == [f"first{i}", f"then{i}"]
+        if got != [f"first{i}", f"then{i}"]:
+            overtaken.append(i)
+    assert len(overtaken) <= 2, overtaken
     to_0.close()
     to_1.close()
 

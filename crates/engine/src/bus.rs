@@ -507,13 +507,15 @@ pub(crate) struct Peers {
 impl Peers {
     /// `processes`: workers and task workers, which any of them may send a message.
     pub(crate) fn new(dir: &Path, me: usize, count: usize, processes: usize) -> Self {
-        let now = Arc::new(Links::new(dir, processes));
+        // Any process answers whether it has fd 0 (none has).
+        let greeting = Writer::new(EXISTS).u64(0).finish();
+        let now = Arc::new(Links::new(dir, processes, greeting.clone()));
         Peers {
             me,
             count,
             pushes: PushBatches::start(now.clone(), processes),
             now,
-            for_php: Links::new(dir, processes),
+            for_php: Links::new(dir, processes, greeting),
             listed: Mutex::new(Vec::new()),
             made_in: MadeIn::here(),
         }

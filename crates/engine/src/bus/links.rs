@@ -29,16 +29,20 @@ pub(super) type Streams = Vec<Option<UnixStream>>;
 
 pub(super) struct Links {
     dir: PathBuf,
+    /// A question asked on every new link before anything is sent (see `connect`).
+    greeting: Vec<u8>,
     streams: Mutex<Streams>,
     /// Whether each peer's stream is made, read without the lock (see `Peers::push`).
     linked: Vec<AtomicBool>,
 }
 
 impl Links {
-    /// Links to `processes` processes, whose sockets are in `dir`.
-    pub(super) fn new(dir: &Path, processes: usize) -> Self {
+    /// Links to `processes` processes, whose sockets are in `dir`; `greeting` is a question
+    /// (length first) any of them answers.
+    pub(super) fn new(dir: &Path, processes: usize, greeting: Vec<u8>) -> Self {
         Links {
             dir: dir.to_owned(),
+            greeting,
             streams: Mutex::new((0..processes).map(|_| None).collect()),
             linked: (0..processes).map(|_| AtomicBool::new(false)).collect(),
         }
@@ -105,14 +109,7 @@ impl Links {
     /// used again: the peer may be slow, not gone, and would carry the request out twice.
     pub(super) fn read_answer(&self, streams: &mut Streams, peer: usize) -> Option<Vec<u8>> {
         let link = streams[peer].as_mut()?;
-        let mut len = [0u8; 4];
-        let mut read = || {
-            link.read_exact(&mut len)?;
-            let mut answer = vec![0; u32::from_be_bytes(len) as usize];
-            link.read_exact(&mut answer)?;
-            Ok::<_, std::io::Error>(answer)
-        };
-        match read() {
+        match read_message(link) {
             Ok(answer) => Some(answer),
             Err(error) => {
                 log::debug!(target: "surge", "bus link to worker {peer}: {error} (no answer)");
@@ -128,8 +125,29 @@ impl Links {
             .map_err(|e| log::debug!(target: "surge", "bus: cannot reach worker {peer}: {e}"))
             .ok()?;
         link.set_read_timeout(Some(TIMEOUT)).ok()?;
+        // Answered once the peer's bus thread has taken the link and reads it. Until then what
+        // is written waits in the socket: the first push to a worker reached its client after
+        // a push that worker made itself on a request that came on this one's HTTP response
+        // (sent after the push), a window several times that of a link already read.
+        let mut link = link;
+        if let Err(e) = send_all(&link, &self.greeting).map_err(|(e, _)| e) {
+            log::debug!(target: "surge", "bus: worker {peer} took no greeting: {e}");
+            return None;
+        }
+        read_message(&mut link)
+            .map_err(|e| log::debug!(target: "surge", "bus: worker {peer} did not answer: {e}"))
+            .ok()?;
         Some(link)
     }
+}
+
+/// One message (its length first) read from `link`.
+fn read_message(link: &mut UnixStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    link.read_exact(&mut len)?;
+    let mut message = vec![0; u32::from_be_bytes(len) as usize];
+    link.read_exact(&mut message)?;
+    Ok(message)
 }
 
 /// `UnixStream::connect`, giving up after `wait`: a worker that takes no link (out of file
@@ -204,14 +222,55 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
+    const GREETING: &[u8] = b"\0\0\0\x02hi";
+
+    /// As a peer's bus thread takes a link: the greeting answered, the link handed back
+    /// unread after that.
+    fn take_link(peer: &UnixListener) -> std::thread::JoinHandle<UnixStream> {
+        let peer = peer.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let (mut link, _) = peer.accept().unwrap();
+            assert_eq!(read_message(&mut link).unwrap(), &GREETING[4..]);
+            std::io::Write::write_all(&mut link, b"\0\0\0\x01\0").unwrap();
+            link
+        })
+    }
+
+    #[test]
+    fn a_new_link_is_used_once_the_peer_answered_its_greeting() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
+        let links = Links::new(dir.path(), 2, GREETING.to_vec());
+        let mut streams = links.lock();
+        // Taken but never answered: not linked (after TIMEOUT), nothing sent.
+        let silent = std::thread::spawn({
+            let peer = peer.try_clone().unwrap();
+            move || peer.accept().unwrap().0
+        });
+        assert!(!links.send_on(&mut streams, 1, b"lost"));
+        assert!(!links.linked(1));
+        let mut silent = silent.join().unwrap();
+        let mut got = Vec::new();
+        silent.read_to_end(&mut got).unwrap();
+        assert_eq!(got, GREETING, "only the greeting was sent");
+
+        let taken = take_link(&peer);
+        assert!(links.send_on(&mut streams, 1, b"next"));
+        let mut link = taken.join().unwrap();
+        let mut next = [0u8; 4];
+        link.read_exact(&mut next).unwrap();
+        assert_eq!(&next, b"next");
+    }
+
     #[test]
     fn a_message_cut_short_drops_its_link_and_the_next_goes_on_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
-        // A peer that takes links but reads nothing until told to.
+        // A peer that takes links but reads nothing after the greeting until told to.
         let peer = UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
-        let links = Links::new(dir.path(), 2);
+        let links = Links::new(dir.path(), 2, GREETING.to_vec());
         let mut streams = links.lock();
         let large = vec![7u8; 8 << 20];
+        let taken = take_link(&peer);
         let started = std::time::Instant::now();
         assert!(!links.send_on(&mut streams, 1, &large), "not sent whole");
         assert!(started.elapsed() >= COMMITTED_WAIT);
@@ -221,14 +280,15 @@ mod tests {
         );
 
         // The peer sees part of it, then the end of that link: never a whole message.
-        let (mut first, _) = peer.accept().unwrap();
+        let mut first = taken.join().unwrap();
         let mut got = Vec::new();
         first.read_to_end(&mut got).unwrap();
         assert!(!got.is_empty() && got.len() < large.len(), "{}", got.len());
 
+        let taken = take_link(&peer);
         assert!(links.send_on(&mut streams, 1, b"next"), "on a new link");
         assert!(links.linked(1));
-        let (mut second, _) = peer.accept().unwrap();
+        let mut second = taken.join().unwrap();
         let mut next = [0u8; 4];
         second.read_exact(&mut next).unwrap();
         assert_eq!(&next, b"next");
