@@ -236,11 +236,18 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_new_link_is_used_once_the_peer_answered_its_greeting() {
+    /// Links from worker 0 of 2, and worker 1's listening socket (the directory is kept
+    /// while the test runs).
+    fn links_to_a_peer() -> (tempfile::TempDir, UnixListener, Links) {
         let dir = tempfile::tempdir().unwrap();
         let peer = UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
         let links = Links::new(dir.path(), 2, GREETING.to_vec());
+        (dir, peer, links)
+    }
+
+    #[test]
+    fn a_new_link_is_used_once_the_peer_answered_its_greeting() {
+        let (_dir, peer, links) = links_to_a_peer();
         let mut streams = links.lock();
         // Taken but never answered: not linked (after TIMEOUT), nothing sent.
         let silent = std::thread::spawn({
@@ -264,10 +271,8 @@ mod tests {
 
     #[test]
     fn a_message_cut_short_drops_its_link_and_the_next_goes_on_a_new_one() {
-        let dir = tempfile::tempdir().unwrap();
         // A peer that takes links but reads nothing after the greeting until told to.
-        let peer = UnixListener::bind(socket_path(dir.path(), 1)).unwrap();
-        let links = Links::new(dir.path(), 2, GREETING.to_vec());
+        let (_dir, peer, links) = links_to_a_peer();
         let mut streams = links.lock();
         let large = vec![7u8; 8 << 20];
         let taken = take_link(&peer);
