@@ -87,14 +87,15 @@ def test_a_requests_fd_is_known_until_answered_and_close_refuses_it_without_an_a
     assert info["remote_ip"] == "127.0.0.1" and info["server_port"] == srv.port, info
     assert info["websocket_status"] == 0 and abs(info["last_time"] - time.time()) < 60, info
     assert info["connect_time"] <= info["last_time"], info
-    assert srv.wait_output("after end: ").count("after end: [false,false]") == 1
+    # The whole line: echo writes it in pieces, which valgrind's slower PHP left apart.
+    srv.wait_output("after end: [false,false]\n")
 
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
     conn.request("GET", "/refuse")
     with pytest.raises(http.client.RemoteDisconnected):
         conn.getresponse()
     conn.close()
-    assert "closed: [true,false]" in srv.wait_output("closed: ")
+    srv.wait_output("closed: [true,false]\n")
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
     conn.request("GET", "/cut")
     answer = conn.getresponse()
