@@ -40,7 +40,9 @@ pub(crate) fn wait_for_room(fd: RawFd, deadline: Instant) -> bool {
     };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // Rounded up: poll waits at least this long, so a timeout is never before the deadline
+        // (rounded down, it came up to a millisecond early).
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         // SAFETY: one valid pollfd.
         match unsafe { libc::poll(&mut poll, 1, ms) } {
             0 => return false,
