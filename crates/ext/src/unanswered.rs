@@ -15,7 +15,6 @@ use surge_engine::http_stream::ChunkSender;
 use surge_engine::Responder;
 
 /// What is left to send of one response: its head until sent, then its body while streamed.
-#[derive(Default)]
 pub struct Answer {
     pub reply: RefCell<Option<Responder>>,
     pub stream: RefCell<Option<ChunkSender>>,

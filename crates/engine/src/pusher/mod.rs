@@ -329,17 +329,21 @@ impl Pusher {
     /// The app id of a path shaped as an HTTP API call (`/apps/{id}/...`) for an app not
     /// configured here (see `api::unknown_app`).
     pub fn unknown_api_app<'a>(&self, path: &'a str) -> Option<&'a str> {
-        let (id, _) = path.strip_prefix("/apps/")?.split_once('/')?;
+        let id = api_app_id(path)?;
         (self.enabled() && self.by_id(id).is_none()).then_some(id)
     }
 
     /// HTTP requests under `/apps/{a configured app_id}/` are the Pusher HTTP API; other paths
     /// under `/apps/` are the application's (its routes, its static files).
     pub fn is_api_path(&self, path: &str) -> bool {
-        (path.strip_prefix("/apps/"))
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(id, _)| self.by_id(id).is_some())
+        api_app_id(path).is_some_and(|id| self.by_id(id).is_some())
     }
+}
+
+/// The `{id}` of a path shaped as an HTTP API call, `/apps/{id}/...`.
+fn api_app_id(path: &str) -> Option<&str> {
+    let (id, _) = path.strip_prefix("/apps/")?.split_once('/')?;
+    Some(id)
 }
 
 /// The Pusher state of one connection (attached to its `Conn`).
