@@ -3,6 +3,7 @@ with thousands of busy clients, a PHP warning inside a callback, a burst of conn
 messages."""
 
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import json
@@ -71,6 +72,74 @@ def test_clients_flooding_a_blocked_php_thread_are_held_back_nothing_lost(php_se
         assert_php_wakes_with(control, clients * count, size)
     grew = rss_kib(srv.proc.pid, "VmHWM") - base
     assert grew < 192 * 1024, f"peak RSS grew {grew} KiB while PHP was blocked"
+
+
+def test_clients_whose_messages_wait_for_a_busy_php_still_get_its_pushes(php_server, tmp_path):
+    """30 clients send 10 messages each to a callback that takes 2 ms and broadcasts 1 KB; the
+    event queue holds 2 events, so most clients' readers wait for room most of the time. Their
+    connections still write what PHP pushes: every client reads all 300 broadcasts and stays
+    open. (A waiting reader's task wrote nothing, and clients that read everything were closed
+    as slow consumers, 1008, once 16 KiB had piled up for them.)"""
+    script = tmp_path / "busy_broadcast.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'event_queue_size' => 2, 'socket_buffer_size' => 16384]);
+        $s->on('message', function ($s, $frame) {
+            usleep(2000);
+            $s->broadcast(str_repeat('x', 1000));
+        });
+        $s->start();
+    """)
+    srv = php_server(script)
+    clients, messages = 30, 10
+    everyone = clients * messages
+
+    async def client(ready, go):
+        async with aconnect(srv.url, max_queue=None, ping_interval=None) as ws:
+            ready.release()
+            await go.wait()
+            for _ in range(messages):
+                await ws.send("m")
+            got = 0
+            try:
+                while got < everyone:
+                    await asyncio.wait_for(ws.recv(), 30)
+                    got += 1
+            except ConnectionClosed as closed:
+                return got, closed.rcvd and (closed.rcvd.code, closed.rcvd.reason)
+            return got, None
+
+    async def main():
+        ready, go = asyncio.Semaphore(0), asyncio.Event()
+        tasks = [asyncio.create_task(client(ready, go)) for _ in range(clients)]
+        for _ in range(clients):
+            await ready.acquire()
+        go.set()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(main())
+    assert results == [(everyone, None)] * clients, srv.stderr()[-2000:]
+    assert "slow consumer" not in srv.stderr()
+
+
+def test_the_heartbeat_leaves_clients_whose_messages_wait_for_php(php_server):
+    """PHP sleeps 3 s in a callback; meanwhile 6 clients send 3 messages each, and with an event
+    queue of 2 most of their readers wait for room, reading nothing more. That wait is the
+    server's: the heartbeat (idle time 2 s) dropped those clients as silent, and their messages
+    never reached PHP. Now PHP gets all 18 and every client stays."""
+    settings = settings_env(event_queue_size=2, heartbeat_idle_time=2, heartbeat_check_interval=0.5)
+    srv = php_server("slow_php.php", env=settings)
+    with connect(srv.url) as control, contextlib.ExitStack() as stack:
+        control.send("sleep")
+        time.sleep(0.2)
+        clients = [stack.enter_context(connect(srv.url)) for _ in range(6)]
+        for ws in clients:
+            for _ in range(3):
+                ws.send("m")
+        assert_php_wakes_with(control, 18, 1)
+        for ws in clients:
+            ws.send("count")
+            assert ws.recv(timeout=10) == "18 18"
 
 
 def test_compressed_messages_that_inflate_large_wait_in_bounded_memory(php_server):

@@ -78,7 +78,7 @@ def test_a_handshake_callback_may_only_return(php_server):
 
 
 def test_handshakes_waiting_when_the_callback_is_taken_away_get_the_open_callback(php_server):
-    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "300"})
     srv.wait_output("listening")
     with ThreadPoolExecutor(2) as pool:
         last = pool.submit(connect, srv.url + "/?token=last", open_timeout=5)
@@ -91,11 +91,25 @@ def test_handshakes_waiting_when_the_callback_is_taken_away_get_the_open_callbac
     assert srv.stdout().count("handshake ") == 1
 
 
+def test_a_connection_let_in_by_a_slow_handshake_callback_starts_its_idle_time_when_it_opens(php_server):
+    """The callback takes 1.5 s, longer than heartbeat_idle_time (1 s): the connection it lets in
+    was dropped at the first sweep after it opened (its idle time counted from its handshake's
+    arrival), though its client had been quiet for no time at all."""
+    settings = settings_env(heartbeat_idle_time=1, heartbeat_check_interval=0.25)
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1500", **settings})
+    srv.wait_output("listening")
+    with connect(srv.url + "/?token=secret", open_timeout=10) as ws:
+        assert ws.recv(timeout=5) == "deferred open ?"
+        time.sleep(0.6)
+        ws.send("still here")
+        assert ws.recv(timeout=5).endswith(": still here")
+
+
 def test_a_client_gone_during_the_handshake_callback_is_forgotten(php_server):
     """A client that leaves while PHP decides: no connection is left behind, and the close
     callback undoes what the callback (and its deferred open) did for it, as Swoole's onClose
     would: the table kept their rows."""
-    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "300"})
     srv.wait_output("listening")
     for n in range(3):
         s = socket.create_connection(("127.0.0.1", srv.port))
@@ -127,7 +141,7 @@ def test_a_handshake_whose_client_left_while_it_waited_is_not_handed_to_php(php_
     the handshake callback does not run for them (it would answer nobody, ahead of the clients
     still waiting). With worker_threads 0 the engine reads that they left only once PHP is
     free, after it took their handshakes."""
-    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "1"})
+    srv = php_server("handshake.php", env={"SURGE_HANDSHAKE": "return", "SURGE_SLOW_HANDSHAKE": "300"})
     srv.wait_output("listening")
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(connect, srv.url + "/?token=secret&name=first", open_timeout=10)

@@ -128,18 +128,12 @@ where
     async move {
         let deflate = ws.socket.deflate_window();
         let mut rate = RateLimit::new(shared.config.max_messages_per_second, shared.now_ms());
-        // The outbox was raised while a step ran: the next step writes it.
-        let mut raised = false;
         let flow = loop {
-            let wake = if std::mem::take(&mut raised) {
-                Wake::Outbox
-            } else {
-                tokio::select! {
-                    biased;
-                    _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => Wake::Outbox,
-                    // A message still coming counts as activity for the heartbeat.
-                    incoming = ws.next(|| conn.touch(shared.now_ms())) => Wake::Input(incoming),
-                }
+            let wake = tokio::select! {
+                biased;
+                _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => Wake::Outbox,
+                // A message still coming counts as activity for the heartbeat.
+                incoming = ws.next(|| conn.touch(shared.now_ms())) => Wake::Input(incoming),
             };
             let writing = matches!(wake, Wake::Outbox);
             let mut step = Box::pin(step(wake, &mut ws, &conn, &shared, &mut rate, deflate));
@@ -149,12 +143,18 @@ where
                     return Poll::Ready(flow);
                 }
                 // A step may wait long on a write to a client that reads nothing: a kill (the
-                // heartbeat's) ends it there. Looked at until the wait is registered again.
+                // heartbeat's) ends it there. Looked at until the wait is registered again,
+                // then raised again for whoever writes next: the step itself, when it waits
+                // for room to hand PHP a message (`hand_over`), else the next step.
+                let mut raised = false;
                 while conn.wake.poll_raised(cx).is_ready() {
                     if conn.is_killed() {
                         return Poll::Ready(Flow::Stop(ABNORMAL));
                     }
                     raised = true;
+                }
+                if raised {
+                    conn.wake.keep_raised();
                 }
                 if (writing || conn.answering()) && (raised || close_wait.watching()) {
                     if let Some(code) = close_wait.given_up(&conn, cx) {
@@ -474,9 +474,8 @@ where
             if let Some(event) =
                 crate::pusher::socket::receive(session, conn, shared, &data, binary)
             {
-                if shared.events.send(event).await.is_err() {
-                    return Flow::Stop(ABNORMAL);
-                }
+                let handing = async { shared.events.send(event).await.is_ok() };
+                return hand_over(handing, ws, conn, shared, deflate).await;
             }
         }
         return Flow::Continue;
@@ -510,22 +509,77 @@ where
         }
         // Waiting here is the backpressure: a busy PHP thread stops this reader, and TCP
         // stops the client, instead of events piling up in memory.
-        let held = Some(shared.hold_inbound(data.len()).await);
-        if shared
-            .events
-            .send(Event::Message {
+        let handing = async {
+            let held = Some(shared.hold_inbound(data.len()).await);
+            let message = Event::Message {
                 fd: conn.fd,
                 data,
                 binary,
                 held,
-            })
-            .await
-            .is_err()
-        {
-            return Flow::Stop(ABNORMAL);
-        }
+            };
+            shared.events.send(message).await.is_ok()
+        };
+        return hand_over(handing, ws, conn, shared, deflate).await;
     }
     Flow::Continue
+}
+
+/// Waits until `handing` has handed PHP a message of the client's (false: PHP's side is gone),
+/// which takes long while PHP is behind. The outbox is written meanwhile: a client whose
+/// message waited got nothing PHP pushed to it, nor its pings, and was closed as a slow
+/// consumer (1008) though it read everything. The wait is the server's, not the client's
+/// silence: the heartbeat leaves the connection alone while it lasts (`Conn::set_held`).
+async fn hand_over<S>(
+    handing: impl Future<Output = bool>,
+    ws: &mut WebSocket<S>,
+    conn: &Conn,
+    shared: &Shared,
+    deflate: Option<u8>,
+) -> Flow
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut handing = std::pin::pin!(handing);
+    // Most messages find room at once: then this costs no more than the wait alone.
+    let mut handed = poll_fn(|cx| Poll::Ready(handing.as_mut().poll(cx))).await;
+    while handed.is_pending() {
+        conn.set_held(true);
+        tokio::select! {
+            biased;
+            ok = &mut handing => handed = Poll::Ready(ok),
+            _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => {
+                // While it writes, the task waits on the client, as any write does: one that
+                // reads nothing is dropped by the heartbeat, its idle time counted from here.
+                conn.set_held(false);
+                conn.touch(shared.now_ms());
+                // Marked as an answer: a close asked meanwhile gives up on such a client
+                // (`CloseWait`).
+                conn.set_answering(true);
+                let wrote = write_outbox(ws, conn, shared, deflate).await;
+                conn.set_answering(false);
+                match wrote {
+                    Flow::Continue => {}
+                    // Our close frame went out: the message read before it is still the
+                    // client's, as are those `finish` reads after it.
+                    Flow::Closing(code) => {
+                        conn.set_held(true);
+                        let ok = handing.as_mut().await;
+                        conn.set_held(false);
+                        return if ok { Flow::Closing(code) } else { Flow::Stop(ABNORMAL) };
+                    }
+                    stop => return stop,
+                }
+            }
+        }
+    }
+    if conn.held() {
+        conn.set_held(false);
+        conn.touch(shared.now_ms());
+    }
+    match handed {
+        Poll::Ready(true) => Flow::Continue,
+        _ => Flow::Stop(ABNORMAL),
+    }
 }
 
 /// `deflate`: the window agreed if the client negotiated permessage-deflate.

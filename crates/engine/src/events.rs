@@ -157,6 +157,9 @@ impl Admission {
     /// after end() is undone there, as Swoole's onClose would).
     pub fn admit(self, reply: Responder, head: HttpResponse) -> bool {
         let Admission { conn, shared } = self;
+        // Its idle time starts now, not when its handshake came: the callback may have taken
+        // longer than `heartbeat_idle_time` (an auth call), and the sweep dropped it at once.
+        conn.touch(shared.now_ms());
         shared.registry.insert(conn.clone());
         if reply.tx.send(Answer::Admitted(head)).is_ok() {
             return true;

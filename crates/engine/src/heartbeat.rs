@@ -37,6 +37,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tick.tick().await;
         let now = shared.now_ms();
         shared.registry.for_each(|conn| {
+            if conn.held() {
+                // Its reader waits for PHP, which is behind: the client may have sent a pong
+                // since that is not read yet. It counts as active when the wait ends.
+                return;
+            }
             let idle = now.saturating_sub(conn.last_active_ms());
             if idle_limit > 0 && idle >= idle_limit {
                 log::info!(target: "surge", "fd {}: nothing received for {idle} ms; dropping it", conn.fd);

@@ -1172,7 +1172,13 @@ async fn announce(handshake: Box<HttpRequest>, conn: &Arc<Conn>, shared: &Shared
         fd: conn.fd,
         request: handshake,
     };
-    Box::pin(shared.events.send(open)).await.is_ok()
+    // Registered, so the heartbeat sees it: a wait for room while PHP is behind is the
+    // server's, not the client's silence.
+    conn.set_held(true);
+    let sent = Box::pin(shared.events.send(open)).await.is_ok();
+    conn.set_held(false);
+    conn.touch(shared.now_ms());
+    sent
 }
 
 fn http_request(

@@ -105,9 +105,12 @@ pub struct Conn {
     /// Bytes of queued frames written so far (by the connection's task alone): a close waiting
     /// behind a write gives up on the client only while this stands still.
     written: AtomicU64,
-    /// The task is writing an answer of its own (an echo written straight after the callback,
-    /// a pong), not the outbox: a close asked meanwhile waits behind it as behind the outbox's.
+    /// The task is writing in a step that read a message (an echo written straight after the
+    /// callback, a pong, the outbox while the message waits for PHP): a close asked meanwhile
+    /// waits behind it as behind an outbox step's write.
     answering: AtomicBool,
+    /// The task waits for room to hand PHP a message it read (PHP is behind), reading no more.
+    held: AtomicBool,
     outbox: Mutex<Outbox>,
     pub(crate) wake: WakeSignal,
     /// Set once for a connection on the Pusher protocol's path (`/app/{key}`): its session,
@@ -131,6 +134,7 @@ impl Conn {
             last_ping: AtomicU64::new(now_ms),
             written: AtomicU64::new(0),
             answering: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             outbox: Mutex::new(Outbox {
                 queue: VecDeque::new(),
                 bytes: 0,
@@ -205,6 +209,16 @@ impl Conn {
         self.answering.load(Relaxed)
     }
 
+    pub(crate) fn set_held(&self, held: bool) {
+        self.held.store(held, Relaxed);
+    }
+
+    /// Whether the task waits to hand PHP a message: the silence is then the server's (see
+    /// `heartbeat`).
+    pub(crate) fn held(&self) -> bool {
+        self.held.load(Relaxed)
+    }
+
     /// The code we closed with, once we have (our close frame queued, or in the batch being
     /// written).
     pub(crate) fn closed_with(&self) -> Option<u16> {
@@ -257,8 +271,16 @@ impl Conn {
         self.pusher.get().is_some()
     }
 
+    /// Has the task drop the socket with no close handshake; nothing once the connection has
+    /// ended (a sweep that found it just before it left the registry must not mark it live
+    /// again for the stop's cut-off, which would tell PHP of its close a second time).
     pub(crate) fn kill(&self) {
-        self.outbox.lock().state = State::Kill;
+        let mut out = self.outbox.lock();
+        if out.state == State::Gone {
+            return;
+        }
+        out.state = State::Kill;
+        drop(out);
         self.wake.raise();
     }
 

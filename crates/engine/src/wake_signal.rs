@@ -22,6 +22,12 @@ impl WakeSignal {
         self.waker.wake();
     }
 
+    /// Raises it again without waking the task: for a raise taken by a look that does not act
+    /// on it, so that the next look finds it.
+    pub fn keep_raised(&self) {
+        self.raised.store(true, Release);
+    }
+
     /// Ready (and lowered) once raised. Only the connection's own task waits.
     pub fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.raised.swap(false, AcqRel) {

@@ -25,9 +25,8 @@ $onOpen = function (Server $server, $request) use ($users) {
 $server->on('handshake', function ($request, $response) use ($server, $style, $onOpen) {
     echo "handshake {$request->fd} {$request->server['request_uri']}\n";
     $token = $request->get['token'] ?? '';
-    if (getenv('SURGE_SLOW_HANDSHAKE')) {
-        usleep(300_000);
-    }
+    // SURGE_SLOW_HANDSHAKE: milliseconds the callback takes (an auth call elsewhere).
+    usleep((int) getenv('SURGE_SLOW_HANDSHAKE') * 1000);
     if ($token === 'last') {
         // The handshakes after this one get Surge's own, and so the open callback; even those
         // already waiting.
