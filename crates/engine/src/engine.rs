@@ -2,6 +2,7 @@
 //! the PHP thread, and takes pushes, closes and timers from it without ever blocking on I/O.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::events::{Event, ReplyTo};
 use crate::frame::{self, LastFrame};
 use crate::inline_dispatch::{self, Serving};
 use crate::listener::accept_loop;
+use crate::listener_not_inherited::Listening;
 use crate::made_in::MadeIn;
 use crate::redis_bridge::RedisBridge;
 use crate::registry::{Control, Outgoing, PushError};
@@ -87,6 +89,8 @@ pub struct ClientInfo {
 pub struct Engine {
     shared: Arc<Shared>,
     runtime: Option<Runtime>,
+    /// The accept loop of a worker's socket, until [`Engine::accept_connections`].
+    accepting: Mutex<Option<Accepting>>,
     events: Mutex<mpsc::Receiver<Event>>,
     timers: Timers,
     local_addr: SocketAddr,
@@ -148,7 +152,6 @@ impl Engine {
             false => Self::tls_acceptor(&config)?,
             true => None,
         };
-        let scheme = if tls.is_some() { "wss" } else { "ws" };
         logging::init(
             config.log_level,
             match &worker {
@@ -191,16 +194,7 @@ impl Engine {
             (None, Some(worker)) => worker.addr,
             (None, None) => unreachable!("only a pool's task worker has no listener"),
         };
-        let listener = match listener {
-            Some(listener) => {
-                let _guard = runtime.enter();
-                Some(
-                    tokio::net::TcpListener::from_std(listener)
-                        .map_err(|e| format!("cannot listen on {local_addr}: {e}"))?,
-                )
-            }
-            None => None,
-        };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let (tx, rx) = mpsc::channel(config.event_queue_size);
         let fds = match &worker {
             Some(w) if listener.is_some() => FdSource::worker(w),
@@ -237,9 +231,13 @@ impl Engine {
             }
             None => None,
         };
-        if let Some(listener) = listener {
-            runtime.spawn(accept_loop(listener, shared.clone(), tls));
-        }
+        let accepting = listener.map(|listener| Accepting {
+            // Now: it keeps the socket out of what PHP forks, workerStart included.
+            not_inherited: Listening::new(listener.as_raw_fd()),
+            listener,
+            scheme,
+            tls,
+        });
         let task_done = Arc::new(Notify::new());
         let task_place = task_queue.map(|(queue, place)| {
             tell_of_a_lost_task(&place, peers.as_ref());
@@ -261,13 +259,11 @@ impl Engine {
             .map_err(|e| format!("cannot watch signals: {e}"))?;
         reinstall_signal_handler();
         let stop_watchdog = StopWatchdog::start(shared.config.shutdown_timeout, worker.is_none())?;
-        // A task worker has the port open but takes no connections.
-        if !is_task_worker {
-            log::info!(target: "surge", "listening on {scheme}://{local_addr}");
-        }
-        Ok(Engine {
+        let alone = worker.is_none();
+        let engine = Engine {
             shared,
             runtime: Some(runtime),
+            accepting: Mutex::new(accepting),
             events: Mutex::new(rx),
             timers: Default::default(),
             local_addr,
@@ -281,7 +277,39 @@ impl Engine {
             _signal_mask: signal_mask,
             _stop_watchdog: stop_watchdog,
             made_in: MadeIn::here(),
-        })
+        };
+        if alone {
+            engine.accept_connections()?;
+        }
+        Ok(engine)
+    }
+
+    /// Starts taking connections, once: a server of one process as it starts, a worker once its
+    /// `workerStart` has run (its socket listens from then on: see `workers::listen`). Nothing
+    /// for a task worker, which takes none.
+    pub fn accept_connections(&self) -> Result<(), String> {
+        let Some(accepting) = self.accepting.lock().take() else {
+            return Ok(());
+        };
+        let Accepting {
+            listener,
+            not_inherited,
+            scheme,
+            tls,
+        } = accepting;
+        let addr = self.local_addr;
+        workers::listen(listener.as_fd(), addr)?;
+        // Registered with the runtime once it listens: registered before, it was never told
+        // of the connections that came (the socket's first readiness was a hang-up).
+        let listener = {
+            let _guard = self.runtime().enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+        };
+        let accept = accept_loop(listener, not_inherited, self.shared.clone(), tls);
+        self.runtime().spawn(accept);
+        log::info!(target: "surge", "listening on {scheme}://{addr}");
+        Ok(())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -743,6 +771,15 @@ impl Engine {
     }
 }
 
+/// A worker's socket, bound before `workerStart`, listening and accepted on after it.
+struct Accepting {
+    /// Before `listener`, so that it is dropped before the socket closes.
+    not_inherited: Listening,
+    listener: std::net::TcpListener,
+    scheme: &'static str,
+    tls: Option<TlsAcceptor>,
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         if self.in_forked_child() {
@@ -750,6 +787,8 @@ impl Drop for Engine {
             // the bus's threads, and shutting them down would wait for them for ever. What they
             // hold goes with the process.
             std::mem::forget(self.runtime.take());
+            // Its socket's number was closed in the child as it was forked.
+            std::mem::forget(self.accepting.lock().take());
             std::mem::forget(self.bus.take());
             std::mem::forget(self.peers.take());
             std::mem::forget(self.redis.take());

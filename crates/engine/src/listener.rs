@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,20 +65,17 @@ fn refusals_at_once(config: &Config) -> usize {
     REFUSALS_AT_ONCE.min(spare / 2).max(REFUSALS_AT_LEAST)
 }
 
-/// With `tls`, every connection does its TLS handshake before HTTP.
-pub(crate) fn accept_loop(
+/// With `tls`, every connection does its TLS handshake before HTTP. `not_inherited` is the
+/// listener's, made when it was bound (before `workerStart`, which may fork).
+pub(crate) async fn accept_loop(
     listener: TcpListener,
+    not_inherited: Listening,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
-) -> impl Future<Output = ()> {
-    // Made now, not when the loop first runs: with worker_threads 0 that is after workerStart,
-    // which may fork.
-    let not_inherited = Listening::new(listener.as_raw_fd());
-    async move {
-        accept_until_stopped(&listener, shared, tls).await;
-        // Before the socket closes: its number may then be another file's.
-        drop(not_inherited);
-    }
+) {
+    accept_until_stopped(&listener, shared, tls).await;
+    // Before the socket closes: its number may then be another file's.
+    drop(not_inherited);
 }
 
 const REFUSALS_WARN_EVERY: Duration = Duration::from_secs(10);

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -201,13 +202,12 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("host '{host}' has no address"))
 }
 
-/// A listening socket, bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's) and the
-/// longest backlog the kernel allows (net.core.somaxconn; 1024 overflowed when 10k clients came
-/// back at once after a restart, each overflow a client waiting 1-3 s to retry its SYN), not yet
-/// registered with any runtime (so that it can be made before forking).
+/// A socket bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's), listening unless it is
+/// a worker's (see [`listen`]), not yet registered with any runtime (so that it can be made
+/// before forking).
 pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, String> {
     use socket2::{Domain, Socket, Type};
-    let listen = || -> std::io::Result<TcpListener> {
+    let bind = || -> std::io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
         if reuse_port {
@@ -215,11 +215,24 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, St
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        // Linux caps it at net.core.somaxconn.
-        socket.listen(i32::MAX)?;
         Ok(socket.into())
     };
-    listen().map_err(|e| format!("cannot listen on {addr}: {e}"))
+    let socket = bind().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if !reuse_port {
+        listen(socket.as_fd(), addr)?;
+    }
+    Ok(socket)
+}
+
+/// Has a bound socket listen, with the longest backlog the kernel allows (net.core.somaxconn;
+/// 1024 overflowed when 10k clients came back at once after a restart, each overflow a client
+/// waiting 1-3 s to retry its SYN). A worker's listens once its `workerStart` has run: the
+/// kernel hands a listening socket its share of new connections, and a replacement that died
+/// in `workerStart` (a broken deploy, started again every second) dropped them all.
+pub(crate) fn listen(socket: BorrowedFd<'_>, addr: SocketAddr) -> Result<(), String> {
+    socket2::SockRef::from(&socket)
+        .listen(i32::MAX)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 /// Where fds come from: counted up from 1 in a single process, striped over workers.

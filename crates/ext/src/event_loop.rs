@@ -379,6 +379,13 @@ fn serve(
     if next == Next::Continue {
         next = guarded(|| run_deferred(server, engine));
     }
+    // Only now does a worker's socket take connections (see `Engine::accept_connections`).
+    if next == Next::Continue {
+        if let Err(why) = engine.accept_connections() {
+            log::error!(target: "surge", "{why}");
+            server.stop_requested.set(true);
+        }
+    }
     // The master goes on (a reload stops the next worker) only once this one serves.
     if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
         ready.report(Ok(()));

@@ -27,7 +27,10 @@ $server->on('workerStart', function ($s, $id) {
     // Read here, after the fork: a worker started by reload() reads it anew (code included here
     // would be too); what the script read before start() is the master's.
     $GLOBALS['version'] = getenv('SURGE_VERSION_FILE') ? file_get_contents(getenv('SURGE_VERSION_FILE')) : null;
-    if ($GLOBALS['version'] === 'broken') {
+    if ($GLOBALS['version'] === 'broken-slowly') {
+        usleep(500_000);  // a boot that takes a while before it fails
+    }
+    if (str_starts_with((string) $GLOBALS['version'], 'broken')) {
         trigger_error('a broken deploy', E_USER_ERROR);
     }
     if (($marker = getenv('SURGE_SLOW_START_FILE')) && file_exists($marker)) {
