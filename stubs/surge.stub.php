@@ -280,7 +280,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Applies settings (worker_threads (default: the CPU count, divided among the worker_num workers, at least 1 each; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval, heartbeat_idle_time (default 60, or twice heartbeat_check_interval when only that is set, as in Swoole), ping_interval, handshake_timeout, send_timeout (default 60: an HTTP response whose writes make no progress that long is closed), socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[[user]:password@]host:port[/db], rediss:// for TLS, redis+unix:///path.sock?db=0&pass=...), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate), websocket_subprotocol (a subprotocol or a list: the first the client asks for is answered); http_compression (bool, default true: whole text responses gzip-compressed for clients that accept it), http_compression_level (1-9, default 1), http_compression_min_length (bytes, default 20); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); numbers may be given as numeric strings (as read from the environment); Swoole's settings that ask for what Surge does anyway are taken ('daemonize' => false, 'dispatch_mode' => 1, 2 or 3, 'enable_coroutine' => false, 'max_conn' as max_connection, an int log_level as SWOOLE_LOG_*, any backlog above 0: the kernel's longest is used), the others throw saying how Surge does the same; an unknown key or bad value throws Surge\Exception naming it and nothing is applied; calls add up (settings that go together, such as ssl_cert_file and ssl_key_file, are checked by start()); throws once started. */
+        /** Applies settings (worker_threads (default: the CPU count, divided among the worker_num workers, at least 1 each; 0: the network work runs on the PHP thread between callbacks, faster for quick callbacks, stalled by a blocking one), max_connection, package_max_length, heartbeat_check_interval (default 5, or half of heartbeat_idle_time when only that is set and under 10), heartbeat_idle_time (default 60, or twice heartbeat_check_interval when only that is set, as in Swoole), ping_interval, handshake_timeout, send_timeout (default 60: an HTTP response whose writes make no progress that long is closed), socket_buffer_size, event_queue_size, shutdown_timeout, log_level; redis (URL redis://[[user]:password@]host:port[/db], rediss:// for TLS, redis+unix:///path.sock?db=0&pass=...), redis_prefix (default laravel_database_), redis_forward (default true); ssl_cert_file, ssl_key_file (PEM files: TLS); allowed_origins (list, default any), max_connections_per_ip, max_messages_per_second (0: no limit); websocket_compression (bool, default false: permessage-deflate), websocket_subprotocol (a subprotocol or a list: the first the client asks for is answered); http_compression (bool, default true: whole text responses gzip-compressed for clients that accept it), http_compression_level (1-9, default 1), http_compression_min_length (bytes, default 20); enable_static_handler (bool), document_root (an existing directory), static_handler_locations (list of URL path prefixes), http_index_files (list of file names served for a directory): files there are served without calling PHP; upload_tmp_dir (an existing directory, default the system's temporary directory: where uploaded files are written as they arrive); worker_num (default 1: PHP worker processes on the same port, each reaching every connection; not with pusher), task_worker_num (default 0: processes that run what task() hands over; 0-256; needs a task callback; not with pusher)); numbers may be given as numeric strings (as read from the environment); Swoole's settings that ask for what Surge does anyway are taken ('daemonize' => false, 'dispatch_mode' => 1, 2 or 3, 'enable_coroutine' => false, 'max_conn' as max_connection, an int log_level as SWOOLE_LOG_*, any backlog above 0: the kernel's longest is used), the others throw saying how Surge does the same; an unknown key or bad value throws Surge\Exception naming it and nothing is applied; calls add up (settings that go together, such as ssl_cert_file and ssl_key_file, are checked by start()); throws once started. */
         public function set(array $settings): bool
         {
         }
@@ -305,7 +305,7 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Adds $fd to the channel $channel (any string; created on first join); false if the connection is not open or already a member; a closing connection leaves all its channels by itself. */
+        /** Adds $fd to the channel $channel (any string; created on first join); false if the connection is not open or already a member; a connection leaves all its channels by itself as it closes (and is no longer listed by members(), channels() and channelsOf() once it starts closing). */
         public function join(int $fd, string $channel): bool
         {
         }
@@ -320,17 +320,17 @@ namespace Surge\WebSocket {
         {
         }
 
-        /** Every channel that has members, as name => member count, sorted by name. */
+        /** Every channel that has open members, as name => their count, sorted by name (a connection that is closing is not counted). */
         public function channels(): array
         {
         }
 
-        /** The fds in $channel, ascending; [] for an unknown channel. */
+        /** The open fds in $channel, ascending; [] for an unknown channel. */
         public function members(string $channel): array
         {
         }
 
-        /** The channels $fd is in, sorted by name (in its close callback: those it was in). */
+        /** The channels $fd is in, sorted by name; [] once it is closing, but in its close callback: those it was in. */
         public function channelsOf(int $fd): array
         {
         }

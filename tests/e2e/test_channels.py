@@ -1,9 +1,11 @@
 """Native fan-out without Redis: broadcast, channels (join/leave/publish), and what a closing
 connection leaves behind, through real WebSocket clients."""
 
+import json
 from contextlib import ExitStack
 
 from fanout_client import Client, eventually, start_fanout
+from rawws import RawClient
 
 
 def clients(stack, srv, n):
@@ -104,6 +106,26 @@ def test_a_closing_connection_leaves_all_its_channels(php_server):
         assert a.call("channelsOf", b.fd) == []
         assert a.call("publish", "x", "still here") == 1
         assert a.recv() == "still here"
+
+
+def test_a_connection_is_no_longer_listed_once_it_starts_closing(php_server):
+    """disconnect() of a member whose client does not answer the close frame yet: publish()
+    leaves it out at once, and so do members(), channels() and channelsOf() (they listed it
+    until its close handshake ended, up to 2 s: a kicked player still counted in its room)."""
+    srv = start_fanout(php_server)
+    with Client(srv.url) as a, RawClient(srv.port) as b:
+        b.open()
+        b_fd = json.loads(b.read_frame()[1])["fd"]
+        for name in ("room", "alone"):
+            assert a.call("join", b_fd, name)
+        assert a.call("join", a.fd, "room")
+        assert a.call("disconnect", b_fd, 4000, "kicked")
+        assert a.call("members", "room") == [a.fd]
+        assert a.call("channels") == {"room": 1}
+        assert a.call("channelsOf", b_fd) == []
+        assert a.call("publish", "room", "to a") == 1
+        assert a.recv() == "to a"
+        assert b.read_close() == (4000, "kicked")
 
 
 def test_thousands_of_channels_are_left_on_close(php_server):

@@ -304,6 +304,18 @@ def test_heartbeat_check_interval_alone_drops_after_twice_it_as_swoole_does(php_
         assert_serves(srv, healthy)
 
 
+def test_heartbeat_idle_time_alone_sweeps_often_enough_to_ping_first(php_server):
+    """With heartbeat_idle_time alone at 2 s, the sweep ran every 5 s (its default), found every
+    client idle past 2 s, and dropped the ones that answer pings before any ping. Now it runs
+    every second: a client that answers stays, one that does not is dropped."""
+    srv = php_server("echo.php", env=settings_env(heartbeat_idle_time=2))
+    with connect(srv.url, ping_interval=None) as healthy, RawClient(srv.port) as dead:
+        dead.open()
+        dead.wait_eof(timeout=4.5)
+        time.sleep(3)  # three more sweeps for the client that answers
+        assert_serves(srv, healthy)
+
+
 # --- signals, exit(), shutdown --------------------------------------------------------------
 
 
@@ -743,7 +755,13 @@ def test_what_a_callback_sent_before_exit_still_arrives(php_server, tmp_path):
             }
             exit(3);
         });
-        $s->on('request', function ($req, $res) { $res->end('bye'); exit(4); });
+        $s->on('request', function ($req, $res) {
+            if ($req->server['request_uri'] === '/quit') {
+                exit(5);
+            }
+            $res->end('bye');
+            exit(4);
+        });
     """)
     srv = php_server(script)
     with connect(srv.url) as other, connect(srv.url) as ws:
@@ -756,6 +774,13 @@ def test_what_a_callback_sent_before_exit_still_arrives(php_server, tmp_path):
     with urllib.request.urlopen(srv.http + "/", timeout=5) as res:
         assert res.read() == b"bye"
     assert srv.wait(timeout=10) == 4
+    # Exited before answering: the 500 says so (it said end() was not called).
+    srv = php_server(script)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(srv.http + "/quit", timeout=5)
+    assert refused.value.code == 500
+    assert refused.value.read() == b"the request callback called exit(): this server process is ending\n"
+    assert srv.wait(timeout=10) == 5
 
 
 @pytest.mark.parametrize("cmd", ["fatal", "oom"])

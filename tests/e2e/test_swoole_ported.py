@@ -166,6 +166,11 @@ def test_swoole_settings_that_ask_for_what_surge_does_are_taken_the_others_say_h
     assert surge_exception("$s->set(['task_tmpdir' => '/tmp']);").endswith("set the TMPDIR environment variable")
     # In Swoole's own examples (an unknown setting before).
     assert surge_exception("$s->set(['backlog' => 128]);") == "no exception"
+    assert surge_exception("$s->set(['reload_async' => true, 'open_websocket_ping_frame' => false, "
+                           "'open_websocket_pong_frame' => 0, 'max_wait_time' => 5]);") == "no exception"
+    assert surge_exception("$s->set(['open_websocket_ping_frame' => true]);") == (
+        "setting 'open_websocket_ping_frame' is Swoole's: Surge answers pings itself and does not hand them to PHP")
+    assert surge_exception("$s->set(['reload_async' => false]);").startswith("setting 'reload_async' is Swoole's: reload() stops each worker as at a stop")
     assert surge_exception("$s->set(['backlog' => 0]);").startswith("setting 'backlog' is Swoole's: Surge listens with the kernel's longest backlog")
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from conftest import TIME_FACTOR, close_code, settings_env, surge_exception
+from conftest import TIME_FACTOR, close_code, run_php, settings_env, surge_exception
 from fanout_client import eventually
 
 CLIENTS = 16
@@ -475,6 +475,21 @@ def test_a_publish_from_a_task_goes_out_while_the_task_works_on(php_server, tmp_
     assert "finish" not in srv.stdout(), "the task still works"
     release.touch()
     assert recv(ws)["result"]["published"] is True
+
+
+def test_a_task_callback_without_task_workers_is_warned_about():
+    """on('task') with task_worker_num 0 never runs, and the task() meant for it throws
+    wherever it is (a timer): start() says so once, in the log."""
+    out = run_php("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);
+        $s->set(['worker_num' => 2]);
+        $s->on('task', fn () => null);
+        $s->on('workerStart', fn ($s, $id) => $id === 1 ? $s->shutdown() : null);
+        $s->start();
+    """)
+    assert out.returncode == 0, out.stderr
+    warning = "a task callback is set but task_worker_num is 0: it never runs, and task() throws"
+    assert out.stderr.count(warning) == 1, out.stderr
 
 
 @pytest.mark.parametrize("code, message", [

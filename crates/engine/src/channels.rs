@@ -1,5 +1,6 @@
 //! Named channels: which connections get a `publish`. Each member's connection is held here,
-//! so publishing needs no registry lookups; a closing connection leaves all its channels.
+//! so publishing needs no registry lookups; a connection leaves all its channels as it ends,
+//! and is no longer listed once it is closing.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
@@ -146,39 +147,51 @@ impl Channels {
         self.left.load(Relaxed)
     }
 
+    // The three below leave out connections that are closing: a publish() no longer reaches
+    // them, and `disconnect()` or the client's close frame had them listed until their close
+    // handshake ended (up to 2 s), while `connections` and `isEstablished()` said they were gone.
+
+    /// The open members of `name`, sorted.
     pub fn members(&self, name: &str) -> Vec<u64> {
         let mut fds: Vec<u64> = self
             .inner
             .lock()
             .members
             .get(name)
-            .map(|m| m.keys().copied().collect())
+            .map(|m| m.values().filter(|c| c.is_open()).map(|c| c.fd).collect())
             .unwrap_or_default();
         fds.sort_unstable();
         fds
     }
 
-    /// Channel names with their member counts, sorted by name.
+    /// Channel names with their open member counts, sorted by name.
     pub fn list(&self) -> Vec<(String, usize)> {
         let mut all: Vec<(String, usize)> = self
             .inner
             .lock()
             .members
             .iter()
-            .map(|(k, m)| (k.to_string(), m.len()))
+            .map(|(k, m)| (k.to_string(), m.values().filter(|c| c.is_open()).count()))
+            .filter(|(_, open)| *open > 0)
             .collect();
         all.sort();
         all
     }
 
+    /// The channels `fd` is in, sorted; none while it closes.
     pub fn of(&self, fd: u64) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .lock()
-            .of_fd
-            .get(&fd)
-            .map(|s| s.iter().map(|n| n.to_string()).collect())
-            .unwrap_or_default();
+        let inner = self.inner.lock();
+        let Some(names) = inner.of_fd.get(&fd) else {
+            return Vec::new();
+        };
+        let open = names
+            .iter()
+            .find_map(|name| inner.members.get(name)?.get(&fd))
+            .is_some_and(|conn| conn.is_open());
+        if !open {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         names.sort();
         names
     }
@@ -238,6 +251,25 @@ mod tests {
         assert!(!ch.join(&a, "news"));
         assert_eq!(ch.list(), vec![]);
         assert_eq!(ch.of(1), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_closing_connection_is_no_longer_listed() {
+        let ch = Channels::default();
+        let (a, b) = (conn(1), conn(2));
+        ch.join(&a, "room");
+        ch.join(&b, "room");
+        ch.join(&a, "alone");
+        assert!(a.close(1000, "kicked"));
+        assert_eq!(ch.members("room"), vec![2]);
+        assert_eq!(ch.list(), vec![("room".into(), 1)]);
+        assert_eq!(ch.of(1), Vec::<String>::new());
+        assert_eq!(ch.of(2), vec!["room".to_string()]);
+        // Still a member until its task ends: its close event names the channels it was in.
+        assert_eq!(
+            ch.leave_all(1),
+            vec!["alone".to_string(), "room".to_string()]
+        );
     }
 
     #[test]

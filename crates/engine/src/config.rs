@@ -314,7 +314,8 @@ impl Config {
             "send_timeout" => self.send_timeout = seconds(key, value)?,
             "socket_buffer_size" => self.socket_buffer_size = count(key, value, 1024, 1 << 32)?,
             "event_queue_size" => self.event_queue_size = count(key, value, 1, 1 << 24)?,
-            "shutdown_timeout" => self.shutdown_timeout = seconds(key, value)?,
+            // Swoole's name for the same wait.
+            "shutdown_timeout" | "max_wait_time" => self.shutdown_timeout = seconds(key, value)?,
             "log_level" => self.log_level = log_level(value)?,
             "redis" => self.redis = redis_url(value)?,
             "redis_prefix" => self.redis_prefix = string(key, value)?,
@@ -364,9 +365,13 @@ impl Config {
         (self.heartbeat_idle_time).unwrap_or(set_check.map_or(DEFAULT_IDLE, |check| check * 2))
     }
 
-    /// How often the heartbeat sweep runs: `heartbeat_check_interval`, or unless set 5 s.
+    /// How often the heartbeat sweep runs: `heartbeat_check_interval`, or unless set 5 s, or
+    /// half of `heartbeat_idle_time` when that is set and shorter than 10 s (with the idle time
+    /// alone at 4 s, a sweep every 5 s dropped a client that answered pings before any ping).
     pub fn check_interval(&self) -> Duration {
-        self.heartbeat_check_interval.unwrap_or(DEFAULT_CHECK)
+        let set_idle = self.heartbeat_idle_time.filter(|idle| !idle.is_zero());
+        self.heartbeat_check_interval
+            .unwrap_or(set_idle.map_or(DEFAULT_CHECK, |idle| DEFAULT_CHECK.min(idle / 2)))
     }
 
     /// How long a connection may be silent before it is pinged: `ping_interval`, or unless set
@@ -474,6 +479,10 @@ fn swoole_setting(key: &str, value: &Value) -> Option<Result<(), ConfigError>> {
         "enable_coroutine" | "task_enable_coroutine" => (off, "Surge has no coroutines: callbacks run one at a time; hand slow work to task workers"),
         "open_websocket_protocol" | "open_http_protocol" => (on, "Surge always speaks WebSocket and HTTP on its port"),
         "open_websocket_close_frame" => (off, "close frames are not handed to PHP: the close callback runs for every closed connection"),
+        "open_websocket_ping_frame" => (off, "Surge answers pings itself and does not hand them to PHP"),
+        "open_websocket_pong_frame" => (off, "pongs are not handed to PHP: they count as activity for the heartbeat"),
+        // A worker that reload() stops finishes what is under way, as Swoole's async reload.
+        "reload_async" => (on, "reload() stops each worker as at a stop (its HTTP requests get their answer, its clients are closed with 1001), never at once"),
         "open_http2_protocol" => (off, "Surge speaks HTTP/1.1 (a proxy in front can speak HTTP/2)"),
         _ => return None,
     };
@@ -857,6 +866,21 @@ mod tests {
         assert_eq!(c.ping_every(), Duration::from_secs(5));
         c.apply("heartbeat_idle_time", &Value::Int(60)).unwrap();
         assert_eq!(c.ping_every(), Duration::from_secs(25));
+    }
+
+    #[test]
+    fn the_check_interval_fits_a_short_idle_time_when_only_that_is_set() {
+        let mut c = Config::default();
+        c.apply("heartbeat_idle_time", &Value::Int(4)).unwrap();
+        assert_eq!(c.check_interval(), Duration::from_secs(2));
+        c.validate().unwrap();
+        c.apply("heartbeat_idle_time", &Value::Int(60)).unwrap();
+        assert_eq!(c.check_interval(), DEFAULT_CHECK);
+        c.apply("heartbeat_idle_time", &Value::Int(0)).unwrap();
+        assert_eq!(c.check_interval(), DEFAULT_CHECK);
+        c.apply("heartbeat_check_interval", &Value::Int(3)).unwrap();
+        c.apply("heartbeat_idle_time", &Value::Int(4)).unwrap();
+        assert_eq!(c.check_interval(), Duration::from_secs(3));
     }
 
     #[test]

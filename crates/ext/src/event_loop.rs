@@ -150,6 +150,7 @@ fn start_engine(
     worker: Option<Worker>,
 ) -> Result<Rc<Engine>, String> {
     let handlers = server.registered_handlers();
+    let no_task_workers = config.task_worker_num == 0;
     let engine = Rc::new(Engine::start(
         config,
         &server.get_host(),
@@ -157,6 +158,11 @@ fn start_engine(
         &handlers,
         worker,
     )?);
+    // Said once (worker 0), now that the log is set up: the callback never runs, and the
+    // task() that should reach it throws wherever it is (a timer's game stopped so).
+    if no_task_workers && engine.worker().0 == 0 && server.callbacks.borrow().has(Kind::Task) {
+        log::warn!(target: "surge", "a task callback is set but task_worker_num is 0: it never runs, and task() throws (set(['task_worker_num' => 2]))");
+    }
     server.stop_requested.set(false);
     server.set_running(true, Some(engine.local_addr().port()));
     *server.engine.borrow_mut() = Some(engine.clone());
@@ -721,16 +727,21 @@ fn dispatch(server: &Server, this: &Zval, event: Event) -> Next {
             let Some(cb) = registered(server, Kind::Engine(Handler::Request)) else {
                 return Next::Continue;
             };
-            match call_for_value(&cb, &[&req, &res], "request") {
-                (Outcome::Fatal, _) => Response::after_failure(&res, FATAL_ANSWER),
+            let (outcome, returned) = call_for_value(&cb, &[&req, &res], "request");
+            let why = match (outcome, returned) {
+                (Outcome::Fatal, _) => FATAL_ANSWER,
+                // Said so: the client read that end() was not called.
+                (Outcome::Exit, _) => {
+                    "the request callback called exit(): this server process is ending"
+                }
                 // It threw (logged by the call).
-                (Outcome::Continue, None) => Response::after_failure(
-                    &res,
-                    "the request callback failed: the server's log says why",
-                ),
-                (outcome, _) => return outcome.into(),
-            }
-            Next::Continue
+                (Outcome::Continue, None) => {
+                    "the request callback failed: the server's log says why"
+                }
+                (Outcome::Continue, Some(_)) => return Next::Continue,
+            };
+            Response::after_failure(&res, why);
+            outcome.into()
         }
         Event::Handshake {
             request,
