@@ -532,18 +532,23 @@ def test_a_reload_runs_the_close_callbacks_of_clients_it_cuts_off(php_server, tm
     assert srv.wait(timeout=15) == 0
 
 
-def test_a_reload_stops_no_more_workers_while_a_new_one_fails_in_worker_start(php_server, tmp_path, stack):
-    """A broken deploy: the new worker 0 dies in workerStart, again and again. The reload waits
-    for it to serve before it stops worker 1, which serves meanwhile; once the code is mended,
-    the reload goes on."""
+@pytest.mark.parametrize("broken, why", [
+    ("broken", "it ended before it served"),
+    # An exception was only logged: the reload went on, every worker serving without its app.
+    ("broken-throws", "the workerStart callback threw (the log says what): the server did not start"),
+])
+def test_a_reload_stops_no_more_workers_while_a_new_one_fails_in_worker_start(php_server, tmp_path, stack, broken, why):
+    """A broken deploy: the new worker 0 dies in workerStart, or throws, again and again. The
+    reload waits for it to serve before it stops worker 1, which serves meanwhile; once the code
+    is mended, the reload goes on."""
     version = tmp_path / "version"
     version.write_text("v1")
     srv = start_workers(php_server, tmp_path, SURGE_VERSION_FILE=str(version))
     clients, who = clients_on_both_workers(srv, stack)
     on_1 = next(ws for ws, w in zip(clients, who) if w["worker"] == 1)
-    version.write_text("broken")
+    version.write_text(broken)
     assert ask(on_1, "reload") is True
-    srv.wait_output("worker 0 could not start: worker 0: it ended before it served", stream="stderr", timeout=10 * TIME_FACTOR)
+    srv.wait_output(f"worker 0 could not start: worker 0: {why}", stream="stderr", timeout=10 * TIME_FACTOR)
     time.sleep(2)  # more attempts at worker 0
     assert "worker 1 stopped for the reload" not in srv.stderr()
     assert ask(on_1, "who")["worker"] == 1, "worker 1 still serves its clients"
@@ -733,6 +738,26 @@ def test_a_worker_that_ends_in_worker_start_makes_start_throw(tmp_path, helper):
     )
     r = run_php(script, timeout=20)
     assert r.stdout == "thrown: worker 0: it ended before it served (exit() or a fatal error in workerStart?)", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_start_that_throws_makes_start_throw(tmp_path, workers):
+    """A boot that throws (an app that cannot reach its database) was logged, and the server
+    served on without the app. Now start() throws, after the log says what was thrown, with
+    no workerStop or shutdown callback for a server that never started."""
+    script = tmp_path / "throws.php"
+    script.write_text(
+        "<?php $s = new Surge\\WebSocket\\Server('127.0.0.1', 0);\n"
+        f"$s->set(['worker_num' => {workers}]);\n"
+        "$s->on('workerStart', function () { throw new RuntimeException('no database'); });\n"
+        "$s->on('workerStop', fn () => print('workerStop '));\n"
+        "$s->on('shutdown', fn () => print('shutdown '));\n"
+        "try { $s->start(); echo 'started'; } catch (Surge\\Exception $e) { echo 'thrown: ', $e->getMessage(); }\n"
+    )
+    r = run_php(script, timeout=20)
+    why = "the workerStart callback threw (the log says what): the server did not start"
+    assert r.stdout == "thrown: " + ("worker 0: " if workers > 1 else "") + why, r.stdout + r.stderr
+    assert "uncaught RuntimeException in the workerStart callback: no database" in r.stderr, r.stderr
 
 
 def test_port_in_use_throws_before_any_worker_starts(php_server, tmp_path, stack):

@@ -963,7 +963,7 @@ fn watch_signals(shared: Arc<Shared>, in_pool: bool) -> std::io::Result<()> {
         loop {
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
+                _ = term.recv() => signal_arrival::terminate_name(),
                 _ = usr1.recv() => {
                     ignore_reload_signal("SIGUSR1", in_pool);
                     continue;

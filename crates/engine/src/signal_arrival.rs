@@ -48,11 +48,12 @@ pub fn stop_on_hangup() {
         if HANGUP_IGNORED.load(Ordering::Relaxed) {
             return;
         }
-        // SAFETY: SIG_DFL is a valid action for SIGHUP; the registered action only calls getpid
-        // and kill, both async-signal-safe.
+        // SAFETY: SIG_DFL is a valid action for SIGHUP; the registered action only stores an
+        // atomic and calls getpid and kill, all async-signal-safe.
         let installed = unsafe {
             libc::signal(libc::SIGHUP, libc::SIG_DFL);
             signal_hook_registry::register(libc::SIGHUP, || {
+                HUNG_UP.store(true, Ordering::Relaxed);
                 libc::kill(libc::getpid(), libc::SIGTERM);
             })
         };
@@ -60,6 +61,17 @@ pub fn stop_on_hangup() {
             log::warn!(target: "surge", "SIGHUP will end the process at once: {err}");
         }
     });
+}
+
+/// A SIGHUP became the SIGTERM to come: the log names the signal sent.
+static HUNG_UP: AtomicBool = AtomicBool::new(false);
+
+/// The name of the SIGTERM just taken: "SIGHUP" when it was one turned into it.
+pub(crate) fn terminate_name() -> &'static str {
+    match HUNG_UP.swap(false, Ordering::Relaxed) {
+        true => "SIGHUP",
+        false => "SIGTERM",
+    }
 }
 
 /// SIGHUP was ignored when the process started.

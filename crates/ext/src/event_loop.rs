@@ -192,6 +192,7 @@ fn serve_and_stop(
     if next == Next::Continue {
         (next, stopping) = serve(server, this, &engine, ready);
     }
+    let failed_start = stopping.failed_start;
     if matches!(next, Next::Continue | Next::Stop) {
         next = drain(server, this, &engine, next, whole, stopping);
     }
@@ -212,6 +213,8 @@ fn serve_and_stop(
     let mut ended = match next {
         Next::Exit => Ended::Exited,
         Next::Fatal => Ended::Fatal,
+        // No stop callbacks for a worker that never started.
+        Next::Continue | Next::Stop if failed_start => Ended::Worker,
         Next::Continue | Next::Stop => lifecycle(server, Kind::WorkerStop, &[this, &worker_id]),
     };
     if ended == Ended::Stopped {
@@ -226,7 +229,10 @@ fn serve_and_stop(
     server.engine.borrow_mut().take();
     drop(engine);
     release(server);
-    Ok(ended)
+    match failed_start && ended == Ended::Worker {
+        true => Err(error(WORKER_START_THREW)),
+        false => Ok(ended),
+    }
 }
 
 /// How long the answers `workerStop` and `shutdown` gave requests still under way after the
@@ -334,7 +340,14 @@ struct Stopping {
     left: Vec<Event>,
     /// The stop signal's event was served (and logged): serving may run out of time before.
     signal_told: bool,
+    /// `workerStart` threw: the server (or this worker) stops without its stop callbacks, and
+    /// start() throws.
+    failed_start: bool,
 }
+
+/// Why start() throws, and a worker could not start, when `workerStart` threw.
+const WORKER_START_THREW: &str =
+    "the workerStart callback threw (the log says what): the server did not start";
 
 impl Stopping {
     /// Whether serving must end before the next event: a stop signal came `shutdown_timeout`
@@ -381,7 +394,23 @@ fn serve(
 ) -> (Next, Stopping) {
     let whole = ready.is_none();
     let worker_id = engine.worker().0 as i64;
-    let mut next = Next::from(callback(server, Kind::WorkerStart, &[this, &worker_id]));
+    let (outcome, returned) = match registered(server, Kind::WorkerStart) {
+        Some(cb) => call_for_value(&cb, &[this, &worker_id], "workerStart"),
+        None => (Outcome::Continue, Some(Zval::new())),
+    };
+    let mut next = Next::from(outcome);
+    let mut stopping = Stopping::default();
+    if next == Next::Continue && returned.is_none() {
+        // It threw (logged by the call): a boot that failed (an app that cannot reach its
+        // database) served on without the app, and a reload went on to the next worker as if
+        // this one had started. A start that failed, as in Swoole (where it ends the worker).
+        stopping.failed_start = true;
+        server.stop_requested.set(true);
+        if let Some(ready) = ready {
+            ready.report(Err(WORKER_START_THREW));
+        }
+        return (Next::Stop, stopping);
+    }
     if next == Next::Continue {
         next = guarded(|| run_deferred(server, engine));
     }
@@ -396,7 +425,6 @@ fn serve(
     if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
         ready.report(Ok(()));
     }
-    let mut stopping = Stopping::default();
     if next != Next::Continue {
         return (next, stopping);
     }

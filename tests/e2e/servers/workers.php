@@ -30,6 +30,9 @@ $server->on('workerStart', function ($s, $id) {
     if ($GLOBALS['version'] === 'broken-slowly') {
         usleep(500_000);  // a boot that takes a while before it fails
     }
+    if ($GLOBALS['version'] === 'broken-throws') {
+        throw new RuntimeException('a broken deploy');  // as a Laravel app's boot would
+    }
     if (str_starts_with((string) $GLOBALS['version'], 'broken')) {
         trigger_error('a broken deploy', E_USER_ERROR);
     }
