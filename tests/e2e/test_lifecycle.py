@@ -304,6 +304,21 @@ def test_heartbeat_check_interval_alone_drops_after_twice_it_as_swoole_does(php_
         assert_serves(srv, healthy)
 
 
+def test_the_heartbeats_drops_are_logged_a_line_a_sweep(php_server):
+    """Three clients that answer nothing are dropped: the log says so in a line a sweep that
+    lists their fds (it wrote a line a client, a steady stream with mobile clients)."""
+    srv = php_server("echo.php", env=settings_env(heartbeat_idle_time=1, heartbeat_check_interval=0.25, log_level="info"))
+    with contextlib.ExitStack() as stack:
+        deaf = [stack.enter_context(RawClient(srv.port)).open() for _ in range(3)]
+        for client in deaf:
+            client.wait_eof(timeout=5)
+    err = srv.stderr()
+    lines = re.findall(r"heartbeat: dropped (\d+) connections? that sent nothing for 1s: fds? ([\d, and]+)$", err, re.M)
+    listed = sorted(int(fd) for _, fds in lines for fd in re.findall(r"\d+", fds))
+    assert listed == sorted(opened_fds(srv.stdout())), err
+    assert sum(int(n) for n, _ in lines) == 3 and len(lines) <= 3, err
+
+
 def test_heartbeat_idle_time_alone_sweeps_often_enough_to_ping_first(php_server):
     """With heartbeat_idle_time alone at 2 s, the sweep ran every 5 s (its default), found every
     client idle past 2 s, and dropped the ones that answer pings before any ping. Now it runs

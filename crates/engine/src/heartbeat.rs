@@ -33,6 +33,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut dropped = Vec::new();
     loop {
         tick.tick().await;
         let now = shared.now_ms();
@@ -44,11 +45,55 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
             let idle = now.saturating_sub(conn.last_active_ms());
             if idle_limit > 0 && idle >= idle_limit {
-                log::info!(target: "surge", "fd {}: nothing received for {idle} ms; dropping it", conn.fd);
+                dropped.push(conn.fd);
                 conn.kill();
             } else if ping_every > 0 && idle >= ping_at {
                 conn.ping_if_due(now, ping_at);
             }
         });
+        if !dropped.is_empty() {
+            // One line a sweep: a line a client was a steady stream with mobile clients.
+            dropped.sort_unstable();
+            log::info!(target: "surge", "heartbeat: dropped {} that sent nothing for {idle_time:?}: {}", connections(dropped.len()), fd_list(&dropped));
+            dropped.clear();
+        }
+    }
+}
+
+fn connections(n: usize) -> String {
+    match n {
+        1 => "1 connection".into(),
+        n => format!("{n} connections"),
+    }
+}
+
+/// "fd 4, 9 and 12"; past ten, the first ten and how many more.
+fn fd_list(fds: &[u64]) -> String {
+    const SHOWN: usize = 10;
+    let shown: Vec<String> = fds.iter().take(SHOWN).map(u64::to_string).collect();
+    let label = if fds.len() == 1 { "fd" } else { "fds" };
+    match fds.len() {
+        n if n > SHOWN => format!("{label} {} and {} more", shown.join(", "), n - SHOWN),
+        1 => format!("{label} {}", shown[0]),
+        _ => {
+            let (last, first) = shown.split_last().expect("two or more");
+            format!("{label} {} and {last}", first.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fd_list;
+
+    #[test]
+    fn the_dropped_fds_are_listed_ten_at_most() {
+        assert_eq!(fd_list(&[4]), "fd 4");
+        assert_eq!(fd_list(&[4, 9, 12]), "fds 4, 9 and 12");
+        let many: Vec<u64> = (1..=25).collect();
+        assert_eq!(
+            fd_list(&many),
+            "fds 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 15 more"
+        );
     }
 }

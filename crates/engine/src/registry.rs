@@ -9,12 +9,19 @@ use std::sync::atomic::{
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::frame::{self, Encoded};
+use crate::logging::Throttle;
 use crate::wake_signal::WakeSignal;
+
+const SLOW_CONSUMER_WARN_EVERY: Duration = Duration::from_secs(10);
+static SLOW_CONSUMER_SAID: Throttle = Throttle::new(SLOW_CONSUMER_WARN_EVERY);
+/// Slow consumers closed in this process.
+static SLOW_CONSUMERS: AtomicU64 = AtomicU64::new(0);
 
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +179,12 @@ impl Conn {
         // Pings go in uncounted: hence saturating.
         let behind_next = out.bytes.saturating_sub(next);
         if behind_next + size > limit && !out.queue.is_empty() {
-            log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008", self.fd, out.bytes);
+            // At most every 10 s, with how many so far: a broadcast to a crowd that stalled
+            // wrote a line each in one millisecond.
+            let so_far = SLOW_CONSUMERS.fetch_add(1, Relaxed) + 1;
+            if SLOW_CONSUMER_SAID.due() {
+                log::warn!(target: "surge", "fd {}: slow consumer, {} bytes queued (limit {limit}); closing with 1008 ({so_far} slow consumers closed so far; said at most every {}s)", self.fd, out.bytes, SLOW_CONSUMER_WARN_EVERY.as_secs());
+            }
             out.queue.clear();
             out.bytes = 0;
             out.state = State::Closing(Some(1008));
