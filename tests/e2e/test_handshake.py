@@ -50,6 +50,8 @@ def test_a_handshake_callback_written_for_swoole_lets_in_and_refuses(php_server,
     assert refused.status_code == 403
     assert b"refused" in refused.body
     srv.wait_output("uncaught RuntimeException in the handshake callback: no handshake today", stream="stderr")
+    # With the stack trace, as PHP prints one.
+    assert "Stack trace:\n#0 [internal function]: {closure}(Object(Surge\\Http\\Request), Object(Surge\\Http\\Response))\n#1 {main}" in srv.stderr()
     # Still serving.
     with connect(srv.url + "/?token=secret&name=bob", open_timeout=5) as ws:
         assert ws.recv(timeout=5) == "welcome"

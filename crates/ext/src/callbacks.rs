@@ -127,16 +127,22 @@ pub fn call_for_value(
     (Outcome::Continue, None)
 }
 
-/// Takes the exception PHP has pending, if any, and logs it as uncaught `place`.
+/// Takes the exception PHP has pending, if any, and logs it as uncaught `place`, with its stack
+/// trace as PHP prints one (the place it was thrown alone did not say which call led there).
 fn log_pending(place: &str) {
-    if let Some((class, what)) = take_pending() {
-        log::error!(target: "surge", "uncaught {class} {place}: {what}");
+    if let Some((class, what, trace)) = take_pending_traced() {
+        log::error!(target: "surge", "uncaught {class} {place}: {what}\nStack trace:\n{trace}");
     }
 }
 
 /// Takes the exception PHP has pending, if any but `exit()`'s (left for PHP to exit): its
 /// class, and its message and place.
 pub fn take_pending() -> Option<(String, String)> {
+    take_pending_traced().map(|(class, what, _)| (class, what))
+}
+
+/// As [`take_pending`], with the stack trace (`getTraceAsString()`).
+fn take_pending_traced() -> Option<(String, String, String)> {
     if ExecutorGlobals::pending_exception_class().as_deref() == Some("UnwindExit") {
         return None;
     }
@@ -154,7 +160,7 @@ pub fn take_pending() -> Option<(String, String)> {
         .and_then(|z| z.long())
         .unwrap_or(0);
     let what = format!("{} in {}:{line}", text("getMessage"), text("getFile"));
-    Some((class, what))
+    Some((class, what, text("getTraceAsString")))
 }
 
 /// Callables by event, at the event's place in [`KINDS`]. Held zvals are invisible to PHP's GC,
