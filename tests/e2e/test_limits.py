@@ -159,6 +159,40 @@ def test_a_max_connection_above_the_open_file_limit_is_lowered_and_said(php_serv
     assert set(statuses) <= {b"101", b"503", b"reset"}, statuses
 
 
+def test_out_of_files_the_log_says_what_counts_and_what_to_do(php_server, tmp_path):
+    """The app holds 100 of its 128 files (its own: a database, logs): accept() fails below
+    max_connection, and the line said only 'Too many open files'. It says the limit, that the
+    app's files count too, and how to raise it."""
+    script = tmp_path / "hoarder.php"
+    script.write_text("""<?php
+        $s = new Surge\\WebSocket\\Server('127.0.0.1', (int) getenv('SURGE_PORT'));
+        $s->set(['log_level' => 'warn', 'handshake_timeout' => 10]);
+        $s->on('workerStart', function () {
+            for ($i = 0; $i < 100; $i++) {
+                $GLOBALS['held'][] = fopen('/dev/null', 'r');
+            }
+        });
+        $s->on('message', fn ($s, $f) => $s->push($f->fd, $f->data));
+        $s->start();
+    """)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    try:
+        srv = php_server(script)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    clients = []
+    try:
+        for _ in range(40):
+            clients.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        err = srv.wait_output("accept failed", stream="stderr", timeout=10)
+    finally:
+        for sock in clients:
+            sock.close()
+    assert re.search(r"accept failed: Too many open files \(os error 24\) \(the open-file limit is 128, max_connection 64: "
+                     r"the app's own files count too; raise the limit with ulimit -n or systemd's LimitNOFILE", err), err
+
+
 def test_over_max_messages_per_second_the_client_is_closed_with_1008(php_server):
     rate = 5
     srv = php_server("echo.php", env=settings_env(max_messages_per_second=rate))

@@ -167,7 +167,10 @@ impl Engine {
         let (listener, task_sender, task_queue) = match &worker {
             Some(worker) => worker.sockets()?,
             None => (
-                Some(workers::bind(workers::resolve(host, port)?, false)?),
+                Some(workers::bind_listening(
+                    workers::resolve(host, port)?,
+                    false,
+                )?),
                 None,
                 None,
             ),
@@ -285,8 +288,8 @@ impl Engine {
     }
 
     /// Starts taking connections, once: a server of one process as it starts, a worker once its
-    /// `workerStart` has run (its socket listens from then on: see `workers::listen`). Nothing
-    /// for a task worker, which takes none.
+    /// `workerStart` has run (a replacement's socket listens from then on: see
+    /// `workers::listen`). Nothing for a task worker, which takes none.
     pub fn accept_connections(&self) -> Result<(), String> {
         let Some(accepting) = self.accepting.lock().take() else {
             return Ok(());

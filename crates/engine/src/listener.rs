@@ -80,6 +80,20 @@ pub(crate) async fn accept_loop(
 
 const REFUSALS_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// What to do when out of files: the line said only "Too many open files". Open files other
+/// than connections (the app's own: a database, log files, a sendfile()) count against the
+/// limit too.
+fn out_of_files_hint(err: &std::io::Error, config: &Config) -> String {
+    match err.raw_os_error() {
+        Some(libc::EMFILE) => format!(
+            " (the open-file limit is {}, max_connection {}: the app's own files count too; raise the limit with ulimit -n or systemd's LimitNOFILE; clients wait in the kernel's queue meanwhile)",
+            open_file_limit(),
+            config.max_connection
+        ),
+        _ => String::new(),
+    }
+}
+
 async fn accept_until_stopped(
     listener: &TcpListener,
     shared: Arc<Shared>,
@@ -139,7 +153,7 @@ async fn accept_until_stopped(
                 // Out of file descriptors or similar: say so once per burst and let the
                 // system recover instead of spinning.
                 if !std::mem::replace(&mut failing, true) {
-                    log::error!(target: "surge", "accept failed: {err}");
+                    log::error!(target: "surge", "accept failed: {err}{}", out_of_files_hint(&err, &shared.config));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

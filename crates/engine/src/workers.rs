@@ -107,12 +107,12 @@ impl Pool {
         // Bound first without SO_REUSEPORT, which fails if anything listens on the port, even
         // another server's workers (sockets that all set SO_REUSEPORT share a port silently).
         // Port 0 picks a free port here, which the workers' sockets then take.
-        let addr = bind(resolve(host, port)?, false)?
+        let addr = bind_listening(resolve(host, port)?, false)?
             .local_addr()
             .map_err(|e| e.to_string())?;
         // All bound now, so that start() fails at once if they cannot be.
         let listeners = (0..count)
-            .map(|_| bind(addr, true).map(Some))
+            .map(|_| bind_listening(addr, true).map(Some))
             .collect::<Result<_, _>>()?;
         let tasks = match config.task_worker_num {
             0 => None,
@@ -138,8 +138,8 @@ impl Pool {
         self.addr
     }
 
-    /// In the master, before it forks worker `id`: its listening socket, bound anew for a
-    /// replacement.
+    /// In the master, before it forks worker `id`: its socket, bound anew for a replacement
+    /// (which listens once it serves).
     pub fn prepare(&self, id: usize) -> Result<(), String> {
         if let Some(slot @ None) = self.listeners.borrow_mut().get_mut(id) {
             *slot = Some(bind(self.addr, true)?);
@@ -202,9 +202,15 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("host '{host}' has no address"))
 }
 
-/// A socket bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's), listening unless it is
-/// a worker's (see [`listen`]), not yet registered with any runtime (so that it can be made
-/// before forking).
+/// A listening socket (see [`bind`]).
+pub(crate) fn bind_listening(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, String> {
+    let socket = bind(addr, reuse_port)?;
+    listen(socket.as_fd(), addr)?;
+    Ok(socket)
+}
+
+/// A socket bound with SO_REUSEADDR (and SO_REUSEPORT for a worker's), not listening yet (see
+/// [`listen`]), not registered with any runtime (so that it can be made before forking).
 pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, String> {
     use socket2::{Domain, Socket, Type};
     let bind = || -> std::io::Result<TcpListener> {
@@ -217,18 +223,16 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, St
         socket.bind(&addr.into())?;
         Ok(socket.into())
     };
-    let socket = bind().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    if !reuse_port {
-        listen(socket.as_fd(), addr)?;
-    }
-    Ok(socket)
+    bind().map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 /// Has a bound socket listen, with the longest backlog the kernel allows (net.core.somaxconn;
 /// 1024 overflowed when 10k clients came back at once after a restart, each overflow a client
-/// waiting 1-3 s to retry its SYN). A worker's listens once its `workerStart` has run: the
-/// kernel hands a listening socket its share of new connections, and a replacement that died
-/// in `workerStart` (a broken deploy, started again every second) dropped them all.
+/// waiting 1-3 s to retry its SYN). A replacement worker's listens once its `workerStart` has
+/// run (`Engine::accept_connections`): the kernel hands a listening socket its share of new
+/// connections, and one that died in `workerStart` (a broken deploy, started again every
+/// second) dropped them all. The first workers' listen from the start: a port nothing listens
+/// on looks free to another server's check (`Pool::new`), whose workers would then share it.
 pub(crate) fn listen(socket: BorrowedFd<'_>, addr: SocketAddr) -> Result<(), String> {
     socket2::SockRef::from(&socket)
         .listen(i32::MAX)
