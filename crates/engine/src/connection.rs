@@ -552,10 +552,20 @@ where
                 // reads nothing is dropped by the heartbeat, its idle time counted from here.
                 conn.set_held(false);
                 conn.touch(shared.now_ms());
-                // Marked as an answer: a close asked meanwhile gives up on such a client
-                // (`CloseWait`).
+                // Marked as an answer, and raised for `run` to look at while it waits: a close
+                // asked meanwhile, or already in this batch, gives up on a client that reads
+                // nothing (`CloseWait`). Raised only while it waits: raised before, the next
+                // turn of this loop found it so and wrote again, for ever.
                 conn.set_answering(true);
-                let wrote = write_outbox(ws, conn, shared, deflate).await;
+                let mut write = std::pin::pin!(write_outbox(ws, conn, shared, deflate));
+                let wrote = poll_fn(|cx| {
+                    let polled = write.as_mut().poll(cx);
+                    if polled.is_pending() {
+                        conn.wake.keep_raised();
+                    }
+                    polled
+                })
+                .await;
                 conn.set_answering(false);
                 match wrote {
                     Flow::Continue => {}

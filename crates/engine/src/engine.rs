@@ -294,6 +294,12 @@ impl Engine {
         let Some(accepting) = self.accepting.lock().take() else {
             return Ok(());
         };
+        if self.in_forked_child() {
+            // A child PHP forked in workerStart that went on serving: the socket's number was
+            // closed in it as it was forked, and may be another file's now.
+            std::mem::forget(accepting);
+            return Ok(());
+        }
         let Accepting {
             listener,
             not_inherited,

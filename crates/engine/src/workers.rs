@@ -138,11 +138,15 @@ impl Pool {
         self.addr
     }
 
-    /// In the master, before it forks worker `id`: its socket, bound anew for a replacement
-    /// (which listens once it serves).
+    /// In the master, before it forks worker `id`: its socket, bound anew for a replacement,
+    /// which listens once it serves if other workers take the new clients meanwhile; the only
+    /// worker's listens at once, its clients waiting for its boot rather than being refused.
     pub fn prepare(&self, id: usize) -> Result<(), String> {
         if let Some(slot @ None) = self.listeners.borrow_mut().get_mut(id) {
-            *slot = Some(bind(self.addr, true)?);
+            *slot = Some(match self.count {
+                1 => bind_listening(self.addr, true)?,
+                _ => bind(self.addr, true)?,
+            });
         }
         Ok(())
     }
@@ -389,6 +393,22 @@ mod tests {
             err.starts_with(&format!("cannot listen on 127.0.0.1:{port}")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_replacement_listens_at_once_only_when_it_is_the_only_worker() {
+        let connects = |addr| std::net::TcpStream::connect(addr).is_ok();
+        // Two workers, both gone: worker 1's replacement takes no client before it serves.
+        let pool = Pool::new(&workers(2), "127.0.0.1", 0).unwrap();
+        pool.forked(0);
+        pool.forked(1);
+        pool.prepare(1).unwrap();
+        assert!(!connects(pool.local_addr()));
+        // The only worker's: its clients wait for it in the queue.
+        let pool = Pool::new(&workers(1), "127.0.0.1", 0).unwrap();
+        pool.forked(0);
+        pool.prepare(0).unwrap();
+        assert!(connects(pool.local_addr()));
     }
 
     #[test]

@@ -192,7 +192,7 @@ fn serve_and_stop(
     if next == Next::Continue {
         (next, stopping) = serve(server, this, &engine, ready);
     }
-    let failed_start = stopping.failed_start;
+    let failed_start = stopping.failed_start.take();
     if matches!(next, Next::Continue | Next::Stop) {
         next = drain(server, this, &engine, next, whole, stopping);
     }
@@ -214,7 +214,7 @@ fn serve_and_stop(
         Next::Exit => Ended::Exited,
         Next::Fatal => Ended::Fatal,
         // No stop callbacks for a worker that never started.
-        Next::Continue | Next::Stop if failed_start => Ended::Worker,
+        Next::Continue | Next::Stop if failed_start.is_some() => Ended::Worker,
         Next::Continue | Next::Stop => lifecycle(server, Kind::WorkerStop, &[this, &worker_id]),
     };
     if ended == Ended::Stopped {
@@ -229,9 +229,9 @@ fn serve_and_stop(
     server.engine.borrow_mut().take();
     drop(engine);
     release(server);
-    match failed_start && ended == Ended::Worker {
-        true => Err(error(WORKER_START_THREW)),
-        false => Ok(ended),
+    match failed_start {
+        Some(why) if ended == Ended::Worker => Err(error(why)),
+        _ => Ok(ended),
     }
 }
 
@@ -340,9 +340,9 @@ struct Stopping {
     left: Vec<Event>,
     /// The stop signal's event was served (and logged): serving may run out of time before.
     signal_told: bool,
-    /// `workerStart` threw: the server (or this worker) stops without its stop callbacks, and
-    /// start() throws.
-    failed_start: bool,
+    /// Why it could not start (`workerStart` threw): the server (or this worker) stops without
+    /// its stop callbacks, and start() throws this.
+    failed_start: Option<String>,
 }
 
 /// Why start() throws, and a worker could not start, when `workerStart` threw.
@@ -400,26 +400,26 @@ fn serve(
     };
     let mut next = Next::from(outcome);
     let mut stopping = Stopping::default();
-    if next == Next::Continue && returned.is_none() {
-        // It threw (logged by the call): a boot that failed (an app that cannot reach its
-        // database) served on without the app, and a reload went on to the next worker as if
-        // this one had started. A start that failed, as in Swoole (where it ends the worker).
-        stopping.failed_start = true;
-        server.stop_requested.set(true);
-        if let Some(ready) = ready {
-            ready.report(Err(WORKER_START_THREW));
-        }
-        return (Next::Stop, stopping);
-    }
-    if next == Next::Continue {
+    // It threw (logged by the call): a boot that failed (an app that cannot reach its database)
+    // served on without the app, and a reload went on to the next worker as if this one had
+    // started. A start that failed, as in Swoole (where it ends the worker).
+    let threw = next == Next::Continue && returned.is_none();
+    if next == Next::Continue && !threw {
         next = guarded(|| run_deferred(server, engine));
     }
-    // Only now does a worker's socket take connections (see `Engine::accept_connections`).
-    if next == Next::Continue {
-        if let Err(why) = engine.accept_connections() {
-            log::error!(target: "surge", "{why}");
-            server.stop_requested.set(true);
+    // Only now does a replacement worker's socket listen (see `Engine::accept_connections`).
+    let failed = match next {
+        _ if threw => Some(WORKER_START_THREW.to_string()),
+        Next::Continue => engine.accept_connections().err(),
+        _ => None,
+    };
+    if let Some(why) = failed {
+        server.stop_requested.set(true);
+        if let Some(ready) = ready {
+            ready.report(Err(&why));
         }
+        stopping.failed_start = Some(why);
+        return (Next::Stop, stopping);
     }
     // The master goes on (a reload stops the next worker) only once this one serves.
     if let (Some(ready), Next::Continue | Next::Stop) = (ready, next) {
