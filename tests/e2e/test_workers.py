@@ -544,7 +544,7 @@ def test_a_reload_runs_the_close_callbacks_of_clients_it_cuts_off(php_server, tm
 @pytest.mark.parametrize("broken, why", [
     ("broken", "it ended before it served"),
     # An exception was only logged: the reload went on, every worker serving without its app.
-    ("broken-throws", "the workerStart callback threw (the log says what): the server did not start"),
+    ("broken-throws", "the workerStart callback threw (the log says what): not started"),
 ])
 def test_a_reload_stops_no_more_workers_while_a_new_one_fails_in_worker_start(php_server, tmp_path, stack, broken, why):
     """A broken deploy: the new worker 0 dies in workerStart, or throws, again and again. The
@@ -764,7 +764,7 @@ def test_a_worker_start_that_throws_makes_start_throw(tmp_path, workers):
         "try { $s->start(); echo 'started'; } catch (Surge\\Exception $e) { echo 'thrown: ', $e->getMessage(); }\n"
     )
     r = run_php(script, timeout=20)
-    why = "the workerStart callback threw \\(the log says what\\): the server did not start"
+    why = "the workerStart callback threw \\(the log says what\\): not started"
     # Both workers throw: the master names the one whose report it read first.
     assert re.fullmatch("thrown: " + ("worker [01]: " if workers > 1 else "") + why, r.stdout), r.stdout + r.stderr
     assert "uncaught RuntimeException in the workerStart callback: no database" in r.stderr, r.stderr

@@ -550,8 +550,7 @@ where
             _ = poll_fn(|cx| conn.wake.poll_raised(cx)) => {
                 // While it writes, the task waits on the client, as any write does: one that
                 // reads nothing is dropped by the heartbeat, its idle time counted from here.
-                conn.set_held(false);
-                conn.touch(shared.now_ms());
+                conn.end_hold(shared.now_ms());
                 // Marked as an answer, and raised for `run` to look at while it waits: a close
                 // asked meanwhile, or already in this batch, gives up on a client that reads
                 // nothing (`CloseWait`). Raised only while it waits: raised before, the next
@@ -583,8 +582,7 @@ where
         }
     }
     if conn.held() {
-        conn.set_held(false);
-        conn.touch(shared.now_ms());
+        conn.end_hold(shared.now_ms());
     }
     match handed {
         Poll::Ready(true) => Flow::Continue,

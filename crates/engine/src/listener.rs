@@ -1186,8 +1186,7 @@ async fn announce(handshake: Box<HttpRequest>, conn: &Arc<Conn>, shared: &Shared
     // server's, not the client's silence.
     conn.set_held(true);
     let sent = Box::pin(shared.events.send(open)).await.is_ok();
-    conn.set_held(false);
-    conn.touch(shared.now_ms());
+    conn.end_hold(shared.now_ms());
     sent
 }
 

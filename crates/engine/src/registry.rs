@@ -225,6 +225,12 @@ impl Conn {
         self.held.store(held, Relaxed);
     }
 
+    /// The wait to hand PHP a message is over: the idle time starts again now.
+    pub(crate) fn end_hold(&self, now_ms: u64) {
+        self.held.store(false, Relaxed);
+        self.touch(now_ms);
+    }
+
     /// Whether the task waits to hand PHP a message: the silence is then the server's (see
     /// `heartbeat`).
     pub(crate) fn held(&self) -> bool {

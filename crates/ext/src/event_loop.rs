@@ -346,8 +346,7 @@ struct Stopping {
 }
 
 /// Why start() throws, and a worker could not start, when `workerStart` threw.
-const WORKER_START_THREW: &str =
-    "the workerStart callback threw (the log says what): the server did not start";
+const WORKER_START_THREW: &str = "the workerStart callback threw (the log says what): not started";
 
 impl Stopping {
     /// Whether serving must end before the next event: a stop signal came `shutdown_timeout`
